@@ -1,0 +1,390 @@
+//! The only module that touches glommio: direct-I/O segment writes with the partial tail
+//! page kept in memory, reads, whole-file helpers for indexes, and directory syncs.
+
+use crate::config::IO_ALIGN;
+use crate::error::{glommio_io, Error, Result};
+use crate::recovery::{Scanner, Step, Stop};
+use bytes::Bytes;
+use glommio::io::{Directory, DmaFile, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+pub(crate) use glommio::io::DmaFile as File;
+
+fn align_down(value: u64) -> u64 {
+    value / IO_ALIGN * IO_ALIGN
+}
+
+fn align_up(value: u64) -> u64 {
+    value.div_ceil(IO_ALIGN) * IO_ALIGN
+}
+
+/// Appends to one segment file with O_DIRECT.
+///
+/// Every write starts at the aligned page holding the current end of the file: the bytes of
+/// that partial page are kept in memory and written again in front of the new data, and the
+/// last page is zero-padded. The file's logical length is `len`; on disk it may be longer
+/// (zeros) until [`SegmentWriter::finish`] trims it.
+pub(crate) struct SegmentWriter {
+    file: Rc<DmaFile>,
+    path: PathBuf,
+    len: u64,
+    partial: Vec<u8>,
+}
+
+impl SegmentWriter {
+    /// Creates (or truncates) the file.
+    pub(crate) async fn create(path: &Path) -> Result<SegmentWriter> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .dma_open(path)
+            .await
+            .map_err(glommio_io(format!("creating {}", path.display())))?;
+        Ok(SegmentWriter {
+            file: Rc::new(file),
+            path: path.to_owned(),
+            len: 0,
+            partial: Vec::new(),
+        })
+    }
+
+    /// Opens an existing file whose valid bytes end at `len`, trimming anything after it.
+    pub(crate) async fn open_at(path: &Path, len: u64) -> Result<SegmentWriter> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(path)
+            .await
+            .map_err(glommio_io(format!("opening {} for append", path.display())))?;
+        let size = file
+            .file_size()
+            .await
+            .map_err(glommio_io(format!("stat of {}", path.display())))?;
+        if size != len {
+            file.truncate(len).await.map_err(glommio_io(format!(
+                "truncating {} to {len}",
+                path.display()
+            )))?;
+            file.fdatasync()
+                .await
+                .map_err(glommio_io(format!("syncing {}", path.display())))?;
+        }
+        let page_start = align_down(len);
+        let partial = if len > page_start {
+            let read = file
+                .read_at(page_start, (len - page_start) as usize)
+                .await
+                .map_err(glommio_io(format!(
+                    "reading the tail page of {}",
+                    path.display()
+                )))?;
+            if read.len() as u64 != len - page_start {
+                return Err(Error::io(
+                    format!("reading the tail page of {}", path.display()),
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            read.to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(SegmentWriter {
+            file: Rc::new(file),
+            path: path.to_owned(),
+            len,
+            partial,
+        })
+    }
+
+    /// Logical length: bytes written so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Writes `batches` at the logical end with one direct-I/O write.
+    pub(crate) async fn write(&mut self, batches: &[Bytes]) -> Result<()> {
+        let data_len: usize = batches.iter().map(Bytes::len).sum();
+        debug_assert_eq!(
+            self.partial.len() as u64,
+            self.len - align_down(self.len),
+            "partial page mirrors the file"
+        );
+        let page_start = align_down(self.len);
+        let total = self.partial.len() + data_len;
+        let mut buffer = self.file.alloc_dma_buffer(align_up(total as u64) as usize);
+        let bytes = buffer.as_bytes_mut();
+        bytes[..self.partial.len()].copy_from_slice(&self.partial);
+        let mut at = self.partial.len();
+        for batch in batches {
+            bytes[at..at + batch.len()].copy_from_slice(batch);
+            at += batch.len();
+        }
+        bytes[at..].fill(0);
+        let written = self
+            .file
+            .write_at(buffer, page_start)
+            .await
+            .map_err(glommio_io(format!(
+                "writing {} at {page_start}",
+                self.path.display()
+            )))?;
+        if written < total {
+            let short = std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short write: {written} of {total} bytes"),
+            );
+            return Err(Error::io(format!("writing {}", self.path.display()), short));
+        }
+        self.len += data_len as u64;
+        let new_page_start = align_down(self.len);
+        let tail_len = (self.len - new_page_start) as usize;
+        // The new partial page is the last `tail_len` bytes of what was just written.
+        let mut partial = Vec::with_capacity(IO_ALIGN as usize);
+        let mut need = tail_len;
+        for batch in batches.iter().rev() {
+            if need == 0 {
+                break;
+            }
+            let take = need.min(batch.len());
+            partial.splice(0..0, batch[batch.len() - take..].iter().copied());
+            need -= take;
+        }
+        if need > 0 {
+            let old = &self.partial[self.partial.len() - need..];
+            partial.splice(0..0, old.iter().copied());
+        }
+        self.partial = partial;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable.
+    pub(crate) async fn sync(&self) -> Result<()> {
+        self.file
+            .fdatasync()
+            .await
+            .map_err(glommio_io(format!("fdatasync of {}", self.path.display())))
+    }
+
+    /// Trims the zero padding, syncs and closes the file.
+    pub(crate) async fn finish(self) -> Result<()> {
+        let context = format!("closing {}", self.path.display());
+        self.file
+            .truncate(self.len)
+            .await
+            .map_err(glommio_io(context.clone()))?;
+        self.file
+            .fdatasync()
+            .await
+            .map_err(glommio_io(context.clone()))?;
+        match Rc::try_unwrap(self.file) {
+            Ok(file) => file.close().await.map_err(glommio_io(context)),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Truncates the file to `len` bytes (which must not exceed the logical length).
+    pub(crate) async fn truncate(&mut self, len: u64) -> Result<()> {
+        assert!(len <= self.len, "truncate may only shrink");
+        let context = format!("truncating {} to {len}", self.path.display());
+        self.file
+            .truncate(len)
+            .await
+            .map_err(glommio_io(context.clone()))?;
+        self.file
+            .fdatasync()
+            .await
+            .map_err(glommio_io(context.clone()))?;
+        let reopened = SegmentWriter::open_at(&self.path, len).await?;
+        *self = reopened;
+        Ok(())
+    }
+}
+
+/// Makes sure glommio has probed the device holding `dir` with a real read.
+///
+/// glommio decides once per device whether reads may use the io_uring poll ring by reading
+/// the first file it opens. If that file is empty the probe succeeds vacuously and every
+/// later read on the device fails with EOPNOTSUPP on devices without poll queues (virtio).
+/// Opening a non-empty file first gives the probe a real answer. glommio caches the answer
+/// per thread (per executor), and so do we.
+pub(crate) async fn probe_device(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    thread_local!(static PROBED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) });
+    let device = std::fs::metadata(dir)
+        .map_err(|e| Error::io(format!("stat of {}", dir.display()), e))?
+        .dev();
+    if PROBED.with(|p| p.borrow().contains(&device)) {
+        return Ok(());
+    }
+    let thread =
+        format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_digit(), "");
+    let path = dir.join(format!(".keel-probe-{}-{thread}", std::process::id()));
+    std::fs::write(&path, vec![0u8; IO_ALIGN as usize])
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    let opened = DmaFile::open(&path).await;
+    let _ = std::fs::remove_file(&path);
+    let file = opened.map_err(glommio_io(format!(
+        "probing direct I/O with {}",
+        path.display()
+    )))?;
+    file.close()
+        .await
+        .map_err(glommio_io(format!("closing {}", path.display())))?;
+    PROBED.with(|p| p.borrow_mut().push(device));
+    Ok(())
+}
+
+/// Opens a segment (or any file) for direct-I/O reads.
+pub(crate) async fn open_read(path: &Path) -> Result<DmaFile> {
+    DmaFile::open(path)
+        .await
+        .map_err(glommio_io(format!("opening {}", path.display())))
+}
+
+/// Reads exactly `len` bytes at `position`.
+pub(crate) async fn read_exact(
+    file: &DmaFile,
+    path: &Path,
+    position: u64,
+    len: usize,
+) -> Result<Vec<u8>> {
+    let read = file
+        .read_at(position, len)
+        .await
+        .map_err(glommio_io(format!(
+            "reading {} bytes of {} at {position}",
+            len,
+            path.display()
+        )))?;
+    if read.len() < len {
+        let short = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("got {} of {len} bytes", read.len()),
+        );
+        return Err(Error::io(
+            format!("reading {} at {position}", path.display()),
+            short,
+        ));
+    }
+    Ok(read.to_vec())
+}
+
+/// Size of a file on disk.
+pub(crate) async fn file_size(file: &DmaFile, path: &Path) -> Result<u64> {
+    file.file_size()
+        .await
+        .map_err(glommio_io(format!("stat of {}", path.display())))
+}
+
+/// Reads a small whole file (an index); `None` when it does not exist.
+pub(crate) async fn read_small_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    let file = match DmaFile::open(path).await {
+        Ok(file) => file,
+        Err(e) => {
+            let e = std::io::Error::from(e);
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return Ok(None);
+            }
+            return Err(Error::io(format!("opening {}", path.display()), e));
+        }
+    };
+    let size = file_size(&file, path).await?;
+    let bytes = if size == 0 {
+        Vec::new()
+    } else {
+        read_exact(&file, path, 0, size as usize).await?
+    };
+    file.close()
+        .await
+        .map_err(glommio_io(format!("closing {}", path.display())))?;
+    Ok(Some(bytes))
+}
+
+/// Replaces a small file (an index) with `bytes`, durably.
+pub(crate) async fn write_small_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let context = format!("writing {}", path.display());
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(path)
+        .await
+        .map_err(glommio_io(context.clone()))?;
+    if !bytes.is_empty() {
+        let mut buffer = file.alloc_dma_buffer(align_up(bytes.len() as u64) as usize);
+        buffer.as_bytes_mut()[..bytes.len()].copy_from_slice(bytes);
+        buffer.as_bytes_mut()[bytes.len()..].fill(0);
+        file.write_at(buffer, 0)
+            .await
+            .map_err(glommio_io(context.clone()))?;
+        file.truncate(bytes.len() as u64)
+            .await
+            .map_err(glommio_io(context.clone()))?;
+    }
+    file.fdatasync()
+        .await
+        .map_err(glommio_io(context.clone()))?;
+    file.close().await.map_err(glommio_io(context))
+}
+
+/// Removes a file; a file already gone is fine.
+pub(crate) async fn remove_file(path: &Path) -> Result<()> {
+    match glommio::io::remove(path).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let e = std::io::Error::from(e);
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(Error::io(format!("removing {}", path.display()), e))
+            }
+        }
+    }
+}
+
+/// Makes a directory's entries (created, removed, renamed files) durable.
+pub(crate) async fn sync_dir(path: &Path) -> Result<()> {
+    let context = format!("syncing directory {}", path.display());
+    let dir = Directory::open(path)
+        .await
+        .map_err(glommio_io(context.clone()))?;
+    dir.sync().await.map_err(glommio_io(context.clone()))?;
+    dir.close().await.map_err(glommio_io(context))
+}
+
+/// Bytes read per step while scanning a segment.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+/// Feeds a segment file to `scanner` from its position until it stops.
+pub(crate) async fn scan(
+    file: &DmaFile,
+    path: &Path,
+    file_len: u64,
+    scanner: &mut Scanner,
+) -> Result<Stop> {
+    let mut len_min = SCAN_CHUNK_BYTES;
+    loop {
+        let position = scanner.position();
+        let remaining = file_len.saturating_sub(position);
+        let len = (len_min.max(SCAN_CHUNK_BYTES) as u64).min(remaining) as usize;
+        let data = if len == 0 {
+            Vec::new()
+        } else {
+            read_exact(file, path, position, len).await?
+        };
+        let eof = position + len as u64 >= file_len;
+        match scanner.feed(&data, eof) {
+            Step::Stop(stop) => return Ok(stop),
+            Step::NeedMore {
+                position: at,
+                len_min: need,
+            } => {
+                debug_assert!(at >= position, "the scanner never goes back");
+                len_min = need;
+            }
+        }
+    }
+}

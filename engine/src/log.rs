@@ -1,0 +1,1654 @@
+//! The partition log: appends with group commit, reads from the tail cache or the segment
+//! files, rolls, retention, truncation and recovery on open.
+//!
+//! All state lives in one `RefCell` owned by the shard's executor. Appends do their
+//! bookkeeping synchronously (offsets are assigned in call order) and then wait, if the
+//! fsync policy says so, for a single background flusher task that writes everything
+//! unwritten in one direct-I/O write and syncs once for everyone waiting: group commit.
+
+use crate::config::{FsyncPolicy, LogConfig, OnCorruption, Verify};
+use crate::error::{Error, Result};
+use crate::index::{IndexPacer, OffsetIndex, TimeIndex};
+use crate::io::{self, File, SegmentWriter};
+use crate::recovery::{Scanner, Stop};
+use crate::retention::{segments_to_delete, RetentionPolicy, SegmentSummary};
+use crate::segment::{
+    index_path, log_path, parse_log_file_name, time_index_path, Segment, SegmentInfo,
+};
+use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
+use keel_protocol::batch::{
+    peek_batch_len, set_base_offset, set_partition_leader_epoch, BatchView, LOG_OVERHEAD,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Source of wall-clock time in milliseconds (roll by age, retention by time).
+pub trait Clock {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Rc<Cell<i64>>);
+
+impl ManualClock {
+    /// A clock reading `now_ms`.
+    pub fn new(now_ms: i64) -> ManualClock {
+        ManualClock(Rc::new(Cell::new(now_ms)))
+    }
+    /// Moves the clock forward by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.0.set(self.0.get() + ms);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.get()
+    }
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// Largest record timestamp in the batch.
+    pub max_timestamp: i64,
+}
+
+/// A byte range of a segment file that a server can send with zero copy (sendfile/splice).
+///
+/// Holds the file open, so the range stays readable even if retention deletes the segment
+/// meanwhile.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    file: Arc<std::fs::File>,
+    position: u64,
+    len: u64,
+}
+
+impl FileRange {
+    /// The open file.
+    pub fn file(&self) -> &Arc<std::fs::File> {
+        &self.file
+    }
+    /// Raw descriptor for sendfile/splice.
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+    /// Byte position of the first batch.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+    /// Length in bytes (whole batches).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    /// Whether the range is empty (never true for a range returned by a read).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Copies the range into memory with a blocking `pread`: for tools and tests, not for
+    /// a shard's event loop.
+    ///
+    /// # Errors
+    /// I/O errors of the read.
+    pub fn read_to_vec(&self) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut out = vec![0; self.len as usize];
+        self.file
+            .read_exact_at(&mut out, self.position)
+            .map_err(|e| Error::io("reading a file range", e))?;
+        Ok(out)
+    }
+}
+
+/// The bytes a read returns: whole batches, from memory or from a file.
+#[derive(Debug, Clone)]
+pub enum ReadData {
+    /// Nothing at or after the offset is readable yet.
+    Empty,
+    /// Recent batches served from the tail cache, in order.
+    Memory(Vec<Bytes>),
+    /// Older batches, as a range of a segment file.
+    File(FileRange),
+}
+
+impl ReadData {
+    /// Number of bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            ReadData::Empty => 0,
+            ReadData::Memory(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
+            ReadData::File(range) => range.len(),
+        }
+    }
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The bytes in one buffer (blocking read for file ranges; tools and tests).
+    ///
+    /// # Errors
+    /// I/O errors reading a file range.
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        match self {
+            ReadData::Empty => Ok(Vec::new()),
+            ReadData::Memory(chunks) => Ok(chunks.concat()),
+            ReadData::File(range) => range.read_to_vec(),
+        }
+    }
+}
+
+/// The answer to a read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches starting with the one holding the requested offset.
+    pub data: ReadData,
+    /// Offsets below this are readable by consumers.
+    pub high_watermark: i64,
+    /// First offset in the log.
+    pub log_start_offset: i64,
+    /// Offset the next append gets.
+    pub log_end_offset: i64,
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Batches appended.
+    pub appends: u64,
+    /// Direct-I/O writes issued.
+    pub writes: u64,
+    /// Bytes handed to those writes (including rewritten partial pages and padding).
+    pub bytes_written: u64,
+    /// fdatasync calls.
+    pub fsyncs: u64,
+    /// Total time spent in fdatasync, microseconds.
+    pub fsync_us_total: u64,
+    /// Longest fdatasync, microseconds.
+    pub fsync_us_max: u64,
+    /// Reads served from the tail cache.
+    pub reads_memory: u64,
+    /// Reads served as file ranges.
+    pub reads_file: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Open,
+    Truncating,
+    Closed,
+}
+
+enum WaitFor {
+    Durable(i64),
+    Space,
+    Idle,
+}
+
+struct Waiter {
+    wait_for: WaitFor,
+    done: oneshot::Sender<Result<()>>,
+}
+
+struct Cached {
+    base_offset: i64,
+    next_offset: i64,
+    segment_base: i64,
+    position: u64,
+    max_timestamp: i64,
+    bytes: Bytes,
+}
+
+struct State {
+    segments: BTreeMap<i64, Segment>,
+    log_start: i64,
+    log_end: i64,
+    high_watermark: i64,
+    written_end: i64,
+    durable_end: i64,
+    leader_epoch: i32,
+    tail: VecDeque<Cached>,
+    tail_bytes: u64,
+    unwritten_bytes: u64,
+    flushing: bool,
+    sync_requested: bool,
+    waiters: Vec<Waiter>,
+    offline: Option<String>,
+    status: Status,
+    last_sync: Instant,
+    stats: LogStats,
+}
+
+struct Shared {
+    dir: PathBuf,
+    config: LogConfig,
+    clock: Rc<dyn Clock>,
+    state: RefCell<State>,
+}
+
+/// One partition's log in one directory. Cheap to clone (a handle); must stay on the
+/// glommio executor that opened it.
+///
+/// ```no_run
+/// use keel_engine::{Log, LogConfig};
+/// use keel_protocol::batch::{BatchBuilder, NewRecord};
+///
+/// glommio::LocalExecutor::default().run(async {
+///     let log = Log::open("/tmp/keel-doc/orders-0", LogConfig::default()).await?;
+///     let mut builder = BatchBuilder::new();
+///     builder.push(NewRecord::value(1_700_000_000_000, "hello"));
+///     let info = log.append(builder.build()?.as_slice().into()).await?;
+///     assert_eq!(info.base_offset, 0);
+///     let read = log.read(0, 1 << 20).await?;
+///     assert!(!read.data.is_empty());
+///     log.close().await
+/// }).unwrap();
+/// # Ok::<(), keel_engine::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Log {
+    shared: Rc<Shared>,
+}
+
+impl State {
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn complete_waiters(&mut self, unwritten_bytes_max: u64) {
+        let (durable, unwritten) = (self.durable_end, self.unwritten_bytes);
+        self.waiters.retain_mut(|waiter| {
+            let ready = match waiter.wait_for {
+                WaitFor::Durable(next) => next <= durable,
+                WaitFor::Space => unwritten <= unwritten_bytes_max,
+                WaitFor::Idle => false,
+            };
+            if ready {
+                let (done, _) = oneshot::channel();
+                let sender = std::mem::replace(&mut waiter.done, done);
+                let _ = sender.send(Ok(()));
+            }
+            !ready
+        });
+    }
+
+    fn complete_idle(&mut self) {
+        self.waiters.retain_mut(|waiter| {
+            let idle = matches!(waiter.wait_for, WaitFor::Idle);
+            if idle {
+                let (done, _) = oneshot::channel();
+                let _ = std::mem::replace(&mut waiter.done, done).send(Ok(()));
+            }
+            !idle
+        });
+    }
+
+    fn fail(&mut self, error: &Error) {
+        tracing::error!(%error, "log goes offline");
+        self.offline = Some(error.to_string());
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.done.send(Err(error.clone()));
+        }
+    }
+
+    fn update_high_watermark(&mut self, fsync: FsyncPolicy) {
+        self.high_watermark = match fsync {
+            FsyncPolicy::Always => self.durable_end,
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => self.log_end,
+        };
+        debug_assert!(
+            self.high_watermark <= self.log_end,
+            "high watermark above log end"
+        );
+    }
+
+    fn evict(&mut self, tail_cache_bytes: u64) {
+        let evictable = self.written_end.min(self.high_watermark);
+        while self.tail_bytes > tail_cache_bytes {
+            match self.tail.front() {
+                Some(front) if front.next_offset <= evictable => {
+                    self.tail_bytes -= front.bytes.len() as u64;
+                    self.tail.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if let Some(reason) = &self.offline {
+            return Err(Error::Offline(reason.clone()));
+        }
+        match self.status {
+            Status::Open => Ok(()),
+            Status::Truncating => Err(Error::Unavailable("being truncated")),
+            Status::Closed => Err(Error::Unavailable("closed")),
+        }
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering from whatever a crash left.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad config, [`Error::Corrupt`] when a segment is corrupt and
+    /// `config.on_corruption` is `Fail`, I/O errors.
+    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
+        Log::open_with_clock(dir, config, Rc::new(SystemClock)).await
+    }
+
+    /// As [`Log::open`], with a clock of the caller's choosing.
+    ///
+    /// # Errors
+    /// As [`Log::open`].
+    pub async fn open_with_clock(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Rc<dyn Clock>,
+    ) -> Result<Log> {
+        config.validate()?;
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        io::probe_device(&dir).await?;
+        let mut bases = Vec::new();
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            if let Some(base) = entry.file_name().to_str().and_then(parse_log_file_name) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let segments = recover(&dir, &config, &bases, clock.now_ms()).await?;
+        let log_start = segments.values().next().map_or(0, |s| s.base_offset);
+        let log_end = segments.values().next_back().map_or(0, |s| s.next_offset);
+        let mut segments = segments;
+        if segments.is_empty() {
+            segments.insert(0, Segment::new(0, config.index_interval_bytes));
+        }
+        let state = State {
+            segments,
+            log_start,
+            log_end,
+            high_watermark: log_end,
+            written_end: log_end,
+            durable_end: log_end,
+            leader_epoch: 0,
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+            unwritten_bytes: 0,
+            flushing: false,
+            sync_requested: false,
+            waiters: Vec::new(),
+            offline: None,
+            status: Status::Open,
+            last_sync: Instant::now(),
+            stats: LogStats::default(),
+        };
+        let shared = Rc::new(Shared {
+            dir,
+            config,
+            clock,
+            state: RefCell::new(state),
+        });
+        if let FsyncPolicy::Interval(every) = shared.config.fsync {
+            glommio::spawn_local(interval_syncer(Rc::downgrade(&shared), every)).detach();
+        }
+        Ok(Log { shared })
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.shared.config
+    }
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.state.borrow().log_start
+    }
+    /// Offset the next append gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.state.borrow().log_end
+    }
+    /// Offsets below this are visible to readers.
+    pub fn high_watermark(&self) -> i64 {
+        self.shared.state.borrow().high_watermark
+    }
+    /// Offsets below this are synced to disk.
+    pub fn durable_end_offset(&self) -> i64 {
+        self.shared.state.borrow().durable_end
+    }
+    /// Counters since open.
+    pub fn stats(&self) -> LogStats {
+        self.shared.state.borrow().stats
+    }
+    /// Sets the leader epoch stamped on appended batches.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.shared.state.borrow_mut().leader_epoch = epoch;
+    }
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.shared
+            .state
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.size)
+            .sum()
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let state = self.shared.state.borrow();
+        let active_base = state.active().base_offset;
+        state
+            .segments
+            .values()
+            .map(|s| SegmentInfo {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size: s.size,
+                max_timestamp: s.max_timestamp,
+                path: log_path(&self.shared.dir, s.base_offset),
+                active: s.base_offset == active_base,
+            })
+            .collect()
+    }
+
+    /// Appends one RecordBatch v2, assigning its base offset and leader epoch; the bytes are
+    /// stored otherwise unchanged. Completes when the fsync policy is satisfied: with
+    /// `always`, once the batch is on disk.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBatch`] for bad bytes or CRC (nothing is stored),
+    /// [`Error::Offline`] after an I/O failure, [`Error::Unavailable`] while closed or
+    /// truncating.
+    pub async fn append(&self, batch: BytesMut) -> Result<AppendInfo> {
+        let (info, wait) = self.append_buffered(batch)?;
+        if let Some(done) = wait {
+            done.await.map_err(|_| Error::Unavailable("closed"))??;
+        }
+        Ok(info)
+    }
+
+    fn append_buffered(
+        &self,
+        mut batch: BytesMut,
+    ) -> Result<(AppendInfo, Option<oneshot::Receiver<Result<()>>>)> {
+        let view = BatchView::new_verified(&batch)?;
+        if view.len() != batch.len() {
+            return Err(Error::InvalidAppend(format!(
+                "{} bytes after the batch",
+                batch.len() - view.len()
+            )));
+        }
+        let count = i64::from(view.last_offset_delta()) + 1;
+        let max_timestamp = view.max_timestamp();
+        let len = batch.len() as u64;
+        let config = &self.shared.config;
+        let now_ms = self.shared.clock.now_ms();
+        let mut guard = self.shared.state.borrow_mut();
+        let state = &mut *guard;
+        state.check_writable()?;
+
+        let active = state.active();
+        let too_big = active.size + len > config.segment_bytes;
+        let too_old = config
+            .segment_ms
+            .is_some_and(|ms| active.created_ms.is_some_and(|c| now_ms - c >= ms as i64));
+        let offsets_full = state.log_end + count - active.base_offset > u32::MAX as i64;
+        if !active.is_empty() && (too_big || too_old || offsets_full) {
+            state.active_mut().sealed = true;
+            let base = state.log_end;
+            state
+                .segments
+                .insert(base, Segment::new(base, config.index_interval_bytes));
+        }
+
+        let base_offset = state.log_end;
+        set_base_offset(&mut batch, base_offset);
+        set_partition_leader_epoch(&mut batch, state.leader_epoch);
+        let bytes = batch.freeze();
+        let last_offset = base_offset + count - 1;
+        let segment = state.active_mut();
+        let position = segment.size;
+        if segment.pacer.on_batch(len) {
+            segment.offset_index.append(last_offset, position);
+        }
+        if max_timestamp > segment.max_timestamp {
+            segment.max_timestamp = max_timestamp;
+            segment.time_index.maybe_append(max_timestamp, last_offset);
+        }
+        segment.size += len;
+        segment.next_offset = last_offset + 1;
+        segment.created_ms.get_or_insert(now_ms);
+        let segment_base = segment.base_offset;
+        state.log_end = last_offset + 1;
+        state.tail.push_back(Cached {
+            base_offset,
+            next_offset: last_offset + 1,
+            segment_base,
+            position,
+            max_timestamp,
+            bytes,
+        });
+        state.tail_bytes += len;
+        state.unwritten_bytes += len;
+        state.stats.appends += 1;
+        state.update_high_watermark(config.fsync);
+
+        let wait_for = match config.fsync {
+            FsyncPolicy::Always => Some(WaitFor::Durable(state.log_end)),
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never
+                if state.unwritten_bytes > config.unwritten_bytes_max =>
+            {
+                Some(WaitFor::Space)
+            }
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => None,
+        };
+        let receiver = wait_for.map(|wait_for| {
+            let (done, receiver) = oneshot::channel();
+            state.waiters.push(Waiter { wait_for, done });
+            receiver
+        });
+        let spawn = claim_flusher(state);
+        drop(guard);
+        if spawn {
+            spawn_flusher(&self.shared);
+        }
+        Ok((
+            AppendInfo {
+                base_offset,
+                last_offset,
+                max_timestamp,
+            },
+            receiver,
+        ))
+    }
+
+    /// Writes and syncs everything appended so far (and finishes rolled segments).
+    ///
+    /// # Errors
+    /// [`Error::Offline`] or the I/O error that made the log go offline.
+    pub async fn flush(&self) -> Result<()> {
+        let (receiver, spawn) = {
+            let mut state = self.shared.state.borrow_mut();
+            if let Some(reason) = &state.offline {
+                return Err(Error::Offline(reason.clone()));
+            }
+            let (done, receiver) = oneshot::channel();
+            let target = state.log_end;
+            state.waiters.push(Waiter {
+                wait_for: WaitFor::Durable(target),
+                done,
+            });
+            state.sync_requested = true;
+            let needs_work = state.durable_end < target
+                || state.segments.values().any(|s| s.sealed && !s.finalized);
+            let mut spawn = false;
+            if needs_work {
+                spawn = claim_flusher(&mut state);
+            } else {
+                state.complete_waiters(self.shared.config.unwritten_bytes_max);
+            }
+            (receiver, spawn)
+        };
+        if spawn {
+            spawn_flusher(&self.shared);
+        }
+        receiver.await.map_err(|_| Error::Unavailable("closed"))??;
+        self.wait_idle().await
+    }
+
+    async fn wait_idle(&self) -> Result<()> {
+        let receiver = {
+            let mut state = self.shared.state.borrow_mut();
+            if !state.flushing {
+                return Ok(());
+            }
+            let (done, receiver) = oneshot::channel();
+            state.waiters.push(Waiter {
+                wait_for: WaitFor::Idle,
+                done,
+            });
+            receiver
+        };
+        receiver.await.map_err(|_| Error::Unavailable("closed"))?
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (at
+    /// least one batch, as Kafka does), never past the high watermark and never across a
+    /// segment boundary. Recent batches come from memory; older ones as a [`FileRange`].
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] outside `[log_start, log_end]`; I/O errors.
+    pub async fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadResult> {
+        let plan =
+            {
+                let mut guard = self.shared.state.borrow_mut();
+                let state = &mut *guard;
+                if offset < state.log_start || offset > state.log_end {
+                    return Err(Error::OffsetOutOfRange {
+                        offset,
+                        log_start: state.log_start,
+                        log_end: state.log_end,
+                    });
+                }
+                let result = |data| ReadResult {
+                    data,
+                    high_watermark: state.high_watermark,
+                    log_start_offset: state.log_start,
+                    log_end_offset: state.log_end,
+                };
+                if offset >= state.high_watermark {
+                    return Ok(result(ReadData::Empty));
+                }
+                if state
+                    .tail
+                    .front()
+                    .is_some_and(|front| front.base_offset <= offset)
+                {
+                    let first = state.tail.partition_point(|c| c.next_offset <= offset);
+                    let mut chunks = Vec::new();
+                    let mut total = 0u64;
+                    for cached in state.tail.range(first..) {
+                        let len = cached.bytes.len() as u64;
+                        let fits = chunks.is_empty() || total + len <= max_bytes;
+                        if cached.base_offset >= state.high_watermark
+                            || cached.segment_base != state.tail[first].segment_base
+                            || !fits
+                        {
+                            break;
+                        }
+                        total += len;
+                        chunks.push(cached.bytes.clone());
+                    }
+                    debug_assert!(
+                        !chunks.is_empty(),
+                        "offset below the high watermark is in the cache"
+                    );
+                    let answer = result(ReadData::Memory(chunks));
+                    state.stats.reads_memory += 1;
+                    return Ok(answer);
+                }
+                let tail_front = state.tail.front().map(|c| (c.segment_base, c.position));
+                let (_, segment) = state.segments.range_mut(..=offset).next_back().ok_or(
+                    Error::OffsetOutOfRange {
+                        offset,
+                        log_start: state.log_start,
+                        log_end: state.log_end,
+                    },
+                )?;
+                let cap = match tail_front {
+                    Some((base, position)) if base == segment.base_offset => position,
+                    _ => segment.written_size,
+                };
+                let path = log_path(&self.shared.dir, segment.base_offset);
+                if segment.send_file.is_none() {
+                    let file = std::fs::File::open(&path)
+                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                    segment.send_file = Some(Arc::new(file));
+                }
+                let scan_from = segment
+                    .offset_index
+                    .lookup(offset)
+                    .map_or(0, |e| e.position);
+                let reader = segment.reader.clone();
+                let send_file = segment.send_file.clone().expect("opened above");
+                let header = (state.high_watermark, state.log_start, state.log_end);
+                let index = segment.offset_index.clone();
+                state.stats.reads_file += 1;
+                (
+                    path,
+                    segment.base_offset,
+                    reader,
+                    send_file,
+                    scan_from,
+                    cap,
+                    header,
+                    index,
+                )
+            };
+        let (
+            path,
+            segment_base,
+            reader,
+            send_file,
+            scan_from,
+            cap,
+            (high_watermark, log_start, log_end),
+            index,
+        ) = plan;
+        let reader = match reader {
+            Some(reader) => reader,
+            None => {
+                let reader = Rc::new(io::open_read(&path).await?);
+                if let Some(segment) = self
+                    .shared
+                    .state
+                    .borrow_mut()
+                    .segments
+                    .get_mut(&segment_base)
+                {
+                    segment.reader.get_or_insert_with(|| reader.clone());
+                }
+                reader
+            }
+        };
+        let Some((start, first_len)) =
+            find_batch(&reader, &path, scan_from, cap, |_, last, _| last >= offset).await?
+        else {
+            return Ok(ReadResult {
+                data: ReadData::Empty,
+                high_watermark,
+                log_start_offset: log_start,
+                log_end_offset: log_end,
+            });
+        };
+        let limit = start.saturating_add(max_bytes);
+        let end = if cap <= limit {
+            cap
+        } else {
+            // Index entries are batch starts, so any entry within the budget ends a run of
+            // whole batches; with none, the first batch alone is returned.
+            index
+                .boundary_at_or_before(start, limit)
+                .unwrap_or(start + first_len)
+                .max(start + first_len)
+        };
+        debug_assert!(
+            end > start && end <= cap,
+            "file range must hold whole written batches"
+        );
+        let range = FileRange {
+            file: send_file,
+            position: start,
+            len: end - start,
+        };
+        Ok(ReadResult {
+            data: ReadData::File(range),
+            high_watermark,
+            log_start_offset: log_start,
+            log_end_offset: log_end,
+        })
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp` (Kafka's
+    /// ListOffsets by time), with that record's timestamp; `None` when no record is that new.
+    ///
+    /// # Errors
+    /// I/O errors, or [`Error::Corrupt`] if a batch read back does not decode.
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let candidates: Vec<(i64, i64, u64, u64)> = {
+            let state = self.shared.state.borrow();
+            let tail_front = state.tail.front().map(|c| (c.segment_base, c.position));
+            state
+                .segments
+                .values()
+                .filter(|s| s.max_timestamp >= timestamp && s.base_offset < state.high_watermark)
+                .map(|s| {
+                    let after = s
+                        .time_index
+                        .lookup_before(timestamp)
+                        .map_or(s.base_offset, |e| e.last_offset + 1);
+                    let scan_from = s.offset_index.lookup(after).map_or(0, |e| e.position);
+                    let cap = match tail_front {
+                        Some((base, position)) if base == s.base_offset => position,
+                        _ => s.written_size,
+                    };
+                    (s.base_offset, after, scan_from, cap)
+                })
+                .collect()
+        };
+        for (segment_base, after, scan_from, cap) in candidates {
+            let path = log_path(&self.shared.dir, segment_base);
+            if scan_from < cap {
+                let reader = io::open_read(&path).await?;
+                let found = find_batch(&reader, &path, scan_from, cap, |_, last, max_ts| {
+                    last >= after && max_ts >= timestamp
+                })
+                .await?;
+                if let Some((position, total)) = found {
+                    let batch = io::read_exact(&reader, &path, position, total as usize).await?;
+                    reader
+                        .close()
+                        .await
+                        .map_err(crate::error::glommio_io(format!(
+                            "closing {}",
+                            path.display()
+                        )))?;
+                    return first_at_or_after(&batch, timestamp, &path, position).map(Some);
+                }
+                reader
+                    .close()
+                    .await
+                    .map_err(crate::error::glommio_io(format!(
+                        "closing {}",
+                        path.display()
+                    )))?;
+            }
+            let cached: Vec<(Bytes, u64)> = {
+                let state = self.shared.state.borrow();
+                state
+                    .tail
+                    .iter()
+                    .filter(|c| {
+                        c.segment_base == segment_base
+                            && c.max_timestamp >= timestamp
+                            && c.base_offset < state.high_watermark
+                    })
+                    .map(|c| (c.bytes.clone(), c.position))
+                    .collect()
+            };
+            if let Some((bytes, position)) = cached.first() {
+                return first_at_or_after(bytes, timestamp, &path, *position).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole old segments beyond `retention_ms` / `retention_bytes`, advancing the
+    /// log-start offset. Returns the base offsets of deleted segments. Readers holding a
+    /// [`FileRange`] of a deleted segment can still finish.
+    ///
+    /// # Errors
+    /// I/O errors removing files.
+    pub async fn enforce_retention(&self) -> Result<Vec<i64>> {
+        let config = &self.shared.config;
+        let now_ms = self.shared.clock.now_ms();
+        let removed: Vec<Segment> = {
+            let mut state = self.shared.state.borrow_mut();
+            let summaries: Vec<SegmentSummary> = state
+                .segments
+                .values()
+                .map(|s| SegmentSummary {
+                    size: s.size,
+                    max_timestamp: s.max_timestamp,
+                    next_offset: s.next_offset,
+                })
+                .collect();
+            let policy = RetentionPolicy {
+                retention_ms: config.retention_ms,
+                retention_bytes: config.retention_bytes,
+            };
+            let finalized = state.segments.values().take_while(|s| s.finalized).count();
+            let count =
+                segments_to_delete(&summaries, policy, now_ms, state.high_watermark).min(finalized);
+            let bases: Vec<i64> = state.segments.keys().take(count).copied().collect();
+            let removed: Vec<Segment> = bases
+                .iter()
+                .filter_map(|b| state.segments.remove(b))
+                .collect();
+            if let Some(first) = state.segments.values().next() {
+                state.log_start = first.base_offset;
+            }
+            let log_start = state.log_start;
+            while state
+                .tail
+                .front()
+                .is_some_and(|c| c.base_offset < log_start)
+            {
+                let front = state.tail.pop_front().expect("checked");
+                state.tail_bytes -= front.bytes.len() as u64;
+            }
+            removed
+        };
+        let mut deleted = Vec::with_capacity(removed.len());
+        for segment in removed {
+            let base = segment.base_offset;
+            tracing::info!(dir = %self.shared.dir.display(), base, "retention deletes segment");
+            drop(segment);
+            io::remove_file(&log_path(&self.shared.dir, base)).await?;
+            io::remove_file(&index_path(&self.shared.dir, base)).await?;
+            io::remove_file(&time_index_path(&self.shared.dir, base)).await?;
+            deleted.push(base);
+        }
+        if !deleted.is_empty() {
+            io::sync_dir(&self.shared.dir).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Removes every batch at or after the one holding `offset`; the log end becomes that
+    /// batch's base offset (replication uses this to drop a diverged suffix).
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] below the log start; I/O errors.
+    pub async fn truncate_to(&self, offset: i64) -> Result<()> {
+        {
+            let state = self.shared.state.borrow();
+            state.check_writable()?;
+            if offset < state.log_start {
+                return Err(Error::OffsetOutOfRange {
+                    offset,
+                    log_start: state.log_start,
+                    log_end: state.log_end,
+                });
+            }
+            if offset >= state.log_end {
+                return Ok(());
+            }
+        }
+        self.flush().await?;
+        let (segment_base, scan_from, cap, reader_path) = {
+            let mut state = self.shared.state.borrow_mut();
+            state.check_writable()?;
+            assert!(!state.flushing, "flusher idle after flush");
+            state.status = Status::Truncating;
+            let segment = state
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map(|(_, s)| s)
+                .expect("offset >= log start");
+            let scan_from = segment
+                .offset_index
+                .lookup(offset)
+                .map_or(0, |e| e.position);
+            (
+                segment.base_offset,
+                scan_from,
+                segment.written_size,
+                log_path(&self.shared.dir, segment.base_offset),
+            )
+        };
+        let result = self
+            .truncate_locked(offset, segment_base, scan_from, cap, &reader_path)
+            .await;
+        let mut state = self.shared.state.borrow_mut();
+        match &result {
+            Ok(()) => state.status = Status::Open,
+            Err(error) => state.fail(error),
+        }
+        result
+    }
+
+    async fn truncate_locked(
+        &self,
+        offset: i64,
+        segment_base: i64,
+        scan_from: u64,
+        cap: u64,
+        path: &Path,
+    ) -> Result<()> {
+        let (position, new_end) = if offset == segment_base {
+            (0, segment_base)
+        } else {
+            let reader = io::open_read(path).await?;
+            let found =
+                find_batch(&reader, path, scan_from, cap, |_, last, _| last >= offset).await?;
+            let (position, _) = found.expect("offset below the log end is in its segment");
+            let header = io::read_exact(&reader, path, position, 8).await?;
+            reader
+                .close()
+                .await
+                .map_err(crate::error::glommio_io(format!(
+                    "closing {}",
+                    path.display()
+                )))?;
+            (
+                position,
+                i64::from_be_bytes(header[..8].try_into().expect("8 bytes")),
+            )
+        };
+        let (later, writer) = {
+            let mut state = self.shared.state.borrow_mut();
+            let later_bases: Vec<i64> = state
+                .segments
+                .range(segment_base + 1..)
+                .map(|(b, _)| *b)
+                .collect();
+            let later: Vec<Segment> = later_bases
+                .iter()
+                .filter_map(|b| state.segments.remove(b))
+                .collect();
+            let segment = state
+                .segments
+                .get_mut(&segment_base)
+                .expect("segment exists");
+            (later, segment.writer.take())
+        };
+        for segment in later {
+            let base = segment.base_offset;
+            drop(segment);
+            io::remove_file(&log_path(&self.shared.dir, base)).await?;
+            io::remove_file(&index_path(&self.shared.dir, base)).await?;
+            io::remove_file(&time_index_path(&self.shared.dir, base)).await?;
+        }
+        let writer = match writer {
+            Some(mut writer) => {
+                writer.truncate(position).await?;
+                writer
+            }
+            None => SegmentWriter::open_at(path, position).await?,
+        };
+        io::remove_file(&index_path(&self.shared.dir, segment_base)).await?;
+        io::remove_file(&time_index_path(&self.shared.dir, segment_base)).await?;
+        io::sync_dir(&self.shared.dir).await?;
+        let now_ms = self.shared.clock.now_ms();
+        let mut guard = self.shared.state.borrow_mut();
+        let state = &mut *guard;
+        let segment = state
+            .segments
+            .get_mut(&segment_base)
+            .expect("segment exists");
+        segment.writer = Some(writer);
+        segment.file_exists = true;
+        segment.sealed = false;
+        segment.finalized = false;
+        segment.size = position;
+        segment.written_size = position;
+        segment.next_offset = new_end;
+        segment.offset_index.truncate_to_position(position);
+        segment.time_index.truncate_to_offset(new_end);
+        segment.max_timestamp = segment.time_index.last().map_or(-1, |e| e.timestamp);
+        segment.pacer = IndexPacer::new(self.shared.config.index_interval_bytes);
+        segment.created_ms = (position > 0).then_some(now_ms);
+        state.tail.retain(|c| c.base_offset < new_end);
+        state.tail_bytes = state.tail.iter().map(|c| c.bytes.len() as u64).sum();
+        state.unwritten_bytes = 0;
+        state.log_end = new_end;
+        state.written_end = new_end;
+        state.durable_end = new_end;
+        state.high_watermark = state.high_watermark.min(new_end);
+        tracing::info!(dir = %self.shared.dir.display(), offset, new_end, "log truncated");
+        Ok(())
+    }
+
+    /// Flushes, syncs and closes every file. Further calls on any handle fail.
+    ///
+    /// # Errors
+    /// The I/O error of the final flush, if any.
+    pub async fn close(&self) -> Result<()> {
+        self.flush().await?;
+        let (writer, base, offset_index, time_index) = {
+            let mut state = self.shared.state.borrow_mut();
+            state.status = Status::Closed;
+            let active = state.active_mut();
+            (
+                active.writer.take(),
+                active.base_offset,
+                active.offset_index.to_bytes(),
+                active.time_index.to_bytes(),
+            )
+        };
+        if let Some(writer) = writer {
+            io::write_small_file(&index_path(&self.shared.dir, base), &offset_index).await?;
+            io::write_small_file(&time_index_path(&self.shared.dir, base), &time_index).await?;
+            writer.finish().await?;
+        }
+        let mut state = self.shared.state.borrow_mut();
+        for segment in state.segments.values_mut() {
+            segment.reader = None;
+            segment.send_file = None;
+        }
+        Ok(())
+    }
+}
+
+/// Scans batch headers from `from` (a batch start) up to `cap` and returns the position and
+/// length of the first batch for which `wanted(base, last, max_timestamp)` holds.
+async fn find_batch(
+    file: &File,
+    path: &Path,
+    from: u64,
+    cap: u64,
+    wanted: impl Fn(i64, i64, i64) -> bool,
+) -> Result<Option<(u64, u64)>> {
+    const HEADER_PART: usize = 43;
+    let mut position = from;
+    while position < cap {
+        let header = io::read_exact(file, path, position, HEADER_PART).await?;
+        let corrupt = |reason: String| Error::Corrupt {
+            path: path.to_owned(),
+            position,
+            reason,
+        };
+        let total = match peek_batch_len(&header) {
+            Ok(Some(total)) => total as u64,
+            Ok(None) => unreachable!("header has 43 bytes"),
+            Err(e) => return Err(corrupt(e.to_string())),
+        };
+        let base = i64::from_be_bytes(header[0..8].try_into().expect("8 bytes"));
+        let delta = i32::from_be_bytes(header[23..27].try_into().expect("4 bytes"));
+        let max_timestamp = i64::from_be_bytes(header[35..43].try_into().expect("8 bytes"));
+        if wanted(base, base + i64::from(delta), max_timestamp) {
+            return Ok(Some((position, total)));
+        }
+        position += total;
+    }
+    Ok(None)
+}
+
+fn first_at_or_after(
+    batch: &[u8],
+    timestamp: i64,
+    path: &Path,
+    position: u64,
+) -> Result<(i64, i64)> {
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_owned(),
+        position,
+        reason,
+    };
+    let view = BatchView::new_verified(batch).map_err(|e| corrupt(e.to_string()))?;
+    let records = view.records().map_err(|e| corrupt(e.to_string()))?;
+    records
+        .iter()
+        .find(|r| r.timestamp >= timestamp)
+        .map(|r| (r.offset, r.timestamp))
+        .ok_or_else(|| {
+            corrupt(format!(
+                "max timestamp {} but no record reaches {timestamp}",
+                view.max_timestamp()
+            ))
+        })
+}
+
+/// Marks the flusher as running if it is not; the caller must then call [`spawn_flusher`]
+/// after releasing its borrow of the state (glommio may poll a new task at once).
+#[must_use]
+fn claim_flusher(state: &mut State) -> bool {
+    let claim = !state.flushing && state.status != Status::Truncating && state.offline.is_none();
+    if claim {
+        state.flushing = true;
+    }
+    claim
+}
+
+fn spawn_flusher(shared: &Rc<Shared>) {
+    glommio::spawn_local(flusher(shared.clone())).detach();
+}
+
+async fn interval_syncer(shared: Weak<Shared>, every: Duration) {
+    loop {
+        glommio::timer::sleep(every).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let spawn = {
+            let mut state = shared.state.borrow_mut();
+            if state.status == Status::Closed || state.offline.is_some() {
+                return;
+            }
+            if state.durable_end < state.log_end {
+                state.sync_requested = true;
+            }
+            state.sync_requested && claim_flusher(&mut state)
+        };
+        if spawn {
+            spawn_flusher(&shared);
+        }
+    }
+}
+
+async fn flusher(shared: Rc<Shared>) {
+    let result = flush_loop(&shared).await;
+    let mut state = shared.state.borrow_mut();
+    state.flushing = false;
+    if let Err(error) = result {
+        state.fail(&error);
+    }
+    state.complete_idle();
+}
+
+enum Work {
+    Write {
+        base: i64,
+        batches: Vec<Bytes>,
+        next_offset: i64,
+        writer: Option<SegmentWriter>,
+    },
+    Finalize {
+        base: i64,
+        next_offset: i64,
+        writer: Option<SegmentWriter>,
+        offset_index: Vec<u8>,
+        time_index: Vec<u8>,
+    },
+    Sync {
+        writer: Option<SegmentWriter>,
+        target: i64,
+    },
+}
+
+async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
+    let config = &shared.config;
+    loop {
+        let work = {
+            let mut guard = shared.state.borrow_mut();
+            let state = &mut *guard;
+            let written_end = state.written_end;
+            let (base, sealed, next_offset) = {
+                let segment = state
+                    .segments
+                    .values()
+                    .find(|s| !s.finalized)
+                    .expect("the active segment is never finalized");
+                (segment.base_offset, segment.sealed, segment.next_offset)
+            };
+            let first = state.tail.partition_point(|c| c.next_offset <= written_end);
+            let mut batches = Vec::new();
+            let mut batches_bytes = 0u64;
+            let mut batches_end = written_end;
+            for cached in state.tail.range(first..) {
+                if cached.segment_base != base {
+                    break;
+                }
+                if !batches.is_empty()
+                    && batches_bytes + cached.bytes.len() as u64 > config.write_chunk_bytes
+                {
+                    break;
+                }
+                batches_bytes += cached.bytes.len() as u64;
+                batches_end = cached.next_offset;
+                batches.push(cached.bytes.clone());
+            }
+            let segment = state.segments.get_mut(&base).expect("found above");
+            if !batches.is_empty() {
+                Work::Write {
+                    base,
+                    batches,
+                    next_offset: batches_end,
+                    writer: segment.writer.take(),
+                }
+            } else if sealed {
+                let offset_index = segment.offset_index.to_bytes();
+                let time_index = segment.time_index.to_bytes();
+                Work::Finalize {
+                    base,
+                    next_offset,
+                    writer: segment.writer.take(),
+                    offset_index,
+                    time_index,
+                }
+            } else {
+                let interval_due = matches!(config.fsync, FsyncPolicy::Interval(every) if state.last_sync.elapsed() >= every);
+                let durable_wanted = state
+                    .waiters
+                    .iter()
+                    .any(|w| matches!(w.wait_for, WaitFor::Durable(n) if n > state.durable_end));
+                if state.written_end > state.durable_end
+                    && (state.sync_requested || durable_wanted || interval_due)
+                {
+                    Work::Sync {
+                        writer: segment.writer.take(),
+                        target: state.written_end,
+                    }
+                } else {
+                    state.sync_requested = false;
+                    state.complete_waiters(config.unwritten_bytes_max);
+                    return Ok(());
+                }
+            }
+        };
+        match work {
+            Work::Write {
+                base,
+                batches,
+                next_offset,
+                writer,
+            } => {
+                let mut writer = match writer {
+                    Some(writer) => writer,
+                    None => {
+                        let writer = SegmentWriter::create(&log_path(&shared.dir, base)).await?;
+                        io::sync_dir(&shared.dir).await?;
+                        writer
+                    }
+                };
+                let before = writer.len();
+                writer.write(&batches).await?;
+                let bytes: u64 = writer.len() - before;
+                let mut guard = shared.state.borrow_mut();
+                let state = &mut *guard;
+                state.stats.writes += 1;
+                state.stats.bytes_written += bytes;
+                let segment = state
+                    .segments
+                    .get_mut(&base)
+                    .expect("segments being written are not deleted");
+                segment.written_size = writer.len();
+                segment.file_exists = true;
+                segment.writer = Some(writer);
+                debug_assert!(
+                    segment.written_size <= segment.size,
+                    "written beyond appended"
+                );
+                state.written_end = next_offset;
+                state.unwritten_bytes -= bytes;
+                if config.fsync != FsyncPolicy::Always {
+                    state.evict(config.tail_cache_bytes);
+                }
+                state.complete_waiters(config.unwritten_bytes_max);
+            }
+            Work::Finalize {
+                base,
+                next_offset,
+                writer,
+                offset_index,
+                time_index,
+            } => {
+                if let Some(writer) = writer {
+                    let started = Instant::now();
+                    writer.sync().await?;
+                    record_fsync(shared, started);
+                    io::write_small_file(&index_path(&shared.dir, base), &offset_index).await?;
+                    io::write_small_file(&time_index_path(&shared.dir, base), &time_index).await?;
+                    writer.finish().await?;
+                }
+                let mut guard = shared.state.borrow_mut();
+                let state = &mut *guard;
+                let segment = state
+                    .segments
+                    .get_mut(&base)
+                    .expect("sealed segments are not deleted before finalizing");
+                segment.finalized = true;
+                state.durable_end = state.durable_end.max(next_offset);
+                state.update_high_watermark(config.fsync);
+                state.evict(config.tail_cache_bytes);
+                state.complete_waiters(config.unwritten_bytes_max);
+            }
+            Work::Sync { writer, target } => {
+                let Some(writer) = writer else {
+                    unreachable!("written bytes imply an open writer");
+                };
+                let started = Instant::now();
+                let result = writer.sync().await;
+                let mut guard = shared.state.borrow_mut();
+                let state = &mut *guard;
+                let active = state.active_mut();
+                active.writer = Some(writer);
+                result?;
+                drop(guard);
+                record_fsync(shared, started);
+                let mut guard = shared.state.borrow_mut();
+                let state = &mut *guard;
+                state.durable_end = state.durable_end.max(target);
+                state.last_sync = Instant::now();
+                state.sync_requested = false;
+                state.update_high_watermark(config.fsync);
+                state.evict(config.tail_cache_bytes);
+                state.complete_waiters(config.unwritten_bytes_max);
+            }
+        }
+    }
+}
+
+fn record_fsync(shared: &Shared, started: Instant) {
+    let us = started.elapsed().as_micros() as u64;
+    let mut state = shared.state.borrow_mut();
+    state.stats.fsyncs += 1;
+    state.stats.fsync_us_total += us;
+    state.stats.fsync_us_max = state.stats.fsync_us_max.max(us);
+}
+
+/// Recovers every segment found on disk, oldest first.
+async fn recover(
+    dir: &Path,
+    config: &LogConfig,
+    bases: &[i64],
+    now_ms: i64,
+) -> Result<BTreeMap<i64, Segment>> {
+    let mut segments = BTreeMap::new();
+    let mut index = 0;
+    while index < bases.len() {
+        let base = bases[index];
+        let is_last = index + 1 == bases.len();
+        let recovered = if is_last {
+            recover_last(dir, config, base, now_ms).await
+        } else {
+            recover_closed(dir, config, base).await
+        };
+        let segment = match recovered {
+            Ok(segment) => segment,
+            Err(Error::Corrupt {
+                path,
+                position,
+                reason,
+            }) if config.on_corruption == OnCorruption::Truncate => {
+                tracing::warn!(path = %path.display(), position, %reason, "corrupt segment: truncating the log here as configured");
+                SegmentWriter::open_at(&path, position)
+                    .await?
+                    .finish()
+                    .await?;
+                for later in &bases[index + 1..] {
+                    io::remove_file(&log_path(dir, *later)).await?;
+                    io::remove_file(&index_path(dir, *later)).await?;
+                    io::remove_file(&time_index_path(dir, *later)).await?;
+                }
+                io::remove_file(&index_path(dir, base)).await?;
+                io::remove_file(&time_index_path(dir, base)).await?;
+                io::sync_dir(dir).await?;
+                let segment = recover_last(dir, config, base, now_ms).await?;
+                index = bases.len();
+                check_continuity(&segments, &segment, dir)?;
+                segments.insert(base, segment);
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        check_continuity(&segments, &segment, dir)?;
+        segments.insert(base, segment);
+        index += 1;
+    }
+    Ok(segments)
+}
+
+fn check_continuity(
+    segments: &BTreeMap<i64, Segment>,
+    segment: &Segment,
+    dir: &Path,
+) -> Result<()> {
+    if let Some(previous) = segments.values().next_back() {
+        if segment.base_offset < previous.next_offset {
+            return Err(Error::Corrupt {
+                path: log_path(dir, segment.base_offset),
+                position: 0,
+                reason: format!(
+                    "segment starts at {} but the previous one ends at {}",
+                    segment.base_offset, previous.next_offset
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn batch_is_valid_at(file: &File, path: &Path, position: u64, file_len: u64) -> Result<bool> {
+    if position + LOG_OVERHEAD as u64 > file_len {
+        return Ok(false);
+    }
+    let header = io::read_exact(file, path, position, LOG_OVERHEAD).await?;
+    let Ok(Some(total)) = peek_batch_len(&header) else {
+        return Ok(false);
+    };
+    if position + total as u64 > file_len {
+        return Ok(false);
+    }
+    let batch = io::read_exact(file, path, position, total).await?;
+    Ok(BatchView::new_verified(&batch).is_ok())
+}
+
+/// The last segment: every batch CRC-checked; a torn tail is cut off, corruption followed by
+/// valid batches is an error (or cut off when configured).
+async fn recover_last(dir: &Path, config: &LogConfig, base: i64, now_ms: i64) -> Result<Segment> {
+    let path = log_path(dir, base);
+    let file = io::open_read(&path).await?;
+    let file_len = io::file_size(&file, &path).await?;
+    let mut scanner = Scanner::from_start(base, config.index_interval_bytes, true);
+    let stop = io::scan(&file, &path, file_len, &mut scanner).await?;
+    let valid = scanner.position();
+    if let Stop::Invalid {
+        reason,
+        next_batch_at,
+    } = &stop
+    {
+        let corrupt_middle = match next_batch_at {
+            Some(at) => batch_is_valid_at(&file, &path, *at, file_len).await?,
+            None => false,
+        };
+        if corrupt_middle && config.on_corruption == OnCorruption::Fail {
+            return Err(Error::Corrupt {
+                path,
+                position: valid,
+                reason: format!("{reason} (valid batches follow)"),
+            });
+        }
+        tracing::warn!(path = %path.display(), position = valid, %reason, dropped_bytes = file_len - valid, "truncating torn tail");
+    }
+    let writer = SegmentWriter::open_at(&path, valid).await?;
+    let next_offset = scanner
+        .next_offset()
+        .expect("a scan from the start knows its offsets");
+    let max_timestamp = scanner.max_timestamp();
+    let (offset_index, time_index) = scanner.into_indexes();
+    let mut segment = Segment::new(base, config.index_interval_bytes);
+    segment.next_offset = next_offset;
+    segment.size = valid;
+    segment.written_size = valid;
+    segment.max_timestamp = max_timestamp;
+    segment.created_ms = (valid > 0).then_some(now_ms);
+    segment.offset_index = offset_index;
+    segment.time_index = time_index;
+    segment.writer = Some(writer);
+    segment.file_exists = true;
+    segment.reader = Some(Rc::new(file));
+    Ok(segment)
+}
+
+/// An older segment: trusted up to its last index entry (unless `verify = All`), checked
+/// from there to its end; a missing or bad index is rebuilt by a full scan.
+async fn recover_closed(dir: &Path, config: &LogConfig, base: i64) -> Result<Segment> {
+    let path = log_path(dir, base);
+    let file = io::open_read(&path).await?;
+    let file_len = io::file_size(&file, &path).await?;
+    let loaded = if config.verify == Verify::All {
+        None
+    } else {
+        load_indexes(dir, base, file_len).await?
+    };
+    let rebuilt = loaded.is_none();
+    let mut scanner = match loaded {
+        Some((offset_index, time_index)) => {
+            let position = offset_index
+                .last()
+                .expect("loaded indexes are non-empty")
+                .position;
+            let max_timestamp = time_index.last().map_or(-1, |e| e.timestamp);
+            Scanner::resume(
+                offset_index,
+                time_index,
+                position,
+                config.index_interval_bytes,
+                max_timestamp,
+            )
+        }
+        None => Scanner::from_start(base, config.index_interval_bytes, true),
+    };
+    let stop = io::scan(&file, &path, file_len, &mut scanner).await?;
+    file.close()
+        .await
+        .map_err(crate::error::glommio_io(format!(
+            "closing {}",
+            path.display()
+        )))?;
+    let valid = scanner.position();
+    if let Stop::Invalid { reason, .. } = stop {
+        return Err(Error::Corrupt {
+            path,
+            position: valid,
+            reason,
+        });
+    }
+    if valid < file_len {
+        tracing::info!(path = %path.display(), valid, file_len, "trimming zero padding of a sealed segment");
+        SegmentWriter::open_at(&path, valid).await?.finish().await?;
+    }
+    let next_offset = scanner.next_offset().unwrap_or(base);
+    let max_timestamp = scanner.max_timestamp();
+    let (offset_index, time_index) = scanner.into_indexes();
+    if rebuilt {
+        tracing::info!(path = %path.display(), "rebuilt index of a sealed segment");
+        io::write_small_file(&index_path(dir, base), &offset_index.to_bytes()).await?;
+        io::write_small_file(&time_index_path(dir, base), &time_index.to_bytes()).await?;
+    }
+    let mut segment = Segment::new(base, config.index_interval_bytes);
+    segment.next_offset = next_offset;
+    segment.size = valid;
+    segment.written_size = valid;
+    segment.max_timestamp = max_timestamp;
+    segment.offset_index = offset_index;
+    segment.time_index = time_index;
+    segment.sealed = true;
+    segment.finalized = true;
+    segment.file_exists = true;
+    Ok(segment)
+}
+
+async fn load_indexes(
+    dir: &Path,
+    base: i64,
+    file_len: u64,
+) -> Result<Option<(OffsetIndex, TimeIndex)>> {
+    let Some(bytes) = io::read_small_file(&index_path(dir, base)).await? else {
+        return Ok(None);
+    };
+    let offset_index = match OffsetIndex::from_bytes(base, &bytes, file_len) {
+        Ok(index) if !index.is_empty() => index,
+        Ok(_) => return Ok(None),
+        Err(reason) => {
+            tracing::warn!(base, %reason, "offset index is invalid, rebuilding");
+            return Ok(None);
+        }
+    };
+    let Some(bytes) = io::read_small_file(&time_index_path(dir, base)).await? else {
+        return Ok(None);
+    };
+    match TimeIndex::from_bytes(base, &bytes, i64::MAX) {
+        Ok(time_index) => Ok(Some((offset_index, time_index))),
+        Err(reason) => {
+            tracing::warn!(base, %reason, "time index is invalid, rebuilding");
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! File-backed tests of the partition log: rolls, reads, retention, indexes, truncation.
+
+mod common;
+
+use common::{batch, batches, run};
+use keel_engine::{Error, FsyncPolicy, Log, LogConfig, ManualClock, ReadData};
+use keel_protocol::batch::BatchView;
+use std::rc::Rc;
+
+fn small_config(fsync: FsyncPolicy) -> LogConfig {
+    LogConfig {
+        segment_bytes: 16 * 1024,
+        index_interval_bytes: 1024,
+        tail_cache_bytes: 4 * 1024,
+        fsync,
+        retention_ms: None,
+        ..LogConfig::default()
+    }
+}
+
+/// Reads the whole log from `from` to the high watermark, one read at a time.
+async fn read_all(log: &Log, from: i64, max_bytes: u64) -> Vec<(i64, i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while next < log.high_watermark() {
+        let read = log.read(next, max_bytes).await.expect("read");
+        let got = batches(&read.data);
+        assert!(
+            !got.is_empty(),
+            "read at {next} below the high watermark returned nothing"
+        );
+        assert!(
+            got[0].0 <= next && next <= got[0].1,
+            "first batch holds the offset asked for"
+        );
+        for (base, last, _) in &got {
+            assert!(*base <= next.max(*base), "batches in order");
+            next = last + 1;
+        }
+        out.extend(got);
+    }
+    out
+}
+
+#[test]
+fn append_and_read_across_many_segment_rolls() {
+    // Goal: dense offsets, whole batches from memory and from files, identical bytes after reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let log = Log::open(&path, small_config(FsyncPolicy::Never))
+            .await
+            .unwrap();
+        let mut expected = Vec::new();
+        for tag in 0..300u64 {
+            let count = 1 + (tag % 5) as usize;
+            let info = log
+                .append(batch(
+                    tag,
+                    count,
+                    20 + (tag % 200) as usize,
+                    1000 + tag as i64,
+                ))
+                .await
+                .unwrap();
+            assert_eq!(info.last_offset - info.base_offset + 1, count as i64);
+            expected.push((info.base_offset, info.last_offset));
+        }
+        for pair in expected.windows(2) {
+            assert_eq!(pair[1].0, pair[0].1 + 1, "offsets are dense");
+        }
+        log.flush().await.unwrap();
+        let segments = log.segments();
+        assert!(
+            segments.len() > 5,
+            "expected many rolls, got {}",
+            segments.len()
+        );
+        assert!(segments
+            .iter()
+            .filter(|s| !s.active)
+            .all(|s| s.size <= 16 * 1024));
+        let stats_before = log.stats();
+        let all = read_all(&log, 0, 3000).await;
+        assert_eq!(all.iter().map(|b| (b.0, b.1)).collect::<Vec<_>>(), expected);
+        let stats = log.stats();
+        assert!(
+            stats.reads_file > stats_before.reads_file,
+            "old data comes from files"
+        );
+        assert!(
+            stats.reads_memory > stats_before.reads_memory,
+            "the tail comes from memory"
+        );
+        // Every single offset is found, including ones in the middle of batches.
+        for offset in (0..log.log_end_offset()).step_by(7) {
+            let read = log.read(offset, 1).await.unwrap();
+            let got = batches(&read.data);
+            assert!(got[0].0 <= offset && offset <= got[0].1);
+        }
+        let end = log.log_end_offset();
+        log.close().await.unwrap();
+
+        // Sealed segments hold exactly their bytes (zero padding trimmed) and have indexes.
+        for segment in &segments {
+            let on_disk = std::fs::metadata(&segment.path).unwrap().len();
+            assert_eq!(on_disk, segment.size, "{}", segment.path.display());
+            assert!(segment.path.with_extension("index").exists());
+        }
+        let log = Log::open(&path, small_config(FsyncPolicy::Never))
+            .await
+            .unwrap();
+        assert_eq!(log.log_end_offset(), end);
+        let again = read_all(&log, 0, 100_000).await;
+        assert_eq!(again, all, "same bytes after reopen");
+        // Appends continue where the log ended.
+        let info = log.append(batch(999, 1, 10, 5000)).await.unwrap();
+        assert_eq!(info.base_offset, end);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn always_acks_only_durable_batches_and_group_commits() {
+    // Goal: with fsync=always an append completes after a sync, and concurrent appends share syncs.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let log = Log::open(&path, small_config(FsyncPolicy::Always))
+            .await
+            .unwrap();
+        let info = log.append(batch(0, 3, 100, 1)).await.unwrap();
+        assert_eq!(log.durable_end_offset(), info.last_offset + 1);
+        assert_eq!(log.high_watermark(), info.last_offset + 1);
+        let before = log.stats().fsyncs;
+        let mut tasks = Vec::new();
+        for appender in 0..16u64 {
+            let log = log.clone();
+            tasks.push(glommio::spawn_local(async move {
+                for round in 0..10u64 {
+                    let info = log
+                        .append(batch(appender * 100 + round, 1, 500, 2))
+                        .await
+                        .unwrap();
+                    assert!(
+                        log.durable_end_offset() > info.last_offset,
+                        "acked before durable"
+                    );
+                }
+            }));
+        }
+        for task in tasks {
+            task.await;
+        }
+        let syncs = log.stats().fsyncs - before;
+        assert!(
+            syncs <= 80,
+            "160 appends from 16 tasks should share syncs, used {syncs}"
+        );
+        assert_eq!(log.log_end_offset(), 3 + 160);
+        assert_eq!(read_all(&log, 0, 1 << 20).await.len(), 161);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn bad_batches_are_rejected_and_not_stored() {
+    // Goal: a CRC mismatch or trailing garbage is an error and the log is unchanged.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let log = Log::open(&path, small_config(FsyncPolicy::Always))
+            .await
+            .unwrap();
+        let mut bad = batch(0, 1, 10, 1);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(log.append(bad).await, Err(Error::InvalidBatch(_))));
+        let mut long = batch(0, 1, 10, 1);
+        long.extend_from_slice(b"junk");
+        assert!(matches!(
+            log.append(long).await,
+            Err(Error::InvalidAppend(_))
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+        assert!(matches!(
+            log.read(1, 100).await,
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        assert!(log.read(0, 100).await.unwrap().data.is_empty());
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn retention_by_bytes_and_time_deletes_old_segments_and_open_ranges_survive() {
+    // Goal: whole old segments go, log start advances, files vanish, in-flight file reads finish.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let clock = ManualClock::new(1_000_000);
+        let config = LogConfig {
+            retention_bytes: Some(40 * 1024),
+            ..small_config(FsyncPolicy::Never)
+        };
+        let log = Log::open_with_clock(&path, config, Rc::new(clock.clone()))
+            .await
+            .unwrap();
+        for tag in 0..200u64 {
+            log.append(batch(tag, 2, 400, 1_000_000 + tag as i64))
+                .await
+                .unwrap();
+        }
+        log.flush().await.unwrap();
+        let before = log.segments();
+        let held = log.read(0, 1 << 20).await.unwrap();
+        let ReadData::File(range) = &held.data else {
+            panic!("offset 0 must come from a file")
+        };
+        let held_bytes = range.read_to_vec().unwrap();
+        let deleted = log.enforce_retention().await.unwrap();
+        assert!(!deleted.is_empty());
+        assert_eq!(deleted[0], 0);
+        assert!(
+            log.size_bytes() <= 40 * 1024 + 16 * 1024,
+            "size {} above the limit",
+            log.size_bytes()
+        );
+        assert!(
+            log.size_bytes() >= 40 * 1024 - 16 * 1024,
+            "deleted too much: {}",
+            log.size_bytes()
+        );
+        assert_eq!(log.log_start_offset(), log.segments()[0].base_offset);
+        for base in &deleted {
+            let gone = before.iter().find(|s| s.base_offset == *base).unwrap();
+            assert!(!gone.path.exists(), "{} still on disk", gone.path.display());
+        }
+        assert_eq!(
+            range.read_to_vec().unwrap(),
+            held_bytes,
+            "a held range stays readable"
+        );
+        assert!(matches!(
+            log.read(0, 100).await,
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        let start = log.log_start_offset();
+        assert_eq!(
+            batches(&log.read(start, 100).await.unwrap().data)[0].0,
+            start
+        );
+
+        // Time: everything but the active segment is older than 1 s once the clock moves on.
+        log.close().await.unwrap();
+        let config = LogConfig {
+            retention_ms: Some(1000),
+            ..small_config(FsyncPolicy::Never)
+        };
+        let log = Log::open_with_clock(&path, config, Rc::new(clock.clone()))
+            .await
+            .unwrap();
+        assert!(
+            log.enforce_retention().await.unwrap().is_empty(),
+            "nothing is a second old yet"
+        );
+        clock.advance(10_000);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.segments().len(), 1, "only the active segment is kept");
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn missing_or_garbage_index_is_rebuilt() {
+    // Goal: recovery rebuilds a sealed segment's index byte for byte.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let log = Log::open(&path, small_config(FsyncPolicy::Never))
+            .await
+            .unwrap();
+        for tag in 0..100u64 {
+            log.append(batch(tag, 3, 300, tag as i64)).await.unwrap();
+        }
+        log.close().await.unwrap();
+        let segments = log.segments();
+        let first = segments[0].path.with_extension("index");
+        let second = segments[1].path.with_extension("index");
+        let original_first = std::fs::read(&first).unwrap();
+        let original_second = std::fs::read(&second).unwrap();
+        assert!(!original_first.is_empty());
+        std::fs::remove_file(&first).unwrap();
+        std::fs::write(&second, vec![0u8; original_second.len()]).unwrap();
+        let log = Log::open(&path, small_config(FsyncPolicy::Never))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&first).unwrap(), original_first);
+        assert_eq!(std::fs::read(&second).unwrap(), original_second);
+        assert_eq!(read_all(&log, 0, 5000).await.len(), 100);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn timestamp_lookup_finds_the_first_record_at_or_after() {
+    // Goal: ListOffsets-by-time semantics across segments, files and the tail cache.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let log = Log::open(&path, small_config(FsyncPolicy::Never))
+            .await
+            .unwrap();
+        // Batch t has records with timestamps 10_000 + 10 t .. + 3.
+        for tag in 0..200u64 {
+            log.append(batch(tag, 4, 100, 10_000 + 10 * tag as i64))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            log.offset_for_timestamp(0).await.unwrap(),
+            Some((0, 10_000))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(10_002).await.unwrap(),
+            Some((2, 10_002))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(10_005).await.unwrap(),
+            Some((4, 10_010))
+        );
+        let late = 10_000 + 10 * 150 + 3;
+        assert_eq!(
+            log.offset_for_timestamp(late).await.unwrap(),
+            Some((150 * 4 + 3, late))
+        );
+        let last = 10_000 + 10 * 199 + 1;
+        assert_eq!(
+            log.offset_for_timestamp(last).await.unwrap(),
+            Some((199 * 4 + 1, last))
+        );
+        assert_eq!(log.offset_for_timestamp(1 << 50).await.unwrap(), None);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn truncate_drops_the_suffix_and_appends_continue() {
+    // Goal: truncation inside a batch, at a segment boundary, survives reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let log = Log::open(&path, small_config(FsyncPolicy::Always))
+            .await
+            .unwrap();
+        for tag in 0..100u64 {
+            log.append(batch(tag, 2, 300, tag as i64)).await.unwrap();
+        }
+        // Offset 101 is the second record of batch 50 (offsets 100, 101): the batch goes.
+        log.truncate_to(101).await.unwrap();
+        assert_eq!(log.log_end_offset(), 100);
+        assert_eq!(log.high_watermark(), 100);
+        let info = log.append(batch(500, 2, 300, 1)).await.unwrap();
+        assert_eq!(info.base_offset, 100);
+        let boundary = log.segments()[2].base_offset;
+        log.truncate_to(boundary).await.unwrap();
+        assert_eq!(log.log_end_offset(), boundary);
+        assert_eq!(
+            log.segments().len(),
+            3,
+            "the truncated segment stays as the empty active one"
+        );
+        log.close().await.unwrap();
+        let log = Log::open(&path, small_config(FsyncPolicy::Always))
+            .await
+            .unwrap();
+        assert_eq!(log.log_end_offset(), boundary);
+        let all = read_all(&log, 0, 1 << 20).await;
+        assert_eq!(all.last().unwrap().1, boundary - 1);
+        log.append(batch(600, 1, 10, 1)).await.unwrap();
+        assert_eq!(log.log_end_offset(), boundary + 1);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn roll_by_age() {
+    // Goal: segment_ms rolls a non-empty segment once it is old enough.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let clock = ManualClock::new(0);
+        let config = LogConfig {
+            segment_ms: Some(1000),
+            ..small_config(FsyncPolicy::Never)
+        };
+        let log = Log::open_with_clock(&path, config, Rc::new(clock.clone()))
+            .await
+            .unwrap();
+        log.append(batch(0, 1, 10, 0)).await.unwrap();
+        clock.advance(500);
+        log.append(batch(1, 1, 10, 0)).await.unwrap();
+        assert_eq!(log.segments().len(), 1);
+        clock.advance(600);
+        log.append(batch(2, 1, 10, 0)).await.unwrap();
+        assert_eq!(log.segments().len(), 2);
+        assert_eq!(log.segments()[1].base_offset, 2);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn interval_policy_syncs_in_the_background() {
+    // Goal: fsync=interval:MS makes data durable without further appends.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let config = small_config(FsyncPolicy::Interval(std::time::Duration::from_millis(20)));
+        let log = Log::open(&path, config).await.unwrap();
+        log.append(batch(0, 5, 10, 0)).await.unwrap();
+        assert_eq!(log.high_watermark(), 5, "visible at once");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while log.durable_end_offset() < 5 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "interval sync never happened"
+            );
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(log.stats().fsyncs >= 1);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn reads_respect_max_bytes_and_segment_boundaries() {
+    // Goal: at least one batch, never more than max_bytes otherwise, never two segments.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let log = Log::open(&path, small_config(FsyncPolicy::Never))
+            .await
+            .unwrap();
+        for tag in 0..100u64 {
+            log.append(batch(tag, 1, 900, 0)).await.unwrap();
+        }
+        log.flush().await.unwrap();
+        let one = log.read(0, 10).await.unwrap();
+        assert_eq!(
+            batches(&one.data).len(),
+            1,
+            "one batch even when it exceeds max_bytes"
+        );
+        let some = log.read(0, 5000).await.unwrap();
+        assert!(some.data.len() <= 5000);
+        let segment_end = log.segments()[0].next_offset;
+        let all = log.read(0, 1 << 30).await.unwrap();
+        assert_eq!(
+            batches(&all.data).last().unwrap().1,
+            segment_end - 1,
+            "stops at the segment end"
+        );
+        let view_len = BatchView::new(&batches(&one.data)[0].2).unwrap().len();
+        assert!(view_len > 10);
+        log.close().await.unwrap();
+    });
+}
