@@ -65,11 +65,3 @@ impl Error {
         }
     }
 }
-
-/// Converts a glommio error into an engine I/O error with context.
-pub(crate) fn glommio_io<T>(
-    context: impl Into<String>,
-) -> impl FnOnce(glommio::GlommioError<T>) -> Error {
-    let context = context.into();
-    move |e| Error::io(context, std::io::Error::from(e))
-}

@@ -2,7 +2,7 @@
 //! page kept in memory, reads, whole-file helpers for indexes, and directory syncs.
 
 use crate::config::IO_ALIGN;
-use crate::error::{glommio_io, Error, Result};
+use crate::error::{Error, Result};
 use crate::recovery::{Scanner, Step, Stop};
 use bytes::Bytes;
 use glommio::io::{Directory, DmaFile, OpenOptions};
@@ -10,6 +10,24 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 pub(crate) use glommio::io::DmaFile as File;
+
+/// Runs `future` as a detached task on the current executor.
+pub(crate) fn spawn_detached(future: impl std::future::Future<Output = ()> + 'static) {
+    glommio::spawn_local(future).detach();
+}
+
+/// Sleeps on the current executor's timer.
+pub(crate) async fn sleep(duration: std::time::Duration) {
+    glommio::timer::sleep(duration).await;
+}
+
+/// Converts a runtime error into an engine I/O error with context.
+pub(crate) fn error<T>(context: impl Into<String>) -> impl FnOnce(glommio::GlommioError<T>) -> Error {
+    let context = context.into();
+    move |e| Error::io(context, std::io::Error::from(e))
+}
+
+use error as glommio_io;
 
 fn align_down(value: u64) -> u64 {
     value / IO_ALIGN * IO_ALIGN

@@ -428,7 +428,7 @@ impl Log {
             state: RefCell::new(state),
         });
         if let FsyncPolicy::Interval(every) = shared.config.fsync {
-            glommio::spawn_local(interval_syncer(Rc::downgrade(&shared), every)).detach();
+            io::spawn_detached(interval_syncer(Rc::downgrade(&shared), every));
         }
         Ok(Log { shared })
     }
@@ -852,7 +852,7 @@ impl Log {
                     reader
                         .close()
                         .await
-                        .map_err(crate::error::glommio_io(format!(
+                        .map_err(io::error(format!(
                             "closing {}",
                             path.display()
                         )))?;
@@ -861,7 +861,7 @@ impl Log {
                 reader
                     .close()
                     .await
-                    .map_err(crate::error::glommio_io(format!(
+                    .map_err(io::error(format!(
                         "closing {}",
                         path.display()
                     )))?;
@@ -1021,7 +1021,7 @@ impl Log {
             reader
                 .close()
                 .await
-                .map_err(crate::error::glommio_io(format!(
+                .map_err(io::error(format!(
                     "closing {}",
                     path.display()
                 )))?;
@@ -1196,12 +1196,12 @@ fn claim_flusher(state: &mut State) -> bool {
 }
 
 fn spawn_flusher(shared: &Rc<Shared>) {
-    glommio::spawn_local(flusher(shared.clone())).detach();
+    io::spawn_detached(flusher(shared.clone()));
 }
 
 async fn interval_syncer(shared: Weak<Shared>, every: Duration) {
     loop {
-        glommio::timer::sleep(every).await;
+        io::sleep(every).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
@@ -1588,7 +1588,7 @@ async fn recover_closed(dir: &Path, config: &LogConfig, base: i64) -> Result<Seg
     let stop = io::scan(&file, &path, file_len, &mut scanner).await?;
     file.close()
         .await
-        .map_err(crate::error::glommio_io(format!(
+        .map_err(io::error(format!(
             "closing {}",
             path.display()
         )))?;

@@ -1,0 +1,63 @@
+//! Architecture boundaries, checked on the source text.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn code_lines(path: &Path) -> Vec<(usize, String)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim_start().starts_with("//"))
+        .map(|(index, line)| (index + 1, line.to_owned()))
+        .collect()
+}
+
+#[test]
+fn only_engine_io_and_server_name_the_runtime() {
+    // Goal: glommio stays behind `engine::io` so a runtime change is a local edit.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for krate in ["protocol", "engine", "client", "tools"] {
+        rust_files(&root.join(krate).join("src"), &mut files);
+    }
+    let mut offenders = Vec::new();
+    for file in &files {
+        if file.ends_with("engine/src/io.rs") {
+            continue;
+        }
+        for (number, line) in code_lines(file) {
+            if line.contains("glommio::") || line.contains("use glommio") {
+                offenders.push(format!("{}:{number}: {}", file.display(), line.trim()));
+            }
+        }
+    }
+    assert!(files.len() > 5, "the check looked at {} files", files.len());
+    assert!(offenders.is_empty(), "glommio named outside engine::io and server:\n{}", offenders.join("\n"));
+}
+
+#[test]
+fn protocol_does_no_io() {
+    // Goal: the formats crate stays pure.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    rust_files(&root.join("protocol").join("src"), &mut files);
+    for file in &files {
+        for (number, line) in code_lines(file) {
+            for banned in ["std::fs", "std::net", "tokio", "glommio"] {
+                assert!(!line.contains(banned), "{}:{number} uses {banned}", file.display());
+            }
+        }
+    }
+    assert!(!files.is_empty());
+}
