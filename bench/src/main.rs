@@ -1,1 +1,30 @@
-fn main() {}
+//! keel-bench: Keel's load generator. This first mode measures the storage engine against
+//! the raw disk in the same run: `keel-bench engine --dir DIR`.
+
+mod engine;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "keel-bench",
+    version,
+    about = "Keel load generator and storage benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Raw O_DIRECT writes vs engine appends (fsync never / always with 1 and N appenders).
+    Engine(engine::EngineArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Engine(args) => engine::run(args),
+    }
+}

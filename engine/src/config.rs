@@ -149,7 +149,7 @@ impl LogConfig {
             "write_chunk_bytes must be at least 4096",
         )?;
         check(
-            self.write_chunk_bytes % IO_ALIGN == 0,
+            self.write_chunk_bytes.is_multiple_of(IO_ALIGN),
             "write_chunk_bytes must be a multiple of 4096",
         )?;
         check(

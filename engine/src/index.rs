@@ -152,7 +152,7 @@ impl OffsetIndex {
         bytes: &[u8],
         segment_len: u64,
     ) -> Result<OffsetIndex, String> {
-        if bytes.len() % OFFSET_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_LEN) {
             return Err(format!(
                 "length {} is not a multiple of {OFFSET_ENTRY_LEN}",
                 bytes.len()
@@ -275,7 +275,7 @@ impl TimeIndex {
         bytes: &[u8],
         next_offset: i64,
     ) -> Result<TimeIndex, String> {
-        if bytes.len() % TIME_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_LEN) {
             return Err(format!(
                 "length {} is not a multiple of {TIME_ENTRY_LEN}",
                 bytes.len()

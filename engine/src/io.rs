@@ -16,13 +16,24 @@ pub(crate) fn spawn_detached(future: impl std::future::Future<Output = ()> + 'st
     glommio::spawn_local(future).detach();
 }
 
+/// Leaves the current task queue so the reactor submits queued I/O before this task goes on.
+///
+/// glommio hands file writes to the kernel only between task-queue runs; an appender that
+/// refills the buffer right after being woken would otherwise hold the flusher's next write
+/// back for its whole burst.
+pub(crate) async fn yield_to_reactor() {
+    glommio::executor().yield_task_queue_now().await;
+}
+
 /// Sleeps on the current executor's timer.
 pub(crate) async fn sleep(duration: std::time::Duration) {
     glommio::timer::sleep(duration).await;
 }
 
 /// Converts a runtime error into an engine I/O error with context.
-pub(crate) fn error<T>(context: impl Into<String>) -> impl FnOnce(glommio::GlommioError<T>) -> Error {
+pub(crate) fn error<T>(
+    context: impl Into<String>,
+) -> impl FnOnce(glommio::GlommioError<T>) -> Error {
     let context = context.into();
     move |e| Error::io(context, std::io::Error::from(e))
 }
@@ -122,8 +133,11 @@ impl SegmentWriter {
         self.len
     }
 
-    /// Writes `batches` at the logical end with one direct-I/O write.
-    pub(crate) async fn write(&mut self, batches: &[Bytes]) -> Result<()> {
+    /// Copies `batches` after the partial page into one aligned buffer, ready to be written
+    /// at the logical end. The writer's length and partial page advance now: the caller
+    /// submits every prepared write, in order, before preparing anything else that
+    /// overlaps it, and treats a failed submit as fatal for the log.
+    pub(crate) fn prepare(&mut self, batches: &[Bytes]) -> PreparedWrite {
         let data_len: usize = batches.iter().map(Bytes::len).sum();
         debug_assert_eq!(
             self.partial.len() as u64,
@@ -141,49 +155,31 @@ impl SegmentWriter {
             at += batch.len();
         }
         bytes[at..].fill(0);
-        let written = self
-            .file
-            .write_at(buffer, page_start)
-            .await
-            .map_err(glommio_io(format!(
-                "writing {} at {page_start}",
-                self.path.display()
-            )))?;
-        if written < total {
-            let short = std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("short write: {written} of {total} bytes"),
-            );
-            return Err(Error::io(format!("writing {}", self.path.display()), short));
+        let end_len = self.len + data_len as u64;
+        let tail_start = (align_down(end_len) - page_start) as usize;
+        self.partial = bytes[tail_start..total].to_vec();
+        self.len = end_len;
+        PreparedWrite {
+            buffer,
+            position: page_start,
+            total,
+            end_len,
         }
-        self.len += data_len as u64;
-        let new_page_start = align_down(self.len);
-        let tail_len = (self.len - new_page_start) as usize;
-        // The new partial page is the last `tail_len` bytes of what was just written.
-        let mut partial = Vec::with_capacity(IO_ALIGN as usize);
-        let mut need = tail_len;
-        for batch in batches.iter().rev() {
-            if need == 0 {
-                break;
-            }
-            let take = need.min(batch.len());
-            partial.splice(0..0, batch[batch.len() - take..].iter().copied());
-            need -= take;
-        }
-        if need > 0 {
-            let old = &self.partial[self.partial.len() - need..];
-            partial.splice(0..0, old.iter().copied());
-        }
-        self.partial = partial;
-        Ok(())
     }
 
-    /// Makes everything written so far durable.
-    pub(crate) async fn sync(&self) -> Result<()> {
-        self.file
-            .fdatasync()
-            .await
-            .map_err(glommio_io(format!("fdatasync of {}", self.path.display())))
+    /// A handle that submits prepared writes without borrowing the writer.
+    pub(crate) fn submitter(&self) -> Submitter {
+        Submitter {
+            file: self.file.clone(),
+            path: self.path.clone(),
+        }
+    }
+
+    /// Writes `batches` at the logical end with one direct-I/O write.
+    #[cfg(test)]
+    pub(crate) async fn write(&mut self, batches: &[Bytes]) -> Result<()> {
+        let prepared = self.prepare(batches);
+        self.submitter().submit(prepared).await
     }
 
     /// Trims the zero padding, syncs and closes the file.
@@ -253,6 +249,71 @@ pub(crate) async fn probe_device(dir: &Path) -> Result<()> {
         .map_err(glommio_io(format!("closing {}", path.display())))?;
     PROBED.with(|p| p.borrow_mut().push(device));
     Ok(())
+}
+
+/// An aligned buffer ready to be written at its position.
+pub(crate) struct PreparedWrite {
+    buffer: glommio::io::DmaBuffer,
+    position: u64,
+    total: usize,
+    end_len: u64,
+}
+
+impl PreparedWrite {
+    /// The file's logical length once this write completes.
+    pub(crate) fn end_len(&self) -> u64 {
+        self.end_len
+    }
+}
+
+/// Submits prepared writes to one segment file.
+#[derive(Clone)]
+pub(crate) struct Submitter {
+    file: Rc<DmaFile>,
+    path: PathBuf,
+}
+
+impl Submitter {
+    /// Writes the buffer and checks it was written whole.
+    pub(crate) async fn submit(self, prepared: PreparedWrite) -> Result<()> {
+        let PreparedWrite {
+            buffer,
+            position,
+            total,
+            ..
+        } = prepared;
+        let written = self
+            .file
+            .write_at(buffer, position)
+            .await
+            .map_err(glommio_io(format!(
+                "writing {} at {position}",
+                self.path.display()
+            )))?;
+        if written < total {
+            let short = std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short write: {written} of {total} bytes"),
+            );
+            return Err(Error::io(format!("writing {}", self.path.display()), short));
+        }
+        Ok(())
+    }
+
+    /// Makes everything written to the file durable.
+    pub(crate) async fn sync(&self) -> Result<()> {
+        self.file
+            .fdatasync()
+            .await
+            .map_err(glommio_io(format!("fdatasync of {}", self.path.display())))
+    }
+}
+
+/// Runs `future` as a task of its own so it makes progress while the caller does other work.
+pub(crate) fn spawn<T: 'static>(
+    future: impl std::future::Future<Output = T> + 'static,
+) -> glommio::Task<T> {
+    glommio::spawn_local(future)
 }
 
 /// Opens a segment (or any file) for direct-I/O reads.

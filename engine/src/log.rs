@@ -6,10 +6,10 @@
 //! fsync policy says so, for a single background flusher task that writes everything
 //! unwritten in one direct-I/O write and syncs once for everyone waiting: group commit.
 
-use crate::config::{FsyncPolicy, LogConfig, OnCorruption, Verify};
+use crate::config::{FsyncPolicy, LogConfig, OnCorruption, Verify, IO_ALIGN};
 use crate::error::{Error, Result};
 use crate::index::{IndexPacer, OffsetIndex, TimeIndex};
-use crate::io::{self, File, SegmentWriter};
+use crate::io::{self, File, PreparedWrite, SegmentWriter, Submitter};
 use crate::recovery::{Scanner, Stop};
 use crate::retention::{segments_to_delete, RetentionPolicy, SegmentSummary};
 use crate::segment::{
@@ -184,6 +184,8 @@ pub struct LogStats {
     pub writes: u64,
     /// Bytes handed to those writes (including rewritten partial pages and padding).
     pub bytes_written: u64,
+    /// Total time writes were in flight, microseconds.
+    pub write_us_total: u64,
     /// fdatasync calls.
     pub fsyncs: u64,
     /// Total time spent in fdatasync, microseconds.
@@ -504,8 +506,11 @@ impl Log {
     /// truncating.
     pub async fn append(&self, batch: BytesMut) -> Result<AppendInfo> {
         let (info, wait) = self.append_buffered(batch)?;
-        if let Some(done) = wait {
+        if let Some((done, wait_for_space)) = wait {
             done.await.map_err(|_| Error::Unavailable("closed"))??;
+            if wait_for_space {
+                io::yield_to_reactor().await;
+            }
         }
         Ok(info)
     }
@@ -513,7 +518,7 @@ impl Log {
     fn append_buffered(
         &self,
         mut batch: BytesMut,
-    ) -> Result<(AppendInfo, Option<oneshot::Receiver<Result<()>>>)> {
+    ) -> Result<(AppendInfo, Option<(oneshot::Receiver<Result<()>>, bool)>)> {
         let view = BatchView::new_verified(&batch)?;
         if view.len() != batch.len() {
             return Err(Error::InvalidAppend(format!(
@@ -587,8 +592,9 @@ impl Log {
         };
         let receiver = wait_for.map(|wait_for| {
             let (done, receiver) = oneshot::channel();
+            let for_space = matches!(wait_for, WaitFor::Space);
             state.waiters.push(Waiter { wait_for, done });
-            receiver
+            (receiver, for_space)
         });
         let spawn = claim_flusher(state);
         drop(guard);
@@ -852,19 +858,13 @@ impl Log {
                     reader
                         .close()
                         .await
-                        .map_err(io::error(format!(
-                            "closing {}",
-                            path.display()
-                        )))?;
+                        .map_err(io::error(format!("closing {}", path.display())))?;
                     return first_at_or_after(&batch, timestamp, &path, position).map(Some);
                 }
                 reader
                     .close()
                     .await
-                    .map_err(io::error(format!(
-                        "closing {}",
-                        path.display()
-                    )))?;
+                    .map_err(io::error(format!("closing {}", path.display())))?;
             }
             let cached: Vec<(Bytes, u64)> = {
                 let state = self.shared.state.borrow();
@@ -1021,10 +1021,7 @@ impl Log {
             reader
                 .close()
                 .await
-                .map_err(io::error(format!(
-                    "closing {}",
-                    path.display()
-                )))?;
+                .map_err(io::error(format!("closing {}", path.display())))?;
             (
                 position,
                 i64::from_be_bytes(header[..8].try_into().expect("8 bytes")),
@@ -1232,12 +1229,10 @@ async fn flusher(shared: Rc<Shared>) {
 }
 
 enum Work {
-    Write {
+    Create {
         base: i64,
-        batches: Vec<Bytes>,
-        next_offset: i64,
-        writer: Option<SegmentWriter>,
     },
+    Write(PlannedWrite),
     Finalize {
         base: i64,
         next_offset: i64,
@@ -1246,116 +1241,184 @@ enum Work {
         time_index: Vec<u8>,
     },
     Sync {
-        writer: Option<SegmentWriter>,
+        submitter: Submitter,
         target: i64,
     },
 }
 
+/// A write whose buffer is filled and whose bookkeeping waits for its completion.
+struct PlannedWrite {
+    base: i64,
+    prepared: PreparedWrite,
+    submitter: Submitter,
+    next_offset: i64,
+}
+
+/// Picks the unwritten batches of the oldest unfinished segment (at most one chunk) and
+/// prepares their write. `None` when there is nothing to write there or no file yet.
+fn plan_write(state: &mut State, config: &LogConfig) -> Option<PlannedWrite> {
+    let written_end = state.written_end;
+    let segment = state.segments.values().find(|s| !s.finalized)?;
+    let (base, written_size) = (segment.base_offset, segment.writer.as_ref()?.len());
+    // The write starts with the partial page already in the file; keeping the whole write
+    // within one chunk gives the device aligned, equal-sized requests.
+    let budget = config.write_chunk_bytes - written_size % IO_ALIGN;
+    let first = state.tail.partition_point(|c| c.next_offset <= written_end);
+    let mut batches = Vec::new();
+    let mut batches_bytes = 0u64;
+    let mut next_offset = written_end;
+    for cached in state.tail.range(first..) {
+        if cached.segment_base != base {
+            break;
+        }
+        if cached.position < written_size {
+            // Already prepared for the write in flight.
+            continue;
+        }
+        if !batches.is_empty() && batches_bytes + cached.bytes.len() as u64 > budget {
+            break;
+        }
+        batches_bytes += cached.bytes.len() as u64;
+        next_offset = cached.next_offset;
+        batches.push(cached.bytes.clone());
+    }
+    if batches.is_empty() {
+        return None;
+    }
+    let writer = state.segments.get_mut(&base)?.writer.as_mut()?;
+    let prepared = writer.prepare(&batches);
+    let submitter = writer.submitter();
+    // Bytes in flight no longer count against the unwritten bound, so appenders refill the
+    // buffer while this write is on its way to the disk.
+    state.unwritten_bytes -= batches_bytes;
+    state.complete_waiters(config.unwritten_bytes_max);
+    Some(PlannedWrite {
+        base,
+        prepared,
+        submitter,
+        next_offset,
+    })
+}
+
+fn plan_other(state: &mut State, config: &LogConfig) -> Option<Work> {
+    let written_end = state.written_end;
+    let segment = state
+        .segments
+        .values_mut()
+        .find(|s| !s.finalized)
+        .expect("the active segment is never finalized");
+    let base = segment.base_offset;
+    let has_unwritten = state
+        .tail
+        .iter()
+        .rev()
+        .take_while(|c| c.next_offset > written_end)
+        .any(|c| c.segment_base == base);
+    let segment = state.segments.get_mut(&base).expect("found above");
+    if has_unwritten && segment.writer.is_none() {
+        return Some(Work::Create { base });
+    }
+    debug_assert!(
+        !has_unwritten,
+        "unwritten batches are planned as writes first"
+    );
+    if segment.sealed {
+        return Some(Work::Finalize {
+            base,
+            next_offset: segment.next_offset,
+            writer: segment.writer.take(),
+            offset_index: segment.offset_index.to_bytes(),
+            time_index: segment.time_index.to_bytes(),
+        });
+    }
+    let interval_due =
+        matches!(config.fsync, FsyncPolicy::Interval(every) if state.last_sync.elapsed() >= every);
+    let durable_wanted = state
+        .waiters
+        .iter()
+        .any(|w| matches!(w.wait_for, WaitFor::Durable(n) if n > state.durable_end));
+    if state.written_end > state.durable_end
+        && (state.sync_requested || durable_wanted || interval_due)
+    {
+        let segment = state.segments.get(&base).expect("found above");
+        let submitter = segment
+            .writer
+            .as_ref()
+            .expect("written bytes imply an open writer")
+            .submitter();
+        return Some(Work::Sync {
+            submitter,
+            target: state.written_end,
+        });
+    }
+    None
+}
+
 async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
     let config = &shared.config;
+    let mut ahead: Option<PlannedWrite> = None;
     loop {
-        let work = {
-            let mut guard = shared.state.borrow_mut();
-            let state = &mut *guard;
-            let written_end = state.written_end;
-            let (base, sealed, next_offset) = {
-                let segment = state
-                    .segments
-                    .values()
-                    .find(|s| !s.finalized)
-                    .expect("the active segment is never finalized");
-                (segment.base_offset, segment.sealed, segment.next_offset)
-            };
-            let first = state.tail.partition_point(|c| c.next_offset <= written_end);
-            let mut batches = Vec::new();
-            let mut batches_bytes = 0u64;
-            let mut batches_end = written_end;
-            for cached in state.tail.range(first..) {
-                if cached.segment_base != base {
-                    break;
-                }
-                if !batches.is_empty()
-                    && batches_bytes + cached.bytes.len() as u64 > config.write_chunk_bytes
-                {
-                    break;
-                }
-                batches_bytes += cached.bytes.len() as u64;
-                batches_end = cached.next_offset;
-                batches.push(cached.bytes.clone());
-            }
-            let segment = state.segments.get_mut(&base).expect("found above");
-            if !batches.is_empty() {
-                Work::Write {
-                    base,
-                    batches,
-                    next_offset: batches_end,
-                    writer: segment.writer.take(),
-                }
-            } else if sealed {
-                let offset_index = segment.offset_index.to_bytes();
-                let time_index = segment.time_index.to_bytes();
-                Work::Finalize {
-                    base,
-                    next_offset,
-                    writer: segment.writer.take(),
-                    offset_index,
-                    time_index,
-                }
-            } else {
-                let interval_due = matches!(config.fsync, FsyncPolicy::Interval(every) if state.last_sync.elapsed() >= every);
-                let durable_wanted = state
-                    .waiters
-                    .iter()
-                    .any(|w| matches!(w.wait_for, WaitFor::Durable(n) if n > state.durable_end));
-                if state.written_end > state.durable_end
-                    && (state.sync_requested || durable_wanted || interval_due)
-                {
-                    Work::Sync {
-                        writer: segment.writer.take(),
-                        target: state.written_end,
-                    }
-                } else {
-                    state.sync_requested = false;
-                    state.complete_waiters(config.unwritten_bytes_max);
-                    return Ok(());
+        let work = match ahead.take() {
+            Some(planned) => Work::Write(planned),
+            None => {
+                let mut guard = shared.state.borrow_mut();
+                let state = &mut *guard;
+                match plan_write(state, config) {
+                    Some(planned) => Work::Write(planned),
+                    None => match plan_other(state, config) {
+                        Some(work) => work,
+                        None => {
+                            state.sync_requested = false;
+                            state.complete_waiters(config.unwritten_bytes_max);
+                            return Ok(());
+                        }
+                    },
                 }
             }
         };
         match work {
-            Work::Write {
-                base,
-                batches,
-                next_offset,
-                writer,
-            } => {
-                let mut writer = match writer {
-                    Some(writer) => writer,
-                    None => {
-                        let writer = SegmentWriter::create(&log_path(&shared.dir, base)).await?;
-                        io::sync_dir(&shared.dir).await?;
-                        writer
-                    }
-                };
-                let before = writer.len();
-                writer.write(&batches).await?;
-                let bytes: u64 = writer.len() - before;
-                let mut guard = shared.state.borrow_mut();
-                let state = &mut *guard;
-                state.stats.writes += 1;
-                state.stats.bytes_written += bytes;
+            Work::Create { base } => {
+                let writer = SegmentWriter::create(&log_path(&shared.dir, base)).await?;
+                io::sync_dir(&shared.dir).await?;
+                let mut state = shared.state.borrow_mut();
                 let segment = state
                     .segments
                     .get_mut(&base)
                     .expect("segments being written are not deleted");
-                segment.written_size = writer.len();
                 segment.file_exists = true;
                 segment.writer = Some(writer);
+            }
+            Work::Write(PlannedWrite {
+                base,
+                prepared,
+                submitter,
+                next_offset,
+            }) => {
+                let end_len = prepared.end_len();
+                let started = Instant::now();
+                let in_flight = io::spawn(submitter.submit(prepared));
+                // Hand the write to the kernel now, then fill the next buffer while the
+                // device works: the copy overlaps the I/O instead of following it.
+                io::yield_to_reactor().await;
+                ahead = plan_write(&mut shared.state.borrow_mut(), config)
+                    .filter(|next| next.base == base);
+                in_flight.await?;
+                let write_us = started.elapsed().as_micros() as u64;
+                let mut guard = shared.state.borrow_mut();
+                let state = &mut *guard;
+                state.stats.writes += 1;
+                state.stats.write_us_total += write_us;
+                let segment = state
+                    .segments
+                    .get_mut(&base)
+                    .expect("segments being written are not deleted");
+                state.stats.bytes_written += end_len - segment.written_size;
+                segment.written_size = end_len;
                 debug_assert!(
                     segment.written_size <= segment.size,
                     "written beyond appended"
                 );
                 state.written_end = next_offset;
-                state.unwritten_bytes -= bytes;
                 if config.fsync != FsyncPolicy::Always {
                     state.evict(config.tail_cache_bytes);
                 }
@@ -1370,7 +1433,7 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
             } => {
                 if let Some(writer) = writer {
                     let started = Instant::now();
-                    writer.sync().await?;
+                    writer.submitter().sync().await?;
                     record_fsync(shared, started);
                     io::write_small_file(&index_path(&shared.dir, base), &offset_index).await?;
                     io::write_small_file(&time_index_path(&shared.dir, base), &time_index).await?;
@@ -1388,18 +1451,9 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                 state.evict(config.tail_cache_bytes);
                 state.complete_waiters(config.unwritten_bytes_max);
             }
-            Work::Sync { writer, target } => {
-                let Some(writer) = writer else {
-                    unreachable!("written bytes imply an open writer");
-                };
+            Work::Sync { submitter, target } => {
                 let started = Instant::now();
-                let result = writer.sync().await;
-                let mut guard = shared.state.borrow_mut();
-                let state = &mut *guard;
-                let active = state.active_mut();
-                active.writer = Some(writer);
-                result?;
-                drop(guard);
+                submitter.sync().await?;
                 record_fsync(shared, started);
                 let mut guard = shared.state.borrow_mut();
                 let state = &mut *guard;
@@ -1588,10 +1642,7 @@ async fn recover_closed(dir: &Path, config: &LogConfig, base: i64) -> Result<Seg
     let stop = io::scan(&file, &path, file_len, &mut scanner).await?;
     file.close()
         .await
-        .map_err(io::error(format!(
-            "closing {}",
-            path.display()
-        )))?;
+        .map_err(io::error(format!("closing {}", path.display())))?;
     let valid = scanner.position();
     if let Stop::Invalid { reason, .. } = stop {
         return Err(Error::Corrupt {

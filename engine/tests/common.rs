@@ -14,7 +14,7 @@ where
 {
     glommio::LocalExecutorBuilder::default()
         .io_memory(1 << 20)
-        .spawn(move || make())
+        .spawn(make)
         .expect("glommio executor starts (io_uring and memlock available)")
         .join()
         .expect("executor thread")

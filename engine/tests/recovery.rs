@@ -8,7 +8,13 @@ use keel_engine::{Error, FsyncPolicy, Log, LogConfig, OnCorruption, Verify};
 use std::path::{Path, PathBuf};
 
 fn config() -> LogConfig {
-    LogConfig { segment_bytes: 64 * 1024, index_interval_bytes: 2048, fsync: FsyncPolicy::Always, retention_ms: None, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 64 * 1024,
+        index_interval_bytes: 2048,
+        fsync: FsyncPolicy::Always,
+        retention_ms: None,
+        ..LogConfig::default()
+    }
 }
 
 /// Writes `count` batches of 4 records and returns (base offset, byte position, length,
@@ -26,8 +32,14 @@ fn write_log(dir: &Path, count: u64) -> Vec<(i64, u64, u64, PathBuf)> {
             let bytes = std::fs::read(&segment.path).unwrap();
             let mut position = 0usize;
             while position < bytes.len() {
-                let view = keel_protocol::batch::BatchView::new_verified(&bytes[position..]).unwrap();
-                out.push((view.base_offset(), position as u64, view.len() as u64, segment.path.clone()));
+                let view =
+                    keel_protocol::batch::BatchView::new_verified(&bytes[position..]).unwrap();
+                out.push((
+                    view.base_offset(),
+                    position as u64,
+                    view.len() as u64,
+                    segment.path.clone(),
+                ));
                 position += view.len();
             }
         }
@@ -70,7 +82,11 @@ fn flipped_byte_in_the_last_batch_is_a_torn_tail() {
     let (end, count) = open(dir.path(), config()).unwrap();
     assert_eq!(end, base);
     assert_eq!(count, 19);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), position, "torn bytes removed from the file");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        position,
+        "torn bytes removed from the file"
+    );
 }
 
 #[test]
@@ -93,17 +109,33 @@ fn corruption_in_the_middle_of_the_last_segment_stops_the_open() {
     let (_, position, _, path) = batches[5].clone();
     flip(&path, position + 70);
     match open(dir.path(), config()) {
-        Err(Error::Corrupt { path: bad, position: at, .. }) => {
+        Err(Error::Corrupt {
+            path: bad,
+            position: at,
+            ..
+        }) => {
             assert_eq!(bad, path);
             assert_eq!(at, position);
-            let message = Error::Corrupt { path: bad, position: at, reason: "x".into() }.to_string();
-            assert!(message.contains("00000000000000000000.log") && message.contains(&position.to_string()), "{message}");
+            let message = Error::Corrupt {
+                path: bad,
+                position: at,
+                reason: "x".into(),
+            }
+            .to_string();
+            assert!(
+                message.contains("00000000000000000000.log")
+                    && message.contains(&position.to_string()),
+                "{message}"
+            );
         }
         other => panic!("expected corruption error, got {other:?}"),
     }
     // Nothing was changed by the refused open.
     assert!(open(dir.path(), config()).is_err());
-    let truncate = LogConfig { on_corruption: OnCorruption::Truncate, ..config() };
+    let truncate = LogConfig {
+        on_corruption: OnCorruption::Truncate,
+        ..config()
+    };
     let (end, count) = open(dir.path(), truncate).unwrap();
     assert_eq!((end, count), (batches[5].0, 5));
 }
@@ -115,24 +147,50 @@ fn corruption_in_an_older_segment() {
     let dir = tempfile::tempdir().unwrap();
     let batches = write_log(dir.path(), 400);
     let first_path = batches[0].3.clone();
-    let in_first: Vec<_> = batches.iter().filter(|b| b.3 == first_path).cloned().collect();
-    assert!(batches.iter().any(|b| b.3 != first_path), "need more than one segment");
+    let in_first: Vec<_> = batches
+        .iter()
+        .filter(|b| b.3 == first_path)
+        .cloned()
+        .collect();
+    assert!(
+        batches.iter().any(|b| b.3 != first_path),
+        "need more than one segment"
+    );
     let (base, position, _, _) = in_first[in_first.len() / 2].clone();
     flip(&first_path, position + 100);
 
-    let full = LogConfig { verify: Verify::All, ..config() };
+    let full = LogConfig {
+        verify: Verify::All,
+        ..config()
+    };
     match open(dir.path(), full.clone()) {
-        Err(Error::Corrupt { path, position: at, reason }) => {
+        Err(Error::Corrupt {
+            path,
+            position: at,
+            reason,
+        }) => {
             assert_eq!(path, first_path);
             assert_eq!(at, position);
             assert!(reason.contains("CRC"), "{reason}");
         }
         other => panic!("expected corruption error, got {other:?}"),
     }
-    let truncate = LogConfig { on_corruption: OnCorruption::Truncate, ..full };
+    let truncate = LogConfig {
+        on_corruption: OnCorruption::Truncate,
+        ..full
+    };
     let (end, _) = open(dir.path(), truncate).unwrap();
     assert_eq!(end, base);
-    let logs = std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log")).count();
+    let logs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
     assert_eq!(logs, 1, "later segments were removed");
 }
 
@@ -142,7 +200,7 @@ fn garbage_length_in_an_older_segment_tail_stops_the_default_open() {
     let dir = tempfile::tempdir().unwrap();
     let batches = write_log(dir.path(), 400);
     let first_path = batches[0].3.clone();
-    let last_in_first = batches.iter().filter(|b| b.3 == first_path).last().unwrap().clone();
+    let last_in_first = batches.iter().rfind(|b| b.3 == first_path).unwrap().clone();
     // The batch length field of the segment's last batch.
     flip(&first_path, last_in_first.1 + 9);
     match open(dir.path(), config()) {

@@ -29,7 +29,15 @@ fn read_log(dir: std::path::PathBuf) -> (BTreeMap<i64, Vec<u8>>, usize) {
     glommio::LocalExecutorBuilder::default()
         .io_memory(1 << 20)
         .spawn(move || async move {
-            let log = Log::open(&dir, LogConfig { retention_ms: None, ..LogConfig::default() }).await.expect("reopen after kill");
+            let log = Log::open(
+                &dir,
+                LogConfig {
+                    retention_ms: None,
+                    ..LogConfig::default()
+                },
+            )
+            .await
+            .expect("reopen after kill");
             let mut out = BTreeMap::new();
             let mut next = 0;
             while next < log.high_watermark() {
@@ -40,7 +48,8 @@ fn read_log(dir: std::path::PathBuf) -> (BTreeMap<i64, Vec<u8>>, usize) {
                 };
                 let mut rest = bytes.as_slice();
                 while !rest.is_empty() {
-                    let view = BatchView::new_verified(rest).expect("no torn or corrupt batch is ever served");
+                    let view = BatchView::new_verified(rest)
+                        .expect("no torn or corrupt batch is ever served");
                     assert!(view.base_offset() <= next, "offsets are dense");
                     next = view.next_offset();
                     out.insert(view.base_offset(), view.as_bytes().to_vec());
@@ -58,9 +67,16 @@ fn read_log(dir: std::path::PathBuf) -> (BTreeMap<i64, Vec<u8>>, usize) {
 
 #[test]
 fn kill_9_never_loses_an_acknowledged_append() {
-    let seed = std::env::var("KEEL_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed = std::env::var("KEEL_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
     eprintln!("crash test seed {seed}: reproduce with KEEL_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -87,8 +103,13 @@ fn kill_9_never_loses_an_acknowledged_append() {
         });
         // Wait for the writer to be appending, then let it run a random while.
         let ready_by = Instant::now() + Duration::from_secs(30);
-        let first = lines_rx.recv_timeout(ready_by - Instant::now()).expect("writer ready line");
-        assert!(first.starts_with("ready"), "unexpected first line {first:?}");
+        let first = lines_rx
+            .recv_timeout(ready_by - Instant::now())
+            .expect("writer ready line");
+        assert!(
+            first.starts_with("ready"),
+            "unexpected first line {first:?}"
+        );
         let run_for = Duration::from_millis(20 + rng.next() % 300);
         std::thread::sleep(run_for);
         // SAFETY: plain kill(2) on our own child's pid.
@@ -100,26 +121,44 @@ fn kill_9_never_loses_an_acknowledged_append() {
         for line in lines_rx.try_iter() {
             // Only complete lines reach here; a line cut by the kill never parses as an ack.
             let mut parts = line.split(' ');
-            if let (Some("ack"), Some(tag), Some(base), None) = (parts.next(), parts.next(), parts.next(), parts.next()) {
-                let (Ok(tag), Ok(base)) = (tag.parse::<u64>(), base.parse::<i64>()) else { continue };
-                assert!(acked.insert(base, tag).is_none(), "offset {base} acknowledged twice");
+            if let (Some("ack"), Some(tag), Some(base), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            {
+                let (Ok(tag), Ok(base)) = (tag.parse::<u64>(), base.parse::<i64>()) else {
+                    continue;
+                };
+                assert!(
+                    acked.insert(base, tag).is_none(),
+                    "offset {base} acknowledged twice"
+                );
                 round_acks += 1;
             }
         }
         let (stored, segment_count) = read_log(dir.path().to_owned());
         segments = segment_count;
         for (&base, &tag) in &acked {
-            let got = stored.get(&base).unwrap_or_else(|| panic!("round {round}: acked batch at {base} (tag {tag}) lost; seed {seed}"));
+            let got = stored.get(&base).unwrap_or_else(|| {
+                panic!("round {round}: acked batch at {base} (tag {tag}) lost; seed {seed}")
+            });
             let mut want = crash_batch(tag);
             set_base_offset(&mut want, base);
             set_partition_leader_epoch(&mut want, 0);
-            assert_eq!(got, &want, "round {round}: batch at {base} differs; seed {seed}");
-            assert_eq!(BatchView::new(got).unwrap().last_offset(), base + crash_batch_records(tag) - 1);
+            assert_eq!(
+                got, &want,
+                "round {round}: batch at {base} differs; seed {seed}"
+            );
+            assert_eq!(
+                BatchView::new(got).unwrap().last_offset(),
+                base + crash_batch_records(tag) - 1
+            );
             compared += 1;
         }
         eprintln!("round {round}: ran {run_for:?}, {round_acks} acks, {} stored batches, {segment_count} segments", stored.len());
     }
-    assert!(acked.len() > ROUNDS as usize, "the writer must have acknowledged appends");
+    assert!(
+        acked.len() > ROUNDS as usize,
+        "the writer must have acknowledged appends"
+    );
     assert!(compared > 0, "the checker compared nothing");
     assert!(segments > 1, "the run should cross segment rolls");
     eprintln!("compared {compared} acknowledged batches over {ROUNDS} kills");

@@ -43,7 +43,11 @@ fn only_engine_io_and_server_name_the_runtime() {
         }
     }
     assert!(files.len() > 5, "the check looked at {} files", files.len());
-    assert!(offenders.is_empty(), "glommio named outside engine::io and server:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "glommio named outside engine::io and server:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]
@@ -55,7 +59,11 @@ fn protocol_does_no_io() {
     for file in &files {
         for (number, line) in code_lines(file) {
             for banned in ["std::fs", "std::net", "tokio", "glommio"] {
-                assert!(!line.contains(banned), "{}:{number} uses {banned}", file.display());
+                assert!(
+                    !line.contains(banned),
+                    "{}:{number} uses {banned}",
+                    file.display()
+                );
             }
         }
     }

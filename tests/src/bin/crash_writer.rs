@@ -12,9 +12,14 @@ const APPENDERS: u64 = 8;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().context("usage: keel-crash-writer DIR FIRST_TAG")?;
+    let dir = args
+        .next()
+        .context("usage: keel-crash-writer DIR FIRST_TAG")?;
     let first_tag: u64 = args.next().context("missing FIRST_TAG")?.parse()?;
-    let executor = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().map_err(|e| anyhow::anyhow!("cannot start glommio: {e}"))?;
+    let executor = glommio::LocalExecutorBuilder::default()
+        .io_memory(1 << 20)
+        .make()
+        .map_err(|e| anyhow::anyhow!("cannot start glommio: {e}"))?;
     executor.run(async move {
         let config = LogConfig {
             segment_bytes: 256 * 1024,
