@@ -50,15 +50,19 @@ fn align_up(value: u64) -> u64 {
 
 /// Appends to one segment file with O_DIRECT.
 ///
-/// Every write starts at the aligned page holding the current end of the file: the bytes of
-/// that partial page are kept in memory and written again in front of the new data, and the
-/// last page is zero-padded. The file's logical length is `len`; on disk it may be longer
-/// (zeros) until [`SegmentWriter::finish`] trims it.
+/// Every write starts at an aligned page. `carry` holds the bytes from the page where the
+/// next write starts up to `len`: the partial last page already on disk (written again in
+/// front of new data) and, after a whole-page write, bytes not yet on disk at all. A write
+/// either covers whole pages only (when more data follows, so the device sees equal,
+/// aligned requests) or everything with the last page zero-padded. `disk_len` is where the
+/// bytes on disk end; the file may hold zeros after it until [`SegmentWriter::finish`]
+/// trims them.
 pub(crate) struct SegmentWriter {
     file: Rc<DmaFile>,
     path: PathBuf,
     len: u64,
-    partial: Vec<u8>,
+    disk_len: u64,
+    carry: Vec<u8>,
 }
 
 impl SegmentWriter {
@@ -76,7 +80,8 @@ impl SegmentWriter {
             file: Rc::new(file),
             path: path.to_owned(),
             len: 0,
-            partial: Vec::new(),
+            disk_len: 0,
+            carry: Vec::new(),
         })
     }
 
@@ -124,46 +129,90 @@ impl SegmentWriter {
             file: Rc::new(file),
             path: path.to_owned(),
             len,
-            partial,
+            disk_len: len,
+            carry: partial,
         })
     }
 
-    /// Logical length: bytes written so far.
+    /// Bytes handed to the writer (prepared), whether on disk yet or not.
     pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
-    /// Copies `batches` after the partial page into one aligned buffer, ready to be written
-    /// at the logical end. The writer's length and partial page advance now: the caller
-    /// submits every prepared write, in order, before preparing anything else that
-    /// overlaps it, and treats a failed submit as fatal for the log.
-    pub(crate) fn prepare(&mut self, batches: &[Bytes]) -> PreparedWrite {
+    /// Bytes the next write starts with (already-written partial page and unwritten bytes).
+    pub(crate) fn carry_len(&self) -> u64 {
+        self.carry.len() as u64
+    }
+
+    /// Whether bytes handed over are still waiting for a write.
+    pub(crate) fn has_unwritten(&self) -> bool {
+        self.disk_len < self.len
+    }
+
+    /// Copies the carried bytes and `batches` into one aligned buffer, ready to be written.
+    ///
+    /// With `whole_pages`, only whole pages are written, at most `chunk_bytes`, and the rest
+    /// is carried into the next write; otherwise everything is written with the last page
+    /// zero-padded. The writer advances now: the caller submits every prepared write, in
+    /// order, and treats a failed submit as fatal for the log.
+    pub(crate) fn prepare(
+        &mut self,
+        batches: &[Bytes],
+        whole_pages: bool,
+        chunk_bytes: u64,
+    ) -> PreparedWrite {
         let data_len: usize = batches.iter().map(Bytes::len).sum();
+        let start = align_down(self.disk_len);
         debug_assert_eq!(
-            self.partial.len() as u64,
-            self.len - align_down(self.len),
-            "partial page mirrors the file"
+            start + self.carry.len() as u64,
+            self.len,
+            "carry spans the next write's start to len"
         );
-        let page_start = align_down(self.len);
-        let total = self.partial.len() + data_len;
-        let mut buffer = self.file.alloc_dma_buffer(align_up(total as u64) as usize);
+        debug_assert_eq!(chunk_bytes % IO_ALIGN, 0, "chunks are whole pages");
+        let total = (self.carry.len() + data_len) as u64;
+        let end = self.len + data_len as u64;
+        let write_len = match whole_pages {
+            true if total >= IO_ALIGN => (total / IO_ALIGN * IO_ALIGN).min(chunk_bytes),
+            _ => total,
+        };
+        let mut buffer = self.file.alloc_dma_buffer(align_up(write_len) as usize);
         let bytes = buffer.as_bytes_mut();
-        bytes[..self.partial.len()].copy_from_slice(&self.partial);
-        let mut at = self.partial.len();
-        for batch in batches {
-            bytes[at..at + batch.len()].copy_from_slice(batch);
-            at += batch.len();
+        let mut at = 0usize;
+        let mut new_carry = Vec::new();
+        let keep_from = if write_len == total {
+            align_down(end) - start
+        } else {
+            write_len
+        };
+        for piece in std::iter::once(&self.carry[..]).chain(batches.iter().map(|b| &b[..])) {
+            let piece_start = at as u64;
+            let piece_end = piece_start + piece.len() as u64;
+            if piece_start < write_len {
+                let upto = (piece_end.min(write_len) - piece_start) as usize;
+                bytes[at..at + upto].copy_from_slice(&piece[..upto]);
+            }
+            if piece_end > keep_from {
+                let from = keep_from.saturating_sub(piece_start) as usize;
+                new_carry.extend_from_slice(&piece[from..]);
+            }
+            at += piece.len();
         }
-        bytes[at..].fill(0);
-        let end_len = self.len + data_len as u64;
-        let tail_start = (align_down(end_len) - page_start) as usize;
-        self.partial = bytes[tail_start..total].to_vec();
-        self.len = end_len;
+        let filled = write_len.min(total) as usize;
+        bytes[filled..].fill(0);
+        let new_disk_len = start + write_len;
+        self.carry = new_carry;
+        self.len = end;
+        self.disk_len = new_disk_len;
+        debug_assert_eq!(
+            align_down(self.disk_len) + self.carry.len() as u64,
+            self.len,
+            "carry is consistent"
+        );
         PreparedWrite {
             buffer,
-            position: page_start,
-            total,
-            end_len,
+            position: start,
+            total: write_len as usize,
+            end_len: new_disk_len,
         }
     }
 
@@ -178,12 +227,16 @@ impl SegmentWriter {
     /// Writes `batches` at the logical end with one direct-I/O write.
     #[cfg(test)]
     pub(crate) async fn write(&mut self, batches: &[Bytes]) -> Result<()> {
-        let prepared = self.prepare(batches);
+        let prepared = self.prepare(batches, false, u64::MAX / IO_ALIGN * IO_ALIGN);
         self.submitter().submit(prepared).await
     }
 
     /// Trims the zero padding, syncs and closes the file.
     pub(crate) async fn finish(self) -> Result<()> {
+        assert_eq!(
+            self.disk_len, self.len,
+            "every prepared byte is written before closing"
+        );
         let context = format!("closing {}", self.path.display());
         self.file
             .truncate(self.len)

@@ -6,7 +6,7 @@
 //! fsync policy says so, for a single background flusher task that writes everything
 //! unwritten in one direct-I/O write and syncs once for everyone waiting: group commit.
 
-use crate::config::{FsyncPolicy, LogConfig, OnCorruption, Verify, IO_ALIGN};
+use crate::config::{FsyncPolicy, LogConfig, OnCorruption, Verify};
 use crate::error::{Error, Result};
 use crate::index::{IndexPacer, OffsetIndex, TimeIndex};
 use crate::io::{self, File, PreparedWrite, SegmentWriter, Submitter};
@@ -1251,52 +1251,50 @@ struct PlannedWrite {
     base: i64,
     prepared: PreparedWrite,
     submitter: Submitter,
-    next_offset: i64,
 }
 
-/// Picks the unwritten batches of the oldest unfinished segment (at most one chunk) and
+/// Picks the unwritten batches of the oldest unfinished segment (about one chunk) and
 /// prepares their write. `None` when there is nothing to write there or no file yet.
 fn plan_write(state: &mut State, config: &LogConfig) -> Option<PlannedWrite> {
     let written_end = state.written_end;
     let segment = state.segments.values().find(|s| !s.finalized)?;
-    let (base, written_size) = (segment.base_offset, segment.writer.as_ref()?.len());
-    // The write starts with the partial page already in the file; keeping the whole write
-    // within one chunk gives the device aligned, equal-sized requests.
-    let budget = config.write_chunk_bytes - written_size % IO_ALIGN;
+    let writer = segment.writer.as_ref()?;
+    let (base, handed, carry) = (segment.base_offset, writer.len(), writer.carry_len());
     let first = state.tail.partition_point(|c| c.next_offset <= written_end);
     let mut batches = Vec::new();
     let mut batches_bytes = 0u64;
-    let mut next_offset = written_end;
+    let mut more_follow = false;
     for cached in state.tail.range(first..) {
         if cached.segment_base != base {
             break;
         }
-        if cached.position < written_size {
-            // Already prepared for the write in flight.
+        if cached.position < handed {
+            // Already handed to a write in flight.
             continue;
         }
-        if !batches.is_empty() && batches_bytes + cached.bytes.len() as u64 > budget {
+        if carry + batches_bytes >= config.write_chunk_bytes {
+            more_follow = true;
             break;
         }
         batches_bytes += cached.bytes.len() as u64;
-        next_offset = cached.next_offset;
         batches.push(cached.bytes.clone());
     }
-    if batches.is_empty() {
+    let writer = state.segments.get_mut(&base)?.writer.as_mut()?;
+    if batches.is_empty() && !writer.has_unwritten() {
         return None;
     }
-    let writer = state.segments.get_mut(&base)?.writer.as_mut()?;
-    let prepared = writer.prepare(&batches);
+    // A full chunk with more behind it is written as whole pages ending on a chunk-sized
+    // step, like a plain sequential writer; the last write of a burst pads its last page.
+    let prepared = writer.prepare(&batches, more_follow, config.write_chunk_bytes);
     let submitter = writer.submitter();
-    // Bytes in flight no longer count against the unwritten bound, so appenders refill the
-    // buffer while this write is on its way to the disk.
+    // Bytes handed over no longer count against the unwritten bound, so appenders refill
+    // the buffer while this write is on its way to the disk.
     state.unwritten_bytes -= batches_bytes;
     state.complete_waiters(config.unwritten_bytes_max);
     Some(PlannedWrite {
         base,
         prepared,
         submitter,
-        next_offset,
     })
 }
 
@@ -1392,7 +1390,6 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                 base,
                 prepared,
                 submitter,
-                next_offset,
             }) => {
                 let end_len = prepared.end_len();
                 let started = Instant::now();
@@ -1412,13 +1409,24 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                     .segments
                     .get_mut(&base)
                     .expect("segments being written are not deleted");
-                state.stats.bytes_written += end_len - segment.written_size;
+                state.stats.bytes_written += end_len.saturating_sub(segment.written_size);
                 segment.written_size = end_len;
                 debug_assert!(
                     segment.written_size <= segment.size,
                     "written beyond appended"
                 );
-                state.written_end = next_offset;
+                // Batches wholly on disk now count as written.
+                let first = state
+                    .tail
+                    .partition_point(|c| c.next_offset <= state.written_end);
+                for cached in state.tail.range(first..) {
+                    if cached.segment_base != base
+                        || cached.position + cached.bytes.len() as u64 > end_len
+                    {
+                        break;
+                    }
+                    state.written_end = cached.next_offset;
+                }
                 if config.fsync != FsyncPolicy::Always {
                     state.evict(config.tail_cache_bytes);
                 }
