@@ -317,6 +317,14 @@ impl PreparedWrite {
     pub(crate) fn end_len(&self) -> u64 {
         self.end_len
     }
+    /// First byte the write covers.
+    pub(crate) fn position(&self) -> u64 {
+        self.position
+    }
+    /// Byte after the last page the write covers (padding included).
+    pub(crate) fn end_aligned(&self) -> u64 {
+        self.position + align_up(self.total as u64)
+    }
 }
 
 /// Submits prepared writes to one segment file.
@@ -361,6 +369,9 @@ impl Submitter {
             .map_err(glommio_io(format!("fdatasync of {}", self.path.display())))
     }
 }
+
+/// A spawned task's handle.
+pub(crate) type Task<T> = glommio::Task<T>;
 
 /// Runs `future` as a task of its own so it makes progress while the caller does other work.
 pub(crate) fn spawn<T: 'static>(

@@ -1352,6 +1352,9 @@ fn plan_other(state: &mut State, config: &LogConfig) -> Option<Work> {
     None
 }
 
+/// Direct-I/O writes of one log in flight at once.
+const WRITES_IN_FLIGHT: usize = 2;
+
 async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
     let config = &shared.config;
     let mut ahead: Option<PlannedWrite> = None;
@@ -1386,51 +1389,53 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                 segment.file_exists = true;
                 segment.writer = Some(writer);
             }
-            Work::Write(PlannedWrite {
-                base,
-                prepared,
-                submitter,
-            }) => {
-                let end_len = prepared.end_len();
-                let started = Instant::now();
-                let in_flight = io::spawn(submitter.submit(prepared));
-                // Hand the write to the kernel now, then fill the next buffer while the
-                // device works: the copy overlaps the I/O instead of following it.
-                io::yield_to_reactor().await;
-                ahead = plan_write(&mut shared.state.borrow_mut(), config)
-                    .filter(|next| next.base == base);
-                in_flight.await?;
-                let write_us = started.elapsed().as_micros() as u64;
-                let mut guard = shared.state.borrow_mut();
-                let state = &mut *guard;
-                state.stats.writes += 1;
-                state.stats.write_us_total += write_us;
-                let segment = state
-                    .segments
-                    .get_mut(&base)
-                    .expect("segments being written are not deleted");
-                state.stats.bytes_written += end_len.saturating_sub(segment.written_size);
-                segment.written_size = end_len;
-                debug_assert!(
-                    segment.written_size <= segment.size,
-                    "written beyond appended"
-                );
-                // Batches wholly on disk now count as written.
-                let first = state
-                    .tail
-                    .partition_point(|c| c.next_offset <= state.written_end);
-                for cached in state.tail.range(first..) {
-                    if cached.segment_base != base
-                        || cached.position + cached.bytes.len() as u64 > end_len
-                    {
+            Work::Write(first) => {
+                // Up to WRITES_IN_FLIGHT writes run at once, as long as they cover disjoint
+                // pages (a padded last page is rewritten by the next write, which must then
+                // wait). Completions are applied in submission order.
+                let mut window: VecDeque<(i64, u64, u64, Instant, io::Task<Result<()>>)> =
+                    VecDeque::new();
+                let mut next = Some(first);
+                loop {
+                    if let Some(planned) = next.take() {
+                        let PlannedWrite {
+                            base,
+                            prepared,
+                            submitter,
+                        } = planned;
+                        let (end_len, end_aligned) = (prepared.end_len(), prepared.end_aligned());
+                        let task = io::spawn(submitter.submit(prepared));
+                        window.push_back((base, end_len, end_aligned, Instant::now(), task));
+                        // Hand the write to the kernel now, then fill the next buffer while
+                        // the device works: the copy overlaps the I/O instead of following it.
+                        io::yield_to_reactor().await;
+                    }
+                    if ahead.is_none() {
+                        let (base, end_aligned) = window
+                            .back()
+                            .map(|w| (w.0, w.2))
+                            .expect("a write is in flight");
+                        if let Some(planned) = plan_write(&mut shared.state.borrow_mut(), config)
+                            .filter(|p| p.base == base)
+                        {
+                            if window.len() < WRITES_IN_FLIGHT
+                                && planned.prepared.position() >= end_aligned
+                            {
+                                next = Some(planned);
+                                continue;
+                            }
+                            ahead = Some(planned);
+                        }
+                    }
+                    let Some((base, end_len, _, started, task)) = window.pop_front() else {
+                        break;
+                    };
+                    task.await?;
+                    complete_write(shared, base, end_len, started);
+                    if window.is_empty() {
                         break;
                     }
-                    state.written_end = cached.next_offset;
                 }
-                if config.fsync != FsyncPolicy::Always {
-                    state.evict(config.tail_cache_bytes);
-                }
-                state.complete_waiters(config.unwritten_bytes_max);
             }
             Work::Finalize {
                 base,
@@ -1474,6 +1479,41 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
             }
         }
     }
+}
+
+/// Applies a completed write: the segment's bytes on disk, and every batch now wholly on
+/// disk counts as written.
+fn complete_write(shared: &Shared, base: i64, end_len: u64, started: Instant) {
+    let config = &shared.config;
+    let write_us = started.elapsed().as_micros() as u64;
+    let mut guard = shared.state.borrow_mut();
+    let state = &mut *guard;
+    state.stats.writes += 1;
+    state.stats.write_us_total += write_us;
+    let segment = state
+        .segments
+        .get_mut(&base)
+        .expect("segments being written are not deleted");
+    assert!(end_len >= segment.written_size, "writes complete in order");
+    state.stats.bytes_written += end_len - segment.written_size;
+    segment.written_size = end_len;
+    debug_assert!(
+        segment.written_size <= segment.size,
+        "written beyond appended"
+    );
+    let first = state
+        .tail
+        .partition_point(|c| c.next_offset <= state.written_end);
+    for cached in state.tail.range(first..) {
+        if cached.segment_base != base || cached.position + cached.bytes.len() as u64 > end_len {
+            break;
+        }
+        state.written_end = cached.next_offset;
+    }
+    if config.fsync != FsyncPolicy::Always {
+        state.evict(config.tail_cache_bytes);
+    }
+    state.complete_waiters(config.unwritten_bytes_max);
 }
 
 fn record_fsync(shared: &Shared, started: Instant) {
