@@ -61,6 +61,19 @@ fn thread_cpu() -> Duration {
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
+/// A fresh name for every run's files.
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Lets the file system finish earlier work (journal commits, and on a disk mounted with
+/// `discard`, the discards of deleted files) before the next run is timed.
+fn settle() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
 fn mb(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64()
 }
@@ -80,13 +93,11 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
         .name("keel-bench")
-        // Registered I/O buffers must fit the memlock limit (8 MiB here); two 1 MiB write
-        // buffers in flight fit in 4 MiB.
-        .io_memory(4 << 20)
         .make()
         .map_err(|e| anyhow!("cannot start the io_uring executor: {e} (check `ulimit -l` and that io_uring is enabled)"))?;
     let appenders = args.appenders;
     let rounds = args.rounds.max(1);
+    let dir = args.dir.clone();
     let all: Vec<Vec<Figure>> = executor.run(async move {
         let mut all = Vec::new();
         for _ in 0..rounds {
@@ -100,6 +111,16 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(all)
     })?;
+    // Files are deleted only now: on a disk mounted with `discard`, deleting a run's files
+    // issues discards that would slow whichever run came next.
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
     let ratio = |a: usize, b: usize| {
         median(
             all.iter()
@@ -186,7 +207,7 @@ async fn raw_write(
     write_bytes: usize,
     sync_each: bool,
 ) -> anyhow::Result<Figure> {
-    let path = dir.join("raw-direct.bin");
+    let path = dir.join(format!("raw-direct-{}.bin", unique()));
     let pattern = noise(write_bytes + 4096, 7);
     let file = OpenOptions::new()
         .write(true)
@@ -196,6 +217,7 @@ async fn raw_write(
         .await
         .map_err(std::io::Error::from)?;
     let mut latency = Histogram::<u64>::new(3)?;
+    settle();
     let started = Instant::now();
     let mut position = 0u64;
     while position < total {
@@ -217,7 +239,6 @@ async fn raw_write(
     file.fdatasync().await.map_err(std::io::Error::from)?;
     let elapsed = started.elapsed();
     file.close().await.map_err(std::io::Error::from)?;
-    std::fs::remove_file(&path)?;
     let name = if sync_each {
         format!(
             "raw O_DIRECT {} KiB writes + fdatasync each",
@@ -256,8 +277,7 @@ fn log_config(args: &EngineArgs, fsync: FsyncPolicy) -> LogConfig {
 }
 
 async fn engine_never(args: &EngineArgs) -> anyhow::Result<Figure> {
-    let dir = args.dir.join("engine-never");
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = args.dir.join(format!("engine-never-{}", unique()));
     let batch = sample_batch(args)?;
     let log = Log::open(&dir, log_config(args, FsyncPolicy::Never)).await?;
     // The batches arrive ready, as a network layer would hand them over: building them is
@@ -266,6 +286,7 @@ async fn engine_never(args: &EngineArgs) -> anyhow::Result<Figure> {
     let mut ready: Vec<BytesMut> = (0..count)
         .map(|_| BytesMut::from(batch.as_slice()))
         .collect();
+    settle();
     let started = Instant::now();
     let cpu_started = thread_cpu();
     let mut appended = 0u64;
@@ -287,7 +308,6 @@ async fn engine_never(args: &EngineArgs) -> anyhow::Result<Figure> {
     }
     let stats = log.stats();
     log.close().await?;
-    std::fs::remove_dir_all(&dir)?;
     Ok(Figure {
         name: "engine append, fsync=never".into(),
         mb_per_sec: mb(appended, elapsed),
@@ -298,12 +318,14 @@ async fn engine_never(args: &EngineArgs) -> anyhow::Result<Figure> {
 }
 
 async fn engine_always(args: &EngineArgs, appenders: usize) -> anyhow::Result<Figure> {
-    let dir = args.dir.join(format!("engine-always-{appenders}"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = args
+        .dir
+        .join(format!("engine-always-{appenders}-{}", unique()));
     let batch = Rc::new(sample_batch(args)?);
     let log = Log::open(&dir, log_config(args, FsyncPolicy::Always)).await?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let latency = Rc::new(RefCell::new(Histogram::<u64>::new(3)?));
+    settle();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..appenders {
@@ -328,7 +350,6 @@ async fn engine_always(args: &EngineArgs, appenders: usize) -> anyhow::Result<Fi
     let elapsed = started.elapsed();
     let stats = log.stats();
     log.close().await?;
-    std::fs::remove_dir_all(&dir)?;
     let latency = Rc::try_unwrap(latency)
         .map_err(|_| anyhow!("tasks done"))?
         .into_inner();
