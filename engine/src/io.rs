@@ -224,13 +224,6 @@ impl SegmentWriter {
         }
     }
 
-    /// Writes `batches` at the logical end with one direct-I/O write.
-    #[cfg(test)]
-    pub(crate) async fn write(&mut self, batches: &[Bytes]) -> Result<()> {
-        let prepared = self.prepare(batches, false, u64::MAX / IO_ALIGN * IO_ALIGN);
-        self.submitter().submit(prepared).await
-    }
-
     /// Trims the zero padding, syncs and closes the file.
     pub(crate) async fn finish(self) -> Result<()> {
         assert_eq!(

@@ -211,6 +211,19 @@ enum WaitFor {
     Idle,
 }
 
+/// What an append waits for after its bookkeeping: the flusher's answer, and whether it
+/// waited for buffer space (then it lets the reactor submit I/O before going on).
+type AckWait = (oneshot::Receiver<Result<()>>, bool);
+
+/// A write handed to the kernel, and what to record when it completes.
+struct InFlight {
+    base: i64,
+    end_len: u64,
+    end_aligned: u64,
+    started: Instant,
+    task: io::Task<Result<()>>,
+}
+
 struct Waiter {
     wait_for: WaitFor,
     done: oneshot::Sender<Result<()>>,
@@ -515,10 +528,7 @@ impl Log {
         Ok(info)
     }
 
-    fn append_buffered(
-        &self,
-        mut batch: BytesMut,
-    ) -> Result<(AppendInfo, Option<(oneshot::Receiver<Result<()>>, bool)>)> {
+    fn append_buffered(&self, mut batch: BytesMut) -> Result<(AppendInfo, Option<AckWait>)> {
         let view = BatchView::new_verified(&batch)?;
         if view.len() != batch.len() {
             return Err(Error::InvalidAppend(format!(
@@ -1393,8 +1403,7 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                 // Up to WRITES_IN_FLIGHT writes run at once, as long as they cover disjoint
                 // pages (a padded last page is rewritten by the next write, which must then
                 // wait). Completions are applied in submission order.
-                let mut window: VecDeque<(i64, u64, u64, Instant, io::Task<Result<()>>)> =
-                    VecDeque::new();
+                let mut window: VecDeque<InFlight> = VecDeque::new();
                 let mut next = Some(first);
                 loop {
                     if let Some(planned) = next.take() {
@@ -1405,7 +1414,13 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                         } = planned;
                         let (end_len, end_aligned) = (prepared.end_len(), prepared.end_aligned());
                         let task = io::spawn(submitter.submit(prepared));
-                        window.push_back((base, end_len, end_aligned, Instant::now(), task));
+                        window.push_back(InFlight {
+                            base,
+                            end_len,
+                            end_aligned,
+                            started: Instant::now(),
+                            task,
+                        });
                         // Hand the write to the kernel now, then fill the next buffer while
                         // the device works: the copy overlaps the I/O instead of following it.
                         io::yield_to_reactor().await;
@@ -1413,7 +1428,7 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                     if ahead.is_none() {
                         let (base, end_aligned) = window
                             .back()
-                            .map(|w| (w.0, w.2))
+                            .map(|w| (w.base, w.end_aligned))
                             .expect("a write is in flight");
                         if let Some(planned) = plan_write(&mut shared.state.borrow_mut(), config)
                             .filter(|p| p.base == base)
@@ -1427,7 +1442,14 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                             ahead = Some(planned);
                         }
                     }
-                    let Some((base, end_len, _, started, task)) = window.pop_front() else {
+                    let Some(InFlight {
+                        base,
+                        end_len,
+                        started,
+                        task,
+                        ..
+                    }) = window.pop_front()
+                    else {
                         break;
                     };
                     task.await?;
