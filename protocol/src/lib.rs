@@ -19,10 +19,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod batch;
 pub mod compression;
 pub mod error;
+pub mod frame;
 pub mod varint;
+pub mod wire;
 
 pub use compression::Compression;
 pub use error::{Error, Result};
