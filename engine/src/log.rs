@@ -256,6 +256,8 @@ struct State {
     status: Status,
     last_sync: Instant,
     stats: LogStats,
+    /// Readers waiting for the high watermark to pass an offset.
+    data_waiters: Vec<(i64, oneshot::Sender<()>)>,
 }
 
 struct Shared {
@@ -349,6 +351,12 @@ impl State {
             self.high_watermark <= self.log_end,
             "high watermark above log end"
         );
+        if !self.data_waiters.is_empty() {
+            let high_watermark = self.high_watermark;
+            // Dropping a sender wakes its reader; the ones kept are still waiting.
+            self.data_waiters
+                .retain(|(offset, _)| *offset >= high_watermark);
+        }
     }
 
     fn evict(&mut self, tail_cache_bytes: u64) {
@@ -435,6 +443,7 @@ impl Log {
             status: Status::Open,
             last_sync: Instant::now(),
             stats: LogStats::default(),
+            data_waiters: Vec::new(),
         };
         let shared = Rc::new(Shared {
             dir,
@@ -528,7 +537,15 @@ impl Log {
         Ok(info)
     }
 
-    fn append_buffered(&self, mut batch: BytesMut) -> Result<(AppendInfo, Option<AckWait>)> {
+    fn append_buffered(&self, batch: BytesMut) -> Result<(AppendInfo, Option<AckWait>)> {
+        self.append_buffered_with(batch, true)
+    }
+
+    fn append_buffered_with(
+        &self,
+        mut batch: BytesMut,
+        wait_durable: bool,
+    ) -> Result<(AppendInfo, Option<AckWait>)> {
         let view = BatchView::new_verified(&batch)?;
         if view.len() != batch.len() {
             return Err(Error::InvalidAppend(format!(
@@ -591,8 +608,16 @@ impl Log {
         state.stats.appends += 1;
         state.update_high_watermark(config.fsync);
 
+        if config.fsync == FsyncPolicy::Always {
+            // Even an append nobody waits for is synced promptly under `always`.
+            state.sync_requested = true;
+        }
         let wait_for = match config.fsync {
-            FsyncPolicy::Always => Some(WaitFor::Durable(state.log_end)),
+            FsyncPolicy::Always if wait_durable => Some(WaitFor::Durable(state.log_end)),
+            FsyncPolicy::Always if state.unwritten_bytes > config.unwritten_bytes_max => {
+                Some(WaitFor::Space)
+            }
+            FsyncPolicy::Always => None,
             FsyncPolicy::Interval(_) | FsyncPolicy::Never
                 if state.unwritten_bytes > config.unwritten_bytes_max =>
             {
@@ -619,6 +644,38 @@ impl Log {
             },
             receiver,
         ))
+    }
+
+    /// Completes once the high watermark is above `offset` (a reader at `offset` has
+    /// something to read), or the log is closed. For long-polling fetches.
+    pub async fn wait_for_data(&self, offset: i64) {
+        let receiver = {
+            let mut state = self.shared.state.borrow_mut();
+            if state.high_watermark > offset || state.status == Status::Closed {
+                return;
+            }
+            let (done, receiver) = oneshot::channel();
+            state.data_waiters.push((offset, done));
+            receiver
+        };
+        let _ = receiver.await;
+    }
+
+    /// Appends like [`Log::append`] but completes as soon as the batch is accepted (offsets
+    /// assigned, bytes on their way to disk) without waiting for the fsync policy: what a
+    /// Kafka producer with `acks=1` gets. Back-pressure still applies.
+    ///
+    /// # Errors
+    /// As [`Log::append`].
+    pub async fn append_accepted(&self, batch: BytesMut) -> Result<AppendInfo> {
+        let (info, wait) = self.append_buffered_with(batch, false)?;
+        if let Some((done, wait_for_space)) = wait {
+            done.await.map_err(|_| Error::Unavailable("closed"))??;
+            if wait_for_space {
+                io::yield_to_reactor().await;
+            }
+        }
+        Ok(info)
     }
 
     /// Writes and syncs everything appended so far (and finishes rolled segments).
@@ -1128,6 +1185,7 @@ impl Log {
             segment.reader = None;
             segment.send_file = None;
         }
+        state.data_waiters.clear();
         Ok(())
     }
 }

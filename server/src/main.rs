@@ -1,11 +1,374 @@
-//! keel-server: the Keel broker. The storage engine it serves is in `keel-engine`; the
-//! network front end lands with the broker issue.
+//! keel-server: the Keel broker. One pinned glommio executor per shard; every shard accepts
+//! connections on the same port (SO_REUSEPORT) and owns a share of the partitions.
+
+mod config;
+mod conn;
+mod handlers;
+mod metrics;
+mod registry;
+mod shard;
+
+use crate::config::{Args, Config};
+use crate::metrics::Metrics;
+use crate::registry::{parse_partition_dir, Registry};
+use crate::shard::{Envelope, Shard, MESH_CHANNEL_CAPACITY};
+use anyhow::Context;
+use clap::Parser;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Registered I/O memory per shard; three io_uring rings register it, and the total must
+/// stay within a small memlock limit.
+const IO_MEMORY_BYTES: usize = 1 << 20;
+/// How often each shard enforces retention.
+const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 fn main() {
-    eprintln!(
-        "keel-server {}: the broker is not built yet (the storage engine is: see `keel-bench engine`). \
-         Track the single-node broker issue.",
-        env!("CARGO_PKG_VERSION")
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("keel-server: invalid configuration: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(message) = check_host() {
+        eprintln!("keel-server: {message}");
+        std::process::exit(1);
+    }
+    if let Err(e) = run(config) {
+        eprintln!("keel-server: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Checks what glommio needs, so a refusal is one clear line with the fix, not a panic.
+fn check_host() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0
+        && limit.rlim_cur < 512 * 1024
+    {
+        return Err(format!(
+            "the locked-memory limit is {} KiB but io_uring (glommio) needs at least 512 KiB: raise it with `ulimit -l 65536` (or LimitMEMLOCK=64M under systemd) and start again",
+            limit.rlim_cur / 1024
+        ));
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        if text.trim() == "2" {
+            return Err("io_uring is disabled on this host (kernel.io_uring_disabled=2): enable it with `sysctl -w kernel.io_uring_disabled=0`".into());
+        }
+    }
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup reads and writes the 120-byte params struct we pass.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(match error.raw_os_error() {
+            Some(libc::ENOSYS) => "this kernel has no io_uring: Keel needs Linux 5.8 or newer".into(),
+            Some(libc::EPERM) => "io_uring is not permitted here (kernel.io_uring_disabled=1 or a seccomp profile such as a container's default): allow io_uring for this process".into(),
+            Some(libc::ENOMEM) => "io_uring could not allocate its rings: raise the locked-memory limit (`ulimit -l 65536`)".into(),
+            _ => format!("io_uring is unavailable: {error}"),
+        });
+    }
+    // SAFETY: closing the descriptor we just opened.
+    unsafe { libc::close(fd as i32) };
+    Ok(())
+}
+
+/// Removes directories of partitions whose topic is not registered (a delete interrupted
+/// after the registry was updated) and a leftover temporary registry.
+fn clean_data_dir(config: &Config, registry: &Registry) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(config.data_dir.join("topics.toml.tmp"));
+    for entry in std::fs::read_dir(&config.data_dir)
+        .with_context(|| format!("listing {}", config.data_dir.display()))?
+    {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((topic, partition)) = parse_partition_dir(&name) {
+            let known = registry
+                .get(topic)
+                .is_some_and(|t| partition < t.partitions);
+            if !known {
+                tracing::warn!(dir = %entry.path().display(), "removing partition of a deleted topic");
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve_listen(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    // Port 0: pick a free port once so every shard binds the same one.
+    let probe =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(probe.local_addr()?)
+}
+
+fn run(mut config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let registry = Registry::load(&config.data_dir)?;
+    clean_data_dir(&config, &registry)?;
+    config.listen = resolve_listen(config.listen)?;
+    config.metrics_listen = resolve_listen(config.metrics_listen)?;
+    let started = Instant::now();
+    let config = Arc::new(config);
+    let registry = Arc::new(RwLock::new(registry));
+    let metrics = Arc::new(Metrics::new());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mesh = MeshBuilder::<Envelope, _>::full(config.shards, MESH_CHANNEL_CAPACITY);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<usize>>();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut handles = Vec::with_capacity(config.shards);
+    for index in 0..config.shards {
+        let (config, registry, metrics, connections, stop, mesh, ready_tx) = (
+            config.clone(),
+            registry.clone(),
+            metrics.clone(),
+            connections.clone(),
+            stop.clone(),
+            mesh.clone(),
+            ready_tx.clone(),
+        );
+        let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(index % cores))
+            .name(&format!("keel-shard-{index}"))
+            .io_memory(IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                let result = run_shard(
+                    config,
+                    registry,
+                    metrics,
+                    connections,
+                    stop,
+                    mesh,
+                    &ready_tx,
+                )
+                .await;
+                if let Err(e) = &result {
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("{e:#}")));
+                }
+                result
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start shard {index}: {e}"))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut partitions = 0;
+    for _ in 0..config.shards {
+        match ready_rx.recv() {
+            Ok(Ok(opened)) => partitions += opened,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => anyhow::bail!("a shard stopped before it was ready"),
+        }
+    }
+    println!(
+        "keel-server {} listening on {} (metrics on {}, {} shards, {partitions} partitions, data in {}, ready in {} ms)",
+        env!("CARGO_PKG_VERSION"),
+        config.listen,
+        config.metrics_listen,
+        config.shards,
+        config.data_dir.display(),
+        started.elapsed().as_millis()
     );
-    std::process::exit(2);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handlers")?;
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "shutting down");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "shard stopped with an error"),
+            Err(e) => tracing::error!(error = ?e, "shard panicked"),
+        }
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn run_shard(
+    config: Arc<Config>,
+    registry: Arc<RwLock<Registry>>,
+    metrics: Arc<Metrics>,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    ready: &std::sync::mpsc::Sender<anyhow::Result<usize>>,
+) -> anyhow::Result<()> {
+    let (senders, receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
+    let id = senders.peer_id();
+    let shard = Rc::new(Shard::new(
+        id,
+        config.clone(),
+        registry,
+        metrics.clone(),
+        senders,
+    ));
+    shard.serve_peers(receivers);
+    let opened = shard.open_owned_partitions().await?;
+    let listener = TcpListener::bind(config.listen)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let stopping = Rc::new(Cell::new(false));
+    if id == 0 {
+        let metrics_listener = TcpListener::bind(config.metrics_listen)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot listen on {} for metrics", config.metrics_listen))?;
+        glommio::spawn_local(serve_metrics(
+            metrics_listener,
+            metrics.clone(),
+            stopping.clone(),
+        ))
+        .detach();
+    }
+    glommio::spawn_local(housekeeping(shard.clone(), stopping.clone())).detach();
+    let _ = ready.send(Ok(opened));
+
+    let local_connections = Rc::new(Cell::new(0usize));
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            while !stop.load(Ordering::SeqCst) {
+                glommio::timer::sleep(Duration::from_millis(25)).await;
+            }
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else { break };
+        let mut stream = match accepted {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        if connections.load(Ordering::SeqCst) >= config.connections_max {
+            let frame = keel_protocol::frame::response_prefix(
+                0,
+                keel_protocol::api::ErrorCode::TooManyConnections as u16,
+                0,
+            );
+            let _ = stream.write_all(&frame).await;
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        connections.fetch_add(1, Ordering::SeqCst);
+        metrics.connections.inc();
+        local_connections.set(local_connections.get() + 1);
+        let (shard, stopping, connections, metrics, local) = (
+            shard.clone(),
+            stopping.clone(),
+            connections.clone(),
+            metrics.clone(),
+            local_connections.clone(),
+        );
+        glommio::spawn_local(async move {
+            conn::serve(shard, stream, stopping).await;
+            connections.fetch_sub(1, Ordering::SeqCst);
+            metrics.connections.dec();
+            local.set(local.get() - 1);
+        })
+        .detach();
+    }
+    // Drain: connections finish the request they are on; then every log is flushed.
+    stopping.set(true);
+    drop(listener);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while local_connections.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    shard.close_all().await;
+    tracing::info!(shard = id, "shard stopped");
+    Ok(())
+}
+
+async fn housekeeping(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
+    let mut last_retention = Instant::now();
+    let (mut fsyncs_seen, mut fsync_us_seen) = (0u64, 0u64);
+    while !stopping.get() {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        if last_retention.elapsed() >= RETENTION_CHECK_INTERVAL {
+            last_retention = Instant::now();
+            shard.housekeeping().await;
+        } else {
+            // Gauges only: retention runs on its own interval.
+            shard.housekeeping_gauges();
+        }
+        let (fsyncs, fsync_us) = shard.fsync_totals();
+        shard
+            .metrics
+            .fsyncs
+            .inc_by(fsyncs.saturating_sub(fsyncs_seen) as i64);
+        shard
+            .metrics
+            .fsync_us
+            .inc_by(fsync_us.saturating_sub(fsync_us_seen) as i64);
+        (fsyncs_seen, fsync_us_seen) = (fsyncs, fsync_us);
+    }
+}
+
+async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, stopping: Rc<Cell<bool>>) {
+    while !stopping.get() {
+        let Ok(mut stream) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        glommio::spawn_local(async move {
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => request.extend_from_slice(&chunk[..read]),
+                }
+            }
+            let (status, body) = if request.starts_with(b"GET /metrics ") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "try GET /metrics\n".to_owned())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.flush().await;
+        })
+        .detach();
+    }
 }

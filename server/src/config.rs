@@ -1,0 +1,194 @@
+//! Broker configuration: defaults, then the TOML file, then command-line flags; validated
+//! once at start-up and passed down as `&Config`.
+
+use anyhow::{bail, Context};
+use keel_engine::{FsyncPolicy, LogConfig};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Command line of `keel-server` (the contract in the product brief).
+#[derive(clap::Parser, Debug, Default)]
+#[command(name = "keel-server", version, about = "The Keel broker")]
+pub struct Args {
+    /// TOML file with the same keys as the flags (snake_case).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where partitions live.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Native protocol listener.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Prometheus metrics listener (`GET /metrics`).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Executors, one per core (default: all cores).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// This broker's node id.
+    #[arg(long)]
+    pub node_id: Option<u32>,
+    /// Default durability for topics: always | interval:MS | never.
+    #[arg(long)]
+    pub fsync: Option<String>,
+    /// Default retention by time.
+    #[arg(long)]
+    pub retention_ms: Option<u64>,
+    /// Default retention by size per partition.
+    #[arg(long)]
+    pub retention_bytes: Option<u64>,
+    /// Default segment size.
+    #[arg(long)]
+    pub segment_bytes: Option<u64>,
+}
+
+/// The TOML file: every key optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    shards: Option<usize>,
+    node_id: Option<u32>,
+    fsync: Option<String>,
+    retention_ms: Option<u64>,
+    retention_bytes: Option<u64>,
+    segment_bytes: Option<u64>,
+    frame_bytes_max: Option<u32>,
+    batch_bytes_max: Option<u32>,
+    connections_max: Option<usize>,
+    partitions_max: Option<u32>,
+    tail_cache_bytes: Option<u64>,
+}
+
+/// Validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where partitions live.
+    pub data_dir: PathBuf,
+    /// Native protocol listener.
+    pub listen: SocketAddr,
+    /// Metrics listener.
+    pub metrics_listen: SocketAddr,
+    /// Number of shards (executors).
+    pub shards: usize,
+    /// This broker's node id.
+    pub node_id: u32,
+    /// Defaults for new topics.
+    pub log_defaults: LogConfig,
+    /// Largest request frame.
+    pub frame_bytes_max: u32,
+    /// Largest record batch in a produce request.
+    pub batch_bytes_max: u32,
+    /// Connections per broker.
+    pub connections_max: usize,
+    /// Partitions per broker.
+    pub partitions_max: u32,
+}
+
+impl Config {
+    /// Builds the configuration from flags and the file they name.
+    ///
+    /// # Errors
+    /// An unreadable or invalid file, or invalid values, each named.
+    pub fn load(args: &Args) -> anyhow::Result<Config> {
+        let file: File = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => File::default(),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let fsync_text = args
+            .fsync
+            .clone()
+            .or(file.fsync)
+            .unwrap_or_else(|| "always".into());
+        let fsync: FsyncPolicy = fsync_text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--fsync: {e}"))?;
+        let mut log_defaults = LogConfig {
+            fsync,
+            ..LogConfig::default()
+        };
+        if let Some(ms) = args.retention_ms.or(file.retention_ms) {
+            log_defaults.retention_ms = Some(ms);
+        }
+        if let Some(bytes) = args.retention_bytes.or(file.retention_bytes) {
+            log_defaults.retention_bytes = Some(bytes);
+        }
+        if let Some(bytes) = args.segment_bytes.or(file.segment_bytes) {
+            log_defaults.segment_bytes = bytes;
+        }
+        log_defaults.tail_cache_bytes = file.tail_cache_bytes.unwrap_or(256 << 10);
+        log_defaults
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config = Config {
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./keel-data")),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:7070".parse().expect("valid")),
+            metrics_listen: args
+                .metrics_listen
+                .or(file.metrics_listen)
+                .unwrap_or_else(|| "127.0.0.1:7071".parse().expect("valid")),
+            shards: args.shards.or(file.shards).unwrap_or(cores),
+            node_id: args.node_id.or(file.node_id).unwrap_or(1),
+            log_defaults,
+            frame_bytes_max: file.frame_bytes_max.unwrap_or(64 << 20),
+            batch_bytes_max: file.batch_bytes_max.unwrap_or(8 << 20),
+            connections_max: file.connections_max.unwrap_or(10_000),
+            partitions_max: file.partitions_max.unwrap_or(100_000),
+        };
+        if config.shards == 0 || config.shards > 256 {
+            bail!("--shards must be between 1 and 256, got {}", config.shards);
+        }
+        if config.batch_bytes_max > config.frame_bytes_max {
+            bail!(
+                "batch_bytes_max ({}) must not exceed frame_bytes_max ({})",
+                config.batch_bytes_max,
+                config.frame_bytes_max
+            );
+        }
+        Ok(config)
+    }
+
+    /// The log configuration of a topic: broker defaults overridden by its configs.
+    ///
+    /// # Errors
+    /// The first unknown key or bad value, as a sentence.
+    pub fn topic_log_config(
+        &self,
+        configs: &std::collections::BTreeMap<String, String>,
+    ) -> Result<LogConfig, String> {
+        let mut log = self.log_defaults.clone();
+        for (key, value) in configs {
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| format!("{key} must be a non-negative integer, got {value:?}"))
+            };
+            match key.as_str() {
+                "retention.ms" => log.retention_ms = if value == "-1" { None } else { Some(number()?) },
+                "retention.bytes" => log.retention_bytes = if value == "-1" { None } else { Some(number()?) },
+                "segment.bytes" => log.segment_bytes = number()?,
+                "segment.ms" => log.segment_ms = Some(number()?),
+                "fsync" => log.fsync = value.parse().map_err(|e: keel_engine::Error| e.to_string())?,
+                other => return Err(format!("unknown topic config {other:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync")),
+            }
+        }
+        log.validate().map_err(|e| e.to_string())?;
+        Ok(log)
+    }
+}

@@ -1,0 +1,181 @@
+//! One client connection: frames in, requests handled in order, responses out. Many requests
+//! may be in flight (pipelining); responses follow request order.
+
+use crate::handlers::{self, Outgoing, Part};
+use crate::metrics::ApiLabel;
+use crate::shard::Shard;
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use keel_engine::FileRange;
+use keel_protocol::api::{ErrorCode, Request};
+use keel_protocol::frame::{check_request, response_prefix, FrameError};
+use keel_protocol::wire::DecodeError;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Serves a connection until the peer closes it, sends an unframeable request, or the
+/// broker shuts down.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, stopping: Rc<std::cell::Cell<bool>>) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        loop {
+            match check_request(&buffer, shard.config.frame_bytes_max) {
+                Ok(Some(frame)) => {
+                    let bytes = buffer.split_to(frame.frame_len).freeze();
+                    let body = bytes.slice(frame.body());
+                    let correlation_id = frame.header.correlation_id.get();
+                    let started = Instant::now();
+                    let outgoing = if stopping.get() {
+                        Some(Outgoing::error(ErrorCode::ShuttingDown))
+                    } else {
+                        match Request::decode(
+                            frame.header.api_key.get(),
+                            frame.header.api_version.get(),
+                            body,
+                        ) {
+                            Ok(request) => {
+                                let api = request.api_key().name();
+                                let outgoing = handlers::handle(&shard, request).await;
+                                let label = ApiLabel { api: api.into() };
+                                shard.metrics.requests.get_or_create(&label).inc();
+                                shard
+                                    .metrics
+                                    .request_seconds
+                                    .get_or_create(&label)
+                                    .observe(started.elapsed().as_secs_f64());
+                                if outgoing.as_ref().is_some_and(handlers::has_error) {
+                                    shard.metrics.request_errors.get_or_create(&label).inc();
+                                }
+                                outgoing
+                            }
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "bad request");
+                                let code = match e {
+                                    DecodeError::UnknownApi(_) => ErrorCode::UnknownApi,
+                                    DecodeError::UnsupportedVersion { .. } => {
+                                        ErrorCode::UnsupportedVersion
+                                    }
+                                    DecodeError::BadValue { field: "acks", .. } => {
+                                        ErrorCode::InvalidRequiredAcks
+                                    }
+                                    _ => ErrorCode::InvalidRequest,
+                                };
+                                let label = ApiLabel {
+                                    api: "invalid".into(),
+                                };
+                                shard.metrics.request_errors.get_or_create(&label).inc();
+                                Some(Outgoing::error(code))
+                            }
+                        }
+                    };
+                    if let Some(outgoing) = outgoing {
+                        if let Err(e) = send(&mut stream, correlation_id, outgoing).await {
+                            tracing::debug!(%peer, error = %e, "write failed, closing");
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The stream cannot be resynchronised: say why, then close.
+                    let code = match e {
+                        FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+                        FrameError::TooShort(_) => ErrorCode::InvalidRequest,
+                    };
+                    tracing::debug!(%peer, error = %e, "unframeable request, closing");
+                    let _ = send(&mut stream, 0, Outgoing::error(code)).await;
+                    return;
+                }
+            }
+        }
+        if stopping.get() {
+            return;
+        }
+        let read = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+async fn send(
+    stream: &mut TcpStream,
+    correlation_id: u32,
+    outgoing: Outgoing,
+) -> std::io::Result<()> {
+    let body_len: usize = outgoing.parts.iter().map(Part::len).sum();
+    let mut first = BytesMut::with_capacity(16);
+    first.extend_from_slice(&response_prefix(
+        correlation_id,
+        outgoing.error_code as u16,
+        body_len,
+    ));
+    // Coalesce the prefix with a leading in-memory part to save a write.
+    let mut parts = outgoing.parts.into_iter().peekable();
+    if let Some(Part::Bytes(bytes)) = parts.peek() {
+        first.extend_from_slice(bytes);
+        parts.next();
+    }
+    stream.write_all(&first).await?;
+    for part in parts {
+        match part {
+            Part::Bytes(bytes) => stream.write_all(&bytes).await?,
+            Part::File(range) => {
+                stream.flush().await?;
+                send_file(stream.as_raw_fd(), range).await?;
+            }
+        }
+    }
+    stream.flush().await
+}
+
+/// Sends a file range to the socket with sendfile(2) on glommio's blocking thread pool, so
+/// a cold read from disk never stalls the shard's event loop.
+async fn send_file(socket: RawFd, range: FileRange) -> std::io::Result<()> {
+    glommio::executor()
+        .spawn_blocking(move || {
+            let mut offset = range.position() as libc::off_t;
+            let mut left = range.len() as usize;
+            while left > 0 {
+                // SAFETY: both descriptors are open for the duration (the range holds the
+                // file; the connection awaits this call), and `offset` is a valid pointer.
+                let sent = unsafe { libc::sendfile(socket, range.raw_fd(), &mut offset, left) };
+                if sent < 0 {
+                    let error = std::io::Error::last_os_error();
+                    match error.kind() {
+                        std::io::ErrorKind::Interrupted => continue,
+                        std::io::ErrorKind::WouldBlock => {
+                            let mut poll = libc::pollfd {
+                                fd: socket,
+                                events: libc::POLLOUT,
+                                revents: 0,
+                            };
+                            // SAFETY: one valid pollfd.
+                            unsafe { libc::poll(&mut poll, 1, 1000) };
+                            continue;
+                        }
+                        _ => return Err(error),
+                    }
+                }
+                if sent == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "segment file shorter than its range",
+                    ));
+                }
+                left -= sent as usize;
+            }
+            Ok(())
+        })
+        .await
+}

@@ -1,0 +1,266 @@
+//! Topic administration: create, delete, describe and alter configs.
+//!
+//! The registry is changed (durably) first, then the partitions' owners open, reopen or
+//! remove their logs; see `registry.rs` for why that order never leaves a half-made topic.
+
+use crate::registry::TopicEntry;
+use crate::shard::{owner, Job, Reply, Shard};
+use keel_protocol::api::{
+    validate_topic_name, ConfigEntry, ErrorCode, NewTopic, Response, TopicResult,
+};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+fn result(topic: String, error: ErrorCode, message: impl Into<String>) -> TopicResult {
+    TopicResult {
+        topic,
+        error,
+        message: message.into(),
+    }
+}
+
+async fn on_every_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partitions: u32,
+    job: impl Fn(u32) -> Job,
+) -> Result<(), String> {
+    let mut tasks = Vec::with_capacity(partitions as usize);
+    for partition in 0..partitions {
+        let (shard, job) = (shard.clone(), job(partition));
+        let owner = owner(topic, partition, shard.shards());
+        tasks.push(glommio::spawn_local(
+            async move { shard.call(owner, job).await },
+        ));
+    }
+    let mut first_error = None;
+    for task in tasks {
+        if let Reply::Done(Err((_, message))) = task.await {
+            first_error.get_or_insert(message);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Response {
+    let mut results = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let name = topic.name.clone();
+        if let Err(message) = validate_topic_name(&name) {
+            results.push(result(name, ErrorCode::InvalidTopic, message));
+            continue;
+        }
+        if topic.partitions == 0 {
+            results.push(result(
+                name,
+                ErrorCode::InvalidPartitions,
+                "a topic needs at least one partition",
+            ));
+            continue;
+        }
+        if topic.replication_factor != 1 {
+            let message = format!(
+                "replication factor {} is not possible on a single broker; use 1",
+                topic.replication_factor
+            );
+            results.push(result(name, ErrorCode::InvalidReplicationFactor, message));
+            continue;
+        }
+        let configs: BTreeMap<String, String> = topic
+            .configs
+            .into_iter()
+            .map(|c| (c.key, c.value))
+            .collect();
+        let log = match shard.config.topic_log_config(&configs) {
+            Ok(log) => log,
+            Err(message) => {
+                results.push(result(name, ErrorCode::InvalidConfig, message));
+                continue;
+            }
+        };
+        {
+            let mut registry = shard.registry.write().expect("registry lock");
+            if registry.get(&name).is_some() {
+                results.push(result(
+                    name,
+                    ErrorCode::TopicAlreadyExists,
+                    "topic already exists",
+                ));
+                continue;
+            }
+            let total = registry.partitions_count() + u64::from(topic.partitions);
+            if total > u64::from(shard.config.partitions_max) {
+                let message = format!(
+                    "{total} partitions would exceed the broker's limit of {}",
+                    shard.config.partitions_max
+                );
+                results.push(result(name, ErrorCode::TooManyPartitions, message));
+                continue;
+            }
+            if let Err(e) = registry.put(
+                &name,
+                TopicEntry {
+                    partitions: topic.partitions,
+                    configs,
+                },
+            ) {
+                results.push(result(name, ErrorCode::StorageError, format!("{e:#}")));
+                continue;
+            }
+        }
+        let opened = on_every_partition(shard, &name, topic.partitions, |partition| Job::Open {
+            topic: name.clone(),
+            partition,
+            log: log.clone(),
+        })
+        .await;
+        tracing::info!(topic = %name, partitions = topic.partitions, "topic created");
+        results.push(match opened {
+            Ok(()) => result(name, ErrorCode::None, ""),
+            Err(message) => result(name, ErrorCode::StorageError, message),
+        });
+    }
+    Response::CreateTopics { topics: results }
+}
+
+pub async fn delete(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
+    let mut results = Vec::with_capacity(topics.len());
+    for name in topics {
+        let removed = shard.registry.write().expect("registry lock").remove(&name);
+        let entry = match removed {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                results.push(result(
+                    name,
+                    ErrorCode::UnknownTopicOrPartition,
+                    "topic does not exist",
+                ));
+                continue;
+            }
+            Err(e) => {
+                results.push(result(name, ErrorCode::StorageError, format!("{e:#}")));
+                continue;
+            }
+        };
+        let removed = on_every_partition(shard, &name, entry.partitions, |partition| Job::Remove {
+            topic: name.clone(),
+            partition,
+        })
+        .await;
+        tracing::info!(topic = %name, "topic deleted");
+        results.push(match removed {
+            Ok(()) => result(name, ErrorCode::None, ""),
+            Err(message) => result(name, ErrorCode::StorageError, message),
+        });
+    }
+    Response::DeleteTopics { topics: results }
+}
+
+/// Every effective config of a topic: broker defaults, then the topic's overrides.
+fn effective_configs(shard: &Shard, entry: &TopicEntry) -> Vec<ConfigEntry> {
+    let log = shard
+        .config
+        .topic_log_config(&entry.configs)
+        .unwrap_or_else(|_| shard.config.log_defaults.clone());
+    let optional = |value: Option<u64>| value.map_or("-1".to_owned(), |v| v.to_string());
+    vec![
+        ConfigEntry {
+            key: "partitions".into(),
+            value: entry.partitions.to_string(),
+        },
+        ConfigEntry {
+            key: "retention.ms".into(),
+            value: optional(log.retention_ms),
+        },
+        ConfigEntry {
+            key: "retention.bytes".into(),
+            value: optional(log.retention_bytes),
+        },
+        ConfigEntry {
+            key: "segment.bytes".into(),
+            value: log.segment_bytes.to_string(),
+        },
+        ConfigEntry {
+            key: "segment.ms".into(),
+            value: optional(log.segment_ms),
+        },
+        ConfigEntry {
+            key: "fsync".into(),
+            value: log.fsync.to_string(),
+        },
+    ]
+}
+
+pub fn describe_configs(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
+    let registry = shard.registry.read().expect("registry lock");
+    let topics = topics
+        .into_iter()
+        .map(|name| match registry.get(&name) {
+            Some(entry) => {
+                let configs = effective_configs(shard, entry);
+                (name, ErrorCode::None, configs)
+            }
+            None => (name, ErrorCode::UnknownTopicOrPartition, Vec::new()),
+        })
+        .collect();
+    Response::DescribeConfigs { topics }
+}
+
+pub async fn alter_configs(shard: &Rc<Shard>, topics: Vec<(String, Vec<ConfigEntry>)>) -> Response {
+    let mut results = Vec::with_capacity(topics.len());
+    for (name, changes) in topics {
+        let updated = {
+            let mut registry = shard.registry.write().expect("registry lock");
+            let Some(entry) = registry.get(&name).cloned() else {
+                results.push(result(
+                    name,
+                    ErrorCode::UnknownTopicOrPartition,
+                    "topic does not exist",
+                ));
+                continue;
+            };
+            if changes.iter().any(|c| c.key == "partitions") {
+                results.push(result(
+                    name,
+                    ErrorCode::InvalidConfig,
+                    "the partition count cannot be changed by AlterConfigs",
+                ));
+                continue;
+            }
+            let mut configs = entry.configs.clone();
+            for change in &changes {
+                configs.insert(change.key.clone(), change.value.clone());
+            }
+            let log = match shard.config.topic_log_config(&configs) {
+                Ok(log) => log,
+                Err(message) => {
+                    results.push(result(name, ErrorCode::InvalidConfig, message));
+                    continue;
+                }
+            };
+            if let Err(e) = registry.put(
+                &name,
+                TopicEntry {
+                    partitions: entry.partitions,
+                    configs,
+                },
+            ) {
+                results.push(result(name, ErrorCode::StorageError, format!("{e:#}")));
+                continue;
+            }
+            (entry.partitions, log)
+        };
+        let (partitions, log) = updated;
+        let reopened = on_every_partition(shard, &name, partitions, |partition| Job::Reconfigure {
+            topic: name.clone(),
+            partition,
+            log: log.clone(),
+        })
+        .await;
+        results.push(match reopened {
+            Ok(()) => result(name, ErrorCode::None, ""),
+            Err(message) => result(name, ErrorCode::StorageError, message),
+        });
+    }
+    Response::AlterConfigs { topics: results }
+}

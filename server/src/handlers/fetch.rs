@@ -1,0 +1,159 @@
+//! Fetch: reads every requested partition on its owning shard; long-polls until
+//! `min_bytes` are available or `max_wait_ms` passes; file data is sent with zero copy.
+
+use super::{Outgoing, Part};
+use crate::shard::{owner, Job, Reply, Shard};
+use bytes::BytesMut;
+use keel_engine::ReadData;
+use keel_protocol::api::{
+    write_fetch_partition_header, ErrorCode, FetchPartition, FetchPartitionResult, TopicEntries,
+};
+use keel_protocol::wire::WriteExt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+type Round = Vec<(String, Vec<(FetchPartitionResult, ReadData)>)>;
+
+async fn fetch_round(shard: &Rc<Shard>, topics: &[TopicEntries<FetchPartition>]) -> Round {
+    let mut round = Vec::with_capacity(topics.len());
+    for entry in topics {
+        let mut tasks = Vec::with_capacity(entry.partitions.len());
+        for request in &entry.partitions {
+            let (shard, topic, request) = (shard.clone(), entry.topic.clone(), *request);
+            tasks.push(glommio::spawn_local(async move {
+                let owner = owner(&topic, request.partition, shard.shards());
+                let job = Job::Fetch {
+                    topic,
+                    partition: request.partition,
+                    offset: request.fetch_offset,
+                    max_bytes: request.partition_max_bytes,
+                };
+                match shard.call(owner, job).await {
+                    Reply::Fetched(result, data) => (result, data),
+                    _ => (
+                        FetchPartitionResult {
+                            partition: request.partition,
+                            error: ErrorCode::Unknown,
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            records: Default::default(),
+                        },
+                        ReadData::Empty,
+                    ),
+                }
+            }));
+        }
+        let mut partitions = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            partitions.push(task.await);
+        }
+        round.push((entry.topic.clone(), partitions));
+    }
+    round
+}
+
+fn round_bytes(round: &Round) -> u64 {
+    round
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .map(|(_, data)| data.len())
+        .sum()
+}
+
+fn round_has_error(round: &Round) -> bool {
+    round
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .any(|(result, _)| result.error != ErrorCode::None)
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    max_wait_ms: u32,
+    min_bytes: u32,
+    max_bytes: u32,
+    topics: Vec<TopicEntries<FetchPartition>>,
+) -> Outgoing {
+    let deadline = Instant::now() + Duration::from_millis(u64::from(max_wait_ms));
+    let mut round = fetch_round(shard, &topics).await;
+    while round_bytes(&round) < u64::from(min_bytes.max(1))
+        && !round_has_error(&round)
+        && Instant::now() < deadline
+    {
+        // Long poll: wait until any partition has data past the offset asked for.
+        let (notify, mut woken) = futures_channel::mpsc::channel::<()>(1);
+        for entry in &topics {
+            for request in &entry.partitions {
+                let (shard, topic, request, mut notify) =
+                    (shard.clone(), entry.topic.clone(), *request, notify.clone());
+                let wait = deadline.saturating_duration_since(Instant::now());
+                glommio::spawn_local(async move {
+                    let owner = owner(&topic, request.partition, shard.shards());
+                    shard
+                        .call(
+                            owner,
+                            Job::WaitForData {
+                                topic,
+                                partition: request.partition,
+                                offset: request.fetch_offset,
+                                wait,
+                            },
+                        )
+                        .await;
+                    let _ = notify.try_send(());
+                })
+                .detach();
+            }
+        }
+        drop(notify);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        futures_lite::future::or(
+            async {
+                use futures_lite::StreamExt;
+                let _ = woken.next().await;
+            },
+            glommio::timer::sleep(remaining),
+        )
+        .await;
+        round = fetch_round(shard, &topics).await;
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+
+    // Encode: headers in memory, records from memory or as file ranges. The response-level
+    // budget keeps at least the first non-empty partition whole.
+    let mut parts = Vec::new();
+    let mut head = BytesMut::new();
+    let mut budget = u64::from(max_bytes);
+    let mut first = true;
+    head.put_count(round.len());
+    for (topic, partitions) in round {
+        head.put_string(&topic);
+        head.put_count(partitions.len());
+        for (result, data) in partitions {
+            let len = data.len();
+            let keep = len > 0 && (first || len <= budget);
+            let send_len = if keep { len as usize } else { 0 };
+            write_fetch_partition_header(&mut head, &result, send_len);
+            if keep {
+                first = false;
+                budget = budget.saturating_sub(len);
+                shard.metrics.bytes_out.inc_by(len);
+                parts.push(Part::Bytes(head.split().freeze()));
+                match data {
+                    ReadData::Memory(chunks) => parts.extend(chunks.into_iter().map(Part::Bytes)),
+                    ReadData::File(range) => parts.push(Part::File(range)),
+                    ReadData::Empty => {}
+                }
+            }
+        }
+    }
+    if !head.is_empty() {
+        parts.push(Part::Bytes(head.freeze()));
+    }
+    Outgoing {
+        error_code: ErrorCode::None,
+        parts,
+    }
+}

@@ -1,0 +1,108 @@
+//! One handler per request kind. Each turns a decoded request into per-partition jobs for
+//! the owning shards and merges the replies into a response.
+
+mod admin;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use crate::shard::Shard;
+use bytes::{Bytes, BytesMut};
+use keel_engine::FileRange;
+use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
+use std::rc::Rc;
+
+/// A piece of a response body: bytes in memory, or a file range sent with zero copy.
+pub enum Part {
+    /// Bytes to write.
+    Bytes(Bytes),
+    /// Bytes to send from a segment file.
+    File(FileRange),
+}
+
+impl Part {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Bytes(bytes) => bytes.len(),
+            Part::File(range) => range.len() as usize,
+        }
+    }
+}
+
+/// A response ready to send.
+pub struct Outgoing {
+    /// Frame-level error (0 for a normal response).
+    pub error_code: ErrorCode,
+    /// The body, in order.
+    pub parts: Vec<Part>,
+}
+
+impl Outgoing {
+    fn body(response: &Response) -> Outgoing {
+        let mut body = BytesMut::new();
+        response.encode(&mut body);
+        Outgoing {
+            error_code: ErrorCode::None,
+            parts: vec![Part::Bytes(body.freeze())],
+        }
+    }
+
+    /// A frame-level error with an empty body.
+    pub fn error(error_code: ErrorCode) -> Outgoing {
+        Outgoing {
+            error_code,
+            parts: Vec::new(),
+        }
+    }
+}
+
+/// Handles one request; `None` when no response is due (produce with acks=0).
+pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
+    match request {
+        Request::ApiVersions => Some(Outgoing::body(&Response::ApiVersions {
+            apis: ApiKey::ALL
+                .iter()
+                .map(|(key, min, max)| (*key as u16, *min, *max))
+                .collect(),
+        })),
+        Request::Metadata { topics } => {
+            Some(Outgoing::body(&metadata::handle(shard, topics).await))
+        }
+        Request::CreateTopics { topics } => {
+            Some(Outgoing::body(&admin::create(shard, topics).await))
+        }
+        Request::DeleteTopics { topics } => {
+            Some(Outgoing::body(&admin::delete(shard, topics).await))
+        }
+        Request::DescribeConfigs { topics } => {
+            Some(Outgoing::body(&admin::describe_configs(shard, topics)))
+        }
+        Request::AlterConfigs { topics } => {
+            Some(Outgoing::body(&admin::alter_configs(shard, topics).await))
+        }
+        Request::Produce {
+            acks,
+            timeout_ms,
+            topics,
+        } => {
+            let response = produce::handle(shard, acks, timeout_ms, topics).await;
+            (acks != 0).then(|| Outgoing::body(&response))
+        }
+        Request::Fetch {
+            max_wait_ms,
+            min_bytes,
+            max_bytes,
+            topics,
+        } => Some(fetch::handle(shard, max_wait_ms, min_bytes, max_bytes, topics).await),
+        Request::ListOffsets { topics } => {
+            Some(Outgoing::body(&list_offsets::handle(shard, topics).await))
+        }
+    }
+}
+
+/// Whether a response reports an error anywhere (for the error counter).
+pub fn has_error(outgoing: &Outgoing) -> bool {
+    outgoing.error_code != ErrorCode::None
+}

@@ -1,0 +1,180 @@
+//! The durable list of topics: `topics.toml` in the data directory, replaced atomically
+//! (write a temporary file, fsync, rename, fsync the directory).
+//!
+//! Create writes the registry before creating partition directories and delete removes the
+//! topic from the registry before deleting them, so a crash in between never leaves a
+//! half-made topic: at start-up, partitions of registered topics are (re)created and
+//! directories of unregistered topics are removed.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One topic's durable description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicEntry {
+    /// Partition count.
+    pub partitions: u32,
+    /// Topic configs that override broker defaults.
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RegistryFile {
+    #[serde(default)]
+    topics: BTreeMap<String, TopicEntry>,
+}
+
+/// The topics of this broker.
+#[derive(Debug)]
+pub struct Registry {
+    path: PathBuf,
+    topics: BTreeMap<String, TopicEntry>,
+}
+
+impl Registry {
+    /// Loads `topics.toml` from `data_dir` (empty when absent).
+    ///
+    /// # Errors
+    /// An unreadable or unparsable file, named.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Registry> {
+        let path = data_dir.join("topics.toml");
+        let topics = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                toml::from_str::<RegistryFile>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
+                    .topics
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(Registry { path, topics })
+    }
+
+    /// Every topic.
+    pub fn topics(&self) -> &BTreeMap<String, TopicEntry> {
+        &self.topics
+    }
+
+    /// One topic.
+    pub fn get(&self, name: &str) -> Option<&TopicEntry> {
+        self.topics.get(name)
+    }
+
+    /// Total partitions.
+    pub fn partitions_count(&self) -> u64 {
+        self.topics.values().map(|t| u64::from(t.partitions)).sum()
+    }
+
+    /// Adds or replaces a topic and makes the registry durable.
+    ///
+    /// # Errors
+    /// I/O errors writing the file (the in-memory state is left unchanged).
+    pub fn put(&mut self, name: &str, entry: TopicEntry) -> anyhow::Result<()> {
+        let previous = self.topics.insert(name.to_owned(), entry);
+        if let Err(e) = self.save() {
+            match previous {
+                Some(previous) => self.topics.insert(name.to_owned(), previous),
+                None => self.topics.remove(name),
+            };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Removes a topic and makes the registry durable.
+    ///
+    /// # Errors
+    /// I/O errors writing the file (the in-memory state is left unchanged).
+    pub fn remove(&mut self, name: &str) -> anyhow::Result<Option<TopicEntry>> {
+        let Some(previous) = self.topics.remove(name) else {
+            return Ok(None);
+        };
+        if let Err(e) = self.save() {
+            self.topics.insert(name.to_owned(), previous);
+            return Err(e);
+        }
+        Ok(Some(previous))
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let text = toml::to_string(&RegistryFile {
+            topics: self.topics.clone(),
+        })
+        .context("encoding the topic registry")?;
+        let temporary = self.path.with_extension("toml.tmp");
+        let mut file = std::fs::File::create(&temporary)
+            .with_context(|| format!("creating {}", temporary.display()))?;
+        file.write_all(text.as_bytes())
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", temporary.display()))?;
+        std::fs::rename(&temporary, &self.path)
+            .with_context(|| format!("renaming to {}", self.path.display()))?;
+        let dir = self
+            .path
+            .parent()
+            .expect("registry lives in the data directory");
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+        Ok(())
+    }
+}
+
+/// Directory of a partition: `<data>/<topic>-<partition>`, as in Kafka.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// The (topic, partition) a directory name stands for.
+pub fn parse_partition_dir(name: &str) -> Option<(&str, u32)> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    Some((topic, partition.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_survives_reload_and_removal() {
+        // Goal: what put/remove report is what a restart sees.
+        let dir = tempfile::tempdir().unwrap();
+        let mut registry = Registry::load(dir.path()).unwrap();
+        assert!(registry.topics().is_empty());
+        let entry = TopicEntry {
+            partitions: 3,
+            configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+        };
+        registry.put("orders", entry.clone()).unwrap();
+        registry
+            .put(
+                "audit",
+                TopicEntry {
+                    partitions: 1,
+                    configs: BTreeMap::new(),
+                },
+            )
+            .unwrap();
+        registry.remove("audit").unwrap();
+        let reloaded = Registry::load(dir.path()).unwrap();
+        assert_eq!(reloaded.topics().len(), 1);
+        assert_eq!(reloaded.get("orders"), Some(&entry));
+        assert!(!dir.path().join("topics.toml.tmp").exists());
+    }
+
+    #[test]
+    fn partition_dirs_parse_back() {
+        // Goal: topic names with dashes still parse.
+        assert_eq!(parse_partition_dir("my-topic-12"), Some(("my-topic", 12)));
+        assert_eq!(parse_partition_dir("nodash"), None);
+        assert_eq!(
+            partition_dir(Path::new("/d"), "t", 3),
+            PathBuf::from("/d/t-3")
+        );
+    }
+}

@@ -1,0 +1,558 @@
+//! A shard: one pinned executor, the partitions it owns, and the jobs other shards send it.
+//!
+//! Every partition is owned by exactly one shard ([`owner`]); only that shard touches its
+//! log. A connection on any shard turns a request into per-partition [`Job`]s, runs local
+//! ones directly and sends the others to their owners over glommio's channel mesh, then
+//! merges the replies in request order.
+
+use crate::config::Config;
+use crate::metrics::{Metrics, PartitionLabel, PathLabel};
+use crate::registry::{partition_dir, Registry};
+use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
+use glommio::channels::channel_mesh::{Receivers, Senders};
+use keel_engine::{Error as EngineError, Log, LogConfig, ReadData};
+use keel_protocol::api::{
+    ErrorCode, FetchPartitionResult, ListOffsetsPartitionResult, PartitionMetadata,
+    ProducePartitionResult, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+};
+use keel_protocol::batch::{peek_batch_len, BatchView};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Work for the shard that owns a partition.
+#[derive(Debug)]
+pub enum Job {
+    /// Open (creating if needed) a partition's log.
+    Open {
+        topic: String,
+        partition: u32,
+        log: LogConfig,
+    },
+    /// Close a partition's log and delete its directory.
+    Remove { topic: String, partition: u32 },
+    /// Reopen a partition's log with a new configuration.
+    Reconfigure {
+        topic: String,
+        partition: u32,
+        log: LogConfig,
+    },
+    /// Append the batches of a produce request.
+    Produce {
+        topic: String,
+        partition: u32,
+        records: Bytes,
+        acks: i8,
+    },
+    /// Read from an offset.
+    Fetch {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        max_bytes: u32,
+    },
+    /// Complete when the partition has data at `offset` or after `wait`.
+    WaitForData {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        wait: Duration,
+    },
+    /// Earliest, latest or by-time offset.
+    ListOffsets {
+        topic: String,
+        partition: u32,
+        timestamp: i64,
+    },
+    /// Offsets and size.
+    Describe { topic: String, partition: u32 },
+}
+
+/// The owner's answer to a [`Job`].
+#[derive(Debug)]
+pub enum Reply {
+    /// Open/Remove/Reconfigure/WaitForData outcome.
+    Done(Result<(), (ErrorCode, String)>),
+    /// Produce outcome.
+    Produced(ProducePartitionResult),
+    /// Fetch outcome: the entry (records empty) and the bytes to send.
+    Fetched(FetchPartitionResult, ReadData),
+    /// List-offsets outcome.
+    Offsets(ListOffsetsPartitionResult),
+    /// Describe outcome.
+    Described(PartitionMetadata),
+}
+
+/// What travels between shards: a job and where to send its reply.
+pub type Envelope = (Job, oneshot::Sender<Reply>);
+
+/// Capacity of each shard-to-shard channel.
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+/// The shard owning `partition` of `topic`.
+pub fn owner(topic: &str, partition: u32, shards: usize) -> usize {
+    // FNV-1a: stable across runs and builds, unlike the std hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in topic.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    ((hash.wrapping_add(u64::from(partition))) % shards as u64) as usize
+}
+
+/// One shard's state.
+pub struct Shard {
+    /// This shard's index (its mesh peer id).
+    pub id: usize,
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The topic registry, shared by all shards (read on every request, written by admin
+    /// requests only).
+    pub registry: Arc<RwLock<Registry>>,
+    /// Metrics, shared by all shards.
+    pub metrics: Arc<Metrics>,
+    logs: RefCell<HashMap<(String, u32), Log>>,
+    peers: Senders<Envelope>,
+}
+
+fn storage_error(e: &EngineError) -> (ErrorCode, String) {
+    match e {
+        EngineError::InvalidBatch(inner) => (ErrorCode::CorruptMessage, inner.to_string()),
+        EngineError::InvalidAppend(message) => (ErrorCode::CorruptMessage, message.clone()),
+        EngineError::OffsetOutOfRange { .. } => (ErrorCode::OffsetOutOfRange, e.to_string()),
+        EngineError::Config(message) => (ErrorCode::InvalidConfig, message.clone()),
+        _ => (ErrorCode::StorageError, e.to_string()),
+    }
+}
+
+impl Shard {
+    /// A shard with no partitions open yet.
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        registry: Arc<RwLock<Registry>>,
+        metrics: Arc<Metrics>,
+        peers: Senders<Envelope>,
+    ) -> Shard {
+        Shard {
+            id,
+            config,
+            registry,
+            metrics,
+            logs: RefCell::new(HashMap::new()),
+            peers,
+        }
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.config.shards
+    }
+
+    /// Runs `job` on the shard owning its partition and returns the reply.
+    pub async fn call(&self, owner: usize, job: Job) -> Reply {
+        if owner == self.id {
+            return self.execute(job).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.peers.send_to(owner, (job, reply)).await.is_err() {
+            return Reply::Done(Err((
+                ErrorCode::ShuttingDown,
+                format!("shard {owner} is gone"),
+            )));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Reply::Done(Err((
+                ErrorCode::ShuttingDown,
+                format!("shard {owner} dropped the request"),
+            )))
+        })
+    }
+
+    /// Serves jobs sent by other shards until they hang up.
+    pub fn serve_peers(self: &Rc<Self>, mut receivers: Receivers<Envelope>) {
+        for (_, stream) in receivers.streams() {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                while let Some((job, reply)) = stream.recv().await {
+                    let shard = shard.clone();
+                    glommio::spawn_local(async move {
+                        let answer = shard.execute(job).await;
+                        let _ = reply.send(answer);
+                    })
+                    .detach();
+                }
+            })
+            .detach();
+        }
+    }
+
+    fn log(&self, topic: &str, partition: u32) -> Option<Log> {
+        self.logs
+            .borrow()
+            .get(&(topic.to_owned(), partition))
+            .cloned()
+    }
+
+    /// Opens every partition of every registered topic that this shard owns.
+    ///
+    /// # Errors
+    /// The first partition that cannot be opened (corruption, I/O), named.
+    pub async fn open_owned_partitions(&self) -> anyhow::Result<usize> {
+        let owned: Vec<(String, u32, LogConfig)> = {
+            let registry = self.registry.read().expect("registry lock");
+            let mut owned = Vec::new();
+            for (topic, entry) in registry.topics() {
+                let log = self
+                    .config
+                    .topic_log_config(&entry.configs)
+                    .map_err(|e| anyhow::anyhow!("topic {topic}: {e}"))?;
+                for partition in 0..entry.partitions {
+                    if owner(topic, partition, self.shards()) == self.id {
+                        owned.push((topic.clone(), partition, log.clone()));
+                    }
+                }
+            }
+            owned
+        };
+        let count = owned.len();
+        for (topic, partition, log) in owned {
+            let dir = partition_dir(&self.config.data_dir, &topic, partition);
+            let opened = Log::open(&dir, log)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening partition {topic}-{partition}: {e}"))?;
+            self.logs.borrow_mut().insert((topic, partition), opened);
+        }
+        Ok(count)
+    }
+
+    /// Closes every log (flushing it).
+    pub async fn close_all(&self) {
+        let logs: Vec<((String, u32), Log)> = self.logs.borrow_mut().drain().collect();
+        for ((topic, partition), log) in logs {
+            if let Err(e) = log.close().await {
+                tracing::error!(%topic, partition, error = %e, "closing partition failed");
+            }
+        }
+    }
+
+    /// Retention, then the per-partition gauges, for every owned partition.
+    pub async fn housekeeping(&self) {
+        let logs: Vec<((String, u32), Log)> = self
+            .logs
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for ((topic, partition), log) in logs {
+            if let Err(e) = log.enforce_retention().await {
+                tracing::warn!(%topic, partition, error = %e, "retention failed");
+            }
+        }
+        self.housekeeping_gauges();
+    }
+
+    /// Updates the per-partition gauges.
+    pub fn housekeeping_gauges(&self) {
+        for ((topic, partition), log) in self.logs.borrow().iter() {
+            let label = PartitionLabel {
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            self.metrics
+                .log_end_offset
+                .get_or_create(&label)
+                .set(log.log_end_offset());
+            self.metrics
+                .partition_size_bytes
+                .get_or_create(&label)
+                .set(log.size_bytes() as i64);
+        }
+    }
+
+    /// fsync totals of this shard's partitions: (count, microseconds).
+    pub fn fsync_totals(&self) -> (u64, u64) {
+        self.logs
+            .borrow()
+            .values()
+            .map(|l| l.stats())
+            .fold((0, 0), |(n, us), s| (n + s.fsyncs, us + s.fsync_us_total))
+    }
+
+    /// Runs a job on this shard (which must own the partition).
+    pub async fn execute(&self, job: Job) -> Reply {
+        match job {
+            Job::Open {
+                topic,
+                partition,
+                log,
+            } => {
+                let dir = partition_dir(&self.config.data_dir, &topic, partition);
+                let result = match Log::open(&dir, log).await {
+                    Ok(opened) => {
+                        self.logs.borrow_mut().insert((topic, partition), opened);
+                        Ok(())
+                    }
+                    Err(e) => Err(storage_error(&e)),
+                };
+                Reply::Done(result)
+            }
+            Job::Remove { topic, partition } => {
+                let removed = self.logs.borrow_mut().remove(&(topic.clone(), partition));
+                if let Some(log) = removed {
+                    let _ = log.close().await;
+                }
+                let dir = partition_dir(&self.config.data_dir, &topic, partition);
+                let result = match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err((
+                        ErrorCode::StorageError,
+                        format!("removing {}: {e}", dir.display()),
+                    )),
+                };
+                Reply::Done(result)
+            }
+            Job::Reconfigure {
+                topic,
+                partition,
+                log,
+            } => {
+                let removed = self.logs.borrow_mut().remove(&(topic.clone(), partition));
+                if let Some(old) = removed {
+                    if let Err(e) = old.close().await {
+                        return Reply::Done(Err(storage_error(&e)));
+                    }
+                }
+                let dir = partition_dir(&self.config.data_dir, &topic, partition);
+                let result = match Log::open(&dir, log).await {
+                    Ok(opened) => {
+                        self.logs.borrow_mut().insert((topic, partition), opened);
+                        Ok(())
+                    }
+                    Err(e) => Err(storage_error(&e)),
+                };
+                Reply::Done(result)
+            }
+            Job::Produce {
+                topic,
+                partition,
+                records,
+                acks,
+            } => Reply::Produced(self.produce(&topic, partition, records, acks).await),
+            Job::Fetch {
+                topic,
+                partition,
+                offset,
+                max_bytes,
+            } => {
+                let Some(log) = self.log(&topic, partition) else {
+                    return Reply::Fetched(
+                        fetch_error(partition, ErrorCode::UnknownTopicOrPartition),
+                        ReadData::Empty,
+                    );
+                };
+                match log.read(offset, u64::from(max_bytes)).await {
+                    Ok(read) => {
+                        let path = match &read.data {
+                            ReadData::Memory(_) => Some("memory"),
+                            ReadData::File(_) => Some("file"),
+                            ReadData::Empty => None,
+                        };
+                        if let Some(path) = path {
+                            self.metrics
+                                .fetch_reads
+                                .get_or_create(&PathLabel { path: path.into() })
+                                .inc();
+                        }
+                        let entry = FetchPartitionResult {
+                            partition,
+                            error: ErrorCode::None,
+                            high_watermark: read.high_watermark,
+                            log_start_offset: read.log_start_offset,
+                            records: Bytes::new(),
+                        };
+                        Reply::Fetched(entry, read.data)
+                    }
+                    Err(e) => {
+                        let mut entry = fetch_error(partition, storage_error(&e).0);
+                        entry.high_watermark = log.high_watermark();
+                        entry.log_start_offset = log.log_start_offset();
+                        Reply::Fetched(entry, ReadData::Empty)
+                    }
+                }
+            }
+            Job::WaitForData {
+                topic,
+                partition,
+                offset,
+                wait,
+            } => {
+                if let Some(log) = self.log(&topic, partition) {
+                    let _ = futures_lite::future::or(
+                        async {
+                            log.wait_for_data(offset).await;
+                        },
+                        glommio::timer::sleep(wait),
+                    )
+                    .await;
+                }
+                Reply::Done(Ok(()))
+            }
+            Job::ListOffsets {
+                topic,
+                partition,
+                timestamp,
+            } => {
+                let Some(log) = self.log(&topic, partition) else {
+                    return Reply::Offsets(ListOffsetsPartitionResult {
+                        partition,
+                        error: ErrorCode::UnknownTopicOrPartition,
+                        offset: -1,
+                        timestamp: -1,
+                    });
+                };
+                let found = match timestamp {
+                    EARLIEST_TIMESTAMP => Ok(Some((log.log_start_offset(), -1))),
+                    LATEST_TIMESTAMP => Ok(Some((log.high_watermark(), -1))),
+                    at => log.offset_for_timestamp(at).await,
+                };
+                Reply::Offsets(match found {
+                    Ok(Some((offset, timestamp))) => ListOffsetsPartitionResult {
+                        partition,
+                        error: ErrorCode::None,
+                        offset,
+                        timestamp,
+                    },
+                    Ok(None) => ListOffsetsPartitionResult {
+                        partition,
+                        error: ErrorCode::None,
+                        offset: -1,
+                        timestamp: -1,
+                    },
+                    Err(e) => ListOffsetsPartitionResult {
+                        partition,
+                        error: storage_error(&e).0,
+                        offset: -1,
+                        timestamp: -1,
+                    },
+                })
+            }
+            Job::Describe { topic, partition } => {
+                let described = match self.log(&topic, partition) {
+                    Some(log) => PartitionMetadata {
+                        partition,
+                        error: ErrorCode::None,
+                        leader: self.config.node_id,
+                        log_start_offset: log.log_start_offset(),
+                        high_watermark: log.high_watermark(),
+                        log_end_offset: log.log_end_offset(),
+                        size_bytes: log.size_bytes(),
+                    },
+                    None => PartitionMetadata {
+                        partition,
+                        error: ErrorCode::UnknownTopicOrPartition,
+                        leader: self.config.node_id,
+                        log_start_offset: -1,
+                        high_watermark: -1,
+                        log_end_offset: -1,
+                        size_bytes: 0,
+                    },
+                };
+                Reply::Described(described)
+            }
+        }
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        acks: i8,
+    ) -> ProducePartitionResult {
+        let failed = |error| ProducePartitionResult {
+            partition,
+            error,
+            base_offset: -1,
+            log_start_offset: -1,
+        };
+        let Some(log) = self.log(topic, partition) else {
+            return failed(ErrorCode::UnknownTopicOrPartition);
+        };
+        // Split the record set into batches and check every one before appending any, so a
+        // bad batch never leaves part of a request stored.
+        let mut batches = Vec::new();
+        let mut rest = &records[..];
+        while !rest.is_empty() {
+            let total = match peek_batch_len(rest) {
+                Ok(Some(total)) => total,
+                Ok(None) | Err(_) => return failed(ErrorCode::CorruptMessage),
+            };
+            if total > self.config.batch_bytes_max as usize {
+                return failed(ErrorCode::MessageTooLarge);
+            }
+            if rest.len() < total || BatchView::new_verified(&rest[..total]).is_err() {
+                return failed(ErrorCode::CorruptMessage);
+            }
+            batches.push(BytesMut::from(&rest[..total]));
+            rest = &rest[total..];
+        }
+        if batches.is_empty() {
+            return failed(ErrorCode::CorruptMessage);
+        }
+        self.metrics.bytes_in.inc_by(records.len() as u64);
+        let mut base_offset = -1;
+        let count = batches.len();
+        for (index, batch) in batches.into_iter().enumerate() {
+            // With acks=all the last batch's durability covers the earlier ones: offsets
+            // become durable in order.
+            let appended = if acks == -1 && index + 1 == count {
+                log.append(batch).await
+            } else {
+                log.append_accepted(batch).await
+            };
+            match appended {
+                Ok(info) if base_offset < 0 => base_offset = info.base_offset,
+                Ok(_) => {}
+                Err(e) => return failed(storage_error(&e).0),
+            }
+        }
+        ProducePartitionResult {
+            partition,
+            error: ErrorCode::None,
+            base_offset,
+            log_start_offset: log.log_start_offset(),
+        }
+    }
+}
+
+fn fetch_error(partition: u32, error: ErrorCode) -> FetchPartitionResult {
+    FetchPartitionResult {
+        partition,
+        error,
+        high_watermark: -1,
+        log_start_offset: -1,
+        records: Bytes::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_is_stable_and_spread() {
+        // Goal: the same partition always maps to the same shard, and load spreads.
+        assert_eq!(owner("orders", 3, 4), owner("orders", 3, 4));
+        let mut counts = [0usize; 4];
+        for partition in 0..400 {
+            counts[owner("orders", partition, 4)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c == 100), "{counts:?}");
+        assert_eq!(owner("anything", 7, 1), 0);
+    }
+}
