@@ -19,3 +19,5 @@ pub fn crash_batch(tag: u64) -> Vec<u8> {
 pub fn crash_batch_records(tag: u64) -> i64 {
     1 + (tag % 8) as i64
 }
+
+pub mod broker;

@@ -1,0 +1,288 @@
+//! Starting a real `keel-server` and talking to it: a minimal blocking client built on
+//! `keel-protocol`, for end-to-end tests.
+
+use bytes::{Bytes, BytesMut};
+use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
+use keel_protocol::frame::{check_response, write_request};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running broker process, stopped (SIGKILL) when dropped unless stopped before.
+pub struct Broker {
+    child: Option<Child>,
+    /// Native protocol address.
+    pub addr: SocketAddr,
+    /// Metrics address.
+    pub metrics_addr: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    binary: PathBuf,
+    extra: Vec<String>,
+}
+
+/// The `keel-server` binary of this workspace, built (once per test process) with the same
+/// cargo that runs the tests.
+pub fn server_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "keel-server"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build -p keel-server");
+            assert!(status.success(), "building keel-server failed");
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/<test> -> target/<profile>/keel-server
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target profile directory");
+            let binary = profile_dir.join("keel-server");
+            assert!(binary.exists(), "{} missing after build", binary.display());
+            binary
+        })
+        .clone()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Broker {
+    /// Starts `binary` on free ports with `data_dir`, waiting for its ready line.
+    pub fn start(binary: &Path, data_dir: &Path, extra: &[&str]) -> Broker {
+        let mut broker = Broker {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            data_dir: data_dir.to_owned(),
+            binary: binary.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(&self.binary)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--metrics-listen")
+            .arg(self.metrics_addr.to_string())
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start keel-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("listening on") => break,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "keel-server did not print its ready line within 60 s (exit: {:?})",
+                        child.try_wait()
+                    );
+                }
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `signal` and waits for the process to exit; returns its exit status.
+    pub fn stop_with(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().expect("wait")
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Starts the same broker again (same ports and data).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop before restarting");
+        self.spawn();
+    }
+
+    /// A connected client.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// The metrics page.
+    pub fn metrics(&self) -> String {
+        let mut stream = TcpStream::connect(self.metrics_addr).expect("metrics connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A blocking client speaking the native protocol.
+pub struct Client {
+    stream: TcpStream,
+    buffer: BytesMut,
+    next_correlation: u32,
+}
+
+/// A response frame as received.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// Echoed correlation id.
+    pub correlation_id: u32,
+    /// Frame-level error.
+    pub error_code: ErrorCode,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Client {
+    /// Connects, retrying briefly.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(30)))
+                        .unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    return Client {
+                        stream,
+                        buffer: BytesMut::new(),
+                        next_correlation: 1,
+                    };
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("connect {addr}: {e}"),
+            }
+        }
+    }
+
+    /// Writes raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends a request without waiting; returns its correlation id.
+    pub fn send(&mut self, request: &Request) -> u32 {
+        let correlation = self.next_correlation;
+        self.next_correlation += 1;
+        let mut body = BytesMut::new();
+        request.encode(&mut body);
+        let mut frame = BytesMut::new();
+        write_request(&mut frame, request.api_key() as u16, 0, correlation, &body);
+        self.stream.write_all(&frame).expect("send request");
+        correlation
+    }
+
+    /// Reads the next response frame; `None` when the connection closed.
+    pub fn receive_raw(&mut self) -> Option<RawResponse> {
+        loop {
+            match check_response(&self.buffer, 256 << 20) {
+                Ok(Some(frame)) => {
+                    let bytes = self.buffer.split_to(frame.frame_len).freeze();
+                    return Some(RawResponse {
+                        correlation_id: frame.header.correlation_id.get(),
+                        error_code: ErrorCode::from_u16(frame.header.error_code.get()),
+                        body: bytes.slice(frame.body()),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => panic!("bad response frame: {e}"),
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    return None
+                }
+                Err(e) => panic!("read response: {e}"),
+            }
+        }
+    }
+
+    /// Sends a request and decodes its response.
+    pub fn call(&mut self, request: Request) -> Response {
+        let api = request.api_key();
+        let correlation = self.send(&request);
+        let raw = self
+            .receive_raw()
+            .expect("connection closed before the response");
+        assert_eq!(
+            raw.correlation_id, correlation,
+            "responses come back in order"
+        );
+        assert_eq!(
+            raw.error_code,
+            ErrorCode::None,
+            "frame-level error for {api:?}"
+        );
+        Response::decode(api, raw.body).expect("decodable response")
+    }
+
+    /// Decodes a response for `api` received later (pipelining).
+    pub fn receive(&mut self, api: ApiKey) -> (u32, Response) {
+        let raw = self
+            .receive_raw()
+            .expect("connection closed before the response");
+        assert_eq!(raw.error_code, ErrorCode::None);
+        (
+            raw.correlation_id,
+            Response::decode(api, raw.body).expect("decodable response"),
+        )
+    }
+}
