@@ -1,0 +1,235 @@
+//! Malformed input over real TCP: every case gets an error answer or a closed connection,
+//! and the broker keeps serving other clients (and, where framing allows, the same one).
+
+use bytes::{BufMut, BytesMut};
+use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
+use keel_protocol::frame::write_request;
+use keel_tests::broker::{server_binary, Broker, Client};
+
+fn healthy(broker: &Broker) {
+    let mut client = broker.client();
+    let Response::ApiVersions { apis } = client.call(Request::ApiVersions) else {
+        panic!("api versions")
+    };
+    assert!(apis.iter().any(|(key, _, _)| *key == ApiKey::Fetch as u16));
+}
+
+fn frame(api_key: u16, version: u16, body: &[u8]) -> BytesMut {
+    let mut out = BytesMut::new();
+    write_request(&mut out, api_key, version, 42, body);
+    out
+}
+
+/// Sends `bytes` on a fresh connection and returns the frame-level error of the answer, or
+/// `None` when the broker closed the connection without one.
+fn answer(broker: &Broker, bytes: &[u8]) -> Option<ErrorCode> {
+    let mut client = broker.client();
+    client.send_raw(bytes).expect("send");
+    client.receive_raw().map(|r| r.error_code)
+}
+
+#[test]
+fn malformed_requests_get_errors_and_the_broker_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+
+    // A 4 GiB length prefix: refused before any allocation, then closed.
+    assert_eq!(
+        answer(&broker, &[0xff, 0xff, 0xff, 0xff, 0, 0]),
+        Some(ErrorCode::FrameTooLarge)
+    );
+    healthy(&broker);
+    // A length shorter than the header.
+    assert_eq!(
+        answer(&broker, &[0, 0, 0, 2, 1, 2]),
+        Some(ErrorCode::InvalidRequest)
+    );
+    healthy(&broker);
+    // Unknown API and unsupported version: answered, and the connection stays usable.
+    let mut client = broker.client();
+    client.send_raw(&frame(999, 0, b"")).unwrap();
+    assert_eq!(
+        client.receive_raw().unwrap().error_code,
+        ErrorCode::UnknownApi
+    );
+    client
+        .send_raw(&frame(ApiKey::Metadata as u16, 9, b""))
+        .unwrap();
+    assert_eq!(
+        client.receive_raw().unwrap().error_code,
+        ErrorCode::UnsupportedVersion
+    );
+    let Response::Metadata { .. } = client.call(Request::Metadata { topics: vec![] }) else {
+        panic!()
+    };
+    // Negative / impossible sizes inside bodies.
+    let mut body = BytesMut::new();
+    body.put_u32(0x8000_0000); // 2 billion topic names in a 4-byte body
+    client
+        .send_raw(&frame(ApiKey::Metadata as u16, 0, &body))
+        .unwrap();
+    assert_eq!(
+        client.receive_raw().unwrap().error_code,
+        ErrorCode::InvalidRequest
+    );
+    let mut body = BytesMut::new();
+    body.put_i8(-1);
+    body.put_u32(1000);
+    body.put_u32(1);
+    body.put_u16(1);
+    body.put_slice(b"t");
+    body.put_u32(1);
+    body.put_u32(0);
+    body.put_u32(u32::MAX); // records "length" of -1
+    client
+        .send_raw(&frame(ApiKey::Produce as u16, 0, &body))
+        .unwrap();
+    assert_eq!(
+        client.receive_raw().unwrap().error_code,
+        ErrorCode::InvalidRequest
+    );
+    let mut body = BytesMut::new();
+    body.put_i8(5); // acks must be -1, 0 or 1
+    body.put_u32(1000);
+    body.put_u32(0);
+    client
+        .send_raw(&frame(ApiKey::Produce as u16, 0, &body))
+        .unwrap();
+    assert_eq!(
+        client.receive_raw().unwrap().error_code,
+        ErrorCode::InvalidRequiredAcks
+    );
+    // Trailing garbage after a valid body.
+    client
+        .send_raw(&frame(ApiKey::ApiVersions as u16, 0, b"junk"))
+        .unwrap();
+    assert_eq!(
+        client.receive_raw().unwrap().error_code,
+        ErrorCode::InvalidRequest
+    );
+    let Response::ApiVersions { .. } = client.call(Request::ApiVersions) else {
+        panic!()
+    };
+    drop(client);
+
+    // A truncated frame, then the client goes away.
+    let mut client = broker.client();
+    let whole = frame(ApiKey::Metadata as u16, 0, &[0, 0, 0, 0]);
+    client.send_raw(&whole[..whole.len() - 3]).unwrap();
+    drop(client);
+    healthy(&broker);
+
+    // Random bytes, many times, from a fixed seed.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..200 {
+        let len = 1 + (round * 37) % 300;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let mut client = broker.client();
+        client.send_raw(&bytes).unwrap();
+        // Whatever comes back must be well framed; closing is fine too.
+        client.shutdown_write();
+        while client.receive_raw().is_some() {}
+    }
+    healthy(&broker);
+    let metrics = broker.metrics();
+    assert!(
+        metrics.contains("keel_request_errors_total{api=\"invalid\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn cold_fetches_are_served_from_files_and_tail_fetches_from_memory() {
+    // Goal: old data goes out with sendfile, recent data from the tail cache; both correct.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        &server_binary(),
+        dir.path(),
+        &["--shards", "2", "--segment-bytes", "65536"],
+    );
+    let mut client: Client = broker.client();
+    let topic = keel_protocol::api::NewTopic {
+        name: "cold".into(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: vec![],
+    };
+    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
+        topics: vec![topic],
+    }) else {
+        panic!()
+    };
+    assert_eq!(topics[0].error, ErrorCode::None);
+    let mut expected = Vec::new();
+    for round in 0..100 {
+        let mut builder = keel_protocol::batch::BatchBuilder::new();
+        for i in 0..4 {
+            let value = format!("{round}-{i}-{}", "z".repeat(1000));
+            expected.push(value.clone());
+            builder.push(keel_protocol::batch::NewRecord::value(
+                1,
+                value.into_bytes(),
+            ));
+        }
+        let request = Request::Produce {
+            acks: -1,
+            timeout_ms: 5000,
+            topics: vec![keel_protocol::api::TopicEntries {
+                topic: "cold".into(),
+                partitions: vec![keel_protocol::api::ProducePartition {
+                    partition: 0,
+                    records: builder.build().unwrap().into(),
+                }],
+            }],
+        };
+        client.call(request);
+    }
+    let mut got = Vec::new();
+    let mut offset = 0i64;
+    while (got.len()) < expected.len() {
+        let request = Request::Fetch {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![keel_protocol::api::TopicEntries {
+                topic: "cold".into(),
+                partitions: vec![keel_protocol::api::FetchPartition {
+                    partition: 0,
+                    fetch_offset: offset,
+                    partition_max_bytes: 100_000,
+                }],
+            }],
+        };
+        let Response::Fetch { topics } = client.call(request) else {
+            panic!()
+        };
+        let records = &topics[0].partitions[0].records;
+        assert!(!records.is_empty(), "data at {offset}");
+        let mut rest = &records[..];
+        while !rest.is_empty() {
+            let view = keel_protocol::batch::BatchView::new_verified(rest).unwrap();
+            for record in view.records().unwrap() {
+                got.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+            }
+            offset = view.next_offset();
+            rest = &rest[view.len()..];
+        }
+    }
+    assert_eq!(got, expected);
+    let metrics = broker.metrics();
+    assert!(
+        metrics.contains("keel_fetch_reads_total{path=\"file\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keel_fetch_reads_total{path=\"memory\"}"),
+        "{metrics}"
+    );
+}
