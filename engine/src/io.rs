@@ -216,6 +216,11 @@ impl SegmentWriter {
         }
     }
 
+    /// The open file (read-write), shared for reads of the active segment.
+    pub(crate) fn file(&self) -> Rc<DmaFile> {
+        self.file.clone()
+    }
+
     /// A handle that submits prepared writes without borrowing the writer.
     pub(crate) fn submitter(&self) -> Submitter {
         Submitter {

@@ -796,19 +796,21 @@ impl Log {
                     _ => segment.written_size,
                 };
                 let path = log_path(&self.shared.dir, segment.base_offset);
-                if segment.send_file.is_none() {
-                    let file = std::fs::File::open(&path)
-                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-                    segment.send_file = Some(Arc::new(file));
-                }
+                // Opened per read and closed when the range is dropped: caching it would
+                // cost a descriptor per partition on top of the writer's.
+                let send_file = Arc::new(
+                    std::fs::File::open(&path)
+                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?,
+                );
                 let scan_from = segment
                     .offset_index
                     .lookup(offset)
                     .map_or(0, |e| e.position);
-                let reader = segment.reader.clone();
-                let send_file = segment.send_file.clone().expect("opened above");
+                let reader = segment
+                    .reader
+                    .clone()
+                    .or_else(|| segment.writer.as_ref().map(|w| w.file()));
                 let header = (state.high_watermark, state.log_start, state.log_end);
-                let index = segment.offset_index.clone();
                 state.stats.reads_file += 1;
                 (
                     path,
@@ -818,7 +820,6 @@ impl Log {
                     scan_from,
                     cap,
                     header,
-                    index,
                 )
             };
         let (
@@ -829,7 +830,6 @@ impl Log {
             scan_from,
             cap,
             (high_watermark, log_start, log_end),
-            index,
         ) = plan;
         let reader = match reader {
             Some(reader) => reader,
@@ -862,9 +862,13 @@ impl Log {
             cap
         } else {
             // Index entries are batch starts, so any entry within the budget ends a run of
-            // whole batches; with none, the first batch alone is returned.
-            index
-                .boundary_at_or_before(start, limit)
+            // whole batches; with none (or the segment deleted meanwhile), the first batch
+            // alone is returned.
+            let state = self.shared.state.borrow();
+            state
+                .segments
+                .get(&segment_base)
+                .and_then(|segment| segment.offset_index.boundary_at_or_before(start, limit))
                 .unwrap_or(start + first_len)
                 .max(start + first_len)
         };
@@ -1183,7 +1187,6 @@ impl Log {
         let mut state = self.shared.state.borrow_mut();
         for segment in state.segments.values_mut() {
             segment.reader = None;
-            segment.send_file = None;
         }
         state.data_waiters.clear();
         Ok(())
@@ -1734,7 +1737,11 @@ async fn recover_last(dir: &Path, config: &LogConfig, base: i64, now_ms: i64) ->
     segment.time_index = time_index;
     segment.writer = Some(writer);
     segment.file_exists = true;
-    segment.reader = Some(Rc::new(file));
+    // The writer's descriptor serves reads of the active segment: one descriptor per
+    // partition, not two.
+    file.close()
+        .await
+        .map_err(io::error(format!("closing {}", path.display())))?;
     Ok(segment)
 }
 

@@ -4,7 +4,6 @@ use crate::index::{IndexPacer, OffsetIndex, TimeIndex};
 use crate::io::{File, SegmentWriter};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 
 /// Digits in a segment file name, as in Kafka.
 pub const NAME_DIGITS: usize = 20;
@@ -77,7 +76,6 @@ pub(crate) struct Segment {
     /// The file exists on disk.
     pub(crate) file_exists: bool,
     pub(crate) reader: Option<Rc<File>>,
-    pub(crate) send_file: Option<Arc<std::fs::File>>,
 }
 
 impl Segment {
@@ -97,7 +95,6 @@ impl Segment {
             finalized: false,
             file_exists: false,
             reader: None,
-            send_file: None,
         }
     }
 

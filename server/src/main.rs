@@ -45,6 +45,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    raise_open_files_limit();
     if let Err(message) = check_host() {
         eprintln!("keel-server: {message}");
         std::process::exit(1);
@@ -52,6 +53,23 @@ fn main() {
     if let Err(e) = run(config) {
         eprintln!("keel-server: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit: every partition keeps its active
+/// segment open.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }
 
