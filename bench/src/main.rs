@@ -1,6 +1,7 @@
 //! keel-bench: Keel's load generator. This first mode measures the storage engine against
 //! the raw disk in the same run: `keel-bench engine --dir DIR`.
 
+mod broker;
 mod engine;
 
 use clap::{Parser, Subcommand};
@@ -20,11 +21,14 @@ struct Cli {
 enum Command {
     /// Raw O_DIRECT writes vs engine appends (fsync never / always with 1 and N appenders).
     Engine(engine::EngineArgs),
+    /// Produce and fetch against a running broker, beside raw loopback TCP.
+    Broker(broker::BrokerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Engine(args) => engine::run(args),
+        Command::Broker(args) => broker::run(args),
     }
 }

@@ -17,71 +17,62 @@ use std::time::Instant;
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// Requests of one connection handled at once; the reader waits when this many responses
+/// are pending.
+const IN_FLIGHT_MAX: usize = 64;
+
+type Pending = glommio::Task<Option<(u32, Outgoing)>>;
+
 /// Serves a connection until the peer closes it, sends an unframeable request, or the
-/// broker shuts down.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, stopping: Rc<std::cell::Cell<bool>>) {
+/// broker shuts down. Requests are handled concurrently as they arrive (pipelining), and a
+/// writer task sends the responses strictly in request order.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::Cell<bool>>) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    // A second descriptor of the same socket for the writer task, so reading and writing
+    // proceed independently without a lock between them.
+    // SAFETY: dup(2) of a descriptor we own.
+    let write_fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if write_fd < 0 {
+        tracing::warn!(%peer, error = %std::io::Error::last_os_error(), "cannot duplicate the socket");
+        return;
+    }
+    // SAFETY: `write_fd` is a fresh descriptor of a connected TCP socket, owned from here on.
+    let mut writer = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(write_fd) };
+    let socket = writer.as_raw_fd();
+    let mut reader = stream;
+    let (queue, pending) = glommio::channels::local_channel::new_bounded::<Pending>(IN_FLIGHT_MAX);
+    let writer_task = glommio::spawn_local(async move {
+        while let Some(task) = pending.recv().await {
+            if let Some((correlation_id, outgoing)) = task.await {
+                if let Err(e) = send(&mut writer, socket, correlation_id, outgoing).await {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    });
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-    loop {
+    'connection: loop {
         loop {
             match check_request(&buffer, shard.config.frame_bytes_max) {
                 Ok(Some(frame)) => {
                     let bytes = buffer.split_to(frame.frame_len).freeze();
                     let body = bytes.slice(frame.body());
                     let correlation_id = frame.header.correlation_id.get();
-                    let started = Instant::now();
-                    let outgoing = if stopping.get() {
-                        Some(Outgoing::error(ErrorCode::ShuttingDown))
-                    } else {
-                        match Request::decode(
-                            frame.header.api_key.get(),
-                            frame.header.api_version.get(),
-                            body,
-                        ) {
-                            Ok(request) => {
-                                let api = request.api_key().name();
-                                let outgoing = handlers::handle(&shard, request).await;
-                                let label = ApiLabel { api: api.into() };
-                                shard.metrics.requests.get_or_create(&label).inc();
-                                shard
-                                    .metrics
-                                    .request_seconds
-                                    .get_or_create(&label)
-                                    .observe(started.elapsed().as_secs_f64());
-                                if outgoing.as_ref().is_some_and(handlers::has_error) {
-                                    shard.metrics.request_errors.get_or_create(&label).inc();
-                                }
-                                outgoing
-                            }
-                            Err(e) => {
-                                tracing::debug!(%peer, error = %e, "bad request");
-                                let code = match e {
-                                    DecodeError::UnknownApi(_) => ErrorCode::UnknownApi,
-                                    DecodeError::UnsupportedVersion { .. } => {
-                                        ErrorCode::UnsupportedVersion
-                                    }
-                                    DecodeError::BadValue { field: "acks", .. } => {
-                                        ErrorCode::InvalidRequiredAcks
-                                    }
-                                    _ => ErrorCode::InvalidRequest,
-                                };
-                                let label = ApiLabel {
-                                    api: "invalid".into(),
-                                };
-                                shard.metrics.request_errors.get_or_create(&label).inc();
-                                Some(Outgoing::error(code))
-                            }
-                        }
-                    };
-                    if let Some(outgoing) = outgoing {
-                        if let Err(e) = send(&mut stream, correlation_id, outgoing).await {
-                            tracing::debug!(%peer, error = %e, "write failed, closing");
-                            return;
-                        }
+                    let (api_key, api_version) =
+                        (frame.header.api_key.get(), frame.header.api_version.get());
+                    let (shard, stopping, peer) = (shard.clone(), stopping.clone(), peer.clone());
+                    let task = glommio::spawn_local(async move {
+                        handle_one(&shard, &stopping, &peer, api_key, api_version, body)
+                            .await
+                            .map(|outgoing| (correlation_id, outgoing))
+                    });
+                    if queue.send(task).await.is_err() {
+                        break 'connection;
                     }
                 }
                 Ok(None) => break,
@@ -92,24 +83,75 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, stopping: Rc<std::ce
                         FrameError::TooShort(_) => ErrorCode::InvalidRequest,
                     };
                     tracing::debug!(%peer, error = %e, "unframeable request, closing");
-                    let _ = send(&mut stream, 0, Outgoing::error(code)).await;
-                    return;
+                    let task =
+                        glommio::spawn_local(async move { Some((0, Outgoing::error(code))) });
+                    let _ = queue.send(task).await;
+                    break 'connection;
                 }
             }
         }
         if stopping.get() {
-            return;
+            break;
         }
-        let read = match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
-        };
-        buffer.extend_from_slice(&chunk[..read]);
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+        }
+    }
+    drop(queue);
+    if let Err(e) = writer_task.await {
+        tracing::debug!(%peer, error = %e, "write failed, closing");
+    }
+}
+
+async fn handle_one(
+    shard: &Rc<Shard>,
+    stopping: &std::cell::Cell<bool>,
+    peer: &str,
+    api_key: u16,
+    api_version: u16,
+    body: bytes::Bytes,
+) -> Option<Outgoing> {
+    if stopping.get() {
+        return Some(Outgoing::error(ErrorCode::ShuttingDown));
+    }
+    let started = Instant::now();
+    match Request::decode(api_key, api_version, body) {
+        Ok(request) => {
+            let api = request.api_key().name();
+            let outgoing = handlers::handle(shard, request).await;
+            let label = ApiLabel { api: api.into() };
+            shard.metrics.requests.get_or_create(&label).inc();
+            shard
+                .metrics
+                .request_seconds
+                .get_or_create(&label)
+                .observe(started.elapsed().as_secs_f64());
+            if outgoing.as_ref().is_some_and(handlers::has_error) {
+                shard.metrics.request_errors.get_or_create(&label).inc();
+            }
+            outgoing
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "bad request");
+            let code = match e {
+                DecodeError::UnknownApi(_) => ErrorCode::UnknownApi,
+                DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+                DecodeError::BadValue { field: "acks", .. } => ErrorCode::InvalidRequiredAcks,
+                _ => ErrorCode::InvalidRequest,
+            };
+            let label = ApiLabel {
+                api: "invalid".into(),
+            };
+            shard.metrics.request_errors.get_or_create(&label).inc();
+            Some(Outgoing::error(code))
+        }
     }
 }
 
 async fn send(
-    stream: &mut TcpStream,
+    stream: &mut (impl futures_lite::AsyncWrite + Unpin),
+    socket: RawFd,
     correlation_id: u32,
     outgoing: Outgoing,
 ) -> std::io::Result<()> {
@@ -132,7 +174,7 @@ async fn send(
             Part::Bytes(bytes) => stream.write_all(&bytes).await?,
             Part::File(range) => {
                 stream.flush().await?;
-                send_file(stream.as_raw_fd(), range).await?;
+                send_file(socket, range).await?;
             }
         }
     }

@@ -8,13 +8,24 @@ use std::process::Command;
 fn low_memlock_is_refused_with_one_clear_line() {
     // Goal: a host glommio cannot run on gets one line naming the fix, not a panic.
     let dir = tempfile::tempdir().unwrap();
-    let script = format!("ulimit -l 64 && exec {} --data-dir {} --listen 127.0.0.1:0", server_binary().display(), dir.path().display());
-    let output = Command::new("sh").arg("-c").arg(script).output().expect("run keel-server");
+    let script = format!(
+        "ulimit -l 64 && exec {} --data-dir {} --listen 127.0.0.1:0",
+        server_binary().display(),
+        dir.path().display()
+    );
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run keel-server");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "exactly one line: {stderr}");
-    assert!(lines[0].contains("locked-memory limit") && lines[0].contains("ulimit -l"), "{stderr}");
+    assert!(
+        lines[0].contains("locked-memory limit") && lines[0].contains("ulimit -l"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"));
 }
 
@@ -22,9 +33,17 @@ fn low_memlock_is_refused_with_one_clear_line() {
 fn bad_flags_are_refused_with_usage_exit_code() {
     // Goal: invalid configuration is named and exits 2.
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(server_binary()).args(["--fsync", "sometimes", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let output = Command::new(server_binary())
+        .args(["--fsync", "sometimes", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("fsync"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("fsync"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -34,17 +53,44 @@ fn interrupted_topic_changes_leave_no_half_made_topic() {
     // (create interrupted before they were made) comes up whole.
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("ghost-0")).unwrap();
-    std::fs::write(dir.path().join("ghost-0").join("00000000000000000000.log"), b"").unwrap();
-    std::fs::write(dir.path().join("topics.toml"), "[topics.born]\npartitions = 3\n").unwrap();
-    std::fs::write(dir.path().join("topics.toml.tmp"), "garbage from an interrupted write").unwrap();
+    std::fs::write(
+        dir.path().join("ghost-0").join("00000000000000000000.log"),
+        b"",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("topics.toml"),
+        "[topics.born]\npartitions = 3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("topics.toml.tmp"),
+        "garbage from an interrupted write",
+    )
+    .unwrap();
     let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
-    assert!(!dir.path().join("ghost-0").exists(), "orphan partition removed");
-    assert!(!dir.path().join("topics.toml.tmp").exists(), "stale temporary registry removed");
+    assert!(
+        !dir.path().join("ghost-0").exists(),
+        "orphan partition removed"
+    );
+    assert!(
+        !dir.path().join("topics.toml.tmp").exists(),
+        "stale temporary registry removed"
+    );
     let mut client = broker.client();
-    let Response::Metadata { topics, .. } = client.call(Request::Metadata { topics: vec![] }) else { panic!() };
+    let Response::Metadata { topics, .. } = client.call(Request::Metadata { topics: vec![] })
+    else {
+        panic!()
+    };
     assert_eq!(topics.len(), 1);
     assert_eq!(topics[0].topic, "born");
-    assert!(topics[0].partitions.iter().all(|p| p.error == ErrorCode::None), "{topics:?}");
+    assert!(
+        topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.error == ErrorCode::None),
+        "{topics:?}"
+    );
     for partition in 0..3 {
         assert!(dir.path().join(format!("born-{partition}")).is_dir());
     }
