@@ -47,9 +47,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::
     let writer_task = glommio::spawn_local(async move {
         while let Some(task) = pending.recv().await {
             if let Some((correlation_id, outgoing)) = task.await {
-                if let Err(e) = send(&mut writer, socket, correlation_id, outgoing).await {
-                    return Err(e);
-                }
+                send(&mut writer, socket, correlation_id, outgoing).await?;
             }
         }
         Ok(())
