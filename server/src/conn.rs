@@ -50,7 +50,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::
                 send(&mut writer, socket, correlation_id, outgoing).await?;
             }
         }
-        Ok(())
+        std::io::Result::Ok(())
     });
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
