@@ -2,7 +2,6 @@
 //! may be in flight (pipelining); responses follow request order.
 
 use crate::handlers::{self, Outgoing, Part};
-use crate::metrics::ApiLabel;
 use crate::shard::Shard;
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -118,15 +117,11 @@ async fn handle_one(
         Ok(request) => {
             let api = request.api_key().name();
             let outgoing = handlers::handle(shard, request).await;
-            let label = ApiLabel { api: api.into() };
-            shard.metrics.requests.get_or_create(&label).inc();
-            shard
-                .metrics
-                .request_seconds
-                .get_or_create(&label)
-                .observe(started.elapsed().as_secs_f64());
+            let metrics = shard.metrics.api(api);
+            metrics.requests.inc();
+            metrics.seconds.observe(started.elapsed().as_secs_f64());
             if outgoing.as_ref().is_some_and(handlers::has_error) {
-                shard.metrics.request_errors.get_or_create(&label).inc();
+                metrics.errors.inc();
             }
             outgoing
         }
@@ -138,10 +133,7 @@ async fn handle_one(
                 DecodeError::BadValue { field: "acks", .. } => ErrorCode::InvalidRequiredAcks,
                 _ => ErrorCode::InvalidRequest,
             };
-            let label = ApiLabel {
-                api: "invalid".into(),
-            };
-            shard.metrics.request_errors.get_or_create(&label).inc();
+            shard.metrics.api("invalid").errors.inc();
             Some(Outgoing::error(code))
         }
     }

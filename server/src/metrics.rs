@@ -31,23 +31,32 @@ pub struct PathLabel {
     pub path: String,
 }
 
+/// The counters of one API, looked up once so the request path touches only atomics.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    /// Requests handled.
+    pub requests: Counter,
+    /// Requests answered with an error.
+    pub errors: Counter,
+    /// Latency.
+    pub seconds: Histogram,
+}
+
 /// Every metric of the broker.
 pub struct Metrics {
+    /// Per-API handles, by name (`invalid` for undecodable requests).
+    pub apis: std::collections::HashMap<&'static str, ApiMetrics>,
+    /// Reads served from the tail cache.
+    pub reads_memory: Counter,
+    /// Reads served from segment files.
+    pub reads_file: Counter,
     registry: Registry,
-    /// Requests handled, per API.
-    pub requests: Family<ApiLabel, Counter>,
-    /// Requests answered with an error, per API.
-    pub request_errors: Family<ApiLabel, Counter>,
-    /// Request latency, per API.
-    pub request_seconds: Family<ApiLabel, Histogram>,
     /// Record bytes received in produce requests.
     pub bytes_in: Counter,
     /// Record bytes sent in fetch responses.
     pub bytes_out: Counter,
     /// Open client connections.
     pub connections: Gauge,
-    /// Partition reads by path.
-    pub fetch_reads: Family<PathLabel, Counter>,
     /// Log end offset per partition.
     pub log_end_offset: Family<PartitionLabel, Gauge>,
     /// Bytes on disk per partition.
@@ -114,20 +123,54 @@ impl Metrics {
             "Time in fdatasync since start",
             fsync_us.clone(),
         );
+        let mut names: Vec<&'static str> = keel_protocol::api::ApiKey::ALL
+            .iter()
+            .map(|(key, _, _)| key.name())
+            .collect();
+        names.push("invalid");
+        let apis = names
+            .into_iter()
+            .map(|api| {
+                let label = ApiLabel { api: api.into() };
+                let handles = ApiMetrics {
+                    requests: requests.get_or_create(&label).clone(),
+                    errors: request_errors.get_or_create(&label).clone(),
+                    seconds: request_seconds.get_or_create(&label).clone(),
+                };
+                (api, handles)
+            })
+            .collect();
+        let reads_memory = fetch_reads
+            .get_or_create(&PathLabel {
+                path: "memory".into(),
+            })
+            .clone();
+        let reads_file = fetch_reads
+            .get_or_create(&PathLabel {
+                path: "file".into(),
+            })
+            .clone();
         Metrics {
+            apis,
+            reads_memory,
+            reads_file,
             registry,
-            requests,
-            request_errors,
-            request_seconds,
             bytes_in,
             bytes_out,
             connections,
-            fetch_reads,
             log_end_offset,
             partition_size_bytes,
             fsyncs,
             fsync_us,
         }
+    }
+
+    /// The handles of API `name`.
+    ///
+    /// # Panics
+    /// For a name that is not an API (a programming error).
+    pub fn api(&self, name: &str) -> &ApiMetrics {
+        self.apis.get(name).expect("every API has metrics")
     }
 
     /// The Prometheus text exposition.

