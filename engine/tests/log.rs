@@ -523,3 +523,39 @@ fn small_write_chunks_split_batches_across_whole_page_writes() {
         });
     }
 }
+
+#[test]
+fn accepted_appends_become_durable_and_wake_waiting_readers() {
+    // Goal: acks=1-style appends return at once yet are synced under `always`, and a reader
+    // waiting at the end wakes when data becomes visible.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let log = Log::open(&path, small_config(FsyncPolicy::Always)).await.unwrap();
+        let waiting = {
+            let log = log.clone();
+            glommio::spawn_local(async move {
+                log.wait_for_data(0).await;
+                log.high_watermark()
+            })
+        };
+        let info = log.append_accepted(batch(1, 3, 10, 0)).await.unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (0, 2));
+        assert_eq!(waiting.await, 3, "the reader woke once the batch was visible");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while log.durable_end_offset() < 3 {
+            assert!(std::time::Instant::now() < deadline, "accepted batch never synced");
+            glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        // A reader already past the end keeps waiting until the next append.
+        let waiting = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.wait_for_data(3).await })
+        };
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        log.append(batch(2, 1, 10, 0)).await.unwrap();
+        waiting.await;
+        assert_eq!(log.high_watermark(), 4);
+        log.close().await.unwrap();
+    });
+}
