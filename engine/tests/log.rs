@@ -531,7 +531,9 @@ fn accepted_appends_become_durable_and_wake_waiting_readers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     run(move || async move {
-        let log = Log::open(&path, small_config(FsyncPolicy::Always)).await.unwrap();
+        let log = Log::open(&path, small_config(FsyncPolicy::Always))
+            .await
+            .unwrap();
         let waiting = {
             let log = log.clone();
             glommio::spawn_local(async move {
@@ -541,10 +543,17 @@ fn accepted_appends_become_durable_and_wake_waiting_readers() {
         };
         let info = log.append_accepted(batch(1, 3, 10, 0)).await.unwrap();
         assert_eq!((info.base_offset, info.last_offset), (0, 2));
-        assert_eq!(waiting.await, 3, "the reader woke once the batch was visible");
+        assert_eq!(
+            waiting.await,
+            3,
+            "the reader woke once the batch was visible"
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while log.durable_end_offset() < 3 {
-            assert!(std::time::Instant::now() < deadline, "accepted batch never synced");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "accepted batch never synced"
+            );
             glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
         }
         // A reader already past the end keeps waiting until the next append.

@@ -278,6 +278,8 @@ async fn run_shard(
     let _ = ready.send(Ok(opened));
 
     let local_connections = Rc::new(Cell::new(0usize));
+    // Descriptors of open connections, so shutdown can wake readers blocked on idle clients.
+    let open_sockets: Rc<std::cell::RefCell<std::collections::HashSet<i32>>> = Rc::default();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             while !stop.load(Ordering::SeqCst) {
@@ -307,24 +309,34 @@ async fn run_shard(
         connections.fetch_add(1, Ordering::SeqCst);
         metrics.connections.inc();
         local_connections.set(local_connections.get() + 1);
-        let (shard, stopping, connections, metrics, local) = (
+        let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        open_sockets.borrow_mut().insert(socket);
+        let (shard, stopping, connections, metrics, local, sockets) = (
             shard.clone(),
             stopping.clone(),
             connections.clone(),
             metrics.clone(),
             local_connections.clone(),
+            open_sockets.clone(),
         );
         glommio::spawn_local(async move {
             conn::serve(shard, stream, stopping).await;
+            sockets.borrow_mut().remove(&socket);
             connections.fetch_sub(1, Ordering::SeqCst);
             metrics.connections.dec();
             local.set(local.get() - 1);
         })
         .detach();
     }
-    // Drain: connections finish the request they are on; then every log is flushed.
+    // Drain: stop reading from clients (their pending requests still get answers), wait
+    // for the connections to finish, then flush and close every log.
     stopping.set(true);
     drop(listener);
+    for socket in open_sockets.borrow().iter() {
+        // SAFETY: shutdown(2) of a socket that is still open (it leaves the set when its
+        // connection task ends, before the descriptor closes).
+        unsafe { libc::shutdown(*socket, libc::SHUT_RD) };
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     while local_connections.get() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(10)).await;
