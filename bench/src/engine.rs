@@ -99,6 +99,16 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
     let rounds = args.rounds.max(1);
     let dir = args.dir.clone();
     let all: Vec<Vec<Figure>> = executor.run(async move {
+        // Opening a log first makes glommio decide, with a real read, whether this device
+        // supports polled I/O; otherwise the raw run's empty file would make it guess yes
+        // and both runs would use the poll ring, unlike the broker.
+        if std::env::var_os("KEEL_BENCH_NO_PROBE").is_none() {
+            let probe_dir = args.dir.join("probe");
+            Log::open(&probe_dir, LogConfig::default())
+                .await?
+                .close()
+                .await?;
+        }
         let mut all = Vec::new();
         for _ in 0..rounds {
             all.push(vec![
