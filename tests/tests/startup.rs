@@ -116,3 +116,65 @@ fn sigterm_with_idle_clients_connected_stops_promptly_and_cleanly() {
         started.elapsed()
     );
 }
+
+#[test]
+fn config_file_limits_connections_and_partitions() {
+    // Goal: keel.toml is read, and the connection and partition limits answer with their
+    // error codes instead of failing later.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    std::fs::write(
+        &config,
+        "connections_max = 2\npartitions_max = 5\nshards = 1\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let broker = Broker::start(
+        &server_binary(),
+        &data,
+        &["--config", config.to_str().unwrap()],
+    );
+    let mut first = broker.client();
+    let mut second = broker.client();
+    let Response::ApiVersions { .. } = first.call(Request::ApiVersions) else {
+        panic!()
+    };
+    let Response::ApiVersions { .. } = second.call(Request::ApiVersions) else {
+        panic!()
+    };
+    let mut third = broker.client();
+    let refused = third.receive_raw().expect("an error frame before closing");
+    assert_eq!(refused.error_code, ErrorCode::TooManyConnections);
+    assert!(third.receive_raw().is_none(), "then closed");
+
+    let topic = |name: &str, partitions| keel_protocol::api::NewTopic {
+        name: name.into(),
+        partitions,
+        replication_factor: 1,
+        configs: vec![],
+    };
+    let Response::CreateTopics { topics } = first.call(Request::CreateTopics {
+        topics: vec![topic("a", 3), topic("b", 3)],
+    }) else {
+        panic!()
+    };
+    assert_eq!(topics[0].error, ErrorCode::None);
+    assert_eq!(
+        topics[1].error,
+        ErrorCode::TooManyPartitions,
+        "{}",
+        topics[1].message
+    );
+    let Response::CreateTopics { topics } = first.call(Request::CreateTopics {
+        topics: vec![topic("r", 1)]
+            .into_iter()
+            .map(|mut t| {
+                t.replication_factor = 3;
+                t
+            })
+            .collect(),
+    }) else {
+        panic!()
+    };
+    assert_eq!(topics[0].error, ErrorCode::InvalidReplicationFactor);
+}
