@@ -1,0 +1,717 @@
+//! The producer: records are batched per partition in the background (`batch_bytes`,
+//! `linger`), sent with the configured acks, retried on retriable errors, and each send
+//! completes with the record's offset.
+//!
+//! Three ways to send, as in Kafka:
+//! - fire-and-forget: [`Producer::send_and_forget`];
+//! - synchronous: `producer.send(record).await` returns the [`RecordMetadata`];
+//! - asynchronous: [`Producer::enqueue`] returns a [`DeliveryFuture`] to await later, and
+//!   [`Producer::send_with_callback`] calls a function when the record is delivered.
+//!
+//! Order within a partition is kept: a partition has at most one batch in flight, and a
+//! failed batch is retried before anything after it is sent.
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::partitioner::{partition_for_key, Partitioner, Sticky};
+use bytes::Bytes;
+use keel_protocol::api::{ErrorCode, ProducePartition, Request, Response, TopicEntries};
+use keel_protocol::batch::{BatchBuilder, Header, NewRecord};
+use keel_protocol::Compression;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Notify, Semaphore};
+
+/// A record to send.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition; chosen by the partitioner when `None`.
+    pub partition: Option<u32>,
+    /// Key (decides the partition with the default partitioner).
+    pub key: Option<Bytes>,
+    /// Value; `None` is a tombstone.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<Header>,
+    /// Timestamp in ms; the send time when `None`.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record with a value.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> ProducerRecord {
+        ProducerRecord {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..ProducerRecord::default()
+        }
+    }
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    /// Sets the partition explicitly.
+    pub fn partition(mut self, partition: u32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header {
+            key: key.into(),
+            value: Some(value.into()),
+        });
+        self
+    }
+    /// Sets the timestamp (ms since the epoch).
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+    fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + self
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>()
+            + 32
+    }
+}
+
+/// Where a record was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: i64,
+    /// Timestamp.
+    pub timestamp: i64,
+}
+
+/// Acknowledgement level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// No response: offsets are reported as -1.
+    None,
+    /// After the partition's log accepted the batch.
+    Leader,
+    /// After the batch is durable per the topic's fsync policy.
+    #[default]
+    All,
+}
+
+impl Acks {
+    fn wire(self) -> i8 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// What `send` does when the buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Wait for space.
+    #[default]
+    Wait,
+    /// Fail with [`Error::BufferFull`].
+    Error,
+}
+
+/// Configures and builds a [`Producer`].
+#[derive(Debug, Clone)]
+pub struct ProducerBuilder {
+    bootstrap: String,
+    acks: Acks,
+    batch_bytes: usize,
+    linger: Duration,
+    buffer_bytes: usize,
+    when_full: WhenFull,
+    compression: Compression,
+    request_timeout: Duration,
+    retries: u32,
+    retry_backoff: Duration,
+    partitioner: Partitioner,
+}
+
+impl ProducerBuilder {
+    /// Acknowledgement level (default: all).
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+    /// Send a partition's batch once it holds this many bytes (default 16 KiB).
+    pub fn batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes.max(1);
+        self
+    }
+    /// Wait this long for more records before sending a batch that is not full (default 5 ms).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+    /// Most bytes of records accepted but not yet delivered (default 32 MiB).
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes.max(1);
+        self
+    }
+    /// What `send` does when the buffer is full (default: wait).
+    pub fn when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
+        self
+    }
+    /// Batch compression: none, lz4 or zstd (default none).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+    /// Longest wait for one produce response (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+    /// Retries of a failed batch on retriable errors (default 5), with `backoff` between.
+    pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
+        self.retries = retries;
+        self.retry_backoff = backoff;
+        self
+    }
+    /// The partitioner for records without an explicit partition.
+    pub fn partitioner(mut self, partitioner: Partitioner) -> Self {
+        self.partitioner = partitioner;
+        self
+    }
+
+    /// Connects and starts the background sender.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] when the broker is not reachable; [`Error::InvalidRecord`] for an
+    /// unsupported compression codec.
+    pub async fn build(self) -> Result<Producer> {
+        if matches!(self.compression, Compression::Gzip | Compression::Snappy) {
+            return Err(Error::InvalidRecord(format!(
+                "compression {} is not supported; use none, lz4 or zstd",
+                self.compression.name()
+            )));
+        }
+        let connection = Connection::connect(&self.bootstrap).await?;
+        let inner = Arc::new(Inner {
+            buffer: Semaphore::new(self.buffer_bytes),
+            config: self,
+            connection,
+            partitions: Mutex::new(HashMap::new()),
+            sticky: Mutex::new(HashMap::new()),
+            accumulator: Mutex::new(Accumulator::default()),
+            wake: Notify::new(),
+            outstanding: AtomicUsize::new(0),
+            idle: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(sender(inner.clone()));
+        Ok(Producer { inner })
+    }
+}
+
+enum Completion {
+    Channel(oneshot::Sender<Result<RecordMetadata>>),
+    Callback(Box<dyn FnOnce(Result<RecordMetadata>) + Send>),
+    Forget,
+}
+
+struct Pending {
+    timestamp: i64,
+    permits: u32,
+    completion: Completion,
+}
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    pending: Vec<Pending>,
+    bytes: usize,
+    created: Instant,
+}
+
+/// A built batch on its way: (topic, partition), its bytes, its records, attempts so far.
+type SealedBatch = ((String, u32), Bytes, Vec<Pending>, u32);
+
+#[derive(Default)]
+struct Accumulator {
+    open: HashMap<(String, u32), OpenBatch>,
+    /// Partitions with a batch in flight: nothing more is sent to them until it completes.
+    in_flight: HashSet<(String, u32)>,
+    /// Batches to retry, in the order they must be sent.
+    retry: VecDeque<SealedBatch>,
+    flush_requested: bool,
+}
+
+struct Inner {
+    config: ProducerBuilder,
+    connection: Connection,
+    partitions: Mutex<HashMap<String, u32>>,
+    sticky: Mutex<HashMap<String, Arc<Sticky>>>,
+    accumulator: Mutex<Accumulator>,
+    buffer: Semaphore,
+    wake: Notify,
+    outstanding: AtomicUsize,
+    idle: Notify,
+    closed: AtomicBool,
+}
+
+/// A record's delivery, to await later.
+pub struct DeliveryFuture(oneshot::Receiver<Result<RecordMetadata>>);
+
+impl std::future::Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+/// Sends records to Keel. Cheap to clone; all clones share one connection and buffer.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Producer {
+    /// A builder for a producer connected to `bootstrap` (`host:port`).
+    pub fn builder(bootstrap: impl Into<String>) -> ProducerBuilder {
+        ProducerBuilder {
+            bootstrap: bootstrap.into(),
+            acks: Acks::All,
+            batch_bytes: 16 * 1024,
+            linger: Duration::from_millis(5),
+            buffer_bytes: 32 << 20,
+            when_full: WhenFull::Wait,
+            compression: Compression::None,
+            request_timeout: Duration::from_secs(30),
+            retries: 5,
+            retry_backoff: Duration::from_millis(100),
+            partitioner: Partitioner::Default,
+        }
+    }
+
+    /// Sends and waits for the delivery: the synchronous style.
+    ///
+    /// # Errors
+    /// As [`Producer::enqueue`], plus the delivery's error.
+    pub async fn send(&self, record: ProducerRecord) -> Result<RecordMetadata> {
+        self.enqueue(record).await?.await
+    }
+
+    /// Accepts the record and returns its delivery to await later: the asynchronous style.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`], [`Error::BufferFull`] (with [`WhenFull::Error`]),
+    /// [`Error::Closed`], [`Error::InvalidRecord`].
+    pub async fn enqueue(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let (sender, receiver) = oneshot::channel();
+        self.accept(record, Completion::Channel(sender)).await?;
+        Ok(DeliveryFuture(receiver))
+    }
+
+    /// Accepts the record and calls `callback` with its delivery.
+    ///
+    /// # Errors
+    /// As [`Producer::enqueue`] (then the callback is not called).
+    pub async fn send_with_callback(
+        &self,
+        record: ProducerRecord,
+        callback: impl FnOnce(Result<RecordMetadata>) + Send + 'static,
+    ) -> Result<()> {
+        self.accept(record, Completion::Callback(Box::new(callback)))
+            .await
+    }
+
+    /// Accepts the record; its delivery is not reported: the fire-and-forget style.
+    ///
+    /// # Errors
+    /// As [`Producer::enqueue`].
+    pub async fn send_and_forget(&self, record: ProducerRecord) -> Result<()> {
+        self.accept(record, Completion::Forget).await
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(count) = self
+            .inner
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .get(topic)
+        {
+            return Ok(*count);
+        }
+        let response = self
+            .inner
+            .connection
+            .call_timeout(
+                &Request::Metadata {
+                    topics: vec![topic.to_owned()],
+                },
+                self.inner.config.request_timeout,
+            )
+            .await?;
+        let Response::Metadata { topics, .. } = response else {
+            return Err(Error::Protocol("metadata response expected".into()));
+        };
+        let topic_metadata = topics
+            .into_iter()
+            .find(|t| t.topic == topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.to_owned()))?;
+        if topic_metadata.error != ErrorCode::None || topic_metadata.partitions.is_empty() {
+            return Err(Error::UnknownTopic(topic.to_owned()));
+        }
+        let count = topic_metadata.partitions.len() as u32;
+        self.inner
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .insert(topic.to_owned(), count);
+        Ok(count)
+    }
+
+    async fn accept(&self, record: ProducerRecord, completion: Completion) -> Result<()> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let partitions = self.partition_count(&record.topic).await?;
+        let partition = match record.partition {
+            Some(partition) if partition < partitions => partition,
+            Some(partition) => {
+                return Err(Error::InvalidRecord(format!(
+                    "partition {partition} of {} does not exist ({partitions} partitions)",
+                    record.topic
+                )))
+            }
+            None => match (&inner.config.partitioner, &record.key) {
+                (Partitioner::Custom(choose), key) => {
+                    choose(&record.topic, key.as_deref(), partitions) % partitions
+                }
+                (Partitioner::Default, Some(key)) => partition_for_key(key, partitions),
+                (Partitioner::Default, None) => {
+                    let sticky = inner
+                        .sticky
+                        .lock()
+                        .expect("sticky lock")
+                        .entry(record.topic.clone())
+                        .or_default()
+                        .clone();
+                    sticky.partition(partitions)
+                }
+            },
+        };
+        let size = record.size();
+        if size > inner.config.buffer_bytes {
+            return Err(Error::InvalidRecord(format!(
+                "record of {size} bytes is larger than the whole buffer"
+            )));
+        }
+        let permits = size as u32;
+        let permit = match inner.config.when_full {
+            WhenFull::Wait => inner
+                .buffer
+                .acquire_many(permits)
+                .await
+                .map_err(|_| Error::Closed)?,
+            WhenFull::Error => inner
+                .buffer
+                .try_acquire_many(permits)
+                .map_err(|_| Error::BufferFull(inner.config.buffer_bytes))?,
+        };
+        permit.forget();
+        inner.outstanding.fetch_add(1, Ordering::SeqCst);
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let full = {
+            let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
+            let batch = accumulator
+                .open
+                .entry((record.topic.clone(), partition))
+                .or_insert_with(|| {
+                    let mut builder = BatchBuilder::new();
+                    builder.compression(inner.config.compression);
+                    OpenBatch {
+                        builder,
+                        pending: Vec::new(),
+                        bytes: 0,
+                        created: Instant::now(),
+                    }
+                });
+            batch.builder.push(NewRecord {
+                timestamp,
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+            });
+            batch.pending.push(Pending {
+                timestamp,
+                permits,
+                completion,
+            });
+            batch.bytes += size;
+            batch.bytes >= inner.config.batch_bytes
+        };
+        if full {
+            inner.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until every record accepted so far is delivered (or failed).
+    pub async fn flush(&self) {
+        loop {
+            let idle = self.inner.idle.notified();
+            if self.inner.outstanding.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            self.inner
+                .accumulator
+                .lock()
+                .expect("accumulator lock")
+                .flush_requested = true;
+            self.inner.wake.notify_one();
+            idle.await;
+        }
+    }
+
+    /// Delivers everything accepted, then stops; later sends fail with [`Error::Closed`].
+    pub async fn close(&self) {
+        self.flush().await;
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
+    }
+}
+
+fn complete(
+    inner: &Inner,
+    topic: &str,
+    partition: u32,
+    pending: Vec<Pending>,
+    result: std::result::Result<i64, Error>,
+) {
+    let mut permits = 0u32;
+    let count = pending.len();
+    for (index, record) in pending.into_iter().enumerate() {
+        permits += record.permits;
+        let delivered = match &result {
+            Ok(base) => Ok(RecordMetadata {
+                topic: topic.to_owned(),
+                partition,
+                offset: if *base < 0 { -1 } else { base + index as i64 },
+                timestamp: record.timestamp,
+            }),
+            Err(e) => Err(e.clone()),
+        };
+        match record.completion {
+            Completion::Channel(sender) => {
+                let _ = sender.send(delivered);
+            }
+            Completion::Callback(callback) => callback(delivered),
+            Completion::Forget => {
+                if let Err(e) = delivered {
+                    tracing::warn!(%topic, partition, error = %e, "fire-and-forget record failed");
+                }
+            }
+        }
+    }
+    inner.buffer.add_permits(permits as usize);
+    if inner.outstanding.fetch_sub(count, Ordering::SeqCst) == count {
+        inner.idle.notify_waiters();
+    }
+}
+
+type Ready = Vec<SealedBatch>;
+
+/// Takes the batches that may go now: retries first, then full, lingered or flushed ones,
+/// never a second batch for a partition with one in flight.
+fn take_ready(inner: &Inner) -> Ready {
+    let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
+    let flush =
+        std::mem::take(&mut accumulator.flush_requested) || inner.closed.load(Ordering::SeqCst);
+    let mut ready = Vec::new();
+    let mut still_waiting = VecDeque::new();
+    while let Some(retry) = accumulator.retry.pop_front() {
+        if accumulator.in_flight.contains(&retry.0) {
+            still_waiting.push_back(retry);
+        } else {
+            accumulator.in_flight.insert(retry.0.clone());
+            ready.push(retry);
+        }
+    }
+    accumulator.retry = still_waiting;
+    let due: Vec<(String, u32)> = accumulator
+        .open
+        .iter()
+        .filter(|(key, batch)| {
+            !accumulator.in_flight.contains(*key)
+                && (flush
+                    || batch.bytes >= inner.config.batch_bytes
+                    || batch.created.elapsed() >= inner.config.linger)
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    for key in due {
+        let batch = accumulator.open.remove(&key).expect("listed above");
+        accumulator.in_flight.insert(key.clone());
+        let bytes = match batch.builder.build() {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                accumulator.in_flight.remove(&key);
+                drop(accumulator);
+                complete(
+                    inner,
+                    &key.0,
+                    key.1,
+                    batch.pending,
+                    Err(Error::InvalidRecord(e.to_string())),
+                );
+                return ready;
+            }
+        };
+        if let Some(sticky) = inner.sticky.lock().expect("sticky lock").get(&key.0) {
+            sticky.batch_sent();
+        }
+        ready.push((key, bytes, batch.pending, 0));
+    }
+    ready
+}
+
+async fn sender(inner: Arc<Inner>) {
+    loop {
+        let ready = take_ready(&inner);
+        if ready.is_empty() {
+            if inner.closed.load(Ordering::SeqCst) && inner.outstanding.load(Ordering::SeqCst) == 0
+            {
+                return;
+            }
+            let _ = tokio::time::timeout(
+                inner.config.linger.max(Duration::from_millis(1)),
+                inner.wake.notified(),
+            )
+            .await;
+            continue;
+        }
+        // One request carries every ready partition.
+        let mut by_topic: HashMap<String, Vec<ProducePartition>> = HashMap::new();
+        let mut waiting: HashMap<(String, u32), (Bytes, Vec<Pending>, u32)> = HashMap::new();
+        for ((topic, partition), bytes, pending, attempts) in ready {
+            by_topic
+                .entry(topic.clone())
+                .or_default()
+                .push(ProducePartition {
+                    partition,
+                    records: bytes.clone(),
+                });
+            waiting.insert((topic, partition), (bytes, pending, attempts));
+        }
+        let request = Request::Produce {
+            acks: inner.config.acks.wire(),
+            timeout_ms: inner
+                .config
+                .request_timeout
+                .as_millis()
+                .min(u32::MAX as u128) as u32,
+            topics: by_topic
+                .into_iter()
+                .map(|(topic, partitions)| TopicEntries { topic, partitions })
+                .collect(),
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let outcome = if inner.config.acks == Acks::None {
+                inner.connection.send_only(&request).await.map(|()| None)
+            } else {
+                inner
+                    .connection
+                    .call_timeout(&request, inner.config.request_timeout)
+                    .await
+                    .map(Some)
+            };
+            let mut results: HashMap<(String, u32), std::result::Result<i64, Error>> =
+                HashMap::new();
+            match outcome {
+                Ok(None) => {
+                    for key in waiting.keys() {
+                        results.insert(key.clone(), Ok(-1));
+                    }
+                }
+                Ok(Some(Response::Produce { topics })) => {
+                    for topic in topics {
+                        for p in topic.partitions {
+                            let result = if p.error == ErrorCode::None {
+                                Ok(p.base_offset)
+                            } else {
+                                Err(Error::broker(p.error, ""))
+                            };
+                            results.insert((topic.topic.clone(), p.partition), result);
+                        }
+                    }
+                }
+                Ok(Some(_)) => {
+                    for key in waiting.keys() {
+                        results.insert(
+                            key.clone(),
+                            Err(Error::Protocol("produce response expected".into())),
+                        );
+                    }
+                }
+                Err(e) => {
+                    for key in waiting.keys() {
+                        results.insert(key.clone(), Err(e.clone()));
+                    }
+                }
+            }
+            for (key, (bytes, pending, attempts)) in waiting {
+                let result = results.remove(&key).unwrap_or_else(|| {
+                    Err(Error::Protocol(
+                        "partition missing from the response".into(),
+                    ))
+                });
+                match result {
+                    Err(e) if e.is_retriable() && attempts < inner.config.retries => {
+                        tracing::debug!(topic = %key.0, partition = key.1, error = %e, attempts, "retrying batch");
+                        tokio::time::sleep(inner.config.retry_backoff).await;
+                        let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
+                        accumulator.in_flight.remove(&key);
+                        accumulator
+                            .retry
+                            .push_back((key, bytes, pending, attempts + 1));
+                    }
+                    result => {
+                        inner
+                            .accumulator
+                            .lock()
+                            .expect("accumulator lock")
+                            .in_flight
+                            .remove(&key);
+                        complete(&inner, &key.0, key.1, pending, result);
+                    }
+                }
+            }
+            inner.wake.notify_one();
+        });
+    }
+}

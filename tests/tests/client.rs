@@ -1,0 +1,313 @@
+//! keel-client against a real broker: every send style, keyed partitioning, compression,
+//! back-pressure, errors.
+
+use keel_client::{
+    partition_for_key, Acks, Compression, Error, Producer, ProducerRecord, WhenFull,
+};
+use keel_protocol::api::{ErrorCode, NewTopic, Request, Response};
+use keel_tests::broker::{server_binary, Broker, Client};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn create(client: &mut Client, name: &str, partitions: u32) {
+    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
+        topics: vec![NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            configs: vec![],
+        }],
+    }) else {
+        panic!()
+    };
+    assert_eq!(topics[0].error, ErrorCode::None);
+}
+
+/// (offset, key, value) of every record of a partition.
+fn read_partition(
+    client: &mut Client,
+    topic: &str,
+    partition: u32,
+) -> Vec<(i64, Option<String>, String)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let Response::Fetch { topics } = client.call(Request::Fetch {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![keel_protocol::api::TopicEntries {
+                topic: topic.into(),
+                partitions: vec![keel_protocol::api::FetchPartition {
+                    partition,
+                    fetch_offset: offset,
+                    partition_max_bytes: 1 << 20,
+                }],
+            }],
+        }) else {
+            panic!()
+        };
+        let records = &topics[0].partitions[0].records;
+        if records.is_empty() {
+            return out;
+        }
+        let mut rest = &records[..];
+        while !rest.is_empty() {
+            let view = keel_protocol::batch::BatchView::new_verified(rest).unwrap();
+            for record in view.records().unwrap() {
+                let text =
+                    |b: Option<bytes::Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+                out.push((
+                    record.offset,
+                    text(record.key),
+                    text(record.value).unwrap_or_default(),
+                ));
+            }
+            offset = view.next_offset();
+            rest = &rest[view.len()..];
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn every_send_style_delivers_in_order() {
+    // Goal: sync, async, callback and fire-and-forget sends all land, with dense offsets in
+    // send order.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = broker.client();
+    create(&mut admin, "styles", 1);
+    let addr = broker.addr.to_string();
+    runtime().block_on(async move {
+        let producer = Producer::builder(addr)
+            .linger(Duration::from_millis(2))
+            .build()
+            .await
+            .unwrap();
+        let first = producer
+            .send(ProducerRecord::new("styles", "sync-0"))
+            .await
+            .unwrap();
+        assert_eq!((first.partition, first.offset), (0, 0));
+        let mut deliveries = Vec::new();
+        for i in 0..50 {
+            deliveries.push(
+                producer
+                    .enqueue(ProducerRecord::new("styles", format!("async-{i}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut offsets = Vec::new();
+        for delivery in deliveries {
+            offsets.push(delivery.await.unwrap().offset);
+        }
+        assert_eq!(offsets, (1..=50).collect::<Vec<i64>>());
+        let called = Arc::new(Mutex::new(Vec::new()));
+        for i in 0..10 {
+            let called = called.clone();
+            producer
+                .send_with_callback(
+                    ProducerRecord::new("styles", format!("callback-{i}")),
+                    move |result| {
+                        called.lock().unwrap().push(result.unwrap().offset);
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        for i in 0..10 {
+            producer
+                .send_and_forget(ProducerRecord::new("styles", format!("forget-{i}")))
+                .await
+                .unwrap();
+        }
+        producer.flush().await;
+        assert_eq!(*called.lock().unwrap(), (51..=60).collect::<Vec<i64>>());
+        producer.close().await;
+        assert!(matches!(
+            producer.send(ProducerRecord::new("styles", "late")).await,
+            Err(Error::Closed)
+        ));
+    });
+    let stored = read_partition(&mut admin, "styles", 0);
+    assert_eq!(stored.len(), 71);
+    assert_eq!(stored[0].2, "sync-0");
+    assert_eq!(stored[70].2, "forget-9");
+    assert!(stored.iter().enumerate().all(|(i, r)| r.0 == i as i64));
+}
+
+#[test]
+fn keyed_records_land_where_kafka_would_put_them() {
+    // Goal: the partition of a key is murmur2(key) % partitions, checked on the broker.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = broker.client();
+    create(&mut admin, "keyed", 6);
+    let addr = broker.addr.to_string();
+    let keys: Vec<String> = (0..60).map(|i| format!("customer-{i}")).collect();
+    let sent = keys.clone();
+    runtime().block_on(async move {
+        let producer = Producer::builder(addr)
+            .acks(Acks::Leader)
+            .build()
+            .await
+            .unwrap();
+        for key in &sent {
+            let stored = producer
+                .send(ProducerRecord::new("keyed", format!("value of {key}")).key(key.clone()))
+                .await
+                .unwrap();
+            assert_eq!(stored.partition, partition_for_key(key.as_bytes(), 6));
+        }
+        producer.close().await;
+    });
+    for partition in 0..6 {
+        for (_, key, value) in read_partition(&mut admin, "keyed", partition) {
+            let key = key.unwrap();
+            assert_eq!(partition_for_key(key.as_bytes(), 6), partition);
+            assert_eq!(value, format!("value of {key}"));
+        }
+    }
+    let total: usize = (0..6)
+        .map(|p| read_partition(&mut admin, "keyed", p).len())
+        .sum();
+    assert_eq!(total, keys.len());
+}
+
+#[test]
+fn compressed_batches_round_trip() {
+    // Goal: lz4 and zstd batches are stored as sent and decode to the same records.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = broker.client();
+    create(&mut admin, "packed", 1);
+    let addr = broker.addr.to_string();
+    runtime().block_on(async move {
+        for codec in [Compression::Lz4, Compression::Zstd] {
+            let producer = Producer::builder(addr.clone())
+                .compression(codec)
+                .build()
+                .await
+                .unwrap();
+            let mut deliveries = Vec::new();
+            for i in 0..100 {
+                deliveries.push(
+                    producer
+                        .enqueue(ProducerRecord::new(
+                            "packed",
+                            format!("{}-{i}-{}", codec.name(), "x".repeat(200)),
+                        ))
+                        .await
+                        .unwrap(),
+                );
+            }
+            for delivery in deliveries {
+                delivery.await.unwrap();
+            }
+            producer.close().await;
+        }
+    });
+    let stored = read_partition(&mut admin, "packed", 0);
+    assert_eq!(stored.len(), 200);
+    assert!(stored[0].2.starts_with("lz4-0-"));
+    assert!(stored[199].2.starts_with("zstd-99-"));
+}
+
+#[test]
+fn full_buffer_waits_or_fails_as_configured() {
+    // Goal: bounded memory: with `Error` a full buffer is refused, with `Wait` the send
+    // waits until deliveries free space.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = broker.client();
+    create(&mut admin, "tight", 1);
+    let addr = broker.addr.to_string();
+    runtime().block_on(async move {
+        let strict = Producer::builder(addr.clone())
+            .buffer_bytes(8 * 1024)
+            .linger(Duration::from_millis(300))
+            .batch_bytes(1 << 20)
+            .when_full(WhenFull::Error)
+            .build()
+            .await
+            .unwrap();
+        let mut refused = false;
+        for _ in 0..20 {
+            match strict
+                .send_and_forget(ProducerRecord::new("tight", vec![b'a'; 1000]))
+                .await
+            {
+                Ok(()) => {}
+                Err(Error::BufferFull(_)) => refused = true,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(
+            refused,
+            "an 8 KiB buffer cannot take 20 KB before the linger expires"
+        );
+        strict.close().await;
+
+        let patient = Producer::builder(addr)
+            .buffer_bytes(8 * 1024)
+            .linger(Duration::from_millis(100))
+            .batch_bytes(1 << 20)
+            .build()
+            .await
+            .unwrap();
+        let started = Instant::now();
+        for _ in 0..20 {
+            patient
+                .send_and_forget(ProducerRecord::new("tight", vec![b'b'; 1000]))
+                .await
+                .unwrap();
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "sends waited for space ({:?})",
+            started.elapsed()
+        );
+        patient.close().await;
+    });
+    let stored = read_partition(&mut admin, "tight", 0);
+    assert_eq!(
+        stored.iter().filter(|r| r.2.starts_with('b')).count(),
+        20,
+        "every waiting send was delivered"
+    );
+}
+
+#[test]
+fn unknown_topics_and_unreachable_brokers_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let addr = broker.addr.to_string();
+    runtime().block_on(async move {
+        let producer = Producer::builder(addr).build().await.unwrap();
+        match producer.send(ProducerRecord::new("nope", "x")).await {
+            Err(Error::UnknownTopic(topic)) => assert_eq!(topic, "nope"),
+            other => panic!("{other:?}"),
+        }
+        let unreachable = Producer::builder("127.0.0.1:1").build().await;
+        let Err(error) = unreachable else {
+            panic!("connected to port 1?")
+        };
+        assert!(
+            error.to_string().contains("not reachable at 127.0.0.1:1"),
+            "{error}"
+        );
+    });
+}
+
+fn start(dir: &std::path::Path) -> Broker {
+    Broker::start(&server_binary(), dir, &["--shards", "2"])
+}
