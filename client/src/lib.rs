@@ -22,11 +22,17 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod partitioner;
 pub mod producer;
 
+pub use admin::{Admin, TopicDescription};
+pub use consumer::{
+    Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, RecordStream, TopicPartition,
+};
 pub use error::{Error, Result};
 pub use keel_protocol::batch::{BatchBuilder, BatchView, NewRecord};
 pub use keel_protocol::Compression;

@@ -311,3 +311,127 @@ fn unknown_topics_and_unreachable_brokers_are_clear_errors() {
 fn start(dir: &std::path::Path) -> Broker {
     Broker::start(&server_binary(), dir, &["--shards", "2"])
 }
+
+#[test]
+fn consumer_reads_seeks_and_streams() {
+    // Goal: assign + poll reads everything in order; seeks by offset and time move the
+    // position; the stream yields the same records; lag is what is left.
+    use keel_client::{Admin, Consumer, OffsetReset};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let addr = broker.addr.to_string();
+    runtime().block_on(async move {
+        let admin = Admin::connect(&addr).await.unwrap();
+        admin
+            .create_topic("reads", 2, &[("retention.ms", "3600000")])
+            .await
+            .unwrap();
+        assert!(admin
+            .list_topics()
+            .await
+            .unwrap()
+            .contains(&"reads".to_string()));
+        let producer = Producer::builder(addr.clone()).build().await.unwrap();
+        for i in 0..200i64 {
+            producer
+                .send_and_forget(
+                    ProducerRecord::new("reads", format!("v{i}"))
+                        .partition((i % 2) as u32)
+                        .timestamp(1_000 + i),
+                )
+                .await
+                .unwrap();
+        }
+        producer.close().await;
+        let description = admin.describe_topic("reads").await.unwrap();
+        assert_eq!(description.partitions.len(), 2);
+        assert!(description
+            .partitions
+            .iter()
+            .all(|p| p.high_watermark == 100));
+        assert_eq!(
+            description.configs.get("retention.ms").map(String::as_str),
+            Some("3600000")
+        );
+
+        let mut consumer = Consumer::builder(addr.clone())
+            .offset_reset(OffsetReset::Earliest)
+            .max_wait(Duration::from_millis(100))
+            .build()
+            .await
+            .unwrap();
+        consumer.assign([("reads".to_string(), 0), ("reads".to_string(), 1)]);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.len() < 200 {
+            assert!(Instant::now() < deadline, "read {} of 200", seen.len());
+            for record in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+                seen.push((
+                    record.partition,
+                    record.offset,
+                    String::from_utf8(record.value.unwrap().to_vec()).unwrap(),
+                ));
+            }
+        }
+        for partition in 0..2u32 {
+            let offsets: Vec<i64> = seen
+                .iter()
+                .filter(|r| r.0 == partition)
+                .map(|r| r.1)
+                .collect();
+            assert_eq!(
+                offsets,
+                (0..100).collect::<Vec<_>>(),
+                "partition {partition} in order, once"
+            );
+        }
+        assert_eq!(consumer.lag(&("reads".to_string(), 0)), Some(0));
+        let tp = ("reads".to_string(), 1);
+        consumer.seek(&tp, 90);
+        consumer.assign([tp.clone()]);
+        let records = consumer.poll(Duration::from_millis(200)).await.unwrap();
+        assert_eq!(records.first().map(|r| r.offset), Some(90));
+        // v{i} with odd i went to partition 1 at offset i / 2 with timestamp 1000 + i.
+        consumer.seek_to_timestamp(&tp, 1_000 + 41).await.unwrap();
+        assert_eq!(consumer.position(&tp), Some(20));
+        consumer.seek_to_beginning(&tp).await.unwrap();
+        assert_eq!(consumer.position(&tp), Some(0));
+
+        let mut stream = consumer.into_stream();
+        let mut streamed = Vec::new();
+        while streamed.len() < 100 {
+            let record =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next_item(cx))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            streamed.push(record.offset);
+        }
+        assert_eq!(streamed, (0..100).collect::<Vec<_>>());
+        admin
+            .alter_configs("reads", &[("retention.ms", "60000")])
+            .await
+            .unwrap();
+        admin.delete_topic("reads").await.unwrap();
+        assert!(matches!(
+            admin.describe_topic("reads").await,
+            Err(keel_client::Error::UnknownTopic(_))
+        ));
+    });
+}
+
+trait PollNextItem {
+    fn poll_next_item(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<keel_client::Result<keel_client::ConsumerRecord>>>;
+}
+
+impl PollNextItem for keel_client::RecordStream {
+    fn poll_next_item(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<keel_client::Result<keel_client::ConsumerRecord>>> {
+        futures_core::Stream::poll_next(self, cx)
+    }
+}

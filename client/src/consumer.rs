@@ -1,0 +1,426 @@
+//! The consumer: reads assigned partitions from positions it keeps, with long-polling
+//! fetches, one fetch prefetched while the caller processes the previous records.
+//!
+//! Consumer groups (`subscribe`, committed offsets, rebalancing) build on this.
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use keel_protocol::api::{
+    ErrorCode, FetchPartition, FetchPartitionResult, ListOffsetsPartition, Request, Response,
+    TopicEntries, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+};
+use keel_protocol::batch::{BatchView, Header};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// A topic and partition.
+pub type TopicPartition = (String, u32);
+
+/// A record read from Keel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: i64,
+    /// Timestamp (ms).
+    pub timestamp: i64,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value (`None`: tombstone).
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+/// Where to start when a partition has no position (or it fell out of the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// The first offset still in the log.
+    Earliest,
+    /// The end: only new records.
+    #[default]
+    Latest,
+}
+
+/// Configures and builds a [`Consumer`].
+#[derive(Debug, Clone)]
+pub struct ConsumerBuilder {
+    bootstrap: String,
+    max_wait: Duration,
+    partition_max_bytes: u32,
+    max_bytes: u32,
+    reset: OffsetReset,
+}
+
+impl ConsumerBuilder {
+    /// Longest wait of a fetch for new data (default 500 ms).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+    /// Most bytes per partition per fetch (default 1 MiB).
+    pub fn partition_max_bytes(mut self, bytes: u32) -> Self {
+        self.partition_max_bytes = bytes;
+        self
+    }
+    /// Where to start without a position (default latest).
+    pub fn offset_reset(mut self, reset: OffsetReset) -> Self {
+        self.reset = reset;
+        self
+    }
+    /// Connects.
+    ///
+    /// # Errors
+    /// [`Error::Connect`].
+    pub async fn build(self) -> Result<Consumer> {
+        let connection = Connection::connect(&self.bootstrap).await?;
+        Ok(Consumer {
+            config: self,
+            connection,
+            positions: BTreeMap::new(),
+            high_watermarks: BTreeMap::new(),
+            buffered: VecDeque::new(),
+            prefetch: None,
+        })
+    }
+}
+
+type Prefetch = tokio::task::JoinHandle<Result<Response>>;
+
+/// Reads records from assigned partitions.
+pub struct Consumer {
+    config: ConsumerBuilder,
+    connection: Connection,
+    positions: BTreeMap<TopicPartition, Option<i64>>,
+    high_watermarks: BTreeMap<TopicPartition, i64>,
+    buffered: VecDeque<ConsumerRecord>,
+    prefetch: Option<(Prefetch, BTreeMap<TopicPartition, i64>)>,
+}
+
+impl Consumer {
+    /// A builder for a consumer connected to `bootstrap`.
+    pub fn builder(bootstrap: impl Into<String>) -> ConsumerBuilder {
+        ConsumerBuilder {
+            bootstrap: bootstrap.into(),
+            max_wait: Duration::from_millis(500),
+            partition_max_bytes: 1 << 20,
+            max_bytes: 50 << 20,
+            reset: OffsetReset::Latest,
+        }
+    }
+
+    /// Reads exactly these partitions from now on; positions of partitions kept are kept.
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
+        let wanted: Vec<TopicPartition> = partitions.into_iter().collect();
+        self.positions.retain(|tp, _| wanted.contains(tp));
+        for tp in wanted {
+            self.positions.entry(tp).or_insert(None);
+        }
+        self.invalidate();
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.positions.keys().cloned().collect()
+    }
+
+    fn invalidate(&mut self) {
+        if let Some((task, _)) = self.prefetch.take() {
+            task.abort();
+        }
+        self.buffered.clear();
+    }
+
+    /// The next offset to read from `partition`, once known.
+    pub fn position(&self, partition: &TopicPartition) -> Option<i64> {
+        self.positions.get(partition).copied().flatten()
+    }
+
+    /// Records available but not yet read, as of the last fetch.
+    pub fn lag(&self, partition: &TopicPartition) -> Option<i64> {
+        Some(self.high_watermarks.get(partition)? - self.position(partition)?)
+    }
+
+    /// Moves `partition` to `offset`.
+    pub fn seek(&mut self, partition: &TopicPartition, offset: i64) {
+        self.positions.insert(partition.clone(), Some(offset));
+        self.invalidate();
+    }
+
+    async fn list_offset(&self, partition: &TopicPartition, timestamp: i64) -> Result<i64> {
+        let request = Request::ListOffsets {
+            topics: vec![TopicEntries {
+                topic: partition.0.clone(),
+                partitions: vec![ListOffsetsPartition {
+                    partition: partition.1,
+                    timestamp,
+                }],
+            }],
+        };
+        let Response::ListOffsets { topics } = self.connection.call(&request).await? else {
+            return Err(Error::Protocol("list-offsets response expected".into()));
+        };
+        let result = topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| Error::Protocol("empty list-offsets response".into()))?;
+        if result.error != ErrorCode::None {
+            return Err(Error::broker(
+                result.error,
+                format!("{}-{}", partition.0, partition.1),
+            ));
+        }
+        Ok(result.offset)
+    }
+
+    /// Moves `partition` to its first offset.
+    ///
+    /// # Errors
+    /// Broker errors (e.g. unknown partition).
+    pub async fn seek_to_beginning(&mut self, partition: &TopicPartition) -> Result<()> {
+        let offset = self.list_offset(partition, EARLIEST_TIMESTAMP).await?;
+        self.seek(partition, offset);
+        Ok(())
+    }
+
+    /// Moves `partition` to its end (only new records).
+    ///
+    /// # Errors
+    /// Broker errors.
+    pub async fn seek_to_end(&mut self, partition: &TopicPartition) -> Result<()> {
+        let offset = self.list_offset(partition, LATEST_TIMESTAMP).await?;
+        self.seek(partition, offset);
+        Ok(())
+    }
+
+    /// Moves `partition` to the first record at or after `timestamp` (or the end).
+    ///
+    /// # Errors
+    /// Broker errors.
+    pub async fn seek_to_timestamp(
+        &mut self,
+        partition: &TopicPartition,
+        timestamp: i64,
+    ) -> Result<()> {
+        let offset = match self.list_offset(partition, timestamp).await? {
+            -1 => self.list_offset(partition, LATEST_TIMESTAMP).await?,
+            offset => offset,
+        };
+        self.seek(partition, offset);
+        Ok(())
+    }
+
+    async fn resolve_positions(&mut self) -> Result<()> {
+        let unknown: Vec<TopicPartition> = self
+            .positions
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in unknown {
+            let timestamp = if self.config.reset == OffsetReset::Earliest {
+                EARLIEST_TIMESTAMP
+            } else {
+                LATEST_TIMESTAMP
+            };
+            let offset = self.list_offset(&tp, timestamp).await?;
+            self.positions.insert(tp, Some(offset));
+        }
+        Ok(())
+    }
+
+    fn fetch_request(
+        &self,
+        positions: &BTreeMap<TopicPartition, i64>,
+        max_wait: Duration,
+    ) -> Request {
+        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        for ((topic, partition), offset) in positions {
+            topics.entry(topic).or_default().push(FetchPartition {
+                partition: *partition,
+                fetch_offset: *offset,
+                partition_max_bytes: self.config.partition_max_bytes,
+            });
+        }
+        Request::Fetch {
+            max_wait_ms: max_wait.as_millis().min(u32::MAX as u128) as u32,
+            min_bytes: 1,
+            max_bytes: self.config.max_bytes,
+            topics: topics
+                .into_iter()
+                .map(|(topic, partitions)| TopicEntries {
+                    topic: topic.to_owned(),
+                    partitions,
+                })
+                .collect(),
+        }
+    }
+
+    fn start_prefetch(&mut self, max_wait: Duration) {
+        let positions: BTreeMap<TopicPartition, i64> = self
+            .positions
+            .iter()
+            .filter_map(|(tp, p)| Some((tp.clone(), (*p)?)))
+            .collect();
+        if positions.is_empty() {
+            return;
+        }
+        let request = self.fetch_request(&positions, max_wait);
+        let connection = self.connection.clone();
+        let task = tokio::spawn(async move { connection.call(&request).await });
+        self.prefetch = Some((task, positions));
+    }
+
+    /// Returns the records available now, waiting up to `timeout` for some to arrive.
+    /// Positions advance past what is returned.
+    ///
+    /// # Errors
+    /// Connection and broker errors (an offset that fell out of the log is reset per the
+    /// configured [`OffsetReset`] instead).
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if !self.buffered.is_empty() {
+            return Ok(self.buffered.drain(..).collect());
+        }
+        self.resolve_positions().await?;
+        if self.prefetch.is_none() {
+            self.start_prefetch(timeout.min(self.config.max_wait));
+        }
+        let Some((task, asked)) = self.prefetch.take() else {
+            return Ok(Vec::new());
+        };
+        let response = task.await.map_err(|_| Error::Closed)??;
+        let Response::Fetch { topics } = response else {
+            return Err(Error::Protocol("fetch response expected".into()));
+        };
+        let mut records = Vec::new();
+        for topic in topics {
+            for result in topic.partitions {
+                let tp = (topic.topic.clone(), result.partition);
+                let Some(&from) = asked.get(&tp) else {
+                    continue;
+                };
+                if self.position(&tp) != Some(from) {
+                    continue; // moved by a seek meanwhile
+                }
+                self.take_partition(&tp, from, result, &mut records)?;
+            }
+        }
+        // Pipelining: the next fetch is on its way while the caller works on these.
+        self.start_prefetch(self.config.max_wait);
+        Ok(records)
+    }
+
+    fn take_partition(
+        &mut self,
+        tp: &TopicPartition,
+        from: i64,
+        result: FetchPartitionResult,
+        out: &mut Vec<ConsumerRecord>,
+    ) -> Result<()> {
+        match result.error {
+            ErrorCode::None => {}
+            ErrorCode::OffsetOutOfRange => {
+                tracing::warn!(topic = %tp.0, partition = tp.1, offset = from, "offset out of range, resetting");
+                self.positions.insert(tp.clone(), None);
+                return Ok(());
+            }
+            code => return Err(Error::broker(code, format!("{}-{}", tp.0, tp.1))),
+        }
+        self.high_watermarks
+            .insert(tp.clone(), result.high_watermark);
+        let mut next = from;
+        let mut rest = &result.records[..];
+        while !rest.is_empty() {
+            let view = BatchView::new_verified(rest)
+                .map_err(|e| Error::Protocol(format!("{}-{} at {next}: {e}", tp.0, tp.1)))?;
+            for record in view.records().map_err(|e| Error::Protocol(e.to_string()))? {
+                if record.offset >= from {
+                    out.push(ConsumerRecord {
+                        topic: tp.0.clone(),
+                        partition: tp.1,
+                        offset: record.offset,
+                        timestamp: record.timestamp,
+                        key: record.key,
+                        value: record.value,
+                        headers: record.headers,
+                    });
+                }
+            }
+            next = next.max(view.next_offset());
+            rest = &rest[view.len()..];
+        }
+        self.positions.insert(tp.clone(), Some(next));
+        Ok(())
+    }
+
+    /// The next record, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// As [`Consumer::poll`].
+    pub async fn next(&mut self) -> Result<ConsumerRecord> {
+        loop {
+            if let Some(record) = self.buffered.pop_front() {
+                return Ok(record);
+            }
+            let records = self.poll(self.config.max_wait).await?;
+            self.buffered.extend(records);
+        }
+    }
+
+    /// The records as an async stream (each item one record).
+    pub fn into_stream(self) -> RecordStream {
+        RecordStream {
+            state: StreamState::Idle(Box::new(self)),
+        }
+    }
+}
+
+type NextRecord = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Box<Consumer>, Result<ConsumerRecord>)> + Send>,
+>;
+
+enum StreamState {
+    Idle(Box<Consumer>),
+    Waiting(NextRecord),
+    Done,
+}
+
+/// An async stream of records ([`futures_core::Stream`]).
+pub struct RecordStream {
+    state: StreamState,
+}
+
+impl futures_core::Stream for RecordStream {
+    type Item = Result<ConsumerRecord>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        loop {
+            match std::mem::replace(&mut self.state, StreamState::Done) {
+                StreamState::Idle(mut consumer) => {
+                    self.state = StreamState::Waiting(Box::pin(async move {
+                        let record = consumer.next().await;
+                        (consumer, record)
+                    }));
+                }
+                StreamState::Waiting(mut future) => match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready((consumer, record)) => {
+                        self.state = StreamState::Idle(consumer);
+                        return std::task::Poll::Ready(Some(record));
+                    }
+                    std::task::Poll::Pending => {
+                        self.state = StreamState::Waiting(future);
+                        return std::task::Poll::Pending;
+                    }
+                },
+                StreamState::Done => return std::task::Poll::Ready(None),
+            }
+        }
+    }
+}
