@@ -26,11 +26,29 @@ pub enum ApiKey {
     Fetch = 11,
     /// Earliest, latest or by-time offsets.
     ListOffsets = 12,
+    /// Which broker coordinates a group.
+    FindCoordinator = 20,
+    /// Join (or rejoin) a consumer group; answered when the rebalance completes.
+    JoinGroup = 21,
+    /// Fetch this member's assignment for a generation.
+    SyncGroup = 22,
+    /// Keep membership alive; learn about rebalances.
+    Heartbeat = 23,
+    /// Leave a group.
+    LeaveGroup = 24,
+    /// Commit offsets for a group.
+    OffsetCommit = 25,
+    /// Read a group's committed offsets.
+    OffsetFetch = 26,
+    /// Every group and its state.
+    ListGroups = 27,
+    /// Groups' state, members and assignments.
+    DescribeGroups = 28,
 }
 
 impl ApiKey {
     /// Every API with its supported version range.
-    pub const ALL: [(ApiKey, u16, u16); 9] = [
+    pub const ALL: [(ApiKey, u16, u16); 18] = [
         (ApiKey::ApiVersions, 0, 0),
         (ApiKey::Metadata, 0, 0),
         (ApiKey::CreateTopics, 0, 0),
@@ -40,6 +58,15 @@ impl ApiKey {
         (ApiKey::Produce, 0, 0),
         (ApiKey::Fetch, 0, 0),
         (ApiKey::ListOffsets, 0, 0),
+        (ApiKey::FindCoordinator, 0, 0),
+        (ApiKey::JoinGroup, 0, 0),
+        (ApiKey::SyncGroup, 0, 0),
+        (ApiKey::Heartbeat, 0, 0),
+        (ApiKey::LeaveGroup, 0, 0),
+        (ApiKey::OffsetCommit, 0, 0),
+        (ApiKey::OffsetFetch, 0, 0),
+        (ApiKey::ListGroups, 0, 0),
+        (ApiKey::DescribeGroups, 0, 0),
     ];
 
     /// The API named by `key`, if known.
@@ -62,6 +89,15 @@ impl ApiKey {
             ApiKey::Produce => "produce",
             ApiKey::Fetch => "fetch",
             ApiKey::ListOffsets => "list_offsets",
+            ApiKey::FindCoordinator => "find_coordinator",
+            ApiKey::JoinGroup => "join_group",
+            ApiKey::SyncGroup => "sync_group",
+            ApiKey::Heartbeat => "heartbeat",
+            ApiKey::LeaveGroup => "leave_group",
+            ApiKey::OffsetCommit => "offset_commit",
+            ApiKey::OffsetFetch => "offset_fetch",
+            ApiKey::ListGroups => "list_groups",
+            ApiKey::DescribeGroups => "describe_groups",
         }
     }
 
@@ -133,6 +169,12 @@ error_codes! {
     TooManyPartitions = 18, "partition limit reached";
     InvalidRequiredAcks = 19, "acks must be 0, 1 or -1 (all)";
     ShuttingDown = 20, "broker is shutting down";
+    UnknownMemberId = 21, "the group does not know this member (it timed out or left): rejoin";
+    IllegalGeneration = 22, "stale group generation: rejoin";
+    RebalanceInProgress = 23, "the group is rebalancing: rejoin";
+    InvalidGroupId = 24, "invalid group id";
+    InvalidSessionTimeout = 25, "session timeout outside the broker's limits";
+    UnknownAssignor = 26, "unknown partition assignor";
 }
 
 /// A key-value config entry.
@@ -275,6 +317,109 @@ pub enum Request {
         /// Partitions and timestamps.
         topics: Vec<TopicEntries<ListOffsetsPartition>>,
     },
+    /// Find a group's coordinator.
+    FindCoordinator {
+        /// Group id.
+        group: String,
+    },
+    /// Join a group.
+    JoinGroup(JoinGroup),
+    /// Get this member's assignment.
+    SyncGroup {
+        /// Group id.
+        group: String,
+        /// Generation the member joined.
+        generation: i32,
+        /// Member id.
+        member_id: String,
+    },
+    /// Heartbeat.
+    Heartbeat {
+        /// Group id.
+        group: String,
+        /// Generation the member is in.
+        generation: i32,
+        /// Member id.
+        member_id: String,
+    },
+    /// Leave.
+    LeaveGroup {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member_id: String,
+    },
+    /// Commit offsets (generation -1 and empty member id: a commit from outside the group,
+    /// accepted only while the group has no members).
+    OffsetCommit {
+        /// Group id.
+        group: String,
+        /// Generation.
+        generation: i32,
+        /// Member id.
+        member_id: String,
+        /// Offsets: the next offset to read per partition.
+        topics: Vec<TopicEntries<(u32, i64)>>,
+    },
+    /// Read committed offsets (empty topics: every committed partition).
+    OffsetFetch {
+        /// Group id.
+        group: String,
+        /// Partitions.
+        topics: Vec<TopicEntries<u32>>,
+    },
+    /// List groups.
+    ListGroups,
+    /// Describe groups.
+    DescribeGroups {
+        /// Group ids.
+        groups: Vec<String>,
+    },
+}
+
+/// A JoinGroup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinGroup {
+    /// Group id.
+    pub group: String,
+    /// Empty for a new member; the id the broker gave otherwise.
+    pub member_id: String,
+    /// The member is removed when no heartbeat arrives for this long.
+    pub session_timeout_ms: u32,
+    /// How long a rebalance waits for members to rejoin.
+    pub rebalance_timeout_ms: u32,
+    /// Assignor: `range` or `roundrobin`.
+    pub assignor: String,
+    /// Topics the member subscribes to.
+    pub topics: Vec<String>,
+}
+
+/// A group member as described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    /// Member id.
+    pub member_id: String,
+    /// Subscribed topics.
+    pub topics: Vec<String>,
+    /// Assigned partitions.
+    pub assignment: Vec<TopicEntries<u32>>,
+}
+
+/// A group as described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// Group id.
+    pub group: String,
+    /// Outcome.
+    pub error: ErrorCode,
+    /// `Empty`, `PreparingRebalance` or `Stable`.
+    pub state: String,
+    /// Generation.
+    pub generation: i32,
+    /// Assignor.
+    pub assignor: String,
+    /// Members.
+    pub members: Vec<MemberDescription>,
 }
 
 fn read_topic_entries<T>(
@@ -335,6 +480,15 @@ impl Request {
             Request::Produce { .. } => ApiKey::Produce,
             Request::Fetch { .. } => ApiKey::Fetch,
             Request::ListOffsets { .. } => ApiKey::ListOffsets,
+            Request::FindCoordinator { .. } => ApiKey::FindCoordinator,
+            Request::JoinGroup(_) => ApiKey::JoinGroup,
+            Request::SyncGroup { .. } => ApiKey::SyncGroup,
+            Request::Heartbeat { .. } => ApiKey::Heartbeat,
+            Request::LeaveGroup { .. } => ApiKey::LeaveGroup,
+            Request::OffsetCommit { .. } => ApiKey::OffsetCommit,
+            Request::OffsetFetch { .. } => ApiKey::OffsetFetch,
+            Request::ListGroups => ApiKey::ListGroups,
+            Request::DescribeGroups { .. } => ApiKey::DescribeGroups,
         }
     }
 
@@ -417,6 +571,47 @@ impl Request {
                     topics,
                 }
             }
+            ApiKey::FindCoordinator => Request::FindCoordinator {
+                group: r.string("group")?,
+            },
+            ApiKey::JoinGroup => Request::JoinGroup(JoinGroup {
+                group: r.string("group")?,
+                member_id: r.string("member_id")?,
+                session_timeout_ms: r.u32("session_timeout_ms")?,
+                rebalance_timeout_ms: r.u32("rebalance_timeout_ms")?,
+                assignor: r.string("assignor")?,
+                topics: read_strings(&mut r, "topics")?,
+            }),
+            ApiKey::SyncGroup => Request::SyncGroup {
+                group: r.string("group")?,
+                generation: r.i32("generation")?,
+                member_id: r.string("member_id")?,
+            },
+            ApiKey::Heartbeat => Request::Heartbeat {
+                group: r.string("group")?,
+                generation: r.i32("generation")?,
+                member_id: r.string("member_id")?,
+            },
+            ApiKey::LeaveGroup => Request::LeaveGroup {
+                group: r.string("group")?,
+                member_id: r.string("member_id")?,
+            },
+            ApiKey::OffsetCommit => Request::OffsetCommit {
+                group: r.string("group")?,
+                generation: r.i32("generation")?,
+                member_id: r.string("member_id")?,
+                topics: read_topic_entries(&mut r, 12, |r| {
+                    Ok((r.u32("partition")?, r.i64("offset")?))
+                })?,
+            },
+            ApiKey::OffsetFetch => Request::OffsetFetch {
+                group: r.string("group")?,
+                topics: read_topic_entries(&mut r, 4, |r| r.u32("partition"))?,
+            },
+            ApiKey::ListGroups => Request::ListGroups,
+            ApiKey::DescribeGroups => Request::DescribeGroups {
+                groups: read_strings(&mut r, "groups")?,
+            },
             ApiKey::ListOffsets => {
                 let topics = read_topic_entries(&mut r, 12, |r| {
                     Ok(ListOffsetsPartition {
@@ -485,6 +680,53 @@ impl Request {
                 out.put_u32(p.partition);
                 out.put_i64(p.timestamp);
             }),
+            Request::FindCoordinator { group } => out.put_string(group),
+            Request::JoinGroup(join) => {
+                out.put_string(&join.group);
+                out.put_string(&join.member_id);
+                out.put_u32(join.session_timeout_ms);
+                out.put_u32(join.rebalance_timeout_ms);
+                out.put_string(&join.assignor);
+                write_strings(out, &join.topics);
+            }
+            Request::SyncGroup {
+                group,
+                generation,
+                member_id,
+            }
+            | Request::Heartbeat {
+                group,
+                generation,
+                member_id,
+            } => {
+                out.put_string(group);
+                out.put_i32(*generation);
+                out.put_string(member_id);
+            }
+            Request::LeaveGroup { group, member_id } => {
+                out.put_string(group);
+                out.put_string(member_id);
+            }
+            Request::OffsetCommit {
+                group,
+                generation,
+                member_id,
+                topics,
+            } => {
+                out.put_string(group);
+                out.put_i32(*generation);
+                out.put_string(member_id);
+                write_topic_entries(out, topics, |out, (partition, offset)| {
+                    out.put_u32(*partition);
+                    out.put_i64(*offset);
+                });
+            }
+            Request::OffsetFetch { group, topics } => {
+                out.put_string(group);
+                write_topic_entries(out, topics, |out, partition| out.put_u32(*partition));
+            }
+            Request::ListGroups => {}
+            Request::DescribeGroups { groups } => write_strings(out, groups),
         }
     }
 }
@@ -636,6 +878,63 @@ pub enum Response {
         /// Results.
         topics: Vec<TopicEntries<ListOffsetsPartitionResult>>,
     },
+    /// The coordinator.
+    FindCoordinator {
+        /// Outcome.
+        error: ErrorCode,
+        /// Coordinator's address.
+        broker: BrokerInfo,
+    },
+    /// Join outcome.
+    JoinGroup {
+        /// Outcome.
+        error: ErrorCode,
+        /// The new generation.
+        generation: i32,
+        /// This member's id.
+        member_id: String,
+        /// The generation's members.
+        members: Vec<String>,
+    },
+    /// This member's partitions.
+    SyncGroup {
+        /// Outcome.
+        error: ErrorCode,
+        /// Assignment.
+        assignment: Vec<TopicEntries<u32>>,
+    },
+    /// Heartbeat outcome.
+    Heartbeat {
+        /// Outcome (`RebalanceInProgress`: rejoin).
+        error: ErrorCode,
+    },
+    /// Leave outcome.
+    LeaveGroup {
+        /// Outcome.
+        error: ErrorCode,
+    },
+    /// Per-partition commit outcome.
+    OffsetCommit {
+        /// Outcome (group-level errors repeat on every partition).
+        topics: Vec<TopicEntries<(u32, ErrorCode)>>,
+    },
+    /// Committed offsets (-1: none).
+    OffsetFetch {
+        /// Outcome.
+        error: ErrorCode,
+        /// Offsets.
+        topics: Vec<TopicEntries<(u32, i64)>>,
+    },
+    /// Groups and states.
+    ListGroups {
+        /// (group, state).
+        groups: Vec<(String, String)>,
+    },
+    /// Group descriptions.
+    DescribeGroups {
+        /// Groups.
+        groups: Vec<GroupDescription>,
+    },
 }
 
 fn read_error(r: &mut Reader) -> Result<ErrorCode, DecodeError> {
@@ -773,6 +1072,77 @@ impl Response {
                     })
                 })?,
             },
+            ApiKey::FindCoordinator => Response::FindCoordinator {
+                error: read_error(&mut r)?,
+                broker: BrokerInfo {
+                    node_id: r.u32("node_id")?,
+                    host: r.string("host")?,
+                    port: r.u16("port")?,
+                },
+            },
+            ApiKey::JoinGroup => Response::JoinGroup {
+                error: read_error(&mut r)?,
+                generation: r.i32("generation")?,
+                member_id: r.string("member_id")?,
+                members: read_strings(&mut r, "members")?,
+            },
+            ApiKey::SyncGroup => Response::SyncGroup {
+                error: read_error(&mut r)?,
+                assignment: read_topic_entries(&mut r, 4, |r| r.u32("partition"))?,
+            },
+            ApiKey::Heartbeat => Response::Heartbeat {
+                error: read_error(&mut r)?,
+            },
+            ApiKey::LeaveGroup => Response::LeaveGroup {
+                error: read_error(&mut r)?,
+            },
+            ApiKey::OffsetCommit => Response::OffsetCommit {
+                topics: read_topic_entries(&mut r, 6, |r| {
+                    Ok((r.u32("partition")?, read_error(r)?))
+                })?,
+            },
+            ApiKey::OffsetFetch => Response::OffsetFetch {
+                error: read_error(&mut r)?,
+                topics: read_topic_entries(&mut r, 12, |r| {
+                    Ok((r.u32("partition")?, r.i64("offset")?))
+                })?,
+            },
+            ApiKey::ListGroups => {
+                let count = r.count("groups", 4)?;
+                let groups = (0..count)
+                    .map(|_| Ok((r.string("group")?, r.string("state")?)))
+                    .collect::<Result<_, DecodeError>>()?;
+                Response::ListGroups { groups }
+            }
+            ApiKey::DescribeGroups => {
+                let count = r.count("groups", 12)?;
+                let mut groups = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let group = r.string("group")?;
+                    let error = read_error(&mut r)?;
+                    let state = r.string("state")?;
+                    let generation = r.i32("generation")?;
+                    let assignor = r.string("assignor")?;
+                    let members_count = r.count("members", 10)?;
+                    let mut members = Vec::with_capacity(members_count);
+                    for _ in 0..members_count {
+                        members.push(MemberDescription {
+                            member_id: r.string("member_id")?,
+                            topics: read_strings(&mut r, "topics")?,
+                            assignment: read_topic_entries(&mut r, 4, |r| r.u32("partition"))?,
+                        });
+                    }
+                    groups.push(GroupDescription {
+                        group,
+                        error,
+                        state,
+                        generation,
+                        assignor,
+                        members,
+                    });
+                }
+                Response::DescribeGroups { groups }
+            }
             ApiKey::ListOffsets => Response::ListOffsets {
                 topics: read_topic_entries(&mut r, 22, |r| {
                     Ok(ListOffsetsPartitionResult {
@@ -849,6 +1219,68 @@ impl Response {
                 out.put_i64(p.offset);
                 out.put_i64(p.timestamp);
             }),
+            Response::FindCoordinator { error, broker } => {
+                out.put_u16(*error as u16);
+                out.put_u32(broker.node_id);
+                out.put_string(&broker.host);
+                out.put_u16(broker.port);
+            }
+            Response::JoinGroup {
+                error,
+                generation,
+                member_id,
+                members,
+            } => {
+                out.put_u16(*error as u16);
+                out.put_i32(*generation);
+                out.put_string(member_id);
+                write_strings(out, members);
+            }
+            Response::SyncGroup { error, assignment } => {
+                out.put_u16(*error as u16);
+                write_topic_entries(out, assignment, |out, partition| out.put_u32(*partition));
+            }
+            Response::Heartbeat { error } | Response::LeaveGroup { error } => {
+                out.put_u16(*error as u16)
+            }
+            Response::OffsetCommit { topics } => {
+                write_topic_entries(out, topics, |out, (partition, error)| {
+                    out.put_u32(*partition);
+                    out.put_u16(*error as u16);
+                })
+            }
+            Response::OffsetFetch { error, topics } => {
+                out.put_u16(*error as u16);
+                write_topic_entries(out, topics, |out, (partition, offset)| {
+                    out.put_u32(*partition);
+                    out.put_i64(*offset);
+                });
+            }
+            Response::ListGroups { groups } => {
+                out.put_count(groups.len());
+                for (group, state) in groups {
+                    out.put_string(group);
+                    out.put_string(state);
+                }
+            }
+            Response::DescribeGroups { groups } => {
+                out.put_count(groups.len());
+                for group in groups {
+                    out.put_string(&group.group);
+                    out.put_u16(group.error as u16);
+                    out.put_string(&group.state);
+                    out.put_i32(group.generation);
+                    out.put_string(&group.assignor);
+                    out.put_count(group.members.len());
+                    for member in &group.members {
+                        out.put_string(&member.member_id);
+                        write_strings(out, &member.topics);
+                        write_topic_entries(out, &member.assignment, |out, partition| {
+                            out.put_u32(*partition)
+                        });
+                    }
+                }
+            }
         }
     }
 }
@@ -948,6 +1380,49 @@ mod tests {
                 }],
             }],
         });
+        round_trip(Request::JoinGroup(JoinGroup {
+            group: "g".into(),
+            member_id: String::new(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            assignor: "range".into(),
+            topics: vec!["a".into()],
+        }));
+        round_trip(Request::SyncGroup {
+            group: "g".into(),
+            generation: 3,
+            member_id: "m".into(),
+        });
+        round_trip(Request::Heartbeat {
+            group: "g".into(),
+            generation: 3,
+            member_id: "m".into(),
+        });
+        round_trip(Request::LeaveGroup {
+            group: "g".into(),
+            member_id: "m".into(),
+        });
+        round_trip(Request::OffsetCommit {
+            group: "g".into(),
+            generation: 3,
+            member_id: "m".into(),
+            topics: vec![TopicEntries {
+                topic: "a".into(),
+                partitions: vec![(0, 42), (1, 7)],
+            }],
+        });
+        round_trip(Request::OffsetFetch {
+            group: "g".into(),
+            topics: vec![TopicEntries {
+                topic: "a".into(),
+                partitions: vec![0, 1],
+            }],
+        });
+        round_trip(Request::ListGroups);
+        round_trip(Request::DescribeGroups {
+            groups: vec!["g".into()],
+        });
+        round_trip(Request::FindCoordinator { group: "g".into() });
         round_trip(Request::ListOffsets {
             topics: vec![TopicEntries {
                 topic: "t".into(),

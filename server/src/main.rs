@@ -3,6 +3,7 @@
 
 mod config;
 mod conn;
+mod group;
 mod handlers;
 mod metrics;
 mod registry;
@@ -149,7 +150,19 @@ fn resolve_listen(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
 fn run(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let registry = Registry::load(&config.data_dir)?;
+    let mut registry = Registry::load(&config.data_dir)?;
+    if registry.get(handlers::groups::OFFSETS_TOPIC).is_none() {
+        // Committed offsets of consumer groups live in this internal topic.
+        let configs =
+            std::collections::BTreeMap::from([("retention.ms".to_owned(), "-1".to_owned())]);
+        registry.put(
+            handlers::groups::OFFSETS_TOPIC,
+            registry::TopicEntry {
+                partitions: 1,
+                configs,
+            },
+        )?;
+    }
     clean_data_dir(&config, &registry)?;
     config.listen = resolve_listen(config.listen)?;
     config.metrics_listen = resolve_listen(config.metrics_listen)?;
@@ -158,13 +171,14 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     let registry = Arc::new(RwLock::new(registry));
     let metrics = Arc::new(Metrics::new());
     let connections = Arc::new(AtomicUsize::new(0));
+    let shards_open = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mesh = MeshBuilder::<Envelope, _>::full(config.shards, MESH_CHANNEL_CAPACITY);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<usize>>();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut handles = Vec::with_capacity(config.shards);
     for index in 0..config.shards {
-        let (config, registry, metrics, connections, stop, mesh, ready_tx) = (
+        let (config, registry, metrics, connections, stop, mesh, ready_tx, shards_open) = (
             config.clone(),
             registry.clone(),
             metrics.clone(),
@@ -172,6 +186,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
             stop.clone(),
             mesh.clone(),
             ready_tx.clone(),
+            shards_open.clone(),
         );
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(index % cores))
             .name(&format!("keel-shard-{index}"))
@@ -185,6 +200,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
                     stop,
                     mesh,
                     &ready_tx,
+                    &shards_open,
                 )
                 .await;
                 if let Err(e) = &result {
@@ -244,6 +260,7 @@ async fn run_shard(
     stop: Arc<AtomicBool>,
     mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
     ready: &std::sync::mpsc::Sender<anyhow::Result<usize>>,
+    shards_open: &AtomicUsize,
 ) -> anyhow::Result<()> {
     let (senders, receivers) = mesh
         .join()
@@ -259,6 +276,25 @@ async fn run_shard(
     ));
     shard.serve_peers(receivers);
     let opened = shard.open_owned_partitions().await?;
+    shards_open.fetch_add(1, Ordering::SeqCst);
+    if let Some(groups) = shard.groups() {
+        // Committed offsets are replayed once every shard has its partitions open.
+        while shards_open.load(Ordering::SeqCst) < config.shards {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let loaded = groups.replay(&shard).await?;
+        tracing::info!(offsets = loaded, "committed offsets replayed");
+        let ticker = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                if let Some(groups) = ticker.groups() {
+                    groups.tick(&ticker);
+                }
+            }
+        })
+        .detach();
+    }
     let listener = TcpListener::bind(config.listen)
         .map_err(std::io::Error::from)
         .with_context(|| format!("cannot listen on {}", config.listen))?;

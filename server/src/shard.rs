@@ -69,6 +69,8 @@ pub enum Job {
     },
     /// Offsets and size.
     Describe { topic: String, partition: u32 },
+    /// A consumer-group request, for the coordinator shard.
+    Group(keel_protocol::api::Request),
 }
 
 /// The owner's answer to a [`Job`].
@@ -84,6 +86,8 @@ pub enum Reply {
     Offsets(ListOffsetsPartitionResult),
     /// Describe outcome.
     Described(PartitionMetadata),
+    /// Group request outcome.
+    Group(keel_protocol::api::Response),
 }
 
 /// What travels between shards: a job and where to send its reply.
@@ -116,6 +120,7 @@ pub struct Shard {
     pub metrics: Arc<Metrics>,
     logs: RefCell<HashMap<(String, u32), Log>>,
     peers: Senders<Envelope>,
+    groups: Option<crate::handlers::groups::GroupService>,
 }
 
 fn storage_error(e: &EngineError) -> (ErrorCode, String) {
@@ -137,6 +142,8 @@ impl Shard {
         metrics: Arc<Metrics>,
         peers: Senders<Envelope>,
     ) -> Shard {
+        let groups = (id == crate::handlers::groups::COORDINATOR_SHARD)
+            .then(crate::handlers::groups::GroupService::new);
         Shard {
             id,
             config,
@@ -144,7 +151,13 @@ impl Shard {
             metrics,
             logs: RefCell::new(HashMap::new()),
             peers,
+            groups,
         }
+    }
+
+    /// The group service (on the coordinator shard only).
+    pub fn groups(&self) -> Option<&crate::handlers::groups::GroupService> {
+        self.groups.as_ref()
     }
 
     /// Number of shards.
@@ -153,7 +166,7 @@ impl Shard {
     }
 
     /// Runs `job` on the shard owning its partition and returns the reply.
-    pub async fn call(&self, owner: usize, job: Job) -> Reply {
+    pub async fn call(self: &Rc<Self>, owner: usize, job: Job) -> Reply {
         if owner == self.id {
             return self.execute(job).await;
         }
@@ -283,8 +296,11 @@ impl Shard {
     }
 
     /// Runs a job on this shard (which must own the partition).
-    pub async fn execute(&self, job: Job) -> Reply {
+    pub async fn execute(self: &Rc<Self>, job: Job) -> Reply {
         match job {
+            Job::Group(request) => {
+                Reply::Group(Box::pin(crate::handlers::groups::handle(self, request)).await)
+            }
             Job::Open {
                 topic,
                 partition,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod fetch;
+pub mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -98,6 +99,21 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
         } => Some(fetch::handle(shard, max_wait_ms, min_bytes, max_bytes, topics).await),
         Request::ListOffsets { topics } => {
             Some(Outgoing::body(&list_offsets::handle(shard, topics).await))
+        }
+        group @ (Request::FindCoordinator { .. }
+        | Request::JoinGroup(_)
+        | Request::SyncGroup { .. }
+        | Request::Heartbeat { .. }
+        | Request::LeaveGroup { .. }
+        | Request::OffsetCommit { .. }
+        | Request::OffsetFetch { .. }
+        | Request::ListGroups
+        | Request::DescribeGroups { .. }) => {
+            let job = crate::shard::Job::Group(group);
+            match shard.call(groups::COORDINATOR_SHARD, job).await {
+                crate::shard::Reply::Group(response) => Some(Outgoing::body(&response)),
+                _ => Some(Outgoing::error(ErrorCode::Unknown)),
+            }
         }
     }
 }

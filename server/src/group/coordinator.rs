@@ -1,0 +1,637 @@
+//! The group coordinator as a synchronous state machine: membership, rebalances, session
+//! timeouts and committed offsets. No clocks, channels or I/O: the caller passes `now_ms`,
+//! hands in a [`Token`] for each JoinGroup, and sends the answers this returns.
+//!
+//! Rebalances are eager and assignment is done here (server-side): a join from a new
+//! member, a subscription change, a leave or an expired session moves the group to
+//! `PreparingRebalance`; members learn it from their next heartbeat and rejoin; when every
+//! member has rejoined (or the rebalance timeout passes, dropping those that did not) the
+//! generation advances, the assignor runs, and every pending join is answered.
+
+use super::assignor::{Assignment, Assignor, Subscription};
+use keel_protocol::api::ErrorCode;
+use std::collections::BTreeMap;
+
+/// The caller's handle for a pending JoinGroup answer.
+pub type Token = u64;
+
+/// A JoinGroup answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// Member id (assigned on first join).
+    pub member_id: String,
+    /// The generation the member is now in.
+    pub generation: i32,
+    /// Every member of the generation.
+    pub members: Vec<String>,
+}
+
+/// Answers ready to send: (token, outcome).
+pub type JoinAnswers = Vec<(Token, Result<Joined, ErrorCode>)>;
+
+/// A group's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    /// No members.
+    Empty,
+    /// Waiting for members to (re)join.
+    PreparingRebalance,
+    /// Members have their assignments.
+    Stable,
+}
+
+impl GroupState {
+    /// Name as shown to users.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    topics: Vec<String>,
+    session_timeout_ms: i64,
+    rebalance_timeout_ms: i64,
+    last_seen_ms: i64,
+    /// Set while the member waits in the current rebalance.
+    pending: Option<Token>,
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    state: GroupState,
+    generation: i32,
+    assignor: Assignor,
+    members: BTreeMap<String, Member>,
+    assignment: Assignment,
+    rebalance_started_ms: i64,
+}
+
+impl Group {
+    fn new(assignor: Assignor) -> Group {
+        Group {
+            state: GroupState::Empty,
+            generation: 0,
+            assignor,
+            members: BTreeMap::new(),
+            assignment: Assignment::new(),
+            rebalance_started_ms: 0,
+        }
+    }
+}
+
+/// Limits a member's session timeout must respect.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Shortest allowed session timeout.
+    pub session_timeout_ms_min: u32,
+    /// Longest allowed session timeout.
+    pub session_timeout_ms_max: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            session_timeout_ms_min: 1_000,
+            session_timeout_ms_max: 300_000,
+        }
+    }
+}
+
+/// Every group of the broker, and their committed offsets.
+#[derive(Debug, Default)]
+pub struct Coordinator {
+    groups: BTreeMap<String, Group>,
+    offsets: BTreeMap<String, BTreeMap<(String, u32), i64>>,
+    next_member: u64,
+    limits: Limits,
+}
+
+/// What a JoinGroup asks.
+#[derive(Debug, Clone)]
+pub struct JoinRequest<'a> {
+    /// Group id.
+    pub group: &'a str,
+    /// Empty for a new member.
+    pub member_id: &'a str,
+    /// Session timeout.
+    pub session_timeout_ms: u32,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: u32,
+    /// Assignor name.
+    pub assignor: &'a str,
+    /// Subscribed topics.
+    pub topics: &'a [String],
+}
+
+impl Coordinator {
+    /// A coordinator with these limits.
+    pub fn new(limits: Limits) -> Coordinator {
+        Coordinator {
+            limits,
+            ..Coordinator::default()
+        }
+    }
+
+    /// Handles a JoinGroup; the answer for `token` comes back now or from a later call.
+    pub fn join(
+        &mut self,
+        now_ms: i64,
+        request: JoinRequest<'_>,
+        token: Token,
+        partitions_of: &dyn Fn(&str) -> u32,
+    ) -> JoinAnswers {
+        if request.group.is_empty() {
+            return vec![(token, Err(ErrorCode::InvalidGroupId))];
+        }
+        if request.session_timeout_ms < self.limits.session_timeout_ms_min
+            || request.session_timeout_ms > self.limits.session_timeout_ms_max
+        {
+            return vec![(token, Err(ErrorCode::InvalidSessionTimeout))];
+        }
+        let Some(assignor) = Assignor::from_name(request.assignor) else {
+            return vec![(token, Err(ErrorCode::UnknownAssignor))];
+        };
+        let group = self
+            .groups
+            .entry(request.group.to_owned())
+            .or_insert_with(|| Group::new(assignor));
+        let member_id = if request.member_id.is_empty() {
+            self.next_member += 1;
+            format!("member-{}-{}", self.next_member, request.group)
+        } else if group.members.contains_key(request.member_id) {
+            request.member_id.to_owned()
+        } else {
+            return vec![(token, Err(ErrorCode::UnknownMemberId))];
+        };
+        let mut answers = JoinAnswers::new();
+        let member = group
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                topics: Vec::new(),
+                session_timeout_ms: 0,
+                rebalance_timeout_ms: 0,
+                last_seen_ms: now_ms,
+                pending: None,
+            });
+        if let Some(previous) = member.pending.replace(token) {
+            // A member joining twice: the older request is answered as superseded.
+            answers.push((previous, Err(ErrorCode::RebalanceInProgress)));
+        }
+        member.topics = request.topics.to_vec();
+        member.session_timeout_ms = i64::from(request.session_timeout_ms);
+        member.rebalance_timeout_ms =
+            i64::from(request.rebalance_timeout_ms.max(request.session_timeout_ms));
+        member.last_seen_ms = now_ms;
+        group.assignor = assignor;
+        if group.state != GroupState::PreparingRebalance {
+            group.state = GroupState::PreparingRebalance;
+            group.rebalance_started_ms = now_ms;
+        }
+        answers.extend(Self::try_complete(group, now_ms, partitions_of));
+        answers
+    }
+
+    /// Completes the rebalance if every member has rejoined, or if its time is up (members
+    /// that did not rejoin are removed).
+    fn try_complete(
+        group: &mut Group,
+        now_ms: i64,
+        partitions_of: &dyn Fn(&str) -> u32,
+    ) -> JoinAnswers {
+        if group.state != GroupState::PreparingRebalance {
+            return Vec::new();
+        }
+        let all_joined = group.members.values().all(|m| m.pending.is_some());
+        let deadline = group.rebalance_started_ms
+            + group
+                .members
+                .values()
+                .map(|m| m.rebalance_timeout_ms)
+                .max()
+                .unwrap_or(0);
+        if !all_joined && now_ms < deadline {
+            return Vec::new();
+        }
+        group.members.retain(|_, m| m.pending.is_some());
+        group.generation += 1;
+        if group.members.is_empty() {
+            group.state = GroupState::Empty;
+            group.assignment.clear();
+            return Vec::new();
+        }
+        let subscriptions: Vec<Subscription<'_>> = group
+            .members
+            .iter()
+            .map(|(id, m)| (id.as_str(), m.topics.as_slice()))
+            .collect();
+        group.assignment = group.assignor.assign(&subscriptions, partitions_of);
+        group.state = GroupState::Stable;
+        let members: Vec<String> = group.members.keys().cloned().collect();
+        let generation = group.generation;
+        group
+            .members
+            .iter_mut()
+            .filter_map(|(id, member)| {
+                member.last_seen_ms = now_ms;
+                let token = member.pending.take()?;
+                Some((
+                    token,
+                    Ok(Joined {
+                        member_id: id.clone(),
+                        generation,
+                        members: members.clone(),
+                    }),
+                ))
+            })
+            .collect()
+    }
+
+    fn member<'a>(
+        groups: &'a mut BTreeMap<String, Group>,
+        group: &str,
+        member_id: &str,
+    ) -> Result<(&'a mut Group, ()), ErrorCode> {
+        let group = groups.get_mut(group).ok_or(ErrorCode::UnknownMemberId)?;
+        if !group.members.contains_key(member_id) {
+            return Err(ErrorCode::UnknownMemberId);
+        }
+        Ok((group, ()))
+    }
+
+    /// A member's assignment for `generation`: topic → partitions.
+    ///
+    /// # Errors
+    /// `UnknownMemberId`, `IllegalGeneration`, `RebalanceInProgress`.
+    pub fn sync(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<BTreeMap<String, Vec<u32>>, ErrorCode> {
+        let (group, ()) = Self::member(&mut self.groups, group, member_id)?;
+        if group.state == GroupState::PreparingRebalance {
+            return Err(ErrorCode::RebalanceInProgress);
+        }
+        if generation != group.generation {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        Ok(group.assignment.get(member_id).cloned().unwrap_or_default())
+    }
+
+    /// Keeps a member alive.
+    ///
+    /// # Errors
+    /// `UnknownMemberId`, `IllegalGeneration`, `RebalanceInProgress` (the member must rejoin).
+    pub fn heartbeat(
+        &mut self,
+        now_ms: i64,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<(), ErrorCode> {
+        let (group, ()) = Self::member(&mut self.groups, group, member_id)?;
+        group
+            .members
+            .get_mut(member_id)
+            .expect("checked")
+            .last_seen_ms = now_ms;
+        if group.state == GroupState::PreparingRebalance {
+            return Err(ErrorCode::RebalanceInProgress);
+        }
+        if generation != group.generation {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Removes a member; the others rebalance.
+    ///
+    /// # Errors
+    /// `UnknownMemberId`.
+    pub fn leave(
+        &mut self,
+        now_ms: i64,
+        group_id: &str,
+        member_id: &str,
+        partitions_of: &dyn Fn(&str) -> u32,
+    ) -> Result<JoinAnswers, ErrorCode> {
+        let (group, ()) = Self::member(&mut self.groups, group_id, member_id)?;
+        let mut answers = JoinAnswers::new();
+        if let Some(member) = group.members.remove(member_id) {
+            if let Some(token) = member.pending {
+                answers.push((token, Err(ErrorCode::UnknownMemberId)));
+            }
+        }
+        Self::start_rebalance(group, now_ms);
+        answers.extend(Self::try_complete(group, now_ms, partitions_of));
+        Ok(answers)
+    }
+
+    fn start_rebalance(group: &mut Group, now_ms: i64) {
+        if group.members.is_empty() {
+            group.state = GroupState::Empty;
+            group.assignment.clear();
+            group.generation += 1;
+        } else if group.state != GroupState::PreparingRebalance {
+            group.state = GroupState::PreparingRebalance;
+            group.rebalance_started_ms = now_ms;
+        }
+    }
+
+    /// Expires members whose session ran out and finishes rebalances whose time is up.
+    pub fn tick(&mut self, now_ms: i64, partitions_of: &dyn Fn(&str) -> u32) -> JoinAnswers {
+        let mut answers = JoinAnswers::new();
+        for group in self.groups.values_mut() {
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.pending.is_none() && now_ms - m.last_seen_ms > m.session_timeout_ms
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !expired.is_empty() {
+                for id in &expired {
+                    group.members.remove(id);
+                }
+                Self::start_rebalance(group, now_ms);
+            }
+            answers.extend(Self::try_complete(group, now_ms, partitions_of));
+        }
+        answers
+    }
+
+    /// Checks a commit is allowed: from a member of the current generation, or from outside
+    /// (generation -1, no member id) while the group has no members.
+    ///
+    /// # Errors
+    /// `UnknownMemberId`, `IllegalGeneration`, `RebalanceInProgress`.
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<(), ErrorCode> {
+        let Some(group) = self.groups.get(group_id) else {
+            return if member_id.is_empty() {
+                Ok(())
+            } else {
+                Err(ErrorCode::UnknownMemberId)
+            };
+        };
+        if member_id.is_empty() && generation < 0 {
+            return if group.members.is_empty() {
+                Ok(())
+            } else {
+                Err(ErrorCode::RebalanceInProgress)
+            };
+        }
+        if !group.members.contains_key(member_id) {
+            return Err(ErrorCode::UnknownMemberId);
+        }
+        if generation != group.generation {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Records a committed offset (after it is durable, or while replaying the offsets log).
+    pub fn store_offset(&mut self, group: &str, topic: &str, partition: u32, offset: i64) {
+        self.offsets
+            .entry(group.to_owned())
+            .or_default()
+            .insert((topic.to_owned(), partition), offset);
+    }
+
+    /// A group's committed offset for a partition.
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<i64> {
+        self.offsets
+            .get(group)?
+            .get(&(topic.to_owned(), partition))
+            .copied()
+    }
+
+    /// Every committed offset of a group.
+    pub fn committed_all(&self, group: &str) -> Vec<((String, u32), i64)> {
+        self.offsets
+            .get(group)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every group (with members or committed offsets) and its state.
+    pub fn list(&self) -> Vec<(String, GroupState)> {
+        let mut names: Vec<&String> = self.groups.keys().chain(self.offsets.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                (
+                    name.clone(),
+                    self.groups.get(name).map_or(GroupState::Empty, |g| g.state),
+                )
+            })
+            .collect()
+    }
+
+    /// A group's state, generation, assignor and members with their subscriptions and
+    /// assignments; `None` for an unknown group.
+    #[allow(clippy::type_complexity)]
+    pub fn describe(
+        &self,
+        group: &str,
+    ) -> Option<(
+        GroupState,
+        i32,
+        &'static str,
+        Vec<(String, Vec<String>, BTreeMap<String, Vec<u32>>)>,
+    )> {
+        if let Some(g) = self.groups.get(group) {
+            let members = g
+                .members
+                .iter()
+                .map(|(id, m)| {
+                    (
+                        id.clone(),
+                        m.topics.clone(),
+                        g.assignment.get(id).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            return Some((g.state, g.generation, g.assignor.name(), members));
+        }
+        self.offsets
+            .contains_key(group)
+            .then(|| (GroupState::Empty, 0, Assignor::Range.name(), Vec::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn six(_: &str) -> u32 {
+        6
+    }
+
+    fn join(c: &mut Coordinator, now: i64, member: &str, token: Token) -> JoinAnswers {
+        let topics = vec!["orders".to_string()];
+        c.join(
+            now,
+            JoinRequest {
+                group: "g",
+                member_id: member,
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                assignor: "range",
+                topics: &topics,
+            },
+            token,
+            &six,
+        )
+    }
+
+    fn partitions(c: &mut Coordinator, joined: &Joined) -> Vec<u32> {
+        c.sync("g", joined.generation, &joined.member_id)
+            .unwrap()
+            .remove("orders")
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn first_member_gets_everything_then_a_second_one_triggers_a_rebalance() {
+        // Goal: the join barrier, generations, and disjoint full coverage after a rebalance.
+        let mut c = Coordinator::new(Limits::default());
+        let answers = join(&mut c, 0, "", 1);
+        let first = answers[0].1.clone().unwrap();
+        assert_eq!(first.generation, 1);
+        assert_eq!(partitions(&mut c, &first), vec![0, 1, 2, 3, 4, 5]);
+        assert!(
+            join(&mut c, 10, "", 2).is_empty(),
+            "the newcomer waits for the others"
+        );
+        assert_eq!(
+            c.heartbeat(20, "g", 1, &first.member_id),
+            Err(ErrorCode::RebalanceInProgress)
+        );
+        let answers = join(&mut c, 30, &first.member_id, 3);
+        assert_eq!(answers.len(), 2, "both joins answered when everyone is in");
+        let joined: Vec<Joined> = answers.into_iter().map(|(_, r)| r.unwrap()).collect();
+        assert!(joined.iter().all(|j| j.generation == 2));
+        let mut all: Vec<u32> = joined.iter().flat_map(|j| partitions(&mut c, j)).collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(c.heartbeat(40, "g", 2, &joined[0].member_id), Ok(()));
+        assert_eq!(
+            c.sync("g", 1, &joined[0].member_id),
+            Err(ErrorCode::IllegalGeneration)
+        );
+    }
+
+    #[test]
+    fn a_silent_member_is_dropped_after_its_session_and_its_partitions_move() {
+        // Goal: session timeout evicts a dead member; the survivor rebalances to everything.
+        let mut c = Coordinator::new(Limits::default());
+        let a = join(&mut c, 0, "", 1)[0].1.clone().unwrap();
+        join(&mut c, 0, "", 2);
+        let answers = join(&mut c, 0, &a.member_id, 3);
+        let b = answers
+            .iter()
+            .map(|(_, r)| r.clone().unwrap())
+            .find(|j| j.member_id != a.member_id)
+            .unwrap();
+        // Only b heartbeats from now on.
+        for now in (1_000..=11_000).step_by(1_000) {
+            let _ = c.heartbeat(now, "g", 2, &b.member_id);
+            assert!(c.tick(now, &six).is_empty());
+        }
+        assert!(c.tick(11_500, &six).is_empty(), "a expired; b must rejoin");
+        assert_eq!(
+            c.heartbeat(11_600, "g", 2, &b.member_id),
+            Err(ErrorCode::RebalanceInProgress)
+        );
+        let answers = join(&mut c, 11_700, &b.member_id, 4);
+        let b = answers[0].1.clone().unwrap();
+        assert_eq!(b.members, vec![b.member_id.clone()]);
+        assert_eq!(partitions(&mut c, &b), vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn members_that_do_not_rejoin_in_time_are_removed() {
+        // Goal: the rebalance timeout bounds how long one slow member holds everyone back.
+        let mut c = Coordinator::new(Limits::default());
+        let a = join(&mut c, 0, "", 1)[0].1.clone().unwrap();
+        assert!(join(&mut c, 100, "", 2).is_empty());
+        let answers = c.tick(10_200, &six);
+        assert_eq!(
+            answers.len(),
+            1,
+            "the newcomer is answered once a's time is up"
+        );
+        let b = answers[0].1.clone().unwrap();
+        assert_ne!(b.member_id, a.member_id);
+        assert_eq!(
+            c.heartbeat(10_300, "g", b.generation, &a.member_id),
+            Err(ErrorCode::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn leave_rebalances_and_commits_are_checked() {
+        // Goal: leaving hands partitions over; only current members (or anyone, while the
+        // group is empty) may commit.
+        let mut c = Coordinator::new(Limits::default());
+        let a = join(&mut c, 0, "", 1)[0].1.clone().unwrap();
+        assert_eq!(c.check_commit("g", a.generation, &a.member_id), Ok(()));
+        assert_eq!(
+            c.check_commit("g", a.generation + 1, &a.member_id),
+            Err(ErrorCode::IllegalGeneration)
+        );
+        assert_eq!(
+            c.check_commit("g", -1, ""),
+            Err(ErrorCode::RebalanceInProgress)
+        );
+        c.leave(5, "g", &a.member_id, &six).unwrap();
+        assert_eq!(
+            c.check_commit("g", -1, ""),
+            Ok(()),
+            "empty group: an admin may reset offsets"
+        );
+        c.store_offset("g", "orders", 3, 42);
+        assert_eq!(c.committed("g", "orders", 3), Some(42));
+        assert_eq!(c.list(), vec![("g".to_string(), GroupState::Empty)]);
+    }
+
+    #[test]
+    fn bad_joins_are_refused() {
+        let mut c = Coordinator::new(Limits::default());
+        let topics = vec!["t".to_string()];
+        let request = |session, assignor, member| JoinRequest {
+            group: "g",
+            member_id: member,
+            session_timeout_ms: session,
+            rebalance_timeout_ms: 1000,
+            assignor,
+            topics: &topics,
+        };
+        assert_eq!(
+            c.join(0, request(10, "range", ""), 1, &six)[0].1,
+            Err(ErrorCode::InvalidSessionTimeout)
+        );
+        assert_eq!(
+            c.join(0, request(5000, "sticky-ish", ""), 2, &six)[0].1,
+            Err(ErrorCode::UnknownAssignor)
+        );
+        assert_eq!(
+            c.join(0, request(5000, "range", "ghost"), 3, &six)[0].1,
+            Err(ErrorCode::UnknownMemberId)
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Consumer groups: the sans-IO coordinator and its assignors.
+
+pub mod assignor;
+pub mod coordinator;

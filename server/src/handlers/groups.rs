@@ -1,0 +1,421 @@
+//! Consumer-group requests. Every group lives on shard 0, whose [`GroupService`] wraps the
+//! sans-IO coordinator: connections on other shards hop there. Committed offsets are
+//! appended (acks=all) to the internal topic `__consumer_offsets` before they are
+//! acknowledged, and replayed from it at start-up.
+
+use crate::group::coordinator::{Coordinator, JoinAnswers, JoinRequest, Limits, Token};
+use crate::shard::{owner, Job, Reply, Shard};
+use bytes::Bytes;
+use futures_channel::oneshot;
+use keel_protocol::api::{
+    BrokerInfo, ErrorCode, GroupDescription, MemberDescription, Request, Response, TopicEntries,
+};
+use keel_protocol::batch::{BatchBuilder, NewRecord};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+/// The internal topic holding committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The shard that coordinates every group.
+pub const COORDINATOR_SHARD: usize = 0;
+
+/// Shard 0's group state and the joins waiting for a rebalance to complete.
+pub struct GroupService {
+    coordinator: RefCell<Coordinator>,
+    waiting: RefCell<HashMap<Token, oneshot::Sender<Response>>>,
+    next_token: Cell<Token>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Key of a committed offset in `__consumer_offsets`.
+pub fn offset_key(group: &str, topic: &str, partition: u32) -> String {
+    format!("{group}\u{0}{topic}\u{0}{partition}")
+}
+
+/// The (group, topic, partition) of an offset key.
+pub fn parse_offset_key(key: &[u8]) -> Option<(String, String, u32)> {
+    let text = std::str::from_utf8(key).ok()?;
+    let mut parts = text.split('\u{0}');
+    let (group, topic, partition) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((group.to_owned(), topic.to_owned(), partition.parse().ok()?))
+}
+
+impl GroupService {
+    /// An empty service.
+    pub fn new() -> GroupService {
+        GroupService {
+            coordinator: RefCell::new(Coordinator::new(Limits::default())),
+            waiting: RefCell::default(),
+            next_token: Cell::new(1),
+        }
+    }
+
+    fn answer(&self, answers: JoinAnswers) {
+        for (token, result) in answers {
+            if let Some(sender) = self.waiting.borrow_mut().remove(&token) {
+                let response = match result {
+                    Ok(joined) => Response::JoinGroup {
+                        error: ErrorCode::None,
+                        generation: joined.generation,
+                        member_id: joined.member_id,
+                        members: joined.members,
+                    },
+                    Err(error) => Response::JoinGroup {
+                        error,
+                        generation: -1,
+                        member_id: String::new(),
+                        members: Vec::new(),
+                    },
+                };
+                let _ = sender.send(response);
+            }
+        }
+    }
+
+    /// Session expiry and rebalance deadlines; called periodically on shard 0.
+    pub fn tick(&self, shard: &Shard) {
+        let partitions_of = partitions_of(shard);
+        let answers = self.coordinator.borrow_mut().tick(now_ms(), &partitions_of);
+        self.answer(answers);
+    }
+
+    /// Rebuilds committed offsets from `__consumer_offsets`.
+    pub async fn replay(&self, shard: &Rc<Shard>) -> anyhow::Result<usize> {
+        let owner = owner(OFFSETS_TOPIC, 0, shard.shards());
+        let mut offset = 0i64;
+        let mut loaded = 0;
+        loop {
+            let reply = shard
+                .call(
+                    owner,
+                    Job::Fetch {
+                        topic: OFFSETS_TOPIC.into(),
+                        partition: 0,
+                        offset,
+                        max_bytes: 1 << 20,
+                    },
+                )
+                .await;
+            let Reply::Fetched(result, data) = reply else {
+                anyhow::bail!("unexpected reply replaying offsets")
+            };
+            if result.error != ErrorCode::None {
+                anyhow::bail!("reading {OFFSETS_TOPIC}: {:?}", result.error);
+            }
+            let bytes = data
+                .to_vec()
+                .map_err(|e| anyhow::anyhow!("reading {OFFSETS_TOPIC}: {e}"))?;
+            if bytes.is_empty() {
+                return Ok(loaded);
+            }
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let view = keel_protocol::batch::BatchView::new_verified(rest)?;
+                for record in view.records()? {
+                    if record.offset < offset {
+                        continue;
+                    }
+                    let (Some(key), Some(value)) = (record.key, record.value) else {
+                        continue;
+                    };
+                    if let (Some((group, topic, partition)), Ok(raw)) =
+                        (parse_offset_key(&key), <[u8; 8]>::try_from(&value[..]))
+                    {
+                        self.coordinator.borrow_mut().store_offset(
+                            &group,
+                            &topic,
+                            partition,
+                            i64::from_be_bytes(raw),
+                        );
+                        loaded += 1;
+                    }
+                }
+                offset = view.next_offset();
+                rest = &rest[view.len()..];
+            }
+        }
+    }
+}
+
+impl Default for GroupService {
+    fn default() -> Self {
+        GroupService::new()
+    }
+}
+
+fn partitions_of(shard: &Shard) -> impl Fn(&str) -> u32 + '_ {
+    move |topic| {
+        shard
+            .registry
+            .read()
+            .expect("registry lock")
+            .get(topic)
+            .map_or(0, |t| t.partitions)
+    }
+}
+
+fn to_entries(map: BTreeMap<String, Vec<u32>>) -> Vec<TopicEntries<u32>> {
+    map.into_iter()
+        .map(|(topic, partitions)| TopicEntries { topic, partitions })
+        .collect()
+}
+
+/// Handles a group request; called on [`COORDINATOR_SHARD`].
+pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
+    let service = shard
+        .groups()
+        .expect("groups live on the coordinator shard");
+    match request {
+        Request::FindCoordinator { .. } => Response::FindCoordinator {
+            error: ErrorCode::None,
+            broker: BrokerInfo {
+                node_id: shard.config.node_id,
+                host: shard.config.listen.ip().to_string(),
+                port: shard.config.listen.port(),
+            },
+        },
+        Request::JoinGroup(join) => {
+            let token = service.next_token.get();
+            service.next_token.set(token + 1);
+            let (sender, receiver) = oneshot::channel();
+            service.waiting.borrow_mut().insert(token, sender);
+            let answers = {
+                let partitions_of = partitions_of(shard);
+                let request = JoinRequest {
+                    group: &join.group,
+                    member_id: &join.member_id,
+                    session_timeout_ms: join.session_timeout_ms,
+                    rebalance_timeout_ms: join.rebalance_timeout_ms,
+                    assignor: &join.assignor,
+                    topics: &join.topics,
+                };
+                service
+                    .coordinator
+                    .borrow_mut()
+                    .join(now_ms(), request, token, &partitions_of)
+            };
+            service.answer(answers);
+            receiver.await.unwrap_or(Response::JoinGroup {
+                error: ErrorCode::ShuttingDown,
+                generation: -1,
+                member_id: String::new(),
+                members: Vec::new(),
+            })
+        }
+        Request::SyncGroup {
+            group,
+            generation,
+            member_id,
+        } => match service
+            .coordinator
+            .borrow_mut()
+            .sync(&group, generation, &member_id)
+        {
+            Ok(assignment) => Response::SyncGroup {
+                error: ErrorCode::None,
+                assignment: to_entries(assignment),
+            },
+            Err(error) => Response::SyncGroup {
+                error,
+                assignment: Vec::new(),
+            },
+        },
+        Request::Heartbeat {
+            group,
+            generation,
+            member_id,
+        } => {
+            let error = service
+                .coordinator
+                .borrow_mut()
+                .heartbeat(now_ms(), &group, generation, &member_id)
+                .err()
+                .unwrap_or(ErrorCode::None);
+            Response::Heartbeat { error }
+        }
+        Request::LeaveGroup { group, member_id } => {
+            let left = {
+                let partitions_of = partitions_of(shard);
+                service
+                    .coordinator
+                    .borrow_mut()
+                    .leave(now_ms(), &group, &member_id, &partitions_of)
+            };
+            match left {
+                Ok(answers) => {
+                    service.answer(answers);
+                    Response::LeaveGroup {
+                        error: ErrorCode::None,
+                    }
+                }
+                Err(error) => Response::LeaveGroup { error },
+            }
+        }
+        Request::OffsetCommit {
+            group,
+            generation,
+            member_id,
+            topics,
+        } => {
+            let checked = service
+                .coordinator
+                .borrow()
+                .check_commit(&group, generation, &member_id);
+            let error = match checked {
+                Err(error) => error,
+                Ok(()) => {
+                    let mut builder = BatchBuilder::new();
+                    for entry in &topics {
+                        for (partition, offset) in &entry.partitions {
+                            builder.push(NewRecord {
+                                timestamp: now_ms(),
+                                key: Some(Bytes::from(offset_key(
+                                    &group,
+                                    &entry.topic,
+                                    *partition,
+                                ))),
+                                value: Some(Bytes::copy_from_slice(&offset.to_be_bytes())),
+                                headers: Vec::new(),
+                            });
+                        }
+                    }
+                    if builder.records_count() == 0 {
+                        ErrorCode::None
+                    } else {
+                        let records = Bytes::from(builder.build().expect("offset records encode"));
+                        let owner = owner(OFFSETS_TOPIC, 0, shard.shards());
+                        match shard
+                            .call(
+                                owner,
+                                Job::Produce {
+                                    topic: OFFSETS_TOPIC.into(),
+                                    partition: 0,
+                                    records,
+                                    acks: -1,
+                                },
+                            )
+                            .await
+                        {
+                            Reply::Produced(result) if result.error == ErrorCode::None => {
+                                let mut coordinator = service.coordinator.borrow_mut();
+                                for entry in &topics {
+                                    for (partition, offset) in &entry.partitions {
+                                        coordinator.store_offset(
+                                            &group,
+                                            &entry.topic,
+                                            *partition,
+                                            *offset,
+                                        );
+                                    }
+                                }
+                                ErrorCode::None
+                            }
+                            Reply::Produced(result) => result.error,
+                            _ => ErrorCode::Unknown,
+                        }
+                    }
+                }
+            };
+            Response::OffsetCommit {
+                topics: topics
+                    .into_iter()
+                    .map(|entry| TopicEntries {
+                        topic: entry.topic,
+                        partitions: entry
+                            .partitions
+                            .into_iter()
+                            .map(|(p, _)| (p, error))
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        }
+        Request::OffsetFetch { group, topics } => {
+            let coordinator = service.coordinator.borrow();
+            let topics = if topics.is_empty() {
+                let mut by_topic: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
+                for ((topic, partition), offset) in coordinator.committed_all(&group) {
+                    by_topic.entry(topic).or_default().push((partition, offset));
+                }
+                by_topic
+                    .into_iter()
+                    .map(|(topic, partitions)| TopicEntries { topic, partitions })
+                    .collect()
+            } else {
+                topics
+                    .into_iter()
+                    .map(|entry| {
+                        let partitions = entry
+                            .partitions
+                            .iter()
+                            .map(|p| {
+                                (
+                                    *p,
+                                    coordinator
+                                        .committed(&group, &entry.topic, *p)
+                                        .unwrap_or(-1),
+                                )
+                            })
+                            .collect();
+                        TopicEntries {
+                            topic: entry.topic,
+                            partitions,
+                        }
+                    })
+                    .collect()
+            };
+            Response::OffsetFetch {
+                error: ErrorCode::None,
+                topics,
+            }
+        }
+        Request::ListGroups => Response::ListGroups {
+            groups: service
+                .coordinator
+                .borrow()
+                .list()
+                .into_iter()
+                .map(|(group, state)| (group, state.name().to_owned()))
+                .collect(),
+        },
+        Request::DescribeGroups { groups } => {
+            let coordinator = service.coordinator.borrow();
+            let groups = groups
+                .into_iter()
+                .map(|group| match coordinator.describe(&group) {
+                    Some((state, generation, assignor, members)) => GroupDescription {
+                        group,
+                        error: ErrorCode::None,
+                        state: state.name().to_owned(),
+                        generation,
+                        assignor: assignor.to_owned(),
+                        members: members
+                            .into_iter()
+                            .map(|(member_id, topics, assignment)| MemberDescription {
+                                member_id,
+                                topics,
+                                assignment: to_entries(assignment),
+                            })
+                            .collect(),
+                    },
+                    None => GroupDescription {
+                        group,
+                        error: ErrorCode::InvalidGroupId,
+                        state: "Dead".into(),
+                        generation: -1,
+                        assignor: String::new(),
+                        members: Vec::new(),
+                    },
+                })
+                .collect();
+            Response::DescribeGroups { groups }
+        }
+        other => unreachable!("not a group request: {:?}", other.api_key()),
+    }
+}
