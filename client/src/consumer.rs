@@ -1,7 +1,9 @@
 //! The consumer: reads assigned partitions from positions it keeps, with long-polling
 //! fetches, one fetch prefetched while the caller processes the previous records.
 //!
-//! Consumer groups (`subscribe`, committed offsets, rebalancing) build on this.
+//! With a group id, [`Consumer::subscribe`] joins a consumer group: the broker assigns
+//! partitions, a background task heartbeats, rebalances revoke and assign partitions (a
+//! [`RebalanceListener`] hears about both), and positions start from committed offsets.
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -46,14 +48,39 @@ pub enum OffsetReset {
     Latest,
 }
 
+/// Hears about partitions leaving and joining this consumer in a rebalance; commit in
+/// `on_revoked` to hand over exactly where you are.
+pub trait RebalanceListener: Send + Sync {
+    /// Partitions about to be taken away.
+    fn on_revoked(&self, _partitions: &[TopicPartition]) {}
+    /// Partitions just assigned.
+    fn on_assigned(&self, _partitions: &[TopicPartition]) {}
+}
+
 /// Configures and builds a [`Consumer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsumerBuilder {
     bootstrap: String,
     max_wait: Duration,
     partition_max_bytes: u32,
     max_bytes: u32,
     reset: OffsetReset,
+    group: Option<String>,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    max_poll_interval: Duration,
+    assignor: String,
+    auto_commit: Option<Duration>,
+    listener: Option<std::sync::Arc<dyn RebalanceListener>>,
+}
+
+impl std::fmt::Debug for ConsumerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerBuilder")
+            .field("bootstrap", &self.bootstrap)
+            .field("group", &self.group)
+            .finish()
+    }
 }
 
 impl ConsumerBuilder {
@@ -72,6 +99,41 @@ impl ConsumerBuilder {
         self.reset = reset;
         self
     }
+    /// Consumer group to join with [`Consumer::subscribe`].
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+    /// The broker drops this member after this long without a heartbeat (default 10 s).
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+    /// Longest wait for the group to settle in a rebalance (default 30 s).
+    pub fn rebalance_timeout(mut self, timeout: Duration) -> Self {
+        self.rebalance_timeout = timeout;
+        self
+    }
+    /// Leave the group when `poll` is not called for this long (default 5 min).
+    pub fn max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
+        self
+    }
+    /// `range` (default) or `roundrobin`.
+    pub fn assignor(mut self, assignor: impl Into<String>) -> Self {
+        self.assignor = assignor.into();
+        self
+    }
+    /// Commit positions every `interval` from `poll` (default off).
+    pub fn auto_commit(mut self, interval: Duration) -> Self {
+        self.auto_commit = Some(interval);
+        self
+    }
+    /// Who hears about rebalances.
+    pub fn rebalance_listener(mut self, listener: std::sync::Arc<dyn RebalanceListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
     /// Connects.
     ///
     /// # Errors
@@ -85,6 +147,7 @@ impl ConsumerBuilder {
             high_watermarks: BTreeMap::new(),
             buffered: VecDeque::new(),
             prefetch: None,
+            membership: None,
         })
     }
 }
@@ -99,6 +162,33 @@ pub struct Consumer {
     high_watermarks: BTreeMap<TopicPartition, i64>,
     buffered: VecDeque<ConsumerRecord>,
     prefetch: Option<(Prefetch, BTreeMap<TopicPartition, i64>)>,
+    membership: Option<Membership>,
+}
+
+struct Membership {
+    group: String,
+    topics: Vec<String>,
+    member_id: String,
+    generation: i32,
+    joined: bool,
+    rejoin: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    last_poll: std::sync::Arc<std::sync::Mutex<std::time::Instant>>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
+    last_commit: std::time::Instant,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Like a crash: no LeaveGroup; the broker drops the member after its session timeout.
+        if let Some(membership) = &mut self.membership {
+            if let Some(heartbeat) = membership.heartbeat.take() {
+                heartbeat.abort();
+            }
+        }
+        if let Some((task, _)) = self.prefetch.take() {
+            task.abort();
+        }
+    }
 }
 
 impl Consumer {
@@ -110,7 +200,357 @@ impl Consumer {
             partition_max_bytes: 1 << 20,
             max_bytes: 50 << 20,
             reset: OffsetReset::Latest,
+            group: None,
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            max_poll_interval: Duration::from_secs(300),
+            assignor: "range".into(),
+            auto_commit: None,
+            listener: None,
         }
+    }
+
+    /// Joins the configured group for `topics`; partitions come from the group's
+    /// rebalances, starting at committed offsets. The join happens in the next `poll`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecord`] when no group id was configured.
+    pub fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
+        let group = self.config.group.clone().ok_or_else(|| {
+            Error::InvalidRecord("subscribe needs a group id (ConsumerBuilder::group)".into())
+        })?;
+        self.membership = Some(Membership {
+            group,
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            member_id: String::new(),
+            generation: -1,
+            joined: false,
+            rejoin: std::sync::Arc::default(),
+            last_poll: std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            heartbeat: None,
+            last_commit: std::time::Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// This member's id in its group, once joined.
+    pub fn member_id(&self) -> Option<&str> {
+        self.membership
+            .as_ref()
+            .filter(|m| m.joined)
+            .map(|m| m.member_id.as_str())
+    }
+
+    async fn ensure_group(&mut self) -> Result<()> {
+        let Some(membership) = &mut self.membership else {
+            return Ok(());
+        };
+        *membership.last_poll.lock().expect("last poll lock") = std::time::Instant::now();
+        if membership.joined && !membership.rejoin.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Revoke what we had: commit first when committing automatically.
+        let revoked = self.assignment();
+        if !revoked.is_empty() {
+            if self.config.auto_commit.is_some() {
+                if let Err(e) = self.commit_sync().await {
+                    tracing::warn!(error = %e, "commit before rebalance failed");
+                }
+            }
+            if let Some(listener) = &self.config.listener {
+                listener.on_revoked(&revoked);
+            }
+        }
+        self.assign(Vec::new());
+        let membership = self.membership.as_mut().expect("checked above");
+        if let Some(heartbeat) = membership.heartbeat.take() {
+            heartbeat.abort();
+        }
+        membership
+            .rejoin
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let assignment = loop {
+            let join = Request::JoinGroup(keel_protocol::api::JoinGroup {
+                group: membership.group.clone(),
+                member_id: membership.member_id.clone(),
+                session_timeout_ms: self.config.session_timeout.as_millis() as u32,
+                rebalance_timeout_ms: self.config.rebalance_timeout.as_millis() as u32,
+                assignor: self.config.assignor.clone(),
+                topics: membership.topics.clone(),
+            });
+            let Response::JoinGroup {
+                error,
+                generation,
+                member_id,
+                ..
+            } = self.connection.call(&join).await?
+            else {
+                return Err(Error::Protocol("join-group response expected".into()));
+            };
+            match error {
+                ErrorCode::None => {}
+                ErrorCode::UnknownMemberId => {
+                    membership.member_id.clear();
+                    continue;
+                }
+                ErrorCode::RebalanceInProgress => continue,
+                code => {
+                    return Err(Error::broker(
+                        code,
+                        format!("joining group {}", membership.group),
+                    ))
+                }
+            }
+            membership.member_id = member_id;
+            membership.generation = generation;
+            let sync = Request::SyncGroup {
+                group: membership.group.clone(),
+                generation,
+                member_id: membership.member_id.clone(),
+            };
+            let Response::SyncGroup { error, assignment } = self.connection.call(&sync).await?
+            else {
+                return Err(Error::Protocol("sync-group response expected".into()));
+            };
+            match error {
+                ErrorCode::None => break assignment,
+                ErrorCode::UnknownMemberId => membership.member_id.clear(),
+                ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => {}
+                code => {
+                    return Err(Error::broker(
+                        code,
+                        format!("syncing group {}", membership.group),
+                    ))
+                }
+            }
+        };
+        membership.joined = true;
+        let partitions: Vec<TopicPartition> = assignment
+            .iter()
+            .flat_map(|entry| entry.partitions.iter().map(|p| (entry.topic.clone(), *p)))
+            .collect();
+        // Heartbeats in the background; a rebalance or a stalled poll loop sets `rejoin`.
+        let (connection, rejoin, last_poll) = (
+            self.connection.clone(),
+            membership.rejoin.clone(),
+            membership.last_poll.clone(),
+        );
+        let (group, member_id, generation) = (
+            membership.group.clone(),
+            membership.member_id.clone(),
+            membership.generation,
+        );
+        let every = self.config.session_timeout / 3;
+        let max_poll_interval = self.config.max_poll_interval;
+        membership.heartbeat = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let stalled =
+                    last_poll.lock().expect("last poll lock").elapsed() > max_poll_interval;
+                if stalled {
+                    tracing::warn!(%group, %member_id, "poll not called within max_poll_interval: leaving the group");
+                    let _ = connection
+                        .call(&Request::LeaveGroup {
+                            group: group.clone(),
+                            member_id: member_id.clone(),
+                        })
+                        .await;
+                    rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                let beat = Request::Heartbeat {
+                    group: group.clone(),
+                    generation,
+                    member_id: member_id.clone(),
+                };
+                match connection
+                    .call_timeout(&beat, every.max(Duration::from_millis(100)))
+                    .await
+                {
+                    Ok(Response::Heartbeat {
+                        error: ErrorCode::None,
+                    }) => {}
+                    Ok(_) => {
+                        rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                }
+            }
+        }));
+        // Positions start at the committed offsets; the reset policy covers the rest.
+        let committed = self.fetch_committed(&partitions).await?;
+        self.assign(partitions.clone());
+        for (tp, offset) in committed {
+            if offset >= 0 {
+                self.positions.insert(tp, Some(offset));
+            }
+        }
+        if let Some(listener) = &self.config.listener {
+            listener.on_assigned(&partitions);
+        }
+        Ok(())
+    }
+
+    async fn fetch_committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, i64)>> {
+        let Some(membership) = &self.membership else {
+            return Ok(Vec::new());
+        };
+        let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            by_topic.entry(topic.clone()).or_default().push(*partition);
+        }
+        if by_topic.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = Request::OffsetFetch {
+            group: membership.group.clone(),
+            topics: by_topic
+                .into_iter()
+                .map(|(topic, partitions)| TopicEntries { topic, partitions })
+                .collect(),
+        };
+        let Response::OffsetFetch { error, topics } = self.connection.call(&request).await? else {
+            return Err(Error::Protocol("offset-fetch response expected".into()));
+        };
+        if error != ErrorCode::None {
+            return Err(Error::broker(error, "fetching committed offsets"));
+        }
+        Ok(topics
+            .into_iter()
+            .flat_map(|t| {
+                t.partitions
+                    .into_iter()
+                    .map(move |(p, o)| ((t.topic.clone(), p), o))
+            })
+            .collect())
+    }
+
+    /// The group's committed offset for `partition` (`None` when nothing is committed).
+    ///
+    /// # Errors
+    /// Connection and broker errors.
+    pub async fn committed(&self, partition: &TopicPartition) -> Result<Option<i64>> {
+        let found = self
+            .fetch_committed(std::slice::from_ref(partition))
+            .await?;
+        Ok(found
+            .into_iter()
+            .find(|(tp, _)| tp == partition)
+            .map(|(_, o)| o)
+            .filter(|o| *o >= 0))
+    }
+
+    fn commit_request(&self) -> Option<Request> {
+        let membership = self.membership.as_ref()?;
+        let mut by_topic: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
+        for ((topic, partition), position) in &self.positions {
+            if let Some(offset) = position {
+                by_topic
+                    .entry(topic.clone())
+                    .or_default()
+                    .push((*partition, *offset));
+            }
+        }
+        Some(Request::OffsetCommit {
+            group: membership.group.clone(),
+            generation: membership.generation,
+            member_id: membership.member_id.clone(),
+            topics: by_topic
+                .into_iter()
+                .map(|(topic, partitions)| TopicEntries { topic, partitions })
+                .collect(),
+        })
+    }
+
+    /// Commits the current positions of every assigned partition and waits for the broker.
+    ///
+    /// # Errors
+    /// Broker errors (`RebalanceInProgress`, `IllegalGeneration`: the partitions moved on).
+    pub async fn commit_sync(&mut self) -> Result<()> {
+        let Some(request) = self.commit_request() else {
+            return Err(Error::InvalidRecord("commit needs a group".into()));
+        };
+        let Response::OffsetCommit { topics } = self.connection.call(&request).await? else {
+            return Err(Error::Protocol("offset-commit response expected".into()));
+        };
+        if let Some(membership) = &mut self.membership {
+            membership.last_commit = std::time::Instant::now();
+        }
+        for topic in topics {
+            for (partition, error) in topic.partitions {
+                if error != ErrorCode::None {
+                    if matches!(
+                        error,
+                        ErrorCode::RebalanceInProgress
+                            | ErrorCode::IllegalGeneration
+                            | ErrorCode::UnknownMemberId
+                    ) {
+                        if let Some(membership) = &self.membership {
+                            membership
+                                .rejoin
+                                .store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    return Err(Error::broker(
+                        error,
+                        format!("committing {}-{partition}", topic.topic),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the current positions without waiting; failures are logged.
+    pub fn commit_async(&mut self) {
+        let Some(request) = self.commit_request() else {
+            return;
+        };
+        if let Some(membership) = &mut self.membership {
+            membership.last_commit = std::time::Instant::now();
+        }
+        let connection = self.connection.clone();
+        tokio::spawn(async move {
+            match connection.call(&request).await {
+                Ok(Response::OffsetCommit { topics }) => {
+                    if let Some((topic, (partition, error))) = topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(move |p| (&t.topic, *p)))
+                        .find(|(_, (_, e))| *e != ErrorCode::None)
+                    {
+                        tracing::warn!(%topic, partition, ?error, "asynchronous commit failed");
+                    }
+                }
+                Ok(_) => tracing::warn!("asynchronous commit: unexpected response"),
+                Err(e) => tracing::warn!(error = %e, "asynchronous commit failed"),
+            }
+        });
+    }
+
+    /// Commits (when auto-committing), leaves the group and stops heartbeating.
+    ///
+    /// # Errors
+    /// Connection errors while leaving.
+    pub async fn close(mut self) -> Result<()> {
+        if self.membership.as_ref().is_some_and(|m| m.joined) {
+            if self.config.auto_commit.is_some() {
+                let _ = self.commit_sync().await;
+            }
+            let membership = self.membership.as_mut().expect("checked");
+            if let Some(heartbeat) = membership.heartbeat.take() {
+                heartbeat.abort();
+            }
+            let leave = Request::LeaveGroup {
+                group: membership.group.clone(),
+                member_id: membership.member_id.clone(),
+            };
+            self.connection.call(&leave).await?;
+        }
+        Ok(())
     }
 
     /// Reads exactly these partitions from now on; positions of partitions kept are kept.
@@ -282,8 +722,18 @@ impl Consumer {
     /// Connection and broker errors (an offset that fell out of the log is reset per the
     /// configured [`OffsetReset`] instead).
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        self.ensure_group().await?;
+        if let (Some(interval), Some(membership)) = (self.config.auto_commit, &self.membership) {
+            if membership.last_commit.elapsed() >= interval {
+                self.commit_async();
+            }
+        }
         if !self.buffered.is_empty() {
             return Ok(self.buffered.drain(..).collect());
+        }
+        if self.positions.is_empty() {
+            tokio::time::sleep(timeout.min(Duration::from_millis(100))).await;
+            return Ok(Vec::new());
         }
         self.resolve_positions().await?;
         if self.prefetch.is_none() {

@@ -178,31 +178,20 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut handles = Vec::with_capacity(config.shards);
     for index in 0..config.shards {
-        let (config, registry, metrics, connections, stop, mesh, ready_tx, shards_open) = (
-            config.clone(),
-            registry.clone(),
-            metrics.clone(),
-            connections.clone(),
-            stop.clone(),
-            mesh.clone(),
-            ready_tx.clone(),
-            shards_open.clone(),
-        );
+        let shared = Shared {
+            config: config.clone(),
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            connections: connections.clone(),
+            stop: stop.clone(),
+            shards_open: shards_open.clone(),
+        };
+        let (mesh, ready_tx) = (mesh.clone(), ready_tx.clone());
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(index % cores))
             .name(&format!("keel-shard-{index}"))
             .io_memory(IO_MEMORY_BYTES)
             .spawn(move || async move {
-                let result = run_shard(
-                    config,
-                    registry,
-                    metrics,
-                    connections,
-                    stop,
-                    mesh,
-                    &ready_tx,
-                    &shards_open,
-                )
-                .await;
+                let result = run_shard(shared, mesh, &ready_tx).await;
                 if let Err(e) = &result {
                     let _ = ready_tx.send(Err(anyhow::anyhow!("{e:#}")));
                 }
@@ -252,16 +241,30 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_shard(
+/// What every shard shares.
+#[derive(Clone)]
+struct Shared {
     config: Arc<Config>,
     registry: Arc<RwLock<Registry>>,
     metrics: Arc<Metrics>,
     connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    shards_open: Arc<AtomicUsize>,
+}
+
+async fn run_shard(
+    shared: Shared,
     mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
     ready: &std::sync::mpsc::Sender<anyhow::Result<usize>>,
-    shards_open: &AtomicUsize,
 ) -> anyhow::Result<()> {
+    let Shared {
+        config,
+        registry,
+        metrics,
+        connections,
+        stop,
+        shards_open,
+    } = shared;
     let (senders, receivers) = mesh
         .join()
         .await
