@@ -1,9 +1,10 @@
-//! Administration: topics and their configs.
+//! Administration: topics and their configs, consumer groups and their offsets.
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use keel_protocol::api::{
-    ConfigEntry, ErrorCode, NewTopic, PartitionMetadata, Request, Response, TopicResult,
+    ConfigEntry, ErrorCode, GroupDescription, ListOffsetsPartition, NewTopic, PartitionMetadata,
+    Request, Response, TopicEntries, TopicResult, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +20,37 @@ pub struct TopicDescription {
     pub configs: BTreeMap<String, String>,
 }
 
-/// Creates, deletes, lists and describes topics, and changes their configs.
+/// A group's position in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupPartitionOffset {
+    /// Partition.
+    pub partition: u32,
+    /// Committed offset (-1: none).
+    pub committed: i64,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+}
+
+impl GroupPartitionOffset {
+    /// Records not yet consumed by the group (everything when nothing is committed).
+    pub fn lag(&self) -> i64 {
+        (self.high_watermark - self.committed.max(0)).max(0)
+    }
+}
+
+/// Where `reset_offsets` moves a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// Each partition's first offset.
+    Earliest,
+    /// Each partition's end.
+    Latest,
+    /// This offset in every partition.
+    Offset(i64),
+}
+
+/// Creates, deletes, lists and describes topics, and changes their configs; lists and
+/// describes consumer groups and resets their offsets.
 #[derive(Clone)]
 pub struct Admin {
     connection: Connection,
@@ -173,5 +204,155 @@ impl Admin {
             Response::AlterConfigs { topics } => check(topics),
             _ => Err(Error::Protocol("alter-configs response expected".into())),
         }
+    }
+
+    /// Every consumer group and its state.
+    ///
+    /// # Errors
+    /// Connection failures.
+    pub async fn list_groups(&self) -> Result<Vec<(String, String)>> {
+        match self.call(Request::ListGroups).await? {
+            Response::ListGroups { groups } => Ok(groups),
+            _ => Err(Error::Protocol("list-groups response expected".into())),
+        }
+    }
+
+    /// A group's state, members and assignments.
+    ///
+    /// # Errors
+    /// Connection failures; a broker error for an unknown group.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let Response::DescribeGroups { groups } = self
+            .call(Request::DescribeGroups {
+                groups: vec![group.to_owned()],
+            })
+            .await?
+        else {
+            return Err(Error::Protocol("describe-groups response expected".into()));
+        };
+        let description = groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty describe-groups response".into()))?;
+        if description.error != ErrorCode::None {
+            return Err(Error::broker(description.error, format!("group {group}")));
+        }
+        Ok(description)
+    }
+
+    async fn latest(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+        timestamp: i64,
+    ) -> Result<Vec<(u32, i64)>> {
+        let request = Request::ListOffsets {
+            topics: vec![TopicEntries {
+                topic: topic.to_owned(),
+                partitions: partitions
+                    .iter()
+                    .map(|p| ListOffsetsPartition {
+                        partition: *p,
+                        timestamp,
+                    })
+                    .collect(),
+            }],
+        };
+        let Response::ListOffsets { topics } = self.call(request).await? else {
+            return Err(Error::Protocol("list-offsets response expected".into()));
+        };
+        Ok(topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .map(|p| (p.partition, p.offset))
+            .collect())
+    }
+
+    /// A group's committed offset, high watermark and lag for every partition of `topic`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`], connection failures.
+    pub async fn group_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<Vec<GroupPartitionOffset>> {
+        let partitions: Vec<u32> = self
+            .describe_topic(topic)
+            .await?
+            .partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect();
+        let Response::OffsetFetch { topics, .. } = self
+            .call(Request::OffsetFetch {
+                group: group.to_owned(),
+                topics: vec![TopicEntries {
+                    topic: topic.to_owned(),
+                    partitions: partitions.clone(),
+                }],
+            })
+            .await?
+        else {
+            return Err(Error::Protocol("offset-fetch response expected".into()));
+        };
+        let committed: BTreeMap<u32, i64> = topics.into_iter().flat_map(|t| t.partitions).collect();
+        let ends = self.latest(topic, &partitions, LATEST_TIMESTAMP).await?;
+        Ok(ends
+            .into_iter()
+            .map(|(partition, high_watermark)| GroupPartitionOffset {
+                partition,
+                committed: committed.get(&partition).copied().unwrap_or(-1),
+                high_watermark,
+            })
+            .collect())
+    }
+
+    /// Moves a group's committed offsets for `topic`; allowed only while the group has no
+    /// members (as in Kafka).
+    ///
+    /// # Errors
+    /// `RebalanceInProgress` while members are active; connection failures.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        to: ResetTo,
+    ) -> Result<Vec<(u32, i64)>> {
+        let partitions: Vec<u32> = self
+            .describe_topic(topic)
+            .await?
+            .partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect();
+        let targets = match to {
+            ResetTo::Earliest => self.latest(topic, &partitions, EARLIEST_TIMESTAMP).await?,
+            ResetTo::Latest => self.latest(topic, &partitions, LATEST_TIMESTAMP).await?,
+            ResetTo::Offset(offset) => partitions.iter().map(|p| (*p, offset)).collect(),
+        };
+        let request = Request::OffsetCommit {
+            group: group.to_owned(),
+            generation: -1,
+            member_id: String::new(),
+            topics: vec![TopicEntries {
+                topic: topic.to_owned(),
+                partitions: targets.clone(),
+            }],
+        };
+        let Response::OffsetCommit { topics } = self.call(request).await? else {
+            return Err(Error::Protocol("offset-commit response expected".into()));
+        };
+        if let Some((_, error)) = topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .find(|(_, e)| *e != ErrorCode::None)
+        {
+            return Err(Error::broker(
+                *error,
+                format!("resetting {group} on {topic}"),
+            ));
+        }
+        Ok(targets)
     }
 }

@@ -29,11 +29,12 @@ pub mod error;
 pub mod partitioner;
 pub mod producer;
 
-pub use admin::{Admin, TopicDescription};
+pub use admin::{Admin, GroupPartitionOffset, ResetTo, TopicDescription};
 pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, RecordStream, TopicPartition,
 };
 pub use error::{Error, Result};
+pub use keel_protocol::api::{GroupDescription, MemberDescription};
 pub use keel_protocol::batch::{BatchBuilder, BatchView, NewRecord};
 pub use keel_protocol::Compression;
 pub use partitioner::{murmur2, partition_for_key, Partitioner};

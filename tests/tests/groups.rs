@@ -245,3 +245,102 @@ fn commits_survive_a_broker_crash_and_consumers_resume_there() {
         consumer.close().await.unwrap();
     });
 }
+
+#[test]
+fn admin_lists_describes_and_resets_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let addr = broker.addr.to_string();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let admin = Admin::connect(&addr).await.unwrap();
+            admin.create_topic("audit", 1, &[]).await.unwrap();
+            let producer = Producer::builder(addr.clone()).build().await.unwrap();
+            for i in 0..10 {
+                producer
+                    .send(ProducerRecord::new("audit", format!("a{i}")))
+                    .await
+                    .unwrap();
+            }
+            let mut consumer = Consumer::builder(addr.clone())
+                .group("g")
+                .offset_reset(OffsetReset::Earliest)
+                .build()
+                .await
+                .unwrap();
+            consumer.subscribe(&["audit"]).unwrap();
+            let mut read = 0;
+            while read < 10 {
+                read += consumer
+                    .poll(Duration::from_millis(100))
+                    .await
+                    .unwrap()
+                    .len();
+            }
+            consumer.seek(&("audit".to_string(), 0), 4);
+            consumer.commit_sync().await.unwrap();
+            let described = admin.describe_group("g").await.unwrap();
+            assert_eq!(described.state, "Stable");
+            assert_eq!(described.members.len(), 1);
+            assert_eq!(described.members[0].assignment[0].partitions, vec![0]);
+            let refused = admin
+                .reset_offsets("g", "audit", keel_client::ResetTo::Earliest)
+                .await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(keel_client::Error::Broker {
+                        code: keel_protocol::api::ErrorCode::RebalanceInProgress,
+                        ..
+                    })
+                ),
+                "{refused:?}"
+            );
+            consumer.close().await.unwrap();
+
+            assert!(admin
+                .list_groups()
+                .await
+                .unwrap()
+                .contains(&("g".to_string(), "Empty".to_string())));
+            let offsets = admin.group_offsets("g", "audit").await.unwrap();
+            assert_eq!(
+                (
+                    offsets[0].committed,
+                    offsets[0].high_watermark,
+                    offsets[0].lag()
+                ),
+                (4, 10, 6)
+            );
+            admin
+                .reset_offsets("g", "audit", keel_client::ResetTo::Earliest)
+                .await
+                .unwrap();
+            assert_eq!(
+                admin.group_offsets("g", "audit").await.unwrap()[0].lag(),
+                10
+            );
+            admin
+                .reset_offsets("g", "audit", keel_client::ResetTo::Offset(7))
+                .await
+                .unwrap();
+            let mut resumed = Consumer::builder(addr).group("g").build().await.unwrap();
+            resumed.subscribe(&["audit"]).unwrap();
+            let mut first = None;
+            while first.is_none() {
+                first = resumed
+                    .poll(Duration::from_millis(100))
+                    .await
+                    .unwrap()
+                    .first()
+                    .map(|r| r.offset);
+            }
+            assert_eq!(first, Some(7), "a reset group resumes at the new offset");
+            resumed.close().await.unwrap();
+            producer.close().await;
+        });
+}
