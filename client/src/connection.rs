@@ -24,6 +24,8 @@ pub struct Connection {
     outbox: mpsc::Sender<BytesMut>,
     pending: Pending,
     next_correlation: Arc<AtomicU32>,
+    /// Set when the connection failed: later requests fail at once.
+    broken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Connection {
@@ -40,11 +42,14 @@ impl Connection {
         let (mut reader, mut writer) = stream.into_split();
         let (outbox, mut inbox) = mpsc::channel::<BytesMut>(1024);
         let pending: Pending = Arc::default();
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let address = addr.to_owned();
         let fail_all = {
             let pending = pending.clone();
             let addr = address.clone();
+            let broken = broken.clone();
             move |message: String| {
+                broken.store(true, Ordering::SeqCst);
                 let mut pending = pending.lock().expect("pending lock");
                 for (_, sender) in pending.drain() {
                     let _ = sender.send(Err(Error::Io {
@@ -113,7 +118,13 @@ impl Connection {
             outbox,
             pending,
             next_correlation: Arc::new(AtomicU32::new(1)),
+            broken,
         })
+    }
+
+    /// Whether the connection has failed (a new one is needed).
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
     }
 
     /// The broker's address.
@@ -168,6 +179,12 @@ impl Connection {
         request: &Request,
         expect_response: bool,
     ) -> Result<Option<oneshot::Receiver<Result<(ErrorCode, Bytes)>>>> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(Error::Io {
+                addr: self.addr.clone(),
+                message: "connection lost".into(),
+            });
+        }
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed).max(1);
         let mut body = BytesMut::new();
         request.encode(&mut body);

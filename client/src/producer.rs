@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::partitioner::{partition_for_key, Partitioner, Sticky};
 use bytes::Bytes;
 use keel_protocol::api::{ErrorCode, ProducePartition, Request, Response, TopicEntries};
-use keel_protocol::batch::{BatchBuilder, Header, NewRecord};
+use keel_protocol::batch::{BatchBuilder, Header, NewRecord, ProducerFields};
 use keel_protocol::Compression;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -144,9 +144,16 @@ pub struct ProducerBuilder {
     retries: u32,
     retry_backoff: Duration,
     partitioner: Partitioner,
+    idempotence: bool,
 }
 
 impl ProducerBuilder {
+    /// Idempotent produce (default on, with `acks=all`): the broker recognises a retried
+    /// batch by its producer id and sequence and stores it once, in order.
+    pub fn idempotence(mut self, enabled: bool) -> Self {
+        self.idempotence = enabled;
+        self
+    }
     /// Acknowledgement level (default: all).
     pub fn acks(mut self, acks: Acks) -> Self {
         self.acks = acks;
@@ -207,10 +214,34 @@ impl ProducerBuilder {
             )));
         }
         let connection = Connection::connect(&self.bootstrap).await?;
+        let producer = if self.idempotence && self.acks == Acks::All {
+            match connection
+                .call_timeout(&Request::InitProducerId, self.request_timeout)
+                .await?
+            {
+                Response::InitProducerId {
+                    error: ErrorCode::None,
+                    producer_id,
+                    producer_epoch,
+                } => Some(ProducerFields {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence: 0,
+                }),
+                Response::InitProducerId { error, .. } => {
+                    return Err(Error::broker(error, "getting a producer id"))
+                }
+                _ => return Err(Error::Protocol("init-producer-id response expected".into())),
+            }
+        } else {
+            None
+        };
         let inner = Arc::new(Inner {
+            producer,
+            sequences: Mutex::new(HashMap::new()),
             buffer: Semaphore::new(self.buffer_bytes),
             config: self,
-            connection,
+            connection: Mutex::new(connection),
             partitions: Mutex::new(HashMap::new()),
             sticky: Mutex::new(HashMap::new()),
             accumulator: Mutex::new(Accumulator::default()),
@@ -258,7 +289,12 @@ struct Accumulator {
 
 struct Inner {
     config: ProducerBuilder,
-    connection: Connection,
+    /// Replaced by a fresh connection when it breaks.
+    connection: Mutex<Connection>,
+    /// Producer id and epoch when idempotent.
+    producer: Option<ProducerFields>,
+    /// Next sequence per partition when idempotent.
+    sequences: Mutex<HashMap<(String, u32), i32>>,
     partitions: Mutex<HashMap<String, u32>>,
     sticky: Mutex<HashMap<String, Arc<Sticky>>>,
     accumulator: Mutex<Accumulator>,
@@ -311,7 +347,16 @@ impl Producer {
             retries: 5,
             retry_backoff: Duration::from_millis(100),
             partitioner: Partitioner::Default,
+            idempotence: true,
         }
+    }
+
+    fn connection(&self) -> Connection {
+        self.inner
+            .connection
+            .lock()
+            .expect("connection lock")
+            .clone()
     }
 
     /// Sends and waits for the delivery: the synchronous style.
@@ -365,8 +410,7 @@ impl Producer {
             return Ok(*count);
         }
         let response = self
-            .inner
-            .connection
+            .connection()
             .call_timeout(
                 &Request::Metadata {
                     topics: vec![topic.to_owned()],
@@ -574,8 +618,19 @@ fn take_ready(inner: &Inner) -> Ready {
         .map(|(key, _)| key.clone())
         .collect();
     for key in due {
-        let batch = accumulator.open.remove(&key).expect("listed above");
+        let mut batch = accumulator.open.remove(&key).expect("listed above");
         accumulator.in_flight.insert(key.clone());
+        if let Some(fields) = inner.producer {
+            // Sequences are assigned once, when the batch is sealed; retries resend the
+            // same bytes, so the broker can recognise them.
+            let mut sequences = inner.sequences.lock().expect("sequences lock");
+            let next = sequences.entry(key.clone()).or_insert(0);
+            batch.builder.producer(ProducerFields {
+                base_sequence: *next,
+                ..fields
+            });
+            *next = next.wrapping_add(batch.pending.len() as i32);
+        }
         let bytes = match batch.builder.build() {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
@@ -641,15 +696,22 @@ async fn sender(inner: Arc<Inner>) {
         };
         let inner = inner.clone();
         tokio::spawn(async move {
+            let connection = inner.connection.lock().expect("connection lock").clone();
             let outcome = if inner.config.acks == Acks::None {
-                inner.connection.send_only(&request).await.map(|()| None)
+                connection.send_only(&request).await.map(|()| None)
             } else {
-                inner
-                    .connection
+                connection
                     .call_timeout(&request, inner.config.request_timeout)
                     .await
                     .map(Some)
             };
+            if let Err(Error::Io { .. }) = &outcome {
+                // The connection broke: the retries below go over a new one.
+                match Connection::connect(&inner.config.bootstrap).await {
+                    Ok(fresh) => *inner.connection.lock().expect("connection lock") = fresh,
+                    Err(e) => tracing::warn!(error = %e, "reconnecting failed"),
+                }
+            }
             let mut results: HashMap<(String, u32), std::result::Result<i64, Error>> =
                 HashMap::new();
             match outcome {

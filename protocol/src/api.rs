@@ -44,11 +44,13 @@ pub enum ApiKey {
     ListGroups = 27,
     /// Groups' state, members and assignments.
     DescribeGroups = 28,
+    /// A producer id and epoch for idempotent produce.
+    InitProducerId = 29,
 }
 
 impl ApiKey {
     /// Every API with its supported version range.
-    pub const ALL: [(ApiKey, u16, u16); 18] = [
+    pub const ALL: [(ApiKey, u16, u16); 19] = [
         (ApiKey::ApiVersions, 0, 0),
         (ApiKey::Metadata, 0, 0),
         (ApiKey::CreateTopics, 0, 0),
@@ -67,6 +69,7 @@ impl ApiKey {
         (ApiKey::OffsetFetch, 0, 0),
         (ApiKey::ListGroups, 0, 0),
         (ApiKey::DescribeGroups, 0, 0),
+        (ApiKey::InitProducerId, 0, 0),
     ];
 
     /// The API named by `key`, if known.
@@ -98,6 +101,7 @@ impl ApiKey {
             ApiKey::OffsetFetch => "offset_fetch",
             ApiKey::ListGroups => "list_groups",
             ApiKey::DescribeGroups => "describe_groups",
+            ApiKey::InitProducerId => "init_producer_id",
         }
     }
 
@@ -175,6 +179,8 @@ error_codes! {
     InvalidGroupId = 24, "invalid group id";
     InvalidSessionTimeout = 25, "session timeout outside the broker's limits";
     UnknownAssignor = 26, "unknown partition assignor";
+    OutOfOrderSequence = 27, "producer sequence number out of order: records were lost between producer and broker";
+    InvalidProducerEpoch = 28, "producer epoch is older than the partition's";
 }
 
 /// A key-value config entry.
@@ -375,6 +381,8 @@ pub enum Request {
         /// Group ids.
         groups: Vec<String>,
     },
+    /// Get a producer id for idempotent produce.
+    InitProducerId,
 }
 
 /// A JoinGroup request.
@@ -489,6 +497,7 @@ impl Request {
             Request::OffsetFetch { .. } => ApiKey::OffsetFetch,
             Request::ListGroups => ApiKey::ListGroups,
             Request::DescribeGroups { .. } => ApiKey::DescribeGroups,
+            Request::InitProducerId => ApiKey::InitProducerId,
         }
     }
 
@@ -612,6 +621,7 @@ impl Request {
             ApiKey::DescribeGroups => Request::DescribeGroups {
                 groups: read_strings(&mut r, "groups")?,
             },
+            ApiKey::InitProducerId => Request::InitProducerId,
             ApiKey::ListOffsets => {
                 let topics = read_topic_entries(&mut r, 12, |r| {
                     Ok(ListOffsetsPartition {
@@ -727,6 +737,7 @@ impl Request {
             }
             Request::ListGroups => {}
             Request::DescribeGroups { groups } => write_strings(out, groups),
+            Request::InitProducerId => {}
         }
     }
 }
@@ -934,6 +945,15 @@ pub enum Response {
     DescribeGroups {
         /// Groups.
         groups: Vec<GroupDescription>,
+    },
+    /// A producer id and epoch.
+    InitProducerId {
+        /// Outcome.
+        error: ErrorCode,
+        /// Producer id.
+        producer_id: i64,
+        /// Producer epoch.
+        producer_epoch: i16,
     },
 }
 
@@ -1143,6 +1163,11 @@ impl Response {
                 }
                 Response::DescribeGroups { groups }
             }
+            ApiKey::InitProducerId => Response::InitProducerId {
+                error: read_error(&mut r)?,
+                producer_id: r.i64("producer_id")?,
+                producer_epoch: r.i32("producer_epoch")? as i16,
+            },
             ApiKey::ListOffsets => Response::ListOffsets {
                 topics: read_topic_entries(&mut r, 22, |r| {
                     Ok(ListOffsetsPartitionResult {
@@ -1219,6 +1244,15 @@ impl Response {
                 out.put_i64(p.offset);
                 out.put_i64(p.timestamp);
             }),
+            Response::InitProducerId {
+                error,
+                producer_id,
+                producer_epoch,
+            } => {
+                out.put_u16(*error as u16);
+                out.put_i64(*producer_id);
+                out.put_i32(i32::from(*producer_epoch));
+            }
             Response::FindCoordinator { error, broker } => {
                 out.put_u16(*error as u16);
                 out.put_u32(broker.node_id);

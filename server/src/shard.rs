@@ -121,6 +121,85 @@ pub struct Shard {
     logs: RefCell<HashMap<(String, u32), Log>>,
     peers: Senders<Envelope>,
     groups: Option<crate::handlers::groups::GroupService>,
+    producers: RefCell<HashMap<(String, u32), ProducerStates>>,
+}
+
+/// The outcome of checking an idempotent batch's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// The next batch: append it.
+    Append,
+    /// Already stored at this base offset (a retry): do not append again.
+    Duplicate(i64),
+}
+
+/// Batches remembered per producer to recognise retries, as Kafka does.
+const RECENT_BATCHES: usize = 5;
+
+#[derive(Debug, Default)]
+struct ProducerState {
+    epoch: i16,
+    next_sequence: i32,
+    /// (base sequence, base offset) of the latest batches.
+    recent: std::collections::VecDeque<(i32, i64)>,
+}
+
+/// Idempotent-producer state of one partition (in memory; a retry across a broker restart
+/// is not recognised).
+#[derive(Debug, Default)]
+pub struct ProducerStates {
+    producers: HashMap<i64, ProducerState>,
+}
+
+impl ProducerStates {
+    /// Checks a batch from `producer_id` and, when it is to be appended at `base_offset`,
+    /// records it.
+    ///
+    /// # Errors
+    /// `InvalidProducerEpoch` for a fenced epoch, `OutOfOrderSequence` for a gap.
+    pub fn check(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+        count: i32,
+        base_offset: i64,
+    ) -> Result<SequenceCheck, ErrorCode> {
+        let state = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerState {
+                epoch,
+                next_sequence: base_sequence,
+                recent: Default::default(),
+            });
+        if epoch < state.epoch {
+            return Err(ErrorCode::InvalidProducerEpoch);
+        }
+        if epoch > state.epoch {
+            *state = ProducerState {
+                epoch,
+                next_sequence: base_sequence,
+                recent: Default::default(),
+            };
+        }
+        if base_sequence != state.next_sequence {
+            if let Some((_, offset)) = state
+                .recent
+                .iter()
+                .find(|(sequence, _)| *sequence == base_sequence)
+            {
+                return Ok(SequenceCheck::Duplicate(*offset));
+            }
+            return Err(ErrorCode::OutOfOrderSequence);
+        }
+        state.next_sequence = base_sequence.wrapping_add(count);
+        state.recent.push_back((base_sequence, base_offset));
+        if state.recent.len() > RECENT_BATCHES {
+            state.recent.pop_front();
+        }
+        Ok(SequenceCheck::Append)
+    }
 }
 
 fn storage_error(e: &EngineError) -> (ErrorCode, String) {
@@ -152,6 +231,7 @@ impl Shard {
             logs: RefCell::new(HashMap::new()),
             peers,
             groups,
+            producers: RefCell::new(HashMap::new()),
         }
     }
 
@@ -515,12 +595,53 @@ impl Shard {
             return failed(ErrorCode::CorruptMessage);
         }
         self.metrics.bytes_in.inc_by(records.len() as u64);
+        // Idempotent producers: check sequences before anything is appended. A retried
+        // batch already in the log is answered with its original offset, not stored again.
+        let mut plan = Vec::with_capacity(batches.len());
+        {
+            let mut producers = self.producers.borrow_mut();
+            let partition_producers = producers.entry((topic.to_owned(), partition)).or_default();
+            let mut expected_base = log.log_end_offset();
+            for batch in batches {
+                let view = BatchView::new(&batch).expect("verified above");
+                let records_count = view.last_offset_delta() + 1;
+                if view.producer_id() < 0 {
+                    expected_base += i64::from(records_count);
+                    plan.push((batch, None));
+                    continue;
+                }
+                match partition_producers.check(
+                    view.producer_id(),
+                    view.producer_epoch(),
+                    view.base_sequence(),
+                    records_count,
+                    expected_base,
+                ) {
+                    Ok(SequenceCheck::Append) => {
+                        expected_base += i64::from(records_count);
+                        plan.push((batch, None));
+                    }
+                    Ok(SequenceCheck::Duplicate(offset)) => plan.push((batch, Some(offset))),
+                    Err(error) => return failed(error),
+                }
+            }
+        }
         let mut base_offset = -1;
-        let count = batches.len();
-        for (index, batch) in batches.into_iter().enumerate() {
+        let count = plan.len();
+        let last_is_duplicate = plan
+            .last()
+            .is_some_and(|(_, duplicate_of)| duplicate_of.is_some());
+        for (index, (batch, duplicate_of)) in plan.into_iter().enumerate() {
+            if let Some(offset) = duplicate_of {
+                if base_offset < 0 {
+                    base_offset = offset;
+                }
+                continue;
+            }
             // With acks=all the last batch's durability covers the earlier ones: offsets
             // become durable in order.
-            let appended = if acks == -1 && index + 1 == count {
+            let last_append = index + 1 == count || last_is_duplicate;
+            let appended = if acks == -1 && last_append {
                 log.append(batch).await
             } else {
                 log.append_accepted(batch).await
@@ -529,6 +650,12 @@ impl Shard {
                 Ok(info) if base_offset < 0 => base_offset = info.base_offset,
                 Ok(_) => {}
                 Err(e) => return failed(storage_error(&e).0),
+            }
+        }
+        if acks == -1 && last_is_duplicate {
+            // A retried batch is answered once the original is durable.
+            if let Err(e) = log.flush().await {
+                return failed(storage_error(&e).0);
             }
         }
         ProducePartitionResult {
@@ -553,6 +680,43 @@ fn fetch_error(partition: u32, error: ErrorCode) -> FetchPartitionResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequences_accept_the_next_batch_recognise_retries_and_refuse_gaps() {
+        // Goal: exactly-once appends for retried batches of an idempotent producer.
+        let mut states = ProducerStates::default();
+        assert_eq!(states.check(7, 0, 0, 3, 100), Ok(SequenceCheck::Append));
+        assert_eq!(states.check(7, 0, 3, 2, 103), Ok(SequenceCheck::Append));
+        assert_eq!(
+            states.check(7, 0, 3, 2, 105),
+            Ok(SequenceCheck::Duplicate(103)),
+            "a retry of the last batch"
+        );
+        assert_eq!(
+            states.check(7, 0, 0, 3, 105),
+            Ok(SequenceCheck::Duplicate(100))
+        );
+        assert_eq!(
+            states.check(7, 0, 9, 1, 105),
+            Err(ErrorCode::OutOfOrderSequence),
+            "records 5..9 missing"
+        );
+        assert_eq!(
+            states.check(7, 1, 0, 1, 105),
+            Ok(SequenceCheck::Append),
+            "a new epoch starts over"
+        );
+        assert_eq!(
+            states.check(7, 0, 5, 1, 106),
+            Err(ErrorCode::InvalidProducerEpoch),
+            "the old epoch is fenced"
+        );
+        assert_eq!(
+            states.check(8, 0, 0, 1, 106),
+            Ok(SequenceCheck::Append),
+            "producers are independent"
+        );
+    }
 
     #[test]
     fn ownership_is_stable_and_spread() {

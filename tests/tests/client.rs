@@ -435,3 +435,117 @@ impl PollNextItem for keel_client::RecordStream {
         futures_core::Stream::poll_next(self, cx)
     }
 }
+
+/// A TCP proxy that forwards everything, except that it swallows the response to the first
+/// Produce request and cuts that connection: the producer sees a lost response and retries.
+fn lossy_proxy(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropped = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let server = std::net::TcpStream::connect(upstream).unwrap();
+            let produce_seen = Arc::new(AtomicBool::new(false));
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let seen = produce_seen.clone();
+            std::thread::spawn(move || {
+                let mut buffer = bytes::BytesMut::new();
+                let mut chunk = [0u8; 65536];
+                loop {
+                    let read = match from_client.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => read,
+                    };
+                    buffer.extend_from_slice(&chunk[..read]);
+                    while let Ok(Some(frame)) =
+                        keel_protocol::frame::check_request(&buffer, 1 << 30)
+                    {
+                        if frame.header.api_key.get() == keel_protocol::api::ApiKey::Produce as u16
+                        {
+                            seen.store(true, Ordering::SeqCst);
+                        }
+                        let _ = buffer.split_to(frame.frame_len);
+                    }
+                    if to_server.write_all(&chunk[..read]).is_err() {
+                        return;
+                    }
+                }
+            });
+            let (mut from_server, mut to_client) = (server, client);
+            let dropped = dropped.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 65536];
+                loop {
+                    let read = match from_server.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => read,
+                    };
+                    if produce_seen.load(Ordering::SeqCst) && !dropped.swap(true, Ordering::SeqCst)
+                    {
+                        let _ = to_client.shutdown(std::net::Shutdown::Both);
+                        let _ = from_server.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    if to_client.write_all(&chunk[..read]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_lost_produce_response_is_retried_without_a_duplicate() {
+    // Goal: idempotence: the retry of a batch whose response was lost is recognised by the
+    // broker and stored once; without idempotence the same loss duplicates the record.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = broker.client();
+    create(&mut admin, "once", 1);
+    create(&mut admin, "twice", 1);
+    for (topic, idempotent) in [("once", true), ("twice", false)] {
+        let proxy = lossy_proxy(broker.addr);
+        runtime().block_on(async move {
+            let producer = Producer::builder(proxy.to_string())
+                .idempotence(idempotent)
+                .retries(5, Duration::from_millis(50))
+                .build()
+                .await
+                .unwrap();
+            let first = producer
+                .send(ProducerRecord::new(topic, "first"))
+                .await
+                .unwrap();
+            // Idempotent: the retry reports the original offset. Without: the retry is
+            // stored again, after the first copy.
+            assert_eq!(first.offset, if idempotent { 0 } else { 1 }, "{topic}");
+            let second = producer
+                .send(ProducerRecord::new(topic, "second"))
+                .await
+                .unwrap();
+            producer.close().await;
+            if idempotent {
+                assert_eq!(second.offset, 1);
+            }
+        });
+        let stored: Vec<String> = read_partition(&mut admin, topic, 0)
+            .into_iter()
+            .map(|r| r.2)
+            .collect();
+        if idempotent {
+            assert_eq!(stored, vec!["first", "second"], "exactly once");
+        } else {
+            assert_eq!(
+                stored,
+                vec!["first", "first", "second"],
+                "the control shows the loss duplicates without idempotence"
+            );
+        }
+    }
+}
