@@ -31,7 +31,8 @@ pub mod producer;
 
 pub use admin::{Admin, GroupPartitionOffset, ResetTo, TopicDescription};
 pub use consumer::{
-    Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, RecordStream, TopicPartition,
+    Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, RebalanceListener, RecordStream,
+    TopicPartition,
 };
 pub use error::{Error, Result};
 pub use keel_protocol::api::{GroupDescription, MemberDescription};

@@ -549,3 +549,34 @@ fn a_lost_produce_response_is_retried_without_a_duplicate() {
         }
     }
 }
+
+#[test]
+fn the_readme_examples_run_against_a_broker() {
+    // Goal: client/examples (what README shows) work as written.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", "keel-client", "--examples"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let examples = server_binary().parent().unwrap().join("examples");
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let run = |name: &str| {
+        std::process::Command::new(examples.join(name))
+            .env("KEEL_BOOTSTRAP", broker.addr.to_string())
+            .env("KEEL_IDLE_POLLS", "4")
+            .output()
+            .unwrap()
+    };
+    let produced = run("producer");
+    let stdout = String::from_utf8_lossy(&produced.stdout);
+    assert!(produced.status.success(), "{stdout}{}", String::from_utf8_lossy(&produced.stderr));
+    assert!(stdout.contains("102 orders produced"), "{stdout}");
+    let consumed = run("consumer_group");
+    let stdout = String::from_utf8_lossy(&consumed.stdout);
+    assert!(consumed.status.success(), "{stdout}{}", String::from_utf8_lossy(&consumed.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.contains(": order #")).count(), 102, "{stdout}");
+    assert!(stdout.contains("now reading"), "{stdout}");
+}
