@@ -27,14 +27,24 @@ async fn main() -> keel_client::Result<()> {
         .build()
         .await?;
     consumer.subscribe(&["orders"])?;
-    let idle_limit = std::env::var("KEEL_IDLE_POLLS").ok().and_then(|v| v.parse().ok()).unwrap_or(u32::MAX);
+    let idle_limit = std::env::var("KEEL_IDLE_POLLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u32::MAX);
     let mut idle = 0;
     while idle < idle_limit {
         let records = consumer.poll(Duration::from_millis(500)).await?;
         idle = if records.is_empty() { idle + 1 } else { 0 };
         for record in records {
-            let value = record.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            println!("{}-{} @{}: {value}", record.topic, record.partition, record.offset);
+            let value = record
+                .value
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            println!(
+                "{}-{} @{}: {value}",
+                record.topic, record.partition, record.offset
+            );
         }
     }
     consumer.commit_sync().await?;

@@ -15,13 +15,19 @@ async fn main() -> keel_client::Result<()> {
     let producer = Producer::builder(bootstrap.as_str()).build().await?;
 
     // Synchronous: wait for the record to be stored (durably, with the default acks=all).
-    let stored = producer.send(ProducerRecord::new("orders", "order #1").key("customer-42")).await?;
-    println!("order #1 stored in partition {} at offset {}", stored.partition, stored.offset);
+    let stored = producer
+        .send(ProducerRecord::new("orders", "order #1").key("customer-42"))
+        .await?;
+    println!(
+        "order #1 stored in partition {} at offset {}",
+        stored.partition, stored.offset
+    );
 
     // Asynchronous: keep many in flight, then collect the results.
     let mut deliveries = Vec::new();
     for n in 2..=100 {
-        let record = ProducerRecord::new("orders", format!("order #{n}")).key(format!("customer-{}", n % 7));
+        let record =
+            ProducerRecord::new("orders", format!("order #{n}")).key(format!("customer-{}", n % 7));
         deliveries.push(producer.enqueue(record).await?);
     }
     for delivery in deliveries {
@@ -30,12 +36,17 @@ async fn main() -> keel_client::Result<()> {
 
     // With a callback, and fire-and-forget.
     producer
-        .send_with_callback(ProducerRecord::new("orders", "order #101"), |result| match result {
-            Ok(stored) => println!("order #101 stored at offset {}", stored.offset),
-            Err(e) => eprintln!("order #101 failed: {e}"),
-        })
+        .send_with_callback(
+            ProducerRecord::new("orders", "order #101"),
+            |result| match result {
+                Ok(stored) => println!("order #101 stored at offset {}", stored.offset),
+                Err(e) => eprintln!("order #101 failed: {e}"),
+            },
+        )
         .await?;
-    producer.send_and_forget(ProducerRecord::new("orders", "order #102")).await?;
+    producer
+        .send_and_forget(ProducerRecord::new("orders", "order #102"))
+        .await?;
 
     producer.close().await; // delivers everything accepted
     println!("102 orders produced");

@@ -568,3 +568,45 @@ fn accepted_appends_become_durable_and_wake_waiting_readers() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn roll_and_delete_before_drop_whole_old_segments() {
+    // Goal: compaction's building blocks: seal on demand, delete segments below an offset.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let log = Log::open(&path, small_config(FsyncPolicy::Always))
+            .await
+            .unwrap();
+        for tag in 0..10u64 {
+            log.append(batch(tag, 1, 10, 0)).await.unwrap();
+        }
+        log.roll().await.unwrap();
+        log.roll().await.unwrap(); // an empty active segment is not rolled again
+        assert_eq!(log.segments().len(), 2);
+        for tag in 10..15u64 {
+            log.append(batch(tag, 1, 10, 0)).await.unwrap();
+        }
+        assert!(
+            log.delete_before(5).await.unwrap().is_empty(),
+            "offsets 5..10 still live in the first segment"
+        );
+        assert_eq!(log.delete_before(10).await.unwrap(), vec![0]);
+        assert_eq!(log.log_start_offset(), 10);
+        assert!(matches!(
+            log.read(3, 100).await,
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(batches(&log.read(10, 1 << 20).await.unwrap().data)[0].0, 10);
+        assert!(
+            log.delete_before(100).await.unwrap().is_empty(),
+            "the active segment stays"
+        );
+        log.close().await.unwrap();
+        let log = Log::open(&path, small_config(FsyncPolicy::Always))
+            .await
+            .unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 15));
+        log.close().await.unwrap();
+    });
+}

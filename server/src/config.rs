@@ -61,6 +61,7 @@ struct File {
     connections_max: Option<usize>,
     partitions_max: Option<u32>,
     tail_cache_bytes: Option<u64>,
+    offsets_compaction_records: Option<u64>,
 }
 
 /// Validated broker configuration.
@@ -86,6 +87,8 @@ pub struct Config {
     pub connections_max: usize,
     /// Partitions per broker.
     pub partitions_max: u32,
+    /// Compact `__consumer_offsets` after this many commits (records).
+    pub offsets_compaction_records: u64,
 }
 
 impl Config {
@@ -150,6 +153,7 @@ impl Config {
             batch_bytes_max: file.batch_bytes_max.unwrap_or(8 << 20),
             connections_max: file.connections_max.unwrap_or(10_000),
             partitions_max: file.partitions_max.unwrap_or(100_000),
+            offsets_compaction_records: file.offsets_compaction_records.unwrap_or(10_000).max(1),
         };
         if config.shards == 0 || config.shards > 256 {
             bail!("--shards must be between 1 and 256, got {}", config.shards);

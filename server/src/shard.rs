@@ -71,6 +71,13 @@ pub enum Job {
     Describe { topic: String, partition: u32 },
     /// A consumer-group request, for the coordinator shard.
     Group(keel_protocol::api::Request),
+    /// Compaction by snapshot: seal the active segment, append `batches` (the latest value
+    /// of every key), then delete every segment entirely before them.
+    Compact {
+        topic: String,
+        partition: u32,
+        batches: Vec<Bytes>,
+    },
 }
 
 /// The owner's answer to a [`Job`].
@@ -378,6 +385,34 @@ impl Shard {
     /// Runs a job on this shard (which must own the partition).
     pub async fn execute(self: &Rc<Self>, job: Job) -> Reply {
         match job {
+            Job::Compact {
+                topic,
+                partition,
+                batches,
+            } => {
+                let Some(log) = self.log(&topic, partition) else {
+                    return Reply::Done(Err((
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("{topic}-{partition}"),
+                    )));
+                };
+                let compacted = async {
+                    log.roll().await?;
+                    let snapshot_base = log.log_end_offset();
+                    for batch in batches {
+                        log.append(BytesMut::from(&batch[..])).await?;
+                    }
+                    log.delete_before(snapshot_base).await
+                }
+                .await;
+                Reply::Done(match compacted {
+                    Ok(deleted) => {
+                        tracing::info!(%topic, partition, segments = deleted.len(), "compacted");
+                        Ok(())
+                    }
+                    Err(e) => Err(storage_error(&e)),
+                })
+            }
             Job::Group(request) => {
                 Reply::Group(Box::pin(crate::handlers::groups::handle(self, request)).await)
             }

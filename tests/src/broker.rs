@@ -81,7 +81,10 @@ impl Broker {
             .arg("--metrics-listen")
             .arg(self.metrics_addr.to_string())
             .args(&self.extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("KEEL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -572,11 +572,23 @@ fn the_readme_examples_run_against_a_broker() {
     };
     let produced = run("producer");
     let stdout = String::from_utf8_lossy(&produced.stdout);
-    assert!(produced.status.success(), "{stdout}{}", String::from_utf8_lossy(&produced.stderr));
+    assert!(
+        produced.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
     assert!(stdout.contains("102 orders produced"), "{stdout}");
     let consumed = run("consumer_group");
     let stdout = String::from_utf8_lossy(&consumed.stdout);
-    assert!(consumed.status.success(), "{stdout}{}", String::from_utf8_lossy(&consumed.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.contains(": order #")).count(), 102, "{stdout}");
+    assert!(
+        consumed.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&consumed.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains(": order #")).count(),
+        102,
+        "{stdout}"
+    );
     assert!(stdout.contains("now reading"), "{stdout}");
 }

@@ -344,3 +344,59 @@ fn admin_lists_describes_and_resets_groups() {
             producer.close().await;
         });
 }
+
+#[test]
+fn consumer_offsets_are_compacted_and_the_latest_value_survives() {
+    // Goal: the broker compacts __consumer_offsets (latest value per key kept) and a crash
+    // after compaction loses no commit.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    std::fs::write(&config, "offsets_compaction_records = 20\n").unwrap();
+    let data = dir.path().join("data");
+    let mut broker = Broker::start(
+        &server_binary(),
+        &data,
+        &["--config", config.to_str().unwrap(), "--shards", "2"],
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = broker.addr.to_string();
+    runtime.block_on(async move {
+        let admin = Admin::connect(&addr).await.unwrap();
+        admin.create_topic("ticks", 2, &[]).await.unwrap();
+        for round in 0..100 {
+            admin
+                .reset_offsets("ticker", "ticks", keel_client::ResetTo::Offset(round))
+                .await
+                .unwrap();
+        }
+        admin
+            .reset_offsets("other", "ticks", keel_client::ResetTo::Offset(7))
+            .await
+            .unwrap();
+        let offsets = admin
+            .describe_topic("__consumer_offsets")
+            .await
+            .unwrap()
+            .partitions[0];
+        assert!(
+            offsets.log_start_offset > 0,
+            "old commits were compacted away: {offsets:?}"
+        );
+        let live = offsets.high_watermark - offsets.log_start_offset;
+        assert!(live < 100, "{live} records left of 202 commits");
+    });
+    broker.stop_with(libc::SIGKILL);
+    broker.restart();
+    let addr = broker.addr.to_string();
+    runtime.block_on(async move {
+        let admin = Admin::connect(&addr).await.unwrap();
+        let ticker = admin.group_offsets("ticker", "ticks").await.unwrap();
+        assert!(ticker.iter().all(|p| p.committed == 99), "{ticker:?}");
+        let other = admin.group_offsets("other", "ticks").await.unwrap();
+        assert!(other.iter().all(|p| p.committed == 7), "{other:?}");
+    });
+}

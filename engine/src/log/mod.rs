@@ -966,8 +966,8 @@ impl Log {
     pub async fn enforce_retention(&self) -> Result<Vec<i64>> {
         let config = &self.shared.config;
         let now_ms = self.shared.clock.now_ms();
-        let removed: Vec<Segment> = {
-            let mut state = self.shared.state.borrow_mut();
+        let count = {
+            let state = self.shared.state.borrow();
             let summaries: Vec<SegmentSummary> = state
                 .segments
                 .values()
@@ -984,6 +984,55 @@ impl Log {
             let finalized = state.segments.values().take_while(|s| s.finalized).count();
             let count =
                 segments_to_delete(&summaries, policy, now_ms, state.high_watermark).min(finalized);
+            count
+        };
+        self.remove_leading(count, "retention").await
+    }
+
+    /// Deletes whole segments whose records all lie below `offset` (Kafka's DeleteRecords,
+    /// at segment granularity), advancing the log-start offset. Returns the base offsets of
+    /// deleted segments.
+    ///
+    /// # Errors
+    /// I/O errors removing files.
+    pub async fn delete_before(&self, offset: i64) -> Result<Vec<i64>> {
+        let count = {
+            let state = self.shared.state.borrow();
+            let limit = offset.min(state.high_watermark);
+            state
+                .segments
+                .values()
+                .take_while(|s| s.finalized && s.next_offset <= limit)
+                .count()
+        };
+        self.remove_leading(count, "delete-before").await
+    }
+
+    /// Seals the active segment (if it holds anything) so the next append starts a new
+    /// one, and waits until the sealed segment is finished on disk.
+    ///
+    /// # Errors
+    /// As [`Log::flush`].
+    pub async fn roll(&self) -> Result<()> {
+        {
+            let mut guard = self.shared.state.borrow_mut();
+            let state = &mut *guard;
+            state.check_writable()?;
+            if !state.active().is_empty() {
+                state.active_mut().sealed = true;
+                let base = state.log_end;
+                state.segments.insert(
+                    base,
+                    Segment::new(base, self.shared.config.index_interval_bytes),
+                );
+            }
+        }
+        self.flush().await
+    }
+
+    async fn remove_leading(&self, count: usize, why: &'static str) -> Result<Vec<i64>> {
+        let removed: Vec<Segment> = {
+            let mut state = self.shared.state.borrow_mut();
             let bases: Vec<i64> = state.segments.keys().take(count).copied().collect();
             let removed: Vec<Segment> = bases
                 .iter()
@@ -1006,7 +1055,7 @@ impl Log {
         let mut deleted = Vec::with_capacity(removed.len());
         for segment in removed {
             let base = segment.base_offset;
-            tracing::info!(dir = %self.shared.dir.display(), base, "retention deletes segment");
+            tracing::info!(dir = %self.shared.dir.display(), base, why, "deleting segment");
             drop(segment);
             io::remove_file(&log_path(&self.shared.dir, base)).await?;
             io::remove_file(&index_path(&self.shared.dir, base)).await?;

@@ -417,6 +417,18 @@ impl Coordinator {
             .copied()
     }
 
+    /// Every committed offset of every group: (group, topic, partition, offset).
+    pub fn all_offsets(&self) -> Vec<(String, String, u32, i64)> {
+        self.offsets
+            .iter()
+            .flat_map(|(group, offsets)| {
+                offsets.iter().map(move |((topic, partition), offset)| {
+                    (group.clone(), topic.clone(), *partition, *offset)
+                })
+            })
+            .collect()
+    }
+
     /// Every committed offset of a group.
     pub fn committed_all(&self, group: &str) -> Vec<((String, u32), i64)> {
         self.offsets

@@ -25,6 +25,10 @@ pub struct GroupService {
     coordinator: RefCell<Coordinator>,
     waiting: RefCell<HashMap<Token, oneshot::Sender<Response>>>,
     next_token: Cell<Token>,
+    /// Commits and compactions of `__consumer_offsets` take turns, so a snapshot never
+    /// lands after a newer commit.
+    offsets_writer: glommio::sync::Semaphore,
+    records_since_compaction: Cell<u64>,
 }
 
 fn now_ms() -> i64 {
@@ -53,6 +57,8 @@ impl GroupService {
             coordinator: RefCell::new(Coordinator::new(Limits::default())),
             waiting: RefCell::default(),
             next_token: Cell::new(1),
+            offsets_writer: glommio::sync::Semaphore::new(1),
+            records_since_compaction: Cell::new(0),
         }
     }
 
@@ -85,6 +91,44 @@ impl GroupService {
         self.answer(answers);
     }
 
+    /// Rewrites `__consumer_offsets` as one snapshot of the latest offset per key once enough
+    /// commits have accumulated: the broker's compaction of the topic.
+    #[allow(clippy::await_holding_refcell_ref)]
+    async fn maybe_compact(&self, shard: &Rc<Shard>) {
+        if self.records_since_compaction.get() < shard.config.offsets_compaction_records {
+            return;
+        }
+        let entries = self.coordinator.borrow().all_offsets();
+        let mut batches = Vec::new();
+        for chunk in entries.chunks(1000) {
+            let mut builder = BatchBuilder::new();
+            for (group, topic, partition, offset) in chunk {
+                builder.push(NewRecord {
+                    timestamp: now_ms(),
+                    key: Some(Bytes::from(offset_key(group, topic, *partition))),
+                    value: Some(Bytes::copy_from_slice(&offset.to_be_bytes())),
+                    headers: Vec::new(),
+                });
+            }
+            batches.push(Bytes::from(builder.build().expect("offset records encode")));
+        }
+        let owner = owner(OFFSETS_TOPIC, 0, shard.shards());
+        match shard
+            .call(
+                owner,
+                Job::Compact {
+                    topic: OFFSETS_TOPIC.into(),
+                    partition: 0,
+                    batches,
+                },
+            )
+            .await
+        {
+            Reply::Done(Ok(())) => self.records_since_compaction.set(0),
+            other => tracing::warn!(?other, "compacting {OFFSETS_TOPIC} failed"),
+        }
+    }
+
     /// Rebuilds committed offsets from `__consumer_offsets`.
     pub async fn replay(&self, shard: &Rc<Shard>) -> anyhow::Result<usize> {
         let owner = owner(OFFSETS_TOPIC, 0, shard.shards());
@@ -105,6 +149,11 @@ impl GroupService {
             let Reply::Fetched(result, data) = reply else {
                 anyhow::bail!("unexpected reply replaying offsets")
             };
+            if result.error == ErrorCode::OffsetOutOfRange && result.log_start_offset > offset {
+                // Compaction deleted the old segments: the log starts at its snapshot.
+                offset = result.log_start_offset;
+                continue;
+            }
             if result.error != ErrorCode::None {
                 anyhow::bail!("reading {OFFSETS_TOPIC}: {:?}", result.error);
             }
@@ -285,7 +334,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                             });
                         }
                     }
-                    if builder.records_count() == 0 {
+                    let records_count = builder.records_count() as u64;
+                    let _turn = service.offsets_writer.acquire_permit(1).await;
+                    if records_count == 0 {
                         ErrorCode::None
                     } else {
                         let records = Bytes::from(builder.build().expect("offset records encode"));
@@ -314,6 +365,10 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                                         );
                                     }
                                 }
+                                drop(coordinator);
+                                let since = service.records_since_compaction.get() + records_count;
+                                service.records_since_compaction.set(since);
+                                service.maybe_compact(shard).await;
                                 ErrorCode::None
                             }
                             Reply::Produced(result) => result.error,
