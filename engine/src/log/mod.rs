@@ -982,9 +982,7 @@ impl Log {
                 retention_bytes: config.retention_bytes,
             };
             let finalized = state.segments.values().take_while(|s| s.finalized).count();
-            let count =
-                segments_to_delete(&summaries, policy, now_ms, state.high_watermark).min(finalized);
-            count
+            segments_to_delete(&summaries, policy, now_ms, state.high_watermark).min(finalized)
         };
         self.remove_leading(count, "retention").await
     }
