@@ -93,7 +93,6 @@ impl GroupService {
 
     /// Rewrites `__consumer_offsets` as one snapshot of the latest offset per key once enough
     /// commits have accumulated: the broker's compaction of the topic.
-    #[allow(clippy::await_holding_refcell_ref)]
     async fn maybe_compact(&self, shard: &Rc<Shard>) {
         if self.records_since_compaction.get() < shard.config.offsets_compaction_records {
             return;
@@ -354,10 +353,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                             .await
                         {
                             Reply::Produced(result) if result.error == ErrorCode::None => {
-                                let mut coordinator = service.coordinator.borrow_mut();
                                 for entry in &topics {
                                     for (partition, offset) in &entry.partitions {
-                                        coordinator.store_offset(
+                                        service.coordinator.borrow_mut().store_offset(
                                             &group,
                                             &entry.topic,
                                             *partition,
@@ -365,7 +363,6 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                                         );
                                     }
                                 }
-                                drop(coordinator);
                                 let since = service.records_since_compaction.get() + records_count;
                                 service.records_since_compaction.set(since);
                                 service.maybe_compact(shard).await;
