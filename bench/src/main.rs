@@ -2,6 +2,7 @@
 //! the raw disk in the same run: `keel-bench engine --dir DIR`.
 
 mod broker;
+mod client;
 mod engine;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Engine(engine::EngineArgs),
     /// Produce and fetch against a running broker, beside raw loopback TCP.
     Broker(broker::BrokerArgs),
+    /// One keel-client producer: msgs/s, MB/s and client CPU per GB.
+    Client(client::ClientArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +33,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Engine(args) => engine::run(args),
         Command::Broker(args) => broker::run(args),
+        Command::Client(args) => client::run(args),
     }
 }
