@@ -107,6 +107,13 @@ impl OffsetIndex {
         (!self.entries.is_empty()).then(|| self.entry(self.entries.len() - 1))
     }
 
+    /// Every entry, in order.
+    pub fn entries(&self) -> Vec<OffsetEntry> {
+        (0..self.entries.len())
+            .map(|index| self.entry(index))
+            .collect()
+    }
+
     /// The largest batch-start position in `(after, limit]`, if any.
     pub fn boundary_at_or_before(&self, after: u64, limit: u64) -> Option<u64> {
         let count = self

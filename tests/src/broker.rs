@@ -49,6 +49,25 @@ pub fn server_binary() -> PathBuf {
         .clone()
 }
 
+/// The `keel` tool binary of this workspace, built once per test process.
+pub fn tool_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "keel"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build -p keel");
+            assert!(status.success(), "building keel failed");
+            let binary = server_binary().parent().expect("profile dir").join("keel");
+            assert!(binary.exists(), "{} missing after build", binary.display());
+            binary
+        })
+        .clone()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

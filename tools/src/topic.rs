@@ -1,0 +1,101 @@
+//! `keel topic ...`
+
+use anyhow::{bail, Context};
+use keel_client::Admin;
+
+#[derive(clap::Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// Replicas per partition (1 on a single broker).
+        #[arg(long, default_value_t = 1)]
+        replication_factor: u16,
+        /// Config override, `key=value` (repeatable).
+        #[arg(long = "config")]
+        configs: Vec<String>,
+    },
+    /// List topics.
+    List,
+    /// Partitions with leader, offsets and size, and configs.
+    Describe {
+        /// Topic name.
+        name: String,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect(bootstrap).await?;
+    match command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            if replication_factor != 1 {
+                bail!("replication factor {replication_factor} is not possible on a single broker; use 1");
+            }
+            let mut pairs = Vec::new();
+            for config in &configs {
+                let (key, value) = config
+                    .split_once('=')
+                    .with_context(|| format!("--config {config:?} must be key=value"))?;
+                pairs.push((key, value));
+            }
+            admin.create_topic(&name, partitions, &pairs).await?;
+            println!("created topic {name} with {partitions} partition(s)");
+        }
+        TopicCommand::List => {
+            for topic in admin.list_topics().await? {
+                println!("{topic}");
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let description = admin.describe_topic(&name).await.map_err(|e| match e {
+                keel_client::Error::UnknownTopic(topic) => {
+                    anyhow::anyhow!("topic {topic} does not exist")
+                }
+                other => other.into(),
+            })?;
+            println!(
+                "topic {} ({} partitions)",
+                description.name,
+                description.partitions.len()
+            );
+            println!(
+                "{:>9} {:>7} {:>12} {:>15} {:>12} {:>12}",
+                "partition", "leader", "log-start", "high-watermark", "log-end", "size"
+            );
+            for p in &description.partitions {
+                println!(
+                    "{:>9} {:>7} {:>12} {:>15} {:>12} {:>12}",
+                    p.partition,
+                    p.leader,
+                    p.log_start_offset,
+                    p.high_watermark,
+                    p.log_end_offset,
+                    p.size_bytes
+                );
+            }
+            println!("configs:");
+            for (key, value) in &description.configs {
+                println!("  {key}={value}");
+            }
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}
