@@ -155,6 +155,9 @@ impl Config {
             partitions_max: file.partitions_max.unwrap_or(100_000),
             offsets_compaction_records: file.offsets_compaction_records.unwrap_or(10_000).max(1),
         };
+        let mut config = config;
+        config.data_dir = std::path::absolute(&config.data_dir)
+            .with_context(|| format!("resolving data directory {}", config.data_dir.display()))?;
         if config.shards == 0 || config.shards > 256 {
             bail!("--shards must be between 1 and 256, got {}", config.shards);
         }

@@ -182,3 +182,75 @@ fn config_file_limits_connections_and_partitions() {
     };
     assert_eq!(topics[0].error, ErrorCode::InvalidReplicationFactor);
 }
+
+#[test]
+fn the_default_relative_data_dir_works() {
+    // Goal: `keel-server` with no --data-dir (./keel-data) stores and serves data; io_uring
+    // cannot open relative paths, so the broker must resolve them.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(server_binary())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics}"),
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut client =
+        keel_tests::broker::Client::connect(format!("127.0.0.1:{port}").parse().unwrap());
+    let Response::ApiVersions { .. } = client.call(Request::ApiVersions) else {
+        panic!()
+    };
+    let topic = keel_protocol::api::NewTopic {
+        name: "rel".into(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: vec![],
+    };
+    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
+        topics: vec![topic],
+    }) else {
+        panic!()
+    };
+    assert_eq!(topics[0].error, ErrorCode::None);
+    let mut builder = keel_protocol::batch::BatchBuilder::new();
+    builder.push(keel_protocol::batch::NewRecord::value(1, "x"));
+    let request = Request::Produce {
+        acks: -1,
+        timeout_ms: 5000,
+        topics: vec![keel_protocol::api::TopicEntries {
+            topic: "rel".into(),
+            partitions: vec![keel_protocol::api::ProducePartition {
+                partition: 0,
+                records: builder.build().unwrap().into(),
+            }],
+        }],
+    };
+    let Response::Produce { topics } = client.call(request) else {
+        panic!()
+    };
+    assert_eq!(topics[0].partitions[0].error, ErrorCode::None);
+    assert!(dir
+        .path()
+        .join("keel-data")
+        .join("rel-0")
+        .join("00000000000000000000.log")
+        .exists());
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}

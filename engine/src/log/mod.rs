@@ -404,7 +404,10 @@ impl Log {
         clock: Rc<dyn Clock>,
     ) -> Result<Log> {
         config.validate()?;
-        let dir = dir.as_ref().to_owned();
+        // io_uring opens paths relative to no directory: glommio fails on relative paths
+        // (EBADF), so the log works with an absolute one.
+        let dir = std::path::absolute(dir.as_ref())
+            .map_err(|e| Error::io(format!("resolving {}", dir.as_ref().display()), e))?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         io::probe_device(&dir).await?;
