@@ -1,9 +1,10 @@
-//! keel-bench: Keel's load generator. This first mode measures the storage engine against
-//! the raw disk in the same run: `keel-bench engine --dir DIR`.
+//! keel-bench: Keel's load generator: `produce`, `consume` and `e2e` against a broker, and
+//! `engine`, `broker`, `client` measurements beside the hardware limits of the same run.
 
 mod broker;
 mod client;
 mod engine;
+mod load;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,12 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// One keel-client producer: msgs/s, MB/s and client CPU per GB.
     Client(client::ClientArgs),
+    /// Producers against a broker: throughput and produce latency.
+    Produce(load::LoadArgs),
+    /// A consumer group reading a topic: throughput.
+    Consume(load::LoadArgs),
+    /// Producers and consumers together: produce-to-consume latency.
+    E2e(load::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +41,8 @@ fn main() -> anyhow::Result<()> {
         Command::Engine(args) => engine::run(args),
         Command::Broker(args) => broker::run(args),
         Command::Client(args) => client::run(args),
+        Command::Produce(args) => load::run(load::Mode::Produce, args),
+        Command::Consume(args) => load::run(load::Mode::Consume, args),
+        Command::E2e(args) => load::run(load::Mode::EndToEnd, args),
     }
 }

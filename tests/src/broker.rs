@@ -49,6 +49,33 @@ pub fn server_binary() -> PathBuf {
         .clone()
 }
 
+/// The `keel-bench` binary of this workspace, built once per test process.
+pub fn bench_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "keel-bench",
+                    "--bin",
+                    "keel-bench",
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build -p keel-bench");
+            assert!(status.success(), "building keel-bench failed");
+            server_binary()
+                .parent()
+                .expect("profile dir")
+                .join("keel-bench")
+        })
+        .clone()
+}
+
 /// The `keel` tool binary of this workspace, built once per test process.
 pub fn tool_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
