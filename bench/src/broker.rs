@@ -122,7 +122,7 @@ fn sample_batch(args: &BrokerArgs, seed: u64) -> anyhow::Result<Bytes> {
 }
 
 /// Raw loopback TCP: one connection streaming 1 MiB writes to a reader that discards.
-fn loopback_mb_per_sec(seconds: f64) -> anyhow::Result<f64> {
+pub(crate) fn loopback_mb_per_sec(seconds: f64) -> anyhow::Result<f64> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let reader = std::thread::spawn(move || -> std::io::Result<u64> {

@@ -41,7 +41,7 @@ pub struct EngineArgs {
     write_bytes: usize,
 }
 
-struct Figure {
+pub(crate) struct Figure {
     name: String,
     mb_per_sec: f64,
     latency: Option<Histogram<u64>>,
@@ -72,6 +72,17 @@ fn unique() -> u64 {
 fn settle() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
+}
+
+impl Figure {
+    /// Throughput.
+    pub(crate) fn mb_per_sec(&self) -> f64 {
+        self.mb_per_sec
+    }
+    /// p99 of the recorded latency (fdatasync for raw runs), µs.
+    pub(crate) fn fsync_p99_us(&self) -> u64 {
+        self.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.99))
+    }
 }
 
 fn mb(bytes: u64, elapsed: Duration) -> f64 {
@@ -211,7 +222,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-async fn raw_write(
+pub(crate) async fn raw_write(
     dir: &Path,
     total: u64,
     write_bytes: usize,

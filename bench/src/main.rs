@@ -4,6 +4,7 @@
 mod broker;
 mod client;
 mod engine;
+mod limits;
 mod load;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// One keel-client producer: msgs/s, MB/s and client CPU per GB.
     Client(client::ClientArgs),
+    /// This machine's limits: raw O_DIRECT writes and raw loopback TCP.
+    Limits(limits::LimitsArgs),
     /// Producers against a broker: throughput and produce latency.
     Produce(load::LoadArgs),
     /// A consumer group reading a topic: throughput.
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Engine(args) => engine::run(args),
         Command::Broker(args) => broker::run(args),
         Command::Client(args) => client::run(args),
+        Command::Limits(args) => limits::run(args),
         Command::Produce(args) => load::run(load::Mode::Produce, args),
         Command::Consume(args) => load::run(load::Mode::Consume, args),
         Command::E2e(args) => load::run(load::Mode::EndToEnd, args),
