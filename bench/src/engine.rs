@@ -81,7 +81,9 @@ impl Figure {
     }
     /// p99 of the recorded latency (fdatasync for raw runs), µs.
     pub(crate) fn fsync_p99_us(&self) -> u64 {
-        self.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.99))
+        self.latency
+            .as_ref()
+            .map_or(0, |h| h.value_at_quantile(0.99))
     }
 }
 

@@ -24,7 +24,9 @@ pub struct LimitsArgs {
 
 /// Measures and prints the limits.
 pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
-    let dir = args.dir.join(format!("keel-bench-limits-{}", std::process::id()));
+    let dir = args
+        .dir
+        .join(format!("keel-bench-limits-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("keel-bench-limits")
@@ -33,7 +35,10 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
     let probe_dir = dir.clone();
     let (plain, synced) = executor.run(async move {
         // A real read first, so glommio picks the I/O path the broker will use.
-        keel_engine::Log::open(probe_dir.join("probe"), keel_engine::LogConfig::default()).await?.close().await?;
+        keel_engine::Log::open(probe_dir.join("probe"), keel_engine::LogConfig::default())
+            .await?
+            .close()
+            .await?;
         let plain = crate::engine::raw_write(&probe_dir, args.bytes, 1 << 20, false).await?;
         let synced = crate::engine::raw_write(&probe_dir, args.bytes / 4, 1 << 20, true).await?;
         anyhow::Ok((plain, synced))
@@ -44,7 +49,9 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
     let disk_synced = synced.mb_per_sec();
     let p99 = synced.fsync_p99_us();
     println!("raw O_DIRECT sequential writes (1 MiB): {disk:.0} MB/s");
-    println!("raw O_DIRECT + fdatasync per MiB:      {disk_synced:.0} MB/s (fdatasync p99 {p99} us)");
+    println!(
+        "raw O_DIRECT + fdatasync per MiB:      {disk_synced:.0} MB/s (fdatasync p99 {p99} us)"
+    );
     println!("raw loopback TCP (1 connection):        {loopback:.0} MB/s");
     if let Some(path) = &args.json {
         let json = serde_json::json!({
@@ -53,7 +60,8 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
             "fdatasync_p99_us": p99,
             "loopback_mb_per_sec": loopback,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -69,14 +69,42 @@ pub struct LoadArgs {
     /// No progress line (for scripts).
     #[arg(long)]
     quiet: bool,
+    /// Draw throughput and latency over time (sweep: latency against throughput) as SVG.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+}
+
+/// Latencies overall and per second of the run.
+pub struct LatencyLog {
+    total: Histogram<u64>,
+    seconds: Vec<Histogram<u64>>,
+}
+
+impl LatencyLog {
+    fn new() -> LatencyLog {
+        LatencyLog {
+            total: Histogram::new(3).expect("3 significant digits"),
+            seconds: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, latency_us: u64, at_us: u64) {
+        let second = (at_us / 1_000_000) as usize;
+        while self.seconds.len() <= second {
+            self.seconds
+                .push(Histogram::new(3).expect("3 significant digits"));
+        }
+        let _ = self.total.record(latency_us);
+        let _ = self.seconds[second].record(latency_us);
+    }
 }
 
 /// What a run measured.
-struct Report {
+pub struct Report {
     messages: u64,
     bytes: u64,
     seconds: f64,
-    latency: Histogram<u64>,
+    latency: LatencyLog,
     timeline: Vec<(u64, u64)>,
 }
 
@@ -106,8 +134,8 @@ async fn produce(
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
     e2e: bool,
-) -> anyhow::Result<Histogram<u64>> {
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+) -> anyhow::Result<LatencyLog> {
+    let latency = Arc::new(Mutex::new(LatencyLog::new()));
     let mut tasks = Vec::new();
     let per_producer_rate = args.rate.map(|r| r / args.producers as f64);
     let per_producer_limit = args.messages.map(|m| m.div_ceil(args.producers as u64));
@@ -152,8 +180,9 @@ async fn produce(
                     .send_with_callback(record, move |result| {
                         if result.is_ok() {
                             if !e2e {
-                                let us = micros_since(epoch).saturating_sub(intended_us).max(1);
-                                let _ = latency.lock().expect("latency lock").record(us);
+                                let now = micros_since(epoch);
+                                let us = now.saturating_sub(intended_us).max(1);
+                                latency.lock().expect("latency lock").record(us, now);
                             }
                             progress.done.fetch_add(1, Ordering::Relaxed);
                             progress.bytes.fetch_add(size as u64, Ordering::Relaxed);
@@ -169,8 +198,11 @@ async fn produce(
     for task in tasks {
         task.await??;
     }
-    let histogram = latency.lock().expect("latency lock").clone();
-    Ok(histogram)
+    let log = std::mem::replace(
+        &mut *latency.lock().expect("latency lock"),
+        LatencyLog::new(),
+    );
+    Ok(log)
 }
 
 async fn consume(
@@ -180,8 +212,8 @@ async fn consume(
     progress: Arc<Progress>,
     e2e: bool,
     group: String,
-) -> anyhow::Result<Histogram<u64>> {
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+) -> anyhow::Result<LatencyLog> {
+    let latency = Arc::new(Mutex::new(LatencyLog::new()));
     let mut tasks = Vec::new();
     for _ in 0..args.consumers {
         let mut consumer = Consumer::builder(args.bootstrap.as_str())
@@ -210,10 +242,10 @@ async fn consume(
                     let value = record.value.as_deref().unwrap_or_default();
                     if e2e && value.len() >= 8 {
                         let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-                        let _ = latency
+                        latency
                             .lock()
                             .expect("latency lock")
-                            .record(now.saturating_sub(sent).max(1));
+                            .record(now.saturating_sub(sent).max(1), now);
                     }
                     progress
                         .bytes
@@ -234,8 +266,11 @@ async fn consume(
     for task in tasks {
         task.await??;
     }
-    let histogram = latency.lock().expect("latency lock").clone();
-    Ok(histogram)
+    let log = std::mem::replace(
+        &mut *latency.lock().expect("latency lock"),
+        LatencyLog::new(),
+    );
+    Ok(log)
 }
 
 /// Runs one load and prints (and writes) the report.
@@ -252,6 +287,156 @@ pub fn run(mode: Mode, args: LoadArgs) -> anyhow::Result<()> {
     println!("{}", summary.0);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&summary.1)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let points = timeline(&report);
+        let mode_name = summary.1["mode"].as_str().unwrap_or("").to_owned();
+        let charts = [
+            crate::svg::Chart {
+                title: format!("keel-bench {mode_name}: throughput"),
+                x_label: "seconds".into(),
+                y_label: "messages/s".into(),
+                series: vec![crate::svg::Series {
+                    name: "messages/s".into(),
+                    color: "#1f77b4",
+                    points: points
+                        .iter()
+                        .map(|(second, messages, _, _)| (*second as f64, *messages as f64))
+                        .collect(),
+                }],
+            },
+            crate::svg::Chart {
+                title: "latency".into(),
+                x_label: "seconds".into(),
+                y_label: "milliseconds".into(),
+                series: vec![
+                    crate::svg::Series {
+                        name: "p50".into(),
+                        color: "#2ca02c",
+                        points: points
+                            .iter()
+                            .map(|(second, _, p50, _)| (*second as f64, *p50 as f64 / 1000.0))
+                            .collect(),
+                    },
+                    crate::svg::Series {
+                        name: "p99".into(),
+                        color: "#d62728",
+                        points: points
+                            .iter()
+                            .map(|(second, _, _, p99)| (*second as f64, *p99 as f64 / 1000.0))
+                            .collect(),
+                    },
+                ],
+            },
+        ];
+        std::fs::write(path, crate::svg::render(&charts))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Per second of the run: (second, messages, p50 µs, p99 µs).
+fn timeline(report: &Report) -> Vec<(u64, u64, u64, u64)> {
+    report
+        .timeline
+        .iter()
+        .map(|(second, messages)| {
+            let histogram = report
+                .latency
+                .seconds
+                .get((*second as usize).saturating_sub(1));
+            let q = |quantile| {
+                histogram
+                    .filter(|h| !h.is_empty())
+                    .map_or(0, |h| h.value_at_quantile(quantile))
+            };
+            (*second, *messages, q(0.5), q(0.99))
+        })
+        .collect()
+}
+
+/// Open-loop e2e runs at fractions of the closed-loop maximum: latency against throughput.
+pub fn sweep(args: LoadArgs, fractions: &[f64]) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let max = runtime.block_on(run_async(Mode::Produce, &args))?;
+    let max_rate = max.messages as f64 / max.seconds;
+    println!("maximum (closed loop): {max_rate:.0} msgs/s");
+    let mut rows = Vec::new();
+    for fraction in fractions {
+        let run_args = LoadArgs {
+            rate: Some(max_rate * fraction),
+            ..args.clone()
+        };
+        let report = runtime.block_on(run_async(Mode::EndToEnd, &run_args))?;
+        let achieved = report.messages as f64 / report.seconds;
+        let q = |quantile| {
+            if report.latency.total.is_empty() {
+                0
+            } else {
+                report.latency.total.value_at_quantile(quantile)
+            }
+        };
+        println!(
+            "{:>3.0}% of max: target {:>9.0} msgs/s, achieved {:>9.0}; e2e latency us p50 {} p99 {} p99.9 {}",
+            fraction * 100.0,
+            max_rate * fraction,
+            achieved,
+            q(0.5),
+            q(0.99),
+            q(0.999)
+        );
+        rows.push(serde_json::json!({
+            "fraction": fraction,
+            "target_msgs_per_sec": max_rate * fraction,
+            "msgs_per_sec": achieved,
+            "latency_us": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999)},
+        }));
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({"max_msgs_per_sec": max_rate, "runs": rows});
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let point = |key: &str| -> Vec<(f64, f64)> {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["msgs_per_sec"].as_f64().unwrap_or(0.0),
+                        r["latency_us"][key].as_f64().unwrap_or(0.0) / 1000.0,
+                    )
+                })
+                .collect()
+        };
+        let chart = crate::svg::Chart {
+            title: format!(
+                "end-to-end latency vs throughput (open loop; max {max_rate:.0} msgs/s)"
+            ),
+            x_label: "messages/s".into(),
+            y_label: "milliseconds".into(),
+            series: vec![
+                crate::svg::Series {
+                    name: "p50".into(),
+                    color: "#2ca02c",
+                    points: point("p50"),
+                },
+                crate::svg::Series {
+                    name: "p99".into(),
+                    color: "#d62728",
+                    points: point("p99"),
+                },
+                crate::svg::Series {
+                    name: "p99.9".into(),
+                    color: "#9467bd",
+                    points: point("p999"),
+                },
+            ],
+        };
+        std::fs::write(path, crate::svg::render(&[chart]))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
@@ -317,6 +502,7 @@ async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Report> {
         });
     }
     let group = format!("keel-bench-{}", std::process::id());
+    let mut active_seconds = None;
     let latency = match mode {
         Mode::Produce => produce(args, epoch, stop.clone(), progress.clone(), false).await?,
         Mode::Consume => consume(args, epoch, stop.clone(), progress.clone(), false, group).await?,
@@ -335,16 +521,19 @@ async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Report> {
                     async move { consume(&args, epoch, stop, progress, true, group).await },
                 )
             };
-            // Let the consumers join before the first message is sent.
+            // Let the consumers join before the first message is sent; throughput counts
+            // the producing phase only.
             tokio::time::sleep(Duration::from_millis(500)).await;
+            let producing = Instant::now();
             produce(args, epoch, stop.clone(), progress.clone(), true).await?;
+            active_seconds = Some(producing.elapsed().as_secs_f64());
             tokio::time::sleep(Duration::from_millis(500)).await;
             stop.store(true, Ordering::Relaxed);
             consumers.await??
         }
     };
     stop.store(true, Ordering::Relaxed);
-    let seconds = epoch.elapsed().as_secs_f64();
+    let seconds = active_seconds.unwrap_or_else(|| epoch.elapsed().as_secs_f64());
     let _ = ticker.await;
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
@@ -366,10 +555,10 @@ fn summary(mode: Mode, args: &LoadArgs, report: &Report) -> (String, serde_json:
         Mode::EndToEnd => "e2e",
     };
     let q = |quantile: f64| {
-        if report.latency.is_empty() {
+        if report.latency.total.is_empty() {
             0
         } else {
-            report.latency.value_at_quantile(quantile)
+            report.latency.total.value_at_quantile(quantile)
         }
     };
     let msgs_per_sec = report.messages as f64 / report.seconds;
@@ -385,7 +574,7 @@ fn summary(mode: Mode, args: &LoadArgs, report: &Report) -> (String, serde_json:
         q(0.9),
         q(0.99),
         q(0.999),
-        if report.latency.is_empty() { 0 } else { report.latency.max() }
+        if report.latency.total.is_empty() { 0 } else { report.latency.total.max() }
     );
     let json = serde_json::json!({
         "mode": name,
@@ -399,9 +588,12 @@ fn summary(mode: Mode, args: &LoadArgs, report: &Report) -> (String, serde_json:
             "p90": q(0.9),
             "p99": q(0.99),
             "p999": q(0.999),
-            "max": if report.latency.is_empty() { 0 } else { report.latency.max() },
+            "max": if report.latency.total.is_empty() { 0 } else { report.latency.total.max() },
         },
-        "timeline": report.timeline.iter().map(|(second, messages)| serde_json::json!({"second": second, "messages": messages})).collect::<Vec<_>>(),
+        "timeline": timeline(report)
+            .iter()
+            .map(|(second, messages, p50, p99)| serde_json::json!({"second": second, "messages": messages, "p50_us": p50, "p99_us": p99}))
+            .collect::<Vec<_>>(),
         "settings": {
             "bootstrap": args.bootstrap,
             "topic": args.topic,

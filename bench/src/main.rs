@@ -6,6 +6,7 @@ mod client;
 mod engine;
 mod limits;
 mod load;
+mod svg;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,14 @@ enum Command {
     Consume(load::LoadArgs),
     /// Producers and consumers together: produce-to-consume latency.
     E2e(load::LoadArgs),
+    /// Latency against throughput: open-loop e2e runs at fractions of the maximum.
+    Sweep {
+        #[command(flatten)]
+        args: load::LoadArgs,
+        /// Fractions of the closed-loop maximum, in percent.
+        #[arg(long, value_delimiter = ',', default_value = "25,50,75,90")]
+        percents: Vec<f64>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,5 +57,9 @@ fn main() -> anyhow::Result<()> {
         Command::Produce(args) => load::run(load::Mode::Produce, args),
         Command::Consume(args) => load::run(load::Mode::Consume, args),
         Command::E2e(args) => load::run(load::Mode::EndToEnd, args),
+        Command::Sweep { args, percents } => {
+            let fractions: Vec<f64> = percents.iter().map(|p| p / 100.0).collect();
+            load::sweep(args, &fractions)
+        }
     }
 }
