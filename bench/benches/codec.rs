@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the hot pure structures: batch codec and index lookup.
-//! Run: `cargo bench -p keel-bench --bench codec`.
+//! Micro-benchmarks of the hot paths: batch codec, index lookup, partitioner, and the
+//! engine's append and read. Run: `cargo bench -p keel-bench --bench codec`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use keel_engine::index::OffsetIndex;
@@ -60,5 +60,60 @@ fn index(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, codec, index);
+fn partitioner(c: &mut Criterion) {
+    let keys: Vec<String> = (0..1024).map(|i| format!("customer-{i}")).collect();
+    c.bench_function("murmur2_partition/12_byte_keys", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            keel_client::partition_for_key(black_box(keys[i].as_bytes()), 12)
+        })
+    });
+}
+
+fn engine(c: &mut Criterion) {
+    // The engine's append (bookkeeping + CRC check; writes go to a temporary directory with
+    // fsync=never) and a tail read served from memory, on one glommio executor.
+    let dir = tempfile::tempdir().unwrap();
+    let executor = glommio::LocalExecutorBuilder::default().make().unwrap();
+    let log = executor
+        .run(keel_engine::Log::open(
+            dir.path().join("p-0"),
+            keel_engine::LogConfig {
+                fsync: keel_engine::FsyncPolicy::Never,
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    let bytes = batch(Compression::None);
+    let mut group = c.benchmark_group("engine_16x1KiB");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.bench_function("append_fsync_never", |b| {
+        b.iter_custom(|iters| {
+            executor.run(async {
+                let started = std::time::Instant::now();
+                for _ in 0..iters {
+                    log.append(bytes.as_slice().into()).await.unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.bench_function("read_tail", |b| {
+        b.iter_custom(|iters| {
+            executor.run(async {
+                let end = log.high_watermark();
+                let started = std::time::Instant::now();
+                for _ in 0..iters {
+                    black_box(log.read(end - 16, 1 << 20).await.unwrap());
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+    executor.run(async { log.close().await.unwrap() });
+}
+
+criterion_group!(benches, codec, index, partitioner, engine);
 criterion_main!(benches);

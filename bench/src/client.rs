@@ -57,15 +57,29 @@ async fn run_one(
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.seconds);
     let mut sent = 0u64;
+    let delivered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     while Instant::now() < deadline {
         for _ in 0..256 {
+            let (delivered, failed) = (delivered.clone(), failed.clone());
             producer
-                .send_and_forget(ProducerRecord::new(args.topic.as_str(), value.clone()))
+                .send_with_callback(
+                    ProducerRecord::new(args.topic.as_str(), value.clone()),
+                    move |result| {
+                        let counter = if result.is_ok() { delivered } else { failed };
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    },
+                )
                 .await?;
-            sent += 1;
         }
     }
     producer.close().await;
+    // Only acknowledged records count.
+    let failures = failed.load(std::sync::atomic::Ordering::Relaxed);
+    if failures > 0 {
+        anyhow::bail!("{failures} records failed");
+    }
+    sent += delivered.load(std::sync::atomic::Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     Ok((sent, elapsed, process_cpu() - cpu_started))
 }

@@ -280,6 +280,9 @@ type SealedBatch = ((String, u32), Bytes, Vec<Pending>, u32);
 #[derive(Default)]
 struct Accumulator {
     open: HashMap<(String, u32), OpenBatch>,
+    /// Full batches waiting for their partition's batch in flight, oldest first: a batch
+    /// never grows past `batch_bytes` (plus one record) while it waits.
+    sealed: HashMap<(String, u32), VecDeque<OpenBatch>>,
     /// Partitions with a batch in flight: nothing more is sent to them until it completes.
     in_flight: HashSet<(String, u32)>,
     /// Batches to retry, in the order they must be sent.
@@ -438,6 +441,9 @@ impl Producer {
     }
 
     async fn accept(&self, record: ProducerRecord, completion: Completion) -> Result<()> {
+        // Accepting rarely awaits anything; without this a tight send loop would keep its
+        // worker thread, starving the sender task woken onto the same worker.
+        tokio::task::consume_budget().await;
         let inner = &self.inner;
         if inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
@@ -516,7 +522,13 @@ impl Producer {
                 completion,
             });
             batch.bytes += size;
-            batch.bytes >= inner.config.batch_bytes
+            let full = batch.bytes >= inner.config.batch_bytes;
+            if full {
+                let key = (record.topic.clone(), partition);
+                let batch = accumulator.open.remove(&key).expect("just filled");
+                accumulator.sealed.entry(key).or_default().push_back(batch);
+            }
+            full
         };
         if full {
             inner.wake.notify_one();
@@ -606,19 +618,35 @@ fn take_ready(inner: &Inner) -> Ready {
         }
     }
     accumulator.retry = still_waiting;
-    let due: Vec<(String, u32)> = accumulator
-        .open
+    // Per free partition: its oldest full batch, else its open batch once lingered (or
+    // flushed).
+    let mut due: Vec<(String, u32)> = accumulator
+        .sealed
         .iter()
-        .filter(|(key, batch)| {
-            !accumulator.in_flight.contains(*key)
-                && (flush
-                    || batch.bytes >= inner.config.batch_bytes
-                    || batch.created.elapsed() >= inner.config.linger)
-        })
+        .filter(|(key, queue)| !queue.is_empty() && !accumulator.in_flight.contains(*key))
         .map(|(key, _)| key.clone())
         .collect();
+    due.extend(
+        accumulator
+            .open
+            .iter()
+            .filter(|(key, batch)| {
+                !accumulator.in_flight.contains(*key)
+                    && !due.contains(*key)
+                    && (flush || batch.created.elapsed() >= inner.config.linger)
+            })
+            .map(|(key, _)| key.clone())
+            .collect::<Vec<_>>(),
+    );
     for key in due {
-        let mut batch = accumulator.open.remove(&key).expect("listed above");
+        let from_sealed = accumulator
+            .sealed
+            .get_mut(&key)
+            .and_then(VecDeque::pop_front);
+        let mut batch = match from_sealed {
+            Some(batch) => batch,
+            None => accumulator.open.remove(&key).expect("listed above"),
+        };
         accumulator.in_flight.insert(key.clone());
         if let Some(fields) = inner.producer {
             // Sequences are assigned once, when the batch is sealed; retries resend the

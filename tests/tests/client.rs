@@ -592,3 +592,46 @@ fn the_readme_examples_run_against_a_broker() {
     );
     assert!(stdout.contains("now reading"), "{stdout}");
 }
+
+#[test]
+fn a_fast_producer_to_one_partition_keeps_batches_small_and_loses_nothing() {
+    // Goal: while a partition's batch is in flight, new records fill further batches of
+    // `batch_bytes` instead of one batch that outgrows the broker's limit.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let mut admin = broker.client();
+    create(&mut admin, "firehose", 1);
+    let addr = broker.addr.to_string();
+    runtime().block_on(async move {
+        let producer = Producer::builder(addr)
+            .batch_bytes(16 * 1024)
+            .buffer_bytes(64 << 20)
+            .build()
+            .await
+            .unwrap();
+        let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        for i in 0..20_000u32 {
+            let failures = failures.clone();
+            producer
+                .send_with_callback(
+                    ProducerRecord::new("firehose", vec![(i % 251) as u8; 1024]),
+                    move |result| {
+                        if let Err(e) = result {
+                            eprintln!("{e}");
+                            failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        producer.close().await;
+        assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 0);
+    });
+    let Response::Metadata { topics, .. } = admin.call(Request::Metadata {
+        topics: vec!["firehose".into()],
+    }) else {
+        panic!()
+    };
+    assert_eq!(topics[0].partitions[0].log_end_offset, 20_000);
+}
