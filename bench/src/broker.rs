@@ -98,24 +98,12 @@ impl Client {
     }
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 fn sample_batch(args: &BrokerArgs, seed: u64) -> anyhow::Result<Bytes> {
     let mut builder = BatchBuilder::new();
     for index in 0..(args.batch_bytes / args.message_size).max(1) {
         builder.push(NewRecord::value(
             1_700_000_000_000,
-            noise(args.message_size, seed * 1000 + index as u64),
+            crate::engine::noise(args.message_size, seed * 1000 + index as u64),
         ));
     }
     Ok(Bytes::from(builder.build()?))
@@ -138,7 +126,7 @@ pub(crate) fn loopback_mb_per_sec(seconds: f64) -> anyhow::Result<f64> {
         }
     });
     let mut stream = TcpStream::connect(addr)?;
-    let chunk = noise(1 << 20, 5);
+    let chunk = crate::engine::noise(1 << 20, 5);
     let started = Instant::now();
     while started.elapsed().as_secs_f64() < seconds {
         stream.write_all(&chunk)?;

@@ -212,7 +212,7 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
 
 /// Incompressible bytes, so neither run profits from a storage layer that compresses or
 /// deduplicates (virtual disks often do).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed | 1;
     (0..len)
         .map(|_| {

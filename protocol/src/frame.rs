@@ -88,11 +88,21 @@ impl RequestFrame {
 /// [`FrameError`] when the length prefix is impossible; the caller answers with an error
 /// frame and closes the connection.
 pub fn check_request(input: &[u8], frame_len_max: u32) -> Result<Option<RequestFrame>, FrameError> {
+    Ok(check::<RequestHeader>(input, frame_len_max)?
+        .map(|(header, frame_len)| RequestFrame { header, frame_len }))
+}
+
+/// Finds a frame whose fixed header is `H` at the front of `input`: (header, frame length).
+fn check<H: FromBytes + KnownLayout + Immutable + Unaligned>(
+    input: &[u8],
+    frame_len_max: u32,
+) -> Result<Option<(H, usize)>, FrameError> {
+    let header_len = std::mem::size_of::<H>();
     let Some(prefix) = input.get(..LENGTH_LEN) else {
         return Ok(None);
     };
     let len = u32::from_be_bytes(prefix.try_into().expect("4 bytes"));
-    if (len as usize) < REQUEST_HEADER_LEN {
+    if (len as usize) < header_len {
         return Err(FrameError::TooShort(len));
     }
     if len > frame_len_max {
@@ -105,10 +115,9 @@ pub fn check_request(input: &[u8], frame_len_max: u32) -> Result<Option<RequestF
     if input.len() < frame_len {
         return Ok(None);
     }
-    let header =
-        RequestHeader::read_from_bytes(&input[LENGTH_LEN..LENGTH_LEN + REQUEST_HEADER_LEN])
-            .expect("slice has the header's size");
-    Ok(Some(RequestFrame { header, frame_len }))
+    let header = H::read_from_bytes(&input[LENGTH_LEN..LENGTH_LEN + header_len])
+        .expect("slice has the header's size");
+    Ok(Some((header, frame_len)))
 }
 
 /// Writes a request frame: prefix, header, body.
@@ -170,27 +179,8 @@ pub fn check_response(
     input: &[u8],
     frame_len_max: u32,
 ) -> Result<Option<ResponseFrame>, FrameError> {
-    let Some(prefix) = input.get(..LENGTH_LEN) else {
-        return Ok(None);
-    };
-    let len = u32::from_be_bytes(prefix.try_into().expect("4 bytes"));
-    if (len as usize) < RESPONSE_HEADER_LEN {
-        return Err(FrameError::TooShort(len));
-    }
-    if len > frame_len_max {
-        return Err(FrameError::TooLarge {
-            len,
-            max: frame_len_max,
-        });
-    }
-    let frame_len = LENGTH_LEN + len as usize;
-    if input.len() < frame_len {
-        return Ok(None);
-    }
-    let header =
-        ResponseHeader::read_from_bytes(&input[LENGTH_LEN..LENGTH_LEN + RESPONSE_HEADER_LEN])
-            .expect("slice has the header's size");
-    Ok(Some(ResponseFrame { header, frame_len }))
+    Ok(check::<ResponseHeader>(input, frame_len_max)?
+        .map(|(header, frame_len)| ResponseFrame { header, frame_len }))
 }
 
 #[cfg(test)]

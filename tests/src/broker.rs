@@ -23,76 +23,47 @@ pub struct Broker {
     extra: Vec<String>,
 }
 
-/// The `keel-server` binary of this workspace, built (once per test process) with the same
-/// cargo that runs the tests.
+/// Builds a workspace binary once per test process with the cargo running the tests and
+/// returns its path (next to the test executable's profile directory).
+fn built(package: &str, binary: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", binary])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
+    assert!(status.success(), "building {package} failed");
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<binary>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory")
+        .join(binary);
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
+}
+
+/// The `keel-server` binary of this workspace.
 pub fn server_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "keel-server"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build -p keel-server");
-            assert!(status.success(), "building keel-server failed");
-            let exe = std::env::current_exe().expect("test executable path");
-            // target/<profile>/deps/<test> -> target/<profile>/keel-server
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("target profile directory");
-            let binary = profile_dir.join("keel-server");
-            assert!(binary.exists(), "{} missing after build", binary.display());
-            binary
-        })
+        .get_or_init(|| built("keel-server", "keel-server"))
         .clone()
 }
 
-/// The `keel-bench` binary of this workspace, built once per test process.
+/// The `keel-bench` binary of this workspace.
 pub fn bench_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "keel-bench",
-                    "--bin",
-                    "keel-bench",
-                ])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build -p keel-bench");
-            assert!(status.success(), "building keel-bench failed");
-            server_binary()
-                .parent()
-                .expect("profile dir")
-                .join("keel-bench")
-        })
+        .get_or_init(|| built("keel-bench", "keel-bench"))
         .clone()
 }
 
-/// The `keel` tool binary of this workspace, built once per test process.
+/// The `keel` tool binary of this workspace.
 pub fn tool_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "keel"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build -p keel");
-            assert!(status.success(), "building keel failed");
-            let binary = server_binary().parent().expect("profile dir").join("keel");
-            assert!(binary.exists(), "{} missing after build", binary.display());
-            binary
-        })
-        .clone()
+    BUILT.get_or_init(|| built("keel", "keel")).clone()
 }
 
 fn free_port() -> u16 {
