@@ -170,6 +170,17 @@ fn keyed_records_land_where_kafka_would_put_them() {
         }
         producer.close().await;
     });
+    // acks=1 answers before the fsync that makes records visible under `fsync = always`;
+    // they become readable a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut total = 0;
+    while total < keys.len() && Instant::now() < deadline {
+        total = (0..6)
+            .map(|p| read_partition(&mut admin, "keyed", p).len())
+            .sum();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(total, keys.len());
     for partition in 0..6 {
         for (_, key, value) in read_partition(&mut admin, "keyed", partition) {
             let key = key.unwrap();
@@ -177,10 +188,6 @@ fn keyed_records_land_where_kafka_would_put_them() {
             assert_eq!(value, format!("value of {key}"));
         }
     }
-    let total: usize = (0..6)
-        .map(|p| read_partition(&mut admin, "keyed", p).len())
-        .sum();
-    assert_eq!(total, keys.len());
 }
 
 #[test]
