@@ -290,6 +290,22 @@ impl Shard {
         }
     }
 
+    /// Opens (or recovers) a partition's log and starts serving it from this shard.
+    async fn open_log(
+        &self,
+        topic: String,
+        partition: u32,
+        config: LogConfig,
+    ) -> Result<(), (ErrorCode, String)> {
+        let dir = partition_dir(&self.config.data_dir, &topic, partition);
+        let opened = Log::open(&dir, config)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        // Borrow only after the await: other tasks on this shard use `logs` meanwhile.
+        self.logs.borrow_mut().insert((topic, partition), opened);
+        Ok(())
+    }
+
     fn log(&self, topic: &str, partition: u32) -> Option<Log> {
         self.logs
             .borrow()
@@ -420,17 +436,7 @@ impl Shard {
                 topic,
                 partition,
                 log,
-            } => {
-                let dir = partition_dir(&self.config.data_dir, &topic, partition);
-                let result = match Log::open(&dir, log).await {
-                    Ok(opened) => {
-                        self.logs.borrow_mut().insert((topic, partition), opened);
-                        Ok(())
-                    }
-                    Err(e) => Err(storage_error(&e)),
-                };
-                Reply::Done(result)
-            }
+            } => Reply::Done(self.open_log(topic, partition, log).await),
             Job::Remove { topic, partition } => {
                 let removed = self.logs.borrow_mut().remove(&(topic.clone(), partition));
                 if let Some(log) = removed {
@@ -458,15 +464,7 @@ impl Shard {
                         return Reply::Done(Err(storage_error(&e)));
                     }
                 }
-                let dir = partition_dir(&self.config.data_dir, &topic, partition);
-                let result = match Log::open(&dir, log).await {
-                    Ok(opened) => {
-                        self.logs.borrow_mut().insert((topic, partition), opened);
-                        Ok(())
-                    }
-                    Err(e) => Err(storage_error(&e)),
-                };
-                Reply::Done(result)
+                Reply::Done(self.open_log(topic, partition, log).await)
             }
             Job::Produce {
                 topic,
