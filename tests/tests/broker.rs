@@ -202,9 +202,9 @@ fn long_poll_fetch_wakes_on_new_data() {
     let mut admin = broker.client();
     assert_eq!(create(&mut admin, "events", 2, &[]), ErrorCode::None);
     let addr = broker.addr;
+    let (ready, parked) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let mut client = Client::connect(addr);
-        let started = Instant::now();
         let request = Request::Fetch {
             max_wait_ms: 10_000,
             min_bytes: 1,
@@ -225,11 +225,12 @@ fn long_poll_fetch_wakes_on_new_data() {
                 ],
             }],
         };
+        ready.send(()).unwrap();
         let Response::Fetch { topics } = client.call(request) else {
             panic!()
         };
         (
-            started.elapsed(),
+            Instant::now(),
             topics[0]
                 .partitions
                 .iter()
@@ -237,20 +238,24 @@ fn long_poll_fetch_wakes_on_new_data() {
                 .sum::<usize>(),
         )
     });
+    // The fetch is on its way; give it time to park at the end of the empty log.
+    parked.recv().unwrap();
     std::thread::sleep(Duration::from_millis(500));
+    let produced_at = Instant::now();
     assert_eq!(
         produce(&mut admin, "events", 1, &["wake up".into()], -1).0,
         ErrorCode::None
     );
-    let (waited, bytes) = waiter.join().unwrap();
+    let (answered_at, bytes) = waiter.join().unwrap();
     assert!(bytes > 0, "the fetch returned the new batch");
     assert!(
-        waited >= Duration::from_millis(400),
-        "it did wait ({waited:?})"
+        answered_at >= produced_at,
+        "it waited for the data instead of answering empty"
     );
+    let woke_after = answered_at - produced_at;
     assert!(
-        waited < Duration::from_secs(5),
-        "it woke on data, not on the 10 s timeout ({waited:?})"
+        woke_after < Duration::from_secs(5),
+        "it woke on data, not on the 10 s timeout ({woke_after:?})"
     );
 }
 
