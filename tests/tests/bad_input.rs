@@ -233,3 +233,50 @@ fn cold_fetches_are_served_from_files_and_tail_fetches_from_memory() {
         "{metrics}"
     );
 }
+
+#[test]
+fn an_offset_commit_that_cannot_fit_one_batch_is_refused_not_fatal() {
+    // Goal: a small request whose offset records would be huge (a long group id repeated in
+    // every key) gets MessageTooLarge; the broker neither panics nor allocates the batch.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let mut client = broker.client();
+    let group = "g".repeat(30_000);
+    let partitions: Vec<(u32, i64)> = (0..3_000).map(|p| (p, 7)).collect();
+    let Response::OffsetCommit { topics } = client.call(Request::OffsetCommit {
+        group: group.clone(),
+        generation: -1,
+        member_id: String::new(),
+        topics: vec![keel_protocol::api::TopicEntries {
+            topic: "t".into(),
+            partitions,
+        }],
+    }) else {
+        panic!("offset commit response expected")
+    };
+    assert!(topics[0]
+        .partitions
+        .iter()
+        .all(|(_, error)| *error == ErrorCode::MessageTooLarge));
+    healthy(&broker);
+    // Nothing was stored for the refused commit; a normal one still works.
+    let Response::OffsetCommit { topics } = client.call(Request::OffsetCommit {
+        group: "small".into(),
+        generation: -1,
+        member_id: String::new(),
+        topics: vec![keel_protocol::api::TopicEntries {
+            topic: "t".into(),
+            partitions: vec![(0, 7)],
+        }],
+    }) else {
+        panic!("offset commit response expected")
+    };
+    assert_eq!(topics[0].partitions, vec![(0, ErrorCode::None)]);
+    let Response::OffsetFetch { topics, .. } = client.call(Request::OffsetFetch {
+        group,
+        topics: Vec::new(),
+    }) else {
+        panic!("offset fetch response expected")
+    };
+    assert!(topics.is_empty(), "refused commit left offsets: {topics:?}");
+}

@@ -42,6 +42,37 @@ pub fn offset_key(group: &str, topic: &str, partition: u32) -> String {
     format!("{group}\u{0}{topic}\u{0}{partition}")
 }
 
+/// An upper bound on the bytes of the offset records a commit writes: key, value and the
+/// varint framing of each record.
+fn commit_bytes(group: &str, topics: &[TopicEntries<(u32, i64)>]) -> usize {
+    const RECORD_OVERHEAD: usize = 32;
+    topics
+        .iter()
+        .map(|entry| {
+            let per_record = group.len() + entry.topic.len() + 12 + 8 + RECORD_OVERHEAD;
+            per_record.saturating_mul(entry.partitions.len())
+        })
+        .fold(0usize, usize::saturating_add)
+}
+
+/// One error for every partition of a commit.
+fn every_partition(
+    topics: Vec<TopicEntries<(u32, i64)>>,
+    error: ErrorCode,
+) -> Vec<TopicEntries<(u32, ErrorCode)>> {
+    topics
+        .into_iter()
+        .map(|entry| TopicEntries {
+            topic: entry.topic,
+            partitions: entry
+                .partitions
+                .into_iter()
+                .map(|(p, _)| (p, error))
+                .collect(),
+        })
+        .collect()
+}
+
 /// The (group, topic, partition) of an offset key.
 pub fn parse_offset_key(key: &[u8]) -> Option<(String, String, u32)> {
     let text = std::str::from_utf8(key).ok()?;
@@ -109,7 +140,13 @@ impl GroupService {
                     headers: Vec::new(),
                 });
             }
-            batches.push(Bytes::from(builder.build().expect("offset records encode")));
+            match builder.build() {
+                Ok(batch) => batches.push(Bytes::from(batch)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "not compacting {OFFSETS_TOPIC}");
+                    return;
+                }
+            }
         }
         let owner = owner(OFFSETS_TOPIC, 0, shard.shards());
         match shard
@@ -317,6 +354,15 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                 .check_commit(&group, generation, &member_id);
             let error = match checked {
                 Err(error) => error,
+                // The group id repeats in every record: a small request can ask for a batch
+                // far larger than it is. Refuse before building it.
+                Ok(()) if commit_bytes(&group, &topics) > shard.config.batch_bytes_max as usize => {
+                    tracing::warn!(
+                        group_bytes = group.len(),
+                        "offset commit would not fit one batch; refused"
+                    );
+                    ErrorCode::MessageTooLarge
+                }
                 Ok(()) => {
                     let mut builder = BatchBuilder::new();
                     for entry in &topics {
@@ -338,7 +384,15 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                     if records_count == 0 {
                         ErrorCode::None
                     } else {
-                        let records = Bytes::from(builder.build().expect("offset records encode"));
+                        let records = match builder.build() {
+                            Ok(records) => Bytes::from(records),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "offset commit batch refused");
+                                return Response::OffsetCommit {
+                                    topics: every_partition(topics, ErrorCode::MessageTooLarge),
+                                };
+                            }
+                        };
                         let owner = owner(OFFSETS_TOPIC, 0, shard.shards());
                         match shard
                             .call(
@@ -375,17 +429,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                 }
             };
             Response::OffsetCommit {
-                topics: topics
-                    .into_iter()
-                    .map(|entry| TopicEntries {
-                        topic: entry.topic,
-                        partitions: entry
-                            .partitions
-                            .into_iter()
-                            .map(|(p, _)| (p, error))
-                            .collect(),
-                    })
-                    .collect(),
+                topics: every_partition(topics, error),
             }
         }
         Request::OffsetFetch { group, topics } => {
