@@ -234,49 +234,98 @@ fn cold_fetches_are_served_from_files_and_tail_fetches_from_memory() {
     );
 }
 
-#[test]
-fn an_offset_commit_that_cannot_fit_one_batch_is_refused_not_fatal() {
-    // Goal: a small request whose offset records would be huge (a long group id repeated in
-    // every key) gets MessageTooLarge; the broker neither panics nor allocates the batch.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
-    let mut client = broker.client();
-    let group = "g".repeat(30_000);
-    let partitions: Vec<(u32, i64)> = (0..3_000).map(|p| (p, 7)).collect();
+fn commit(
+    client: &mut Client,
+    group: &str,
+    topics: Vec<(&str, Vec<u32>)>,
+) -> Vec<(String, u32, ErrorCode)> {
     let Response::OffsetCommit { topics } = client.call(Request::OffsetCommit {
-        group: group.clone(),
+        group: group.into(),
         generation: -1,
         member_id: String::new(),
-        topics: vec![keel_protocol::api::TopicEntries {
-            topic: "t".into(),
-            partitions,
-        }],
+        topics: topics
+            .into_iter()
+            .map(|(topic, partitions)| keel_protocol::api::TopicEntries {
+                topic: topic.into(),
+                partitions: partitions.into_iter().map(|p| (p, 7)).collect(),
+            })
+            .collect(),
     }) else {
         panic!("offset commit response expected")
     };
-    assert!(topics[0]
-        .partitions
-        .iter()
-        .all(|(_, error)| *error == ErrorCode::MessageTooLarge));
-    healthy(&broker);
-    // Nothing was stored for the refused commit; a normal one still works.
-    let Response::OffsetCommit { topics } = client.call(Request::OffsetCommit {
-        group: "small".into(),
-        generation: -1,
-        member_id: String::new(),
-        topics: vec![keel_protocol::api::TopicEntries {
-            topic: "t".into(),
-            partitions: vec![(0, 7)],
-        }],
-    }) else {
-        panic!("offset commit response expected")
-    };
-    assert_eq!(topics[0].partitions, vec![(0, ErrorCode::None)]);
+    topics
+        .into_iter()
+        .flat_map(|entry| {
+            let topic = entry.topic;
+            entry
+                .partitions
+                .into_iter()
+                .map(move |(p, error)| (topic.clone(), p, error))
+        })
+        .collect()
+}
+
+fn committed(client: &mut Client, group: &str) -> Vec<(String, u32, i64)> {
     let Response::OffsetFetch { topics, .. } = client.call(Request::OffsetFetch {
-        group,
+        group: group.into(),
         topics: Vec::new(),
     }) else {
         panic!("offset fetch response expected")
     };
-    assert!(topics.is_empty(), "refused commit left offsets: {topics:?}");
+    topics
+        .into_iter()
+        .flat_map(|entry| {
+            let topic = entry.topic;
+            entry
+                .partitions
+                .into_iter()
+                .map(move |(p, offset)| (topic.clone(), p, offset))
+        })
+        .collect()
+}
+
+#[test]
+fn offset_commits_too_large_or_for_missing_partitions_are_refused_not_fatal() {
+    // Goal: a small request whose offset records would be huge (a long group id repeated in
+    // every key) gets MessageTooLarge, and the broker neither panics nor builds the batch;
+    // partitions that do not exist get UnknownTopicOrPartition while the rest commit.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let mut client = broker.client();
+    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
+        topics: vec![keel_protocol::api::NewTopic {
+            name: "t".into(),
+            partitions: 400,
+            replication_factor: 1,
+            configs: vec![],
+        }],
+    }) else {
+        panic!("create topics response expected")
+    };
+    assert_eq!(topics[0].error, ErrorCode::None);
+
+    // 400 records with a 30,000-byte group id in each key: 12 MB, over the 8 MiB batch limit.
+    let long_group = "g".repeat(30_000);
+    let answer = commit(&mut client, &long_group, vec![("t", (0..400).collect())]);
+    assert_eq!(answer.len(), 400);
+    assert!(answer
+        .iter()
+        .all(|(_, _, error)| *error == ErrorCode::MessageTooLarge));
+    healthy(&broker);
+    assert!(committed(&mut client, &long_group).is_empty());
+
+    let answer = commit(
+        &mut client,
+        "small",
+        vec![("t", vec![0, 400]), ("missing", vec![0])],
+    );
+    assert_eq!(
+        answer,
+        vec![
+            ("t".into(), 0, ErrorCode::None),
+            ("t".into(), 400, ErrorCode::UnknownTopicOrPartition),
+            ("missing".into(), 0, ErrorCode::UnknownTopicOrPartition),
+        ]
+    );
+    assert_eq!(committed(&mut client, "small"), vec![("t".into(), 0, 7)]);
 }

@@ -55,19 +55,57 @@ fn commit_bytes(group: &str, topics: &[TopicEntries<(u32, i64)>]) -> usize {
         .fold(0usize, usize::saturating_add)
 }
 
-/// One error for every partition of a commit.
-fn every_partition(
-    topics: Vec<TopicEntries<(u32, i64)>>,
+/// The entries of a commit whose topic and partition exist (`counts`: partitions of each
+/// entry's topic, 0 for a topic that does not exist).
+fn known_partitions(
+    asked: &[TopicEntries<(u32, i64)>],
+    counts: &[u32],
+) -> Vec<TopicEntries<(u32, i64)>> {
+    debug_assert_eq!(asked.len(), counts.len());
+    asked
+        .iter()
+        .zip(counts)
+        .filter_map(|(entry, count)| {
+            let partitions: Vec<(u32, i64)> = entry
+                .partitions
+                .iter()
+                .copied()
+                .filter(|(partition, _)| partition < count)
+                .collect();
+            (!partitions.is_empty()).then(|| TopicEntries {
+                topic: entry.topic.clone(),
+                partitions,
+            })
+        })
+        .collect()
+}
+
+/// The answer to a commit, in the order asked: `error` for the partitions that exist,
+/// UnknownTopicOrPartition for the rest.
+fn commit_answer(
+    asked: Vec<TopicEntries<(u32, i64)>>,
+    counts: &[u32],
     error: ErrorCode,
 ) -> Vec<TopicEntries<(u32, ErrorCode)>> {
-    topics
+    asked
         .into_iter()
-        .map(|entry| TopicEntries {
+        .zip(counts)
+        .map(|(entry, count)| TopicEntries {
             topic: entry.topic,
             partitions: entry
                 .partitions
                 .into_iter()
-                .map(|(p, _)| (p, error))
+                .map(|(partition, _)| {
+                    let known = partition < *count;
+                    (
+                        partition,
+                        if known {
+                            error
+                        } else {
+                            ErrorCode::UnknownTopicOrPartition
+                        },
+                    )
+                })
                 .collect(),
         })
         .collect()
@@ -348,6 +386,17 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
             member_id,
             topics,
         } => {
+            // Like Kafka, offsets are kept only for partitions that exist; the others answer
+            // UnknownTopicOrPartition and the rest of the commit goes ahead.
+            let asked = topics;
+            let counts: Vec<u32> = {
+                let partitions_of = partitions_of(shard);
+                asked
+                    .iter()
+                    .map(|entry| partitions_of(&entry.topic))
+                    .collect()
+            };
+            let topics = known_partitions(&asked, &counts);
             let checked = service
                 .coordinator
                 .borrow()
@@ -389,7 +438,11 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                             Err(e) => {
                                 tracing::warn!(error = %e, "offset commit batch refused");
                                 return Response::OffsetCommit {
-                                    topics: every_partition(topics, ErrorCode::MessageTooLarge),
+                                    topics: commit_answer(
+                                        asked,
+                                        &counts,
+                                        ErrorCode::MessageTooLarge,
+                                    ),
                                 };
                             }
                         };
@@ -429,7 +482,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                 }
             };
             Response::OffsetCommit {
-                topics: every_partition(topics, error),
+                topics: commit_answer(asked, &counts, error),
             }
         }
         Request::OffsetFetch { group, topics } => {
