@@ -329,3 +329,63 @@ fn offset_commits_too_large_or_for_missing_partitions_are_refused_not_fatal() {
     );
     assert_eq!(committed(&mut client, "small"), vec![("t".into(), 0, 7)]);
 }
+
+#[test]
+fn the_offsets_topic_cannot_be_deleted_or_written_by_clients() {
+    // Goal: committed offsets are only written by the coordinator and survive a stray
+    // `topic delete __consumer_offsets`.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let mut client = broker.client();
+    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
+        topics: vec![keel_protocol::api::NewTopic {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: vec![],
+        }],
+    }) else {
+        panic!("create topics response expected")
+    };
+    assert_eq!(topics[0].error, ErrorCode::None);
+    assert_eq!(
+        commit(&mut client, "g", vec![("t", vec![0])]),
+        vec![("t".into(), 0, ErrorCode::None)]
+    );
+
+    let Response::DeleteTopics { topics } = client.call(Request::DeleteTopics {
+        topics: vec!["__consumer_offsets".into()],
+    }) else {
+        panic!("delete topics response expected")
+    };
+    assert_eq!(topics[0].error, ErrorCode::InvalidTopic);
+
+    let mut builder = keel_protocol::batch::BatchBuilder::new();
+    builder.push(keel_protocol::batch::NewRecord::value(
+        1,
+        b"forged".to_vec(),
+    ));
+    let Response::Produce { topics } = client.call(Request::Produce {
+        acks: -1,
+        timeout_ms: 5_000,
+        topics: vec![keel_protocol::api::TopicEntries {
+            topic: "__consumer_offsets".into(),
+            partitions: vec![keel_protocol::api::ProducePartition {
+                partition: 0,
+                records: builder.build().unwrap().into(),
+            }],
+        }],
+    }) else {
+        panic!("produce response expected")
+    };
+    assert_eq!(topics[0].partitions[0].error, ErrorCode::InvalidTopic);
+
+    // The offsets topic and the commit in it are intact, also after a restart.
+    assert!(dir.path().join("__consumer_offsets-0").exists());
+    drop(client);
+    let mut broker = broker;
+    assert!(broker.stop().success());
+    broker.restart();
+    let mut client = broker.client();
+    assert_eq!(committed(&mut client, "g"), vec![("t".into(), 0, 7)]);
+}

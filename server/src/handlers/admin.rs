@@ -3,6 +3,7 @@
 //! The registry is changed (durably) first, then the partitions' owners open, reopen or
 //! remove their logs; see `registry.rs` for why that order never leaves a half-made topic.
 
+use crate::handlers::groups::OFFSETS_TOPIC;
 use crate::registry::TopicEntry;
 use crate::shard::{owner, Job, Reply, Shard};
 use keel_protocol::api::{
@@ -126,6 +127,14 @@ pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Response {
 pub async fn delete(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
     let mut results = Vec::with_capacity(topics.len());
     for name in topics {
+        if name == OFFSETS_TOPIC {
+            results.push(result(
+                name,
+                ErrorCode::InvalidTopic,
+                "internal topic: it holds the consumer groups' committed offsets",
+            ));
+            continue;
+        }
         let removed = shard.registry.write().expect("registry lock").remove(&name);
         let entry = match removed {
             Ok(Some(entry)) => entry,

@@ -1,5 +1,6 @@
 //! Produce: appends each partition's batches on its owning shard, all partitions at once.
 
+use crate::handlers::groups::OFFSETS_TOPIC;
 use crate::shard::{owner, Job, Reply, Shard};
 use keel_protocol::api::{
     ErrorCode, ProducePartition, ProducePartitionResult, Response, TopicEntries,
@@ -16,6 +17,24 @@ pub async fn handle(
     let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
     let mut results = Vec::with_capacity(topics.len());
     for entry in topics {
+        if entry.topic == OFFSETS_TOPIC {
+            // Only the group coordinator writes committed offsets (as in Kafka).
+            let partitions = entry
+                .partitions
+                .iter()
+                .map(|request| ProducePartitionResult {
+                    partition: request.partition,
+                    error: ErrorCode::InvalidTopic,
+                    base_offset: -1,
+                    log_start_offset: -1,
+                })
+                .collect();
+            results.push(TopicEntries {
+                topic: entry.topic,
+                partitions,
+            });
+            continue;
+        }
         let mut tasks = Vec::with_capacity(entry.partitions.len());
         for request in entry.partitions {
             let (shard, topic) = (shard.clone(), entry.topic.clone());
