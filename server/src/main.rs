@@ -151,17 +151,18 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let mut registry = Registry::load(&config.data_dir)?;
-    if registry.get(handlers::groups::OFFSETS_TOPIC).is_none() {
-        // Committed offsets of consumer groups live in this internal topic.
-        let configs =
-            std::collections::BTreeMap::from([("retention.ms".to_owned(), "-1".to_owned())]);
-        registry.put(
-            handlers::groups::OFFSETS_TOPIC,
-            registry::TopicEntry {
-                partitions: 1,
-                configs,
-            },
-        )?;
+    // Committed offsets of consumer groups live in this internal topic. Its own compaction
+    // bounds it; broker-wide retention (by time or size) must never trim it.
+    let found = registry.get(handlers::groups::OFFSETS_TOPIC).cloned();
+    let mut offsets = found.clone().unwrap_or(registry::TopicEntry {
+        partitions: 1,
+        configs: std::collections::BTreeMap::new(),
+    });
+    for key in ["retention.ms", "retention.bytes"] {
+        offsets.configs.insert(key.to_owned(), "-1".to_owned());
+    }
+    if found.as_ref() != Some(&offsets) {
+        registry.put(handlers::groups::OFFSETS_TOPIC, offsets)?;
     }
     clean_data_dir(&config, &registry)?;
     config.listen = resolve_listen(config.listen)?;

@@ -335,7 +335,19 @@ fn the_offsets_topic_cannot_be_deleted_or_written_by_clients() {
     // Goal: committed offsets are only written by the coordinator and survive a stray
     // `topic delete __consumer_offsets`.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    // Broker-wide retention must not reach the offsets topic either.
+    let broker = Broker::start(
+        &server_binary(),
+        dir.path(),
+        &[
+            "--shards",
+            "2",
+            "--retention-bytes",
+            "1",
+            "--retention-ms",
+            "1",
+        ],
+    );
     let mut client = broker.client();
     let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
         topics: vec![keel_protocol::api::NewTopic {
@@ -379,6 +391,37 @@ fn the_offsets_topic_cannot_be_deleted_or_written_by_clients() {
         panic!("produce response expected")
     };
     assert_eq!(topics[0].partitions[0].error, ErrorCode::InvalidTopic);
+
+    let Response::AlterConfigs { topics } = client.call(Request::AlterConfigs {
+        topics: vec![(
+            "__consumer_offsets".into(),
+            vec![keel_protocol::api::ConfigEntry {
+                key: "retention.ms".into(),
+                value: "1".into(),
+            }],
+        )],
+    }) else {
+        panic!("alter configs response expected")
+    };
+    assert_eq!(topics[0].error, ErrorCode::InvalidConfig);
+    let Response::DescribeConfigs { topics } = client.call(Request::DescribeConfigs {
+        topics: vec!["__consumer_offsets".into()],
+    }) else {
+        panic!("describe configs response expected")
+    };
+    let retention: Vec<(String, String)> = topics[0]
+        .2
+        .iter()
+        .filter(|e| e.key.starts_with("retention."))
+        .map(|e| (e.key.clone(), e.value.clone()))
+        .collect();
+    assert_eq!(
+        retention,
+        vec![
+            ("retention.ms".into(), "-1".into()),
+            ("retention.bytes".into(), "-1".into())
+        ]
+    );
 
     // The offsets topic and the commit in it are intact, also after a restart.
     assert!(dir.path().join("__consumer_offsets-0").exists());

@@ -228,6 +228,14 @@ pub async fn alter_configs(shard: &Rc<Shard>, topics: Vec<(String, Vec<ConfigEnt
                 ));
                 continue;
             };
+            if name == OFFSETS_TOPIC && changes.iter().any(|c| c.key.starts_with("retention.")) {
+                results.push(result(
+                    name,
+                    ErrorCode::InvalidConfig,
+                    "the offsets topic is never trimmed by retention: it compacts itself",
+                ));
+                continue;
+            }
             if changes.iter().any(|c| c.key == "partitions") {
                 results.push(result(
                     name,
