@@ -42,8 +42,8 @@ pub fn offset_key(group: &str, topic: &str, partition: u32) -> String {
     format!("{group}\u{0}{topic}\u{0}{partition}")
 }
 
-/// An upper bound on the bytes of the offset records a commit writes: key, value and the
-/// varint framing of each record.
+/// An upper bound on the bytes of the batch a commit writes: the batch header, then per
+/// record its key, value and varint framing.
 fn commit_bytes(group: &str, topics: &[TopicEntries<(u32, i64)>]) -> usize {
     const RECORD_OVERHEAD: usize = 32;
     topics
@@ -52,7 +52,7 @@ fn commit_bytes(group: &str, topics: &[TopicEntries<(u32, i64)>]) -> usize {
             let per_record = group.len() + entry.topic.len() + 12 + 8 + RECORD_OVERHEAD;
             per_record.saturating_mul(entry.partitions.len())
         })
-        .fold(0usize, usize::saturating_add)
+        .fold(keel_protocol::batch::HEADER_LEN, usize::saturating_add)
 }
 
 /// The entries of a commit whose topic and partition exist (`counts`: partitions of each
@@ -566,5 +566,38 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
             Response::DescribeGroups { groups }
         }
         other => unreachable!("not a group request: {:?}", other.api_key()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_bytes_bounds_the_batch_a_commit_builds() {
+        // Goal: the size check before building never lets through a batch larger than it said.
+        for (group_len, topic_len, partitions) in [(1, 1, 1), (30_000, 249, 50), (7, 20, 5_000)] {
+            let group = "g".repeat(group_len);
+            let topics = vec![TopicEntries {
+                topic: "t".repeat(topic_len),
+                partitions: (0..partitions).map(|p| (u32::MAX - p, i64::MAX)).collect(),
+            }];
+            let mut builder = BatchBuilder::new();
+            for (partition, offset) in &topics[0].partitions {
+                builder.push(NewRecord {
+                    timestamp: i64::MAX,
+                    key: Some(Bytes::from(offset_key(
+                        &group,
+                        &topics[0].topic,
+                        *partition,
+                    ))),
+                    value: Some(Bytes::copy_from_slice(&offset.to_be_bytes())),
+                    headers: Vec::new(),
+                });
+            }
+            let built = builder.build().unwrap().len();
+            let bound = commit_bytes(&group, &topics);
+            assert!(built <= bound, "{built} > {bound}");
+        }
     }
 }
