@@ -234,6 +234,20 @@ fn cold_fetches_are_served_from_files_and_tail_fetches_from_memory() {
     );
 }
 
+fn create_topic(client: &mut Client, name: &str, partitions: u32) {
+    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
+        topics: vec![keel_protocol::api::NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            configs: vec![],
+        }],
+    }) else {
+        panic!("create topics response expected")
+    };
+    assert_eq!(topics[0].error, ErrorCode::None);
+}
+
 fn commit(
     client: &mut Client,
     group: &str,
@@ -292,17 +306,7 @@ fn offset_commits_too_large_or_for_missing_partitions_are_refused_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
     let mut client = broker.client();
-    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
-        topics: vec![keel_protocol::api::NewTopic {
-            name: "t".into(),
-            partitions: 400,
-            replication_factor: 1,
-            configs: vec![],
-        }],
-    }) else {
-        panic!("create topics response expected")
-    };
-    assert_eq!(topics[0].error, ErrorCode::None);
+    create_topic(&mut client, "t", 400);
 
     // 400 records with a 30,000-byte group id in each key: 12 MB, over the 8 MiB batch limit.
     let long_group = "g".repeat(30_000);
@@ -349,17 +353,7 @@ fn the_offsets_topic_cannot_be_deleted_or_written_by_clients() {
         ],
     );
     let mut client = broker.client();
-    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
-        topics: vec![keel_protocol::api::NewTopic {
-            name: "t".into(),
-            partitions: 1,
-            replication_factor: 1,
-            configs: vec![],
-        }],
-    }) else {
-        panic!("create topics response expected")
-    };
-    assert_eq!(topics[0].error, ErrorCode::None);
+    create_topic(&mut client, "t", 1);
     assert_eq!(
         commit(&mut client, "g", vec![("t", vec![0])]),
         vec![("t".into(), 0, ErrorCode::None)]
