@@ -9,6 +9,32 @@ use glommio::io::{Directory, DmaFile, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+#[cfg(feature = "simdisk")]
+use crate::simdisk as sim;
+#[cfg(not(feature = "simdisk"))]
+mod sim {
+    //! Without the `simdisk` feature every hook is a no-op the compiler removes.
+    use std::path::Path;
+    pub(crate) fn created(_: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
+    pub(crate) fn write(_: &Path, _: u64, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    pub(crate) fn truncate(_: &Path, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    pub(crate) fn sync(_: &Path) -> std::io::Result<bool> {
+        Ok(false)
+    }
+    pub(crate) fn sync_dir(_: &Path) -> std::io::Result<bool> {
+        Ok(false)
+    }
+    pub(crate) fn removed(_: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub(crate) use glommio::io::DmaFile as File;
 
 /// Runs `future` as a detached task on the current executor.
@@ -76,6 +102,7 @@ impl SegmentWriter {
             .dma_open(path)
             .await
             .map_err(glommio_io(format!("creating {}", path.display())))?;
+        sim::created(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         Ok(SegmentWriter {
             file: Rc::new(file),
             path: path.to_owned(),
@@ -98,13 +125,9 @@ impl SegmentWriter {
             .await
             .map_err(glommio_io(format!("stat of {}", path.display())))?;
         if size != len {
-            file.truncate(len).await.map_err(glommio_io(format!(
-                "truncating {} to {len}",
-                path.display()
-            )))?;
-            file.fdatasync()
-                .await
-                .map_err(glommio_io(format!("syncing {}", path.display())))?;
+            let context = format!("truncating {} to {len}", path.display());
+            truncate_file(&file, path, len, &context).await?;
+            fdatasync(&file, path, &context).await?;
         }
         let page_start = align_down(len);
         let partial = if len > page_start {
@@ -163,12 +186,12 @@ impl SegmentWriter {
     ) -> PreparedWrite {
         let data_len: usize = batches.iter().map(Bytes::len).sum();
         let start = align_down(self.disk_len);
-        debug_assert_eq!(
+        assert_eq!(
             start + self.carry.len() as u64,
             self.len,
             "carry spans the next write's start to len"
         );
-        debug_assert_eq!(chunk_bytes % IO_ALIGN, 0, "chunks are whole pages");
+        assert_eq!(chunk_bytes % IO_ALIGN, 0, "chunks are whole pages");
         let total = (self.carry.len() + data_len) as u64;
         let end = self.len + data_len as u64;
         let write_len = match whole_pages {
@@ -203,7 +226,7 @@ impl SegmentWriter {
         self.carry = new_carry;
         self.len = end;
         self.disk_len = new_disk_len;
-        debug_assert_eq!(
+        assert_eq!(
             align_down(self.disk_len) + self.carry.len() as u64,
             self.len,
             "carry is consistent"
@@ -236,14 +259,8 @@ impl SegmentWriter {
             "every prepared byte is written before closing"
         );
         let context = format!("closing {}", self.path.display());
-        self.file
-            .truncate(self.len)
-            .await
-            .map_err(glommio_io(context.clone()))?;
-        self.file
-            .fdatasync()
-            .await
-            .map_err(glommio_io(context.clone()))?;
+        truncate_file(&self.file, &self.path, self.len, &context).await?;
+        fdatasync(&self.file, &self.path, &context).await?;
         match Rc::try_unwrap(self.file) {
             Ok(file) => file.close().await.map_err(glommio_io(context)),
             Err(_) => Ok(()),
@@ -254,14 +271,8 @@ impl SegmentWriter {
     pub(crate) async fn truncate(&mut self, len: u64) -> Result<()> {
         assert!(len <= self.len, "truncate may only shrink");
         let context = format!("truncating {} to {len}", self.path.display());
-        self.file
-            .truncate(len)
-            .await
-            .map_err(glommio_io(context.clone()))?;
-        self.file
-            .fdatasync()
-            .await
-            .map_err(glommio_io(context.clone()))?;
+        truncate_file(&self.file, &self.path, len, &context).await?;
+        fdatasync(&self.file, &self.path, &context).await?;
         let reopened = SegmentWriter::open_at(&self.path, len).await?;
         *self = reopened;
         Ok(())
@@ -341,6 +352,8 @@ impl Submitter {
             total,
             ..
         } = prepared;
+        sim::write(&self.path, position, &buffer.as_bytes()[..])
+            .map_err(|e| Error::io(format!("writing {} at {position}", self.path.display()), e))?;
         let written = self
             .file
             .write_at(buffer, position)
@@ -361,11 +374,23 @@ impl Submitter {
 
     /// Makes everything written to the file durable.
     pub(crate) async fn sync(&self) -> Result<()> {
-        self.file
-            .fdatasync()
-            .await
-            .map_err(glommio_io(format!("fdatasync of {}", self.path.display())))
+        let context = format!("fdatasync of {}", self.path.display());
+        fdatasync(&self.file, &self.path, &context).await
     }
+}
+
+/// fdatasync(2) of `file` (recorded by, and under, the simulated disk in tests).
+async fn fdatasync(file: &DmaFile, path: &Path, context: &str) -> Result<()> {
+    if sim::sync(path).map_err(|e| Error::io(context, e))? {
+        return Ok(());
+    }
+    file.fdatasync().await.map_err(glommio_io(context))
+}
+
+/// Truncates `file` to `len` bytes (recorded by the simulated disk in tests).
+async fn truncate_file(file: &DmaFile, path: &Path, len: u64, context: &str) -> Result<()> {
+    sim::truncate(path, len).map_err(|e| Error::io(context, e))?;
+    file.truncate(len).await.map_err(glommio_io(context))
 }
 
 /// A spawned task's handle.
@@ -454,25 +479,24 @@ pub(crate) async fn write_small_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .dma_open(path)
         .await
         .map_err(glommio_io(context.clone()))?;
+    sim::created(path).map_err(|e| Error::io(context.clone(), e))?;
     if !bytes.is_empty() {
         let mut buffer = file.alloc_dma_buffer(align_up(bytes.len() as u64) as usize);
         buffer.as_bytes_mut()[..bytes.len()].copy_from_slice(bytes);
         buffer.as_bytes_mut()[bytes.len()..].fill(0);
+        sim::write(path, 0, buffer.as_bytes()).map_err(|e| Error::io(context.clone(), e))?;
         file.write_at(buffer, 0)
             .await
             .map_err(glommio_io(context.clone()))?;
-        file.truncate(bytes.len() as u64)
-            .await
-            .map_err(glommio_io(context.clone()))?;
+        truncate_file(&file, path, bytes.len() as u64, &context).await?;
     }
-    file.fdatasync()
-        .await
-        .map_err(glommio_io(context.clone()))?;
+    fdatasync(&file, path, &context).await?;
     file.close().await.map_err(glommio_io(context))
 }
 
 /// Removes a file; a file already gone is fine.
 pub(crate) async fn remove_file(path: &Path) -> Result<()> {
+    sim::removed(path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
     match glommio::io::remove(path).await {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -489,6 +513,9 @@ pub(crate) async fn remove_file(path: &Path) -> Result<()> {
 /// Makes a directory's entries (created, removed, renamed files) durable.
 pub(crate) async fn sync_dir(path: &Path) -> Result<()> {
     let context = format!("syncing directory {}", path.display());
+    if sim::sync_dir(path).map_err(|e| Error::io(context.clone(), e))? {
+        return Ok(());
+    }
     let dir = Directory::open(path)
         .await
         .map_err(glommio_io(context.clone()))?;
@@ -523,7 +550,7 @@ pub(crate) async fn scan(
                 position: at,
                 len_min: need,
             } => {
-                debug_assert!(at >= position, "the scanner never goes back");
+                assert!(at >= position, "the scanner never goes back");
                 len_min = need;
             }
         }

@@ -34,6 +34,8 @@ pub mod log;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
+#[cfg(feature = "simdisk")]
+pub mod simdisk;
 
 pub use config::{FsyncPolicy, LogConfig, OnCorruption, Verify, IO_ALIGN};
 pub use error::{Error, Result};

@@ -139,7 +139,7 @@ fn plan_other(state: &mut State, config: &LogConfig) -> Option<Work> {
     if has_unwritten && segment.writer.is_none() {
         return Some(Work::Create { base });
     }
-    debug_assert!(
+    assert!(
         !has_unwritten,
         "unwritten batches are planned as writes first"
     );
@@ -332,7 +332,7 @@ fn complete_write(shared: &Shared, base: i64, end_len: u64, started: Instant) {
     assert!(end_len >= segment.written_size, "writes complete in order");
     state.stats.bytes_written += end_len - segment.written_size;
     segment.written_size = end_len;
-    debug_assert!(
+    assert!(
         segment.written_size <= segment.size,
         "written beyond appended"
     );

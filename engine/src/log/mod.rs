@@ -347,7 +347,7 @@ impl State {
             FsyncPolicy::Always => self.durable_end,
             FsyncPolicy::Interval(_) | FsyncPolicy::Never => self.log_end,
         };
-        debug_assert!(
+        assert!(
             self.high_watermark <= self.log_end,
             "high watermark above log end"
         );
@@ -778,7 +778,7 @@ impl Log {
                         total += len;
                         chunks.push(cached.bytes.clone());
                     }
-                    debug_assert!(
+                    assert!(
                         !chunks.is_empty(),
                         "offset below the high watermark is in the cache"
                     );
@@ -875,7 +875,7 @@ impl Log {
                 .unwrap_or(start + first_len)
                 .max(start + first_len)
         };
-        debug_assert!(
+        assert!(
             end > start && end <= cap,
             "file range must hold whole written batches"
         );
