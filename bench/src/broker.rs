@@ -64,7 +64,7 @@ impl Client {
 
     fn send(&mut self, request: &Request) -> anyhow::Result<()> {
         let mut body = BytesMut::new();
-        request.encode(&mut body);
+        request.encode(&mut body)?;
         let mut frame = BytesMut::new();
         write_request(&mut frame, request.api_key() as u16, 0, self.next, &body);
         self.next += 1;

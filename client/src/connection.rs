@@ -187,7 +187,7 @@ impl Connection {
         }
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed).max(1);
         let mut body = BytesMut::new();
-        request.encode(&mut body);
+        request.encode(&mut body)?;
         let mut frame = BytesMut::with_capacity(body.len() + 14);
         write_request(&mut frame, request.api_key() as u16, 0, correlation, &body);
         let receiver = expect_response.then(|| {

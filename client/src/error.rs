@@ -32,6 +32,9 @@ pub enum Error {
         /// Detail (the code's meaning when the broker sent none).
         message: String,
     },
+    /// A request could not be encoded: a value is longer than the wire allows.
+    #[error("request cannot be sent: {0}")]
+    Encode(#[from] keel_protocol::wire::EncodeError),
     /// The broker's answer could not be decoded.
     #[error("malformed response: {0}")]
     Protocol(String),

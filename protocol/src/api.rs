@@ -1,7 +1,7 @@
 //! The native protocol's requests, responses and error codes. Specified in
 //! `docs/protocol.md`; every body is encoded with [`crate::wire`].
 
-use crate::wire::{DecodeError, Reader, WriteExt};
+use crate::wire::{len_u32, DecodeError, EncodeError, Reader, WriteExt};
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// API keys. Numbers 20–39 are reserved for consumer groups, 40–59 for replication.
@@ -204,12 +204,13 @@ fn read_configs(r: &mut Reader) -> Result<Vec<ConfigEntry>, DecodeError> {
         .collect()
 }
 
-fn write_configs(out: &mut BytesMut, configs: &[ConfigEntry]) {
-    out.put_count(configs.len());
+fn write_configs(out: &mut BytesMut, configs: &[ConfigEntry]) -> Result<(), EncodeError> {
+    out.put_count("configs", configs.len())?;
     for entry in configs {
-        out.put_string(&entry.key);
-        out.put_string(&entry.value);
+        out.put_string("config.key", &entry.key)?;
+        out.put_string("config.value", &entry.value)?;
     }
+    Ok(())
 }
 
 /// A topic to create.
@@ -451,16 +452,17 @@ fn read_topic_entries<T>(
 fn write_topic_entries<T>(
     out: &mut BytesMut,
     topics: &[TopicEntries<T>],
-    mut write: impl FnMut(&mut BytesMut, &T),
-) {
-    out.put_count(topics.len());
+    mut write: impl FnMut(&mut BytesMut, &T) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    out.put_count("topics", topics.len())?;
     for topic in topics {
-        out.put_string(&topic.topic);
-        out.put_count(topic.partitions.len());
+        out.put_string("topic", &topic.topic)?;
+        out.put_count("partitions", topic.partitions.len())?;
         for partition in &topic.partitions {
-            write(out, partition);
+            write(out, partition)?;
         }
     }
+    Ok(())
 }
 
 fn read_strings(r: &mut Reader, field: &'static str) -> Result<Vec<String>, DecodeError> {
@@ -468,11 +470,16 @@ fn read_strings(r: &mut Reader, field: &'static str) -> Result<Vec<String>, Deco
     (0..count).map(|_| r.string(field)).collect()
 }
 
-fn write_strings(out: &mut BytesMut, values: &[String]) {
-    out.put_count(values.len());
+fn write_strings(
+    out: &mut BytesMut,
+    field: &'static str,
+    values: &[String],
+) -> Result<(), EncodeError> {
+    out.put_count(field, values.len())?;
     for value in values {
-        out.put_string(value);
+        out.put_string(field, value)?;
     }
+    Ok(())
 }
 
 impl Request {
@@ -637,26 +644,30 @@ impl Request {
     }
 
     /// Encodes the body (without frame header).
-    pub fn encode(&self, out: &mut BytesMut) {
+    ///
+    /// # Errors
+    /// A value too long for its length field (see [`EncodeError`]); `out` then holds a
+    /// partial body that must not be sent.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
         match self {
             Request::ApiVersions => {}
             Request::Metadata { topics }
             | Request::DeleteTopics { topics }
-            | Request::DescribeConfigs { topics } => write_strings(out, topics),
+            | Request::DescribeConfigs { topics } => write_strings(out, "topics", topics)?,
             Request::CreateTopics { topics } => {
-                out.put_count(topics.len());
+                out.put_count("topics", topics.len())?;
                 for topic in topics {
-                    out.put_string(&topic.name);
+                    out.put_string("name", &topic.name)?;
                     out.put_u32(topic.partitions);
                     out.put_u16(topic.replication_factor);
-                    write_configs(out, &topic.configs);
+                    write_configs(out, &topic.configs)?;
                 }
             }
             Request::AlterConfigs { topics } => {
-                out.put_count(topics.len());
+                out.put_count("topics", topics.len())?;
                 for (topic, configs) in topics {
-                    out.put_string(topic);
-                    write_configs(out, configs);
+                    out.put_string("topic", topic)?;
+                    write_configs(out, configs)?;
                 }
             }
             Request::Produce {
@@ -668,8 +679,9 @@ impl Request {
                 out.put_u32(*timeout_ms);
                 write_topic_entries(out, topics, |out, p| {
                     out.put_u32(p.partition);
-                    out.put_sized(&p.records);
-                });
+                    out.put_sized("records", &p.records)?;
+                    Ok(())
+                })?;
             }
             Request::Fetch {
                 max_wait_ms,
@@ -684,20 +696,22 @@ impl Request {
                     out.put_u32(p.partition);
                     out.put_i64(p.fetch_offset);
                     out.put_u32(p.partition_max_bytes);
-                });
+                    Ok(())
+                })?;
             }
             Request::ListOffsets { topics } => write_topic_entries(out, topics, |out, p| {
                 out.put_u32(p.partition);
                 out.put_i64(p.timestamp);
-            }),
-            Request::FindCoordinator { group } => out.put_string(group),
+                Ok(())
+            })?,
+            Request::FindCoordinator { group } => out.put_string("group", group)?,
             Request::JoinGroup(join) => {
-                out.put_string(&join.group);
-                out.put_string(&join.member_id);
+                out.put_string("group", &join.group)?;
+                out.put_string("member_id", &join.member_id)?;
                 out.put_u32(join.session_timeout_ms);
                 out.put_u32(join.rebalance_timeout_ms);
-                out.put_string(&join.assignor);
-                write_strings(out, &join.topics);
+                out.put_string("assignor", &join.assignor)?;
+                write_strings(out, "topics", &join.topics)?;
             }
             Request::SyncGroup {
                 group,
@@ -709,13 +723,13 @@ impl Request {
                 generation,
                 member_id,
             } => {
-                out.put_string(group);
+                out.put_string("group", group)?;
                 out.put_i32(*generation);
-                out.put_string(member_id);
+                out.put_string("member_id", member_id)?;
             }
             Request::LeaveGroup { group, member_id } => {
-                out.put_string(group);
-                out.put_string(member_id);
+                out.put_string("group", group)?;
+                out.put_string("member_id", member_id)?;
             }
             Request::OffsetCommit {
                 group,
@@ -723,22 +737,27 @@ impl Request {
                 member_id,
                 topics,
             } => {
-                out.put_string(group);
+                out.put_string("group", group)?;
                 out.put_i32(*generation);
-                out.put_string(member_id);
+                out.put_string("member_id", member_id)?;
                 write_topic_entries(out, topics, |out, (partition, offset)| {
                     out.put_u32(*partition);
                     out.put_i64(*offset);
-                });
+                    Ok(())
+                })?;
             }
             Request::OffsetFetch { group, topics } => {
-                out.put_string(group);
-                write_topic_entries(out, topics, |out, partition| out.put_u32(*partition));
+                out.put_string("group", group)?;
+                write_topic_entries(out, topics, |out, partition| {
+                    out.put_u32(*partition);
+                    Ok(())
+                })?;
             }
             Request::ListGroups => {}
-            Request::DescribeGroups { groups } => write_strings(out, groups),
+            Request::DescribeGroups { groups } => write_strings(out, "groups", groups)?,
             Request::InitProducerId => {}
         }
+        Ok(())
     }
 }
 
@@ -974,13 +993,14 @@ fn read_topic_results(r: &mut Reader) -> Result<Vec<TopicResult>, DecodeError> {
         .collect()
 }
 
-fn write_topic_results(out: &mut BytesMut, topics: &[TopicResult]) {
-    out.put_count(topics.len());
+fn write_topic_results(out: &mut BytesMut, topics: &[TopicResult]) -> Result<(), EncodeError> {
+    out.put_count("topics", topics.len())?;
     for topic in topics {
-        out.put_string(&topic.topic);
+        out.put_string("topic", &topic.topic)?;
         out.put_u16(topic.error as u16);
-        out.put_string(&topic.message);
+        out.put_string("message", &topic.message)?;
     }
+    Ok(())
 }
 
 /// Writes the part of a fetch partition entry before its records.
@@ -988,12 +1008,13 @@ pub fn write_fetch_partition_header(
     out: &mut BytesMut,
     result: &FetchPartitionResult,
     records_len: usize,
-) {
+) -> Result<(), EncodeError> {
     out.put_u32(result.partition);
     out.put_u16(result.error as u16);
     out.put_i64(result.high_watermark);
     out.put_i64(result.log_start_offset);
-    out.put_u32(u32::try_from(records_len).expect("records below 4 GiB"));
+    out.put_u32(len_u32("records", records_len)?);
+    Ok(())
 }
 
 impl Response {
@@ -1184,10 +1205,14 @@ impl Response {
     }
 
     /// Encodes the body (without frame header).
-    pub fn encode(&self, out: &mut BytesMut) {
+    ///
+    /// # Errors
+    /// A value too long for its length field (see [`EncodeError`]); `out` then holds a
+    /// partial body that must not be sent.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
         match self {
             Response::ApiVersions { apis } => {
-                out.put_count(apis.len());
+                out.put_count("apis", apis.len())?;
                 for (key, min, max) in apis {
                     out.put_u16(*key);
                     out.put_u16(*min);
@@ -1195,17 +1220,17 @@ impl Response {
                 }
             }
             Response::Metadata { brokers, topics } => {
-                out.put_count(brokers.len());
+                out.put_count("brokers", brokers.len())?;
                 for broker in brokers {
                     out.put_u32(broker.node_id);
-                    out.put_string(&broker.host);
+                    out.put_string("host", &broker.host)?;
                     out.put_u16(broker.port);
                 }
-                out.put_count(topics.len());
+                out.put_count("topics", topics.len())?;
                 for topic in topics {
-                    out.put_string(&topic.topic);
+                    out.put_string("topic", &topic.topic)?;
                     out.put_u16(topic.error as u16);
-                    out.put_count(topic.partitions.len());
+                    out.put_count("partitions", topic.partitions.len())?;
                     for p in &topic.partitions {
                         out.put_u32(p.partition);
                         out.put_u16(p.error as u16);
@@ -1219,13 +1244,13 @@ impl Response {
             }
             Response::CreateTopics { topics }
             | Response::DeleteTopics { topics }
-            | Response::AlterConfigs { topics } => write_topic_results(out, topics),
+            | Response::AlterConfigs { topics } => write_topic_results(out, topics)?,
             Response::DescribeConfigs { topics } => {
-                out.put_count(topics.len());
+                out.put_count("topics", topics.len())?;
                 for (topic, error, configs) in topics {
-                    out.put_string(topic);
+                    out.put_string("topic", topic)?;
                     out.put_u16(*error as u16);
-                    write_configs(out, configs);
+                    write_configs(out, configs)?;
                 }
             }
             Response::Produce { topics } => write_topic_entries(out, topics, |out, p| {
@@ -1233,17 +1258,20 @@ impl Response {
                 out.put_u16(p.error as u16);
                 out.put_i64(p.base_offset);
                 out.put_i64(p.log_start_offset);
-            }),
+                Ok(())
+            })?,
             Response::Fetch { topics } => write_topic_entries(out, topics, |out, p| {
-                write_fetch_partition_header(out, p, p.records.len());
+                write_fetch_partition_header(out, p, p.records.len())?;
                 out.put_slice(&p.records);
-            }),
+                Ok(())
+            })?,
             Response::ListOffsets { topics } => write_topic_entries(out, topics, |out, p| {
                 out.put_u32(p.partition);
                 out.put_u16(p.error as u16);
                 out.put_i64(p.offset);
                 out.put_i64(p.timestamp);
-            }),
+                Ok(())
+            })?,
             Response::InitProducerId {
                 error,
                 producer_id,
@@ -1256,7 +1284,7 @@ impl Response {
             Response::FindCoordinator { error, broker } => {
                 out.put_u16(*error as u16);
                 out.put_u32(broker.node_id);
-                out.put_string(&broker.host);
+                out.put_string("host", &broker.host)?;
                 out.put_u16(broker.port);
             }
             Response::JoinGroup {
@@ -1267,12 +1295,15 @@ impl Response {
             } => {
                 out.put_u16(*error as u16);
                 out.put_i32(*generation);
-                out.put_string(member_id);
-                write_strings(out, members);
+                out.put_string("member_id", member_id)?;
+                write_strings(out, "members", members)?;
             }
             Response::SyncGroup { error, assignment } => {
                 out.put_u16(*error as u16);
-                write_topic_entries(out, assignment, |out, partition| out.put_u32(*partition));
+                write_topic_entries(out, assignment, |out, partition| {
+                    out.put_u32(*partition);
+                    Ok(())
+                })?;
             }
             Response::Heartbeat { error } | Response::LeaveGroup { error } => {
                 out.put_u16(*error as u16)
@@ -1281,41 +1312,45 @@ impl Response {
                 write_topic_entries(out, topics, |out, (partition, error)| {
                     out.put_u32(*partition);
                     out.put_u16(*error as u16);
-                })
+                    Ok(())
+                })?
             }
             Response::OffsetFetch { error, topics } => {
                 out.put_u16(*error as u16);
                 write_topic_entries(out, topics, |out, (partition, offset)| {
                     out.put_u32(*partition);
                     out.put_i64(*offset);
-                });
+                    Ok(())
+                })?;
             }
             Response::ListGroups { groups } => {
-                out.put_count(groups.len());
+                out.put_count("groups", groups.len())?;
                 for (group, state) in groups {
-                    out.put_string(group);
-                    out.put_string(state);
+                    out.put_string("group", group)?;
+                    out.put_string("state", state)?;
                 }
             }
             Response::DescribeGroups { groups } => {
-                out.put_count(groups.len());
+                out.put_count("groups", groups.len())?;
                 for group in groups {
-                    out.put_string(&group.group);
+                    out.put_string("group", &group.group)?;
                     out.put_u16(group.error as u16);
-                    out.put_string(&group.state);
+                    out.put_string("state", &group.state)?;
                     out.put_i32(group.generation);
-                    out.put_string(&group.assignor);
-                    out.put_count(group.members.len());
+                    out.put_string("assignor", &group.assignor)?;
+                    out.put_count("members", group.members.len())?;
                     for member in &group.members {
-                        out.put_string(&member.member_id);
-                        write_strings(out, &member.topics);
+                        out.put_string("member_id", &member.member_id)?;
+                        write_strings(out, "topics", &member.topics)?;
                         write_topic_entries(out, &member.assignment, |out, partition| {
-                            out.put_u32(*partition)
-                        });
+                            out.put_u32(*partition);
+                            Ok(())
+                        })?;
                     }
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -1352,9 +1387,44 @@ mod tests {
 
     fn round_trip(request: Request) {
         let mut body = BytesMut::new();
-        request.encode(&mut body);
+        request.encode(&mut body).unwrap();
         let decoded = Request::decode(request.api_key() as u16, 0, body.freeze()).unwrap();
         assert_eq!(decoded, request);
+    }
+
+    #[test]
+    fn a_value_too_long_for_the_wire_is_an_encode_error_naming_the_field() {
+        // Goal: a member id built past 64 KiB cannot panic the encoder (it once took a
+        // shard down); the error names the field and the limit.
+        let response = Response::JoinGroup {
+            error: ErrorCode::None,
+            generation: 1,
+            member_id: "m".repeat(70_000),
+            members: vec![],
+        };
+        let error = response.encode(&mut BytesMut::new()).unwrap_err();
+        assert_eq!(
+            error,
+            EncodeError {
+                field: "member_id",
+                len: 70_000,
+                limit: 65_535
+            }
+        );
+        let request = Request::CreateTopics {
+            topics: vec![NewTopic {
+                name: "t".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs: vec![ConfigEntry {
+                    key: "k".repeat(70_000),
+                    value: "1".into(),
+                }],
+            }],
+        };
+        let error = request.encode(&mut BytesMut::new()).unwrap_err();
+        assert_eq!(error.field, "config.key");
+        assert!(error.to_string().contains("65535"), "{error}");
     }
 
     #[test]
@@ -1533,7 +1603,7 @@ mod tests {
         ];
         for (api, response) in responses {
             let mut body = BytesMut::new();
-            response.encode(&mut body);
+            response.encode(&mut body).unwrap();
             assert_eq!(Response::decode(api, body.freeze()).unwrap(), response);
         }
     }
@@ -1558,7 +1628,8 @@ mod tests {
             timeout_ms: 1,
             topics: vec![],
         }
-        .encode(&mut body);
+        .encode(&mut body)
+        .unwrap();
         body[0] = 5;
         assert!(matches!(
             Request::decode(10, 0, body.freeze()),

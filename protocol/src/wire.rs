@@ -155,30 +155,71 @@ impl Reader {
     }
 }
 
-/// Writes big-endian fields.
+/// Why a message could not be encoded: a value is too long for its length field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field {field} is {len} long, over the wire limit of {limit}")]
+pub struct EncodeError {
+    /// Field being written.
+    pub field: &'static str,
+    /// Its length (bytes, or elements for a count).
+    pub len: usize,
+    /// The largest length the field can carry.
+    pub limit: usize,
+}
+
+/// Longest string the wire carries (u16 length).
+pub const STRING_MAX: usize = u16::MAX as usize;
+
+/// Writes big-endian fields. Lengths are checked: a value too long for its length field is
+/// an [`EncodeError`], never a panic or a silently cut value.
 pub trait WriteExt {
     /// A string: u16 length then UTF-8 bytes.
     ///
-    /// # Panics
-    /// If the string is longer than 65,535 bytes (names are validated long before).
-    fn put_string(&mut self, value: &str);
+    /// # Errors
+    /// The string is longer than [`STRING_MAX`] bytes.
+    fn put_string(&mut self, field: &'static str, value: &str) -> Result<(), EncodeError>;
     /// Bytes: u32 length then the bytes.
-    fn put_sized(&mut self, value: &[u8]);
+    ///
+    /// # Errors
+    /// More than `u32::MAX` bytes.
+    fn put_sized(&mut self, field: &'static str, value: &[u8]) -> Result<(), EncodeError>;
     /// An array count.
-    fn put_count(&mut self, count: usize);
+    ///
+    /// # Errors
+    /// More than `u32::MAX` elements.
+    fn put_count(&mut self, field: &'static str, count: usize) -> Result<(), EncodeError>;
+}
+
+/// `len` as a u32 length field.
+///
+/// # Errors
+/// Over `u32::MAX`.
+pub fn len_u32(field: &'static str, len: usize) -> Result<u32, EncodeError> {
+    u32::try_from(len).map_err(|_| EncodeError {
+        field,
+        len,
+        limit: u32::MAX as usize,
+    })
 }
 
 impl WriteExt for BytesMut {
-    fn put_string(&mut self, value: &str) {
-        let len = u16::try_from(value.len()).expect("strings on the wire are below 64 KiB");
+    fn put_string(&mut self, field: &'static str, value: &str) -> Result<(), EncodeError> {
+        let len = u16::try_from(value.len()).map_err(|_| EncodeError {
+            field,
+            len: value.len(),
+            limit: STRING_MAX,
+        })?;
         self.put_u16(len);
         self.put_slice(value.as_bytes());
+        Ok(())
     }
-    fn put_sized(&mut self, value: &[u8]) {
-        self.put_u32(u32::try_from(value.len()).expect("byte fields are below 4 GiB"));
+    fn put_sized(&mut self, field: &'static str, value: &[u8]) -> Result<(), EncodeError> {
+        self.put_u32(len_u32(field, value.len())?);
         self.put_slice(value);
+        Ok(())
     }
-    fn put_count(&mut self, count: usize) {
-        self.put_u32(u32::try_from(count).expect("counts fit u32"));
+    fn put_count(&mut self, field: &'static str, count: usize) -> Result<(), EncodeError> {
+        self.put_u32(len_u32(field, count)?);
+        Ok(())
     }
 }

@@ -241,7 +241,9 @@ impl Client {
         let correlation = self.next_correlation;
         self.next_correlation += 1;
         let mut body = BytesMut::new();
-        request.encode(&mut body);
+        request
+            .encode(&mut body)
+            .expect("test requests fit the wire");
         let mut frame = BytesMut::new();
         write_request(&mut frame, request.api_key() as u16, 0, correlation, &body);
         self.stream.write_all(&frame).expect("send request");

@@ -8,7 +8,7 @@ use keel_engine::ReadData;
 use keel_protocol::api::{
     write_fetch_partition_header, ErrorCode, FetchPartition, FetchPartitionResult, TopicEntries,
 };
-use keel_protocol::wire::WriteExt;
+use keel_protocol::wire::{EncodeError, WriteExt};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -125,17 +125,40 @@ pub async fn handle(
     // budget keeps at least the first non-empty partition whole.
     let mut parts = Vec::new();
     let mut head = BytesMut::new();
+    // Topic names were checked where they entered (at most 249 bytes), and counts are
+    // bounded by the request's, so this encoding cannot fail; if it did, the answer is an
+    // error frame, never a panic.
+    if let Err(e) = encode_round(shard, round, max_bytes, &mut parts, &mut head) {
+        tracing::warn!(error = %e, "fetch response cannot be encoded");
+        return Outgoing::error(ErrorCode::InvalidRequest);
+    }
+    if !head.is_empty() {
+        parts.push(Part::Bytes(head.freeze()));
+    }
+    Outgoing {
+        error_code: ErrorCode::None,
+        parts,
+    }
+}
+
+fn encode_round(
+    shard: &Shard,
+    round: Round,
+    max_bytes: u32,
+    parts: &mut Vec<Part>,
+    head: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let mut budget = u64::from(max_bytes);
     let mut first = true;
-    head.put_count(round.len());
+    head.put_count("topics", round.len())?;
     for (topic, partitions) in round {
-        head.put_string(&topic);
-        head.put_count(partitions.len());
+        head.put_string("topic", &topic)?;
+        head.put_count("partitions", partitions.len())?;
         for (result, data) in partitions {
             let len = data.len();
             let keep = len > 0 && (first || len <= budget);
             let send_len = if keep { len as usize } else { 0 };
-            write_fetch_partition_header(&mut head, &result, send_len);
+            write_fetch_partition_header(head, &result, send_len)?;
             if keep {
                 first = false;
                 budget = budget.saturating_sub(len);
@@ -149,11 +172,5 @@ pub async fn handle(
             }
         }
     }
-    if !head.is_empty() {
-        parts.push(Part::Bytes(head.freeze()));
-    }
-    Outgoing {
-        error_code: ErrorCode::None,
-        parts,
-    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ mod fetch;
 pub mod groups;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 
 use crate::shard::Shard;
@@ -41,12 +42,20 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// The encoded response; a response that cannot be encoded (a value longer than the
+    /// wire allows, which entry checks should have refused) becomes an error frame naming
+    /// nothing secret, and is logged with the field and limit.
     fn body(response: &Response) -> Outgoing {
         let mut body = BytesMut::new();
-        response.encode(&mut body);
-        Outgoing {
-            error_code: ErrorCode::None,
-            parts: vec![Part::Bytes(body.freeze())],
+        match response.encode(&mut body) {
+            Ok(()) => Outgoing {
+                error_code: ErrorCode::None,
+                parts: vec![Part::Bytes(body.freeze())],
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "response cannot be encoded; answering InvalidRequest");
+                Outgoing::error(ErrorCode::InvalidRequest)
+            }
         }
     }
 
