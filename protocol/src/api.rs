@@ -181,6 +181,10 @@ error_codes! {
     UnknownAssignor = 26, "unknown partition assignor";
     OutOfOrderSequence = 27, "producer sequence number out of order: records were lost between producer and broker";
     InvalidProducerEpoch = 28, "producer epoch is older than the partition's";
+    InvalidRebalanceTimeout = 29, "rebalance timeout outside the broker's limits";
+    GroupMaxSizeReached = 30, "the group has as many members as the broker allows";
+    TooManyGroups = 31, "group limit reached";
+    InvalidClientId = 32, "invalid client id";
 }
 
 /// A key-value config entry.

@@ -84,13 +84,23 @@ impl Group {
     }
 }
 
-/// Limits a member's session timeout must respect.
+/// What the broker allows groups and members (docs/limits.md).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Shortest allowed session timeout.
+    /// Shortest allowed session timeout (Kafka's `group.min.session.timeout.ms`).
     pub session_timeout_ms_min: u32,
-    /// Longest allowed session timeout.
+    /// Longest allowed session timeout (Kafka's `group.max.session.timeout.ms`).
     pub session_timeout_ms_max: u32,
+    /// Longest allowed rebalance timeout: how long a join may be parked.
+    pub rebalance_timeout_ms_max: u32,
+    /// Longest group id, in bytes; member ids are built from it and must fit the wire.
+    pub group_id_bytes_max: usize,
+    /// Groups with members at once (empty groups are forgotten; their offsets stay).
+    pub groups_max: usize,
+    /// Members of one group (Kafka's `group.max.size`).
+    pub members_max: usize,
+    /// Groups with committed offsets; a commit from one more is refused.
+    pub offset_groups_max: usize,
 }
 
 impl Default for Limits {
@@ -98,8 +108,24 @@ impl Default for Limits {
         Limits {
             session_timeout_ms_min: 1_000,
             session_timeout_ms_max: 300_000,
+            rebalance_timeout_ms_max: 600_000,
+            group_id_bytes_max: 1_024,
+            groups_max: 10_000,
+            members_max: 1_000,
+            offset_groups_max: 100_000,
         }
     }
+}
+
+/// Checks a group id where it enters: not empty, at most `limit` bytes.
+///
+/// # Errors
+/// `InvalidGroupId`.
+pub fn check_group_id(group: &str, limit: usize) -> Result<(), ErrorCode> {
+    if group.is_empty() || group.len() > limit {
+        return Err(ErrorCode::InvalidGroupId);
+    }
+    Ok(())
 }
 
 /// Every group of the broker, and their committed offsets.
@@ -145,22 +171,31 @@ impl Coordinator {
         token: Token,
         partitions_of: &dyn Fn(&str) -> u32,
     ) -> JoinAnswers {
-        if request.group.is_empty() {
-            return vec![(token, Err(ErrorCode::InvalidGroupId))];
+        if let Err(error) = check_group_id(request.group, self.limits.group_id_bytes_max) {
+            return vec![(token, Err(error))];
         }
         if request.session_timeout_ms < self.limits.session_timeout_ms_min
             || request.session_timeout_ms > self.limits.session_timeout_ms_max
         {
             return vec![(token, Err(ErrorCode::InvalidSessionTimeout))];
         }
+        if request.rebalance_timeout_ms > self.limits.rebalance_timeout_ms_max {
+            return vec![(token, Err(ErrorCode::InvalidRebalanceTimeout))];
+        }
         let Some(assignor) = Assignor::from_name(request.assignor) else {
             return vec![(token, Err(ErrorCode::UnknownAssignor))];
         };
+        if !self.groups.contains_key(request.group) && self.groups.len() >= self.limits.groups_max {
+            return vec![(token, Err(ErrorCode::TooManyGroups))];
+        }
         let group = self
             .groups
             .entry(request.group.to_owned())
             .or_insert_with(|| Group::new(assignor));
         let member_id = if request.member_id.is_empty() {
+            if group.members.len() >= self.limits.members_max {
+                return vec![(token, Err(ErrorCode::GroupMaxSizeReached))];
+            }
             self.next_member += 1;
             format!("member-{}-{}", self.next_member, request.group)
         } else if group.members.contains_key(request.member_id) {
@@ -364,6 +399,10 @@ impl Coordinator {
             }
             answers.extend(Self::try_complete(group, now_ms, partitions_of));
         }
+        // A group with no members holds nothing but its generation: forget it, so groups
+        // made and left by peers do not accumulate (committed offsets are kept apart).
+        self.groups
+            .retain(|_, g| !(g.members.is_empty() && g.state == GroupState::Empty));
         answers
     }
 
@@ -378,6 +417,12 @@ impl Coordinator {
         generation: i32,
         member_id: &str,
     ) -> Result<(), ErrorCode> {
+        check_group_id(group_id, self.limits.group_id_bytes_max)?;
+        if !self.offsets.contains_key(group_id)
+            && self.offsets.len() >= self.limits.offset_groups_max
+        {
+            return Err(ErrorCode::TooManyGroups);
+        }
         let Some(group) = self.groups.get(group_id) else {
             return if member_id.is_empty() {
                 Ok(())

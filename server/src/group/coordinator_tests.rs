@@ -158,3 +158,91 @@ fn bad_joins_are_refused() {
         Err(ErrorCode::UnknownMemberId)
     );
 }
+
+fn join_group(c: &mut Coordinator, group: &str, rebalance_ms: u32, token: Token) -> JoinAnswers {
+    let topics = vec!["orders".to_string()];
+    c.join(
+        0,
+        JoinRequest {
+            group,
+            member_id: "",
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: rebalance_ms,
+            assignor: "range",
+            topics: &topics,
+        },
+        token,
+        &six,
+    )
+}
+
+#[test]
+fn peers_hit_limits_with_clear_errors() {
+    // Goal: a group id past its limit (member ids are built from it and once overflowed the
+    // wire), a rebalance timeout past the broker's, too many groups or members: each is
+    // refused with its own error, and nothing is created.
+    let limits = Limits {
+        groups_max: 2,
+        members_max: 2,
+        offset_groups_max: 1,
+        ..Limits::default()
+    };
+    let mut c = Coordinator::new(limits);
+    let long = "g".repeat(limits.group_id_bytes_max + 1);
+    assert_eq!(
+        join_group(&mut c, &long, 10_000, 1)[0]
+            .1
+            .clone()
+            .unwrap_err(),
+        ErrorCode::InvalidGroupId
+    );
+    assert_eq!(
+        join_group(&mut c, "a", limits.rebalance_timeout_ms_max + 1, 2)[0]
+            .1
+            .clone()
+            .unwrap_err(),
+        ErrorCode::InvalidRebalanceTimeout
+    );
+    assert!(c.list().is_empty(), "refused joins create no group");
+    assert!(join_group(&mut c, "a", 10_000, 3)[0].1.is_ok());
+    assert!(join_group(&mut c, "b", 10_000, 4)[0].1.is_ok());
+    assert_eq!(
+        join_group(&mut c, "c", 10_000, 5)[0].1.clone().unwrap_err(),
+        ErrorCode::TooManyGroups
+    );
+    // "a" rebalances with a second member (parked), then a third is refused.
+    assert!(join_group(&mut c, "a", 10_000, 6).is_empty());
+    assert_eq!(
+        join_group(&mut c, "a", 10_000, 7)[0].1.clone().unwrap_err(),
+        ErrorCode::GroupMaxSizeReached
+    );
+    assert_eq!(
+        c.check_commit(&long, -1, ""),
+        Err(ErrorCode::InvalidGroupId)
+    );
+    c.store_offset("x", "orders", 0, 1);
+    assert_eq!(
+        c.check_commit("y", -1, ""),
+        Err(ErrorCode::TooManyGroups),
+        "offsets of one more group are refused"
+    );
+    assert_eq!(c.check_commit("x", -1, ""), Ok(()));
+}
+
+#[test]
+fn empty_groups_are_forgotten_but_their_offsets_stay() {
+    // Goal: groups made and left by peers do not accumulate.
+    let mut c = Coordinator::new(Limits::default());
+    for (n, group) in ["a", "b", "c"].iter().enumerate() {
+        let joined = join_group(&mut c, group, 10_000, n as Token + 1)[0]
+            .1
+            .clone()
+            .unwrap();
+        c.leave(1, group, &joined.member_id, &six).unwrap();
+    }
+    c.store_offset("b", "orders", 0, 42);
+    c.tick(2, &six);
+    assert_eq!(c.groups.len(), 0, "no empty group kept");
+    assert_eq!(c.list(), vec![("b".to_string(), GroupState::Empty)]);
+    assert_eq!(c.committed("b", "orders", 0), Some(42));
+}

@@ -350,6 +350,17 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                     }
                     let records_count = builder.records_count() as u64;
                     let _turn = service.offsets_writer.acquire_permit(1).await;
+                    // A rebalance may have completed while this commit waited its turn:
+                    // check again, so a member fenced meanwhile cannot store offsets.
+                    let rechecked = service
+                        .coordinator
+                        .borrow()
+                        .check_commit(&group, generation, &member_id);
+                    if let Err(error) = rechecked {
+                        return Response::OffsetCommit {
+                            topics: commit_answer(asked, &counts, error),
+                        };
+                    }
                     if records_count == 0 {
                         ErrorCode::None
                     } else {
