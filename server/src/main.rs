@@ -38,7 +38,9 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    exit_on_any_panic();
     let config = match Config::load(&args) {
         Ok(config) => config,
         Err(e) => {
@@ -55,6 +57,70 @@ fn main() {
         eprintln!("keel-server: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// A panic anywhere (a shard's executor, a blocking-pool thread) ends the process at once
+/// with a non-zero status and one line naming the thread and the cause: a broker with a
+/// dead shard would otherwise keep its port open while every request that needs that
+/// shard hangs. A supervisor restarts it; recovery makes the restart safe.
+fn exit_on_any_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed thread");
+        let cause = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("keel-server: {name} failed: {cause}{at}; exiting with status {PANIC_EXIT_CODE}");
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
+}
+
+/// Exit status after a shard (or any thread) failed: EX_SOFTWARE.
+const PANIC_EXIT_CODE: i32 = 70;
+
+/// Holds `DIR/keel.lock` with flock(2) for the life of the process, so a second broker on
+/// the same data directory is refused (naming the holder's pid) instead of overwriting the
+/// first one's acknowledged data. The kernel drops the lock when the process dies, even
+/// by kill -9.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = dir.join("keel.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() { "unknown" } else { holder };
+            anyhow::bail!(
+                "data directory {} is in use by another keel-server (pid {holder}); stop it or pick another --data-dir",
+                dir.display()
+            );
+        }
+        return Err(error).with_context(|| format!("locking {}", path.display()));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 /// Raises the soft limit of open files to the hard limit: every partition keeps its active
@@ -137,19 +203,26 @@ fn clean_data_dir(config: &Config, registry: &Registry) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn resolve_listen(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    if addr.port() != 0 {
-        return Ok(addr);
-    }
-    // Port 0: pick a free port once so every shard binds the same one.
-    let probe =
-        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+/// Checks nobody listens on `addr` yet, and picks the port for port 0. Shards bind with
+/// SO_REUSEPORT, which would let a second broker share a port with the first (clients then
+/// land on either at random); a plain bind first refuses that.
+fn resolve_listen(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind(addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "cannot listen on {addr} for {what}: the address is in use (another keel-server or program holds it)"
+            )
+        } else {
+            anyhow::anyhow!("cannot listen on {addr} for {what}: {e}")
+        }
+    })?;
     Ok(probe.local_addr()?)
 }
 
 fn run(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
     let mut registry = Registry::load(&config.data_dir)?;
     // Committed offsets of consumer groups live in this internal topic. Its own compaction
     // bounds it; broker-wide retention (by time or size) must never trim it.
@@ -165,8 +238,8 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         registry.put(handlers::groups::OFFSETS_TOPIC, offsets)?;
     }
     clean_data_dir(&config, &registry)?;
-    config.listen = resolve_listen(config.listen)?;
-    config.metrics_listen = resolve_listen(config.metrics_listen)?;
+    config.listen = resolve_listen(config.listen, "clients")?;
+    config.metrics_listen = resolve_listen(config.metrics_listen, "metrics")?;
     let started = Instant::now();
     let config = Arc::new(config);
     let registry = Arc::new(RwLock::new(registry));
@@ -231,12 +304,16 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         tracing::info!(signal, "shutting down");
     }
     stop.store(true, Ordering::SeqCst);
-    for handle in handles {
+    let mut failed = Vec::new();
+    for (index, handle) in handles.into_iter().enumerate() {
         match handle.join() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "shard stopped with an error"),
-            Err(e) => tracing::error!(error = ?e, "shard panicked"),
+            Ok(Err(e)) => failed.push(format!("shard {index} stopped with an error: {e:#}")),
+            Err(e) => failed.push(format!("shard {index} panicked: {e:?}")),
         }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{}", failed.join("; "));
     }
     tracing::info!("stopped cleanly");
     Ok(())
@@ -316,6 +393,14 @@ async fn run_shard(
     }
     glommio::spawn_local(housekeeping(shard.clone(), stopping.clone())).detach();
     let _ = ready.send(Ok(opened));
+    // Fault injection for the test that shows a dead shard ends the process.
+    if std::env::var("KEEL_FAULT_PANIC_SHARD").ok() == Some(id.to_string()) {
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(300)).await;
+            panic!("fault injected by KEEL_FAULT_PANIC_SHARD");
+        })
+        .detach();
+    }
 
     let local_connections = Rc::new(Cell::new(0usize));
     // Descriptors of open connections, so shutdown can wake readers blocked on idle clients.

@@ -254,3 +254,145 @@ fn the_default_relative_data_dir_works() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+/// Runs `keel-server` with `args` until it exits (at most 30 s); (status, stderr).
+fn run_to_exit(args: &[String], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut child = Command::new(server_binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start keel-server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status.code(), stderr);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("keel-server did not exit within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_second_broker_on_a_data_directory_in_use_is_refused_naming_the_holder() {
+    // Goal: two brokers on one directory once both ran and overwrote each other's data.
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Broker::start(&server_binary(), dir.path(), &[]);
+    let args = vec![
+        "--data-dir".to_string(),
+        dir.path().display().to_string(),
+        "--listen".into(),
+        free_addr(),
+        "--metrics-listen".into(),
+        free_addr(),
+    ];
+    let (code, stderr) = run_to_exit(&args, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by another keel-server")
+            && stderr.contains(&format!("pid {}", first.pid())),
+        "{stderr}"
+    );
+    // The first broker is untouched and still serves.
+    let mut client = first.client();
+    assert!(matches!(
+        client.call(Request::Metadata { topics: vec![] }),
+        Response::Metadata { .. }
+    ));
+    // Once it is gone (even by kill -9) the directory is free again.
+    first.stop_with(9);
+    let again = Broker::start(&server_binary(), dir.path(), &[]);
+    drop(again);
+}
+
+#[test]
+fn a_second_broker_on_a_port_in_use_is_refused() {
+    // Goal: SO_REUSEPORT once let a second broker share the port; clients then reached
+    // either broker at random.
+    let first_dir = tempfile::tempdir().unwrap();
+    let second_dir = tempfile::tempdir().unwrap();
+    let first = Broker::start(&server_binary(), first_dir.path(), &[]);
+    for (listen, metrics) in [
+        (first.addr.to_string(), free_addr()),
+        (free_addr(), first.metrics_addr.to_string()),
+    ] {
+        let args = vec![
+            "--data-dir".to_string(),
+            second_dir.path().display().to_string(),
+            "--listen".into(),
+            listen.clone(),
+            "--metrics-listen".into(),
+            metrics.clone(),
+        ];
+        let (code, stderr) = run_to_exit(&args, &[]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("address is in use"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_shard_that_dies_ends_the_process_with_a_line_naming_it() {
+    // Goal: no zombie broker: a panicking shard once left the port open while requests
+    // hung forever, and the process later exited 0.
+    let dir = tempfile::tempdir().unwrap();
+    let args = vec![
+        "--data-dir".to_string(),
+        dir.path().display().to_string(),
+        "--listen".into(),
+        free_addr(),
+        "--metrics-listen".into(),
+        free_addr(),
+        "--shards".into(),
+        "2".into(),
+    ];
+    let (code, stderr) = run_to_exit(&args, &[("KEEL_FAULT_PANIC_SHARD", "1")]);
+    assert_eq!(code, Some(70), "{stderr}");
+    assert!(
+        stderr.contains("keel-server: keel-shard-1")
+            && stderr.contains("failed: fault injected by KEEL_FAULT_PANIC_SHARD"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    // Goal: only a terminal gets ANSI colours.
+    let dir = tempfile::tempdir().unwrap();
+    let args = vec![
+        "--data-dir".to_string(),
+        dir.path().display().to_string(),
+        "--listen".into(),
+        free_addr(),
+        "--metrics-listen".into(),
+        free_addr(),
+    ];
+    let (_, stderr) = run_to_exit(
+        &args,
+        &[("KEEL_FAULT_PANIC_SHARD", "0"), ("RUST_LOG", "info")],
+    );
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in piped logs: {stderr:?}"
+    );
+}
