@@ -24,6 +24,7 @@ pub mod batch;
 pub mod compression;
 pub mod error;
 pub mod frame;
+pub mod records;
 pub mod varint;
 pub mod wire;
 
