@@ -62,6 +62,14 @@ struct File {
     partitions_max: Option<u32>,
     tail_cache_bytes: Option<u64>,
     offsets_compaction_records: Option<u64>,
+    batch_decompressed_bytes_max: Option<usize>,
+    requests_bytes_max: Option<usize>,
+    connection_requests_max: Option<usize>,
+    group_session_timeout_ms_min: Option<u32>,
+    group_session_timeout_ms_max: Option<u32>,
+    group_rebalance_timeout_ms_max: Option<u32>,
+    groups_max: Option<usize>,
+    group_members_max: Option<usize>,
 }
 
 /// Validated broker configuration.
@@ -89,6 +97,15 @@ pub struct Config {
     pub partitions_max: u32,
     /// Compact `__consumer_offsets` after this many commits (records).
     pub offsets_compaction_records: u64,
+    /// Largest decompressed records section of one produced batch the broker checks.
+    pub batch_decompressed_bytes_max: usize,
+    /// Bytes of requests read but not yet answered, broker-wide; past it shards stop
+    /// reading sockets until answers go out (backpressure).
+    pub requests_bytes_max: usize,
+    /// Requests of one connection handled at once.
+    pub connection_requests_max: usize,
+    /// Group limits.
+    pub group_limits: crate::group::coordinator::Limits,
 }
 
 impl Config {
@@ -154,12 +171,42 @@ impl Config {
             connections_max: file.connections_max.unwrap_or(10_000),
             partitions_max: file.partitions_max.unwrap_or(100_000),
             offsets_compaction_records: file.offsets_compaction_records.unwrap_or(10_000).max(1),
+            batch_decompressed_bytes_max: file.batch_decompressed_bytes_max.unwrap_or(32 << 20),
+            requests_bytes_max: file.requests_bytes_max.unwrap_or(256 << 20),
+            connection_requests_max: file.connection_requests_max.unwrap_or(64),
+            group_limits: {
+                let default = crate::group::coordinator::Limits::default();
+                crate::group::coordinator::Limits {
+                    session_timeout_ms_min: file
+                        .group_session_timeout_ms_min
+                        .unwrap_or(default.session_timeout_ms_min),
+                    session_timeout_ms_max: file
+                        .group_session_timeout_ms_max
+                        .unwrap_or(default.session_timeout_ms_max),
+                    rebalance_timeout_ms_max: file
+                        .group_rebalance_timeout_ms_max
+                        .unwrap_or(default.rebalance_timeout_ms_max),
+                    groups_max: file.groups_max.unwrap_or(default.groups_max),
+                    members_max: file.group_members_max.unwrap_or(default.members_max),
+                    ..default
+                }
+            },
         };
         let mut config = config;
         config.data_dir = std::path::absolute(&config.data_dir)
             .with_context(|| format!("resolving data directory {}", config.data_dir.display()))?;
         if config.shards == 0 || config.shards > 256 {
             bail!("--shards must be between 1 and 256, got {}", config.shards);
+        }
+        if config.connection_requests_max == 0 {
+            bail!("connection_requests_max must be at least 1");
+        }
+        if config.requests_bytes_max < config.frame_bytes_max as usize {
+            bail!(
+                "requests_bytes_max ({}) must be at least frame_bytes_max ({}): one request of the largest size must fit",
+                config.requests_bytes_max,
+                config.frame_bytes_max
+            );
         }
         if config.batch_bytes_max > config.frame_bytes_max {
             bail!(

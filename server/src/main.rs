@@ -6,6 +6,7 @@ mod conn;
 mod group;
 mod handlers;
 mod metrics;
+mod producers;
 mod registry;
 mod shard;
 

@@ -7,6 +7,7 @@
 
 use crate::config::Config;
 use crate::metrics::{Metrics, PartitionLabel};
+use crate::producers::{ProducerStates, SequenceCheck};
 use crate::registry::{partition_dir, Registry};
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
@@ -129,84 +130,8 @@ pub struct Shard {
     peers: Senders<Envelope>,
     groups: Option<crate::handlers::groups::GroupService>,
     producers: RefCell<HashMap<(String, u32), ProducerStates>>,
-}
-
-/// The outcome of checking an idempotent batch's sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SequenceCheck {
-    /// The next batch: append it.
-    Append,
-    /// Already stored at this base offset (a retry): do not append again.
-    Duplicate(i64),
-}
-
-/// Batches remembered per producer to recognise retries, as Kafka does.
-const RECENT_BATCHES: usize = 5;
-
-#[derive(Debug, Default)]
-struct ProducerState {
-    epoch: i16,
-    next_sequence: i32,
-    /// (base sequence, base offset) of the latest batches.
-    recent: std::collections::VecDeque<(i32, i64)>,
-}
-
-/// Idempotent-producer state of one partition (in memory; a retry across a broker restart
-/// is not recognised).
-#[derive(Debug, Default)]
-pub struct ProducerStates {
-    producers: HashMap<i64, ProducerState>,
-}
-
-impl ProducerStates {
-    /// Checks a batch from `producer_id` and, when it is to be appended at `base_offset`,
-    /// records it.
-    ///
-    /// # Errors
-    /// `InvalidProducerEpoch` for a fenced epoch, `OutOfOrderSequence` for a gap.
-    pub fn check(
-        &mut self,
-        producer_id: i64,
-        epoch: i16,
-        base_sequence: i32,
-        count: i32,
-        base_offset: i64,
-    ) -> Result<SequenceCheck, ErrorCode> {
-        let state = self
-            .producers
-            .entry(producer_id)
-            .or_insert_with(|| ProducerState {
-                epoch,
-                next_sequence: base_sequence,
-                recent: Default::default(),
-            });
-        if epoch < state.epoch {
-            return Err(ErrorCode::InvalidProducerEpoch);
-        }
-        if epoch > state.epoch {
-            *state = ProducerState {
-                epoch,
-                next_sequence: base_sequence,
-                recent: Default::default(),
-            };
-        }
-        if base_sequence != state.next_sequence {
-            if let Some((_, offset)) = state
-                .recent
-                .iter()
-                .find(|(sequence, _)| *sequence == base_sequence)
-            {
-                return Ok(SequenceCheck::Duplicate(*offset));
-            }
-            return Err(ErrorCode::OutOfOrderSequence);
-        }
-        state.next_sequence = base_sequence.wrapping_add(count);
-        state.recent.push_back((base_sequence, base_offset));
-        if state.recent.len() > RECENT_BATCHES {
-            state.recent.pop_front();
-        }
-        Ok(SequenceCheck::Append)
-    }
+    /// Test-only fault injection: (topic, appends left to fail).
+    fault_appends: Option<(String, std::cell::Cell<u32>)>,
 }
 
 fn storage_error(e: &EngineError) -> (ErrorCode, String) {
@@ -229,7 +154,7 @@ impl Shard {
         peers: Senders<Envelope>,
     ) -> Shard {
         let groups = (id == crate::handlers::groups::COORDINATOR_SHARD)
-            .then(crate::handlers::groups::GroupService::new);
+            .then(|| crate::handlers::groups::GroupService::new(config.group_limits));
         Shard {
             id,
             config,
@@ -239,6 +164,12 @@ impl Shard {
             peers,
             groups,
             producers: RefCell::new(HashMap::new()),
+            fault_appends: std::env::var("KEEL_FAULT_FAIL_APPENDS")
+                .ok()
+                .and_then(|spec| {
+                    let (topic, count) = spec.rsplit_once(':')?;
+                    Some((topic.to_owned(), std::cell::Cell::new(count.parse().ok()?)))
+                }),
         }
     }
 
@@ -618,7 +549,9 @@ impl Shard {
             if total > self.config.batch_bytes_max as usize {
                 return failed(ErrorCode::MessageTooLarge);
             }
-            if rest.len() < total || BatchView::new_verified(&rest[..total]).is_err() {
+            let valid = BatchView::new_verified(&rest[..total.min(rest.len())])
+                .and_then(|view| view.validate_records(self.config.batch_decompressed_bytes_max));
+            if rest.len() < total || valid.is_err() {
                 return failed(ErrorCode::CorruptMessage);
             }
             batches.push(BytesMut::from(&rest[..total]));
@@ -628,34 +561,38 @@ impl Shard {
             return failed(ErrorCode::CorruptMessage);
         }
         self.metrics.bytes_in.inc_by(records.len() as u64);
-        // Idempotent producers: check sequences before anything is appended. A retried
-        // batch already in the log is answered with its original offset, not stored again.
+        // Idempotent producers: check sequences before anything is appended, reserving each
+        // new batch. A retried batch already stored is answered with its original offset,
+        // not stored again. The state records a batch's offset only once its append
+        // succeeded (the offset the log gave it); a failed append aborts the reservation,
+        // so the retry is stored rather than acknowledged as a duplicate of nothing.
+        let key = (topic.to_owned(), partition);
         let mut plan = Vec::with_capacity(batches.len());
-        {
-            let mut producers = self.producers.borrow_mut();
-            let partition_producers = producers.entry((topic.to_owned(), partition)).or_default();
-            let mut expected_base = log.log_end_offset();
-            for batch in batches {
-                let view = BatchView::new(&batch).expect("verified above");
-                let records_count = view.last_offset_delta() + 1;
-                if view.producer_id() < 0 {
-                    expected_base += i64::from(records_count);
-                    plan.push((batch, None));
-                    continue;
-                }
-                match partition_producers.check(
+        for batch in batches {
+            let view = BatchView::new(&batch).expect("verified above");
+            let producer = (view.producer_id() >= 0).then(|| {
+                (
                     view.producer_id(),
                     view.producer_epoch(),
                     view.base_sequence(),
-                    records_count,
-                    expected_base,
-                ) {
-                    Ok(SequenceCheck::Append) => {
-                        expected_base += i64::from(records_count);
-                        plan.push((batch, None));
-                    }
-                    Ok(SequenceCheck::Duplicate(offset)) => plan.push((batch, Some(offset))),
-                    Err(error) => return failed(error),
+                    view.records_count(),
+                )
+            });
+            let checked = match producer {
+                None => Ok(SequenceCheck::Append),
+                Some((id, epoch, sequence, count)) => self
+                    .producers
+                    .borrow_mut()
+                    .entry(key.clone())
+                    .or_default()
+                    .check(id, epoch, sequence, count),
+            };
+            match checked {
+                Ok(SequenceCheck::Append) => plan.push((batch, None, producer)),
+                Ok(SequenceCheck::Duplicate(offset)) => plan.push((batch, Some(offset), None)),
+                Err(error) => {
+                    self.abort_reserved(&key, plan.iter().filter_map(|p| p.2));
+                    return failed(error);
                 }
             }
         }
@@ -663,8 +600,9 @@ impl Shard {
         let count = plan.len();
         let last_is_duplicate = plan
             .last()
-            .is_some_and(|(_, duplicate_of)| duplicate_of.is_some());
-        for (index, (batch, duplicate_of)) in plan.into_iter().enumerate() {
+            .is_some_and(|(_, duplicate_of, _)| duplicate_of.is_some());
+        let mut plan = plan.into_iter().enumerate();
+        while let Some((index, (batch, duplicate_of, producer))) = plan.next() {
             if let Some(offset) = duplicate_of {
                 if base_offset < 0 {
                     base_offset = offset;
@@ -674,15 +612,27 @@ impl Shard {
             // With acks=all the last batch's durability covers the earlier ones: offsets
             // become durable in order.
             let last_append = index + 1 == count || last_is_duplicate;
-            let appended = if acks == -1 && last_append {
-                log.append(batch).await
-            } else {
-                log.append_accepted(batch).await
+            let appended = match self.fault_append(topic) {
+                Some(error) => Err(error),
+                None if acks == -1 && last_append => log.append(batch).await,
+                None => log.append_accepted(batch).await,
             };
             match appended {
-                Ok(info) if base_offset < 0 => base_offset = info.base_offset,
-                Ok(_) => {}
-                Err(e) => return failed(storage_error(&e).0),
+                Ok(info) => {
+                    if base_offset < 0 {
+                        base_offset = info.base_offset;
+                    }
+                    if let Some((id, epoch, sequence, _)) = producer {
+                        if let Some(states) = self.producers.borrow_mut().get_mut(&key) {
+                            states.commit(id, epoch, sequence, info.base_offset);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let rest = plan.filter_map(|(_, p)| p.2);
+                    self.abort_reserved(&key, producer.into_iter().chain(rest));
+                    return failed(storage_error(&e).0);
+                }
             }
         }
         if acks == -1 && last_is_duplicate {
@@ -697,6 +647,34 @@ impl Shard {
             base_offset,
             log_start_offset: log.log_start_offset(),
         }
+    }
+
+    /// Makes reserved sequences acceptable again after their batches were not stored.
+    fn abort_reserved(
+        &self,
+        key: &(String, u32),
+        reserved: impl Iterator<Item = (i64, i16, i32, i32)>,
+    ) {
+        let mut producers = self.producers.borrow_mut();
+        let Some(states) = producers.get_mut(key) else {
+            return;
+        };
+        for (id, epoch, sequence, _) in reserved {
+            states.abort(id, epoch, sequence);
+        }
+    }
+
+    /// Fault injection for tests: `KEEL_FAULT_FAIL_APPENDS=TOPIC:N` fails the first N
+    /// appends to TOPIC with an I/O error, as a failing disk would.
+    fn fault_append(&self, topic: &str) -> Option<EngineError> {
+        let spec = self.fault_appends.as_ref()?;
+        if spec.0 != topic || spec.1.get() == 0 {
+            return None;
+        }
+        spec.1.set(spec.1.get() - 1);
+        Some(EngineError::Offline(
+            "injected I/O error (KEEL_FAULT_FAIL_APPENDS)".into(),
+        ))
     }
 }
 
@@ -713,43 +691,6 @@ fn fetch_error(partition: u32, error: ErrorCode) -> FetchPartitionResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sequences_accept_the_next_batch_recognise_retries_and_refuse_gaps() {
-        // Goal: exactly-once appends for retried batches of an idempotent producer.
-        let mut states = ProducerStates::default();
-        assert_eq!(states.check(7, 0, 0, 3, 100), Ok(SequenceCheck::Append));
-        assert_eq!(states.check(7, 0, 3, 2, 103), Ok(SequenceCheck::Append));
-        assert_eq!(
-            states.check(7, 0, 3, 2, 105),
-            Ok(SequenceCheck::Duplicate(103)),
-            "a retry of the last batch"
-        );
-        assert_eq!(
-            states.check(7, 0, 0, 3, 105),
-            Ok(SequenceCheck::Duplicate(100))
-        );
-        assert_eq!(
-            states.check(7, 0, 9, 1, 105),
-            Err(ErrorCode::OutOfOrderSequence),
-            "records 5..9 missing"
-        );
-        assert_eq!(
-            states.check(7, 1, 0, 1, 105),
-            Ok(SequenceCheck::Append),
-            "a new epoch starts over"
-        );
-        assert_eq!(
-            states.check(7, 0, 5, 1, 106),
-            Err(ErrorCode::InvalidProducerEpoch),
-            "the old epoch is fenced"
-        );
-        assert_eq!(
-            states.check(8, 0, 0, 1, 106),
-            Ok(SequenceCheck::Append),
-            "producers are independent"
-        );
-    }
 
     #[test]
     fn ownership_is_stable_and_spread() {

@@ -21,6 +21,7 @@ pub struct Broker {
     pub data_dir: PathBuf,
     binary: PathBuf,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// Builds a workspace binary once per test process with the cargo running the tests and
@@ -77,6 +78,16 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts `binary` on free ports with `data_dir`, waiting for its ready line.
     pub fn start(binary: &Path, data_dir: &Path, extra: &[&str]) -> Broker {
+        Broker::start_with_env(binary, data_dir, extra, &[])
+    }
+
+    /// As [`Broker::start`], with extra environment variables (fault injection).
+    pub fn start_with_env(
+        binary: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Broker {
         let mut broker = Broker {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -84,6 +95,10 @@ impl Broker {
             data_dir: data_dir.to_owned(),
             binary: binary.to_owned(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         broker.spawn();
         broker
@@ -98,6 +113,7 @@ impl Broker {
             .arg("--metrics-listen")
             .arg(self.metrics_addr.to_string())
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("KEEL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -311,5 +327,68 @@ impl Client {
             raw.correlation_id,
             Response::decode(api, raw.body).expect("decodable response"),
         )
+    }
+
+    /// Creates a topic with `partitions` partitions and no configs; panics unless created.
+    pub fn create_topic(&mut self, name: &str, partitions: u32) {
+        let Response::CreateTopics { topics } = self.call(Request::CreateTopics {
+            topics: vec![keel_protocol::api::NewTopic {
+                name: name.into(),
+                partitions,
+                replication_factor: 1,
+                configs: vec![],
+            }],
+        }) else {
+            panic!("CreateTopics answered with another response")
+        };
+        assert_eq!(topics[0].error, ErrorCode::None, "creating {name}");
+    }
+
+    /// (offset, key, value) of every record of a partition up to its high watermark,
+    /// checking every batch's CRC.
+    pub fn read_partition(
+        &mut self,
+        topic: &str,
+        partition: u32,
+    ) -> Vec<(i64, Option<String>, String)> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let Response::Fetch { topics } = self.call(Request::Fetch {
+                max_wait_ms: 0,
+                min_bytes: 1,
+                max_bytes: 1 << 20,
+                topics: vec![keel_protocol::api::TopicEntries {
+                    topic: topic.into(),
+                    partitions: vec![keel_protocol::api::FetchPartition {
+                        partition,
+                        fetch_offset: offset,
+                        partition_max_bytes: 1 << 20,
+                    }],
+                }],
+            }) else {
+                panic!("Fetch answered with another response")
+            };
+            let records = &topics[0].partitions[0].records;
+            if records.is_empty() {
+                return out;
+            }
+            let mut rest = &records[..];
+            while !rest.is_empty() {
+                let view =
+                    keel_protocol::batch::BatchView::new_verified(rest).expect("valid batch");
+                for record in view.records().expect("valid records") {
+                    let text =
+                        |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+                    out.push((
+                        record.offset,
+                        text(record.key),
+                        text(record.value).unwrap_or_default(),
+                    ));
+                }
+                offset = view.next_offset();
+                rest = &rest[view.len()..];
+            }
+        }
     }
 }

@@ -4,70 +4,10 @@
 use keel_client::{
     partition_for_key, Acks, Compression, Error, Producer, ProducerRecord, WhenFull,
 };
-use keel_protocol::api::{ErrorCode, NewTopic, Request, Response};
+use keel_protocol::api::{ErrorCode, Request, Response};
 use keel_tests::broker::{server_binary, Broker, Client};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn create(client: &mut Client, name: &str, partitions: u32) {
-    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
-        topics: vec![NewTopic {
-            name: name.into(),
-            partitions,
-            replication_factor: 1,
-            configs: vec![],
-        }],
-    }) else {
-        panic!()
-    };
-    assert_eq!(topics[0].error, ErrorCode::None);
-}
-
-/// (offset, key, value) of every record of a partition.
-fn read_partition(
-    client: &mut Client,
-    topic: &str,
-    partition: u32,
-) -> Vec<(i64, Option<String>, String)> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let Response::Fetch { topics } = client.call(Request::Fetch {
-            max_wait_ms: 0,
-            min_bytes: 1,
-            max_bytes: 1 << 20,
-            topics: vec![keel_protocol::api::TopicEntries {
-                topic: topic.into(),
-                partitions: vec![keel_protocol::api::FetchPartition {
-                    partition,
-                    fetch_offset: offset,
-                    partition_max_bytes: 1 << 20,
-                }],
-            }],
-        }) else {
-            panic!()
-        };
-        let records = &topics[0].partitions[0].records;
-        if records.is_empty() {
-            return out;
-        }
-        let mut rest = &records[..];
-        while !rest.is_empty() {
-            let view = keel_protocol::batch::BatchView::new_verified(rest).unwrap();
-            for record in view.records().unwrap() {
-                let text =
-                    |b: Option<bytes::Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
-                out.push((
-                    record.offset,
-                    text(record.key),
-                    text(record.value).unwrap_or_default(),
-                ));
-            }
-            offset = view.next_offset();
-            rest = &rest[view.len()..];
-        }
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -84,7 +24,7 @@ fn every_send_style_delivers_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path());
     let mut admin = broker.client();
-    create(&mut admin, "styles", 1);
+    admin.create_topic("styles", 1);
     let addr = broker.addr.to_string();
     runtime().block_on(async move {
         let producer = Producer::builder(addr)
@@ -138,7 +78,7 @@ fn every_send_style_delivers_in_order() {
             Err(Error::Closed)
         ));
     });
-    let stored = read_partition(&mut admin, "styles", 0);
+    let stored = admin.read_partition("styles", 0);
     assert_eq!(stored.len(), 71);
     assert_eq!(stored[0].2, "sync-0");
     assert_eq!(stored[70].2, "forget-9");
@@ -151,7 +91,7 @@ fn keyed_records_land_where_kafka_would_put_them() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path());
     let mut admin = broker.client();
-    create(&mut admin, "keyed", 6);
+    admin.create_topic("keyed", 6);
     let addr = broker.addr.to_string();
     let keys: Vec<String> = (0..60).map(|i| format!("customer-{i}")).collect();
     let sent = keys.clone();
@@ -175,14 +115,12 @@ fn keyed_records_land_where_kafka_would_put_them() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut total = 0;
     while total < keys.len() && Instant::now() < deadline {
-        total = (0..6)
-            .map(|p| read_partition(&mut admin, "keyed", p).len())
-            .sum();
+        total = (0..6).map(|p| admin.read_partition("keyed", p).len()).sum();
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(total, keys.len());
     for partition in 0..6 {
-        for (_, key, value) in read_partition(&mut admin, "keyed", partition) {
+        for (_, key, value) in admin.read_partition("keyed", partition) {
             let key = key.unwrap();
             assert_eq!(partition_for_key(key.as_bytes(), 6), partition);
             assert_eq!(value, format!("value of {key}"));
@@ -196,7 +134,7 @@ fn compressed_batches_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path());
     let mut admin = broker.client();
-    create(&mut admin, "packed", 1);
+    admin.create_topic("packed", 1);
     let addr = broker.addr.to_string();
     runtime().block_on(async move {
         for codec in [Compression::Lz4, Compression::Zstd] {
@@ -223,7 +161,7 @@ fn compressed_batches_round_trip() {
             producer.close().await;
         }
     });
-    let stored = read_partition(&mut admin, "packed", 0);
+    let stored = admin.read_partition("packed", 0);
     assert_eq!(stored.len(), 200);
     assert!(stored[0].2.starts_with("lz4-0-"));
     assert!(stored[199].2.starts_with("zstd-99-"));
@@ -236,7 +174,7 @@ fn full_buffer_waits_or_fails_as_configured() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path());
     let mut admin = broker.client();
-    create(&mut admin, "tight", 1);
+    admin.create_topic("tight", 1);
     let addr = broker.addr.to_string();
     runtime().block_on(async move {
         let strict = Producer::builder(addr.clone())
@@ -285,7 +223,7 @@ fn full_buffer_waits_or_fails_as_configured() {
         );
         patient.close().await;
     });
-    let stored = read_partition(&mut admin, "tight", 0);
+    let stored = admin.read_partition("tight", 0);
     assert_eq!(
         stored.iter().filter(|r| r.2.starts_with('b')).count(),
         20,
@@ -514,8 +452,8 @@ fn a_lost_produce_response_is_retried_without_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path());
     let mut admin = broker.client();
-    create(&mut admin, "once", 1);
-    create(&mut admin, "twice", 1);
+    admin.create_topic("once", 1);
+    admin.create_topic("twice", 1);
     for (topic, idempotent) in [("once", true), ("twice", false)] {
         let proxy = lossy_proxy(broker.addr);
         runtime().block_on(async move {
@@ -541,7 +479,8 @@ fn a_lost_produce_response_is_retried_without_a_duplicate() {
                 assert_eq!(second.offset, 1);
             }
         });
-        let stored: Vec<String> = read_partition(&mut admin, topic, 0)
+        let stored: Vec<String> = admin
+            .read_partition(topic, 0)
             .into_iter()
             .map(|r| r.2)
             .collect();
@@ -607,7 +546,7 @@ fn a_fast_producer_to_one_partition_keeps_batches_small_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path());
     let mut admin = broker.client();
-    create(&mut admin, "firehose", 1);
+    admin.create_topic("firehose", 1);
     let addr = broker.addr.to_string();
     runtime().block_on(async move {
         let producer = Producer::builder(addr)

@@ -557,6 +557,15 @@ impl Log {
             )));
         }
         let count = i64::from(view.last_offset_delta()) + 1;
+        if i64::from(view.records_count()) != count {
+            // The offsets a batch takes follow last_offset_delta; a count that disagrees
+            // would make readers and the log see different offsets.
+            return Err(Error::InvalidAppend(format!(
+                "records_count {} does not match last_offset_delta {}",
+                view.records_count(),
+                view.last_offset_delta()
+            )));
+        }
         let max_timestamp = view.max_timestamp();
         let len = batch.len() as u64;
         let config = &self.shared.config;

@@ -40,10 +40,10 @@ fn now_ms() -> i64 {
 }
 
 impl GroupService {
-    /// An empty service.
-    pub fn new() -> GroupService {
+    /// An empty service with these limits.
+    pub fn new(limits: Limits) -> GroupService {
         GroupService {
-            coordinator: RefCell::new(Coordinator::new(Limits::default())),
+            coordinator: RefCell::new(Coordinator::new(limits)),
             waiting: RefCell::default(),
             next_token: Cell::new(1),
             offsets_writer: glommio::sync::Semaphore::new(1),
@@ -183,12 +183,6 @@ impl GroupService {
                 rest = &rest[view.len()..];
             }
         }
-    }
-}
-
-impl Default for GroupService {
-    fn default() -> Self {
-        GroupService::new()
     }
 }
 
