@@ -352,7 +352,7 @@ impl Submitter {
             total,
             ..
         } = prepared;
-        sim::write(&self.path, position, &buffer.as_bytes()[..])
+        sim::write(&self.path, position, buffer.as_bytes())
             .map_err(|e| Error::io(format!("writing {} at {position}", self.path.display()), e))?;
         let written = self
             .file

@@ -61,7 +61,9 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
     let config = config(&mut rng);
     // Every run crashes; a third of them also fail one earlier operation with EIO.
     let crash_after = 20 + random(&mut rng) % 400;
-    let fail_op = (random(&mut rng) % 3 == 0).then(|| 1 + random(&mut rng) % crash_after);
+    let fail_op = random(&mut rng)
+        .is_multiple_of(3)
+        .then(|| 1 + random(&mut rng) % crash_after);
     simdisk::install(SimConfig {
         seed,
         crash_after_ops: Some(crash_after),

@@ -12,15 +12,42 @@ use keel_protocol::frame::{check_request, response_prefix, FrameError};
 use keel_protocol::wire::DecodeError;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+/// Bytes read from a socket at once: each connection's read buffer, outside the request
+/// budget (bounded by the connection limit).
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Requests of one connection handled at once; the reader waits when this many responses
-/// are pending.
-const IN_FLIGHT_MAX: usize = 64;
+/// A request's bytes, counted against the shard's request budget until its response is sent.
+type Permit = glommio::sync::StaticPermit;
 
-type Pending = glommio::Task<Option<(u32, Outgoing)>>;
+type Pending = (glommio::Task<Option<(u32, Outgoing)>>, Permit);
+
+/// Takes permits for a frame of `len` bytes from the shard's request budget, waiting
+/// (and so not reading the socket: backpressure) while other requests hold it.
+async fn reserve(shard: &Shard, len: usize) -> Option<Permit> {
+    let units = (len as u64).min(shard.request_budget_bytes);
+    let started = Instant::now();
+    if shard.request_budget.available() < units {
+        shard.metrics.request_budget_waits.inc();
+    }
+    let permit = shard
+        .request_budget
+        .acquire_static_permit(units)
+        .await
+        .ok()?;
+    shard
+        .metrics
+        .request_budget_wait_seconds
+        .inc_by(started.elapsed().as_secs_f64());
+    Some(permit)
+}
+
+/// Length of the frame at the front of `buffer` when its prefix is there.
+fn announced_len(buffer: &[u8]) -> Option<usize> {
+    let prefix: [u8; 4] = buffer.get(..4)?.try_into().ok()?;
+    Some(4 + u32::from_be_bytes(prefix) as usize)
+}
 
 /// Serves a connection until the peer closes it, sends an unframeable request, or the
 /// broker shuts down. Requests are handled concurrently as they arrive (pipelining), and a
@@ -42,21 +69,34 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::
     let mut writer = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(write_fd) };
     let socket = writer.as_raw_fd();
     let mut reader = stream;
-    let (queue, pending) = glommio::channels::local_channel::new_bounded::<Pending>(IN_FLIGHT_MAX);
+    let (queue, pending) = glommio::channels::local_channel::new_bounded::<Pending>(
+        shard.config.connection_requests_max,
+    );
     let writer_task = glommio::spawn_local(async move {
-        while let Some(task) = pending.recv().await {
+        while let Some((task, permit)) = pending.recv().await {
             if let Some((correlation_id, outgoing)) = task.await {
                 send(&mut writer, socket, correlation_id, outgoing).await?;
             }
+            // The request's bytes stop counting once its answer is out.
+            drop(permit);
         }
         std::io::Result::Ok(())
     });
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    // Permits already taken for the large frame being read.
+    let mut reserved: Option<Permit> = None;
     'connection: loop {
         loop {
             match check_request(&buffer, shard.config.frame_bytes_max) {
                 Ok(Some(frame)) => {
+                    let permit = match reserved.take() {
+                        Some(permit) => permit,
+                        None => match reserve(&shard, frame.frame_len).await {
+                            Some(permit) => permit,
+                            None => break 'connection,
+                        },
+                    };
                     let bytes = buffer.split_to(frame.frame_len).freeze();
                     let body = bytes.slice(frame.body());
                     let correlation_id = frame.header.correlation_id.get();
@@ -68,7 +108,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::
                             .await
                             .map(|outgoing| (correlation_id, outgoing))
                     });
-                    if queue.send(task).await.is_err() {
+                    if queue.send((task, permit)).await.is_err() {
                         break 'connection;
                     }
                 }
@@ -80,15 +120,29 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::
                         FrameError::TooShort(_) => ErrorCode::InvalidRequest,
                     };
                     tracing::debug!(%peer, error = %e, "unframeable request, closing");
+                    shard.metrics.request_error("invalid", code);
                     let task =
                         glommio::spawn_local(async move { Some((0, Outgoing::error(code))) });
-                    let _ = queue.send(task).await;
+                    if let Some(permit) = reserve(&shard, 0).await {
+                        let _ = queue.send((task, permit)).await;
+                    }
                     break 'connection;
                 }
             }
         }
         if stopping.get() {
             break;
+        }
+        // A frame larger than the read buffer is paid for before its body is read, so
+        // connections waiting for budget hold no more than their read buffer: whoever holds
+        // budget holds whole frames, and finishing them frees it.
+        if reserved.is_none() {
+            if let Some(len) = announced_len(&buffer).filter(|len| *len > READ_CHUNK_BYTES) {
+                match reserve(&shard, len).await {
+                    Some(permit) => reserved = Some(permit),
+                    None => break,
+                }
+            }
         }
         match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
@@ -119,9 +173,18 @@ async fn handle_one(
             let outgoing = handlers::handle(shard, request).await;
             let metrics = shard.metrics.api(api);
             metrics.requests.inc();
-            metrics.seconds.observe(started.elapsed().as_secs_f64());
-            if outgoing.as_ref().is_some_and(handlers::has_error) {
-                metrics.errors.inc();
+            let waited = outgoing.as_ref().map_or(Duration::ZERO, |o| o.waited);
+            metrics
+                .seconds
+                .observe(started.elapsed().saturating_sub(waited).as_secs_f64());
+            if !waited.is_zero() {
+                shard
+                    .metrics
+                    .fetch_wait_seconds
+                    .observe(waited.as_secs_f64());
+            }
+            for error in outgoing.iter().flat_map(|o| &o.errors) {
+                shard.metrics.request_error(api, *error);
             }
             outgoing
         }
@@ -133,7 +196,8 @@ async fn handle_one(
                 DecodeError::BadValue { field: "acks", .. } => ErrorCode::InvalidRequiredAcks,
                 _ => ErrorCode::InvalidRequest,
             };
-            shard.metrics.api("invalid").errors.inc();
+            shard.metrics.api("invalid").requests.inc();
+            shard.metrics.request_error("invalid", code);
             Some(Outgoing::error(code))
         }
     }

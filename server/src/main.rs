@@ -206,18 +206,54 @@ fn clean_data_dir(config: &Config, registry: &Registry) -> anyhow::Result<()> {
 
 /// Checks nobody listens on `addr` yet, and picks the port for port 0. Shards bind with
 /// SO_REUSEPORT, which would let a second broker share a port with the first (clients then
-/// land on either at random); a plain bind first refuses that.
+/// land on either at random), so a socket already listening there (read from
+/// `/proc/net/tcp*`) is refused. Connections of an earlier run still closing do not count.
 fn resolve_listen(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
-    let probe = std::net::TcpListener::bind(addr).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            anyhow::anyhow!(
-                "cannot listen on {addr} for {what}: the address is in use (another keel-server or program holds it)"
-            )
-        } else {
-            anyhow::anyhow!("cannot listen on {addr} for {what}: {e}")
-        }
-    })?;
-    Ok(probe.local_addr()?)
+    if addr.port() == 0 {
+        let probe = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for {what}: {e}"))?;
+        return Ok(probe.local_addr()?);
+    }
+    if listening_on(addr) {
+        anyhow::bail!(
+            "cannot listen on {addr} for {what}: the address is in use (another keel-server or program listens there)"
+        );
+    }
+    Ok(addr)
+}
+
+/// Whether a socket in LISTEN state holds `addr`'s port on its address or a wildcard.
+fn listening_on(addr: SocketAddr) -> bool {
+    const LISTEN: &str = "0A";
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            return false;
+        };
+        text.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                return false;
+            };
+            let Some((ip_hex, port_hex)) = local.split_once(':') else {
+                return false;
+            };
+            if *state != LISTEN || u16::from_str_radix(port_hex, 16).ok() != Some(addr.port()) {
+                return false;
+            }
+            let ip_wildcard = ip_hex.chars().all(|c| c == '0');
+            let same_ip = match addr.ip() {
+                std::net::IpAddr::V4(v4) => {
+                    u32::from_str_radix(ip_hex, 16).ok() == Some(u32::from_ne_bytes(v4.octets()))
+                        // An IPv4-mapped IPv6 listener: ::ffff:a.b.c.d.
+                        || ip_hex.len() == 32 && ip_hex[16..24] == *"FFFF0000"
+                            && u32::from_str_radix(&ip_hex[24..], 16).ok()
+                                == Some(u32::from_ne_bytes(v4.octets()))
+                }
+                std::net::IpAddr::V6(_) => ip_hex.len() == 32,
+            };
+            ip_wildcard || same_ip || addr.ip().is_unspecified()
+        })
+    })
 }
 
 fn run(mut config: Config) -> anyhow::Result<()> {
@@ -488,11 +524,11 @@ async fn housekeeping(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
         shard
             .metrics
             .fsyncs
-            .inc_by(fsyncs.saturating_sub(fsyncs_seen) as i64);
+            .inc_by(fsyncs.saturating_sub(fsyncs_seen));
         shard
             .metrics
-            .fsync_us
-            .inc_by(fsync_us.saturating_sub(fsync_us_seen) as i64);
+            .fsync_seconds
+            .inc_by(fsync_us.saturating_sub(fsync_us_seen) as f64 / 1e6);
         (fsyncs_seen, fsync_us_seen) = (fsyncs, fsync_us);
     }
 }

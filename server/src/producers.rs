@@ -73,6 +73,7 @@ impl ProducerStates {
     }
 
     /// Producers remembered.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.producers.len()
     }

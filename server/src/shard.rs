@@ -130,6 +130,13 @@ pub struct Shard {
     peers: Senders<Envelope>,
     groups: Option<crate::handlers::groups::GroupService>,
     producers: RefCell<HashMap<(String, u32), ProducerStates>>,
+    /// Bytes of requests this shard has read and not yet answered (its share of the
+    /// broker's `requests_bytes_max`): connections wait for it before reading more.
+    pub request_budget: Rc<glommio::sync::Semaphore>,
+    /// Size of `request_budget`.
+    pub request_budget_bytes: u64,
+    /// Per-partition counter handles used on this shard (any partition, owned or not).
+    partition_metrics: RefCell<HashMap<(String, u32), crate::metrics::PartitionMetrics>>,
     /// Test-only fault injection: (topic, appends left to fail).
     fault_appends: Option<(String, std::cell::Cell<u32>)>,
 }
@@ -155,8 +162,13 @@ impl Shard {
     ) -> Shard {
         let groups = (id == crate::handlers::groups::COORDINATOR_SHARD)
             .then(|| crate::handlers::groups::GroupService::new(config.group_limits));
+        // Each shard gets its share, but always room for one frame of the largest size.
+        let request_budget_bytes = (config.requests_bytes_max / config.shards.max(1))
+            .max(config.frame_bytes_max as usize + 16) as u64;
         Shard {
             id,
+            request_budget: Rc::new(glommio::sync::Semaphore::new(request_budget_bytes)),
+            request_budget_bytes,
             config,
             registry,
             metrics,
@@ -164,6 +176,7 @@ impl Shard {
             peers,
             groups,
             producers: RefCell::new(HashMap::new()),
+            partition_metrics: RefCell::new(HashMap::new()),
             fault_appends: std::env::var("KEEL_FAULT_FAIL_APPENDS")
                 .ok()
                 .and_then(|spec| {
@@ -235,6 +248,27 @@ impl Shard {
         // Borrow only after the await: other tasks on this shard use `logs` meanwhile.
         self.logs.borrow_mut().insert((topic, partition), opened);
         Ok(())
+    }
+
+    /// The counters of a partition, looked up once per shard.
+    pub fn partition_metrics(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> crate::metrics::PartitionMetrics {
+        let key = (topic.to_owned(), partition);
+        if let Some(found) = self.partition_metrics.borrow().get(&key) {
+            return found.clone();
+        }
+        let mut cache = self.partition_metrics.borrow_mut();
+        if cache.len() >= self.config.partitions_max as usize {
+            // Handles of deleted partitions would otherwise pile up.
+            cache.clear();
+        }
+        cache
+            .entry(key)
+            .or_insert_with(|| self.metrics.partition(topic, partition))
+            .clone()
     }
 
     fn log(&self, topic: &str, partition: u32) -> Option<Log> {
@@ -310,9 +344,17 @@ impl Shard {
                 partition: *partition,
             };
             self.metrics
+                .log_start_offset
+                .get_or_create(&label)
+                .set(log.log_start_offset());
+            self.metrics
                 .log_end_offset
                 .get_or_create(&label)
                 .set(log.log_end_offset());
+            self.metrics
+                .high_watermark
+                .get_or_create(&label)
+                .set(log.high_watermark());
             self.metrics
                 .partition_size_bytes
                 .get_or_create(&label)
@@ -370,6 +412,13 @@ impl Shard {
             } => Reply::Done(self.open_log(topic, partition, log).await),
             Job::Remove { topic, partition } => {
                 let removed = self.logs.borrow_mut().remove(&(topic.clone(), partition));
+                self.producers
+                    .borrow_mut()
+                    .remove(&(topic.clone(), partition));
+                self.partition_metrics
+                    .borrow_mut()
+                    .remove(&(topic.clone(), partition));
+                self.metrics.forget_partition(&topic, partition);
                 if let Some(log) = removed {
                     let _ = log.close().await;
                 }
@@ -561,6 +610,9 @@ impl Shard {
             return failed(ErrorCode::CorruptMessage);
         }
         self.metrics.bytes_in.inc_by(records.len() as u64);
+        self.partition_metrics(topic, partition)
+            .bytes_in
+            .inc_by(records.len() as u64);
         // Idempotent producers: check sequences before anything is appended, reserving each
         // new batch. A retried batch already stored is answered with its original offset,
         // not stored again. The state records a batch's offset only once its append

@@ -10,6 +10,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The value of the series `name{labels}` in a Prometheus text page (labels as written,
+/// e.g. `api="produce",error="MessageTooLarge",code="9"`), 0 when absent.
+pub fn metric(page: &str, name: &str, labels: &str) -> f64 {
+    let series = if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    page.lines()
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
 /// A running broker process, stopped (SIGKILL) when dropped unless stopped before.
 pub struct Broker {
     child: Option<Child>,

@@ -4,7 +4,7 @@
 use bytes::{BufMut, BytesMut};
 use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
 use keel_protocol::frame::write_request;
-use keel_tests::broker::{server_binary, Broker, Client};
+use keel_tests::broker::{metric, server_binary, Broker, Client};
 
 fn healthy(broker: &Broker) {
     let mut client = broker.client();
@@ -138,11 +138,19 @@ fn malformed_requests_get_errors_and_the_broker_keeps_serving() {
         while client.receive_raw().is_some() {}
     }
     healthy(&broker);
+    // Every refusal above counted, with its error: the broker started from zero.
     let metrics = broker.metrics();
-    assert!(
-        metrics.contains("keel_request_errors_total{api=\"invalid\"}"),
-        "{metrics}"
-    );
+    for (error, code, at_least) in [
+        ("FrameTooLarge", 16, 1.0),
+        ("UnknownApi", 15, 1.0),
+        ("UnsupportedVersion", 11, 1.0),
+        ("InvalidRequiredAcks", 19, 1.0),
+        ("InvalidRequest", 12, 4.0),
+    ] {
+        let labels = format!("api=\"invalid\",error=\"{error}\",code=\"{code}\"");
+        let counted = metric(&metrics, "keel_request_errors_total", &labels);
+        assert!(counted >= at_least, "{error}: {counted}\n{metrics}");
+    }
 }
 
 #[test]
@@ -304,12 +312,25 @@ fn offset_commits_too_large_or_for_missing_partitions_are_refused_not_fatal() {
     // every key) gets MessageTooLarge, and the broker neither panics nor builds the batch;
     // partitions that do not exist get UnknownTopicOrPartition while the rest commit.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let config = dir.path().join("keel.toml");
+    std::fs::write(&config, "batch_bytes_max = 262144\n").unwrap();
+    let data = dir.path().join("data");
+    let broker = Broker::start(
+        &server_binary(),
+        &data,
+        &["--shards", "2", "--config", config.to_str().unwrap()],
+    );
     let mut client = broker.client();
     create_topic(&mut client, "t", 400);
 
-    // 400 records with a 30,000-byte group id in each key: 12 MB, over the 8 MiB batch limit.
-    let long_group = "g".repeat(30_000);
+    // A group id over its 1 KiB limit is refused by name (member ids built from such ids
+    // once overflowed the wire's string length and killed a shard).
+    let too_long = "g".repeat(30_000);
+    let answer = commit(&mut client, &too_long, vec![("t", vec![0])]);
+    assert_eq!(answer, vec![("t".into(), 0, ErrorCode::InvalidGroupId)]);
+    // 400 records with a 1,000-byte group id in each key: 420 KB, over the 256 KiB batch
+    // limit set above.
+    let long_group = "g".repeat(1_000);
     let answer = commit(&mut client, &long_group, vec![("t", (0..400).collect())]);
     assert_eq!(answer.len(), 400);
     assert!(answer

@@ -4,8 +4,8 @@
 use keel_client::{
     partition_for_key, Acks, Compression, Error, Producer, ProducerRecord, WhenFull,
 };
-use keel_protocol::api::{ErrorCode, Request, Response};
-use keel_tests::broker::{server_binary, Broker, Client};
+use keel_protocol::api::{Request, Response};
+use keel_tests::broker::{server_binary, Broker};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -196,6 +196,9 @@ pub struct LogStats {
     pub reads_memory: u64,
     /// Reads served as file ranges.
     pub reads_file: u64,
+    /// Readers parked in [`Log::wait_for_data`] (including abandoned ones not yet pruned:
+    /// at most twice the live ones, and at least 64).
+    pub data_waiters: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +261,12 @@ struct State {
     stats: LogStats,
     /// Readers waiting for the high watermark to pass an offset.
     data_waiters: Vec<(i64, oneshot::Sender<()>)>,
+    /// Waiters left after the last pruning of cancelled ones.
+    data_waiters_live: usize,
 }
+
+/// Parked readers kept before cancelled ones are pruned.
+const DATA_WAITERS_PRUNE_MIN: usize = 64;
 
 struct Shared {
     dir: PathBuf,
@@ -447,6 +455,7 @@ impl Log {
             last_sync: Instant::now(),
             stats: LogStats::default(),
             data_waiters: Vec::new(),
+            data_waiters_live: 0,
         };
         let shared = Rc::new(Shared {
             dir,
@@ -486,7 +495,11 @@ impl Log {
     }
     /// Counters since open.
     pub fn stats(&self) -> LogStats {
-        self.shared.state.borrow().stats
+        let state = self.shared.state.borrow();
+        LogStats {
+            data_waiters: state.data_waiters.len() as u64,
+            ..state.stats
+        }
     }
     /// Sets the leader epoch stamped on appended batches.
     pub fn set_leader_epoch(&self, epoch: i32) {
@@ -665,6 +678,15 @@ impl Log {
             let mut state = self.shared.state.borrow_mut();
             if state.high_watermark > offset || state.status == Status::Closed {
                 return;
+            }
+            // A reader that gave up (its long poll timed out) leaves a cancelled sender
+            // behind; prune them whenever the list has doubled, so an idle partition polled
+            // forever keeps a bounded list (amortised O(1) per wait).
+            if state.data_waiters.len() >= DATA_WAITERS_PRUNE_MIN.max(2 * state.data_waiters_live) {
+                state
+                    .data_waiters
+                    .retain(|(_, sender)| !sender.is_canceled());
+                state.data_waiters_live = state.data_waiters.len();
             }
             let (done, receiver) = oneshot::channel();
             state.data_waiters.push((offset, done));

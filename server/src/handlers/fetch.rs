@@ -9,8 +9,14 @@ use keel_protocol::api::{
     write_fetch_partition_header, ErrorCode, FetchPartition, FetchPartitionResult, TopicEntries,
 };
 use keel_protocol::wire::{EncodeError, WriteExt};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+/// Partitions of one fetch that get a long-poll waiter each.
+const WAIT_PARTITIONS_MAX: usize = 256;
+/// How often a fetch listing more partitions than that re-reads them while it waits.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 type Round = Vec<(String, Vec<(FetchPartitionResult, ReadData)>)>;
 
@@ -74,39 +80,53 @@ pub async fn handle(
     max_bytes: u32,
     topics: Vec<TopicEntries<FetchPartition>>,
 ) -> Outgoing {
-    let deadline = Instant::now() + Duration::from_millis(u64::from(max_wait_ms));
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(u64::from(max_wait_ms));
     let mut round = fetch_round(shard, &topics).await;
+    // Long poll: one waiter per partition (at most WAIT_PARTITIONS_MAX of them; the rest
+    // are re-read every POLL_INTERVAL), each living until its partition has data past the
+    // offset asked for or the deadline passes. A waiter that fires is replaced only after
+    // it finished, so a fetch never holds more than one waiter per partition.
+    let (notify, mut woken) = futures_channel::mpsc::channel::<()>(1);
+    let waiting: Vec<Rc<Cell<bool>>> = (0..WAIT_PARTITIONS_MAX).map(|_| Rc::default()).collect();
+    let listed: usize = topics.iter().map(|t| t.partitions.len()).sum();
     while round_bytes(&round) < u64::from(min_bytes.max(1))
         && !round_has_error(&round)
         && Instant::now() < deadline
     {
-        // Long poll: wait until any partition has data past the offset asked for.
-        let (notify, mut woken) = futures_channel::mpsc::channel::<()>(1);
-        for entry in &topics {
-            for request in &entry.partitions {
-                let (shard, topic, request, mut notify) =
-                    (shard.clone(), entry.topic.clone(), *request, notify.clone());
-                let wait = deadline.saturating_duration_since(Instant::now());
-                glommio::spawn_local(async move {
-                    let owner = owner(&topic, request.partition, shard.shards());
-                    shard
-                        .call(
-                            owner,
-                            Job::WaitForData {
-                                topic,
-                                partition: request.partition,
-                                offset: request.fetch_offset,
-                                wait,
-                            },
-                        )
-                        .await;
-                    let _ = notify.try_send(());
-                })
-                .detach();
+        let partitions = topics
+            .iter()
+            .flat_map(|entry| entry.partitions.iter().map(move |p| (&entry.topic, *p)));
+        for ((topic, request), active) in partitions.zip(&waiting) {
+            if active.get() {
+                continue;
             }
+            active.set(true);
+            let (shard, topic, mut notify, active) =
+                (shard.clone(), topic.clone(), notify.clone(), active.clone());
+            let wait = deadline.saturating_duration_since(Instant::now());
+            glommio::spawn_local(async move {
+                let owner = owner(&topic, request.partition, shard.shards());
+                shard
+                    .call(
+                        owner,
+                        Job::WaitForData {
+                            topic,
+                            partition: request.partition,
+                            offset: request.fetch_offset,
+                            wait,
+                        },
+                    )
+                    .await;
+                active.set(false);
+                let _ = notify.try_send(());
+            })
+            .detach();
         }
-        drop(notify);
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut remaining = deadline.saturating_duration_since(Instant::now());
+        if listed > WAIT_PARTITIONS_MAX {
+            remaining = remaining.min(POLL_INTERVAL);
+        }
         futures_lite::future::or(
             async {
                 use futures_lite::StreamExt;
@@ -120,6 +140,7 @@ pub async fn handle(
             break;
         }
     }
+    let waited = started.elapsed();
 
     // Encode: headers in memory, records from memory or as file ranges. The response-level
     // budget keeps at least the first non-empty partition whole.
@@ -128,6 +149,13 @@ pub async fn handle(
     // Topic names were checked where they entered (at most 249 bytes), and counts are
     // bounded by the request's, so this encoding cannot fail; if it did, the answer is an
     // error frame, never a panic.
+    let mut errors: Vec<ErrorCode> = round
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(result, _)| result.error))
+        .filter(|e| *e != ErrorCode::None)
+        .collect();
+    errors.sort_by_key(|e| *e as u16);
+    errors.dedup();
     if let Err(e) = encode_round(shard, round, max_bytes, &mut parts, &mut head) {
         tracing::warn!(error = %e, "fetch response cannot be encoded");
         return Outgoing::error(ErrorCode::InvalidRequest);
@@ -138,6 +166,8 @@ pub async fn handle(
     Outgoing {
         error_code: ErrorCode::None,
         parts,
+        errors,
+        waited,
     }
 }
 
@@ -163,6 +193,10 @@ fn encode_round(
                 first = false;
                 budget = budget.saturating_sub(len);
                 shard.metrics.bytes_out.inc_by(len);
+                shard
+                    .partition_metrics(&topic, result.partition)
+                    .bytes_out
+                    .inc_by(len);
                 parts.push(Part::Bytes(head.split().freeze()));
                 match data {
                     ReadData::Memory(chunks) => parts.extend(chunks.into_iter().map(Part::Bytes)),

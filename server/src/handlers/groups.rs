@@ -31,6 +31,7 @@ pub struct GroupService {
     /// lands after a newer commit.
     offsets_writer: glommio::sync::Semaphore,
     records_since_compaction: Cell<u64>,
+    ticks: Cell<u64>,
 }
 
 fn now_ms() -> i64 {
@@ -48,6 +49,7 @@ impl GroupService {
             next_token: Cell::new(1),
             offsets_writer: glommio::sync::Semaphore::new(1),
             records_since_compaction: Cell::new(0),
+            ticks: Cell::new(0),
         }
     }
 
@@ -78,6 +80,48 @@ impl GroupService {
         let partitions_of = partitions_of(shard);
         let answers = self.coordinator.borrow_mut().tick(now_ms(), &partitions_of);
         self.answer(answers);
+        let ticks = self.ticks.get() + 1;
+        self.ticks.set(ticks);
+        if ticks.is_multiple_of(10) {
+            self.export_metrics(shard);
+        }
+    }
+
+    /// Committed offset and lag (high watermark minus committed) per group and partition,
+    /// for at most [`GROUP_SERIES_MAX`] series.
+    fn export_metrics(&self, shard: &Shard) {
+        use crate::metrics::{GroupPartitionLabel, PartitionLabel, GROUP_SERIES_MAX};
+        let metrics = &shard.metrics;
+        metrics.group_committed_offset.clear();
+        metrics.group_lag.clear();
+        for (group, topic, partition, offset) in self
+            .coordinator
+            .borrow()
+            .all_offsets()
+            .into_iter()
+            .take(GROUP_SERIES_MAX)
+        {
+            let high_watermark = metrics
+                .high_watermark
+                .get_or_create(&PartitionLabel {
+                    topic: topic.clone(),
+                    partition,
+                })
+                .get();
+            let label = GroupPartitionLabel {
+                group,
+                topic,
+                partition,
+            };
+            metrics
+                .group_committed_offset
+                .get_or_create(&label)
+                .set(offset);
+            metrics
+                .group_lag
+                .get_or_create(&label)
+                .set(high_watermark.saturating_sub(offset).max(0));
+        }
     }
 
     /// Rewrites `__consumer_offsets` as one snapshot of the latest offset per key once enough

@@ -39,6 +39,11 @@ pub struct Outgoing {
     pub error_code: ErrorCode,
     /// The body, in order.
     pub parts: Vec<Part>,
+    /// Every distinct error the response reports (frame, topic or partition level), for
+    /// the error counter.
+    pub errors: Vec<ErrorCode>,
+    /// Time spent parked waiting for data (long polling), apart from handling time.
+    pub waited: std::time::Duration,
 }
 
 impl Outgoing {
@@ -51,6 +56,8 @@ impl Outgoing {
             Ok(()) => Outgoing {
                 error_code: ErrorCode::None,
                 parts: vec![Part::Bytes(body.freeze())],
+                errors: response_errors(response),
+                waited: std::time::Duration::ZERO,
             },
             Err(e) => {
                 tracing::warn!(error = %e, "response cannot be encoded; answering InvalidRequest");
@@ -64,6 +71,8 @@ impl Outgoing {
         Outgoing {
             error_code,
             parts: Vec::new(),
+            errors: vec![error_code],
+            waited: std::time::Duration::ZERO,
         }
     }
 }
@@ -145,7 +154,45 @@ fn next_producer_id() -> i64 {
     next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Whether a response reports an error anywhere (for the error counter).
-pub fn has_error(outgoing: &Outgoing) -> bool {
-    outgoing.error_code != ErrorCode::None
+/// Every distinct error a response reports, at any level.
+fn response_errors(response: &Response) -> Vec<ErrorCode> {
+    let mut errors: Vec<ErrorCode> = match response {
+        Response::ApiVersions { .. } | Response::ListGroups { .. } => Vec::new(),
+        Response::Metadata { topics, .. } => topics
+            .iter()
+            .flat_map(|t| std::iter::once(t.error).chain(t.partitions.iter().map(|p| p.error)))
+            .collect(),
+        Response::CreateTopics { topics }
+        | Response::DeleteTopics { topics }
+        | Response::AlterConfigs { topics } => topics.iter().map(|t| t.error).collect(),
+        Response::DescribeConfigs { topics } => topics.iter().map(|t| t.1).collect(),
+        Response::Produce { topics } => topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error))
+            .collect(),
+        Response::Fetch { topics } => topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error))
+            .collect(),
+        Response::ListOffsets { topics } => topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error))
+            .collect(),
+        Response::OffsetCommit { topics } => topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.1))
+            .collect(),
+        Response::DescribeGroups { groups } => groups.iter().map(|g| g.error).collect(),
+        Response::FindCoordinator { error, .. }
+        | Response::JoinGroup { error, .. }
+        | Response::SyncGroup { error, .. }
+        | Response::Heartbeat { error }
+        | Response::LeaveGroup { error }
+        | Response::OffsetFetch { error, .. }
+        | Response::InitProducerId { error, .. } => vec![*error],
+    };
+    errors.retain(|e| *e != ErrorCode::None);
+    errors.sort_by_key(|e| *e as u16);
+    errors.dedup();
+    errors
 }
