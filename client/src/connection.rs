@@ -8,6 +8,7 @@ use keel_protocol::frame::{check_response, write_request};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -16,6 +17,14 @@ type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Result<(ErrorCode, Bytes)>
 
 /// Largest response frame the client accepts.
 const RESPONSE_BYTES_MAX: u32 = 512 << 20;
+
+/// How long a request may wait for its answer unless its caller says otherwise (long polls
+/// and group joins add their own wait to it).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long connecting, and the ApiVersions handshake that checks a Keel broker answers,
+/// may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pipelined connection. Cheap to clone.
 #[derive(Clone)]
@@ -34,10 +43,31 @@ impl Connection {
     /// # Errors
     /// [`Error::Connect`] naming the address.
     pub async fn connect(addr: &str) -> Result<Connection> {
-        let stream = TcpStream::connect(addr).await.map_err(|e| Error::Connect {
+        let failed = |message: String| Error::Connect {
             addr: addr.to_owned(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| failed(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| failed(e.to_string()))?;
+        let connection = Connection::start(addr, stream);
+        // Something listens there; make sure it is a Keel broker (a metrics or HTTP port
+        // would otherwise leave every request waiting).
+        match connection
+            .call_timeout(&Request::ApiVersions, CONNECT_TIMEOUT)
+            .await
+        {
+            Ok(Response::ApiVersions { .. }) => Ok(connection),
+            Ok(_) => Err(failed("unexpected answer to ApiVersions".into())),
+            Err(Error::Timeout(_)) => Err(failed(format!(
+                "no Keel broker answered within {CONNECT_TIMEOUT:?} (is this the metrics port?)"
+            ))),
+            Err(e) => Err(failed(format!("not a Keel broker: {e}"))),
+        }
+    }
+
+    fn start(addr: &str, stream: TcpStream) -> Connection {
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
         let (outbox, mut inbox) = mpsc::channel::<BytesMut>(1024);
@@ -90,7 +120,8 @@ impl Connection {
                                     ));
                                     return;
                                 }
-                                None => tracing::warn!(correlation, "response nobody waits for"),
+                                // The request timed out and was forgotten.
+                                None => tracing::debug!(correlation, "late response dropped"),
                             }
                         }
                         Ok(None) => break,
@@ -113,13 +144,13 @@ impl Connection {
                 }
             }
         });
-        Ok(Connection {
+        Connection {
             addr: address,
             outbox,
             pending,
             next_correlation: Arc::new(AtomicU32::new(1)),
             broken,
-        })
+        }
     }
 
     /// Whether the connection has failed (a new one is needed).
@@ -132,17 +163,35 @@ impl Connection {
         &self.addr
     }
 
-    /// Sends `request` and waits for its response (no timeout; see [`Connection::call_timeout`]).
+    /// Sends `request` and waits for its response, at most [`REQUEST_TIMEOUT`].
     ///
     /// # Errors
-    /// Connection failures, frame-level broker errors, undecodable responses.
+    /// Connection failures, [`Error::Timeout`], frame-level broker errors, undecodable
+    /// responses.
     pub async fn call(&self, request: &Request) -> Result<Response> {
+        self.call_timeout(request, REQUEST_TIMEOUT).await
+    }
+
+    /// As [`Connection::call`] with its own deadline. A request that times out is
+    /// forgotten (its answer, if it comes, is dropped), so timeouts leave nothing behind.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as [`Connection::call`].
+    pub async fn call_timeout(&self, request: &Request, timeout: Duration) -> Result<Response> {
         let api = request.api_key();
-        let receiver = self
-            .submit(request, true)
-            .await?
-            .expect("a response is expected");
-        let (code, body) = receiver.await.map_err(|_| Error::Io {
+        let (correlation, receiver) = self.submit(request, true).await?;
+        let receiver = receiver.expect("a response is expected");
+        let answer = match tokio::time::timeout(timeout, receiver).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.pending
+                    .lock()
+                    .expect("pending lock")
+                    .remove(&correlation);
+                return Err(Error::Timeout(timeout));
+            }
+        };
+        let (code, body) = answer.map_err(|_| Error::Io {
             addr: self.addr.clone(),
             message: "connection dropped".into(),
         })??;
@@ -152,18 +201,9 @@ impl Connection {
         decode(api, body)
     }
 
-    /// As [`Connection::call`] with a deadline.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`], and as [`Connection::call`].
-    pub async fn call_timeout(
-        &self,
-        request: &Request,
-        timeout: std::time::Duration,
-    ) -> Result<Response> {
-        tokio::time::timeout(timeout, self.call(request))
-            .await
-            .map_err(|_| Error::Timeout(timeout))?
+    /// Requests waiting for an answer (for tests of the bound).
+    pub fn pending(&self) -> usize {
+        self.pending.lock().expect("pending lock").len()
     }
 
     /// Sends a request that gets no response (produce with acks=0).
@@ -174,11 +214,13 @@ impl Connection {
         self.submit(request, false).await.map(|_| ())
     }
 
+    #[allow(clippy::type_complexity)]
+
     async fn submit(
         &self,
         request: &Request,
         expect_response: bool,
-    ) -> Result<Option<oneshot::Receiver<Result<(ErrorCode, Bytes)>>>> {
+    ) -> Result<(u32, Option<oneshot::Receiver<Result<(ErrorCode, Bytes)>>>)> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(Error::Io {
                 addr: self.addr.clone(),
@@ -198,11 +240,17 @@ impl Connection {
                 .insert(correlation, sender);
             receiver
         });
-        self.outbox.send(frame).await.map_err(|_| Error::Io {
-            addr: self.addr.clone(),
-            message: "connection closed".into(),
-        })?;
-        Ok(receiver)
+        if self.outbox.send(frame).await.is_err() {
+            self.pending
+                .lock()
+                .expect("pending lock")
+                .remove(&correlation);
+            return Err(Error::Io {
+                addr: self.addr.clone(),
+                message: "connection closed".into(),
+            });
+        }
+        Ok((correlation, receiver))
     }
 }
 

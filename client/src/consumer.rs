@@ -6,6 +6,7 @@
 //! [`RebalanceListener`] hears about both), and positions start from committed offsets.
 
 use crate::connection::Connection;
+use crate::connection::REQUEST_TIMEOUT;
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use keel_protocol::api::{
@@ -283,7 +284,10 @@ impl Consumer {
                 generation,
                 member_id,
                 ..
-            } = self.connection.call(&join).await?
+            } = self
+                .connection
+                .call_timeout(&join, self.config.rebalance_timeout + REQUEST_TIMEOUT)
+                .await?
             else {
                 return Err(Error::Protocol("join-group response expected".into()));
             };
@@ -711,7 +715,11 @@ impl Consumer {
         }
         let request = self.fetch_request(&positions, max_wait);
         let connection = self.connection.clone();
-        let task = tokio::spawn(async move { connection.call(&request).await });
+        let task = tokio::spawn(async move {
+            connection
+                .call_timeout(&request, max_wait + REQUEST_TIMEOUT)
+                .await
+        });
         self.prefetch = Some((task, positions));
     }
 

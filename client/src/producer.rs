@@ -145,9 +145,21 @@ pub struct ProducerBuilder {
     retry_backoff: Duration,
     partitioner: Partitioner,
     idempotence: bool,
+    record_bytes_max: usize,
 }
 
+/// Default [`ProducerBuilder::record_bytes_max`]: what fits the broker's default batch
+/// limit (8 MiB) with room for the batch header.
+pub const RECORD_BYTES_MAX: usize = (8 << 20) - 1024;
+
 impl ProducerBuilder {
+    /// Largest record accepted (key, value and headers; default [`RECORD_BYTES_MAX`]); a
+    /// larger one is refused by `send`/`enqueue` with [`Error::InvalidRecord`] naming its
+    /// size and the limit, before anything is sent.
+    pub fn record_bytes_max(mut self, bytes: usize) -> Self {
+        self.record_bytes_max = bytes.max(1);
+        self
+    }
     /// Idempotent produce (default on, with `acks=all`): the broker recognises a retried
     /// batch by its producer id and sequence and stores it once, in order.
     pub fn idempotence(mut self, enabled: bool) -> Self {
@@ -351,6 +363,7 @@ impl Producer {
             retry_backoff: Duration::from_millis(100),
             partitioner: Partitioner::Default,
             idempotence: true,
+            record_bytes_max: RECORD_BYTES_MAX,
         }
     }
 
@@ -475,6 +488,12 @@ impl Producer {
             },
         };
         let size = record.size();
+        if size > inner.config.record_bytes_max {
+            return Err(Error::InvalidRecord(format!(
+                "record of {size} bytes is over the limit of {} bytes",
+                inner.config.record_bytes_max
+            )));
+        }
         if size > inner.config.buffer_bytes {
             return Err(Error::InvalidRecord(format!(
                 "record of {size} bytes is larger than the whole buffer"

@@ -214,6 +214,12 @@ fn resolve_listen(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for {what}: {e}"))?;
         return Ok(probe.local_addr()?);
     }
+    // A broker killed a moment ago can leave its listener behind for a while: io_uring
+    // tears down the dead process's pending accepts asynchronously. Give it time to go.
+    let deadline = Instant::now() + LISTENER_GONE_WAIT;
+    while listening_on(addr) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     if listening_on(addr) {
         anyhow::bail!(
             "cannot listen on {addr} for {what}: the address is in use (another keel-server or program listens there)"
@@ -221,6 +227,9 @@ fn resolve_listen(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
     }
     Ok(addr)
 }
+
+/// How long start-up waits for a listener on its port to go away before refusing.
+const LISTENER_GONE_WAIT: Duration = Duration::from_secs(3);
 
 /// Whether a socket in LISTEN state holds `addr`'s port on its address or a wildcard.
 fn listening_on(addr: SocketAddr) -> bool {
@@ -546,6 +555,11 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, stopping: R
                 match stream.read(&mut chunk).await {
                     Ok(0) | Err(_) => return,
                     Ok(read) => request.extend_from_slice(&chunk[..read]),
+                }
+                // Not HTTP (a Keel client pointed at the metrics port): close at once, so it
+                // fails fast instead of waiting for an answer that never comes.
+                if !request[0].is_ascii_uppercase() {
+                    return;
                 }
             }
             let (status, body) = if request.starts_with(b"GET /metrics ") {

@@ -21,3 +21,4 @@ pub fn crash_batch_records(tag: u64) -> i64 {
 }
 
 pub mod broker;
+pub mod tool;

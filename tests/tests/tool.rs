@@ -1,42 +1,7 @@
 //! The `keel` tool end to end against a real broker, and offline on its data directory.
 
-use keel_tests::broker::{server_binary, tool_binary, Broker};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn keel(broker: Option<&Broker>, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(tool_binary());
-    if let Some(broker) = broker {
-        command.arg("--bootstrap").arg(broker.addr.to_string());
-    }
-    command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("run keel");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "keel failed ({:?}): {}{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
+use keel_tests::broker::{server_binary, Broker};
+use keel_tests::tool::{keel, ok};
 
 #[test]
 fn ten_thousand_lines_through_produce_and_consume() {

@@ -20,7 +20,7 @@ pub struct ConsumeArgs {
     #[arg(long)]
     partition: Option<u32>,
     /// Start at this offset (with --partition).
-    #[arg(long, requires = "partition")]
+    #[arg(long, requires = "partition", allow_negative_numbers = true)]
     offset: Option<i64>,
     /// Stop after this many messages.
     #[arg(long)]
@@ -64,7 +64,7 @@ fn print(out: &mut impl Write, record: &ConsumerRecord, args: &ConsumeArgs) -> s
 
 pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     if !matches!(args.format.as_str(), "text" | "json") {
-        bail!("--format must be text or json, got {:?}", args.format);
+        usage!("--format must be text or json, got {:?}", args.format);
     }
     let admin = keel_client::Admin::connect(bootstrap).await?;
     let description = admin
@@ -99,6 +99,20 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
                 );
             }
             let tp = (args.topic.clone(), partition);
+            if let Some(offset) = args.offset {
+                let info = &description.partitions[partition as usize];
+                if offset < 0 {
+                    usage!("--offset must be 0 or more, got {offset}");
+                }
+                if offset < info.log_start_offset || offset > info.high_watermark {
+                    bail!(
+                        "offset {offset} is outside partition {partition} of {}: readable offsets are {}..{} (log start to high watermark)",
+                        args.topic,
+                        info.log_start_offset,
+                        info.high_watermark
+                    );
+                }
+            }
             consumer.assign([tp.clone()]);
             if let Some(offset) = args.offset {
                 consumer.seek(&tp, offset);
@@ -114,6 +128,7 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = 0u64;
+    let mut closed = false;
     let mut last = Instant::now();
     let timeout = Duration::from_millis(args.timeout_ms);
     'reading: while last.elapsed() < timeout {
@@ -122,7 +137,23 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
             last = Instant::now();
         }
         for (index, record) in records.iter().enumerate() {
-            print(&mut out, record, &args)?;
+            if let Err(e) = print(&mut out, record, &args) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    crate::exit_on_write_error(&e);
+                }
+                // `| head` closed the pipe: stop quietly; a group commits what was printed.
+                closed = true;
+                let mut first_unprinted = std::collections::BTreeMap::new();
+                for rest in &records[index..] {
+                    first_unprinted
+                        .entry((rest.topic.clone(), rest.partition))
+                        .or_insert(rest.offset);
+                }
+                for (tp, offset) in first_unprinted {
+                    consumer.seek(&tp, offset);
+                }
+                break 'reading;
+            }
             printed += 1;
             if args.max_messages.is_some_and(|max| printed >= max) {
                 // Stop exactly here: records of this poll not printed are not consumed (a
@@ -140,12 +171,19 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    out.flush()?;
+    if let Err(e) = out.flush() {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            crate::exit_on_write_error(&e);
+        }
+        closed = true;
+    }
     drop(out);
     if args.group.is_some() {
         consumer.commit_sync().await?;
         consumer.close().await?;
     }
-    eprintln!("consumed {printed} message(s)");
+    if !closed {
+        eprintln!("consumed {printed} message(s)");
+    }
     Ok(())
 }

@@ -1,6 +1,5 @@
 //! `keel group ...`
 
-use anyhow::bail;
 use keel_client::{Admin, ResetTo};
 
 #[derive(clap::Subcommand)]
@@ -36,7 +35,7 @@ pub async fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
     match command {
         GroupCommand::List => {
             for (group, state) in admin.list_groups().await? {
-                println!("{group}\t{state}");
+                out!("{group}\t{state}");
             }
         }
         GroupCommand::Describe { group } => {
@@ -44,9 +43,12 @@ pub async fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
                 .describe_group(&group)
                 .await
                 .map_err(|_| anyhow::anyhow!("group {group} does not exist"))?;
-            println!(
+            out!(
                 "group {} state {} generation {} assignor {}",
-                description.group, description.state, description.generation, description.assignor
+                description.group,
+                description.state,
+                description.generation,
+                description.assignor
             );
             let mut topics: Vec<String> = description
                 .members
@@ -59,7 +61,7 @@ pub async fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|entry| format!("{}:{:?}", entry.topic, entry.partitions))
                     .collect();
-                println!(
+                out!(
                     "member {} topics {:?} assigned {}",
                     member.member_id,
                     member.topics,
@@ -72,9 +74,13 @@ pub async fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
             }
             topics.sort();
             topics.dedup();
-            println!(
+            out!(
                 "{:<24} {:>9} {:>12} {:>15} {:>10}",
-                "topic", "partition", "committed", "high-watermark", "lag"
+                "topic",
+                "partition",
+                "committed",
+                "high-watermark",
+                "lag"
             );
             for topic in topics.iter().filter(|t| !t.starts_with("__")) {
                 let offsets = admin.group_offsets(&group, topic).await?;
@@ -82,7 +88,7 @@ pub async fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
                     continue;
                 }
                 for p in offsets {
-                    println!(
+                    out!(
                         "{:<24} {:>9} {:>12} {:>15} {:>10}",
                         topic,
                         p.partition,
@@ -104,10 +110,10 @@ pub async fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
                 (true, _, _) => ResetTo::Earliest,
                 (_, true, _) => ResetTo::Latest,
                 (_, _, Some(offset)) => ResetTo::Offset(offset),
-                _ => bail!("say where to: --to-earliest, --to-latest or --to-offset O"),
+                _ => usage!("say where to: --to-earliest, --to-latest or --to-offset O"),
             };
             for (partition, offset) in admin.reset_offsets(&group, &topic, to).await? {
-                println!("{topic}\t{partition}\t{offset}");
+                out!("{topic}\t{partition}\t{offset}");
             }
         }
     }

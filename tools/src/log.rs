@@ -41,12 +41,12 @@ fn text(bytes: &Option<bytes::Bytes>) -> String {
 
 fn dump(path: &Path, headers_only: bool) -> anyhow::Result<()> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    println!("Dumping {}", path.display());
+    out!("Dumping {}", path.display());
     let mut position = 0usize;
     while position < data.len() {
         let rest = &data[position..];
         if rest.len() >= 12 && rest[8..12] == [0, 0, 0, 0] {
-            println!(
+            out!(
                 "zero padding from position {position} ({} bytes): end of log",
                 rest.len()
             );
@@ -55,7 +55,7 @@ fn dump(path: &Path, headers_only: bool) -> anyhow::Result<()> {
         let view = BatchView::new(rest)
             .with_context(|| format!("{} at byte {position}", path.display()))?;
         let crc_ok = view.verify_crc().is_ok();
-        println!(
+        out!(
             "baseOffset: {} lastOffset: {} count: {} position: {} size: {} magic: 2 compression: {} crc: {:#010x} isValid: {} baseTimestamp: {} maxTimestamp: {} producerId: {} producerEpoch: {} baseSequence: {} partitionLeaderEpoch: {}",
             view.base_offset(),
             view.last_offset(),
@@ -82,7 +82,7 @@ fn dump(path: &Path, headers_only: bool) -> anyhow::Result<()> {
                     .iter()
                     .map(|h| format!("{}={}", h.key, text(&h.value)))
                     .collect();
-                println!(
+                out!(
                     "| offset: {} timestamp: {} key: {} value: {} headers: [{}]",
                     record.offset,
                     record.timestamp,
@@ -179,7 +179,7 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
         }
     }
     if problems.is_empty() {
-        println!("ok: {checked} batches checked under {}", dir.display());
+        out!("ok: {checked} batches checked under {}", dir.display());
         return Ok(());
     }
     for problem in &problems {

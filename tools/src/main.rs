@@ -1,6 +1,21 @@
 //! keel: the command-line tool for Keel — topics, produce, consume, groups, and offline
 //! segment inspection. Exit codes: 0 success, 1 error, 2 usage.
 
+/// Prints a line to standard output; a closed pipe (`keel ... | head`) ends the tool
+/// quietly with status 0.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
+/// Refuses how the tool was called: the message is printed and the exit status is 2.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::Usage(format!($($arg)*))))
+    };
+}
+
 mod consume;
 mod group;
 mod log;
@@ -8,6 +23,39 @@ mod produce;
 mod topic;
 
 use clap::{CommandFactory, Parser, Subcommand};
+
+/// A usage error: exit status 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Writes one line to standard output (see `out!`).
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"));
+    if let Err(e) = written {
+        exit_on_write_error(&e);
+    }
+}
+
+/// Ends the tool after standard output failed: quietly with 0 for a closed pipe.
+pub fn exit_on_write_error(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("keel: writing to standard output: {e}");
+    std::process::exit(1);
+}
 
 #[derive(Parser)]
 #[command(name = "keel", version, about = "Keel command-line tool")]
@@ -88,6 +136,7 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("keel: {e:#}");
-        std::process::exit(1);
+        let usage = e.downcast_ref::<Usage>().is_some();
+        std::process::exit(if usage { 2 } else { 1 });
     }
 }

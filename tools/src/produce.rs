@@ -25,13 +25,15 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
         "0" => Acks::None,
         "1" => Acks::Leader,
         "all" | "-1" => Acks::All,
-        other => bail!("--acks must be 0, 1 or all, got {other:?}"),
+        other => usage!("--acks must be 0, 1 or all, got {other:?}"),
     };
     let producer = Producer::builder(bootstrap).acks(acks).build().await?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut deliveries = Vec::new();
-    let mut count = 0u64;
+    let mut outcome = Outcome::default();
+    let mut refused = None;
     while let Some(line) = lines.next_line().await? {
+        let number = outcome.read + 1;
         let mut record = match &args.key_separator {
             Some(separator) => match line.split_once(separator.as_str()) {
                 Some((key, value)) => {
@@ -44,24 +46,85 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
         if let Some(partition) = args.partition {
             record = record.partition(partition);
         }
-        deliveries.push(producer.enqueue(record).await.map_err(|e| match e {
-            keel_client::Error::UnknownTopic(topic) => {
-                anyhow::anyhow!("topic {topic} does not exist")
+        match producer.enqueue(record).await {
+            Ok(delivery) => deliveries.push((number, delivery)),
+            Err(keel_client::Error::UnknownTopic(topic)) => {
+                bail!("topic {topic} does not exist")
             }
-            other => other.into(),
-        })?);
-        count += 1;
+            Err(keel_client::Error::InvalidRecord(why)) => {
+                // Nothing after this line is sent; what came before is settled and counted.
+                refused = Some(format!("line {number}: {why}"));
+                break;
+            }
+            Err(other) => return Err(other.into()),
+        }
+        outcome.read = number;
         // Keep memory bounded on long inputs: settle what is already delivered.
         if deliveries.len() >= 10_000 {
-            for delivery in deliveries.drain(..) {
-                delivery.await?;
+            outcome.settle(deliveries.drain(..)).await;
+        }
+    }
+    outcome.settle(deliveries.drain(..)).await;
+    producer.close().await;
+    let topic = &args.topic;
+    match (refused, outcome.failed.first()) {
+        (None, None) => {
+            eprintln!("produced {} message(s) to {topic}", outcome.stored);
+            Ok(())
+        }
+        (Some(why), _) => bail!(
+            "{why}; nothing after it was sent; {} of the {} line(s) before it stored{}",
+            outcome.stored,
+            outcome.read,
+            outcome.failures()
+        ),
+        (None, Some(_)) => bail!(
+            "{} of {} line(s) stored{}",
+            outcome.stored,
+            outcome.read,
+            outcome.failures()
+        ),
+    }
+}
+
+/// What happened to the lines read.
+#[derive(Default)]
+struct Outcome {
+    read: u64,
+    stored: u64,
+    /// (line number, why) of lines the broker did not store.
+    failed: Vec<(u64, String)>,
+}
+
+impl Outcome {
+    async fn settle(
+        &mut self,
+        deliveries: impl Iterator<Item = (u64, keel_client::DeliveryFuture)>,
+    ) {
+        for (number, delivery) in deliveries {
+            match delivery.await {
+                Ok(_) => self.stored += 1,
+                Err(e) => self.failed.push((number, e.to_string())),
             }
         }
     }
-    for delivery in deliveries {
-        delivery.await?;
+
+    fn failures(&self) -> String {
+        if self.failed.is_empty() {
+            return String::new();
+        }
+        let shown: Vec<String> = self
+            .failed
+            .iter()
+            .take(5)
+            .map(|(n, why)| format!("line {n}: {why}"))
+            .collect();
+        let more = self.failed.len().saturating_sub(5);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        format!("; not stored: {}{more}", shown.join("; "))
     }
-    producer.close().await;
-    eprintln!("produced {count} message(s) to {}", args.topic);
-    Ok(())
 }

@@ -1,6 +1,5 @@
 //! `keel topic ...`
 
-use anyhow::{bail, Context};
 use keel_client::Admin;
 
 #[derive(clap::Subcommand)]
@@ -43,21 +42,30 @@ pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             configs,
         } => {
             if replication_factor != 1 {
-                bail!("replication factor {replication_factor} is not possible on a single broker; use 1");
+                usage!("replication factor {replication_factor} is not possible on a single broker; use 1");
             }
             let mut pairs = Vec::new();
             for config in &configs {
-                let (key, value) = config
-                    .split_once('=')
-                    .with_context(|| format!("--config {config:?} must be key=value"))?;
+                let Some((key, value)) = config.split_once('=') else {
+                    usage!("--config {config:?} must be key=value");
+                };
+                for (what, text) in [("key", key), ("value", value)] {
+                    if text.len() > keel_protocol::wire::STRING_MAX {
+                        usage!(
+                            "--config {what} is {} bytes; the limit is {} bytes",
+                            text.len(),
+                            keel_protocol::wire::STRING_MAX
+                        );
+                    }
+                }
                 pairs.push((key, value));
             }
             admin.create_topic(&name, partitions, &pairs).await?;
-            println!("created topic {name} with {partitions} partition(s)");
+            out!("created topic {name} with {partitions} partition(s)");
         }
         TopicCommand::List => {
             for topic in admin.list_topics().await? {
-                println!("{topic}");
+                out!("{topic}");
             }
         }
         TopicCommand::Describe { name } => {
@@ -67,17 +75,22 @@ pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
                 }
                 other => other.into(),
             })?;
-            println!(
+            out!(
                 "topic {} ({} partitions)",
                 description.name,
                 description.partitions.len()
             );
-            println!(
+            out!(
                 "{:>9} {:>7} {:>12} {:>15} {:>12} {:>12}",
-                "partition", "leader", "log-start", "high-watermark", "log-end", "size"
+                "partition",
+                "leader",
+                "log-start",
+                "high-watermark",
+                "log-end",
+                "size"
             );
             for p in &description.partitions {
-                println!(
+                out!(
                     "{:>9} {:>7} {:>12} {:>15} {:>12} {:>12}",
                     p.partition,
                     p.leader,
@@ -87,14 +100,14 @@ pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
                     p.size_bytes
                 );
             }
-            println!("configs:");
+            out!("configs:");
             for (key, value) in &description.configs {
-                println!("  {key}={value}");
+                out!("  {key}={value}");
             }
         }
         TopicCommand::Delete { name } => {
             admin.delete_topic(&name).await?;
-            println!("deleted topic {name}");
+            out!("deleted topic {name}");
         }
     }
     Ok(())
