@@ -215,7 +215,6 @@ impl Connection {
     }
 
     #[allow(clippy::type_complexity)]
-
     async fn submit(
         &self,
         request: &Request,
