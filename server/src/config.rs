@@ -228,21 +228,32 @@ impl Config {
     ) -> Result<LogConfig, String> {
         let mut log = self.log_defaults.clone();
         for (key, value) in configs {
+            // Values a peer sent are echoed back clipped: an error message must fit the wire.
+            let (key_shown, value_shown) = (clip(key), clip(value));
             let number = || {
-                value
-                    .parse::<u64>()
-                    .map_err(|_| format!("{key} must be a non-negative integer, got {value:?}"))
+                value.parse::<u64>().map_err(|_| {
+                    format!("{key_shown} must be a non-negative integer, got {value_shown:?}")
+                })
             };
             match key.as_str() {
                 "retention.ms" => log.retention_ms = if value == "-1" { None } else { Some(number()?) },
                 "retention.bytes" => log.retention_bytes = if value == "-1" { None } else { Some(number()?) },
                 "segment.bytes" => log.segment_bytes = number()?,
                 "segment.ms" => log.segment_ms = Some(number()?),
-                "fsync" => log.fsync = value.parse().map_err(|e: keel_engine::Error| e.to_string())?,
-                other => return Err(format!("unknown topic config {other:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync")),
+                "fsync" => log.fsync = value.parse().map_err(|e: keel_engine::Error| clip(&e.to_string()))?,
+                _ => return Err(format!("unknown topic config {key_shown:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync")),
             }
         }
         log.validate().map_err(|e| e.to_string())?;
         Ok(log)
+    }
+}
+
+/// At most 128 characters of `text`, marked when cut.
+pub fn clip(text: &str) -> String {
+    const SHOWN: usize = 128;
+    match text.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!("{}… ({} bytes)", &text[..at], text.len()),
+        None => text.to_owned(),
     }
 }

@@ -12,7 +12,7 @@ mod shard;
 
 use crate::config::{Args, Config};
 use crate::metrics::Metrics;
-use crate::registry::{parse_partition_dir, Registry};
+use crate::registry::{parse_partition_dir, Registry, SharedRegistry};
 use crate::shard::{Envelope, Shard, MESH_CHANNEL_CAPACITY};
 use anyhow::Context;
 use clap::Parser;
@@ -23,7 +23,7 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Registered I/O memory per shard; three io_uring rings register it, and the total must
@@ -288,7 +288,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     config.metrics_listen = resolve_listen(config.metrics_listen, "metrics")?;
     let started = Instant::now();
     let config = Arc::new(config);
-    let registry = Arc::new(RwLock::new(registry));
+    let registry = Arc::new(SharedRegistry::new(registry));
     let metrics = Arc::new(Metrics::new());
     let connections = Arc::new(AtomicUsize::new(0));
     let shards_open = Arc::new(AtomicUsize::new(0));
@@ -369,7 +369,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
 #[derive(Clone)]
 struct Shared {
     config: Arc<Config>,
-    registry: Arc<RwLock<Registry>>,
+    registry: Arc<SharedRegistry>,
     metrics: Arc<Metrics>,
     connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,

@@ -64,11 +64,6 @@ impl Registry {
         self.topics.get(name)
     }
 
-    /// Total partitions.
-    pub fn partitions_count(&self) -> u64 {
-        self.topics.values().map(|t| u64::from(t.partitions)).sum()
-    }
-
     /// Adds or replaces a topic and makes the registry durable.
     ///
     /// # Errors
@@ -86,6 +81,7 @@ impl Registry {
     }
 
     /// Removes a topic and makes the registry durable.
+    #[cfg(test)]
     ///
     /// # Errors
     /// I/O errors writing the file (the in-memory state is left unchanged).
@@ -101,27 +97,126 @@ impl Registry {
     }
 
     fn save(&self) -> anyhow::Result<()> {
-        let text = toml::to_string(&RegistryFile {
-            topics: self.topics.clone(),
-        })
-        .context("encoding the topic registry")?;
-        let temporary = self.path.with_extension("toml.tmp");
-        let mut file = std::fs::File::create(&temporary)
-            .with_context(|| format!("creating {}", temporary.display()))?;
-        file.write_all(text.as_bytes())
-            .with_context(|| format!("writing {}", temporary.display()))?;
-        file.sync_all()
-            .with_context(|| format!("syncing {}", temporary.display()))?;
-        std::fs::rename(&temporary, &self.path)
-            .with_context(|| format!("renaming to {}", self.path.display()))?;
-        let dir = self
-            .path
-            .parent()
-            .expect("registry lives in the data directory");
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing {}", dir.display()))?;
-        Ok(())
+        save(&self.path, &self.topics)
+    }
+}
+
+/// Writes `topics` to `path` durably: temporary file, fsync, rename, fsync the directory.
+fn save(path: &Path, topics: &BTreeMap<String, TopicEntry>) -> anyhow::Result<()> {
+    let text = toml::to_string(&RegistryFile {
+        topics: topics.clone(),
+    })
+    .context("encoding the topic registry")?;
+    let temporary = path.with_extension("toml.tmp");
+    let mut file = std::fs::File::create(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
+}
+
+/// Why a registry change was refused: the error to answer and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Error code for the response.
+    pub code: keel_protocol::api::ErrorCode,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `code` and `message`.
+    pub fn new(code: keel_protocol::api::ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The registry shared by every shard. Data requests only read the in-memory topics,
+/// briefly; a change is applied to a copy, written and synced on the blocking pool with no
+/// lock that readers take, then published. Changes take turns (admin requests only), and
+/// a panic elsewhere cannot poison the readers: a poisoned lock is used as is (its data is
+/// only ever replaced whole).
+pub struct SharedRegistry {
+    current: std::sync::RwLock<Registry>,
+    /// Set while a change is being written (changes take turns).
+    writing: std::sync::atomic::AtomicBool,
+}
+
+/// The writer's turn; ends when dropped.
+struct Turn<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl SharedRegistry {
+    /// Shares `registry`.
+    pub fn new(registry: Registry) -> SharedRegistry {
+        SharedRegistry {
+            current: std::sync::RwLock::new(registry),
+            writing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The topics now (hold the guard briefly, never across an await).
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies `change` to a copy of the topics and makes it durable, then visible.
+    ///
+    /// # Errors
+    /// What `change` refuses, or `StorageError` when the file cannot be written (nothing
+    /// changes then).
+    pub async fn update<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, TopicEntry>) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        // Take the writer's turn without blocking this shard's thread while another shard
+        // writes.
+        use std::sync::atomic::Ordering;
+        while self
+            .writing
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let _turn = Turn(&self.writing);
+        let (path, mut topics) = {
+            let current = self.read();
+            (current.path.clone(), current.topics.clone())
+        };
+        let answer = change(&mut topics)?;
+        let written = topics.clone();
+        let saved = glommio::executor()
+            .spawn_blocking(move || save(&path, &written))
+            .await;
+        if let Err(e) = saved {
+            return Err(Refusal::new(
+                keel_protocol::api::ErrorCode::StorageError,
+                format!("{e:#}"),
+            ));
+        }
+        self.current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .topics = topics;
+        Ok(answer)
     }
 }
 
@@ -165,6 +260,46 @@ mod tests {
         assert_eq!(reloaded.topics().len(), 1);
         assert_eq!(reloaded.get("orders"), Some(&entry));
         assert!(!dir.path().join("topics.toml.tmp").exists());
+    }
+
+    #[test]
+    fn shared_updates_are_durable_and_refusals_change_nothing() {
+        // Goal: a change is visible only once written; a refused one leaves file and memory.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let shared = SharedRegistry::new(Registry::load(&path).unwrap());
+                let entry = TopicEntry {
+                    partitions: 2,
+                    configs: BTreeMap::new(),
+                };
+                shared
+                    .update(|topics| {
+                        topics.insert("a".into(), entry.clone());
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+                let refused = shared
+                    .update(|topics| -> Result<(), Refusal> {
+                        topics.insert("b".into(), entry.clone());
+                        Err(Refusal::new(
+                            keel_protocol::api::ErrorCode::InvalidConfig,
+                            "no",
+                        ))
+                    })
+                    .await;
+                assert_eq!(refused.unwrap_err().message, "no");
+                assert!(shared.read().get("b").is_none());
+                let reloaded = Registry::load(&path).unwrap();
+                assert_eq!(reloaded.topics().len(), 1);
+                assert_eq!(reloaded.get("a"), Some(&entry));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

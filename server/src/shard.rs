@@ -8,7 +8,7 @@
 use crate::config::Config;
 use crate::metrics::{Metrics, PartitionLabel};
 use crate::producers::{ProducerStates, SequenceCheck};
-use crate::registry::{partition_dir, Registry};
+use crate::registry::{partition_dir, SharedRegistry};
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{Receivers, Senders};
@@ -21,7 +21,7 @@ use keel_protocol::batch::{peek_batch_len, BatchView};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Work for the shard that owns a partition.
@@ -123,7 +123,7 @@ pub struct Shard {
     pub config: Arc<Config>,
     /// The topic registry, shared by all shards (read on every request, written by admin
     /// requests only).
-    pub registry: Arc<RwLock<Registry>>,
+    pub registry: Arc<SharedRegistry>,
     /// Metrics, shared by all shards.
     pub metrics: Arc<Metrics>,
     logs: RefCell<HashMap<(String, u32), Log>>,
@@ -156,7 +156,7 @@ impl Shard {
     pub fn new(
         id: usize,
         config: Arc<Config>,
-        registry: Arc<RwLock<Registry>>,
+        registry: Arc<SharedRegistry>,
         metrics: Arc<Metrics>,
         peers: Senders<Envelope>,
     ) -> Shard {
@@ -284,7 +284,7 @@ impl Shard {
     /// The first partition that cannot be opened (corruption, I/O), named.
     pub async fn open_owned_partitions(&self) -> anyhow::Result<usize> {
         let owned: Vec<(String, u32, LogConfig)> = {
-            let registry = self.registry.read().expect("registry lock");
+            let registry = self.registry.read();
             let mut owned = Vec::new();
             for (topic, entry) in registry.topics() {
                 let log = self

@@ -4,7 +4,7 @@
 //! remove their logs; see `registry.rs` for why that order never leaves a half-made topic.
 
 use crate::handlers::groups::OFFSETS_TOPIC;
-use crate::registry::TopicEntry;
+use crate::registry::{Refusal, TopicEntry};
 use crate::shard::{owner, Job, Reply, Shard};
 use keel_protocol::api::{
     validate_topic_name, ConfigEntry, ErrorCode, NewTopic, Response, TopicResult,
@@ -79,35 +79,42 @@ pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Response {
                 continue;
             }
         };
-        {
-            let mut registry = shard.registry.write().expect("registry lock");
-            if registry.get(&name).is_some() {
-                results.push(result(
-                    name,
-                    ErrorCode::TopicAlreadyExists,
-                    "topic already exists",
-                ));
-                continue;
-            }
-            let total = registry.partitions_count() + u64::from(topic.partitions);
-            if total > u64::from(shard.config.partitions_max) {
-                let message = format!(
-                    "{total} partitions would exceed the broker's limit of {}",
-                    shard.config.partitions_max
+        let partitions_max = u64::from(shard.config.partitions_max);
+        let created = shard
+            .registry
+            .update(|topics| {
+                if topics.contains_key(&name) {
+                    return Err(Refusal::new(
+                        ErrorCode::TopicAlreadyExists,
+                        "topic already exists",
+                    ));
+                }
+                let total = topics
+                    .values()
+                    .map(|t| u64::from(t.partitions))
+                    .sum::<u64>()
+                    + u64::from(topic.partitions);
+                if total > partitions_max {
+                    return Err(Refusal::new(
+                        ErrorCode::TooManyPartitions,
+                        format!(
+                            "{total} partitions would exceed the broker's limit of {partitions_max}"
+                        ),
+                    ));
+                }
+                topics.insert(
+                    name.clone(),
+                    TopicEntry {
+                        partitions: topic.partitions,
+                        configs,
+                    },
                 );
-                results.push(result(name, ErrorCode::TooManyPartitions, message));
-                continue;
-            }
-            if let Err(e) = registry.put(
-                &name,
-                TopicEntry {
-                    partitions: topic.partitions,
-                    configs,
-                },
-            ) {
-                results.push(result(name, ErrorCode::StorageError, format!("{e:#}")));
-                continue;
-            }
+                Ok(())
+            })
+            .await;
+        if let Err(refusal) = created {
+            results.push(result(name, refusal.code, refusal.message));
+            continue;
         }
         let opened = on_every_partition(shard, &name, topic.partitions, |partition| Job::Open {
             topic: name.clone(),
@@ -135,19 +142,18 @@ pub async fn delete(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
             ));
             continue;
         }
-        let removed = shard.registry.write().expect("registry lock").remove(&name);
+        let removed = shard
+            .registry
+            .update(|topics| {
+                topics.remove(&name).ok_or_else(|| {
+                    Refusal::new(ErrorCode::UnknownTopicOrPartition, "topic does not exist")
+                })
+            })
+            .await;
         let entry = match removed {
-            Ok(Some(entry)) => entry,
-            Ok(None) => {
-                results.push(result(
-                    name,
-                    ErrorCode::UnknownTopicOrPartition,
-                    "topic does not exist",
-                ));
-                continue;
-            }
-            Err(e) => {
-                results.push(result(name, ErrorCode::StorageError, format!("{e:#}")));
+            Ok(entry) => entry,
+            Err(refusal) => {
+                results.push(result(name, refusal.code, refusal.message));
                 continue;
             }
         };
@@ -201,7 +207,7 @@ fn effective_configs(shard: &Shard, entry: &TopicEntry) -> Vec<ConfigEntry> {
 }
 
 pub fn describe_configs(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
-    let registry = shard.registry.read().expect("registry lock");
+    let registry = shard.registry.read();
     let topics = topics
         .into_iter()
         .map(|name| match registry.get(&name) {
@@ -218,54 +224,46 @@ pub fn describe_configs(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
 pub async fn alter_configs(shard: &Rc<Shard>, topics: Vec<(String, Vec<ConfigEntry>)>) -> Response {
     let mut results = Vec::with_capacity(topics.len());
     for (name, changes) in topics {
-        let updated = {
-            let mut registry = shard.registry.write().expect("registry lock");
-            let Some(entry) = registry.get(&name).cloned() else {
-                results.push(result(
-                    name,
-                    ErrorCode::UnknownTopicOrPartition,
-                    "topic does not exist",
-                ));
-                continue;
-            };
-            if name == OFFSETS_TOPIC && changes.iter().any(|c| c.key.starts_with("retention.")) {
-                results.push(result(
-                    name,
-                    ErrorCode::InvalidConfig,
-                    "the offsets topic is never trimmed by retention: it compacts itself",
-                ));
-                continue;
-            }
-            if changes.iter().any(|c| c.key == "partitions") {
-                results.push(result(
-                    name,
-                    ErrorCode::InvalidConfig,
-                    "the partition count cannot be changed by AlterConfigs",
-                ));
-                continue;
-            }
-            let mut configs = entry.configs.clone();
-            for change in &changes {
-                configs.insert(change.key.clone(), change.value.clone());
-            }
-            let log = match shard.config.topic_log_config(&configs) {
-                Ok(log) => log,
-                Err(message) => {
-                    results.push(result(name, ErrorCode::InvalidConfig, message));
-                    continue;
+        let config = shard.config.clone();
+        let updated = shard
+            .registry
+            .update(|topics| {
+                let Some(entry) = topics.get_mut(&name) else {
+                    return Err(Refusal::new(
+                        ErrorCode::UnknownTopicOrPartition,
+                        "topic does not exist",
+                    ));
+                };
+                if name == OFFSETS_TOPIC && changes.iter().any(|c| c.key.starts_with("retention."))
+                {
+                    return Err(Refusal::new(
+                        ErrorCode::InvalidConfig,
+                        "the offsets topic is never trimmed by retention: it compacts itself",
+                    ));
                 }
-            };
-            if let Err(e) = registry.put(
-                &name,
-                TopicEntry {
-                    partitions: entry.partitions,
-                    configs,
-                },
-            ) {
-                results.push(result(name, ErrorCode::StorageError, format!("{e:#}")));
+                if changes.iter().any(|c| c.key == "partitions") {
+                    return Err(Refusal::new(
+                        ErrorCode::InvalidConfig,
+                        "the partition count cannot be changed by AlterConfigs",
+                    ));
+                }
+                let mut configs = entry.configs.clone();
+                for change in &changes {
+                    configs.insert(change.key.clone(), change.value.clone());
+                }
+                let log = config
+                    .topic_log_config(&configs)
+                    .map_err(|message| Refusal::new(ErrorCode::InvalidConfig, message))?;
+                entry.configs = configs;
+                Ok((entry.partitions, log))
+            })
+            .await;
+        let updated = match updated {
+            Ok(updated) => updated,
+            Err(refusal) => {
+                results.push(result(name, refusal.code, refusal.message));
                 continue;
             }
-            (entry.partitions, log)
         };
         let (partitions, log) = updated;
         let reopened = on_every_partition(shard, &name, partitions, |partition| Job::Reconfigure {

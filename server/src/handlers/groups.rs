@@ -231,14 +231,7 @@ impl GroupService {
 }
 
 fn partitions_of(shard: &Shard) -> impl Fn(&str) -> u32 + '_ {
-    move |topic| {
-        shard
-            .registry
-            .read()
-            .expect("registry lock")
-            .get(topic)
-            .map_or(0, |t| t.partitions)
-    }
+    move |topic| shard.registry.read().get(topic).map_or(0, |t| t.partitions)
 }
 
 fn to_entries(map: BTreeMap<String, Vec<u32>>) -> Vec<TopicEntries<u32>> {

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 pub async fn handle(shard: &Rc<Shard>, requested: Vec<String>) -> Response {
     let wanted: Vec<(String, Option<u32>)> = {
-        let registry = shard.registry.read().expect("registry lock");
+        let registry = shard.registry.read();
         if requested.is_empty() {
             registry
                 .topics()
