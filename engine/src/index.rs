@@ -59,7 +59,7 @@ impl OffsetIndex {
     /// If the entry does not come strictly after the previous one, or does not fit the
     /// 32-bit relative format.
     pub fn append(&mut self, last_offset: i64, position: u64) {
-        let relative = last_offset - self.base_offset;
+        let relative = last_offset.saturating_sub(self.base_offset);
         assert!(
             (0..=u32::MAX as i64).contains(&relative),
             "index offset {last_offset} outside segment {}",
@@ -85,7 +85,7 @@ impl OffsetIndex {
     fn entry(&self, index: usize) -> OffsetEntry {
         let (relative, position) = self.entries[index];
         OffsetEntry {
-            last_offset: self.base_offset + i64::from(relative),
+            last_offset: self.base_offset.saturating_add(i64::from(relative)),
             position: u64::from(position),
         }
     }
@@ -93,7 +93,7 @@ impl OffsetIndex {
     /// The last entry whose batch ends at or before `offset`; a scan for the batch holding
     /// `offset` starts at its position (or at 0 when `None`).
     pub fn lookup(&self, offset: i64) -> Option<OffsetEntry> {
-        let relative = offset - self.base_offset;
+        let relative = offset.checked_sub(self.base_offset)?;
         if relative < 0 {
             return None;
         }
@@ -222,7 +222,7 @@ impl TimeIndex {
 
     /// Adds an entry; ignored unless `timestamp` is larger than the last entry's.
     pub fn maybe_append(&mut self, timestamp: i64, last_offset: i64) {
-        let relative = last_offset - self.base_offset;
+        let relative = last_offset.saturating_sub(self.base_offset);
         assert!(
             (0..=u32::MAX as i64).contains(&relative),
             "time index offset outside segment"
@@ -242,7 +242,7 @@ impl TimeIndex {
             let (timestamp, relative) = self.entries[count - 1];
             TimeEntry {
                 timestamp,
-                last_offset: self.base_offset + i64::from(relative),
+                last_offset: self.base_offset.saturating_add(i64::from(relative)),
             }
         })
     }
@@ -251,7 +251,7 @@ impl TimeIndex {
     pub fn last(&self) -> Option<TimeEntry> {
         self.entries.last().map(|&(timestamp, relative)| TimeEntry {
             timestamp,
-            last_offset: self.base_offset + i64::from(relative),
+            last_offset: self.base_offset.saturating_add(i64::from(relative)),
         })
     }
 
@@ -259,7 +259,7 @@ impl TimeIndex {
     pub fn truncate_to_offset(&mut self, offset: i64) {
         let keep = self
             .entries
-            .partition_point(|&(_, r)| self.base_offset + i64::from(r) < offset);
+            .partition_point(|&(_, r)| self.base_offset.saturating_add(i64::from(r)) < offset);
         self.entries.truncate(keep);
     }
 
@@ -292,11 +292,9 @@ impl TimeIndex {
         for chunk in bytes.chunks_exact(TIME_ENTRY_LEN) {
             let timestamp = i64::from_be_bytes(chunk[0..8].try_into().expect("8 bytes"));
             let relative = u32::from_be_bytes(chunk[8..12].try_into().expect("4 bytes"));
-            if base_offset + i64::from(relative) >= next_offset {
-                return Err(format!(
-                    "offset {} beyond segment end {next_offset}",
-                    base_offset + i64::from(relative)
-                ));
+            let offset = base_offset.saturating_add(i64::from(relative));
+            if offset >= next_offset {
+                return Err(format!("offset {offset} beyond segment end {next_offset}"));
             }
             if let Some(&(last_timestamp, last_relative)) = index.entries.last() {
                 if timestamp <= last_timestamp || relative <= last_relative {
@@ -342,6 +340,26 @@ impl IndexPacer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn extreme_base_offsets_and_probes_do_not_overflow() {
+        // Regression (fuzz target `index`, fuzz/regressions/index): a lookup below an
+        // index based at i64::MIN subtracted with overflow.
+        let entries = [0u8, 0, 0, 1, 0, 0, 0, 16];
+        for base in [i64::MIN, -1, 0, i64::MAX - 1, i64::MAX] {
+            if let Ok(index) = OffsetIndex::from_bytes(base, &entries, 1 << 20) {
+                for probe in [i64::MIN, -1, 0, 5, i64::MAX] {
+                    let _ = index.lookup(probe);
+                }
+                let _ = index.last();
+            }
+            let time = [0u8, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1];
+            if let Ok(index) = TimeIndex::from_bytes(base, &time, i64::MAX) {
+                let _ = index.lookup_before(i64::MIN);
+                let _ = index.last();
+            }
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

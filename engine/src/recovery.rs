@@ -170,7 +170,8 @@ impl Scanner {
                 );
                 return self.invalid(reason, next_batch_at);
             }
-            if view.last_offset() - self.base_offset > u32::MAX as i64 {
+            let relative = view.last_offset().checked_sub(self.base_offset);
+            if relative.is_none_or(|r| r > u32::MAX as i64) || view.last_offset() == i64::MAX {
                 return self.invalid("batch offsets overflow the segment".into(), next_batch_at);
             }
             if self.pacer.on_batch(total as u64)

@@ -34,8 +34,12 @@ pub fn parse_log_file_name(name: &str) -> Option<i64> {
     if digits.len() != NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // Offsets in a segment are base + a 32-bit delta: a base past this cannot be ours.
+    digits.parse().ok().filter(|base| *base <= BASE_OFFSET_MAX)
 }
+
+/// Largest base offset a segment may have: every offset in it still fits an i64.
+pub const BASE_OFFSET_MAX: i64 = i64::MAX - u32::MAX as i64 - 1;
 
 /// Public description of a segment, for tools.
 #[derive(Debug, Clone, PartialEq, Eq)]

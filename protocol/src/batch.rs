@@ -181,11 +181,13 @@ impl<'a> BatchView<'a> {
     }
     /// Offset of the last record: `base_offset + last_offset_delta`.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + i64::from(self.last_offset_delta())
+        // Saturating: a base offset read from a file or a peer may be anything.
+        self.base_offset()
+            .saturating_add(i64::from(self.last_offset_delta()))
     }
     /// Offset after the last record.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
     /// The leader epoch stamped by the broker.
     pub fn partition_leader_epoch(&self) -> i32 {

@@ -103,7 +103,7 @@ fn decode_record(
         )));
     }
     Ok(Record {
-        offset: base_offset + i64::from(offset_delta),
+        offset: base_offset.saturating_add(i64::from(offset_delta)),
         timestamp: base_timestamp.wrapping_add(timestamp_delta),
         key,
         value,

@@ -70,6 +70,7 @@ struct File {
     group_rebalance_timeout_ms_max: Option<u32>,
     groups_max: Option<usize>,
     group_members_max: Option<usize>,
+    fetch_wait_ms_max: Option<u32>,
 }
 
 /// Validated broker configuration.
@@ -106,6 +107,8 @@ pub struct Config {
     pub connection_requests_max: usize,
     /// Group limits.
     pub group_limits: crate::group::coordinator::Limits,
+    /// Longest a fetch may wait for data (a longer `max_wait_ms` is cut to this).
+    pub fetch_wait_ms_max: u32,
 }
 
 impl Config {
@@ -174,6 +177,7 @@ impl Config {
             batch_decompressed_bytes_max: file.batch_decompressed_bytes_max.unwrap_or(32 << 20),
             requests_bytes_max: file.requests_bytes_max.unwrap_or(256 << 20),
             connection_requests_max: file.connection_requests_max.unwrap_or(64),
+            fetch_wait_ms_max: file.fetch_wait_ms_max.unwrap_or(30_000),
             group_limits: {
                 let default = crate::group::coordinator::Limits::default();
                 crate::group::coordinator::Limits {

@@ -81,6 +81,7 @@ pub async fn handle(
     topics: Vec<TopicEntries<FetchPartition>>,
 ) -> Outgoing {
     let started = Instant::now();
+    let max_wait_ms = max_wait_ms.min(shard.config.fetch_wait_ms_max);
     let deadline = started + Duration::from_millis(u64::from(max_wait_ms));
     let mut round = fetch_round(shard, &topics).await;
     // Long poll: one waiter per partition (at most WAIT_PARTITIONS_MAX of them; the rest

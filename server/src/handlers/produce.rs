@@ -8,13 +8,17 @@ use keel_protocol::api::{
 use std::rc::Rc;
 use std::time::Duration;
 
+/// Longest a produce waits for its acknowledgement condition (a longer `timeout_ms` is cut
+/// to this; the answer is then RequestTimedOut).
+pub const PRODUCE_TIMEOUT_MS_MAX: u32 = 300_000;
+
 pub async fn handle(
     shard: &Rc<Shard>,
     acks: i8,
     timeout_ms: u32,
     topics: Vec<TopicEntries<ProducePartition>>,
 ) -> Response {
-    let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
+    let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, PRODUCE_TIMEOUT_MS_MAX)));
     let mut results = Vec::with_capacity(topics.len());
     for entry in topics {
         if entry.topic == OFFSETS_TOPIC {
