@@ -91,6 +91,7 @@ pub async fn handle(
     let (notify, mut woken) = futures_channel::mpsc::channel::<()>(1);
     let waiting: Vec<Rc<Cell<bool>>> = (0..WAIT_PARTITIONS_MAX).map(|_| Rc::default()).collect();
     let listed: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    let mut waited = Duration::ZERO;
     while round_bytes(&round) < u64::from(min_bytes.max(1))
         && !round_has_error(&round)
         && Instant::now() < deadline
@@ -128,6 +129,7 @@ pub async fn handle(
         if listed > WAIT_PARTITIONS_MAX {
             remaining = remaining.min(POLL_INTERVAL);
         }
+        let parked = Instant::now();
         futures_lite::future::or(
             async {
                 use futures_lite::StreamExt;
@@ -136,12 +138,12 @@ pub async fn handle(
             glommio::timer::sleep(remaining),
         )
         .await;
+        waited += parked.elapsed();
         round = fetch_round(shard, &topics).await;
         if Instant::now() >= deadline {
             break;
         }
     }
-    let waited = started.elapsed();
 
     // Encode: headers in memory, records from memory or as file ranges. The response-level
     // budget keeps at least the first non-empty partition whole.
