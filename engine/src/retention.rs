@@ -44,9 +44,11 @@ pub fn segments_to_delete(
         if segment.next_offset > high_watermark {
             break;
         }
-        let expired = policy
-            .retention_ms
-            .is_some_and(|ms| segment.max_timestamp < now_ms.saturating_sub(ms as i64));
+        let expired = policy.retention_ms.is_some_and(|ms| {
+            // A retention past i64::MAX ms keeps everything (a cast would wrap negative
+            // and delete everything).
+            segment.max_timestamp < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+        });
         let too_big =
             policy.retention_bytes.is_some() && excess >= segment.size && segment.size > 0;
         if !(expired || too_big) {
@@ -104,6 +106,9 @@ mod tests {
             ("time long", time(100_000), 5_000, 35, 0),
             // why: a segment whose offsets are above the high watermark is still owed
             ("hw", time(0), 100_000, 15, 1),
+            // why: a retention past i64::MAX ms (a u64 flag) keeps everything; a cast once
+            // wrapped it negative and deleted everything
+            ("time u64::MAX", time(u64::MAX), 5_000, 35, 0),
         ];
         for (name, policy, now, hw, want) in cases {
             assert_eq!(

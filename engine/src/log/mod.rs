@@ -589,9 +589,11 @@ impl Log {
 
         let active = state.active();
         let too_big = active.size + len > config.segment_bytes;
-        let too_old = config
-            .segment_ms
-            .is_some_and(|ms| active.created_ms.is_some_and(|c| now_ms - c >= ms as i64));
+        let too_old = config.segment_ms.is_some_and(|ms| {
+            active
+                .created_ms
+                .is_some_and(|c| now_ms.saturating_sub(c) >= i64::try_from(ms).unwrap_or(i64::MAX))
+        });
         let offsets_full = state.log_end + count - active.base_offset > u32::MAX as i64;
         if !active.is_empty() && (too_big || too_old || offsets_full) {
             state.active_mut().sealed = true;
