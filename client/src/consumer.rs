@@ -286,7 +286,12 @@ impl Consumer {
                 ..
             } = self
                 .connection
-                .call_timeout(&join, self.config.rebalance_timeout + REQUEST_TIMEOUT)
+                .call_timeout(
+                    &join,
+                    self.config
+                        .rebalance_timeout
+                        .saturating_add(REQUEST_TIMEOUT),
+                )
                 .await?
             else {
                 return Err(Error::Protocol("join-group response expected".into()));
@@ -717,7 +722,7 @@ impl Consumer {
         let connection = self.connection.clone();
         let task = tokio::spawn(async move {
             connection
-                .call_timeout(&request, max_wait + REQUEST_TIMEOUT)
+                .call_timeout(&request, max_wait.saturating_add(REQUEST_TIMEOUT))
                 .await
         });
         self.prefetch = Some((task, positions));
