@@ -54,3 +54,72 @@ fn a_retry_after_a_failed_append_is_stored_once_and_acknowledged_where_it_is() {
     );
     assert_eq!(stored.len(), 3);
 }
+
+#[test]
+fn a_batch_that_fails_for_good_does_not_poison_the_partition() {
+    // Goal: a batch refused for good (retries used up on a failing disk, or too large for
+    // the broker) left a gap in the producer's sequence, and every later batch to that
+    // partition was refused as out of order. Now the partition starts over in a new epoch,
+    // and the failed batch's sequence is never reused (it may have been stored).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    std::fs::write(&config, "batch_bytes_max = 65536\n").unwrap();
+    let broker = Broker::start_with_env(
+        &server_binary(),
+        &dir.path().join("data"),
+        &["--shards", "1", "--config", config.to_str().unwrap()],
+        &[("KEEL_FAULT_FAIL_APPENDS", "stuck:4")],
+    );
+    let mut admin = broker.client();
+    admin.create_topic("stuck", 1);
+    admin.create_topic("small", 1);
+    let addr = broker.addr.to_string();
+    let stored = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let producer = Producer::builder(addr)
+                .idempotence(true)
+                .retries(2, Duration::from_millis(10))
+                .build()
+                .await
+                .unwrap();
+            // Three attempts, three injected failures: this record fails.
+            let first = producer.send(ProducerRecord::new("stuck", "lost")).await;
+            assert!(first.is_err(), "{first:?}");
+            // The fourth failure is retried; then the partition takes writes again.
+            let mut offsets = Vec::new();
+            for value in ["after-1", "after-2"] {
+                let meta = producer
+                    .send(ProducerRecord::new("stuck", value))
+                    .await
+                    .expect("the partition is not poisoned");
+                offsets.push(meta.offset);
+            }
+            // Too large for this broker: refused, and the next record still goes.
+            let big = producer
+                .send(ProducerRecord::new("small", vec![b'x'; 100_000]))
+                .await;
+            assert!(big.is_err(), "{big:?}");
+            producer
+                .send(ProducerRecord::new("small", "fits"))
+                .await
+                .expect("the partition is not poisoned");
+            producer.close().await;
+            offsets
+        });
+    assert_eq!(stored, vec![0, 1]);
+    let values: Vec<String> = admin
+        .read_partition("stuck", 0)
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(values, vec!["after-1", "after-2"]);
+    let values: Vec<String> = admin
+        .read_partition("small", 0)
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(values, vec!["fits"]);
+}

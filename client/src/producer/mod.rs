@@ -308,8 +308,12 @@ struct Inner {
     connection: Mutex<Connection>,
     /// Producer id and epoch when idempotent.
     producer: Option<ProducerFields>,
-    /// Next sequence per partition when idempotent.
-    sequences: Mutex<HashMap<(String, u32), i32>>,
+    /// Per partition when idempotent: the epoch its batches carry and the next sequence. A
+    /// batch that failed for good may or may not have been stored, so its sequence is never
+    /// reused: the partition moves to the next epoch and starts again at 0, which the broker
+    /// takes as a fresh start (without that, every later batch would be refused as out of
+    /// order).
+    sequences: Mutex<HashMap<(String, u32), (i16, i32)>>,
     partitions: Mutex<HashMap<String, u32>>,
     sticky: Mutex<HashMap<String, Arc<Sticky>>>,
     accumulator: Mutex<Accumulator>,

@@ -94,9 +94,12 @@ fn take_ready(inner: &Inner) -> Ready {
             // Sequences are assigned once, when the batch is sealed; retries resend the
             // same bytes, so the broker can recognise them.
             let mut sequences = inner.sequences.lock().expect("sequences lock");
-            let next = sequences.entry(key.clone()).or_insert(0);
+            let (epoch, next) = sequences
+                .entry(key.clone())
+                .or_insert((fields.producer_epoch, 0));
             batch.builder.producer(ProducerFields {
                 base_sequence: *next,
+                producer_epoch: *epoch,
                 ..fields
             });
             *next = next.wrapping_add(batch.pending.len() as i32);
@@ -233,6 +236,19 @@ pub(super) async fn sender(inner: Arc<Inner>) {
                             .push_back((key, bytes, pending, attempts + 1));
                     }
                     result => {
+                        if result.is_err() && inner.producer.is_some() {
+                            // Failed for good (perhaps stored, perhaps not): never reuse its
+                            // sequence; the partition starts over in the next epoch.
+                            if let Some((epoch, next)) = inner
+                                .sequences
+                                .lock()
+                                .expect("sequences lock")
+                                .get_mut(&key)
+                            {
+                                *epoch = epoch.wrapping_add(1).max(0);
+                                *next = 0;
+                            }
+                        }
                         inner
                             .accumulator
                             .lock()
