@@ -518,21 +518,21 @@ impl Producer {
         permit.forget();
         inner.outstanding.fetch_add(1, Ordering::SeqCst);
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let opened;
         let full = {
             let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
-            let batch = accumulator
-                .open
-                .entry((record.topic.clone(), partition))
-                .or_insert_with(|| {
-                    let mut builder = BatchBuilder::new();
-                    builder.compression(inner.config.compression);
-                    OpenBatch {
-                        builder,
-                        pending: Vec::new(),
-                        bytes: 0,
-                        created: Instant::now(),
-                    }
-                });
+            let key = (record.topic.clone(), partition);
+            opened = !accumulator.open.contains_key(&key);
+            let batch = accumulator.open.entry(key).or_insert_with(|| {
+                let mut builder = BatchBuilder::new();
+                builder.compression(inner.config.compression);
+                OpenBatch {
+                    builder,
+                    pending: Vec::new(),
+                    bytes: 0,
+                    created: Instant::now(),
+                }
+            });
             batch.builder.push(NewRecord {
                 timestamp,
                 key: record.key,
@@ -553,7 +553,9 @@ impl Producer {
             }
             full
         };
-        if full {
+        // A full batch can go now; a new one sets an earlier deadline than the sender may
+        // be sleeping towards.
+        if full || opened {
             inner.wake.notify_one();
         }
         Ok(())

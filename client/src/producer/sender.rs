@@ -68,18 +68,34 @@ fn take_ready(inner: &Inner) -> Ready {
         .filter(|(key, queue)| !queue.is_empty() && !accumulator.in_flight.contains(*key))
         .map(|(key, _)| key.clone())
         .collect();
-    due.extend(
-        accumulator
+    let free = |key: &(String, u32)| !accumulator.in_flight.contains(key);
+    let lingered: Vec<(String, u32)> = accumulator
+        .open
+        .iter()
+        .filter(|(key, batch)| {
+            free(key)
+                && !due.contains(*key)
+                && (flush || batch.created.elapsed() >= inner.config.linger)
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    due.extend(lingered);
+    if !due.is_empty() {
+        // A request goes anyway: batches half way through their linger ride along, so
+        // partitions whose batches opened at different moments share requests (and fsync
+        // rounds) instead of each getting its own.
+        let riders: Vec<(String, u32)> = accumulator
             .open
             .iter()
             .filter(|(key, batch)| {
-                !accumulator.in_flight.contains(*key)
+                free(key)
                     && !due.contains(*key)
-                    && (flush || batch.created.elapsed() >= inner.config.linger)
+                    && batch.created.elapsed() >= inner.config.linger / 2
             })
             .map(|(key, _)| key.clone())
-            .collect::<Vec<_>>(),
-    );
+            .collect();
+        due.extend(riders);
+    }
     for key in due {
         let from_sealed = accumulator
             .sealed
@@ -127,6 +143,20 @@ fn take_ready(inner: &Inner) -> Ready {
     ready
 }
 
+/// Longest the sender sleeps with nothing open (it is woken by any new batch anyway).
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// When the earliest open batch of a partition without a batch in flight is due.
+fn next_due(inner: &Inner) -> Option<Instant> {
+    let accumulator = inner.accumulator.lock().expect("accumulator lock");
+    accumulator
+        .open
+        .iter()
+        .filter(|(key, _)| !accumulator.in_flight.contains(*key))
+        .map(|(_, batch)| batch.created + inner.config.linger)
+        .min()
+}
+
 pub(super) async fn sender(inner: Arc<Inner>) {
     loop {
         let ready = take_ready(&inner);
@@ -135,11 +165,15 @@ pub(super) async fn sender(inner: Arc<Inner>) {
             {
                 return;
             }
-            let _ = tokio::time::timeout(
-                inner.config.linger.max(Duration::from_millis(1)),
-                inner.wake.notified(),
-            )
-            .await;
+            // Sleep until the earliest open batch is due (not a whole linger from now, which
+            // made a batch wait up to twice the linger), or until woken by a full or new
+            // batch, a response, a flush or close.
+            let wait = next_due(&inner)
+                .map_or(IDLE_WAIT, |due| {
+                    due.saturating_duration_since(Instant::now())
+                })
+                .max(Duration::from_micros(50));
+            let _ = tokio::time::timeout(wait, inner.wake.notified()).await;
             continue;
         }
         // One request carries every ready partition.
