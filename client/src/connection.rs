@@ -15,6 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Result<(ErrorCode, Bytes)>>>>>;
 
+/// The wait for a request's answer (see [`Connection::begin`]).
+pub type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response>> + Send>>;
+
 /// Largest response frame the client accepts.
 const RESPONSE_BYTES_MAX: u32 = 512 << 20;
 
@@ -178,27 +181,36 @@ impl Connection {
     /// # Errors
     /// [`Error::Timeout`], and as [`Connection::call`].
     pub async fn call_timeout(&self, request: &Request, timeout: Duration) -> Result<Response> {
+        self.begin(request, timeout).await?.await
+    }
+
+    /// Sends `request` now, so requests begun one after another go out in that order, and
+    /// returns the wait for its answer (at most `timeout`; a timed-out request is forgotten).
+    ///
+    /// # Errors
+    /// Connection failures (sending); the returned future: as [`Connection::call`].
+    pub async fn begin(&self, request: &Request, timeout: Duration) -> Result<Answer> {
         let api = request.api_key();
         let (correlation, receiver) = self.submit(request, true).await?;
         let receiver = receiver.expect("a response is expected");
-        let answer = match tokio::time::timeout(timeout, receiver).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                self.pending
-                    .lock()
-                    .expect("pending lock")
-                    .remove(&correlation);
-                return Err(Error::Timeout(timeout));
+        let (pending, addr) = (self.pending.clone(), self.addr.clone());
+        Ok(Box::pin(async move {
+            let answer = match tokio::time::timeout(timeout, receiver).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    pending.lock().expect("pending lock").remove(&correlation);
+                    return Err(Error::Timeout(timeout));
+                }
+            };
+            let (code, body) = answer.map_err(|_| Error::Io {
+                addr,
+                message: "connection dropped".into(),
+            })??;
+            if code != ErrorCode::None {
+                return Err(Error::broker(code, ""));
             }
-        };
-        let (code, body) = answer.map_err(|_| Error::Io {
-            addr: self.addr.clone(),
-            message: "connection dropped".into(),
-        })??;
-        if code != ErrorCode::None {
-            return Err(Error::broker(code, ""));
-        }
-        decode(api, body)
+            decode(api, body)
+        }))
     }
 
     /// Requests waiting for an answer (for tests of the bound).

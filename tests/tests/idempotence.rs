@@ -123,3 +123,56 @@ fn a_batch_that_fails_for_good_does_not_poison_the_partition() {
         .collect();
     assert_eq!(values, vec!["fits"]);
 }
+
+#[test]
+fn failures_among_batches_in_flight_keep_every_record_once_and_in_order() {
+    // Goal: with several batches of a partition in flight, a failed one is retried before
+    // the ones after it (which the broker refuses as out of order meanwhile), so the log
+    // holds every record once, in the order sent. Appends to `pipelined` fail three times
+    // near the start, while later batches are already on their way.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with_env(
+        &server_binary(),
+        dir.path(),
+        &["--shards", "2"],
+        &[("KEEL_FAULT_FAIL_APPENDS", "pipelined:3")],
+    );
+    let mut admin = broker.client();
+    admin.create_topic("pipelined", 1);
+    let addr = broker.addr.to_string();
+    const RECORDS: usize = 3_000;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let producer = Producer::builder(addr)
+                .idempotence(true)
+                .batch_bytes(2_048)
+                .linger(Duration::from_millis(1))
+                .retries(10, Duration::from_millis(5))
+                .build()
+                .await
+                .unwrap();
+            let mut deliveries = Vec::new();
+            for n in 0..RECORDS {
+                let record = ProducerRecord::new("pipelined", format!("{n:06}"));
+                deliveries.push(producer.enqueue(record).await.unwrap());
+            }
+            let mut offsets = Vec::new();
+            for delivery in deliveries {
+                offsets.push(delivery.await.expect("every record is stored").offset);
+            }
+            producer.close().await;
+            let expected: Vec<i64> = (0..RECORDS as i64).collect();
+            assert_eq!(offsets, expected, "acknowledged where they are, in order");
+        });
+    let values: Vec<String> = admin
+        .read_partition("pipelined", 0)
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    let expected: Vec<String> = (0..RECORDS).map(|n| format!("{n:06}")).collect();
+    assert_eq!(values, expected);
+}

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use keel_protocol::api::{ErrorCode, ProducePartition, Request, Response, TopicEntries};
 use keel_protocol::batch::{BatchBuilder, Header, NewRecord, ProducerFields};
 use keel_protocol::Compression;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -286,19 +286,38 @@ struct OpenBatch {
     created: Instant,
 }
 
-/// A built batch on its way: (topic, partition), its bytes, its records, attempts so far.
-type SealedBatch = ((String, u32), Bytes, Vec<Pending>, u32);
+/// A built batch on its way.
+struct SealedBatch {
+    key: (String, u32),
+    bytes: Bytes,
+    pending: Vec<Pending>,
+    /// Retries so far.
+    attempts: u32,
+    /// Position among the producer's batches, by first send: retries go in this order.
+    order: u64,
+    /// Epoch and base sequence stamped in `bytes` (idempotent producers).
+    stamp: Option<(i16, i32)>,
+    /// A retry waits until then (the backoff).
+    not_before: Option<Instant>,
+}
+
+/// Batches in flight per partition with idempotence (the broker checks sequences, so order
+/// holds, as with Kafka's `max.in.flight.requests.per.connection`); 1 without.
+pub const IN_FLIGHT_PER_PARTITION: usize = 5;
 
 #[derive(Default)]
 struct Accumulator {
     open: HashMap<(String, u32), OpenBatch>,
-    /// Full batches waiting for their partition's batch in flight, oldest first: a batch
-    /// never grows past `batch_bytes` (plus one record) while it waits.
+    /// Full batches waiting for room in flight, oldest first: a batch never grows past
+    /// `batch_bytes` (plus one record) while it waits.
     sealed: HashMap<(String, u32), VecDeque<OpenBatch>>,
-    /// Partitions with a batch in flight: nothing more is sent to them until it completes.
-    in_flight: HashSet<(String, u32)>,
-    /// Batches to retry, in the order they must be sent.
-    retry: VecDeque<SealedBatch>,
+    /// Batches in flight per partition.
+    in_flight: HashMap<(String, u32), usize>,
+    /// Batches to retry per partition, by first-send order. While a partition has any, its
+    /// in-flight batches drain first and then the retries go one at a time, in order,
+    /// before anything new.
+    retry: HashMap<(String, u32), BTreeMap<u64, SealedBatch>>,
+    next_order: u64,
     flush_requested: bool,
 }
 

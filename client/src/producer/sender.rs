@@ -41,46 +41,94 @@ pub(super) fn complete(
     }
 }
 
-type Ready = Vec<SealedBatch>;
+/// How many batches a partition may have in flight.
+fn in_flight_max(inner: &Inner) -> usize {
+    if inner.producer.is_some() {
+        IN_FLIGHT_PER_PARTITION
+    } else {
+        // Without sequences a retry could overtake a later batch.
+        1
+    }
+}
 
-/// Takes the batches that may go now: retries first, then full, lingered or flushed ones,
-/// never a second batch for a partition with one in flight.
-fn take_ready(inner: &Inner) -> Ready {
+/// Rewrites a batch's producer epoch and base sequence (and so its CRC): a batch sent
+/// before its partition moved to a new epoch is resent under the new one.
+fn restamp(bytes: &Bytes, epoch: i16, sequence: i32) -> Bytes {
+    let mut batch = bytes.to_vec();
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&sequence.to_be_bytes());
+    if let Ok(view) = keel_protocol::batch::BatchView::new(&batch) {
+        let crc = view.computed_crc();
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    Bytes::from(batch)
+}
+
+/// Takes the batches that may go now, at most one per partition per request: a
+/// partition's retries (one at a time, in order, once nothing of it is in flight), else
+/// its oldest full batch, else its open batch once lingered (or flushed), while fewer than
+/// [`in_flight_max`] of its batches are in flight.
+fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
     let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
+    let accumulator = &mut *accumulator;
     let flush =
         std::mem::take(&mut accumulator.flush_requested) || inner.closed.load(Ordering::SeqCst);
+    let now = Instant::now();
+    let max = in_flight_max(inner);
     let mut ready = Vec::new();
-    let mut still_waiting = VecDeque::new();
-    while let Some(retry) = accumulator.retry.pop_front() {
-        if accumulator.in_flight.contains(&retry.0) {
-            still_waiting.push_back(retry);
-        } else {
-            accumulator.in_flight.insert(retry.0.clone());
-            ready.push(retry);
+    let retrying: Vec<(String, u32)> = accumulator.retry.keys().cloned().collect();
+    for key in retrying {
+        if accumulator.in_flight.get(&key).copied().unwrap_or(0) > 0 {
+            continue;
         }
+        let queue = accumulator.retry.get_mut(&key).expect("listed");
+        let Some((&order, first)) = queue.iter().next() else {
+            accumulator.retry.remove(&key);
+            continue;
+        };
+        if first.not_before.is_some_and(|t| t > now) {
+            continue;
+        }
+        let mut batch = queue.remove(&order).expect("first entry");
+        if queue.is_empty() {
+            accumulator.retry.remove(&key);
+        }
+        if let (Some(_), Some((epoch, _))) = (inner.producer, batch.stamp) {
+            let mut sequences = inner.sequences.lock().expect("sequences lock");
+            if let Some((current, next)) = sequences.get_mut(&key) {
+                if *current != epoch {
+                    batch.bytes = restamp(&batch.bytes, *current, *next);
+                    batch.stamp = Some((*current, *next));
+                    *next = next.wrapping_add(batch.pending.len() as i32);
+                }
+            }
+        }
+        *accumulator.in_flight.entry(key).or_insert(0) += 1;
+        ready.push(batch);
     }
-    accumulator.retry = still_waiting;
-    // Per free partition: its oldest full batch, else its open batch once lingered (or
-    // flushed).
+    let room = |accumulator: &Accumulator, key: &(String, u32)| {
+        !accumulator.retry.contains_key(key)
+            && accumulator.in_flight.get(key).copied().unwrap_or(0) < max
+            && !ready.iter().any(|b: &SealedBatch| &b.key == key)
+    };
     let mut due: Vec<(String, u32)> = accumulator
         .sealed
         .iter()
-        .filter(|(key, queue)| !queue.is_empty() && !accumulator.in_flight.contains(*key))
+        .filter(|(key, queue)| !queue.is_empty() && room(accumulator, key))
         .map(|(key, _)| key.clone())
         .collect();
-    let free = |key: &(String, u32)| !accumulator.in_flight.contains(key);
     let lingered: Vec<(String, u32)> = accumulator
         .open
         .iter()
         .filter(|(key, batch)| {
-            free(key)
+            room(accumulator, key)
                 && !due.contains(*key)
                 && (flush || batch.created.elapsed() >= inner.config.linger)
         })
         .map(|(key, _)| key.clone())
         .collect();
     due.extend(lingered);
-    if !due.is_empty() {
+    if !due.is_empty() || !ready.is_empty() {
         // A request goes anyway: batches half way through their linger ride along, so
         // partitions whose batches opened at different moments share requests (and fsync
         // rounds) instead of each getting its own.
@@ -88,7 +136,7 @@ fn take_ready(inner: &Inner) -> Ready {
             .open
             .iter()
             .filter(|(key, batch)| {
-                free(key)
+                room(accumulator, key)
                     && !due.contains(*key)
                     && batch.created.elapsed() >= inner.config.linger / 2
             })
@@ -103,11 +151,14 @@ fn take_ready(inner: &Inner) -> Ready {
             .and_then(VecDeque::pop_front);
         let mut batch = match from_sealed {
             Some(batch) => batch,
-            None => accumulator.open.remove(&key).expect("listed above"),
+            None => match accumulator.open.remove(&key) {
+                Some(batch) => batch,
+                None => continue,
+            },
         };
-        accumulator.in_flight.insert(key.clone());
+        let mut stamp = None;
         if let Some(fields) = inner.producer {
-            // Sequences are assigned once, when the batch is sealed; retries resend the
+            // Sequences are assigned once, when the batch is first sent; retries resend the
             // same bytes, so the broker can recognise them.
             let mut sequences = inner.sequences.lock().expect("sequences lock");
             let (epoch, next) = sequences
@@ -118,46 +169,86 @@ fn take_ready(inner: &Inner) -> Ready {
                 producer_epoch: *epoch,
                 ..fields
             });
+            stamp = Some((*epoch, *next));
             *next = next.wrapping_add(batch.pending.len() as i32);
         }
         let bytes = match batch.builder.build() {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
-                accumulator.in_flight.remove(&key);
-                drop(accumulator);
-                complete(
-                    inner,
-                    &key.0,
-                    key.1,
-                    batch.pending,
-                    Err(Error::InvalidRecord(e.to_string())),
-                );
-                return ready;
+                let error = Err(Error::InvalidRecord(e.to_string()));
+                // Its sequence is spent: the partition starts over in the next epoch.
+                fail_for_good(inner, &key, stamp);
+                complete(inner, &key.0, key.1, batch.pending, error);
+                continue;
             }
         };
         if let Some(sticky) = inner.sticky.lock().expect("sticky lock").get(&key.0) {
             sticky.batch_sent();
         }
-        ready.push((key, bytes, batch.pending, 0));
+        *accumulator.in_flight.entry(key.clone()).or_insert(0) += 1;
+        accumulator.next_order += 1;
+        ready.push(SealedBatch {
+            key,
+            bytes,
+            pending: batch.pending,
+            attempts: 0,
+            order: accumulator.next_order,
+            stamp,
+            not_before: None,
+        });
     }
     ready
+}
+
+/// A batch failed for good (perhaps stored, perhaps not): its sequence is never reused;
+/// the partition starts over at sequence 0 of the next epoch (unless that happened since the
+/// batch was stamped).
+fn fail_for_good(inner: &Inner, key: &(String, u32), stamp: Option<(i16, i32)>) {
+    let Some((stamped, _)) = stamp else {
+        return;
+    };
+    if let Some((epoch, next)) = inner.sequences.lock().expect("sequences lock").get_mut(key) {
+        if *epoch == stamped {
+            *epoch = epoch.wrapping_add(1).max(0);
+            *next = 0;
+        }
+    }
 }
 
 /// Longest the sender sleeps with nothing open (it is woken by any new batch anyway).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
-/// When the earliest open batch of a partition without a batch in flight is due.
+/// When the sender must look again: the earliest open batch of a partition with room in
+/// flight, or the earliest retry backoff.
 fn next_due(inner: &Inner) -> Option<Instant> {
     let accumulator = inner.accumulator.lock().expect("accumulator lock");
-    accumulator
+    let max = in_flight_max(inner);
+    let open = accumulator
         .open
         .iter()
-        .filter(|(key, _)| !accumulator.in_flight.contains(*key))
-        .map(|(_, batch)| batch.created + inner.config.linger)
-        .min()
+        .filter(|(key, _)| {
+            !accumulator.retry.contains_key(*key)
+                && accumulator.in_flight.get(*key).copied().unwrap_or(0) < max
+        })
+        .map(|(_, batch)| batch.created + inner.config.linger);
+    let retries = accumulator
+        .retry
+        .values()
+        .filter_map(|queue| queue.values().next().and_then(|b| b.not_before));
+    open.chain(retries).min()
 }
 
+/// A request on its way and the batches it carries, by partition.
+type InFlight = (
+    tokio::task::JoinHandle<std::result::Result<Option<Response>, Error>>,
+    HashMap<(String, u32), SealedBatch>,
+);
+
 pub(super) async fn sender(inner: Arc<Inner>) {
+    // Answers are handled in the order the requests went, so a partition's outcomes are
+    // seen in sequence order (and its records complete in order).
+    let (answers, in_order) = tokio::sync::mpsc::unbounded_channel::<InFlight>();
+    tokio::spawn(handle_answers(inner.clone(), in_order));
     loop {
         let ready = take_ready(&inner);
         if ready.is_empty() {
@@ -167,7 +258,7 @@ pub(super) async fn sender(inner: Arc<Inner>) {
             }
             // Sleep until the earliest open batch is due (not a whole linger from now, which
             // made a batch wait up to twice the linger), or until woken by a full or new
-            // batch, a response, a flush or close.
+            // batch, an answer, a flush or close.
             let wait = next_due(&inner)
                 .map_or(IDLE_WAIT, |due| {
                     due.saturating_duration_since(Instant::now())
@@ -178,16 +269,16 @@ pub(super) async fn sender(inner: Arc<Inner>) {
         }
         // One request carries every ready partition.
         let mut by_topic: HashMap<String, Vec<ProducePartition>> = HashMap::new();
-        let mut waiting: HashMap<(String, u32), (Bytes, Vec<Pending>, u32)> = HashMap::new();
-        for ((topic, partition), bytes, pending, attempts) in ready {
+        let mut waiting = HashMap::new();
+        for batch in ready {
             by_topic
-                .entry(topic.clone())
+                .entry(batch.key.0.clone())
                 .or_default()
                 .push(ProducePartition {
-                    partition,
-                    records: bytes.clone(),
+                    partition: batch.key.1,
+                    records: batch.bytes.clone(),
                 });
-            waiting.insert((topic, partition), (bytes, pending, attempts));
+            waiting.insert(batch.key.clone(), batch);
         }
         let request = Request::Produce {
             acks: inner.config.acks.wire(),
@@ -201,99 +292,141 @@ pub(super) async fn sender(inner: Arc<Inner>) {
                 .map(|(topic, partitions)| TopicEntries { topic, partitions })
                 .collect(),
         };
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            let connection = inner.connection.lock().expect("connection lock").clone();
-            let outcome = if inner.config.acks == Acks::None {
-                connection.send_only(&request).await.map(|()| None)
-            } else {
-                connection
-                    .call_timeout(&request, inner.config.request_timeout)
-                    .await
-                    .map(Some)
-            };
-            if let Err(Error::Io { .. }) = &outcome {
-                // The connection broke: the retries below go over a new one.
+        // Sent here, in order: a partition's batches reach the broker in sequence order.
+        let connection = inner.connection.lock().expect("connection lock").clone();
+        let call = if inner.config.acks == Acks::None {
+            let sent = connection.send_only(&request).await.map(|()| None);
+            tokio::spawn(async move { sent })
+        } else {
+            match connection
+                .begin(&request, inner.config.request_timeout)
+                .await
+            {
+                Ok(answer) => tokio::spawn(async move { answer.await.map(Some) }),
+                Err(e) => tokio::spawn(async move { Err(e) }),
+            }
+        };
+        if answers.send((call, waiting)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle_answers(
+    inner: Arc<Inner>,
+    mut in_order: tokio::sync::mpsc::UnboundedReceiver<InFlight>,
+) {
+    while let Some((call, waiting)) = in_order.recv().await {
+        let outcome = call
+            .await
+            .unwrap_or_else(|e| Err(Error::Protocol(format!("produce request task failed: {e}"))));
+        if let Err(Error::Io { .. }) = &outcome {
+            // The connection broke: the retries go over a new one (once).
+            let broken = inner
+                .connection
+                .lock()
+                .expect("connection lock")
+                .is_broken();
+            if broken {
                 match Connection::connect(&inner.config.bootstrap).await {
                     Ok(fresh) => *inner.connection.lock().expect("connection lock") = fresh,
                     Err(e) => tracing::warn!(error = %e, "reconnecting failed"),
                 }
             }
-            let mut results: HashMap<(String, u32), std::result::Result<i64, Error>> =
-                HashMap::new();
-            match outcome {
-                Ok(None) => {
-                    for key in waiting.keys() {
-                        results.insert(key.clone(), Ok(-1));
-                    }
+        }
+        let mut results: HashMap<(String, u32), std::result::Result<i64, Error>> = HashMap::new();
+        match outcome {
+            Ok(None) => {
+                for key in waiting.keys() {
+                    results.insert(key.clone(), Ok(-1));
                 }
-                Ok(Some(Response::Produce { topics })) => {
-                    for topic in topics {
-                        for p in topic.partitions {
-                            let result = if p.error == ErrorCode::None {
-                                Ok(p.base_offset)
-                            } else {
-                                Err(Error::broker(p.error, ""))
-                            };
-                            results.insert((topic.topic.clone(), p.partition), result);
-                        }
-                    }
-                }
-                Ok(Some(_)) => {
-                    for key in waiting.keys() {
-                        results.insert(
-                            key.clone(),
-                            Err(Error::Protocol("produce response expected".into())),
-                        );
-                    }
-                }
-                Err(e) => {
-                    for key in waiting.keys() {
-                        results.insert(key.clone(), Err(e.clone()));
+            }
+            Ok(Some(Response::Produce { topics })) => {
+                for topic in topics {
+                    for p in topic.partitions {
+                        let result = if p.error == ErrorCode::None {
+                            Ok(p.base_offset)
+                        } else {
+                            Err(Error::broker(p.error, ""))
+                        };
+                        results.insert((topic.topic.clone(), p.partition), result);
                     }
                 }
             }
-            for (key, (bytes, pending, attempts)) in waiting {
-                let result = results.remove(&key).unwrap_or_else(|| {
-                    Err(Error::Protocol(
-                        "partition missing from the response".into(),
-                    ))
-                });
-                match result {
-                    Err(e) if e.is_retriable() && attempts < inner.config.retries => {
-                        tracing::debug!(topic = %key.0, partition = key.1, error = %e, attempts, "retrying batch");
-                        tokio::time::sleep(inner.config.retry_backoff).await;
-                        let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
-                        accumulator.in_flight.remove(&key);
-                        accumulator
-                            .retry
-                            .push_back((key, bytes, pending, attempts + 1));
-                    }
-                    result => {
-                        if result.is_err() && inner.producer.is_some() {
-                            // Failed for good (perhaps stored, perhaps not): never reuse its
-                            // sequence; the partition starts over in the next epoch.
-                            if let Some((epoch, next)) = inner
-                                .sequences
-                                .lock()
-                                .expect("sequences lock")
-                                .get_mut(&key)
-                            {
-                                *epoch = epoch.wrapping_add(1).max(0);
-                                *next = 0;
-                            }
-                        }
-                        inner
-                            .accumulator
-                            .lock()
-                            .expect("accumulator lock")
-                            .in_flight
-                            .remove(&key);
-                        complete(&inner, &key.0, key.1, pending, result);
-                    }
+            Ok(Some(_)) => {
+                for key in waiting.keys() {
+                    results.insert(
+                        key.clone(),
+                        Err(Error::Protocol("produce response expected".into())),
+                    );
                 }
             }
-            inner.wake.notify_one();
-        });
+            Err(e) => {
+                for key in waiting.keys() {
+                    results.insert(key.clone(), Err(e.clone()));
+                }
+            }
+        }
+        for (key, mut batch) in waiting {
+            let result = results.remove(&key).unwrap_or_else(|| {
+                Err(Error::Protocol(
+                    "partition missing from the response".into(),
+                ))
+            });
+            let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
+            if let Some(count) = accumulator.in_flight.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    accumulator.in_flight.remove(&key);
+                }
+            }
+            let error = match result {
+                Ok(base) => {
+                    drop(accumulator);
+                    complete(&inner, &key.0, key.1, batch.pending, Ok(base));
+                    continue;
+                }
+                Err(error) => error,
+            };
+            // Retry when the error may pass, when an earlier batch of the partition is
+            // being retried (this one was then refused as out of order, and will follow
+            // it), or when the partition moved to a new epoch since this one was stamped.
+            let earlier_retried = accumulator
+                .retry
+                .get(&key)
+                .is_some_and(|queue| queue.keys().next().is_some_and(|o| *o < batch.order));
+            let stale_epoch = batch.stamp.is_some_and(|(epoch, _)| {
+                inner
+                    .sequences
+                    .lock()
+                    .expect("sequences lock")
+                    .get(&key)
+                    .is_some_and(|(current, _)| *current != epoch)
+            });
+            let out_of_order = matches!(
+                &error,
+                Error::Broker {
+                    code: ErrorCode::OutOfOrderSequence,
+                    ..
+                }
+            );
+            let retriable =
+                error.is_retriable() || stale_epoch || (out_of_order && earlier_retried);
+            if retriable && batch.attempts < inner.config.retries {
+                tracing::debug!(topic = %key.0, partition = key.1, %error, attempts = batch.attempts, "retrying batch");
+                batch.attempts += 1;
+                batch.not_before = Some(Instant::now() + inner.config.retry_backoff);
+                accumulator
+                    .retry
+                    .entry(key)
+                    .or_default()
+                    .insert(batch.order, batch);
+                continue;
+            }
+            drop(accumulator);
+            fail_for_good(&inner, &key, batch.stamp);
+            complete(&inner, &key.0, key.1, batch.pending, Err(error));
+        }
+        inner.wake.notify_one();
     }
 }
