@@ -33,6 +33,16 @@ fn codec(c: &mut Criterion) {
                     .records_count()
             })
         });
+        // What the broker now checks on every produced batch beyond the CRC.
+        group.bench_function(format!("validate_records/{}", compression.name()), |b| {
+            b.iter(|| {
+                BatchView::new(black_box(&bytes))
+                    .unwrap()
+                    .validate_records(32 << 20)
+                    .unwrap()
+                    .count
+            })
+        });
         group.bench_function(format!("decode/{}", compression.name()), |b| {
             b.iter(|| {
                 BatchView::new(black_box(&bytes))
