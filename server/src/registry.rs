@@ -142,8 +142,8 @@ impl Refusal {
 }
 
 /// The registry shared by every shard. Data requests only read the in-memory topics,
-/// briefly; a change is applied to a copy, written and synced on the blocking pool with no
-/// lock that readers take, then published. Changes take turns (admin requests only), and
+/// briefly; a change is applied to a copy, written and synced with no lock that readers
+/// take, then published. Changes take turns (admin requests only), and
 /// a panic elsewhere cannot poison the readers: a poisoned lock is used as is (its data is
 /// only ever replaced whole).
 pub struct SharedRegistry {
@@ -202,11 +202,11 @@ impl SharedRegistry {
             (current.path.clone(), current.topics.clone())
         };
         let answer = change(&mut topics)?;
-        let written = topics.clone();
-        let saved = glommio::executor()
-            .spawn_blocking(move || save(&path, &written))
-            .await;
-        if let Err(e) = saved {
+        // Written on this shard's thread (admin requests only; the write is short), with no
+        // lock held that readers take. glommio's blocking pool is not used here: waking
+        // shard tasks from it in quick succession (a CreateTopics of 100 topics) crashed a
+        // debug broker once in glommio's waker (RawTask::do_wake on a freed task).
+        if let Err(e) = save(&path, &topics) {
             return Err(Refusal::new(
                 keel_protocol::api::ErrorCode::StorageError,
                 format!("{e:#}"),

@@ -130,6 +130,8 @@ impl Broker {
             .arg(self.metrics_addr.to_string())
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // glibc's fatal messages (heap corruption) go to stderr, into the test log.
+            .env("LIBC_FATAL_STDERR_", "1")
             .env(
                 "RUST_LOG",
                 std::env::var("KEEL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
