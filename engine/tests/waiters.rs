@@ -35,7 +35,15 @@ fn abandoned_waits_on_an_idle_log_are_pruned() {
             let log = log.clone();
             glommio::spawn_local(async move { log.wait_for_data(0).await })
         };
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        // Wait (with a deadline) until the reader is parked, then wake it with data.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while log.stats().data_waiters == parked {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reader never parked"
+            );
+            glommio::executor().yield_task_queue_now().await;
+        }
         log.append(batch(1, 1, 10, 0)).await.unwrap();
         waiting.await;
         assert_eq!(log.stats().data_waiters, 0);

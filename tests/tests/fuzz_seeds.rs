@@ -3,7 +3,8 @@
 //! codec, consumers, a group with commits), then the recorded streams are cut into frames,
 //! request and response bodies and record batches, and the broker's segment and index
 //! files are copied. Run by `fuzz/run` (docs/fuzzing.md):
-//! `KEEL_FUZZ_SEEDS_DIR=fuzz/corpus cargo test -p keel-tests --test fuzz_seeds -- --ignored`.
+//! `KEEL_FUZZ_SEEDS_DIR=fuzz/corpus cargo test -p keel-tests --test fuzz_seeds`; without
+//! the variable it runs as a plain test into a temporary directory.
 
 use keel_client::{Admin, Compression, Consumer, OffsetReset, Producer, ProducerRecord};
 use keel_protocol::api::ApiKey;
@@ -18,6 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type Streams = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+
+/// Copy threads still running (each ends when its side of the connection closes).
+static COPYING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A proxy to `upstream` that records, per connection, what each side sent.
 fn recording_proxy(upstream: SocketAddr) -> (SocketAddr, Streams) {
@@ -43,6 +47,7 @@ fn recording_proxy(upstream: SocketAddr) -> (SocketAddr, Streams) {
                     (server.try_clone().unwrap(), client.try_clone().unwrap())
                 };
                 let recorded = recorded.clone();
+                COPYING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 std::thread::spawn(move || {
                     let mut chunk = vec![0u8; 64 * 1024];
                     while let Ok(n) = from.read(&mut chunk) {
@@ -57,6 +62,7 @@ fn recording_proxy(upstream: SocketAddr) -> (SocketAddr, Streams) {
                         }
                     }
                     let _ = to.shutdown(std::net::Shutdown::Write);
+                    COPYING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 });
             }
         }
@@ -128,11 +134,14 @@ fn write(dir: &Path, target: &str, name: String, bytes: &[u8]) {
 }
 
 #[test]
-#[ignore = "writes fuzz corpora; run by fuzz/run"]
 fn record_seed_corpora_from_real_traffic() {
-    let out = std::path::PathBuf::from(
-        std::env::var("KEEL_FUZZ_SEEDS_DIR").expect("KEEL_FUZZ_SEEDS_DIR names the corpus dir"),
-    );
+    // Writes the corpora where KEEL_FUZZ_SEEDS_DIR says (fuzz/run), otherwise into a
+    // temporary directory: as a plain test it checks that recording and cutting real
+    // traffic into seeds works.
+    let scratch = tempfile::tempdir().unwrap();
+    let out = std::env::var("KEEL_FUZZ_SEEDS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| scratch.path().to_owned());
     let data = tempfile::tempdir().unwrap();
     let broker = Broker::start(&server_binary(), data.path(), &["--shards", "2"]);
     let (proxy, streams) = recording_proxy(broker.addr);
@@ -142,7 +151,15 @@ fn record_seed_corpora_from_real_traffic() {
         .build()
         .unwrap()
         .block_on(workload(proxy.to_string()));
-    std::thread::sleep(Duration::from_millis(200));
+    // Every client has closed: wait (with a deadline) until the proxy recorded all of it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while COPYING.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "proxy connections never closed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let streams = streams.lock().unwrap().clone();
     let (mut requests, mut responses, mut batches) = (0, 0, 0);
     for (connection, (up, down)) in streams.iter().enumerate() {

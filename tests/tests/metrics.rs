@@ -68,9 +68,19 @@ fn counters_gauges_and_durations_match_what_the_test_did() {
         panic!()
     };
     assert_eq!(topics[0].partitions[0].1, ErrorCode::None);
-    // Gauges are refreshed every second.
-    std::thread::sleep(Duration::from_millis(2_500));
-    let page = broker.metrics();
+    // Gauges are refreshed every second: wait (with a deadline) until they show the commit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = broker.metrics();
+        let lag = "keel_group_lag{group=\"watchers\",topic=\"m\",partition=\"0\"}";
+        let hw = "keel_high_watermark{topic=\"m\",partition=\"0\"} 10";
+        if page.contains(lag) && page.contains(hw) {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "gauges never refreshed:\n{page}");
+        // Poll interval, not a wait for the condition.
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let partition =
         |name: &str, p: u32| metric(&page, name, &format!("topic=\"m\",partition=\"{p}\""));
     assert_eq!(
