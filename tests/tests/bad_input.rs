@@ -242,20 +242,6 @@ fn cold_fetches_are_served_from_files_and_tail_fetches_from_memory() {
     );
 }
 
-fn create_topic(client: &mut Client, name: &str, partitions: u32) {
-    let Response::CreateTopics { topics } = client.call(Request::CreateTopics {
-        topics: vec![keel_protocol::api::NewTopic {
-            name: name.into(),
-            partitions,
-            replication_factor: 1,
-            configs: vec![],
-        }],
-    }) else {
-        panic!("create topics response expected")
-    };
-    assert_eq!(topics[0].error, ErrorCode::None);
-}
-
 fn commit(
     client: &mut Client,
     group: &str,
@@ -321,7 +307,7 @@ fn offset_commits_too_large_or_for_missing_partitions_are_refused_not_fatal() {
         &["--shards", "2", "--config", config.to_str().unwrap()],
     );
     let mut client = broker.client();
-    create_topic(&mut client, "t", 400);
+    client.create_topic("t", 400);
 
     // A group id over its 1 KiB limit is refused by name (member ids built from such ids
     // once overflowed the wire's string length and killed a shard).
@@ -374,7 +360,7 @@ fn the_offsets_topic_cannot_be_deleted_or_written_by_clients() {
         ],
     );
     let mut client = broker.client();
-    create_topic(&mut client, "t", 1);
+    client.create_topic("t", 1);
     assert_eq!(
         commit(&mut client, "g", vec![("t", vec![0])]),
         vec![("t".into(), 0, ErrorCode::None)]

@@ -285,6 +285,18 @@ fn run_to_exit(args: &[String], env: &[(&str, &str)]) -> (Option<i32>, String) {
     }
 }
 
+/// Flags for a broker on `dir` listening on `listen` and `metrics`.
+fn server_args(dir: &std::path::Path, listen: String, metrics: String) -> Vec<String> {
+    vec![
+        "--data-dir".to_string(),
+        dir.display().to_string(),
+        "--listen".into(),
+        listen,
+        "--metrics-listen".into(),
+        metrics,
+    ]
+}
+
 fn free_addr() -> String {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -298,14 +310,7 @@ fn a_second_broker_on_a_data_directory_in_use_is_refused_naming_the_holder() {
     // Goal: two brokers on one directory once both ran and overwrote each other's data.
     let dir = tempfile::tempdir().unwrap();
     let mut first = Broker::start(&server_binary(), dir.path(), &[]);
-    let args = vec![
-        "--data-dir".to_string(),
-        dir.path().display().to_string(),
-        "--listen".into(),
-        free_addr(),
-        "--metrics-listen".into(),
-        free_addr(),
-    ];
+    let args = server_args(dir.path(), free_addr(), free_addr());
     let (code, stderr) = run_to_exit(&args, &[]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
@@ -336,14 +341,7 @@ fn a_second_broker_on_a_port_in_use_is_refused() {
         (first.addr.to_string(), free_addr()),
         (free_addr(), first.metrics_addr.to_string()),
     ] {
-        let args = vec![
-            "--data-dir".to_string(),
-            second_dir.path().display().to_string(),
-            "--listen".into(),
-            listen.clone(),
-            "--metrics-listen".into(),
-            metrics.clone(),
-        ];
+        let args = server_args(second_dir.path(), listen.clone(), metrics.clone());
         let (code, stderr) = run_to_exit(&args, &[]);
         assert_eq!(code, Some(1), "{stderr}");
         assert!(stderr.contains("address is in use"), "{stderr}");
@@ -355,16 +353,8 @@ fn a_shard_that_dies_ends_the_process_with_a_line_naming_it() {
     // Goal: no zombie broker: a panicking shard once left the port open while requests
     // hung forever, and the process later exited 0.
     let dir = tempfile::tempdir().unwrap();
-    let args = vec![
-        "--data-dir".to_string(),
-        dir.path().display().to_string(),
-        "--listen".into(),
-        free_addr(),
-        "--metrics-listen".into(),
-        free_addr(),
-        "--shards".into(),
-        "2".into(),
-    ];
+    let mut args = server_args(dir.path(), free_addr(), free_addr());
+    args.extend(["--shards".into(), "2".into()]);
     let (code, stderr) = run_to_exit(&args, &[("KEEL_FAULT_PANIC_SHARD", "1")]);
     assert_eq!(code, Some(70), "{stderr}");
     assert!(
@@ -378,14 +368,7 @@ fn a_shard_that_dies_ends_the_process_with_a_line_naming_it() {
 fn logs_to_a_pipe_carry_no_colour_codes() {
     // Goal: only a terminal gets ANSI colours.
     let dir = tempfile::tempdir().unwrap();
-    let args = vec![
-        "--data-dir".to_string(),
-        dir.path().display().to_string(),
-        "--listen".into(),
-        free_addr(),
-        "--metrics-listen".into(),
-        free_addr(),
-    ];
+    let args = server_args(dir.path(), free_addr(), free_addr());
     let (_, stderr) = run_to_exit(
         &args,
         &[("KEEL_FAULT_PANIC_SHARD", "0"), ("RUST_LOG", "info")],

@@ -62,6 +62,19 @@ fn print(out: &mut impl Write, record: &ConsumerRecord, args: &ConsumeArgs) -> s
     }
 }
 
+/// Moves each partition back to its first record in `unprinted`, so those are not consumed.
+fn unconsume(consumer: &mut Consumer, unprinted: &[ConsumerRecord]) {
+    let mut first = std::collections::BTreeMap::new();
+    for record in unprinted {
+        first
+            .entry((record.topic.clone(), record.partition))
+            .or_insert(record.offset);
+    }
+    for (tp, offset) in first {
+        consumer.seek(&tp, offset);
+    }
+}
+
 pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     if !matches!(args.format.as_str(), "text" | "json") {
         usage!("--format must be text or json, got {:?}", args.format);
@@ -143,30 +156,14 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
                 }
                 // `| head` closed the pipe: stop quietly; a group commits what was printed.
                 closed = true;
-                let mut first_unprinted = std::collections::BTreeMap::new();
-                for rest in &records[index..] {
-                    first_unprinted
-                        .entry((rest.topic.clone(), rest.partition))
-                        .or_insert(rest.offset);
-                }
-                for (tp, offset) in first_unprinted {
-                    consumer.seek(&tp, offset);
-                }
+                unconsume(&mut consumer, &records[index..]);
                 break 'reading;
             }
             printed += 1;
             if args.max_messages.is_some_and(|max| printed >= max) {
                 // Stop exactly here: records of this poll not printed are not consumed (a
                 // group commits only what was printed).
-                let mut first_unprinted = std::collections::BTreeMap::new();
-                for rest in &records[index + 1..] {
-                    first_unprinted
-                        .entry((rest.topic.clone(), rest.partition))
-                        .or_insert(rest.offset);
-                }
-                for (tp, offset) in first_unprinted {
-                    consumer.seek(&tp, offset);
-                }
+                unconsume(&mut consumer, &records[index + 1..]);
                 break 'reading;
             }
         }
