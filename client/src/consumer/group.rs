@@ -1,0 +1,326 @@
+//! The consumer's group membership: joining and syncing, the heartbeat task, committed
+//! offsets (fetch, commit sync and async) and leaving on close.
+
+use super::*;
+
+impl Consumer {
+    pub(super) async fn ensure_group(&mut self) -> Result<()> {
+        let Some(membership) = &mut self.membership else {
+            return Ok(());
+        };
+        *membership.last_poll.lock().expect("last poll lock") = std::time::Instant::now();
+        if membership.joined && !membership.rejoin.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Revoke what we had: commit first when committing automatically.
+        let revoked = self.assignment();
+        if !revoked.is_empty() {
+            if self.config.auto_commit.is_some() {
+                if let Err(e) = self.commit_sync().await {
+                    tracing::warn!(error = %e, "commit before rebalance failed");
+                }
+            }
+            if let Some(listener) = &self.config.listener {
+                listener.on_revoked(&revoked);
+            }
+        }
+        self.assign(Vec::new());
+        let membership = self.membership.as_mut().expect("checked above");
+        if let Some(heartbeat) = membership.heartbeat.take() {
+            heartbeat.abort();
+        }
+        membership
+            .rejoin
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let assignment = loop {
+            let join = Request::JoinGroup(keel_protocol::api::JoinGroup {
+                group: membership.group.clone(),
+                member_id: membership.member_id.clone(),
+                session_timeout_ms: self.config.session_timeout.as_millis() as u32,
+                rebalance_timeout_ms: self.config.rebalance_timeout.as_millis() as u32,
+                assignor: self.config.assignor.clone(),
+                topics: membership.topics.clone(),
+            });
+            let Response::JoinGroup {
+                error,
+                generation,
+                member_id,
+                ..
+            } = self
+                .connection
+                .call_timeout(
+                    &join,
+                    self.config
+                        .rebalance_timeout
+                        .saturating_add(REQUEST_TIMEOUT),
+                )
+                .await?
+            else {
+                return Err(Error::Protocol("join-group response expected".into()));
+            };
+            match error {
+                ErrorCode::None => {}
+                ErrorCode::UnknownMemberId => {
+                    membership.member_id.clear();
+                    continue;
+                }
+                ErrorCode::RebalanceInProgress => continue,
+                code => {
+                    return Err(Error::broker(
+                        code,
+                        format!("joining group {}", membership.group),
+                    ))
+                }
+            }
+            membership.member_id = member_id;
+            membership.generation = generation;
+            let sync = Request::SyncGroup {
+                group: membership.group.clone(),
+                generation,
+                member_id: membership.member_id.clone(),
+            };
+            let Response::SyncGroup { error, assignment } = self.connection.call(&sync).await?
+            else {
+                return Err(Error::Protocol("sync-group response expected".into()));
+            };
+            match error {
+                ErrorCode::None => break assignment,
+                ErrorCode::UnknownMemberId => membership.member_id.clear(),
+                ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => {}
+                code => {
+                    return Err(Error::broker(
+                        code,
+                        format!("syncing group {}", membership.group),
+                    ))
+                }
+            }
+        };
+        membership.joined = true;
+        let partitions: Vec<TopicPartition> = assignment
+            .iter()
+            .flat_map(|entry| entry.partitions.iter().map(|p| (entry.topic.clone(), *p)))
+            .collect();
+        // Heartbeats in the background; a rebalance or a stalled poll loop sets `rejoin`.
+        let (connection, rejoin, last_poll) = (
+            self.connection.clone(),
+            membership.rejoin.clone(),
+            membership.last_poll.clone(),
+        );
+        let (group, member_id, generation) = (
+            membership.group.clone(),
+            membership.member_id.clone(),
+            membership.generation,
+        );
+        let every = self.config.session_timeout / 3;
+        let max_poll_interval = self.config.max_poll_interval;
+        membership.heartbeat = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let stalled =
+                    last_poll.lock().expect("last poll lock").elapsed() > max_poll_interval;
+                if stalled {
+                    tracing::warn!(%group, %member_id, "poll not called within max_poll_interval: leaving the group");
+                    let _ = connection
+                        .call(&Request::LeaveGroup {
+                            group: group.clone(),
+                            member_id: member_id.clone(),
+                        })
+                        .await;
+                    rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                let beat = Request::Heartbeat {
+                    group: group.clone(),
+                    generation,
+                    member_id: member_id.clone(),
+                };
+                match connection
+                    .call_timeout(&beat, every.max(Duration::from_millis(100)))
+                    .await
+                {
+                    Ok(Response::Heartbeat {
+                        error: ErrorCode::None,
+                    }) => {}
+                    Ok(_) => {
+                        rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                }
+            }
+        }));
+        // Positions start at the committed offsets; the reset policy covers the rest.
+        let committed = self.fetch_committed(&partitions).await?;
+        self.assign(partitions.clone());
+        for (tp, offset) in committed {
+            if offset >= 0 {
+                self.positions.insert(tp, Some(offset));
+            }
+        }
+        if let Some(listener) = &self.config.listener {
+            listener.on_assigned(&partitions);
+        }
+        Ok(())
+    }
+
+    async fn fetch_committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, i64)>> {
+        let Some(membership) = &self.membership else {
+            return Ok(Vec::new());
+        };
+        let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            by_topic.entry(topic.clone()).or_default().push(*partition);
+        }
+        if by_topic.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = Request::OffsetFetch {
+            group: membership.group.clone(),
+            topics: by_topic
+                .into_iter()
+                .map(|(topic, partitions)| TopicEntries { topic, partitions })
+                .collect(),
+        };
+        let Response::OffsetFetch { error, topics } = self.connection.call(&request).await? else {
+            return Err(Error::Protocol("offset-fetch response expected".into()));
+        };
+        if error != ErrorCode::None {
+            return Err(Error::broker(error, "fetching committed offsets"));
+        }
+        Ok(topics
+            .into_iter()
+            .flat_map(|t| {
+                t.partitions
+                    .into_iter()
+                    .map(move |(p, o)| ((t.topic.clone(), p), o))
+            })
+            .collect())
+    }
+
+    /// The group's committed offset for `partition` (`None` when nothing is committed).
+    ///
+    /// # Errors
+    /// Connection and broker errors.
+    pub async fn committed(&self, partition: &TopicPartition) -> Result<Option<i64>> {
+        let found = self
+            .fetch_committed(std::slice::from_ref(partition))
+            .await?;
+        Ok(found
+            .into_iter()
+            .find(|(tp, _)| tp == partition)
+            .map(|(_, o)| o)
+            .filter(|o| *o >= 0))
+    }
+
+    fn commit_request(&self) -> Option<Request> {
+        let membership = self.membership.as_ref()?;
+        let mut by_topic: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
+        for ((topic, partition), position) in &self.positions {
+            if let Some(offset) = position {
+                by_topic
+                    .entry(topic.clone())
+                    .or_default()
+                    .push((*partition, *offset));
+            }
+        }
+        Some(Request::OffsetCommit {
+            group: membership.group.clone(),
+            generation: membership.generation,
+            member_id: membership.member_id.clone(),
+            topics: by_topic
+                .into_iter()
+                .map(|(topic, partitions)| TopicEntries { topic, partitions })
+                .collect(),
+        })
+    }
+
+    /// Commits the current positions of every assigned partition and waits for the broker.
+    ///
+    /// # Errors
+    /// Broker errors (`RebalanceInProgress`, `IllegalGeneration`: the partitions moved on).
+    pub async fn commit_sync(&mut self) -> Result<()> {
+        let Some(request) = self.commit_request() else {
+            return Err(Error::InvalidRecord("commit needs a group".into()));
+        };
+        let Response::OffsetCommit { topics } = self.connection.call(&request).await? else {
+            return Err(Error::Protocol("offset-commit response expected".into()));
+        };
+        if let Some(membership) = &mut self.membership {
+            membership.last_commit = std::time::Instant::now();
+        }
+        for topic in topics {
+            for (partition, error) in topic.partitions {
+                if error != ErrorCode::None {
+                    if matches!(
+                        error,
+                        ErrorCode::RebalanceInProgress
+                            | ErrorCode::IllegalGeneration
+                            | ErrorCode::UnknownMemberId
+                    ) {
+                        if let Some(membership) = &self.membership {
+                            membership
+                                .rejoin
+                                .store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    return Err(Error::broker(
+                        error,
+                        format!("committing {}-{partition}", topic.topic),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the current positions without waiting; failures are logged.
+    pub fn commit_async(&mut self) {
+        let Some(request) = self.commit_request() else {
+            return;
+        };
+        if let Some(membership) = &mut self.membership {
+            membership.last_commit = std::time::Instant::now();
+        }
+        let connection = self.connection.clone();
+        tokio::spawn(async move {
+            match connection.call(&request).await {
+                Ok(Response::OffsetCommit { topics }) => {
+                    if let Some((topic, (partition, error))) = topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(move |p| (&t.topic, *p)))
+                        .find(|(_, (_, e))| *e != ErrorCode::None)
+                    {
+                        tracing::warn!(%topic, partition, ?error, "asynchronous commit failed");
+                    }
+                }
+                Ok(_) => tracing::warn!("asynchronous commit: unexpected response"),
+                Err(e) => tracing::warn!(error = %e, "asynchronous commit failed"),
+            }
+        });
+    }
+
+    /// Commits (when auto-committing), leaves the group and stops heartbeating.
+    ///
+    /// # Errors
+    /// Connection errors while leaving.
+    pub async fn close(mut self) -> Result<()> {
+        if self.membership.as_ref().is_some_and(|m| m.joined) {
+            if self.config.auto_commit.is_some() {
+                let _ = self.commit_sync().await;
+            }
+            let membership = self.membership.as_mut().expect("checked");
+            if let Some(heartbeat) = membership.heartbeat.take() {
+                heartbeat.abort();
+            }
+            let leave = Request::LeaveGroup {
+                group: membership.group.clone(),
+                member_id: membership.member_id.clone(),
+            };
+            self.connection.call(&leave).await?;
+        }
+        Ok(())
+    }
+}
