@@ -1,0 +1,186 @@
+//! Appends: checks, offset assignment and stamping, the tail cache, waiting for the fsync
+//! policy (or only for acceptance), and readers waiting for data.
+
+use super::*;
+
+impl Log {
+    /// Appends one RecordBatch v2, assigning its base offset and leader epoch; the bytes are
+    /// stored otherwise unchanged. Completes when the fsync policy is satisfied: with
+    /// `always`, once the batch is on disk.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBatch`] for bad bytes or CRC (nothing is stored),
+    /// [`Error::Offline`] after an I/O failure, [`Error::Unavailable`] while closed or
+    /// truncating.
+    pub async fn append(&self, batch: BytesMut) -> Result<AppendInfo> {
+        let (info, wait) = self.append_buffered(batch)?;
+        if let Some((done, wait_for_space)) = wait {
+            done.await.map_err(|_| Error::Unavailable("closed"))??;
+            if wait_for_space {
+                io::yield_to_reactor().await;
+            }
+        }
+        Ok(info)
+    }
+
+    fn append_buffered(&self, batch: BytesMut) -> Result<(AppendInfo, Option<AckWait>)> {
+        self.append_buffered_with(batch, true)
+    }
+
+    fn append_buffered_with(
+        &self,
+        mut batch: BytesMut,
+        wait_durable: bool,
+    ) -> Result<(AppendInfo, Option<AckWait>)> {
+        let view = BatchView::new_verified(&batch)?;
+        if view.len() != batch.len() {
+            return Err(Error::InvalidAppend(format!(
+                "{} bytes after the batch",
+                batch.len() - view.len()
+            )));
+        }
+        let count = i64::from(view.last_offset_delta()) + 1;
+        if i64::from(view.records_count()) != count {
+            // The offsets a batch takes follow last_offset_delta; a count that disagrees
+            // would make readers and the log see different offsets.
+            return Err(Error::InvalidAppend(format!(
+                "records_count {} does not match last_offset_delta {}",
+                view.records_count(),
+                view.last_offset_delta()
+            )));
+        }
+        let max_timestamp = view.max_timestamp();
+        let len = batch.len() as u64;
+        let config = &self.shared.config;
+        let now_ms = self.shared.clock.now_ms();
+        let mut guard = self.shared.state.borrow_mut();
+        let state = &mut *guard;
+        state.check_writable()?;
+
+        let active = state.active();
+        let too_big = active.size + len > config.segment_bytes;
+        let too_old = config.segment_ms.is_some_and(|ms| {
+            active
+                .created_ms
+                .is_some_and(|c| now_ms.saturating_sub(c) >= i64::try_from(ms).unwrap_or(i64::MAX))
+        });
+        let offsets_full = state.log_end + count - active.base_offset > u32::MAX as i64;
+        if !active.is_empty() && (too_big || too_old || offsets_full) {
+            state.active_mut().sealed = true;
+            let base = state.log_end;
+            state
+                .segments
+                .insert(base, Segment::new(base, config.index_interval_bytes));
+        }
+
+        let base_offset = state.log_end;
+        set_base_offset(&mut batch, base_offset);
+        set_partition_leader_epoch(&mut batch, state.leader_epoch);
+        let bytes = batch.freeze();
+        let last_offset = base_offset + count - 1;
+        let segment = state.active_mut();
+        let position = segment.size;
+        if segment.pacer.on_batch(len) {
+            segment.offset_index.append(last_offset, position);
+        }
+        if max_timestamp > segment.max_timestamp {
+            segment.max_timestamp = max_timestamp;
+            segment.time_index.maybe_append(max_timestamp, last_offset);
+        }
+        segment.size += len;
+        segment.next_offset = last_offset + 1;
+        segment.created_ms.get_or_insert(now_ms);
+        let segment_base = segment.base_offset;
+        state.log_end = last_offset + 1;
+        state.tail.push_back(Cached {
+            base_offset,
+            next_offset: last_offset + 1,
+            segment_base,
+            position,
+            max_timestamp,
+            bytes,
+        });
+        state.tail_bytes += len;
+        state.unwritten_bytes += len;
+        state.stats.appends += 1;
+        state.update_high_watermark(config.fsync);
+
+        if config.fsync == FsyncPolicy::Always {
+            // Even an append nobody waits for is synced promptly under `always`.
+            state.sync_requested = true;
+        }
+        let wait_for = match config.fsync {
+            FsyncPolicy::Always if wait_durable => Some(WaitFor::Durable(state.log_end)),
+            FsyncPolicy::Always if state.unwritten_bytes > config.unwritten_bytes_max => {
+                Some(WaitFor::Space)
+            }
+            FsyncPolicy::Always => None,
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never
+                if state.unwritten_bytes > config.unwritten_bytes_max =>
+            {
+                Some(WaitFor::Space)
+            }
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => None,
+        };
+        let receiver = wait_for.map(|wait_for| {
+            let (done, receiver) = oneshot::channel();
+            let for_space = matches!(wait_for, WaitFor::Space);
+            state.waiters.push(Waiter { wait_for, done });
+            (receiver, for_space)
+        });
+        let spawn = claim_flusher(state);
+        drop(guard);
+        if spawn {
+            spawn_flusher(&self.shared);
+        }
+        Ok((
+            AppendInfo {
+                base_offset,
+                last_offset,
+                max_timestamp,
+            },
+            receiver,
+        ))
+    }
+
+    /// Completes once the high watermark is above `offset` (a reader at `offset` has
+    /// something to read), or the log is closed. For long-polling fetches.
+    pub async fn wait_for_data(&self, offset: i64) {
+        let receiver = {
+            let mut state = self.shared.state.borrow_mut();
+            if state.high_watermark > offset || state.status == Status::Closed {
+                return;
+            }
+            // A reader that gave up (its long poll timed out) leaves a cancelled sender
+            // behind; prune them whenever the list has doubled, so an idle partition polled
+            // forever keeps a bounded list (amortised O(1) per wait).
+            if state.data_waiters.len() >= DATA_WAITERS_PRUNE_MIN.max(2 * state.data_waiters_live) {
+                state
+                    .data_waiters
+                    .retain(|(_, sender)| !sender.is_canceled());
+                state.data_waiters_live = state.data_waiters.len();
+            }
+            let (done, receiver) = oneshot::channel();
+            state.data_waiters.push((offset, done));
+            receiver
+        };
+        let _ = receiver.await;
+    }
+
+    /// Appends like [`Log::append`] but completes as soon as the batch is accepted (offsets
+    /// assigned, bytes on their way to disk) without waiting for the fsync policy: what a
+    /// Kafka producer with `acks=1` gets. Back-pressure still applies.
+    ///
+    /// # Errors
+    /// As [`Log::append`].
+    pub async fn append_accepted(&self, batch: BytesMut) -> Result<AppendInfo> {
+        let (info, wait) = self.append_buffered_with(batch, false)?;
+        if let Some((done, wait_for_space)) = wait {
+            done.await.map_err(|_| Error::Unavailable("closed"))??;
+            if wait_for_space {
+                io::yield_to_reactor().await;
+            }
+        }
+        Ok(info)
+    }
+}

@@ -1,0 +1,293 @@
+//! Reads: whole batches from the tail cache or as file ranges, and lookups by timestamp.
+
+use super::*;
+
+impl Log {
+    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (at
+    /// least one batch, as Kafka does), never past the high watermark and never across a
+    /// segment boundary. Recent batches come from memory; older ones as a [`FileRange`].
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] outside `[log_start, log_end]`; I/O errors.
+    pub async fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadResult> {
+        let plan =
+            {
+                let mut guard = self.shared.state.borrow_mut();
+                let state = &mut *guard;
+                if offset < state.log_start || offset > state.log_end {
+                    return Err(Error::OffsetOutOfRange {
+                        offset,
+                        log_start: state.log_start,
+                        log_end: state.log_end,
+                    });
+                }
+                let result = |data| ReadResult {
+                    data,
+                    high_watermark: state.high_watermark,
+                    log_start_offset: state.log_start,
+                    log_end_offset: state.log_end,
+                };
+                if offset >= state.high_watermark {
+                    return Ok(result(ReadData::Empty));
+                }
+                if state
+                    .tail
+                    .front()
+                    .is_some_and(|front| front.base_offset <= offset)
+                {
+                    let first = state.tail.partition_point(|c| c.next_offset <= offset);
+                    let mut chunks = Vec::new();
+                    let mut total = 0u64;
+                    for cached in state.tail.range(first..) {
+                        let len = cached.bytes.len() as u64;
+                        let fits = chunks.is_empty() || total + len <= max_bytes;
+                        if cached.base_offset >= state.high_watermark
+                            || cached.segment_base != state.tail[first].segment_base
+                            || !fits
+                        {
+                            break;
+                        }
+                        total += len;
+                        chunks.push(cached.bytes.clone());
+                    }
+                    assert!(
+                        !chunks.is_empty(),
+                        "offset below the high watermark is in the cache"
+                    );
+                    let answer = result(ReadData::Memory(chunks));
+                    state.stats.reads_memory += 1;
+                    return Ok(answer);
+                }
+                let tail_front = state.tail.front().map(|c| (c.segment_base, c.position));
+                let (_, segment) = state.segments.range_mut(..=offset).next_back().ok_or(
+                    Error::OffsetOutOfRange {
+                        offset,
+                        log_start: state.log_start,
+                        log_end: state.log_end,
+                    },
+                )?;
+                let cap = match tail_front {
+                    Some((base, position)) if base == segment.base_offset => position,
+                    _ => segment.written_size,
+                };
+                let path = log_path(&self.shared.dir, segment.base_offset);
+                // Opened per read and closed when the range is dropped: caching it would
+                // cost a descriptor per partition on top of the writer's.
+                let send_file = Arc::new(
+                    std::fs::File::open(&path)
+                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?,
+                );
+                let scan_from = segment
+                    .offset_index
+                    .lookup(offset)
+                    .map_or(0, |e| e.position);
+                let reader = segment
+                    .reader
+                    .clone()
+                    .or_else(|| segment.writer.as_ref().map(|w| w.file()));
+                let header = (state.high_watermark, state.log_start, state.log_end);
+                state.stats.reads_file += 1;
+                (
+                    path,
+                    segment.base_offset,
+                    reader,
+                    send_file,
+                    scan_from,
+                    cap,
+                    header,
+                )
+            };
+        let (
+            path,
+            segment_base,
+            reader,
+            send_file,
+            scan_from,
+            cap,
+            (high_watermark, log_start, log_end),
+        ) = plan;
+        let reader = match reader {
+            Some(reader) => reader,
+            None => {
+                let reader = Rc::new(io::open_read(&path).await?);
+                if let Some(segment) = self
+                    .shared
+                    .state
+                    .borrow_mut()
+                    .segments
+                    .get_mut(&segment_base)
+                {
+                    segment.reader.get_or_insert_with(|| reader.clone());
+                }
+                reader
+            }
+        };
+        let Some((start, first_len)) =
+            find_batch(&reader, &path, scan_from, cap, |_, last, _| last >= offset).await?
+        else {
+            return Ok(ReadResult {
+                data: ReadData::Empty,
+                high_watermark,
+                log_start_offset: log_start,
+                log_end_offset: log_end,
+            });
+        };
+        let limit = start.saturating_add(max_bytes);
+        let end = if cap <= limit {
+            cap
+        } else {
+            // Index entries are batch starts, so any entry within the budget ends a run of
+            // whole batches; with none (or the segment deleted meanwhile), the first batch
+            // alone is returned.
+            let state = self.shared.state.borrow();
+            state
+                .segments
+                .get(&segment_base)
+                .and_then(|segment| segment.offset_index.boundary_at_or_before(start, limit))
+                .unwrap_or(start + first_len)
+                .max(start + first_len)
+        };
+        assert!(
+            end > start && end <= cap,
+            "file range must hold whole written batches"
+        );
+        let range = FileRange {
+            file: send_file,
+            position: start,
+            len: end - start,
+        };
+        Ok(ReadResult {
+            data: ReadData::File(range),
+            high_watermark,
+            log_start_offset: log_start,
+            log_end_offset: log_end,
+        })
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp` (Kafka's
+    /// ListOffsets by time), with that record's timestamp; `None` when no record is that new.
+    ///
+    /// # Errors
+    /// I/O errors, or [`Error::Corrupt`] if a batch read back does not decode.
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let candidates: Vec<(i64, i64, u64, u64)> = {
+            let state = self.shared.state.borrow();
+            let tail_front = state.tail.front().map(|c| (c.segment_base, c.position));
+            state
+                .segments
+                .values()
+                .filter(|s| s.max_timestamp >= timestamp && s.base_offset < state.high_watermark)
+                .map(|s| {
+                    let after = s
+                        .time_index
+                        .lookup_before(timestamp)
+                        .map_or(s.base_offset, |e| e.last_offset + 1);
+                    let scan_from = s.offset_index.lookup(after).map_or(0, |e| e.position);
+                    let cap = match tail_front {
+                        Some((base, position)) if base == s.base_offset => position,
+                        _ => s.written_size,
+                    };
+                    (s.base_offset, after, scan_from, cap)
+                })
+                .collect()
+        };
+        for (segment_base, after, scan_from, cap) in candidates {
+            let path = log_path(&self.shared.dir, segment_base);
+            if scan_from < cap {
+                let reader = io::open_read(&path).await?;
+                let found = find_batch(&reader, &path, scan_from, cap, |_, last, max_ts| {
+                    last >= after && max_ts >= timestamp
+                })
+                .await?;
+                if let Some((position, total)) = found {
+                    let batch = io::read_exact(&reader, &path, position, total as usize).await?;
+                    reader
+                        .close()
+                        .await
+                        .map_err(io::error(format!("closing {}", path.display())))?;
+                    return first_at_or_after(&batch, timestamp, &path, position).map(Some);
+                }
+                reader
+                    .close()
+                    .await
+                    .map_err(io::error(format!("closing {}", path.display())))?;
+            }
+            let cached: Vec<(Bytes, u64)> = {
+                let state = self.shared.state.borrow();
+                state
+                    .tail
+                    .iter()
+                    .filter(|c| {
+                        c.segment_base == segment_base
+                            && c.max_timestamp >= timestamp
+                            && c.base_offset < state.high_watermark
+                    })
+                    .map(|c| (c.bytes.clone(), c.position))
+                    .collect()
+            };
+            if let Some((bytes, position)) = cached.first() {
+                return first_at_or_after(bytes, timestamp, &path, *position).map(Some);
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Scans batch headers from `from` (a batch start) up to `cap` and returns the position and
+/// length of the first batch for which `wanted(base, last, max_timestamp)` holds.
+pub(super) async fn find_batch(
+    file: &File,
+    path: &Path,
+    from: u64,
+    cap: u64,
+    wanted: impl Fn(i64, i64, i64) -> bool,
+) -> Result<Option<(u64, u64)>> {
+    const HEADER_PART: usize = 43;
+    let mut position = from;
+    while position < cap {
+        let header = io::read_exact(file, path, position, HEADER_PART).await?;
+        let corrupt = |reason: String| Error::Corrupt {
+            path: path.to_owned(),
+            position,
+            reason,
+        };
+        let total = match peek_batch_len(&header) {
+            Ok(Some(total)) => total as u64,
+            Ok(None) => unreachable!("header has 43 bytes"),
+            Err(e) => return Err(corrupt(e.to_string())),
+        };
+        let base = i64::from_be_bytes(header[0..8].try_into().expect("8 bytes"));
+        let delta = i32::from_be_bytes(header[23..27].try_into().expect("4 bytes"));
+        let max_timestamp = i64::from_be_bytes(header[35..43].try_into().expect("8 bytes"));
+        if wanted(base, base + i64::from(delta), max_timestamp) {
+            return Ok(Some((position, total)));
+        }
+        position += total;
+    }
+    Ok(None)
+}
+
+fn first_at_or_after(
+    batch: &[u8],
+    timestamp: i64,
+    path: &Path,
+    position: u64,
+) -> Result<(i64, i64)> {
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_owned(),
+        position,
+        reason,
+    };
+    let view = BatchView::new_verified(batch).map_err(|e| corrupt(e.to_string()))?;
+    let records = view.records().map_err(|e| corrupt(e.to_string()))?;
+    records
+        .iter()
+        .find(|r| r.timestamp >= timestamp)
+        .map(|r| (r.offset, r.timestamp))
+        .ok_or_else(|| {
+            corrupt(format!(
+                "max timestamp {} but no record reaches {timestamp}",
+                view.max_timestamp()
+            ))
+        })
+}

@@ -1,0 +1,258 @@
+//! Shrinking the log: retention, deleting before an offset, rolling, truncation.
+
+use super::read::find_batch;
+use super::*;
+
+impl Log {
+    /// Deletes whole old segments beyond `retention_ms` / `retention_bytes`, advancing the
+    /// log-start offset. Returns the base offsets of deleted segments. Readers holding a
+    /// [`FileRange`] of a deleted segment can still finish.
+    ///
+    /// # Errors
+    /// I/O errors removing files.
+    pub async fn enforce_retention(&self) -> Result<Vec<i64>> {
+        let config = &self.shared.config;
+        let now_ms = self.shared.clock.now_ms();
+        let count = {
+            let state = self.shared.state.borrow();
+            let summaries: Vec<SegmentSummary> = state
+                .segments
+                .values()
+                .map(|s| SegmentSummary {
+                    size: s.size,
+                    max_timestamp: s.max_timestamp,
+                    next_offset: s.next_offset,
+                })
+                .collect();
+            let policy = RetentionPolicy {
+                retention_ms: config.retention_ms,
+                retention_bytes: config.retention_bytes,
+            };
+            let finalized = state.segments.values().take_while(|s| s.finalized).count();
+            segments_to_delete(&summaries, policy, now_ms, state.high_watermark).min(finalized)
+        };
+        self.remove_leading(count, "retention").await
+    }
+
+    /// Deletes whole segments whose records all lie below `offset` (Kafka's DeleteRecords,
+    /// at segment granularity), advancing the log-start offset. Returns the base offsets of
+    /// deleted segments.
+    ///
+    /// # Errors
+    /// I/O errors removing files.
+    pub async fn delete_before(&self, offset: i64) -> Result<Vec<i64>> {
+        let count = {
+            let state = self.shared.state.borrow();
+            let limit = offset.min(state.high_watermark);
+            state
+                .segments
+                .values()
+                .take_while(|s| s.finalized && s.next_offset <= limit)
+                .count()
+        };
+        self.remove_leading(count, "delete-before").await
+    }
+
+    /// Seals the active segment (if it holds anything) so the next append starts a new
+    /// one, and waits until the sealed segment is finished on disk.
+    ///
+    /// # Errors
+    /// As [`Log::flush`].
+    pub async fn roll(&self) -> Result<()> {
+        {
+            let mut guard = self.shared.state.borrow_mut();
+            let state = &mut *guard;
+            state.check_writable()?;
+            if !state.active().is_empty() {
+                state.active_mut().sealed = true;
+                let base = state.log_end;
+                state.segments.insert(
+                    base,
+                    Segment::new(base, self.shared.config.index_interval_bytes),
+                );
+            }
+        }
+        self.flush().await
+    }
+
+    async fn remove_leading(&self, count: usize, why: &'static str) -> Result<Vec<i64>> {
+        let removed: Vec<Segment> = {
+            let mut state = self.shared.state.borrow_mut();
+            let bases: Vec<i64> = state.segments.keys().take(count).copied().collect();
+            let removed: Vec<Segment> = bases
+                .iter()
+                .filter_map(|b| state.segments.remove(b))
+                .collect();
+            if let Some(first) = state.segments.values().next() {
+                state.log_start = first.base_offset;
+            }
+            let log_start = state.log_start;
+            while state
+                .tail
+                .front()
+                .is_some_and(|c| c.base_offset < log_start)
+            {
+                let front = state.tail.pop_front().expect("checked");
+                state.tail_bytes -= front.bytes.len() as u64;
+            }
+            removed
+        };
+        let mut deleted = Vec::with_capacity(removed.len());
+        for segment in removed {
+            let base = segment.base_offset;
+            tracing::info!(dir = %self.shared.dir.display(), base, why, "deleting segment");
+            drop(segment);
+            io::remove_file(&log_path(&self.shared.dir, base)).await?;
+            io::remove_file(&index_path(&self.shared.dir, base)).await?;
+            io::remove_file(&time_index_path(&self.shared.dir, base)).await?;
+            deleted.push(base);
+        }
+        if !deleted.is_empty() {
+            io::sync_dir(&self.shared.dir).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Removes every batch at or after the one holding `offset`; the log end becomes that
+    /// batch's base offset (replication uses this to drop a diverged suffix).
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] below the log start; I/O errors.
+    pub async fn truncate_to(&self, offset: i64) -> Result<()> {
+        {
+            let state = self.shared.state.borrow();
+            state.check_writable()?;
+            if offset < state.log_start {
+                return Err(Error::OffsetOutOfRange {
+                    offset,
+                    log_start: state.log_start,
+                    log_end: state.log_end,
+                });
+            }
+            if offset >= state.log_end {
+                return Ok(());
+            }
+        }
+        self.flush().await?;
+        let (segment_base, scan_from, cap, reader_path) = {
+            let mut state = self.shared.state.borrow_mut();
+            state.check_writable()?;
+            assert!(!state.flushing, "flusher idle after flush");
+            state.status = Status::Truncating;
+            let segment = state
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map(|(_, s)| s)
+                .expect("offset >= log start");
+            let scan_from = segment
+                .offset_index
+                .lookup(offset)
+                .map_or(0, |e| e.position);
+            (
+                segment.base_offset,
+                scan_from,
+                segment.written_size,
+                log_path(&self.shared.dir, segment.base_offset),
+            )
+        };
+        let result = self
+            .truncate_locked(offset, segment_base, scan_from, cap, &reader_path)
+            .await;
+        let mut state = self.shared.state.borrow_mut();
+        match &result {
+            Ok(()) => state.status = Status::Open,
+            Err(error) => state.fail(error),
+        }
+        result
+    }
+
+    async fn truncate_locked(
+        &self,
+        offset: i64,
+        segment_base: i64,
+        scan_from: u64,
+        cap: u64,
+        path: &Path,
+    ) -> Result<()> {
+        let (position, new_end) = if offset == segment_base {
+            (0, segment_base)
+        } else {
+            let reader = io::open_read(path).await?;
+            let found =
+                find_batch(&reader, path, scan_from, cap, |_, last, _| last >= offset).await?;
+            let (position, _) = found.expect("offset below the log end is in its segment");
+            let header = io::read_exact(&reader, path, position, 8).await?;
+            reader
+                .close()
+                .await
+                .map_err(io::error(format!("closing {}", path.display())))?;
+            (
+                position,
+                i64::from_be_bytes(header[..8].try_into().expect("8 bytes")),
+            )
+        };
+        let (later, writer) = {
+            let mut state = self.shared.state.borrow_mut();
+            let later_bases: Vec<i64> = state
+                .segments
+                .range(segment_base + 1..)
+                .map(|(b, _)| *b)
+                .collect();
+            let later: Vec<Segment> = later_bases
+                .iter()
+                .filter_map(|b| state.segments.remove(b))
+                .collect();
+            let segment = state
+                .segments
+                .get_mut(&segment_base)
+                .expect("segment exists");
+            (later, segment.writer.take())
+        };
+        for segment in later {
+            let base = segment.base_offset;
+            drop(segment);
+            io::remove_file(&log_path(&self.shared.dir, base)).await?;
+            io::remove_file(&index_path(&self.shared.dir, base)).await?;
+            io::remove_file(&time_index_path(&self.shared.dir, base)).await?;
+        }
+        let writer = match writer {
+            Some(mut writer) => {
+                writer.truncate(position).await?;
+                writer
+            }
+            None => SegmentWriter::open_at(path, position).await?,
+        };
+        io::remove_file(&index_path(&self.shared.dir, segment_base)).await?;
+        io::remove_file(&time_index_path(&self.shared.dir, segment_base)).await?;
+        io::sync_dir(&self.shared.dir).await?;
+        let now_ms = self.shared.clock.now_ms();
+        let mut guard = self.shared.state.borrow_mut();
+        let state = &mut *guard;
+        let segment = state
+            .segments
+            .get_mut(&segment_base)
+            .expect("segment exists");
+        segment.writer = Some(writer);
+        segment.file_exists = true;
+        segment.sealed = false;
+        segment.finalized = false;
+        segment.size = position;
+        segment.written_size = position;
+        segment.next_offset = new_end;
+        segment.offset_index.truncate_to_position(position);
+        segment.time_index.truncate_to_offset(new_end);
+        segment.max_timestamp = segment.time_index.last().map_or(-1, |e| e.timestamp);
+        segment.pacer = IndexPacer::new(self.shared.config.index_interval_bytes);
+        segment.created_ms = (position > 0).then_some(now_ms);
+        state.tail.retain(|c| c.base_offset < new_end);
+        state.tail_bytes = state.tail.iter().map(|c| c.bytes.len() as u64).sum();
+        state.unwritten_bytes = 0;
+        state.log_end = new_end;
+        state.written_end = new_end;
+        state.durable_end = new_end;
+        state.high_watermark = state.high_watermark.min(new_end);
+        tracing::info!(dir = %self.shared.dir.display(), offset, new_end, "log truncated");
+        Ok(())
+    }
+}
