@@ -259,7 +259,7 @@ pub(super) async fn find_batch(
         let base = i64::from_be_bytes(header[0..8].try_into().expect("8 bytes"));
         let delta = i32::from_be_bytes(header[23..27].try_into().expect("4 bytes"));
         let max_timestamp = i64::from_be_bytes(header[35..43].try_into().expect("8 bytes"));
-        if wanted(base, base + i64::from(delta), max_timestamp) {
+        if wanted(base, base.saturating_add(i64::from(delta)), max_timestamp) {
             return Ok(Some((position, total)));
         }
         position += total;
