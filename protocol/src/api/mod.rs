@@ -1,0 +1,363 @@
+//! The native protocol's requests, responses and error codes. Specified in
+//! `docs/protocol.md`; every body is encoded with [`crate::wire`].
+
+use crate::wire::{len_u32, DecodeError, EncodeError, Reader, WriteExt};
+use bytes::{BufMut, Bytes, BytesMut};
+
+mod request;
+mod response;
+#[cfg(test)]
+mod tests;
+
+pub use request::{JoinGroup, Request};
+pub use response::{
+    write_fetch_partition_header, BrokerInfo, FetchPartitionResult, GroupDescription,
+    ListOffsetsPartitionResult, MemberDescription, PartitionMetadata, ProducePartitionResult,
+    Response, TopicMetadata, TopicResult, FETCH_PARTITION_HEADER_LEN,
+};
+
+/// API keys. Numbers 20–39 are reserved for consumer groups, 40–59 for replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ApiKey {
+    /// Which APIs and versions the broker speaks.
+    ApiVersions = 0,
+    /// Brokers, topics, partitions, leaders and offsets.
+    Metadata = 1,
+    /// Create topics.
+    CreateTopics = 2,
+    /// Delete topics.
+    DeleteTopics = 3,
+    /// Read topic configs.
+    DescribeConfigs = 4,
+    /// Change topic configs.
+    AlterConfigs = 5,
+    /// Append record batches.
+    Produce = 10,
+    /// Read record batches.
+    Fetch = 11,
+    /// Earliest, latest or by-time offsets.
+    ListOffsets = 12,
+    /// Which broker coordinates a group.
+    FindCoordinator = 20,
+    /// Join (or rejoin) a consumer group; answered when the rebalance completes.
+    JoinGroup = 21,
+    /// Fetch this member's assignment for a generation.
+    SyncGroup = 22,
+    /// Keep membership alive; learn about rebalances.
+    Heartbeat = 23,
+    /// Leave a group.
+    LeaveGroup = 24,
+    /// Commit offsets for a group.
+    OffsetCommit = 25,
+    /// Read a group's committed offsets.
+    OffsetFetch = 26,
+    /// Every group and its state.
+    ListGroups = 27,
+    /// Groups' state, members and assignments.
+    DescribeGroups = 28,
+    /// A producer id and epoch for idempotent produce.
+    InitProducerId = 29,
+}
+
+impl ApiKey {
+    /// Every API with its supported version range.
+    pub const ALL: [(ApiKey, u16, u16); 19] = [
+        (ApiKey::ApiVersions, 0, 0),
+        (ApiKey::Metadata, 0, 0),
+        (ApiKey::CreateTopics, 0, 0),
+        (ApiKey::DeleteTopics, 0, 0),
+        (ApiKey::DescribeConfigs, 0, 0),
+        (ApiKey::AlterConfigs, 0, 0),
+        (ApiKey::Produce, 0, 0),
+        (ApiKey::Fetch, 0, 0),
+        (ApiKey::ListOffsets, 0, 0),
+        (ApiKey::FindCoordinator, 0, 0),
+        (ApiKey::JoinGroup, 0, 0),
+        (ApiKey::SyncGroup, 0, 0),
+        (ApiKey::Heartbeat, 0, 0),
+        (ApiKey::LeaveGroup, 0, 0),
+        (ApiKey::OffsetCommit, 0, 0),
+        (ApiKey::OffsetFetch, 0, 0),
+        (ApiKey::ListGroups, 0, 0),
+        (ApiKey::DescribeGroups, 0, 0),
+        (ApiKey::InitProducerId, 0, 0),
+    ];
+
+    /// The API named by `key`, if known.
+    pub fn from_u16(key: u16) -> Option<ApiKey> {
+        ApiKey::ALL
+            .iter()
+            .map(|(k, _, _)| *k)
+            .find(|k| *k as u16 == key)
+    }
+
+    /// Lowercase name for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiKey::ApiVersions => "api_versions",
+            ApiKey::Metadata => "metadata",
+            ApiKey::CreateTopics => "create_topics",
+            ApiKey::DeleteTopics => "delete_topics",
+            ApiKey::DescribeConfigs => "describe_configs",
+            ApiKey::AlterConfigs => "alter_configs",
+            ApiKey::Produce => "produce",
+            ApiKey::Fetch => "fetch",
+            ApiKey::ListOffsets => "list_offsets",
+            ApiKey::FindCoordinator => "find_coordinator",
+            ApiKey::JoinGroup => "join_group",
+            ApiKey::SyncGroup => "sync_group",
+            ApiKey::Heartbeat => "heartbeat",
+            ApiKey::LeaveGroup => "leave_group",
+            ApiKey::OffsetCommit => "offset_commit",
+            ApiKey::OffsetFetch => "offset_fetch",
+            ApiKey::ListGroups => "list_groups",
+            ApiKey::DescribeGroups => "describe_groups",
+            ApiKey::InitProducerId => "init_producer_id",
+        }
+    }
+
+    /// Checks `version` is supported.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnsupportedVersion`].
+    pub fn check_version(self, version: u16) -> Result<(), DecodeError> {
+        let (_, min, max) = ApiKey::ALL
+            .iter()
+            .find(|(k, _, _)| *k == self)
+            .expect("every key is listed");
+        if version < *min || version > *max {
+            return Err(DecodeError::UnsupportedVersion {
+                api_key: self as u16,
+                version,
+            });
+        }
+        Ok(())
+    }
+}
+
+macro_rules! error_codes {
+    ($($name:ident = $code:literal, $text:literal;)*) => {
+        /// Stable error codes: the numbers never change meaning.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum ErrorCode {
+            $(#[doc = $text] $name = $code,)*
+        }
+
+        impl ErrorCode {
+            /// The code named by `code`; unknown codes map to `Unknown`.
+            pub fn from_u16(code: u16) -> ErrorCode {
+                match code {
+                    $($code => ErrorCode::$name,)*
+                    _ => ErrorCode::Unknown,
+                }
+            }
+            /// A sentence for people.
+            pub fn message(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    None = 0, "no error";
+    Unknown = 1, "unexpected server error";
+    CorruptMessage = 2, "record batch failed its CRC or structure check";
+    UnknownTopicOrPartition = 3, "topic or partition does not exist";
+    InvalidTopic = 4, "invalid topic name";
+    TopicAlreadyExists = 5, "topic already exists";
+    InvalidPartitions = 6, "invalid number of partitions";
+    InvalidReplicationFactor = 7, "invalid replication factor";
+    InvalidConfig = 8, "invalid configuration";
+    MessageTooLarge = 9, "record batch is larger than allowed";
+    OffsetOutOfRange = 10, "offset is outside the log";
+    UnsupportedVersion = 11, "API version not supported";
+    InvalidRequest = 12, "malformed request";
+    RequestTimedOut = 13, "request timed out";
+    StorageError = 14, "the partition's storage failed";
+    UnknownApi = 15, "unknown API key";
+    FrameTooLarge = 16, "request frame is larger than allowed";
+    TooManyConnections = 17, "connection limit reached";
+    TooManyPartitions = 18, "partition limit reached";
+    InvalidRequiredAcks = 19, "acks must be 0, 1 or -1 (all)";
+    ShuttingDown = 20, "broker is shutting down";
+    UnknownMemberId = 21, "the group does not know this member (it timed out or left): rejoin";
+    IllegalGeneration = 22, "stale group generation: rejoin";
+    RebalanceInProgress = 23, "the group is rebalancing: rejoin";
+    InvalidGroupId = 24, "invalid group id";
+    InvalidSessionTimeout = 25, "session timeout outside the broker's limits";
+    UnknownAssignor = 26, "unknown partition assignor";
+    OutOfOrderSequence = 27, "producer sequence number out of order: records were lost between producer and broker";
+    InvalidProducerEpoch = 28, "producer epoch is older than the partition's";
+    InvalidRebalanceTimeout = 29, "rebalance timeout outside the broker's limits";
+    GroupMaxSizeReached = 30, "the group has as many members as the broker allows";
+    TooManyGroups = 31, "group limit reached";
+    InvalidClientId = 32, "invalid client id";
+}
+
+/// A key-value config entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Config name, e.g. `retention.ms`.
+    pub key: String,
+    /// Config value, as text.
+    pub value: String,
+}
+
+fn read_configs(r: &mut Reader) -> Result<Vec<ConfigEntry>, DecodeError> {
+    let count = r.count("configs", 4)?;
+    (0..count)
+        .map(|_| {
+            Ok(ConfigEntry {
+                key: r.string("config.key")?,
+                value: r.string("config.value")?,
+            })
+        })
+        .collect()
+}
+
+fn write_configs(out: &mut BytesMut, configs: &[ConfigEntry]) -> Result<(), EncodeError> {
+    out.put_count("configs", configs.len())?;
+    for entry in configs {
+        out.put_string("config.key", &entry.key)?;
+        out.put_string("config.value", &entry.value)?;
+    }
+    Ok(())
+}
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Name (Kafka's rules: `[a-zA-Z0-9._-]`, 1–249 characters, not `.` or `..`).
+    pub name: String,
+    /// Partition count.
+    pub partitions: u32,
+    /// Replicas per partition (1 on a single node).
+    pub replication_factor: u16,
+    /// Topic configs.
+    pub configs: Vec<ConfigEntry>,
+}
+
+/// A partition of a produce request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducePartition {
+    /// Partition index.
+    pub partition: u32,
+    /// One or more RecordBatch v2, back to back.
+    pub records: Bytes,
+}
+
+/// A partition of a fetch request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchPartition {
+    /// Partition index.
+    pub partition: u32,
+    /// First offset wanted.
+    pub fetch_offset: i64,
+    /// Most bytes to return for this partition (at least one batch is returned).
+    pub partition_max_bytes: u32,
+}
+
+/// A partition of a list-offsets request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListOffsetsPartition {
+    /// Partition index.
+    pub partition: u32,
+    /// `-2` earliest, `-1` latest, else a timestamp in ms.
+    pub timestamp: i64,
+}
+
+/// Entries grouped by topic, as every per-partition request is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicEntries<T> {
+    /// Topic name.
+    pub topic: String,
+    /// Per-partition entries.
+    pub partitions: Vec<T>,
+}
+
+/// Timestamp meaning "earliest offset" in [`ListOffsetsPartition`].
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+/// Timestamp meaning "latest offset" in [`ListOffsetsPartition`].
+pub const LATEST_TIMESTAMP: i64 = -1;
+
+fn read_topic_entries<T>(
+    r: &mut Reader,
+    element_len_min: usize,
+    mut read: impl FnMut(&mut Reader) -> Result<T, DecodeError>,
+) -> Result<Vec<TopicEntries<T>>, DecodeError> {
+    let count = r.count("topics", 6)?;
+    let mut topics = Vec::with_capacity(count);
+    for _ in 0..count {
+        let topic = r.string("topic")?;
+        let partitions_count = r.count("partitions", element_len_min)?;
+        let partitions = (0..partitions_count)
+            .map(|_| read(r))
+            .collect::<Result<_, _>>()?;
+        topics.push(TopicEntries { topic, partitions });
+    }
+    Ok(topics)
+}
+
+fn write_topic_entries<T>(
+    out: &mut BytesMut,
+    topics: &[TopicEntries<T>],
+    mut write: impl FnMut(&mut BytesMut, &T) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    out.put_count("topics", topics.len())?;
+    for topic in topics {
+        out.put_string("topic", &topic.topic)?;
+        out.put_count("partitions", topic.partitions.len())?;
+        for partition in &topic.partitions {
+            write(out, partition)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_strings(r: &mut Reader, field: &'static str) -> Result<Vec<String>, DecodeError> {
+    let count = r.count(field, 2)?;
+    (0..count).map(|_| r.string(field)).collect()
+}
+
+fn write_strings(
+    out: &mut BytesMut,
+    field: &'static str,
+    values: &[String],
+) -> Result<(), EncodeError> {
+    out.put_count(field, values.len())?;
+    for value in values {
+        out.put_string(field, value)?;
+    }
+    Ok(())
+}
+
+/// Checks a topic name against Kafka's rules.
+///
+/// # Errors
+/// A sentence saying what is wrong.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name {name:?} is not allowed"));
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "topic name is {} characters, the maximum is 249",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("topic name {name:?} contains {bad:?}; allowed are ASCII letters, digits, '.', '_' and '-'"));
+    }
+    Ok(())
+}
