@@ -136,7 +136,7 @@ pub struct Shard {
     /// Size of `request_budget`.
     pub request_budget_bytes: u64,
     /// Per-partition counter handles used on this shard (any partition, owned or not).
-    partition_metrics: RefCell<HashMap<(String, u32), crate::metrics::PartitionMetrics>>,
+    partition_metrics: RefCell<HashMap<String, HashMap<u32, crate::metrics::PartitionMetrics>>>,
     /// Test-only fault injection: (topic, appends left to fail).
     fault_appends: Option<(String, std::cell::Cell<u32>)>,
 }
@@ -256,17 +256,24 @@ impl Shard {
         topic: &str,
         partition: u32,
     ) -> crate::metrics::PartitionMetrics {
-        let key = (topic.to_owned(), partition);
-        if let Some(found) = self.partition_metrics.borrow().get(&key) {
+        // Looked up by `&str`: the request path allocates nothing once the handles exist.
+        if let Some(found) = self
+            .partition_metrics
+            .borrow()
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition))
+        {
             return found.clone();
         }
         let mut cache = self.partition_metrics.borrow_mut();
-        if cache.len() >= self.config.partitions_max as usize {
+        if cache.values().map(HashMap::len).sum::<usize>() >= self.config.partitions_max as usize {
             // Handles of deleted partitions would otherwise pile up.
             cache.clear();
         }
         cache
-            .entry(key)
+            .entry(topic.to_owned())
+            .or_default()
+            .entry(partition)
             .or_insert_with(|| self.metrics.partition(topic, partition))
             .clone()
     }
@@ -415,9 +422,9 @@ impl Shard {
                 self.producers
                     .borrow_mut()
                     .remove(&(topic.clone(), partition));
-                self.partition_metrics
-                    .borrow_mut()
-                    .remove(&(topic.clone(), partition));
+                if let Some(partitions) = self.partition_metrics.borrow_mut().get_mut(&topic) {
+                    partitions.remove(&partition);
+                }
                 self.metrics.forget_partition(&topic, partition);
                 if let Some(log) = removed {
                     let _ = log.close().await;

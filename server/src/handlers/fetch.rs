@@ -89,13 +89,19 @@ pub async fn handle(
     // offset asked for or the deadline passes. A waiter that fires is replaced only after
     // it finished, so a fetch never holds more than one waiter per partition.
     let (notify, mut woken) = futures_channel::mpsc::channel::<()>(1);
-    let waiting: Vec<Rc<Cell<bool>>> = (0..WAIT_PARTITIONS_MAX).map(|_| Rc::default()).collect();
     let listed: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    // Made on the first wait only: a fetch answered at once allocates nothing for it.
+    let mut waiting: Vec<Rc<Cell<bool>>> = Vec::new();
     let mut waited = Duration::ZERO;
     while round_bytes(&round) < u64::from(min_bytes.max(1))
         && !round_has_error(&round)
         && Instant::now() < deadline
     {
+        if waiting.is_empty() {
+            waiting = (0..listed.min(WAIT_PARTITIONS_MAX))
+                .map(|_| Rc::default())
+                .collect();
+        }
         let partitions = topics
             .iter()
             .flat_map(|entry| entry.partitions.iter().map(move |p| (&entry.topic, *p)));

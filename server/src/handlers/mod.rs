@@ -156,43 +156,43 @@ fn next_producer_id() -> i64 {
 
 /// Every distinct error a response reports, at any level.
 fn response_errors(response: &Response) -> Vec<ErrorCode> {
-    let mut errors: Vec<ErrorCode> = match response {
-        Response::ApiVersions { .. } | Response::ListGroups { .. } => Vec::new(),
-        Response::Metadata { topics, .. } => topics
-            .iter()
-            .flat_map(|t| std::iter::once(t.error).chain(t.partitions.iter().map(|p| p.error)))
-            .collect(),
+    // Nothing is allocated for a response without errors (the common case).
+    let mut errors = Vec::new();
+    let mut note = |error: ErrorCode| {
+        if error != ErrorCode::None && !errors.contains(&error) {
+            errors.push(error);
+        }
+    };
+    match response {
+        Response::ApiVersions { .. } | Response::ListGroups { .. } => {}
+        Response::Metadata { topics, .. } => topics.iter().for_each(|t| {
+            note(t.error);
+            t.partitions.iter().for_each(|p| note(p.error));
+        }),
         Response::CreateTopics { topics }
         | Response::DeleteTopics { topics }
-        | Response::AlterConfigs { topics } => topics.iter().map(|t| t.error).collect(),
-        Response::DescribeConfigs { topics } => topics.iter().map(|t| t.1).collect(),
+        | Response::AlterConfigs { topics } => topics.iter().for_each(|t| note(t.error)),
+        Response::DescribeConfigs { topics } => topics.iter().for_each(|t| note(t.1)),
         Response::Produce { topics } => topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error))
-            .collect(),
+            .for_each(|t| t.partitions.iter().for_each(|p| note(p.error))),
         Response::Fetch { topics } => topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error))
-            .collect(),
+            .for_each(|t| t.partitions.iter().for_each(|p| note(p.error))),
         Response::ListOffsets { topics } => topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error))
-            .collect(),
+            .for_each(|t| t.partitions.iter().for_each(|p| note(p.error))),
         Response::OffsetCommit { topics } => topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.1))
-            .collect(),
-        Response::DescribeGroups { groups } => groups.iter().map(|g| g.error).collect(),
+            .for_each(|t| t.partitions.iter().for_each(|p| note(p.1))),
+        Response::DescribeGroups { groups } => groups.iter().for_each(|g| note(g.error)),
         Response::FindCoordinator { error, .. }
         | Response::JoinGroup { error, .. }
         | Response::SyncGroup { error, .. }
         | Response::Heartbeat { error }
         | Response::LeaveGroup { error }
         | Response::OffsetFetch { error, .. }
-        | Response::InitProducerId { error, .. } => vec![*error],
-    };
-    errors.retain(|e| *e != ErrorCode::None);
-    errors.sort_by_key(|e| *e as u16);
-    errors.dedup();
+        | Response::InitProducerId { error, .. } => note(*error),
+    }
     errors
 }
