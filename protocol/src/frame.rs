@@ -82,6 +82,13 @@ impl RequestFrame {
     }
 }
 
+/// Bytes of the whole frame at the front of `input` (length prefix included), once its
+/// prefix is there; unchecked against any limit.
+pub fn announced_len(input: &[u8]) -> Option<usize> {
+    let prefix: [u8; LENGTH_LEN] = input.get(..LENGTH_LEN)?.try_into().ok()?;
+    Some(LENGTH_LEN + u32::from_be_bytes(prefix) as usize)
+}
+
 /// Looks for one request frame at the front of `input`.
 ///
 /// # Errors

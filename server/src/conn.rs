@@ -8,7 +8,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use keel_engine::FileRange;
 use keel_protocol::api::{ErrorCode, Request};
-use keel_protocol::frame::{check_request, response_prefix, FrameError};
+use keel_protocol::frame::{announced_len, check_request, response_prefix, FrameError};
 use keel_protocol::wire::DecodeError;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -41,12 +41,6 @@ async fn reserve(shard: &Shard, len: usize) -> Option<Permit> {
         .request_budget_wait_seconds
         .inc_by(started.elapsed().as_secs_f64());
     Some(permit)
-}
-
-/// Length of the frame at the front of `buffer` when its prefix is there.
-fn announced_len(buffer: &[u8]) -> Option<usize> {
-    let prefix: [u8; 4] = buffer.get(..4)?.try_into().ok()?;
-    Some(4 + u32::from_be_bytes(prefix) as usize)
 }
 
 /// Serves a connection until the peer closes it, sends an unframeable request, or the
