@@ -29,54 +29,57 @@ pub enum Mode {
 pub struct LoadArgs {
     /// Broker address.
     #[arg(long, default_value = "127.0.0.1:7070")]
-    bootstrap: String,
+    pub(crate) bootstrap: String,
     /// Topic (created when missing).
     #[arg(long, default_value = "keel-bench")]
-    topic: String,
+    pub(crate) topic: String,
     /// Partitions when the topic is created.
     #[arg(long, default_value_t = 1)]
-    partitions: u32,
+    pub(crate) partitions: u32,
     /// Producer connections.
     #[arg(long, default_value_t = 1)]
-    producers: usize,
+    pub(crate) producers: usize,
     /// Consumers (one group).
     #[arg(long, default_value_t = 1)]
-    consumers: usize,
+    pub(crate) consumers: usize,
     /// Message size in bytes.
     #[arg(long, default_value_t = 1024)]
-    message_size: usize,
+    pub(crate) message_size: usize,
     /// Stop after this many messages (per run, all producers or consumers together).
     #[arg(long)]
-    messages: Option<u64>,
+    pub(crate) messages: Option<u64>,
     /// Stop after this many seconds (default 10 when --messages is not given).
     #[arg(long)]
-    duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     /// 0, 1 or all.
     #[arg(long, default_value = "1")]
-    acks: String,
+    pub(crate) acks: String,
     /// Target messages per second across producers (open loop).
     #[arg(long)]
-    rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Producer batch size.
     #[arg(long, default_value_t = 64 * 1024)]
-    batch_bytes: usize,
+    pub(crate) batch_bytes: usize,
     /// Producer linger.
     #[arg(long, default_value_t = 5)]
-    linger_ms: u64,
+    pub(crate) linger_ms: u64,
     /// Write the report here as JSON.
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    pub(crate) json: Option<std::path::PathBuf>,
     /// No progress line (for scripts).
     #[arg(long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// Draw throughput and latency over time (sweep: latency against throughput) as SVG.
     #[arg(long)]
-    plot: Option<std::path::PathBuf>,
+    pub(crate) plot: Option<std::path::PathBuf>,
+    /// Consumer group (default: keel-bench-PID).
+    #[arg(long)]
+    pub(crate) group: Option<String>,
 }
 
 /// Latencies overall and per second of the run.
 pub struct LatencyLog {
-    total: Histogram<u64>,
+    pub(crate) total: Histogram<u64>,
     seconds: Vec<Histogram<u64>>,
 }
 
@@ -101,10 +104,10 @@ impl LatencyLog {
 
 /// What a run measured.
 pub struct Report {
-    messages: u64,
-    bytes: u64,
-    seconds: f64,
-    latency: LatencyLog,
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+    pub(crate) seconds: f64,
+    pub(crate) latency: LatencyLog,
     timeline: Vec<(u64, u64)>,
 }
 
@@ -125,6 +128,11 @@ fn acks(text: &str) -> anyhow::Result<Acks> {
 struct Progress {
     done: AtomicU64,
     bytes: AtomicU64,
+    /// When the first record arrived (consumers): a catch-up read is timed from here, so
+    /// group joins and rebalances do not count as reading time.
+    first: std::sync::OnceLock<Instant>,
+    /// When a consumer saw the last of `--messages`.
+    finished: std::sync::OnceLock<Instant>,
     bar: Option<indicatif::ProgressBar>,
 }
 
@@ -237,6 +245,9 @@ async fn consume(
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let records = consumer.poll(Duration::from_millis(100)).await?;
+                if !records.is_empty() {
+                    progress.first.get_or_init(Instant::now);
+                }
                 let now = micros_since(epoch);
                 for record in &records {
                     let value = record.value.as_deref().unwrap_or_default();
@@ -256,6 +267,7 @@ async fn consume(
                     .fetch_add(records.len() as u64, Ordering::Relaxed)
                     + records.len() as u64;
                 if limit.is_some_and(|l| total >= l) {
+                    progress.finished.get_or_init(Instant::now);
                     stop.store(true, Ordering::Relaxed);
                 }
             }
@@ -442,7 +454,7 @@ pub fn sweep(args: LoadArgs, fractions: &[f64]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Report> {
+pub(crate) async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Report> {
     let admin = Admin::connect(&args.bootstrap)
         .await
         .with_context(|| format!("broker not reachable at {}", args.bootstrap))?;
@@ -468,6 +480,8 @@ async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Report> {
     let progress = Arc::new(Progress {
         done: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        first: std::sync::OnceLock::new(),
+        finished: std::sync::OnceLock::new(),
         bar,
     });
     let epoch = Instant::now();
@@ -501,11 +515,27 @@ async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Report> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let group = format!("keel-bench-{}", std::process::id());
+    let group = args
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("keel-bench-{}", std::process::id()));
     let mut active_seconds = None;
     let latency = match mode {
         Mode::Produce => produce(args, epoch, stop.clone(), progress.clone(), false).await?,
-        Mode::Consume => consume(args, epoch, stop.clone(), progress.clone(), false, group).await?,
+        Mode::Consume => {
+            let latency =
+                consume(args, epoch, stop.clone(), progress.clone(), false, group).await?;
+            let end = progress
+                .finished
+                .get()
+                .copied()
+                .unwrap_or_else(Instant::now);
+            active_seconds = progress
+                .first
+                .get()
+                .map(|first| end.duration_since(*first).as_secs_f64());
+            latency
+        }
         Mode::EndToEnd => {
             let consumers = {
                 let (args, stop, progress) = (
@@ -514,6 +544,8 @@ async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Report> {
                     Arc::new(Progress {
                         done: AtomicU64::new(0),
                         bytes: AtomicU64::new(0),
+                        first: std::sync::OnceLock::new(),
+                        finished: std::sync::OnceLock::new(),
                         bar: None,
                     }),
                 );

@@ -4,8 +4,10 @@
 mod broker;
 mod client;
 mod engine;
+mod iggy;
 mod limits;
 mod load;
+mod suite;
 mod svg;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,9 @@ enum Command {
     /// Producers and consumers together: produce-to-consume latency.
     E2e(load::LoadArgs),
     /// Latency against throughput: open-loop e2e runs at fractions of the maximum.
+    /// Limits, then every workload of the speed targets against a broker it starts (and,
+    /// with --iggy DIR, against Apache Iggy) in one run: tables of figures and ratios.
+    Suite(suite::SuiteArgs),
     Sweep {
         #[command(flatten)]
         args: load::LoadArgs,
@@ -57,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Produce(args) => load::run(load::Mode::Produce, args),
         Command::Consume(args) => load::run(load::Mode::Consume, args),
         Command::E2e(args) => load::run(load::Mode::EndToEnd, args),
+        Command::Suite(args) => suite::run(args),
         Command::Sweep { args, percents } => {
             let fractions: Vec<f64> = percents.iter().map(|p| p / 100.0).collect();
             load::sweep(args, &fractions)
