@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod batch;
+mod builder;
 pub mod compression;
 pub mod error;
 pub mod frame;
