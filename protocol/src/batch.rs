@@ -22,7 +22,6 @@
 
 use crate::compression::Compression;
 use crate::error::{Error, Result};
-use bytes::Bytes;
 
 pub use crate::builder::{BatchBuilder, NewRecord, ProducerFields};
 pub use crate::records::{Header, Record};
@@ -299,6 +298,7 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use proptest::prelude::*;
 
     /// Batches captured from librdkafka on the wire, as published in influxdata/rskafka's

@@ -75,7 +75,15 @@ pub struct BatchBuilder {
     timestamp_type: TimestampType,
     transactional: bool,
     producer: ProducerFields,
-    records: Vec<NewRecord>,
+    /// Records encoded as they are pushed, behind [`HEADER_LEN`] bytes kept for the header:
+    /// without compression this buffer becomes the batch, so a record's bytes are copied
+    /// once, into here.
+    buffer: Vec<u8>,
+    count: usize,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    /// The first record that could not be encoded; reported by `build`.
+    error: Option<String>,
 }
 
 impl BatchBuilder {
@@ -83,6 +91,16 @@ impl BatchBuilder {
     pub fn new() -> BatchBuilder {
         BatchBuilder {
             partition_leader_epoch: -1,
+            ..BatchBuilder::default()
+        }
+    }
+    /// An empty builder whose buffer holds `bytes` of records before it grows.
+    pub fn with_capacity(bytes: usize) -> BatchBuilder {
+        let mut buffer = Vec::with_capacity(HEADER_LEN + bytes);
+        buffer.resize(HEADER_LEN, 0);
+        BatchBuilder {
+            partition_leader_epoch: -1,
+            buffer,
             ..BatchBuilder::default()
         }
     }
@@ -116,45 +134,66 @@ impl BatchBuilder {
         self.producer = producer;
         self
     }
-    /// Adds a record; offsets are assigned in push order.
+    /// Adds a record (encoding it now); offsets are assigned in push order. A record that
+    /// cannot be encoded (a key or value over 2 GiB) makes `build` fail.
     pub fn push(&mut self, record: NewRecord) -> &mut Self {
-        self.records.push(record);
+        if self.buffer.len() < HEADER_LEN {
+            self.buffer.resize(HEADER_LEN, 0);
+        }
+        if self.count == 0 {
+            self.base_timestamp = record.timestamp;
+            self.max_timestamp = record.timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(record.timestamp);
+        let Ok(offset_delta) = i32::try_from(self.count) else {
+            self.error.get_or_insert_with(|| "too many records".into());
+            return self;
+        };
+        let delta = record.timestamp.wrapping_sub(self.base_timestamp);
+        if let Err(e) = encode_record(&mut self.buffer, &record, offset_delta, delta) {
+            self.error.get_or_insert_with(|| e.to_string());
+        }
+        self.count += 1;
         self
     }
     /// Number of records pushed so far.
     pub fn records_count(&self) -> usize {
-        self.records.len()
+        self.count
     }
 
-    /// Encodes the batch.
+    /// Encodes the batch, leaving the builder as it was.
     ///
     /// # Errors
-    /// [`Error::Encode`] for an empty batch or one larger than [`BATCH_LEN_MAX`];
-    /// compression errors.
+    /// As [`BatchBuilder::finish`].
     pub fn build(&self) -> Result<Vec<u8>> {
-        if self.records.is_empty() {
+        self.clone().finish()
+    }
+
+    /// Encodes the batch; without compression the records are not copied again.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] for an empty batch, a record that could not be encoded, or a batch
+    /// larger than [`BATCH_LEN_MAX`]; compression errors.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        if let Some(error) = &self.error {
+            return Err(Error::Encode(error.clone()));
+        }
+        if self.count == 0 {
             return Err(Error::Encode("a batch needs at least one record".into()));
         }
-        let count = i32::try_from(self.records.len())
-            .map_err(|_| Error::Encode("too many records".into()))?;
-        let base_timestamp = self.records[0].timestamp;
-        let max_timestamp = self
-            .records
-            .iter()
-            .map(|r| r.timestamp)
-            .max()
-            .expect("non-empty");
-        let mut section = Vec::new();
-        for (offset_delta, record) in self.records.iter().enumerate() {
-            encode_record(
-                &mut section,
-                record,
-                offset_delta as i32,
-                record.timestamp.wrapping_sub(base_timestamp),
-            )?;
-        }
-        let section = self.compression.compress(&section)?;
-        let total = HEADER_LEN + section.len();
+        let count =
+            i32::try_from(self.count).map_err(|_| Error::Encode("too many records".into()))?;
+        let mut out = match self.compression {
+            Compression::None => self.buffer,
+            compression => {
+                let section = compression.compress(&self.buffer[HEADER_LEN..])?;
+                let mut out = Vec::with_capacity(HEADER_LEN + section.len());
+                out.resize(HEADER_LEN, 0);
+                out.extend_from_slice(&section);
+                out
+            }
+        };
+        let total = out.len();
         if total > BATCH_LEN_MAX {
             return Err(Error::Encode(format!(
                 "batch of {total} bytes exceeds {BATCH_LEN_MAX}"
@@ -167,22 +206,27 @@ impl BatchBuilder {
         if self.transactional {
             attributes |= TRANSACTIONAL_BIT;
         }
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&self.base_offset.to_be_bytes());
-        out.extend_from_slice(&((total - LOG_OVERHEAD) as i32).to_be_bytes());
-        out.extend_from_slice(&self.partition_leader_epoch.to_be_bytes());
-        out.push(MAGIC as u8);
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&attributes.to_be_bytes());
-        out.extend_from_slice(&(count - 1).to_be_bytes());
-        out.extend_from_slice(&base_timestamp.to_be_bytes());
-        out.extend_from_slice(&max_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.producer.producer_id.to_be_bytes());
-        out.extend_from_slice(&self.producer.producer_epoch.to_be_bytes());
-        out.extend_from_slice(&self.producer.base_sequence.to_be_bytes());
-        out.extend_from_slice(&count.to_be_bytes());
-        debug_assert_eq!(out.len(), HEADER_LEN);
-        out.extend_from_slice(&section);
+        let mut header = [0u8; HEADER_LEN];
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            header[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(&self.base_offset.to_be_bytes());
+        put(&((total - LOG_OVERHEAD) as i32).to_be_bytes());
+        put(&self.partition_leader_epoch.to_be_bytes());
+        put(&[MAGIC as u8]);
+        put(&[0; 4]);
+        put(&attributes.to_be_bytes());
+        put(&(count - 1).to_be_bytes());
+        put(&self.base_timestamp.to_be_bytes());
+        put(&self.max_timestamp.to_be_bytes());
+        put(&self.producer.producer_id.to_be_bytes());
+        put(&self.producer.producer_epoch.to_be_bytes());
+        put(&self.producer.base_sequence.to_be_bytes());
+        put(&count.to_be_bytes());
+        debug_assert_eq!(at, HEADER_LEN);
+        out[..HEADER_LEN].copy_from_slice(&header);
         let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
         out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
         debug_assert!(

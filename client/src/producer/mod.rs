@@ -305,6 +305,9 @@ struct SealedBatch {
 /// holds, as with Kafka's `max.in.flight.requests.per.connection`); 1 without.
 pub const IN_FLIGHT_PER_PARTITION: usize = 5;
 
+/// A new batch reserves `batch_bytes` for its records, up to this much.
+const BATCH_RESERVE_MAX: usize = 1 << 20;
+
 #[derive(Default)]
 struct Accumulator {
     open: HashMap<(String, u32), OpenBatch>,
@@ -543,7 +546,9 @@ impl Producer {
             let key = (record.topic.clone(), partition);
             opened = !accumulator.open.contains_key(&key);
             let batch = accumulator.open.entry(key).or_insert_with(|| {
-                let mut builder = BatchBuilder::new();
+                // Room for a full batch up front: records are encoded straight into it.
+                let mut builder =
+                    BatchBuilder::with_capacity(inner.config.batch_bytes.min(BATCH_RESERVE_MAX));
                 builder.compression(inner.config.compression);
                 OpenBatch {
                     builder,

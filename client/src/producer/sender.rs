@@ -172,7 +172,7 @@ fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
             stamp = Some((*epoch, *next));
             *next = next.wrapping_add(batch.pending.len() as i32);
         }
-        let bytes = match batch.builder.build() {
+        let bytes = match batch.builder.finish() {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
                 let error = Err(Error::InvalidRecord(e.to_string()));
