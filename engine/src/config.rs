@@ -90,6 +90,12 @@ pub struct LogConfig {
     pub tail_cache_bytes: u64,
     /// Largest single write to the segment file.
     pub write_chunk_bytes: u64,
+    /// The active segment file is extended ahead of its writes with fallocate(2) in steps
+    /// that double from 64 KiB up to this size (0: never), so a direct-I/O write does not
+    /// extend the file: the kernel then completes it without a worker thread and a sync
+    /// has no file size to record. The space past the data is trimmed when the segment is
+    /// sealed, and recovery reads it as the zero padding it is.
+    pub preallocate_bytes_max: u64,
     /// With `never`/`interval`, appends wait for a write once this much is unwritten.
     pub unwritten_bytes_max: u64,
     /// Recovery thoroughness.
@@ -113,6 +119,7 @@ impl Default for LogConfig {
             tail_cache_bytes: 1 << 20,
             write_chunk_bytes: 4 << 20,
             unwritten_bytes_max: 8 << 20,
+            preallocate_bytes_max: 16 << 20,
             verify: Verify::LastSegment,
             on_corruption: OnCorruption::Fail,
         }

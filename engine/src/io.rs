@@ -89,7 +89,12 @@ pub(crate) struct SegmentWriter {
     len: u64,
     disk_len: u64,
     carry: Vec<u8>,
+    /// The file's size as extended ahead of the writes (fallocate), or as found.
+    allocated: u64,
 }
+
+/// The first preallocation step of a segment file; later steps double it.
+const PREALLOCATE_MIN: u64 = 64 << 10;
 
 impl SegmentWriter {
     /// Creates (or truncates) the file.
@@ -109,6 +114,7 @@ impl SegmentWriter {
             len: 0,
             disk_len: 0,
             carry: Vec::new(),
+            allocated: 0,
         })
     }
 
@@ -154,6 +160,7 @@ impl SegmentWriter {
             len,
             disk_len: len,
             carry: partial,
+            allocated: len,
         })
     }
 
@@ -177,12 +184,15 @@ impl SegmentWriter {
     /// With `whole_pages`, only whole pages are written, at most `chunk_bytes`, and the rest
     /// is carried into the next write; otherwise everything is written with the last page
     /// zero-padded. The writer advances now: the caller submits every prepared write, in
-    /// order, and treats a failed submit as fatal for the log.
+    /// order, and treats a failed submit as fatal for the log. A write that would end past
+    /// the file's size first extends it by a step that doubles up to `preallocate_max`
+    /// (none when 0).
     pub(crate) fn prepare(
         &mut self,
         batches: &[Bytes],
         whole_pages: bool,
         chunk_bytes: u64,
+        preallocate_max: u64,
     ) -> PreparedWrite {
         let data_len: usize = batches.iter().map(Bytes::len).sum();
         let start = align_down(self.disk_len);
@@ -223,6 +233,16 @@ impl SegmentWriter {
         let filled = write_len.min(total) as usize;
         bytes[filled..].fill(0);
         let new_disk_len = start + write_len;
+        let write_end = start + align_up(write_len);
+        let preallocate = (preallocate_max > 0 && write_end > self.allocated).then(|| {
+            let step = self
+                .allocated
+                .clamp(PREALLOCATE_MIN, preallocate_max.max(PREALLOCATE_MIN));
+            align_up(write_end + step)
+        });
+        if let Some(size) = preallocate {
+            self.allocated = size;
+        }
         self.carry = new_carry;
         self.len = end;
         self.disk_len = new_disk_len;
@@ -236,6 +256,7 @@ impl SegmentWriter {
             position: start,
             total: write_len as usize,
             end_len: new_disk_len,
+            preallocate,
         }
     }
 
@@ -319,6 +340,8 @@ pub(crate) struct PreparedWrite {
     position: u64,
     total: usize,
     end_len: u64,
+    /// Extend the file to this size before writing.
+    preallocate: Option<u64>,
 }
 
 impl PreparedWrite {
@@ -350,8 +373,23 @@ impl Submitter {
             buffer,
             position,
             total,
+            preallocate,
             ..
         } = prepared;
+        if let Some(size) = preallocate {
+            // The model sees the file grow with zeros, as a crash image may show it.
+            sim::truncate(&self.path, size).map_err(|e| {
+                Error::io(
+                    format!("preallocating {} to {size}", self.path.display()),
+                    e,
+                )
+            })?;
+            // Only an optimisation: when the file system refuses (no fallocate, no space
+            // to reserve) the write extends the file itself, as without it.
+            if let Err(e) = self.file.pre_allocate(size, false).await {
+                tracing::debug!(path = %self.path.display(), size, error = %e, "fallocate refused");
+            }
+        }
         sim::write(&self.path, position, buffer.as_bytes())
             .map_err(|e| Error::io(format!("writing {} at {position}", self.path.display()), e))?;
         let written = self

@@ -108,7 +108,12 @@ fn plan_write(state: &mut State, config: &LogConfig) -> Option<PlannedWrite> {
     }
     // A full chunk with more behind it is written as whole pages ending on a chunk-sized
     // step, like a plain sequential writer; the last write of a burst pads its last page.
-    let prepared = writer.prepare(&batches, more_follow, config.write_chunk_bytes);
+    let prepared = writer.prepare(
+        &batches,
+        more_follow,
+        config.write_chunk_bytes,
+        config.preallocate_bytes_max.min(config.segment_bytes),
+    );
     let submitter = writer.submitter();
     // Bytes handed over no longer count against the unwritten bound, so appenders refill
     // the buffer while this write is on its way to the disk.
