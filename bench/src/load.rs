@@ -180,8 +180,15 @@ async fn produce(
                     }
                     None => micros_since(epoch),
                 };
-                let mut value = filler.to_vec();
-                value[..8].copy_from_slice(&intended_us.to_be_bytes());
+                // End to end, the consumer reads the send time from the value; otherwise the
+                // filler is shared, so the load generator does not copy every message.
+                let value = if e2e {
+                    let mut value = filler.to_vec();
+                    value[..8].copy_from_slice(&intended_us.to_be_bytes());
+                    Bytes::from(value)
+                } else {
+                    filler.clone()
+                };
                 let record = ProducerRecord::new(topic.as_str(), value);
                 let (latency, progress) = (latency.clone(), progress.clone());
                 producer

@@ -288,7 +288,7 @@ struct OpenBatch {
 
 /// A built batch on its way.
 struct SealedBatch {
-    key: (String, u32),
+    key: PartitionKey,
     bytes: Bytes,
     pending: Vec<Pending>,
     /// Retries so far.
@@ -305,21 +305,27 @@ struct SealedBatch {
 /// holds, as with Kafka's `max.in.flight.requests.per.connection`); 1 without.
 pub const IN_FLIGHT_PER_PARTITION: usize = 5;
 
+/// A topic (shared, so keys cost no allocation) and a partition.
+pub(crate) type PartitionKey = (Arc<str>, u32);
+
+/// A new batch reserves room for at most this many records' completions up front.
+const PENDING_RESERVE_MAX: usize = 4096;
+
 /// A new batch reserves `batch_bytes` for its records, up to this much.
 const BATCH_RESERVE_MAX: usize = 1 << 20;
 
 #[derive(Default)]
 struct Accumulator {
-    open: HashMap<(String, u32), OpenBatch>,
+    open: HashMap<PartitionKey, OpenBatch>,
     /// Full batches waiting for room in flight, oldest first: a batch never grows past
     /// `batch_bytes` (plus one record) while it waits.
-    sealed: HashMap<(String, u32), VecDeque<OpenBatch>>,
+    sealed: HashMap<PartitionKey, VecDeque<OpenBatch>>,
     /// Batches in flight per partition.
-    in_flight: HashMap<(String, u32), usize>,
+    in_flight: HashMap<PartitionKey, usize>,
     /// Batches to retry per partition, by first-send order. While a partition has any, its
     /// in-flight batches drain first and then the retries go one at a time, in order,
     /// before anything new.
-    retry: HashMap<(String, u32), BTreeMap<u64, SealedBatch>>,
+    retry: HashMap<PartitionKey, BTreeMap<u64, SealedBatch>>,
     next_order: u64,
     flush_requested: bool,
 }
@@ -335,8 +341,9 @@ struct Inner {
     /// reused: the partition moves to the next epoch and starts again at 0, which the broker
     /// takes as a fresh start (without that, every later batch would be refused as out of
     /// order).
-    sequences: Mutex<HashMap<(String, u32), (i16, i32)>>,
-    partitions: Mutex<HashMap<String, u32>>,
+    sequences: Mutex<HashMap<PartitionKey, (i16, i32)>>,
+    /// Per topic: its name as the keys share it, and its partition count.
+    partitions: Mutex<HashMap<String, (Arc<str>, u32)>>,
     sticky: Mutex<HashMap<String, Arc<Sticky>>>,
     accumulator: Mutex<Accumulator>,
     buffer: Semaphore,
@@ -441,15 +448,16 @@ impl Producer {
         self.accept(record, Completion::Forget).await
     }
 
-    async fn partition_count(&self, topic: &str) -> Result<u32> {
-        if let Some(count) = self
+    /// The topic's shared name and partition count (asked of the broker once).
+    async fn partition_count(&self, topic: &str) -> Result<(Arc<str>, u32)> {
+        if let Some(known) = self
             .inner
             .partitions
             .lock()
             .expect("partitions lock")
             .get(topic)
         {
-            return Ok(*count);
+            return Ok(known.clone());
         }
         let response = self
             .connection()
@@ -470,13 +478,13 @@ impl Producer {
         if topic_metadata.error != ErrorCode::None || topic_metadata.partitions.is_empty() {
             return Err(Error::UnknownTopic(topic.to_owned()));
         }
-        let count = topic_metadata.partitions.len() as u32;
+        let known = (Arc::<str>::from(topic), topic_metadata.partitions.len() as u32);
         self.inner
             .partitions
             .lock()
             .expect("partitions lock")
-            .insert(topic.to_owned(), count);
-        Ok(count)
+            .insert(topic.to_owned(), known.clone());
+        Ok(known)
     }
 
     async fn accept(&self, record: ProducerRecord, completion: Completion) -> Result<()> {
@@ -487,7 +495,7 @@ impl Producer {
         if inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        let partitions = self.partition_count(&record.topic).await?;
+        let (topic, partitions) = self.partition_count(&record.topic).await?;
         let partition = match record.partition {
             Some(partition) if partition < partitions => partition,
             Some(partition) => {
@@ -502,13 +510,13 @@ impl Producer {
                 }
                 (Partitioner::Default, Some(key)) => partition_for_key(key, partitions),
                 (Partitioner::Default, None) => {
-                    let sticky = inner
-                        .sticky
-                        .lock()
-                        .expect("sticky lock")
-                        .entry(record.topic.clone())
-                        .or_default()
-                        .clone();
+                    let sticky = {
+                        let mut stickies = inner.sticky.lock().expect("sticky lock");
+                        match stickies.get(&record.topic) {
+                            Some(sticky) => sticky.clone(),
+                            None => stickies.entry(record.topic.clone()).or_default().clone(),
+                        }
+                    };
                     sticky.partition(partitions)
                 }
             },
@@ -543,7 +551,7 @@ impl Producer {
         let opened;
         let full = {
             let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
-            let key = (record.topic.clone(), partition);
+            let key = (topic.clone(), partition);
             opened = !accumulator.open.contains_key(&key);
             let batch = accumulator.open.entry(key).or_insert_with(|| {
                 // Room for a full batch up front: records are encoded straight into it.
@@ -552,7 +560,10 @@ impl Producer {
                 builder.compression(inner.config.compression);
                 OpenBatch {
                     builder,
-                    pending: Vec::new(),
+                    // About as many records as fit, so the list seldom grows.
+                    pending: Vec::with_capacity(
+                        (inner.config.batch_bytes / size.max(1) + 1).min(PENDING_RESERVE_MAX),
+                    ),
                     bytes: 0,
                     created: Instant::now(),
                 }
@@ -571,7 +582,7 @@ impl Producer {
             batch.bytes += size;
             let full = batch.bytes >= inner.config.batch_bytes;
             if full {
-                let key = (record.topic.clone(), partition);
+                let key = (topic.clone(), partition);
                 let batch = accumulator.open.remove(&key).expect("just filled");
                 accumulator.sealed.entry(key).or_default().push_back(batch);
             }

@@ -76,7 +76,7 @@ fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
     let now = Instant::now();
     let max = in_flight_max(inner);
     let mut ready = Vec::new();
-    let retrying: Vec<(String, u32)> = accumulator.retry.keys().cloned().collect();
+    let retrying: Vec<PartitionKey> = accumulator.retry.keys().cloned().collect();
     for key in retrying {
         if accumulator.in_flight.get(&key).copied().unwrap_or(0) > 0 {
             continue;
@@ -106,18 +106,18 @@ fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
         *accumulator.in_flight.entry(key).or_insert(0) += 1;
         ready.push(batch);
     }
-    let room = |accumulator: &Accumulator, key: &(String, u32)| {
+    let room = |accumulator: &Accumulator, key: &PartitionKey| {
         !accumulator.retry.contains_key(key)
             && accumulator.in_flight.get(key).copied().unwrap_or(0) < max
             && !ready.iter().any(|b: &SealedBatch| &b.key == key)
     };
-    let mut due: Vec<(String, u32)> = accumulator
+    let mut due: Vec<PartitionKey> = accumulator
         .sealed
         .iter()
         .filter(|(key, queue)| !queue.is_empty() && room(accumulator, key))
         .map(|(key, _)| key.clone())
         .collect();
-    let lingered: Vec<(String, u32)> = accumulator
+    let lingered: Vec<PartitionKey> = accumulator
         .open
         .iter()
         .filter(|(key, batch)| {
@@ -132,7 +132,7 @@ fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
         // A request goes anyway: batches half way through their linger ride along, so
         // partitions whose batches opened at different moments share requests (and fsync
         // rounds) instead of each getting its own.
-        let riders: Vec<(String, u32)> = accumulator
+        let riders: Vec<PartitionKey> = accumulator
             .open
             .iter()
             .filter(|(key, batch)| {
@@ -182,7 +182,7 @@ fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
                 continue;
             }
         };
-        if let Some(sticky) = inner.sticky.lock().expect("sticky lock").get(&key.0) {
+        if let Some(sticky) = inner.sticky.lock().expect("sticky lock").get(&*key.0) {
             sticky.batch_sent();
         }
         *accumulator.in_flight.entry(key.clone()).or_insert(0) += 1;
@@ -203,7 +203,7 @@ fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
 /// A batch failed for good (perhaps stored, perhaps not): its sequence is never reused;
 /// the partition starts over at sequence 0 of the next epoch (unless that happened since the
 /// batch was stamped).
-fn fail_for_good(inner: &Inner, key: &(String, u32), stamp: Option<(i16, i32)>) {
+fn fail_for_good(inner: &Inner, key: &PartitionKey, stamp: Option<(i16, i32)>) {
     let Some((stamped, _)) = stamp else {
         return;
     };
@@ -241,7 +241,7 @@ fn next_due(inner: &Inner) -> Option<Instant> {
 /// A request on its way and the batches it carries, by partition.
 type InFlight = (
     tokio::task::JoinHandle<std::result::Result<Option<Response>, Error>>,
-    HashMap<(String, u32), SealedBatch>,
+    HashMap<PartitionKey, SealedBatch>,
 );
 
 pub(super) async fn sender(inner: Arc<Inner>) {
@@ -272,7 +272,7 @@ pub(super) async fn sender(inner: Arc<Inner>) {
         let mut waiting = HashMap::new();
         for batch in ready {
             by_topic
-                .entry(batch.key.0.clone())
+                .entry(batch.key.0.to_string())
                 .or_default()
                 .push(ProducePartition {
                     partition: batch.key.1,
@@ -334,7 +334,7 @@ async fn handle_answers(
                 }
             }
         }
-        let mut results: HashMap<(String, u32), std::result::Result<i64, Error>> = HashMap::new();
+        let mut results: HashMap<PartitionKey, std::result::Result<i64, Error>> = HashMap::new();
         match outcome {
             Ok(None) => {
                 for key in waiting.keys() {
@@ -349,7 +349,7 @@ async fn handle_answers(
                         } else {
                             Err(Error::broker(p.error, ""))
                         };
-                        results.insert((topic.topic.clone(), p.partition), result);
+                        results.insert((Arc::from(topic.topic.as_str()), p.partition), result);
                     }
                 }
             }
