@@ -18,7 +18,8 @@ use bytes::Bytes;
 use keel_protocol::api::{ErrorCode, ProducePartition, Request, Response, TopicEntries};
 use keel_protocol::batch::{BatchBuilder, Header, NewRecord, ProducerFields};
 use keel_protocol::Compression;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,8 +89,8 @@ impl ProducerRecord {
 /// Where a record was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared with the producer's other records of it).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: u32,
     /// Offset.
@@ -250,12 +251,12 @@ impl ProducerBuilder {
         };
         let inner = Arc::new(Inner {
             producer,
-            sequences: Mutex::new(HashMap::new()),
+            sequences: Mutex::new(HashMap::default()),
             buffer: Semaphore::new(self.buffer_bytes),
             config: self,
             connection: Mutex::new(connection),
-            partitions: Mutex::new(HashMap::new()),
-            sticky: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(HashMap::default()),
+            sticky: Mutex::new(HashMap::default()),
             accumulator: Mutex::new(Accumulator::default()),
             wake: Notify::new(),
             outstanding: AtomicUsize::new(0),
@@ -552,8 +553,9 @@ impl Producer {
         let full = {
             let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
             let key = (topic.clone(), partition);
-            opened = !accumulator.open.contains_key(&key);
-            let batch = accumulator.open.entry(key).or_insert_with(|| {
+            let entry = accumulator.open.entry(key);
+            opened = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
+            let batch = entry.or_insert_with(|| {
                 // Room for a full batch up front: records are encoded straight into it.
                 let mut builder =
                     BatchBuilder::with_capacity(inner.config.batch_bytes.min(BATCH_RESERVE_MAX));

@@ -5,7 +5,7 @@ use super::*;
 
 pub(super) fn complete(
     inner: &Inner,
-    topic: &str,
+    topic: &Arc<str>,
     partition: u32,
     pending: Vec<Pending>,
     result: std::result::Result<i64, Error>,
@@ -16,7 +16,7 @@ pub(super) fn complete(
         permits += record.permits;
         let delivered = match &result {
             Ok(base) => Ok(RecordMetadata {
-                topic: topic.to_owned(),
+                topic: topic.clone(),
                 partition,
                 offset: if *base < 0 { -1 } else { base + index as i64 },
                 timestamp: record.timestamp,
@@ -30,7 +30,7 @@ pub(super) fn complete(
             Completion::Callback(callback) => callback(delivered),
             Completion::Forget => {
                 if let Err(e) = delivered {
-                    tracing::warn!(%topic, partition, error = %e, "fire-and-forget record failed");
+                    tracing::warn!(topic = &**topic, partition, error = %e, "fire-and-forget record failed");
                 }
             }
         }
@@ -268,8 +268,8 @@ pub(super) async fn sender(inner: Arc<Inner>) {
             continue;
         }
         // One request carries every ready partition.
-        let mut by_topic: HashMap<String, Vec<ProducePartition>> = HashMap::new();
-        let mut waiting = HashMap::new();
+        let mut by_topic: HashMap<String, Vec<ProducePartition>> = HashMap::default();
+        let mut waiting = HashMap::default();
         for batch in ready {
             by_topic
                 .entry(batch.key.0.to_string())
@@ -334,7 +334,7 @@ async fn handle_answers(
                 }
             }
         }
-        let mut results: HashMap<PartitionKey, std::result::Result<i64, Error>> = HashMap::new();
+        let mut results: HashMap<PartitionKey, std::result::Result<i64, Error>> = HashMap::default();
         match outcome {
             Ok(None) => {
                 for key in waiting.keys() {
