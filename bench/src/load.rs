@@ -166,17 +166,24 @@ async fn produce(
             let filler = Bytes::from(vec![b'k'; size]);
             let started = Instant::now();
             let mut sent = 0u64;
+            let mut woke = started;
             while !stop.load(Ordering::Relaxed)
                 && per_producer_limit.is_none_or(|limit| sent < limit)
             {
-                // Open loop: the message's intended time; closed loop: now.
+                // Open loop: latency counts from the message's intended time, so a stalled
+                // broker shows (no coordinated omission), but not from before the generator
+                // last woke: tokio's timer wakes on 1 ms ticks, and the messages due inside
+                // a tick could not exist earlier, so that lateness is the generator's own.
+                // A generator held back by the producer (buffer full) does not sleep, so
+                // the intended time rules again. Closed loop: now.
                 let intended_us = match per_producer_rate {
                     Some(rate) => {
                         let intended = started + Duration::from_secs_f64(sent as f64 / rate);
                         if let Some(wait) = intended.checked_duration_since(Instant::now()) {
                             tokio::time::sleep(wait).await;
+                            woke = Instant::now();
                         }
-                        intended.duration_since(epoch).as_micros() as u64
+                        intended.max(woke).duration_since(epoch).as_micros() as u64
                     }
                     None => micros_since(epoch),
                 };
