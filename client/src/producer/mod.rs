@@ -131,143 +131,6 @@ pub enum WhenFull {
     Error,
 }
 
-/// Configures and builds a [`Producer`].
-#[derive(Debug, Clone)]
-pub struct ProducerBuilder {
-    bootstrap: String,
-    acks: Acks,
-    batch_bytes: usize,
-    linger: Duration,
-    buffer_bytes: usize,
-    when_full: WhenFull,
-    compression: Compression,
-    request_timeout: Duration,
-    retries: u32,
-    retry_backoff: Duration,
-    partitioner: Partitioner,
-    idempotence: bool,
-    record_bytes_max: usize,
-}
-
-/// Default [`ProducerBuilder::record_bytes_max`]: what fits the broker's default batch
-/// limit (8 MiB) with room for the batch header.
-pub const RECORD_BYTES_MAX: usize = (8 << 20) - 1024;
-
-impl ProducerBuilder {
-    /// Largest record accepted (key, value and headers; default [`RECORD_BYTES_MAX`]); a
-    /// larger one is refused by `send`/`enqueue` with [`Error::InvalidRecord`] naming its
-    /// size and the limit, before anything is sent.
-    pub fn record_bytes_max(mut self, bytes: usize) -> Self {
-        self.record_bytes_max = bytes.max(1);
-        self
-    }
-    /// Idempotent produce (default on, with `acks=all`): the broker recognises a retried
-    /// batch by its producer id and sequence and stores it once, in order.
-    pub fn idempotence(mut self, enabled: bool) -> Self {
-        self.idempotence = enabled;
-        self
-    }
-    /// Acknowledgement level (default: all).
-    pub fn acks(mut self, acks: Acks) -> Self {
-        self.acks = acks;
-        self
-    }
-    /// Send a partition's batch once it holds this many bytes (default 16 KiB).
-    pub fn batch_bytes(mut self, bytes: usize) -> Self {
-        self.batch_bytes = bytes.max(1);
-        self
-    }
-    /// Wait this long for more records before sending a batch that is not full (default 5 ms).
-    pub fn linger(mut self, linger: Duration) -> Self {
-        self.linger = linger;
-        self
-    }
-    /// Most bytes of records accepted but not yet delivered (default 32 MiB).
-    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
-        self.buffer_bytes = bytes.max(1);
-        self
-    }
-    /// What `send` does when the buffer is full (default: wait).
-    pub fn when_full(mut self, when_full: WhenFull) -> Self {
-        self.when_full = when_full;
-        self
-    }
-    /// Batch compression: none, lz4 or zstd (default none).
-    pub fn compression(mut self, compression: Compression) -> Self {
-        self.compression = compression;
-        self
-    }
-    /// Longest wait for one produce response (default 30 s).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-    /// Retries of a failed batch on retriable errors (default 5), with `backoff` between.
-    pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
-        self.retries = retries;
-        self.retry_backoff = backoff;
-        self
-    }
-    /// The partitioner for records without an explicit partition.
-    pub fn partitioner(mut self, partitioner: Partitioner) -> Self {
-        self.partitioner = partitioner;
-        self
-    }
-
-    /// Connects and starts the background sender.
-    ///
-    /// # Errors
-    /// [`Error::Connect`] when the broker is not reachable; [`Error::InvalidRecord`] for an
-    /// unsupported compression codec.
-    pub async fn build(self) -> Result<Producer> {
-        if matches!(self.compression, Compression::Gzip | Compression::Snappy) {
-            return Err(Error::InvalidRecord(format!(
-                "compression {} is not supported; use none, lz4 or zstd",
-                self.compression.name()
-            )));
-        }
-        let connection = Connection::connect(&self.bootstrap).await?;
-        let producer = if self.idempotence && self.acks == Acks::All {
-            match connection
-                .call_timeout(&Request::InitProducerId, self.request_timeout)
-                .await?
-            {
-                Response::InitProducerId {
-                    error: ErrorCode::None,
-                    producer_id,
-                    producer_epoch,
-                } => Some(ProducerFields {
-                    producer_id,
-                    producer_epoch,
-                    base_sequence: 0,
-                }),
-                Response::InitProducerId { error, .. } => {
-                    return Err(Error::broker(error, "getting a producer id"))
-                }
-                _ => return Err(Error::Protocol("init-producer-id response expected".into())),
-            }
-        } else {
-            None
-        };
-        let inner = Arc::new(Inner {
-            producer,
-            sequences: Mutex::new(HashMap::default()),
-            buffer: Semaphore::new(self.buffer_bytes),
-            config: self,
-            connection: Mutex::new(connection),
-            partitions: Mutex::new(HashMap::default()),
-            sticky: Mutex::new(HashMap::default()),
-            accumulator: Mutex::new(Accumulator::default()),
-            wake: Notify::new(),
-            outstanding: AtomicUsize::new(0),
-            idle: Notify::new(),
-            closed: AtomicBool::new(false),
-        });
-        tokio::spawn(sender(inner.clone()));
-        Ok(Producer { inner })
-    }
-}
-
 enum Completion {
     Channel(oneshot::Sender<Result<RecordMetadata>>),
     Callback(Box<dyn FnOnce(Result<RecordMetadata>) + Send>),
@@ -479,7 +342,10 @@ impl Producer {
         if topic_metadata.error != ErrorCode::None || topic_metadata.partitions.is_empty() {
             return Err(Error::UnknownTopic(topic.to_owned()));
         }
-        let known = (Arc::<str>::from(topic), topic_metadata.partitions.len() as u32);
+        let known = (
+            Arc::<str>::from(topic),
+            topic_metadata.partitions.len() as u32,
+        );
         self.inner
             .partitions
             .lock()
@@ -623,5 +489,7 @@ impl Producer {
     }
 }
 
+mod builder;
 mod sender;
+pub use builder::{ProducerBuilder, RECORD_BYTES_MAX};
 use sender::sender;

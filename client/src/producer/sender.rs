@@ -334,7 +334,8 @@ async fn handle_answers(
                 }
             }
         }
-        let mut results: HashMap<PartitionKey, std::result::Result<i64, Error>> = HashMap::default();
+        let mut results: HashMap<PartitionKey, std::result::Result<i64, Error>> =
+            HashMap::default();
         match outcome {
             Ok(None) => {
                 for key in waiting.keys() {
