@@ -60,6 +60,9 @@ pub struct LoadArgs {
     /// Producer batch size.
     #[arg(long, default_value_t = 64 * 1024)]
     pub(crate) batch_bytes: usize,
+    /// While a partition's in-flight slots are all taken, its batch grows up to this.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub(crate) batch_grow_bytes: usize,
     /// Producer linger.
     #[arg(long, default_value_t = 5)]
     pub(crate) linger_ms: u64,
@@ -151,6 +154,7 @@ async fn produce(
         let producer = Producer::builder(args.bootstrap.as_str())
             .acks(acks(&args.acks)?)
             .batch_bytes(args.batch_bytes)
+            .batch_grow_bytes(args.batch_grow_bytes)
             .linger(Duration::from_millis(args.linger_ms))
             .build()
             .await
@@ -652,6 +656,7 @@ fn summary(mode: Mode, args: &LoadArgs, report: &Report) -> (String, serde_json:
             "acks": args.acks,
             "rate": args.rate,
             "batch_bytes": args.batch_bytes,
+            "batch_grow_bytes": args.batch_grow_bytes,
             "linger_ms": args.linger_ms,
         },
     });

@@ -389,6 +389,7 @@ fn load_args(address: &str, workload: &Workload) -> LoadArgs {
         acks: "all".into(),
         rate: None,
         batch_bytes: 64 * 1024,
+        batch_grow_bytes: 1 << 20,
         linger_ms: 5,
         json: None,
         quiet: true,

@@ -109,11 +109,10 @@ fn sealed_segments_are_trimmed_to_their_data() {
 #[test]
 fn without_preallocation_the_file_is_its_data_rounded_to_a_page() {
     let temp = tempfile::tempdir().unwrap();
-    let (file_len, _, data) = write_and_copy(
-        &temp.path().join("log"),
-        &temp.path().join("image"),
-        0,
-        100,
+    let (file_len, _, data) =
+        write_and_copy(&temp.path().join("log"), &temp.path().join("image"), 0, 100);
+    assert!(
+        file_len <= data.div_ceil(4096) * 4096,
+        "{file_len} vs {data}"
     );
-    assert!(file_len <= data.div_ceil(4096) * 4096, "{file_len} vs {data}");
 }

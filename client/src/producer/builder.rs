@@ -20,6 +20,7 @@ pub struct ProducerBuilder {
     pub(super) bootstrap: String,
     pub(super) acks: Acks,
     pub(super) batch_bytes: usize,
+    pub(super) batch_grow_bytes: usize,
     pub(super) linger: Duration,
     pub(super) buffer_bytes: usize,
     pub(super) when_full: WhenFull,
@@ -58,6 +59,15 @@ impl ProducerBuilder {
     /// Send a partition's batch once it holds this many bytes (default 16 KiB).
     pub fn batch_bytes(mut self, bytes: usize) -> Self {
         self.batch_bytes = bytes.max(1);
+        self
+    }
+    /// While every in-flight slot of a partition is taken, its open batch keeps growing
+    /// past `batch_bytes` up to this size (default 1 MiB; never below `batch_bytes`) and
+    /// goes as soon as a slot frees. Under light load batches stay small and leave at once;
+    /// when the broker is the bottleneck each request carries more, so a partition's
+    /// throughput is not capped at `IN_FLIGHT_PER_PARTITION × batch_bytes` per round trip.
+    pub fn batch_grow_bytes(mut self, bytes: usize) -> Self {
+        self.batch_grow_bytes = bytes;
         self
     }
     /// Wait this long for more records before sending a batch that is not full (default 5 ms).

@@ -182,7 +182,7 @@ const BATCH_RESERVE_MAX: usize = 1 << 20;
 struct Accumulator {
     open: HashMap<PartitionKey, OpenBatch>,
     /// Full batches waiting for room in flight, oldest first: a batch never grows past
-    /// `batch_bytes` (plus one record) while it waits.
+    /// `batch_grow_bytes` (plus one record) while it waits.
     sealed: HashMap<PartitionKey, VecDeque<OpenBatch>>,
     /// Batches in flight per partition.
     in_flight: HashMap<PartitionKey, usize>,
@@ -192,6 +192,16 @@ struct Accumulator {
     retry: HashMap<PartitionKey, BTreeMap<u64, SealedBatch>>,
     next_order: u64,
     flush_requested: bool,
+}
+
+impl Accumulator {
+    /// Whether a batch of `key` sealed now could be sent at once: no retries pending, no
+    /// full batch queued before it, fewer than `max` in flight.
+    fn has_room(&self, key: &PartitionKey, max: usize) -> bool {
+        !self.retry.contains_key(key)
+            && self.sealed.get(key).is_none_or(VecDeque::is_empty)
+            && self.in_flight.get(key).copied().unwrap_or(0) < max
+    }
 }
 
 struct Inner {
@@ -251,6 +261,7 @@ impl Producer {
             bootstrap: bootstrap.into(),
             acks: Acks::All,
             batch_bytes: 16 * 1024,
+            batch_grow_bytes: 1 << 20,
             linger: Duration::from_millis(5),
             buffer_bytes: 32 << 20,
             when_full: WhenFull::Wait,
@@ -419,12 +430,19 @@ impl Producer {
         let full = {
             let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
             let key = (topic.clone(), partition);
+            // A batch that could go now is sealed at batch_bytes; one that would only wait
+            // for an in-flight slot keeps growing, up to batch_grow_bytes.
+            let room = accumulator.has_room(&key, sender::in_flight_max(inner));
+            let seal_at = if room {
+                inner.config.batch_bytes
+            } else {
+                inner.config.batch_grow_bytes.max(inner.config.batch_bytes)
+            };
             let entry = accumulator.open.entry(key);
             opened = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
             let batch = entry.or_insert_with(|| {
                 // Room for a full batch up front: records are encoded straight into it.
-                let mut builder =
-                    BatchBuilder::with_capacity(inner.config.batch_bytes.min(BATCH_RESERVE_MAX));
+                let mut builder = BatchBuilder::with_capacity(seal_at.min(BATCH_RESERVE_MAX));
                 builder.compression(inner.config.compression);
                 OpenBatch {
                     builder,
@@ -448,7 +466,7 @@ impl Producer {
                 completion,
             });
             batch.bytes += size;
-            let full = batch.bytes >= inner.config.batch_bytes;
+            let full = batch.bytes >= seal_at;
             if full {
                 let key = (topic.clone(), partition);
                 let batch = accumulator.open.remove(&key).expect("just filled");

@@ -42,7 +42,7 @@ pub(super) fn complete(
 }
 
 /// How many batches a partition may have in flight.
-fn in_flight_max(inner: &Inner) -> usize {
+pub(super) fn in_flight_max(inner: &Inner) -> usize {
     if inner.producer.is_some() {
         IN_FLIGHT_PER_PARTITION
     } else {
@@ -66,8 +66,8 @@ fn restamp(bytes: &Bytes, epoch: i16, sequence: i32) -> Bytes {
 
 /// Takes the batches that may go now, at most one per partition per request: a
 /// partition's retries (one at a time, in order, once nothing of it is in flight), else
-/// its oldest full batch, else its open batch once lingered (or flushed), while fewer than
-/// [`in_flight_max`] of its batches are in flight.
+/// its oldest full batch, else its open batch once lingered (or flushed) or grown past
+/// `batch_bytes`, while fewer than [`in_flight_max`] of its batches are in flight.
 fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
     let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
     let accumulator = &mut *accumulator;
@@ -123,7 +123,10 @@ fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
         .filter(|(key, batch)| {
             room(accumulator, key)
                 && !due.contains(*key)
-                && (flush || batch.created.elapsed() >= inner.config.linger)
+                && (flush
+                    // Grown past batch_bytes while the slots were taken: full now.
+                    || batch.bytes >= inner.config.batch_bytes
+                    || batch.created.elapsed() >= inner.config.linger)
         })
         .map(|(key, _)| key.clone())
         .collect();
