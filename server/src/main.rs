@@ -404,13 +404,15 @@ async fn run_shard(
     shard.serve_peers(receivers);
     let opened = shard.open_owned_partitions().await?;
     shards_open.fetch_add(1, Ordering::SeqCst);
+    while shards_open.load(Ordering::SeqCst) < config.shards {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
     if let Some(groups) = shard.groups() {
         // Committed offsets are replayed once every shard has its partitions open.
-        while shards_open.load(Ordering::SeqCst) < config.shards {
-            glommio::timer::sleep(Duration::from_millis(5)).await;
-        }
         let loaded = groups.replay(&shard).await?;
         tracing::info!(offsets = loaded, "committed offsets replayed");
+        // One past the shard count: the groups are ready too.
+        shards_open.fetch_add(1, Ordering::SeqCst);
         let ticker = shard.clone();
         glommio::spawn_local(async move {
             loop {
@@ -421,6 +423,12 @@ async fn run_shard(
             }
         })
         .detach();
+    }
+    // Listen only once every shard has opened its partitions and the groups have their
+    // offsets: connections land on any shard, and one listening earlier would answer for
+    // partitions another shard has not opened yet as unknown.
+    while shards_open.load(Ordering::SeqCst) <= config.shards {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     let listener = TcpListener::bind(config.listen)
         .map_err(std::io::Error::from)

@@ -379,3 +379,85 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         "colour codes in piped logs: {stderr:?}"
     );
 }
+
+#[test]
+fn every_partition_answers_from_the_first_accepted_connection() {
+    // Goal: a shard once listened as soon as its own partitions were open, so a client
+    // connecting while the other shard still recovered a big segment was told that
+    // shard's partitions did not exist.
+    use keel_protocol::batch::{BatchBuilder, NewRecord};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+        let mut client = broker.client();
+        client.create_topic("early", 2);
+        // Partition 0 gets ~96 MiB, so its shard takes a while to scan it on restart.
+        let mut builder = BatchBuilder::new();
+        for i in 0..1000 {
+            builder.push(NewRecord::value(i, vec![b'x'; 1024]));
+        }
+        let batch = bytes::Bytes::from(builder.build().unwrap());
+        for _ in 0..96 {
+            let Response::Produce { topics } = client.call(Request::Produce {
+                acks: 1,
+                timeout_ms: 30_000,
+                topics: vec![keel_protocol::api::TopicEntries {
+                    topic: "early".into(),
+                    partitions: vec![keel_protocol::api::ProducePartition {
+                        partition: 0,
+                        records: batch.clone(),
+                    }],
+                }],
+            }) else {
+                panic!("Produce answered with another response")
+            };
+            assert_eq!(topics[0].partitions[0].error, ErrorCode::None);
+        }
+        broker.stop();
+    }
+    let (listen, metrics) = (free_addr(), free_addr());
+    let mut child = Command::new(server_binary())
+        .args(server_args(dir.path(), listen.clone(), metrics))
+        .args(["--shards", "2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(std::time::Instant::now() < deadline, "broker never listened");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Connections land on either shard: ask from several.
+    let mut refused = Vec::new();
+    for _ in 0..8 {
+        let mut client = keel_tests::broker::Client::connect(listen.parse().unwrap());
+        let Response::Fetch { topics } = client.call(Request::Fetch {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![keel_protocol::api::TopicEntries {
+                topic: "early".into(),
+                partitions: (0..2)
+                    .map(|partition| keel_protocol::api::FetchPartition {
+                        partition,
+                        fetch_offset: 0,
+                        partition_max_bytes: 1024,
+                    })
+                    .collect(),
+            }],
+        }) else {
+            panic!("Fetch answered with another response")
+        };
+        refused.extend(
+            topics[0]
+                .partitions
+                .iter()
+                .filter(|p| p.error != ErrorCode::None)
+                .map(|p| (p.partition, p.error)),
+        );
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    assert!(refused.is_empty(), "partitions refused at start-up: {refused:?}");
+}
