@@ -271,6 +271,18 @@ impl<'a> BatchView<'a> {
     }
 }
 
+/// The offset after the last whole batch of a record set (batches back to back), read from
+/// headers alone (no CRC check), or `from` when there is none; a partial or unreadable
+/// batch ends the walk. A consumer uses it to send its next fetch before decoding.
+pub fn end_offset(from: i64, mut records: &[u8]) -> i64 {
+    let mut next = from;
+    while let Ok(view) = BatchView::new(records) {
+        next = next.max(view.next_offset());
+        records = &records[view.len()..];
+    }
+    next
+}
+
 /// Rewrites the base offset of the batch at the front of `batch` (outside the CRC).
 ///
 /// # Panics
@@ -300,6 +312,26 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use proptest::prelude::*;
+
+    #[test]
+    fn end_offset_walks_whole_batches_only() {
+        let batch = |base: i64, count: i64| {
+            let mut builder = BatchBuilder::new();
+            builder.base_offset(base);
+            for i in 0..count {
+                builder.push(NewRecord::value(i, "v"));
+            }
+            builder.build().unwrap()
+        };
+        let mut set = batch(10, 3);
+        set.extend_from_slice(&batch(13, 5));
+        assert_eq!(end_offset(10, &set), 18);
+        let third = batch(18, 2);
+        set.extend_from_slice(&third[..third.len() - 1]);
+        assert_eq!(end_offset(10, &set), 18, "a partial batch is not counted");
+        assert_eq!(end_offset(7, &[]), 7);
+        assert_eq!(end_offset(7, &[0xff; 40]), 7, "garbage ends the walk");
+    }
 
     /// Batches captured from librdkafka on the wire, as published in influxdata/rskafka's
     /// `src/protocol/record.rs` tests: bytes from another implementation, not our encoder.

@@ -13,7 +13,7 @@ use keel_protocol::api::{
     ErrorCode, FetchPartition, FetchPartitionResult, ListOffsetsPartition, Request, Response,
     TopicEntries, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
-use keel_protocol::batch::{BatchView, Header};
+use keel_protocol::batch::{end_offset, BatchView, Header};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -397,6 +397,10 @@ impl Consumer {
             .iter()
             .filter_map(|(tp, p)| Some((tp.clone(), (*p)?)))
             .collect();
+        self.start_prefetch_at(positions, max_wait);
+    }
+
+    fn start_prefetch_at(&mut self, positions: BTreeMap<TopicPartition, i64>, max_wait: Duration) {
         if positions.is_empty() {
             return;
         }
@@ -441,6 +445,32 @@ impl Consumer {
         let Response::Fetch { topics } = response else {
             return Err(Error::Protocol("fetch response expected".into()));
         };
+        // Pipelining: where each partition's data ends is in the batch headers, so the next
+        // fetch leaves now and travels while these batches are checked and decoded. (A
+        // batch that then fails its check ends this poll with an error; the fetch already
+        // sent asked from past it, no longer matches the position, and is dropped.)
+        let mut ahead: BTreeMap<TopicPartition, i64> = self
+            .positions
+            .iter()
+            .filter_map(|(tp, p)| Some((tp.clone(), (*p)?)))
+            .collect();
+        for topic in &topics {
+            for result in &topic.partitions {
+                let tp = (topic.topic.clone(), result.partition);
+                let Some(&from) = asked.get(&tp) else {
+                    continue;
+                };
+                if self.position(&tp) != Some(from) {
+                    continue;
+                }
+                if result.error != ErrorCode::None {
+                    ahead.remove(&tp);
+                    continue;
+                }
+                ahead.insert(tp, end_offset(from, &result.records));
+            }
+        }
+        self.start_prefetch_at(ahead, self.config.max_wait);
         let mut records = Vec::new();
         for topic in topics {
             for result in topic.partitions {
@@ -454,8 +484,6 @@ impl Consumer {
                 self.take_partition(&tp, from, result, &mut records)?;
             }
         }
-        // Pipelining: the next fetch is on its way while the caller works on these.
-        self.start_prefetch(self.config.max_wait);
         Ok(records)
     }
 
