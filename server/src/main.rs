@@ -60,6 +60,9 @@ fn main() {
     }
 }
 
+/// Threads per shard that send cold file ranges (sendfile reading from disk).
+const COLD_SEND_THREADS: usize = 4;
+
 /// A panic anywhere (a shard's executor, a blocking-pool thread) ends the process at once
 /// with a non-zero status and one line naming the thread and the cause: a broker with a
 /// dead shard would otherwise keep its port open while every request that needs that
@@ -310,6 +313,10 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(index % cores))
             .name(&format!("keel-shard-{index}"))
             .io_memory(IO_MEMORY_BYTES)
+            // Cold fetches run sendfile on this pool: with one thread pinned to the shard's
+            // core (glommio's default) every cold send of the shard waited for the one
+            // before it, whatever the disk could do in parallel.
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(COLD_SEND_THREADS))
             .spawn(move || async move {
                 let result = run_shard(shared, mesh, &ready_tx).await;
                 if let Err(e) = &result {

@@ -424,7 +424,10 @@ fn every_partition_answers_from_the_first_accepted_connection() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(std::time::Instant::now() < deadline, "broker never listened");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker never listened"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     // Connections land on either shard: ask from several.
@@ -459,5 +462,8 @@ fn every_partition_answers_from_the_first_accepted_connection() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();
-    assert!(refused.is_empty(), "partitions refused at start-up: {refused:?}");
+    assert!(
+        refused.is_empty(),
+        "partitions refused at start-up: {refused:?}"
+    );
 }
