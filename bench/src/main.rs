@@ -7,6 +7,7 @@ mod engine;
 mod iggy;
 mod limits;
 mod load;
+mod report;
 mod suite;
 mod svg;
 
@@ -59,13 +60,13 @@ fn main() -> anyhow::Result<()> {
         Command::Broker(args) => broker::run(args),
         Command::Client(args) => client::run(args),
         Command::Limits(args) => limits::run(args),
-        Command::Produce(args) => load::run(load::Mode::Produce, args),
-        Command::Consume(args) => load::run(load::Mode::Consume, args),
-        Command::E2e(args) => load::run(load::Mode::EndToEnd, args),
+        Command::Produce(args) => report::run(load::Mode::Produce, args),
+        Command::Consume(args) => report::run(load::Mode::Consume, args),
+        Command::E2e(args) => report::run(load::Mode::EndToEnd, args),
         Command::Suite(args) => suite::run(args),
         Command::Sweep { args, percents } => {
             let fractions: Vec<f64> = percents.iter().map(|p| p / 100.0).collect();
-            load::sweep(args, &fractions)
+            report::sweep(args, &fractions)
         }
     }
 }
