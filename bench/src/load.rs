@@ -112,6 +112,8 @@ pub struct Report {
     pub(crate) seconds: f64,
     pub(crate) latency: LatencyLog,
     pub(crate) timeline: Vec<(u64, u64)>,
+    /// End to end: bytes the consumers received (`bytes` counts what was produced).
+    pub(crate) consumed_bytes: u64,
 }
 
 fn micros_since(epoch: Instant) -> u64 {
@@ -369,6 +371,7 @@ pub(crate) async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Rep
         .clone()
         .unwrap_or_else(|| format!("keel-bench-{}", std::process::id()));
     let mut active_seconds = None;
+    let mut consumed_at_end = 0;
     let latency = match mode {
         Mode::Produce => produce(args, epoch, stop.clone(), progress.clone(), false).await?,
         Mode::Consume => {
@@ -386,18 +389,15 @@ pub(crate) async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Rep
             latency
         }
         Mode::EndToEnd => {
+            let consumed = Arc::new(Progress {
+                done: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                first: std::sync::OnceLock::new(),
+                finished: std::sync::OnceLock::new(),
+                bar: None,
+            });
             let consumers = {
-                let (args, stop, progress) = (
-                    args.clone(),
-                    stop.clone(),
-                    Arc::new(Progress {
-                        done: AtomicU64::new(0),
-                        bytes: AtomicU64::new(0),
-                        first: std::sync::OnceLock::new(),
-                        finished: std::sync::OnceLock::new(),
-                        bar: None,
-                    }),
-                );
+                let (args, stop, progress) = (args.clone(), stop.clone(), consumed.clone());
                 tokio::spawn(
                     async move { consume(&args, epoch, stop, progress, true, group).await },
                 )
@@ -408,6 +408,7 @@ pub(crate) async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Rep
             let producing = Instant::now();
             produce(args, epoch, stop.clone(), progress.clone(), true).await?;
             active_seconds = Some(producing.elapsed().as_secs_f64());
+            consumed_at_end = consumed.bytes.load(Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(500)).await;
             stop.store(true, Ordering::Relaxed);
             consumers.await??
@@ -426,5 +427,6 @@ pub(crate) async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Rep
         seconds,
         latency,
         timeline,
+        consumed_bytes: consumed_at_end,
     })
 }
