@@ -6,18 +6,19 @@ mod conn;
 mod group;
 mod handlers;
 mod metrics;
+mod peers;
 mod producers;
 mod registry;
 mod shard;
 
 use crate::config::{Args, Config};
 use crate::metrics::Metrics;
+use crate::peers::{Meshes, Peers};
 use crate::registry::{parse_partition_dir, Registry, SharedRegistry};
-use crate::shard::{Envelope, Shard, MESH_CHANNEL_CAPACITY};
+use crate::shard::Shard;
 use anyhow::Context;
 use clap::Parser;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -296,7 +297,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     let connections = Arc::new(AtomicUsize::new(0));
     let shards_open = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let mesh = MeshBuilder::<Envelope, _>::full(config.shards, MESH_CHANNEL_CAPACITY);
+    let mesh = Meshes::new(config.shards);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<usize>>();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut handles = Vec::with_capacity(config.shards);
@@ -385,7 +386,7 @@ struct Shared {
 
 async fn run_shard(
     shared: Shared,
-    mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    mesh: Meshes,
     ready: &std::sync::mpsc::Sender<anyhow::Result<usize>>,
 ) -> anyhow::Result<()> {
     let Shared {
@@ -396,19 +397,16 @@ async fn run_shard(
         stop,
         shards_open,
     } = shared;
-    let (senders, receivers) = mesh
-        .join()
-        .await
-        .map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
-    let id = senders.peer_id();
+    let (peers, jobs, replies) = Peers::join(mesh).await?;
+    let id = peers.id();
     let shard = Rc::new(Shard::new(
         id,
         config.clone(),
         registry,
         metrics.clone(),
-        senders,
+        Rc::new(peers),
     ));
-    shard.serve_peers(receivers);
+    shard.serve_peers(jobs, replies);
     let opened = shard.open_owned_partitions().await?;
     shards_open.fetch_add(1, Ordering::SeqCst);
     while shards_open.load(Ordering::SeqCst) < config.shards {

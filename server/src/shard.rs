@@ -10,8 +10,7 @@ use crate::metrics::{Metrics, PartitionLabel};
 use crate::producers::{ProducerStates, SequenceCheck};
 use crate::registry::{partition_dir, SharedRegistry};
 use bytes::{Bytes, BytesMut};
-use futures_channel::oneshot;
-use glommio::channels::channel_mesh::{Receivers, Senders};
+use glommio::channels::channel_mesh::Receivers;
 use keel_engine::{Error as EngineError, Log, LogConfig, ReadData};
 use keel_protocol::api::{
     ErrorCode, FetchPartitionResult, ListOffsetsPartitionResult, PartitionMetadata,
@@ -98,12 +97,6 @@ pub enum Reply {
     Group(keel_protocol::api::Response),
 }
 
-/// What travels between shards: a job and where to send its reply.
-pub type Envelope = (Job, oneshot::Sender<Reply>);
-
-/// Capacity of each shard-to-shard channel.
-pub const MESH_CHANNEL_CAPACITY: usize = 1024;
-
 /// The shard owning `partition` of `topic`.
 pub fn owner(topic: &str, partition: u32, shards: usize) -> usize {
     // FNV-1a: stable across runs and builds, unlike the std hasher.
@@ -127,7 +120,7 @@ pub struct Shard {
     /// Metrics, shared by all shards.
     pub metrics: Arc<Metrics>,
     logs: RefCell<HashMap<(String, u32), Log>>,
-    peers: Senders<Envelope>,
+    peers: Rc<crate::peers::Peers>,
     groups: Option<crate::handlers::groups::GroupService>,
     producers: RefCell<HashMap<(String, u32), ProducerStates>>,
     /// Bytes of requests this shard has read and not yet answered (its share of the
@@ -158,7 +151,7 @@ impl Shard {
         config: Arc<Config>,
         registry: Arc<SharedRegistry>,
         metrics: Arc<Metrics>,
-        peers: Senders<Envelope>,
+        peers: Rc<crate::peers::Peers>,
     ) -> Shard {
         let groups = (id == crate::handlers::groups::COORDINATOR_SHARD)
             .then(|| crate::handlers::groups::GroupService::new(config.group_limits));
@@ -201,31 +194,29 @@ impl Shard {
         if owner == self.id {
             return self.execute(job).await;
         }
-        let (reply, answer) = oneshot::channel();
-        if self.peers.send_to(owner, (job, reply)).await.is_err() {
-            return Reply::Done(Err((
-                ErrorCode::ShuttingDown,
-                format!("shard {owner} is gone"),
-            )));
-        }
-        answer.await.unwrap_or_else(|_| {
+        self.peers.call(owner, job).await.unwrap_or_else(|| {
             Reply::Done(Err((
                 ErrorCode::ShuttingDown,
-                format!("shard {owner} dropped the request"),
+                format!("shard {owner} is gone or dropped the request"),
             )))
         })
     }
 
     /// Serves jobs sent by other shards until they hang up.
-    pub fn serve_peers(self: &Rc<Self>, mut receivers: Receivers<Envelope>) {
-        for (_, stream) in receivers.streams() {
+    pub fn serve_peers(
+        self: &Rc<Self>,
+        mut jobs: Receivers<crate::peers::Envelope>,
+        replies: Receivers<crate::peers::ReplyEnvelope>,
+    ) {
+        self.peers.serve_replies(replies);
+        for (_, stream) in jobs.streams() {
             let shard = self.clone();
             glommio::spawn_local(async move {
-                while let Some((job, reply)) = stream.recv().await {
+                while let Some((job, reply_to, call)) = stream.recv().await {
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
                         let answer = shard.execute(job).await;
-                        let _ = reply.send(answer);
+                        shard.peers.reply(reply_to, call, answer).await;
                     })
                     .detach();
                 }
