@@ -4,12 +4,12 @@
 use crate::error::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
-use keel_protocol::frame::{check_response, write_request};
+use keel_protocol::frame::{check_response, write_request_prefix};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,7 +33,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Connection {
     addr: String,
-    outbox: mpsc::Sender<BytesMut>,
+    outbox: mpsc::Sender<Vec<Bytes>>,
     pending: Pending,
     next_correlation: Arc<AtomicU32>,
     /// Set when the connection failed: later requests fail at once.
@@ -73,7 +73,7 @@ impl Connection {
     fn start(addr: &str, stream: TcpStream) -> Connection {
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
-        let (outbox, mut inbox) = mpsc::channel::<BytesMut>(1024);
+        let (outbox, mut inbox) = mpsc::channel::<Vec<Bytes>>(1024);
         let pending: Pending = Arc::default();
         let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let address = addr.to_owned();
@@ -94,8 +94,8 @@ impl Connection {
         };
         let fail_writer = fail_all.clone();
         tokio::spawn(async move {
-            while let Some(frame) = inbox.recv().await {
-                if let Err(e) = writer.write_all(&frame).await {
+            while let Some(mut frame) = inbox.recv().await {
+                if let Err(e) = write_parts(&mut writer, &mut frame).await {
                     fail_writer(e.to_string());
                     return;
                 }
@@ -239,10 +239,28 @@ impl Connection {
             });
         }
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed).max(1);
-        let mut body = BytesMut::new();
-        request.encode(&mut body)?;
-        let mut frame = BytesMut::with_capacity(body.len() + 14);
-        write_request(&mut frame, request.api_key() as u16, 0, correlation, &body);
+        // The frame goes out as parts: a produce request's record sets are written from
+        // the batches themselves, not copied into the frame.
+        let mut parts = Vec::new();
+        let mut scratch = BytesMut::new();
+        request.encode_parts(&mut scratch, &mut parts)?;
+        let body_len: usize = parts.iter().map(Bytes::len).sum();
+        let mut prefix =
+            BytesMut::with_capacity(FRAME_PREFIX_LEN + parts.first().map_or(0, Bytes::len));
+        write_request_prefix(
+            &mut prefix,
+            request.api_key() as u16,
+            0,
+            correlation,
+            body_len,
+        );
+        // Small leading fields ride with the prefix: one write fewer.
+        if parts.first().is_some_and(|p| p.len() <= SMALL_PART_BYTES) {
+            prefix.extend_from_slice(&parts.remove(0));
+        }
+        let mut frame = Vec::with_capacity(parts.len() + 1);
+        frame.push(prefix.freeze());
+        frame.extend(parts);
         let receiver = expect_response.then(|| {
             let (sender, receiver) = oneshot::channel();
             self.pending
@@ -267,4 +285,100 @@ impl Connection {
 
 fn decode(api: ApiKey, body: Bytes) -> Result<Response> {
     Response::decode(api, body).map_err(|e| Error::Protocol(e.to_string()))
+}
+
+/// Bytes of a request frame before its body: length and header.
+const FRAME_PREFIX_LEN: usize = 14;
+
+/// A leading body part up to this size is copied behind the frame prefix.
+const SMALL_PART_BYTES: usize = 4096;
+
+/// Writes every part, in order, with vectored writes.
+async fn write_parts(
+    writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+    parts: &mut [Bytes],
+) -> std::io::Result<()> {
+    use bytes::Buf;
+    use tokio::io::AsyncWriteExt;
+    let mut first = 0;
+    while first < parts.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = parts[first..]
+            .iter()
+            .take(64)
+            .map(|p| std::io::IoSlice::new(p))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let part = &mut parts[first];
+            if written >= part.len() {
+                written -= part.len();
+                first += 1;
+            } else {
+                part.advance(written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Takes at most 3 bytes per write, from as many slices as it is given.
+    struct Trickle(Vec<u8>);
+
+    impl tokio::io::AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(3);
+            self.0.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut left = 3;
+            for buf in bufs {
+                let n = buf.len().min(left);
+                self.0.extend_from_slice(&buf[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(3 - left))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn parts_are_written_whole_and_in_order_through_short_writes() {
+        let mut parts: Vec<Bytes> = ["ab", "", "cdefg", "h", "ijklmnopq"]
+            .iter()
+            .map(|s| Bytes::from(s.to_string()))
+            .collect();
+        let mut out = Trickle(Vec::new());
+        write_parts(&mut out, &mut parts).await.unwrap();
+        assert_eq!(out.0, b"abcdefghijklmnopq");
+    }
 }

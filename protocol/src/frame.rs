@@ -135,15 +135,27 @@ pub fn write_request(
     correlation_id: u32,
     body: &[u8],
 ) {
+    write_request_prefix(out, api_key, api_version, correlation_id, body.len());
+    out.extend_from_slice(body);
+}
+
+/// The length field and header of a request frame whose body (`body_len` bytes) follows
+/// separately (written from parts).
+pub fn write_request_prefix(
+    out: &mut bytes::BytesMut,
+    api_key: u16,
+    api_version: u16,
+    correlation_id: u32,
+    body_len: usize,
+) {
     let header = RequestHeader {
         api_key: api_key.into(),
         api_version: api_version.into(),
         correlation_id: correlation_id.into(),
         flags: 0.into(),
     };
-    out.extend_from_slice(&((REQUEST_HEADER_LEN + body.len()) as u32).to_be_bytes());
+    out.extend_from_slice(&((REQUEST_HEADER_LEN + body_len) as u32).to_be_bytes());
     out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(body);
 }
 
 /// The bytes that open a response frame whose body is `body_len` bytes long.

@@ -297,6 +297,42 @@ impl Request {
         Ok(request)
     }
 
+    /// Encodes the body as parts to write back to back, so large record sets are not
+    /// copied: a produce request's records are parts of their own (`Bytes` clones); the
+    /// rest is encoded as [`Request::encode`] does, into `out` and split off as parts.
+    /// The parts concatenated equal `encode`'s bytes.
+    ///
+    /// # Errors
+    /// As [`Request::encode`].
+    pub fn encode_parts(
+        &self,
+        out: &mut BytesMut,
+        parts: &mut Vec<Bytes>,
+    ) -> Result<(), EncodeError> {
+        match self {
+            Request::Produce {
+                acks,
+                timeout_ms,
+                topics,
+            } => {
+                out.put_i8(*acks);
+                out.put_u32(*timeout_ms);
+                write_topic_entries(out, topics, |out, p| {
+                    out.put_u32(p.partition);
+                    out.put_u32(len_u32("records", p.records.len())?);
+                    parts.push(out.split().freeze());
+                    parts.push(p.records.clone());
+                    Ok(())
+                })?;
+            }
+            other => other.encode(out)?,
+        }
+        if !out.is_empty() {
+            parts.push(out.split().freeze());
+        }
+        Ok(())
+    }
+
     /// Encodes the body (without frame header).
     ///
     /// # Errors

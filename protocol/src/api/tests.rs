@@ -285,3 +285,60 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn encoding_as_parts_gives_the_same_bytes_without_copying_records() {
+    let records = |n: u8| Bytes::from(vec![n; 5000 + n as usize]);
+    let produce = Request::Produce {
+        acks: -1,
+        timeout_ms: 1234,
+        topics: vec![
+            TopicEntries {
+                topic: "a".into(),
+                partitions: vec![
+                    ProducePartition {
+                        partition: 0,
+                        records: records(1),
+                    },
+                    ProducePartition {
+                        partition: 3,
+                        records: records(2),
+                    },
+                ],
+            },
+            TopicEntries {
+                topic: "bb".into(),
+                partitions: vec![ProducePartition {
+                    partition: 7,
+                    records: records(3),
+                }],
+            },
+        ],
+    };
+    let fetch = Request::Fetch {
+        max_wait_ms: 10,
+        min_bytes: 1,
+        max_bytes: 100,
+        topics: vec![],
+    };
+    for request in [produce, fetch, Request::ApiVersions] {
+        let mut whole = BytesMut::new();
+        request.encode(&mut whole).unwrap();
+        let (mut scratch, mut parts) = (BytesMut::new(), Vec::new());
+        request.encode_parts(&mut scratch, &mut parts).unwrap();
+        assert_eq!(parts.concat(), whole.to_vec(), "{request:?}");
+        if let Request::Produce { topics, .. } = &request {
+            // Each record set is a part that points at the caller's bytes.
+            let sets: Vec<&Bytes> = topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| &p.records))
+                .collect();
+            for set in sets {
+                assert!(
+                    parts.iter().any(|part| part.as_ptr() == set.as_ptr()),
+                    "records sent from where they are"
+                );
+            }
+        }
+    }
+}
