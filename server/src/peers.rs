@@ -4,11 +4,12 @@
 //!
 //! Every task is woken by its own thread. The reply used to travel in a `futures` oneshot
 //! completed by the owning shard, which woke the caller's glommio task from a foreign
-//! thread; glommio's foreign-waker path has a window between dropping the last reference
+//! thread. glommio's foreign-waker path has a window between dropping the last reference
 //! and re-queuing the task, and under load (long polls and produce calls crossing shards)
-//! that ended in a use-after-free (segfaults in `RawTask::do_wake` and while dropping a
-//! task's captures). glommio's meshes notify the other executor through its reactor, and
-//! the waker they wake is registered on, and woken by, the receiving thread.
+//! brokers segfaulted in `RawTask::do_wake` and while dropping a cross-shard task's
+//! captures, most likely through that window (not reproduced on demand). glommio's meshes
+//! notify the other executor through its reactor, and the waker they wake is registered
+//! on, and woken by, the receiving thread.
 
 use crate::shard::{Job, Reply};
 use futures_channel::oneshot;
