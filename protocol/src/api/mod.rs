@@ -6,15 +6,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 mod request;
 mod response;
+mod response_codec;
 #[cfg(test)]
 mod tests;
 
 pub use request::{JoinGroup, Request};
 pub use response::{
-    write_fetch_partition_header, BrokerInfo, FetchPartitionResult, GroupDescription,
-    ListOffsetsPartitionResult, MemberDescription, PartitionMetadata, ProducePartitionResult,
-    Response, TopicMetadata, TopicResult, FETCH_PARTITION_HEADER_LEN,
+    BrokerInfo, FetchPartitionResult, GroupDescription, ListOffsetsPartitionResult,
+    MemberDescription, PartitionMetadata, ProducePartitionResult, Response, TopicMetadata,
+    TopicResult, FETCH_PARTITION_HEADER_LEN,
 };
+pub use response_codec::write_fetch_partition_header;
 
 /// API keys. Numbers 20–39 are reserved for consumer groups, 40–59 for replication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
