@@ -314,17 +314,10 @@ impl Request {
                 acks,
                 timeout_ms,
                 topics,
-            } => {
-                out.put_i8(*acks);
-                out.put_u32(*timeout_ms);
-                write_topic_entries(out, topics, |out, p| {
-                    out.put_u32(p.partition);
-                    out.put_u32(len_u32("records", p.records.len())?);
-                    parts.push(out.split().freeze());
-                    parts.push(p.records.clone());
-                    Ok(())
-                })?;
-            }
+            } => write_produce(out, *acks, *timeout_ms, topics, |out, records| {
+                parts.push(out.split().freeze());
+                parts.push(records.clone());
+            })?,
             other => other.encode(out)?,
         }
         if !out.is_empty() {
@@ -364,15 +357,9 @@ impl Request {
                 acks,
                 timeout_ms,
                 topics,
-            } => {
-                out.put_i8(*acks);
-                out.put_u32(*timeout_ms);
-                write_topic_entries(out, topics, |out, p| {
-                    out.put_u32(p.partition);
-                    out.put_sized("records", &p.records)?;
-                    Ok(())
-                })?;
-            }
+            } => write_produce(out, *acks, *timeout_ms, topics, |out, records| {
+                out.put_slice(records);
+            })?,
             Request::Fetch {
                 max_wait_ms,
                 min_bytes,
@@ -449,4 +436,23 @@ impl Request {
         }
         Ok(())
     }
+}
+
+/// A produce body; each partition's records (after their length) are handed to `records`,
+/// which appends them to `out` or sends them as a part of their own.
+fn write_produce(
+    out: &mut BytesMut,
+    acks: i8,
+    timeout_ms: u32,
+    topics: &[TopicEntries<ProducePartition>],
+    mut records: impl FnMut(&mut BytesMut, &Bytes),
+) -> Result<(), EncodeError> {
+    out.put_i8(acks);
+    out.put_u32(timeout_ms);
+    write_topic_entries(out, topics, |out, p| {
+        out.put_u32(p.partition);
+        out.put_u32(len_u32("records", p.records.len())?);
+        records(out, &p.records);
+        Ok(())
+    })
 }
