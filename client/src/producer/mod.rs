@@ -431,20 +431,22 @@ impl Producer {
             let mut accumulator = inner.accumulator.lock().expect("accumulator lock");
             let key = (topic.clone(), partition);
             // A batch that could go now is sealed at batch_bytes; one that would only wait
-            // for an in-flight slot keeps growing, up to batch_grow_bytes.
-            let room = accumulator.has_room(&key, sender::in_flight_max(inner));
-            let seal_at = if room {
-                inner.config.batch_bytes
-            } else {
-                inner.config.batch_grow_bytes.max(inner.config.batch_bytes)
-            };
-            let entry = accumulator.open.entry(key);
-            opened = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
-            let batch = entry.or_insert_with(|| {
+            // for an in-flight slot keeps growing, up to batch_grow_bytes. Whether it could
+            // go is asked only when that matters: when a batch opens (for its buffer) and
+            // once it holds batch_bytes.
+            let in_flight_max = sender::in_flight_max(inner);
+            let grow_to = inner.config.batch_grow_bytes.max(inner.config.batch_bytes);
+            opened = !accumulator.open.contains_key(&key);
+            if opened {
+                let reserve = if accumulator.has_room(&key, in_flight_max) {
+                    inner.config.batch_bytes
+                } else {
+                    grow_to
+                };
                 // Room for a full batch up front: records are encoded straight into it.
-                let mut builder = BatchBuilder::with_capacity(seal_at.min(BATCH_RESERVE_MAX));
+                let mut builder = BatchBuilder::with_capacity(reserve.min(BATCH_RESERVE_MAX));
                 builder.compression(inner.config.compression);
-                OpenBatch {
+                let batch = OpenBatch {
                     builder,
                     // About as many records as fit, so the list seldom grows.
                     pending: Vec::with_capacity(
@@ -452,8 +454,10 @@ impl Producer {
                     ),
                     bytes: 0,
                     created: Instant::now(),
-                }
-            });
+                };
+                accumulator.open.insert(key.clone(), batch);
+            }
+            let batch = accumulator.open.get_mut(&key).expect("opened above");
             batch.builder.push(NewRecord {
                 timestamp,
                 key: record.key,
@@ -466,9 +470,10 @@ impl Producer {
                 completion,
             });
             batch.bytes += size;
-            let full = batch.bytes >= seal_at;
+            let bytes = batch.bytes;
+            let full = bytes >= inner.config.batch_bytes
+                && (bytes >= grow_to || accumulator.has_room(&key, in_flight_max));
             if full {
-                let key = (topic.clone(), partition);
                 let batch = accumulator.open.remove(&key).expect("just filled");
                 accumulator.sealed.entry(key).or_default().push_back(batch);
             }
