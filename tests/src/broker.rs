@@ -369,6 +369,23 @@ impl Client {
         topic: &str,
         partition: u32,
     ) -> Vec<(i64, Option<String>, String)> {
+        let text = |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let mut out = Vec::new();
+        for batch in self.read_batches(topic, partition) {
+            let view = keel_protocol::batch::BatchView::new(&batch).expect("checked batch");
+            for record in view.records().expect("valid records") {
+                out.push((
+                    record.offset,
+                    text(record.key),
+                    text(record.value).unwrap_or_default(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Every batch of a partition up to its high watermark, whole and CRC-checked.
+    pub fn read_batches(&mut self, topic: &str, partition: u32) -> Vec<Bytes> {
         let mut out = Vec::new();
         let mut offset = 0;
         loop {
@@ -387,26 +404,34 @@ impl Client {
             }) else {
                 panic!("Fetch answered with another response")
             };
-            let records = &topics[0].partitions[0].records;
+            let records = topics[0].partitions[0].records.clone();
             if records.is_empty() {
                 return out;
             }
-            let mut rest = &records[..];
-            while !rest.is_empty() {
-                let view =
-                    keel_protocol::batch::BatchView::new_verified(rest).expect("valid batch");
-                for record in view.records().expect("valid records") {
-                    let text =
-                        |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
-                    out.push((
-                        record.offset,
-                        text(record.key),
-                        text(record.value).unwrap_or_default(),
-                    ));
-                }
+            let mut at = 0;
+            while at < records.len() {
+                let view = keel_protocol::batch::BatchView::new_verified(&records[at..])
+                    .expect("valid batch");
                 offset = view.next_offset();
-                rest = &rest[view.len()..];
+                let len = view.len();
+                out.push(records.slice(at..at + len));
+                at += len;
             }
         }
+    }
+
+    /// Produces `records` (whole batches) to a partition; the partition's error code.
+    pub fn produce(&mut self, topic: &str, partition: u32, acks: i8, records: Bytes) -> ErrorCode {
+        let Response::Produce { topics } = self.call(Request::Produce {
+            acks,
+            timeout_ms: 30_000,
+            topics: vec![keel_protocol::api::TopicEntries {
+                topic: topic.into(),
+                partitions: vec![keel_protocol::api::ProducePartition { partition, records }],
+            }],
+        }) else {
+            panic!("Produce answered with another response")
+        };
+        topics[0].partitions[0].error
     }
 }

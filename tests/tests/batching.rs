@@ -3,7 +3,6 @@
 //! to `batch_grow_bytes`, and order and idempotence hold either way.
 
 use keel_client::{Producer, ProducerRecord};
-use keel_protocol::api::{FetchPartition, Request, Response, TopicEntries};
 use keel_protocol::batch::BatchView;
 use keel_tests::broker::{server_binary, Broker, Client};
 use std::time::Duration;
@@ -20,44 +19,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// (base offset, bytes, first value) of every stored batch of partition 0.
+/// (base offset, bytes, the values' first 12 bytes) of every stored batch of partition 0.
 fn stored_batches(client: &mut Client, topic: &str) -> Vec<(i64, usize, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let Response::Fetch { topics } = client.call(Request::Fetch {
-            max_wait_ms: 0,
-            min_bytes: 1,
-            max_bytes: 4 << 20,
-            topics: vec![TopicEntries {
-                topic: topic.into(),
-                partitions: vec![FetchPartition {
-                    partition: 0,
-                    fetch_offset: offset,
-                    partition_max_bytes: 4 << 20,
-                }],
-            }],
-        }) else {
-            panic!("Fetch answered with another response")
-        };
-        let records = &topics[0].partitions[0].records;
-        if records.is_empty() {
-            return out;
-        }
-        let mut rest = &records[..];
-        while !rest.is_empty() {
-            let view = BatchView::new_verified(rest).expect("valid batch");
+    client
+        .read_batches(topic, 0)
+        .iter()
+        .map(|batch| {
+            let view = BatchView::new(batch).expect("checked batch");
             let values = view
                 .records()
                 .unwrap()
                 .into_iter()
                 .map(|r| String::from_utf8_lossy(&r.value.unwrap()[..12]).into_owned())
                 .collect();
-            out.push((view.base_offset(), view.len(), values));
-            offset = view.last_offset() + 1;
-            rest = &rest[view.len()..];
-        }
-    }
+            (view.base_offset(), view.len(), values)
+        })
+        .collect()
 }
 
 fn value(index: usize) -> Vec<u8> {

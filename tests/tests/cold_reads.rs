@@ -2,7 +2,7 @@
 //! consumer that stopped reading its socket.
 
 use keel_protocol::api::{ApiKey, TopicEntries};
-use keel_protocol::api::{ErrorCode, FetchPartition, ProducePartition, Request, Response};
+use keel_protocol::api::{ErrorCode, FetchPartition, Request, Response};
 use keel_protocol::batch::{BatchBuilder, NewRecord};
 use keel_tests::broker::{server_binary, Broker, Client};
 use std::time::{Duration, Instant};
@@ -14,20 +14,10 @@ fn fill(client: &mut Client, topic: &str, partition: u32, mib: usize) {
     }
     let batch = bytes::Bytes::from(builder.build().unwrap());
     for _ in 0..mib {
-        let Response::Produce { topics } = client.call(Request::Produce {
-            acks: 1,
-            timeout_ms: 30_000,
-            topics: vec![TopicEntries {
-                topic: topic.into(),
-                partitions: vec![ProducePartition {
-                    partition,
-                    records: batch.clone(),
-                }],
-            }],
-        }) else {
-            panic!("Produce answered with another response")
-        };
-        assert_eq!(topics[0].partitions[0].error, ErrorCode::None);
+        assert_eq!(
+            client.produce(topic, partition, 1, batch.clone()),
+            ErrorCode::None
+        );
     }
 }
 
@@ -64,9 +54,23 @@ fn a_consumer_that_stops_reading_does_not_hold_up_cold_reads_of_others() {
 
     // The stuck consumer asks for 48 MiB and never reads: its send blocks once the
     // socket buffers are full.
-    let mut stuck = broker.client();
-    stuck.send(&fetch(topic, 0, 48 << 20));
-    std::thread::sleep(Duration::from_millis(300));
+    let mut body = bytes::BytesMut::new();
+    fetch(topic, 0, 48 << 20).encode(&mut body).unwrap();
+    let mut frame = bytes::BytesMut::new();
+    keel_protocol::frame::write_request(&mut frame, ApiKey::Fetch as u16, 0, 1, &body);
+    let mut stuck = std::net::TcpStream::connect(broker.addr).unwrap();
+    std::io::Write::write_all(&mut stuck, &frame).unwrap();
+    // Its answer has begun (bytes wait in its socket): the send is under way and blocks
+    // once the socket buffers are full.
+    stuck.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stuck.peek(&mut [0u8; 1]).map_or(true, |n| n == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the stuck fetch was never answered"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     // Others on the same shard keep getting their cold data.
     for attempt in 0..3 {

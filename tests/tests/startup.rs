@@ -398,20 +398,10 @@ fn every_partition_answers_from_the_first_accepted_connection() {
         }
         let batch = bytes::Bytes::from(builder.build().unwrap());
         for _ in 0..96 {
-            let Response::Produce { topics } = client.call(Request::Produce {
-                acks: 1,
-                timeout_ms: 30_000,
-                topics: vec![keel_protocol::api::TopicEntries {
-                    topic: "early".into(),
-                    partitions: vec![keel_protocol::api::ProducePartition {
-                        partition: 0,
-                        records: batch.clone(),
-                    }],
-                }],
-            }) else {
-                panic!("Produce answered with another response")
-            };
-            assert_eq!(topics[0].partitions[0].error, ErrorCode::None);
+            assert_eq!(
+                client.produce("early", 0, 1, batch.clone()),
+                ErrorCode::None
+            );
         }
         broker.stop();
     }
