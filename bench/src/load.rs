@@ -141,6 +141,18 @@ struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
+impl Progress {
+    fn new(bar: Option<indicatif::ProgressBar>) -> Arc<Progress> {
+        Arc::new(Progress {
+            done: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            first: std::sync::OnceLock::new(),
+            finished: std::sync::OnceLock::new(),
+            bar,
+        })
+    }
+}
+
 async fn produce(
     args: &LoadArgs,
     epoch: Instant,
@@ -328,13 +340,7 @@ pub(crate) async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Rep
         );
         bar
     });
-    let progress = Arc::new(Progress {
-        done: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        first: std::sync::OnceLock::new(),
-        finished: std::sync::OnceLock::new(),
-        bar,
-    });
+    let progress = Progress::new(bar);
     let epoch = Instant::now();
     // The timeline: messages per second, sampled by a ticker that also drives the bar.
     let timeline = Arc::new(Mutex::new(Vec::new()));
@@ -389,13 +395,7 @@ pub(crate) async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Rep
             latency
         }
         Mode::EndToEnd => {
-            let consumed = Arc::new(Progress {
-                done: AtomicU64::new(0),
-                bytes: AtomicU64::new(0),
-                first: std::sync::OnceLock::new(),
-                finished: std::sync::OnceLock::new(),
-                bar: None,
-            });
+            let consumed = Progress::new(None);
             let consumers = {
                 let (args, stop, progress) = (args.clone(), stop.clone(), consumed.clone());
                 tokio::spawn(
