@@ -53,12 +53,23 @@ fn only_engine_io_and_server_name_the_runtime() {
 #[test]
 fn protocol_does_no_io() {
     // Goal: the formats crate stays pure.
+    assert_crate_does_no_io("protocol");
+}
+
+#[test]
+fn controller_does_no_io() {
+    // Goal: the controller (records, state machine, Raft driver, simulator) stays sans-IO:
+    // no runtime, no sockets, no files, no clock.
+    assert_crate_does_no_io("controller");
+}
+
+fn assert_crate_does_no_io(krate: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    rust_files(&root.join("protocol").join("src"), &mut files);
+    rust_files(&root.join(krate).join("src"), &mut files);
     for file in &files {
         for (number, line) in code_lines(file) {
-            for banned in ["std::fs", "std::net", "tokio", "glommio"] {
+            for banned in ["std::fs", "std::net", "tokio", "glommio", "Instant::now", "SystemTime"] {
                 assert!(
                     !line.contains(banned),
                     "{}:{number} uses {banned}",

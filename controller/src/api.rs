@@ -1,0 +1,152 @@
+//! What brokers and tools ask the controller, what it answers, and its settings.
+
+use raft::eraftpb::Message;
+
+use crate::store::Persist;
+
+/// An incarnation: the data directory's random id in the high 32 bits, the count of starts
+/// on that directory in the low 32.
+pub fn incarnation(directory_id: u32, start_count: u32) -> u64 {
+    u64::from(directory_id) << 32 | u64::from(start_count)
+}
+
+/// Who asked: the I/O layer's handle for routing an answer back.
+pub type Token = u64;
+
+/// Settings of one voter.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// This voter's id (a node id, not 0).
+    pub node_id: u64,
+    /// Every voter's id, the same list on every node.
+    pub voters: Vec<u64>,
+    /// Milliseconds per Raft tick.
+    pub tick_ms: u64,
+    /// Ticks without a leader's message before a follower campaigns (randomized up to 2×).
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+    /// A broker not heard from for this long is fenced.
+    pub lease_ms: u64,
+    /// Applied entries between snapshots (log compaction).
+    pub snapshot_entries: u64,
+    /// Most changes proposed and not yet applied.
+    pub pending_max: usize,
+    /// Most entries one metadata update carries to a broker.
+    pub update_entries_max: usize,
+    /// Seeds the election timeouts.
+    pub seed: u64,
+    /// Keep every applied entry for [`Controller::take_applied`] (simulations check them).
+    pub record_applied: bool,
+}
+
+impl ControllerConfig {
+    /// Defaults: 100 ms ticks, elections after 1–2 s, broker leases of 4 s.
+    pub fn new(node_id: u64, voters: Vec<u64>) -> ControllerConfig {
+        ControllerConfig {
+            node_id,
+            voters,
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            lease_ms: 4_000,
+            snapshot_entries: 1_000,
+            pending_max: 4_096,
+            update_entries_max: 500,
+            seed: 1,
+            record_applied: false,
+        }
+    }
+}
+
+/// What a broker or tool asks the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// A broker process starts. Its incarnation is [`incarnation`]`(directory id, start
+    /// count)`: a higher count from the same data directory is a restart and replaces the
+    /// old registration at once; another directory's id while the old one is live is a
+    /// second process with the same node id, refused.
+    Register {
+        /// Node id.
+        id: u32,
+        /// Advertised address.
+        address: String,
+        /// This process's incarnation.
+        incarnation: u64,
+    },
+    /// A registered broker renews its lease and asks for metadata after `offset`.
+    Heartbeat {
+        /// Node id.
+        id: u32,
+        /// Its incarnation.
+        incarnation: u64,
+        /// The metadata offset it has applied.
+        offset: u64,
+    },
+    /// A tool or client asks for metadata after `offset` (no lease).
+    Fetch {
+        /// The metadata offset it has applied.
+        offset: u64,
+    },
+    /// Create a topic, its partitions placed over the live brokers.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Partition count.
+        partitions: u32,
+        /// Copies of each partition.
+        replication_factor: u32,
+        /// Configs.
+        configs: Vec<(String, String)>,
+    },
+    /// Delete a topic.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// Set topic configs (an empty value removes a key).
+    SetConfigs {
+        /// Name.
+        name: String,
+        /// Keys and values.
+        configs: Vec<(String, String)>,
+    },
+}
+
+/// Metadata a broker does not have yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// The entries after the asked offset, as `(offset, entry data)`; empty data for entries
+    /// that hold no records.
+    Entries(Vec<(u64, Vec<u8>)>),
+    /// The whole image (the asked offset was compacted away).
+    Image(Vec<u8>),
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The change committed and was applied at this offset.
+    Committed {
+        /// Its offset.
+        offset: u64,
+    },
+    /// A heartbeat or fetch: the metadata after the asked offset (maybe nothing).
+    Metadata {
+        /// The controller's term, for fencing stale controllers on the broker side.
+        term: u64,
+        /// True while the broker is fenced (for heartbeats).
+        fenced: bool,
+        /// What to apply.
+        update: Option<Update>,
+    },
+}
+
+/// One round of output: persist this, then send these messages.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Write and fsync before sending anything.
+    pub persist: Persist,
+    /// Raft messages to send once persisted.
+    pub messages: Vec<Message>,
+}

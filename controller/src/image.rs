@@ -1,0 +1,464 @@
+//! The metadata state machine: the cluster's metadata as of an offset of the metadata log.
+//!
+//! Every voter and every broker holds one, built by applying committed entries in order (or
+//! by loading a snapshot and applying what follows). Applying is deterministic, so two copies
+//! at the same offset are equal.
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use keel_protocol::wire::{Reader, WriteExt};
+
+use crate::error::{Error, Result};
+use crate::records::{
+    decode_configs, decode_partition, encode_configs, encode_partition, PartitionState, Record,
+};
+
+/// Longest topic name (as Kafka).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Most partitions one topic may have.
+pub const PARTITIONS_PER_TOPIC_MAX: u32 = 10_000;
+
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// The address it advertises.
+    pub address: String,
+    /// Its process incarnation.
+    pub incarnation: u64,
+    /// True while its lease has lapsed: it leads nothing.
+    pub fenced: bool,
+}
+
+/// A topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Stable id, unique for the life of the cluster.
+    pub id: u64,
+    /// Configs.
+    pub configs: BTreeMap<String, String>,
+    /// Partitions by index.
+    pub partitions: Vec<PartitionState>,
+}
+
+/// The metadata at `offset`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataImage {
+    offset: u64,
+    last_topic_id: u64,
+    brokers: BTreeMap<u32, BrokerInfo>,
+    topics: BTreeMap<String, TopicInfo>,
+}
+
+impl MetadataImage {
+    /// The offset (Raft index) of the last entry applied.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+    /// Registered brokers by id.
+    pub fn brokers(&self) -> &BTreeMap<u32, BrokerInfo> {
+        &self.brokers
+    }
+    /// Topics by name.
+    pub fn topics(&self) -> &BTreeMap<String, TopicInfo> {
+        &self.topics
+    }
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<&TopicInfo> {
+        self.topics.get(name)
+    }
+    /// A topic's name by id.
+    pub fn topic_name(&self, topic_id: u64) -> Option<&str> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.id == topic_id)
+            .map(|(n, _)| n.as_str())
+    }
+    /// Brokers not fenced, by id.
+    pub fn live_brokers(&self) -> Vec<u32> {
+        self.brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Moves the offset past an entry that holds no records (a Raft leader's empty entry).
+    pub fn skip(&mut self, offset: u64) {
+        assert!(offset > self.offset, "entries are applied in order");
+        self.offset = offset;
+    }
+
+    /// Applies the records of the entry at `offset`, all or none. An entry whose records do
+    /// not fit the metadata (a topic created twice by racing proposals) changes nothing but
+    /// the offset, identically on every copy, and the error says why.
+    ///
+    /// # Errors
+    /// The first record that does not fit.
+    pub fn apply(&mut self, offset: u64, records: &[Record]) -> Result<()> {
+        assert!(offset > self.offset, "entries are applied in order");
+        let mut next = self.clone();
+        next.offset = offset;
+        let mut result = Ok(());
+        for record in records {
+            if let Err(e) = next.apply_one(record) {
+                result = Err(e);
+                break;
+            }
+        }
+        match result {
+            Ok(()) => *self = next,
+            Err(_) => self.offset = offset,
+        }
+        result
+    }
+
+    fn apply_one(&mut self, record: &Record) -> Result<()> {
+        match record {
+            Record::RegisterBroker {
+                id,
+                address,
+                incarnation,
+            } => {
+                self.brokers.insert(
+                    *id,
+                    BrokerInfo {
+                        address: address.clone(),
+                        incarnation: *incarnation,
+                        fenced: false,
+                    },
+                );
+            }
+            Record::FenceBroker { id, incarnation } | Record::UnfenceBroker { id, incarnation } => {
+                let fenced = matches!(record, Record::FenceBroker { .. });
+                match self.brokers.get_mut(id) {
+                    Some(b) if b.incarnation == *incarnation => b.fenced = fenced,
+                    _ => {
+                        return Err(Error::StaleBroker {
+                            id: *id,
+                            incarnation: *incarnation,
+                        })
+                    }
+                }
+            }
+            Record::CreateTopic {
+                name,
+                configs,
+                partitions,
+            } => {
+                check_topic_name(name)?;
+                if self.topics.contains_key(name) {
+                    return Err(Error::TopicExists(name.clone()));
+                }
+                if partitions.is_empty() || partitions.len() > PARTITIONS_PER_TOPIC_MAX as usize {
+                    return Err(Error::Invalid {
+                        field: "partitions",
+                        reason: format!("{} (1 to {PARTITIONS_PER_TOPIC_MAX})", partitions.len()),
+                    });
+                }
+                self.last_topic_id += 1;
+                self.topics.insert(
+                    name.clone(),
+                    TopicInfo {
+                        id: self.last_topic_id,
+                        configs: configs.iter().cloned().collect(),
+                        partitions: partitions.clone(),
+                    },
+                );
+            }
+            Record::DeleteTopic { name, topic_id } => match self.topics.get(name) {
+                Some(t) if t.id == *topic_id => {
+                    self.topics.remove(name);
+                }
+                _ => return Err(Error::UnknownTopic(name.clone())),
+            },
+            Record::SetTopicConfigs { name, configs } => {
+                let topic = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| Error::UnknownTopic(name.clone()))?;
+                for (key, value) in configs {
+                    if value.is_empty() {
+                        topic.configs.remove(key);
+                    } else {
+                        topic.configs.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            Record::PartitionChange {
+                topic_id,
+                partition,
+                state,
+            } => {
+                let (name, topic) = self
+                    .topics
+                    .iter_mut()
+                    .find(|(_, t)| t.id == *topic_id)
+                    .ok_or_else(|| Error::UnknownTopic(format!("id {topic_id}")))?;
+                let current = topic
+                    .partitions
+                    .get_mut(*partition as usize)
+                    .ok_or_else(|| Error::UnknownPartition {
+                        topic: name.clone(),
+                        partition: *partition,
+                    })?;
+                // A leader is valid only for its epoch: every change of leader moves the
+                // epoch forward, so two brokers never lead one partition at one epoch.
+                if state.leader != current.leader && state.leader_epoch <= current.leader_epoch {
+                    return Err(Error::Invalid {
+                        field: "leader epoch",
+                        reason: format!(
+                            "a new leader needs an epoch above {}",
+                            current.leader_epoch
+                        ),
+                    });
+                }
+                if state.leader_epoch < current.leader_epoch {
+                    return Err(Error::Invalid {
+                        field: "leader epoch",
+                        reason: "epochs never go back".into(),
+                    });
+                }
+                *current = state.clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// The image as bytes, for a Raft snapshot.
+    ///
+    /// # Errors
+    /// A field too long for its length (not reachable through [`Self::apply`]).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = BytesMut::new();
+        out.put_u64(self.offset);
+        out.put_u64(self.last_topic_id);
+        out.put_count("brokers", self.brokers.len())?;
+        for (id, b) in &self.brokers {
+            out.put_u32(*id);
+            out.put_string("address", &b.address)?;
+            out.put_u64(b.incarnation);
+            out.put_u8(u8::from(b.fenced));
+        }
+        out.put_count("topics", self.topics.len())?;
+        for (name, t) in &self.topics {
+            out.put_string("topic", name)?;
+            out.put_u64(t.id);
+            let configs: Vec<(String, String)> = t
+                .configs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            encode_configs(&mut out, &configs)?;
+            out.put_count("partitions", t.partitions.len())?;
+            for p in &t.partitions {
+                encode_partition(&mut out, p)?;
+            }
+        }
+        Ok(out.to_vec())
+    }
+
+    /// An image from [`Self::encode`]'s bytes.
+    ///
+    /// # Errors
+    /// Truncated or malformed data.
+    pub fn decode(data: &[u8]) -> Result<MetadataImage> {
+        let mut r = Reader::new(Bytes::copy_from_slice(data));
+        let offset = r.i64("offset")? as u64;
+        let last_topic_id = r.i64("last topic id")? as u64;
+        let mut brokers = BTreeMap::new();
+        for _ in 0..r.count("brokers", 15)? {
+            let id = r.u32("broker id")?;
+            let info = BrokerInfo {
+                address: r.string("address")?,
+                incarnation: r.i64("incarnation")? as u64,
+                fenced: r.i8("fenced")? != 0,
+            };
+            brokers.insert(id, info);
+        }
+        let mut topics = BTreeMap::new();
+        for _ in 0..r.count("topics", 18)? {
+            let name = r.string("topic")?;
+            let id = r.i64("topic id")? as u64;
+            let configs = decode_configs(&mut r)?.into_iter().collect();
+            let count = r.count("partitions", 16)?;
+            let mut partitions = Vec::with_capacity(count);
+            for _ in 0..count {
+                partitions.push(decode_partition(&mut r)?);
+            }
+            topics.insert(
+                name,
+                TopicInfo {
+                    id,
+                    configs,
+                    partitions,
+                },
+            );
+        }
+        r.finish()?;
+        Ok(MetadataImage {
+            offset,
+            last_topic_id,
+            brokers,
+            topics,
+        })
+    }
+}
+
+/// Checks a topic name as Kafka does: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+///
+/// # Errors
+/// The name breaks a rule; the error names it.
+pub fn check_topic_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::Invalid {
+            field: "topic name",
+            reason: format!("{name:?}: {reason}"),
+        })
+    };
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX {
+        return bad("must be 1 to 249 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("must not be . or ..");
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
+    {
+        return bad("only a-z, A-Z, 0-9, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(name: &str, partitions: u32) -> Record {
+        Record::CreateTopic {
+            name: name.into(),
+            configs: vec![],
+            partitions: (0..partitions)
+                .map(|_| PartitionState {
+                    replicas: vec![1],
+                    isr: vec![1],
+                    leader: 1,
+                    leader_epoch: 0,
+                })
+                .collect(),
+        }
+    }
+
+    // An entry is applied whole or not at all; a refused entry still moves the offset.
+    #[test]
+    fn entries_apply_atomically() {
+        let mut image = MetadataImage::default();
+        image.apply(1, &[create("a", 2)]).unwrap();
+        let before = image.clone();
+        let err = image
+            .apply(2, &[create("b", 1), create("a", 1)])
+            .unwrap_err();
+        assert_eq!(err, Error::TopicExists("a".into()));
+        assert_eq!(image.topics(), before.topics(), "b must not half-apply");
+        assert_eq!(image.offset(), 2);
+    }
+
+    // Topic ids are never reused, even after a delete and re-create of the same name.
+    #[test]
+    fn topic_ids_are_stable_and_unique() {
+        let mut image = MetadataImage::default();
+        image.apply(1, &[create("a", 1)]).unwrap();
+        let first = image.topic("a").unwrap().id;
+        image
+            .apply(
+                2,
+                &[Record::DeleteTopic {
+                    name: "a".into(),
+                    topic_id: first,
+                }],
+            )
+            .unwrap();
+        image.apply(3, &[create("a", 1)]).unwrap();
+        assert_ne!(image.topic("a").unwrap().id, first);
+        // A delete naming the old id does not remove the new topic.
+        assert!(image
+            .apply(
+                4,
+                &[Record::DeleteTopic {
+                    name: "a".into(),
+                    topic_id: first
+                }]
+            )
+            .is_err());
+        assert!(image.topic("a").is_some());
+    }
+
+    // A leader change without an epoch bump is refused.
+    #[test]
+    fn leader_change_needs_a_new_epoch() {
+        let mut image = MetadataImage::default();
+        image.apply(1, &[create("a", 1)]).unwrap();
+        let id = image.topic("a").unwrap().id;
+        let change = |leader, leader_epoch| Record::PartitionChange {
+            topic_id: id,
+            partition: 0,
+            state: PartitionState {
+                replicas: vec![1],
+                isr: vec![1],
+                leader,
+                leader_epoch,
+            },
+        };
+        assert!(image.apply(2, &[change(-1, 0)]).is_err());
+        image.apply(3, &[change(-1, 1)]).unwrap();
+        assert!(
+            image.apply(4, &[change(-1, 0)]).is_err(),
+            "epochs never go back"
+        );
+        image.apply(5, &[change(1, 2)]).unwrap();
+        assert_eq!(image.topic("a").unwrap().partitions[0].leader, 1);
+    }
+
+    // A snapshot of the image decodes to the same image.
+    #[test]
+    fn snapshot_round_trip() {
+        let mut image = MetadataImage::default();
+        image
+            .apply(
+                1,
+                &[
+                    Record::RegisterBroker {
+                        id: 1,
+                        address: "h:1".into(),
+                        incarnation: 4,
+                    },
+                    create("a", 3),
+                ],
+            )
+            .unwrap();
+        image
+            .apply(
+                2,
+                &[Record::SetTopicConfigs {
+                    name: "a".into(),
+                    configs: vec![("fsync".into(), "never".into())],
+                }],
+            )
+            .unwrap();
+        let data = image.encode().unwrap();
+        assert_eq!(MetadataImage::decode(&data).unwrap(), image);
+        for len in 0..data.len() {
+            assert!(MetadataImage::decode(&data[..len]).is_err());
+        }
+    }
+
+    // Kafka's topic name rules.
+    #[test]
+    fn topic_names() {
+        assert!(check_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(250)] {
+            assert!(check_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,716 @@
+//! A deterministic simulation of the controller quorum and its brokers.
+//!
+//! One seed drives everything: separate PRNG streams for the workload (topic creates,
+//! deletes, config changes), the network (loss, delay, reordering) and faults (crashes that
+//! lose unsynced writes, restarts with a new incarnation, network splits). After every step
+//! it checks:
+//! - at most one controller leader per term;
+//! - every applied entry equals the committed entry at its index on every voter (nothing
+//!   committed is lost or changed), and every acknowledged change is in the committed log;
+//! - every voter's and broker's metadata equals the committed log applied up to its offset
+//!   (a prefix, never a fork);
+//! - at most one leader per partition and leader epoch, and at most one broker acting as a
+//!   partition's leader at any moment.
+//!
+//! At the end the network heals and everyone restarts: a leader must emerge, every broker
+//! must register and catch up, and a final topic creation must commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use raft::eraftpb::{Entry, HardState, Message, Snapshot};
+
+use crate::broker::{BrokerAgent, BrokerConfig, Sent};
+use crate::error::Error;
+use crate::image::MetadataImage;
+use crate::node::{Controller, ControllerConfig, Reply, Request};
+use crate::store::{LogStore, Persist};
+
+mod check;
+
+/// How a run is shaped.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Voters (each also runs a broker of the same id).
+    pub voters: u64,
+    /// Extra brokers that are not voters.
+    pub brokers_only: u32,
+    /// Simulated milliseconds of faults before the healing phase.
+    pub duration_ms: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            voters: 3,
+            brokers_only: 1,
+            duration_ms: 8_000,
+        }
+    }
+}
+
+/// What a run saw.
+#[derive(Debug, Default, Clone)]
+pub struct SimReport {
+    /// Entries compared across voters.
+    pub entries_compared: u64,
+    /// Images (voter and broker) compared with the committed log.
+    pub images_compared: u64,
+    /// Changes acknowledged to the workload.
+    pub acknowledged: u64,
+    /// Leader elections seen (distinct terms with a leader).
+    pub terms_with_leader: u64,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Network splits injected.
+    pub splits: u64,
+}
+
+/// A splitmix64 stream.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A stream from a seed and a stream number.
+    pub fn new(seed: u64, stream: u64) -> Rng {
+        Rng(seed ^ stream.wrapping_mul(0xa076_1d64_78bd_642f))
+    }
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+    /// True with probability `per_mille`/1000.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Disk {
+    snapshot: Option<Snapshot>,
+    entries: Vec<Entry>,
+    hard_state: HardState,
+}
+
+impl Disk {
+    /// Applies the first `ops` steps of a persist (snapshot, each entry, hard state).
+    fn write(&mut self, persist: &Persist, ops: usize) {
+        let mut left = ops;
+        if let Some(write) = &persist.snapshot {
+            if left == 0 {
+                return;
+            }
+            left -= 1;
+            let index = write.snapshot.get_metadata().index;
+            if write.replaces_log {
+                self.entries.clear();
+            } else {
+                self.entries.retain(|e| e.index > index);
+            }
+            self.snapshot = Some(write.snapshot.clone());
+        }
+        for entry in &persist.entries {
+            if left == 0 {
+                return;
+            }
+            left -= 1;
+            self.entries.retain(|e| e.index < entry.index);
+            self.entries.push(entry.clone());
+        }
+        if let Some(hs) = &persist.hard_state {
+            if left > 0 {
+                self.hard_state = hs.clone();
+            }
+        }
+    }
+    fn ops(persist: &Persist) -> usize {
+        usize::from(persist.snapshot.is_some())
+            + persist.entries.len()
+            + usize::from(persist.hard_state.is_some())
+    }
+}
+
+struct Voter {
+    controller: Option<Controller>,
+    disk: Disk,
+    /// A persist written but not yet synced, and when its fsync completes.
+    syncing: Option<(Persist, Vec<Message>, u64)>,
+}
+
+struct Broker {
+    agent: Option<BrokerAgent>,
+    starts: u32,
+}
+
+enum Payload {
+    Raft(Message),
+    Request(u32, Sent, Request),
+    Answer(u32, Sent, Result<Reply, Error>),
+    Admin(u64, Request),
+    AdminAnswer(u64, Result<Reply, Error>),
+}
+
+struct InFlight {
+    at_ms: u64,
+    from: u64,
+    to: u64,
+    payload: Payload,
+}
+
+/// Client address of the workload in the network (not a node).
+const WORKLOAD: u64 = 1_000;
+
+/// One simulated cluster.
+pub struct Sim {
+    seed: u64,
+    config: SimConfig,
+    now_ms: u64,
+    voters: BTreeMap<u64, Voter>,
+    brokers: BTreeMap<u32, Broker>,
+    network: Vec<InFlight>,
+    split: Option<BTreeSet<u64>>,
+    loss_per_mille: u64,
+    delay_ms_max: u64,
+    work: Rng,
+    net: Rng,
+    fault: Rng,
+    committed: BTreeMap<u64, (u64, Vec<u8>)>,
+    reference: MetadataImage,
+    reference_hashes: BTreeMap<u64, Vec<u8>>,
+    leaders: BTreeMap<u64, u64>,
+    partition_leaders: BTreeMap<(u64, u32, u32), i32>,
+    admin: BTreeMap<u64, Request>,
+    acknowledged: Vec<(u64, Request)>,
+    next_token: u64,
+    down_until: BTreeMap<u64, u64>,
+    report: SimReport,
+}
+
+fn controller_config(id: u64, voters: u64, seed: u64) -> ControllerConfig {
+    let mut c = ControllerConfig::new(id, (1..=voters).collect());
+    c.tick_ms = 10;
+    c.election_ticks = 10;
+    c.heartbeat_ticks = 2;
+    c.lease_ms = 400;
+    c.snapshot_entries = 16;
+    c.update_entries_max = 8;
+    c.seed = seed;
+    c.record_applied = true;
+    c
+}
+
+impl Sim {
+    /// A cluster for `seed`.
+    pub fn new(seed: u64, config: SimConfig) -> Sim {
+        let mut sim = Sim {
+            seed,
+            now_ms: 0,
+            voters: BTreeMap::new(),
+            brokers: BTreeMap::new(),
+            network: Vec::new(),
+            split: None,
+            loss_per_mille: 0,
+            delay_ms_max: 1,
+            work: Rng::new(seed, 1),
+            net: Rng::new(seed, 2),
+            fault: Rng::new(seed, 3),
+            committed: BTreeMap::new(),
+            reference: MetadataImage::default(),
+            reference_hashes: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            partition_leaders: BTreeMap::new(),
+            admin: BTreeMap::new(),
+            acknowledged: Vec::new(),
+            next_token: 1,
+            down_until: BTreeMap::new(),
+            report: SimReport::default(),
+            config,
+        };
+        sim.loss_per_mille = sim.fault.below(100);
+        sim.delay_ms_max = 1 + sim.fault.below(30);
+        for id in 1..=sim.config.voters {
+            sim.voters.insert(
+                id,
+                Voter {
+                    controller: None,
+                    disk: Disk::default(),
+                    syncing: None,
+                },
+            );
+            sim.start_voter(id);
+        }
+        let broker_count = sim.config.voters as u32 + sim.config.brokers_only;
+        for id in 1..=broker_count {
+            sim.brokers.insert(
+                id,
+                Broker {
+                    agent: None,
+                    starts: 0,
+                },
+            );
+            sim.start_broker(id);
+        }
+        sim
+    }
+
+    fn start_voter(&mut self, id: u64) {
+        let (voters, seed, now) = (self.config.voters, self.seed, self.now_ms);
+        let voter = self.voters.get_mut(&id).expect("voter exists");
+        let ids: Vec<u64> = (1..=voters).collect();
+        let store = LogStore::recover(
+            &ids,
+            voter.disk.snapshot.clone(),
+            voter.disk.entries.clone(),
+            voter.disk.hard_state.clone(),
+        );
+        let config = controller_config(id, voters, seed.wrapping_add(now));
+        voter.controller = Some(Controller::new(config, store, now).expect("valid config"));
+    }
+
+    fn start_broker(&mut self, id: u32) {
+        let directory_id = (self.seed as u32).wrapping_mul(31).wrapping_add(id);
+        let broker = self.brokers.get_mut(&id).expect("broker exists");
+        broker.starts += 1;
+        let incarnation = crate::node::incarnation(directory_id, broker.starts);
+        broker.agent = Some(BrokerAgent::new(BrokerConfig {
+            id,
+            address: format!("127.0.0.1:{}", 7_000 + id),
+            incarnation,
+            heartbeat_ms: 50,
+            lease_ms: 400,
+        }));
+    }
+
+    fn fail(&self, what: String) -> String {
+        format!(
+            "seed {} at {} ms: {what}\nreproduce with: cargo run -p keel-controller --release --example sim -- --seed {}",
+            self.seed, self.now_ms, self.seed
+        )
+    }
+
+    /// Runs the whole scenario.
+    ///
+    /// # Errors
+    /// The first broken invariant, with how to reproduce it.
+    pub fn run(mut self) -> Result<SimReport, String> {
+        while self.now_ms < self.config.duration_ms {
+            self.inject_faults();
+            self.workload();
+            self.step()?;
+        }
+        // Heal: no more faults, everyone up, then wait for the cluster to settle.
+        self.split = None;
+        self.loss_per_mille = 0;
+        let down: Vec<u64> = self.down_until.keys().copied().collect();
+        for id in down {
+            self.restart(id);
+        }
+        let deadline = self.now_ms + 5_000;
+        let mut final_token = None;
+        loop {
+            self.step()?;
+            if final_token.is_none() && self.leader().is_some() && self.all_brokers_live() {
+                let token = self.next_token;
+                self.next_token += 1;
+                let request = Request::CreateTopic {
+                    name: "final".into(),
+                    partitions: 4,
+                    replication_factor: 1,
+                    configs: vec![],
+                };
+                self.admin.insert(token, request.clone());
+                let to = self.leader().expect("checked");
+                self.send(WORKLOAD, to, Payload::Admin(token, request));
+                final_token = Some(token);
+            }
+            let created = self
+                .acknowledged
+                .iter()
+                .any(|(_, r)| matches!(r, Request::CreateTopic { name, .. } if name == "final"));
+            // An answer that was not a commit (the leader changed under it): ask again.
+            if let Some(t) = final_token {
+                if !created && !self.admin.contains_key(&t) {
+                    final_token = None;
+                }
+            }
+            let done = created;
+            if done && self.converged() {
+                break;
+            }
+            if self.now_ms > deadline {
+                let brokers: Vec<String> = self
+                    .brokers
+                    .iter()
+                    .map(|(id, b)| {
+                        let a = b.agent.as_ref().expect("up");
+                        format!(
+                            "{id}: registered {} lease {} offset {} fatal {:?}",
+                            a.registered(),
+                            a.lease_valid(self.now_ms),
+                            a.image().offset(),
+                            a.fatal()
+                        )
+                    })
+                    .collect();
+                let leader_image = self.leader().map(|l| {
+                    format!(
+                        "{:?}",
+                        self.voters[&l]
+                            .controller
+                            .as_ref()
+                            .expect("up")
+                            .image()
+                            .brokers()
+                    )
+                });
+                return Err(self.fail(format!(
+                    "no progress after healing: leader {:?}, brokers live {}, final create {:?}; brokers {brokers:?}; leader's view {leader_image:?}",
+                    self.leader(),
+                    self.all_brokers_live(),
+                    final_token
+                )));
+            }
+        }
+        self.check_acknowledged()?;
+        if self.report.entries_compared == 0 || self.report.images_compared == 0 {
+            return Err(self.fail("the checkers compared nothing".into()));
+        }
+        Ok(self.report)
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.voters
+            .iter()
+            .find(|(_, v)| v.controller.as_ref().is_some_and(|c| c.is_leader()))
+            .map(|(id, _)| *id)
+    }
+
+    fn all_brokers_live(&self) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let image = self.voters[&leader]
+            .controller
+            .as_ref()
+            .expect("up")
+            .image();
+        self.brokers.iter().all(|(id, b)| {
+            let agent = b.agent.as_ref().expect("all up");
+            agent.registered()
+                && image.brokers().get(id).is_some_and(|info| {
+                    !info.fenced && info.incarnation == agent.config().incarnation
+                })
+        })
+    }
+
+    fn converged(&self) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let offset = self.voters[&leader]
+            .controller
+            .as_ref()
+            .expect("up")
+            .image()
+            .offset();
+        self.brokers.values().all(|b| {
+            b.agent
+                .as_ref()
+                .is_some_and(|a| a.image().offset() == offset)
+        })
+    }
+
+    fn inject_faults(&mut self) {
+        // Crash a node (its voter and its broker), losing what was not synced.
+        if self.fault.chance(3) {
+            // Prefer a voter with a write not yet synced: that is where lost writes bite.
+            let syncing: Vec<u64> = self
+                .voters
+                .iter()
+                .filter(|(_, v)| v.syncing.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            let id = match syncing.len() {
+                0 => 1 + self.fault.below(self.config.voters),
+                n => syncing[self.fault.below(n as u64) as usize],
+            };
+            if !self.down_until.contains_key(&id) {
+                self.crash(id);
+                let back = self.now_ms + 50 + self.fault.below(1_500);
+                self.down_until.insert(id, back);
+            }
+        }
+        let due: Vec<u64> = self
+            .down_until
+            .iter()
+            .filter(|(_, at)| **at <= self.now_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.restart(id);
+        }
+        // A broker-only process restarts now and then.
+        if self.fault.chance(1) {
+            let id = self.config.voters as u32
+                + 1
+                + self.fault.below(u64::from(self.config.brokers_only)) as u32;
+            if self.brokers.contains_key(&id) {
+                self.start_broker(id);
+            }
+        }
+        // Network splits: one side holds a random subset; heal later.
+        if self.split.is_none() && self.fault.chance(2) {
+            let nodes = self.config.voters + u64::from(self.config.brokers_only);
+            let side: BTreeSet<u64> = (1..=nodes).filter(|_| self.fault.chance(500)).collect();
+            self.split = Some(side);
+            self.report.splits += 1;
+        } else if self.split.is_some() && self.fault.chance(4) {
+            self.split = None;
+        }
+    }
+
+    fn crash(&mut self, id: u64) {
+        self.report.crashes += 1;
+        let keep = self.fault.next_u64();
+        let voter = self.voters.get_mut(&id).expect("voter");
+        if let Some((persist, _, _)) = voter.syncing.take() {
+            let ops = Disk::ops(&persist);
+            voter.disk.write(&persist, keep as usize % (ops + 1));
+        }
+        voter.controller = None;
+        if let Some(b) = self.brokers.get_mut(&(id as u32)) {
+            b.agent = None;
+        }
+        self.network.retain(|m| m.to != id && m.from != id);
+    }
+
+    fn restart(&mut self, id: u64) {
+        self.down_until.remove(&id);
+        self.start_voter(id);
+        self.start_broker(id as u32);
+    }
+
+    fn workload(&mut self) {
+        if !self.work.chance(30) {
+            return;
+        }
+        let name = format!("t{}", self.work.below(6));
+        let request = match self.work.below(4) {
+            0 | 1 => Request::CreateTopic {
+                name,
+                partitions: 1 + self.work.below(4) as u32,
+                replication_factor: 1,
+                configs: vec![("fsync".into(), "always".into())],
+            },
+            2 => Request::DeleteTopic { name },
+            _ => Request::SetConfigs {
+                name,
+                configs: vec![("retention.ms".into(), self.work.below(100).to_string())],
+            },
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        let to = 1 + self.work.below(self.config.voters);
+        self.admin.insert(token, request.clone());
+        self.send(WORKLOAD, to, Payload::Admin(token, request));
+    }
+
+    fn connected(&self, a: u64, b: u64) -> bool {
+        match &self.split {
+            None => true,
+            Some(side) => {
+                let side_of = |n: u64| n == WORKLOAD || side.contains(&n);
+                a == WORKLOAD || b == WORKLOAD || side_of(a) == side_of(b)
+            }
+        }
+    }
+
+    fn send(&mut self, from: u64, to: u64, payload: Payload) {
+        if self.net.chance(self.loss_per_mille) || !self.connected(from, to) {
+            return;
+        }
+        let at_ms = self.now_ms + self.net.below(self.delay_ms_max);
+        self.network.push(InFlight {
+            at_ms,
+            from,
+            to,
+            payload,
+        });
+    }
+
+    fn step(&mut self) -> Result<(), String> {
+        self.now_ms += 1 + self.net.below(3);
+        let now = self.now_ms;
+        // Deliver what is due, in the order of arrival times (ties: send order).
+        let mut due = Vec::new();
+        let mut i = 0;
+        while i < self.network.len() {
+            if self.network[i].at_ms <= now {
+                due.push(self.network.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        due.sort_by_key(|m| m.at_ms);
+        for m in due {
+            if !self.connected(m.from, m.to) {
+                continue;
+            }
+            self.deliver(m);
+        }
+        let ids: Vec<u64> = self.voters.keys().copied().collect();
+        for id in ids {
+            self.drive_voter(id);
+        }
+        let brokers: Vec<u32> = self.brokers.keys().copied().collect();
+        for id in brokers {
+            let target = self.broker_target(id);
+            let Some(agent) = self.brokers.get_mut(&id).and_then(|b| b.agent.as_mut()) else {
+                continue;
+            };
+            if let Some((sent, request)) = agent.poll(now) {
+                self.send(u64::from(id), target, Payload::Request(id, sent, request));
+            }
+        }
+        self.check()
+    }
+
+    fn broker_target(&mut self, id: u32) -> u64 {
+        let known = self
+            .voters
+            .get(&u64::from(id))
+            .and_then(|v| v.controller.as_ref())
+            .and_then(|c| c.leader());
+        known.unwrap_or_else(|| 1 + self.net.below(self.config.voters))
+    }
+
+    fn deliver(&mut self, m: InFlight) {
+        match m.payload {
+            Payload::Raft(message) => {
+                if let Some(c) = self
+                    .voters
+                    .get_mut(&m.to)
+                    .and_then(|v| v.controller.as_mut())
+                {
+                    let _ = c.step(message);
+                }
+            }
+            Payload::Request(broker, sent, request) => {
+                let Some(c) = self
+                    .voters
+                    .get_mut(&m.to)
+                    .and_then(|v| v.controller.as_mut())
+                else {
+                    return;
+                };
+                let token = u64::from(broker) << 48 | u64::from(sent.register) << 47 | sent.at_ms;
+                if let Some(answer) = c.request(token, request) {
+                    self.send(m.to, m.from, Payload::Answer(broker, sent, answer));
+                }
+            }
+            Payload::Answer(broker, sent, answer) => {
+                if let Some(agent) = self.brokers.get_mut(&broker).and_then(|b| b.agent.as_mut()) {
+                    let _ = agent.answered(sent, answer);
+                }
+            }
+            Payload::Admin(token, request) => {
+                let Some(c) = self
+                    .voters
+                    .get_mut(&m.to)
+                    .and_then(|v| v.controller.as_mut())
+                else {
+                    return;
+                };
+                if let Some(answer) = c.request(token, request) {
+                    self.send(m.to, WORKLOAD, Payload::AdminAnswer(token, answer));
+                }
+            }
+            Payload::AdminAnswer(token, answer) => {
+                if let Some(request) = self.admin.remove(&token) {
+                    if let Ok(Reply::Committed { offset }) = answer {
+                        self.acknowledged.push((offset, request));
+                        self.report.acknowledged += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn drive_voter(&mut self, id: u64) {
+        let now = self.now_ms;
+        let mut outbox = Vec::new();
+        let mut answers = Vec::new();
+        {
+            let voter = self.voters.get_mut(&id).expect("voter");
+            let Some(c) = voter.controller.as_mut() else {
+                return;
+            };
+            c.tick(now);
+            loop {
+                if let Some((persist, messages, at)) = voter.syncing.take() {
+                    if at > now {
+                        voter.syncing = Some((persist, messages, at));
+                        break;
+                    }
+                    voter.disk.write(&persist, usize::MAX);
+                    outbox.extend(messages);
+                    outbox.extend(c.advance());
+                    continue;
+                }
+                if !c.has_ready() {
+                    break;
+                }
+                let ready = c.ready();
+                let at = now
+                    + if ready.persist.is_empty() {
+                        0
+                    } else {
+                        1 + self.fault.below(8)
+                    };
+                voter.syncing = Some((ready.persist, ready.messages, at));
+            }
+            answers.extend(c.take_answers());
+        }
+        for message in outbox {
+            let to = message.to;
+            self.send(id, to, Payload::Raft(message));
+        }
+        for (token, answer) in answers {
+            if self.admin.contains_key(&token) {
+                self.send(id, WORKLOAD, Payload::AdminAnswer(token, answer));
+            } else {
+                let broker = (token >> 48) as u32;
+                let sent = Sent {
+                    at_ms: token & ((1 << 47) - 1),
+                    register: token & (1 << 47) != 0,
+                };
+                self.send(id, u64::from(broker), Payload::Answer(broker, sent, answer));
+            }
+        }
+    }
+}
+
+/// Runs seeds `first..first + count`, stopping at the first failure.
+///
+/// # Errors
+/// The first failing seed's report.
+pub fn run_seeds(first: u64, count: u64, config: &SimConfig) -> Result<SimReport, String> {
+    let mut total = SimReport::default();
+    for seed in first..first + count {
+        let report = Sim::new(seed, config.clone()).run()?;
+        total.entries_compared += report.entries_compared;
+        total.images_compared += report.images_compared;
+        total.acknowledged += report.acknowledged;
+        total.terms_with_leader += report.terms_with_leader;
+        total.crashes += report.crashes;
+        total.splits += report.splits;
+    }
+    Ok(total)
+}
