@@ -71,6 +71,9 @@ pub enum Error {
     /// A record could not be encoded.
     #[error("metadata too large: {0}")]
     Encode(#[from] EncodeError),
+    /// An error the controller reported over the wire, as its message.
+    #[error("controller: {0}")]
+    Remote(String),
     /// The Raft library refused a step.
     #[error("raft: {0}")]
     Raft(String),

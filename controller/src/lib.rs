@@ -1,7 +1,8 @@
 //! Keel's metadata quorum, sans-IO: the records of the metadata log ([`records`]), the state
 //! machine they build ([`image`]), where new partitions go ([`placement`]), the Raft log as
 //! raft-rs reads it ([`store`]), the controller on each voter ([`node`]), a broker's side of
-//! it ([`broker`]), and a deterministic simulator of all of them ([`sim`]).
+//! it ([`broker`]), and a deterministic simulator of all of them ([`sim`]), and the controller listener's
+//! framing ([`wire`]).
 //!
 //! Nothing here does I/O or reads a clock: the server (glommio) and the simulator drive the
 //! same structs with time, messages and durability as inputs.
@@ -36,5 +37,6 @@ pub mod placement;
 pub mod records;
 pub mod sim;
 pub mod store;
+pub mod wire;
 
 pub use error::{Error, Result};
