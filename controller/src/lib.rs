@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod disklog;
 pub mod error;
 pub mod image;
 mod leadership;

@@ -17,13 +17,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use raft::eraftpb::{Entry, HardState, Message, Snapshot};
+use raft::eraftpb::Message;
 
 use crate::broker::{BrokerAgent, BrokerConfig, Sent};
 use crate::error::Error;
 use crate::image::MetadataImage;
 use crate::node::{Controller, ControllerConfig, Reply, Request};
-use crate::store::{LogStore, Persist};
+use crate::store::Persist;
 
 mod check;
 
@@ -92,49 +92,11 @@ impl Rng {
     }
 }
 
+/// A voter's metadata log file as the device holds it durably: the bytes of
+/// [`crate::disklog`] records. A crash keeps any byte prefix of a write not yet synced.
 #[derive(Debug, Clone, Default)]
 struct Disk {
-    snapshot: Option<Snapshot>,
-    entries: Vec<Entry>,
-    hard_state: HardState,
-}
-
-impl Disk {
-    /// Applies the first `ops` steps of a persist (snapshot, each entry, hard state).
-    fn write(&mut self, persist: &Persist, ops: usize) {
-        let mut left = ops;
-        if let Some(write) = &persist.snapshot {
-            if left == 0 {
-                return;
-            }
-            left -= 1;
-            let index = write.snapshot.get_metadata().index;
-            if write.replaces_log {
-                self.entries.clear();
-            } else {
-                self.entries.retain(|e| e.index > index);
-            }
-            self.snapshot = Some(write.snapshot.clone());
-        }
-        for entry in &persist.entries {
-            if left == 0 {
-                return;
-            }
-            left -= 1;
-            self.entries.retain(|e| e.index < entry.index);
-            self.entries.push(entry.clone());
-        }
-        if let Some(hs) = &persist.hard_state {
-            if left > 0 {
-                self.hard_state = hs.clone();
-            }
-        }
-    }
-    fn ops(persist: &Persist) -> usize {
-        usize::from(persist.snapshot.is_some())
-            + persist.entries.len()
-            + usize::from(persist.hard_state.is_some())
-    }
+    file: Vec<u8>,
 }
 
 struct Voter {
@@ -264,12 +226,9 @@ impl Sim {
         let (voters, seed, now) = (self.config.voters, self.seed, self.now_ms);
         let voter = self.voters.get_mut(&id).expect("voter exists");
         let ids: Vec<u64> = (1..=voters).collect();
-        let store = LogStore::recover(
-            &ids,
-            voter.disk.snapshot.clone(),
-            voter.disk.entries.clone(),
-            voter.disk.hard_state.clone(),
-        );
+        let recovered = crate::disklog::recover(&voter.disk.file);
+        voter.disk.file.truncate(recovered.valid_bytes);
+        let store = recovered.into_store(&ids);
         let config = controller_config(id, voters, seed.wrapping_add(now));
         voter.controller = Some(Controller::new(config, store, now).expect("valid config"));
     }
@@ -481,8 +440,9 @@ impl Sim {
         let keep = self.fault.next_u64();
         let voter = self.voters.get_mut(&id).expect("voter");
         if let Some((persist, _, _)) = voter.syncing.take() {
-            let ops = Disk::ops(&persist);
-            voter.disk.write(&persist, keep as usize % (ops + 1));
+            let bytes = crate::disklog::encode_persist(&persist);
+            let kept = keep as usize % (bytes.len() + 1);
+            voter.disk.file.extend_from_slice(&bytes[..kept]);
         }
         voter.controller = None;
         if let Some(b) = self.brokers.get_mut(&(id as u32)) {
@@ -659,7 +619,10 @@ impl Sim {
                         voter.syncing = Some((persist, messages, at));
                         break;
                     }
-                    voter.disk.write(&persist, usize::MAX);
+                    voter
+                        .disk
+                        .file
+                        .extend(crate::disklog::encode_persist(&persist));
                     outbox.extend(messages);
                     outbox.extend(c.advance());
                     continue;
