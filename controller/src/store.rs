@@ -78,9 +78,18 @@ impl LogStore {
         }
         let first = store.first();
         for entry in entries {
+            // Entries not following the log (a file written by something else) end it.
+            if entry.index > store.last() + 1 {
+                break;
+            }
             if entry.index >= first {
                 store.append(&[entry]);
             }
+        }
+        // A commit index past the log (entries lost with a torn file) would stop raft-rs;
+        // commit is recomputed from the quorum, so lowering it is safe.
+        if store.hard_state.commit > store.last() {
+            store.hard_state.commit = store.last();
         }
         store
     }

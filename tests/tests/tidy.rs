@@ -69,7 +69,14 @@ fn assert_crate_does_no_io(krate: &str) {
     rust_files(&root.join(krate).join("src"), &mut files);
     for file in &files {
         for (number, line) in code_lines(file) {
-            for banned in ["std::fs", "std::net", "tokio", "glommio", "Instant::now", "SystemTime"] {
+            for banned in [
+                "std::fs",
+                "std::net",
+                "tokio",
+                "glommio",
+                "Instant::now",
+                "SystemTime",
+            ] {
                 assert!(
                     !line.contains(banned),
                     "{}:{number} uses {banned}",
