@@ -47,6 +47,7 @@ pub struct BrokerAgent {
     lease_until_ms: u64,
     fenced: bool,
     fatal: Option<Error>,
+    controller_term: u64,
 }
 
 impl BrokerAgent {
@@ -61,6 +62,7 @@ impl BrokerAgent {
             lease_until_ms: 0,
             fenced: true,
             fatal: None,
+            controller_term: 0,
         }
     }
 
@@ -79,6 +81,15 @@ impl BrokerAgent {
     /// Why this broker must stop (a second live process has its id), if so.
     pub fn fatal(&self) -> Option<&Error> {
         self.fatal.as_ref()
+    }
+
+    /// When the lease from the last acknowledged heartbeat ends.
+    pub fn lease_until_ms(&self) -> u64 {
+        self.lease_until_ms
+    }
+    /// The controller term of the last metadata answer.
+    pub fn controller_term(&self) -> u64 {
+        self.controller_term
     }
 
     /// True while this broker may act as a leader: its lease holds and it is not fenced.

@@ -41,6 +41,16 @@ pub struct Args {
     /// Default segment size.
     #[arg(long)]
     pub segment_bytes: Option<u64>,
+    /// Controller listener (used when this node is a voter). Default 127.0.0.1:7072.
+    #[arg(long)]
+    pub controller_listen: Option<SocketAddr>,
+    /// The controller quorum, `ID@HOST:PORT,...`, the same on every node. Given, the node
+    /// runs in cluster mode; absent, it is today's single-node broker.
+    #[arg(long)]
+    pub controller_voters: Option<String>,
+    /// The address clients and other brokers are told (default: --listen).
+    #[arg(long)]
+    pub advertised_listen: Option<SocketAddr>,
 }
 
 /// The TOML file: every key optional.
@@ -56,6 +66,9 @@ struct File {
     retention_ms: Option<u64>,
     retention_bytes: Option<u64>,
     segment_bytes: Option<u64>,
+    controller_listen: Option<SocketAddr>,
+    controller_voters: Option<String>,
+    advertised_listen: Option<SocketAddr>,
     frame_bytes_max: Option<u32>,
     batch_bytes_max: Option<u32>,
     connections_max: Option<usize>,
@@ -109,6 +122,8 @@ pub struct Config {
     pub group_limits: crate::group::coordinator::Limits,
     /// Longest a fetch may wait for data (a longer `max_wait_ms` is cut to this).
     pub fetch_wait_ms_max: u32,
+    /// Cluster mode (`--controller-voters` given), or `None` for the single-node broker.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Config {
@@ -178,6 +193,7 @@ impl Config {
             requests_bytes_max: file.requests_bytes_max.unwrap_or(256 << 20),
             connection_requests_max: file.connection_requests_max.unwrap_or(64),
             fetch_wait_ms_max: file.fetch_wait_ms_max.unwrap_or(30_000),
+            cluster: None,
             group_limits: {
                 let default = crate::group::coordinator::Limits::default();
                 crate::group::coordinator::Limits {
@@ -197,6 +213,25 @@ impl Config {
             },
         };
         let mut config = config;
+        let voters = args.controller_voters.clone().or(file.controller_voters);
+        if let Some(voters) = voters {
+            let controller_listen = args
+                .controller_listen
+                .or(file.controller_listen)
+                .unwrap_or_else(|| "127.0.0.1:7072".parse().expect("valid address"));
+            let advertised = args
+                .advertised_listen
+                .or(file.advertised_listen)
+                .unwrap_or(config.listen);
+            config.cluster = Some(crate::cluster::ClusterConfig::new(
+                config.node_id,
+                &voters,
+                controller_listen,
+                advertised,
+            )?);
+        } else if args.controller_listen.is_some() || args.advertised_listen.is_some() {
+            bail!("--controller-listen and --advertised-listen need --controller-voters (cluster mode)");
+        }
         config.data_dir = std::path::absolute(&config.data_dir)
             .with_context(|| format!("resolving data directory {}", config.data_dir.display()))?;
         if config.shards == 0 || config.shards > 256 {

@@ -1,6 +1,8 @@
 //! keel-server: the Keel broker. One pinned glommio executor per shard; every shard accepts
 //! connections on the same port (SO_REUSEPORT) and owns a share of the partitions.
 
+mod background;
+mod cluster;
 mod config;
 mod conn;
 mod group;
@@ -18,7 +20,7 @@ use crate::registry::{parse_partition_dir, Registry, SharedRegistry};
 use crate::shard::Shard;
 use anyhow::Context;
 use clap::Parser;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::net::TcpListener;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -30,8 +32,6 @@ use std::time::{Duration, Instant};
 /// Registered I/O memory per shard; three io_uring rings register it, and the total must
 /// stay within a small memlock limit.
 const IO_MEMORY_BYTES: usize = 1 << 20;
-/// How often each shard enforces retention.
-const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 fn main() {
     let args = Args::parse();
@@ -290,6 +290,10 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     clean_data_dir(&config, &registry)?;
     config.listen = resolve_listen(config.listen, "clients")?;
     config.metrics_listen = resolve_listen(config.metrics_listen, "metrics")?;
+    let cluster_boot = match &config.cluster {
+        Some(cluster) => Some(cluster::boot(&config.data_dir, cluster)?),
+        None => None,
+    };
     let started = Instant::now();
     let config = Arc::new(config);
     let registry = Arc::new(SharedRegistry::new(registry));
@@ -297,6 +301,8 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     let connections = Arc::new(AtomicUsize::new(0));
     let shards_open = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let cluster_view = cluster_boot.as_ref().map(|boot| boot.view.clone());
+    let cluster_boot = Arc::new(std::sync::Mutex::new(cluster_boot));
     let mesh = Meshes::new(config.shards);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<usize>>();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -309,6 +315,8 @@ fn run(mut config: Config) -> anyhow::Result<()> {
             connections: connections.clone(),
             stop: stop.clone(),
             shards_open: shards_open.clone(),
+            cluster: cluster_view.clone(),
+            cluster_boot: cluster_boot.clone(),
         };
         let (mesh, ready_tx) = (mesh.clone(), ready_tx.clone());
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(index % cores))
@@ -382,6 +390,8 @@ struct Shared {
     connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     shards_open: Arc<AtomicUsize>,
+    cluster: Option<Arc<cluster::ClusterView>>,
+    cluster_boot: Arc<std::sync::Mutex<Option<cluster::Boot>>>,
 }
 
 async fn run_shard(
@@ -396,6 +406,8 @@ async fn run_shard(
         connections,
         stop,
         shards_open,
+        cluster,
+        cluster_boot,
     } = shared;
     let (peers, jobs, replies) = Peers::join(mesh).await?;
     let id = peers.id();
@@ -405,6 +417,7 @@ async fn run_shard(
         registry,
         metrics.clone(),
         Rc::new(peers),
+        cluster,
     ));
     shard.serve_peers(jobs, replies);
     let opened = shard.open_owned_partitions().await?;
@@ -440,17 +453,21 @@ async fn run_shard(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let stopping = Rc::new(Cell::new(false));
     if id == 0 {
+        let boot = cluster_boot.lock().expect("boot lock").take();
+        if let Some(boot) = boot {
+            cluster::start(shard.clone(), boot).await?;
+        }
         let metrics_listener = TcpListener::bind(config.metrics_listen)
             .map_err(std::io::Error::from)
             .with_context(|| format!("cannot listen on {} for metrics", config.metrics_listen))?;
-        glommio::spawn_local(serve_metrics(
+        glommio::spawn_local(background::serve_metrics(
             metrics_listener,
             metrics.clone(),
             stopping.clone(),
         ))
         .detach();
     }
-    glommio::spawn_local(housekeeping(shard.clone(), stopping.clone())).detach();
+    glommio::spawn_local(background::housekeeping(shard.clone(), stopping.clone())).detach();
     let _ = ready.send(Ok(opened));
     // Fault injection for the test that shows a dead shard ends the process.
     if std::env::var("KEEL_FAULT_PANIC_SHARD").ok() == Some(id.to_string()) {
@@ -528,66 +545,4 @@ async fn run_shard(
     shard.close_all().await;
     tracing::info!(shard = id, "shard stopped");
     Ok(())
-}
-
-async fn housekeeping(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
-    let mut last_retention = Instant::now();
-    let (mut fsyncs_seen, mut fsync_us_seen) = (0u64, 0u64);
-    while !stopping.get() {
-        glommio::timer::sleep(Duration::from_secs(1)).await;
-        if last_retention.elapsed() >= RETENTION_CHECK_INTERVAL {
-            last_retention = Instant::now();
-            shard.housekeeping().await;
-        } else {
-            // Gauges only: retention runs on its own interval.
-            shard.housekeeping_gauges();
-        }
-        let (fsyncs, fsync_us) = shard.fsync_totals();
-        shard
-            .metrics
-            .fsyncs
-            .inc_by(fsyncs.saturating_sub(fsyncs_seen));
-        shard
-            .metrics
-            .fsync_seconds
-            .inc_by(fsync_us.saturating_sub(fsync_us_seen) as f64 / 1e6);
-        (fsyncs_seen, fsync_us_seen) = (fsyncs, fsync_us);
-    }
-}
-
-async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, stopping: Rc<Cell<bool>>) {
-    while !stopping.get() {
-        let Ok(mut stream) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        glommio::spawn_local(async move {
-            let mut request = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(read) => request.extend_from_slice(&chunk[..read]),
-                }
-                // Not HTTP (a Keel client pointed at the metrics port): close at once, so it
-                // fails fast instead of waiting for an answer that never comes.
-                if !request[0].is_ascii_uppercase() {
-                    return;
-                }
-            }
-            let (status, body) = if request.starts_with(b"GET /metrics ") {
-                ("200 OK", metrics.render())
-            } else {
-                ("404 Not Found", "try GET /metrics\n".to_owned())
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.flush().await;
-        })
-        .detach();
-    }
 }

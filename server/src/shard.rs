@@ -71,6 +71,8 @@ pub enum Job {
     Describe { topic: String, partition: u32 },
     /// A consumer-group request, for the coordinator shard.
     Group(keel_protocol::api::Request),
+    /// A topic change for the controller (cluster mode), run on shard 0.
+    Cluster(keel_controller::node::Request),
     /// Compaction by snapshot: seal the active segment, append `batches` (the latest value
     /// of every key), then delete every segment entirely before them.
     Compact {
@@ -95,6 +97,8 @@ pub enum Reply {
     Described(PartitionMetadata),
     /// Group request outcome.
     Group(keel_protocol::api::Response),
+    /// The controller's answer to a topic change.
+    Cluster(Result<keel_controller::node::Reply, keel_controller::Error>),
 }
 
 /// The shard owning `partition` of `topic`.
@@ -132,6 +136,10 @@ pub struct Shard {
     partition_metrics: RefCell<HashMap<String, HashMap<u32, crate::metrics::PartitionMetrics>>>,
     /// Test-only fault injection: (topic, appends left to fail).
     fault_appends: Option<(String, std::cell::Cell<u32>)>,
+    /// Cluster mode: the applied metadata and this broker's lease.
+    pub cluster: Option<Arc<crate::cluster::ClusterView>>,
+    /// Cluster mode, shard 0: the controller and broker agent.
+    pub cluster_node: RefCell<Option<Rc<RefCell<crate::cluster::node::Node>>>>,
 }
 
 fn storage_error(e: &EngineError) -> (ErrorCode, String) {
@@ -152,6 +160,7 @@ impl Shard {
         registry: Arc<SharedRegistry>,
         metrics: Arc<Metrics>,
         peers: Rc<crate::peers::Peers>,
+        cluster: Option<Arc<crate::cluster::ClusterView>>,
     ) -> Shard {
         let groups = (id == crate::handlers::groups::COORDINATOR_SHARD)
             .then(|| crate::handlers::groups::GroupService::new(config.group_limits));
@@ -176,6 +185,8 @@ impl Shard {
                     let (topic, count) = spec.rsplit_once(':')?;
                     Some((topic.to_owned(), std::cell::Cell::new(count.parse().ok()?)))
                 }),
+            cluster,
+            cluster_node: RefCell::new(None),
         }
     }
 
@@ -369,9 +380,53 @@ impl Shard {
             .fold((0, 0), |(n, us), s| (n + s.fsyncs, us + s.fsync_us_total))
     }
 
+    /// Cluster mode: the answer for a partition job this broker may not serve because it
+    /// does not lead the partition (or its lease lapsed).
+    fn leadership_refusal(&self, job: &Job) -> Option<Reply> {
+        let view = self.cluster.as_ref()?;
+        let (topic, partition) = match job {
+            Job::Produce {
+                topic, partition, ..
+            }
+            | Job::Fetch {
+                topic, partition, ..
+            }
+            | Job::WaitForData {
+                topic, partition, ..
+            }
+            | Job::ListOffsets {
+                topic, partition, ..
+            } => (topic, *partition),
+            _ => return None,
+        };
+        let error = view.leads(topic, partition).err()?;
+        Some(match job {
+            Job::Produce { .. } => Reply::Produced(ProducePartitionResult {
+                partition,
+                error,
+                base_offset: -1,
+                log_start_offset: -1,
+            }),
+            Job::Fetch { .. } => Reply::Fetched(fetch_error(partition, error), ReadData::Empty),
+            Job::ListOffsets { .. } => Reply::Offsets(ListOffsetsPartitionResult {
+                partition,
+                error,
+                timestamp: -1,
+                offset: -1,
+            }),
+            _ => Reply::Done(Err((error, format!("{topic}-{partition}")))),
+        })
+    }
+
     /// Runs a job on this shard (which must own the partition).
     pub async fn execute(self: &Rc<Self>, job: Job) -> Reply {
+        if let Some(refused) = self.leadership_refusal(&job) {
+            return refused;
+        }
         match job {
+            Job::Cluster(request) => {
+                Reply::Cluster(crate::cluster::submit_here(self, request).await)
+            }
             Job::Compact {
                 topic,
                 partition,

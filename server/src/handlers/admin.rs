@@ -20,7 +20,7 @@ fn result(topic: String, error: ErrorCode, message: impl Into<String>) -> TopicR
     }
 }
 
-async fn on_every_partition(
+pub(crate) async fn on_every_partition(
     shard: &Rc<Shard>,
     topic: &str,
     partitions: u32,
@@ -59,7 +59,7 @@ pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Response {
             ));
             continue;
         }
-        if topic.replication_factor != 1 {
+        if topic.replication_factor != 1 && shard.cluster.is_none() {
             let message = format!(
                 "replication factor {} is not possible on a single broker; use 1",
                 topic.replication_factor
@@ -79,6 +79,12 @@ pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Response {
                 continue;
             }
         };
+        if shard.cluster.is_some() {
+            let (partitions, factor) = (topic.partitions, u32::from(topic.replication_factor));
+            results
+                .push(super::cluster_admin::create(shard, name, partitions, factor, configs).await);
+            continue;
+        }
         let partitions_max = u64::from(shard.config.partitions_max);
         let created = shard
             .registry
@@ -140,6 +146,10 @@ pub async fn delete(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
                 ErrorCode::InvalidTopic,
                 "internal topic: it holds the consumer groups' committed offsets",
             ));
+            continue;
+        }
+        if shard.cluster.is_some() {
+            results.push(super::cluster_admin::delete(shard, name).await);
             continue;
         }
         let removed = shard
@@ -224,6 +234,10 @@ pub fn describe_configs(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
 pub async fn alter_configs(shard: &Rc<Shard>, topics: Vec<(String, Vec<ConfigEntry>)>) -> Response {
     let mut results = Vec::with_capacity(topics.len());
     for (name, changes) in topics {
+        if shard.cluster.is_some() && name != OFFSETS_TOPIC {
+            results.push(alter_in_cluster(shard, name, changes).await);
+            continue;
+        }
         let config = shard.config.clone();
         let updated = shard
             .registry
@@ -278,4 +292,34 @@ pub async fn alter_configs(shard: &Rc<Shard>, topics: Vec<(String, Vec<ConfigEnt
         });
     }
     Response::AlterConfigs { topics: results }
+}
+
+async fn alter_in_cluster(
+    shard: &Rc<Shard>,
+    name: String,
+    changes: Vec<ConfigEntry>,
+) -> TopicResult {
+    let current = shard.registry.read().get(&name).map(|e| e.configs.clone());
+    let Some(mut configs) = current else {
+        return result(
+            name,
+            ErrorCode::UnknownTopicOrPartition,
+            "topic does not exist",
+        );
+    };
+    if changes.iter().any(|c| c.key == "partitions") {
+        return result(
+            name,
+            ErrorCode::InvalidConfig,
+            "the partition count cannot be changed by AlterConfigs",
+        );
+    }
+    for change in &changes {
+        configs.insert(change.key.clone(), change.value.clone());
+    }
+    if let Err(message) = shard.config.topic_log_config(&configs) {
+        return result(name, ErrorCode::InvalidConfig, message);
+    }
+    let changed = changes.into_iter().map(|c| (c.key, c.value)).collect();
+    super::cluster_admin::alter(shard, name, changed).await
 }

@@ -5,6 +5,9 @@ use keel_protocol::api::{BrokerInfo, ErrorCode, PartitionMetadata, Response, Top
 use std::rc::Rc;
 
 pub async fn handle(shard: &Rc<Shard>, requested: Vec<String>) -> Response {
+    if let Some(view) = shard.cluster.clone() {
+        return cluster(shard, &view, requested).await;
+    }
     let wanted: Vec<(String, Option<u32>)> = {
         let registry = shard.registry.read();
         if requested.is_empty() {
@@ -67,5 +70,93 @@ pub async fn handle(shard: &Rc<Shard>, requested: Vec<String>) -> Response {
         host: shard.config.listen.ip().to_string(),
         port: shard.config.listen.port(),
     }];
+    Response::Metadata { brokers, topics }
+}
+
+/// Cluster mode: brokers, topics and leaders from the applied metadata; offsets of the
+/// partitions this broker leads from their logs.
+async fn cluster(
+    shard: &Rc<Shard>,
+    view: &crate::cluster::ClusterView,
+    requested: Vec<String>,
+) -> Response {
+    let image = view.image();
+    let brokers = image
+        .brokers()
+        .iter()
+        .filter(|(_, b)| !b.fenced)
+        .filter_map(|(id, b)| {
+            let address: std::net::SocketAddr = b.address.parse().ok()?;
+            Some(BrokerInfo {
+                node_id: *id,
+                host: address.ip().to_string(),
+                port: address.port(),
+            })
+        })
+        .collect();
+    let names: Vec<String> = if requested.is_empty() {
+        image.topics().keys().cloned().collect()
+    } else {
+        requested
+    };
+    let mut topics = Vec::with_capacity(names.len());
+    for topic in names {
+        let Some(info) = image.topic(&topic) else {
+            topics.push(TopicMetadata {
+                topic,
+                error: ErrorCode::UnknownTopicOrPartition,
+                partitions: Vec::new(),
+            });
+            continue;
+        };
+        let mut tasks = Vec::with_capacity(info.partitions.len());
+        for (partition, state) in info.partitions.iter().enumerate() {
+            let partition = partition as u32;
+            let leader = state.leader;
+            let local = view.leads(&topic, partition).is_ok();
+            let (shard, name) = (shard.clone(), topic.clone());
+            tasks.push(glommio::spawn_local(async move {
+                let unknown = PartitionMetadata {
+                    partition,
+                    error: if leader < 0 {
+                        ErrorCode::LeaderNotAvailable
+                    } else {
+                        ErrorCode::None
+                    },
+                    leader: u32::try_from(leader).unwrap_or(u32::MAX),
+                    log_start_offset: -1,
+                    high_watermark: -1,
+                    log_end_offset: -1,
+                    size_bytes: 0,
+                };
+                if !local {
+                    return unknown;
+                }
+                let owner = owner(&name, partition, shard.shards());
+                match shard
+                    .call(
+                        owner,
+                        Job::Describe {
+                            topic: name,
+                            partition,
+                        },
+                    )
+                    .await
+                {
+                    Reply::Described(meta) => meta,
+                    _ => unknown,
+                }
+            }));
+        }
+        let mut partitions = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            partitions.push(task.await);
+        }
+        topics.push(TopicMetadata {
+            topic,
+            error: ErrorCode::None,
+            partitions,
+        });
+    }
     Response::Metadata { brokers, topics }
 }

@@ -1,7 +1,8 @@
 //! One handler per request kind. Each turns a decoded request into per-partition jobs for
 //! the owning shards and merges the replies into a response.
 
-mod admin;
+pub(crate) mod admin;
+mod cluster_admin;
 mod fetch;
 pub mod groups;
 mod list_offsets;

@@ -1,0 +1,443 @@
+//! Cluster mode: the glommio layer around `keel-controller`.
+//!
+//! With `--controller-voters`, shard 0 of every node runs a [`node::Node`]: the controller
+//! (when the node is a voter: raft-rs over a metadata log file, its listener and connections
+//! to the other voters) and the broker agent (registration, heartbeats, lease, applied
+//! metadata). Every shard reads the applied metadata and the lease from the shared
+//! [`ClusterView`] to refuse partitions this broker does not lead; shard 0 makes the local
+//! registry and partition logs follow the metadata ([`reconcile`]).
+
+pub mod net;
+pub mod node;
+pub mod reconcile;
+
+use anyhow::{bail, Context};
+use keel_controller::image::MetadataImage;
+use keel_protocol::api::ErrorCode;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// Cluster settings from the flags.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This node's id.
+    pub node_id: u32,
+    /// The quorum: `(id, controller address)`, sorted by id.
+    pub voters: Vec<(u64, SocketAddr)>,
+    /// Where this node's controller listens (when it is a voter).
+    pub controller_listen: SocketAddr,
+    /// The native address other nodes and clients are told.
+    pub advertised: SocketAddr,
+}
+
+impl ClusterConfig {
+    /// Parses `--controller-voters` (`ID@HOST:PORT,...`) and checks it against this node.
+    ///
+    /// # Errors
+    /// Bad syntax, id 0, duplicate ids or addresses, or this voter's entry disagreeing with
+    /// `--controller-listen`; each named in one line.
+    pub fn new(
+        node_id: u32,
+        voters_text: &str,
+        controller_listen: SocketAddr,
+        advertised: SocketAddr,
+    ) -> anyhow::Result<ClusterConfig> {
+        if node_id == 0 {
+            bail!("--node-id must not be 0 in cluster mode");
+        }
+        let mut voters: Vec<(u64, SocketAddr)> = Vec::new();
+        for item in voters_text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let (id, address) = item
+                .split_once('@')
+                .with_context(|| format!("--controller-voters: {item:?} is not ID@HOST:PORT"))?;
+            let id: u64 = id
+                .parse()
+                .ok()
+                .filter(|id| *id > 0 && *id <= u64::from(u32::MAX))
+                .with_context(|| format!("--controller-voters: {id:?} is not a node id"))?;
+            let address: SocketAddr = address.parse().with_context(|| {
+                format!("--controller-voters: {address:?} is not HOST:PORT (an IP address)")
+            })?;
+            if voters.iter().any(|(other, _)| *other == id) {
+                bail!("--controller-voters: duplicate node id {id}");
+            }
+            if voters.iter().any(|(_, other)| *other == address) {
+                bail!("--controller-voters: duplicate address {address}");
+            }
+            voters.push((id, address));
+        }
+        if voters.is_empty() {
+            bail!("--controller-voters is empty");
+        }
+        voters.sort();
+        let mut controller_listen = controller_listen;
+        if let Some((_, address)) = voters.iter().find(|(id, _)| *id == u64::from(node_id)) {
+            let default: SocketAddr = "127.0.0.1:7072".parse().expect("valid address");
+            if controller_listen == default {
+                controller_listen = *address;
+            } else if controller_listen != *address {
+                bail!(
+                    "node {node_id} is {address} in --controller-voters but --controller-listen is {controller_listen}"
+                );
+            }
+        }
+        Ok(ClusterConfig {
+            node_id,
+            voters,
+            controller_listen,
+            advertised,
+        })
+    }
+
+    /// True when this node is one of the voters.
+    pub fn is_voter(&self) -> bool {
+        self.voters
+            .iter()
+            .any(|(id, _)| *id == u64::from(self.node_id))
+    }
+
+    /// The voter list as printed in refusals: `1@127.0.0.1:7072,2@...`.
+    pub fn voters_text(&self) -> String {
+        voters_text(&self.voters)
+    }
+}
+
+/// A voter list as `ID@ADDR,...`.
+pub fn voters_text(voters: &[(u64, SocketAddr)]) -> String {
+    voters
+        .iter()
+        .map(|(id, a)| format!("{id}@{a}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The controller as this node last knew it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ControllerStatus {
+    /// Leader id, when known.
+    pub leader: Option<u64>,
+    /// Its term.
+    pub term: u64,
+}
+
+/// What every shard reads: the applied metadata and whether this broker's lease holds.
+pub struct ClusterView {
+    node_id: u32,
+    started: Instant,
+    image: RwLock<Arc<MetadataImage>>,
+    lease_until_ms: AtomicU64,
+    reconciled_offset: AtomicU64,
+    controller: RwLock<ControllerStatus>,
+}
+
+impl ClusterView {
+    /// A view with no metadata and no lease.
+    pub fn new(node_id: u32) -> ClusterView {
+        ClusterView {
+            node_id,
+            started: Instant::now(),
+            image: RwLock::new(Arc::new(MetadataImage::default())),
+            lease_until_ms: AtomicU64::new(0),
+            reconciled_offset: AtomicU64::new(0),
+            controller: RwLock::new(ControllerStatus::default()),
+        }
+    }
+    /// Milliseconds since start (the clock leases are counted in).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+    /// This node's id.
+    pub fn node_id(&self) -> u32 {
+        self.node_id
+    }
+    /// The applied metadata.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().expect("image lock").clone()
+    }
+    /// Publishes newly applied metadata.
+    pub fn set_image(&self, image: MetadataImage) {
+        *self.image.write().expect("image lock") = Arc::new(image);
+    }
+    /// Sets when this broker's lease ends (0: no lease).
+    pub fn set_lease_until_ms(&self, until: u64) {
+        self.lease_until_ms.store(until, Ordering::SeqCst);
+    }
+    /// True while this broker's lease with the controller holds.
+    pub fn lease_valid(&self) -> bool {
+        self.now_ms() < self.lease_until_ms.load(Ordering::SeqCst)
+    }
+    /// The metadata offset the local registry and logs have caught up with.
+    pub fn reconciled_offset(&self) -> u64 {
+        self.reconciled_offset.load(Ordering::SeqCst)
+    }
+    /// Records that the registry and logs follow the metadata up to `offset`.
+    pub fn set_reconciled_offset(&self, offset: u64) {
+        self.reconciled_offset.store(offset, Ordering::SeqCst);
+    }
+    /// The controller as last known.
+    pub fn controller(&self) -> ControllerStatus {
+        *self.controller.read().expect("controller lock")
+    }
+    /// Records the controller's leader and term.
+    pub fn set_controller(&self, status: ControllerStatus) {
+        *self.controller.write().expect("controller lock") = status;
+    }
+
+    /// Whether this broker may serve `partition` of `topic` as its leader now: `Ok` with
+    /// the leader epoch, or the error to answer.
+    pub fn leads(&self, topic: &str, partition: u32) -> Result<u32, ErrorCode> {
+        if topic == crate::handlers::groups::OFFSETS_TOPIC {
+            // Each broker keeps its own offsets topic for the groups it coordinates.
+            return Ok(0);
+        }
+        let image = self.image();
+        let Some(state) = image
+            .topic(topic)
+            .and_then(|t| t.partitions.get(partition as usize))
+        else {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        };
+        if state.leader < 0 {
+            return Err(ErrorCode::LeaderNotAvailable);
+        }
+        if state.leader != self.node_id as i32 || !self.lease_valid() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        Ok(state.leader_epoch)
+    }
+}
+
+/// This data directory's incarnation for this start: its random id (made on first start)
+/// and a start counter, kept in `node.incarnation`.
+///
+/// # Errors
+/// The file cannot be read or written.
+pub fn next_incarnation(data_dir: &Path) -> anyhow::Result<u64> {
+    let path = data_dir.join("node.incarnation");
+    let (directory_id, starts) = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut parts = text.split_whitespace().map(str::parse::<u32>);
+            match (parts.next(), parts.next()) {
+                (Some(Ok(id)), Some(Ok(starts))) => (id, starts),
+                _ => bail!("{} is not two numbers", path.display()),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id()).rotate_left(32);
+            ((seed ^ (seed >> 32)) as u32 | 1, 0)
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let starts = starts.wrapping_add(1);
+    let tmp = data_dir.join("node.incarnation.tmp");
+    std::fs::write(&tmp, format!("{directory_id} {starts}\n"))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(keel_controller::node::incarnation(directory_id, starts))
+}
+
+/// What start-up prepares for shard 0: the view, the recovered metadata log (voters), the
+/// incarnation.
+pub struct Boot {
+    /// Shared with every shard.
+    pub view: Arc<ClusterView>,
+    config: ClusterConfig,
+    log: Option<(std::path::PathBuf, keel_controller::store::LogStore)>,
+    incarnation: u64,
+}
+
+/// Start-up checks and recovery before the shards start.
+///
+/// # Errors
+/// The controller address is in use, the metadata log belongs to another quorum or cannot
+/// be read, or the incarnation file cannot be written.
+pub fn boot(data_dir: &Path, config: &ClusterConfig) -> anyhow::Result<Boot> {
+    let log = if config.is_voter() {
+        if std::net::TcpListener::bind(config.controller_listen).is_err() {
+            bail!(
+                "cannot listen on {} for the controller: the address is in use (another broker or controller?)",
+                config.controller_listen
+            );
+        }
+        Some(node::recover_log(data_dir, config)?)
+    } else {
+        None
+    };
+    Ok(Boot {
+        view: Arc::new(ClusterView::new(config.node_id)),
+        config: config.clone(),
+        log,
+        incarnation: next_incarnation(data_dir)?,
+    })
+}
+
+/// Starts the node on shard 0: its listener (voters), connections to the voters, the driver
+/// and the reconciler.
+///
+/// # Errors
+/// The controller listener or the metadata log cannot be opened.
+pub async fn start(shard: std::rc::Rc<crate::shard::Shard>, boot: Boot) -> anyhow::Result<()> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let Boot {
+        view,
+        config,
+        log,
+        incarnation,
+    } = boot;
+    let (reconcile_tx, reconcile_rx) = glommio::channels::local_channel::new_bounded(1);
+    let store = log.as_ref().map(|(_, store)| store.clone());
+    let (node, wake) = node::Node::new(
+        config.clone(),
+        view.clone(),
+        store,
+        incarnation,
+        reconcile_tx,
+    )?;
+    let node = Rc::new(RefCell::new(node));
+    *shard.cluster_node.borrow_mut() = Some(node.clone());
+    let metalog = match log {
+        Some((path, _)) => Some(node::MetaLog::open(path).await?),
+        None => None,
+    };
+    if config.is_voter() {
+        let listener = glommio::net::TcpListener::bind(config.controller_listen)
+            .map_err(std::io::Error::from)
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for the controller",
+                    config.controller_listen
+                )
+            })?;
+        glommio::spawn_local(net::serve(listener, node.clone())).detach();
+    }
+    for (id, address) in &config.voters {
+        if *id != u64::from(config.node_id) {
+            glommio::spawn_local(net::connect_loop(*id, *address, node.clone())).detach();
+        }
+    }
+    glommio::spawn_local(node::drive(node, metalog, wake)).detach();
+    glommio::spawn_local(reconcile::run(shard, view, reconcile_rx)).detach();
+    tracing::info!(
+        node = config.node_id,
+        voter = config.is_voter(),
+        voters = %config.voters_text(),
+        incarnation,
+        "cluster mode"
+    );
+    Ok(())
+}
+
+/// Sends a topic change to the controller (through shard 0) and waits until it is applied
+/// here too, so the caller's next request on this broker sees it.
+///
+/// # Errors
+/// The controller's refusal, or [`keel_controller::Error::Remote`] when no answer came in
+/// time (the outcome is then unknown).
+pub async fn change(
+    shard: &std::rc::Rc<crate::shard::Shard>,
+    request: keel_controller::node::Request,
+) -> Result<u64, keel_controller::Error> {
+    use keel_controller::node::Reply;
+    let answer = if shard.id == 0 {
+        submit_here(shard, request).await
+    } else {
+        match shard.call(0, crate::shard::Job::Cluster(request)).await {
+            crate::shard::Reply::Cluster(answer) => answer,
+            _ => Err(keel_controller::Error::Remote(
+                "shard 0 did not answer".into(),
+            )),
+        }
+    };
+    let offset = match answer? {
+        Reply::Committed { offset } => offset,
+        Reply::Metadata { .. } => {
+            return Err(keel_controller::Error::Remote("unexpected answer".into()))
+        }
+    };
+    let Some(view) = shard.cluster.as_ref() else {
+        return Ok(offset);
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while view.reconciled_offset() < offset && Instant::now() < deadline {
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(offset)
+}
+
+/// On shard 0: submits to the node, following "not the controller" hints a few times.
+pub async fn submit_here(
+    shard: &std::rc::Rc<crate::shard::Shard>,
+    request: keel_controller::node::Request,
+) -> Result<keel_controller::node::Reply, keel_controller::Error> {
+    let Some(node) = shard.cluster_node.borrow().clone() else {
+        return Err(keel_controller::Error::Remote(
+            "cluster mode is not running".into(),
+        ));
+    };
+    let mut last = keel_controller::Error::NotController { leader: None };
+    for attempt in 0..20u64 {
+        if attempt > 0 {
+            glommio::timer::sleep(std::time::Duration::from_millis(100 + 50 * attempt)).await;
+        }
+        let rx = node.borrow_mut().submit(request.clone());
+        match rx.await {
+            Ok(Err(e @ keel_controller::Error::NotController { .. })) => last = e,
+            Ok(Err(e @ keel_controller::Error::Dropped)) => last = e,
+            Ok(answer) => return answer,
+            Err(_) => last = keel_controller::Error::Remote("request dropped".into()),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    // The voter list is checked in one line per problem.
+    #[test]
+    fn voters_are_checked() {
+        let listen = addr("127.0.0.1:7072");
+        let ok =
+            ClusterConfig::new(2, "1@127.0.0.1:7072,2@127.0.0.1:7172", listen, listen).unwrap();
+        assert_eq!(
+            ok.controller_listen,
+            addr("127.0.0.1:7172"),
+            "taken from the list"
+        );
+        assert!(ok.is_voter());
+        for (text, expected) in [
+            ("1@127.0.0.1:1,1@127.0.0.1:2", "duplicate node id 1"),
+            ("1@127.0.0.1:1,2@127.0.0.1:1", "duplicate address"),
+            ("1-127.0.0.1:1", "is not ID@HOST:PORT"),
+            ("0@127.0.0.1:1", "is not a node id"),
+            ("1@localhost", "is not HOST:PORT"),
+            ("", "is empty"),
+        ] {
+            let err = ClusterConfig::new(1, text, listen, listen)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let err = ClusterConfig::new(1, "1@127.0.0.1:9", addr("127.0.0.1:8"), listen)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--controller-listen is 127.0.0.1:8"), "{err}");
+    }
+}

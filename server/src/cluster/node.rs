@@ -1,0 +1,601 @@
+//! Shard 0's cluster node: the controller (on voters), the broker agent, and the routing
+//! of frames between them and the network. All state is one `RefCell` on shard 0, never
+//! borrowed across an await; [`drive`] is the loop that ticks, persists and sends.
+
+use super::net::Outbox;
+use super::{voters_text, ClusterConfig, ClusterView, ControllerStatus};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use keel_controller::broker::{BrokerAgent, BrokerConfig, Sent};
+use keel_controller::disklog;
+use keel_controller::node::{Controller, ControllerConfig, Reply, Request, Token};
+use keel_controller::store::{LogStore, Persist};
+use keel_controller::wire::Frame;
+use keel_controller::Error;
+use protobuf::Message as _;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Heartbeat interval of the broker agent.
+pub const HEARTBEAT_MS: u64 = 500;
+/// Broker lease (the controller fences after this long without a heartbeat).
+pub const LEASE_MS: u64 = 4_000;
+/// Longest a topic change waits for the controller's answer.
+pub const ADMIN_TIMEOUT_MS: u64 = 10_000;
+/// Rewrite the metadata log (snapshot + the entries after it) past this size.
+pub const LOG_REWRITE_BYTES: u64 = 4 << 20;
+
+enum Waiter {
+    Agent(Sent),
+    Admin(futures_channel::oneshot::Sender<Result<Reply, Error>>),
+}
+
+/// The cluster state of this node.
+pub struct Node {
+    config: ClusterConfig,
+    view: Arc<ClusterView>,
+    controller: Option<Controller>,
+    agent: BrokerAgent,
+    peers: HashMap<u64, Outbox>,
+    inbound: HashMap<u64, Outbox>,
+    next_conn: u64,
+    remote: HashMap<Token, (u64, u64)>,
+    waiting: HashMap<Token, (u64, Waiter)>,
+    next_token: Token,
+    leader_hint: Option<u64>,
+    round_robin: usize,
+    welcomed_once: bool,
+    published_offset: u64,
+    wake: LocalSender<()>,
+    reconcile_wake: LocalSender<()>,
+}
+
+impl Node {
+    /// A node; `store` is the recovered metadata log when this node is a voter.
+    pub fn new(
+        config: ClusterConfig,
+        view: Arc<ClusterView>,
+        store: Option<LogStore>,
+        incarnation: u64,
+        reconcile_wake: LocalSender<()>,
+    ) -> anyhow::Result<(Node, LocalReceiver<()>)> {
+        let voter_ids: Vec<u64> = config.voters.iter().map(|(id, _)| *id).collect();
+        let now = view.now_ms();
+        let controller = match store {
+            Some(store) => {
+                let mut c = ControllerConfig::new(u64::from(config.node_id), voter_ids);
+                c.lease_ms = LEASE_MS;
+                c.seed = incarnation;
+                Some(Controller::new(c, store, now).map_err(|e| anyhow::anyhow!("{e}"))?)
+            }
+            None => None,
+        };
+        let agent = BrokerAgent::new(BrokerConfig {
+            id: config.node_id,
+            address: config.advertised.to_string(),
+            incarnation,
+            heartbeat_ms: HEARTBEAT_MS,
+            lease_ms: LEASE_MS,
+        });
+        let (wake, wake_rx) = local_channel::new_bounded(1);
+        Ok((
+            Node {
+                config,
+                view,
+                controller,
+                agent,
+                peers: HashMap::new(),
+                inbound: HashMap::new(),
+                next_conn: 1,
+                remote: HashMap::new(),
+                waiting: HashMap::new(),
+                next_token: 1,
+                leader_hint: None,
+                round_robin: 0,
+                welcomed_once: false,
+                published_offset: 0,
+                wake,
+                reconcile_wake,
+            },
+            wake_rx,
+        ))
+    }
+
+    /// The applied image of the controller (voters) for `keel cluster describe`.
+    pub fn controller_voters(&self) -> Vec<u64> {
+        self.config.voters.iter().map(|(id, _)| *id).collect()
+    }
+
+    fn poke(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    /// Our hello frame.
+    pub fn hello(&self) -> Frame {
+        Frame::Hello {
+            node_id: u64::from(self.config.node_id),
+            voters: self
+                .config
+                .voters
+                .iter()
+                .map(|(id, a)| (*id, a.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Accepts a peer's hello when its voter list is ours.
+    pub fn check_hello(&self, node_id: u64, voters: &[(u64, String)]) -> Result<(), String> {
+        let ours: Vec<(u64, String)> = self
+            .config
+            .voters
+            .iter()
+            .map(|(id, a)| (*id, a.to_string()))
+            .collect();
+        if voters != ours.as_slice() {
+            let theirs = voters
+                .iter()
+                .map(|(id, a)| format!("{id}@{a}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            return Err(format!(
+                "voter list disagrees: node {node_id} has --controller-voters {theirs}, node {} has {}",
+                self.config.node_id,
+                self.config.voters_text()
+            ));
+        }
+        if node_id == u64::from(self.config.node_id) {
+            return Err(format!(
+                "node id {node_id} is already taken by the node at {}",
+                self.config.controller_listen
+            ));
+        }
+        Ok(())
+    }
+
+    /// A voter refused our hello: before any voter accepted us, the fault is ours, so the
+    /// process stops with the reason; later, it is logged and retried.
+    pub fn refused_by(&mut self, peer: u64, reason: &str) {
+        if !self.welcomed_once {
+            eprintln!("keel-server: refused by controller {peer}: {reason}");
+            std::process::exit(2);
+        }
+        tracing::error!(peer, reason, "controller refused this node");
+    }
+
+    /// A voter accepted our hello.
+    pub fn welcomed(&mut self) {
+        self.welcomed_once = true;
+    }
+
+    /// An outgoing connection to `peer` is up.
+    pub fn add_peer(&mut self, peer: u64, outbox: Outbox) {
+        self.peers.insert(peer, outbox);
+    }
+    /// It went down.
+    pub fn remove_peer(&mut self, peer: u64) {
+        self.peers.remove(&peer);
+    }
+    /// An accepted connection is up; returns its id.
+    pub fn add_inbound(&mut self, outbox: Outbox) -> u64 {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.inbound.insert(conn, outbox);
+        conn
+    }
+    /// It went down.
+    pub fn remove_inbound(&mut self, conn: u64) {
+        self.inbound.remove(&conn);
+        self.remote.retain(|_, (c, _)| *c != conn);
+    }
+
+    fn token(&mut self) -> Token {
+        let token = self.next_token;
+        self.next_token += 1;
+        token
+    }
+
+    /// A frame on an accepted connection: Raft from a voter, or a request.
+    pub fn on_inbound(&mut self, conn: u64, frame: Frame) {
+        match frame {
+            Frame::Raft(data) => {
+                let Some(c) = self.controller.as_mut() else {
+                    return;
+                };
+                match raft::eraftpb::Message::parse_from_bytes(&data) {
+                    Ok(message) => {
+                        if let Err(e) = c.step(message) {
+                            tracing::debug!(error = %e, "raft message refused");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "undecodable raft message"),
+                }
+            }
+            Frame::Request(theirs, request) => {
+                let answer = match self.controller.as_mut() {
+                    None => Some(Err(Error::NotController { leader: None })),
+                    Some(_) => {
+                        let token = self.token();
+                        self.remote.insert(token, (conn, theirs));
+                        let c = self.controller.as_mut().expect("checked");
+                        let answer = c.request(token, request);
+                        if answer.is_some() {
+                            self.remote.remove(&token);
+                        }
+                        answer
+                    }
+                };
+                if let Some(answer) = answer {
+                    self.send_inbound(conn, Frame::Answer(theirs, answer));
+                }
+            }
+            _ => {}
+        }
+        self.poke();
+    }
+
+    /// A frame on our connection to a voter: an answer.
+    pub fn on_outbound(&mut self, _peer: u64, frame: Frame) {
+        if let Frame::Answer(token, answer) = frame {
+            self.complete(token, answer);
+        }
+    }
+
+    fn send_inbound(&self, conn: u64, frame: Frame) {
+        if let Some(outbox) = self.inbound.get(&conn) {
+            let _ = outbox.try_send(frame);
+        }
+    }
+
+    fn complete(&mut self, token: Token, answer: Result<Reply, Error>) {
+        let Some((_, waiter)) = self.waiting.remove(&token) else {
+            return;
+        };
+        if let Err(Error::NotController { leader }) = &answer {
+            self.leader_hint = *leader;
+            if leader.is_none() {
+                self.round_robin += 1;
+            }
+        }
+        match waiter {
+            Waiter::Agent(sent) => match self.agent.answered(sent, answer) {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "metadata update refused"),
+            },
+            Waiter::Admin(tx) => {
+                let _ = tx.send(answer);
+            }
+        }
+    }
+
+    fn target(&mut self) -> u64 {
+        if let Some(c) = &self.controller {
+            if let Some(leader) = c.leader() {
+                return leader;
+            }
+        }
+        if let Some(leader) = self.leader_hint {
+            return leader;
+        }
+        let voters = &self.config.voters;
+        voters[self.round_robin % voters.len()].0
+    }
+
+    fn route(&mut self, token: Token, request: Request) {
+        let target = self.target();
+        if target == u64::from(self.config.node_id) {
+            if let Some(c) = self.controller.as_mut() {
+                if let Some(answer) = c.request(token, request) {
+                    self.complete(token, answer);
+                }
+                return;
+            }
+        }
+        match self.peers.get(&target) {
+            Some(outbox) => {
+                let _ = outbox.try_send(Frame::Request(token, request));
+            }
+            None => {
+                // Not connected to it (yet): try another voter next time.
+                self.leader_hint = None;
+                self.round_robin += 1;
+            }
+        }
+    }
+
+    /// Advances time: Raft ticks, the agent's heartbeat, expired requests.
+    pub fn tick(&mut self) {
+        let now = self.view.now_ms();
+        if let Some(c) = self.controller.as_mut() {
+            c.tick(now);
+        }
+        if let Some(e) = self.agent.fatal() {
+            eprintln!("keel-server: the controller refused this broker: {e}");
+            std::process::exit(2);
+        }
+        if let Some((sent, request)) = self.agent.poll(now) {
+            let token = self.token();
+            self.waiting.insert(token, (now, Waiter::Agent(sent)));
+            self.route(token, request);
+        }
+        let expired: Vec<Token> = self
+            .waiting
+            .iter()
+            .filter(|(_, (at, _))| now.saturating_sub(*at) > ADMIN_TIMEOUT_MS)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in expired {
+            self.complete(
+                token,
+                Err(Error::Remote(
+                    "no answer from the controller in time: the change may or may not be applied"
+                        .into(),
+                )),
+            );
+        }
+    }
+
+    fn send_raft(&mut self, messages: Vec<raft::eraftpb::Message>) {
+        for message in messages {
+            let to = message.to;
+            let Ok(data) = message.write_to_bytes() else {
+                continue;
+            };
+            let sent = self
+                .peers
+                .get(&to)
+                .is_some_and(|outbox| outbox.try_send(Frame::Raft(data)).is_ok());
+            if !sent {
+                if let Some(c) = self.controller.as_mut() {
+                    c.unreachable(to);
+                }
+            }
+        }
+    }
+
+    /// The last ready is durable: send its messages, advance, route answers.
+    fn persisted(&mut self, messages: Vec<raft::eraftpb::Message>) {
+        self.send_raft(messages);
+        let more = match self.controller.as_mut() {
+            Some(c) => c.advance(),
+            None => Vec::new(),
+        };
+        self.send_raft(more);
+        self.deliver_answers();
+    }
+
+    fn deliver_answers(&mut self) {
+        let answers = match self.controller.as_mut() {
+            Some(c) => c.take_answers(),
+            None => return,
+        };
+        for (token, answer) in answers {
+            if let Some((conn, theirs)) = self.remote.remove(&token) {
+                self.send_inbound(conn, Frame::Answer(theirs, answer));
+            } else {
+                self.complete(token, answer);
+            }
+        }
+    }
+
+    /// Shares the agent's view with every shard.
+    fn publish(&mut self) {
+        let lease = if self.agent.lease_valid(self.view.now_ms()) {
+            self.agent.lease_until_ms()
+        } else {
+            0
+        };
+        self.view.set_lease_until_ms(lease);
+        let status = match &self.controller {
+            Some(c) => ControllerStatus {
+                leader: c.leader(),
+                term: c.term(),
+            },
+            None => ControllerStatus {
+                leader: self.leader_hint,
+                term: self.agent.controller_term(),
+            },
+        };
+        self.view.set_controller(status);
+        let offset = self.agent.image().offset();
+        if offset != self.published_offset {
+            self.published_offset = offset;
+            self.view.set_image(self.agent.image().clone());
+            let _ = self.reconcile_wake.try_send(());
+        }
+    }
+
+    /// Starts a topic change; the receiver gets the controller's answer.
+    pub fn submit(
+        &mut self,
+        request: Request,
+    ) -> futures_channel::oneshot::Receiver<Result<Reply, Error>> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let token = self.token();
+        let now = self.view.now_ms();
+        self.waiting.insert(token, (now, Waiter::Admin(tx)));
+        self.route(token, request);
+        self.poke();
+        rx
+    }
+}
+
+/// The metadata log file of a voter.
+pub struct MetaLog {
+    path: PathBuf,
+    file: glommio::io::BufferedFile,
+    size: u64,
+    rewritten_at_index: u64,
+}
+
+impl MetaLog {
+    /// Opens the file after recovery cut it to its valid length.
+    pub async fn open(path: PathBuf) -> anyhow::Result<MetaLog> {
+        let file = glommio::io::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .buffered_open(&path)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+        let size = file.file_size().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(MetaLog {
+            path,
+            file,
+            size,
+            rewritten_at_index: 0,
+        })
+    }
+
+    async fn append(&mut self, persist: &Persist) -> anyhow::Result<()> {
+        let bytes = disklog::encode_persist(persist);
+        let mut written = 0;
+        while written < bytes.len() {
+            let n = self
+                .file
+                .write_at(bytes[written..].to_vec(), self.size + written as u64)
+                .await
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", self.path.display()))?;
+            if n == 0 {
+                anyhow::bail!("writing {}: no progress", self.path.display());
+            }
+            written += n;
+        }
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| anyhow::anyhow!("syncing {}: {e}", self.path.display()))?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Rewrites the file as the store's snapshot, entries and hard state once it has grown
+    /// past [`LOG_REWRITE_BYTES`] and the store has a newer snapshot.
+    async fn maybe_rewrite(&mut self, store: &LogStore) -> anyhow::Result<()> {
+        let index = store.snapshot_ref().get_metadata().index;
+        if self.size < LOG_REWRITE_BYTES || index <= self.rewritten_at_index {
+            return Ok(());
+        }
+        let bytes = disklog::encode_store(store);
+        let tmp = self.path.with_extension("log.tmp");
+        let write = || -> std::io::Result<()> {
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| anyhow::anyhow!("rewriting {}: {e}", self.path.display()))?;
+        let reopened = MetaLog::open(self.path.clone()).await?;
+        let old = std::mem::replace(self, reopened);
+        let _ = old.file.close().await;
+        self.rewritten_at_index = index;
+        tracing::info!(index, bytes = self.size, "metadata log compacted");
+        Ok(())
+    }
+}
+
+/// Runs the node: ticks every 10 ms or when poked, persists each ready, sends, publishes.
+/// A failed write of the metadata log ends the process (the quorum cannot trust it).
+pub async fn drive(node: Rc<RefCell<Node>>, mut log: Option<MetaLog>, wake: LocalReceiver<()>) {
+    loop {
+        futures_lite::future::or(
+            async {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            },
+            async {
+                let _ = wake.recv().await;
+            },
+        )
+        .await;
+        node.borrow_mut().tick();
+        loop {
+            let ready = {
+                let mut n = node.borrow_mut();
+                match n.controller.as_mut() {
+                    Some(c) if c.has_ready() => c.ready(),
+                    _ => break,
+                }
+            };
+            if !ready.persist.is_empty() {
+                let log = log.as_mut().expect("voters have a metadata log");
+                if let Err(e) = log.append(&ready.persist).await {
+                    eprintln!("keel-server: metadata log failed: {e:#}");
+                    std::process::exit(70);
+                }
+            }
+            node.borrow_mut().persisted(ready.messages);
+        }
+        if let Some(log) = log.as_mut() {
+            let store = node.borrow().controller.as_ref().map(|c| c.store().clone());
+            if let Some(store) = store {
+                if let Err(e) = log.maybe_rewrite(&store).await {
+                    eprintln!("keel-server: metadata log failed: {e:#}");
+                    std::process::exit(70);
+                }
+            }
+        }
+        let mut n = node.borrow_mut();
+        n.deliver_answers();
+        n.publish();
+    }
+}
+
+/// Reads a voter's metadata log at start-up, cutting a torn tail, and checks it was made
+/// for the same voters. Runs before the shards start.
+///
+/// # Errors
+/// Unreadable files, or a log made for another voter list.
+pub fn recover_log(
+    data_dir: &std::path::Path,
+    config: &ClusterConfig,
+) -> anyhow::Result<(PathBuf, LogStore)> {
+    let dir = data_dir.join("controller");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    let voters_path = dir.join("voters");
+    let ours = config.voters_text();
+    match std::fs::read_to_string(&voters_path) {
+        Ok(stored) if stored.trim() != ours => anyhow::bail!(
+            "this node's metadata log ({}) belongs to the quorum {}, but --controller-voters is {ours}",
+            dir.display(),
+            stored.trim()
+        ),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&voters_path, format!("{ours}\n"))
+                .and_then(|()| std::fs::File::open(&voters_path)?.sync_all())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", voters_path.display()))?;
+        }
+        Err(e) => anyhow::bail!("reading {}: {e}", voters_path.display()),
+    }
+    let path = dir.join("metadata.log");
+    let data = match std::fs::read(&path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => anyhow::bail!("reading {}: {e}", path.display()),
+    };
+    let found = disklog::recover(&data);
+    if found.torn {
+        tracing::warn!(
+            path = %path.display(),
+            kept = found.valid_bytes,
+            dropped = data.len() - found.valid_bytes,
+            "metadata log had a torn tail; cut"
+        );
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+        file.set_len(found.valid_bytes as u64)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| anyhow::anyhow!("cutting {}: {e}", path.display()))?;
+    }
+    let voters: Vec<u64> = config.voters.iter().map(|(id, _)| *id).collect();
+    let _ = voters_text;
+    Ok((path, found.into_store(&voters)))
+}

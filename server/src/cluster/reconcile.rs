@@ -1,0 +1,150 @@
+//! Makes the local registry and partition logs follow the applied metadata (shard 0).
+//!
+//! Every broker keeps every topic of the metadata in its registry and opens a log for each
+//! of its partitions, so a partition it comes to lead has a log at once; only the leader's
+//! log receives data (replication factor 1). A topic gone from the metadata, or recreated
+//! with another id, is removed here with its logs. `__consumer_offsets` stays local.
+
+use super::ClusterView;
+use crate::handlers::admin::on_every_partition;
+use crate::handlers::groups::OFFSETS_TOPIC;
+use crate::registry::TopicEntry;
+use crate::shard::{Job, Shard};
+use glommio::channels::local_channel::LocalReceiver;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs until the process ends: after each change of the metadata (or every second),
+/// brings the registry and logs in line.
+pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<()>) {
+    // The topic id each local topic was made for, so a recreated topic is recreated here.
+    let mut ids: HashMap<String, u64> = HashMap::new();
+    loop {
+        futures_lite::future::or(
+            async {
+                glommio::timer::sleep(Duration::from_secs(1)).await;
+            },
+            async {
+                let _ = wake.recv().await;
+            },
+        )
+        .await;
+        let image = view.image();
+        if image.offset() == 0 || image.offset() == view.reconciled_offset() {
+            continue;
+        }
+        let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
+        for (name, entry) in &local {
+            if name == OFFSETS_TOPIC {
+                continue;
+            }
+            let keep = image
+                .topic(name)
+                .is_some_and(|t| ids.get(name).is_none_or(|id| *id == t.id));
+            if !keep {
+                remove(&shard, name, entry.partitions).await;
+                ids.remove(name);
+            }
+        }
+        let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
+        for (name, topic) in image.topics() {
+            let configs: BTreeMap<String, String> = topic.configs.clone();
+            let partitions = topic.partitions.len() as u32;
+            match local.get(name) {
+                None => create(&shard, name, partitions, configs).await,
+                Some(entry) if entry.configs != configs => {
+                    reconfigure(&shard, name, partitions, configs).await;
+                }
+                Some(_) => {}
+            }
+            ids.insert(name.clone(), topic.id);
+        }
+        view.set_reconciled_offset(image.offset());
+    }
+}
+
+async fn create(shard: &Rc<Shard>, name: &str, partitions: u32, configs: BTreeMap<String, String>) {
+    let log = match shard.config.topic_log_config(&configs) {
+        Ok(log) => log,
+        Err(message) => {
+            tracing::error!(topic = name, %message, "topic configs from the controller refused; using defaults");
+            shard.config.log_defaults.clone()
+        }
+    };
+    let entry = TopicEntry {
+        partitions,
+        configs,
+    };
+    let owned = name.to_owned();
+    let put = shard
+        .registry
+        .update(move |topics| {
+            topics.insert(owned, entry);
+            Ok(())
+        })
+        .await;
+    if let Err(refusal) = put {
+        tracing::error!(topic = name, message = %refusal.message, "registry update failed");
+        return;
+    }
+    let opened = on_every_partition(shard, name, partitions, |partition| Job::Open {
+        topic: name.to_owned(),
+        partition,
+        log: log.clone(),
+    })
+    .await;
+    match opened {
+        Ok(()) => tracing::info!(topic = name, partitions, "topic created from the metadata"),
+        Err(message) => tracing::error!(topic = name, %message, "opening partitions failed"),
+    }
+}
+
+async fn remove(shard: &Rc<Shard>, name: &str, partitions: u32) {
+    let owned = name.to_owned();
+    let _ = shard
+        .registry
+        .update(move |topics| {
+            topics.remove(&owned);
+            Ok(())
+        })
+        .await;
+    let removed = on_every_partition(shard, name, partitions, |partition| Job::Remove {
+        topic: name.to_owned(),
+        partition,
+    })
+    .await;
+    match removed {
+        Ok(()) => tracing::info!(topic = name, "topic removed: gone from the metadata"),
+        Err(message) => tracing::error!(topic = name, %message, "removing partitions failed"),
+    }
+}
+
+async fn reconfigure(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: u32,
+    configs: BTreeMap<String, String>,
+) {
+    let Ok(log) = shard.config.topic_log_config(&configs) else {
+        tracing::error!(topic = name, "topic configs from the controller refused");
+        return;
+    };
+    let (owned, stored) = (name.to_owned(), configs.clone());
+    let _ = shard
+        .registry
+        .update(move |topics| {
+            if let Some(entry) = topics.get_mut(&owned) {
+                entry.configs = stored;
+            }
+            Ok(())
+        })
+        .await;
+    let _ = on_every_partition(shard, name, partitions, |partition| Job::Reconfigure {
+        topic: name.to_owned(),
+        partition,
+        log: log.clone(),
+    })
+    .await;
+}

@@ -1,0 +1,99 @@
+//! Topic changes in cluster mode: sent to the controller, answered once applied here.
+
+use crate::shard::Shard;
+use keel_controller::node::Request as ControllerRequest;
+use keel_controller::Error as ControllerError;
+use keel_protocol::api::{ErrorCode, TopicResult};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+fn result(topic: String, error: ErrorCode, message: impl Into<String>) -> TopicResult {
+    TopicResult {
+        topic,
+        error,
+        message: message.into(),
+    }
+}
+
+/// The native error code for a controller refusal.
+pub fn error_code(e: &ControllerError) -> ErrorCode {
+    match e {
+        ControllerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+        ControllerError::UnknownTopic(_) | ControllerError::UnknownPartition { .. } => {
+            ErrorCode::UnknownTopicOrPartition
+        }
+        ControllerError::NotEnoughBrokers { .. } => ErrorCode::InvalidReplicationFactor,
+        ControllerError::Invalid { field, .. } if field.contains("topic") => {
+            ErrorCode::InvalidTopic
+        }
+        ControllerError::Invalid { field, .. } if field.contains("partition") => {
+            ErrorCode::InvalidPartitions
+        }
+        ControllerError::Invalid { .. } => ErrorCode::InvalidConfig,
+        _ => ErrorCode::NotController,
+    }
+}
+
+async fn change(shard: &Rc<Shard>, topic: String, request: ControllerRequest) -> TopicResult {
+    match crate::cluster::change(shard, request).await {
+        Ok(_) => result(topic, ErrorCode::None, ""),
+        Err(e) => result(topic, error_code(&e), e.to_string()),
+    }
+}
+
+/// Creates a topic through the controller.
+pub async fn create(
+    shard: &Rc<Shard>,
+    name: String,
+    partitions: u32,
+    replication_factor: u32,
+    configs: BTreeMap<String, String>,
+) -> TopicResult {
+    if let Some(view) = &shard.cluster {
+        let live = view.image().live_brokers().len() as u32;
+        if replication_factor > live {
+            return result(
+                name,
+                ErrorCode::InvalidReplicationFactor,
+                format!("replication factor {replication_factor} is larger than the {live} live brokers"),
+            );
+        }
+    }
+    if replication_factor != 1 {
+        return result(
+            name,
+            ErrorCode::InvalidReplicationFactor,
+            format!("replication factor {replication_factor}: replicated partitions are not built yet; use 1"),
+        );
+    }
+    let request = ControllerRequest::CreateTopic {
+        name: name.clone(),
+        partitions,
+        replication_factor,
+        configs: configs.into_iter().collect(),
+    };
+    let created = change(shard, name, request).await;
+    if created.error == ErrorCode::None {
+        tracing::info!(topic = %created.topic, partitions, "topic created through the controller");
+    }
+    created
+}
+
+/// Deletes a topic through the controller.
+pub async fn delete(shard: &Rc<Shard>, name: String) -> TopicResult {
+    let request = ControllerRequest::DeleteTopic { name: name.clone() };
+    change(shard, name, request).await
+}
+
+/// Sets a topic's configs through the controller (`configs` already checked).
+pub async fn alter(
+    shard: &Rc<Shard>,
+    name: String,
+    configs: BTreeMap<String, String>,
+) -> TopicResult {
+    let request = ControllerRequest::SetConfigs {
+        name: name.clone(),
+        configs: configs.into_iter().collect(),
+    };
+    change(shard, name, request).await
+}
