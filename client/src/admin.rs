@@ -57,6 +57,21 @@ pub struct Admin {
     timeout: Duration,
 }
 
+/// The cluster as a broker knows it.
+#[derive(Debug, Clone)]
+pub struct ClusterDescription {
+    /// The controller quorum's leader, when known.
+    pub controller_leader: Option<u32>,
+    /// Its term.
+    pub controller_term: u64,
+    /// Voter ids.
+    pub voters: Vec<u32>,
+    /// The metadata offset the broker has applied.
+    pub metadata_offset: u64,
+    /// Registered brokers (id, address, incarnation, fenced).
+    pub brokers: Vec<keel_protocol::api::ClusterBroker>,
+}
+
 fn check(results: Vec<TopicResult>) -> Result<()> {
     for result in results {
         if result.error != ErrorCode::None {
@@ -95,10 +110,26 @@ impl Admin {
         partitions: u32,
         configs: &[(&str, &str)],
     ) -> Result<()> {
+        self.create_topic_replicated(name, partitions, 1, configs)
+            .await
+    }
+
+    /// As [`Admin::create_topic`] with `replication_factor` copies of each partition.
+    ///
+    /// # Errors
+    /// As [`Admin::create_topic`]; `InvalidReplicationFactor` when the cluster cannot
+    /// hold that many copies.
+    pub async fn create_topic_replicated(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
         let topic = NewTopic {
             name: name.to_owned(),
             partitions,
-            replication_factor: 1,
+            replication_factor,
             configs: configs
                 .iter()
                 .map(|(k, v)| ConfigEntry {
@@ -176,11 +207,82 @@ impl Admin {
             .next()
             .map(|(_, _, entries)| entries.into_iter().map(|e| (e.key, e.value)).collect())
             .unwrap_or_default();
+        let mut partitions = topic.partitions;
+        if let Ok(cluster) = self.describe_cluster().await {
+            self.fill_from_leaders(name, &cluster, &mut partitions)
+                .await;
+        }
         Ok(TopicDescription {
             name: topic.topic,
-            partitions: topic.partitions,
+            partitions,
             configs,
         })
+    }
+
+    /// Asks each partition's leader for the offsets the answering broker did not have.
+    async fn fill_from_leaders(
+        &self,
+        name: &str,
+        cluster: &ClusterDescription,
+        partitions: &mut [keel_protocol::api::PartitionMetadata],
+    ) {
+        let mut leaders: Vec<u32> = partitions
+            .iter()
+            .filter(|p| p.error == ErrorCode::None && p.log_end_offset < 0)
+            .map(|p| p.leader)
+            .collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        for leader in leaders {
+            let Some(broker) = cluster.brokers.iter().find(|b| b.node_id == leader) else {
+                continue;
+            };
+            let Ok(connection) = Connection::connect(&broker.address).await else {
+                continue;
+            };
+            let request = Request::Metadata {
+                topics: vec![name.to_owned()],
+            };
+            let Ok(Response::Metadata { topics, .. }) =
+                connection.call_timeout(&request, self.timeout).await
+            else {
+                continue;
+            };
+            for theirs in topics.into_iter().flat_map(|t| t.partitions) {
+                if let Some(ours) = partitions
+                    .iter_mut()
+                    .find(|p| p.partition == theirs.partition && p.leader == leader)
+                {
+                    if theirs.log_end_offset >= 0 {
+                        *ours = theirs;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The controller, voters and brokers as the connected broker knows them.
+    ///
+    /// # Errors
+    /// Connection failures.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        match self.call(Request::DescribeCluster).await? {
+            Response::DescribeCluster {
+                controller_leader,
+                controller_term,
+                voters,
+                metadata_offset,
+                brokers,
+                ..
+            } => Ok(ClusterDescription {
+                controller_leader: (controller_leader >= 0).then_some(controller_leader as u32),
+                controller_term,
+                voters,
+                metadata_offset,
+                brokers,
+            }),
+            _ => Err(Error::Protocol("describe-cluster response expected".into())),
+        }
     }
 
     /// Sets config overrides on a topic.

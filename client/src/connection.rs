@@ -41,11 +41,26 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr`.
+    /// Connects to `addr`, or to the first that answers of a comma-separated list
+    /// (a bootstrap list: `host:port,host:port`).
     ///
     /// # Errors
-    /// [`Error::Connect`] naming the address.
+    /// [`Error::Connect`] naming the address (the last one tried).
     pub async fn connect(addr: &str) -> Result<Connection> {
+        let mut last = None;
+        for one in addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            match Connection::connect_one(one).await {
+                Ok(connection) => return Ok(connection),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Connect {
+            addr: addr.to_owned(),
+            message: "no address given".into(),
+        }))
+    }
+
+    async fn connect_one(addr: &str) -> Result<Connection> {
         let failed = |message: String| Error::Connect {
             addr: addr.to_owned(),
             message,

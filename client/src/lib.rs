@@ -29,7 +29,7 @@ pub mod error;
 pub mod partitioner;
 pub mod producer;
 
-pub use admin::{Admin, GroupPartitionOffset, ResetTo, TopicDescription};
+pub use admin::{Admin, ClusterDescription, GroupPartitionOffset, ResetTo, TopicDescription};
 pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, RebalanceListener, RecordStream,
     TopicPartition,

@@ -290,6 +290,9 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     clean_data_dir(&config, &registry)?;
     config.listen = resolve_listen(config.listen, "clients")?;
     config.metrics_listen = resolve_listen(config.metrics_listen, "metrics")?;
+    if let Some(cluster) = config.cluster.as_mut().filter(|c| c.is_voter()) {
+        cluster.controller_listen = resolve_listen(cluster.controller_listen, "the controller")?;
+    }
     let cluster_boot = match &config.cluster {
         Some(cluster) => Some(cluster::boot(&config.data_dir, cluster)?),
         None => None,

@@ -607,6 +607,9 @@ impl Shard {
                         high_watermark: log.high_watermark(),
                         log_end_offset: log.log_end_offset(),
                         size_bytes: log.size_bytes(),
+                        leader_epoch: 0,
+                        replicas: vec![self.config.node_id],
+                        isr: vec![self.config.node_id],
                     },
                     None => PartitionMetadata {
                         partition,
@@ -616,6 +619,9 @@ impl Shard {
                         high_watermark: -1,
                         log_end_offset: -1,
                         size_bytes: 0,
+                        leader_epoch: 0,
+                        replicas: Vec::new(),
+                        isr: Vec::new(),
                     },
                 };
                 Reply::Described(described)

@@ -381,7 +381,8 @@ fn consumer_offsets_are_compacted_and_the_latest_value_survives() {
             .describe_topic("__consumer_offsets")
             .await
             .unwrap()
-            .partitions[0];
+            .partitions[0]
+            .clone();
         assert!(
             offsets.log_start_offset > 0,
             "old commits were compacted away: {offsets:?}"

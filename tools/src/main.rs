@@ -16,6 +16,7 @@ macro_rules! usage {
     };
 }
 
+mod cluster;
 mod consume;
 mod group;
 mod log;
@@ -60,7 +61,7 @@ pub fn exit_on_write_error(e: &std::io::Error) -> ! {
 #[derive(Parser)]
 #[command(name = "keel", version, about = "Keel command-line tool")]
 struct Cli {
-    /// Broker address.
+    /// Broker address, or a comma-separated list (the first that answers is used).
     #[arg(long, global = true, default_value = "127.0.0.1:7070")]
     bootstrap: String,
     #[command(subcommand)]
@@ -73,6 +74,11 @@ enum Command {
     Topic {
         #[command(subcommand)]
         command: topic::TopicCommand,
+    },
+    /// The controller, brokers and metadata of a cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
     },
     /// Produce one message per line of standard input.
     Produce(produce::ProduceArgs),
@@ -124,6 +130,7 @@ fn main() {
             runtime.block_on(async move {
                 match command {
                     Command::Topic { command } => topic::run(&cli.bootstrap, command).await,
+                    Command::Cluster { command } => cluster::run(&cli.bootstrap, command).await,
                     Command::Produce(args) => produce::run(&cli.bootstrap, args).await,
                     Command::Consume(args) => consume::run(&cli.bootstrap, args).await,
                     Command::Group { command } => group::run(&cli.bootstrap, command).await,

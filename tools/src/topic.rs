@@ -11,7 +11,7 @@ pub enum TopicCommand {
         /// Partitions.
         #[arg(long, default_value_t = 1)]
         partitions: u32,
-        /// Replicas per partition (1 on a single broker).
+        /// Replicas per partition (1 on a single broker; the cluster checks it).
         #[arg(long, default_value_t = 1)]
         replication_factor: u16,
         /// Config override, `key=value` (repeatable).
@@ -24,6 +24,9 @@ pub enum TopicCommand {
     Describe {
         /// Topic name.
         name: String,
+        /// text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
     },
     /// Delete a topic and its data.
     Delete {
@@ -41,9 +44,6 @@ pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             replication_factor,
             configs,
         } => {
-            if replication_factor != 1 {
-                usage!("replication factor {replication_factor} is not possible on a single broker; use 1");
-            }
             let mut pairs = Vec::new();
             for config in &configs {
                 let Some((key, value)) = config.split_once('=') else {
@@ -60,7 +60,9 @@ pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
                 }
                 pairs.push((key, value));
             }
-            admin.create_topic(&name, partitions, &pairs).await?;
+            admin
+                .create_topic_replicated(&name, partitions, replication_factor, &pairs)
+                .await?;
             out!("created topic {name} with {partitions} partition(s)");
         }
         TopicCommand::List => {
@@ -68,13 +70,20 @@ pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
                 out!("{topic}");
             }
         }
-        TopicCommand::Describe { name } => {
+        TopicCommand::Describe { name, format } => {
+            if format != "text" && format != "json" {
+                usage!("--format {format:?}: use text or json");
+            }
             let description = admin.describe_topic(&name).await.map_err(|e| match e {
                 keel_client::Error::UnknownTopic(topic) => {
                     anyhow::anyhow!("topic {topic} does not exist")
                 }
                 other => other.into(),
             })?;
+            if format == "json" {
+                out!("{}", describe_json(&description));
+                return Ok(());
+            }
             out!(
                 "topic {} ({} partitions)",
                 description.name,
@@ -111,4 +120,42 @@ pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `keel topic describe --format json`.
+fn describe_json(description: &keel_client::TopicDescription) -> serde_json::Value {
+    let partitions: Vec<serde_json::Value> = description
+        .partitions
+        .iter()
+        .map(|p| {
+            let leader = if p.error == keel_protocol::api::ErrorCode::LeaderNotAvailable
+                || p.leader == u32::MAX
+            {
+                -1
+            } else {
+                i64::from(p.leader)
+            };
+            serde_json::json!({
+                "partition": p.partition,
+                "leader": leader,
+                "leader_epoch": p.leader_epoch,
+                "replicas": p.replicas,
+                "isr": p.isr,
+                "log_start_offset": p.log_start_offset,
+                "high_watermark": p.high_watermark,
+                "log_end_offset": p.log_end_offset,
+                "size_bytes": p.size_bytes,
+            })
+        })
+        .collect();
+    let configs: serde_json::Map<String, serde_json::Value> = description
+        .configs
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::json!({
+        "name": description.name,
+        "partitions": partitions,
+        "configs": configs,
+    })
 }

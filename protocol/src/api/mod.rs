@@ -12,7 +12,7 @@ mod tests;
 
 pub use request::{JoinGroup, Request};
 pub use response::{
-    BrokerInfo, FetchPartitionResult, GroupDescription, ListOffsetsPartitionResult,
+    BrokerInfo, ClusterBroker, FetchPartitionResult, GroupDescription, ListOffsetsPartitionResult,
     MemberDescription, PartitionMetadata, ProducePartitionResult, Response, TopicMetadata,
     TopicResult, FETCH_PARTITION_HEADER_LEN,
 };
@@ -60,11 +60,13 @@ pub enum ApiKey {
     DescribeGroups = 28,
     /// A producer id and epoch for idempotent produce.
     InitProducerId = 29,
+    /// The controller, voters and brokers of the cluster.
+    DescribeCluster = 30,
 }
 
 impl ApiKey {
     /// Every API with its supported version range.
-    pub const ALL: [(ApiKey, u16, u16); 19] = [
+    pub const ALL: [(ApiKey, u16, u16); 20] = [
         (ApiKey::ApiVersions, 0, 0),
         (ApiKey::Metadata, 0, 0),
         (ApiKey::CreateTopics, 0, 0),
@@ -84,6 +86,7 @@ impl ApiKey {
         (ApiKey::ListGroups, 0, 0),
         (ApiKey::DescribeGroups, 0, 0),
         (ApiKey::InitProducerId, 0, 0),
+        (ApiKey::DescribeCluster, 0, 0),
     ];
 
     /// The API named by `key`, if known.
@@ -116,6 +119,7 @@ impl ApiKey {
             ApiKey::ListGroups => "list_groups",
             ApiKey::DescribeGroups => "describe_groups",
             ApiKey::InitProducerId => "init_producer_id",
+            ApiKey::DescribeCluster => "describe_cluster",
         }
     }
 
@@ -199,6 +203,9 @@ error_codes! {
     GroupMaxSizeReached = 30, "the group has as many members as the broker allows";
     TooManyGroups = 31, "group limit reached";
     InvalidClientId = 32, "invalid client id";
+    NotLeaderOrFollower = 33, "this broker does not lead the partition: refresh metadata and go to its leader";
+    LeaderNotAvailable = 34, "the partition has no leader now (its broker is fenced or down)";
+    NotController = 35, "the cluster's controller could not be reached or changed: retry";
 }
 
 /// A key-value config entry.

@@ -117,6 +117,8 @@ pub enum Request {
     },
     /// Get a producer id for idempotent produce.
     InitProducerId,
+    /// The controller, voters and brokers.
+    DescribeCluster,
 }
 
 /// A JoinGroup request.
@@ -159,6 +161,7 @@ impl Request {
             Request::ListGroups => ApiKey::ListGroups,
             Request::DescribeGroups { .. } => ApiKey::DescribeGroups,
             Request::InitProducerId => ApiKey::InitProducerId,
+            Request::DescribeCluster => ApiKey::DescribeCluster,
         }
     }
 
@@ -283,6 +286,7 @@ impl Request {
                 groups: read_strings(&mut r, "groups")?,
             },
             ApiKey::InitProducerId => Request::InitProducerId,
+            ApiKey::DescribeCluster => Request::DescribeCluster,
             ApiKey::ListOffsets => {
                 let topics = read_topic_entries(&mut r, 12, |r| {
                     Ok(ListOffsetsPartition {
@@ -432,7 +436,7 @@ impl Request {
             }
             Request::ListGroups => {}
             Request::DescribeGroups { groups } => write_strings(out, "groups", groups)?,
-            Request::InitProducerId => {}
+            Request::InitProducerId | Request::DescribeCluster => {}
         }
         Ok(())
     }

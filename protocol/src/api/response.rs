@@ -53,7 +53,7 @@ pub struct BrokerInfo {
 }
 
 /// A partition in metadata.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionMetadata {
     /// Partition index.
     pub partition: u32,
@@ -69,6 +69,12 @@ pub struct PartitionMetadata {
     pub log_end_offset: i64,
     /// Bytes on disk.
     pub size_bytes: u64,
+    /// The leader's epoch (bumped at every leader change; 0 on a single node).
+    pub leader_epoch: u32,
+    /// Brokers holding a copy.
+    pub replicas: Vec<u32>,
+    /// In-sync replicas.
+    pub isr: Vec<u32>,
 }
 
 /// A topic in metadata.
@@ -243,4 +249,32 @@ pub enum Response {
         /// Producer epoch.
         producer_epoch: i16,
     },
+    /// The cluster as this broker knows it.
+    DescribeCluster {
+        /// Outcome.
+        error: ErrorCode,
+        /// The controller quorum's leader, -1 when unknown.
+        controller_leader: i64,
+        /// Its term.
+        controller_term: u64,
+        /// Voter ids.
+        voters: Vec<u32>,
+        /// Offset of the metadata this broker has applied.
+        metadata_offset: u64,
+        /// Registered brokers.
+        brokers: Vec<ClusterBroker>,
+    },
+}
+
+/// A broker as the cluster metadata holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterBroker {
+    /// Node id.
+    pub node_id: u32,
+    /// Advertised address.
+    pub address: String,
+    /// Process incarnation.
+    pub incarnation: u64,
+    /// True while its lease with the controller has lapsed.
+    pub fenced: bool,
 }

@@ -73,7 +73,7 @@ impl Response {
                 for _ in 0..count {
                     let topic = r.string("topic")?;
                     let error = read_error(&mut r)?;
-                    let partitions_count = r.count("partitions", 42)?;
+                    let partitions_count = r.count("partitions", 54)?;
                     let partitions = (0..partitions_count)
                         .map(|_| {
                             Ok(PartitionMetadata {
@@ -84,6 +84,9 @@ impl Response {
                                 high_watermark: r.i64("high_watermark")?,
                                 log_end_offset: r.i64("log_end_offset")?,
                                 size_bytes: r.i64("size_bytes")? as u64,
+                                leader_epoch: r.u32("leader_epoch")?,
+                                replicas: read_ids(&mut r, "replicas")?,
+                                isr: read_ids(&mut r, "isr")?,
                             })
                         })
                         .collect::<Result<_, DecodeError>>()?;
@@ -209,6 +212,35 @@ impl Response {
                 }
                 Response::DescribeGroups { groups }
             }
+            ApiKey::DescribeCluster => {
+                let error = read_error(&mut r)?;
+                let controller_leader = r.i64("controller_leader")?;
+                let controller_term = r.i64("controller_term")? as u64;
+                let count = r.count("voters", 4)?;
+                let mut voters = Vec::with_capacity(count);
+                for _ in 0..count {
+                    voters.push(r.u32("voter")?);
+                }
+                let metadata_offset = r.i64("metadata_offset")? as u64;
+                let count = r.count("brokers", 15)?;
+                let mut brokers = Vec::with_capacity(count);
+                for _ in 0..count {
+                    brokers.push(ClusterBroker {
+                        node_id: r.u32("node_id")?,
+                        address: r.string("address")?,
+                        incarnation: r.i64("incarnation")? as u64,
+                        fenced: r.i8("fenced")? != 0,
+                    });
+                }
+                Response::DescribeCluster {
+                    error,
+                    controller_leader,
+                    controller_term,
+                    voters,
+                    metadata_offset,
+                    brokers,
+                }
+            }
             ApiKey::InitProducerId => Response::InitProducerId {
                 error: read_error(&mut r)?,
                 producer_id: r.i64("producer_id")?,
@@ -264,6 +296,13 @@ impl Response {
                         out.put_i64(p.high_watermark);
                         out.put_i64(p.log_end_offset);
                         out.put_i64(p.size_bytes as i64);
+                        out.put_u32(p.leader_epoch);
+                        for ids in [&p.replicas, &p.isr] {
+                            out.put_count("replicas", ids.len())?;
+                            for id in ids {
+                                out.put_u32(*id);
+                            }
+                        }
                     }
                 }
             }
@@ -305,6 +344,30 @@ impl Response {
                 out.put_u16(*error as u16);
                 out.put_i64(*producer_id);
                 out.put_i32(i32::from(*producer_epoch));
+            }
+            Response::DescribeCluster {
+                error,
+                controller_leader,
+                controller_term,
+                voters,
+                metadata_offset,
+                brokers,
+            } => {
+                out.put_u16(*error as u16);
+                out.put_i64(*controller_leader);
+                out.put_u64(*controller_term);
+                out.put_count("voters", voters.len())?;
+                for v in voters {
+                    out.put_u32(*v);
+                }
+                out.put_u64(*metadata_offset);
+                out.put_count("brokers", brokers.len())?;
+                for b in brokers {
+                    out.put_u32(b.node_id);
+                    out.put_string("address", &b.address)?;
+                    out.put_u64(b.incarnation);
+                    out.put_u8(u8::from(b.fenced));
+                }
             }
             Response::FindCoordinator { error, broker } => {
                 out.put_u16(*error as u16);
@@ -377,4 +440,9 @@ impl Response {
         }
         Ok(())
     }
+}
+
+fn read_ids(r: &mut Reader, field: &'static str) -> Result<Vec<u32>, DecodeError> {
+    let count = r.count(field, 4)?;
+    (0..count).map(|_| r.u32(field)).collect()
 }

@@ -260,16 +260,10 @@ pub struct Boot {
 /// Start-up checks and recovery before the shards start.
 ///
 /// # Errors
-/// The controller address is in use, the metadata log belongs to another quorum or cannot
+/// The metadata log belongs to another quorum or cannot
 /// be read, or the incarnation file cannot be written.
 pub fn boot(data_dir: &Path, config: &ClusterConfig) -> anyhow::Result<Boot> {
     let log = if config.is_voter() {
-        if std::net::TcpListener::bind(config.controller_listen).is_err() {
-            bail!(
-                "cannot listen on {} for the controller: the address is in use (another broker or controller?)",
-                config.controller_listen
-            );
-        }
         Some(node::recover_log(data_dir, config)?)
     } else {
         None

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Heartbeat interval of the broker agent.
-pub const HEARTBEAT_MS: u64 = 500;
+pub const HEARTBEAT_MS: u64 = 250;
 /// Broker lease (the controller fences after this long without a heartbeat).
 pub const LEASE_MS: u64 = 4_000;
 /// Longest a topic change waits for the controller's answer.

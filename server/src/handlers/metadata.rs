@@ -56,6 +56,9 @@ pub async fn handle(shard: &Rc<Shard>, requested: Vec<String>) -> Response {
                     high_watermark: -1,
                     log_end_offset: -1,
                     size_bytes: 0,
+                    leader_epoch: 0,
+                    replicas: Vec::new(),
+                    isr: Vec::new(),
                 },
             });
         }
@@ -113,6 +116,11 @@ async fn cluster(
         for (partition, state) in info.partitions.iter().enumerate() {
             let partition = partition as u32;
             let leader = state.leader;
+            let (leader_epoch, replicas, isr) = (
+                state.leader_epoch,
+                state.replicas.clone(),
+                state.isr.clone(),
+            );
             let local = view.leads(&topic, partition).is_ok();
             let (shard, name) = (shard.clone(), topic.clone());
             tasks.push(glommio::spawn_local(async move {
@@ -128,6 +136,9 @@ async fn cluster(
                     high_watermark: -1,
                     log_end_offset: -1,
                     size_bytes: 0,
+                    leader_epoch,
+                    replicas,
+                    isr,
                 };
                 if !local {
                     return unknown;

@@ -119,6 +119,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
         Request::ListOffsets { topics } => {
             Some(Outgoing::body(&list_offsets::handle(shard, topics).await))
         }
+        Request::DescribeCluster => Some(Outgoing::body(&describe_cluster(shard))),
         Request::InitProducerId => Some(Outgoing::body(&Response::InitProducerId {
             error: ErrorCode::None,
             producer_id: next_producer_id(),
@@ -139,6 +140,52 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
                 _ => Some(Outgoing::error(ErrorCode::Unknown)),
             }
         }
+    }
+}
+
+/// The cluster as this broker knows it; a single-node broker is its own quorum of one.
+fn describe_cluster(shard: &Rc<Shard>) -> Response {
+    use keel_protocol::api::ClusterBroker;
+    let Some(view) = &shard.cluster else {
+        let node_id = shard.config.node_id;
+        return Response::DescribeCluster {
+            error: ErrorCode::None,
+            controller_leader: i64::from(node_id),
+            controller_term: 0,
+            voters: vec![node_id],
+            metadata_offset: 0,
+            brokers: vec![ClusterBroker {
+                node_id,
+                address: shard.config.listen.to_string(),
+                incarnation: 0,
+                fenced: false,
+            }],
+        };
+    };
+    let image = view.image();
+    let status = view.controller();
+    let voters = shard
+        .config
+        .cluster
+        .as_ref()
+        .map(|c| c.voters.iter().map(|(id, _)| *id as u32).collect())
+        .unwrap_or_default();
+    Response::DescribeCluster {
+        error: ErrorCode::None,
+        controller_leader: status.leader.map_or(-1, |l| l as i64),
+        controller_term: status.term,
+        voters,
+        metadata_offset: image.offset(),
+        brokers: image
+            .brokers()
+            .iter()
+            .map(|(id, b)| ClusterBroker {
+                node_id: *id,
+                address: b.address.clone(),
+                incarnation: b.incarnation,
+                fenced: b.fenced,
+            })
+            .collect(),
     }
 }
 
@@ -193,7 +240,8 @@ fn response_errors(response: &Response) -> Vec<ErrorCode> {
         | Response::Heartbeat { error }
         | Response::LeaveGroup { error }
         | Response::OffsetFetch { error, .. }
-        | Response::InitProducerId { error, .. } => note(*error),
+        | Response::InitProducerId { error, .. }
+        | Response::DescribeCluster { error, .. } => note(*error),
     }
     errors
 }
