@@ -253,8 +253,13 @@ impl Admin {
                     .iter_mut()
                     .find(|p| p.partition == theirs.partition && p.leader == leader)
                 {
+                    // Only the offsets: leadership is what the asked broker's metadata says
+                    // (the leader's own view may be older).
                     if theirs.log_end_offset >= 0 {
-                        *ours = theirs;
+                        ours.log_start_offset = theirs.log_start_offset;
+                        ours.high_watermark = theirs.high_watermark;
+                        ours.log_end_offset = theirs.log_end_offset;
+                        ours.size_bytes = theirs.size_bytes;
                     }
                 }
             }

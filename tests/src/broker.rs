@@ -83,7 +83,8 @@ pub fn tool_binary() -> PathBuf {
     BUILT.get_or_init(|| built("keel", "keel")).clone()
 }
 
-fn free_port() -> u16 {
+/// A port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -164,6 +165,11 @@ impl Broker {
             }
         }
         self.child = Some(child);
+    }
+
+    /// True while the process was started and not stopped by the test.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Process id.

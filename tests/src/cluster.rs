@@ -1,0 +1,137 @@
+//! Several `keel-server` processes on 127.0.0.1 forming one cluster: distinct ports and
+//! data directories, the same `--controller-voters`.
+
+use crate::broker::{free_port, server_binary, Broker};
+use crate::tool::keel;
+use std::time::{Duration, Instant};
+
+/// A cluster whose nodes are all voters and brokers.
+pub struct Cluster {
+    /// The nodes, node id `i + 1` at index `i`; `None` while stopped by a test.
+    pub nodes: Vec<Broker>,
+    /// The `--controller-voters` value.
+    pub voters: String,
+    /// Where each node's data directory lives.
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `count` nodes and waits until every one sees every broker alive.
+    pub fn start(count: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (0..count)
+            .map(|i| {
+                let id = (i + 1).to_string();
+                Broker::start(
+                    &server_binary(),
+                    &dir.path().join(format!("node{id}")),
+                    &[
+                        "--node-id",
+                        &id,
+                        "--controller-voters",
+                        &voters,
+                        "--shards",
+                        "2",
+                    ],
+                )
+            })
+            .collect();
+        let cluster = Cluster { nodes, voters, dir };
+        cluster.wait_for(
+            Duration::from_secs(30),
+            "every broker alive on every node",
+            |c| {
+                c.running().all(|i| {
+                    c.alive_brokers(i)
+                        .map_or(false, |alive| alive.len() == count)
+                })
+            },
+        );
+        cluster
+    }
+
+    /// Indexes of nodes whose process runs.
+    pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].is_running())
+    }
+
+    /// `keel --bootstrap <node i> args...`, its output whatever the status.
+    pub fn keel(&self, i: usize, args: &[&str]) -> std::process::Output {
+        keel(Some(&self.nodes[i]), args, None)
+    }
+
+    /// `keel cluster describe --format json` on node `i`, if it answers.
+    pub fn describe(&self, i: usize) -> Option<serde_json::Value> {
+        let output = self.keel(i, &["cluster", "describe", "--format", "json"]);
+        if !output.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
+    /// The brokers node `i` sees alive.
+    pub fn alive_brokers(&self, i: usize) -> Option<Vec<u64>> {
+        let describe = self.describe(i)?;
+        Some(
+            describe["brokers"]
+                .as_array()?
+                .iter()
+                .filter(|b| b["state"] == "alive")
+                .filter_map(|b| b["id"].as_u64())
+                .collect(),
+        )
+    }
+
+    /// The controller leader node `i` knows of.
+    pub fn controller_leader(&self, i: usize) -> Option<u64> {
+        self.describe(i)?["controller"]["leader"]
+            .as_i64()
+            .filter(|l| *l > 0)
+            .map(|l| l as u64)
+    }
+
+    /// `keel topic describe T --format json` on node `i`.
+    pub fn topic(&self, i: usize, topic: &str) -> Option<serde_json::Value> {
+        let output = self.keel(i, &["topic", "describe", topic, "--format", "json"]);
+        if !output.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
+    /// The topics node `i` lists.
+    pub fn topics(&self, i: usize) -> Vec<String> {
+        let output = self.keel(i, &["topic", "list"]);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until `condition` holds, polling; panics naming `what` after `timeout`.
+    pub fn wait_for(&self, timeout: Duration, what: &str, condition: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !condition(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A comma-separated bootstrap list of the running nodes.
+    pub fn bootstrap(&self) -> String {
+        self.running()
+            .map(|i| self.nodes[i].addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}

@@ -1,0 +1,369 @@
+//! Three real `keel-server` processes forming a cluster on 127.0.0.1: topics through the
+//! controller quorum, controller failover after kill -9, brokers that die and rejoin, a
+//! whole-cluster restart.
+
+use keel_protocol::api::ErrorCode;
+use keel_tests::broker::Broker;
+use keel_tests::cluster::Cluster;
+use keel_tests::tool::ok;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn leaders(topic: &serde_json::Value) -> Vec<i64> {
+    topic["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["leader"].as_i64().unwrap())
+        .collect()
+}
+
+fn create(cluster: &Cluster, i: usize, topic: &str, partitions: u32) {
+    let partitions = partitions.to_string();
+    ok(&cluster.keel(i, &["topic", "create", topic, "--partitions", &partitions]));
+}
+
+// A topic created on one broker is visible on all three, its leaders spread evenly, and its
+// partitions are served only by their leaders.
+#[test]
+fn topics_created_on_one_broker_are_visible_on_all() {
+    let cluster = Cluster::start(3);
+    create(&cluster, 0, "spread", 6);
+    cluster.wait_for(Duration::from_secs(10), "topic on every broker", |c| {
+        (0..3).all(|i| c.topics(i).contains(&"spread".to_owned()))
+    });
+    let topic = cluster.topic(2, "spread").unwrap();
+    let mut leaders = leaders(&topic);
+    leaders.sort_unstable();
+    assert_eq!(
+        leaders,
+        vec![1, 1, 2, 2, 3, 3],
+        "two partitions led by each broker"
+    );
+    for p in topic["partitions"].as_array().unwrap() {
+        assert_eq!(p["replicas"], serde_json::json!([p["leader"]]));
+        assert_eq!(p["leader_epoch"], 0);
+    }
+    // A produce to a partition reaches only its leader; the others answer NotLeaderOrFollower.
+    let partition_of = |leader: i64| {
+        topic["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["leader"] == leader)
+            .unwrap()["partition"]
+            .as_u64()
+            .unwrap() as u32
+    };
+    let p = partition_of(2);
+    let batch = keel_tests::crash_batch(1);
+    let mut on_leader = cluster.nodes[1].client();
+    assert_eq!(
+        on_leader.produce("spread", p, -1, batch.clone().into()),
+        ErrorCode::None
+    );
+    let mut elsewhere = cluster.nodes[0].client();
+    assert_eq!(
+        elsewhere.produce("spread", p, -1, batch.into()),
+        ErrorCode::NotLeaderOrFollower
+    );
+    assert_eq!(on_leader.read_batches("spread", p).len(), 1);
+    // Deleting goes through the controller too.
+    ok(&cluster.keel(1, &["topic", "delete", "spread"]));
+    cluster.wait_for(Duration::from_secs(10), "topic gone everywhere", |c| {
+        (0..3).all(|i| !c.topics(i).contains(&"spread".to_owned()))
+    });
+}
+
+// kill -9 of the active controller: another voter takes over and topic creation works again
+// within seconds, with no topic lost or duplicated; the killed node rejoins and leads its
+// partitions again.
+#[test]
+fn controller_failover_after_kill_9() {
+    let mut cluster = Cluster::start(3);
+    create(&cluster, 0, "before", 3);
+    let leader = cluster.controller_leader(0).expect("a controller leader") as usize;
+    let victim = leader - 1;
+    let killed = std::time::Instant::now();
+    cluster.nodes[victim].stop_with(libc::SIGKILL);
+    let survivor = (0..3).find(|i| *i != victim).unwrap();
+    let mut created_after = None;
+    while killed.elapsed() < Duration::from_secs(20) {
+        let output = cluster.keel(survivor, &["topic", "create", "after", "--partitions", "2"]);
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        if output.status.success() || stderr.contains("already exists") {
+            created_after = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = created_after.expect("topic creation works again after the controller died");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    let new_leader = cluster.controller_leader(survivor).unwrap();
+    assert_ne!(new_leader as usize, leader, "another voter leads");
+    for i in (0..3).filter(|i| *i != victim) {
+        let topics = cluster.topics(i);
+        let unique: BTreeSet<&String> = topics.iter().collect();
+        assert_eq!(unique.len(), topics.len(), "no duplicates: {topics:?}");
+        assert!(topics.contains(&"before".to_owned()) && topics.contains(&"after".to_owned()));
+    }
+    // The killed node comes back (a new incarnation), is alive again everywhere, and leads
+    // its partitions with a new epoch.
+    cluster.nodes[victim].restart();
+    cluster.wait_for(
+        Duration::from_secs(20),
+        "the restarted node alive everywhere",
+        |c| (0..3).all(|i| c.alive_brokers(i).is_some_and(|a| a.len() == 3)),
+    );
+    cluster.wait_for(
+        Duration::from_secs(20),
+        "the restarted node leads its partitions",
+        |c| {
+            let topic = c.topic(victim, "before").unwrap();
+            topic["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["leader"].as_i64() == p["replicas"][0].as_i64())
+        },
+    );
+}
+
+// A broker killed and restarted: while it is gone its partitions are offline (replication
+// factor 1) with a clear error; back, it leads them again at a higher epoch with its data.
+#[test]
+fn a_killed_broker_rejoins_and_leads_again() {
+    let mut cluster = Cluster::start(3);
+    create(&cluster, 0, "rejoin", 3);
+    cluster.wait_for(Duration::from_secs(10), "topic everywhere", |c| {
+        (0..3).all(|i| c.topics(i).contains(&"rejoin".to_owned()))
+    });
+    let controller = cluster.controller_leader(0).unwrap() as usize - 1;
+    let victim = (0..3).find(|i| *i != controller).unwrap();
+    let victim_id = victim as i64 + 1;
+    let topic = cluster.topic(victim, "rejoin").unwrap();
+    let partition = topic["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["leader"] == victim_id)
+        .expect("the victim leads one partition")["partition"]
+        .as_u64()
+        .unwrap() as u32;
+    let epoch_before = topic["partitions"][partition as usize]["leader_epoch"]
+        .as_i64()
+        .unwrap();
+    let mut client = cluster.nodes[victim].client();
+    assert_eq!(
+        client.produce("rejoin", partition, -1, keel_tests::crash_batch(7).into()),
+        ErrorCode::None
+    );
+    cluster.nodes[victim].stop_with(libc::SIGKILL);
+    let other = (0..3).find(|i| *i != victim).unwrap();
+    cluster.wait_for(
+        Duration::from_secs(20),
+        "the killed broker fenced, its partition offline",
+        |c| {
+            let fenced = c.describe(other).is_some_and(|d| {
+                d["brokers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|b| b["id"] == victim_id && b["state"] == "fenced")
+            });
+            let offline = c
+                .topic(other, "rejoin")
+                .is_some_and(|t| t["partitions"][partition as usize]["leader"] == -1);
+            fenced && offline
+        },
+    );
+    cluster.nodes[victim].restart();
+    cluster.wait_for(
+        Duration::from_secs(20),
+        "it leads its partition again",
+        |c| {
+            c.topic(other, "rejoin")
+                .is_some_and(|t| t["partitions"][partition as usize]["leader"] == victim_id)
+        },
+    );
+    let topic = cluster.topic(other, "rejoin").unwrap();
+    let epoch_after = topic["partitions"][partition as usize]["leader_epoch"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        epoch_after > epoch_before,
+        "epoch {epoch_before} -> {epoch_after}"
+    );
+    let mut client = cluster.nodes[victim].client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.produce("rejoin", partition, -1, keel_tests::crash_batch(8).into())
+        != ErrorCode::None
+    {
+        assert!(std::time::Instant::now() < deadline, "produce works again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let batches = client.read_batches("rejoin", partition);
+    assert_eq!(
+        batches.len(),
+        2,
+        "the batch from before the kill is still there"
+    );
+}
+
+// All three stopped and started again: every topic is still there, on every node.
+#[test]
+fn a_whole_cluster_restart_keeps_every_topic() {
+    let mut cluster = Cluster::start(3);
+    for (i, name) in ["one", "two", "three"].iter().enumerate() {
+        create(&cluster, i, name, 2);
+    }
+    let expected: BTreeSet<String> = ["one", "three", "two"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for node in &mut cluster.nodes {
+        assert!(node.stop().success());
+    }
+    for node in &mut cluster.nodes {
+        node.restart();
+    }
+    cluster.wait_for(Duration::from_secs(30), "every topic on every node", |c| {
+        (0..3).all(|i| {
+            let topics: BTreeSet<String> = c
+                .topics(i)
+                .into_iter()
+                .filter(|t| !t.starts_with("__"))
+                .collect();
+            topics == expected
+        })
+    });
+    // And the cluster still takes changes.
+    create(&cluster, 2, "four", 1);
+}
+
+fn spawn_bad(cluster: &Cluster, args: &[&str]) -> std::process::Output {
+    let dir = cluster
+        .dir
+        .path()
+        .join(format!("bad{}", keel_tests::broker::free_port()));
+    let listen = format!("127.0.0.1:{}", keel_tests::broker::free_port());
+    let metrics = format!("127.0.0.1:{}", keel_tests::broker::free_port());
+    let mut child = std::process::Command::new(keel_tests::broker::server_binary())
+        .arg("--data-dir")
+        .arg(&dir)
+        .args([
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            &metrics,
+            "--shards",
+            "1",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the misconfigured node did not stop: {:?}",
+                child.wait_with_output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// Misconfigured nodes are refused with one line naming the problem, and the cluster keeps
+// working: a voter list that disagrees, a broker pointing at the wrong quorum, a duplicate
+// broker id, a controller port already in use.
+#[test]
+fn misconfigured_nodes_are_refused_and_the_cluster_keeps_working() {
+    let cluster = Cluster::start(3);
+    let stderr =
+        |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).to_string();
+
+    // Node 4 believes the quorum has four voters.
+    let port = keel_tests::broker::free_port();
+    let voters = format!("{},4@127.0.0.1:{port}", cluster.voters);
+    let output = spawn_bad(
+        &cluster,
+        &["--node-id", "4", "--controller-voters", &voters],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("voter list disagrees"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A broker-only node given the right addresses under the wrong ids.
+    let wrong: String = cluster
+        .voters
+        .split(',')
+        .enumerate()
+        .map(|(i, v)| format!("{}@{}", i + 7, v.split_once('@').unwrap().1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let output = spawn_bad(&cluster, &["--node-id", "5", "--controller-voters", &wrong]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("voter list disagrees"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Two broker-only processes with the same id: the second is refused.
+    let dir = cluster.dir.path().join("node6");
+    let first = Broker::start(
+        &keel_tests::broker::server_binary(),
+        &dir,
+        &[
+            "--node-id",
+            "6",
+            "--controller-voters",
+            &cluster.voters,
+            "--shards",
+            "1",
+        ],
+    );
+    cluster.wait_for(Duration::from_secs(20), "broker 6 registered", |c| {
+        c.alive_brokers(0).is_some_and(|a| a.contains(&6))
+    });
+    let output = spawn_bad(
+        &cluster,
+        &["--node-id", "6", "--controller-voters", &cluster.voters],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("already registered by a live broker"),
+        "{}",
+        stderr(&output)
+    );
+    drop(first);
+    cluster.wait_for(Duration::from_secs(20), "broker 6 fenced once gone", |c| {
+        c.alive_brokers(0).is_some_and(|a| !a.contains(&6))
+    });
+
+    // A voter whose controller port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let solo = format!("1@{address}");
+    let output = spawn_bad(&cluster, &["--node-id", "1", "--controller-voters", &solo]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("for the controller: the address is in use"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The cluster never noticed.
+    create(&cluster, 1, "still-fine", 3);
+    assert_eq!(cluster.alive_brokers(2).unwrap(), vec![1, 2, 3]);
+}
