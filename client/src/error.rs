@@ -72,7 +72,12 @@ impl Error {
             Error::Io { .. } | Error::Connect { .. } | Error::Timeout(_) => true,
             Error::Broker { code, .. } => matches!(
                 code,
-                ErrorCode::RequestTimedOut | ErrorCode::ShuttingDown | ErrorCode::StorageError
+                ErrorCode::RequestTimedOut
+                    | ErrorCode::ShuttingDown
+                    | ErrorCode::StorageError
+                    | ErrorCode::NotLeaderOrFollower
+                    | ErrorCode::LeaderNotAvailable
+                    | ErrorCode::NotController
             ),
             _ => false,
         }

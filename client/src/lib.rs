@@ -28,6 +28,7 @@ pub mod consumer;
 pub mod error;
 pub mod partitioner;
 pub mod producer;
+mod router;
 
 pub use admin::{Admin, ClusterDescription, GroupPartitionOffset, ResetTo, TopicDescription};
 pub use consumer::{

@@ -367,3 +367,95 @@ fn misconfigured_nodes_are_refused_and_the_cluster_keeps_working() {
     create(&cluster, 1, "still-fine", 3);
     assert_eq!(cluster.alive_brokers(2).unwrap(), vec![1, 2, 3]);
 }
+
+// keel-client through a leader move: a producer (bootstrap list, acks=all, idempotent) and a
+// consumer keep going while the broker leading one partition is killed and restarted (its
+// partition is offline meanwhile: replication factor 1). Every record is acknowledged and
+// read back once, in order, per partition.
+#[test]
+fn producers_and_consumers_keep_going_while_leadership_moves() {
+    use keel_client::{Consumer, OffsetReset, Producer, ProducerRecord};
+    let mut cluster = Cluster::start(3);
+    create(&cluster, 0, "flow", 3);
+    cluster.wait_for(Duration::from_secs(10), "topic everywhere", |c| {
+        (0..3).all(|i| c.topics(i).contains(&"flow".to_owned()))
+    });
+    let controller = cluster.controller_leader(0).unwrap() as usize - 1;
+    let victim = (0..3).find(|i| *i != controller).unwrap();
+    let bootstrap = cluster.bootstrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let count: u32 = 600;
+    let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
+    let producing = {
+        let bootstrap = bootstrap.clone();
+        runtime.spawn(async move {
+            let producer = Producer::builder(bootstrap)
+                .retries(400, Duration::from_millis(50))
+                .build()
+                .await
+                .unwrap();
+            let mut deliveries = Vec::new();
+            for i in 0..count {
+                if i == count / 3 {
+                    let _ = kill_tx.send(());
+                }
+                let record = ProducerRecord::new("flow", i.to_string()).partition(i % 3);
+                deliveries.push(producer.enqueue(record).await.unwrap());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let mut failed = Vec::new();
+            for (i, delivery) in deliveries.into_iter().enumerate() {
+                if let Err(e) = delivery.await {
+                    failed.push(format!("{i}: {e}"));
+                }
+            }
+            producer.close().await;
+            failed
+        })
+    };
+    kill_rx.recv().unwrap();
+    cluster.nodes[victim].stop_with(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.nodes[victim].restart();
+    let failed = runtime.block_on(producing).unwrap();
+    assert!(failed.is_empty(), "every record acknowledged: {failed:?}");
+    let consumed = runtime.block_on(async move {
+        let mut consumer = Consumer::builder(bootstrap)
+            .offset_reset(OffsetReset::Earliest)
+            .build()
+            .await
+            .unwrap();
+        consumer.assign((0..3).map(|p| ("flow".to_owned(), p)));
+        let mut seen: Vec<Vec<u32>> = vec![Vec::new(); 3];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while seen.iter().map(Vec::len).sum::<usize>() < count as usize {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "consumed {:?}",
+                seen.iter().map(Vec::len).collect::<Vec<_>>()
+            );
+            let Ok(records) = consumer.poll(Duration::from_millis(500)).await else {
+                continue;
+            };
+            for record in records {
+                let value: u32 = std::str::from_utf8(record.value.as_ref().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                seen[record.partition as usize].push(value);
+            }
+        }
+        seen
+    });
+    for (p, values) in consumed.iter().enumerate() {
+        let expected: Vec<u32> = (0..count).filter(|i| i % 3 == p as u32).collect();
+        assert_eq!(
+            values, &expected,
+            "partition {p}: every record once, in order"
+        );
+    }
+}

@@ -1,7 +1,6 @@
 //! Settings of a [`Consumer`] and connecting it.
 
 use super::{Consumer, OffsetReset, RebalanceListener};
-use crate::connection::Connection;
 use crate::error::Result;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -88,10 +87,14 @@ impl ConsumerBuilder {
     /// # Errors
     /// [`Error::Connect`].
     pub async fn build(self) -> Result<Consumer> {
-        let connection = Connection::connect(&self.bootstrap).await?;
+        let router =
+            crate::router::Router::connect(&self.bootstrap, crate::connection::REQUEST_TIMEOUT)
+                .await?;
+        let connection = router.bootstrap();
         Ok(Consumer {
             config: self,
             connection,
+            router: std::sync::Arc::new(router),
             positions: BTreeMap::new(),
             high_watermarks: BTreeMap::new(),
             buffered: VecDeque::new(),

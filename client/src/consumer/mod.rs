@@ -68,7 +68,10 @@ type Prefetch = tokio::task::JoinHandle<Result<Response>>;
 /// Reads records from assigned partitions.
 pub struct Consumer {
     config: ConsumerBuilder,
+    /// The bootstrap connection: groups and their offsets.
     connection: Connection,
+    /// Partition data goes to each partition's leader.
+    router: std::sync::Arc<crate::router::Router>,
     positions: BTreeMap<TopicPartition, Option<i64>>,
     high_watermarks: BTreeMap<TopicPartition, i64>,
     buffered: VecDeque<ConsumerRecord>,
@@ -200,7 +203,9 @@ impl Consumer {
                 }],
             }],
         };
-        let Response::ListOffsets { topics } = self.connection.call(&request).await? else {
+        let leader = self.router.leader(&partition.0, partition.1);
+        let connection = self.router.connection(leader).await?;
+        let Response::ListOffsets { topics } = connection.call(&request).await? else {
             return Err(Error::Protocol("list-offsets response expected".into()));
         };
         let result = topics
@@ -312,12 +317,46 @@ impl Consumer {
         if positions.is_empty() {
             return;
         }
-        let request = self.fetch_request(&positions, max_wait);
-        let connection = self.connection.clone();
+        // One fetch per leader (one in all on a single broker), merged into one answer.
+        let mut by_leader: BTreeMap<crate::router::BrokerId, BTreeMap<TopicPartition, i64>> =
+            BTreeMap::new();
+        for (tp, offset) in &positions {
+            let leader = self.router.leader(&tp.0, tp.1);
+            by_leader
+                .entry(leader)
+                .or_default()
+                .insert(tp.clone(), *offset);
+        }
+        let requests: Vec<(crate::router::BrokerId, Request)> = by_leader
+            .iter()
+            .map(|(leader, positions)| (*leader, self.fetch_request(positions, max_wait)))
+            .collect();
+        let router = self.router.clone();
         let task = tokio::spawn(async move {
-            connection
-                .call_timeout(&request, max_wait.saturating_add(REQUEST_TIMEOUT))
-                .await
+            let timeout = max_wait.saturating_add(REQUEST_TIMEOUT);
+            let calls = requests.into_iter().map(|(leader, request)| {
+                let router = router.clone();
+                async move {
+                    let connection = router.connection(leader).await?;
+                    connection.call_timeout(&request, timeout).await
+                }
+            });
+            let mut merged = Vec::new();
+            let mut last_error = None;
+            for answer in join_all(calls).await {
+                match answer {
+                    Ok(Response::Fetch { topics }) => merged.extend(topics),
+                    Ok(_) => last_error = Some(Error::Protocol("fetch response expected".into())),
+                    Err(e) => {
+                        router.mark_stale();
+                        last_error = Some(e);
+                    }
+                }
+            }
+            match (merged.is_empty(), last_error) {
+                (true, Some(e)) => Err(e),
+                _ => Ok(Response::Fetch { topics: merged }),
+            }
         });
         self.prefetch = Some((task, positions));
     }
@@ -342,6 +381,11 @@ impl Consumer {
             tokio::time::sleep(timeout.min(Duration::from_millis(100))).await;
             return Ok(Vec::new());
         }
+        if self.prefetch.is_none() {
+            let mut topics: Vec<String> = self.positions.keys().map(|(t, _)| t.clone()).collect();
+            topics.dedup();
+            self.router.refresh_if_stale(&topics).await;
+        }
         self.resolve_positions().await?;
         if self.prefetch.is_none() {
             self.start_prefetch(timeout.min(self.config.max_wait));
@@ -350,6 +394,17 @@ impl Consumer {
             return Ok(Vec::new());
         };
         let response = task.await.map_err(|_| Error::Closed)??;
+        if let Response::Fetch { topics } = &response {
+            let moved = topics.iter().flat_map(|t| &t.partitions).any(|p| {
+                matches!(
+                    p.error,
+                    ErrorCode::NotLeaderOrFollower | ErrorCode::LeaderNotAvailable
+                )
+            });
+            if moved {
+                self.router.mark_stale();
+            }
+        }
         let Response::Fetch { topics } = response else {
             return Err(Error::Protocol("fetch response expected".into()));
         };
@@ -407,6 +462,12 @@ impl Consumer {
             ErrorCode::OffsetOutOfRange => {
                 tracing::warn!(topic = %tp.0, partition = tp.1, offset = from, "offset out of range, resetting");
                 self.positions.insert(tp.clone(), None);
+                return Ok(());
+            }
+            // The partition moved or is offline for now: ask where it is and try again at
+            // the same position next poll.
+            ErrorCode::NotLeaderOrFollower | ErrorCode::LeaderNotAvailable => {
+                self.router.mark_stale();
                 return Ok(());
             }
             code => return Err(Error::broker(code, format!("{}-{}", tp.0, tp.1))),
@@ -504,4 +565,20 @@ impl futures_core::Stream for RecordStream {
             }
         }
     }
+}
+
+/// Awaits every future, concurrently, in order of the input.
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        if let Ok(value) = handle.await {
+            out.push(value);
+        }
+    }
+    out
 }

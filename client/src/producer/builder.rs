@@ -2,7 +2,6 @@
 //! producer id when idempotent, spawn the sender).
 
 use super::{sender, Accumulator, Acks, Inner, Producer, WhenFull};
-use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::partitioner::Partitioner;
 use keel_protocol::api::{ErrorCode, Request, Response};
@@ -119,7 +118,8 @@ impl ProducerBuilder {
                 self.compression.name()
             )));
         }
-        let connection = Connection::connect(&self.bootstrap).await?;
+        let router = crate::router::Router::connect(&self.bootstrap, self.request_timeout).await?;
+        let connection = router.bootstrap();
         let producer = if self.idempotence && self.acks == Acks::All {
             match connection
                 .call_timeout(&Request::InitProducerId, self.request_timeout)
@@ -147,7 +147,7 @@ impl ProducerBuilder {
             sequences: Mutex::new(HashMap::default()),
             buffer: Semaphore::new(self.buffer_bytes),
             config: self,
-            connection: Mutex::new(connection),
+            router,
             partitions: Mutex::new(HashMap::default()),
             sticky: Mutex::new(HashMap::default()),
             accumulator: Mutex::new(Accumulator::default()),

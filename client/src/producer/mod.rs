@@ -206,8 +206,8 @@ impl Accumulator {
 
 struct Inner {
     config: ProducerBuilder,
-    /// Replaced by a fresh connection when it breaks.
-    connection: Mutex<Connection>,
+    /// Connections to the brokers, routed by partition leader.
+    router: crate::router::Router,
     /// Producer id and epoch when idempotent.
     producer: Option<ProducerFields>,
     /// Per partition when idempotent: the epoch its batches carry and the next sequence. A
@@ -276,11 +276,7 @@ impl Producer {
     }
 
     fn connection(&self) -> Connection {
-        self.inner
-            .connection
-            .lock()
-            .expect("connection lock")
-            .clone()
+        self.inner.router.bootstrap()
     }
 
     /// Sends and waits for the delivery: the synchronous style.

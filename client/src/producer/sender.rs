@@ -270,10 +270,37 @@ pub(super) async fn sender(inner: Arc<Inner>) {
             let _ = tokio::time::timeout(wait, inner.wake.notified()).await;
             continue;
         }
-        // One request carries every ready partition.
+        // One request per leader carries every ready partition it leads (one request in
+        // all on a single broker).
+        let mut topics: Vec<String> = ready.iter().map(|b| b.key.0.to_string()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        inner.router.refresh_if_stale(&topics).await;
+        let mut by_leader: HashMap<crate::router::BrokerId, Vec<SealedBatch>> = HashMap::default();
+        for batch in ready {
+            let leader = inner.router.leader(&batch.key.0, batch.key.1);
+            by_leader.entry(leader).or_default().push(batch);
+        }
+        for (leader, batches) in by_leader {
+            if !send_to(&inner, &answers, leader, batches).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one produce request for `batches` to `leader`; false when the answer handler is
+/// gone (the producer is closing).
+async fn send_to(
+    inner: &Arc<Inner>,
+    answers: &tokio::sync::mpsc::UnboundedSender<InFlight>,
+    leader: crate::router::BrokerId,
+    batches: Vec<SealedBatch>,
+) -> bool {
+    {
         let mut by_topic: HashMap<String, Vec<ProducePartition>> = HashMap::default();
         let mut waiting = HashMap::default();
-        for batch in ready {
+        for batch in batches {
             by_topic
                 .entry(batch.key.0.to_string())
                 .or_default()
@@ -296,7 +323,13 @@ pub(super) async fn sender(inner: Arc<Inner>) {
                 .collect(),
         };
         // Sent here, in order: a partition's batches reach the broker in sequence order.
-        let connection = inner.connection.lock().expect("connection lock").clone();
+        let connection = match inner.router.connection(leader).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                let call = tokio::spawn(async move { Err(e) });
+                return answers.send((call, waiting)).is_ok();
+            }
+        };
         let call = if inner.config.acks == Acks::None {
             let sent = connection.send_only(&request).await.map(|()| None);
             tokio::spawn(async move { sent })
@@ -309,9 +342,7 @@ pub(super) async fn sender(inner: Arc<Inner>) {
                 Err(e) => tokio::spawn(async move { Err(e) }),
             }
         };
-        if answers.send((call, waiting)).is_err() {
-            return;
-        }
+        answers.send((call, waiting)).is_ok()
     }
 }
 
@@ -323,18 +354,12 @@ async fn handle_answers(
         let outcome = call
             .await
             .unwrap_or_else(|e| Err(Error::Protocol(format!("produce request task failed: {e}"))));
-        if let Err(Error::Io { .. }) = &outcome {
-            // The connection broke: the retries go over a new one (once).
-            let broken = inner
-                .connection
-                .lock()
-                .expect("connection lock")
-                .is_broken();
-            if broken {
-                match Connection::connect(&inner.config.bootstrap).await {
-                    Ok(fresh) => *inner.connection.lock().expect("connection lock") = fresh,
-                    Err(e) => tracing::warn!(error = %e, "reconnecting failed"),
-                }
+        if let Err(Error::Io { .. } | Error::Connect { .. }) = &outcome {
+            // The connection broke: the retries go over a new one, to the leader the
+            // metadata then names.
+            inner.router.mark_stale();
+            if let Err(e) = inner.router.reconnect_bootstrap().await {
+                tracing::warn!(error = %e, "reconnecting failed");
             }
         }
         let mut results: HashMap<PartitionKey, std::result::Result<i64, Error>> =
@@ -351,6 +376,12 @@ async fn handle_answers(
                         let result = if p.error == ErrorCode::None {
                             Ok(p.base_offset)
                         } else {
+                            if matches!(
+                                p.error,
+                                ErrorCode::NotLeaderOrFollower | ErrorCode::LeaderNotAvailable
+                            ) {
+                                inner.router.mark_stale();
+                            }
                             Err(Error::broker(p.error, ""))
                         };
                         results.insert((Arc::from(topic.topic.as_str()), p.partition), result);

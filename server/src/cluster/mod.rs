@@ -153,10 +153,6 @@ impl ClusterView {
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
-    /// This node's id.
-    pub fn node_id(&self) -> u32 {
-        self.node_id
-    }
     /// The applied metadata.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.read().expect("image lock").clone()

@@ -104,11 +104,6 @@ impl Node {
         ))
     }
 
-    /// The applied image of the controller (voters) for `keel cluster describe`.
-    pub fn controller_voters(&self) -> Vec<u64> {
-        self.config.voters.iter().map(|(id, _)| *id).collect()
-    }
-
     fn poke(&self) {
         let _ = self.wake.try_send(());
     }
