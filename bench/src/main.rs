@@ -7,6 +7,7 @@ mod engine;
 mod iggy;
 mod limits;
 mod load;
+mod metadata;
 mod report;
 mod suite;
 mod svg;
@@ -40,10 +41,12 @@ enum Command {
     Consume(load::LoadArgs),
     /// Producers and consumers together: produce-to-consume latency.
     E2e(load::LoadArgs),
-    /// Latency against throughput: open-loop e2e runs at fractions of the maximum.
+    /// Topic creation latency and metadata propagation time on a cluster.
+    Metadata(metadata::MetadataArgs),
     /// Limits, then every workload of the speed targets against a broker it starts (and,
     /// with --iggy DIR, against Apache Iggy) in one run: tables of figures and ratios.
     Suite(suite::SuiteArgs),
+    /// Latency against throughput: open-loop e2e runs at fractions of the maximum.
     Sweep {
         #[command(flatten)]
         args: load::LoadArgs,
@@ -64,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Command::Consume(args) => report::run(load::Mode::Consume, args),
         Command::E2e(args) => report::run(load::Mode::EndToEnd, args),
         Command::Suite(args) => suite::run(args),
+        Command::Metadata(args) => metadata::run(args),
         Command::Sweep { args, percents } => {
             let fractions: Vec<f64> = percents.iter().map(|p| p / 100.0).collect();
             report::sweep(args, &fractions)
