@@ -118,6 +118,10 @@ impl Router {
     /// The broker leading `partition` of `topic`, as last known.
     pub fn leader(&self, topic: &str, partition: u32) -> BrokerId {
         let state = self.state.lock().expect("router lock");
+        if state.leaders.is_empty() {
+            // A single broker: nothing to look up (and no key to allocate per batch).
+            return None;
+        }
         state.leaders.get(&(topic.to_owned(), partition)).copied()
     }
 

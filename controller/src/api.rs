@@ -34,6 +34,9 @@ pub struct ControllerConfig {
     pub pending_max: usize,
     /// Most entries one metadata update carries to a broker.
     pub update_entries_max: usize,
+    /// A heartbeat from a broker that has everything is held this long, or until the
+    /// metadata moves, so brokers learn of changes as soon as they are applied.
+    pub heartbeat_hold_ms: u64,
     /// Seeds the election timeouts.
     pub seed: u64,
     /// Keep every applied entry for [`Controller::take_applied`] (simulations check them).
@@ -53,6 +56,7 @@ impl ControllerConfig {
             snapshot_entries: 1_000,
             pending_max: 4_096,
             update_entries_max: 500,
+            heartbeat_hold_ms: 500,
             seed: 1,
             record_applied: false,
         }

@@ -180,7 +180,15 @@ impl BrokerAgent {
                         self.lease_until_ms.max(sent.at_ms + self.config.lease_ms);
                 }
                 match update {
-                    Some(update) => self.apply(update),
+                    Some(update) => {
+                        let moved = self.apply(update)?;
+                        if moved {
+                            // Long polling: more may follow at once; ask again now rather
+                            // than a heartbeat interval after the last ask.
+                            self.last_sent_ms = None;
+                        }
+                        Ok(moved)
+                    }
                     None => Ok(false),
                 }
             }

@@ -50,12 +50,17 @@ pub struct Controller {
     /// Inputs that arrived while a ready was being persisted (raft-rs takes no input
     /// between `ready` and `advance`), replayed by `advance`.
     deferred: std::collections::VecDeque<Deferred>,
+    /// Heartbeats of brokers that have everything: `(token, offset, since)`.
+    parked: Vec<(Token, u64, u64)>,
 }
 
 enum Deferred {
     Step(Message),
     Request(Token, Request),
 }
+
+/// Most heartbeats held at once (more are answered at once).
+pub const PARKED_MAX: usize = 10_000;
 
 /// Most inputs held while a ready is persisted; more are dropped (Raft messages are
 /// retried by their senders; requests are answered busy).
@@ -106,6 +111,7 @@ impl Controller {
             role: (0, StateRole::Follower),
             applied_log: Vec::new(),
             deferred: std::collections::VecDeque::new(),
+            parked: Vec::new(),
         };
         controller.randomize_timeout();
         Ok(controller)
@@ -158,6 +164,7 @@ impl Controller {
             self.raw.tick();
             self.after_raft_call();
         }
+        self.release_parked(false);
         if self.is_leader() {
             self.fence_lapsed();
         }
@@ -327,6 +334,10 @@ impl Controller {
                     let records = unfence_records(&self.image, id, incarnation);
                     self.propose(records, None)?;
                 }
+                if !fenced && offset >= self.image.offset() && self.parked.len() < PARKED_MAX {
+                    self.parked.push((token, offset, self.now_ms));
+                    return Ok(None);
+                }
                 Ok(Some(self.metadata_reply(offset, fenced)))
             }
             Request::Register {
@@ -404,6 +415,31 @@ impl Controller {
         }
     }
 
+    /// Answers held heartbeats: all of them when the metadata moved (`moved`) or this voter
+    /// no longer leads, else those held for `heartbeat_hold_ms`.
+    fn release_parked(&mut self, moved: bool) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let (now, hold, leading) = (self.now_ms, self.config.heartbeat_hold_ms, self.is_leader());
+        let parked = std::mem::take(&mut self.parked);
+        for (token, offset, since) in parked {
+            if !leading {
+                self.answers.push((
+                    token,
+                    Err(Error::NotController {
+                        leader: self.leader(),
+                    }),
+                ));
+            } else if moved || now.saturating_sub(since) >= hold {
+                let reply = self.metadata_reply(offset, false);
+                self.answers.push((token, Ok(reply)));
+            } else {
+                self.parked.push((token, offset, since));
+            }
+        }
+    }
+
     fn metadata_reply(&self, offset: u64, fenced: bool) -> Reply {
         Reply::Metadata {
             term: self.term(),
@@ -470,6 +506,14 @@ impl Controller {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
+        let before = self.image.offset();
+        self.apply_entries(entries);
+        if self.image.offset() > before {
+            self.release_parked(true);
+        }
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) {
         for entry in entries {
             if entry.index <= self.image.offset() {
                 continue;

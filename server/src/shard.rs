@@ -399,7 +399,13 @@ impl Shard {
             } => (topic, *partition),
             _ => return None,
         };
-        let error = view.leads(topic, partition).err()?;
+        let error = match view.leads(topic, partition) {
+            // The metadata says this broker leads it, but its log is not open yet (the
+            // registry follows the metadata a moment later): not ready, ask again.
+            Ok(_) if self.log(topic, partition).is_none() => ErrorCode::NotLeaderOrFollower,
+            Ok(_) => return None,
+            Err(error) => error,
+        };
         Some(match job {
             Job::Produce { .. } => Reply::Produced(ProducePartitionResult {
                 partition,

@@ -48,10 +48,8 @@ impl Cluster {
             Duration::from_secs(30),
             "every broker alive on every node",
             |c| {
-                c.running().all(|i| {
-                    c.alive_brokers(i)
-                        .map_or(false, |alive| alive.len() == count)
-                })
+                c.running()
+                    .all(|i| c.alive_brokers(i).is_some_and(|alive| alive.len() == count))
             },
         );
         cluster

@@ -363,6 +363,33 @@ fn misconfigured_nodes_are_refused_and_the_cluster_keeps_working() {
         stderr(&output)
     );
 
+    // Garbage, a huge length and a hello from nowhere on a voter's controller port: each
+    // connection is closed or refused; nothing else changes.
+    let controller_port = cluster
+        .voters
+        .split(',')
+        .next()
+        .unwrap()
+        .split_once('@')
+        .unwrap()
+        .1
+        .to_owned();
+    for bytes in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        vec![0, 0, 0, 5, 5, 0, 0, 0, 0],
+    ] {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&controller_port).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(&bytes).unwrap();
+        let mut buf = [0u8; 64];
+        // Closed (0 bytes or a reset), never an answer that acts on it.
+        assert!(matches!(stream.read(&mut buf), Ok(0) | Err(_)), "{bytes:?}");
+    }
+
     // The cluster never noticed.
     create(&cluster, 1, "still-fine", 3);
     assert_eq!(cluster.alive_brokers(2).unwrap(), vec![1, 2, 3]);

@@ -147,7 +147,10 @@ pub async fn run(bootstrap: &str, command: ClusterCommand) -> anyhow::Result<()>
             for (key, value) in shown.iter().filter(|(k, _)| under(k, &path)) {
                 out!("{key} {value}");
             }
-            while watch {
+            if !watch {
+                return Ok(());
+            }
+            loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let now = tree(&admin).await?;
                 for (key, value) in now.iter().filter(|(k, _)| under(k, &path)) {

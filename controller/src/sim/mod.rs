@@ -163,6 +163,7 @@ fn controller_config(id: u64, voters: u64, seed: u64) -> ControllerConfig {
     c.lease_ms = 400;
     c.snapshot_entries = 16;
     c.update_entries_max = 8;
+    c.heartbeat_hold_ms = 100;
     c.seed = seed;
     c.record_applied = true;
     c

@@ -198,6 +198,11 @@ impl ClusterView {
             .topic(topic)
             .and_then(|t| t.partitions.get(partition as usize))
         else {
+            // Without a lease this broker may simply not have the metadata yet (it just
+            // started): the client should ask again, not give up on the topic.
+            if !self.lease_valid() {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
             return Err(ErrorCode::UnknownTopicOrPartition);
         };
         if state.leader < 0 {
