@@ -54,6 +54,7 @@ pub enum ResetTo {
 #[derive(Clone)]
 pub struct Admin {
     connection: Connection,
+    router: std::sync::Arc<crate::router::Router>,
     timeout: Duration,
 }
 
@@ -90,14 +91,23 @@ impl Admin {
     /// # Errors
     /// [`Error::Connect`].
     pub async fn connect(bootstrap: &str) -> Result<Admin> {
+        let router = crate::router::Router::connect(bootstrap, Duration::from_secs(30)).await?;
         Ok(Admin {
-            connection: Connection::connect(bootstrap).await?,
+            connection: router.bootstrap(),
+            router: std::sync::Arc::new(router),
             timeout: Duration::from_secs(30),
         })
     }
 
     async fn call(&self, request: Request) -> Result<Response> {
         self.connection.call_timeout(&request, self.timeout).await
+    }
+
+    /// A group request, sent to the group's coordinator (in a cluster: the broker
+    /// FindCoordinator names).
+    async fn call_group(&self, group: &str, request: Request) -> Result<Response> {
+        let connection = self.router.coordinator(group).await?;
+        connection.call_timeout(&request, self.timeout).await
     }
 
     /// Creates a topic with `partitions` partitions and config overrides.
@@ -266,6 +276,50 @@ impl Admin {
         }
     }
 
+    /// ListOffsets for one topic, each partition asked of its leader (one request on a
+    /// single broker).
+    async fn list_offsets_by_leader(
+        &self,
+        topic: &str,
+        request: Request,
+    ) -> Result<Vec<keel_protocol::api::TopicEntries<keel_protocol::api::ListOffsetsPartitionResult>>>
+    {
+        let Request::ListOffsets { topics } = request else {
+            return Err(Error::Protocol("list-offsets request expected".into()));
+        };
+        self.router.mark_stale();
+        self.router.refresh_if_stale(&[topic.to_owned()]).await;
+        let mut by_leader: std::collections::BTreeMap<
+            crate::router::BrokerId,
+            Vec<ListOffsetsPartition>,
+        > = std::collections::BTreeMap::new();
+        for entry in topics {
+            for p in entry.partitions {
+                by_leader
+                    .entry(self.router.leader(topic, p.partition))
+                    .or_default()
+                    .push(p);
+            }
+        }
+        let mut merged = Vec::new();
+        for (leader, partitions) in by_leader {
+            let request = Request::ListOffsets {
+                topics: vec![TopicEntries {
+                    topic: topic.to_owned(),
+                    partitions,
+                }],
+            };
+            let connection = self.router.connection(leader).await?;
+            let Response::ListOffsets { topics } =
+                connection.call_timeout(&request, self.timeout).await?
+            else {
+                return Err(Error::Protocol("list-offsets response expected".into()));
+            };
+            merged.extend(topics);
+        }
+        Ok(merged)
+    }
+
     /// The controller, voters and brokers as the connected broker knows them.
     ///
     /// # Errors
@@ -330,9 +384,12 @@ impl Admin {
     /// Connection failures; a broker error for an unknown group.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let Response::DescribeGroups { groups } = self
-            .call(Request::DescribeGroups {
-                groups: vec![group.to_owned()],
-            })
+            .call_group(
+                group,
+                Request::DescribeGroups {
+                    groups: vec![group.to_owned()],
+                },
+            )
             .await?
         else {
             return Err(Error::Protocol("describe-groups response expected".into()));
@@ -365,9 +422,7 @@ impl Admin {
                     .collect(),
             }],
         };
-        let Response::ListOffsets { topics } = self.call(request).await? else {
-            return Err(Error::Protocol("list-offsets response expected".into()));
-        };
+        let topics = self.list_offsets_by_leader(topic, request).await?;
         Ok(topics
             .into_iter()
             .flat_map(|t| t.partitions)
@@ -392,13 +447,16 @@ impl Admin {
             .map(|p| p.partition)
             .collect();
         let Response::OffsetFetch { topics, .. } = self
-            .call(Request::OffsetFetch {
-                group: group.to_owned(),
-                topics: vec![TopicEntries {
-                    topic: topic.to_owned(),
-                    partitions: partitions.clone(),
-                }],
-            })
+            .call_group(
+                group,
+                Request::OffsetFetch {
+                    group: group.to_owned(),
+                    topics: vec![TopicEntries {
+                        topic: topic.to_owned(),
+                        partitions: partitions.clone(),
+                    }],
+                },
+            )
             .await?
         else {
             return Err(Error::Protocol("offset-fetch response expected".into()));
@@ -447,7 +505,7 @@ impl Admin {
                 partitions: targets.clone(),
             }],
         };
-        let Response::OffsetCommit { topics } = self.call(request).await? else {
+        let Response::OffsetCommit { topics } = self.call_group(group, request).await? else {
             return Err(Error::Protocol("offset-commit response expected".into()));
         };
         if let Some((_, error)) = topics

@@ -19,6 +19,7 @@ pub type BrokerId = Option<u32>;
 
 #[derive(Default)]
 struct State {
+    cluster: bool,
     brokers: HashMap<u32, String>,
     connections: HashMap<u32, Connection>,
     leaders: HashMap<(String, u32), u32>,
@@ -96,8 +97,10 @@ impl Router {
         if brokers.len() <= 1 {
             // One broker: the bootstrap connection serves everything.
             state.leaders.clear();
+            state.cluster = false;
             return Ok(());
         }
+        state.cluster = true;
         state.brokers = brokers
             .iter()
             .map(|b| (b.node_id, format!("{}:{}", b.host, b.port)))
@@ -113,6 +116,44 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// The connection to `group`'s coordinator: the bootstrap connection on a single broker,
+    /// else the broker FindCoordinator names.
+    ///
+    /// # Errors
+    /// Connection failures, or the broker's error (no coordinator available now).
+    pub async fn coordinator(&self, group: &str) -> Result<Connection> {
+        self.refresh_if_stale(&[]).await;
+        if !self.state.lock().expect("router lock").cluster {
+            return Ok(self.bootstrap());
+        }
+        let request = Request::FindCoordinator {
+            group: group.to_owned(),
+        };
+        match self
+            .bootstrap()
+            .call_timeout(&request, self.timeout)
+            .await?
+        {
+            Response::FindCoordinator {
+                error: ErrorCode::None,
+                broker,
+            } => {
+                let address = format!("{}:{}", broker.host, broker.port);
+                self.state
+                    .lock()
+                    .expect("router lock")
+                    .brokers
+                    .insert(broker.node_id, address);
+                self.connection(Some(broker.node_id)).await
+            }
+            Response::FindCoordinator { error, .. } => Err(Error::broker(
+                error,
+                format!("finding the coordinator of group {group}"),
+            )),
+            _ => Err(Error::Protocol("find-coordinator response expected".into())),
+        }
     }
 
     /// The broker leading `partition` of `topic`, as last known.

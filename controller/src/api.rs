@@ -39,7 +39,7 @@ pub struct ControllerConfig {
     pub heartbeat_hold_ms: u64,
     /// Seeds the election timeouts.
     pub seed: u64,
-    /// Keep every applied entry for [`Controller::take_applied`] (simulations check them).
+    /// Keep every applied entry for [`crate::node::Controller::take_applied`] (simulations check them).
     pub record_applied: bool,
 }
 

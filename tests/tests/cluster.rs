@@ -491,3 +491,119 @@ fn producers_and_consumers_keep_going_while_leadership_moves() {
         );
     }
 }
+
+// Consumer groups in a cluster: the coordinator is the leader of the group's
+// `__consumer_offsets` partition, found with FindCoordinator. Two members that bootstrap
+// from different brokers join the same group, split the partitions and commit; a broker
+// that is not the coordinator refuses the group's requests; the tool finds the group from
+// any broker.
+#[test]
+fn a_group_has_one_coordinator_whichever_broker_members_reach() {
+    use keel_client::{Consumer, OffsetReset, Producer, ProducerRecord};
+    let cluster = Cluster::start(3);
+    create(&cluster, 0, "grouped", 4);
+    cluster.wait_for(Duration::from_secs(10), "topic everywhere", |c| {
+        (0..3).all(|i| c.topics(i).contains(&"grouped".to_owned()))
+    });
+    let (first, second) = (
+        format!("{},{}", cluster.nodes[0].addr, cluster.nodes[1].addr),
+        format!("{},{}", cluster.nodes[1].addr, cluster.nodes[2].addr),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let count = 40u32;
+    let (members, committed) = runtime.block_on(async move {
+        let producer = Producer::builder(first.clone()).build().await.unwrap();
+        for i in 0..count {
+            let record = ProducerRecord::new("grouped", i.to_string()).partition(i % 4);
+            producer.send(record).await.unwrap();
+        }
+        producer.close().await;
+        // Each member polls in its own task (a join waits for every member to join).
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let assigned = std::sync::Arc::new(std::sync::Mutex::new(vec![Vec::new(), Vec::new()]));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (index, bootstrap) in [first.clone(), second.clone()].into_iter().enumerate() {
+            let (seen, assigned, stop) = (seen.clone(), assigned.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut consumer = Consumer::builder(bootstrap)
+                    .group("g")
+                    .offset_reset(OffsetReset::Earliest)
+                    .build()
+                    .await
+                    .unwrap();
+                consumer.subscribe(&["grouped"]).unwrap();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(records) = consumer.poll(Duration::from_millis(200)).await {
+                        let mut seen = seen.lock().unwrap();
+                        for r in records {
+                            seen.insert(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+                        }
+                    }
+                    assigned.lock().unwrap()[index] = consumer.assignment();
+                }
+                let _ = consumer.commit_sync().await;
+                consumer.assignment()
+            }));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let done = {
+                let assigned = assigned.lock().unwrap();
+                let mut all: Vec<(String, u32)> = assigned.iter().flatten().cloned().collect();
+                let total = all.len();
+                all.sort();
+                all.dedup();
+                seen.lock().unwrap().len() == count as usize
+                    && assigned.iter().all(|a| !a.is_empty())
+                    && total == 4
+                    && all.len() == 4
+            };
+            if done {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "seen {} assigned {:?}",
+                seen.lock().unwrap().len(),
+                assigned.lock().unwrap()
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut all: Vec<(String, u32)> = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all.sort();
+        all.dedup();
+        let seen = seen.lock().unwrap().len();
+        (all.len(), seen)
+    });
+    assert_eq!(members, 4, "the two members split the four partitions");
+    assert_eq!(committed, count as usize);
+    // Whichever broker the tool reaches, it finds the coordinator and the group's offsets.
+    for i in 0..3 {
+        let out = ok(&cluster.keel(i, &["group", "describe", "g"]));
+        assert!(out.contains("grouped"), "node {i}: {out}");
+    }
+    // The brokers that do not coordinate "g" refuse its requests.
+    let refusals = (0..3)
+        .filter(|i| {
+            let mut client = cluster.nodes[*i].client();
+            let request = keel_protocol::api::Request::OffsetFetch {
+                group: "g".into(),
+                topics: vec![],
+            };
+            client.send(&request);
+            client
+                .receive_raw()
+                .is_some_and(|r| r.error_code == ErrorCode::NotCoordinator)
+        })
+        .count();
+    assert_eq!(refusals, 2, "exactly one coordinator");
+}

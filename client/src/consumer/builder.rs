@@ -85,7 +85,7 @@ impl ConsumerBuilder {
     /// Connects.
     ///
     /// # Errors
-    /// [`Error::Connect`].
+    /// [`crate::Error::Connect`].
     pub async fn build(self) -> Result<Consumer> {
         let router =
             crate::router::Router::connect(&self.bootstrap, crate::connection::REQUEST_TIMEOUT)

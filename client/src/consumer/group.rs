@@ -32,6 +32,12 @@ impl Consumer {
         membership
             .rejoin
             .store(false, std::sync::atomic::Ordering::SeqCst);
+        // Not joined until this completes: an error below leaves the next poll to try again
+        // (finding the coordinator afresh: in a cluster it may have moved).
+        membership.joined = false;
+        let group = membership.group.clone();
+        self.connection = self.router.coordinator(&group).await?;
+        let membership = self.membership.as_mut().expect("checked above");
         let assignment = loop {
             let join = Request::JoinGroup(keel_protocol::api::JoinGroup {
                 group: membership.group.clone(),

@@ -206,6 +206,7 @@ error_codes! {
     NotLeaderOrFollower = 33, "this broker does not lead the partition: refresh metadata and go to its leader";
     LeaderNotAvailable = 34, "the partition has no leader now (its broker is fenced or down)";
     NotController = 35, "the cluster's controller could not be reached or changed: retry";
+    NotCoordinator = 36, "this broker does not coordinate the group: find its coordinator again";
 }
 
 /// A key-value config entry.

@@ -50,6 +50,11 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
         }
         let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
         for (name, topic) in image.topics() {
+            if name == OFFSETS_TOPIC {
+                // In the metadata it places group coordinators; the committed offsets of
+                // the groups a broker coordinates stay in its own local log.
+                continue;
+            }
             let configs: BTreeMap<String, String> = topic.configs.clone();
             let partitions = topic.partitions.len() as u32;
             match local.get(name) {

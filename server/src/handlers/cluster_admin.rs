@@ -87,3 +87,57 @@ pub async fn alter(
     };
     change(shard, name, request).await
 }
+
+/// Partitions of `__consumer_offsets` in the cluster metadata: a group's coordinator is the
+/// leader of partition `fnv(group) % COORDINATOR_PARTITIONS` (Kafka's model). Each broker
+/// keeps the committed offsets of the groups it coordinates in its own local log.
+pub const COORDINATOR_PARTITIONS: u32 = 8;
+
+fn group_partition(group: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in group.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % COORDINATOR_PARTITIONS
+}
+
+/// The group's coordinator: `Ok(node id, address)`, or the error to answer.
+pub async fn coordinator(shard: &Rc<Shard>, group: &str) -> Result<(u32, String), ErrorCode> {
+    use crate::handlers::groups::OFFSETS_TOPIC;
+    let Some(view) = &shard.cluster else {
+        return Ok((shard.config.node_id, shard.config.listen.to_string()));
+    };
+    if view.image().topic(OFFSETS_TOPIC).is_none() {
+        // Made on first use, as Kafka does, once brokers have registered.
+        let request = ControllerRequest::CreateTopic {
+            name: OFFSETS_TOPIC.to_owned(),
+            partitions: COORDINATOR_PARTITIONS,
+            replication_factor: 1,
+            configs: vec![],
+        };
+        match crate::cluster::change(shard, request).await {
+            Ok(_) | Err(ControllerError::TopicExists(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "creating the coordinator partitions failed");
+                return Err(ErrorCode::NotCoordinator);
+            }
+        }
+    }
+    let image = view.image();
+    let Some(state) = image
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(group_partition(group) as usize))
+    else {
+        return Err(ErrorCode::NotCoordinator);
+    };
+    let Ok(leader) = u32::try_from(state.leader) else {
+        return Err(ErrorCode::LeaderNotAvailable);
+    };
+    let address = image
+        .brokers()
+        .get(&leader)
+        .map(|b| b.address.clone())
+        .ok_or(ErrorCode::LeaderNotAvailable)?;
+    Ok((leader, address))
+}

@@ -134,12 +134,62 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
         | Request::OffsetFetch { .. }
         | Request::ListGroups
         | Request::DescribeGroups { .. }) => {
+            if shard.cluster.is_some() {
+                if let Some(refused) = cluster_group_check(shard, &group).await {
+                    return Some(refused);
+                }
+            }
             let job = crate::shard::Job::Group(group);
             match shard.call(groups::COORDINATOR_SHARD, job).await {
                 crate::shard::Reply::Group(response) => Some(Outgoing::body(&response)),
                 _ => Some(Outgoing::error(ErrorCode::Unknown)),
             }
         }
+    }
+}
+
+/// Cluster mode: FindCoordinator names the coordinator; other group requests for groups
+/// another broker coordinates are refused with NotCoordinator. `None`: handle it here.
+async fn cluster_group_check(shard: &Rc<Shard>, request: &Request) -> Option<Outgoing> {
+    let group = match request {
+        Request::FindCoordinator { group }
+        | Request::SyncGroup { group, .. }
+        | Request::Heartbeat { group, .. }
+        | Request::LeaveGroup { group, .. }
+        | Request::OffsetCommit { group, .. }
+        | Request::OffsetFetch { group, .. } => group,
+        Request::JoinGroup(join) => &join.group,
+        _ => return None,
+    };
+    let found = cluster_admin::coordinator(shard, group).await;
+    if let Request::FindCoordinator { .. } = request {
+        let response = match found {
+            Ok((node_id, address)) => {
+                let address: std::net::SocketAddr = address.parse().ok()?;
+                Response::FindCoordinator {
+                    error: ErrorCode::None,
+                    broker: keel_protocol::api::BrokerInfo {
+                        node_id,
+                        host: address.ip().to_string(),
+                        port: address.port(),
+                    },
+                }
+            }
+            Err(error) => Response::FindCoordinator {
+                error,
+                broker: keel_protocol::api::BrokerInfo {
+                    node_id: 0,
+                    host: String::new(),
+                    port: 0,
+                },
+            },
+        };
+        return Some(Outgoing::body(&response));
+    }
+    match found {
+        Ok((node_id, _)) if node_id == shard.config.node_id => None,
+        Ok(_) => Some(Outgoing::error(ErrorCode::NotCoordinator)),
+        Err(error) => Some(Outgoing::error(error)),
     }
 }
 
