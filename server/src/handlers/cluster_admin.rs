@@ -49,6 +49,18 @@ pub async fn create(
     replication_factor: u32,
     configs: BTreeMap<String, String>,
 ) -> TopicResult {
+    if replication_factor > 1 {
+        if let Some(view) = &shard.cluster {
+            let live = view.image().live_brokers().len() as u32;
+            if replication_factor > live {
+                return result(
+                    name,
+                    ErrorCode::InvalidReplicationFactor,
+                    format!("replication factor {replication_factor} is larger than the {live} live brokers"),
+                );
+            }
+        }
+    }
     if replication_factor != 1 {
         return result(
             name,
