@@ -18,6 +18,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` nodes and waits until every one sees every broker alive.
     pub fn start(count: usize) -> Cluster {
+        Cluster::start_with_env(count, &[])
+    }
+
+    /// As [`Cluster::start`], with environment variables for every node (test knobs).
+    pub fn start_with_env(count: usize, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
         let voters = ports
@@ -29,7 +34,7 @@ impl Cluster {
         let nodes = (0..count)
             .map(|i| {
                 let id = (i + 1).to_string();
-                Broker::start(
+                Broker::start_with_env(
                     &server_binary(),
                     &dir.path().join(format!("node{id}")),
                     &[
@@ -40,6 +45,7 @@ impl Cluster {
                         "--shards",
                         "2",
                     ],
+                    env,
                 )
             })
             .collect();

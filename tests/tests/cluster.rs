@@ -613,3 +613,67 @@ fn a_group_has_one_coordinator_whichever_broker_members_reach() {
         .count();
     assert_eq!(refusals, 2, "exactly one coordinator");
 }
+
+// Snapshots and log compaction: with snapshots every 5 entries and rewrites past 2 KiB,
+// a voter that was down while 30 topics were made catches up from the leader's snapshot
+// (the entries it missed are gone from the leader's log), every voter's metadata log on
+// disk starts with a snapshot, and a restart of all three keeps every topic.
+#[test]
+fn snapshots_compact_the_metadata_log_and_a_lagging_voter_catches_up() {
+    let env = [
+        ("KEEL_METADATA_SNAPSHOT_ENTRIES", "5"),
+        ("KEEL_METADATA_REWRITE_BYTES", "2048"),
+    ];
+    let mut cluster = Cluster::start_with_env(3, &env);
+    let controller = cluster.controller_leader(0).unwrap() as usize - 1;
+    let lagging = (0..3).find(|i| *i != controller).unwrap();
+    assert!(cluster.nodes[lagging].stop().success());
+    let up = (0..3).find(|i| *i != lagging).unwrap();
+    let names: Vec<String> = (0..30).map(|i| format!("snap{i}")).collect();
+    for name in &names {
+        create(&cluster, up, name, 1);
+    }
+    cluster.nodes[lagging].restart();
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "the lagging voter has every topic",
+        |c| {
+            let topics = c.topics(lagging);
+            names.iter().all(|n| topics.contains(n))
+        },
+    );
+    for node in &mut cluster.nodes {
+        assert!(node.stop().success());
+    }
+    // The two that saw all 30 changes wrote past 2 KiB and rewrote their files (the lagging
+    // one installed the leader's snapshot into a file still under the limit).
+    for (_, node) in cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != lagging)
+    {
+        let log = std::fs::read(node.data_dir.join("controller/metadata.log")).unwrap();
+        // A record: u32 length, u32 CRC, kind (4: a snapshot that replaces the log).
+        assert_eq!(
+            log.get(8),
+            Some(&4),
+            "{}: the file ({} bytes) starts with a snapshot",
+            node.data_dir.display(),
+            log.len()
+        );
+    }
+    for node in &mut cluster.nodes {
+        node.restart();
+    }
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "every topic after the restart",
+        |c| {
+            (0..3).all(|i| {
+                let topics = c.topics(i);
+                names.iter().all(|n| topics.contains(n))
+            })
+        },
+    );
+}

@@ -28,6 +28,15 @@ pub const ADMIN_TIMEOUT_MS: u64 = 10_000;
 /// Rewrite the metadata log (snapshot + the entries after it) past this size.
 pub const LOG_REWRITE_BYTES: u64 = 4 << 20;
 
+/// A test knob: `KEEL_METADATA_<NAME>` overrides a default (tests make snapshots and log
+/// rewrites happen after a few entries).
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(format!("KEEL_METADATA_{name}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 enum Waiter {
     Agent(Sent),
     Admin(futures_channel::oneshot::Sender<Result<Reply, Error>>),
@@ -69,6 +78,7 @@ impl Node {
                 let mut c = ControllerConfig::new(u64::from(config.node_id), voter_ids);
                 c.lease_ms = LEASE_MS;
                 c.seed = incarnation;
+                c.snapshot_entries = knob("SNAPSHOT_ENTRIES", c.snapshot_entries).max(1);
                 Some(Controller::new(c, store, now).map_err(|e| anyhow::anyhow!("{e}"))?)
             }
             None => None,
@@ -423,6 +433,7 @@ pub struct MetaLog {
     file: glommio::io::BufferedFile,
     size: u64,
     rewritten_at_index: u64,
+    rewrite_bytes: u64,
 }
 
 impl MetaLog {
@@ -441,6 +452,7 @@ impl MetaLog {
             file,
             size,
             rewritten_at_index: 0,
+            rewrite_bytes: knob("REWRITE_BYTES", LOG_REWRITE_BYTES),
         })
     }
 
@@ -470,7 +482,7 @@ impl MetaLog {
     /// past [`LOG_REWRITE_BYTES`] and the store has a newer snapshot.
     async fn maybe_rewrite(&mut self, store: &LogStore) -> anyhow::Result<()> {
         let index = store.snapshot_ref().get_metadata().index;
-        if self.size < LOG_REWRITE_BYTES || index <= self.rewritten_at_index {
+        if self.size < self.rewrite_bytes || index <= self.rewritten_at_index {
             return Ok(());
         }
         let bytes = disklog::encode_store(store);
@@ -489,6 +501,7 @@ impl MetaLog {
         let old = std::mem::replace(self, reopened);
         let _ = old.file.close().await;
         self.rewritten_at_index = index;
+        self.rewrite_bytes = old.rewrite_bytes;
         tracing::info!(index, bytes = self.size, "metadata log compacted");
         Ok(())
     }
@@ -526,7 +539,16 @@ pub async fn drive(node: Rc<RefCell<Node>>, mut log: Option<MetaLog>, wake: Loca
             node.borrow_mut().persisted(ready.messages);
         }
         if let Some(log) = log.as_mut() {
-            let store = node.borrow().controller.as_ref().map(|c| c.store().clone());
+            let snapshot_index = node
+                .borrow()
+                .controller
+                .as_ref()
+                .map_or(0, |c| c.store().snapshot_ref().get_metadata().index);
+            // Cloned (a copy of the log) only when a rewrite is due.
+            let due = log.size >= log.rewrite_bytes && snapshot_index > log.rewritten_at_index;
+            let store = due
+                .then(|| node.borrow().controller.as_ref().map(|c| c.store().clone()))
+                .flatten();
             if let Some(store) = store {
                 if let Err(e) = log.maybe_rewrite(&store).await {
                     eprintln!("keel-server: metadata log failed: {e:#}");
