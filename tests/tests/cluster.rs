@@ -677,3 +677,80 @@ fn snapshots_compact_the_metadata_log_and_a_lagging_voter_catches_up() {
         },
     );
 }
+
+// `keel cluster metadata`: the tree (brokers, controller, topics and their partition
+// states, configs), a subtree by path, and `--watch` printing a change as it is applied.
+// A single-node broker describes itself as a quorum of one.
+#[test]
+fn the_metadata_tree_and_watch() {
+    use std::io::BufRead;
+    let cluster = Cluster::start(3);
+    create(&cluster, 0, "tree", 2);
+    let tree = ok(&cluster.keel(1, &["cluster", "metadata"]));
+    for path in [
+        "/brokers/ids/1 ",
+        "/brokers/ids/3 ",
+        "/controller ",
+        "/topics/tree ",
+        "/topics/tree/partitions/1/state ",
+        "/config/topics/tree ",
+    ] {
+        assert!(
+            tree.lines().any(|l| l.starts_with(path)),
+            "{path} in:\n{tree}"
+        );
+    }
+    let subtree = ok(&cluster.keel(2, &["cluster", "metadata", "/brokers/ids"]));
+    assert_eq!(subtree.lines().count(), 3, "{subtree}");
+    let mut watch = std::process::Command::new(keel_tests::broker::tool_binary())
+        .args([
+            "--bootstrap",
+            &cluster.nodes[2].addr.to_string(),
+            "cluster",
+            "metadata",
+            "/topics",
+            "--watch",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // The initial tree first, then the change.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+        assert!(line.starts_with("/topics/tree"), "{line}");
+    }
+    create(&cluster, 0, "watched", 1);
+    let seen = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with("/topics/watched ") => break true,
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(seen, "--watch printed the new topic");
+
+    let dir = tempfile::tempdir().unwrap();
+    let single = Broker::start(&keel_tests::broker::server_binary(), dir.path(), &[]);
+    let out = ok(&keel_tests::tool::keel(
+        Some(&single),
+        &["cluster", "describe", "--format", "json"],
+        None,
+    ));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["controller"]["leader"], 1);
+    assert_eq!(json["controller"]["voters"], serde_json::json!([1]));
+    assert_eq!(json["brokers"][0]["state"], "alive");
+}
