@@ -7,6 +7,7 @@
 //! [`ClusterView`] to refuse partitions this broker does not lead; shard 0 makes the local
 //! registry and partition logs follow the metadata ([`reconcile`]).
 
+pub mod metalog;
 pub mod net;
 pub mod node;
 pub mod reconcile;
@@ -265,7 +266,7 @@ pub struct Boot {
 /// be read, or the incarnation file cannot be written.
 pub fn boot(data_dir: &Path, config: &ClusterConfig) -> anyhow::Result<Boot> {
     let log = if config.is_voter() {
-        Some(node::recover_log(data_dir, config)?)
+        Some(metalog::recover_log(data_dir, config)?)
     } else {
         None
     };
@@ -303,7 +304,7 @@ pub async fn start(shard: std::rc::Rc<crate::shard::Shard>, boot: Boot) -> anyho
     let node = Rc::new(RefCell::new(node));
     *shard.cluster_node.borrow_mut() = Some(node.clone());
     let metalog = match log {
-        Some((path, _)) => Some(node::MetaLog::open(path).await?),
+        Some((path, _)) => Some(metalog::MetaLog::open(path).await?),
         None => None,
     };
     if config.is_voter() {
