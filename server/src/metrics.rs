@@ -127,6 +127,20 @@ pub struct Metrics {
     pub fsyncs: Counter,
     /// Time in fdatasync, all partitions.
     pub fsync_seconds: Counter<f64, AtomicU64>,
+    /// Cluster mode: the controller leader this node knows of (-1: none).
+    pub cluster_controller_leader: Gauge,
+    /// Cluster mode: the controller's term.
+    pub cluster_controller_term: Gauge,
+    /// Cluster mode: the metadata offset this broker applied.
+    pub cluster_metadata_offset: Gauge,
+    /// Cluster mode: 1 while this broker's lease holds (it may lead partitions).
+    pub cluster_lease_valid: Gauge,
+    /// Cluster mode: registered brokers alive and fenced.
+    pub cluster_brokers_alive: Gauge,
+    /// Cluster mode: registered brokers fenced.
+    pub cluster_brokers_fenced: Gauge,
+    /// Cluster mode: partitions without a leader.
+    pub cluster_offline_partitions: Gauge,
 }
 
 impl Metrics {
@@ -168,9 +182,55 @@ impl Metrics {
             group_lag: Family::default(),
             fsyncs: Counter::default(),
             fsync_seconds: Counter::default(),
+            cluster_controller_leader: Gauge::default(),
+            cluster_controller_term: Gauge::default(),
+            cluster_metadata_offset: Gauge::default(),
+            cluster_lease_valid: Gauge::default(),
+            cluster_brokers_alive: Gauge::default(),
+            cluster_brokers_fenced: Gauge::default(),
+            cluster_offline_partitions: Gauge::default(),
         };
         let m = &metrics;
         registry.register("build_info", "Keel version (value 1)", build_info);
+        for (name, help, gauge) in [
+            (
+                "cluster_controller_leader",
+                "Controller leader known to this node (-1: none; cluster mode)",
+                &m.cluster_controller_leader,
+            ),
+            (
+                "cluster_controller_term",
+                "Controller term (cluster mode)",
+                &m.cluster_controller_term,
+            ),
+            (
+                "cluster_metadata_offset",
+                "Metadata offset this broker applied (cluster mode)",
+                &m.cluster_metadata_offset,
+            ),
+            (
+                "cluster_lease_valid",
+                "1 while this broker's lease holds (cluster mode)",
+                &m.cluster_lease_valid,
+            ),
+            (
+                "cluster_brokers_alive",
+                "Registered brokers alive (cluster mode)",
+                &m.cluster_brokers_alive,
+            ),
+            (
+                "cluster_brokers_fenced",
+                "Registered brokers fenced (cluster mode)",
+                &m.cluster_brokers_fenced,
+            ),
+            (
+                "cluster_offline_partitions",
+                "Partitions without a leader (cluster mode)",
+                &m.cluster_offline_partitions,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
         registry.register("requests", "Requests handled", requests.clone());
         registry.register(
             "request_errors",

@@ -183,6 +183,19 @@ fn a_killed_broker_rejoins_and_leads_again() {
             fenced && offline
         },
     );
+    // The metrics say so too.
+    cluster.wait_for(
+        Duration::from_secs(10),
+        "fenced and offline in the metrics",
+        |c| {
+            let page = c.nodes[other].metrics();
+            let get = |name: &str| keel_tests::broker::metric(&page, name, "");
+            get("keel_cluster_brokers_fenced") == 1.0
+                && get("keel_cluster_brokers_alive") == 2.0
+                && get("keel_cluster_offline_partitions") == 1.0
+                && get("keel_cluster_lease_valid") == 1.0
+        },
+    );
     cluster.nodes[victim].restart();
     cluster.wait_for(
         Duration::from_secs(20),

@@ -300,6 +300,7 @@ pub async fn start(shard: std::rc::Rc<crate::shard::Shard>, boot: Boot) -> anyho
         store,
         incarnation,
         reconcile_tx,
+        shard.metrics.clone(),
     )?;
     let node = Rc::new(RefCell::new(node));
     *shard.cluster_node.borrow_mut() = Some(node.clone());

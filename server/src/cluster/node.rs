@@ -56,6 +56,7 @@ pub struct Node {
     published_offset: u64,
     wake: LocalSender<()>,
     reconcile_wake: LocalSender<()>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Node {
@@ -66,6 +67,7 @@ impl Node {
         store: Option<LogStore>,
         incarnation: u64,
         reconcile_wake: LocalSender<()>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<(Node, LocalReceiver<()>)> {
         let voter_ids: Vec<u64> = config.voters.iter().map(|(id, _)| *id).collect();
         let now = view.now_ms();
@@ -105,6 +107,7 @@ impl Node {
                 published_offset: 0,
                 wake,
                 reconcile_wake,
+                metrics,
             },
             wake_rx,
         ))
@@ -400,10 +403,28 @@ impl Node {
             },
         };
         self.view.set_controller(status);
+        let m = &self.metrics;
+        m.cluster_controller_leader
+            .set(status.leader.map_or(-1, |l| l as i64));
+        m.cluster_controller_term.set(status.term as i64);
+        m.cluster_lease_valid.set(i64::from(lease > 0));
         let offset = self.agent.image().offset();
         if offset != self.published_offset {
             self.published_offset = offset;
-            self.view.set_image(self.agent.image().clone());
+            let image = self.agent.image();
+            m.cluster_metadata_offset.set(offset as i64);
+            let fenced = image.brokers().values().filter(|b| b.fenced).count() as i64;
+            m.cluster_brokers_fenced.set(fenced);
+            m.cluster_brokers_alive
+                .set(image.brokers().len() as i64 - fenced);
+            let offline = image
+                .topics()
+                .values()
+                .flat_map(|t| &t.partitions)
+                .filter(|p| p.leader < 0)
+                .count();
+            m.cluster_offline_partitions.set(offline as i64);
+            self.view.set_image(image.clone());
             let _ = self.reconcile_wake.try_send(());
         }
     }
