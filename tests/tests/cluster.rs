@@ -104,7 +104,8 @@ fn controller_failover_after_kill_9() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let took = created_after.expect("topic creation works again after the controller died");
-    assert!(took < Duration::from_secs(15), "took {took:?}");
+    // A few election timeouts (1–2 s each); measured about 1 s (docs/benchmarks.md).
+    assert!(took < Duration::from_secs(6), "took {took:?}");
     let new_leader = cluster.controller_leader(survivor).unwrap();
     assert_ne!(new_leader as usize, leader, "another voter leads");
     for i in (0..3).filter(|i| *i != victim) {

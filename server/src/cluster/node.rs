@@ -49,6 +49,8 @@ pub struct Node {
     next_conn: u64,
     remote: HashMap<Token, (u64, u64)>,
     waiting: HashMap<Token, (u64, Waiter)>,
+    /// The voter each waiting request went to.
+    sent_to: HashMap<Token, u64>,
     next_token: Token,
     leader_hint: Option<u64>,
     round_robin: usize,
@@ -100,6 +102,7 @@ impl Node {
                 next_conn: 1,
                 remote: HashMap::new(),
                 waiting: HashMap::new(),
+                sent_to: HashMap::new(),
                 next_token: 1,
                 leader_hint: None,
                 round_robin: 0,
@@ -181,6 +184,17 @@ impl Node {
     /// It went down.
     pub fn remove_peer(&mut self, peer: u64) {
         self.peers.remove(&peer);
+        // What went to it will not be answered: say so now, so the asker tries elsewhere
+        // instead of waiting for its timeout.
+        let lost: Vec<Token> = self
+            .sent_to
+            .iter()
+            .filter(|(_, p)| **p == peer)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in lost {
+            self.complete(token, Err(Error::NotController { leader: None }));
+        }
     }
     /// An accepted connection is up; returns its id.
     pub fn add_inbound(&mut self, outbox: Outbox) -> u64 {
@@ -254,6 +268,7 @@ impl Node {
     }
 
     fn complete(&mut self, token: Token, answer: Result<Reply, Error>) {
+        self.sent_to.remove(&token);
         let Some((_, waiter)) = self.waiting.remove(&token) else {
             return;
         };
@@ -297,15 +312,15 @@ impl Node {
                 return;
             }
         }
-        match self.peers.get(&target) {
-            Some(outbox) => {
-                let _ = outbox.try_send(Frame::Request(token, request));
-            }
-            None => {
-                // Not connected to it (yet): try another voter next time.
-                self.leader_hint = None;
-                self.round_robin += 1;
-            }
+        let sent = self
+            .peers
+            .get(&target)
+            .is_some_and(|outbox| outbox.try_send(Frame::Request(token, request)).is_ok());
+        if sent {
+            self.sent_to.insert(token, target);
+        } else {
+            // Not connected to it (or its queue is full): the asker tries another voter.
+            self.complete(token, Err(Error::NotController { leader: None }));
         }
     }
 
