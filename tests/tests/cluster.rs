@@ -768,3 +768,51 @@ fn the_metadata_tree_and_watch() {
     assert_eq!(json["controller"]["voters"], serde_json::json!([1]));
     assert_eq!(json["brokers"][0]["state"], "alive");
 }
+
+// A consumer reading partitions led by three brokers gets a record as soon as its leader
+// answers: the other brokers' long polls (5 s here) do not hold it up.
+#[test]
+fn one_leader_long_poll_does_not_hold_up_another() {
+    use keel_client::{Consumer, OffsetReset, Producer, ProducerRecord};
+    let cluster = Cluster::start(3);
+    create(&cluster, 0, "polled", 3);
+    cluster.wait_for(Duration::from_secs(10), "topic everywhere", |c| {
+        (0..3).all(|i| c.topics(i).contains(&"polled".to_owned()))
+    });
+    let bootstrap = cluster.bootstrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let waited = runtime.block_on(async move {
+        let mut consumer = Consumer::builder(bootstrap.clone())
+            .max_wait(Duration::from_secs(5))
+            .offset_reset(OffsetReset::Earliest)
+            .build()
+            .await
+            .unwrap();
+        consumer.assign((0..3).map(|p| ("polled".to_owned(), p)));
+        // Nothing there yet: every leader parks the fetch.
+        assert!(consumer
+            .poll(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_empty());
+        let producer = Producer::builder(bootstrap).build().await.unwrap();
+        let started = std::time::Instant::now();
+        producer
+            .send(ProducerRecord::new("polled", "now").partition(1))
+            .await
+            .unwrap();
+        loop {
+            let records = consumer.poll(Duration::from_secs(5)).await.unwrap();
+            if !records.is_empty() {
+                assert_eq!(records[0].value.as_deref(), Some(&b"now"[..]));
+                break started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(20));
+        }
+    });
+    assert!(waited < Duration::from_millis(2_500), "waited {waited:?}");
+}

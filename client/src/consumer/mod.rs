@@ -334,25 +334,51 @@ impl Consumer {
         let router = self.router.clone();
         let task = tokio::spawn(async move {
             let timeout = max_wait.saturating_add(REQUEST_TIMEOUT);
-            let calls = requests.into_iter().map(|(leader, request)| {
+            let mut calls = tokio::task::JoinSet::new();
+            for (leader, request) in requests {
                 let router = router.clone();
-                async move {
+                calls.spawn(async move {
                     let connection = router.connection(leader).await?;
                     connection.call_timeout(&request, timeout).await
-                }
-            });
+                });
+            }
+            // The first answer with records ends the wait (with whatever else has arrived
+            // by then): one broker's long poll must not hold up another's data. The
+            // partitions of the fetches still out are asked again by the next fetch, from
+            // the same positions (their late answers are dropped).
             let mut merged = Vec::new();
             let mut last_error = None;
-            for answer in join_all(calls).await {
-                match answer {
-                    Ok(Response::Fetch { topics }) => merged.extend(topics),
-                    Ok(_) => last_error = Some(Error::Protocol("fetch response expected".into())),
-                    Err(e) => {
-                        router.mark_stale();
-                        last_error = Some(e);
+            let mut take = |answer: Result<Response>, merged: &mut Vec<_>| match answer {
+                Ok(Response::Fetch { topics }) => {
+                    let records = topics
+                        .iter()
+                        .flat_map(|t: &TopicEntries<FetchPartitionResult>| &t.partitions)
+                        .any(|p| !p.records.is_empty());
+                    merged.extend(topics);
+                    records
+                }
+                Ok(_) => {
+                    last_error = Some(Error::Protocol("fetch response expected".into()));
+                    false
+                }
+                Err(e) => {
+                    router.mark_stale();
+                    last_error = Some(e);
+                    false
+                }
+            };
+            while let Some(joined) = calls.join_next().await {
+                let Ok(answer) = joined else { continue };
+                if take(answer, &mut merged) {
+                    while let Some(joined) = calls.try_join_next() {
+                        if let Ok(answer) = joined {
+                            take(answer, &mut merged);
+                        }
                     }
+                    break;
                 }
             }
+            calls.abort_all();
             match (merged.is_empty(), last_error) {
                 (true, Some(e)) => Err(e),
                 _ => Ok(Response::Fetch { topics: merged }),
@@ -565,20 +591,4 @@ impl futures_core::Stream for RecordStream {
             }
         }
     }
-}
-
-/// Awaits every future, concurrently, in order of the input.
-async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        if let Ok(value) = handle.await {
-            out.push(value);
-        }
-    }
-    out
 }
