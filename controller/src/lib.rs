@@ -36,6 +36,7 @@ mod leadership;
 pub mod node;
 pub mod placement;
 pub mod records;
+pub mod replica;
 pub mod sim;
 pub mod store;
 pub mod wire;

@@ -1,0 +1,413 @@
+//! Replication progress of one partition, sans-IO (issue 12; not wired into the server yet).
+//!
+//! On the leader, [`LeaderProgress`] tracks each follower's log end (learnt from the offset
+//! it fetches from), computes the high watermark (the lowest log end among the in-sync
+//! replicas, never moving back), decides when `acks=all` appends are complete, refuses them
+//! while the ISR is smaller than `min.insync.replicas`, and proposes ISR shrinks (a follower
+//! not caught up for `replica.lag.time.max.ms`) and expansions (a follower caught up again).
+//! On every replica, [`EpochCache`] records where each leader epoch started, which answers
+//! a returning follower's "where did my epoch end on your log?" and so tells it where to
+//! truncate (Kafka KIP-101/KIP-279).
+
+use std::collections::BTreeMap;
+
+/// Why an `acks=all` append is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// Fewer in-sync replicas than the topic's `min.insync.replicas`; nothing is appended.
+    #[error("not enough replicas: {isr} in sync, min.insync.replicas is {min}")]
+    NotEnoughReplicas {
+        /// ISR size now.
+        isr: usize,
+        /// The topic's minimum.
+        min: usize,
+    },
+}
+
+/// A partition's replication settings (topic configs).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaConfig {
+    /// `min.insync.replicas`.
+    pub min_insync: usize,
+    /// `replica.lag.time.max.ms`.
+    pub lag_time_max_ms: u64,
+}
+
+/// An ISR change the leader asks the controller for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IsrChange {
+    /// Remove these followers: not caught up for longer than the lag time.
+    Shrink(Vec<u32>),
+    /// Add this follower: it has reached the high watermark.
+    Expand(u32),
+}
+
+#[derive(Debug, Clone)]
+struct Follower {
+    log_end_offset: i64,
+    /// When the follower last had everything the leader had (or joined).
+    caught_up_at_ms: u64,
+}
+
+/// The leader's view of a partition's replicas.
+#[derive(Debug, Clone)]
+pub struct LeaderProgress {
+    leader: u32,
+    isr: Vec<u32>,
+    min_insync: usize,
+    lag_time_max_ms: u64,
+    log_end_offset: i64,
+    high_watermark: i64,
+    followers: BTreeMap<u32, Follower>,
+}
+
+impl LeaderProgress {
+    /// A leader with `replicas` (the leader among them) and `isr`, whose log spans
+    /// `(high_watermark, log_end_offset)` (the high watermark: what the previous leader had
+    /// made visible, never less), at time `now_ms`.
+    ///
+    /// # Panics
+    /// The leader is not in `isr`, or an ISR member is not a replica.
+    pub fn new(
+        leader: u32,
+        (replicas, isr): (&[u32], &[u32]),
+        (high_watermark, log_end_offset): (i64, i64),
+        config: ReplicaConfig,
+        now_ms: u64,
+    ) -> LeaderProgress {
+        let ReplicaConfig {
+            min_insync,
+            lag_time_max_ms,
+        } = config;
+        assert!(isr.contains(&leader), "the leader is in the ISR");
+        assert!(
+            isr.iter().all(|r| replicas.contains(r)),
+            "the ISR is a subset of the replicas"
+        );
+        assert!(
+            high_watermark <= log_end_offset,
+            "the high watermark is within the log"
+        );
+        let followers = replicas
+            .iter()
+            .filter(|r| **r != leader)
+            .map(|r| {
+                (
+                    *r,
+                    Follower {
+                        // Unknown until it fetches: assume nothing beyond the high watermark.
+                        log_end_offset: if isr.contains(r) { high_watermark } else { 0 },
+                        caught_up_at_ms: now_ms,
+                    },
+                )
+            })
+            .collect();
+        LeaderProgress {
+            leader,
+            isr: isr.to_vec(),
+            min_insync: min_insync.max(1),
+            lag_time_max_ms,
+            log_end_offset,
+            high_watermark,
+            followers,
+        }
+    }
+
+    /// The high watermark: consumers read below it.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+    /// The in-sync replicas.
+    pub fn isr(&self) -> &[u32] {
+        &self.isr
+    }
+
+    /// May an `acks=all` append go ahead now?
+    ///
+    /// # Errors
+    /// [`ReplicaError::NotEnoughReplicas`] while the ISR is below `min.insync.replicas`.
+    pub fn check_acks_all(&self) -> Result<(), ReplicaError> {
+        if self.isr.len() < self.min_insync {
+            return Err(ReplicaError::NotEnoughReplicas {
+                isr: self.isr.len(),
+                min: self.min_insync,
+            });
+        }
+        Ok(())
+    }
+
+    /// The leader appended (and, per the fsync policy, made durable) up to `log_end_offset`.
+    pub fn appended(&mut self, log_end_offset: i64) {
+        assert!(
+            log_end_offset >= self.log_end_offset,
+            "the log only grows while leading"
+        );
+        self.log_end_offset = log_end_offset;
+        self.advance_high_watermark();
+    }
+
+    /// A follower fetched from `fetch_offset`: it has (durably) everything before it.
+    /// Returns the new high watermark when it moved.
+    pub fn fetched(&mut self, follower: u32, fetch_offset: i64, now_ms: u64) -> Option<i64> {
+        let state = self.followers.get_mut(&follower)?;
+        // A follower's log end only moves back after truncation, which it does before
+        // fetching again; an older offset (a reordered request) teaches nothing.
+        let fetch_offset = fetch_offset.min(self.log_end_offset);
+        if fetch_offset > state.log_end_offset {
+            state.log_end_offset = fetch_offset;
+        }
+        if state.log_end_offset >= self.log_end_offset {
+            state.caught_up_at_ms = now_ms;
+        }
+        let before = self.high_watermark;
+        self.advance_high_watermark();
+        (self.high_watermark != before).then_some(self.high_watermark)
+    }
+
+    /// An `acks=all` append ending at `end_offset` is complete (every ISR member has it).
+    pub fn acks_all_complete(&self, end_offset: i64) -> bool {
+        end_offset <= self.high_watermark
+    }
+
+    /// The ISR change to ask the controller for now, if any: followers lagging longer than
+    /// the lag time leave; a follower outside the ISR that reached the high watermark joins.
+    pub fn isr_change(&self, now_ms: u64) -> Option<IsrChange> {
+        let lagging: Vec<u32> = self
+            .isr
+            .iter()
+            .filter(|r| **r != self.leader)
+            .filter(|r| {
+                let f = &self.followers[r];
+                f.log_end_offset < self.log_end_offset
+                    && now_ms.saturating_sub(f.caught_up_at_ms) > self.lag_time_max_ms
+            })
+            .copied()
+            .collect();
+        if !lagging.is_empty() {
+            return Some(IsrChange::Shrink(lagging));
+        }
+        self.followers
+            .iter()
+            .find(|(id, f)| {
+                !self.isr.contains(id)
+                    && f.log_end_offset >= self.high_watermark
+                    && f.log_end_offset >= self.log_end_offset
+            })
+            .map(|(id, _)| IsrChange::Expand(*id))
+    }
+
+    /// The controller committed a new ISR.
+    ///
+    /// # Panics
+    /// The leader is not in it.
+    pub fn set_isr(&mut self, isr: &[u32], now_ms: u64) {
+        assert!(isr.contains(&self.leader), "the leader stays in the ISR");
+        for id in isr {
+            if !self.isr.contains(id) {
+                if let Some(f) = self.followers.get_mut(id) {
+                    f.caught_up_at_ms = now_ms;
+                }
+            }
+        }
+        self.isr = isr.to_vec();
+        self.advance_high_watermark();
+    }
+
+    fn advance_high_watermark(&mut self) {
+        let lowest = self
+            .isr
+            .iter()
+            .map(|r| {
+                if *r == self.leader {
+                    self.log_end_offset
+                } else {
+                    self.followers[r].log_end_offset
+                }
+            })
+            .min()
+            .unwrap_or(self.log_end_offset);
+        // Never back: a shrink cannot unpublish what consumers may have read.
+        if lowest > self.high_watermark {
+            self.high_watermark = lowest;
+        }
+        assert!(
+            self.high_watermark <= self.log_end_offset,
+            "high watermark within the log"
+        );
+    }
+}
+
+/// Where each leader epoch began on this replica's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochCache {
+    /// `(epoch, start offset)`, both increasing.
+    entries: Vec<(u32, i64)>,
+}
+
+impl EpochCache {
+    /// Records that `epoch` starts at `start_offset` (the first batch appended under it).
+    /// An entry for an epoch already there, or a later one, is replaced (after truncation).
+    pub fn assign(&mut self, epoch: u32, start_offset: i64) {
+        self.entries
+            .retain(|(e, s)| *e < epoch && *s < start_offset);
+        if self.entries.last().is_none_or(|(e, _)| *e < epoch) {
+            self.entries.push((epoch, start_offset));
+        }
+    }
+
+    /// Drops entries at or after `offset` (the log was truncated there).
+    pub fn truncate_from(&mut self, offset: i64) {
+        self.entries.retain(|(_, s)| *s < offset);
+    }
+
+    /// The latest epoch, if any.
+    pub fn latest(&self) -> Option<u32> {
+        self.entries.last().map(|(e, _)| *e)
+    }
+
+    /// The leader's answer to "where does `epoch` end?": the largest epoch at most `epoch`
+    /// this log knows and the offset where the next epoch starts (`log_end_offset` for the
+    /// latest). `None`: this log has nothing at or before that epoch.
+    pub fn end_offset_for(&self, epoch: u32, log_end_offset: i64) -> Option<(u32, i64)> {
+        let index = self.entries.iter().rposition(|(e, _)| *e <= epoch)?;
+        let end = self
+            .entries
+            .get(index + 1)
+            .map_or(log_end_offset, |(_, start)| *start);
+        Some((self.entries[index].0, end))
+    }
+}
+
+/// Where a returning follower truncates before fetching: given its own latest epoch and log
+/// end, and the leader's answer for that epoch ([`EpochCache::end_offset_for`]), the offset
+/// up to which both logs agree. The follower then repeats with the leader's epoch when it
+/// differs from its own, until the answer's epoch is its own (Kafka KIP-279).
+pub fn truncation_offset(follower_log_end: i64, leader_answer: Option<(u32, i64)>) -> i64 {
+    match leader_answer {
+        // The leader has nothing at or before our epoch: nothing we hold is known to match.
+        None => 0,
+        Some((_, leader_end)) => leader_end.min(follower_log_end),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(min_insync: usize, lag_time_max_ms: u64) -> ReplicaConfig {
+        ReplicaConfig {
+            min_insync,
+            lag_time_max_ms,
+        }
+    }
+
+    fn progress(isr: &[u32]) -> LeaderProgress {
+        LeaderProgress::new(1, (&[1, 2, 3], isr), (0, 0), config(2, 30_000), 0)
+    }
+
+    // The high watermark is the lowest log end among the ISR and never moves back.
+    #[test]
+    fn high_watermark_follows_the_slowest_in_sync_replica() {
+        let mut p = progress(&[1, 2, 3]);
+        p.appended(10);
+        assert_eq!(p.high_watermark(), 0);
+        assert_eq!(p.fetched(2, 10, 1), None, "3 has nothing yet");
+        assert_eq!(p.fetched(3, 6, 1), Some(6));
+        assert!(p.acks_all_complete(6) && !p.acks_all_complete(7));
+        // An older fetch offset (reordered request) changes nothing.
+        assert_eq!(p.fetched(3, 2, 2), None);
+        p.set_isr(&[1, 2], 3);
+        assert_eq!(p.high_watermark(), 10, "without 3, everything is in sync");
+        p.set_isr(&[1, 2, 3], 4);
+        assert_eq!(p.high_watermark(), 10, "never back");
+    }
+
+    // acks=all is refused while the ISR is below min.insync.replicas.
+    #[test]
+    fn not_enough_replicas() {
+        let p = progress(&[1]);
+        assert_eq!(
+            p.check_acks_all(),
+            Err(ReplicaError::NotEnoughReplicas { isr: 1, min: 2 })
+        );
+        assert!(progress(&[1, 3]).check_acks_all().is_ok());
+    }
+
+    // A follower behind for longer than the lag time leaves the ISR; caught up, it returns.
+    #[test]
+    fn isr_shrinks_and_expands() {
+        let mut p = LeaderProgress::new(1, (&[1, 2, 3], &[1, 2, 3]), (0, 0), config(1, 1_000), 0);
+        p.appended(5);
+        p.fetched(2, 5, 500);
+        p.fetched(3, 1, 500);
+        assert_eq!(p.isr_change(900), None, "within the lag time");
+        assert_eq!(p.isr_change(1_200), Some(IsrChange::Shrink(vec![3])));
+        p.set_isr(&[1, 2], 1_200);
+        assert_eq!(p.high_watermark(), 5);
+        assert_eq!(p.isr_change(1_300), None, "3 is still behind");
+        p.fetched(3, 5, 1_400);
+        assert_eq!(p.isr_change(1_400), Some(IsrChange::Expand(3)));
+    }
+
+    // The epoch cache answers where an epoch ended, and truncation keeps the common prefix.
+    #[test]
+    fn divergent_suffixes_are_found() {
+        // Leader: epoch 0 at 0, epoch 2 at 8; log end 12.
+        let mut leader = EpochCache::default();
+        leader.assign(0, 0);
+        leader.assign(2, 8);
+        // The returning follower wrote epoch 1 from 5 to 10 alone (it was an isolated leader).
+        let mut follower = EpochCache::default();
+        follower.assign(0, 0);
+        follower.assign(1, 5);
+        let answer = leader.end_offset_for(follower.latest().unwrap(), 12);
+        assert_eq!(
+            answer,
+            Some((0, 8)),
+            "epoch 1 is unknown to the leader: epoch 0 ends at 8"
+        );
+        // Epoch 0 on the follower ends at 5, so it keeps [0, 5).
+        let follower_epoch0_end = follower.end_offset_for(0, 10).unwrap().1;
+        assert_eq!(truncation_offset(follower_epoch0_end, answer), 5);
+        follower.truncate_from(5);
+        assert_eq!(follower.latest(), Some(0));
+        assert_eq!(leader.end_offset_for(2, 12), Some((2, 12)));
+        assert_eq!(EpochCache::default().end_offset_for(3, 0), None);
+        assert_eq!(truncation_offset(7, None), 0);
+    }
+
+    proptest::proptest! {
+        // Under any order of appends, fetches and ISR changes: the high watermark never
+        // decreases, never passes the leader's log end, and never passes an ISR member's
+        // log end at the time it moved.
+        #[test]
+        fn high_watermark_invariants(steps in proptest::collection::vec((0u8..4, 0u32..4, 0i64..50), 1..200)) {
+            let mut p = LeaderProgress::new(1, (&[1, 2, 3], &[1, 2, 3]), (0, 0), config(1, 100), 0);
+            let mut leo = 0i64;
+            let mut now = 0u64;
+            for (kind, who, n) in steps {
+                now += 10;
+                let before = p.high_watermark();
+                match kind {
+                    0 => { leo += n % 5; p.appended(leo); }
+                    1 => { let _ = p.fetched(2 + who % 2, n, now); }
+                    2 => {
+                        if let Some(IsrChange::Shrink(out)) = p.isr_change(now) {
+                            let isr: Vec<u32> = p.isr().iter().copied().filter(|r| !out.contains(r)).collect();
+                            p.set_isr(&isr, now);
+                        }
+                    }
+                    _ => {
+                        if let Some(IsrChange::Expand(id)) = p.isr_change(now) {
+                            let mut isr = p.isr().to_vec();
+                            isr.push(id);
+                            p.set_isr(&isr, now);
+                        }
+                    }
+                }
+                proptest::prop_assert!(p.high_watermark() >= before);
+                proptest::prop_assert!(p.high_watermark() <= leo);
+            }
+        }
+    }
+}
