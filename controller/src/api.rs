@@ -115,6 +115,20 @@ pub enum Request {
         /// Keys and values.
         configs: Vec<(String, String)>,
     },
+    /// A partition's leader asks for a new ISR (shrink or expand). Valid only from the
+    /// current leader at the current leader epoch: a deposed leader's request is refused.
+    AlterIsr {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: u32,
+        /// The asking leader.
+        leader: u32,
+        /// The epoch it leads at.
+        leader_epoch: u32,
+        /// The ISR it wants (containing itself).
+        isr: Vec<u32>,
+    },
 }
 
 /// Metadata a broker does not have yet.

@@ -59,6 +59,18 @@ pub enum Error {
         /// The incarnation it claimed.
         incarnation: u64,
     },
+    /// A partition change from a broker that is not its leader at the current epoch.
+    #[error("stale leader: {topic}/{partition} is led by {leader} at epoch {epoch}")]
+    StaleLeader {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// The current leader (-1: none).
+        leader: i32,
+        /// The current epoch.
+        epoch: u32,
+    },
     /// The proposal was lost because leadership changed before it committed.
     #[error("metadata change dropped: leadership changed before it committed (not applied)")]
     Dropped,

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::image::{check_topic_name, MetadataImage};
 use crate::leadership::{lead_again, move_leadership_from, unfence_records};
 use crate::placement::place;
-use crate::records::{decode_entry, encode_entry, Record};
+use crate::records::{decode_entry, encode_entry, PartitionState, Record};
 use crate::store::{LogStore, Persist, SnapshotWrite};
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -412,7 +412,88 @@ impl Controller {
                 self.propose(vec![Record::SetTopicConfigs { name, configs }], Some(token))?;
                 Ok(None)
             }
+            Request::AlterIsr {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            } => {
+                let record = self.alter_isr(topic, partition, leader, leader_epoch, isr)?;
+                self.propose(vec![record], Some(token))?;
+                Ok(None)
+            }
         }
+    }
+
+    /// Checks an ISR change: from the current leader at the current epoch, keeping the
+    /// leader, within the replicas, adding only live brokers.
+    fn alter_isr(
+        &self,
+        topic: String,
+        partition: u32,
+        leader: u32,
+        leader_epoch: u32,
+        isr: Vec<u32>,
+    ) -> Result<Record> {
+        let info = self
+            .image
+            .topic(&topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.clone()))?;
+        let state =
+            info.partitions
+                .get(partition as usize)
+                .ok_or_else(|| Error::UnknownPartition {
+                    topic: topic.clone(),
+                    partition,
+                })?;
+        if state.leader != leader as i32 || state.leader_epoch != leader_epoch {
+            return Err(Error::StaleLeader {
+                topic,
+                partition,
+                leader: state.leader,
+                epoch: state.leader_epoch,
+            });
+        }
+        let mut isr = isr;
+        isr.sort_unstable();
+        isr.dedup();
+        let live = self.image.live_brokers();
+        let invalid = |reason: String| Error::Invalid {
+            field: "isr",
+            reason,
+        };
+        if !isr.contains(&leader) {
+            return Err(invalid(format!("{isr:?} leaves out the leader {leader}")));
+        }
+        if let Some(outside) = isr.iter().find(|r| !state.replicas.contains(r)) {
+            return Err(invalid(format!(
+                "{outside} is not a replica of {topic}/{partition}"
+            )));
+        }
+        if let Some(dead) = isr
+            .iter()
+            .find(|r| !state.isr.contains(r) && !live.contains(r))
+        {
+            return Err(invalid(format!("{dead} is fenced and cannot join the ISR")));
+        }
+        // Keep the replicas' order in the ISR (the preferred leader first).
+        let ordered: Vec<u32> = state
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| isr.contains(r))
+            .collect();
+        Ok(Record::PartitionChange {
+            topic_id: info.id,
+            partition,
+            state: PartitionState {
+                replicas: state.replicas.clone(),
+                isr: ordered,
+                leader: state.leader,
+                leader_epoch: state.leader_epoch,
+            },
+        })
     }
 
     /// Answers held heartbeats: all of them when the metadata moved (`moved`) or this voter

@@ -50,6 +50,7 @@ const REQ_FETCH: u8 = 3;
 const REQ_CREATE: u8 = 4;
 const REQ_DELETE: u8 = 5;
 const REQ_CONFIGS: u8 = 6;
+const REQ_ALTER_ISR: u8 = 7;
 
 /// Error codes on the wire; what the broker agent acts on keeps its fields.
 const ERR_NOT_CONTROLLER: u16 = 1;
@@ -57,6 +58,7 @@ const ERR_STALE_BROKER: u16 = 2;
 const ERR_DUPLICATE_BROKER: u16 = 3;
 const ERR_TOPIC_EXISTS: u16 = 4;
 const ERR_UNKNOWN_TOPIC: u16 = 5;
+const ERR_STALE_LEADER: u16 = 6;
 const ERR_OTHER: u16 = 99;
 
 /// Appends one frame to `out`.
@@ -210,6 +212,23 @@ fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
             out.put_string("topic", name)?;
             crate::records::encode_configs(out, configs)?;
         }
+        Request::AlterIsr {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            isr,
+        } => {
+            out.put_u8(REQ_ALTER_ISR);
+            out.put_string("topic", topic)?;
+            out.put_u32(*partition);
+            out.put_u32(*leader);
+            out.put_u32(*leader_epoch);
+            out.put_count("isr", isr.len())?;
+            for id in isr {
+                out.put_u32(*id);
+            }
+        }
     }
     Ok(())
 }
@@ -242,6 +261,24 @@ fn decode_request(r: &mut Reader) -> Result<Request> {
             name: r.string("topic")?,
             configs: crate::records::decode_configs(r)?,
         },
+        REQ_ALTER_ISR => {
+            let topic = r.string("topic")?;
+            let partition = r.u32("partition")?;
+            let leader = r.u32("leader")?;
+            let leader_epoch = r.u32("leader epoch")?;
+            let count = r.count("isr", 4)?;
+            let mut isr = Vec::with_capacity(count);
+            for _ in 0..count {
+                isr.push(r.u32("isr")?);
+            }
+            Request::AlterIsr {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            }
+        }
         other => {
             return Err(DecodeError::BadValue {
                 field: "request kind",
@@ -298,6 +335,7 @@ fn encode_answer(out: &mut BytesMut, answer: &Result<Reply>) -> Result<()> {
                 } => (ERR_DUPLICATE_BROKER, 0, *id, *incarnation, address.clone()),
                 Error::TopicExists(name) => (ERR_TOPIC_EXISTS, 0, 0, 0, name.clone()),
                 Error::UnknownTopic(name) => (ERR_UNKNOWN_TOPIC, 0, 0, 0, name.clone()),
+                Error::StaleLeader { .. } => (ERR_STALE_LEADER, 0, 0, 0, e.to_string()),
                 other => (ERR_OTHER, 0, 0, 0, other.to_string()),
             };
             out.put_u16(code);
@@ -362,6 +400,7 @@ fn decode_answer(r: &mut Reader) -> Result<Result<Reply>> {
                 },
                 ERR_TOPIC_EXISTS => Error::TopicExists(text),
                 ERR_UNKNOWN_TOPIC => Error::UnknownTopic(text),
+                ERR_STALE_LEADER => Error::Remote(text),
                 _ => Error::Remote(text),
             })
         }
@@ -403,6 +442,16 @@ mod tests {
                     id: 1,
                     incarnation: 2,
                     offset: 3,
+                },
+            ),
+            Frame::Request(
+                11,
+                Request::AlterIsr {
+                    topic: "t".into(),
+                    partition: 2,
+                    leader: 1,
+                    leader_epoch: 4,
+                    isr: vec![1, 3],
                 },
             ),
             Frame::Answer(7, Ok(Reply::Committed { offset: 9 })),

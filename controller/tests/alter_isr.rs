@@ -1,0 +1,160 @@
+//! ISR changes through the controller: only the current leader at the current epoch may
+//! change a partition's ISR, and only within its replicas, keeping itself, adding only live
+//! brokers. A single-voter controller driven by hand.
+
+use keel_controller::node::{Controller, ControllerConfig, Reply, Request};
+use keel_controller::store::LogStore;
+use keel_controller::Error;
+
+struct Harness {
+    controller: Controller,
+    now: u64,
+    token: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let mut controller =
+            Controller::new(ControllerConfig::new(1, vec![1]), LogStore::new(&[1]), 0).unwrap();
+        let mut now = 0;
+        while !controller.is_leader() {
+            now += 100;
+            controller.tick(now);
+            drain(&mut controller);
+        }
+        Harness {
+            controller,
+            now,
+            token: 0,
+        }
+    }
+
+    fn ask(&mut self, request: Request) -> Result<Reply, Error> {
+        self.token += 1;
+        let token = self.token;
+        if let Some(answer) = self.controller.request(token, request) {
+            return answer;
+        }
+        drain(&mut self.controller);
+        let answers = self.controller.take_answers();
+        answers
+            .into_iter()
+            .find(|(t, _)| *t == token)
+            .map(|(_, a)| a)
+            .expect("answered once applied")
+    }
+
+    fn partition(&self, topic: &str, partition: usize) -> keel_controller::records::PartitionState {
+        self.controller.image().topic(topic).unwrap().partitions[partition].clone()
+    }
+}
+
+fn drain(controller: &mut Controller) {
+    while controller.has_ready() {
+        let _ = controller.ready();
+        controller.advance();
+    }
+}
+
+fn alter(topic: &str, leader: u32, leader_epoch: u32, isr: &[u32]) -> Request {
+    Request::AlterIsr {
+        topic: topic.into(),
+        partition: 0,
+        leader,
+        leader_epoch,
+        isr: isr.to_vec(),
+    }
+}
+
+#[test]
+fn only_the_current_leader_changes_the_isr() {
+    let mut h = Harness::new();
+    for id in 1..=3 {
+        let register = Request::Register {
+            id,
+            address: format!("127.0.0.1:{}", 7000 + id),
+            incarnation: u64::from(id) << 32 | 1,
+        };
+        assert!(h.ask(register).is_ok());
+    }
+    let create = Request::CreateTopic {
+        name: "r".into(),
+        partitions: 1,
+        replication_factor: 3,
+        configs: vec![],
+    };
+    assert!(h.ask(create).is_ok());
+    let state = h.partition("r", 0);
+    assert_eq!(state.isr.len(), 3);
+    let leader = state.leader as u32;
+    let follower = *state.replicas.iter().find(|r| **r != leader).unwrap();
+    let keep: Vec<u32> = state
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| *r != follower)
+        .collect();
+
+    // The leader shrinks the ISR at its epoch: committed, same leader and epoch.
+    assert!(matches!(
+        h.ask(alter("r", leader, 0, &keep)),
+        Ok(Reply::Committed { .. })
+    ));
+    let after = h.partition("r", 0);
+    assert_eq!(after.isr, keep);
+    assert_eq!((after.leader, after.leader_epoch), (leader as i32, 0));
+
+    // A stale epoch, or a broker that is not the leader, is refused.
+    assert!(matches!(
+        h.ask(alter("r", leader, 7, &state.replicas)),
+        Err(Error::StaleLeader { .. })
+    ));
+    assert!(matches!(
+        h.ask(alter("r", follower, 0, &state.replicas)),
+        Err(Error::StaleLeader { .. })
+    ));
+    // An ISR without the leader, or with a broker that is not a replica, is refused.
+    let without_leader: Vec<u32> = state
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| *r != leader)
+        .collect();
+    assert!(matches!(
+        h.ask(alter("r", leader, 0, &without_leader)),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        h.ask(alter("r", leader, 0, &[leader, 9])),
+        Err(Error::Invalid { .. })
+    ));
+    assert_eq!(h.partition("r", 0).isr, keep, "refusals changed nothing");
+
+    // The follower catches up: the leader adds it back, in the replicas' order.
+    let mut back: Vec<u32> = keep.clone();
+    back.insert(0, follower);
+    assert!(h.ask(alter("r", leader, 0, &back)).is_ok());
+    assert_eq!(h.partition("r", 0).isr, state.replicas);
+
+    // A fenced broker cannot join: fence it by letting its lease lapse.
+    assert!(h.ask(alter("r", leader, 0, &keep)).is_ok());
+    for _ in 0..60 {
+        h.now += 100;
+        // Everyone but the follower keeps heartbeating.
+        for id in (1..=3u32).filter(|id| *id != follower) {
+            let beat = Request::Heartbeat {
+                id,
+                incarnation: u64::from(id) << 32 | 1,
+                offset: 0,
+            };
+            let _ = h.ask(beat);
+        }
+        h.controller.tick(h.now);
+        drain(&mut h.controller);
+    }
+    assert!(h.controller.image().brokers()[&follower].fenced);
+    assert!(matches!(
+        h.ask(alter("r", leader, 0, &state.replicas)),
+        Err(Error::Invalid { .. })
+    ));
+}
