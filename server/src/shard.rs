@@ -399,12 +399,18 @@ impl Shard {
             } => (topic, *partition),
             _ => return None,
         };
-        let error = match view.leads(topic, partition) {
+        let error = match (view.leads(topic, partition), self.log(topic, partition)) {
             // The metadata says this broker leads it, but its log is not open yet (the
             // registry follows the metadata a moment later): not ready, ask again.
-            Ok(_) if self.log(topic, partition).is_none() => ErrorCode::NotLeaderOrFollower,
-            Ok(_) => return None,
-            Err(error) => error,
+            (Ok(_), None) => ErrorCode::NotLeaderOrFollower,
+            (Ok(epoch), Some(log)) => {
+                // Batches appended now carry the epoch this broker leads at.
+                if matches!(job, Job::Produce { .. }) {
+                    log.set_leader_epoch(epoch as i32);
+                }
+                return None;
+            }
+            (Err(error), _) => error,
         };
         Some(match job {
             Job::Produce { .. } => Reply::Produced(ProducePartitionResult {

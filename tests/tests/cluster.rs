@@ -228,6 +228,18 @@ fn a_killed_broker_rejoins_and_leads_again() {
         2,
         "the batch from before the kill is still there"
     );
+    // Each batch carries the leader epoch it was appended under.
+    let epochs: Vec<i64> = batches
+        .iter()
+        .map(|b| {
+            i64::from(
+                keel_protocol::batch::BatchView::new(b)
+                    .unwrap()
+                    .partition_leader_epoch(),
+            )
+        })
+        .collect();
+    assert_eq!(epochs, vec![epoch_before, epoch_after]);
 }
 
 // All three stopped and started again: every topic is still there, on every node.
