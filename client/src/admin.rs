@@ -372,10 +372,30 @@ impl Admin {
     /// # Errors
     /// Connection failures.
     pub async fn list_groups(&self) -> Result<Vec<(String, String)>> {
-        match self.call(Request::ListGroups).await? {
-            Response::ListGroups { groups } => Ok(groups),
-            _ => Err(Error::Protocol("list-groups response expected".into())),
+        let mut groups = match self.call(Request::ListGroups).await? {
+            Response::ListGroups { groups } => groups,
+            _ => return Err(Error::Protocol("list-groups response expected".into())),
+        };
+        // In a cluster each broker knows the groups it coordinates: ask every alive one.
+        let cluster = self.describe_cluster().await?;
+        if cluster.brokers.len() > 1 {
+            for broker in cluster.brokers.iter().filter(|b| !b.fenced) {
+                if broker.address == self.connection.addr() {
+                    continue;
+                }
+                let connection = Connection::connect(&broker.address).await?;
+                match connection
+                    .call_timeout(&Request::ListGroups, self.timeout)
+                    .await?
+                {
+                    Response::ListGroups { groups: theirs } => groups.extend(theirs),
+                    _ => return Err(Error::Protocol("list-groups response expected".into())),
+                }
+            }
+            groups.sort();
+            groups.dedup_by(|a, b| a.0 == b.0);
         }
+        Ok(groups)
     }
 
     /// A group's state, members and assignments.

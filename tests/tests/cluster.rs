@@ -623,6 +623,15 @@ fn a_group_has_one_coordinator_whichever_broker_members_reach() {
         let out = ok(&cluster.keel(i, &["group", "describe", "g"]));
         assert!(out.contains("grouped"), "node {i}: {out}");
     }
+    // Listing groups from any broker finds it.
+    for i in 0..3 {
+        let out = ok(&cluster.keel(i, &["group", "list"]));
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().next() == Some("g")),
+            "node {i}: {out}"
+        );
+    }
     // The brokers that do not coordinate "g" refuse its requests.
     let refusals = (0..3)
         .filter(|i| {
