@@ -1,0 +1,249 @@
+//! The controller's answers to brokers and tools: registrations, heartbeats (held while
+//! there is nothing new), metadata fetches, topic changes and ISR changes.
+
+use super::*;
+
+impl Controller {
+    pub(super) fn handle(&mut self, token: Token, request: Request) -> Result<Option<Reply>> {
+        match request {
+            Request::Fetch { offset } => Ok(Some(self.metadata_reply(offset, false))),
+            Request::Heartbeat {
+                id,
+                incarnation,
+                offset,
+            } => {
+                let broker = self.image.brokers().get(&id);
+                let Some(broker) = broker.filter(|b| b.incarnation == incarnation) else {
+                    return Err(Error::StaleBroker { id, incarnation });
+                };
+                let fenced = broker.fenced;
+                self.leases.insert(id, self.now_ms);
+                if fenced && self.may_propose(id, false) {
+                    let records = unfence_records(&self.image, id, incarnation);
+                    self.propose(records, None)?;
+                }
+                if !fenced && offset >= self.image.offset() && self.parked.len() < PARKED_MAX {
+                    self.parked.push((token, offset, self.now_ms));
+                    return Ok(None);
+                }
+                Ok(Some(self.metadata_reply(offset, fenced)))
+            }
+            Request::Register {
+                id,
+                address,
+                incarnation,
+            } => {
+                if let Some(current) = self.image.brokers().get(&id) {
+                    if current.incarnation == incarnation {
+                        self.leases.insert(id, self.now_ms);
+                        return Ok(Some(Reply::Committed {
+                            offset: self.image.offset(),
+                        }));
+                    }
+                    let last = self.leases.get(&id).copied().unwrap_or(0);
+                    let live =
+                        !current.fenced && self.now_ms.saturating_sub(last) <= self.config.lease_ms;
+                    let same_directory = current.incarnation >> 32 == incarnation >> 32;
+                    if same_directory && current.incarnation > incarnation {
+                        return Err(Error::StaleBroker { id, incarnation });
+                    }
+                    if live && !same_directory {
+                        return Err(Error::DuplicateBroker {
+                            id,
+                            address: current.address.clone(),
+                            incarnation: current.incarnation,
+                        });
+                    }
+                }
+                let mut records = vec![Record::RegisterBroker {
+                    id,
+                    address,
+                    incarnation,
+                }];
+                records.extend(lead_again(&self.image, id));
+                self.leases.insert(id, self.now_ms);
+                self.propose(records, Some(token))?;
+                Ok(None)
+            }
+            Request::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                check_topic_name(&name)?;
+                if self.image.topic(&name).is_some() {
+                    return Err(Error::TopicExists(name));
+                }
+                let placed = place(&self.image, partitions, replication_factor)?;
+                let record = Record::CreateTopic {
+                    name,
+                    configs,
+                    partitions: placed,
+                };
+                self.propose(vec![record], Some(token))?;
+                Ok(None)
+            }
+            Request::DeleteTopic { name } => {
+                let topic_id = self
+                    .image
+                    .topic(&name)
+                    .ok_or_else(|| Error::UnknownTopic(name.clone()))?
+                    .id;
+                self.propose(vec![Record::DeleteTopic { name, topic_id }], Some(token))?;
+                Ok(None)
+            }
+            Request::SetConfigs { name, configs } => {
+                if self.image.topic(&name).is_none() {
+                    return Err(Error::UnknownTopic(name));
+                }
+                self.propose(vec![Record::SetTopicConfigs { name, configs }], Some(token))?;
+                Ok(None)
+            }
+            Request::AlterIsr {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            } => {
+                let record = self.alter_isr(topic, partition, leader, leader_epoch, isr)?;
+                self.propose(vec![record], Some(token))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks an ISR change: from the current leader at the current epoch, keeping the
+    /// leader, within the replicas, adding only live brokers.
+    fn alter_isr(
+        &self,
+        topic: String,
+        partition: u32,
+        leader: u32,
+        leader_epoch: u32,
+        isr: Vec<u32>,
+    ) -> Result<Record> {
+        let info = self
+            .image
+            .topic(&topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.clone()))?;
+        let state =
+            info.partitions
+                .get(partition as usize)
+                .ok_or_else(|| Error::UnknownPartition {
+                    topic: topic.clone(),
+                    partition,
+                })?;
+        if state.leader != leader as i32 || state.leader_epoch != leader_epoch {
+            return Err(Error::StaleLeader {
+                topic,
+                partition,
+                leader: state.leader,
+                epoch: state.leader_epoch,
+            });
+        }
+        let mut isr = isr;
+        isr.sort_unstable();
+        isr.dedup();
+        let live = self.image.live_brokers();
+        let invalid = |reason: String| Error::Invalid {
+            field: "isr",
+            reason,
+        };
+        if !isr.contains(&leader) {
+            return Err(invalid(format!("{isr:?} leaves out the leader {leader}")));
+        }
+        if let Some(outside) = isr.iter().find(|r| !state.replicas.contains(r)) {
+            return Err(invalid(format!(
+                "{outside} is not a replica of {topic}/{partition}"
+            )));
+        }
+        if let Some(dead) = isr
+            .iter()
+            .find(|r| !state.isr.contains(r) && !live.contains(r))
+        {
+            return Err(invalid(format!("{dead} is fenced and cannot join the ISR")));
+        }
+        // Keep the replicas' order in the ISR (the preferred leader first).
+        let ordered: Vec<u32> = state
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| isr.contains(r))
+            .collect();
+        Ok(Record::PartitionChange {
+            topic_id: info.id,
+            partition,
+            state: PartitionState {
+                replicas: state.replicas.clone(),
+                isr: ordered,
+                leader: state.leader,
+                leader_epoch: state.leader_epoch,
+            },
+        })
+    }
+
+    /// Answers held heartbeats: all of them when the metadata moved (`moved`) or this voter
+    /// no longer leads, else those held for `heartbeat_hold_ms`.
+    pub(super) fn release_parked(&mut self, moved: bool) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let (now, hold, leading) = (self.now_ms, self.config.heartbeat_hold_ms, self.is_leader());
+        let parked = std::mem::take(&mut self.parked);
+        for (token, offset, since) in parked {
+            if !leading {
+                self.answers.push((
+                    token,
+                    Err(Error::NotController {
+                        leader: self.leader(),
+                    }),
+                ));
+            } else if moved || now.saturating_sub(since) >= hold {
+                let reply = self.metadata_reply(offset, false);
+                self.answers.push((token, Ok(reply)));
+            } else {
+                self.parked.push((token, offset, since));
+            }
+        }
+    }
+
+    pub(super) fn metadata_reply(&self, offset: u64, fenced: bool) -> Reply {
+        Reply::Metadata {
+            term: self.term(),
+            fenced,
+            update: self.update_since(offset),
+        }
+    }
+
+    /// The committed metadata after `offset`, from the log while it still holds it.
+    fn update_since(&self, offset: u64) -> Option<Update> {
+        let applied = self.image.offset();
+        if offset >= applied {
+            return None;
+        }
+        let store = self.raw.store();
+        let first = store.entries_ref().first().map(|e| e.index);
+        match first {
+            Some(first) if offset + 1 >= first => {
+                let from = (offset + 1 - first) as usize;
+                let entries = store.entries_ref()[from..]
+                    .iter()
+                    .take_while(|e| e.index <= applied)
+                    .take(self.config.update_entries_max)
+                    .map(|e| {
+                        let data = if e.get_entry_type() == EntryType::EntryNormal {
+                            e.data.to_vec()
+                        } else {
+                            Vec::new()
+                        };
+                        (e.index, data)
+                    })
+                    .collect();
+                Some(Update::Entries(entries))
+            }
+            _ => self.image.encode().ok().map(Update::Image),
+        }
+    }
+}
