@@ -1,0 +1,87 @@
+//! The work shards send each other for the partitions they own, and the answers.
+
+use bytes::Bytes;
+use keel_engine::{LogConfig, ReadData};
+use keel_protocol::api::{
+    ErrorCode, FetchPartitionResult, ListOffsetsPartitionResult, PartitionMetadata,
+    ProducePartitionResult,
+};
+use std::time::Duration;
+
+/// Work for the shard that owns a partition.
+#[derive(Debug)]
+pub enum Job {
+    /// Open (creating if needed) a partition's log.
+    Open {
+        topic: String,
+        partition: u32,
+        log: LogConfig,
+    },
+    /// Close a partition's log and delete its directory.
+    Remove { topic: String, partition: u32 },
+    /// Reopen a partition's log with a new configuration.
+    Reconfigure {
+        topic: String,
+        partition: u32,
+        log: LogConfig,
+    },
+    /// Append the batches of a produce request.
+    Produce {
+        topic: String,
+        partition: u32,
+        records: Bytes,
+        acks: i8,
+    },
+    /// Read from an offset.
+    Fetch {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        max_bytes: u32,
+    },
+    /// Complete when the partition has data at `offset` or after `wait`.
+    WaitForData {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        wait: Duration,
+    },
+    /// Earliest, latest or by-time offset.
+    ListOffsets {
+        topic: String,
+        partition: u32,
+        timestamp: i64,
+    },
+    /// Offsets and size.
+    Describe { topic: String, partition: u32 },
+    /// A consumer-group request, for the coordinator shard.
+    Group(keel_protocol::api::Request),
+    /// A topic change for the controller (cluster mode), run on shard 0.
+    Cluster(keel_controller::node::Request),
+    /// Compaction by snapshot: seal the active segment, append `batches` (the latest value
+    /// of every key), then delete every segment entirely before them.
+    Compact {
+        topic: String,
+        partition: u32,
+        batches: Vec<Bytes>,
+    },
+}
+
+/// The owner's answer to a [`Job`].
+#[derive(Debug)]
+pub enum Reply {
+    /// Open/Remove/Reconfigure/WaitForData outcome.
+    Done(Result<(), (ErrorCode, String)>),
+    /// Produce outcome.
+    Produced(ProducePartitionResult),
+    /// Fetch outcome: the entry (records empty) and the bytes to send.
+    Fetched(FetchPartitionResult, ReadData),
+    /// List-offsets outcome.
+    Offsets(ListOffsetsPartitionResult),
+    /// Describe outcome.
+    Described(PartitionMetadata),
+    /// Group request outcome.
+    Group(keel_protocol::api::Response),
+    /// The controller's answer to a topic change.
+    Cluster(Result<keel_controller::node::Reply, keel_controller::Error>),
+}

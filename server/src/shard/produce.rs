@@ -1,0 +1,165 @@
+//! A produce job on the partition's owner: checks, idempotent-producer sequences, append,
+//! acknowledgement per acks.
+
+use super::*;
+
+impl Shard {
+    pub(super) async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        acks: i8,
+    ) -> ProducePartitionResult {
+        let failed = |error| ProducePartitionResult {
+            partition,
+            error,
+            base_offset: -1,
+            log_start_offset: -1,
+        };
+        let Some(log) = self.log(topic, partition) else {
+            return failed(ErrorCode::UnknownTopicOrPartition);
+        };
+        // Split the record set into batches and check every one before appending any, so a
+        // bad batch never leaves part of a request stored.
+        let mut batches = Vec::new();
+        let mut rest = &records[..];
+        while !rest.is_empty() {
+            let total = match peek_batch_len(rest) {
+                Ok(Some(total)) => total,
+                Ok(None) | Err(_) => return failed(ErrorCode::CorruptMessage),
+            };
+            if total > self.config.batch_bytes_max as usize {
+                return failed(ErrorCode::MessageTooLarge);
+            }
+            let valid = BatchView::new_verified(&rest[..total.min(rest.len())])
+                .and_then(|view| view.validate_records(self.config.batch_decompressed_bytes_max));
+            if rest.len() < total || valid.is_err() {
+                return failed(ErrorCode::CorruptMessage);
+            }
+            batches.push(BytesMut::from(&rest[..total]));
+            rest = &rest[total..];
+        }
+        if batches.is_empty() {
+            return failed(ErrorCode::CorruptMessage);
+        }
+        self.metrics.bytes_in.inc_by(records.len() as u64);
+        self.partition_metrics(topic, partition)
+            .bytes_in
+            .inc_by(records.len() as u64);
+        // Idempotent producers: check sequences before anything is appended, reserving each
+        // new batch. A retried batch already stored is answered with its original offset,
+        // not stored again. The state records a batch's offset only once its append
+        // succeeded (the offset the log gave it); a failed append aborts the reservation,
+        // so the retry is stored rather than acknowledged as a duplicate of nothing.
+        let key = (topic.to_owned(), partition);
+        let mut plan = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let view = BatchView::new(&batch).expect("verified above");
+            let producer = (view.producer_id() >= 0).then(|| {
+                (
+                    view.producer_id(),
+                    view.producer_epoch(),
+                    view.base_sequence(),
+                    view.records_count(),
+                )
+            });
+            let checked = match producer {
+                None => Ok(SequenceCheck::Append),
+                Some((id, epoch, sequence, count)) => self
+                    .producers
+                    .borrow_mut()
+                    .entry(key.clone())
+                    .or_default()
+                    .check(id, epoch, sequence, count),
+            };
+            match checked {
+                Ok(SequenceCheck::Append) => plan.push((batch, None, producer)),
+                Ok(SequenceCheck::Duplicate(offset)) => plan.push((batch, Some(offset), None)),
+                Err(error) => {
+                    self.abort_reserved(&key, plan.iter().filter_map(|p| p.2));
+                    return failed(error);
+                }
+            }
+        }
+        let mut base_offset = -1;
+        let count = plan.len();
+        let last_is_duplicate = plan
+            .last()
+            .is_some_and(|(_, duplicate_of, _)| duplicate_of.is_some());
+        let mut plan = plan.into_iter().enumerate();
+        while let Some((index, (batch, duplicate_of, producer))) = plan.next() {
+            if let Some(offset) = duplicate_of {
+                if base_offset < 0 {
+                    base_offset = offset;
+                }
+                continue;
+            }
+            // With acks=all the last batch's durability covers the earlier ones: offsets
+            // become durable in order.
+            let last_append = index + 1 == count || last_is_duplicate;
+            let appended = match self.fault_append(topic) {
+                Some(error) => Err(error),
+                None if acks == -1 && last_append => log.append(batch).await,
+                None => log.append_accepted(batch).await,
+            };
+            match appended {
+                Ok(info) => {
+                    if base_offset < 0 {
+                        base_offset = info.base_offset;
+                    }
+                    if let Some((id, epoch, sequence, _)) = producer {
+                        if let Some(states) = self.producers.borrow_mut().get_mut(&key) {
+                            states.commit(id, epoch, sequence, info.base_offset);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let rest = plan.filter_map(|(_, p)| p.2);
+                    self.abort_reserved(&key, producer.into_iter().chain(rest));
+                    return failed(storage_error(&e).0);
+                }
+            }
+        }
+        if acks == -1 && last_is_duplicate {
+            // A retried batch is answered once the original is durable.
+            if let Err(e) = log.flush().await {
+                return failed(storage_error(&e).0);
+            }
+        }
+        ProducePartitionResult {
+            partition,
+            error: ErrorCode::None,
+            base_offset,
+            log_start_offset: log.log_start_offset(),
+        }
+    }
+
+    /// Makes reserved sequences acceptable again after their batches were not stored.
+    fn abort_reserved(
+        &self,
+        key: &(String, u32),
+        reserved: impl Iterator<Item = (i64, i16, i32, i32)>,
+    ) {
+        let mut producers = self.producers.borrow_mut();
+        let Some(states) = producers.get_mut(key) else {
+            return;
+        };
+        for (id, epoch, sequence, _) in reserved {
+            states.abort(id, epoch, sequence);
+        }
+    }
+
+    /// Fault injection for tests: `KEEL_FAULT_FAIL_APPENDS=TOPIC:N` fails the first N
+    /// appends to TOPIC with an I/O error, as a failing disk would.
+    fn fault_append(&self, topic: &str) -> Option<EngineError> {
+        let spec = self.fault_appends.as_ref()?;
+        if spec.0 != topic || spec.1.get() == 0 {
+            return None;
+        }
+        spec.1.set(spec.1.get() - 1);
+        Some(EngineError::Offline(
+            "injected I/O error (KEEL_FAULT_FAIL_APPENDS)".into(),
+        ))
+    }
+}
