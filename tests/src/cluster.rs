@@ -2,7 +2,7 @@
 //! data directories, the same `--controller-voters`.
 
 use crate::broker::{free_port, server_binary, Broker};
-use crate::tool::keel;
+use crate::tool::{keel, ok};
 use std::time::{Duration, Instant};
 
 /// A cluster whose nodes are all voters and brokers.
@@ -138,4 +138,27 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// `keel topic create` through node `i`, which must succeed.
+pub fn create(cluster: &Cluster, i: usize, topic: &str, partitions: u32) {
+    let partitions = partitions.to_string();
+    ok(&cluster.keel(i, &["topic", "create", topic, "--partitions", &partitions]));
+}
+
+/// [`create`] through node 0, then waits until every node lists the topic.
+pub fn create_everywhere(cluster: &Cluster, topic: &str, partitions: u32) {
+    create(cluster, 0, topic, partitions);
+    cluster.wait_for(Duration::from_secs(10), "topic everywhere", |c| {
+        (0..c.nodes.len()).all(|i| c.topics(i).contains(&topic.to_owned()))
+    });
+}
+
+/// A two-worker tokio runtime for keel-client in tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
