@@ -216,11 +216,7 @@ impl Response {
                 let error = read_error(&mut r)?;
                 let controller_leader = r.i64("controller_leader")?;
                 let controller_term = r.i64("controller_term")? as u64;
-                let count = r.count("voters", 4)?;
-                let mut voters = Vec::with_capacity(count);
-                for _ in 0..count {
-                    voters.push(r.u32("voter")?);
-                }
+                let voters = read_ids(&mut r, "voters")?;
                 let metadata_offset = r.i64("metadata_offset")? as u64;
                 let count = r.count("brokers", 15)?;
                 let mut brokers = Vec::with_capacity(count);
