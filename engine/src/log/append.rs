@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// Who decides a batch's base offset and leader epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stamp {
+    /// This log leads: the next offset and its leader epoch are stamped.
+    Leader,
+    /// A follower appends the leader's batch as it is: it must start at the log end.
+    Verbatim,
+}
+
 impl Log {
     /// Appends one RecordBatch v2, assigning its base offset and leader epoch; the bytes are
     /// stored otherwise unchanged. Completes when the fsync policy is satisfied: with
@@ -24,13 +33,14 @@ impl Log {
     }
 
     fn append_buffered(&self, batch: BytesMut) -> Result<(AppendInfo, Option<AckWait>)> {
-        self.append_buffered_with(batch, true)
+        self.append_buffered_with(batch, true, Stamp::Leader)
     }
 
-    fn append_buffered_with(
+    pub(super) fn append_buffered_with(
         &self,
         mut batch: BytesMut,
         wait_durable: bool,
+        stamp: Stamp,
     ) -> Result<(AppendInfo, Option<AckWait>)> {
         let view = BatchView::new_verified(&batch)?;
         if view.len() != batch.len() {
@@ -74,8 +84,27 @@ impl Log {
         }
 
         let base_offset = state.log_end;
-        set_base_offset(&mut batch, base_offset);
-        set_partition_leader_epoch(&mut batch, state.leader_epoch);
+        let epoch = match stamp {
+            Stamp::Leader => {
+                // Never below an epoch already in the log (a log once replicated, now
+                // appended to by a single node).
+                let epoch = state.leader_epoch.max(state.epochs.latest().unwrap_or(0));
+                set_base_offset(&mut batch, base_offset);
+                set_partition_leader_epoch(&mut batch, epoch);
+                epoch
+            }
+            Stamp::Verbatim => {
+                if view.base_offset() != base_offset {
+                    return Err(Error::InvalidAppend(format!(
+                        "replicated batch at offset {} but the log ends at {base_offset}",
+                        view.base_offset()
+                    )));
+                }
+                view.partition_leader_epoch()
+            }
+        };
+        // Durable before the batch enters the log: a stored batch's epoch is always known.
+        state.epochs.begin(epoch, base_offset)?;
         let bytes = batch.freeze();
         let last_offset = base_offset + count - 1;
         let segment = state.active_mut();
@@ -101,6 +130,10 @@ impl Log {
             bytes,
         });
         state.tail_bytes += len;
+        if !state.end_waiters.is_empty() {
+            let log_end = state.log_end;
+            state.end_waiters.retain(|(offset, _)| *offset >= log_end);
+        }
         state.unwritten_bytes += len;
         state.stats.appends += 1;
         state.update_high_watermark(config.fsync);
@@ -174,7 +207,7 @@ impl Log {
     /// # Errors
     /// As [`Log::append`].
     pub async fn append_accepted(&self, batch: BytesMut) -> Result<AppendInfo> {
-        let (info, wait) = self.append_buffered_with(batch, false)?;
+        let (info, wait) = self.append_buffered_with(batch, false, Stamp::Leader)?;
         if let Some((done, wait_for_space)) = wait {
             done.await.map_err(|_| Error::Unavailable("closed"))??;
             if wait_for_space {

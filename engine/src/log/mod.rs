@@ -90,6 +90,14 @@ struct State {
     data_waiters: Vec<(i64, oneshot::Sender<()>)>,
     /// Waiters left after the last pruning of cancelled ones.
     data_waiters_live: usize,
+    /// Replication: the high watermark the partition's replicas agree on (the leader's
+    /// from its ISR, a follower's from its leader); readers never pass it. `None` without
+    /// replication.
+    replication_cap: Option<i64>,
+    /// Replica fetches waiting for the log end to pass an offset.
+    end_waiters: Vec<(i64, oneshot::Sender<()>)>,
+    /// Where each leader epoch starts on this log (`leader-epoch-checkpoint`).
+    epochs: epochs::Epochs,
 }
 
 /// Parked readers kept before cancelled ones are pruned.
@@ -178,10 +186,8 @@ impl State {
     }
 
     fn update_high_watermark(&mut self, fsync: FsyncPolicy) {
-        self.high_watermark = match fsync {
-            FsyncPolicy::Always => self.durable_end,
-            FsyncPolicy::Interval(_) | FsyncPolicy::Never => self.log_end,
-        };
+        let local = self.local_end(fsync);
+        self.high_watermark = self.replication_cap.map_or(local, |cap| cap.min(local));
         assert!(
             self.high_watermark <= self.log_end,
             "high watermark above log end"
@@ -191,6 +197,15 @@ impl State {
             // Dropping a sender wakes its reader; the ones kept are still waiting.
             self.data_waiters
                 .retain(|(offset, _)| *offset >= high_watermark);
+        }
+    }
+
+    /// What this log alone may make visible: its durable end under `fsync=always`, else
+    /// its end. A replica reports this as its log end to the leader.
+    fn local_end(&self, fsync: FsyncPolicy) -> i64 {
+        match fsync {
+            FsyncPolicy::Always => self.durable_end,
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => self.log_end,
         }
     }
 
@@ -260,6 +275,7 @@ impl Log {
         let log_start = segments.values().next().map_or(0, |s| s.base_offset);
         let log_end = segments.values().next_back().map_or(0, |s| s.next_offset);
         let mut segments = segments;
+        let epochs = epochs::Epochs::load(&dir, &segments, log_start, log_end).await?;
         if segments.is_empty() {
             segments.insert(0, Segment::new(0, config.index_interval_bytes));
         }
@@ -283,6 +299,9 @@ impl Log {
             stats: LogStats::default(),
             data_waiters: Vec::new(),
             data_waiters_live: 0,
+            replication_cap: None,
+            end_waiters: Vec::new(),
+            epochs,
         };
         let shared = Rc::new(Shared {
             dir,
@@ -438,14 +457,17 @@ impl Log {
             segment.reader = None;
         }
         state.data_waiters.clear();
+        state.end_waiters.clear();
         Ok(())
     }
 }
 
 mod append;
+mod epochs;
 mod flush;
 mod read;
 mod reopen;
+mod replica;
 mod trim;
 mod types;
 

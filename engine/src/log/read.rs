@@ -10,6 +10,17 @@ impl Log {
     /// # Errors
     /// [`Error::OffsetOutOfRange`] outside `[log_start, log_end]`; I/O errors.
     pub async fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadResult> {
+        self.read_below(offset, max_bytes, false).await
+    }
+
+    /// As [`Log::read`], bounded by the high watermark or (`to_log_end`, a follower
+    /// replicating) by the log end.
+    pub(super) async fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        to_log_end: bool,
+    ) -> Result<ReadResult> {
         let plan =
             {
                 let mut guard = self.shared.state.borrow_mut();
@@ -27,7 +38,12 @@ impl Log {
                     log_start_offset: state.log_start,
                     log_end_offset: state.log_end,
                 };
-                if offset >= state.high_watermark {
+                let bound = if to_log_end {
+                    state.log_end
+                } else {
+                    state.high_watermark
+                };
+                if offset >= bound {
                     return Ok(result(ReadData::Empty));
                 }
                 if state
@@ -41,7 +57,7 @@ impl Log {
                     for cached in state.tail.range(first..) {
                         let len = cached.bytes.len() as u64;
                         let fits = chunks.is_empty() || total + len <= max_bytes;
-                        if cached.base_offset >= state.high_watermark
+                        if cached.base_offset >= bound
                             || cached.segment_base != state.tail[first].segment_base
                             || !fits
                         {
@@ -50,10 +66,7 @@ impl Log {
                         total += len;
                         chunks.push(cached.bytes.clone());
                     }
-                    assert!(
-                        !chunks.is_empty(),
-                        "offset below the high watermark is in the cache"
-                    );
+                    assert!(!chunks.is_empty(), "offset below the bound is in the cache");
                     let answer = result(ReadData::Memory(chunks));
                     state.stats.reads_memory += 1;
                     return Ok(answer);

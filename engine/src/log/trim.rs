@@ -252,6 +252,7 @@ impl Log {
         state.written_end = new_end;
         state.durable_end = new_end;
         state.high_watermark = state.high_watermark.min(new_end);
+        state.epochs.truncate(new_end)?;
         tracing::info!(dir = %self.shared.dir.display(), offset, new_end, "log truncated");
         Ok(())
     }
