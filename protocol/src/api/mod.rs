@@ -4,12 +4,17 @@
 use crate::wire::{len_u32, DecodeError, EncodeError, Reader, WriteExt};
 use bytes::{BufMut, Bytes, BytesMut};
 
+mod replica;
 mod request;
 mod response;
 mod response_codec;
 #[cfg(test)]
 mod tests;
 
+pub use replica::{
+    write_replica_fetch_result_header, ReplicaFetch, ReplicaFetchPartition, ReplicaFetchResult,
+    REPLICA_FETCH_RESULT_HEADER_LEN,
+};
 pub use request::{JoinGroup, Request};
 pub use response::{
     BrokerInfo, ClusterBroker, FetchPartitionResult, GroupDescription, ListOffsetsPartitionResult,
@@ -62,11 +67,13 @@ pub enum ApiKey {
     InitProducerId = 29,
     /// The controller, voters and brokers of the cluster.
     DescribeCluster = 30,
+    /// A follower fetching from a partition's leader (replication).
+    ReplicaFetch = 40,
 }
 
 impl ApiKey {
     /// Every API with its supported version range.
-    pub const ALL: [(ApiKey, u16, u16); 20] = [
+    pub const ALL: [(ApiKey, u16, u16); 21] = [
         (ApiKey::ApiVersions, 0, 0),
         (ApiKey::Metadata, 0, 0),
         (ApiKey::CreateTopics, 0, 0),
@@ -87,6 +94,7 @@ impl ApiKey {
         (ApiKey::DescribeGroups, 0, 0),
         (ApiKey::InitProducerId, 0, 0),
         (ApiKey::DescribeCluster, 0, 0),
+        (ApiKey::ReplicaFetch, 0, 0),
     ];
 
     /// The API named by `key`, if known.
@@ -120,6 +128,7 @@ impl ApiKey {
             ApiKey::DescribeGroups => "describe_groups",
             ApiKey::InitProducerId => "init_producer_id",
             ApiKey::DescribeCluster => "describe_cluster",
+            ApiKey::ReplicaFetch => "replica_fetch",
         }
     }
 
@@ -207,6 +216,9 @@ error_codes! {
     LeaderNotAvailable = 34, "the partition has no leader now (its broker is fenced or down)";
     NotController = 35, "the cluster's controller could not be reached or changed: retry";
     NotCoordinator = 36, "this broker does not coordinate the group: find its coordinator again";
+    FencedLeaderEpoch = 37, "the request's leader epoch is older than the partition's: refresh metadata";
+    UnknownLeaderEpoch = 38, "the request's leader epoch is newer than this broker knows yet: retry";
+    NotEnoughReplicas = 39, "fewer in-sync replicas than min.insync.replicas: nothing was appended";
 }
 
 /// A key-value config entry.

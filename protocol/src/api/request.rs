@@ -119,6 +119,8 @@ pub enum Request {
     InitProducerId,
     /// The controller, voters and brokers.
     DescribeCluster,
+    /// A follower's fetch from partition leaders.
+    ReplicaFetch(ReplicaFetch),
 }
 
 /// A JoinGroup request.
@@ -162,6 +164,7 @@ impl Request {
             Request::DescribeGroups { .. } => ApiKey::DescribeGroups,
             Request::InitProducerId => ApiKey::InitProducerId,
             Request::DescribeCluster => ApiKey::DescribeCluster,
+            Request::ReplicaFetch(_) => ApiKey::ReplicaFetch,
         }
     }
 
@@ -287,6 +290,7 @@ impl Request {
             },
             ApiKey::InitProducerId => Request::InitProducerId,
             ApiKey::DescribeCluster => Request::DescribeCluster,
+            ApiKey::ReplicaFetch => Request::ReplicaFetch(ReplicaFetch::decode(&mut r)?),
             ApiKey::ListOffsets => {
                 let topics = read_topic_entries(&mut r, 12, |r| {
                     Ok(ListOffsetsPartition {
@@ -437,6 +441,7 @@ impl Request {
             Request::ListGroups => {}
             Request::DescribeGroups { groups } => write_strings(out, "groups", groups)?,
             Request::InitProducerId | Request::DescribeCluster => {}
+            Request::ReplicaFetch(fetch) => fetch.encode(out)?,
         }
         Ok(())
     }

@@ -264,6 +264,11 @@ pub enum Response {
         /// Registered brokers.
         brokers: Vec<ClusterBroker>,
     },
+    /// Batches for a follower.
+    ReplicaFetch {
+        /// Per partition.
+        topics: Vec<TopicEntries<ReplicaFetchResult>>,
+    },
 }
 
 /// A broker as the cluster metadata holds it.

@@ -237,6 +237,9 @@ impl Response {
                     brokers,
                 }
             }
+            ApiKey::ReplicaFetch => Response::ReplicaFetch {
+                topics: super::replica::decode_results(&mut r)?,
+            },
             ApiKey::InitProducerId => Response::InitProducerId {
                 error: read_error(&mut r)?,
                 producer_id: r.i64("producer_id")?,
@@ -341,6 +344,7 @@ impl Response {
                 out.put_i64(*producer_id);
                 out.put_i32(i32::from(*producer_epoch));
             }
+            Response::ReplicaFetch { topics } => super::replica::encode_results(out, topics)?,
             Response::DescribeCluster {
                 error,
                 controller_leader,

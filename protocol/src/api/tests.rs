@@ -144,6 +144,21 @@ fn every_request_round_trips() {
         groups: vec!["g".into()],
     });
     round_trip(Request::FindCoordinator { group: "g".into() });
+    round_trip(Request::ReplicaFetch(ReplicaFetch {
+        replica_id: 2,
+        max_wait_ms: 500,
+        max_bytes: 1 << 20,
+        topics: vec![TopicEntries {
+            topic: "t".into(),
+            partitions: vec![ReplicaFetchPartition {
+                partition: 1,
+                leader_epoch: 4,
+                fetch_offset: 17,
+                last_fetched_epoch: 3,
+                partition_max_bytes: 1 << 16,
+            }],
+        }],
+    }));
     round_trip(Request::ListOffsets {
         topics: vec![TopicEntries {
             topic: "t".into(),
@@ -201,6 +216,24 @@ fn responses_round_trip() {
                         error: ErrorCode::OffsetOutOfRange,
                         high_watermark: 9,
                         log_start_offset: 2,
+                        records: Bytes::from_static(b"xyz"),
+                    }],
+                }],
+            },
+        ),
+        (
+            ApiKey::ReplicaFetch,
+            Response::ReplicaFetch {
+                topics: vec![TopicEntries {
+                    topic: "t".into(),
+                    partitions: vec![ReplicaFetchResult {
+                        partition: 0,
+                        error: ErrorCode::None,
+                        high_watermark: 9,
+                        log_start_offset: 2,
+                        log_end_offset: 12,
+                        diverging_epoch: 3,
+                        diverging_end_offset: 8,
                         records: Bytes::from_static(b"xyz"),
                     }],
                 }],
