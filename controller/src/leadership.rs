@@ -29,7 +29,7 @@ fn step_down(
 ) -> Option<PartitionState> {
     let leads = state.leader == id as i32;
     let in_isr = state.isr.contains(&id);
-    if !leads && !(in_isr && state.isr.len() > 1) {
+    if !(leads || in_isr && state.isr.len() > 1) {
         return None;
     }
     let others: Vec<u32> = state.isr.iter().copied().filter(|r| *r != id).collect();
