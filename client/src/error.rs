@@ -78,6 +78,9 @@ impl Error {
                     | ErrorCode::NotLeaderOrFollower
                     | ErrorCode::LeaderNotAvailable
                     | ErrorCode::NotController
+                    | ErrorCode::NotEnoughReplicas
+                    | ErrorCode::FencedLeaderEpoch
+                    | ErrorCode::UnknownLeaderEpoch
             ),
             _ => false,
         }

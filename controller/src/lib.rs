@@ -32,7 +32,7 @@ pub mod broker;
 pub mod disklog;
 pub mod error;
 pub mod image;
-mod leadership;
+pub mod leadership;
 pub mod node;
 pub mod placement;
 pub mod records;

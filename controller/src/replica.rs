@@ -1,4 +1,4 @@
-//! Replication progress of one partition, sans-IO (issue 12; not wired into the server yet).
+//! Replication progress of one partition, sans-IO (run by the server's `replication/`).
 //!
 //! On the leader, [`LeaderProgress`] tracks each follower's log end (learnt from the offset
 //! it fetches from), computes the high watermark (the lowest log end among the in-sync
@@ -45,6 +45,8 @@ pub enum IsrChange {
 #[derive(Debug, Clone)]
 struct Follower {
     log_end_offset: i64,
+    /// It fetched since this leader began: its log end is known, not assumed.
+    fetched: bool,
     /// When the follower last had everything the leader had (or joined).
     caught_up_at_ms: u64,
 }
@@ -97,6 +99,7 @@ impl LeaderProgress {
                     Follower {
                         // Unknown until it fetches: assume nothing beyond the high watermark.
                         log_end_offset: if isr.contains(r) { high_watermark } else { 0 },
+                        fetched: false,
                         caught_up_at_ms: now_ms,
                     },
                 )
@@ -120,6 +123,25 @@ impl LeaderProgress {
     /// The in-sync replicas.
     pub fn isr(&self) -> &[u32] {
         &self.isr
+    }
+    /// The leader's own log end as last reported.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+    /// Each follower's log end as the leader knows it, and how long (ms, at `now_ms`)
+    /// since it last had everything the leader had.
+    pub fn followers(&self, now_ms: u64) -> impl Iterator<Item = (u32, i64, u64)> + '_ {
+        self.followers.iter().map(move |(id, f)| {
+            (
+                *id,
+                f.log_end_offset,
+                if f.log_end_offset >= self.log_end_offset {
+                    0
+                } else {
+                    now_ms.saturating_sub(f.caught_up_at_ms)
+                },
+            )
+        })
     }
 
     /// May an `acks=all` append go ahead now?
@@ -153,6 +175,11 @@ impl LeaderProgress {
         // A follower's log end only moves back after truncation, which it does before
         // fetching again; an older offset (a reordered request) teaches nothing.
         let fetch_offset = fetch_offset.min(self.log_end_offset);
+        if !state.fetched && !self.isr.contains(&follower) {
+            // Outside the ISR nothing was assumed: its first fetch tells where it is.
+            state.log_end_offset = fetch_offset;
+        }
+        state.fetched = true;
         if fetch_offset > state.log_end_offset {
             state.log_end_offset = fetch_offset;
         }
@@ -170,7 +197,8 @@ impl LeaderProgress {
     }
 
     /// The ISR change to ask the controller for now, if any: followers lagging longer than
-    /// the lag time leave; a follower outside the ISR that reached the high watermark joins.
+    /// the lag time leave; a follower outside the ISR that fetched and reached the high
+    /// watermark (so it holds everything committed) joins, as in Kafka.
     pub fn isr_change(&self, now_ms: u64) -> Option<IsrChange> {
         let lagging: Vec<u32> = self
             .isr
@@ -189,9 +217,7 @@ impl LeaderProgress {
         self.followers
             .iter()
             .find(|(id, f)| {
-                !self.isr.contains(id)
-                    && f.log_end_offset >= self.high_watermark
-                    && f.log_end_offset >= self.log_end_offset
+                !self.isr.contains(id) && f.fetched && f.log_end_offset >= self.high_watermark
             })
             .map(|(id, _)| IsrChange::Expand(*id))
     }

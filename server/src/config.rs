@@ -280,7 +280,11 @@ impl Config {
                 "segment.bytes" => log.segment_bytes = number()?,
                 "segment.ms" => log.segment_ms = Some(number()?),
                 "fsync" => log.fsync = value.parse().map_err(|e: keel_engine::Error| clip(&e.to_string()))?,
-                _ => return Err(format!("unknown topic config {key_shown:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync")),
+                // Replication settings: checked here, used by `replication/`.
+                key if crate::replication::check_config(key, value).is_some() => {
+                    crate::replication::check_config(key, value).unwrap_or(Ok(()))?;
+                }
+                _ => return Err(format!("unknown topic config {key_shown:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync, min.insync.replicas, replica.lag.time.max.ms, unclean.leader.election.enable")),
             }
         }
         log.validate().map_err(|e| e.to_string())?;

@@ -11,6 +11,7 @@ mod metrics;
 mod peers;
 mod producers;
 mod registry;
+mod replication;
 mod shard;
 
 use crate::config::{Args, Config};
@@ -471,6 +472,9 @@ async fn run_shard(
         .detach();
     }
     glommio::spawn_local(background::housekeeping(shard.clone(), stopping.clone())).detach();
+    if shard.cluster.is_some() {
+        glommio::spawn_local(replication::run(shard.clone())).detach();
+    }
     let _ = ready.send(Ok(opened));
     // Fault injection for the test that shows a dead shard ends the process.
     if std::env::var("KEEL_FAULT_PANIC_SHARD").ok() == Some(id.to_string()) {

@@ -141,6 +141,29 @@ pub struct Metrics {
     pub cluster_brokers_fenced: Gauge,
     /// Cluster mode: partitions without a leader.
     pub cluster_offline_partitions: Gauge,
+    /// Cluster mode: partitions whose ISR is smaller than their replicas.
+    pub cluster_under_replicated_partitions: Gauge,
+    /// Cluster mode: ISR size per partition (from the metadata).
+    pub partition_isr_size: Family<PartitionLabel, Gauge>,
+    /// On leaders: how many offsets each follower is behind.
+    pub follower_lag_offsets: Family<FollowerLabel, Gauge>,
+    /// On leaders: milliseconds since each follower last had everything.
+    pub follower_lag_ms: Family<FollowerLabel, Gauge>,
+    /// Record bytes appended from leaders (this broker as a follower).
+    pub replication_bytes_in: Counter,
+    /// Record bytes sent to followers.
+    pub replication_bytes_out: Counter,
+}
+
+/// Label of per-follower metrics on a partition's leader.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FollowerLabel {
+    /// Topic.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// The follower's node id.
+    pub follower: u32,
 }
 
 impl Metrics {
@@ -189,6 +212,12 @@ impl Metrics {
             cluster_brokers_alive: Gauge::default(),
             cluster_brokers_fenced: Gauge::default(),
             cluster_offline_partitions: Gauge::default(),
+            cluster_under_replicated_partitions: Gauge::default(),
+            partition_isr_size: Family::default(),
+            follower_lag_offsets: Family::default(),
+            follower_lag_ms: Family::default(),
+            replication_bytes_in: Counter::default(),
+            replication_bytes_out: Counter::default(),
         };
         let m = &metrics;
         registry.register("build_info", "Keel version (value 1)", build_info);
@@ -228,9 +257,39 @@ impl Metrics {
                 "Partitions without a leader (cluster mode)",
                 &m.cluster_offline_partitions,
             ),
+            (
+                "cluster_under_replicated_partitions",
+                "Partitions whose ISR is smaller than their replica set (cluster mode)",
+                &m.cluster_under_replicated_partitions,
+            ),
         ] {
             registry.register(name, help, gauge.clone());
         }
+        registry.register(
+            "partition_isr_size",
+            "In-sync replicas per partition (cluster mode)",
+            m.partition_isr_size.clone(),
+        );
+        registry.register(
+            "follower_lag_offsets",
+            "Offsets each follower is behind its leader (on the leader)",
+            m.follower_lag_offsets.clone(),
+        );
+        registry.register(
+            "follower_lag_ms",
+            "Milliseconds since each follower last had everything its leader had (on the leader)",
+            m.follower_lag_ms.clone(),
+        );
+        registry.register(
+            "replication_bytes_in",
+            "Record bytes appended from partition leaders",
+            m.replication_bytes_in.clone(),
+        );
+        registry.register(
+            "replication_bytes_out",
+            "Record bytes sent to followers",
+            m.replication_bytes_out.clone(),
+        );
         registry.register("requests", "Requests handled", requests.clone());
         registry.register(
             "request_errors",

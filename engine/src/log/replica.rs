@@ -41,6 +41,32 @@ impl Log {
         state.update_high_watermark(self.shared.config.fsync);
     }
 
+    /// The cap set by [`Log::set_replication_high_watermark`] (`None`: not set since
+    /// the log opened, or no replication).
+    pub fn replication_high_watermark(&self) -> Option<i64> {
+        self.shared.state.borrow().replication_cap
+    }
+
+    /// Appends batches replicated from the leader, as [`Log::append_replica`] each, waiting
+    /// once for the last (offsets become durable in order): one group commit for a fetch.
+    ///
+    /// # Errors
+    /// As [`Log::append_replica`]; batches before the failing one stay appended.
+    pub async fn append_replica_batches(&self, batches: Vec<BytesMut>) -> Result<()> {
+        let count = batches.len();
+        for (index, batch) in batches.into_iter().enumerate() {
+            let last = index + 1 == count;
+            let (_, wait) = self.append_buffered_with(batch, last, Stamp::Verbatim)?;
+            if let Some((done, wait_for_space)) = wait {
+                done.await.map_err(|_| Error::Unavailable("closed"))??;
+                if wait_for_space {
+                    io::yield_to_reactor().await;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// What this log holds by its own fsync policy: the durable end under `fsync=always`,
     /// else the log end. A replica reports this as its progress.
     pub fn local_end_offset(&self) -> i64 {

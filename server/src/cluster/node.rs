@@ -439,6 +439,24 @@ impl Node {
                 .filter(|p| p.leader < 0)
                 .count();
             m.cluster_offline_partitions.set(offline as i64);
+            let under = image
+                .topics()
+                .values()
+                .flat_map(|t| &t.partitions)
+                .filter(|p| p.isr.len() < p.replicas.len())
+                .count();
+            m.cluster_under_replicated_partitions.set(under as i64);
+            for (name, topic) in image.topics() {
+                for (partition, state) in topic.partitions.iter().enumerate() {
+                    let label = crate::metrics::PartitionLabel {
+                        topic: name.clone(),
+                        partition: partition as u32,
+                    };
+                    m.partition_isr_size
+                        .get_or_create(&label)
+                        .set(state.isr.len() as i64);
+                }
+            }
             self.view.set_image(image.clone());
             let _ = self.reconcile_wake.try_send(());
         }

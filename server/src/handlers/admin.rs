@@ -214,6 +214,26 @@ fn effective_configs(shard: &Shard, entry: &TopicEntry) -> Vec<ConfigEntry> {
             value: log.fsync.to_string(),
         },
     ]
+    .into_iter()
+    .chain(replication_configs(entry))
+    .collect()
+}
+
+/// The replication settings, as set or their defaults.
+fn replication_configs(entry: &TopicEntry) -> Vec<ConfigEntry> {
+    use crate::replication::{LAG_TIME_MAX, LAG_TIME_MAX_DEFAULT_MS, MIN_INSYNC};
+    let unclean = keel_controller::leadership::UNCLEAN_ELECTION;
+    [
+        (MIN_INSYNC, "1".to_owned()),
+        (LAG_TIME_MAX, LAG_TIME_MAX_DEFAULT_MS.to_string()),
+        (unclean, "false".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, default)| ConfigEntry {
+        key: key.into(),
+        value: entry.configs.get(key).cloned().unwrap_or(default),
+    })
+    .collect()
 }
 
 pub fn describe_configs(shard: &Rc<Shard>, topics: Vec<String>) -> Response {

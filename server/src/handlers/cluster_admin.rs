@@ -61,13 +61,6 @@ pub async fn create(
             }
         }
     }
-    if replication_factor != 1 {
-        return result(
-            name,
-            ErrorCode::InvalidReplicationFactor,
-            format!("replication factor {replication_factor}: replicated partitions are not built yet; use 1"),
-        );
-    }
     let request = ControllerRequest::CreateTopic {
         name: name.clone(),
         partitions,

@@ -417,6 +417,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                                     partition: 0,
                                     records,
                                     acks: -1,
+                                    timeout_ms: 30_000,
                                 },
                             )
                             .await

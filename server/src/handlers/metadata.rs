@@ -154,7 +154,13 @@ async fn cluster(
                     )
                     .await
                 {
-                    Reply::Described(meta) => meta,
+                    // Offsets from the log; replicas, ISR and epoch from the metadata.
+                    Reply::Described(meta) => PartitionMetadata {
+                        leader_epoch: unknown.leader_epoch,
+                        replicas: unknown.replicas,
+                        isr: unknown.isr,
+                        ..meta
+                    },
                     _ => unknown,
                 }
             }));

@@ -9,6 +9,7 @@ mod list_offsets;
 mod metadata;
 mod offsets;
 mod produce;
+mod replica_fetch;
 
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
@@ -120,6 +121,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
             Some(Outgoing::body(&list_offsets::handle(shard, topics).await))
         }
         Request::DescribeCluster => Some(Outgoing::body(&describe_cluster(shard))),
+        Request::ReplicaFetch(fetch) => Some(replica_fetch::handle(shard, fetch).await),
         Request::InitProducerId => Some(Outgoing::body(&Response::InitProducerId {
             error: ErrorCode::None,
             producer_id: next_producer_id(),
@@ -275,6 +277,9 @@ fn response_errors(response: &Response) -> Vec<ErrorCode> {
             .iter()
             .for_each(|t| t.partitions.iter().for_each(|p| note(p.error))),
         Response::Fetch { topics } => topics
+            .iter()
+            .for_each(|t| t.partitions.iter().for_each(|p| note(p.error))),
+        Response::ReplicaFetch { topics } => topics
             .iter()
             .for_each(|t| t.partitions.iter().for_each(|p| note(p.error))),
         Response::ListOffsets { topics } => topics

@@ -52,6 +52,7 @@ pub async fn handle(
                         partition,
                         records: request.records,
                         acks,
+                        timeout_ms,
                     };
                     match shard.call(owner, job).await {
                         Reply::Produced(result) => result,

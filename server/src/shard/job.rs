@@ -31,6 +31,8 @@ pub enum Job {
         partition: u32,
         records: Bytes,
         acks: i8,
+        /// How long an acks=all append may wait for the ISR.
+        timeout_ms: u32,
     },
     /// Read from an offset.
     Fetch {
@@ -54,6 +56,19 @@ pub enum Job {
     },
     /// Offsets and size.
     Describe { topic: String, partition: u32 },
+    /// A follower's fetch of one partition this broker leads.
+    ReplicaFetch {
+        topic: String,
+        replica: u32,
+        request: keel_protocol::api::ReplicaFetchPartition,
+    },
+    /// Complete when the partition's log end passes `offset` or after `wait`.
+    WaitForEnd {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        wait: Duration,
+    },
     /// A consumer-group request, for the coordinator shard.
     Group(keel_protocol::api::Request),
     /// A topic change for the controller (cluster mode), run on shard 0.
@@ -80,6 +95,8 @@ pub enum Reply {
     Offsets(ListOffsetsPartitionResult),
     /// Describe outcome.
     Described(PartitionMetadata),
+    /// Replica fetch outcome: the entry (records empty) and the bytes to send.
+    ReplicaFetched(keel_protocol::api::ReplicaFetchResult, ReadData),
     /// Group request outcome.
     Group(keel_protocol::api::Response),
     /// The controller's answer to a topic change.

@@ -30,8 +30,11 @@ impl Shard {
             // registry follows the metadata a moment later): not ready, ask again.
             (Ok(_), None) => ErrorCode::NotLeaderOrFollower,
             (Ok(epoch), Some(log)) => {
+                // Replicated partitions: the role (and so the high watermark consumers
+                // see, and where acks=all waits) follows the metadata before anything runs.
+                let replicated = self.refresh_role(topic, partition, &log);
                 // Batches appended now carry the epoch this broker leads at.
-                if matches!(job, Job::Produce { .. }) {
+                if matches!(job, Job::Produce { .. }) && !replicated {
                     log.set_leader_epoch(epoch as i32);
                 }
                 return None;

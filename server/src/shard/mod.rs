@@ -67,9 +67,11 @@ pub struct Shard {
     pub cluster: Option<Arc<crate::cluster::ClusterView>>,
     /// Cluster mode, shard 0: the controller and broker agent.
     pub cluster_node: RefCell<Option<Rc<RefCell<crate::cluster::node::Node>>>>,
+    /// Cluster mode: the roles of the replicated partitions this shard owns.
+    pub replicas: crate::replication::Replicas,
 }
 
-fn storage_error(e: &EngineError) -> (ErrorCode, String) {
+pub(crate) fn storage_error(e: &EngineError) -> (ErrorCode, String) {
     match e {
         EngineError::InvalidBatch(inner) => (ErrorCode::CorruptMessage, inner.to_string()),
         EngineError::InvalidAppend(message) => (ErrorCode::CorruptMessage, message.clone()),
@@ -114,6 +116,7 @@ impl Shard {
                 }),
             cluster,
             cluster_node: RefCell::new(None),
+            replicas: crate::replication::Replicas::default(),
         }
     }
 
@@ -175,6 +178,8 @@ impl Shard {
             .await
             .map_err(|e| storage_error(&e))?;
         // Borrow only after the await: other tasks on this shard use `logs` meanwhile.
+        // A reopened log starts uncapped: its role is made again from the metadata.
+        self.replicas.forget(&topic, partition);
         self.logs.borrow_mut().insert((topic, partition), opened);
         Ok(())
     }
@@ -205,6 +210,11 @@ impl Shard {
             .entry(partition)
             .or_insert_with(|| self.metrics.partition(topic, partition))
             .clone()
+    }
+
+    /// The log of a partition this shard owns, if open.
+    pub(crate) fn log_handle(&self, topic: &str, partition: u32) -> Option<Log> {
+        self.log(topic, partition)
     }
 
     fn log(&self, topic: &str, partition: u32) -> Option<Log> {
@@ -353,6 +363,7 @@ impl Shard {
                 log,
             } => Reply::Done(self.open_log(topic, partition, log).await),
             Job::Remove { topic, partition } => {
+                self.replicas.forget(&topic, partition);
                 let removed = self.logs.borrow_mut().remove(&(topic.clone(), partition));
                 self.producers
                     .borrow_mut()
@@ -393,7 +404,37 @@ impl Shard {
                 partition,
                 records,
                 acks,
-            } => Reply::Produced(self.produce(&topic, partition, records, acks).await),
+                timeout_ms,
+            } => Reply::Produced(
+                self.produce(&topic, partition, records, (acks, timeout_ms))
+                    .await,
+            ),
+            Job::ReplicaFetch {
+                topic,
+                replica,
+                request,
+            } => {
+                let (result, data) =
+                    crate::replication::replica_read(self, &topic, replica, request).await;
+                Reply::ReplicaFetched(result, data)
+            }
+            Job::WaitForEnd {
+                topic,
+                partition,
+                offset,
+                wait,
+            } => {
+                if let Some(log) = self.log(&topic, partition) {
+                    let _ = futures_lite::future::or(
+                        async {
+                            log.wait_for_end(offset).await;
+                        },
+                        glommio::timer::sleep(wait),
+                    )
+                    .await;
+                }
+                Reply::Done(Ok(()))
+            }
             Job::Fetch {
                 topic,
                 partition,

@@ -9,7 +9,7 @@ impl Shard {
         topic: &str,
         partition: u32,
         records: Bytes,
-        acks: i8,
+        (acks, timeout_ms): (i8, u32),
     ) -> ProducePartitionResult {
         let failed = |error| ProducePartitionResult {
             partition,
@@ -43,6 +43,12 @@ impl Shard {
         if batches.is_empty() {
             return failed(ErrorCode::CorruptMessage);
         }
+        // Replicated: acks=all is refused (nothing appended) while the ISR is too small,
+        // and answered once every ISR member has the batches.
+        let replicated = match self.replication_gate(topic, partition, acks) {
+            Ok(replicated) => replicated,
+            Err(error) => return failed(error),
+        };
         self.metrics.bytes_in.inc_by(records.len() as u64);
         self.partition_metrics(topic, partition)
             .bytes_in
@@ -127,11 +133,45 @@ impl Shard {
                 return failed(storage_error(&e).0);
             }
         }
+        if let Some(epoch) = replicated {
+            self.replication_appended(topic, partition, &log);
+            if acks == -1 {
+                // Everything up to the log end now: covers a duplicate's original too.
+                let end = log.log_end_offset();
+                let timeout = std::time::Duration::from_millis(u64::from(timeout_ms.max(1)));
+                if let Err(error) = self
+                    .wait_replicated(topic, partition, (&log, epoch), end, timeout)
+                    .await
+                {
+                    return failed(error);
+                }
+            }
+        }
         ProducePartitionResult {
             partition,
             error: ErrorCode::None,
             base_offset,
             log_start_offset: log.log_start_offset(),
+        }
+    }
+
+    /// A follower stored batches replicated from the leader: their idempotent producers'
+    /// sequences are recorded as the leader's were, so that if this broker comes to lead,
+    /// a producer's retry of a batch it already has is answered as a duplicate.
+    pub(crate) fn learn_producers(
+        &self,
+        topic: &str,
+        partition: u32,
+        stored: &[(i64, i16, i32, i32, i64)],
+    ) {
+        let mut producers = self.producers.borrow_mut();
+        let states = producers
+            .entry((topic.to_owned(), partition))
+            .or_default();
+        for &(id, epoch, sequence, count, base_offset) in stored {
+            if let Ok(SequenceCheck::Append) = states.check(id, epoch, sequence, count) {
+                states.commit(id, epoch, sequence, base_offset);
+            }
         }
     }
 

@@ -1,0 +1,274 @@
+//! A follower's fetcher: one task per (shard, leader broker), fetching every partition this
+//! shard follows from that leader in one long-polled request, appending the leader's
+//! batches verbatim (one group commit per partition and response), truncating a divergent
+//! suffix when the leader says so, and learning the high watermark. It ends when this shard
+//! follows nothing from that leader any more.
+
+use super::Role;
+use crate::shard::Shard;
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use keel_protocol::api::{
+    ApiKey, ErrorCode, ReplicaFetch, ReplicaFetchPartition, ReplicaFetchResult, Request, Response,
+    TopicEntries,
+};
+use keel_protocol::batch::{peek_batch_len, BatchView};
+use keel_protocol::frame;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How long the leader may hold a fetch when it has nothing new.
+const MAX_WAIT_MS: u32 = 500;
+/// Most bytes per partition and per response.
+const PARTITION_MAX_BYTES: u32 = 1 << 20;
+const RESPONSE_MAX_BYTES: u32 = 8 << 20;
+/// Largest response frame accepted from a leader.
+const RESPONSE_FRAME_MAX: u32 = RESPONSE_MAX_BYTES + (4 << 20);
+/// Pause after a failed connection or an answer that needs new metadata.
+const BACKOFF: Duration = Duration::from_millis(100);
+
+/// Runs until this shard follows nothing from `leader`.
+pub async fn run(shard: Rc<Shard>, leader: u32) {
+    let mut connection: Option<TcpStream> = None;
+    let mut correlation = 0u32;
+    loop {
+        let following = shard.replicas.following(leader);
+        if following.is_empty() {
+            break;
+        }
+        let Some(request) = build_request(&shard, &following) else {
+            glommio::timer::sleep(BACKOFF).await;
+            continue;
+        };
+        if connection.is_none() {
+            connection = connect(&shard, leader).await;
+            if connection.is_none() {
+                glommio::timer::sleep(BACKOFF).await;
+                continue;
+            }
+        }
+        let stream = connection.as_mut().expect("connected above");
+        correlation = correlation.wrapping_add(1);
+        let answer = exchange(stream, correlation, &request).await;
+        let topics = match answer {
+            Ok(topics) => topics,
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "replica fetch failed; reconnecting");
+                connection = None;
+                glommio::timer::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        let epochs: BTreeMap<(String, u32), u32> = following
+            .iter()
+            .map(|(t, p, e)| ((t.clone(), *p), *e))
+            .collect();
+        let mut tasks = Vec::new();
+        let mut backoff = false;
+        for entry in topics {
+            for result in entry.partitions {
+                let Some(epoch) = epochs.get(&(entry.topic.clone(), result.partition)) else {
+                    continue;
+                };
+                if result.error != ErrorCode::None {
+                    backoff = true;
+                    tracing::debug!(topic = %entry.topic, partition = result.partition, error = ?result.error, "leader refused a replica fetch");
+                    continue;
+                }
+                let (shard, topic, epoch) = (shard.clone(), entry.topic.clone(), *epoch);
+                tasks.push(glommio::spawn_local(async move {
+                    apply(&shard, &topic, (leader, epoch), result).await;
+                }));
+            }
+        }
+        for task in tasks {
+            task.await;
+        }
+        if backoff {
+            glommio::timer::sleep(BACKOFF).await;
+        }
+    }
+    shard.replicas.fetchers.borrow_mut().remove(&leader);
+}
+
+fn build_request(shard: &Shard, following: &[(String, u32, u32)]) -> Option<Request> {
+    let mut topics: BTreeMap<String, Vec<ReplicaFetchPartition>> = BTreeMap::new();
+    for (topic, partition, epoch) in following {
+        let Some(log) = shard.log_handle(topic, *partition) else {
+            continue;
+        };
+        let fetch_offset = log.local_end_offset();
+        topics
+            .entry(topic.clone())
+            .or_default()
+            .push(ReplicaFetchPartition {
+                partition: *partition,
+                leader_epoch: *epoch as i32,
+                fetch_offset,
+                last_fetched_epoch: log.epoch_before(fetch_offset).unwrap_or(-1),
+                partition_max_bytes: PARTITION_MAX_BYTES,
+            });
+    }
+    if topics.is_empty() {
+        return None;
+    }
+    Some(Request::ReplicaFetch(ReplicaFetch {
+        replica_id: shard.config.node_id,
+        max_wait_ms: MAX_WAIT_MS,
+        max_bytes: RESPONSE_MAX_BYTES,
+        topics: topics
+            .into_iter()
+            .map(|(topic, partitions)| TopicEntries { topic, partitions })
+            .collect(),
+    }))
+}
+
+async fn connect(shard: &Shard, leader: u32) -> Option<TcpStream> {
+    let view = shard.cluster.as_ref()?;
+    let address = view.image().brokers().get(&leader)?.address.clone();
+    let address: std::net::SocketAddr = match address.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            tracing::warn!(leader, %address, "leader address is not HOST:PORT");
+            return None;
+        }
+    };
+    match TcpStream::connect_timeout(address, Duration::from_secs(1)).await {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            Some(stream)
+        }
+        Err(e) => {
+            tracing::debug!(leader, %address, error = %e, "cannot reach the leader");
+            None
+        }
+    }
+}
+
+async fn exchange(
+    stream: &mut TcpStream,
+    correlation: u32,
+    request: &Request,
+) -> std::io::Result<Vec<TopicEntries<ReplicaFetchResult>>> {
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let mut body = BytesMut::new();
+    request
+        .encode(&mut body)
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut out = BytesMut::with_capacity(body.len() + 16);
+    frame::write_request(&mut out, ApiKey::ReplicaFetch as u16, 0, correlation, &body);
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    let mut chunk = vec![0u8; 256 << 10];
+    let found = loop {
+        match frame::check_response(&buf, RESPONSE_FRAME_MAX) {
+            Ok(Some(found)) => break found,
+            Ok(None) => {}
+            Err(e) => return Err(invalid(e.to_string())),
+        }
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..read]);
+    };
+    if found.header.correlation_id.get() != correlation {
+        return Err(invalid("response to another request".into()));
+    }
+    if found.header.error_code.get() != 0 {
+        return Err(invalid(format!(
+            "leader answered error {:?}",
+            ErrorCode::from_u16(found.header.error_code.get())
+        )));
+    }
+    let body = buf.split_to(found.frame_len).freeze().slice(found.body());
+    match Response::decode(ApiKey::ReplicaFetch, body) {
+        Ok(Response::ReplicaFetch { topics }) => Ok(topics),
+        Ok(_) => Err(invalid("not a replica fetch response".into())),
+        Err(e) => Err(invalid(e.to_string())),
+    }
+}
+
+/// Still following `leader` at `epoch`? Checked before every change to the log, with no
+/// await in between, so a partition that became this broker's to lead is never written
+/// by a stale answer.
+fn still_following(shard: &Shard, topic: &str, partition: u32, (leader, epoch): (u32, u32)) -> bool {
+    shard
+        .replicas
+        .with_role(topic, partition, |role| {
+            matches!(role, Role::Follower { leader: l, epoch: e } if *l == leader && *e == epoch)
+        })
+        .unwrap_or(false)
+}
+
+async fn apply(shard: &Shard, topic: &str, following: (u32, u32), result: ReplicaFetchResult) {
+    let partition = result.partition;
+    let Some(log) = shard.log_handle(topic, partition) else {
+        return;
+    };
+    if !still_following(shard, topic, partition, following) {
+        return;
+    }
+    if result.diverging_epoch >= 0 || result.diverging_end_offset >= 0 {
+        // Keep what both logs hold: up to where the leader's epoch ends, and no further
+        // than where ours does.
+        let ours = if result.diverging_epoch >= 0 {
+            log.epoch_end_offset(result.diverging_epoch)
+                .map_or(log.log_start_offset(), |(_, end)| end)
+        } else {
+            log.log_start_offset()
+        };
+        let to = result.diverging_end_offset.min(ours).max(log.log_start_offset());
+        tracing::info!(topic, partition, to, log_end = log.log_end_offset(), "truncating a suffix the leader does not have");
+        if let Err(e) = log.truncate_to(to).await {
+            tracing::error!(topic, partition, error = %e, "truncation failed");
+        }
+        return;
+    }
+    let mut batches = Vec::new();
+    let mut producers = Vec::new();
+    let mut rest = &result.records[..];
+    while !rest.is_empty() {
+        let total = match peek_batch_len(rest) {
+            Ok(Some(total)) if total <= rest.len() => total,
+            // A response's last batch may be cut by the leader's byte budget.
+            _ => break,
+        };
+        let Ok(view) = BatchView::new_verified(&rest[..total]) else {
+            tracing::warn!(topic, partition, "leader sent a batch failing its CRC; fetching again");
+            break;
+        };
+        if view.producer_id() >= 0 {
+            producers.push((
+                view.producer_id(),
+                view.producer_epoch(),
+                view.base_sequence(),
+                view.records_count(),
+                view.base_offset(),
+            ));
+        }
+        batches.push(BytesMut::from(&rest[..total]));
+        rest = &rest[total..];
+    }
+    let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
+    if !batches.is_empty() {
+        if !still_following(shard, topic, partition, following) {
+            return;
+        }
+        if let Err(e) = log.append_replica_batches(batches).await {
+            tracing::warn!(topic, partition, error = %e, "replicated append failed");
+            return;
+        }
+        shard.metrics.replication_bytes_in.inc_by(bytes);
+        shard.learn_producers(topic, partition, &producers);
+    }
+    if still_following(shard, topic, partition, following) {
+        let agreed = result.high_watermark.min(log.local_end_offset());
+        if log.replication_high_watermark().is_none_or(|hw| agreed > hw) {
+            log.set_replication_high_watermark(Some(agreed));
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The leader's side of a follower's fetch, for one partition on its owning shard: checks
+//! the follower's epoch and divergence, counts its progress, and reads from its offset up
+//! to the log end (memory or a zero-copy file range, as for consumers).
+
+use super::Role;
+use crate::shard::Shard;
+use keel_engine::{Log, ReadData};
+use keel_protocol::api::{ErrorCode, ReplicaFetchPartition, ReplicaFetchResult};
+
+fn answer(partition: u32, error: ErrorCode, log: Option<&Log>) -> ReplicaFetchResult {
+    ReplicaFetchResult {
+        partition,
+        error,
+        high_watermark: log.map_or(-1, Log::high_watermark),
+        log_start_offset: log.map_or(-1, Log::log_start_offset),
+        log_end_offset: log.map_or(-1, Log::log_end_offset),
+        diverging_epoch: -1,
+        diverging_end_offset: -1,
+        records: Default::default(),
+    }
+}
+
+/// Serves one partition of a replica fetch from `replica`.
+pub async fn replica_read(
+    shard: &Shard,
+    topic: &str,
+    replica: u32,
+    request: ReplicaFetchPartition,
+) -> (ReplicaFetchResult, ReadData) {
+    let partition = request.partition;
+    let Some(log) = shard.log_handle(topic, partition) else {
+        return (
+            answer(partition, ErrorCode::UnknownTopicOrPartition, None),
+            ReadData::Empty,
+        );
+    };
+    shard.refresh_role(topic, partition, &log);
+    let lease = shard.cluster.as_ref().is_some_and(|v| v.lease_valid());
+    let checked = shard
+        .replicas
+        .with_role(topic, partition, |role| {
+            let Role::Leader(leading) = role else {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            };
+            if !lease {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
+            let epoch = i64::from(leading.epoch);
+            match i64::from(request.leader_epoch) {
+                e if e < epoch => return Err(ErrorCode::FencedLeaderEpoch),
+                e if e > epoch => return Err(ErrorCode::UnknownLeaderEpoch),
+                _ => {}
+            }
+            // KIP-320: the follower's last epoch must end where the leader's does at or
+            // after its offset, else it holds a suffix the leader does not.
+            if request.last_fetched_epoch >= 0 {
+                match log.epoch_end_offset(request.last_fetched_epoch) {
+                    Some((epoch, end))
+                        if epoch == request.last_fetched_epoch && end >= request.fetch_offset => {}
+                    Some((epoch, end)) => return Ok(Some((epoch, end))),
+                    None => return Ok(Some((-1, log.log_start_offset()))),
+                }
+            }
+            if request.fetch_offset > log.log_end_offset() {
+                return Err(ErrorCode::OffsetOutOfRange);
+            }
+            let now = shard.cluster.as_ref().map_or(0, |v| v.now_ms());
+            let local_end = log.local_end_offset();
+            if local_end > leading.progress.log_end_offset() {
+                leading.progress.appended(local_end);
+            }
+            leading.progress.fetched(replica, request.fetch_offset, now);
+            log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
+            Ok(None)
+        })
+        .unwrap_or(Err(ErrorCode::NotLeaderOrFollower));
+    match checked {
+        Err(error) => (answer(partition, error, Some(&log)), ReadData::Empty),
+        Ok(Some((epoch, end))) => {
+            let mut result = answer(partition, ErrorCode::None, Some(&log));
+            result.diverging_epoch = epoch;
+            result.diverging_end_offset = end;
+            (result, ReadData::Empty)
+        }
+        Ok(None) => {
+            match log
+                .read_replica(request.fetch_offset, u64::from(request.partition_max_bytes))
+                .await
+            {
+                Ok(read) => {
+                    let mut result = answer(partition, ErrorCode::None, Some(&log));
+                    result.high_watermark = read.high_watermark;
+                    let len = read.data.len();
+                    shard.metrics.replication_bytes_out.inc_by(len);
+                    (result, read.data)
+                }
+                Err(e) => (
+                    answer(partition, crate::shard::storage_error(&e).0, Some(&log)),
+                    ReadData::Empty,
+                ),
+            }
+        }
+    }
+}

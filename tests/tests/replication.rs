@@ -1,0 +1,271 @@
+//! Replicated partitions with three real `keel-server` processes: replication factor 3,
+//! `min.insync.replicas=2`, acks=all, `fsync=always`. Kill -9 of the leader under load loses
+//! no acknowledged record; a killed follower shrinks the ISR and rejoins; acks=all is
+//! refused while the ISR is too small.
+//!
+//! `KEEL_REPLICATION_ROUNDS=N` runs N leader kills in the first test (CI: 2).
+
+use keel_client::{Acks, Consumer, OffsetReset, Producer, ProducerRecord};
+use keel_tests::cluster::{runtime, Cluster};
+use keel_tests::tool::ok;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn create_replicated(cluster: &Cluster, topic: &str, partitions: u32, configs: &[&str]) {
+    let partitions = partitions.to_string();
+    let mut args = vec![
+        "topic",
+        "create",
+        topic,
+        "--partitions",
+        &partitions,
+        "--replication-factor",
+        "3",
+    ];
+    for config in configs {
+        args.extend(["--config", config]);
+    }
+    ok(&cluster.keel(0, &args));
+    cluster.wait_for(Duration::from_secs(20), "the ISR is every replica", |c| {
+        c.running()
+            .all(|i| isr(c, i, topic, 0).is_some_and(|isr| isr.len() == 3))
+    });
+}
+
+/// Partition `p`'s (leader, ISR) as node `i` describes it.
+fn state(cluster: &Cluster, i: usize, topic: &str, p: usize) -> Option<(i64, Vec<u64>)> {
+    let described = cluster.topic(i, topic)?;
+    let partition = &described["partitions"][p];
+    let isr = partition["isr"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    Some((partition["leader"].as_i64()?, isr))
+}
+
+fn isr(cluster: &Cluster, i: usize, topic: &str, p: usize) -> Option<Vec<u64>> {
+    state(cluster, i, topic, p).map(|(_, isr)| isr)
+}
+
+fn leader(cluster: &Cluster, i: usize, topic: &str, p: usize) -> Option<usize> {
+    state(cluster, i, topic, p)
+        .and_then(|(leader, _)| usize::try_from(leader).ok())
+        .filter(|l| *l > 0)
+        .map(|l| l - 1)
+}
+
+/// Reads partition 0 of `topic` from the start until `count` records or `timeout`.
+fn read_all(bootstrap: String, topic: &str, at_least: usize, timeout: Duration) -> Vec<String> {
+    let topic = topic.to_owned();
+    runtime().block_on(async move {
+        let mut consumer = Consumer::builder(bootstrap)
+            .offset_reset(OffsetReset::Earliest)
+            .build()
+            .await
+            .unwrap();
+        consumer.assign([(topic, 0)]);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while seen.len() < at_least && Instant::now() < deadline {
+            let Ok(records) = consumer.poll(Duration::from_millis(300)).await else {
+                continue;
+            };
+            for record in records {
+                let value = std::str::from_utf8(record.value.as_ref().unwrap()).unwrap();
+                seen.push(value.to_owned());
+            }
+        }
+        seen
+    })
+}
+
+/// A producer sending increasing numbers to partition 0 until `stop`, one at a time
+/// through the pipeline; returns the numbers acknowledged and the failures.
+fn produce_until(
+    bootstrap: String,
+    topic: &'static str,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<u64>>>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    runtime_handle().spawn(async move {
+        let producer = Producer::builder(bootstrap)
+            .acks(Acks::All)
+            .retries(1_000, Duration::from_millis(20))
+            .build()
+            .await
+            .unwrap();
+        let mut failed = Vec::new();
+        let mut pending = std::collections::VecDeque::new();
+        let mut next = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            let record = ProducerRecord::new(topic, next.to_string()).partition(0);
+            pending.push_back((next, producer.enqueue(record).await.unwrap()));
+            next += 1;
+            while pending.len() > 50 {
+                let (value, delivery) = pending.pop_front().unwrap();
+                match delivery.await {
+                    Ok(_) => {
+                        acked.lock().unwrap().insert(value);
+                    }
+                    Err(e) => failed.push(format!("{value}: {e}")),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for (value, delivery) in pending {
+            match delivery.await {
+                Ok(_) => {
+                    acked.lock().unwrap().insert(value);
+                }
+                Err(e) => failed.push(format!("{value}: {e}")),
+            }
+        }
+        producer.close().await;
+        failed
+    })
+}
+
+fn runtime_handle() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(runtime)
+}
+
+/// Every acknowledged number read back once, in order; nothing read twice.
+fn check_history(read: &[u64], acked: &BTreeSet<u64>) {
+    let mut seen = BTreeSet::new();
+    for pair in read.windows(2) {
+        assert!(pair[0] < pair[1], "read in order, once: {} then {}", pair[0], pair[1]);
+    }
+    seen.extend(read.iter().copied());
+    let lost: Vec<&u64> = acked.iter().filter(|v| !seen.contains(v)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost, first {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+// Kill -9 the leader under steady acks=all load, several rounds: a new leader serves within
+// seconds, the killed broker restarts, truncates/catches up and rejoins the ISR, and every
+// acknowledged record is read back once, in order.
+#[test]
+fn acknowledged_writes_survive_killing_the_leader() {
+    let rounds: usize = std::env::var("KEEL_REPLICATION_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let mut cluster = Cluster::start(3);
+    create_replicated(&cluster, "kept", 1, &["min.insync.replicas=2"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let producing = produce_until(cluster.bootstrap(), "kept", stop.clone(), acked.clone());
+    let mut failovers = Vec::new();
+    for round in 0..rounds {
+        let before = acked.lock().unwrap().len();
+        cluster.wait_for(Duration::from_secs(20), "records acknowledged", |_| {
+            acked.lock().unwrap().len() >= before + 200
+        });
+        let victim = leader(&cluster, 0, "kept", 0)
+            .or_else(|| leader(&cluster, 1, "kept", 0))
+            .expect("a leader");
+        let killed_at = Instant::now();
+        cluster.nodes[victim].stop_with(libc::SIGKILL);
+        let acked_at_kill = acked.lock().unwrap().len();
+        cluster.wait_for(Duration::from_secs(20), "writes acknowledged by a new leader", |_| {
+            acked.lock().unwrap().len() > acked_at_kill + 20
+        });
+        failovers.push(killed_at.elapsed());
+        let other = (0..3).find(|i| *i != victim).unwrap();
+        let new_leader = leader(&cluster, other, "kept", 0).expect("a new leader");
+        assert_ne!(new_leader, victim, "round {round}: leadership moved");
+        cluster.nodes[victim].restart();
+        cluster.wait_for(
+            Duration::from_secs(30),
+            "the restarted broker back in the ISR",
+            |c| isr(c, other, "kept", 0).is_some_and(|isr| isr.contains(&(victim as u64 + 1))),
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let failed = runtime_handle().block_on(producing).unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        failed.is_empty(),
+        "{} records failed for good, first {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    let read: Vec<u64> = read_all(cluster.bootstrap(), "kept", acked.len(), Duration::from_secs(60))
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    check_history(&read, &acked);
+    eprintln!(
+        "failovers (kill to writes acknowledged again): {:?}; {} records acknowledged",
+        failovers,
+        acked.len()
+    );
+}
+
+// A killed follower: writes go on with the ISR shrunk to the two others, and it rejoins
+// once restarted and caught up. With min.insync.replicas=3, acks=all is refused
+// (NotEnoughReplicas) while it is out, and accepted again once it is back.
+#[test]
+fn a_follower_leaves_and_rejoins_the_isr() {
+    let mut cluster = Cluster::start(3);
+    create_replicated(&cluster, "strict", 1, &["min.insync.replicas=3"]);
+    create_replicated(&cluster, "relaxed", 1, &["min.insync.replicas=2"]);
+    let lead = leader(&cluster, 0, "relaxed", 0).unwrap();
+    // Both partitions need a follower that leads neither.
+    let strict_leader = leader(&cluster, 0, "strict", 0).unwrap();
+    let Some(follower) = (0..3).find(|i| *i != lead && *i != strict_leader) else {
+        panic!("placement put both leaders on every broker?");
+    };
+    let producer_addr = cluster.bootstrap();
+    let send = |topic: &'static str, value: &str, retries: u32| {
+        let (bootstrap, value) = (producer_addr.clone(), value.to_owned());
+        runtime_handle().block_on(async move {
+            let producer = Producer::builder(bootstrap)
+                .acks(Acks::All)
+                .retries(retries, Duration::from_millis(100))
+                .build()
+                .await
+                .unwrap();
+            let result = producer
+                .send(ProducerRecord::new(topic, value).partition(0))
+                .await;
+            producer.close().await;
+            result
+        })
+    };
+    send("strict", "before", 0).expect("all three in sync");
+    cluster.nodes[follower].stop_with(libc::SIGKILL);
+    cluster.wait_for(Duration::from_secs(20), "the ISR shrinks to two", |c| {
+        isr(c, lead, "relaxed", 0).is_some_and(|isr| isr.len() == 2)
+            && isr(c, lead, "strict", 0).is_some_and(|isr| isr.len() == 2)
+    });
+    for i in 0..20 {
+        send("relaxed", &format!("while-{i}"), 5).expect("two in sync are enough");
+    }
+    let refused = send("strict", "refused", 0).expect_err("min.insync.replicas=3");
+    assert!(
+        refused.to_string().contains("in-sync replicas"),
+        "NotEnoughReplicas: {refused}"
+    );
+    cluster.nodes[follower].restart();
+    cluster.wait_for(Duration::from_secs(30), "the follower rejoins", |c| {
+        isr(c, lead, "relaxed", 0).is_some_and(|isr| isr.len() == 3)
+            && isr(c, lead, "strict", 0).is_some_and(|isr| isr.len() == 3)
+    });
+    send("strict", "after", 5).expect("in sync again");
+    let read = read_all(cluster.bootstrap(), "relaxed", 20, Duration::from_secs(20));
+    assert_eq!(read.len(), 20, "every acknowledged record");
+    let metrics = cluster.nodes[follower].metrics();
+    assert!(
+        keel_tests::broker::metric(&metrics, "keel_replication_bytes_in_total", "") > 0.0,
+        "the follower replicated bytes"
+    );
+}
