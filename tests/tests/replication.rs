@@ -174,14 +174,16 @@ fn acknowledged_writes_survive_killing_the_leader() {
             .expect("a leader");
         let killed_at = Instant::now();
         cluster.nodes[victim].stop_with(libc::SIGKILL);
-        let acked_at_kill = acked.lock().unwrap().len();
-        cluster.wait_for(Duration::from_secs(20), "writes acknowledged by a new leader", |_| {
-            acked.lock().unwrap().len() > acked_at_kill + 20
+        let other = (0..3).find(|i| *i != victim).unwrap();
+        cluster.wait_for(Duration::from_secs(20), "a new leader", |c| {
+            leader(c, other, "kept", 0).is_some_and(|l| l != victim)
+        });
+        let acked_at_move = acked.lock().unwrap().len();
+        cluster.wait_for(Duration::from_secs(20), "writes acknowledged by the new leader", |_| {
+            acked.lock().unwrap().len() > acked_at_move + 60
         });
         failovers.push(killed_at.elapsed());
-        let other = (0..3).find(|i| *i != victim).unwrap();
-        let new_leader = leader(&cluster, other, "kept", 0).expect("a new leader");
-        assert_ne!(new_leader, victim, "round {round}: leadership moved");
+        eprintln!("round {round}: leader {} killed, {} acknowledged", victim + 1, acked.lock().unwrap().len());
         cluster.nodes[victim].restart();
         cluster.wait_for(
             Duration::from_secs(30),

@@ -421,19 +421,24 @@ pub async fn run(shard: Rc<Shard>) {
         return;
     };
     let mut applied = u64::MAX;
+    let mut last_scan = Instant::now();
     loop {
         glommio::timer::sleep(TICK).await;
         let image = view.image();
-        if image.offset() != applied {
+        // Again after new metadata, after a scan that met a log not open yet (the
+        // registry follows the metadata a moment later), and every second regardless.
+        if image.offset() != applied || last_scan.elapsed() >= Duration::from_secs(1) {
             applied = image.offset();
+            last_scan = Instant::now();
             for (name, info) in image.topics() {
                 for (partition, state) in info.partitions.iter().enumerate() {
                     let partition = partition as u32;
                     if owner(name, partition, shard.shards()) != shard.id {
                         continue;
                     }
-                    if let Some(log) = shard.log_handle(name, partition) {
-                        shard.apply_state(name, partition, info, state, &log);
+                    match shard.log_handle(name, partition) {
+                        Some(log) => shard.apply_state(name, partition, info, state, &log),
+                        None => applied = u64::MAX,
                     }
                 }
             }
