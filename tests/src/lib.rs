@@ -22,4 +22,5 @@ pub fn crash_batch_records(tag: u64) -> i64 {
 
 pub mod broker;
 pub mod cluster;
+pub mod netns;
 pub mod tool;

@@ -137,7 +137,12 @@ fn runtime_handle() -> &'static tokio::runtime::Runtime {
 fn check_history(read: &[u64], acked: &BTreeSet<u64>) {
     let mut seen = BTreeSet::new();
     for pair in read.windows(2) {
-        assert!(pair[0] < pair[1], "read in order, once: {} then {}", pair[0], pair[1]);
+        assert!(
+            pair[0] < pair[1],
+            "read in order, once: {} then {}",
+            pair[0],
+            pair[1]
+        );
     }
     seen.extend(read.iter().copied());
     let lost: Vec<&u64> = acked.iter().filter(|v| !seen.contains(v)).collect();
@@ -179,11 +184,17 @@ fn acknowledged_writes_survive_killing_the_leader() {
             leader(c, other, "kept", 0).is_some_and(|l| l != victim)
         });
         let acked_at_move = acked.lock().unwrap().len();
-        cluster.wait_for(Duration::from_secs(20), "writes acknowledged by the new leader", |_| {
-            acked.lock().unwrap().len() > acked_at_move + 60
-        });
+        cluster.wait_for(
+            Duration::from_secs(20),
+            "writes acknowledged by the new leader",
+            |_| acked.lock().unwrap().len() > acked_at_move + 60,
+        );
         failovers.push(killed_at.elapsed());
-        eprintln!("round {round}: leader {} killed, {} acknowledged", victim + 1, acked.lock().unwrap().len());
+        eprintln!(
+            "round {round}: leader {} killed, {} acknowledged",
+            victim + 1,
+            acked.lock().unwrap().len()
+        );
         cluster.nodes[victim].restart();
         cluster.wait_for(
             Duration::from_secs(30),
@@ -200,10 +211,15 @@ fn acknowledged_writes_survive_killing_the_leader() {
         failed.len(),
         &failed[..failed.len().min(3)]
     );
-    let read: Vec<u64> = read_all(cluster.bootstrap(), "kept", acked.len(), Duration::from_secs(60))
-        .iter()
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let read: Vec<u64> = read_all(
+        cluster.bootstrap(),
+        "kept",
+        acked.len(),
+        Duration::from_secs(60),
+    )
+    .iter()
+    .map(|v| v.parse().unwrap())
+    .collect();
     check_history(&read, &acked);
     eprintln!(
         "failovers (kill to writes acknowledged again): {:?}; {} records acknowledged",

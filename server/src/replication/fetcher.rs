@@ -195,7 +195,12 @@ async fn exchange(
 /// Still following `leader` at `epoch`? Checked before every change to the log, with no
 /// await in between, so a partition that became this broker's to lead is never written
 /// by a stale answer.
-fn still_following(shard: &Shard, topic: &str, partition: u32, (leader, epoch): (u32, u32)) -> bool {
+fn still_following(
+    shard: &Shard,
+    topic: &str,
+    partition: u32,
+    (leader, epoch): (u32, u32),
+) -> bool {
     shard
         .replicas
         .with_role(topic, partition, |role| {
@@ -221,8 +226,17 @@ async fn apply(shard: &Shard, topic: &str, following: (u32, u32), result: Replic
         } else {
             log.log_start_offset()
         };
-        let to = result.diverging_end_offset.min(ours).max(log.log_start_offset());
-        tracing::info!(topic, partition, to, log_end = log.log_end_offset(), "truncating a suffix the leader does not have");
+        let to = result
+            .diverging_end_offset
+            .min(ours)
+            .max(log.log_start_offset());
+        tracing::info!(
+            topic,
+            partition,
+            to,
+            log_end = log.log_end_offset(),
+            "truncating a suffix the leader does not have"
+        );
         if let Err(e) = log.truncate_to(to).await {
             tracing::error!(topic, partition, error = %e, "truncation failed");
         }
@@ -238,7 +252,11 @@ async fn apply(shard: &Shard, topic: &str, following: (u32, u32), result: Replic
             _ => break,
         };
         let Ok(view) = BatchView::new_verified(&rest[..total]) else {
-            tracing::warn!(topic, partition, "leader sent a batch failing its CRC; fetching again");
+            tracing::warn!(
+                topic,
+                partition,
+                "leader sent a batch failing its CRC; fetching again"
+            );
             break;
         };
         if view.producer_id() >= 0 {
@@ -267,7 +285,10 @@ async fn apply(shard: &Shard, topic: &str, following: (u32, u32), result: Replic
     }
     if still_following(shard, topic, partition, following) {
         let agreed = result.high_watermark.min(log.local_end_offset());
-        if log.replication_high_watermark().is_none_or(|hw| agreed > hw) {
+        if log
+            .replication_high_watermark()
+            .is_none_or(|hw| agreed > hw)
+        {
             log.set_replication_high_watermark(Some(agreed));
         }
     }

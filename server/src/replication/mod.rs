@@ -114,7 +114,12 @@ pub struct Replicas {
 
 impl Replicas {
     /// The role of a partition, if replicated.
-    pub fn with_role<T>(&self, topic: &str, partition: u32, f: impl FnOnce(&mut Role) -> T) -> Option<T> {
+    pub fn with_role<T>(
+        &self,
+        topic: &str,
+        partition: u32,
+        f: impl FnOnce(&mut Role) -> T,
+    ) -> Option<T> {
         self.roles
             .borrow_mut()
             .get_mut(&(topic.to_owned(), partition))
@@ -233,7 +238,13 @@ impl Shard {
             );
         } else if state.leader >= 0 && state.replicas.contains(&me) {
             log.set_replication_high_watermark(Some(agreed));
-            tracing::info!(topic, partition, leader = state.leader, epoch = state.leader_epoch, "following");
+            tracing::info!(
+                topic,
+                partition,
+                leader = state.leader,
+                epoch = state.leader_epoch,
+                "following"
+            );
             roles.insert(
                 key,
                 Role::Follower {
@@ -250,19 +261,26 @@ impl Shard {
     /// Before an `acks=all` append to a replicated partition: refused while the ISR is
     /// below `min.insync.replicas`. `Ok(Some(epoch))` when the append must then wait for
     /// the ISR (see [`Shard::wait_replicated`]), `Ok(None)` when not replicated.
-    pub(crate) fn replication_gate(&self, topic: &str, partition: u32, acks: i8) -> Result<Option<u32>, ErrorCode> {
-        let gate = self.replicas.with_role(topic, partition, |role| match role {
-            Role::Leader(leading) => {
-                if acks == -1 {
-                    leading
-                        .progress
-                        .check_acks_all()
-                        .map_err(|_| ErrorCode::NotEnoughReplicas)?;
+    pub(crate) fn replication_gate(
+        &self,
+        topic: &str,
+        partition: u32,
+        acks: i8,
+    ) -> Result<Option<u32>, ErrorCode> {
+        let gate = self
+            .replicas
+            .with_role(topic, partition, |role| match role {
+                Role::Leader(leading) => {
+                    if acks == -1 {
+                        leading
+                            .progress
+                            .check_acks_all()
+                            .map_err(|_| ErrorCode::NotEnoughReplicas)?;
+                    }
+                    Ok(Some(leading.epoch))
                 }
-                Ok(Some(leading.epoch))
-            }
-            Role::Follower { .. } => Err(ErrorCode::NotLeaderOrFollower),
-        });
+                Role::Follower { .. } => Err(ErrorCode::NotLeaderOrFollower),
+            });
         gate.unwrap_or(Ok(None))
     }
 
@@ -298,9 +316,11 @@ impl Shard {
             self.replication_appended(topic, partition, log);
             let still = self
                 .replicas
-                .with_role(topic, partition, |role| {
-                    matches!(role, Role::Leader(l) if l.epoch == epoch)
-                })
+                .with_role(
+                    topic,
+                    partition,
+                    |role| matches!(role, Role::Leader(l) if l.epoch == epoch),
+                )
                 .unwrap_or(false);
             let lease = self.cluster.as_ref().is_some_and(|v| v.lease_valid());
             if !still || !lease {
@@ -372,7 +392,13 @@ impl Shard {
         for ask in asks {
             let shard = self.clone();
             glommio::spawn_local(async move {
-                if let ControllerRequest::AlterIsr { topic, partition, isr, .. } = &ask {
+                if let ControllerRequest::AlterIsr {
+                    topic,
+                    partition,
+                    isr,
+                    ..
+                } = &ask
+                {
                     tracing::info!(%topic, partition, ?isr, "asking the controller for a new ISR");
                 }
                 match shard.call(0, Job::Cluster(ask)).await {

@@ -165,9 +165,7 @@ impl Shard {
         stored: &[(i64, i16, i32, i32, i64)],
     ) {
         let mut producers = self.producers.borrow_mut();
-        let states = producers
-            .entry((topic.to_owned(), partition))
-            .or_default();
+        let states = producers.entry((topic.to_owned(), partition)).or_default();
         for &(id, epoch, sequence, count, base_offset) in stored {
             if let Ok(SequenceCheck::Append) = states.check(id, epoch, sequence, count) {
                 states.commit(id, epoch, sequence, base_offset);
