@@ -9,6 +9,7 @@ use crate::shard::Shard;
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use keel_controller::replica::diverged_truncation;
 use keel_protocol::api::{
     ApiKey, ErrorCode, ReplicaFetch, ReplicaFetchPartition, ReplicaFetchResult, Request, Response,
     TopicEntries,
@@ -220,16 +221,14 @@ async fn apply(shard: &Shard, topic: &str, following: (u32, u32), result: Replic
     if result.diverging_epoch >= 0 || result.diverging_end_offset >= 0 {
         // Keep what both logs hold: up to where the leader's epoch ends, and no further
         // than where ours does.
-        let ours = if result.diverging_epoch >= 0 {
-            log.epoch_end_offset(result.diverging_epoch)
-                .map_or(log.log_start_offset(), |(_, end)| end)
-        } else {
-            log.log_start_offset()
-        };
-        let to = result
-            .diverging_end_offset
-            .min(ours)
-            .max(log.log_start_offset());
+        let own = (result.diverging_epoch >= 0)
+            .then(|| log.epoch_end_offset(result.diverging_epoch))
+            .flatten();
+        let to = diverged_truncation(
+            (result.diverging_epoch, result.diverging_end_offset),
+            own,
+            log.log_start_offset(),
+        );
         tracing::info!(
             topic,
             partition,

@@ -17,7 +17,7 @@ use crate::shard::{owner, Job, Reply, Shard};
 use keel_controller::image::TopicInfo;
 use keel_controller::node::Request as ControllerRequest;
 use keel_controller::records::PartitionState;
-use keel_controller::replica::{IsrChange, LeaderProgress, ReplicaConfig};
+use keel_controller::replica::{role_of, IsrChange, LeaderProgress, ReplicaConfig, RoleDecision};
 use keel_engine::Log;
 use keel_protocol::api::ErrorCode;
 use std::cell::RefCell;
@@ -196,7 +196,8 @@ impl Shard {
         let agreed = log
             .replication_high_watermark()
             .unwrap_or_else(|| log.log_start_offset());
-        let leads = state.leader == me as i32 && state.isr.contains(&me);
+        let role = role_of(me, state.leader, &state.replicas, &state.isr);
+        let leads = role == RoleDecision::Lead;
         match roles.get_mut(&key) {
             Some(Role::Leader(leading)) if leads && leading.epoch == state.leader_epoch => {
                 if leading.isr != state.isr {
@@ -236,7 +237,7 @@ impl Shard {
                     asked: None,
                 })),
             );
-        } else if state.leader >= 0 && state.replicas.contains(&me) {
+        } else if let RoleDecision::Follow(leader) = role {
             log.set_replication_high_watermark(Some(agreed));
             tracing::info!(
                 topic,
@@ -248,7 +249,7 @@ impl Shard {
             roles.insert(
                 key,
                 Role::Follower {
-                    leader: state.leader as u32,
+                    leader,
                     epoch: state.leader_epoch,
                 },
             );

@@ -4,6 +4,7 @@
 
 use super::Role;
 use crate::shard::Shard;
+use keel_controller::replica::{check_fetch, FetchDecision, FetchRefusal};
 use keel_engine::{Log, ReadData};
 use keel_protocol::api::{ErrorCode, ReplicaFetchPartition, ReplicaFetchResult};
 
@@ -45,24 +46,23 @@ pub async fn replica_read(
             if !lease {
                 return Err(ErrorCode::NotLeaderOrFollower);
             }
-            let epoch = i64::from(leading.epoch);
-            match i64::from(request.leader_epoch) {
-                e if e < epoch => return Err(ErrorCode::FencedLeaderEpoch),
-                e if e > epoch => return Err(ErrorCode::UnknownLeaderEpoch),
-                _ => {}
-            }
-            // KIP-320: the follower's last epoch must end where the leader's does at or
-            // after its offset, else it holds a suffix the leader does not.
-            if request.last_fetched_epoch >= 0 {
-                match log.epoch_end_offset(request.last_fetched_epoch) {
-                    Some((epoch, end))
-                        if epoch == request.last_fetched_epoch && end >= request.fetch_offset => {}
-                    Some((epoch, end)) => return Ok(Some((epoch, end))),
-                    None => return Ok(Some((-1, log.log_start_offset()))),
-                }
-            }
-            if request.fetch_offset > log.log_end_offset() {
-                return Err(ErrorCode::OffsetOutOfRange);
+            let decision = check_fetch(
+                leading.epoch,
+                (
+                    request.leader_epoch,
+                    request.last_fetched_epoch,
+                    request.fetch_offset,
+                ),
+                |epoch| log.epoch_end_offset(epoch),
+                (log.log_start_offset(), log.log_end_offset()),
+            )
+            .map_err(|refusal| match refusal {
+                FetchRefusal::FencedLeaderEpoch => ErrorCode::FencedLeaderEpoch,
+                FetchRefusal::UnknownLeaderEpoch => ErrorCode::UnknownLeaderEpoch,
+                FetchRefusal::OffsetOutOfRange => ErrorCode::OffsetOutOfRange,
+            })?;
+            if let FetchDecision::Diverging { epoch, end_offset } = decision {
+                return Ok(Some((epoch, end_offset)));
             }
             let now = shard.cluster.as_ref().map_or(0, |v| v.now_ms());
             let local_end = log.local_end_offset();
