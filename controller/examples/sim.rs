@@ -1,7 +1,8 @@
 //! Runs the controller simulation over many seeds.
 //!
 //! `cargo run -p keel-controller --release --example sim -- --seeds 10000` (from seed 1), or
-//! `-- --seed N` for one seed, or `-- --from N --seeds M`.
+//! `-- --seed N` for one seed, or `-- --from N --seeds M`; `--replicated` adds a replicated
+//! partition under acks=all load with broker pauses and the Jepsen-style checker.
 
 use keel_controller::sim::{run_seeds, SimConfig};
 
@@ -25,6 +26,7 @@ fn main() {
     };
     let config = SimConfig {
         voters: value("--voters").unwrap_or(3),
+        replicated: args.iter().any(|a| a == "--replicated"),
         ..SimConfig::default()
     };
     let started = std::time::Instant::now();

@@ -92,9 +92,18 @@ impl BrokerAgent {
         self.controller_term
     }
 
-    /// True while this broker may act as a leader: its lease holds and it is not fenced.
+    /// True while this broker may act as a leader: its lease holds, it is not fenced, and
+    /// its metadata holds this incarnation's registration (a restarted broker does not act
+    /// on what its previous incarnation was given, which its registration may have moved).
     pub fn lease_valid(&self, now_ms: u64) -> bool {
-        self.registered && !self.fenced && now_ms < self.lease_until_ms
+        self.registered
+            && !self.fenced
+            && now_ms < self.lease_until_ms
+            && self
+                .image
+                .brokers()
+                .get(&self.config.id)
+                .is_some_and(|b| b.incarnation == self.config.incarnation && !b.fenced)
     }
 
     /// True while this broker may serve `partition` of `topic` as its leader at the epoch

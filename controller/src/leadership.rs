@@ -52,9 +52,9 @@ fn step_down(
                 None => (-1, state.isr.clone()),
             }
         }
-        // The only in-sync copy is on the broker going away: offline until it returns.
-        None if others.is_empty() => (-1, state.isr.clone()),
-        None => (-1, others),
+        // No other live in-sync copy: offline, and the ISR keeps the broker going away (it
+        // holds everything committed) until it or another member returns.
+        None => (-1, state.isr.clone()),
     };
     Some(PartitionState {
         replicas: state.replicas.clone(),

@@ -22,6 +22,14 @@ pub enum ReplicaError {
         /// The topic's minimum.
         min: usize,
     },
+    /// Appended, but the ISR shrank below `min.insync.replicas` before it was replicated.
+    #[error("not enough replicas after append: {isr} in sync, min.insync.replicas is {min}")]
+    NotEnoughReplicasAfterAppend {
+        /// ISR size now.
+        isr: usize,
+        /// The topic's minimum.
+        min: usize,
+    },
 }
 
 /// A partition's replication settings (topic configs).
@@ -61,6 +69,10 @@ pub struct LeaderProgress {
     log_end_offset: i64,
     high_watermark: i64,
     followers: BTreeMap<u32, Follower>,
+    /// An ISR asked of the controller and not yet committed: until it is, the high
+    /// watermark also waits for its members (Kafka's "maximal ISR", KIP-497), so a
+    /// follower joining never lacks what was committed meanwhile.
+    asked: Option<Vec<u32>>,
 }
 
 impl LeaderProgress {
@@ -113,7 +125,20 @@ impl LeaderProgress {
             log_end_offset,
             high_watermark,
             followers,
+            asked: None,
         }
+    }
+
+    /// The leader asked the controller for `isr`: its members count for the high watermark
+    /// from now on, until [`LeaderProgress::set_isr`] or [`LeaderProgress::ask_failed`].
+    pub fn asked(&mut self, isr: &[u32]) {
+        self.asked = Some(isr.to_vec());
+    }
+
+    /// The ask was refused or timed out.
+    pub fn ask_failed(&mut self) {
+        self.asked = None;
+        self.advance_high_watermark();
     }
 
     /// The high watermark: consumers read below it.
@@ -196,6 +221,23 @@ impl LeaderProgress {
         end_offset <= self.high_watermark
     }
 
+    /// The outcome of an `acks=all` append ending at `end_offset`: `None` while it waits;
+    /// done once every ISR member has it, refused if the ISR has by then shrunk below
+    /// `min.insync.replicas` (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND: the batch is
+    /// stored, but on too few copies to promise anything).
+    pub fn acks_all_outcome(&self, end_offset: i64) -> Option<Result<(), ReplicaError>> {
+        if end_offset > self.high_watermark {
+            return None;
+        }
+        if self.isr.len() < self.min_insync {
+            return Some(Err(ReplicaError::NotEnoughReplicasAfterAppend {
+                isr: self.isr.len(),
+                min: self.min_insync,
+            }));
+        }
+        Some(Ok(()))
+    }
+
     /// The ISR change to ask the controller for now, if any: followers lagging longer than
     /// the lag time leave; a follower outside the ISR that fetched and reached the high
     /// watermark (so it holds everything committed) joins, as in Kafka.
@@ -236,13 +278,17 @@ impl LeaderProgress {
             }
         }
         self.isr = isr.to_vec();
+        self.asked = None;
         self.advance_high_watermark();
     }
 
     fn advance_high_watermark(&mut self) {
+        let asked = self.asked.iter().flatten();
         let lowest = self
             .isr
             .iter()
+            .chain(asked)
+            .filter(|r| **r == self.leader || self.followers.contains_key(r))
             .map(|r| {
                 if *r == self.leader {
                     self.log_end_offset

@@ -27,10 +27,12 @@ use crate::leadership::{lead_again, move_leadership_from, unfence_records};
 use crate::placement::place;
 use crate::records::{decode_entry, encode_entry, PartitionState, Record};
 use crate::store::{LogStore, Persist, SnapshotWrite};
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Pending {
     term: u64,
     token: Option<Token>,
+    /// Partitions whose state the entry sets (topic id, index).
+    partitions: Vec<(u64, u32)>,
 }
 
 /// The controller on one voter.
@@ -53,7 +55,7 @@ pub struct Controller {
     /// between `ready` and `advance`), replayed by `advance`.
     deferred: std::collections::VecDeque<Deferred>,
     /// Heartbeats of brokers that have everything: `(token, offset, since)`.
-    parked: Vec<(Token, u64, u64)>,
+    parked: Vec<(Token, u32, u64, u64)>,
 }
 
 enum Deferred {
@@ -139,6 +141,13 @@ impl Controller {
     pub fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
     }
+    /// A leader that applied an entry of its own term: everything earlier leaders
+    /// committed (a fencing among it) is in its image. Before that it grants no lease.
+    pub(crate) fn leader_caught_up(&self) -> bool {
+        let log = &self.raw.raft.raft_log;
+        self.is_leader() && log.term(log.applied).is_ok_and(|t| t == self.raw.raft.term)
+    }
+
     /// The leader this voter knows of.
     pub fn leader(&self) -> Option<u64> {
         match self.raw.raft.leader_id {
@@ -322,6 +331,29 @@ impl Controller {
         if self.pending.len() >= self.config.pending_max {
             return Err(Error::Busy("too many metadata changes in flight"));
         }
+        // A partition change is computed from the applied image: while another change of
+        // the same partition is in flight (ours, or an earlier leader's not applied yet), it
+        // would be computed from a state about to be replaced, and undo that change.
+        let partitions: Vec<(u64, u32)> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::PartitionChange {
+                    topic_id,
+                    partition,
+                    ..
+                } => Some((*topic_id, *partition)),
+                _ => None,
+            })
+            .collect();
+        if !partitions.is_empty() {
+            let in_flight = self
+                .pending
+                .values()
+                .any(|p| p.partitions.iter().any(|k| partitions.contains(k)));
+            if in_flight || !self.leader_caught_up() {
+                return Err(Error::Busy("a change of the same partition is in flight"));
+            }
+        }
         let data = encode_entry(&records)?;
         self.raw
             .propose(Vec::new(), data)
@@ -332,6 +364,7 @@ impl Controller {
         let pending = Pending {
             term: self.raw.raft.term,
             token,
+            partitions,
         };
         if let Some(old) = self.pending.insert(index, pending) {
             self.answer(old.token, Err(Error::Dropped));

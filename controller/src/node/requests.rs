@@ -12,18 +12,24 @@ impl Controller {
                 incarnation,
                 offset,
             } => {
+                if !self.leader_caught_up() {
+                    // An earlier leader's fencing may still be on its way into the image.
+                    return Err(Error::NotController {
+                        leader: self.leader(),
+                    });
+                }
                 let broker = self.image.brokers().get(&id);
                 let Some(broker) = broker.filter(|b| b.incarnation == incarnation) else {
                     return Err(Error::StaleBroker { id, incarnation });
                 };
-                let fenced = broker.fenced;
+                let fenced = broker.fenced || self.fence_pending(id);
                 self.leases.insert(id, self.now_ms);
-                if fenced && self.may_propose(id, false) {
+                if broker.fenced && self.may_propose(id, false) {
                     let records = unfence_records(&self.image, id, incarnation);
                     self.propose(records, None)?;
                 }
                 if !fenced && offset >= self.image.offset() && self.parked.len() < PARKED_MAX {
-                    self.parked.push((token, offset, self.now_ms));
+                    self.parked.push((token, id, offset, self.now_ms));
                     return Ok(None);
                 }
                 Ok(Some(self.metadata_reply(offset, fenced)))
@@ -192,7 +198,7 @@ impl Controller {
         }
         let (now, hold, leading) = (self.now_ms, self.config.heartbeat_hold_ms, self.is_leader());
         let parked = std::mem::take(&mut self.parked);
-        for (token, offset, since) in parked {
+        for (token, id, offset, since) in parked {
             if !leading {
                 self.answers.push((
                     token,
@@ -201,19 +207,39 @@ impl Controller {
                     }),
                 ));
             } else if moved || now.saturating_sub(since) >= hold {
-                let reply = self.metadata_reply(offset, false);
+                // Fenced as of now, not as of when it was parked.
+                let fenced = self.image.brokers().get(&id).is_none_or(|b| b.fenced)
+                    || self.fence_pending(id);
+                let reply = self.metadata_reply(offset, fenced);
                 self.answers.push((token, Ok(reply)));
             } else {
-                self.parked.push((token, offset, since));
+                self.parked.push((token, id, offset, since));
             }
         }
     }
 
+    /// A fencing of `id` proposed and not applied yet: the broker must not act as a
+    /// leader on a lease granted now, while another may be elected for its partitions.
+    fn fence_pending(&self, id: u32) -> bool {
+        self.proposed_at_ms
+            .get(&(id, true))
+            .is_some_and(|at| self.now_ms.saturating_sub(*at) < self.config.lease_ms)
+    }
+
     pub(super) fn metadata_reply(&self, offset: u64, fenced: bool) -> Reply {
+        let update = self.update_since(offset);
+        // A broker whose metadata this answer does not bring up to date may not act as a
+        // leader on it yet: a later entry may have moved its partitions. It asks again at
+        // once and is granted its lease when caught up.
+        let reaches = match &update {
+            None => offset,
+            Some(Update::Image(_)) => self.image.offset(),
+            Some(Update::Entries(entries)) => entries.last().map_or(offset, |(i, _)| *i),
+        };
         Reply::Metadata {
             term: self.term(),
-            fenced,
-            update: self.update_since(offset),
+            fenced: fenced || reaches < self.image.offset(),
+            update,
         }
     }
 

@@ -93,21 +93,48 @@ impl Sim {
         // At most one broker acting as leader of a partition at once.
         // Keyed by topic id: a broker with older metadata may still lead a deleted topic of
         // the same name, which is another partition.
-        let mut acting: BTreeMap<(u64, u32), u32> = BTreeMap::new();
+        let mut acting: BTreeMap<(u64, u32), (u32, String)> = BTreeMap::new();
         for (id, broker) in &self.brokers {
             let Some(a) = &broker.agent else { continue };
             for (name, topic) in a.image().topics() {
                 for p in 0..topic.partitions.len() as u32 {
-                    if a.leads(name, p, self.now_ms).is_some() {
-                        if let Some(other) = acting.insert((topic.id, p), *id) {
+                    if let Some(epoch) = a.leads(name, p, self.now_ms) {
+                        let seen = format!(
+                            "{id} at epoch {epoch} (metadata offset {}, lease until {} ms)",
+                            a.image().offset(),
+                            a.lease_until_ms()
+                        );
+                        if let Some((_, other)) = acting.insert((topic.id, p), (*id, seen.clone()))
+                        {
+                            let voters: Vec<String> = self
+                                .voters
+                                .iter()
+                                .filter_map(|(v, voter)| {
+                                    let c = voter.controller.as_ref()?;
+                                    Some(format!(
+                                        "voter {v}: term {} leader {} offset {}",
+                                        c.term(),
+                                        c.is_leader(),
+                                        c.image().offset()
+                                    ))
+                                })
+                                .collect();
+                            let recent: Vec<String> = self
+                                .committed
+                                .iter()
+                                .rev()
+                                .take(4)
+                                .map(|(i, (_, d))| format!("{i}: {:?}", decode_entry(d)))
+                                .collect();
                             failures.push(format!(
-                                "brokers {other} and {id} both act as leader of {name}/{p}"
+                                "two brokers act as leader of {name}/{p}: {other} and {seen}; {voters:?}; recent {recent:?}"
                             ));
                         }
                     }
                 }
             }
         }
+        self.rep_check(&mut failures);
         match failures.into_iter().next() {
             Some(f) => Err(self.fail(f)),
             None => Ok(()),

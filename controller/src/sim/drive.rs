@@ -43,9 +43,17 @@ impl Sim {
             }
         }
         due.sort_by_key(|m| m.at_ms);
-        for m in due {
+        for mut m in due {
             if !self.connected(m.from, m.to) {
                 continue;
+            }
+            // A paused broker reads its messages when it resumes.
+            if let Some(until) = self.rep.paused_until.get(&(m.to as u32)) {
+                if *until > now && m.to != WORKLOAD {
+                    m.at_ms = *until;
+                    self.network.push(m);
+                    continue;
+                }
             }
             self.deliver(m);
         }
@@ -55,6 +63,9 @@ impl Sim {
         }
         let brokers: Vec<u32> = self.brokers.keys().copied().collect();
         for id in brokers {
+            if self.rep_paused(id) {
+                continue;
+            }
             let target = self.broker_target(id);
             let Some(agent) = self.brokers.get_mut(&id).and_then(|b| b.agent.as_mut()) else {
                 continue;
@@ -63,10 +74,11 @@ impl Sim {
                 self.send(u64::from(id), target, Payload::Request(id, sent, request));
             }
         }
+        self.rep_step();
         self.check()
     }
 
-    fn broker_target(&mut self, id: u32) -> u64 {
+    pub(super) fn broker_target(&mut self, id: u32) -> u64 {
         let known = self
             .voters
             .get(&u64::from(id))
@@ -116,6 +128,7 @@ impl Sim {
                     self.send(m.to, WORKLOAD, Payload::AdminAnswer(token, answer));
                 }
             }
+            Payload::Rep(message) => self.rep_deliver(m.from, m.to, message),
             Payload::AdminAnswer(token, answer) => {
                 if let Some(request) = self.admin.remove(&token) {
                     if let Ok(Reply::Committed { offset }) = answer {
@@ -170,6 +183,10 @@ impl Sim {
             self.send(id, to, Payload::Raft(message));
         }
         for (token, answer) in answers {
+            if token & super::replication::REP_TOKEN != 0 {
+                // A replica's ISR request: the metadata tells the outcome.
+                continue;
+            }
             if self.admin.contains_key(&token) {
                 self.send(id, WORKLOAD, Payload::AdminAnswer(token, answer));
             } else {

@@ -41,6 +41,8 @@ impl Sim {
                 + 1
                 + self.fault.below(u64::from(self.config.brokers_only)) as u32;
             if self.brokers.contains_key(&id) {
+                self.rep_crash(id);
+                self.rep_forget_checked(id);
                 self.start_broker(id);
             }
         }
@@ -68,6 +70,8 @@ impl Sim {
         if let Some(b) = self.brokers.get_mut(&(id as u32)) {
             b.agent = None;
         }
+        self.rep_crash(id as u32);
+        self.rep_forget_checked(id as u32);
         self.network.retain(|m| m.to != id && m.from != id);
     }
 

@@ -28,6 +28,8 @@ use crate::store::Persist;
 mod check;
 mod drive;
 mod faults;
+mod jepsen;
+mod replication;
 
 /// How a run is shaped.
 #[derive(Debug, Clone)]
@@ -38,6 +40,9 @@ pub struct SimConfig {
     pub brokers_only: u32,
     /// Simulated milliseconds of faults before the healing phase.
     pub duration_ms: u64,
+    /// Also replicate a partition (three replicas, acks=all) under the faults, with
+    /// broker pauses, and check it with the Jepsen-style checker.
+    pub replicated: bool,
 }
 
 impl Default for SimConfig {
@@ -46,6 +51,7 @@ impl Default for SimConfig {
             voters: 3,
             brokers_only: 1,
             duration_ms: 8_000,
+            replicated: false,
         }
     }
 }
@@ -65,6 +71,14 @@ pub struct SimReport {
     pub crashes: u64,
     /// Network splits injected.
     pub splits: u64,
+    /// Broker pauses injected (replicated runs).
+    pub pauses: u64,
+    /// Appends acknowledged with acks=all (replicated runs).
+    pub replicated_acknowledged: u64,
+    /// Records the consumer read (replicated runs).
+    pub replicated_reads: u64,
+    /// Divergent suffixes followers truncated (replicated runs).
+    pub truncations: u64,
 }
 
 /// A splitmix64 stream.
@@ -119,6 +133,7 @@ enum Payload {
     Answer(u32, Sent, Result<Reply, Error>),
     Admin(u64, Request),
     AdminAnswer(u64, Result<Reply, Error>),
+    Rep(replication::RepMessage),
 }
 
 struct InFlight {
@@ -155,6 +170,7 @@ pub struct Sim {
     next_token: u64,
     down_until: BTreeMap<u64, u64>,
     report: SimReport,
+    rep: replication::Replication,
 }
 
 fn controller_config(id: u64, voters: u64, seed: u64) -> ControllerConfig {
@@ -196,6 +212,7 @@ impl Sim {
             next_token: 1,
             down_until: BTreeMap::new(),
             report: SimReport::default(),
+            rep: replication::Replication::default(),
             config,
         };
         sim.loss_per_mille = sim.fault.below(100);
@@ -264,20 +281,24 @@ impl Sim {
     pub fn run(mut self) -> Result<SimReport, String> {
         while self.now_ms < self.config.duration_ms {
             self.inject_faults();
+            self.rep_faults();
             self.workload();
+            self.rep_workload();
             self.step()?;
         }
         // Heal: no more faults, everyone up, then wait for the cluster to settle.
         self.split = None;
         self.loss_per_mille = 0;
+        self.rep.paused_until.clear();
         let down: Vec<u64> = self.down_until.keys().copied().collect();
         for id in down {
             self.restart(id);
         }
-        let deadline = self.now_ms + 5_000;
+        let deadline = self.now_ms + if self.rep_enabled() { 15_000 } else { 5_000 };
         let mut final_token = None;
         loop {
             self.step()?;
+            self.rep_ensure_topic();
             if final_token.is_none() && self.leader().is_some() && self.all_brokers_live() {
                 let token = self.next_token;
                 self.next_token += 1;
@@ -303,7 +324,7 @@ impl Sim {
                 }
             }
             let done = created;
-            if done && self.converged() {
+            if done && self.converged() && self.rep_converged() {
                 break;
             }
             if self.now_ms > deadline {
@@ -333,14 +354,21 @@ impl Sim {
                     )
                 });
                 return Err(self.fail(format!(
-                    "no progress after healing: leader {:?}, brokers live {}, final create {:?}; brokers {brokers:?}; leader's view {leader_image:?}",
+                    "no progress after healing: leader {:?}, brokers live {}, final create {:?}, replicas converged {}; brokers {brokers:?}; leader's view {leader_image:?}{}",
                     self.leader(),
                     self.all_brokers_live(),
-                    final_token
+                    final_token,
+                    self.rep_converged(),
+                    self.rep_debug()
                 )));
             }
         }
         self.check_acknowledged()?;
+        self.rep_final_check()?;
+        if self.rep_enabled() {
+            self.report.replicated_acknowledged = self.rep.history.acknowledged_count() as u64;
+            self.report.replicated_reads = self.rep.history.reads() as u64;
+        }
         if self.report.entries_compared == 0 || self.report.images_compared == 0 {
             return Err(self.fail("the checkers compared nothing".into()));
         }
@@ -404,6 +432,10 @@ pub fn run_seeds(first: u64, count: u64, config: &SimConfig) -> Result<SimReport
         total.terms_with_leader += report.terms_with_leader;
         total.crashes += report.crashes;
         total.splits += report.splits;
+        total.pauses += report.pauses;
+        total.replicated_acknowledged += report.replicated_acknowledged;
+        total.replicated_reads += report.replicated_reads;
+        total.truncations += report.truncations;
     }
     Ok(total)
 }

@@ -219,6 +219,7 @@ error_codes! {
     FencedLeaderEpoch = 37, "the request's leader epoch is older than the partition's: refresh metadata";
     UnknownLeaderEpoch = 38, "the request's leader epoch is newer than this broker knows yet: retry";
     NotEnoughReplicas = 39, "fewer in-sync replicas than min.insync.replicas: nothing was appended";
+    NotEnoughReplicasAfterAppend = 40, "appended, but the in-sync replicas fell below min.insync.replicas before it was replicated: retry";
 }
 
 /// A key-value config entry.

@@ -359,12 +359,13 @@ impl Shard {
                     log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
                 }
             }
-            if leading
-                .asked
-                .as_ref()
-                .is_some_and(|(_, at)| now.saturating_sub(*at) < ISR_ASK_TIMEOUT_MS)
-            {
-                continue;
+            match &leading.asked {
+                Some((_, at)) if now.saturating_sub(*at) < ISR_ASK_TIMEOUT_MS => continue,
+                Some(_) => {
+                    leading.asked = None;
+                    leading.progress.ask_failed();
+                }
+                None => {}
             }
             let isr = match leading.progress.isr_change(now) {
                 None => continue,
@@ -382,6 +383,7 @@ impl Shard {
                 }
             };
             leading.asked = Some((isr.clone(), now));
+            leading.progress.asked(&isr);
             asks.push(ControllerRequest::AlterIsr {
                 topic: topic.clone(),
                 partition: *partition,

@@ -1,0 +1,711 @@
+//! Replication in the simulator: one partition with three replicas, its brokers following
+//! the metadata their agents apply, and a workload of acks=all appends and a consumer.
+//!
+//! Each broker's replica decides with the same sans-IO pieces the server uses
+//! ([`role_of`], [`LeaderProgress`], [`check_fetch`], [`diverged_truncation`]); its log is
+//! a list of `(epoch, value)` entries of which a prefix is durable (a crash keeps the
+//! durable prefix and any prefix of the rest). Followers fetch from the leader's log end
+//! (unsynced entries included, as the server reads to the log end) and report their own
+//! durable end; the leader counts its durable end; acknowledgements wait for the high
+//! watermark. The checker is in `jepsen.rs`.
+
+use std::collections::BTreeMap;
+
+use super::{Payload, Sim, WORKLOAD};
+use crate::node::Request;
+use crate::replica::{
+    check_fetch, diverged_truncation, role_of, FetchDecision, IsrChange, LeaderProgress,
+    ReplicaConfig, RoleDecision,
+};
+
+/// Name of the replicated topic.
+pub(super) const TOPIC: &str = "replicated";
+/// Tokens of requests the replication layer sends the controller (answers are ignored:
+/// the metadata tells).
+pub(super) const REP_TOKEN: u64 = 1 << 62;
+const FETCH_RETRY_MS: u64 = 60;
+const ACK_TIMEOUT_MS: u64 = 1_500;
+const LAG_TIME_MAX_MS: u64 = 300;
+const ENTRIES_PER_FETCH: usize = 8;
+
+/// A replica's messages (between brokers, and with the workload).
+#[derive(Debug, Clone)]
+pub(super) enum RepMessage {
+    Fetch {
+        epoch: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+    },
+    FetchAnswer {
+        epoch: u32,
+        fetch_offset: i64,
+        answer: Result<FetchReply, String>,
+    },
+    Produce {
+        token: u64,
+        value: u64,
+    },
+    ProduceAnswer {
+        token: u64,
+        result: Result<i64, String>,
+    },
+    Read {
+        offset: i64,
+    },
+    ReadAnswer {
+        offset: i64,
+        result: Result<Vec<(i64, u64)>, String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum FetchReply {
+    Records {
+        high_watermark: i64,
+        entries: Vec<(i32, u64)>,
+    },
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+    },
+}
+
+enum Out {
+    Broker(u32, RepMessage),
+    Controller(Request),
+}
+
+enum Role {
+    Lead {
+        epoch: u32,
+        isr: Vec<u32>,
+        progress: LeaderProgress,
+        asked_at: Option<u64>,
+    },
+    Follow {
+        leader: u32,
+        epoch: u32,
+        fetch_sent: Option<u64>,
+    },
+    Idle,
+}
+
+/// One broker's copy of the partition.
+pub(super) struct Replica {
+    pub(super) log: Vec<(i32, u64)>,
+    pub(super) durable: usize,
+    syncing: Option<(usize, u64)>,
+    pub(super) cap: Option<i64>,
+    role: Role,
+    pending: Vec<(u64, i64, u32, u64)>,
+}
+
+impl Replica {
+    fn new() -> Replica {
+        Replica {
+            log: Vec::new(),
+            durable: 0,
+            syncing: None,
+            cap: None,
+            role: Role::Idle,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Drops the log from `to`; returns whether that cut below the high watermark (data
+    /// every replica agreed on).
+    fn truncate(&mut self, to: i64) -> bool {
+        let below = to < self.high_watermark();
+        if let Some(cap) = self.cap {
+            self.cap = Some(cap.min(to));
+        }
+        let to = to.max(0) as usize;
+        self.log.truncate(to);
+        self.durable = self.durable.min(to);
+        if let Some((target, at)) = self.syncing {
+            self.syncing = Some((target.min(to), at));
+        }
+        below
+    }
+
+    pub(super) fn high_watermark(&self) -> i64 {
+        self.cap.unwrap_or(0)
+    }
+
+    pub(super) fn leads(&self) -> bool {
+        matches!(self.role, Role::Lead { .. })
+    }
+}
+
+/// The replication layer of a simulation.
+#[derive(Default)]
+pub(super) struct Replication {
+    pub(super) replicas: BTreeMap<u32, Replica>,
+    pub(super) paused_until: BTreeMap<u32, u64>,
+    create_sent_at: Option<u64>,
+    next_value: u64,
+    produces: BTreeMap<u64, (u64, u64)>,
+    read_sent: Option<(u32, u64)>,
+    pub(super) history: super::jepsen::History,
+}
+
+impl Sim {
+    pub(super) fn rep_enabled(&self) -> bool {
+        self.config.replicated
+    }
+
+    /// The partition's metadata as broker `id`'s agent applied it.
+    fn rep_state(&self, id: u32) -> Option<crate::records::PartitionState> {
+        let agent = self.brokers.get(&id)?.agent.as_ref()?;
+        agent.image().topic(TOPIC)?.partitions.first().cloned()
+    }
+
+    pub(super) fn rep_paused(&self, id: u32) -> bool {
+        self.rep
+            .paused_until
+            .get(&id)
+            .is_some_and(|until| *until > self.now_ms)
+    }
+
+    /// A broker process died: its log keeps the durable prefix and any prefix of the rest.
+    pub(super) fn rep_crash(&mut self, id: u32) {
+        if !self.rep_enabled() {
+            return;
+        }
+        let keep = self.fault.next_u64();
+        let replica = self.rep.replicas.entry(id).or_insert_with(Replica::new);
+        let unsynced = replica.log.len() - replica.durable;
+        let kept = replica.durable + keep as usize % (unsynced + 1);
+        replica.log.truncate(kept);
+        replica.durable = kept;
+        replica.syncing = None;
+        replica.cap = None;
+        replica.role = Role::Idle;
+        replica.pending.clear();
+        self.rep.paused_until.remove(&id);
+    }
+
+    pub(super) fn rep_faults(&mut self) {
+        if !self.rep_enabled() {
+            return;
+        }
+        // Pause a broker (a long GC, SIGSTOP): it does nothing, messages to it wait.
+        if self.fault.chance(2) {
+            let brokers = self.brokers.len() as u64;
+            let id = 1 + self.fault.below(brokers) as u32;
+            let until = self.now_ms + 100 + self.fault.below(900);
+            self.rep.paused_until.insert(id, until);
+            self.report.pauses += 1;
+        }
+    }
+
+    /// Creates the replicated topic until some broker knows it; true once one does.
+    pub(super) fn rep_ensure_topic(&mut self) -> bool {
+        if !self.rep_enabled() {
+            return true;
+        }
+        let now = self.now_ms;
+        let created = (1..=self.brokers.len() as u32).any(|id| self.rep_state(id).is_some());
+        if !created && self.rep.create_sent_at.is_none_or(|at| now - at > 500) {
+            let token = self.next_token;
+            self.next_token += 1;
+            let request = Request::CreateTopic {
+                name: TOPIC.into(),
+                partitions: 1,
+                replication_factor: 3,
+                configs: vec![("min.insync.replicas".into(), "2".into())],
+            };
+            self.admin.insert(token, request.clone());
+            let to = 1 + self.work.below(self.config.voters);
+            self.send(WORKLOAD, to, Payload::Admin(token, request));
+            self.rep.create_sent_at = Some(now);
+        }
+        created
+    }
+
+    pub(super) fn rep_workload(&mut self) {
+        if !self.rep_ensure_topic() {
+            return;
+        }
+        let now = self.now_ms;
+        if self.work.chance(250) && self.rep.produces.len() < 32 {
+            let to = self.rep_target();
+            let (token, value) = (self.next_token, self.rep.next_value);
+            self.next_token += 1;
+            self.rep.next_value += 1;
+            self.rep.produces.insert(token, (value, now));
+            self.send(
+                WORKLOAD,
+                u64::from(to),
+                Payload::Rep(RepMessage::Produce { token, value }),
+            );
+        }
+        self.rep.produces.retain(|_, (_, at)| now - *at < 2_000);
+        if self.rep.read_sent.is_none_or(|(_, at)| now - at > 200) && self.work.chance(200) {
+            let to = self.rep_target();
+            let offset = self.rep.history.position;
+            self.rep.read_sent = Some((to, now));
+            self.send(
+                WORKLOAD,
+                u64::from(to),
+                Payload::Rep(RepMessage::Read { offset }),
+            );
+        }
+    }
+
+    /// Where the workload sends: mostly the leader some broker's metadata names, at times
+    /// any broker (a stale client).
+    fn rep_target(&mut self) -> u32 {
+        let brokers = self.brokers.len() as u64;
+        let asked = 1 + self.work.below(brokers) as u32;
+        if self.work.chance(300) {
+            return asked;
+        }
+        self.rep_state(asked)
+            .and_then(|s| u32::try_from(s.leader).ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(asked)
+    }
+
+    /// Every live broker's replica: durability, its role from the metadata, the leader's
+    /// progress and acknowledgements, ISR requests, follower fetches.
+    pub(super) fn rep_step(&mut self) {
+        if !self.rep_enabled() {
+            return;
+        }
+        let ids: Vec<u32> = self.brokers.keys().copied().collect();
+        for id in ids {
+            if self.rep_paused(id) || self.brokers[&id].agent.is_none() {
+                continue;
+            }
+            self.rep_step_one(id);
+        }
+    }
+
+    fn rep_step_one(&mut self, id: u32) {
+        let now = self.now_ms;
+        let state = self.rep_state(id);
+        let lease = self.brokers[&id]
+            .agent
+            .as_ref()
+            .is_some_and(|a| a.lease_valid(now));
+        let sync_delay = 1 + self.fault.below(6);
+        let replica = self.rep.replicas.entry(id).or_insert_with(Replica::new);
+        // fsync: a sync covers what was in the log when it began.
+        match replica.syncing {
+            Some((target, at)) if at <= now => {
+                replica.durable = replica.durable.max(target.min(replica.log.len()));
+                replica.syncing = None;
+            }
+            None if replica.log.len() > replica.durable => {
+                replica.syncing = Some((replica.log.len(), now + sync_delay));
+            }
+            _ => {}
+        }
+        let Some(state) = state else {
+            return;
+        };
+        let agreed = replica.cap.unwrap_or(0);
+        let local_end = replica.durable as i64;
+        match (
+            role_of(id, state.leader, &state.replicas, &state.isr),
+            &mut replica.role,
+        ) {
+            (
+                RoleDecision::Lead,
+                Role::Lead {
+                    epoch,
+                    isr,
+                    progress,
+                    asked_at,
+                },
+            ) if *epoch == state.leader_epoch => {
+                if *isr != state.isr {
+                    progress.set_isr(&state.isr, now);
+                    *isr = state.isr.clone();
+                    *asked_at = None;
+                }
+            }
+            (RoleDecision::Lead, _) => {
+                let mut progress = LeaderProgress::new(
+                    id,
+                    (&state.replicas, &state.isr),
+                    (agreed.min(local_end), local_end),
+                    ReplicaConfig {
+                        min_insync: 2,
+                        lag_time_max_ms: LAG_TIME_MAX_MS,
+                    },
+                    now,
+                );
+                progress.appended(local_end);
+                replica.role = Role::Lead {
+                    epoch: state.leader_epoch,
+                    isr: state.isr.clone(),
+                    progress,
+                    asked_at: None,
+                };
+            }
+            (
+                RoleDecision::Follow(leader),
+                Role::Follow {
+                    leader: l, epoch, ..
+                },
+            ) if *l == leader && *epoch == state.leader_epoch => {}
+            (RoleDecision::Follow(leader), _) => {
+                replica.role = Role::Follow {
+                    leader,
+                    epoch: state.leader_epoch,
+                    fetch_sent: None,
+                };
+                replica.cap = Some(agreed);
+            }
+            (RoleDecision::Idle, _) => {
+                replica.role = Role::Idle;
+                replica.cap = Some(agreed);
+            }
+        }
+        let mut sends: Vec<Out> = Vec::new();
+        let mut answers = Vec::new();
+        match &mut replica.role {
+            Role::Lead {
+                epoch,
+                isr,
+                progress,
+                asked_at,
+            } => {
+                if local_end > progress.log_end_offset() {
+                    progress.appended(local_end);
+                }
+                replica.cap = Some(progress.high_watermark());
+                let epoch = *epoch;
+                let shared = &*progress;
+                replica.pending.retain(|(token, end, at_epoch, deadline)| {
+                    let answer = if *at_epoch != epoch || !lease {
+                        Some(Err("not leader".to_owned()))
+                    } else if let Some(outcome) = shared.acks_all_outcome(*end) {
+                        Some(outcome.map(|()| *end - 1).map_err(|e| e.to_string()))
+                    } else if now > *deadline {
+                        Some(Err("timed out".to_owned()))
+                    } else {
+                        None
+                    };
+                    let keep = answer.is_none();
+                    if let Some(result) = answer {
+                        answers.push(RepMessage::ProduceAnswer {
+                            token: *token,
+                            result,
+                        });
+                    }
+                    keep
+                });
+                if asked_at.is_some_and(|at| now - at > 500) {
+                    *asked_at = None;
+                    progress.ask_failed();
+                }
+                if asked_at.is_none() {
+                    let wanted = match progress.isr_change(now) {
+                        Some(IsrChange::Shrink(out)) => {
+                            Some(isr.iter().copied().filter(|r| !out.contains(r)).collect())
+                        }
+                        Some(IsrChange::Expand(r)) => {
+                            let mut next = isr.clone();
+                            next.push(r);
+                            next.sort_unstable();
+                            Some(next)
+                        }
+                        None => None,
+                    };
+                    if let Some(wanted) = wanted {
+                        *asked_at = Some(now);
+                        progress.asked(&wanted);
+                        sends.push(Out::Controller(Request::AlterIsr {
+                            topic: TOPIC.into(),
+                            partition: 0,
+                            leader: id,
+                            leader_epoch: epoch,
+                            isr: wanted,
+                        }));
+                    }
+                }
+            }
+            Role::Follow {
+                leader,
+                epoch,
+                fetch_sent,
+            } => {
+                if fetch_sent.is_none_or(|at| now - at > FETCH_RETRY_MS) {
+                    *fetch_sent = Some(now);
+                    let fetch_offset = replica.durable as i64;
+                    let last_fetched_epoch = replica.log[..replica.durable]
+                        .last()
+                        .map_or(-1, |(e, _)| *e);
+                    sends.push(Out::Broker(
+                        *leader,
+                        RepMessage::Fetch {
+                            epoch: *epoch as i32,
+                            fetch_offset,
+                            last_fetched_epoch,
+                        },
+                    ));
+                }
+            }
+            Role::Idle => {}
+        }
+        for answer in answers {
+            self.send(u64::from(id), WORKLOAD, Payload::Rep(answer));
+        }
+        for out in sends {
+            match out {
+                Out::Broker(leader, message) => {
+                    self.send(u64::from(id), u64::from(leader), Payload::Rep(message))
+                }
+                Out::Controller(request) => {
+                    let token = REP_TOKEN | self.next_token;
+                    self.next_token += 1;
+                    let to = self.broker_target(id);
+                    self.send(u64::from(id), to, Payload::Admin(token, request));
+                }
+            }
+        }
+    }
+
+    /// A replication message arrives at `to` from `from`.
+    pub(super) fn rep_deliver(&mut self, from: u64, to: u64, message: RepMessage) {
+        if to == WORKLOAD {
+            self.rep_answered(from as u32, message);
+            return;
+        }
+        let id = to as u32;
+        if self.brokers.get(&id).is_none_or(|b| b.agent.is_none()) {
+            return;
+        }
+        let now = self.now_ms;
+        let lease = self.brokers[&id]
+            .agent
+            .as_ref()
+            .is_some_and(|a| a.lease_valid(now));
+        let replica = self.rep.replicas.entry(id).or_insert_with(Replica::new);
+        let reply = match message {
+            RepMessage::Fetch {
+                epoch: asked,
+                fetch_offset,
+                last_fetched_epoch,
+            } => {
+                let Role::Lead {
+                    epoch, progress, ..
+                } = &mut replica.role
+                else {
+                    return;
+                };
+                let epoch = *epoch;
+                let log_end = replica.log.len() as i64;
+                let decided = if lease {
+                    let end_for = |e: i32| replica_end_for(&replica.log, e);
+                    check_fetch(
+                        epoch,
+                        (asked, last_fetched_epoch, fetch_offset),
+                        end_for,
+                        (0, log_end),
+                    )
+                    .map_err(|r| format!("{r:?}"))
+                } else {
+                    Err("lease lapsed".to_owned())
+                };
+                let answer = decided.map(|decision| match decision {
+                    FetchDecision::Diverging { epoch, end_offset } => {
+                        FetchReply::Diverging { epoch, end_offset }
+                    }
+                    FetchDecision::Serve => {
+                        let local_end = replica.durable as i64;
+                        if local_end > progress.log_end_offset() {
+                            progress.appended(local_end);
+                        }
+                        progress.fetched(from as u32, fetch_offset, now);
+                        replica.cap = Some(progress.high_watermark());
+                        let start = fetch_offset as usize;
+                        let end = replica.log.len().min(start + ENTRIES_PER_FETCH);
+                        FetchReply::Records {
+                            high_watermark: progress.high_watermark(),
+                            entries: replica.log[start..end].to_vec(),
+                        }
+                    }
+                });
+                RepMessage::FetchAnswer {
+                    epoch,
+                    fetch_offset,
+                    answer,
+                }
+            }
+            RepMessage::FetchAnswer {
+                epoch,
+                fetch_offset,
+                answer,
+            } => {
+                let Role::Follow {
+                    leader,
+                    epoch: following,
+                    fetch_sent,
+                } = &mut replica.role
+                else {
+                    return;
+                };
+                if u64::from(*leader) != from || *following != epoch {
+                    return;
+                }
+                *fetch_sent = None;
+                match answer {
+                    Ok(FetchReply::Diverging { epoch, end_offset }) => {
+                        let own = (epoch >= 0)
+                            .then(|| replica_end_for(&replica.log, epoch))
+                            .flatten();
+                        let to = diverged_truncation((epoch, end_offset), own, 0);
+                        if replica.truncate(to) {
+                            self.rep.history.failures.push(format!(
+                                "broker {id} truncated to {to}, below its high watermark"
+                            ));
+                        }
+                        self.rep.history.checked.remove(&id);
+                        self.report.truncations += 1;
+                    }
+                    Ok(FetchReply::Records {
+                        high_watermark,
+                        entries,
+                    }) => {
+                        // Verbatim appends start at the log end and never go back in epoch.
+                        if fetch_offset == replica.log.len() as i64 {
+                            for (e, value) in entries {
+                                if replica.log.last().is_some_and(|(last, _)| *last > e) {
+                                    break;
+                                }
+                                replica.log.push((e, value));
+                            }
+                        }
+                        let agreed = high_watermark.min(replica.durable as i64);
+                        if replica.cap.is_none_or(|cap| agreed > cap) {
+                            replica.cap = Some(agreed);
+                        }
+                    }
+                    Err(_) => {}
+                }
+                return;
+            }
+            RepMessage::Produce { token, value } => {
+                let result = match &replica.role {
+                    Role::Lead {
+                        epoch, progress, ..
+                    } if lease => match progress.check_acks_all() {
+                        Ok(()) => {
+                            replica.log.push((*epoch as i32, value));
+                            let end = replica.log.len() as i64;
+                            replica
+                                .pending
+                                .push((token, end, *epoch, now + ACK_TIMEOUT_MS));
+                            None
+                        }
+                        Err(e) => Some(Err(e.to_string())),
+                    },
+                    _ => Some(Err("not leader".to_owned())),
+                };
+                match result {
+                    Some(result) => RepMessage::ProduceAnswer { token, result },
+                    None => return,
+                }
+            }
+            RepMessage::Read { offset } => {
+                let result = if lease && replica.leads() {
+                    let hw = replica.high_watermark();
+                    if offset > replica.log.len() as i64 {
+                        Err("offset out of range".to_owned())
+                    } else {
+                        let end = hw.min(offset + ENTRIES_PER_FETCH as i64).max(offset);
+                        Ok((offset..end)
+                            .map(|o| (o, replica.log[o as usize].1))
+                            .collect())
+                    }
+                } else {
+                    Err("not leader".to_owned())
+                };
+                RepMessage::ReadAnswer { offset, result }
+            }
+            RepMessage::ProduceAnswer { .. } | RepMessage::ReadAnswer { .. } => return,
+        };
+        self.send(to, from, Payload::Rep(reply));
+    }
+
+    fn rep_answered(&mut self, from: u32, message: RepMessage) {
+        match message {
+            RepMessage::ProduceAnswer { token, result } => {
+                if let (Some((value, _)), Ok(offset)) = (self.rep.produces.remove(&token), result) {
+                    self.rep.history.acknowledged(value, offset);
+                }
+            }
+            RepMessage::ReadAnswer { offset, result } => {
+                if self.rep.read_sent.is_some_and(|(to, _)| to == from) {
+                    self.rep.read_sent = None;
+                }
+                if let Ok(entries) = result {
+                    self.rep.history.read(offset, &entries);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The replicas' state, for failure reports.
+    pub(super) fn rep_debug(&self) -> String {
+        if !self.rep_enabled() {
+            return String::new();
+        }
+        let state = self.rep_state(1);
+        let replicas: Vec<String> = self
+            .rep
+            .replicas
+            .iter()
+            .map(|(id, r)| {
+                let role = match &r.role {
+                    Role::Lead { epoch, isr, .. } => format!("leads at {epoch} isr {isr:?}"),
+                    Role::Follow { leader, epoch, .. } => format!("follows {leader} at {epoch}"),
+                    Role::Idle => "idle".into(),
+                };
+                format!(
+                    "{id}: {role}, log {} durable {} hw {:?} last {:?}",
+                    r.log.len(),
+                    r.durable,
+                    r.cap,
+                    r.log.last()
+                )
+            })
+            .collect();
+        format!("; partition {state:?}; replicas {replicas:?}")
+    }
+
+    /// After healing: every replica in the ISR holding the same log.
+    pub(super) fn rep_converged(&self) -> bool {
+        if !self.rep_enabled() {
+            return true;
+        }
+        let Some(state) = self.rep_state(1) else {
+            return false;
+        };
+        if state.leader < 0 || state.isr.len() != state.replicas.len() {
+            return false;
+        }
+        let Some(leader) = self.rep.replicas.get(&(state.leader as u32)) else {
+            return false;
+        };
+        state.replicas.iter().all(|r| {
+            self.rep.replicas.get(r).is_some_and(|replica| {
+                replica.log == leader.log
+                    && replica.durable == replica.log.len()
+                    && replica.high_watermark() == leader.log.len() as i64
+            })
+        })
+    }
+}
+
+/// Where the largest epoch at most `epoch` ends on `log` (epochs never decrease along a
+/// log, so it ends right after its last entry).
+fn replica_end_for(log: &[(i32, u64)], epoch: i32) -> Option<(i32, i64)> {
+    let index = log.iter().rposition(|(e, _)| *e <= epoch)?;
+    Some((log[index].0, index as i64 + 1))
+}
