@@ -126,6 +126,9 @@ pub enum Request {
         leader: u32,
         /// The epoch it leads at.
         leader_epoch: u32,
+        /// The partition epoch its view of the partition has: a request made from an older
+        /// state is refused (it may undo a change the leader has not seen).
+        partition_epoch: u32,
         /// The ISR it wants (containing itself).
         isr: Vec<u32>,
     },

@@ -202,6 +202,17 @@ impl MetadataImage {
                         topic: name.clone(),
                         partition: *partition,
                     })?;
+                // A change computed from another state than this one (another change of
+                // the partition came first) is refused: it would undo that change.
+                if state.partition_epoch != current.partition_epoch + 1 {
+                    return Err(Error::Invalid {
+                        field: "partition epoch",
+                        reason: format!(
+                            "{} does not follow {}",
+                            state.partition_epoch, current.partition_epoch
+                        ),
+                    });
+                }
                 // A leader is valid only for its epoch: every change of leader moves the
                 // epoch forward, so two brokers never lead one partition at one epoch.
                 if state.leader != current.leader && state.leader_epoch <= current.leader_epoch {
@@ -255,6 +266,13 @@ impl MetadataImage {
                 encode_partition(&mut out, p)?;
             }
         }
+        // Partition epochs follow, in the same order (images made before they existed end
+        // above, and read as epoch 0).
+        for t in self.topics.values() {
+            for p in &t.partitions {
+                out.put_u32(p.partition_epoch);
+            }
+        }
         Ok(out.to_vec())
     }
 
@@ -284,7 +302,7 @@ impl MetadataImage {
             let count = r.count("partitions", 16)?;
             let mut partitions = Vec::with_capacity(count);
             for _ in 0..count {
-                partitions.push(decode_partition(&mut r)?);
+                partitions.push(decode_partition(&mut r, 1)?);
             }
             topics.insert(
                 name,
@@ -294,6 +312,13 @@ impl MetadataImage {
                     partitions,
                 },
             );
+        }
+        if r.remaining() > 0 {
+            for topic in topics.values_mut() {
+                for p in &mut topic.partitions {
+                    p.partition_epoch = r.u32("partition epoch")?;
+                }
+            }
         }
         r.finish()?;
         Ok(MetadataImage {
@@ -345,6 +370,7 @@ mod tests {
                     isr: vec![1],
                     leader: 1,
                     leader_epoch: 0,
+                    partition_epoch: 0,
                 })
                 .collect(),
         }
@@ -400,7 +426,7 @@ mod tests {
         let mut image = MetadataImage::default();
         image.apply(1, &[create("a", 1)]).unwrap();
         let id = image.topic("a").unwrap().id;
-        let change = |leader, leader_epoch| Record::PartitionChange {
+        let change = |leader, leader_epoch, partition_epoch| Record::PartitionChange {
             topic_id: id,
             partition: 0,
             state: PartitionState {
@@ -408,15 +434,25 @@ mod tests {
                 isr: vec![1],
                 leader,
                 leader_epoch,
+                partition_epoch,
             },
         };
-        assert!(image.apply(2, &[change(-1, 0)]).is_err());
-        image.apply(3, &[change(-1, 1)]).unwrap();
+        assert!(image.apply(2, &[change(-1, 0, 1)]).is_err());
+        image.apply(3, &[change(-1, 1, 1)]).unwrap();
         assert!(
-            image.apply(4, &[change(-1, 0)]).is_err(),
+            image.apply(4, &[change(-1, 0, 2)]).is_err(),
             "epochs never go back"
         );
-        image.apply(5, &[change(1, 2)]).unwrap();
+        // A change computed from an older state of the partition is refused.
+        assert!(
+            image.apply(5, &[change(1, 2, 1)]).is_err(),
+            "partition epoch"
+        );
+        assert!(
+            image.apply(6, &[change(1, 2, 3)]).is_err(),
+            "partition epoch"
+        );
+        image.apply(7, &[change(1, 2, 2)]).unwrap();
         assert_eq!(image.topic("a").unwrap().partitions[0].leader, 1);
     }
 
@@ -448,8 +484,14 @@ mod tests {
             .unwrap();
         let data = image.encode().unwrap();
         assert_eq!(MetadataImage::decode(&data).unwrap(), image);
+        // An image from before partition epochs ends where they begin (one per partition).
+        let legacy = data.len() - 4 * image.topic("a").unwrap().partitions.len();
         for len in 0..data.len() {
-            assert!(MetadataImage::decode(&data[..len]).is_err());
+            assert_eq!(
+                MetadataImage::decode(&data[..len]).is_ok(),
+                len == legacy,
+                "{len}"
+            );
         }
     }
 

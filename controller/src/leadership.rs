@@ -36,7 +36,7 @@ fn step_down(
     if !leads {
         return Some(PartitionState {
             isr: others,
-            ..state.clone()
+            ..state.next()
         });
     }
     let next = others.iter().find(|r| live.contains(r)).copied();
@@ -61,6 +61,7 @@ fn step_down(
         isr,
         leader,
         leader_epoch: state.leader_epoch + 1,
+        partition_epoch: state.partition_epoch + 1,
     })
 }
 
@@ -115,6 +116,7 @@ fn offline_lead(topic: &TopicInfo, state: &PartitionState, id: u32) -> Option<Pa
         isr: vec![id],
         leader: id as i32,
         leader_epoch: state.leader_epoch + 1,
+        partition_epoch: state.partition_epoch + 1,
     })
 }
 
@@ -124,6 +126,7 @@ fn new_epoch(state: &PartitionState, id: u32) -> PartitionState {
         isr: state.isr.clone(),
         leader: id as i32,
         leader_epoch: state.leader_epoch + 1,
+        partition_epoch: state.partition_epoch + 1,
     }
 }
 
@@ -168,6 +171,7 @@ mod tests {
             isr: isr.to_vec(),
             leader,
             leader_epoch: 4,
+            partition_epoch: 9,
         }
     }
 

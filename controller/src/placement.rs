@@ -61,6 +61,7 @@ pub fn place(
             replicas,
             leader: leader as i32,
             leader_epoch: 0,
+            partition_epoch: 0,
         });
     }
     Ok(placed)

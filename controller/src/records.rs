@@ -11,7 +11,7 @@ use keel_protocol::wire::{DecodeError, Reader, WriteExt};
 use crate::error::Result;
 
 /// The entry format this build writes and reads.
-pub const ENTRY_VERSION: u8 = 1;
+pub const ENTRY_VERSION: u8 = 2;
 
 /// A partition's replicas and leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,20 @@ pub struct PartitionState {
     pub leader: i32,
     /// Bumped at every leader change; a leader is valid only for its epoch.
     pub leader_epoch: u32,
+    /// Bumped at every change of the partition (leader or ISR): a change computed from
+    /// another state than the current one is refused when applied, and an ISR request
+    /// names the epoch it was made at (Kafka's partition epoch).
+    pub partition_epoch: u32,
+}
+
+impl PartitionState {
+    /// This state changed: the next partition epoch.
+    pub fn next(&self) -> PartitionState {
+        PartitionState {
+            partition_epoch: self.partition_epoch + 1,
+            ..self.clone()
+        }
+    }
 }
 
 /// One change to the cluster's metadata.
@@ -115,7 +129,7 @@ pub fn encode_entry(records: &[Record]) -> Result<Vec<u8>> {
 pub fn decode_entry(data: &[u8]) -> Result<Vec<Record>> {
     let mut reader = Reader::new(Bytes::copy_from_slice(data));
     let version = reader.i8("entry version")? as u8;
-    if version != ENTRY_VERSION {
+    if !(1..=ENTRY_VERSION).contains(&version) {
         return Err(DecodeError::BadValue {
             field: "entry version",
             value: version.to_string(),
@@ -125,7 +139,7 @@ pub fn decode_entry(data: &[u8]) -> Result<Vec<Record>> {
     let count = reader.count("records", 1)?;
     let mut records = Vec::with_capacity(count);
     for _ in 0..count {
-        records.push(decode_record(&mut reader)?);
+        records.push(decode_record(&mut reader, version)?);
     }
     reader.finish()?;
     Ok(records)
@@ -139,12 +153,26 @@ pub(crate) fn encode_partition(out: &mut BytesMut, state: &PartitionState) -> Re
     Ok(())
 }
 
-pub(crate) fn decode_partition(reader: &mut Reader) -> Result<PartitionState> {
+/// Writes a partition as entry version 2 does (with its partition epoch); the image keeps
+/// its partition epochs in a section of their own.
+pub(crate) fn encode_partition_v2(out: &mut BytesMut, state: &PartitionState) -> Result<()> {
+    encode_partition(out, state)?;
+    out.put_u32(state.partition_epoch);
+    Ok(())
+}
+
+/// Reads a partition; entries before version 2 have no partition epoch (0).
+pub(crate) fn decode_partition(reader: &mut Reader, version: u8) -> Result<PartitionState> {
     Ok(PartitionState {
         replicas: decode_ids(reader, "replicas")?,
         isr: decode_ids(reader, "isr")?,
         leader: reader.i32("leader")?,
         leader_epoch: reader.u32("leader epoch")?,
+        partition_epoch: if version >= 2 {
+            reader.u32("partition epoch")?
+        } else {
+            0
+        },
     })
 }
 
@@ -211,7 +239,7 @@ fn encode_record(out: &mut BytesMut, record: &Record) -> Result<()> {
             encode_configs(out, configs)?;
             out.put_count("partitions", partitions.len())?;
             for partition in partitions {
-                encode_partition(out, partition)?;
+                encode_partition_v2(out, partition)?;
             }
         }
         Record::DeleteTopic { name, topic_id } => {
@@ -232,13 +260,13 @@ fn encode_record(out: &mut BytesMut, record: &Record) -> Result<()> {
             out.put_u8(TAG_PARTITION_CHANGE);
             out.put_u64(*topic_id);
             out.put_u32(*partition);
-            encode_partition(out, state)?;
+            encode_partition_v2(out, state)?;
         }
     }
     Ok(())
 }
 
-fn decode_record(reader: &mut Reader) -> Result<Record> {
+fn decode_record(reader: &mut Reader, version: u8) -> Result<Record> {
     let tag = reader.i8("record type")? as u8;
     Ok(match tag {
         TAG_REGISTER => Record::RegisterBroker {
@@ -260,7 +288,7 @@ fn decode_record(reader: &mut Reader) -> Result<Record> {
             let count = reader.count("partitions", 16)?;
             let mut partitions = Vec::with_capacity(count);
             for _ in 0..count {
-                partitions.push(decode_partition(reader)?);
+                partitions.push(decode_partition(reader, version)?);
             }
             Record::CreateTopic {
                 name,
@@ -279,7 +307,7 @@ fn decode_record(reader: &mut Reader) -> Result<Record> {
         TAG_PARTITION_CHANGE => Record::PartitionChange {
             topic_id: reader.i64("topic id")? as u64,
             partition: reader.u32("partition")?,
-            state: decode_partition(reader)?,
+            state: decode_partition(reader, version)?,
         },
         other => {
             return Err(DecodeError::BadValue {
@@ -301,6 +329,7 @@ mod tests {
             isr: vec![2],
             leader: 2,
             leader_epoch: 7,
+            partition_epoch: 11,
         }
     }
 
@@ -357,7 +386,7 @@ mod tests {
             assert!(decode_entry(&data[..len]).is_err(), "prefix of {len} bytes");
         }
         assert!(decode_entry(&[1, 0xff, 0xff, 0xff, 0xff]).is_err());
-        assert!(decode_entry(&[2, 0, 0, 0, 0]).is_err());
+        assert!(decode_entry(&[3, 0, 0, 0, 0]).is_err(), "unknown version");
     }
 
     proptest::proptest! {

@@ -130,13 +130,20 @@ impl LeaderProgress {
     }
 
     /// The leader asked the controller for `isr`: its members count for the high watermark
-    /// from now on, until [`LeaderProgress::set_isr`] or [`LeaderProgress::ask_failed`].
+    /// from now on (with those of every other ask at the same partition epoch), until
+    /// [`LeaderProgress::asks_resolved`].
     pub fn asked(&mut self, isr: &[u32]) {
-        self.asked = Some(isr.to_vec());
+        let asked = self.asked.get_or_insert_with(Vec::new);
+        for id in isr {
+            if !asked.contains(id) {
+                asked.push(*id);
+            }
+        }
     }
 
-    /// The ask was refused or timed out.
-    pub fn ask_failed(&mut self) {
+    /// The metadata moved past the partition epoch the asks were made at: each was applied
+    /// or can no longer be, so only the ISR the metadata holds counts.
+    pub fn asks_resolved(&mut self) {
         self.asked = None;
         self.advance_high_watermark();
     }
@@ -278,7 +285,6 @@ impl LeaderProgress {
             }
         }
         self.isr = isr.to_vec();
-        self.asked = None;
         self.advance_high_watermark();
     }
 

@@ -217,6 +217,7 @@ fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
             partition,
             leader,
             leader_epoch,
+            partition_epoch,
             isr,
         } => {
             out.put_u8(REQ_ALTER_ISR);
@@ -224,6 +225,7 @@ fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
             out.put_u32(*partition);
             out.put_u32(*leader);
             out.put_u32(*leader_epoch);
+            out.put_u32(*partition_epoch);
             out.put_count("isr", isr.len())?;
             for id in isr {
                 out.put_u32(*id);
@@ -266,6 +268,7 @@ fn decode_request(r: &mut Reader) -> Result<Request> {
             let partition = r.u32("partition")?;
             let leader = r.u32("leader")?;
             let leader_epoch = r.u32("leader epoch")?;
+            let partition_epoch = r.u32("partition epoch")?;
             let count = r.count("isr", 4)?;
             let mut isr = Vec::with_capacity(count);
             for _ in 0..count {
@@ -276,6 +279,7 @@ fn decode_request(r: &mut Reader) -> Result<Request> {
                 partition,
                 leader,
                 leader_epoch,
+                partition_epoch,
                 isr,
             }
         }
@@ -451,6 +455,7 @@ mod tests {
                     partition: 2,
                     leader: 1,
                     leader_epoch: 4,
+                    partition_epoch: 6,
                     isr: vec![1, 3],
                 },
             ),

@@ -56,12 +56,13 @@ fn drain(controller: &mut Controller) {
     }
 }
 
-fn alter(topic: &str, leader: u32, leader_epoch: u32, isr: &[u32]) -> Request {
+fn alter(h: &Harness, topic: &str, leader: u32, leader_epoch: u32, isr: &[u32]) -> Request {
     Request::AlterIsr {
         topic: topic.into(),
         partition: 0,
         leader,
         leader_epoch,
+        partition_epoch: h.partition(topic, 0).partition_epoch,
         isr: isr.to_vec(),
     }
 }
@@ -97,7 +98,7 @@ fn only_the_current_leader_changes_the_isr() {
 
     // The leader shrinks the ISR at its epoch: committed, same leader and epoch.
     assert!(matches!(
-        h.ask(alter("r", leader, 0, &keep)),
+        h.ask(alter(&h, "r", leader, 0, &keep)),
         Ok(Reply::Committed { .. })
     ));
     let after = h.partition("r", 0);
@@ -106,11 +107,11 @@ fn only_the_current_leader_changes_the_isr() {
 
     // A stale epoch, or a broker that is not the leader, is refused.
     assert!(matches!(
-        h.ask(alter("r", leader, 7, &state.replicas)),
+        h.ask(alter(&h, "r", leader, 7, &state.replicas)),
         Err(Error::StaleLeader { .. })
     ));
     assert!(matches!(
-        h.ask(alter("r", follower, 0, &state.replicas)),
+        h.ask(alter(&h, "r", follower, 0, &state.replicas)),
         Err(Error::StaleLeader { .. })
     ));
     // An ISR without the leader, or with a broker that is not a replica, is refused.
@@ -121,11 +122,11 @@ fn only_the_current_leader_changes_the_isr() {
         .filter(|r| *r != leader)
         .collect();
     assert!(matches!(
-        h.ask(alter("r", leader, 0, &without_leader)),
+        h.ask(alter(&h, "r", leader, 0, &without_leader)),
         Err(Error::Invalid { .. })
     ));
     assert!(matches!(
-        h.ask(alter("r", leader, 0, &[leader, 9])),
+        h.ask(alter(&h, "r", leader, 0, &[leader, 9])),
         Err(Error::Invalid { .. })
     ));
     assert_eq!(h.partition("r", 0).isr, keep, "refusals changed nothing");
@@ -133,11 +134,11 @@ fn only_the_current_leader_changes_the_isr() {
     // The follower catches up: the leader adds it back, in the replicas' order.
     let mut back: Vec<u32> = keep.clone();
     back.insert(0, follower);
-    assert!(h.ask(alter("r", leader, 0, &back)).is_ok());
+    assert!(h.ask(alter(&h, "r", leader, 0, &back)).is_ok());
     assert_eq!(h.partition("r", 0).isr, state.replicas);
 
     // A fenced broker cannot join: fence it by letting its lease lapse.
-    assert!(h.ask(alter("r", leader, 0, &keep)).is_ok());
+    assert!(h.ask(alter(&h, "r", leader, 0, &keep)).is_ok());
     for _ in 0..60 {
         h.now += 100;
         // Everyone but the follower keeps heartbeating.
@@ -154,7 +155,7 @@ fn only_the_current_leader_changes_the_isr() {
     }
     assert!(h.controller.image().brokers()[&follower].fenced);
     assert!(matches!(
-        h.ask(alter("r", leader, 0, &state.replicas)),
+        h.ask(alter(&h, "r", leader, 0, &state.replicas)),
         Err(Error::Invalid { .. })
     ));
 }

@@ -63,12 +63,16 @@ fn topics_created_on_one_broker_are_visible_on_all() {
         ErrorCode::NotLeaderOrFollower
     );
     assert_eq!(on_leader.read_batches("spread", p).len(), 1);
-    // More replicas than live brokers is refused; replication itself is not built yet.
+    // More replicas than live brokers is refused; as many as there are is fine.
     let too_many = cluster.keel(0, &["topic", "create", "wide", "--replication-factor", "5"]);
     assert!(String::from_utf8_lossy(&too_many.stderr).contains("larger than the 3 live brokers"));
-    let two = cluster.keel(0, &["topic", "create", "wide", "--replication-factor", "2"]);
-    assert!(String::from_utf8_lossy(&two.stderr).contains("not built yet"));
     assert!(!cluster.topics(0).contains(&"wide".to_owned()));
+    ok(&cluster.keel(0, &["topic", "create", "wide", "--replication-factor", "3"]));
+    let wide = cluster.topic(0, "wide").unwrap();
+    assert_eq!(
+        wide["partitions"][0]["replicas"].as_array().unwrap().len(),
+        3
+    );
     // Deleting goes through the controller too.
     ok(&cluster.keel(1, &["topic", "delete", "spread"]));
     cluster.wait_for(Duration::from_secs(10), "topic gone everywhere", |c| {

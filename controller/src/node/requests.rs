@@ -111,9 +111,15 @@ impl Controller {
                 partition,
                 leader,
                 leader_epoch,
+                partition_epoch,
                 isr,
             } => {
-                let record = self.alter_isr(topic, partition, leader, leader_epoch, isr)?;
+                let record = self.alter_isr(
+                    topic,
+                    partition,
+                    (leader, leader_epoch, partition_epoch),
+                    isr,
+                )?;
                 self.propose(vec![record], Some(token))?;
                 Ok(None)
             }
@@ -126,8 +132,7 @@ impl Controller {
         &self,
         topic: String,
         partition: u32,
-        leader: u32,
-        leader_epoch: u32,
+        (leader, leader_epoch, partition_epoch): (u32, u32, u32),
         isr: Vec<u32>,
     ) -> Result<Record> {
         let info = self
@@ -141,7 +146,10 @@ impl Controller {
                     topic: topic.clone(),
                     partition,
                 })?;
-        if state.leader != leader as i32 || state.leader_epoch != leader_epoch {
+        if state.leader != leader as i32
+            || state.leader_epoch != leader_epoch
+            || state.partition_epoch != partition_epoch
+        {
             return Err(Error::StaleLeader {
                 topic,
                 partition,
@@ -186,6 +194,7 @@ impl Controller {
                 isr: ordered,
                 leader: state.leader,
                 leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch + 1,
             },
         })
     }

@@ -107,7 +107,13 @@ impl Sim {
             }
             history.checked.insert(*id, hw);
         }
+        let found = !history.failures.is_empty() || !failures.is_empty();
         failures.append(&mut history.failures);
+        if found {
+            if let Some(first) = failures.first_mut() {
+                first.push_str(&self.rep_debug());
+            }
+        }
     }
 
     /// A crash forgets what was compared for that broker (its log may be shorter now).

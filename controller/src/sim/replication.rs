@@ -32,11 +32,13 @@ const ENTRIES_PER_FETCH: usize = 8;
 #[derive(Debug, Clone)]
 pub(super) enum RepMessage {
     Fetch {
+        seq: u64,
         epoch: i32,
         fetch_offset: i64,
         last_fetched_epoch: i32,
     },
     FetchAnswer {
+        seq: u64,
         epoch: u32,
         fetch_offset: i64,
         answer: Result<FetchReply, String>,
@@ -80,12 +82,18 @@ enum Role {
         epoch: u32,
         isr: Vec<u32>,
         progress: LeaderProgress,
-        asked_at: Option<u64>,
+        /// The partition epoch of the metadata it last applied.
+        partition_epoch: u32,
+        /// When it last asked for an ISR, and at which partition epoch.
+        asked: Option<(u64, u32)>,
     },
     Follow {
         leader: u32,
         epoch: u32,
+        /// When the fetch outstanding was sent, and its number: only the answer to the
+        /// latest counts (the server has one fetch at a time on a connection).
         fetch_sent: Option<u64>,
+        seq: u64,
     },
     Idle,
 }
@@ -147,6 +155,17 @@ pub(super) struct Replication {
     produces: BTreeMap<u64, (u64, u64)>,
     read_sent: Option<(u32, u64)>,
     pub(super) history: super::jepsen::History,
+    /// The last replication events, shown when a check fails.
+    events: std::collections::VecDeque<String>,
+}
+
+impl Replication {
+    fn note(&mut self, now: u64, event: String) {
+        if self.events.len() >= 80 {
+            self.events.pop_front();
+        }
+        self.events.push_back(format!("{now}: {event}"));
+    }
 }
 
 impl Sim {
@@ -176,6 +195,12 @@ impl Sim {
         let replica = self.rep.replicas.entry(id).or_insert_with(Replica::new);
         let unsynced = replica.log.len() - replica.durable;
         let kept = replica.durable + keep as usize % (unsynced + 1);
+        let event = format!(
+            "{id} crashes: log {} durable {} hw {:?}, keeps {kept}",
+            replica.log.len(),
+            replica.durable,
+            replica.cap
+        );
         replica.log.truncate(kept);
         replica.durable = kept;
         replica.syncing = None;
@@ -183,6 +208,7 @@ impl Sim {
         replica.role = Role::Idle;
         replica.pending.clear();
         self.rep.paused_until.remove(&id);
+        self.rep.note(self.now_ms, event);
     }
 
     pub(super) fn rep_faults(&mut self) {
@@ -307,6 +333,7 @@ impl Sim {
         };
         let agreed = replica.cap.unwrap_or(0);
         let local_end = replica.durable as i64;
+        let mut events = Vec::new();
         match (
             role_of(id, state.leader, &state.replicas, &state.isr),
             &mut replica.role,
@@ -317,16 +344,27 @@ impl Sim {
                     epoch,
                     isr,
                     progress,
-                    asked_at,
+                    partition_epoch,
+                    asked,
                 },
             ) if *epoch == state.leader_epoch => {
                 if *isr != state.isr {
                     progress.set_isr(&state.isr, now);
                     *isr = state.isr.clone();
-                    *asked_at = None;
+                }
+                *partition_epoch = state.partition_epoch;
+                if asked.is_some_and(|(_, base)| state.partition_epoch > base) {
+                    *asked = None;
+                    progress.asks_resolved();
                 }
             }
             (RoleDecision::Lead, _) => {
+                events.push(format!(
+                    "{id} leads at {} isr {:?}: log {} durable {local_end} agreed {agreed}",
+                    state.leader_epoch,
+                    state.isr,
+                    replica.log.len()
+                ));
                 let mut progress = LeaderProgress::new(
                     id,
                     (&state.replicas, &state.isr),
@@ -342,7 +380,8 @@ impl Sim {
                     epoch: state.leader_epoch,
                     isr: state.isr.clone(),
                     progress,
-                    asked_at: None,
+                    partition_epoch: state.partition_epoch,
+                    asked: None,
                 };
             }
             (
@@ -352,10 +391,16 @@ impl Sim {
                 },
             ) if *l == leader && *epoch == state.leader_epoch => {}
             (RoleDecision::Follow(leader), _) => {
+                events.push(format!(
+                    "{id} follows {leader} at {}: log {} durable {local_end} agreed {agreed}",
+                    state.leader_epoch,
+                    replica.log.len()
+                ));
                 replica.role = Role::Follow {
                     leader,
                     epoch: state.leader_epoch,
                     fetch_sent: None,
+                    seq: 0,
                 };
                 replica.cap = Some(agreed);
             }
@@ -371,7 +416,8 @@ impl Sim {
                 epoch,
                 isr,
                 progress,
-                asked_at,
+                partition_epoch,
+                asked,
             } => {
                 if local_end > progress.log_end_offset() {
                     progress.appended(local_end);
@@ -398,11 +444,9 @@ impl Sim {
                     }
                     keep
                 });
-                if asked_at.is_some_and(|at| now - at > 500) {
-                    *asked_at = None;
-                    progress.ask_failed();
-                }
-                if asked_at.is_none() {
+                // Asked again after a while (the request or its entry may be lost); the
+                // high watermark waits for every member asked until the metadata moves on.
+                if asked.is_none_or(|(at, _)| now - at > 500) {
                     let wanted = match progress.isr_change(now) {
                         Some(IsrChange::Shrink(out)) => {
                             Some(isr.iter().copied().filter(|r| !out.contains(r)).collect())
@@ -416,13 +460,18 @@ impl Sim {
                         None => None,
                     };
                     if let Some(wanted) = wanted {
-                        *asked_at = Some(now);
+                        events.push(format!(
+                            "{id} asks isr {wanted:?} at {epoch}, hw {}",
+                            progress.high_watermark()
+                        ));
+                        *asked = Some((now, *partition_epoch));
                         progress.asked(&wanted);
                         sends.push(Out::Controller(Request::AlterIsr {
                             topic: TOPIC.into(),
                             partition: 0,
                             leader: id,
                             leader_epoch: epoch,
+                            partition_epoch: *partition_epoch,
                             isr: wanted,
                         }));
                     }
@@ -432,8 +481,10 @@ impl Sim {
                 leader,
                 epoch,
                 fetch_sent,
+                seq,
             } => {
                 if fetch_sent.is_none_or(|at| now - at > FETCH_RETRY_MS) {
+                    *seq += 1;
                     *fetch_sent = Some(now);
                     let fetch_offset = replica.durable as i64;
                     let last_fetched_epoch = replica.log[..replica.durable]
@@ -442,6 +493,7 @@ impl Sim {
                     sends.push(Out::Broker(
                         *leader,
                         RepMessage::Fetch {
+                            seq: *seq,
                             epoch: *epoch as i32,
                             fetch_offset,
                             last_fetched_epoch,
@@ -450,6 +502,9 @@ impl Sim {
                 }
             }
             Role::Idle => {}
+        }
+        for event in events {
+            self.rep.note(now, event);
         }
         for answer in answers {
             self.send(u64::from(id), WORKLOAD, Payload::Rep(answer));
@@ -487,6 +542,7 @@ impl Sim {
         let replica = self.rep.replicas.entry(id).or_insert_with(Replica::new);
         let reply = match message {
             RepMessage::Fetch {
+                seq,
                 epoch: asked,
                 fetch_offset,
                 last_fetched_epoch,
@@ -531,12 +587,14 @@ impl Sim {
                     }
                 });
                 RepMessage::FetchAnswer {
+                    seq,
                     epoch,
                     fetch_offset,
                     answer,
                 }
             }
             RepMessage::FetchAnswer {
+                seq,
                 epoch,
                 fetch_offset,
                 answer,
@@ -545,11 +603,16 @@ impl Sim {
                     leader,
                     epoch: following,
                     fetch_sent,
+                    seq: latest,
                 } = &mut replica.role
                 else {
                     return;
                 };
-                if u64::from(*leader) != from || *following != epoch {
+                if u64::from(*leader) != from
+                    || *following != epoch
+                    || fetch_sent.is_none()
+                    || *latest != seq
+                {
                     return;
                 }
                 *fetch_sent = None;
@@ -559,6 +622,13 @@ impl Sim {
                             .then(|| replica_end_for(&replica.log, epoch))
                             .flatten();
                         let to = diverged_truncation((epoch, end_offset), own, 0);
+                        let event = format!(
+                            "{id} truncates to {to} (log {} hw {:?}) on {from}'s answer: epoch {epoch} ends at {end_offset}, ours {own:?}",
+                            replica.log.len(),
+                            replica.cap
+                        );
+                        self.rep.note(now, event);
+                        let replica = self.rep.replicas.get_mut(&id).expect("present");
                         if replica.truncate(to) {
                             self.rep.history.failures.push(format!(
                                 "broker {id} truncated to {to}, below its high watermark"
@@ -676,7 +746,30 @@ impl Sim {
                 )
             })
             .collect();
-        format!("; partition {state:?}; replicas {replicas:?}")
+        let topic_id = self.reference.topic(TOPIC).map(|t| t.id);
+        let changes: Vec<String> = self
+            .committed
+            .iter()
+            .filter_map(|(index, (_, data))| {
+                let records = crate::records::decode_entry(data).ok()?;
+                let shown: Vec<String> = records
+                    .iter()
+                    .filter(|r| match r {
+                        crate::records::Record::PartitionChange { topic_id: t, .. } => {
+                            Some(*t) == topic_id
+                        }
+                        crate::records::Record::FenceBroker { .. }
+                        | crate::records::Record::UnfenceBroker { .. }
+                        | crate::records::Record::RegisterBroker { .. } => true,
+                        _ => false,
+                    })
+                    .map(|r| format!("{r:?}"))
+                    .collect();
+                (!shown.is_empty()).then(|| format!("{index}: {}", shown.join(", ")))
+            })
+            .collect();
+        let events: Vec<&String> = self.rep.events.iter().chain(changes.iter()).collect();
+        format!("; partition {state:?}; replicas {replicas:?}; events {events:#?}")
     }
 
     /// After healing: every replica in the ISR holding the same log.

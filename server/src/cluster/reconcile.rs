@@ -1,8 +1,9 @@
 //! Makes the local registry and partition logs follow the applied metadata (shard 0).
 //!
 //! Every broker keeps every topic of the metadata in its registry and opens a log for each
-//! of its partitions, so a partition it comes to lead has a log at once; only the leader's
-//! log receives data (replication factor 1). A topic gone from the metadata, or recreated
+//! of its partitions, so a partition it comes to lead has a log at once; only the
+//! leader appends client data (followers append what they fetch from it, `replication/`).
+//! A topic gone from the metadata, or recreated
 //! with another id, is removed here with its logs. `__consumer_offsets` stays local.
 
 use super::ClusterView;

@@ -100,8 +100,10 @@ pub struct Leading {
     pub isr: Vec<u32>,
     /// Followers' progress and the high watermark.
     pub progress: LeaderProgress,
-    /// An ISR change asked for: what and when (ms).
-    asked: Option<(Vec<u32>, u64)>,
+    /// The partition epoch of the metadata it last applied.
+    partition_epoch: u32,
+    /// When it last asked for an ISR change (ms), and at which partition epoch.
+    asked: Option<(u64, u32)>,
 }
 
 /// The replicated partitions of one shard.
@@ -203,9 +205,18 @@ impl Shard {
                 if leading.isr != state.isr {
                     leading.progress.set_isr(&state.isr, self.now_ms());
                     leading.isr = state.isr.clone();
-                    leading.asked = None;
-                    log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
                 }
+                leading.partition_epoch = state.partition_epoch;
+                // Each ask was applied or can no longer be once the partition moved on;
+                // until then the high watermark waits for the members asked for too.
+                if leading
+                    .asked
+                    .is_some_and(|(_, base)| state.partition_epoch > base)
+                {
+                    leading.asked = None;
+                    leading.progress.asks_resolved();
+                }
+                log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
                 return;
             }
             Some(Role::Follower { leader, epoch })
@@ -234,6 +245,7 @@ impl Shard {
                     epoch: state.leader_epoch,
                     isr: state.isr.clone(),
                     progress,
+                    partition_epoch: state.partition_epoch,
                     asked: None,
                 })),
             );
@@ -359,13 +371,12 @@ impl Shard {
                     log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
                 }
             }
-            match &leading.asked {
-                Some((_, at)) if now.saturating_sub(*at) < ISR_ASK_TIMEOUT_MS => continue,
-                Some(_) => {
-                    leading.asked = None;
-                    leading.progress.ask_failed();
-                }
-                None => {}
+            // Asked again after a while (the request or its entry may be lost).
+            if leading
+                .asked
+                .is_some_and(|(at, _)| now.saturating_sub(at) < ISR_ASK_TIMEOUT_MS)
+            {
+                continue;
             }
             let isr = match leading.progress.isr_change(now) {
                 None => continue,
@@ -382,13 +393,14 @@ impl Shard {
                     isr
                 }
             };
-            leading.asked = Some((isr.clone(), now));
+            leading.asked = Some((now, leading.partition_epoch));
             leading.progress.asked(&isr);
             asks.push(ControllerRequest::AlterIsr {
                 topic: topic.clone(),
                 partition: *partition,
                 leader: self.node_id(),
                 leader_epoch: leading.epoch,
+                partition_epoch: leading.partition_epoch,
                 isr,
             });
         }
