@@ -55,9 +55,15 @@ struct Follower {
     log_end_offset: i64,
     /// It fetched since this leader began: its log end is known, not assumed.
     fetched: bool,
+    /// When it last fetched.
+    fetched_at_ms: u64,
     /// When the follower last had everything the leader had (or joined).
     caught_up_at_ms: u64,
 }
+
+/// A follower joins the ISR only while it fetches: its last fetch at most this long ago
+/// (followers long-poll for at most half a second).
+pub const RECENT_FETCH_MS: u64 = 2_000;
 
 /// The leader's view of a partition's replicas.
 #[derive(Debug, Clone)]
@@ -112,6 +118,7 @@ impl LeaderProgress {
                         // Unknown until it fetches: assume nothing beyond the high watermark.
                         log_end_offset: if isr.contains(r) { high_watermark } else { 0 },
                         fetched: false,
+                        fetched_at_ms: now_ms,
                         caught_up_at_ms: now_ms,
                     },
                 )
@@ -212,6 +219,7 @@ impl LeaderProgress {
             state.log_end_offset = fetch_offset;
         }
         state.fetched = true;
+        state.fetched_at_ms = state.fetched_at_ms.max(now_ms);
         if fetch_offset > state.log_end_offset {
             state.log_end_offset = fetch_offset;
         }
@@ -266,7 +274,10 @@ impl LeaderProgress {
         self.followers
             .iter()
             .find(|(id, f)| {
-                !self.isr.contains(id) && f.fetched && f.log_end_offset >= self.high_watermark
+                !self.isr.contains(id)
+                    && f.fetched
+                    && now_ms.saturating_sub(f.fetched_at_ms) <= RECENT_FETCH_MS
+                    && f.log_end_offset >= self.high_watermark
             })
             .map(|(id, _)| IsrChange::Expand(*id))
     }

@@ -535,11 +535,14 @@ impl Sim {
             return;
         }
         let now = self.now_ms;
-        let lease = self.brokers[&id]
+        // As the server does before every partition job: the metadata applied now (and the
+        // lease) must name this broker the leader at the epoch its role leads at.
+        let leads_at = self.brokers[&id]
             .agent
             .as_ref()
-            .is_some_and(|a| a.lease_valid(now));
+            .and_then(|a| a.leads(TOPIC, 0, now));
         let replica = self.rep.replicas.entry(id).or_insert_with(Replica::new);
+        let lease = matches!(&replica.role, Role::Lead { epoch, .. } if leads_at == Some(*epoch));
         let reply = match message {
             RepMessage::Fetch {
                 seq,
@@ -665,6 +668,15 @@ impl Sim {
                         epoch, progress, ..
                     } if lease => match progress.check_acks_all() {
                         Ok(()) => {
+                            let event = format!(
+                                "{id} leads at {epoch}: appends {value} at {}, lease until {:?}",
+                                replica.log.len(),
+                                self.brokers[&id].agent.as_ref().map(|a| a.lease_until_ms())
+                            );
+                            self.rep.events.push_back(format!("{now}: {event}"));
+                            if self.rep.events.len() > 80 {
+                                self.rep.events.pop_front();
+                            }
                             replica.log.push((*epoch as i32, value));
                             let end = replica.log.len() as i64;
                             replica

@@ -407,19 +407,52 @@ impl Shard {
         for ask in asks {
             let shard = self.clone();
             glommio::spawn_local(async move {
-                if let ControllerRequest::AlterIsr {
+                let ControllerRequest::AlterIsr {
                     topic,
                     partition,
                     isr,
+                    partition_epoch,
                     ..
-                } = &ask
-                {
-                    tracing::info!(%topic, partition, ?isr, "asking the controller for a new ISR");
+                } = ask.clone()
+                else {
+                    return;
+                };
+                tracing::info!(%topic, partition, ?isr, "asking the controller for a new ISR");
+                let refused = match shard.call(0, Job::Cluster(ask)).await {
+                    Reply::Cluster(Err(e)) => {
+                        tracing::info!(error = %e, "ISR change refused");
+                        // Refused outright, it was never proposed: it cannot apply later.
+                        // Lost or unanswered, it might: keep waiting for the metadata.
+                        matches!(
+                            e,
+                            keel_controller::Error::Invalid { .. }
+                                | keel_controller::Error::StaleLeader { .. }
+                                | keel_controller::Error::UnknownTopic(_)
+                                | keel_controller::Error::UnknownPartition { .. }
+                        )
+                    }
+                    _ => false,
+                };
+                if !refused {
+                    return;
                 }
-                match shard.call(0, Job::Cluster(ask)).await {
-                    Reply::Cluster(Ok(_)) => {}
-                    Reply::Cluster(Err(e)) => tracing::info!(error = %e, "ISR change refused"),
-                    _ => {}
+                let resolved = shard
+                    .replicas
+                    .with_role(&topic, partition, |role| match role {
+                        Role::Leader(leading)
+                            if leading
+                                .asked
+                                .is_some_and(|(_, base)| base == partition_epoch) =>
+                        {
+                            leading.asked = None;
+                            leading.progress.asks_resolved();
+                            Some(leading.progress.high_watermark())
+                        }
+                        _ => None,
+                    });
+                if let (Some(Some(hw)), Some(log)) = (resolved, shard.log_handle(&topic, partition))
+                {
+                    log.set_replication_high_watermark(Some(hw));
                 }
             })
             .detach();
