@@ -212,8 +212,10 @@ impl LeaderProgress {
     pub fn fetched(&mut self, follower: u32, fetch_offset: i64, now_ms: u64) -> Option<i64> {
         let state = self.followers.get_mut(&follower)?;
         // A follower's log end only moves back after truncation, which it does before
-        // fetching again; an older offset (a reordered request) teaches nothing.
-        let fetch_offset = fetch_offset.min(self.log_end_offset);
+        // fetching again; an older offset (a reordered request) teaches nothing. It may be
+        // ahead of the leader's own durable end (followers read to the log end, and sync in
+        // parallel with the leader): kept as is, the high watermark still never passes the
+        // leader's durable end, and moves as soon as that does.
         if !state.fetched && !self.isr.contains(&follower) {
             // Outside the ISR nothing was assumed: its first fetch tells where it is.
             state.log_end_offset = fetch_offset;
