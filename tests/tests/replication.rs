@@ -84,12 +84,15 @@ fn read_all(bootstrap: String, topic: &str, at_least: usize, timeout: Duration) 
 
 /// A producer sending increasing numbers to partition 0 until `stop`, one at a time
 /// through the pipeline; returns the numbers acknowledged and the failures.
+/// (sent, acknowledged) times of each acknowledged record, as they happened.
+type AckTimes = Arc<Mutex<Vec<(Instant, Instant)>>>;
+
 fn produce_until(
     bootstrap: String,
     topic: &'static str,
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<BTreeSet<u64>>>,
-    ack_times: Arc<Mutex<Vec<Instant>>>,
+    ack_times: AckTimes,
 ) -> tokio::task::JoinHandle<Vec<String>> {
     runtime_handle().spawn(async move {
         let producer = Producer::builder(bootstrap)
@@ -98,31 +101,31 @@ fn produce_until(
             .build()
             .await
             .unwrap();
-        let mut failed = Vec::new();
-        let mut pending = std::collections::VecDeque::new();
+        // Each delivery is awaited by its own task, so its time is when it was answered.
+        let mut waiting = Vec::new();
         let mut next = 0u64;
         while !stop.load(Ordering::SeqCst) {
             let record = ProducerRecord::new(topic, next.to_string()).partition(0);
-            pending.push_back((next, producer.enqueue(record).await.unwrap()));
-            next += 1;
-            while pending.len() > 50 {
-                let (value, delivery) = pending.pop_front().unwrap();
+            let sent = Instant::now();
+            let delivery = producer.enqueue(record).await.unwrap();
+            let (acked, ack_times, value) = (acked.clone(), ack_times.clone(), next);
+            waiting.push(tokio::spawn(async move {
                 match delivery.await {
                     Ok(_) => {
                         acked.lock().unwrap().insert(value);
-                        ack_times.lock().unwrap().push(Instant::now());
+                        ack_times.lock().unwrap().push((sent, Instant::now()));
+                        None
                     }
-                    Err(e) => failed.push(format!("{value}: {e}")),
+                    Err(e) => Some(format!("{value}: {e}")),
                 }
-            }
+            }));
+            next += 1;
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        for (value, delivery) in pending {
-            match delivery.await {
-                Ok(_) => {
-                    acked.lock().unwrap().insert(value);
-                }
-                Err(e) => failed.push(format!("{value}: {e}")),
+        let mut failed = Vec::new();
+        for task in waiting {
+            if let Some(failure) = task.await.unwrap() {
+                failed.push(failure);
             }
         }
         producer.close().await;
@@ -198,14 +201,14 @@ fn acknowledged_writes_survive_killing_the_leader() {
             "writes acknowledged by the new leader",
             |_| acked.lock().unwrap().len() > acked_at_move + 60,
         );
-        // The killed leader acknowledges nothing more: the first acknowledgement after
-        // the kill is the new leader's.
+        // A record sent after the kill can only be acknowledged by the new leader.
         let first = ack_times
             .lock()
             .unwrap()
             .iter()
-            .copied()
-            .find(|t| *t > killed_at)
+            .filter(|(sent, _)| *sent > killed_at)
+            .map(|(_, at)| *at)
+            .min()
             .expect("acknowledged after the kill");
         failovers.push(first - killed_at);
         eprintln!(
