@@ -5,9 +5,10 @@
 //! replicas, never moving back), decides when `acks=all` appends are complete, refuses them
 //! while the ISR is smaller than `min.insync.replicas`, and proposes ISR shrinks (a follower
 //! not caught up for `replica.lag.time.max.ms`) and expansions (a follower caught up again).
-//! On every replica, [`EpochCache`] records where each leader epoch started, which answers
-//! a returning follower's "where did my epoch end on your log?" and so tells it where to
-//! truncate (Kafka KIP-101/KIP-279).
+//! [`check_fetch`] and [`diverged_truncation`] decide, from each log's leader epochs (the
+//! engine's `leader-epoch-checkpoint`), where a returning follower's log diverged from its
+//! leader's (Kafka KIP-101/KIP-279/KIP-320); [`role_of`] reads a broker's role from the
+//! metadata.
 
 use std::collections::BTreeMap;
 
@@ -328,47 +329,6 @@ impl LeaderProgress {
     }
 }
 
-/// Where each leader epoch began on this replica's log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EpochCache {
-    /// `(epoch, start offset)`, both increasing.
-    entries: Vec<(u32, i64)>,
-}
-
-impl EpochCache {
-    /// Records that `epoch` starts at `start_offset` (the first batch appended under it).
-    /// An entry for an epoch already there, or a later one, is replaced (after truncation).
-    pub fn assign(&mut self, epoch: u32, start_offset: i64) {
-        self.entries
-            .retain(|(e, s)| *e < epoch && *s < start_offset);
-        if self.entries.last().is_none_or(|(e, _)| *e < epoch) {
-            self.entries.push((epoch, start_offset));
-        }
-    }
-
-    /// Drops entries at or after `offset` (the log was truncated there).
-    pub fn truncate_from(&mut self, offset: i64) {
-        self.entries.retain(|(_, s)| *s < offset);
-    }
-
-    /// The latest epoch, if any.
-    pub fn latest(&self) -> Option<u32> {
-        self.entries.last().map(|(e, _)| *e)
-    }
-
-    /// The leader's answer to "where does `epoch` end?": the largest epoch at most `epoch`
-    /// this log knows and the offset where the next epoch starts (`log_end_offset` for the
-    /// latest). `None`: this log has nothing at or before that epoch.
-    pub fn end_offset_for(&self, epoch: u32, log_end_offset: i64) -> Option<(u32, i64)> {
-        let index = self.entries.iter().rposition(|(e, _)| *e <= epoch)?;
-        let end = self
-            .entries
-            .get(index + 1)
-            .map_or(log_end_offset, |(_, start)| *start);
-        Some((self.entries[index].0, end))
-    }
-}
-
 /// Why a leader refuses a follower's fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchRefusal {
@@ -398,7 +358,8 @@ pub enum FetchDecision {
 
 /// A follower's fetch as its leader (leading at `leader_epoch`) checks it: the epoch the
 /// follower names, then whether its last fetched epoch ends where this log's does.
-/// `epoch_end(e)` is this log's [`EpochCache::end_offset_for`].
+/// `epoch_end(e)` is the largest epoch at most `e` on this log and where it ends (the log
+/// end for the latest), `None` when the log holds nothing at or before `e`.
 ///
 /// # Errors
 /// The refusal to answer.
@@ -438,7 +399,7 @@ pub fn check_fetch(
 
 /// Where a follower truncates when its leader answered [`FetchDecision::Diverging`]: no
 /// further than where the leader's epoch ends, nor than where this log's largest epoch at
-/// most that one ends (`own_end`: this log's [`EpochCache::end_offset_for`]); never below
+/// most that one ends (`own_end`, as `epoch_end` of [`check_fetch`]); never below
 /// the log start.
 pub fn diverged_truncation(
     (leader_epoch, leader_end): (i32, i64),
@@ -473,18 +434,6 @@ pub fn role_of(me: u32, leader: i32, replicas: &[u32], isr: &[u32]) -> RoleDecis
         RoleDecision::Follow(leader as u32)
     } else {
         RoleDecision::Idle
-    }
-}
-
-/// Where a returning follower truncates before fetching: given its own latest epoch and log
-/// end, and the leader's answer for that epoch ([`EpochCache::end_offset_for`]), the offset
-/// up to which both logs agree. The follower then repeats with the leader's epoch when it
-/// differs from its own, until the answer's epoch is its own (Kafka KIP-279).
-pub fn truncation_offset(follower_log_end: i64, leader_answer: Option<(u32, i64)>) -> i64 {
-    match leader_answer {
-        // The leader has nothing at or before our epoch: nothing we hold is known to match.
-        None => 0,
-        Some((_, leader_end)) => leader_end.min(follower_log_end),
     }
 }
 
@@ -547,31 +496,47 @@ mod tests {
         assert_eq!(p.isr_change(1_400), Some(IsrChange::Expand(3)));
     }
 
-    // The epoch cache answers where an epoch ended, and truncation keeps the common prefix.
+    // A leader answers a follower whose last epoch ends earlier on its log with where it
+    // ends; the follower keeps what both logs agree on.
     #[test]
     fn divergent_suffixes_are_found() {
-        // Leader: epoch 0 at 0, epoch 2 at 8; log end 12.
-        let mut leader = EpochCache::default();
-        leader.assign(0, 0);
-        leader.assign(2, 8);
-        // The returning follower wrote epoch 1 from 5 to 10 alone (it was an isolated leader).
-        let mut follower = EpochCache::default();
-        follower.assign(0, 0);
-        follower.assign(1, 5);
-        let answer = leader.end_offset_for(follower.latest().unwrap(), 12);
+        // Leader: epoch 0 over [0, 8), epoch 2 from 8; log end 12. The follower wrote epoch 1
+        // from 5 to 10 alone (an isolated leader).
+        let leader_end = |epoch: i32| match epoch {
+            0 | 1 => Some((0, 8)),
+            _ => Some((2, 12)),
+        };
+        let decision = check_fetch(2, (2, 1, 10), leader_end, (0, 12));
         assert_eq!(
-            answer,
-            Some((0, 8)),
-            "epoch 1 is unknown to the leader: epoch 0 ends at 8"
+            decision,
+            Ok(FetchDecision::Diverging {
+                epoch: 0,
+                end_offset: 8
+            })
         );
-        // Epoch 0 on the follower ends at 5, so it keeps [0, 5).
-        let follower_epoch0_end = follower.end_offset_for(0, 10).unwrap().1;
-        assert_eq!(truncation_offset(follower_epoch0_end, answer), 5);
-        follower.truncate_from(5);
-        assert_eq!(follower.latest(), Some(0));
-        assert_eq!(leader.end_offset_for(2, 12), Some((2, 12)));
-        assert_eq!(EpochCache::default().end_offset_for(3, 0), None);
-        assert_eq!(truncation_offset(7, None), 0);
+        // Epoch 0 ends at 5 on the follower: it keeps [0, 5).
+        assert_eq!(diverged_truncation((0, 8), Some((0, 5)), 0), 5);
+        assert_eq!(diverged_truncation((-1, 0), None, 0), 0);
+        assert_eq!(
+            check_fetch(2, (2, 2, 11), leader_end, (0, 12)),
+            Ok(FetchDecision::Serve)
+        );
+        assert_eq!(
+            check_fetch(2, (1, 2, 11), leader_end, (0, 12)),
+            Err(FetchRefusal::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            check_fetch(2, (3, 2, 11), leader_end, (0, 12)),
+            Err(FetchRefusal::UnknownLeaderEpoch)
+        );
+        assert_eq!(
+            check_fetch(2, (2, -1, 13), leader_end, (0, 12)),
+            Err(FetchRefusal::OffsetOutOfRange)
+        );
+        assert_eq!(role_of(1, 1, &[1, 2], &[1, 2]), RoleDecision::Lead);
+        assert_eq!(role_of(1, 1, &[1, 2], &[2]), RoleDecision::Idle);
+        assert_eq!(role_of(2, 1, &[1, 2], &[1]), RoleDecision::Follow(1));
+        assert_eq!(role_of(3, 1, &[1, 2], &[1, 2]), RoleDecision::Idle);
     }
 
     proptest::proptest! {

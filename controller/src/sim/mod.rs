@@ -29,6 +29,7 @@ mod check;
 mod drive;
 mod faults;
 mod jepsen;
+mod rep_messages;
 mod replication;
 
 /// How a run is shaped.
