@@ -159,6 +159,24 @@ impl Admin {
         }
     }
 
+    /// Moves leadership of `topic`'s partitions (or of one) back to their preferred replica
+    /// (the first of their replicas) where it is alive and in sync (cluster mode).
+    ///
+    /// # Errors
+    /// The broker's refusal (unknown topic or partition, not a cluster), I/O.
+    pub async fn elect_leaders(&self, topic: &str, partition: Option<u32>) -> Result<()> {
+        match self
+            .call(Request::ElectLeaders {
+                topic: topic.to_owned(),
+                partition: partition.map_or(-1, i64::from),
+            })
+            .await?
+        {
+            Response::ElectLeaders { topics } => check(topics),
+            _ => Err(Error::Protocol("elect-leaders response expected".into())),
+        }
+    }
+
     /// Deletes a topic and its data.
     ///
     /// # Errors

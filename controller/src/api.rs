@@ -132,6 +132,14 @@ pub enum Request {
         /// The ISR it wants (containing itself).
         isr: Vec<u32>,
     },
+    /// Move leadership back to each partition's preferred replica (the first of its
+    /// replicas) where that replica is alive and in sync; `partition` `None`: all of them.
+    ElectLeaders {
+        /// Topic name.
+        topic: String,
+        /// One partition, or every partition of the topic.
+        partition: Option<u32>,
+    },
 }
 
 /// Metadata a broker does not have yet.

@@ -51,6 +51,7 @@ const REQ_CREATE: u8 = 4;
 const REQ_DELETE: u8 = 5;
 const REQ_CONFIGS: u8 = 6;
 const REQ_ALTER_ISR: u8 = 7;
+const REQ_ELECT_LEADERS: u8 = 8;
 
 /// Error codes on the wire; what the broker agent acts on keeps its fields.
 const ERR_NOT_CONTROLLER: u16 = 1;
@@ -231,6 +232,11 @@ fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
                 out.put_u32(*id);
             }
         }
+        Request::ElectLeaders { topic, partition } => {
+            out.put_u8(REQ_ELECT_LEADERS);
+            out.put_string("topic", topic)?;
+            out.put_i64(partition.map_or(-1, i64::from));
+        }
     }
     Ok(())
 }
@@ -281,6 +287,20 @@ fn decode_request(r: &mut Reader) -> Result<Request> {
                 leader_epoch,
                 partition_epoch,
                 isr,
+            }
+        }
+        REQ_ELECT_LEADERS => {
+            let topic = r.string("topic")?;
+            let partition = r.i64("partition")?;
+            Request::ElectLeaders {
+                topic,
+                partition: match partition {
+                    -1 => None,
+                    p => Some(u32::try_from(p).map_err(|_| DecodeError::BadValue {
+                        field: "partition",
+                        value: p.to_string(),
+                    })?),
+                },
             }
         }
         other => {
@@ -457,6 +477,20 @@ mod tests {
                     leader_epoch: 4,
                     partition_epoch: 6,
                     isr: vec![1, 3],
+                },
+            ),
+            Frame::Request(
+                12,
+                Request::ElectLeaders {
+                    topic: "t".into(),
+                    partition: Some(3),
+                },
+            ),
+            Frame::Request(
+                13,
+                Request::ElectLeaders {
+                    topic: "t".into(),
+                    partition: None,
                 },
             ),
             Frame::Answer(7, Ok(Reply::Committed { offset: 9 })),

@@ -159,3 +159,72 @@ fn only_the_current_leader_changes_the_isr() {
         Err(Error::Invalid { .. })
     ));
 }
+
+// Leadership goes back to the preferred replica (the first) once it is in sync again, at a
+// new leader epoch; a partition already led by it, or whose preferred replica is out of
+// sync, does not move.
+#[test]
+fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
+    let mut h = Harness::new();
+    for id in 1..=3 {
+        let register = Request::Register {
+            id,
+            address: format!("127.0.0.1:{}", 7000 + id),
+            incarnation: u64::from(id) << 32 | 1,
+        };
+        assert!(h.ask(register).is_ok());
+    }
+    let create = Request::CreateTopic {
+        name: "r".into(),
+        partitions: 1,
+        replication_factor: 3,
+        configs: vec![],
+    };
+    assert!(h.ask(create).is_ok());
+    let elect = |partition| Request::ElectLeaders {
+        topic: "r".into(),
+        partition,
+    };
+    let before = h.partition("r", 0);
+    let preferred = before.replicas[0];
+    assert_eq!(before.leader, preferred as i32, "placed leading");
+    assert!(h.ask(elect(None)).is_ok());
+    assert_eq!(h.partition("r", 0), before, "nothing to move");
+    // The preferred replica restarts: leadership moves away and it leaves the ISR.
+    let restart = Request::Register {
+        id: preferred,
+        address: format!("127.0.0.1:{}", 7000 + preferred),
+        incarnation: u64::from(preferred) << 32 | 2,
+    };
+    assert!(h.ask(restart).is_ok());
+    let moved = h.partition("r", 0);
+    assert_ne!(moved.leader, preferred as i32);
+    assert!(!moved.isr.contains(&preferred));
+    assert!(h.ask(elect(Some(0))).is_ok());
+    assert_eq!(h.partition("r", 0), moved, "out of sync: stays where it is");
+    // Caught up, it rejoins the ISR through the leader; then it leads again.
+    let rejoin = Request::AlterIsr {
+        topic: "r".into(),
+        partition: 0,
+        leader: moved.leader as u32,
+        leader_epoch: moved.leader_epoch,
+        partition_epoch: moved.partition_epoch,
+        isr: moved.replicas.clone(),
+    };
+    assert!(h.ask(rejoin).is_ok());
+    assert!(h.ask(elect(Some(0))).is_ok());
+    let back = h.partition("r", 0);
+    assert_eq!(back.leader, preferred as i32);
+    assert_eq!(back.leader_epoch, moved.leader_epoch + 1);
+    assert!(matches!(
+        h.ask(elect(Some(5))),
+        Err(Error::UnknownPartition { .. })
+    ));
+    assert!(matches!(
+        h.ask(Request::ElectLeaders {
+            topic: "nope".into(),
+            partition: None
+        }),
+        Err(Error::UnknownTopic(_))
+    ));
+}

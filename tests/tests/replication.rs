@@ -311,3 +311,46 @@ fn a_follower_leaves_and_rejoins_the_isr() {
         "the follower replicated bytes"
     );
 }
+
+// `keel partition elect-leaders`: after its preferred replica (the first) was killed and
+// came back in sync, leadership moves back to it, at a new leader epoch.
+#[test]
+fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
+    let mut cluster = Cluster::start(3);
+    create_replicated(&cluster, "pref", 1, &["min.insync.replicas=2"]);
+    let described = cluster.topic(0, "pref").unwrap();
+    let preferred = described["partitions"][0]["replicas"][0].as_u64().unwrap() as usize - 1;
+    assert_eq!(
+        leader(&cluster, 0, "pref", 0),
+        Some(preferred),
+        "placed leading"
+    );
+    cluster.nodes[preferred].stop_with(libc::SIGKILL);
+    let other = (0..3).find(|i| *i != preferred).unwrap();
+    cluster.wait_for(Duration::from_secs(20), "another leader", |c| {
+        leader(c, other, "pref", 0).is_some_and(|l| l != preferred)
+    });
+    cluster.nodes[preferred].restart();
+    cluster.wait_for(Duration::from_secs(30), "back in the ISR", |c| {
+        isr(c, other, "pref", 0).is_some_and(|isr| isr.contains(&(preferred as u64 + 1)))
+    });
+    let epoch =
+        |c: &Cluster| c.topic(other, "pref").unwrap()["partitions"][0]["leader_epoch"].as_u64();
+    let before = epoch(&cluster);
+    ok(&cluster.keel(
+        other,
+        &["partition", "elect-leaders", "pref", "--partition", "0"],
+    ));
+    cluster.wait_for(
+        Duration::from_secs(10),
+        "the preferred replica leads",
+        |c| leader(c, other, "pref", 0) == Some(preferred),
+    );
+    assert!(epoch(&cluster) > before, "a new leader epoch");
+    // Unknown partitions are refused by name.
+    let refused = cluster.keel(
+        other,
+        &["partition", "elect-leaders", "pref", "--partition", "7"],
+    );
+    assert!(!refused.status.success());
+}

@@ -20,6 +20,7 @@ mod cluster;
 mod consume;
 mod group;
 mod log;
+mod partition;
 mod produce;
 mod topic;
 
@@ -74,6 +75,11 @@ enum Command {
     Topic {
         #[command(subcommand)]
         command: topic::TopicCommand,
+    },
+    /// Leadership of a topic's partitions (cluster mode).
+    Partition {
+        #[command(subcommand)]
+        command: partition::PartitionCommand,
     },
     /// The controller, brokers and metadata of a cluster.
     Cluster {
@@ -131,6 +137,7 @@ fn main() {
                 match command {
                     Command::Topic { command } => topic::run(&cli.bootstrap, command).await,
                     Command::Cluster { command } => cluster::run(&cli.bootstrap, command).await,
+                    Command::Partition { command } => partition::run(&cli.bootstrap, command).await,
                     Command::Produce(args) => produce::run(&cli.bootstrap, args).await,
                     Command::Consume(args) => consume::run(&cli.bootstrap, args).await,
                     Command::Group { command } => group::run(&cli.bootstrap, command).await,

@@ -123,7 +123,62 @@ impl Controller {
                 self.propose(vec![record], Some(token))?;
                 Ok(None)
             }
+            Request::ElectLeaders { topic, partition } => {
+                self.elect_leaders(token, topic, partition)
+            }
         }
+    }
+
+    /// Leadership back to the preferred replica (the first replica) of the partitions
+    /// where it is alive, in the ISR and not leading: one entry, each a new leader epoch.
+    /// Nothing to move answers at once with the current offset.
+    fn elect_leaders(
+        &mut self,
+        token: Token,
+        topic: String,
+        partition: Option<u32>,
+    ) -> Result<Option<Reply>> {
+        let info = self
+            .image
+            .topic(&topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.clone()))?;
+        if let Some(p) = partition {
+            if p as usize >= info.partitions.len() {
+                return Err(Error::UnknownPartition {
+                    topic,
+                    partition: p,
+                });
+            }
+        }
+        let live = self.image.live_brokers();
+        let records: Vec<Record> = info
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| partition.is_none_or(|only| only as usize == *p))
+            .filter_map(|(p, state)| {
+                let preferred = *state.replicas.first()?;
+                let movable = state.leader != preferred as i32
+                    && state.isr.contains(&preferred)
+                    && live.contains(&preferred);
+                movable.then(|| Record::PartitionChange {
+                    topic_id: info.id,
+                    partition: p as u32,
+                    state: PartitionState {
+                        leader: preferred as i32,
+                        leader_epoch: state.leader_epoch + 1,
+                        ..state.next()
+                    },
+                })
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(Some(Reply::Committed {
+                offset: self.image.offset(),
+            }));
+        }
+        self.propose(records, Some(token))?;
+        Ok(None)
     }
 
     /// Checks an ISR change: from the current leader at the current epoch, keeping the

@@ -69,11 +69,13 @@ pub enum ApiKey {
     DescribeCluster = 30,
     /// A follower fetching from a partition's leader (replication).
     ReplicaFetch = 40,
+    /// Move leadership back to partitions' preferred replicas.
+    ElectLeaders = 41,
 }
 
 impl ApiKey {
     /// Every API with its supported version range.
-    pub const ALL: [(ApiKey, u16, u16); 21] = [
+    pub const ALL: [(ApiKey, u16, u16); 22] = [
         (ApiKey::ApiVersions, 0, 0),
         (ApiKey::Metadata, 0, 0),
         (ApiKey::CreateTopics, 0, 0),
@@ -95,6 +97,7 @@ impl ApiKey {
         (ApiKey::InitProducerId, 0, 0),
         (ApiKey::DescribeCluster, 0, 0),
         (ApiKey::ReplicaFetch, 0, 0),
+        (ApiKey::ElectLeaders, 0, 0),
     ];
 
     /// The API named by `key`, if known.
@@ -129,6 +132,7 @@ impl ApiKey {
             ApiKey::InitProducerId => "init_producer_id",
             ApiKey::DescribeCluster => "describe_cluster",
             ApiKey::ReplicaFetch => "replica_fetch",
+            ApiKey::ElectLeaders => "elect_leaders",
         }
     }
 

@@ -121,6 +121,13 @@ pub enum Request {
     DescribeCluster,
     /// A follower's fetch from partition leaders.
     ReplicaFetch(ReplicaFetch),
+    /// Leadership back to the preferred replica (cluster mode).
+    ElectLeaders {
+        /// Topic.
+        topic: String,
+        /// One partition, or -1 for all.
+        partition: i64,
+    },
 }
 
 /// A JoinGroup request.
@@ -165,6 +172,7 @@ impl Request {
             Request::InitProducerId => ApiKey::InitProducerId,
             Request::DescribeCluster => ApiKey::DescribeCluster,
             Request::ReplicaFetch(_) => ApiKey::ReplicaFetch,
+            Request::ElectLeaders { .. } => ApiKey::ElectLeaders,
         }
     }
 
@@ -291,6 +299,10 @@ impl Request {
             ApiKey::InitProducerId => Request::InitProducerId,
             ApiKey::DescribeCluster => Request::DescribeCluster,
             ApiKey::ReplicaFetch => Request::ReplicaFetch(ReplicaFetch::decode(&mut r)?),
+            ApiKey::ElectLeaders => Request::ElectLeaders {
+                topic: r.string("topic")?,
+                partition: r.i64("partition")?,
+            },
             ApiKey::ListOffsets => {
                 let topics = read_topic_entries(&mut r, 12, |r| {
                     Ok(ListOffsetsPartition {
@@ -442,6 +454,10 @@ impl Request {
             Request::DescribeGroups { groups } => write_strings(out, "groups", groups)?,
             Request::InitProducerId | Request::DescribeCluster => {}
             Request::ReplicaFetch(fetch) => fetch.encode(out)?,
+            Request::ElectLeaders { topic, partition } => {
+                out.put_string("topic", topic)?;
+                out.put_i64(*partition);
+            }
         }
         Ok(())
     }

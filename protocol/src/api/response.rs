@@ -264,6 +264,11 @@ pub enum Response {
         /// Registered brokers.
         brokers: Vec<ClusterBroker>,
     },
+    /// Outcome of an ElectLeaders request (one entry, for its topic).
+    ElectLeaders {
+        /// Per topic.
+        topics: Vec<TopicResult>,
+    },
     /// Batches for a follower.
     ReplicaFetch {
         /// Per partition.

@@ -107,6 +107,9 @@ impl Response {
             ApiKey::AlterConfigs => Response::AlterConfigs {
                 topics: read_topic_results(&mut r)?,
             },
+            ApiKey::ElectLeaders => Response::ElectLeaders {
+                topics: read_topic_results(&mut r)?,
+            },
             ApiKey::DescribeConfigs => {
                 let count = r.count("topics", 8)?;
                 let topics = (0..count)
@@ -345,6 +348,7 @@ impl Response {
                 out.put_i32(i32::from(*producer_epoch));
             }
             Response::ReplicaFetch { topics } => super::replica::encode_results(out, topics)?,
+            Response::ElectLeaders { topics } => write_topic_results(out, topics)?,
             Response::DescribeCluster {
                 error,
                 controller_leader,

@@ -144,6 +144,10 @@ fn every_request_round_trips() {
         groups: vec!["g".into()],
     });
     round_trip(Request::FindCoordinator { group: "g".into() });
+    round_trip(Request::ElectLeaders {
+        topic: "t".into(),
+        partition: -1,
+    });
     round_trip(Request::ReplicaFetch(ReplicaFetch {
         replica_id: 2,
         max_wait_ms: 500,

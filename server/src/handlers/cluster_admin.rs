@@ -80,6 +80,36 @@ pub async fn delete(shard: &Rc<Shard>, name: String) -> TopicResult {
     change(shard, name, request).await
 }
 
+/// Moves leadership back to the preferred replicas of a topic's partitions (or of one,
+/// `partition` >= 0) through the controller.
+pub async fn elect_leaders(shard: &Rc<Shard>, topic: String, partition: i64) -> TopicResult {
+    if shard.cluster.is_none() {
+        return result(
+            topic,
+            ErrorCode::InvalidRequest,
+            "elect-leaders needs cluster mode (--controller-voters)",
+        );
+    }
+    let partition = match partition {
+        -1 => None,
+        p => match u32::try_from(p) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return result(
+                    topic,
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("partition {p}"),
+                )
+            }
+        },
+    };
+    let request = ControllerRequest::ElectLeaders {
+        topic: topic.clone(),
+        partition,
+    };
+    change(shard, topic, request).await
+}
+
 /// Sets a topic's configs through the controller (`configs` already checked).
 pub async fn alter(
     shard: &Rc<Shard>,

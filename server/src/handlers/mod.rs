@@ -122,6 +122,12 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
         }
         Request::DescribeCluster => Some(Outgoing::body(&describe_cluster(shard))),
         Request::ReplicaFetch(fetch) => Some(replica_fetch::handle(shard, fetch).await),
+        Request::ElectLeaders { topic, partition } => {
+            let result = cluster_admin::elect_leaders(shard, topic, partition).await;
+            Some(Outgoing::body(&Response::ElectLeaders {
+                topics: vec![result],
+            }))
+        }
         Request::InitProducerId => Some(Outgoing::body(&Response::InitProducerId {
             error: ErrorCode::None,
             producer_id: next_producer_id(),
@@ -271,7 +277,8 @@ fn response_errors(response: &Response) -> Vec<ErrorCode> {
         }),
         Response::CreateTopics { topics }
         | Response::DeleteTopics { topics }
-        | Response::AlterConfigs { topics } => topics.iter().for_each(|t| note(t.error)),
+        | Response::AlterConfigs { topics }
+        | Response::ElectLeaders { topics } => topics.iter().for_each(|t| note(t.error)),
         Response::DescribeConfigs { topics } => topics.iter().for_each(|t| note(t.1)),
         Response::Produce { topics } => topics
             .iter()
