@@ -164,6 +164,11 @@ impl LeaderProgress {
     pub fn isr(&self) -> &[u32] {
         &self.isr
     }
+    /// True for a replica of the partition other than the leader.
+    pub fn is_follower(&self, id: u32) -> bool {
+        self.followers.contains_key(&id)
+    }
+
     /// The leader's own log end as last reported.
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset

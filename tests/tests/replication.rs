@@ -354,3 +354,93 @@ fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
     );
     assert!(!refused.status.success());
 }
+
+// Replica fetches from what is not a follower of the partition, or with impossible
+// epochs and offsets, are answered with errors; nothing past the high watermark leaks and
+// the partition keeps replicating.
+#[test]
+fn hostile_replica_fetches_get_errors() {
+    use keel_protocol::api::{
+        ErrorCode, ReplicaFetch, ReplicaFetchPartition, Request, Response, TopicEntries,
+    };
+    let cluster = Cluster::start(3);
+    create_replicated(&cluster, "guarded", 1, &["min.insync.replicas=2"]);
+    let lead = leader(&cluster, 0, "guarded", 0).unwrap();
+    let follower = (0..3).find(|i| *i != lead).unwrap() as u32 + 1;
+    let epoch = cluster.topic(0, "guarded").unwrap()["partitions"][0]["leader_epoch"]
+        .as_i64()
+        .unwrap() as i32;
+    let mut client = cluster.nodes[lead].client();
+    let mut ask = |replica_id: u32, p: ReplicaFetchPartition| {
+        let Response::ReplicaFetch { topics } = client.call(Request::ReplicaFetch(ReplicaFetch {
+            replica_id,
+            max_wait_ms: 50,
+            max_bytes: u32::MAX,
+            topics: vec![TopicEntries {
+                topic: "guarded".into(),
+                partitions: vec![p],
+            }],
+        })) else {
+            panic!("a replica fetch answer")
+        };
+        topics[0].partitions[0].clone()
+    };
+    let partition = |leader_epoch, fetch_offset, last_fetched_epoch| ReplicaFetchPartition {
+        partition: 0,
+        leader_epoch,
+        fetch_offset,
+        last_fetched_epoch,
+        partition_max_bytes: u32::MAX,
+    };
+    let not_a_replica = ask(77, partition(epoch, 0, -1));
+    assert_eq!(not_a_replica.error, ErrorCode::InvalidRequest);
+    assert!(not_a_replica.records.is_empty());
+    assert_eq!(
+        ask(follower, partition(epoch - 1, 0, -1)).error,
+        ErrorCode::FencedLeaderEpoch
+    );
+    assert_eq!(
+        ask(follower, partition(i32::MAX, 0, -1)).error,
+        ErrorCode::UnknownLeaderEpoch
+    );
+    assert_eq!(
+        ask(follower, partition(epoch, i64::MAX, -1)).error,
+        ErrorCode::OffsetOutOfRange
+    );
+    assert_ne!(
+        ask(follower, partition(epoch, i64::MIN, -1)).error,
+        ErrorCode::None
+    );
+    let diverged = ask(follower, partition(epoch, 5, i32::MAX));
+    assert_eq!(diverged.error, ErrorCode::None);
+    assert!(diverged.records.is_empty());
+    let unknown = {
+        let Response::ReplicaFetch { topics } = client.call(Request::ReplicaFetch(ReplicaFetch {
+            replica_id: follower,
+            max_wait_ms: 0,
+            max_bytes: 0,
+            topics: vec![TopicEntries {
+                topic: "nope".into(),
+                partitions: vec![partition(0, 0, -1)],
+            }],
+        })) else {
+            panic!("a replica fetch answer")
+        };
+        topics[0].partitions[0].error
+    };
+    assert_eq!(unknown, ErrorCode::UnknownTopicOrPartition);
+    // The partition still replicates and acknowledges.
+    let bootstrap = cluster.bootstrap();
+    runtime_handle().block_on(async move {
+        let producer = Producer::builder(bootstrap)
+            .acks(Acks::All)
+            .build()
+            .await
+            .unwrap();
+        producer
+            .send(ProducerRecord::new("guarded", "after").partition(0))
+            .await
+            .expect("acknowledged by the ISR");
+        producer.close().await;
+    });
+}

@@ -46,6 +46,10 @@ pub async fn replica_read(
             if !lease {
                 return Err(ErrorCode::NotLeaderOrFollower);
             }
+            // Only the partition's followers read past the high watermark.
+            if !leading.progress.is_follower(replica) {
+                return Err(ErrorCode::InvalidRequest);
+            }
             let decision = check_fetch(
                 leading.epoch,
                 (
