@@ -132,6 +132,23 @@ pub enum Request {
         /// The ISR it wants (containing itself).
         isr: Vec<u32>,
     },
+    /// Move a partition's replicas to `replicas` (the first becomes the preferred leader):
+    /// the new ones are added and catch up, and once every one is in sync the old ones
+    /// leave (KIP-455).
+    Reassign {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: u32,
+        /// The replicas wanted, distinct live brokers.
+        replicas: Vec<u32>,
+    },
+    /// Move every replica off broker `id` (reassigning each of its partitions to another
+    /// live broker), after which it may stop without making anything unavailable.
+    Decommission {
+        /// Node id.
+        id: u32,
+    },
     /// Move leadership back to each partition's preferred replica (the first of its
     /// replicas) where that replica is alive and in sync; `partition` `None`: all of them.
     ElectLeaders {

@@ -273,6 +273,12 @@ impl MetadataImage {
                 out.put_u32(p.partition_epoch);
             }
         }
+        // Reassignments in progress, in the same order (absent from older images).
+        for t in self.topics.values() {
+            for p in &t.partitions {
+                crate::records::encode_reassignment(&mut out, p)?;
+            }
+        }
         Ok(out.to_vec())
     }
 
@@ -317,6 +323,13 @@ impl MetadataImage {
             for topic in topics.values_mut() {
                 for p in &mut topic.partitions {
                     p.partition_epoch = r.u32("partition epoch")?;
+                }
+            }
+        }
+        if r.remaining() > 0 {
+            for topic in topics.values_mut() {
+                for p in &mut topic.partitions {
+                    crate::records::decode_reassignment(&mut r, p)?;
                 }
             }
         }
@@ -371,6 +384,8 @@ mod tests {
                     leader: 1,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    adding: vec![],
+                    removing: vec![],
                 })
                 .collect(),
         }
@@ -435,6 +450,8 @@ mod tests {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding: vec![],
+                removing: vec![],
             },
         };
         assert!(image.apply(2, &[change(-1, 0, 1)]).is_err());
@@ -484,14 +501,15 @@ mod tests {
             .unwrap();
         let data = image.encode().unwrap();
         assert_eq!(MetadataImage::decode(&data).unwrap(), image);
-        // An image from before partition epochs ends where they begin (one per partition).
-        let legacy = data.len() - 4 * image.topic("a").unwrap().partitions.len();
+        // An image from before partition epochs ends where they begin (4 bytes per
+        // partition), one from before reassignments where they begin (two empty lists, 8
+        // bytes, per partition).
+        let partitions = image.topic("a").unwrap().partitions.len();
+        let with_epochs = data.len() - 8 * partitions;
+        let legacy = with_epochs - 4 * partitions;
         for len in 0..data.len() {
-            assert_eq!(
-                MetadataImage::decode(&data[..len]).is_ok(),
-                len == legacy,
-                "{len}"
-            );
+            let ok = MetadataImage::decode(&data[..len]).is_ok();
+            assert_eq!(ok, len == legacy || len == with_epochs, "{len}");
         }
     }
 

@@ -62,6 +62,7 @@ fn step_down(
         leader,
         leader_epoch: state.leader_epoch + 1,
         partition_epoch: state.partition_epoch + 1,
+        ..state.clone()
     })
 }
 
@@ -117,6 +118,7 @@ fn offline_lead(topic: &TopicInfo, state: &PartitionState, id: u32) -> Option<Pa
         leader: id as i32,
         leader_epoch: state.leader_epoch + 1,
         partition_epoch: state.partition_epoch + 1,
+        ..state.clone()
     })
 }
 
@@ -127,6 +129,7 @@ fn new_epoch(state: &PartitionState, id: u32) -> PartitionState {
         leader: id as i32,
         leader_epoch: state.leader_epoch + 1,
         partition_epoch: state.partition_epoch + 1,
+        ..state.clone()
     }
 }
 
@@ -172,6 +175,8 @@ mod tests {
             leader,
             leader_epoch: 4,
             partition_epoch: 9,
+            adding: vec![],
+            removing: vec![],
         }
     }
 

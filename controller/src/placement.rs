@@ -62,6 +62,8 @@ pub fn place(
             leader: leader as i32,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         });
     }
     Ok(placed)

@@ -11,7 +11,7 @@ use keel_protocol::wire::{DecodeError, Reader, WriteExt};
 use crate::error::Result;
 
 /// The entry format this build writes and reads.
-pub const ENTRY_VERSION: u8 = 2;
+pub const ENTRY_VERSION: u8 = 3;
 
 /// A partition's replicas and leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,11 @@ pub struct PartitionState {
     /// another state than the current one is refused when applied, and an ISR request
     /// names the epoch it was made at (Kafka's partition epoch).
     pub partition_epoch: u32,
+    /// A reassignment in progress: replicas being added (in `replicas` already, catching
+    /// up) and being removed once every added one is in sync (KIP-455).
+    pub adding: Vec<u32>,
+    /// See `adding`.
+    pub removing: Vec<u32>,
 }
 
 impl PartitionState {
@@ -153,11 +158,24 @@ pub(crate) fn encode_partition(out: &mut BytesMut, state: &PartitionState) -> Re
     Ok(())
 }
 
-/// Writes a partition as entry version 2 does (with its partition epoch); the image keeps
-/// its partition epochs in a section of their own.
+/// Writes a partition as entry version 3 does (with its partition epoch and reassignment);
+/// the image keeps those in sections of their own.
 pub(crate) fn encode_partition_v2(out: &mut BytesMut, state: &PartitionState) -> Result<()> {
     encode_partition(out, state)?;
     out.put_u32(state.partition_epoch);
+    encode_reassignment(out, state)
+}
+
+/// The reassignment part of a partition (entry version 3).
+pub(crate) fn encode_reassignment(out: &mut BytesMut, state: &PartitionState) -> Result<()> {
+    encode_ids(out, "adding", &state.adding)?;
+    encode_ids(out, "removing", &state.removing)
+}
+
+/// Reads what [`encode_reassignment`] wrote.
+pub(crate) fn decode_reassignment(reader: &mut Reader, state: &mut PartitionState) -> Result<()> {
+    state.adding = decode_ids(reader, "adding")?;
+    state.removing = decode_ids(reader, "removing")?;
     Ok(())
 }
 
@@ -172,6 +190,16 @@ pub(crate) fn decode_partition(reader: &mut Reader, version: u8) -> Result<Parti
             reader.u32("partition epoch")?
         } else {
             0
+        },
+        adding: if version >= 3 {
+            decode_ids(reader, "adding")?
+        } else {
+            Vec::new()
+        },
+        removing: if version >= 3 {
+            decode_ids(reader, "removing")?
+        } else {
+            Vec::new()
         },
     })
 }
@@ -330,6 +358,8 @@ mod tests {
             leader: 2,
             leader_epoch: 7,
             partition_epoch: 11,
+            adding: vec![3],
+            removing: vec![1],
         }
     }
 
@@ -386,7 +416,10 @@ mod tests {
             assert!(decode_entry(&data[..len]).is_err(), "prefix of {len} bytes");
         }
         assert!(decode_entry(&[1, 0xff, 0xff, 0xff, 0xff]).is_err());
-        assert!(decode_entry(&[3, 0, 0, 0, 0]).is_err(), "unknown version");
+        assert!(
+            decode_entry(&[ENTRY_VERSION + 1, 0, 0, 0, 0]).is_err(),
+            "unknown version"
+        );
     }
 
     proptest::proptest! {

@@ -164,6 +164,25 @@ impl LeaderProgress {
     pub fn isr(&self) -> &[u32] {
         &self.isr
     }
+    /// The partition's replicas changed (a reassignment): new followers start unknown
+    /// (log end 0 until they fetch), replicas no longer listed are forgotten.
+    pub fn set_replicas(&mut self, replicas: &[u32], now_ms: u64) {
+        self.followers.retain(|id, _| replicas.contains(id));
+        for id in replicas {
+            if *id != self.leader && !self.followers.contains_key(id) {
+                self.followers.insert(
+                    *id,
+                    Follower {
+                        log_end_offset: 0,
+                        fetched: false,
+                        fetched_at_ms: now_ms,
+                        caught_up_at_ms: now_ms,
+                    },
+                );
+            }
+        }
+    }
+
     /// True for a replica of the partition other than the leader.
     pub fn is_follower(&self, id: u32) -> bool {
         self.followers.contains_key(&id)
@@ -270,9 +289,11 @@ impl LeaderProgress {
             .iter()
             .filter(|r| **r != self.leader)
             .filter(|r| {
-                let f = &self.followers[r];
-                f.log_end_offset < self.log_end_offset
-                    && now_ms.saturating_sub(f.caught_up_at_ms) > self.lag_time_max_ms
+                // A member this leader does not track (not a replica) cannot be in sync.
+                self.followers.get(r).is_none_or(|f| {
+                    f.log_end_offset < self.log_end_offset
+                        && now_ms.saturating_sub(f.caught_up_at_ms) > self.lag_time_max_ms
+                })
             })
             .copied()
             .collect();

@@ -52,6 +52,8 @@ const REQ_DELETE: u8 = 5;
 const REQ_CONFIGS: u8 = 6;
 const REQ_ALTER_ISR: u8 = 7;
 const REQ_ELECT_LEADERS: u8 = 8;
+const REQ_REASSIGN: u8 = 9;
+const REQ_DECOMMISSION: u8 = 10;
 
 /// Error codes on the wire; what the broker agent acts on keeps its fields.
 const ERR_NOT_CONTROLLER: u16 = 1;
@@ -237,6 +239,23 @@ fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
             out.put_string("topic", topic)?;
             out.put_i64(partition.map_or(-1, i64::from));
         }
+        Request::Reassign {
+            topic,
+            partition,
+            replicas,
+        } => {
+            out.put_u8(REQ_REASSIGN);
+            out.put_string("topic", topic)?;
+            out.put_u32(*partition);
+            out.put_count("replicas", replicas.len())?;
+            for id in replicas {
+                out.put_u32(*id);
+            }
+        }
+        Request::Decommission { id } => {
+            out.put_u8(REQ_DECOMMISSION);
+            out.put_u32(*id);
+        }
     }
     Ok(())
 }
@@ -289,6 +308,23 @@ fn decode_request(r: &mut Reader) -> Result<Request> {
                 isr,
             }
         }
+        REQ_REASSIGN => {
+            let topic = r.string("topic")?;
+            let partition = r.u32("partition")?;
+            let count = r.count("replicas", 4)?;
+            let mut replicas = Vec::with_capacity(count);
+            for _ in 0..count {
+                replicas.push(r.u32("replicas")?);
+            }
+            Request::Reassign {
+                topic,
+                partition,
+                replicas,
+            }
+        }
+        REQ_DECOMMISSION => Request::Decommission {
+            id: r.u32("broker id")?,
+        },
         REQ_ELECT_LEADERS => {
             let topic = r.string("topic")?;
             let partition = r.i64("partition")?;
@@ -493,6 +529,15 @@ mod tests {
                     partition: None,
                 },
             ),
+            Frame::Request(
+                14,
+                Request::Reassign {
+                    topic: "t".into(),
+                    partition: 1,
+                    replicas: vec![3, 1],
+                },
+            ),
+            Frame::Request(15, Request::Decommission { id: 2 }),
             Frame::Answer(7, Ok(Reply::Committed { offset: 9 })),
             Frame::Answer(
                 8,

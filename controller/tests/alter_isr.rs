@@ -228,3 +228,104 @@ fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
         Err(Error::UnknownTopic(_))
     ));
 }
+
+// A reassignment adds the new replica first, completes when the leader brings it into the
+// ISR (the old replica leaves in the same change), and is refused for dead or repeated
+// brokers; decommissioning moves every replica off a broker the same way.
+#[test]
+fn reassignments_and_decommissioning_move_replicas() {
+    let mut h = Harness::new();
+    for id in 1..=4 {
+        let register = Request::Register {
+            id,
+            address: format!("127.0.0.1:{}", 7000 + id),
+            incarnation: u64::from(id) << 32 | 1,
+        };
+        assert!(h.ask(register).is_ok());
+    }
+    let create = Request::CreateTopic {
+        name: "r".into(),
+        partitions: 1,
+        replication_factor: 3,
+        configs: vec![],
+    };
+    assert!(h.ask(create).is_ok());
+    let before = h.partition("r", 0);
+    let outside = (1..=4).find(|b| !before.replicas.contains(b)).unwrap();
+    let leaving = *before
+        .replicas
+        .iter()
+        .find(|r| **r as i32 != before.leader)
+        .unwrap();
+    let target: Vec<u32> = before
+        .replicas
+        .iter()
+        .map(|r| if *r == leaving { outside } else { *r })
+        .collect();
+    for bad in [vec![], vec![1, 1], vec![1, 9]] {
+        let refused = h.ask(Request::Reassign {
+            topic: "r".into(),
+            partition: 0,
+            replicas: bad.clone(),
+        });
+        assert!(matches!(refused, Err(Error::Invalid { .. })), "{bad:?}");
+    }
+    let reassign = Request::Reassign {
+        topic: "r".into(),
+        partition: 0,
+        replicas: target.clone(),
+    };
+    assert!(h.ask(reassign.clone()).is_ok());
+    let moving = h.partition("r", 0);
+    assert_eq!(moving.adding, vec![outside]);
+    assert_eq!(moving.removing, vec![leaving]);
+    assert!(moving.replicas.contains(&outside) && moving.replicas.contains(&leaving));
+    assert!(
+        matches!(h.ask(reassign), Err(Error::Invalid { .. })),
+        "one move at a time"
+    );
+    // The leader brings the new replica into the ISR: the move completes.
+    let mut isr = moving.isr.clone();
+    isr.push(outside);
+    let join = Request::AlterIsr {
+        topic: "r".into(),
+        partition: 0,
+        leader: moving.leader as u32,
+        leader_epoch: moving.leader_epoch,
+        partition_epoch: moving.partition_epoch,
+        isr,
+    };
+    assert!(h.ask(join).is_ok());
+    let done = h.partition("r", 0);
+    assert_eq!(done.replicas, target);
+    assert!(!done.isr.contains(&leaving) && done.isr.contains(&outside));
+    assert!(done.adding.is_empty() && done.removing.is_empty());
+    assert_eq!(done.leader, before.leader, "the leader stayed");
+
+    // Decommissioning the leader's broker: a replacement is added; once it is in sync the
+    // broker leaves and another replica leads, at a new epoch.
+    let gone = done.leader as u32;
+    assert!(h.ask(Request::Decommission { id: gone }).is_ok());
+    let moving = h.partition("r", 0);
+    assert_eq!(moving.removing, vec![gone]);
+    let replacement = moving.adding[0];
+    let mut isr = moving.isr.clone();
+    isr.push(replacement);
+    let join = Request::AlterIsr {
+        topic: "r".into(),
+        partition: 0,
+        leader: gone,
+        leader_epoch: moving.leader_epoch,
+        partition_epoch: moving.partition_epoch,
+        isr,
+    };
+    assert!(h.ask(join).is_ok());
+    let done = h.partition("r", 0);
+    assert!(!done.replicas.contains(&gone) && done.replicas.contains(&replacement));
+    assert_ne!(done.leader, gone as i32);
+    assert_eq!(done.leader_epoch, moving.leader_epoch + 1);
+    assert!(
+        h.ask(Request::Decommission { id: 9 }).is_err(),
+        "unknown broker"
+    );
+}

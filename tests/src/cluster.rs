@@ -162,3 +162,18 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("tokio runtime")
 }
+
+/// A segment file's bytes up to where its batches end (the zero padding of the last
+/// direct-I/O page begins); empty when the file is missing.
+pub fn segment_data(path: &std::path::Path) -> Vec<u8> {
+    let log = std::fs::read(path).unwrap_or_default();
+    let mut at = 0usize;
+    while at + 12 <= log.len() {
+        let len = u32::from_be_bytes(log[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+        if len == 0 || at + 12 + len > log.len() {
+            break;
+        }
+        at += 12 + len;
+    }
+    log[..at].to_vec()
+}

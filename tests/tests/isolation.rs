@@ -8,7 +8,7 @@ use keel_client::{Acks, Consumer, OffsetReset, Producer, ProducerRecord};
 use keel_protocol::api::ErrorCode;
 use keel_protocol::batch::{BatchBuilder, NewRecord};
 use keel_tests::broker::Client;
-use keel_tests::cluster::runtime;
+use keel_tests::cluster::{runtime, segment_data};
 use keel_tests::netns::{Net, NsBroker};
 use keel_tests::tool::{keel, ok};
 use std::time::{Duration, Instant};
@@ -203,11 +203,7 @@ fn an_isolated_leader_acknowledges_nothing_and_its_lone_writes_are_truncated() {
         dir.path()
             .join(format!("node{i}/cut-0/00000000000000000000.log"))
     };
-    let stored = |i: usize| {
-        let log = std::fs::read(path(i)).unwrap_or_default();
-        let end = data_len(&log);
-        log[..end].to_vec()
-    };
+    let stored = |i: usize| segment_data(&path(i));
     wait_for(
         Duration::from_secs(20),
         "every replica holding the same bytes",
@@ -226,17 +222,4 @@ fn an_isolated_leader_acknowledges_nothing_and_its_lone_writes_are_truncated() {
             "node {i}: the isolated leader's lone write survived"
         );
     }
-}
-
-/// Where a segment's batches end: the zero padding of the last direct-I/O page begins.
-fn data_len(log: &[u8]) -> usize {
-    let mut at = 0usize;
-    while at + 12 <= log.len() {
-        let len = u32::from_be_bytes(log[at + 8..at + 12].try_into().unwrap()) as usize;
-        if len == 0 || at + 12 + len > log.len() {
-            break;
-        }
-        at += 12 + len;
-    }
-    at
 }

@@ -6,7 +6,7 @@
 //! `KEEL_REPLICATION_ROUNDS=N` runs N leader kills in the first test (CI: 2).
 
 use keel_client::{Acks, Consumer, OffsetReset, Producer, ProducerRecord};
-use keel_tests::cluster::{runtime, Cluster};
+use keel_tests::cluster::{runtime, segment_data, Cluster};
 use keel_tests::tool::ok;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -442,5 +442,129 @@ fn hostile_replica_fetches_get_errors() {
             .await
             .expect("acknowledged by the ISR");
         producer.close().await;
+    });
+}
+
+fn replicas(cluster: &Cluster, i: usize, topic: &str, p: usize) -> Option<Vec<u64>> {
+    let described = cluster.topic(i, topic)?;
+    Some(
+        described["partitions"][p]["replicas"]
+            .as_array()?
+            .iter()
+            .filter_map(|v| v.as_u64())
+            .collect(),
+    )
+}
+
+// `keel partition reassign` under acks=all load: the new replica catches up, joins the ISR
+// and the old one leaves; nothing acknowledged is lost and the new replica holds the
+// leader's bytes. `keel broker decommission` then moves every replica off a broker.
+#[test]
+fn reassign_and_decommission_move_replicas_under_load() {
+    let cluster = Cluster::start(3);
+    ok(&cluster.keel(
+        0,
+        &[
+            "topic",
+            "create",
+            "moved",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "2",
+        ],
+    ));
+    cluster.wait_for(Duration::from_secs(20), "two replicas in sync", |c| {
+        isr(c, 0, "moved", 0).is_some_and(|isr| isr.len() == 2)
+    });
+    let before = replicas(&cluster, 0, "moved", 0).unwrap();
+    let lead = leader(&cluster, 0, "moved", 0).unwrap() as u64 + 1;
+    let outside = (1..=3).find(|b| !before.contains(b)).unwrap();
+    let leaving = *before.iter().find(|r| **r != lead).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let producing = produce_until(
+        cluster.bootstrap(),
+        "moved",
+        stop.clone(),
+        acked.clone(),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    cluster.wait_for(Duration::from_secs(20), "records acknowledged", |_| {
+        acked.lock().unwrap().len() >= 300
+    });
+    let target = format!("{lead},{outside}");
+    ok(&cluster.keel(
+        1,
+        &[
+            "partition",
+            "reassign",
+            "moved",
+            "--partition",
+            "0",
+            "--replicas",
+            &target,
+        ],
+    ));
+    cluster.wait_for(Duration::from_secs(30), "the move completes", |c| {
+        replicas(c, 0, "moved", 0) == Some(vec![lead, outside])
+            && isr(c, 0, "moved", 0).is_some_and(|isr| isr.len() == 2 && !isr.contains(&leaving))
+    });
+    let at_move = acked.lock().unwrap().len();
+    cluster.wait_for(Duration::from_secs(20), "writes go on", |_| {
+        acked.lock().unwrap().len() >= at_move + 200
+    });
+    stop.store(true, Ordering::SeqCst);
+    let failed = runtime_handle().block_on(producing).unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    let acked = acked.lock().unwrap().clone();
+    let read: Vec<u64> = read_all(
+        cluster.bootstrap(),
+        "moved",
+        acked.len(),
+        Duration::from_secs(60),
+    )
+    .iter()
+    .map(|v| v.parse().unwrap())
+    .collect();
+    check_history(&read, &acked);
+    let segment = |node: u64| {
+        cluster
+            .dir
+            .path()
+            .join(format!("node{node}/moved-0/00000000000000000000.log"))
+    };
+    cluster.wait_for(
+        Duration::from_secs(20),
+        "the new replica holds the leader's bytes",
+        |_| {
+            let on_leader = segment_data(&segment(lead));
+            !on_leader.is_empty() && segment_data(&segment(outside)) == on_leader
+        },
+    );
+
+    // Decommission the broker that now holds nothing of "moved" but leads other things:
+    // every replica it held moves; afterwards no partition lists it.
+    ok(&cluster.keel(
+        0,
+        &[
+            "topic",
+            "create",
+            "spread2",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "2",
+        ],
+    ));
+    cluster.wait_for(Duration::from_secs(20), "spread2 in sync", |c| {
+        (0..3).all(|p| isr(c, 0, "spread2", p).is_some_and(|isr| isr.len() == 2))
+    });
+    ok(&cluster.keel(0, &["broker", "decommission", &leaving.to_string()]));
+    cluster.wait_for(Duration::from_secs(30), "nothing left on the broker", |c| {
+        (0..3).all(|p| {
+            replicas(c, 0, "spread2", p).is_some_and(|r| r.len() == 2 && !r.contains(&leaving))
+                && isr(c, 0, "spread2", p).is_some_and(|isr| isr.len() == 2)
+        })
     });
 }

@@ -76,10 +76,15 @@ enum Command {
         #[command(subcommand)]
         command: topic::TopicCommand,
     },
-    /// Leadership of a topic's partitions (cluster mode).
+    /// Replicas and leadership of a topic's partitions (cluster mode).
     Partition {
         #[command(subcommand)]
         command: partition::PartitionCommand,
+    },
+    /// Brokers of a cluster.
+    Broker {
+        #[command(subcommand)]
+        command: partition::BrokerCommand,
     },
     /// The controller, brokers and metadata of a cluster.
     Cluster {
@@ -138,6 +143,9 @@ fn main() {
                     Command::Topic { command } => topic::run(&cli.bootstrap, command).await,
                     Command::Cluster { command } => cluster::run(&cli.bootstrap, command).await,
                     Command::Partition { command } => partition::run(&cli.bootstrap, command).await,
+                    Command::Broker { command } => {
+                        partition::run_broker(&cli.bootstrap, command).await
+                    }
                     Command::Produce(args) => produce::run(&cli.bootstrap, args).await,
                     Command::Consume(args) => consume::run(&cli.bootstrap, args).await,
                     Command::Group { command } => group::run(&cli.bootstrap, command).await,

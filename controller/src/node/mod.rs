@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 
+mod reassign;
 mod requests;
 
 pub use crate::api::{incarnation, ControllerConfig, Ready, Reply, Request, Token, Update};

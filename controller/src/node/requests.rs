@@ -126,6 +126,12 @@ impl Controller {
             Request::ElectLeaders { topic, partition } => {
                 self.elect_leaders(token, topic, partition)
             }
+            Request::Reassign {
+                topic,
+                partition,
+                replicas,
+            } => self.reassign(token, (topic, partition), replicas),
+            Request::Decommission { id } => self.decommission(token, id),
         }
     }
 
@@ -241,16 +247,20 @@ impl Controller {
             .copied()
             .filter(|r| isr.contains(r))
             .collect();
+        let next = PartitionState {
+            replicas: state.replicas.clone(),
+            isr: ordered,
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch + 1,
+            ..state.clone()
+        };
+        // Every replica a reassignment adds in sync now: it completes in the same change.
+        let next = super::reassign::complete_reassignment(&next).unwrap_or(next);
         Ok(Record::PartitionChange {
             topic_id: info.id,
             partition,
-            state: PartitionState {
-                replicas: state.replicas.clone(),
-                isr: ordered,
-                leader: state.leader,
-                leader_epoch: state.leader_epoch,
-                partition_epoch: state.partition_epoch + 1,
-            },
+            state: next,
         })
     }
 

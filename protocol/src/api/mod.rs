@@ -71,11 +71,15 @@ pub enum ApiKey {
     ReplicaFetch = 40,
     /// Move leadership back to partitions' preferred replicas.
     ElectLeaders = 41,
+    /// Move a partition's replicas.
+    ReassignPartition = 42,
+    /// Move every replica off a broker.
+    DecommissionBroker = 43,
 }
 
 impl ApiKey {
     /// Every API with its supported version range.
-    pub const ALL: [(ApiKey, u16, u16); 22] = [
+    pub const ALL: [(ApiKey, u16, u16); 24] = [
         (ApiKey::ApiVersions, 0, 0),
         (ApiKey::Metadata, 0, 0),
         (ApiKey::CreateTopics, 0, 0),
@@ -98,6 +102,8 @@ impl ApiKey {
         (ApiKey::DescribeCluster, 0, 0),
         (ApiKey::ReplicaFetch, 0, 0),
         (ApiKey::ElectLeaders, 0, 0),
+        (ApiKey::ReassignPartition, 0, 0),
+        (ApiKey::DecommissionBroker, 0, 0),
     ];
 
     /// The API named by `key`, if known.
@@ -133,6 +139,8 @@ impl ApiKey {
             ApiKey::DescribeCluster => "describe_cluster",
             ApiKey::ReplicaFetch => "replica_fetch",
             ApiKey::ElectLeaders => "elect_leaders",
+            ApiKey::ReassignPartition => "reassign_partition",
+            ApiKey::DecommissionBroker => "decommission_broker",
         }
     }
 

@@ -128,6 +128,20 @@ pub enum Request {
         /// One partition, or -1 for all.
         partition: i64,
     },
+    /// Move a partition's replicas to these brokers (cluster mode).
+    ReassignPartition {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Wanted replicas, the preferred leader first.
+        replicas: Vec<u32>,
+    },
+    /// Move every replica off a broker (cluster mode).
+    DecommissionBroker {
+        /// Node id.
+        broker: u32,
+    },
 }
 
 /// A JoinGroup request.
@@ -173,6 +187,8 @@ impl Request {
             Request::DescribeCluster => ApiKey::DescribeCluster,
             Request::ReplicaFetch(_) => ApiKey::ReplicaFetch,
             Request::ElectLeaders { .. } => ApiKey::ElectLeaders,
+            Request::ReassignPartition { .. } => ApiKey::ReassignPartition,
+            Request::DecommissionBroker { .. } => ApiKey::DecommissionBroker,
         }
     }
 
@@ -302,6 +318,22 @@ impl Request {
             ApiKey::ElectLeaders => Request::ElectLeaders {
                 topic: r.string("topic")?,
                 partition: r.i64("partition")?,
+            },
+            ApiKey::ReassignPartition => {
+                let topic = r.string("topic")?;
+                let partition = r.u32("partition")?;
+                let count = r.count("replicas", 4)?;
+                let replicas = (0..count)
+                    .map(|_| r.u32("replicas"))
+                    .collect::<Result<_, DecodeError>>()?;
+                Request::ReassignPartition {
+                    topic,
+                    partition,
+                    replicas,
+                }
+            }
+            ApiKey::DecommissionBroker => Request::DecommissionBroker {
+                broker: r.u32("broker")?,
             },
             ApiKey::ListOffsets => {
                 let topics = read_topic_entries(&mut r, 12, |r| {
@@ -458,6 +490,19 @@ impl Request {
                 out.put_string("topic", topic)?;
                 out.put_i64(*partition);
             }
+            Request::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+            } => {
+                out.put_string("topic", topic)?;
+                out.put_u32(*partition);
+                out.put_count("replicas", replicas.len())?;
+                for id in replicas {
+                    out.put_u32(*id);
+                }
+            }
+            Request::DecommissionBroker { broker } => out.put_u32(*broker),
         }
         Ok(())
     }

@@ -269,6 +269,16 @@ pub enum Response {
         /// Per topic.
         topics: Vec<TopicResult>,
     },
+    /// Outcome of a ReassignPartition request (one entry, for its topic).
+    ReassignPartition {
+        /// Per topic.
+        topics: Vec<TopicResult>,
+    },
+    /// Outcome of a DecommissionBroker request (one entry, named `broker-ID`).
+    DecommissionBroker {
+        /// The entry.
+        topics: Vec<TopicResult>,
+    },
     /// Batches for a follower.
     ReplicaFetch {
         /// Per partition.

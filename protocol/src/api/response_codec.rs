@@ -110,6 +110,12 @@ impl Response {
             ApiKey::ElectLeaders => Response::ElectLeaders {
                 topics: read_topic_results(&mut r)?,
             },
+            ApiKey::ReassignPartition => Response::ReassignPartition {
+                topics: read_topic_results(&mut r)?,
+            },
+            ApiKey::DecommissionBroker => Response::DecommissionBroker {
+                topics: read_topic_results(&mut r)?,
+            },
             ApiKey::DescribeConfigs => {
                 let count = r.count("topics", 8)?;
                 let topics = (0..count)
@@ -348,7 +354,9 @@ impl Response {
                 out.put_i32(i32::from(*producer_epoch));
             }
             Response::ReplicaFetch { topics } => super::replica::encode_results(out, topics)?,
-            Response::ElectLeaders { topics } => write_topic_results(out, topics)?,
+            Response::ElectLeaders { topics }
+            | Response::ReassignPartition { topics }
+            | Response::DecommissionBroker { topics } => write_topic_results(out, topics)?,
             Response::DescribeCluster {
                 error,
                 controller_leader,

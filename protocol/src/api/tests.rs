@@ -148,6 +148,12 @@ fn every_request_round_trips() {
         topic: "t".into(),
         partition: -1,
     });
+    round_trip(Request::ReassignPartition {
+        topic: "t".into(),
+        partition: 2,
+        replicas: vec![3, 1],
+    });
+    round_trip(Request::DecommissionBroker { broker: 4 });
     round_trip(Request::ReplicaFetch(ReplicaFetch {
         replica_id: 2,
         max_wait_ms: 500,

@@ -110,6 +110,35 @@ pub async fn elect_leaders(shard: &Rc<Shard>, topic: String, partition: i64) -> 
     change(shard, topic, request).await
 }
 
+/// Starts moving a partition's replicas through the controller (answered once the move is
+/// committed; it completes when the new replicas are in sync).
+pub async fn reassign(
+    shard: &Rc<Shard>,
+    (topic, partition): (String, u32),
+    replicas: Vec<u32>,
+) -> TopicResult {
+    if shard.cluster.is_none() {
+        return result(topic, ErrorCode::InvalidRequest, CLUSTER_ONLY);
+    }
+    let request = ControllerRequest::Reassign {
+        topic: topic.clone(),
+        partition,
+        replicas,
+    };
+    change(shard, topic, request).await
+}
+
+/// Moves every replica off a broker through the controller.
+pub async fn decommission(shard: &Rc<Shard>, broker: u32) -> TopicResult {
+    let name = format!("broker-{broker}");
+    if shard.cluster.is_none() {
+        return result(name, ErrorCode::InvalidRequest, CLUSTER_ONLY);
+    }
+    change(shard, name, ControllerRequest::Decommission { id: broker }).await
+}
+
+const CLUSTER_ONLY: &str = "needs cluster mode (--controller-voters)";
+
 /// Sets a topic's configs through the controller (`configs` already checked).
 pub async fn alter(
     shard: &Rc<Shard>,

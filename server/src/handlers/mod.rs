@@ -128,6 +128,22 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
                 topics: vec![result],
             }))
         }
+        Request::ReassignPartition {
+            topic,
+            partition,
+            replicas,
+        } => {
+            let result = cluster_admin::reassign(shard, (topic, partition), replicas).await;
+            Some(Outgoing::body(&Response::ReassignPartition {
+                topics: vec![result],
+            }))
+        }
+        Request::DecommissionBroker { broker } => {
+            let result = cluster_admin::decommission(shard, broker).await;
+            Some(Outgoing::body(&Response::DecommissionBroker {
+                topics: vec![result],
+            }))
+        }
         Request::InitProducerId => Some(Outgoing::body(&Response::InitProducerId {
             error: ErrorCode::None,
             producer_id: next_producer_id(),
@@ -278,7 +294,9 @@ fn response_errors(response: &Response) -> Vec<ErrorCode> {
         Response::CreateTopics { topics }
         | Response::DeleteTopics { topics }
         | Response::AlterConfigs { topics }
-        | Response::ElectLeaders { topics } => topics.iter().for_each(|t| note(t.error)),
+        | Response::ElectLeaders { topics }
+        | Response::ReassignPartition { topics }
+        | Response::DecommissionBroker { topics } => topics.iter().for_each(|t| note(t.error)),
         Response::DescribeConfigs { topics } => topics.iter().for_each(|t| note(t.1)),
         Response::Produce { topics } => topics
             .iter()

@@ -98,6 +98,8 @@ pub struct Leading {
     pub epoch: u32,
     /// The ISR the metadata holds.
     pub isr: Vec<u32>,
+    /// The replicas the metadata holds (they change during a reassignment).
+    replicas: Vec<u32>,
     /// Followers' progress and the high watermark.
     pub progress: LeaderProgress,
     /// The partition epoch of the metadata it last applied.
@@ -202,9 +204,16 @@ impl Shard {
         let leads = role == RoleDecision::Lead;
         match roles.get_mut(&key) {
             Some(Role::Leader(leading)) if leads && leading.epoch == state.leader_epoch => {
+                // The ISR first: it stays within the replicas the metadata holds.
                 if leading.isr != state.isr {
                     leading.progress.set_isr(&state.isr, self.now_ms());
                     leading.isr = state.isr.clone();
+                }
+                if leading.replicas != state.replicas {
+                    leading
+                        .progress
+                        .set_replicas(&state.replicas, self.now_ms());
+                    leading.replicas = state.replicas.clone();
                 }
                 leading.partition_epoch = state.partition_epoch;
                 // Each ask was applied or can no longer be once the partition moved on;
@@ -220,7 +229,7 @@ impl Shard {
                 return;
             }
             Some(Role::Follower { leader, epoch })
-                if !leads && state.leader == *leader as i32 && state.leader_epoch == *epoch =>
+                if role == RoleDecision::Follow(*leader) && state.leader_epoch == *epoch =>
             {
                 return;
             }
@@ -244,6 +253,7 @@ impl Shard {
                 Role::Leader(Box::new(Leading {
                     epoch: state.leader_epoch,
                     isr: state.isr.clone(),
+                    replicas: state.replicas.clone(),
                     progress,
                     partition_epoch: state.partition_epoch,
                     asked: None,
