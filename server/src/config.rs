@@ -284,7 +284,7 @@ impl Config {
                 key if crate::replication::check_config(key, value).is_some() => {
                     crate::replication::check_config(key, value).unwrap_or(Ok(()))?;
                 }
-                _ => return Err(format!("unknown topic config {key_shown:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync, min.insync.replicas, replica.lag.time.max.ms, unclean.leader.election.enable")),
+                _ => return Err(format!("unknown topic config {key_shown:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync, min.insync.replicas, replica.lag.time.max.ms, unclean.leader.election.enable, reassignment.throttle.bytes.per.sec")),
             }
         }
         log.validate().map_err(|e| e.to_string())?;

@@ -16,6 +16,10 @@ pub enum PartitionCommand {
         /// Comma-separated broker ids, e.g. 2,3,4.
         #[arg(long, value_delimiter = ',', required = true)]
         replicas: Vec<u32>,
+        /// Bytes per second the leader sends each new replica while it catches up (sets the
+        /// topic's `reassignment.throttle.bytes.per.sec`; 0 lifts it).
+        #[arg(long)]
+        throttle: Option<u64>,
     },
     /// Move leadership back to each partition's preferred replica (the first of its
     /// replicas) where it is alive and in sync.
@@ -35,7 +39,14 @@ pub async fn run(bootstrap: &str, command: PartitionCommand) -> anyhow::Result<(
             topic,
             partition,
             replicas,
+            throttle,
         } => {
+            if let Some(rate) = throttle {
+                let rate = rate.to_string();
+                admin
+                    .alter_configs(&topic, &[("reassignment.throttle.bytes.per.sec", &rate)])
+                    .await?;
+            }
             admin
                 .reassign_partition(&topic, partition, &replicas)
                 .await?;

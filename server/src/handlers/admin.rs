@@ -221,12 +221,15 @@ fn effective_configs(shard: &Shard, entry: &TopicEntry) -> Vec<ConfigEntry> {
 
 /// The replication settings, as set or their defaults.
 fn replication_configs(entry: &TopicEntry) -> Vec<ConfigEntry> {
-    use crate::replication::{LAG_TIME_MAX, LAG_TIME_MAX_DEFAULT_MS, MIN_INSYNC};
+    use crate::replication::{
+        LAG_TIME_MAX, LAG_TIME_MAX_DEFAULT_MS, MIN_INSYNC, REASSIGNMENT_THROTTLE,
+    };
     let unclean = keel_controller::leadership::UNCLEAN_ELECTION;
     [
         (MIN_INSYNC, "1".to_owned()),
         (LAG_TIME_MAX, LAG_TIME_MAX_DEFAULT_MS.to_string()),
         (unclean, "false".to_owned()),
+        (REASSIGNMENT_THROTTLE, "0".to_owned()),
     ]
     .into_iter()
     .map(|(key, default)| ConfigEntry {

@@ -32,6 +32,9 @@ mod serve;
 pub const MIN_INSYNC: &str = "min.insync.replicas";
 /// `replica.lag.time.max.ms` topic config.
 pub const LAG_TIME_MAX: &str = "replica.lag.time.max.ms";
+/// `reassignment.throttle.bytes.per.sec`: what a leader sends per second to each replica a
+/// reassignment is adding (0 or absent: unthrottled).
+pub const REASSIGNMENT_THROTTLE: &str = "reassignment.throttle.bytes.per.sec";
 /// Default `replica.lag.time.max.ms` (Kafka's).
 pub const LAG_TIME_MAX_DEFAULT_MS: u64 = 30_000;
 /// How often roles, ISR changes and gauges are looked at.
@@ -54,6 +57,14 @@ pub fn replica_config(topic: &TopicInfo) -> ReplicaConfig {
     }
 }
 
+fn throttle_rate(topic: &TopicInfo) -> u64 {
+    topic
+        .configs
+        .get(REASSIGNMENT_THROTTLE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Checks the replication configs of a topic (`Err`: a sentence).
 pub fn check_config(key: &str, value: &str) -> Option<Result<(), String>> {
     let shown = crate::config::clip(value);
@@ -62,6 +73,9 @@ pub fn check_config(key: &str, value: &str) -> Option<Result<(), String>> {
             Ok(n) if n >= 1 => Ok(()),
             _ => Err(format!("{MIN_INSYNC} must be at least 1, got {shown:?}")),
         }),
+        REASSIGNMENT_THROTTLE => Some(value.parse::<u64>().map(|_| ()).map_err(|_| {
+            format!("{REASSIGNMENT_THROTTLE} must be bytes per second, got {shown:?}")
+        })),
         LAG_TIME_MAX => Some(
             value
                 .parse::<u64>()
@@ -106,6 +120,50 @@ pub struct Leading {
     partition_epoch: u32,
     /// When it last asked for an ISR change (ms), and at which partition epoch.
     asked: Option<(u64, u32)>,
+    /// Replicas a reassignment is adding, and the throttle on what they are sent.
+    pub(crate) throttle: Throttle,
+}
+
+/// What a leader may send the replicas a reassignment adds: a token bucket per replica of
+/// `rate` bytes per second (a second's worth of burst).
+#[derive(Debug, Default)]
+pub struct Throttle {
+    rate: u64,
+    adding: Vec<u32>,
+    /// Per throttled replica: bytes it may still be sent (negative: owed) and when that
+    /// was last topped up (ms).
+    tokens: HashMap<u32, (i64, u64)>,
+}
+
+impl Throttle {
+    fn set(&mut self, rate: u64, adding: &[u32]) {
+        self.rate = rate;
+        self.adding = adding.to_vec();
+        self.tokens.retain(|id, _| adding.contains(id));
+    }
+
+    /// How much `replica` may be sent now: `None` unthrottled, `Some(0)` nothing yet.
+    pub(crate) fn allowance(&mut self, replica: u32, now_ms: u64) -> Option<u64> {
+        if self.rate == 0 || !self.adding.contains(&replica) {
+            return None;
+        }
+        let rate = i64::try_from(self.rate).unwrap_or(i64::MAX);
+        let (tokens, at) = self.tokens.entry(replica).or_insert((rate, now_ms));
+        let earned = i64::try_from(now_ms.saturating_sub(*at))
+            .unwrap_or(i64::MAX)
+            .saturating_mul(rate)
+            / 1_000;
+        *tokens = tokens.saturating_add(earned).min(rate);
+        *at = now_ms;
+        Some(u64::try_from(*tokens).unwrap_or(0))
+    }
+
+    /// `bytes` were sent to `replica` (at least one batch goes even past the allowance).
+    pub(crate) fn spent(&mut self, replica: u32, bytes: u64) {
+        if let Some((tokens, _)) = self.tokens.get_mut(&replica) {
+            *tokens = tokens.saturating_sub(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 /// The replicated partitions of one shard.
@@ -216,6 +274,7 @@ impl Shard {
                     leading.replicas = state.replicas.clone();
                 }
                 leading.partition_epoch = state.partition_epoch;
+                leading.throttle.set(throttle_rate(info), &state.adding);
                 // Each ask was applied or can no longer be once the partition moved on;
                 // until then the high watermark waits for the members asked for too.
                 if leading
@@ -257,6 +316,11 @@ impl Shard {
                     progress,
                     partition_epoch: state.partition_epoch,
                     asked: None,
+                    throttle: {
+                        let mut throttle = Throttle::default();
+                        throttle.set(throttle_rate(info), &state.adding);
+                        throttle
+                    },
                 })),
             );
         } else if let RoleDecision::Follow(leader) = role {

@@ -21,6 +21,13 @@ fn answer(partition: u32, error: ErrorCode, log: Option<&Log>) -> ReplicaFetchRe
     }
 }
 
+/// What the checks decided: send (with a throttle's allowance in bytes, `None` for no
+/// throttle), or tell the follower where its log diverged.
+enum Checked {
+    Serve(Option<u64>),
+    Diverging(i32, i64),
+}
+
 /// Serves one partition of a replica fetch from `replica`.
 pub async fn replica_read(
     shard: &Shard,
@@ -66,7 +73,7 @@ pub async fn replica_read(
                 FetchRefusal::OffsetOutOfRange => ErrorCode::OffsetOutOfRange,
             })?;
             if let FetchDecision::Diverging { epoch, end_offset } = decision {
-                return Ok(Some((epoch, end_offset)));
+                return Ok(Checked::Diverging(epoch, end_offset));
             }
             let now = shard.cluster.as_ref().map_or(0, |v| v.now_ms());
             let local_end = log.local_end_offset();
@@ -75,27 +82,40 @@ pub async fn replica_read(
             }
             leading.progress.fetched(replica, request.fetch_offset, now);
             log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
-            Ok(None)
+            Ok(Checked::Serve(leading.throttle.allowance(replica, now)))
         })
         .unwrap_or(Err(ErrorCode::NotLeaderOrFollower));
     match checked {
         Err(error) => (answer(partition, error, Some(&log)), ReadData::Empty),
-        Ok(Some((epoch, end))) => {
+        Ok(Checked::Diverging(epoch, end)) => {
             let mut result = answer(partition, ErrorCode::None, Some(&log));
             result.diverging_epoch = epoch;
             result.diverging_end_offset = end;
             (result, ReadData::Empty)
         }
-        Ok(None) => {
-            match log
-                .read_replica(request.fetch_offset, u64::from(request.partition_max_bytes))
-                .await
-            {
+        // A replica a reassignment adds, throttled, with nothing allowed yet: nothing now;
+        // the fetch waits and asks again.
+        Ok(Checked::Serve(Some(0))) => (
+            answer(partition, ErrorCode::None, Some(&log)),
+            ReadData::Empty,
+        ),
+        Ok(Checked::Serve(allowed)) => {
+            let max_bytes = allowed.map_or(u64::from(request.partition_max_bytes), |a| {
+                a.min(u64::from(request.partition_max_bytes))
+            });
+            match log.read_replica(request.fetch_offset, max_bytes).await {
                 Ok(read) => {
                     let mut result = answer(partition, ErrorCode::None, Some(&log));
                     result.high_watermark = read.high_watermark;
                     let len = read.data.len();
                     shard.metrics.replication_bytes_out.inc_by(len);
+                    if allowed.is_some() {
+                        shard.replicas.with_role(topic, partition, |role| {
+                            if let Role::Leader(leading) = role {
+                                leading.throttle.spent(replica, len);
+                            }
+                        });
+                    }
                     (result, read.data)
                 }
                 Err(e) => (
