@@ -639,3 +639,78 @@ fn reassignment_throttle_paces_catching_up() {
         "400000"
     );
 }
+
+// A broker joining a running cluster (a fourth node, broker only) registers and takes a
+// partition through reassignment: it catches up and ends with the leader's bytes.
+#[test]
+fn a_new_broker_takes_partitions_through_reassignment() {
+    let cluster = Cluster::start(3);
+    create_replicated(&cluster, "grow", 1, &["min.insync.replicas=2"]);
+    let bootstrap = cluster.bootstrap();
+    runtime_handle().block_on(async move {
+        let producer = Producer::builder(bootstrap)
+            .acks(Acks::All)
+            .build()
+            .await
+            .unwrap();
+        for i in 0..500u32 {
+            producer
+                .enqueue(ProducerRecord::new("grow", i.to_string()).partition(0))
+                .await
+                .unwrap();
+        }
+        producer.flush().await;
+        producer.close().await;
+    });
+    let dir = cluster.dir.path().join("node4");
+    let _fourth = keel_tests::broker::Broker::start(
+        &keel_tests::broker::server_binary(),
+        &dir,
+        &[
+            "--node-id",
+            "4",
+            "--controller-voters",
+            &cluster.voters,
+            "--shards",
+            "2",
+        ],
+    );
+    cluster.wait_for(Duration::from_secs(20), "four brokers alive", |c| {
+        c.alive_brokers(0).is_some_and(|alive| alive.len() == 4)
+    });
+    let lead = leader(&cluster, 0, "grow", 0).unwrap() as u64 + 1;
+    let keep = replicas(&cluster, 0, "grow", 0)
+        .unwrap()
+        .into_iter()
+        .find(|r| *r != lead)
+        .unwrap();
+    let target = format!("{lead},{keep},4");
+    let dropped = (1..=3).find(|b| *b != lead && *b != keep).unwrap();
+    ok(&cluster.keel(
+        0,
+        &[
+            "partition",
+            "reassign",
+            "grow",
+            "--partition",
+            "0",
+            "--replicas",
+            &target,
+        ],
+    ));
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "the new broker holds the partition",
+        |c| {
+            replicas(c, 0, "grow", 0) == Some(vec![lead, keep, 4])
+                && isr(c, 0, "grow", 0)
+                    .is_some_and(|isr| isr.contains(&4) && !isr.contains(&dropped))
+        },
+    );
+    let segment = |d: &std::path::Path| d.join("grow-0/00000000000000000000.log");
+    let on_leader = cluster.dir.path().join(format!("node{lead}"));
+    cluster.wait_for(Duration::from_secs(20), "the same bytes", |_| {
+        let expected = segment_data(&segment(&on_leader));
+        !expected.is_empty() && segment_data(&segment(&dir)) == expected
+    });
+}
