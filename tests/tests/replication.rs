@@ -650,3 +650,74 @@ fn a_new_broker_takes_partitions_through_reassignment() {
         !expected.is_empty() && segment_data(&segment(&dir)) == expected
     });
 }
+
+// `--throttle`: a replica a reassignment adds is sent at most that many bytes per second
+// while it catches up, so moving 2 MB at 400 KB/s takes seconds, not milliseconds.
+#[test]
+fn reassignment_throttle_paces_catching_up() {
+    let cluster = Cluster::start(3);
+    ok(&cluster.keel(
+        0,
+        &[
+            "topic",
+            "create",
+            "slow",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+        ],
+    ));
+    cluster.wait_for(Duration::from_secs(20), "a leader", |c| {
+        leader(c, 0, "slow", 0).is_some()
+    });
+    let lead = leader(&cluster, 0, "slow", 0).unwrap() as u64 + 1;
+    let other = (1..=3).find(|b| *b != lead).unwrap();
+    let bootstrap = cluster.bootstrap();
+    runtime_handle().block_on(async move {
+        let producer = Producer::builder(bootstrap).build().await.unwrap();
+        for i in 0..2_000u32 {
+            let value = format!("{i:01024}");
+            producer
+                .enqueue(ProducerRecord::new("slow", value).partition(0))
+                .await
+                .unwrap();
+        }
+        producer.flush().await;
+        producer.close().await;
+    });
+    let target = format!("{lead},{other}");
+    let started = Instant::now();
+    ok(&cluster.keel(
+        1,
+        &[
+            "partition",
+            "reassign",
+            "slow",
+            "--partition",
+            "0",
+            "--replicas",
+            &target,
+            "--throttle",
+            "400000",
+        ],
+    ));
+    cluster.wait_for(
+        Duration::from_secs(40),
+        "the throttled move completes",
+        |c| {
+            replicas(c, 0, "slow", 0) == Some(vec![lead, other])
+                && isr(c, 0, "slow", 0).is_some_and(|isr| isr.len() == 2)
+        },
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2_500),
+        "2 MB at 400 KB/s took only {took:?}"
+    );
+    let described = cluster.topic(0, "slow").unwrap();
+    assert_eq!(
+        described["configs"]["reassignment.throttle.bytes.per.sec"],
+        "400000"
+    );
+}
