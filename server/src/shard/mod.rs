@@ -425,13 +425,7 @@ impl Shard {
                 wait,
             } => {
                 if let Some(log) = self.log(&topic, partition) {
-                    let _ = futures_lite::future::or(
-                        async {
-                            log.wait_for_end(offset).await;
-                        },
-                        glommio::timer::sleep(wait),
-                    )
-                    .await;
+                    within(wait, log.wait_for_end(offset)).await;
                 }
                 Reply::Done(Ok(()))
             }
@@ -478,13 +472,7 @@ impl Shard {
                 wait,
             } => {
                 if let Some(log) = self.log(&topic, partition) {
-                    let _ = futures_lite::future::or(
-                        async {
-                            log.wait_for_data(offset).await;
-                        },
-                        glommio::timer::sleep(wait),
-                    )
-                    .await;
+                    within(wait, log.wait_for_data(offset)).await;
                 }
                 Reply::Done(Ok(()))
             }
@@ -558,6 +546,11 @@ impl Shard {
             }
         }
     }
+}
+
+/// Runs `wait_for` until it completes or `wait` passes (long-poll waiters).
+async fn within(wait: std::time::Duration, wait_for: impl std::future::Future<Output = ()>) {
+    futures_lite::future::or(wait_for, glommio::timer::sleep(wait)).await;
 }
 
 fn fetch_error(partition: u32, error: ErrorCode) -> FetchPartitionResult {
