@@ -47,6 +47,7 @@ const RAFT: u8 = 4;
 const REQUEST: u8 = 5;
 const ANSWER: u8 = 6;
 
+/// Error codes on the wire; what the broker agent acts on keeps its fields.
 const ERR_NOT_CONTROLLER: u16 = 1;
 const ERR_STALE_BROKER: u16 = 2;
 const ERR_DUPLICATE_BROKER: u16 = 3;

@@ -17,8 +17,6 @@ const REQ_ELECT_LEADERS: u8 = 8;
 const REQ_REASSIGN: u8 = 9;
 const REQ_DECOMMISSION: u8 = 10;
 
-/// Error codes on the wire; what the broker agent acts on keeps its fields.
-
 pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
     match request {
         Request::Register {
