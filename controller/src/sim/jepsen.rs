@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use super::replication::{Role, TOPIC};
 use super::Sim;
 
 /// What the workload saw, and what the checker learnt.
@@ -162,5 +163,56 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// The replicas' state, for failure reports.
+    pub(super) fn rep_debug(&self) -> String {
+        if !self.rep_enabled() {
+            return String::new();
+        }
+        let state = self.rep_state(1);
+        let replicas: Vec<String> = self
+            .rep
+            .replicas
+            .iter()
+            .map(|(id, r)| {
+                let role = match &r.role {
+                    Role::Lead { epoch, isr, .. } => format!("leads at {epoch} isr {isr:?}"),
+                    Role::Follow { leader, epoch, .. } => format!("follows {leader} at {epoch}"),
+                    Role::Idle => "idle".into(),
+                };
+                format!(
+                    "{id}: {role}, log {} durable {} hw {:?} last {:?}",
+                    r.log.len(),
+                    r.durable,
+                    r.cap,
+                    r.log.last()
+                )
+            })
+            .collect();
+        let topic_id = self.reference.topic(TOPIC).map(|t| t.id);
+        let changes: Vec<String> = self
+            .committed
+            .iter()
+            .filter_map(|(index, (_, data))| {
+                let records = crate::records::decode_entry(data).ok()?;
+                let shown: Vec<String> = records
+                    .iter()
+                    .filter(|r| match r {
+                        crate::records::Record::PartitionChange { topic_id: t, .. } => {
+                            Some(*t) == topic_id
+                        }
+                        crate::records::Record::FenceBroker { .. }
+                        | crate::records::Record::UnfenceBroker { .. }
+                        | crate::records::Record::RegisterBroker { .. } => true,
+                        _ => false,
+                    })
+                    .map(|r| format!("{r:?}"))
+                    .collect();
+                (!shown.is_empty()).then(|| format!("{index}: {}", shown.join(", ")))
+            })
+            .collect();
+        let events: Vec<&String> = self.rep.events.iter().chain(changes.iter()).collect();
+        format!("; partition {state:?}; replicas {replicas:?}; events {events:#?}")
     }
 }

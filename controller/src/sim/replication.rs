@@ -171,7 +171,7 @@ impl Sim {
     }
 
     /// The partition's metadata as broker `id`'s agent applied it.
-    fn rep_state(&self, id: u32) -> Option<crate::records::PartitionState> {
+    pub(super) fn rep_state(&self, id: u32) -> Option<crate::records::PartitionState> {
         let agent = self.brokers.get(&id)?.agent.as_ref()?;
         agent.image().topic(TOPIC)?.partitions.first().cloned()
     }
@@ -519,57 +519,6 @@ impl Sim {
                 }
             }
         }
-    }
-
-    /// The replicas' state, for failure reports.
-    pub(super) fn rep_debug(&self) -> String {
-        if !self.rep_enabled() {
-            return String::new();
-        }
-        let state = self.rep_state(1);
-        let replicas: Vec<String> = self
-            .rep
-            .replicas
-            .iter()
-            .map(|(id, r)| {
-                let role = match &r.role {
-                    Role::Lead { epoch, isr, .. } => format!("leads at {epoch} isr {isr:?}"),
-                    Role::Follow { leader, epoch, .. } => format!("follows {leader} at {epoch}"),
-                    Role::Idle => "idle".into(),
-                };
-                format!(
-                    "{id}: {role}, log {} durable {} hw {:?} last {:?}",
-                    r.log.len(),
-                    r.durable,
-                    r.cap,
-                    r.log.last()
-                )
-            })
-            .collect();
-        let topic_id = self.reference.topic(TOPIC).map(|t| t.id);
-        let changes: Vec<String> = self
-            .committed
-            .iter()
-            .filter_map(|(index, (_, data))| {
-                let records = crate::records::decode_entry(data).ok()?;
-                let shown: Vec<String> = records
-                    .iter()
-                    .filter(|r| match r {
-                        crate::records::Record::PartitionChange { topic_id: t, .. } => {
-                            Some(*t) == topic_id
-                        }
-                        crate::records::Record::FenceBroker { .. }
-                        | crate::records::Record::UnfenceBroker { .. }
-                        | crate::records::Record::RegisterBroker { .. } => true,
-                        _ => false,
-                    })
-                    .map(|r| format!("{r:?}"))
-                    .collect();
-                (!shown.is_empty()).then(|| format!("{index}: {}", shown.join(", ")))
-            })
-            .collect();
-        let events: Vec<&String> = self.rep.events.iter().chain(changes.iter()).collect();
-        format!("; partition {state:?}; replicas {replicas:?}; events {events:#?}")
     }
 
     /// After healing: every replica in the ISR holding the same log.
