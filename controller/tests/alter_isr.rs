@@ -44,6 +44,18 @@ impl Harness {
             .expect("answered once applied")
     }
 
+    /// Registers brokers 1..=count, each at its first incarnation.
+    fn register(&mut self, count: u32) {
+        for id in 1..=count {
+            let register = Request::Register {
+                id,
+                address: format!("127.0.0.1:{}", 7000 + id),
+                incarnation: u64::from(id) << 32 | 1,
+            };
+            assert!(self.ask(register).is_ok());
+        }
+    }
+
     fn partition(&self, topic: &str, partition: usize) -> keel_controller::records::PartitionState {
         self.controller.image().topic(topic).unwrap().partitions[partition].clone()
     }
@@ -70,14 +82,7 @@ fn alter(h: &Harness, topic: &str, leader: u32, leader_epoch: u32, isr: &[u32]) 
 #[test]
 fn only_the_current_leader_changes_the_isr() {
     let mut h = Harness::new();
-    for id in 1..=3 {
-        let register = Request::Register {
-            id,
-            address: format!("127.0.0.1:{}", 7000 + id),
-            incarnation: u64::from(id) << 32 | 1,
-        };
-        assert!(h.ask(register).is_ok());
-    }
+    h.register(3);
     let create = Request::CreateTopic {
         name: "r".into(),
         partitions: 1,
@@ -166,14 +171,7 @@ fn only_the_current_leader_changes_the_isr() {
 #[test]
 fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
     let mut h = Harness::new();
-    for id in 1..=3 {
-        let register = Request::Register {
-            id,
-            address: format!("127.0.0.1:{}", 7000 + id),
-            incarnation: u64::from(id) << 32 | 1,
-        };
-        assert!(h.ask(register).is_ok());
-    }
+    h.register(3);
     let create = Request::CreateTopic {
         name: "r".into(),
         partitions: 1,
@@ -235,14 +233,7 @@ fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
 #[test]
 fn reassignments_and_decommissioning_move_replicas() {
     let mut h = Harness::new();
-    for id in 1..=4 {
-        let register = Request::Register {
-            id,
-            address: format!("127.0.0.1:{}", 7000 + id),
-            incarnation: u64::from(id) << 32 | 1,
-        };
-        assert!(h.ask(register).is_ok());
-    }
+    h.register(4);
     let create = Request::CreateTopic {
         name: "r".into(),
         partitions: 1,
