@@ -223,6 +223,12 @@ impl Shard {
         let leads = role == RoleDecision::Lead;
         match roles.get_mut(&key) {
             Some(Role::Leader(leading)) if leads && leading.epoch == state.leader_epoch => {
+                // Every change of the partition bumps its partition epoch (a config change
+                // reopens the log, which makes the role again): the common case, a produce
+                // or fetch job on an unchanged partition, stops here.
+                if leading.partition_epoch == state.partition_epoch {
+                    return;
+                }
                 // The ISR first: it stays within the replicas the metadata holds.
                 if leading.isr != state.isr {
                     leading.progress.set_isr(&state.isr, self.now_ms());
