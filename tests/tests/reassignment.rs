@@ -150,16 +150,7 @@ fn reassign_and_decommission_move_replicas_under_load() {
     let failed = runtime_handle().block_on(producing).unwrap();
     assert!(failed.is_empty(), "{failed:?}");
     let acked = acked.lock().unwrap().clone();
-    let read: Vec<u64> = read_all(
-        cluster.bootstrap(),
-        "moved",
-        acked.len(),
-        Duration::from_secs(60),
-    )
-    .iter()
-    .map(|v| v.parse().unwrap())
-    .collect();
-    check_history(&read, &acked);
+    check_read_back(cluster.bootstrap(), "moved", &acked);
     let segment = |node: u64| {
         cluster
             .dir

@@ -88,16 +88,7 @@ fn acknowledged_writes_survive_killing_the_leader() {
         failed.len(),
         &failed[..failed.len().min(3)]
     );
-    let read: Vec<u64> = read_all(
-        cluster.bootstrap(),
-        "kept",
-        acked.len(),
-        Duration::from_secs(60),
-    )
-    .iter()
-    .map(|v| v.parse().unwrap())
-    .collect();
-    check_history(&read, &acked);
+    check_read_back(cluster.bootstrap(), "kept", &acked);
     failovers.sort();
     eprintln!(
         "failover (kill -9 of the leader to the first acknowledged write), {} rounds: median {:?}, max {:?}; {} records acknowledged",

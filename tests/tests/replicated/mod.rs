@@ -165,3 +165,13 @@ pub fn replicas(cluster: &Cluster, i: usize, topic: &str, p: usize) -> Option<Ve
             .collect(),
     )
 }
+
+/// Reads `topic` partition 0 back and checks every acknowledged number is there once, in
+/// order ([`check_history`]).
+pub fn check_read_back(bootstrap: String, topic: &str, acked: &BTreeSet<u64>) {
+    let read: Vec<u64> = read_all(bootstrap, topic, acked.len(), Duration::from_secs(60))
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    check_history(&read, acked);
+}
