@@ -109,15 +109,8 @@ impl ProducerBuilder {
     /// Connects and starts the background sender.
     ///
     /// # Errors
-    /// [`Error::Connect`] when the broker is not reachable; [`Error::InvalidRecord`] for an
-    /// unsupported compression codec.
+    /// [`Error::Connect`] when the broker is not reachable.
     pub async fn build(self) -> Result<Producer> {
-        if matches!(self.compression, Compression::Gzip | Compression::Snappy) {
-            return Err(Error::InvalidRecord(format!(
-                "compression {} is not supported; use none, lz4 or zstd",
-                self.compression.name()
-            )));
-        }
         let router = crate::router::Router::connect(&self.bootstrap, self.request_timeout).await?;
         let connection = router.bootstrap();
         let producer = if self.idempotence && self.acks == Acks::All {
