@@ -80,12 +80,14 @@ impl Compression {
                 encoder.write_all(input).map_err(failed)?;
                 encoder.finish().map_err(failed)
             }
-            Compression::Snappy => snap::raw::Encoder::new()
-                .compress_vec(input)
-                .map_err(|e| Error::Compression {
-                    codec,
-                    message: e.to_string(),
-                }),
+            Compression::Snappy => {
+                snap::raw::Encoder::new()
+                    .compress_vec(input)
+                    .map_err(|e| Error::Compression {
+                        codec,
+                        message: e.to_string(),
+                    })
+            }
             Compression::Lz4 => {
                 let mut encoder =
                     lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(input.len() / 2 + 64));
@@ -203,7 +205,9 @@ mod tests {
     #[test]
     fn every_codec_round_trips() {
         // Goal: what the broker and client compress, they (and Kafka clients) read back.
-        let input: Vec<u8> = (0..10_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let input: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for codec in [
             Compression::None,
             Compression::Gzip,
@@ -212,10 +216,13 @@ mod tests {
             Compression::Zstd,
         ] {
             let packed = codec.compress(&input).unwrap();
-            assert_eq!(codec.decompress(&packed, input.len()).unwrap(), input, "{codec:?}");
+            assert_eq!(
+                codec.decompress(&packed, input.len()).unwrap(),
+                input,
+                "{codec:?}"
+            );
             assert!(
-                codec == Compression::None
-                    || codec.decompress(&packed, input.len() - 1).is_err(),
+                codec == Compression::None || codec.decompress(&packed, input.len() - 1).is_err(),
                 "{codec:?} must refuse to grow past the limit"
             );
         }
@@ -240,7 +247,9 @@ mod tests {
         truncated.truncate(framed.len() - 3);
         assert!(Compression::Snappy.decompress(&truncated, 10_000).is_err());
         // A raw block announcing more than the limit is refused before allocating.
-        let big = snap::raw::Encoder::new().compress_vec(&[0u8; 5000]).unwrap();
+        let big = snap::raw::Encoder::new()
+            .compress_vec(&[0u8; 5000])
+            .unwrap();
         assert!(Compression::Snappy.decompress(&big, 4999).is_err());
     }
 }

@@ -1,0 +1,16 @@
+//! Keel's Kafka wire protocol pieces, without I/O: framing and request headers
+//! ([`frame`]), request bodies decoded over the raw bytes ([`requests`]), the APIs and
+//! versions served ([`versions`]), error codes ([`errors`]), the hand-encoded Fetch
+//! response ([`fetch`]) and the consumer protocol's embedded formats ([`consumer`]).
+//! Responses other than Fetch are kafka-protocol's types, re-exported as
+//! [`kafka_protocol`].
+
+pub mod consumer;
+pub mod errors;
+pub mod fetch;
+pub mod frame;
+pub mod read;
+pub mod requests;
+pub mod versions;
+
+pub use kafka_protocol;

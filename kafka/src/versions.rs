@@ -1,0 +1,77 @@
+//! The APIs and versions the Kafka listener serves, and which versions are flexible.
+
+use kafka_protocol::messages::ApiKey;
+
+/// ApiVersions' key: its response header is always version 0.
+pub const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
+
+/// Every API served with its version range (docs/kafka-compatibility.md), and the first
+/// flexible version of each.
+pub const SUPPORTED: [(ApiKey, i16, i16, i16); 24] = [
+    (ApiKey::Produce, 3, 10, 9),
+    (ApiKey::Fetch, 4, 16, 12),
+    (ApiKey::ListOffsets, 1, 8, 6),
+    (ApiKey::Metadata, 0, 12, 9),
+    (ApiKey::OffsetCommit, 2, 9, 8),
+    (ApiKey::OffsetFetch, 1, 9, 6),
+    (ApiKey::FindCoordinator, 0, 4, 3),
+    (ApiKey::JoinGroup, 0, 9, 6),
+    (ApiKey::Heartbeat, 0, 4, 4),
+    (ApiKey::LeaveGroup, 0, 5, 4),
+    (ApiKey::SyncGroup, 0, 5, 4),
+    (ApiKey::DescribeGroups, 0, 5, 5),
+    (ApiKey::ListGroups, 0, 4, 3),
+    (ApiKey::ApiVersions, 0, 3, 3),
+    (ApiKey::CreateTopics, 2, 7, 5),
+    (ApiKey::DeleteTopics, 1, 6, 4),
+    (ApiKey::DeleteRecords, 0, 2, 2),
+    (ApiKey::InitProducerId, 0, 4, 2),
+    (ApiKey::DescribeConfigs, 1, 4, 4),
+    (ApiKey::AlterConfigs, 0, 2, 2),
+    (ApiKey::CreatePartitions, 0, 3, 2),
+    (ApiKey::DeleteGroups, 0, 2, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1, 1),
+    (ApiKey::DescribeCluster, 0, 1, 0),
+];
+
+/// The served API named by `key` at `version`, if that version is served.
+pub fn served(key: i16, version: i16) -> Option<ApiKey> {
+    SUPPORTED
+        .iter()
+        .find(|(api, min, max, _)| *api as i16 == key && (*min..=*max).contains(&version))
+        .map(|(api, ..)| *api)
+}
+
+/// Whether `version` of API `key` uses the flexible encoding (compact types, tagged fields,
+/// header version 2). Versions not served are judged by Kafka's schemas where known.
+pub fn flexible(key: i16, version: i16) -> bool {
+    if let Some((_, _, _, first)) = SUPPORTED.iter().find(|(api, ..)| *api as i16 == key) {
+        return version >= *first;
+    }
+    ApiKey::try_from(key).is_ok_and(|api| api.request_header_version(version) >= 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_ranges_are_within_the_crates_and_flexibility_agrees() {
+        // Goal: nothing is advertised the response types cannot encode, and the first
+        // flexible versions match Kafka's schemas (as the crate encodes them).
+        for (api, min, max, _) in SUPPORTED {
+            let range = api.valid_versions();
+            assert!(range.min <= min && max <= range.max, "{api:?}");
+            for version in min..=max {
+                assert_eq!(
+                    flexible(api as i16, version),
+                    api.request_header_version(version) >= 2,
+                    "{api:?} v{version}"
+                );
+            }
+        }
+        assert_eq!(served(1, 16), Some(ApiKey::Fetch));
+        assert_eq!(served(1, 17), None);
+        assert_eq!(served(999, 0), None);
+    }
+}
