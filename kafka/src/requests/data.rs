@@ -65,6 +65,10 @@ pub(super) fn metadata(r: &mut Reader, version: i16) -> Result<Metadata> {
     })
 }
 
+/// A partition of a Produce request: index and record batches (null when a client sent
+/// none).
+pub type ProducePartition = (i32, Option<Bytes>);
+
 /// A Produce request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Produce {
@@ -75,7 +79,7 @@ pub struct Produce {
     /// How long to wait for the acks.
     pub timeout_ms: i32,
     /// Per topic, per partition, the record batches as sent.
-    pub topics: Vec<(String, Vec<(i32, Option<Bytes>)>)>,
+    pub topics: Vec<(String, Vec<ProducePartition>)>,
 }
 
 pub(super) fn produce(r: &mut Reader, _version: i16) -> Result<Produce> {

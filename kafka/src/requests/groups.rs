@@ -238,7 +238,7 @@ pub struct OffsetFetchGroup {
     /// Group id.
     pub group: String,
     /// Per topic, the partitions; `None` for all.
-    pub topics: Option<Vec<(String, Vec<i32>)>>,
+    pub topics: Option<TopicPartitions>,
 }
 
 /// An OffsetFetch request (one group before v8).
@@ -248,7 +248,10 @@ pub struct OffsetFetch {
     pub groups: Vec<OffsetFetchGroup>,
 }
 
-fn offset_fetch_topics(r: &mut Reader) -> Result<Option<Vec<(String, Vec<i32>)>>> {
+/// Per topic, the partitions asked about.
+pub type TopicPartitions = Vec<(String, Vec<i32>)>;
+
+fn offset_fetch_topics(r: &mut Reader) -> Result<Option<TopicPartitions>> {
     r.nullable_array("topics", |r| {
         let name = r.string("topic")?;
         let partitions = r.array("partitions", |r| r.i32("partition"))?;
