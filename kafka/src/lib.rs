@@ -14,3 +14,4 @@ pub mod requests;
 pub mod versions;
 
 pub use kafka_protocol;
+pub use uuid;

@@ -34,6 +34,37 @@ pub const SUPPORTED: [(ApiKey, i16, i16, i16); 24] = [
     (ApiKey::DescribeCluster, 0, 1, 0),
 ];
 
+/// The name of a served API in metrics (`kafka_` and Kafka's name in snake case).
+pub fn metric_name(api: ApiKey) -> &'static str {
+    match api {
+        ApiKey::Produce => "kafka_produce",
+        ApiKey::Fetch => "kafka_fetch",
+        ApiKey::ListOffsets => "kafka_list_offsets",
+        ApiKey::Metadata => "kafka_metadata",
+        ApiKey::OffsetCommit => "kafka_offset_commit",
+        ApiKey::OffsetFetch => "kafka_offset_fetch",
+        ApiKey::FindCoordinator => "kafka_find_coordinator",
+        ApiKey::JoinGroup => "kafka_join_group",
+        ApiKey::Heartbeat => "kafka_heartbeat",
+        ApiKey::LeaveGroup => "kafka_leave_group",
+        ApiKey::SyncGroup => "kafka_sync_group",
+        ApiKey::DescribeGroups => "kafka_describe_groups",
+        ApiKey::ListGroups => "kafka_list_groups",
+        ApiKey::ApiVersions => "kafka_api_versions",
+        ApiKey::CreateTopics => "kafka_create_topics",
+        ApiKey::DeleteTopics => "kafka_delete_topics",
+        ApiKey::DeleteRecords => "kafka_delete_records",
+        ApiKey::InitProducerId => "kafka_init_producer_id",
+        ApiKey::DescribeConfigs => "kafka_describe_configs",
+        ApiKey::AlterConfigs => "kafka_alter_configs",
+        ApiKey::CreatePartitions => "kafka_create_partitions",
+        ApiKey::DeleteGroups => "kafka_delete_groups",
+        ApiKey::IncrementalAlterConfigs => "kafka_incremental_alter_configs",
+        ApiKey::DescribeCluster => "kafka_describe_cluster",
+        _ => "kafka_invalid",
+    }
+}
+
 /// The served API named by `key` at `version`, if that version is served.
 pub fn served(key: i16, version: i16) -> Option<ApiKey> {
     SUPPORTED

@@ -51,6 +51,12 @@ pub struct Args {
     /// The address clients and other brokers are told (default: --listen).
     #[arg(long)]
     pub advertised_listen: Option<SocketAddr>,
+    /// Kafka wire protocol listener, HOST:PORT or `off`. Default 127.0.0.1:9092.
+    #[arg(long)]
+    pub kafka_listen: Option<String>,
+    /// The Kafka address clients are told in metadata (default: --kafka-listen).
+    #[arg(long)]
+    pub advertised_kafka_listen: Option<SocketAddr>,
 }
 
 /// The TOML file: every key optional.
@@ -69,6 +75,8 @@ struct File {
     controller_listen: Option<SocketAddr>,
     controller_voters: Option<String>,
     advertised_listen: Option<SocketAddr>,
+    kafka_listen: Option<String>,
+    advertised_kafka_listen: Option<SocketAddr>,
     frame_bytes_max: Option<u32>,
     batch_bytes_max: Option<u32>,
     connections_max: Option<usize>,
@@ -95,6 +103,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Metrics listener.
     pub metrics_listen: SocketAddr,
+    /// Kafka wire protocol listener (`None`: off).
+    pub kafka_listen: Option<SocketAddr>,
+    /// The Kafka address told to clients (default: `kafka_listen`).
+    pub advertised_kafka_listen: Option<SocketAddr>,
     /// Number of shards (executors).
     pub shards: usize,
     /// This broker's node id.
@@ -181,6 +193,16 @@ impl Config {
                 .metrics_listen
                 .or(file.metrics_listen)
                 .unwrap_or_else(|| "127.0.0.1:7071".parse().expect("valid")),
+            kafka_listen: match args.kafka_listen.clone().or(file.kafka_listen) {
+                None => Some("127.0.0.1:9092".parse().expect("valid")),
+                Some(off) if off == "off" => None,
+                Some(addr) => Some(addr.parse().map_err(|_| {
+                    anyhow::anyhow!("--kafka-listen must be HOST:PORT or off, got {addr:?}")
+                })?),
+            },
+            advertised_kafka_listen: args
+                .advertised_kafka_listen
+                .or(file.advertised_kafka_listen),
             shards: args.shards.or(file.shards).unwrap_or(cores),
             node_id: args.node_id.or(file.node_id).unwrap_or(1),
             log_defaults,
@@ -229,6 +251,9 @@ impl Config {
                 controller_listen,
                 advertised,
             )?);
+            if let Some(cluster) = config.cluster.as_mut() {
+                cluster.advertised_kafka = config.advertised_kafka_listen.or(config.kafka_listen);
+            }
         } else if args.controller_listen.is_some() || args.advertised_listen.is_some() {
             bail!("--controller-listen and --advertised-listen need --controller-voters (cluster mode)");
         }

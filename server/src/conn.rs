@@ -21,11 +21,11 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// A request's bytes, counted against the shard's request budget until its response is sent.
 type Permit = glommio::sync::StaticPermit;
 
-type Pending = (glommio::Task<Option<(u32, Outgoing)>>, Permit);
+type Pending<A> = (glommio::Task<Option<A>>, Permit);
 
 /// Takes permits for a frame of `len` bytes from the shard's request budget, waiting
 /// (and so not reading the socket: backpressure) while other requests hold it.
-async fn reserve(shard: &Shard, len: usize) -> Option<Permit> {
+pub async fn reserve(shard: &Shard, len: usize) -> Option<Permit> {
     let units = (len as u64).min(shard.request_budget_bytes);
     let started = Instant::now();
     if shard.request_budget.available() < units {
@@ -47,10 +47,97 @@ async fn reserve(shard: &Shard, len: usize) -> Option<Permit> {
 /// broker shuts down. Requests are handled concurrently as they arrive (pipelining), and a
 /// writer task sends the responses strictly in request order.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::Cell<bool>>) {
-    let peer = stream
+    serve_wire::<Native>(shard, stream, stopping).await
+}
+
+/// A wire protocol a connection speaks: how frames are cut from the stream, handled, and
+/// answered.
+pub trait Wire: 'static {
+    /// A response ready to send.
+    type Answer: 'static;
+    /// The size of the first frame in `buf` once it is all there; `Err` with the error
+    /// (for the metrics) and what to send (if anything) before closing when the stream
+    /// cannot be read further.
+    fn check(buf: &[u8], max: u32) -> Result<Option<usize>, (ErrorCode, Option<Self::Answer>)>;
+    /// The announced size of the frame starting `buf`, once its size prefix is in.
+    fn announced_len(buf: &[u8]) -> Option<usize>;
+    /// Handles one frame; `None` when no response is due.
+    fn handle(
+        shard: Rc<Shard>,
+        stopping: Rc<std::cell::Cell<bool>>,
+        peer: Rc<str>,
+        frame: bytes::Bytes,
+    ) -> impl std::future::Future<Output = Option<Self::Answer>> + 'static;
+    /// Writes an answer.
+    fn send(
+        stream: &mut TcpStream,
+        socket: RawFd,
+        answer: Self::Answer,
+    ) -> impl std::future::Future<Output = std::io::Result<()>>;
+}
+
+/// The native protocol (docs/protocol.md).
+pub struct Native;
+
+impl Wire for Native {
+    type Answer = (u32, Outgoing);
+
+    fn check(buf: &[u8], max: u32) -> Result<Option<usize>, (ErrorCode, Option<Self::Answer>)> {
+        match check_request(buf, max) {
+            Ok(frame) => Ok(frame.map(|f| f.frame_len)),
+            Err(e) => {
+                // The stream cannot be resynchronised: say why, then close.
+                let code = match e {
+                    FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+                    FrameError::TooShort(_) => ErrorCode::InvalidRequest,
+                };
+                tracing::debug!(error = %e, "unframeable request");
+                Err((code, Some((0, Outgoing::error(code)))))
+            }
+        }
+    }
+
+    fn announced_len(buf: &[u8]) -> Option<usize> {
+        announced_len(buf)
+    }
+
+    async fn handle(
+        shard: Rc<Shard>,
+        stopping: Rc<std::cell::Cell<bool>>,
+        peer: Rc<str>,
+        bytes: bytes::Bytes,
+    ) -> Option<Self::Answer> {
+        let frame = check_request(&bytes, u32::MAX).ok()??;
+        let body = bytes.slice(frame.body());
+        let correlation_id = frame.header.correlation_id.get();
+        let (api_key, api_version) = (frame.header.api_key.get(), frame.header.api_version.get());
+        handle_one(&shard, &stopping, &peer, api_key, api_version, body)
+            .await
+            .map(|outgoing| (correlation_id, outgoing))
+    }
+
+    async fn send(
+        stream: &mut TcpStream,
+        socket: RawFd,
+        answer: Self::Answer,
+    ) -> std::io::Result<()> {
+        send(stream, socket, answer.0, answer.1).await
+    }
+}
+
+/// Serves a connection speaking `W` until the peer closes it, sends an unframeable
+/// request, or the broker shuts down. Requests are handled concurrently as they arrive
+/// (pipelining), and a writer task sends the responses strictly in request order.
+pub async fn serve_wire<W: Wire>(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    stopping: Rc<std::cell::Cell<bool>>,
+) {
+    let peer: Rc<str> = stream
         .peer_addr()
         .map(|a| a.to_string())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into();
     // A second descriptor of the same socket for the writer task, so reading and writing
     // proceed independently without a lock between them.
     // SAFETY: dup(2) of a descriptor we own.
@@ -63,13 +150,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::
     let mut writer = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(write_fd) };
     let socket = writer.as_raw_fd();
     let mut reader = stream;
-    let (queue, pending) = glommio::channels::local_channel::new_bounded::<Pending>(
+    let (queue, pending) = glommio::channels::local_channel::new_bounded::<Pending<W::Answer>>(
         shard.config.connection_requests_max,
     );
     let writer_task = glommio::spawn_local(async move {
         while let Some((task, permit)) = pending.recv().await {
-            if let Some((correlation_id, outgoing)) = task.await {
-                send(&mut writer, socket, correlation_id, outgoing).await?;
+            if let Some(answer) = task.await {
+                W::send(&mut writer, socket, answer).await?;
             }
             // The request's bytes stop counting once its answer is out.
             drop(permit);
@@ -82,43 +169,35 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::
     let mut reserved: Option<Permit> = None;
     'connection: loop {
         loop {
-            match check_request(&buffer, shard.config.frame_bytes_max) {
-                Ok(Some(frame)) => {
+            match W::check(&buffer, shard.config.frame_bytes_max) {
+                Ok(Some(frame_len)) => {
                     let permit = match reserved.take() {
                         Some(permit) => permit,
-                        None => match reserve(&shard, frame.frame_len).await {
+                        None => match reserve(&shard, frame_len).await {
                             Some(permit) => permit,
                             None => break 'connection,
                         },
                     };
-                    let bytes = buffer.split_to(frame.frame_len).freeze();
-                    let body = bytes.slice(frame.body());
-                    let correlation_id = frame.header.correlation_id.get();
-                    let (api_key, api_version) =
-                        (frame.header.api_key.get(), frame.header.api_version.get());
-                    let (shard, stopping, peer) = (shard.clone(), stopping.clone(), peer.clone());
-                    let task = glommio::spawn_local(async move {
-                        handle_one(&shard, &stopping, &peer, api_key, api_version, body)
-                            .await
-                            .map(|outgoing| (correlation_id, outgoing))
-                    });
+                    let bytes = buffer.split_to(frame_len).freeze();
+                    let task = glommio::spawn_local(W::handle(
+                        shard.clone(),
+                        stopping.clone(),
+                        peer.clone(),
+                        bytes,
+                    ));
                     if queue.send((task, permit)).await.is_err() {
                         break 'connection;
                     }
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    // The stream cannot be resynchronised: say why, then close.
-                    let code = match e {
-                        FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
-                        FrameError::TooShort(_) => ErrorCode::InvalidRequest,
-                    };
-                    tracing::debug!(%peer, error = %e, "unframeable request, closing");
+                Err((code, answer)) => {
+                    tracing::debug!(%peer, "unframeable request, closing");
                     shard.metrics.request_error("invalid", code);
-                    let task =
-                        glommio::spawn_local(async move { Some((0, Outgoing::error(code))) });
-                    if let Some(permit) = reserve(&shard, 0).await {
-                        let _ = queue.send((task, permit)).await;
+                    if let Some(answer) = answer {
+                        let task = glommio::spawn_local(async move { Some(answer) });
+                        if let Some(permit) = reserve(&shard, 0).await {
+                            let _ = queue.send((task, permit)).await;
+                        }
                     }
                     break 'connection;
                 }
@@ -131,7 +210,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::
         // connections waiting for budget hold no more than their read buffer: whoever holds
         // budget holds whole frames, and finishing them frees it.
         if reserved.is_none() {
-            if let Some(len) = announced_len(&buffer).filter(|len| *len > READ_CHUNK_BYTES) {
+            if let Some(len) = W::announced_len(&buffer).filter(|len| *len > READ_CHUNK_BYTES) {
                 match reserve(&shard, len).await {
                     Some(permit) => reserved = Some(permit),
                     None => break,
@@ -234,7 +313,7 @@ async fn send(
 
 /// Sends a file range to the socket with sendfile(2) on glommio's blocking thread pool, so
 /// a cold read from disk never stalls the shard's event loop.
-async fn send_file(socket: RawFd, range: FileRange) -> std::io::Result<()> {
+pub async fn send_file(socket: RawFd, range: FileRange) -> std::io::Result<()> {
     glommio::executor()
         .spawn_blocking(move || {
             let mut offset = range.position() as libc::off_t;

@@ -1,12 +1,14 @@
 //! keel-server: the Keel broker. One pinned glommio executor per shard; every shard accepts
 //! connections on the same port (SO_REUSEPORT) and owns a share of the partitions.
 
+mod accept;
 mod background;
 mod cluster;
 mod config;
 mod conn;
 mod group;
 mod handlers;
+mod kafka;
 mod metrics;
 mod peers;
 mod producers;
@@ -21,7 +23,6 @@ use crate::registry::{parse_partition_dir, Registry, SharedRegistry};
 use crate::shard::Shard;
 use anyhow::Context;
 use clap::Parser;
-use futures_lite::AsyncWriteExt;
 use glommio::net::TcpListener;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -291,6 +292,9 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     clean_data_dir(&config, &registry)?;
     config.listen = resolve_listen(config.listen, "clients")?;
     config.metrics_listen = resolve_listen(config.metrics_listen, "metrics")?;
+    if let Some(kafka) = config.kafka_listen {
+        config.kafka_listen = Some(resolve_listen(kafka, "the Kafka protocol")?);
+    }
     if let Some(cluster) = config.cluster.as_mut().filter(|c| c.is_voter()) {
         cluster.controller_listen = resolve_listen(cluster.controller_listen, "the controller")?;
     }
@@ -350,9 +354,10 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         }
     }
     println!(
-        "keel-server {} listening on {} (metrics on {}, {} shards, {partitions} partitions, data in {}, ready in {} ms)",
+        "keel-server {} listening on {} (Kafka protocol on {}, metrics on {}, {} shards, {partitions} partitions, data in {}, ready in {} ms)",
         env!("CARGO_PKG_VERSION"),
         config.listen,
+        config.kafka_listen.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         config.metrics_listen,
         config.shards,
         config.data_dir.display(),
@@ -485,61 +490,37 @@ async fn run_shard(
         .detach();
     }
 
-    let local_connections = Rc::new(Cell::new(0usize));
-    // Descriptors of open connections, so shutdown can wake readers blocked on idle clients.
-    let open_sockets: Rc<std::cell::RefCell<std::collections::HashSet<i32>>> = Rc::default();
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            while !stop.load(Ordering::SeqCst) {
-                glommio::timer::sleep(Duration::from_millis(25)).await;
-            }
-            None
-        })
+    let kafka_listener = match config.kafka_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("cannot listen on {addr} for the Kafka protocol"))?,
+        ),
+        None => None,
+    };
+    let acceptor = accept::Acceptor {
+        shard: shard.clone(),
+        stopping: stopping.clone(),
+        stop,
+        connections,
+        metrics,
+        local: Rc::new(Cell::new(0usize)),
+        sockets: Rc::default(),
+    };
+    let kafka = kafka_listener.map(|listener| {
+        glommio::spawn_local(acceptor.clone().run(listener, accept::Protocol::Kafka))
+    });
+    acceptor
+        .clone()
+        .run(listener, accept::Protocol::Native)
         .await;
-        let Some(accepted) = accepted else { break };
-        let mut stream = match accepted {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                continue;
-            }
-        };
-        if connections.load(Ordering::SeqCst) >= config.connections_max {
-            let frame = keel_protocol::frame::response_prefix(
-                0,
-                keel_protocol::api::ErrorCode::TooManyConnections as u16,
-                0,
-            );
-            let _ = stream.write_all(&frame).await;
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        connections.fetch_add(1, Ordering::SeqCst);
-        metrics.connections.inc();
-        local_connections.set(local_connections.get() + 1);
-        let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);
-        open_sockets.borrow_mut().insert(socket);
-        let (shard, stopping, connections, metrics, local, sockets) = (
-            shard.clone(),
-            stopping.clone(),
-            connections.clone(),
-            metrics.clone(),
-            local_connections.clone(),
-            open_sockets.clone(),
-        );
-        glommio::spawn_local(async move {
-            conn::serve(shard, stream, stopping).await;
-            sockets.borrow_mut().remove(&socket);
-            connections.fetch_sub(1, Ordering::SeqCst);
-            metrics.connections.dec();
-            local.set(local.get() - 1);
-        })
-        .detach();
+    if let Some(kafka) = kafka {
+        kafka.await;
     }
+    let (local_connections, open_sockets) = (acceptor.local, acceptor.sockets);
     // Drain: stop reading from clients (their pending requests still get answers), wait
     // for the connections to finish, then flush and close every log.
     stopping.set(true);
-    drop(listener);
     for socket in open_sockets.borrow().iter() {
         // SAFETY: shutdown(2) of a socket that is still open (it leaves the set when its
         // connection task ends, before the descriptor closes).

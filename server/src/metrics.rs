@@ -375,6 +375,12 @@ impl Metrics {
             .map(|(key, _, _)| key.name())
             .collect();
         names.push("invalid");
+        names.extend(
+            keel_kafka::versions::SUPPORTED
+                .iter()
+                .map(|(api, ..)| keel_kafka::versions::metric_name(*api)),
+        );
+        names.push("kafka_invalid");
         let apis = names
             .into_iter()
             .map(|api| {

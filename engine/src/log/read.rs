@@ -177,6 +177,18 @@ impl Log {
         })
     }
 
+    /// The largest record timestamp below the high watermark (`None` for an empty log):
+    /// with [`Log::offset_for_timestamp`], Kafka's ListOffsets "max timestamp".
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let state = self.shared.state.borrow();
+        state
+            .segments
+            .values()
+            .filter(|s| s.base_offset < state.high_watermark && s.max_timestamp >= 0)
+            .map(|s| s.max_timestamp)
+            .max()
+    }
+
     /// The first offset whose record timestamp is at or after `timestamp` (Kafka's
     /// ListOffsets by time), with that record's timestamp; `None` when no record is that new.
     ///

@@ -319,6 +319,8 @@ pub struct TopicEntries<T> {
 pub const EARLIEST_TIMESTAMP: i64 = -2;
 /// Timestamp meaning "latest offset" in [`ListOffsetsPartition`].
 pub const LATEST_TIMESTAMP: i64 = -1;
+/// Timestamp meaning "the record with the largest timestamp" in [`ListOffsetsPartition`].
+pub const MAX_TIMESTAMP: i64 = -3;
 
 fn read_topic_entries<T>(
     r: &mut Reader,

@@ -32,6 +32,31 @@ pub struct ClusterConfig {
     pub controller_listen: SocketAddr,
     /// The native address other nodes and clients are told.
     pub advertised: SocketAddr,
+    /// The Kafka address told to clients, if the Kafka listener is on.
+    pub advertised_kafka: Option<SocketAddr>,
+}
+
+/// A broker registration's address: the native endpoint, then tagged endpoints
+/// (`kafka=HOST:PORT`), space-separated. The controller keeps it as an opaque string.
+pub fn registration_address(native: SocketAddr, kafka: Option<SocketAddr>) -> String {
+    match kafka {
+        Some(kafka) => format!("{native} kafka={kafka}"),
+        None => native.to_string(),
+    }
+}
+
+/// The native endpoint of a registration's address.
+pub fn native_address(address: &str) -> &str {
+    address.split(' ').next().unwrap_or_default()
+}
+
+/// The Kafka endpoint of a registration's address, if the broker has one.
+pub fn kafka_address(address: &str) -> Option<SocketAddr> {
+    address
+        .split(' ')
+        .find_map(|part| part.strip_prefix("kafka="))?
+        .parse()
+        .ok()
 }
 
 impl ClusterConfig {
@@ -94,6 +119,7 @@ impl ClusterConfig {
             voters,
             controller_listen,
             advertised,
+            advertised_kafka: None,
         })
     }
 

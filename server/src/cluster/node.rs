@@ -85,7 +85,7 @@ impl Node {
         };
         let agent = BrokerAgent::new(BrokerConfig {
             id: config.node_id,
-            address: config.advertised.to_string(),
+            address: super::registration_address(config.advertised, config.advertised_kafka),
             incarnation,
             heartbeat_ms: HEARTBEAT_MS,
             lease_ms: LEASE_MS,

@@ -132,6 +132,9 @@ pub fn check_group_id(group: &str, limit: usize) -> Result<(), ErrorCode> {
 #[derive(Debug, Default)]
 pub struct Coordinator {
     groups: BTreeMap<String, Group>,
+    /// Groups of Kafka clients (classic protocol, client-side assignment); they share the
+    /// committed offsets below.
+    pub classic: super::classic::Classic,
     offsets: BTreeMap<String, BTreeMap<(String, u32), i64>>,
     next_member: u64,
     limits: Limits,
@@ -163,6 +166,11 @@ impl Coordinator {
         }
     }
 
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Handles a JoinGroup; the answer for `token` comes back now or from a later call.
     pub fn join(
         &mut self,
@@ -185,6 +193,10 @@ impl Coordinator {
         let Some(assignor) = Assignor::from_name(request.assignor) else {
             return vec![(token, Err(ErrorCode::UnknownAssignor))];
         };
+        if self.classic.has(request.group) {
+            // A Kafka client's group: one protocol per group.
+            return vec![(token, Err(ErrorCode::UnknownAssignor))];
+        }
         if !self.groups.contains_key(request.group) && self.groups.len() >= self.limits.groups_max {
             return vec![(token, Err(ErrorCode::TooManyGroups))];
         }
@@ -418,6 +430,14 @@ impl Coordinator {
         member_id: &str,
     ) -> Result<(), ErrorCode> {
         check_group_id(group_id, self.limits.group_id_bytes_max)?;
+        if let Some(error) = self.classic.check_commit(group_id, generation, member_id) {
+            return match error {
+                0 => Ok(()),
+                keel_kafka::errors::ILLEGAL_GENERATION => Err(ErrorCode::IllegalGeneration),
+                keel_kafka::errors::REBALANCE_IN_PROGRESS => Err(ErrorCode::RebalanceInProgress),
+                _ => Err(ErrorCode::UnknownMemberId),
+            };
+        }
         if !self.offsets.contains_key(group_id)
             && self.offsets.len() >= self.limits.offset_groups_max
         {
@@ -454,6 +474,27 @@ impl Coordinator {
             .insert((topic.to_owned(), partition), offset);
     }
 
+    /// Forgets a committed offset (a tombstone replayed from the offsets log).
+    pub fn remove_offset(&mut self, group: &str, topic: &str, partition: u32) {
+        if let Some(offsets) = self.offsets.get_mut(group) {
+            offsets.remove(&(topic.to_owned(), partition));
+            if offsets.is_empty() {
+                self.offsets.remove(group);
+            }
+        }
+    }
+
+    /// Whether a group (native or classic) has members now.
+    pub fn has_members(&self, group: &str) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|g| !g.members.is_empty())
+            || self
+                .classic
+                .describe(group)
+                .is_some_and(|g| !g.members.is_empty())
+    }
+
     /// A group's committed offset for a partition.
     pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<i64> {
         self.offsets
@@ -484,16 +525,23 @@ impl Coordinator {
 
     /// Every group (with members or committed offsets) and its state.
     pub fn list(&self) -> Vec<(String, GroupState)> {
-        let mut names: Vec<&String> = self.groups.keys().chain(self.offsets.keys()).collect();
+        let classic = self.classic.list();
+        let mut names: Vec<&String> = self
+            .groups
+            .keys()
+            .chain(self.offsets.keys())
+            .chain(classic.iter().map(|(name, ..)| name))
+            .collect();
         names.sort();
         names.dedup();
         names
             .into_iter()
             .map(|name| {
-                (
-                    name.clone(),
-                    self.groups.get(name).map_or(GroupState::Empty, |g| g.state),
-                )
+                let state = match classic.iter().find(|(n, ..)| n == name) {
+                    Some((_, state, _)) => state.native(),
+                    None => self.groups.get(name).map_or(GroupState::Empty, |g| g.state),
+                };
+                (name.clone(), state)
             })
             .collect()
     }
@@ -507,9 +555,31 @@ impl Coordinator {
     ) -> Option<(
         GroupState,
         i32,
-        &'static str,
+        String,
         Vec<(String, Vec<String>, BTreeMap<String, Vec<u32>>)>,
     )> {
+        if let Some(view) = self.classic.describe(group) {
+            // What the members' own assignor decided, read back from the consumer
+            // protocol's bytes (unreadable bytes show as nothing).
+            let members = view
+                .members
+                .into_iter()
+                .map(|m| {
+                    let topics =
+                        keel_kafka::consumer::subscription_topics(m.metadata).unwrap_or_default();
+                    let mut assignment: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+                    for (topic, partitions) in
+                        keel_kafka::consumer::assignment_partitions(m.assignment)
+                            .unwrap_or_default()
+                    {
+                        let entry = assignment.entry(topic).or_default();
+                        entry.extend(partitions.into_iter().filter_map(|p| u32::try_from(p).ok()));
+                    }
+                    (m.member_id, topics, assignment)
+                })
+                .collect();
+            return Some((view.state.native(), view.generation, view.protocol, members));
+        }
         if let Some(g) = self.groups.get(group) {
             let members = g
                 .members
@@ -522,11 +592,16 @@ impl Coordinator {
                     )
                 })
                 .collect();
-            return Some((g.state, g.generation, g.assignor.name(), members));
+            return Some((g.state, g.generation, g.assignor.name().to_owned(), members));
         }
-        self.offsets
-            .contains_key(group)
-            .then(|| (GroupState::Empty, 0, Assignor::Range.name(), Vec::new()))
+        self.offsets.contains_key(group).then(|| {
+            (
+                GroupState::Empty,
+                0,
+                Assignor::Range.name().to_owned(),
+                Vec::new(),
+            )
+        })
     }
 }
 

@@ -1,4 +1,5 @@
 //! Consumer groups: the sans-IO coordinator and its assignors.
 
 pub mod assignor;
+pub mod classic;
 pub mod coordinator;

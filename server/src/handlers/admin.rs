@@ -182,7 +182,7 @@ pub async fn delete(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
 }
 
 /// Every effective config of a topic: broker defaults, then the topic's overrides.
-fn effective_configs(shard: &Shard, entry: &TopicEntry) -> Vec<ConfigEntry> {
+pub(crate) fn effective_configs(shard: &Shard, entry: &TopicEntry) -> Vec<ConfigEntry> {
     let log = shard
         .config
         .topic_log_config(&entry.configs)
@@ -345,4 +345,119 @@ async fn alter_in_cluster(
     }
     let changed = changes.into_iter().map(|c| (c.key, c.value)).collect();
     super::cluster_admin::alter(shard, name, changed).await
+}
+
+/// Grows a topic to `count` partitions (Kafka's CreatePartitions); nothing is made when
+/// `validate_only`. New partitions open empty; keys hash over the new count from then on.
+///
+/// # Errors
+/// The refusal: unknown topic, a count not above the current one, the broker's limit, or
+/// cluster mode (not supported there yet).
+pub async fn add_partitions(
+    shard: &Rc<Shard>,
+    name: &str,
+    count: i32,
+    validate_only: bool,
+) -> Result<(), (ErrorCode, String)> {
+    if shard.cluster.is_some() {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "adding partitions is not supported in cluster mode yet".into(),
+        ));
+    }
+    if name == OFFSETS_TOPIC {
+        return Err((ErrorCode::InvalidTopic, "internal topic".into()));
+    }
+    let partitions_max = u64::from(shard.config.partitions_max);
+    let check = |topics: &BTreeMap<String, TopicEntry>| -> Result<u32, Refusal> {
+        let Some(entry) = topics.get(name) else {
+            return Err(Refusal::new(
+                ErrorCode::UnknownTopicOrPartition,
+                "topic does not exist",
+            ));
+        };
+        let count = u32::try_from(count).unwrap_or(0);
+        if count <= entry.partitions {
+            return Err(Refusal::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "the topic has {} partitions; the new count must be larger",
+                    entry.partitions
+                ),
+            ));
+        }
+        let total = topics
+            .values()
+            .map(|t| u64::from(t.partitions))
+            .sum::<u64>()
+            + u64::from(count - entry.partitions);
+        if total > partitions_max {
+            return Err(Refusal::new(
+                ErrorCode::TooManyPartitions,
+                format!("{total} partitions would exceed the broker's limit of {partitions_max}"),
+            ));
+        }
+        Ok(entry.partitions)
+    };
+    if validate_only {
+        let registry = shard.registry.read();
+        return check(registry.topics())
+            .map(|_| ())
+            .map_err(|r| (r.code, r.message));
+    }
+    let grown = shard
+        .registry
+        .update(|topics| {
+            let before = check(topics)?;
+            let entry = topics.get_mut(name).expect("checked");
+            entry.partitions = count as u32;
+            Ok((before, entry.clone()))
+        })
+        .await;
+    let (before, entry) = grown.map_err(|r| (r.code, r.message))?;
+    let log = shard
+        .config
+        .topic_log_config(&entry.configs)
+        .map_err(|message| (ErrorCode::InvalidConfig, message))?;
+    let opened = on_every_partition(shard, name, entry.partitions, |partition| {
+        if partition < before {
+            // Already open: a describe is a no-op job on the owner.
+            Job::Describe {
+                topic: name.to_owned(),
+                partition,
+            }
+        } else {
+            Job::Open {
+                topic: name.to_owned(),
+                partition,
+                log: log.clone(),
+            }
+        }
+    })
+    .await;
+    tracing::info!(topic = %name, from = before, to = entry.partitions, "partitions added");
+    opened.map_err(|message| (ErrorCode::StorageError, message))
+}
+
+/// Kafka's DeleteRecords on one partition: the new log start.
+///
+/// # Errors
+/// The partition's error.
+pub async fn delete_records(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: u32,
+    offset: i64,
+) -> Result<i64, ErrorCode> {
+    let owner = owner(topic, partition, shard.shards());
+    let job = Job::DeleteRecords {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+    };
+    match shard.call(owner, job).await {
+        Reply::Offsets(result) if result.error == ErrorCode::None => Ok(result.offset),
+        Reply::Offsets(result) => Err(result.error),
+        _ => Err(ErrorCode::Unknown),
+    }
 }

@@ -201,7 +201,7 @@ pub async fn coordinator(shard: &Rc<Shard>, group: &str) -> Result<(u32, String)
     let address = image
         .brokers()
         .get(&leader)
-        .map(|b| b.address.clone())
+        .map(|b| crate::cluster::native_address(&b.address).to_owned())
         .ok_or(ErrorCode::LeaderNotAvailable)?;
     Ok((leader, address))
 }

@@ -18,7 +18,8 @@ const WAIT_PARTITIONS_MAX: usize = 256;
 /// How often a fetch listing more partitions than that re-reads them while it waits.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-type Round = Vec<(String, Vec<(FetchPartitionResult, ReadData)>)>;
+/// Per topic, each partition's result and data, in request order.
+pub type Round = Vec<(String, Vec<(FetchPartitionResult, ReadData)>)>;
 
 async fn fetch_round(shard: &Rc<Shard>, topics: &[TopicEntries<FetchPartition>]) -> Round {
     let mut round = Vec::with_capacity(topics.len());
@@ -80,10 +81,48 @@ pub async fn handle(
     max_bytes: u32,
     topics: Vec<TopicEntries<FetchPartition>>,
 ) -> Outgoing {
+    let (round, waited) = gather(shard, max_wait_ms, min_bytes, &topics).await;
+    // Encode: headers in memory, records from memory or as file ranges. The response-level
+    // budget keeps at least the first non-empty partition whole.
+    let mut parts = Vec::new();
+    let mut head = BytesMut::new();
+    // Topic names were checked where they entered (at most 249 bytes), and counts are
+    // bounded by the request's, so this encoding cannot fail; if it did, the answer is an
+    // error frame, never a panic.
+    let mut errors: Vec<ErrorCode> = round
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(result, _)| result.error))
+        .filter(|e| *e != ErrorCode::None)
+        .collect();
+    errors.sort_by_key(|e| *e as u16);
+    errors.dedup();
+    if let Err(e) = encode_round(shard, round, max_bytes, &mut parts, &mut head) {
+        tracing::warn!(error = %e, "fetch response cannot be encoded");
+        return Outgoing::error(ErrorCode::InvalidRequest);
+    }
+    if !head.is_empty() {
+        parts.push(Part::Bytes(head.freeze()));
+    }
+    Outgoing {
+        error_code: ErrorCode::None,
+        parts,
+        errors,
+        waited,
+    }
+}
+
+/// Reads every partition, long-polling until `min_bytes` are there, an error is, or
+/// `max_wait_ms` passed; returns the last round read and the time spent parked.
+pub async fn gather(
+    shard: &Rc<Shard>,
+    max_wait_ms: u32,
+    min_bytes: u32,
+    topics: &[TopicEntries<FetchPartition>],
+) -> (Round, Duration) {
     let started = Instant::now();
     let max_wait_ms = max_wait_ms.min(shard.config.fetch_wait_ms_max);
     let deadline = started + Duration::from_millis(u64::from(max_wait_ms));
-    let mut round = fetch_round(shard, &topics).await;
+    let mut round = fetch_round(shard, topics).await;
     // Long poll: one waiter per partition (at most WAIT_PARTITIONS_MAX of them; the rest
     // are re-read every POLL_INTERVAL), each living until its partition has data past the
     // offset asked for or the deadline passes. A waiter that fires is replaced only after
@@ -145,39 +184,13 @@ pub async fn handle(
         )
         .await;
         waited += parked.elapsed();
-        round = fetch_round(shard, &topics).await;
+        round = fetch_round(shard, topics).await;
         if Instant::now() >= deadline {
             break;
         }
     }
 
-    // Encode: headers in memory, records from memory or as file ranges. The response-level
-    // budget keeps at least the first non-empty partition whole.
-    let mut parts = Vec::new();
-    let mut head = BytesMut::new();
-    // Topic names were checked where they entered (at most 249 bytes), and counts are
-    // bounded by the request's, so this encoding cannot fail; if it did, the answer is an
-    // error frame, never a panic.
-    let mut errors: Vec<ErrorCode> = round
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|(result, _)| result.error))
-        .filter(|e| *e != ErrorCode::None)
-        .collect();
-    errors.sort_by_key(|e| *e as u16);
-    errors.dedup();
-    if let Err(e) = encode_round(shard, round, max_bytes, &mut parts, &mut head) {
-        tracing::warn!(error = %e, "fetch response cannot be encoded");
-        return Outgoing::error(ErrorCode::InvalidRequest);
-    }
-    if !head.is_empty() {
-        parts.push(Part::Bytes(head.freeze()));
-    }
-    Outgoing {
-        error_code: ErrorCode::None,
-        parts,
-        errors,
-        waited,
-    }
+    (round, waited)
 }
 
 fn encode_round(

@@ -3,8 +3,9 @@
 //! appended (acks=all) to the internal topic `__consumer_offsets` before they are
 //! acknowledged, and replayed from it at start-up.
 
+pub(crate) use super::offsets::offset_key;
 pub use super::offsets::parse_offset_key;
-use super::offsets::{commit_answer, commit_bytes, known_partitions, offset_key};
+use super::offsets::{commit_answer, commit_bytes, known_partitions};
 use crate::group::coordinator::{Coordinator, JoinAnswers, JoinRequest, Limits, Token};
 use crate::shard::{owner, Job, Reply, Shard};
 use bytes::Bytes;
@@ -24,17 +25,20 @@ pub const COORDINATOR_SHARD: usize = 0;
 
 /// Shard 0's group state and the joins waiting for a rebalance to complete.
 pub struct GroupService {
-    coordinator: RefCell<Coordinator>,
+    pub(crate) coordinator: RefCell<Coordinator>,
     waiting: RefCell<HashMap<Token, oneshot::Sender<Response>>>,
-    next_token: Cell<Token>,
+    /// Kafka clients' joins and syncs waiting (classic protocol).
+    pub(crate) classic_waiting:
+        RefCell<HashMap<Token, oneshot::Sender<crate::group::classic::Answer>>>,
+    pub(crate) next_token: Cell<Token>,
     /// Commits and compactions of `__consumer_offsets` take turns, so a snapshot never
     /// lands after a newer commit.
-    offsets_writer: glommio::sync::Semaphore,
+    pub(crate) offsets_writer: glommio::sync::Semaphore,
     records_since_compaction: Cell<u64>,
     ticks: Cell<u64>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -46,6 +50,7 @@ impl GroupService {
         GroupService {
             coordinator: RefCell::new(Coordinator::new(limits)),
             waiting: RefCell::default(),
+            classic_waiting: RefCell::default(),
             next_token: Cell::new(1),
             offsets_writer: glommio::sync::Semaphore::new(1),
             records_since_compaction: Cell::new(0),
@@ -80,6 +85,8 @@ impl GroupService {
         let partitions_of = partitions_of(shard);
         let answers = self.coordinator.borrow_mut().tick(now_ms(), &partitions_of);
         self.answer(answers);
+        let classic = self.coordinator.borrow_mut().classic.tick(now_ms());
+        self.answer_classic(classic);
         let ticks = self.ticks.get() + 1;
         self.ticks.set(ticks);
         if ticks.is_multiple_of(10) {
@@ -208,19 +215,25 @@ impl GroupService {
                     if record.offset < offset {
                         continue;
                     }
-                    let (Some(key), Some(value)) = (record.key, record.value) else {
+                    let Some((group, topic, partition)) =
+                        record.key.as_deref().and_then(parse_offset_key)
+                    else {
                         continue;
                     };
-                    if let (Some((group, topic, partition)), Ok(raw)) =
-                        (parse_offset_key(&key), <[u8; 8]>::try_from(&value[..]))
-                    {
-                        self.coordinator.borrow_mut().store_offset(
-                            &group,
-                            &topic,
-                            partition,
-                            i64::from_be_bytes(raw),
-                        );
-                        loaded += 1;
+                    let mut coordinator = self.coordinator.borrow_mut();
+                    match record.value.map(|v| <[u8; 8]>::try_from(&v[..])) {
+                        // A tombstone: the group was deleted (DeleteGroups).
+                        None => coordinator.remove_offset(&group, &topic, partition),
+                        Some(Ok(raw)) => {
+                            coordinator.store_offset(
+                                &group,
+                                &topic,
+                                partition,
+                                i64::from_be_bytes(raw),
+                            );
+                            loaded += 1;
+                        }
+                        Some(Err(_)) => {}
                     }
                 }
                 offset = view.next_offset();
@@ -506,7 +519,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                         error: ErrorCode::None,
                         state: state.name().to_owned(),
                         generation,
-                        assignor: assignor.to_owned(),
+                        assignor,
                         members: members
                             .into_iter()
                             .map(|(member_id, topics, assignment)| MemberDescription {

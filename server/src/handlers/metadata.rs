@@ -89,7 +89,8 @@ async fn cluster(
         .iter()
         .filter(|(_, b)| !b.fenced)
         .filter_map(|(id, b)| {
-            let address: std::net::SocketAddr = b.address.parse().ok()?;
+            let address: std::net::SocketAddr =
+                crate::cluster::native_address(&b.address).parse().ok()?;
             Some(BrokerInfo {
                 node_id: *id,
                 host: address.ip().to_string(),

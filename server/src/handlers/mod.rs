@@ -2,13 +2,13 @@
 //! the owning shards and merges the replies into a response.
 
 pub(crate) mod admin;
-mod cluster_admin;
-mod fetch;
+pub(crate) mod cluster_admin;
+pub(crate) mod fetch;
 pub mod groups;
-mod list_offsets;
-mod metadata;
+pub(crate) mod list_offsets;
+pub(crate) mod metadata;
 mod offsets;
-mod produce;
+pub(crate) mod produce;
 mod replica_fetch;
 
 use crate::shard::Shard;
@@ -255,7 +255,7 @@ fn describe_cluster(shard: &Rc<Shard>) -> Response {
             .iter()
             .map(|(id, b)| ClusterBroker {
                 node_id: *id,
-                address: b.address.clone(),
+                address: crate::cluster::native_address(&b.address).to_owned(),
                 incarnation: b.incarnation,
                 fenced: b.fenced,
             })
@@ -265,7 +265,7 @@ fn describe_cluster(shard: &Rc<Shard>) -> Response {
 
 /// A producer id unique on this broker across restarts: the start time in seconds in the
 /// high bits and a counter in the low 20.
-fn next_producer_id() -> i64 {
+pub(crate) fn next_producer_id() -> i64 {
     static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicI64> = std::sync::OnceLock::new();
     let next = NEXT.get_or_init(|| {
         let seconds = std::time::SystemTime::now()

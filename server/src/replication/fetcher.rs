@@ -128,7 +128,8 @@ fn build_request(shard: &Shard, following: &[(String, u32, u32)]) -> Option<Requ
 
 async fn connect(shard: &Shard, leader: u32) -> Option<TcpStream> {
     let view = shard.cluster.as_ref()?;
-    let address = view.image().brokers().get(&leader)?.address.clone();
+    let address =
+        crate::cluster::native_address(&view.image().brokers().get(&leader)?.address).to_owned();
     let address: std::net::SocketAddr = match address.parse() {
         Ok(a) => a,
         Err(_) => {

@@ -71,8 +71,17 @@ pub enum Job {
     },
     /// A consumer-group request, for the coordinator shard.
     Group(keel_protocol::api::Request),
+    /// A Kafka client's group request (classic protocol), for the coordinator shard.
+    KafkaGroup(crate::kafka::groups::GroupJob),
     /// A topic change for the controller (cluster mode), run on shard 0.
     Cluster(keel_controller::node::Request),
+    /// Kafka's DeleteRecords: make records below `offset` (-1: the high watermark) go away,
+    /// at segment granularity; answered with the new log start.
+    DeleteRecords {
+        topic: String,
+        partition: u32,
+        offset: i64,
+    },
     /// Compaction by snapshot: seal the active segment, append `batches` (the latest value
     /// of every key), then delete every segment entirely before them.
     Compact {
@@ -99,6 +108,8 @@ pub enum Reply {
     ReplicaFetched(keel_protocol::api::ReplicaFetchResult, ReadData),
     /// Group request outcome.
     Group(keel_protocol::api::Response),
+    /// Kafka group request outcome.
+    KafkaGroup(crate::kafka::groups::GroupReply),
     /// The controller's answer to a topic change.
     Cluster(Result<keel_controller::node::Reply, keel_controller::Error>),
 }

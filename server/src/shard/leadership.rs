@@ -22,6 +22,9 @@ impl Shard {
             }
             | Job::ListOffsets {
                 topic, partition, ..
+            }
+            | Job::DeleteRecords {
+                topic, partition, ..
             } => (topic, *partition),
             _ => return None,
         };
@@ -49,12 +52,14 @@ impl Shard {
                 log_start_offset: -1,
             }),
             Job::Fetch { .. } => Reply::Fetched(fetch_error(partition, error), ReadData::Empty),
-            Job::ListOffsets { .. } => Reply::Offsets(ListOffsetsPartitionResult {
-                partition,
-                error,
-                timestamp: -1,
-                offset: -1,
-            }),
+            Job::ListOffsets { .. } | Job::DeleteRecords { .. } => {
+                Reply::Offsets(ListOffsetsPartitionResult {
+                    partition,
+                    error,
+                    timestamp: -1,
+                    offset: -1,
+                })
+            }
             _ => Reply::Done(Err((error, format!("{topic}-{partition}")))),
         })
     }

@@ -14,7 +14,7 @@ use glommio::channels::channel_mesh::Receivers;
 use keel_engine::{Error as EngineError, Log, LogConfig, ReadData};
 use keel_protocol::api::{
     ErrorCode, FetchPartitionResult, ListOffsetsPartitionResult, PartitionMetadata,
-    ProducePartitionResult, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    ProducePartitionResult, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
 };
 use keel_protocol::batch::{peek_batch_len, BatchView};
 use std::cell::RefCell;
@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+mod delete_records;
 mod job;
 mod leadership;
 mod produce;
@@ -326,6 +327,11 @@ impl Shard {
             Job::Cluster(request) => {
                 Reply::Cluster(crate::cluster::submit_here(self, request).await)
             }
+            Job::DeleteRecords {
+                topic,
+                partition,
+                offset,
+            } => self.delete_records(&topic, partition, offset).await,
             Job::Compact {
                 topic,
                 partition,
@@ -353,6 +359,9 @@ impl Shard {
                     }
                     Err(e) => Err(storage_error(&e)),
                 })
+            }
+            Job::KafkaGroup(job) => {
+                Reply::KafkaGroup(Box::pin(crate::kafka::groups::serve_job(self, job)).await)
             }
             Job::Group(request) => {
                 Reply::Group(Box::pin(crate::handlers::groups::handle(self, request)).await)
@@ -492,6 +501,10 @@ impl Shard {
                 let found = match timestamp {
                     EARLIEST_TIMESTAMP => Ok(Some((log.log_start_offset(), -1))),
                     LATEST_TIMESTAMP => Ok(Some((log.high_watermark(), -1))),
+                    MAX_TIMESTAMP => match log.max_timestamp() {
+                        Some(max) => log.offset_for_timestamp(max).await,
+                        None => Ok(None),
+                    },
                     at => log.offset_for_timestamp(at).await,
                 };
                 Reply::Offsets(match found {

@@ -1,0 +1,533 @@
+//! Topics, partitions, configs and the cluster, as Kafka's admin clients ask for them.
+
+use super::{code, encode, text, Answer};
+use crate::handlers::{self, groups::OFFSETS_TOPIC};
+use crate::registry::TopicEntry;
+use crate::shard::Shard;
+use keel_kafka::errors;
+use keel_kafka::frame::Header;
+use keel_kafka::kafka_protocol::messages::{
+    create_partitions_response::CreatePartitionsTopicResult,
+    create_topics_response::CreatableTopicResult,
+    delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult},
+    delete_topics_response::DeletableTopicResult,
+    describe_cluster_response::DescribeClusterBroker,
+    describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult},
+    BrokerId, CreatePartitionsResponse, CreateTopicsResponse, DeleteRecordsResponse,
+    DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse, TopicName,
+};
+use keel_kafka::requests::{
+    AlterConfigs, ConfigResource, CreatePartitions, CreateTopics, DeleteRecords, DeleteTopics,
+};
+use keel_protocol::api::{ConfigEntry, ErrorCode, NewTopic, Response, TopicResult};
+use std::rc::Rc;
+
+/// Kafka's resource type for a topic.
+const TOPIC: i8 = 2;
+/// Kafka's resource type for a broker.
+const BROKER: i8 = 4;
+/// Config sources: set on the topic, or the broker's default.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const DEFAULT_CONFIG: i8 = 5;
+
+pub async fn create_topics(shard: &Rc<Shard>, header: &Header, request: CreateTopics) -> Answer {
+    let mut results = Vec::with_capacity(request.topics.len());
+    let mut creatable = Vec::new();
+    for topic in request.topics {
+        let refuse = |error: i16, message: &str| {
+            CreatableTopicResult::default()
+                .with_name(TopicName(text(topic.name.clone())))
+                .with_error_code(error)
+                .with_error_message(Some(text(message)))
+        };
+        if topic.manual_assignment {
+            results.push(refuse(
+                errors::INVALID_REQUEST,
+                "replica assignments are chosen by the broker: give a partition count and replication factor",
+            ));
+            continue;
+        }
+        let Some(configs) = topic
+            .configs
+            .into_iter()
+            .map(|(key, value)| value.map(|value| ConfigEntry { key, value }))
+            .collect::<Option<Vec<_>>>()
+        else {
+            results.push(refuse(errors::INVALID_CONFIG, "a config value is null"));
+            continue;
+        };
+        let partitions = match topic.num_partitions {
+            -1 => 1,
+            n if n > 0 => n as u32,
+            _ => {
+                results.push(refuse(
+                    errors::INVALID_PARTITIONS,
+                    "a topic needs at least one partition",
+                ));
+                continue;
+            }
+        };
+        let replication_factor = match topic.replication_factor {
+            -1 => 1,
+            n if n > 0 => n as u16,
+            _ => {
+                results.push(refuse(38, "the replication factor must be at least 1"));
+                continue;
+            }
+        };
+        creatable.push(NewTopic {
+            name: topic.name,
+            partitions,
+            replication_factor,
+            configs,
+        });
+    }
+    let created: Vec<TopicResult> = if request.validate_only {
+        // Checked above and by name here; nothing is created.
+        let registry = shard.registry.read();
+        creatable
+            .into_iter()
+            .map(|t| {
+                let (error, message) = match keel_protocol::api::validate_topic_name(&t.name) {
+                    Err(message) => (ErrorCode::InvalidTopic, message),
+                    Ok(()) if registry.get(&t.name).is_some() => {
+                        (ErrorCode::TopicAlreadyExists, "topic already exists".into())
+                    }
+                    Ok(()) => (ErrorCode::None, String::new()),
+                };
+                TopicResult {
+                    topic: t.name,
+                    error,
+                    message,
+                }
+            })
+            .collect()
+    } else {
+        match handlers::admin::create(shard, creatable).await {
+            Response::CreateTopics { topics } => topics,
+            _ => Vec::new(),
+        }
+    };
+    for t in created {
+        let entry = shard.registry.read().get(&t.topic).cloned();
+        let mut result = CreatableTopicResult::default()
+            .with_name(TopicName(text(t.topic.clone())))
+            .with_error_code(code(t.error))
+            .with_error_message((!t.message.is_empty()).then(|| text(t.message)))
+            .with_topic_id(super::data::uuid(&keel_kafka::fetch::topic_id(&t.topic)));
+        if let Some(entry) = entry.filter(|_| t.error == ErrorCode::None) {
+            result = result
+                .with_num_partitions(entry.partitions as i32)
+                .with_replication_factor(replication_factor(shard, &t.topic));
+        }
+        results.push(result);
+    }
+    encode(
+        header,
+        &CreateTopicsResponse::default().with_topics(results),
+    )
+}
+
+fn replication_factor(shard: &Shard, topic: &str) -> i16 {
+    shard
+        .cluster
+        .as_ref()
+        .and_then(|view| {
+            let image = view.image();
+            let partition = image.topics().get(topic)?.partitions.first()?;
+            Some(partition.replicas.len() as i16)
+        })
+        .unwrap_or(1)
+}
+
+pub async fn delete_topics(shard: &Rc<Shard>, header: &Header, request: DeleteTopics) -> Answer {
+    let mut names = request.names;
+    let mut unknown_ids = Vec::new();
+    for id in request.ids {
+        match super::data::topic_by_id(shard, &id) {
+            Some(name) => names.push(name),
+            None => unknown_ids.push(id),
+        }
+    }
+    let Response::DeleteTopics { topics } = handlers::admin::delete(shard, names).await else {
+        return Answer::Close;
+    };
+    let mut results: Vec<DeletableTopicResult> = topics
+        .into_iter()
+        .map(|t| {
+            DeletableTopicResult::default()
+                .with_topic_id(super::data::uuid(&keel_kafka::fetch::topic_id(&t.topic)))
+                .with_name(Some(TopicName(text(t.topic))))
+                .with_error_code(code(t.error))
+                .with_error_message((!t.message.is_empty()).then(|| text(t.message)))
+        })
+        .collect();
+    results.extend(unknown_ids.iter().map(|id| {
+        DeletableTopicResult::default()
+            .with_topic_id(super::data::uuid(id))
+            .with_error_code(errors::UNKNOWN_TOPIC_ID)
+    }));
+    encode(
+        header,
+        &DeleteTopicsResponse::default().with_responses(results),
+    )
+}
+
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    header: &Header,
+    request: CreatePartitions,
+) -> Answer {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for (topic, count, manual) in request.topics {
+        let outcome = if manual {
+            Err((
+                errors::INVALID_REQUEST,
+                "replica assignments are chosen by the broker".to_owned(),
+            ))
+        } else {
+            crate::handlers::admin::add_partitions(shard, &topic, count, request.validate_only)
+                .await
+                .map_err(|(error, message)| (code(error), message))
+        };
+        let (error, message) = match outcome {
+            Ok(()) => (0, None),
+            Err((error, message)) => (error, Some(text(message))),
+        };
+        results.push(
+            CreatePartitionsTopicResult::default()
+                .with_name(TopicName(text(topic)))
+                .with_error_code(error)
+                .with_error_message(message),
+        );
+    }
+    encode(
+        header,
+        &CreatePartitionsResponse::default().with_results(results),
+    )
+}
+
+/// Kafka's names for what a topic's configs mean here, beside Keel's own keys.
+fn kafka_topic_configs(shard: &Shard, entry: &TopicEntry) -> Vec<(String, String, i8, bool)> {
+    let mut out: Vec<(String, String, i8, bool)> = handlers::admin::effective_configs(shard, entry)
+        .into_iter()
+        .filter(|c| c.key != "partitions")
+        .map(|c| {
+            let source = if entry.configs.contains_key(&c.key) {
+                DYNAMIC_TOPIC_CONFIG
+            } else {
+                DEFAULT_CONFIG
+            };
+            (c.key, c.value, source, false)
+        })
+        .collect();
+    // Fixed behaviours, shown read-only under Kafka's names.
+    for (key, value) in [
+        ("cleanup.policy", "delete".to_owned()),
+        ("compression.type", "producer".to_owned()),
+        ("message.timestamp.type", "CreateTime".to_owned()),
+        (
+            "max.message.bytes",
+            shard.config.batch_bytes_max.to_string(),
+        ),
+    ] {
+        out.push((key.to_owned(), value, DEFAULT_CONFIG, true));
+    }
+    out
+}
+
+fn broker_configs(shard: &Shard) -> Vec<(String, String, i8, bool)> {
+    let log = &shard.config.log_defaults;
+    let optional = |value: Option<u64>| value.map_or("-1".to_owned(), |v| v.to_string());
+    [
+        ("broker.id", shard.config.node_id.to_string()),
+        ("num.partitions", "1".to_owned()),
+        ("default.replication.factor", "1".to_owned()),
+        ("log.retention.ms", optional(log.retention_ms)),
+        ("log.retention.bytes", optional(log.retention_bytes)),
+        ("log.segment.bytes", log.segment_bytes.to_string()),
+        (
+            "message.max.bytes",
+            shard.config.batch_bytes_max.to_string(),
+        ),
+        ("auto.create.topics.enable", "false".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v, DEFAULT_CONFIG, true))
+    .collect()
+}
+
+pub fn describe_configs(
+    shard: &Rc<Shard>,
+    header: &Header,
+    resources: Vec<ConfigResource>,
+) -> Answer {
+    let results = resources
+        .into_iter()
+        .map(|resource| {
+            let found = match resource.resource_type {
+                TOPIC => match shard.registry.read().get(&resource.name) {
+                    Some(entry) => Ok(kafka_topic_configs(shard, entry)),
+                    None => Err((errors::UNKNOWN_TOPIC_OR_PARTITION, "topic does not exist")),
+                },
+                BROKER
+                    if resource.name.is_empty()
+                        || resource.name == shard.config.node_id.to_string() =>
+                {
+                    Ok(broker_configs(shard))
+                }
+                BROKER => Err((
+                    errors::INVALID_REQUEST,
+                    "this broker answers for itself only",
+                )),
+                _ => Err((
+                    errors::INVALID_REQUEST,
+                    "only topic and broker configs are described",
+                )),
+            };
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(text(resource.name));
+            match found {
+                Ok(configs) => result.with_configs(
+                    configs
+                        .into_iter()
+                        .filter(|(key, ..)| {
+                            resource.keys.as_ref().is_none_or(|keys| keys.contains(key))
+                        })
+                        .map(|(key, value, source, read_only)| {
+                            DescribeConfigsResourceResult::default()
+                                .with_name(text(key))
+                                .with_value(Some(text(value)))
+                                .with_read_only(read_only)
+                                .with_config_source(source)
+                        })
+                        .collect(),
+                ),
+                Err((error, message)) => result
+                    .with_error_code(error)
+                    .with_error_message(Some(text(message))),
+            }
+        })
+        .collect();
+    encode(
+        header,
+        &DescribeConfigsResponse::default().with_results(results),
+    )
+}
+
+/// AlterConfigs (every key not given returns to its default, as Kafka's replaces the set)
+/// and IncrementalAlterConfigs (set and delete; append and subtract are for list configs,
+/// which topics here do not have).
+pub async fn alter_configs(
+    shard: &Rc<Shard>,
+    header: &Header,
+    request: AlterConfigs,
+    incremental: bool,
+) -> Answer {
+    let mut results = Vec::with_capacity(request.resources.len());
+    for (resource_type, name, changes) in request.resources {
+        let outcome = alter_one(
+            shard,
+            resource_type,
+            &name,
+            changes,
+            incremental,
+            request.validate_only,
+        )
+        .await;
+        let (error, message) = match outcome {
+            Ok(()) => (0, None),
+            Err((error, message)) => (error, Some(text(message))),
+        };
+        results.push((resource_type, name, error, message));
+    }
+    if incremental {
+        use keel_kafka::kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+        use keel_kafka::kafka_protocol::messages::IncrementalAlterConfigsResponse;
+        let responses = results
+            .into_iter()
+            .map(|(resource_type, name, error, message)| {
+                AlterConfigsResourceResponse::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(text(name))
+                    .with_error_code(error)
+                    .with_error_message(message)
+            })
+            .collect();
+        encode(
+            header,
+            &IncrementalAlterConfigsResponse::default().with_responses(responses),
+        )
+    } else {
+        use keel_kafka::kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+        use keel_kafka::kafka_protocol::messages::AlterConfigsResponse;
+        let responses = results
+            .into_iter()
+            .map(|(resource_type, name, error, message)| {
+                AlterConfigsResourceResponse::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(text(name))
+                    .with_error_code(error)
+                    .with_error_message(message)
+            })
+            .collect();
+        encode(
+            header,
+            &AlterConfigsResponse::default().with_responses(responses),
+        )
+    }
+}
+
+async fn alter_one(
+    shard: &Rc<Shard>,
+    resource_type: i8,
+    name: &str,
+    changes: Vec<keel_kafka::requests::ConfigChange>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    if resource_type != TOPIC {
+        return Err((
+            errors::INVALID_REQUEST,
+            "only topic configs can be changed; broker configs are set at start-up".into(),
+        ));
+    }
+    let Some(entry) = shard.registry.read().get(name).cloned() else {
+        return Err((
+            errors::UNKNOWN_TOPIC_OR_PARTITION,
+            "topic does not exist".into(),
+        ));
+    };
+    // Defaults of every key, to "delete" (reset) keys with.
+    let defaults: Vec<ConfigEntry> = handlers::admin::effective_configs(
+        shard,
+        &TopicEntry {
+            partitions: entry.partitions,
+            configs: Default::default(),
+        },
+    );
+    let default_of = |key: &str| {
+        defaults
+            .iter()
+            .find(|c| c.key == key)
+            .map(|c| c.value.clone())
+    };
+    let mut set: Vec<ConfigEntry> = Vec::new();
+    if !incremental {
+        // Keys set before and not given now go back to their defaults.
+        for key in entry.configs.keys() {
+            if !changes.iter().any(|c| &c.name == key) {
+                if let Some(value) = default_of(key) {
+                    set.push(ConfigEntry {
+                        key: key.clone(),
+                        value,
+                    });
+                }
+            }
+        }
+    }
+    for change in changes {
+        let value = match (change.operation, change.value) {
+            (0, Some(value)) => value,
+            (0, None) | (1, _) => match default_of(&change.name) {
+                Some(value) => value,
+                None => {
+                    return Err((
+                        errors::INVALID_CONFIG,
+                        format!(
+                            "unknown topic config {:?}",
+                            crate::config::clip(&change.name)
+                        ),
+                    ))
+                }
+            },
+            _ => {
+                return Err((
+                    errors::INVALID_CONFIG,
+                    format!(
+                        "{}: append and subtract apply to list configs; topics here have none",
+                        crate::config::clip(&change.name)
+                    ),
+                ))
+            }
+        };
+        set.push(ConfigEntry {
+            key: change.name,
+            value,
+        });
+    }
+    if validate_only {
+        let mut configs = entry.configs.clone();
+        configs.extend(set.into_iter().map(|c| (c.key, c.value)));
+        return shard
+            .config
+            .topic_log_config(&configs)
+            .map(|_| ())
+            .map_err(|message| (errors::INVALID_CONFIG, message));
+    }
+    let Response::AlterConfigs { topics } =
+        handlers::admin::alter_configs(shard, vec![(name.to_owned(), set)]).await
+    else {
+        return Err((errors::UNKNOWN_SERVER_ERROR, "no answer".into()));
+    };
+    match topics.into_iter().next() {
+        Some(t) if t.error == ErrorCode::None => Ok(()),
+        Some(t) => Err((code(t.error), t.message)),
+        None => Err((errors::UNKNOWN_SERVER_ERROR, "no answer".into())),
+    }
+}
+
+pub fn describe_cluster(shard: &Rc<Shard>, header: &Header) -> Answer {
+    let (brokers, controller) = super::data::brokers(shard);
+    let response = DescribeClusterResponse::default()
+        .with_cluster_id(text(super::data::cluster_id(shard)))
+        .with_controller_id(BrokerId(controller as i32))
+        .with_brokers(
+            brokers
+                .into_iter()
+                .map(|(id, host, port)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id as i32))
+                        .with_host(text(host))
+                        .with_port(i32::from(port))
+                })
+                .collect(),
+        );
+    encode(header, &response)
+}
+
+pub async fn delete_records(shard: &Rc<Shard>, header: &Header, request: DeleteRecords) -> Answer {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for (topic, partitions) in request.topics {
+        let mut results = Vec::with_capacity(partitions.len());
+        for (partition, offset) in partitions {
+            let outcome = match u32::try_from(partition) {
+                Ok(p) if topic != OFFSETS_TOPIC => {
+                    crate::handlers::admin::delete_records(shard, &topic, p, offset).await
+                }
+                Ok(_) => Err(ErrorCode::InvalidTopic),
+                Err(_) => Err(ErrorCode::UnknownTopicOrPartition),
+            };
+            let (low_watermark, error) = match outcome {
+                Ok(low) => (low, 0),
+                Err(error) => (-1, code(error)),
+            };
+            results.push(
+                DeleteRecordsPartitionResult::default()
+                    .with_partition_index(partition)
+                    .with_low_watermark(low_watermark)
+                    .with_error_code(error),
+            );
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(TopicName(text(topic)))
+                .with_partitions(results),
+        );
+    }
+    encode(
+        header,
+        &DeleteRecordsResponse::default().with_topics(topics),
+    )
+}

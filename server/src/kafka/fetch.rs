@@ -1,0 +1,127 @@
+//! Fetch over the native read path: the same long poll and reads, the response written by
+//! hand so cold data goes from the segment file to the socket with zero copy.
+
+use super::{code, data::topic_by_id, Answer};
+use crate::handlers::{fetch, Part};
+use crate::shard::Shard;
+use bytes::BytesMut;
+use keel_engine::ReadData;
+use keel_kafka::errors;
+use keel_kafka::fetch::{
+    topic_id, write_end, write_partition, write_partition_end, write_start, write_topic,
+    PartitionHead,
+};
+use keel_kafka::frame::Header;
+use keel_kafka::requests::Fetch;
+use keel_protocol::api::{FetchPartition, TopicEntries};
+use std::rc::Rc;
+
+pub async fn fetch(shard: &Rc<Shard>, header: &Header, request: Fetch) -> Answer {
+    let version = header.api_version;
+    // Topics named by an id no topic has are answered UNKNOWN_TOPIC_ID; partitions with a
+    // negative index UNKNOWN_TOPIC_OR_PARTITION.
+    let mut topics: Vec<TopicEntries<FetchPartition>> = Vec::with_capacity(request.topics.len());
+    let mut unknown: Vec<(usize, i32, i16)> = Vec::new();
+    let mut ids = Vec::with_capacity(request.topics.len());
+    for (index, topic) in request.topics.iter().enumerate() {
+        let name = if version >= 13 {
+            topic_by_id(shard, &topic.id)
+        } else {
+            Some(topic.name.clone())
+        };
+        ids.push(topic.id);
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            match (&name, u32::try_from(p.partition)) {
+                (Some(_), Ok(partition)) => partitions.push(FetchPartition {
+                    partition,
+                    fetch_offset: p.fetch_offset,
+                    partition_max_bytes: p.partition_max_bytes.max(0) as u32,
+                }),
+                (None, _) => unknown.push((index, p.partition, errors::UNKNOWN_TOPIC_ID)),
+                (Some(_), Err(_)) => {
+                    unknown.push((index, p.partition, errors::UNKNOWN_TOPIC_OR_PARTITION))
+                }
+            }
+        }
+        topics.push(TopicEntries {
+            topic: name.unwrap_or_default(),
+            partitions,
+        });
+    }
+    let (round, _waited) = fetch::gather(
+        shard,
+        request.max_wait_ms.max(0) as u32,
+        request.min_bytes.max(0) as u32,
+        &topics,
+    )
+    .await;
+    let mut parts = Vec::new();
+    let mut head = BytesMut::new();
+    header.response_header(&mut head);
+    write_start(&mut head, version, 0, 0, round.len());
+    let mut budget = u64::from(request.max_bytes.max(0) as u32);
+    let mut first = true;
+    for (index, (topic, partitions)) in round.into_iter().enumerate() {
+        let refused: Vec<&(usize, i32, i16)> =
+            unknown.iter().filter(|(i, ..)| *i == index).collect();
+        let id = if version >= 13 {
+            ids[index]
+        } else {
+            topic_id(&topic)
+        };
+        write_topic(
+            &mut head,
+            version,
+            &topic,
+            &id,
+            partitions.len() + refused.len(),
+        );
+        for (result, data) in partitions {
+            let len = data.len();
+            let keep = len > 0
+                && result.error == keel_protocol::api::ErrorCode::None
+                && (first || len <= budget);
+            let send_len = if keep { len as usize } else { 0 };
+            let partition_head = PartitionHead {
+                partition: result.partition as i32,
+                error: code(result.error),
+                high_watermark: result.high_watermark,
+                last_stable_offset: result.high_watermark,
+                log_start_offset: result.log_start_offset,
+            };
+            write_partition(&mut head, version, &partition_head, send_len);
+            if keep {
+                first = false;
+                budget = budget.saturating_sub(len);
+                shard.metrics.bytes_out.inc_by(len);
+                shard
+                    .partition_metrics(&topic, result.partition)
+                    .bytes_out
+                    .inc_by(len);
+                parts.push(Part::Bytes(head.split().freeze()));
+                match data {
+                    ReadData::Memory(chunks) => parts.extend(chunks.into_iter().map(Part::Bytes)),
+                    ReadData::File(range) => parts.push(Part::File(range)),
+                    ReadData::Empty => {}
+                }
+            }
+            write_partition_end(&mut head, version);
+        }
+        for (_, partition, error) in refused {
+            let partition_head = PartitionHead {
+                partition: *partition,
+                error: *error,
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+            };
+            write_partition(&mut head, version, &partition_head, 0);
+            write_partition_end(&mut head, version);
+        }
+        write_end(&mut head, version);
+    }
+    write_end(&mut head, version);
+    parts.push(Part::Bytes(head.freeze()));
+    Answer::Parts(parts)
+}

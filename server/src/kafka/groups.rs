@@ -1,0 +1,731 @@
+//! Consumer groups for Kafka clients: the classic protocol's membership requests run on the
+//! coordinator shard's classic state machine (`group/classic.rs`); commits and offset reads
+//! go through the native group handler, so both protocols share `__consumer_offsets`.
+
+use super::{code, encode, text, Answer};
+use crate::group::classic::{self, GroupView, Joined};
+use crate::handlers::groups::{now_ms, GroupService, COORDINATOR_SHARD, OFFSETS_TOPIC};
+use crate::shard::{owner, Job, Reply, Shard};
+use bytes::Bytes;
+use futures_channel::oneshot;
+use keel_kafka::errors;
+use keel_kafka::frame::Header;
+use keel_kafka::kafka_protocol::messages::{
+    delete_groups_response::DeletableGroupResult,
+    describe_groups_response::{DescribedGroup, DescribedGroupMember},
+    find_coordinator_response::Coordinator,
+    join_group_response::JoinGroupResponseMember,
+    leave_group_response::MemberResponse,
+    list_groups_response::ListedGroup,
+    offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic},
+    offset_fetch_response::{
+        OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+        OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+    },
+    BrokerId, DeleteGroupsResponse, DescribeGroupsResponse, FindCoordinatorResponse, GroupId,
+    HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
+    OffsetCommitResponse, OffsetFetchResponse, SyncGroupResponse, TopicName,
+};
+use keel_kafka::requests::{self, KafkaRequest};
+use keel_protocol::api::{ErrorCode, Request, Response, TopicEntries};
+use keel_protocol::batch::{BatchBuilder, NewRecord};
+use std::rc::Rc;
+
+/// A classic-group request for the coordinator shard.
+#[derive(Debug)]
+pub enum GroupJob {
+    /// JoinGroup.
+    Join(classic::Join),
+    /// SyncGroup.
+    Sync(requests::SyncGroup),
+    /// Heartbeat.
+    Heartbeat(requests::Heartbeat),
+    /// LeaveGroup.
+    Leave(requests::LeaveGroup),
+    /// DescribeGroups: classic groups as they are, native ones as the coordinator shows.
+    Describe(Vec<String>),
+    /// ListGroups: (group, state, protocol type).
+    List,
+    /// DeleteGroups.
+    Delete(Vec<String>),
+}
+
+/// The coordinator shard's answer.
+#[derive(Debug)]
+pub enum GroupReply {
+    /// JoinGroup.
+    Joined(Joined),
+    /// SyncGroup: error, assignment.
+    Synced(i16, Bytes),
+    /// Heartbeat, or one error for a whole request.
+    Error(i16),
+    /// LeaveGroup: per member.
+    Left(Vec<i16>),
+    /// DescribeGroups.
+    Described(Vec<(String, Option<GroupView>)>),
+    /// ListGroups.
+    Listed(Vec<(String, String, String)>),
+    /// DeleteGroups: per group.
+    Deleted(Vec<(String, i16)>),
+}
+
+impl GroupService {
+    /// Sends classic answers to the requests parked for them.
+    pub(crate) fn answer_classic(&self, answers: Vec<classic::Answer>) {
+        for answer in answers {
+            let token = match &answer {
+                classic::Answer::Join(token, _) | classic::Answer::Sync(token, ..) => *token,
+            };
+            if let Some(sender) = self.classic_waiting.borrow_mut().remove(&token) {
+                let _ = sender.send(answer);
+            }
+        }
+    }
+
+    fn park(&self) -> (u64, oneshot::Receiver<classic::Answer>) {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        let (sender, receiver) = oneshot::channel();
+        self.classic_waiting.borrow_mut().insert(token, sender);
+        (token, receiver)
+    }
+}
+
+/// Runs a [`GroupJob`] on the coordinator shard.
+pub async fn serve_job(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
+    let Some(service) = shard.groups() else {
+        return GroupReply::Error(errors::NOT_COORDINATOR);
+    };
+    let now = now_ms();
+    match job {
+        GroupJob::Join(join) => {
+            let (token, receiver) = service.park();
+            let answers = {
+                let mut coordinator = service.coordinator.borrow_mut();
+                let limits = *coordinator.limits();
+                coordinator.classic.join(now, &limits, join, token)
+            };
+            service.answer_classic(answers);
+            match receiver.await {
+                Ok(classic::Answer::Join(_, joined)) => GroupReply::Joined(joined),
+                _ => GroupReply::Error(errors::COORDINATOR_NOT_AVAILABLE),
+            }
+        }
+        GroupJob::Sync(sync) => {
+            let (token, receiver) = service.park();
+            let answers = service.coordinator.borrow_mut().classic.sync(
+                now,
+                &sync.group,
+                sync.generation,
+                &sync.member_id,
+                sync.group_instance_id.as_deref(),
+                sync.assignments,
+                token,
+            );
+            service.answer_classic(answers);
+            match receiver.await {
+                Ok(classic::Answer::Sync(_, error, assignment)) => {
+                    GroupReply::Synced(error, assignment)
+                }
+                _ => GroupReply::Error(errors::COORDINATOR_NOT_AVAILABLE),
+            }
+        }
+        GroupJob::Heartbeat(h) => {
+            GroupReply::Error(service.coordinator.borrow_mut().classic.heartbeat(
+                now,
+                &h.group,
+                h.generation,
+                &h.member_id,
+                h.group_instance_id.as_deref(),
+            ))
+        }
+        GroupJob::Leave(leave) => {
+            let (results, answers) =
+                service
+                    .coordinator
+                    .borrow_mut()
+                    .classic
+                    .leave(now, &leave.group, &leave.members);
+            service.answer_classic(answers);
+            GroupReply::Left(results)
+        }
+        GroupJob::Describe(groups) => {
+            let coordinator = service.coordinator.borrow();
+            GroupReply::Described(
+                groups
+                    .into_iter()
+                    .map(|group| {
+                        let view = coordinator.classic.describe(&group).or_else(|| {
+                            // A native group (or one known by its offsets only).
+                            let (state, generation, assignor, members) =
+                                coordinator.describe(&group)?;
+                            Some(GroupView {
+                                state: match state {
+                                    crate::group::coordinator::GroupState::Empty => {
+                                        classic::State::Empty
+                                    }
+                                    crate::group::coordinator::GroupState::PreparingRebalance => {
+                                        classic::State::PreparingRebalance
+                                    }
+                                    crate::group::coordinator::GroupState::Stable => {
+                                        classic::State::Stable
+                                    }
+                                },
+                                generation,
+                                protocol_type: "consumer".into(),
+                                protocol: assignor,
+                                members: members
+                                    .into_iter()
+                                    .map(|(member_id, ..)| classic::MemberView {
+                                        member_id,
+                                        instance_id: None,
+                                        client_id: String::new(),
+                                        client_host: String::new(),
+                                        metadata: Bytes::new(),
+                                        assignment: Bytes::new(),
+                                    })
+                                    .collect(),
+                            })
+                        });
+                        (group, view)
+                    })
+                    .collect(),
+            )
+        }
+        GroupJob::List => {
+            let coordinator = service.coordinator.borrow();
+            let classic = coordinator.classic.list();
+            GroupReply::Listed(
+                coordinator
+                    .list()
+                    .into_iter()
+                    .map(
+                        |(group, state)| match classic.iter().find(|(name, ..)| *name == group) {
+                            Some((_, state, protocol_type)) => {
+                                (group, state.name().to_owned(), protocol_type.clone())
+                            }
+                            None => (group, state.name().to_owned(), "consumer".to_owned()),
+                        },
+                    )
+                    .collect(),
+            )
+        }
+        GroupJob::Delete(groups) => {
+            GroupReply::Deleted(delete_groups(shard, service, groups).await)
+        }
+    }
+}
+
+/// Deletes groups without members: their committed offsets get tombstones in
+/// `__consumer_offsets` (durably, before they are forgotten).
+async fn delete_groups(
+    shard: &Rc<Shard>,
+    service: &GroupService,
+    groups: Vec<String>,
+) -> Vec<(String, i16)> {
+    let mut results = Vec::with_capacity(groups.len());
+    for group in groups {
+        let _turn = service.offsets_writer.acquire_permit(1).await;
+        let (members, offsets) = {
+            let coordinator = service.coordinator.borrow();
+            (
+                coordinator.has_members(&group),
+                coordinator.committed_all(&group),
+            )
+        };
+        if members {
+            results.push((group, errors::NON_EMPTY_GROUP));
+            continue;
+        }
+        if offsets.is_empty() {
+            results.push((group, errors::GROUP_ID_NOT_FOUND));
+            continue;
+        }
+        let mut builder = BatchBuilder::new();
+        for ((topic, partition), _) in &offsets {
+            builder.push(NewRecord {
+                timestamp: now_ms(),
+                key: Some(Bytes::from(crate::handlers::groups::offset_key(
+                    &group, topic, *partition,
+                ))),
+                value: None,
+                headers: Vec::new(),
+            });
+        }
+        let Ok(records) = builder.build() else {
+            results.push((group, errors::UNKNOWN_SERVER_ERROR));
+            continue;
+        };
+        let job = Job::Produce {
+            topic: OFFSETS_TOPIC.into(),
+            partition: 0,
+            records: Bytes::from(records),
+            acks: -1,
+            timeout_ms: 30_000,
+        };
+        match shard
+            .call(owner(OFFSETS_TOPIC, 0, shard.shards()), job)
+            .await
+        {
+            Reply::Produced(result) if result.error == ErrorCode::None => {
+                let mut coordinator = service.coordinator.borrow_mut();
+                for ((topic, partition), _) in &offsets {
+                    coordinator.remove_offset(&group, topic, *partition);
+                }
+                results.push((group, 0));
+            }
+            Reply::Produced(result) => results.push((group, code(result.error))),
+            _ => results.push((group, errors::UNKNOWN_SERVER_ERROR)),
+        }
+    }
+    results
+}
+
+async fn call(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
+    match shard.call(COORDINATOR_SHARD, Job::KafkaGroup(job)).await {
+        Reply::KafkaGroup(reply) => reply,
+        _ => GroupReply::Error(errors::COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+/// Cluster mode: the error for a group another broker coordinates (or none is known for).
+async fn not_here(shard: &Rc<Shard>, group: &str) -> Option<i16> {
+    shard.cluster.as_ref()?;
+    match crate::handlers::cluster_admin::coordinator(shard, group).await {
+        Ok((node, _)) if node == shard.config.node_id => None,
+        Ok(_) => Some(errors::NOT_COORDINATOR),
+        Err(error) => Some(code(error)),
+    }
+}
+
+async fn native(shard: &Rc<Shard>, request: Request) -> Option<Response> {
+    match shard.call(COORDINATOR_SHARD, Job::Group(request)).await {
+        Reply::Group(response) => Some(response),
+        _ => None,
+    }
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &Header,
+    peer: &str,
+    request: KafkaRequest,
+) -> Answer {
+    match request {
+        KafkaRequest::FindCoordinator(find) => find_coordinator(shard, header, find).await,
+        KafkaRequest::JoinGroup(join) => {
+            if let Some(error) = not_here(shard, &join.group).await {
+                return encode(
+                    header,
+                    &JoinGroupResponse::default()
+                        .with_error_code(error)
+                        .with_generation_id(-1),
+                );
+            }
+            let job = classic::Join {
+                group: join.group,
+                member_id: join.member_id,
+                instance_id: join.group_instance_id,
+                client_id: header.client_id.clone().unwrap_or_default(),
+                client_host: format!("/{}", peer.rsplit_once(':').map_or(peer, |(host, _)| host)),
+                session_timeout_ms: join.session_timeout_ms,
+                rebalance_timeout_ms: join.rebalance_timeout_ms,
+                protocol_type: join.protocol_type,
+                protocols: join.protocols,
+                require_known_member_id: header.api_version >= 4,
+            };
+            let joined = match call(shard, GroupJob::Join(job)).await {
+                GroupReply::Joined(joined) => joined,
+                GroupReply::Error(error) => Joined {
+                    error,
+                    generation: -1,
+                    protocol: None,
+                    leader: String::new(),
+                    member_id: String::new(),
+                    members: Vec::new(),
+                },
+                _ => return Answer::Close,
+            };
+            let response = JoinGroupResponse::default()
+                .with_error_code(joined.error)
+                .with_generation_id(joined.generation)
+                .with_protocol_type(Some(text("consumer")))
+                .with_protocol_name(joined.protocol.map(text))
+                .with_leader(text(joined.leader))
+                .with_member_id(text(joined.member_id))
+                .with_members(
+                    joined
+                        .members
+                        .into_iter()
+                        .map(|(id, instance, metadata)| {
+                            JoinGroupResponseMember::default()
+                                .with_member_id(text(id))
+                                .with_group_instance_id(instance.map(text))
+                                .with_metadata(metadata)
+                        })
+                        .collect(),
+                );
+            encode(header, &response)
+        }
+        KafkaRequest::SyncGroup(sync) => {
+            if let Some(error) = not_here(shard, &sync.group).await {
+                return encode(header, &SyncGroupResponse::default().with_error_code(error));
+            }
+            let (error, assignment) = match call(shard, GroupJob::Sync(sync)).await {
+                GroupReply::Synced(error, assignment) => (error, assignment),
+                GroupReply::Error(error) => (error, Bytes::new()),
+                _ => return Answer::Close,
+            };
+            let response = SyncGroupResponse::default()
+                .with_error_code(error)
+                .with_protocol_type(Some(text("consumer")))
+                .with_assignment(assignment);
+            encode(header, &response)
+        }
+        KafkaRequest::Heartbeat(heartbeat) => {
+            let error = match not_here(shard, &heartbeat.group).await {
+                Some(error) => error,
+                None => match call(shard, GroupJob::Heartbeat(heartbeat)).await {
+                    GroupReply::Error(error) => error,
+                    _ => errors::UNKNOWN_SERVER_ERROR,
+                },
+            };
+            encode(header, &HeartbeatResponse::default().with_error_code(error))
+        }
+        KafkaRequest::LeaveGroup(leave) => {
+            let members = leave.members.clone();
+            let results = match not_here(shard, &leave.group).await {
+                Some(error) => vec![error; members.len()],
+                None => match call(shard, GroupJob::Leave(leave)).await {
+                    GroupReply::Left(results) => results,
+                    _ => vec![errors::UNKNOWN_SERVER_ERROR; members.len()],
+                },
+            };
+            // Before v3 one member leaves and its error is the response's.
+            let top = if header.api_version < 3 {
+                results.first().copied().unwrap_or(0)
+            } else {
+                0
+            };
+            let response = LeaveGroupResponse::default()
+                .with_error_code(top)
+                .with_members(
+                    members
+                        .into_iter()
+                        .zip(results)
+                        .map(|((member, instance), error)| {
+                            MemberResponse::default()
+                                .with_member_id(text(member))
+                                .with_group_instance_id(instance.map(text))
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                );
+            encode(header, &response)
+        }
+        KafkaRequest::OffsetCommit(commit) => offset_commit(shard, header, commit).await,
+        KafkaRequest::OffsetFetch(fetch) => offset_fetch(shard, header, fetch).await,
+        KafkaRequest::DescribeGroups(groups) => {
+            let Some(described) = (match call(shard, GroupJob::Describe(groups)).await {
+                GroupReply::Described(described) => Some(described),
+                _ => None,
+            }) else {
+                return Answer::Close;
+            };
+            let groups = described
+                .into_iter()
+                .map(|(group, view)| {
+                    let described = DescribedGroup::default().with_group_id(GroupId(text(group)));
+                    match view {
+                        None => described.with_group_state(text("Dead")),
+                        Some(view) => described
+                            .with_group_state(text(view.state.name()))
+                            .with_protocol_type(text(view.protocol_type))
+                            .with_protocol_data(text(view.protocol))
+                            .with_members(
+                                view.members
+                                    .into_iter()
+                                    .map(|m| {
+                                        DescribedGroupMember::default()
+                                            .with_member_id(text(m.member_id))
+                                            .with_group_instance_id(m.instance_id.map(text))
+                                            .with_client_id(text(m.client_id))
+                                            .with_client_host(text(m.client_host))
+                                            .with_member_metadata(m.metadata)
+                                            .with_member_assignment(m.assignment)
+                                    })
+                                    .collect(),
+                            ),
+                    }
+                })
+                .collect();
+            encode(
+                header,
+                &DescribeGroupsResponse::default().with_groups(groups),
+            )
+        }
+        KafkaRequest::ListGroups(states) => {
+            let GroupReply::Listed(listed) = call(shard, GroupJob::List).await else {
+                return Answer::Close;
+            };
+            let groups = listed
+                .into_iter()
+                .filter(|(_, state, _)| {
+                    states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state))
+                })
+                .map(|(group, state, protocol_type)| {
+                    ListedGroup::default()
+                        .with_group_id(GroupId(text(group)))
+                        .with_protocol_type(text(protocol_type))
+                        .with_group_state(text(state))
+                })
+                .collect();
+            encode(header, &ListGroupsResponse::default().with_groups(groups))
+        }
+        KafkaRequest::DeleteGroups(groups) => {
+            let GroupReply::Deleted(deleted) = call(shard, GroupJob::Delete(groups)).await else {
+                return Answer::Close;
+            };
+            let results = deleted
+                .into_iter()
+                .map(|(group, error)| {
+                    DeletableGroupResult::default()
+                        .with_group_id(GroupId(text(group)))
+                        .with_error_code(error)
+                })
+                .collect();
+            encode(
+                header,
+                &DeleteGroupsResponse::default().with_results(results),
+            )
+        }
+        _ => Answer::Close,
+    }
+}
+
+async fn find_coordinator(
+    shard: &Rc<Shard>,
+    header: &Header,
+    find: requests::FindCoordinator,
+) -> Answer {
+    let (brokers, _) = super::data::brokers(shard);
+    let mut coordinators = Vec::with_capacity(find.keys.len());
+    for key in find.keys {
+        let found: Result<(u32, String, u16), i16> = if find.key_type != 0 {
+            Err(errors::TRANSACTIONS_UNSUPPORTED)
+        } else if shard.cluster.is_some() {
+            match crate::handlers::cluster_admin::coordinator(shard, &key).await {
+                Ok((node, _)) => brokers
+                    .iter()
+                    .find(|(id, ..)| *id == node)
+                    .cloned()
+                    .ok_or(errors::COORDINATOR_NOT_AVAILABLE),
+                Err(error) => Err(code(error)),
+            }
+        } else {
+            brokers
+                .first()
+                .cloned()
+                .ok_or(errors::COORDINATOR_NOT_AVAILABLE)
+        };
+        let coordinator = Coordinator::default().with_key(text(key));
+        coordinators.push(match found {
+            Ok((node, host, port)) => coordinator
+                .with_node_id(BrokerId(node as i32))
+                .with_host(text(host))
+                .with_port(i32::from(port)),
+            Err(error) => coordinator
+                .with_error_code(error)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+        });
+    }
+    let response = if header.api_version >= 4 {
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        let first = coordinators.into_iter().next().unwrap_or_default();
+        FindCoordinatorResponse::default()
+            .with_error_code(first.error_code)
+            .with_node_id(first.node_id)
+            .with_host(first.host)
+            .with_port(first.port)
+    };
+    encode(header, &response)
+}
+
+async fn offset_commit(
+    shard: &Rc<Shard>,
+    header: &Header,
+    commit: requests::OffsetCommit,
+) -> Answer {
+    let refused_all = |error: i16, topics: &[(String, Vec<(i32, i64)>)]| {
+        topics
+            .iter()
+            .map(|(topic, partitions)| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(TopicName(text(topic.clone())))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|(p, _)| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(*p)
+                                    .with_error_code(error)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect::<Vec<_>>()
+    };
+    if let Some(error) = not_here(shard, &commit.group).await {
+        return encode(
+            header,
+            &OffsetCommitResponse::default().with_topics(refused_all(error, &commit.topics)),
+        );
+    }
+    let topics = commit
+        .topics
+        .iter()
+        .map(|(topic, partitions)| TopicEntries {
+            topic: topic.clone(),
+            partitions: partitions
+                .iter()
+                .filter_map(|(p, offset)| Some((u32::try_from(*p).ok()?, *offset)))
+                .collect(),
+        })
+        .collect();
+    let request = Request::OffsetCommit {
+        group: commit.group,
+        generation: commit.generation,
+        member_id: commit.member_id,
+        topics,
+    };
+    let Some(Response::OffsetCommit { topics }) = native(shard, request).await else {
+        return encode(
+            header,
+            &OffsetCommitResponse::default().with_topics(refused_all(
+                errors::COORDINATOR_NOT_AVAILABLE,
+                &commit.topics,
+            )),
+        );
+    };
+    let mut response = refused_all(errors::UNKNOWN_TOPIC_OR_PARTITION, &commit.topics);
+    for (answer, entry) in response.iter_mut().zip(&topics) {
+        for partition in answer.partitions.iter_mut() {
+            if let Some((_, error)) = entry
+                .partitions
+                .iter()
+                .find(|(p, _)| i64::from(*p) == i64::from(partition.partition_index))
+            {
+                partition.error_code = code(*error);
+            }
+        }
+    }
+    encode(
+        header,
+        &OffsetCommitResponse::default().with_topics(response),
+    )
+}
+
+async fn offset_fetch(shard: &Rc<Shard>, header: &Header, fetch: requests::OffsetFetch) -> Answer {
+    let mut groups = Vec::with_capacity(fetch.groups.len());
+    for group in fetch.groups {
+        let asked: Vec<TopicEntries<u32>> = group
+            .topics
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(topic, partitions)| TopicEntries {
+                topic,
+                partitions: partitions
+                    .into_iter()
+                    .filter_map(|p| u32::try_from(p).ok())
+                    .collect(),
+            })
+            .collect();
+        let answer = match not_here(shard, &group.group).await {
+            Some(error) => Err(error),
+            None => match native(
+                shard,
+                Request::OffsetFetch {
+                    group: group.group.clone(),
+                    topics: asked,
+                },
+            )
+            .await
+            {
+                Some(Response::OffsetFetch { error, topics }) if error == ErrorCode::None => {
+                    Ok(topics)
+                }
+                Some(Response::OffsetFetch { error, .. }) => Err(code(error)),
+                _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
+            },
+        };
+        groups.push((group.group, answer));
+    }
+    let response = if header.api_version >= 8 {
+        OffsetFetchResponse::default().with_groups(
+            groups
+                .into_iter()
+                .map(|(group, answer)| {
+                    let out =
+                        OffsetFetchResponseGroup::default().with_group_id(GroupId(text(group)));
+                    match answer {
+                        Err(error) => out.with_error_code(error),
+                        Ok(topics) => out.with_topics(
+                            topics
+                                .into_iter()
+                                .map(|t| {
+                                    OffsetFetchResponseTopics::default()
+                                        .with_name(TopicName(text(t.topic)))
+                                        .with_partitions(
+                                            t.partitions
+                                                .into_iter()
+                                                .map(|(p, offset)| {
+                                                    OffsetFetchResponsePartitions::default()
+                                                        .with_partition_index(p as i32)
+                                                        .with_committed_offset(offset)
+                                                        .with_committed_leader_epoch(-1)
+                                                        .with_metadata(Some(text("")))
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        ),
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        let (_, answer) = groups
+            .into_iter()
+            .next()
+            .unwrap_or((String::new(), Ok(Vec::new())));
+        match answer {
+            Err(error) => OffsetFetchResponse::default().with_error_code(error),
+            Ok(topics) => OffsetFetchResponse::default().with_topics(
+                topics
+                    .into_iter()
+                    .map(|t| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(TopicName(text(t.topic)))
+                            .with_partitions(
+                                t.partitions
+                                    .into_iter()
+                                    .map(|(p, offset)| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p as i32)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(-1)
+                                            .with_metadata(Some(text("")))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        }
+    };
+    encode(header, &response)
+}

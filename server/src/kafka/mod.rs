@@ -1,0 +1,232 @@
+//! The Kafka wire protocol listener (`--kafka-listen`): Kafka framing on the same
+//! connection machinery as the native protocol (`conn.rs`), each request decoded by
+//! `keel-kafka` and served by the native handlers, so both protocols share topics, offsets,
+//! groups and `__consumer_offsets`. Responses are kafka-protocol's types, except Fetch,
+//! which is written by hand around zero-copy file ranges.
+
+mod admin;
+mod data;
+mod fetch;
+pub(crate) mod groups;
+
+use crate::conn::{send_file, Wire};
+use crate::handlers::Part;
+use crate::shard::Shard;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+use keel_kafka::errors;
+use keel_kafka::frame::{self, Header};
+use keel_kafka::kafka_protocol::messages::ApiVersionsResponse;
+use keel_kafka::kafka_protocol::protocol::Encodable;
+use keel_kafka::requests::{self, KafkaRequest};
+use keel_kafka::versions;
+use keel_protocol::api::ErrorCode;
+use std::cell::Cell;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// What a Kafka request gets back.
+pub enum Answer {
+    /// The response (header included), in order; file parts are sent with zero copy.
+    Parts(Vec<Part>),
+    /// Nothing can be answered (a malformed request): the connection closes, as Kafka's.
+    Close,
+}
+
+/// Serves a Kafka-protocol connection.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<Cell<bool>>) {
+    crate::conn::serve_wire::<Kafka>(shard, stream, stopping).await
+}
+
+struct Kafka;
+
+impl Wire for Kafka {
+    type Answer = Answer;
+
+    fn check(buf: &[u8], max: u32) -> Result<Option<usize>, (ErrorCode, Option<Answer>)> {
+        frame::check_frame(buf, max).map_err(|e| {
+            tracing::debug!(error = %e, "unframeable Kafka request");
+            let code = match e {
+                frame::FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+                frame::FrameError::TooShort(_) => ErrorCode::InvalidRequest,
+            };
+            (code, None)
+        })
+    }
+
+    fn announced_len(buf: &[u8]) -> Option<usize> {
+        frame::announced_len(buf)
+    }
+
+    async fn handle(
+        shard: Rc<Shard>,
+        _stopping: Rc<Cell<bool>>,
+        peer: Rc<str>,
+        frame: Bytes,
+    ) -> Option<Answer> {
+        handle(&shard, &peer, frame.slice(4..)).await
+    }
+
+    async fn send(stream: &mut TcpStream, socket: RawFd, answer: Answer) -> std::io::Result<()> {
+        let Answer::Parts(parts) = answer else {
+            return Err(std::io::Error::other("malformed Kafka request: closing"));
+        };
+        let len: usize = parts.iter().map(Part::len).sum();
+        let mut first = BytesMut::with_capacity(4 + 64);
+        first.put_i32(len as i32);
+        let mut parts = parts.into_iter().peekable();
+        if let Some(Part::Bytes(bytes)) = parts.peek() {
+            first.extend_from_slice(bytes);
+            parts.next();
+        }
+        stream.write_all(&first).await?;
+        for part in parts {
+            match part {
+                Part::Bytes(bytes) => stream.write_all(&bytes).await?,
+                Part::File(range) => {
+                    stream.flush().await?;
+                    send_file(socket, range).await?;
+                }
+            }
+        }
+        stream.flush().await
+    }
+}
+
+/// The response header then `response` encoded at the request's version; a response that
+/// cannot be encoded (a bug) closes the connection, logged.
+pub fn encode<R: Encodable>(header: &Header, response: &R) -> Answer {
+    let mut out = BytesMut::new();
+    header.response_header(&mut out);
+    match response.encode(&mut out, header.api_version) {
+        Ok(()) => Answer::Parts(vec![Part::Bytes(out.freeze())]),
+        Err(e) => {
+            tracing::warn!(api = header.api_key, version = header.api_version, error = %e, "Kafka response cannot be encoded; closing");
+            Answer::Close
+        }
+    }
+}
+
+/// The answer to a request for an API or version not served: ApiVersions answers at
+/// version 0 with UNSUPPORTED_VERSION and the versions served (so the client can pick
+/// one); anything else gets the response header and the error code.
+fn unsupported(header: &Header) -> Answer {
+    let mut out = BytesMut::new();
+    out.put_i32(header.correlation_id);
+    if header.api_key == versions::API_VERSIONS {
+        let response = api_versions().with_error_code(errors::UNSUPPORTED_VERSION);
+        if response.encode(&mut out, 0).is_err() {
+            return Answer::Close;
+        }
+    } else {
+        out.put_i16(errors::UNSUPPORTED_VERSION);
+    }
+    Answer::Parts(vec![Part::Bytes(out.freeze())])
+}
+
+fn api_versions() -> ApiVersionsResponse {
+    use keel_kafka::kafka_protocol::messages::api_versions_response::ApiVersion;
+    ApiVersionsResponse::default().with_api_keys(
+        versions::SUPPORTED
+            .iter()
+            .map(|(api, min, max, _)| {
+                ApiVersion::default()
+                    .with_api_key(*api as i16)
+                    .with_min_version(*min)
+                    .with_max_version(*max)
+            })
+            .collect(),
+    )
+}
+
+async fn handle(shard: &Rc<Shard>, peer: &str, body: Bytes) -> Option<Answer> {
+    let started = Instant::now();
+    let (header, mut reader) = match frame::parse_header(body) {
+        Ok(parsed) => parsed,
+        Err((_, e)) => {
+            tracing::debug!(%peer, error = %e, "bad Kafka request header");
+            shard.metrics.api("kafka_invalid").requests.inc();
+            shard
+                .metrics
+                .request_error("kafka_invalid", ErrorCode::InvalidRequest);
+            return Some(Answer::Close);
+        }
+    };
+    let Some(api) = versions::served(header.api_key, header.api_version) else {
+        tracing::debug!(%peer, api = header.api_key, version = header.api_version, "Kafka API or version not served");
+        shard.metrics.api("kafka_invalid").requests.inc();
+        shard
+            .metrics
+            .request_error("kafka_invalid", ErrorCode::UnsupportedVersion);
+        return Some(unsupported(&header));
+    };
+    let request = match requests::decode(api, header.api_version, &mut reader) {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::debug!(%peer, ?api, version = header.api_version, error = %e, "malformed Kafka request");
+            shard.metrics.api("kafka_invalid").requests.inc();
+            shard
+                .metrics
+                .request_error("kafka_invalid", ErrorCode::InvalidRequest);
+            return Some(Answer::Close);
+        }
+    };
+    let name = versions::metric_name(api);
+    let answer = dispatch(shard, &header, peer, request).await;
+    let metrics = shard.metrics.api(name);
+    metrics.requests.inc();
+    metrics.seconds.observe(started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn dispatch(
+    shard: &Rc<Shard>,
+    header: &Header,
+    peer: &str,
+    request: KafkaRequest,
+) -> Option<Answer> {
+    let answer = match request {
+        KafkaRequest::ApiVersions => encode(header, &api_versions()),
+        KafkaRequest::Metadata(request) => data::metadata(shard, header, request).await,
+        KafkaRequest::Produce(request) => return data::produce(shard, header, request).await,
+        KafkaRequest::Fetch(request) => fetch::fetch(shard, header, request).await,
+        KafkaRequest::ListOffsets(request) => data::list_offsets(shard, header, request).await,
+        KafkaRequest::DeleteRecords(request) => data::delete_records(shard, header, request).await,
+        KafkaRequest::InitProducerId(request) => data::init_producer_id(header, request),
+        KafkaRequest::CreateTopics(request) => admin::create_topics(shard, header, request).await,
+        KafkaRequest::DeleteTopics(request) => admin::delete_topics(shard, header, request).await,
+        KafkaRequest::CreatePartitions(request) => {
+            admin::create_partitions(shard, header, request).await
+        }
+        KafkaRequest::DescribeConfigs(request) => admin::describe_configs(shard, header, request),
+        KafkaRequest::AlterConfigs(request) => {
+            admin::alter_configs(shard, header, request, false).await
+        }
+        KafkaRequest::IncrementalAlterConfigs(request) => {
+            admin::alter_configs(shard, header, request, true).await
+        }
+        KafkaRequest::DescribeCluster => admin::describe_cluster(shard, header),
+        group => groups::handle(shard, header, peer, group).await,
+    };
+    Some(answer)
+}
+
+/// The Kafka address this broker tells clients.
+pub fn advertised(shard: &Shard) -> Option<std::net::SocketAddr> {
+    shard
+        .config
+        .advertised_kafka_listen
+        .or(shard.config.kafka_listen)
+}
+
+/// A Kafka string from a Rust one.
+pub fn text(value: impl Into<String>) -> keel_kafka::kafka_protocol::protocol::StrBytes {
+    keel_kafka::kafka_protocol::protocol::StrBytes::from_string(value.into())
+}
+
+/// The Kafka error code of a native error.
+pub fn code(error: ErrorCode) -> i16 {
+    errors::kafka_code(error)
+}
