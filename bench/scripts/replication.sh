@@ -10,7 +10,7 @@ D=/tmp/keel-rep; V="1@127.0.0.1:17072,2@127.0.0.1:17172,3@127.0.0.1:17272"
 BOOT=127.0.0.1:17000,127.0.0.1:17100,127.0.0.1:17200
 pkill -f "$S --node-id" 2>/dev/null; sleep 1; rm -rf $D; mkdir -p $D
 for i in 1 2 3; do p=$((17000+100*(i-1)))
-  setsid nohup $S --node-id $i --data-dir $D/d$i --listen 127.0.0.1:$p --metrics-listen 127.0.0.1:$((p+1)) \
+  setsid nohup $S --node-id $i --data-dir $D/d$i --listen 127.0.0.1:$p --metrics-listen 127.0.0.1:$((p+1)) --kafka-listen 127.0.0.1:$((p+2)) \
     --controller-voters $V --shards 2 > $D/log$i 2>&1 &
 done
 sleep 4

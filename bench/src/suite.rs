@@ -504,6 +504,7 @@ impl KeelServer {
             .arg(data)
             .args(["--listen", address.as_str()])
             .args(["--metrics-listen", &format!("127.0.0.1:{}", port + 1)])
+            .args(["--kafka-listen", &format!("127.0.0.1:{}", port + 2)])
             .args(["--fsync", fsync])
             .stdout(log.try_clone()?)
             .stderr(log)

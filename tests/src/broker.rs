@@ -33,6 +33,8 @@ pub struct Broker {
     pub addr: SocketAddr,
     /// Metrics address.
     pub metrics_addr: SocketAddr,
+    /// Kafka wire protocol address (unless `--kafka-listen` is among the extra flags).
+    pub kafka_addr: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
     binary: PathBuf,
@@ -109,6 +111,7 @@ impl Broker {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            kafka_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir: data_dir.to_owned(),
             binary: binary.to_owned(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -129,6 +132,12 @@ impl Broker {
             .arg(self.addr.to_string())
             .arg("--metrics-listen")
             .arg(self.metrics_addr.to_string())
+            .args(
+                (!self.extra.iter().any(|a| a == "--kafka-listen"))
+                    .then(|| ["--kafka-listen".to_owned(), self.kafka_addr.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             // glibc's fatal messages (heap corruption) go to stderr, into the test log.

@@ -284,6 +284,8 @@ fn spawn_bad(cluster: &Cluster, args: &[&str]) -> std::process::Output {
             &listen,
             "--metrics-listen",
             &metrics,
+            "--kafka-listen",
+            "off",
             "--shards",
             "1",
         ])

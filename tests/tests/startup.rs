@@ -204,6 +204,8 @@ fn the_default_relative_data_dir_works() {
             &format!("127.0.0.1:{port}"),
             "--metrics-listen",
             &format!("127.0.0.1:{metrics}"),
+            "--kafka-listen",
+            "127.0.0.1:0",
         ])
         .current_dir(dir.path())
         .stdout(std::process::Stdio::null())
@@ -294,6 +296,8 @@ fn server_args(dir: &std::path::Path, listen: String, metrics: String) -> Vec<St
         listen,
         "--metrics-listen".into(),
         metrics,
+        "--kafka-listen".into(),
+        "127.0.0.1:0".into(),
     ]
 }
 

@@ -115,7 +115,9 @@ pub async fn create_topics(shard: &Rc<Shard>, header: &Header, request: CreateTo
             .with_error_code(code(t.error))
             .with_error_message((!t.message.is_empty()).then(|| text(t.message)))
             .with_topic_id(super::data::uuid(&keel_kafka::fetch::topic_id(&t.topic)));
-        if let Some(entry) = entry.filter(|_| t.error == ErrorCode::None) {
+        // Partition count and replication factor are answered from version 5.
+        if let Some(entry) = entry.filter(|_| t.error == ErrorCode::None && header.api_version >= 5)
+        {
             result = result
                 .with_num_partitions(entry.partitions as i32)
                 .with_replication_factor(replication_factor(shard, &t.topic));
@@ -293,7 +295,11 @@ pub fn describe_configs(
                     configs
                         .into_iter()
                         .filter(|(key, ..)| {
-                            resource.keys.as_ref().is_none_or(|keys| keys.contains(key))
+                            // No keys (null or empty, as Kafka reads both): every config.
+                            resource
+                                .keys
+                                .as_ref()
+                                .is_none_or(|keys| keys.is_empty() || keys.contains(key))
                         })
                         .map(|(key, value, source, read_only)| {
                             DescribeConfigsResourceResult::default()

@@ -402,25 +402,25 @@ pub async fn handle(
                 },
             };
             // Before v3 one member leaves and its error is the response's.
-            let top = if header.api_version < 3 {
-                results.first().copied().unwrap_or(0)
-            } else {
-                0
-            };
-            let response = LeaveGroupResponse::default()
-                .with_error_code(top)
-                .with_members(
-                    members
-                        .into_iter()
-                        .zip(results)
-                        .map(|((member, instance), error)| {
-                            MemberResponse::default()
-                                .with_member_id(text(member))
-                                .with_group_instance_id(instance.map(text))
-                                .with_error_code(error)
-                        })
-                        .collect(),
+            if header.api_version < 3 {
+                let error = results.first().copied().unwrap_or(0);
+                return encode(
+                    header,
+                    &LeaveGroupResponse::default().with_error_code(error),
                 );
+            }
+            let response = LeaveGroupResponse::default().with_members(
+                members
+                    .into_iter()
+                    .zip(results)
+                    .map(|((member, instance), error)| {
+                        MemberResponse::default()
+                            .with_member_id(text(member))
+                            .with_group_instance_id(instance.map(text))
+                            .with_error_code(error)
+                    })
+                    .collect(),
+            );
             encode(header, &response)
         }
         KafkaRequest::OffsetCommit(commit) => offset_commit(shard, header, commit).await,
@@ -703,6 +703,8 @@ async fn offset_fetch(shard: &Rc<Shard>, header: &Header, fetch: requests::Offse
             .next()
             .unwrap_or((String::new(), Ok(Vec::new())));
         match answer {
+            // Version 1 has no response-level error: it answers with no offsets.
+            Err(_) if header.api_version < 2 => OffsetFetchResponse::default(),
             Err(error) => OffsetFetchResponse::default().with_error_code(error),
             Ok(topics) => OffsetFetchResponse::default().with_topics(
                 topics

@@ -71,6 +71,9 @@ impl Wire for Kafka {
 
     async fn send(stream: &mut TcpStream, socket: RawFd, answer: Answer) -> std::io::Result<()> {
         let Answer::Parts(parts) = answer else {
+            // Wakes the reader too, so the whole connection ends here.
+            // SAFETY: shutdown(2) of the connection's own socket, open while it is served.
+            unsafe { libc::shutdown(socket, libc::SHUT_RDWR) };
             return Err(std::io::Error::other("malformed Kafka request: closing"));
         };
         let len: usize = parts.iter().map(Part::len).sum();
@@ -173,6 +176,7 @@ async fn handle(shard: &Rc<Shard>, peer: &str, body: Bytes) -> Option<Answer> {
             return Some(Answer::Close);
         }
     };
+    tracing::trace!(%peer, ?api, version = header.api_version, correlation = header.correlation_id, "Kafka request");
     let name = versions::metric_name(api);
     let answer = dispatch(shard, &header, peer, request).await;
     let metrics = shard.metrics.api(name);
