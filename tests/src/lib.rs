@@ -22,5 +22,6 @@ pub fn crash_batch_records(tag: u64) -> i64 {
 
 pub mod broker;
 pub mod cluster;
+pub mod kafka_clients;
 pub mod netns;
 pub mod tool;

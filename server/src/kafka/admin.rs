@@ -295,11 +295,8 @@ pub fn describe_configs(
                     configs
                         .into_iter()
                         .filter(|(key, ..)| {
-                            // No keys (null or empty, as Kafka reads both): every config.
-                            resource
-                                .keys
-                                .as_ref()
-                                .is_none_or(|keys| keys.is_empty() || keys.contains(key))
+                            // Null keys: every config; a list: those named (as Kafka's).
+                            resource.keys.as_ref().is_none_or(|keys| keys.contains(key))
                         })
                         .map(|(key, value, source, read_only)| {
                             DescribeConfigsResourceResult::default()

@@ -1,0 +1,78 @@
+//! The Kafka clients the conformance tests drive (`tests/kafka/`): installed into
+//! `target/` on first use by `tests/kafka/install.sh`, then run as child processes against a
+//! broker's Kafka listener.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Where the clients are.
+pub struct Clients {
+    /// The venv's Python (confluent-kafka, kafka-python, aiokafka).
+    pub python: PathBuf,
+    /// kafkajs and its codecs.
+    pub node_modules: PathBuf,
+    /// The conformance scripts.
+    pub scripts: PathBuf,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+/// Installs the clients once per test process (the script itself skips what is there).
+pub fn clients() -> &'static Clients {
+    static INSTALLED: std::sync::OnceLock<Clients> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let root = workspace();
+        let status = Command::new("bash")
+            .arg(root.join("tests/kafka/install.sh"))
+            .status()
+            .expect("run tests/kafka/install.sh");
+        assert!(
+            status.success(),
+            "installing the Kafka clients failed (tests/kafka/install.sh; needs python3 with venv, npm, and kcat or root to install it)"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), PathBuf::from);
+        Clients {
+            python: target.join("kafka-venv/bin/python"),
+            node_modules: target.join("kafka-node/node_modules"),
+            scripts: root.join("tests/kafka"),
+        }
+    })
+}
+
+/// Runs `program args` with a deadline, returning its output; panics with the output when
+/// it fails, times out, or does not print `PASSED`.
+pub fn run(program: &Path, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("KAFKAJS_NO_PARTITIONER_WARNING", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("PASSED"),
+        "{} {args:?} failed ({:?}):\n{stdout}\n{stderr}",
+        program.display(),
+        output.status
+    );
+    stdout
+}
