@@ -18,6 +18,27 @@ fn join(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> Join {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+fn sync(
+    c: &mut Classic,
+    now: i64,
+    group: &str,
+    generation: i32,
+    member: &str,
+    instance: Option<&str>,
+    assignments: Vec<(String, Bytes)>,
+    token: Token,
+) -> Vec<Answer> {
+    let request = members::SyncGroup {
+        group: group.into(),
+        generation,
+        member_id: member.into(),
+        group_instance_id: instance.map(Into::into),
+        assignments,
+    };
+    c.sync(now, request, token)
+}
+
 fn joined(answers: &[Answer], token: Token) -> Joined {
     answers
         .iter()
@@ -89,8 +110,9 @@ fn two_members_get_the_leaders_assignment() {
     assert!(jb.members.is_empty());
     assert_eq!(ja.members[1].2, Bytes::from("md-range"));
     // The follower's sync waits for the leader's.
-    assert!(c.sync(40, "g", 2, &b, None, Vec::new(), 6).is_empty());
-    let answers = c.sync(
+    assert!(sync(&mut c, 40, "g", 2, &b, None, Vec::new(), 6).is_empty());
+    let answers = sync(
+        &mut c,
         41,
         "g",
         2,
@@ -130,13 +152,22 @@ fn expired_and_leaving_members_trigger_rebalances() {
     let mut c = Classic::default();
     let a = member_id(&mut c, 0, 1);
     joined(&c.join(0, &limits, join(&a, None, &["range"]), 2), 2);
-    c.sync(0, "g", 1, &a, None, vec![(a.clone(), Bytes::from("x"))], 3);
+    sync(
+        &mut c,
+        0,
+        "g",
+        1,
+        &a,
+        None,
+        vec![(a.clone(), Bytes::from("x"))],
+        3,
+    );
     let b = member_id(&mut c, 0, 4);
     c.join(0, &limits, join(&b, None, &["range"]), 5);
     let answers = c.join(1, &limits, join(&a, None, &["range"]), 6);
     assert_eq!(joined(&answers, 5).generation, 2);
     // b never syncs nor heartbeats; a does.
-    c.sync(2, "g", 2, &a, None, Vec::new(), 7);
+    sync(&mut c, 2, "g", 2, &a, None, Vec::new(), 7);
     assert_eq!(c.heartbeat(9_000, "g", 2, &a, None), 0);
     c.tick(10_500);
     assert_eq!(
@@ -165,7 +196,8 @@ fn a_static_member_comes_back_without_a_rebalance() {
     let first = joined(&c.join(0, &limits, join("", Some("i-1"), &["range"]), 1), 1);
     assert_eq!((first.error, first.generation), (0, 1));
     let old = first.member_id;
-    c.sync(
+    sync(
+        &mut c,
         0,
         "g",
         1,
@@ -183,7 +215,16 @@ fn a_static_member_comes_back_without_a_rebalance() {
     assert_ne!(again.member_id, old);
     assert_eq!(
         synced(
-            &c.sync(6, "g", 1, &again.member_id, Some("i-1"), Vec::new(), 4),
+            &sync(
+                &mut c,
+                6,
+                "g",
+                1,
+                &again.member_id,
+                Some("i-1"),
+                Vec::new(),
+                4
+            ),
             4
         ),
         (0, Bytes::from("p0"))

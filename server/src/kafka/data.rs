@@ -180,7 +180,7 @@ pub async fn produce(shard: &Rc<Shard>, header: &Header, request: Produce) -> Op
         return Some(encode(header, &response));
     }
     let acks = match request.acks {
-        0 | 1 | -1 => request.acks as i8,
+        -1..=1 => request.acks as i8,
         _ => {
             let response = ProduceResponse::default()
                 .with_responses(refuse_all(code(ErrorCode::InvalidRequiredAcks)));

@@ -13,21 +13,14 @@ use keel_kafka::frame::Header;
 use keel_kafka::kafka_protocol::messages::{
     delete_groups_response::DeletableGroupResult,
     describe_groups_response::{DescribedGroup, DescribedGroupMember},
-    find_coordinator_response::Coordinator,
     join_group_response::JoinGroupResponseMember,
     leave_group_response::MemberResponse,
     list_groups_response::ListedGroup,
-    offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic},
-    offset_fetch_response::{
-        OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
-        OffsetFetchResponseTopic, OffsetFetchResponseTopics,
-    },
-    BrokerId, DeleteGroupsResponse, DescribeGroupsResponse, FindCoordinatorResponse, GroupId,
-    HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
-    OffsetCommitResponse, OffsetFetchResponse, SyncGroupResponse, TopicName,
+    DeleteGroupsResponse, DescribeGroupsResponse, GroupId, HeartbeatResponse, JoinGroupResponse,
+    LeaveGroupResponse, ListGroupsResponse, SyncGroupResponse,
 };
 use keel_kafka::requests::{self, KafkaRequest};
-use keel_protocol::api::{ErrorCode, Request, Response, TopicEntries};
+use keel_protocol::api::{ErrorCode, Request, Response};
 use keel_protocol::batch::{BatchBuilder, NewRecord};
 use std::rc::Rc;
 
@@ -113,15 +106,11 @@ pub async fn serve_job(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
         }
         GroupJob::Sync(sync) => {
             let (token, receiver) = service.park();
-            let answers = service.coordinator.borrow_mut().classic.sync(
-                now,
-                &sync.group,
-                sync.generation,
-                &sync.member_id,
-                sync.group_instance_id.as_deref(),
-                sync.assignments,
-                token,
-            );
+            let answers = service
+                .coordinator
+                .borrow_mut()
+                .classic
+                .sync(now, sync, token);
             service.answer_classic(answers);
             match receiver.await {
                 Ok(classic::Answer::Sync(_, error, assignment)) => {
@@ -289,7 +278,7 @@ async fn call(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
 }
 
 /// Cluster mode: the error for a group another broker coordinates (or none is known for).
-async fn not_here(shard: &Rc<Shard>, group: &str) -> Option<i16> {
+pub(super) async fn not_here(shard: &Rc<Shard>, group: &str) -> Option<i16> {
     shard.cluster.as_ref()?;
     match crate::handlers::cluster_admin::coordinator(shard, group).await {
         Ok((node, _)) if node == shard.config.node_id => None,
@@ -298,7 +287,7 @@ async fn not_here(shard: &Rc<Shard>, group: &str) -> Option<i16> {
     }
 }
 
-async fn native(shard: &Rc<Shard>, request: Request) -> Option<Response> {
+pub(super) async fn native(shard: &Rc<Shard>, request: Request) -> Option<Response> {
     match shard.call(COORDINATOR_SHARD, Job::Group(request)).await {
         Reply::Group(response) => Some(response),
         _ => None,
@@ -312,7 +301,9 @@ pub async fn handle(
     request: KafkaRequest,
 ) -> Answer {
     match request {
-        KafkaRequest::FindCoordinator(find) => find_coordinator(shard, header, find).await,
+        KafkaRequest::FindCoordinator(find) => {
+            super::offsets::find_coordinator(shard, header, find).await
+        }
         KafkaRequest::JoinGroup(join) => {
             if let Some(error) = not_here(shard, &join.group).await {
                 return encode(
@@ -423,8 +414,12 @@ pub async fn handle(
             );
             encode(header, &response)
         }
-        KafkaRequest::OffsetCommit(commit) => offset_commit(shard, header, commit).await,
-        KafkaRequest::OffsetFetch(fetch) => offset_fetch(shard, header, fetch).await,
+        KafkaRequest::OffsetCommit(commit) => {
+            super::offsets::offset_commit(shard, header, commit).await
+        }
+        KafkaRequest::OffsetFetch(fetch) => {
+            super::offsets::offset_fetch(shard, header, fetch).await
+        }
         KafkaRequest::DescribeGroups(groups) => {
             let Some(described) = (match call(shard, GroupJob::Describe(groups)).await {
                 GroupReply::Described(described) => Some(described),
@@ -501,233 +496,4 @@ pub async fn handle(
         }
         _ => Answer::Close,
     }
-}
-
-async fn find_coordinator(
-    shard: &Rc<Shard>,
-    header: &Header,
-    find: requests::FindCoordinator,
-) -> Answer {
-    let (brokers, _) = super::data::brokers(shard);
-    let mut coordinators = Vec::with_capacity(find.keys.len());
-    for key in find.keys {
-        let found: Result<(u32, String, u16), i16> = if find.key_type != 0 {
-            Err(errors::TRANSACTIONS_UNSUPPORTED)
-        } else if shard.cluster.is_some() {
-            match crate::handlers::cluster_admin::coordinator(shard, &key).await {
-                Ok((node, _)) => brokers
-                    .iter()
-                    .find(|(id, ..)| *id == node)
-                    .cloned()
-                    .ok_or(errors::COORDINATOR_NOT_AVAILABLE),
-                Err(error) => Err(code(error)),
-            }
-        } else {
-            brokers
-                .first()
-                .cloned()
-                .ok_or(errors::COORDINATOR_NOT_AVAILABLE)
-        };
-        let coordinator = Coordinator::default().with_key(text(key));
-        coordinators.push(match found {
-            Ok((node, host, port)) => coordinator
-                .with_node_id(BrokerId(node as i32))
-                .with_host(text(host))
-                .with_port(i32::from(port)),
-            Err(error) => coordinator
-                .with_error_code(error)
-                .with_node_id(BrokerId(-1))
-                .with_port(-1),
-        });
-    }
-    let response = if header.api_version >= 4 {
-        FindCoordinatorResponse::default().with_coordinators(coordinators)
-    } else {
-        let first = coordinators.into_iter().next().unwrap_or_default();
-        FindCoordinatorResponse::default()
-            .with_error_code(first.error_code)
-            .with_node_id(first.node_id)
-            .with_host(first.host)
-            .with_port(first.port)
-    };
-    encode(header, &response)
-}
-
-async fn offset_commit(
-    shard: &Rc<Shard>,
-    header: &Header,
-    commit: requests::OffsetCommit,
-) -> Answer {
-    let refused_all = |error: i16, topics: &[(String, Vec<(i32, i64)>)]| {
-        topics
-            .iter()
-            .map(|(topic, partitions)| {
-                OffsetCommitResponseTopic::default()
-                    .with_name(TopicName(text(topic.clone())))
-                    .with_partitions(
-                        partitions
-                            .iter()
-                            .map(|(p, _)| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(*p)
-                                    .with_error_code(error)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect::<Vec<_>>()
-    };
-    if let Some(error) = not_here(shard, &commit.group).await {
-        return encode(
-            header,
-            &OffsetCommitResponse::default().with_topics(refused_all(error, &commit.topics)),
-        );
-    }
-    let topics = commit
-        .topics
-        .iter()
-        .map(|(topic, partitions)| TopicEntries {
-            topic: topic.clone(),
-            partitions: partitions
-                .iter()
-                .filter_map(|(p, offset)| Some((u32::try_from(*p).ok()?, *offset)))
-                .collect(),
-        })
-        .collect();
-    let request = Request::OffsetCommit {
-        group: commit.group,
-        generation: commit.generation,
-        member_id: commit.member_id,
-        topics,
-    };
-    let Some(Response::OffsetCommit { topics }) = native(shard, request).await else {
-        return encode(
-            header,
-            &OffsetCommitResponse::default().with_topics(refused_all(
-                errors::COORDINATOR_NOT_AVAILABLE,
-                &commit.topics,
-            )),
-        );
-    };
-    let mut response = refused_all(errors::UNKNOWN_TOPIC_OR_PARTITION, &commit.topics);
-    for (answer, entry) in response.iter_mut().zip(&topics) {
-        for partition in answer.partitions.iter_mut() {
-            if let Some((_, error)) = entry
-                .partitions
-                .iter()
-                .find(|(p, _)| i64::from(*p) == i64::from(partition.partition_index))
-            {
-                partition.error_code = code(*error);
-            }
-        }
-    }
-    encode(
-        header,
-        &OffsetCommitResponse::default().with_topics(response),
-    )
-}
-
-async fn offset_fetch(shard: &Rc<Shard>, header: &Header, fetch: requests::OffsetFetch) -> Answer {
-    let mut groups = Vec::with_capacity(fetch.groups.len());
-    for group in fetch.groups {
-        let asked: Vec<TopicEntries<u32>> = group
-            .topics
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(topic, partitions)| TopicEntries {
-                topic,
-                partitions: partitions
-                    .into_iter()
-                    .filter_map(|p| u32::try_from(p).ok())
-                    .collect(),
-            })
-            .collect();
-        let answer = match not_here(shard, &group.group).await {
-            Some(error) => Err(error),
-            None => match native(
-                shard,
-                Request::OffsetFetch {
-                    group: group.group.clone(),
-                    topics: asked,
-                },
-            )
-            .await
-            {
-                Some(Response::OffsetFetch { error, topics }) if error == ErrorCode::None => {
-                    Ok(topics)
-                }
-                Some(Response::OffsetFetch { error, .. }) => Err(code(error)),
-                _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
-            },
-        };
-        groups.push((group.group, answer));
-    }
-    let response = if header.api_version >= 8 {
-        OffsetFetchResponse::default().with_groups(
-            groups
-                .into_iter()
-                .map(|(group, answer)| {
-                    let out =
-                        OffsetFetchResponseGroup::default().with_group_id(GroupId(text(group)));
-                    match answer {
-                        Err(error) => out.with_error_code(error),
-                        Ok(topics) => out.with_topics(
-                            topics
-                                .into_iter()
-                                .map(|t| {
-                                    OffsetFetchResponseTopics::default()
-                                        .with_name(TopicName(text(t.topic)))
-                                        .with_partitions(
-                                            t.partitions
-                                                .into_iter()
-                                                .map(|(p, offset)| {
-                                                    OffsetFetchResponsePartitions::default()
-                                                        .with_partition_index(p as i32)
-                                                        .with_committed_offset(offset)
-                                                        .with_committed_leader_epoch(-1)
-                                                        .with_metadata(Some(text("")))
-                                                })
-                                                .collect(),
-                                        )
-                                })
-                                .collect(),
-                        ),
-                    }
-                })
-                .collect(),
-        )
-    } else {
-        let (_, answer) = groups
-            .into_iter()
-            .next()
-            .unwrap_or((String::new(), Ok(Vec::new())));
-        match answer {
-            // Version 1 has no response-level error: it answers with no offsets.
-            Err(_) if header.api_version < 2 => OffsetFetchResponse::default(),
-            Err(error) => OffsetFetchResponse::default().with_error_code(error),
-            Ok(topics) => OffsetFetchResponse::default().with_topics(
-                topics
-                    .into_iter()
-                    .map(|t| {
-                        OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(text(t.topic)))
-                            .with_partitions(
-                                t.partitions
-                                    .into_iter()
-                                    .map(|(p, offset)| {
-                                        OffsetFetchResponsePartition::default()
-                                            .with_partition_index(p as i32)
-                                            .with_committed_offset(offset)
-                                            .with_committed_leader_epoch(-1)
-                                            .with_metadata(Some(text("")))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            ),
-        }
-    };
-    encode(header, &response)
 }

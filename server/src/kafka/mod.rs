@@ -8,6 +8,7 @@ mod admin;
 mod data;
 mod fetch;
 pub(crate) mod groups;
+mod offsets;
 
 use crate::conn::{send_file, Wire};
 use crate::handlers::Part;

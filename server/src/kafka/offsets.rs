@@ -1,0 +1,256 @@
+//! Where a group's coordinator is, and committed offsets for Kafka clients: commits and
+//! reads go through the native group handler, so both protocols share
+//! `__consumer_offsets`.
+
+use super::groups::{native, not_here};
+use super::{code, encode, text, Answer};
+use crate::shard::Shard;
+use keel_kafka::errors;
+use keel_kafka::frame::Header;
+use keel_kafka::kafka_protocol::messages::{
+    find_coordinator_response::Coordinator,
+    offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic},
+    offset_fetch_response::{
+        OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+        OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+    },
+    BrokerId, FindCoordinatorResponse, GroupId, OffsetCommitResponse, OffsetFetchResponse,
+    TopicName,
+};
+use keel_kafka::requests;
+use keel_protocol::api::{ErrorCode, Request, Response, TopicEntries};
+use std::rc::Rc;
+
+pub async fn find_coordinator(
+    shard: &Rc<Shard>,
+    header: &Header,
+    find: requests::FindCoordinator,
+) -> Answer {
+    let (brokers, _) = super::data::brokers(shard);
+    let mut coordinators = Vec::with_capacity(find.keys.len());
+    for key in find.keys {
+        let found: Result<(u32, String, u16), i16> = if find.key_type != 0 {
+            Err(errors::TRANSACTIONS_UNSUPPORTED)
+        } else if shard.cluster.is_some() {
+            match crate::handlers::cluster_admin::coordinator(shard, &key).await {
+                Ok((node, _)) => brokers
+                    .iter()
+                    .find(|(id, ..)| *id == node)
+                    .cloned()
+                    .ok_or(errors::COORDINATOR_NOT_AVAILABLE),
+                Err(error) => Err(code(error)),
+            }
+        } else {
+            brokers
+                .first()
+                .cloned()
+                .ok_or(errors::COORDINATOR_NOT_AVAILABLE)
+        };
+        let coordinator = Coordinator::default().with_key(text(key));
+        coordinators.push(match found {
+            Ok((node, host, port)) => coordinator
+                .with_node_id(BrokerId(node as i32))
+                .with_host(text(host))
+                .with_port(i32::from(port)),
+            Err(error) => coordinator
+                .with_error_code(error)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+        });
+    }
+    let response = if header.api_version >= 4 {
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        let first = coordinators.into_iter().next().unwrap_or_default();
+        FindCoordinatorResponse::default()
+            .with_error_code(first.error_code)
+            .with_node_id(first.node_id)
+            .with_host(first.host)
+            .with_port(first.port)
+    };
+    encode(header, &response)
+}
+
+pub async fn offset_commit(
+    shard: &Rc<Shard>,
+    header: &Header,
+    commit: requests::OffsetCommit,
+) -> Answer {
+    let refused_all = |error: i16, topics: &[(String, Vec<(i32, i64)>)]| {
+        topics
+            .iter()
+            .map(|(topic, partitions)| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(TopicName(text(topic.clone())))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|(p, _)| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(*p)
+                                    .with_error_code(error)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect::<Vec<_>>()
+    };
+    if let Some(error) = not_here(shard, &commit.group).await {
+        return encode(
+            header,
+            &OffsetCommitResponse::default().with_topics(refused_all(error, &commit.topics)),
+        );
+    }
+    let topics = commit
+        .topics
+        .iter()
+        .map(|(topic, partitions)| TopicEntries {
+            topic: topic.clone(),
+            partitions: partitions
+                .iter()
+                .filter_map(|(p, offset)| Some((u32::try_from(*p).ok()?, *offset)))
+                .collect(),
+        })
+        .collect();
+    let request = Request::OffsetCommit {
+        group: commit.group,
+        generation: commit.generation,
+        member_id: commit.member_id,
+        topics,
+    };
+    let Some(Response::OffsetCommit { topics }) = native(shard, request).await else {
+        return encode(
+            header,
+            &OffsetCommitResponse::default().with_topics(refused_all(
+                errors::COORDINATOR_NOT_AVAILABLE,
+                &commit.topics,
+            )),
+        );
+    };
+    let mut response = refused_all(errors::UNKNOWN_TOPIC_OR_PARTITION, &commit.topics);
+    for (answer, entry) in response.iter_mut().zip(&topics) {
+        for partition in answer.partitions.iter_mut() {
+            if let Some((_, error)) = entry
+                .partitions
+                .iter()
+                .find(|(p, _)| i64::from(*p) == i64::from(partition.partition_index))
+            {
+                partition.error_code = code(*error);
+            }
+        }
+    }
+    encode(
+        header,
+        &OffsetCommitResponse::default().with_topics(response),
+    )
+}
+
+pub async fn offset_fetch(
+    shard: &Rc<Shard>,
+    header: &Header,
+    fetch: requests::OffsetFetch,
+) -> Answer {
+    let mut groups = Vec::with_capacity(fetch.groups.len());
+    for group in fetch.groups {
+        let asked: Vec<TopicEntries<u32>> = group
+            .topics
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(topic, partitions)| TopicEntries {
+                topic,
+                partitions: partitions
+                    .into_iter()
+                    .filter_map(|p| u32::try_from(p).ok())
+                    .collect(),
+            })
+            .collect();
+        let answer = match not_here(shard, &group.group).await {
+            Some(error) => Err(error),
+            None => match native(
+                shard,
+                Request::OffsetFetch {
+                    group: group.group.clone(),
+                    topics: asked,
+                },
+            )
+            .await
+            {
+                Some(Response::OffsetFetch {
+                    error: ErrorCode::None,
+                    topics,
+                }) => Ok(topics),
+                Some(Response::OffsetFetch { error, .. }) => Err(code(error)),
+                _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
+            },
+        };
+        groups.push((group.group, answer));
+    }
+    let response = if header.api_version >= 8 {
+        OffsetFetchResponse::default().with_groups(
+            groups
+                .into_iter()
+                .map(|(group, answer)| {
+                    let out =
+                        OffsetFetchResponseGroup::default().with_group_id(GroupId(text(group)));
+                    match answer {
+                        Err(error) => out.with_error_code(error),
+                        Ok(topics) => out.with_topics(
+                            topics
+                                .into_iter()
+                                .map(|t| {
+                                    OffsetFetchResponseTopics::default()
+                                        .with_name(TopicName(text(t.topic)))
+                                        .with_partitions(
+                                            t.partitions
+                                                .into_iter()
+                                                .map(|(p, offset)| {
+                                                    OffsetFetchResponsePartitions::default()
+                                                        .with_partition_index(p as i32)
+                                                        .with_committed_offset(offset)
+                                                        .with_committed_leader_epoch(-1)
+                                                        .with_metadata(Some(text("")))
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        ),
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        let (_, answer) = groups
+            .into_iter()
+            .next()
+            .unwrap_or((String::new(), Ok(Vec::new())));
+        match answer {
+            // Version 1 has no response-level error: it answers with no offsets.
+            Err(_) if header.api_version < 2 => OffsetFetchResponse::default(),
+            Err(error) => OffsetFetchResponse::default().with_error_code(error),
+            Ok(topics) => OffsetFetchResponse::default().with_topics(
+                topics
+                    .into_iter()
+                    .map(|t| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(TopicName(text(t.topic)))
+                            .with_partitions(
+                                t.partitions
+                                    .into_iter()
+                                    .map(|(p, offset)| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p as i32)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(-1)
+                                            .with_metadata(Some(text("")))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        }
+    };
+    encode(header, &response)
+}
