@@ -111,7 +111,9 @@ pub fn parse_header(body: Bytes) -> Result<(Header, Reader), (Option<i32>, Decod
         correlation_id,
         client_id,
     };
-    let flexible = header.flexible();
+    // The body of an API or version not served is not read (it is answered with an
+    // error), so its header's tagged fields, if any, are not either.
+    let flexible = header.flexible() && versions::served(api_key, api_version).is_some();
     let rest = r.rest();
     let mut body = Reader::new(rest, flexible);
     body.tagged_fields()
