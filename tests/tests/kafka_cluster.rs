@@ -1,0 +1,81 @@
+//! A Kafka client against a three-broker cluster: confluent-kafka keeps producing
+//! (idempotent, acks=all) and consuming while the leader of its partitions is killed, comes
+//! back, and is moved back with `keel partition elect-leaders`; every acknowledged record is
+//! consumed. Metadata lists every broker's Kafka address; NOT_LEADER_OR_FOLLOWER makes the
+//! client move, as with Kafka.
+
+mod replicated;
+
+use keel_tests::cluster::Cluster;
+use keel_tests::kafka_clients::{clients, run};
+use keel_tests::tool::ok;
+use replicated::{isr, leader};
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "km-moving";
+
+#[test]
+fn a_kafka_client_keeps_going_while_leaders_move() {
+    let clients = clients();
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster
+        .nodes
+        .iter()
+        .map(|n| n.kafka_addr.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let stop = tempfile::tempdir().unwrap();
+    let stop_file = stop.path().join("stop");
+    let script = clients.scripts.join("confluent_kafka_test.py");
+    let (python, script_path, stop_path) = (
+        clients.python.clone(),
+        script.to_str().unwrap().to_owned(),
+        stop_file.to_str().unwrap().to_owned(),
+    );
+    let client = std::thread::spawn(move || {
+        run(
+            &python,
+            &[&script_path, &bootstrap, "leader-move", "km"],
+            &[("KEEL_STOP_FILE", &stop_path)],
+            Duration::from_secs(240),
+        )
+    });
+    // The script creates the topic (replication factor 3) and starts.
+    cluster.wait_for(
+        Duration::from_secs(60),
+        "the topic's ISR is every replica",
+        |c| {
+            c.running()
+                .all(|i| isr(c, i, TOPIC, 0).is_some_and(|isr| isr.len() == 3))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let first = leader(&cluster, 0, TOPIC, 0).expect("a leader");
+    cluster.nodes[first].stop_with(libc::SIGKILL);
+    let other = (first + 1) % 3;
+    cluster.wait_for(Duration::from_secs(30), "a new leader", |c| {
+        leader(c, other, TOPIC, 0).is_some_and(|l| l != first)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.nodes[first].restart();
+    cluster.wait_for(
+        Duration::from_secs(60),
+        "the old leader back in the ISR",
+        |c| isr(c, other, TOPIC, 0).is_some_and(|isr| isr.len() == 3),
+    );
+    // Second move: leadership back to the preferred replicas.
+    ok(&cluster.keel(other, &["partition", "elect-leaders", TOPIC]));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(&stop_file, b"").unwrap();
+    let output = client.join().expect("the client thread");
+    println!("{output}");
+    assert!(output.contains("MOVED"), "{output}");
+    let progress: Vec<&str> = output
+        .lines()
+        .filter(|l| l.starts_with("PROGRESS"))
+        .collect();
+    assert!(progress.len() >= 5, "the client kept going: {progress:?}");
+}
