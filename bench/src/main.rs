@@ -5,6 +5,8 @@ mod broker;
 mod client;
 mod engine;
 mod iggy;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod limits;
 mod load;
 mod metadata;
@@ -46,6 +48,9 @@ enum Command {
     /// Limits, then every workload of the speed targets against a broker it starts (and,
     /// with --iggy DIR, against Apache Iggy) in one run: tables of figures and ratios.
     Suite(suite::SuiteArgs),
+    /// Produce or consume through a Kafka listener with librdkafka (`--features kafka`).
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::KafkaArgs),
     /// Latency against throughput: open-loop e2e runs at fractions of the maximum.
     Sweep {
         #[command(flatten)]
@@ -68,6 +73,8 @@ fn main() -> anyhow::Result<()> {
         Command::E2e(args) => report::run(load::Mode::EndToEnd, args),
         Command::Suite(args) => suite::run(args),
         Command::Metadata(args) => metadata::run(args),
+        #[cfg(feature = "kafka")]
+        Command::Kafka(args) => kafka::run(args),
         Command::Sweep { args, percents } => {
             let fractions: Vec<f64> = percents.iter().map(|p| p / 100.0).collect();
             report::sweep(args, &fractions)

@@ -5,6 +5,15 @@ use super::*;
 
 impl Controller {
     pub(super) fn handle(&mut self, token: Token, request: Request) -> Result<Option<Reply>> {
+        if !matches!(request, Request::Fetch { .. }) && !self.leader_caught_up() {
+            // A leader just elected answers from its applied image only once that image
+            // holds every entry of earlier terms: computed from less (a topic placed on
+            // brokers it does not know alive yet), a change would be wrong. The caller
+            // retries, as with any "not the controller yet".
+            return Err(Error::NotController {
+                leader: self.leader(),
+            });
+        }
         match request {
             Request::Fetch { offset } => Ok(Some(self.metadata_reply(offset, false))),
             Request::Heartbeat {
