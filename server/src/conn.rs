@@ -286,14 +286,21 @@ async fn send(
     outgoing: Outgoing,
 ) -> std::io::Result<()> {
     let body_len: usize = outgoing.parts.iter().map(Part::len).sum();
-    let mut first = BytesMut::with_capacity(16);
-    first.extend_from_slice(&response_prefix(
-        correlation_id,
-        outgoing.error_code as u16,
-        body_len,
-    ));
+    let prefix = response_prefix(correlation_id, outgoing.error_code as u16, body_len);
+    write_parts(stream, socket, &prefix, outgoing.parts).await
+}
+
+/// Writes `prefix` then `parts` (file ranges with sendfile) and flushes.
+pub async fn write_parts(
+    stream: &mut (impl futures_lite::AsyncWrite + Unpin),
+    socket: RawFd,
+    prefix: &[u8],
+    parts: Vec<Part>,
+) -> std::io::Result<()> {
+    let mut first = BytesMut::with_capacity(prefix.len() + 64);
+    first.extend_from_slice(prefix);
     // Coalesce the prefix with a leading in-memory part to save a write.
-    let mut parts = outgoing.parts.into_iter().peekable();
+    let mut parts = parts.into_iter().peekable();
     if let Some(Part::Bytes(bytes)) = parts.peek() {
         first.extend_from_slice(bytes);
         parts.next();

@@ -143,12 +143,15 @@ def main():
     c.close()
     check([m.value() for m in got] == [b"newest"], "latest: only the newest record")
 
-    # A group of two shares the partitions; together they read everything once.
+    # A group of two shares the partitions; together they read everything once. Static
+    # members (group.instance.id) with the cooperative-sticky assignor (the other scripts
+    # use their clients' default range and round-robin assignors).
     group = f"{prefix}-pair"
     consumers = [Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                            "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                           "session.timeout.ms": 10000})
-                 for _ in range(2)]
+                           "session.timeout.ms": 10000, "group.instance.id": f"{prefix}-static-{i}",
+                           "partition.assignment.strategy": "cooperative-sticky"})
+                 for i in range(2)]
     for c in consumers:
         c.subscribe([topic])
     total = len(sent) + 2

@@ -28,7 +28,7 @@ fn only_engine_io_and_server_name_the_runtime() {
     // Goal: glommio stays behind `engine::io` so a runtime change is a local edit.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    for krate in ["protocol", "engine", "client", "tools"] {
+    for krate in ["protocol", "kafka", "engine", "client", "tools"] {
         rust_files(&root.join(krate).join("src"), &mut files);
     }
     let mut offenders = Vec::new();
@@ -61,6 +61,13 @@ fn controller_does_no_io() {
     // Goal: the controller (records, state machine, Raft driver, simulator) stays sans-IO:
     // no runtime, no sockets, no files, no clock.
     assert_crate_does_no_io("controller");
+}
+
+#[test]
+fn kafka_codec_does_no_io() {
+    // Goal: the Kafka wire protocol crate (frames, request decoding, fetch encoding) stays
+    // sans-IO; the listener's I/O lives in server/src/kafka/.
+    assert_crate_does_no_io("kafka");
 }
 
 fn assert_crate_does_no_io(krate: &str) {

@@ -193,6 +193,30 @@ pub async fn gather(
     (round, waited)
 }
 
+/// Counts a partition's records out and appends them to `parts` after the headers written
+/// so far (`head`, emptied): the bytes in memory, or the file range sent with zero copy.
+pub fn push_records(
+    shard: &Shard,
+    topic: &str,
+    partition: u32,
+    data: ReadData,
+    head: &mut BytesMut,
+    parts: &mut Vec<Part>,
+) {
+    let len = data.len();
+    shard.metrics.bytes_out.inc_by(len);
+    shard
+        .partition_metrics(topic, partition)
+        .bytes_out
+        .inc_by(len);
+    parts.push(Part::Bytes(head.split().freeze()));
+    match data {
+        ReadData::Memory(chunks) => parts.extend(chunks.into_iter().map(Part::Bytes)),
+        ReadData::File(range) => parts.push(Part::File(range)),
+        ReadData::Empty => {}
+    }
+}
+
 fn encode_round(
     shard: &Shard,
     round: Round,
@@ -214,17 +238,7 @@ fn encode_round(
             if keep {
                 first = false;
                 budget = budget.saturating_sub(len);
-                shard.metrics.bytes_out.inc_by(len);
-                shard
-                    .partition_metrics(&topic, result.partition)
-                    .bytes_out
-                    .inc_by(len);
-                parts.push(Part::Bytes(head.split().freeze()));
-                match data {
-                    ReadData::Memory(chunks) => parts.extend(chunks.into_iter().map(Part::Bytes)),
-                    ReadData::File(range) => parts.push(Part::File(range)),
-                    ReadData::Empty => {}
-                }
+                push_records(shard, &topic, result.partition, data, head, parts);
             }
         }
     }

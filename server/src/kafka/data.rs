@@ -56,12 +56,16 @@ pub fn brokers(shard: &Shard) -> (Vec<(u32, String, u16)>, u32) {
 
 pub async fn metadata(shard: &Rc<Shard>, header: &Header, request: Metadata) -> Answer {
     let mut names = request.topics;
+    // Topics asked for by an id no topic has are answered UNKNOWN_TOPIC_ID.
+    let mut unknown_ids = Vec::new();
     if !request.topic_ids.is_empty() {
-        let found = request
-            .topic_ids
-            .iter()
-            .filter_map(|id| topic_by_id(shard, id));
-        names.get_or_insert_with(Vec::new).extend(found);
+        let names = names.get_or_insert_with(Vec::new);
+        for id in &request.topic_ids {
+            match topic_by_id(shard, id) {
+                Some(name) => names.push(name),
+                None => unknown_ids.push(*id),
+            }
+        }
     }
     let topics = match names {
         // Asked for none: brokers only.
@@ -126,6 +130,11 @@ pub async fn metadata(shard: &Rc<Shard>, header: &Header, request: Metadata) -> 
                         )
                         .with_name(Some(TopicName(text(topic.topic))))
                 })
+                .chain(unknown_ids.iter().map(|id| {
+                    MetadataResponseTopic::default()
+                        .with_error_code(errors::UNKNOWN_TOPIC_ID)
+                        .with_topic_id(uuid(id))
+                }))
                 .collect(),
         );
     encode(header, &response)

@@ -5,7 +5,6 @@ use super::{code, data::topic_by_id, Answer};
 use crate::handlers::{fetch, Part};
 use crate::shard::Shard;
 use bytes::BytesMut;
-use keel_engine::ReadData;
 use keel_kafka::errors;
 use keel_kafka::fetch::{
     topic_id, write_end, write_partition, write_partition_end, write_start, write_topic,
@@ -94,17 +93,7 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, request: Fetch) -> Answer
             if keep {
                 first = false;
                 budget = budget.saturating_sub(len);
-                shard.metrics.bytes_out.inc_by(len);
-                shard
-                    .partition_metrics(&topic, result.partition)
-                    .bytes_out
-                    .inc_by(len);
-                parts.push(Part::Bytes(head.split().freeze()));
-                match data {
-                    ReadData::Memory(chunks) => parts.extend(chunks.into_iter().map(Part::Bytes)),
-                    ReadData::File(range) => parts.push(Part::File(range)),
-                    ReadData::Empty => {}
-                }
+                fetch::push_records(shard, &topic, result.partition, data, &mut head, &mut parts);
             }
             write_partition_end(&mut head, version);
         }

@@ -10,11 +10,10 @@ mod fetch;
 pub(crate) mod groups;
 mod offsets;
 
-use crate::conn::{send_file, Wire};
+use crate::conn::Wire;
 use crate::handlers::Part;
 use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use keel_kafka::errors;
 use keel_kafka::frame::{self, Header};
@@ -78,24 +77,7 @@ impl Wire for Kafka {
             return Err(std::io::Error::other("malformed Kafka request: closing"));
         };
         let len: usize = parts.iter().map(Part::len).sum();
-        let mut first = BytesMut::with_capacity(4 + 64);
-        first.put_i32(len as i32);
-        let mut parts = parts.into_iter().peekable();
-        if let Some(Part::Bytes(bytes)) = parts.peek() {
-            first.extend_from_slice(bytes);
-            parts.next();
-        }
-        stream.write_all(&first).await?;
-        for part in parts {
-            match part {
-                Part::Bytes(bytes) => stream.write_all(&bytes).await?,
-                Part::File(range) => {
-                    stream.flush().await?;
-                    send_file(socket, range).await?;
-                }
-            }
-        }
-        stream.flush().await
+        crate::conn::write_parts(stream, socket, &(len as i32).to_be_bytes(), parts).await
     }
 }
 
