@@ -256,3 +256,48 @@ fn members_without_a_common_protocol_are_refused() {
         errors::INCONSISTENT_GROUP_PROTOCOL
     );
 }
+
+#[test]
+fn waiting_for_the_leaders_assignment_is_not_a_new_rebalance() {
+    // Goal: between the join answers and the leader's SyncGroup, heartbeats are fine and a
+    // follower's repeated join gets the same generation back: neither restarts the
+    // rebalance (which, repeated, kept a group from ever settling).
+    let limits = Limits::default();
+    let mut c = Classic::default();
+    let a = member_id(&mut c, 0, 1);
+    c.join(0, &limits, join(&a, None, &["range"]), 2);
+    sync(
+        &mut c,
+        0,
+        "g",
+        1,
+        &a,
+        None,
+        vec![(a.clone(), Bytes::from("all"))],
+        3,
+    );
+    let b = member_id(&mut c, 1, 4);
+    c.join(1, &limits, join(&b, None, &["range"]), 5);
+    let answers = c.join(2, &limits, join(&a, None, &["range"]), 6);
+    assert_eq!(joined(&answers, 5).generation, 2);
+    // CompletingRebalance: b heartbeats and joins again before a (the leader) syncs.
+    assert_eq!(c.heartbeat(3, "g", 2, &b, None), 0);
+    let again = joined(&c.join(4, &limits, join(&b, None, &["range"]), 7), 7);
+    assert_eq!((again.error, again.generation), (0, 2));
+    assert!(sync(&mut c, 5, "g", 2, &b, None, Vec::new(), 8).is_empty());
+    let answers = sync(
+        &mut c,
+        6,
+        "g",
+        2,
+        &a,
+        None,
+        vec![(b.clone(), Bytes::from("half"))],
+        9,
+    );
+    assert_eq!(synced(&answers, 8), (0, Bytes::from("half")));
+    // Stable: a follower joining with the same metadata changes nothing either.
+    let again = joined(&c.join(7, &limits, join(&b, None, &["range"]), 10), 10);
+    assert_eq!(again.generation, 2);
+    assert_eq!(c.heartbeat(8, "g", 2, &a, None), 0, "no rebalance started");
+}

@@ -109,10 +109,12 @@ impl Classic {
             .get_mut(member_id)
             .expect("checked")
             .last_seen_ms = now_ms;
+        // While the leader's assignment is awaited (CompletingRebalance) members that
+        // joined heartbeat normally, as with Kafka: telling them to rejoin would start
+        // another rebalance before this one finished, again and again.
         match group.state {
             State::PreparingRebalance => errors::REBALANCE_IN_PROGRESS,
             _ if generation != group.generation => errors::ILLEGAL_GENERATION,
-            State::CompletingRebalance => errors::REBALANCE_IN_PROGRESS,
             _ => 0,
         }
     }

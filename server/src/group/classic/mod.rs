@@ -296,10 +296,26 @@ impl Classic {
             }
             id
         } else if group.members.contains_key(&join.member_id) {
+            let member = &group.members[&join.member_id];
             if let Some(instance) = &join.instance_id {
-                if group.members[&join.member_id].instance_id.as_ref() != Some(instance) {
+                if member.instance_id.as_ref() != Some(instance) {
                     return refuse(errors::FENCED_INSTANCE_ID, &join.member_id);
                 }
+            }
+            // A member joining again with what it had: while the assignment is awaited, or
+            // (a follower) once it is given, it gets the current generation back and
+            // nothing rebalances (as Kafka's coordinator does).
+            let unchanged = member.protocols == join.protocols && member.join.is_none();
+            let leader = group.leader.as_deref() == Some(join.member_id.as_str());
+            if unchanged
+                && (group.state == State::CompletingRebalance
+                    || (group.state == State::Stable && !leader))
+            {
+                let joined = Self::joined(group, &join.member_id);
+                if let Some(m) = group.members.get_mut(&join.member_id) {
+                    m.last_seen_ms = now_ms;
+                }
+                return vec![Answer::Join(token, joined)];
             }
             join.member_id.clone()
         } else if group.pending.remove(&join.member_id).is_some() {
