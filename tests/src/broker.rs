@@ -85,13 +85,31 @@ pub fn tool_binary() -> PathBuf {
     BUILT.get_or_init(|| built("keel", "keel")).clone()
 }
 
-/// A port free on 127.0.0.1 now.
+/// A port free on 127.0.0.1 now, never handed out before by this process, and below the
+/// kernel's ephemeral range (32768+): a broker stopped by a test gets its ports back on
+/// restart, because no outgoing connection (which takes ephemeral ports) and no other
+/// broker of the test process (which takes its ports from here) can hold them meanwhile.
+/// (Port 0 was used before: a port freed by a killed node could be handed to another test's
+/// broker, or be an outgoing connection's local port, before the node came back.)
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Processes started one after another (cargo runs test binaries in turn) start apart.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + (std::process::id() % 60) * 200,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{FIRST}..{}", FIRST + SPAN)
 }
 
 impl Broker {
