@@ -9,10 +9,25 @@ mod replicated;
 use keel_tests::cluster::Cluster;
 use keel_tests::kafka_clients::{clients, run};
 use keel_tests::tool::ok;
-use replicated::{isr, leader};
-use std::time::{Duration, Instant};
+use replicated::{isr, leader, replicas};
+use std::time::Duration;
 
 const TOPIC: &str = "km-moving";
+
+/// Partition 0's high watermark as node `i` describes it.
+fn high_watermark(cluster: &Cluster, i: usize) -> Option<i64> {
+    cluster.topic(i, TOPIC)?["partitions"][0]["high_watermark"].as_i64()
+}
+
+/// Waits (bounded) until the client's records move partition 0's high watermark past
+/// `from` by a few hundred, as node `i` sees it.
+fn grows(cluster: &Cluster, i: usize, from: i64) {
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "the client's records arriving",
+        |c| high_watermark(c, i).is_some_and(|hw| hw > from + 200),
+    );
+}
 
 #[test]
 fn a_kafka_client_keeps_going_while_leaders_move() {
@@ -49,14 +64,17 @@ fn a_kafka_client_keeps_going_while_leaders_move() {
                 .all(|i| isr(c, i, TOPIC, 0).is_some_and(|isr| isr.len() == 3))
         },
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // The client is producing before anything moves.
+    grows(&cluster, 0, 0);
     let first = leader(&cluster, 0, TOPIC, 0).expect("a leader");
     cluster.nodes[first].stop_with(libc::SIGKILL);
     let other = (first + 1) % 3;
     cluster.wait_for(Duration::from_secs(30), "a new leader", |c| {
         leader(c, other, TOPIC, 0).is_some_and(|l| l != first)
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // ... and goes on producing to the new leader while the old one is down.
+    let before = high_watermark(&cluster, other).unwrap_or(0);
+    grows(&cluster, other, before);
     cluster.nodes[first].restart();
     cluster.wait_for(
         Duration::from_secs(60),
@@ -65,10 +83,14 @@ fn a_kafka_client_keeps_going_while_leaders_move() {
     );
     // Second move: leadership back to the preferred replicas.
     ok(&cluster.keel(other, &["partition", "elect-leaders", TOPIC]));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let preferred = replicas(&cluster, other, TOPIC, 0).expect("replicas")[0] as usize - 1;
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "the preferred replica leads",
+        |c| leader(c, other, TOPIC, 0) == Some(preferred),
+    );
+    let before = high_watermark(&cluster, other).unwrap_or(0);
+    grows(&cluster, other, before);
     std::fs::write(&stop_file, b"").unwrap();
     let output = client.join().expect("the client thread");
     println!("{output}");
