@@ -33,6 +33,16 @@ struct RegistryFile {
 pub struct Registry {
     path: PathBuf,
     topics: BTreeMap<String, TopicEntry>,
+    /// Topic names by their Kafka topic id (Fetch v13+ and Metadata v10+ name topics by
+    /// id): derived from `topics`, rebuilt whenever they change.
+    ids: std::collections::HashMap<[u8; 16], String>,
+}
+
+fn index(topics: &BTreeMap<String, TopicEntry>) -> std::collections::HashMap<[u8; 16], String> {
+    topics
+        .keys()
+        .map(|name| (keel_kafka::fetch::topic_id(name), name.clone()))
+        .collect()
 }
 
 impl Registry {
@@ -51,7 +61,13 @@ impl Registry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        Ok(Registry { path, topics })
+        let ids = index(&topics);
+        Ok(Registry { path, topics, ids })
+    }
+
+    /// The topic with this Kafka topic id.
+    pub fn by_id(&self, id: &[u8; 16]) -> Option<&str> {
+        self.ids.get(id).map(String::as_str)
     }
 
     /// Every topic.
@@ -77,6 +93,7 @@ impl Registry {
             };
             return Err(e);
         }
+        self.ids = index(&self.topics);
         Ok(())
     }
 
@@ -93,6 +110,7 @@ impl Registry {
             self.topics.insert(name.to_owned(), previous);
             return Err(e);
         }
+        self.ids = index(&self.topics);
         Ok(Some(previous))
     }
 
@@ -212,10 +230,13 @@ impl SharedRegistry {
                 format!("{e:#}"),
             ));
         }
-        self.current
+        let ids = index(&topics);
+        let mut current = self
+            .current
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .topics = topics;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.topics = topics;
+        current.ids = ids;
         Ok(answer)
     }
 }

@@ -14,7 +14,7 @@ use keel_kafka::kafka_protocol::messages::{
     BrokerId, InitProducerIdResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse,
     ProducerId, TopicName,
 };
-use keel_kafka::requests::{DeleteRecords, InitProducerId, ListOffsets, Metadata, Produce};
+use keel_kafka::requests::{InitProducerId, ListOffsets, Metadata, Produce};
 use keel_protocol::api::{
     ErrorCode, ListOffsetsPartition, ProducePartition, Response, TopicEntries,
 };
@@ -22,12 +22,7 @@ use std::rc::Rc;
 
 /// The name of a topic known by its id, if any topic has that id.
 pub fn topic_by_id(shard: &Shard, id: &[u8; 16]) -> Option<String> {
-    let registry = shard.registry.read();
-    registry
-        .topics()
-        .keys()
-        .find(|name| &topic_id(name) == id)
-        .cloned()
+    shard.registry.read().by_id(id).map(str::to_owned)
 }
 
 /// Every broker's id and Kafka address (host, port), and the controller's id.
@@ -318,10 +313,6 @@ pub async fn list_offsets(shard: &Rc<Shard>, header: &Header, request: ListOffse
             })
             .collect();
     encode(header, &ListOffsetsResponse::default().with_topics(topics))
-}
-
-pub async fn delete_records(shard: &Rc<Shard>, header: &Header, request: DeleteRecords) -> Answer {
-    super::admin::delete_records(shard, header, request).await
 }
 
 pub fn init_producer_id(header: &Header, request: InitProducerId) -> Answer {
