@@ -149,6 +149,15 @@ pub enum Request {
         /// Node id.
         id: u32,
     },
+    /// A block of `count` producer ids for broker `id` (KRaft's AllocateProducerIds). The
+    /// answer is the entry's offset; the block is the image's
+    /// [`crate::image::MetadataImage::producer_block`] once that entry is applied.
+    AllocateProducerIds {
+        /// Node id.
+        id: u32,
+        /// Ids wanted (1 to [`crate::image::PRODUCER_ID_BLOCK_MAX`]).
+        count: u32,
+    },
     /// Move leadership back to each partition's preferred replica (the first of its
     /// replicas) where that replica is alive and in sync; `partition` `None`: all of them.
     ElectLeaders {

@@ -48,7 +48,14 @@ pub struct MetadataImage {
     last_topic_id: u64,
     brokers: BTreeMap<u32, BrokerInfo>,
     topics: BTreeMap<String, TopicInfo>,
+    /// The first producer id no block has taken yet.
+    next_producer_id: u64,
+    /// The latest block of producer ids each broker was given: `(first, count)`.
+    producer_blocks: BTreeMap<u32, (u64, u32)>,
 }
+
+/// Most producer ids one block may hold.
+pub const PRODUCER_ID_BLOCK_MAX: u32 = 1_000_000;
 
 impl MetadataImage {
     /// The offset (Raft index) of the last entry applied.
@@ -73,6 +80,10 @@ impl MetadataImage {
             .iter()
             .find(|(_, t)| t.id == topic_id)
             .map(|(n, _)| n.as_str())
+    }
+    /// The latest block of producer ids given to `broker`, as `(first, count)`.
+    pub fn producer_block(&self, broker: u32) -> Option<(u64, u32)> {
+        self.producer_blocks.get(&broker).copied()
     }
     /// Brokers not fenced, by id.
     pub fn live_brokers(&self) -> Vec<u32> {
@@ -232,6 +243,25 @@ impl MetadataImage {
                 }
                 *current = state.clone();
             }
+            Record::AllocateProducerIds { broker, count } => {
+                if *count == 0 || *count > PRODUCER_ID_BLOCK_MAX {
+                    return Err(Error::Invalid {
+                        field: "producer id count",
+                        reason: format!("{count} (1 to {PRODUCER_ID_BLOCK_MAX})"),
+                    });
+                }
+                let first = self.next_producer_id;
+                // Kafka's producer ids are non-negative i64s.
+                let next = first + u64::from(*count);
+                if next > i64::MAX as u64 {
+                    return Err(Error::Invalid {
+                        field: "producer id count",
+                        reason: "producer ids exhausted".into(),
+                    });
+                }
+                self.next_producer_id = next;
+                self.producer_blocks.insert(*broker, (first, *count));
+            }
         }
         Ok(())
     }
@@ -278,6 +308,14 @@ impl MetadataImage {
             for p in &t.partitions {
                 crate::records::encode_reassignment(&mut out, p)?;
             }
+        }
+        // Producer ids (absent from older images).
+        out.put_u64(self.next_producer_id);
+        out.put_count("producer blocks", self.producer_blocks.len())?;
+        for (broker, (first, count)) in &self.producer_blocks {
+            out.put_u32(*broker);
+            out.put_u64(*first);
+            out.put_u32(*count);
         }
         Ok(out.to_vec())
     }
@@ -333,12 +371,24 @@ impl MetadataImage {
                 }
             }
         }
+        let mut next_producer_id = 0;
+        let mut producer_blocks = BTreeMap::new();
+        if r.remaining() > 0 {
+            next_producer_id = r.i64("next producer id")? as u64;
+            for _ in 0..r.count("producer blocks", 16)? {
+                let broker = r.u32("broker id")?;
+                let first = r.i64("first producer id")? as u64;
+                producer_blocks.insert(broker, (first, r.u32("producer id count")?));
+            }
+        }
         r.finish()?;
         Ok(MetadataImage {
             offset,
             last_topic_id,
             brokers,
             topics,
+            next_producer_id,
+            producer_blocks,
         })
     }
 }
@@ -499,18 +549,48 @@ mod tests {
                 }],
             )
             .unwrap();
+        for (offset, broker) in [(3, 1), (4, 2)] {
+            let block = Record::AllocateProducerIds { broker, count: 10 };
+            image.apply(offset, &[block]).unwrap();
+        }
         let data = image.encode().unwrap();
         assert_eq!(MetadataImage::decode(&data).unwrap(), image);
-        // An image from before partition epochs ends where they begin (4 bytes per
-        // partition), one from before reassignments where they begin (two empty lists, 8
-        // bytes, per partition).
+        // An image from before producer ids ends where they begin (8 + 4 + 16 per block),
+        // one from before reassignments where they begin (two empty lists, 8 bytes, per
+        // partition), one from before partition epochs where they begin (4 bytes each).
         let partitions = image.topic("a").unwrap().partitions.len();
-        let with_epochs = data.len() - 8 * partitions;
+        let without_producer_ids = data.len() - (8 + 4 + 2 * 16);
+        let with_epochs = without_producer_ids - 8 * partitions;
         let legacy = with_epochs - 4 * partitions;
         for len in 0..data.len() {
             let ok = MetadataImage::decode(&data[..len]).is_ok();
-            assert_eq!(ok, len == legacy || len == with_epochs, "{len}");
+            let older = [legacy, with_epochs, without_producer_ids].contains(&len);
+            assert_eq!(ok, older, "{len}");
         }
+    }
+
+    // Goal: no two brokers, and no two starts of one broker, hand out the same producer
+    // id: each block starts where the last one (to whichever broker) ended.
+    #[test]
+    fn producer_id_blocks_are_disjoint() {
+        let mut image = MetadataImage::default();
+        let mut given = Vec::new();
+        for (offset, broker) in [(1, 1), (2, 2), (3, 1), (4, 3)] {
+            let block = Record::AllocateProducerIds { broker, count: 5 };
+            image.apply(offset, &[block]).unwrap();
+            given.push(image.producer_block(broker).unwrap());
+        }
+        assert_eq!(given, vec![(0, 5), (5, 5), (10, 5), (15, 5)]);
+        let empty = Record::AllocateProducerIds {
+            broker: 1,
+            count: 0,
+        };
+        assert!(image.apply(5, &[empty]).is_err());
+        assert_eq!(
+            image.producer_block(1),
+            Some((10, 5)),
+            "a refused block changes nothing"
+        );
     }
 
     // Kafka's topic name rules.

@@ -103,6 +103,15 @@ pub enum Record {
         /// The new state.
         state: PartitionState,
     },
+    /// The next `count` producer ids go to broker `broker` (KRaft's AllocateProducerIds):
+    /// the block starts where the last one handed out ended, so no two brokers, and no two
+    /// starts of one broker, hand out the same id.
+    AllocateProducerIds {
+        /// The broker the block is for.
+        broker: u32,
+        /// Ids in the block.
+        count: u32,
+    },
 }
 
 const TAG_REGISTER: u8 = 1;
@@ -112,6 +121,7 @@ const TAG_CREATE_TOPIC: u8 = 4;
 const TAG_DELETE_TOPIC: u8 = 5;
 const TAG_SET_CONFIGS: u8 = 6;
 const TAG_PARTITION_CHANGE: u8 = 7;
+const TAG_PRODUCER_IDS: u8 = 8;
 
 /// Encodes the records of one entry.
 ///
@@ -290,6 +300,11 @@ fn encode_record(out: &mut BytesMut, record: &Record) -> Result<()> {
             out.put_u32(*partition);
             encode_partition_v2(out, state)?;
         }
+        Record::AllocateProducerIds { broker, count } => {
+            out.put_u8(TAG_PRODUCER_IDS);
+            out.put_u32(*broker);
+            out.put_u32(*count);
+        }
     }
     Ok(())
 }
@@ -336,6 +351,10 @@ fn decode_record(reader: &mut Reader, version: u8) -> Result<Record> {
             topic_id: reader.i64("topic id")? as u64,
             partition: reader.u32("partition")?,
             state: decode_partition(reader, version)?,
+        },
+        TAG_PRODUCER_IDS => Record::AllocateProducerIds {
+            broker: reader.u32("broker id")?,
+            count: reader.u32("producer id count")?,
         },
         other => {
             return Err(DecodeError::BadValue {
@@ -397,6 +416,10 @@ mod tests {
                 topic_id: 5,
                 partition: 1,
                 state: partition(),
+            },
+            Record::AllocateProducerIds {
+                broker: 2,
+                count: 1_000,
             },
         ];
         let data = encode_entry(&records).unwrap();

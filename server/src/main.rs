@@ -11,6 +11,7 @@ mod handlers;
 mod kafka;
 mod metrics;
 mod peers;
+mod producer_ids;
 mod producers;
 mod registry;
 mod replication;

@@ -122,7 +122,11 @@ impl ProducerStates {
             };
         }
         if base_sequence != state.next_sequence {
-            return match state.recent.iter().find(|(s, _, _)| *s == base_sequence) {
+            // A retry is the same batch: same first sequence and record count (Kafka compares
+            // first and last sequence). The sequence alone took another producer's batch
+            // under the same id for a duplicate, acknowledged and never stored.
+            let same = |(s, c, _): &&(i32, i32, Stored)| *s == base_sequence && *c == count;
+            return match state.recent.iter().find(same) {
                 Some((_, _, Stored::At(offset))) => Ok(SequenceCheck::Duplicate(*offset)),
                 Some((_, _, Stored::Pending)) => Err(ErrorCode::RequestTimedOut),
                 None => Err(ErrorCode::OutOfOrderSequence),
@@ -218,6 +222,11 @@ mod tests {
             "a retry of the last batch"
         );
         assert_eq!(states.check(7, 0, 0, 3), Ok(SequenceCheck::Duplicate(100)));
+        assert_eq!(
+            states.check(7, 0, 0, 2),
+            Err(ErrorCode::OutOfOrderSequence),
+            "same first sequence, another record count: not the stored batch"
+        );
         assert_eq!(
             states.check(7, 0, 9, 1),
             Err(ErrorCode::OutOfOrderSequence),

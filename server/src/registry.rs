@@ -119,16 +119,27 @@ impl Registry {
     }
 }
 
-/// Writes `topics` to `path` durably: temporary file, fsync, rename, fsync the directory.
+/// Writes `topics` to `path` durably.
 fn save(path: &Path, topics: &BTreeMap<String, TopicEntry>) -> anyhow::Result<()> {
     let text = toml::to_string(&RegistryFile {
         topics: topics.clone(),
     })
     .context("encoding the topic registry")?;
-    let temporary = path.with_extension("toml.tmp");
+    write_durably(path, text.as_bytes())
+}
+
+/// Replaces `path` with `bytes` durably: temporary file, fsync, rename, fsync the directory.
+/// A crash leaves the old file or the new one, never a mix.
+///
+/// # Errors
+/// Any step failed; the error names the file.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
     let mut file = std::fs::File::create(&temporary)
         .with_context(|| format!("creating {}", temporary.display()))?;
-    file.write_all(text.as_bytes())
+    file.write_all(bytes)
         .with_context(|| format!("writing {}", temporary.display()))?;
     file.sync_all()
         .with_context(|| format!("syncing {}", temporary.display()))?;

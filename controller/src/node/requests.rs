@@ -141,6 +141,16 @@ impl Controller {
                 replicas,
             } => self.reassign(token, (topic, partition), replicas),
             Request::Decommission { id } => self.decommission(token, id),
+            Request::AllocateProducerIds { id, count } => {
+                if !self.image.brokers().contains_key(&id) {
+                    return Err(Error::StaleBroker { id, incarnation: 0 });
+                }
+                // The block's first id is fixed when the entry is applied, in log order, so
+                // blocks proposed together never overlap.
+                let record = Record::AllocateProducerIds { broker: id, count };
+                self.propose(vec![record], Some(token))?;
+                Ok(None)
+            }
         }
     }
 

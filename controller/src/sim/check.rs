@@ -185,6 +185,10 @@ impl Sim {
                 (Request::SetConfigs { name, .. }, Record::SetTopicConfigs { name: n, .. }) => {
                     name == n
                 }
+                (
+                    Request::AllocateProducerIds { id, count },
+                    Record::AllocateProducerIds { broker, count: c },
+                ) => id == broker && count == c,
                 _ => false,
             });
             if !matches {

@@ -86,7 +86,7 @@ impl Sim {
             return;
         }
         let name = format!("t{}", self.work.below(6));
-        let request = match self.work.below(4) {
+        let request = match self.work.below(5) {
             0 | 1 => Request::CreateTopic {
                 name,
                 partitions: 1 + self.work.below(4) as u32,
@@ -94,6 +94,10 @@ impl Sim {
                 configs: vec![("fsync".into(), "always".into())],
             },
             2 => Request::DeleteTopic { name },
+            3 => Request::AllocateProducerIds {
+                id: 1 + self.work.below(self.config.voters) as u32,
+                count: 1 + self.work.below(1_000) as u32,
+            },
             _ => Request::SetConfigs {
                 name,
                 configs: vec![("retention.ms".into(), self.work.below(100).to_string())],

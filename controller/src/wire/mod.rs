@@ -349,6 +349,7 @@ mod tests {
                 },
             ),
             Frame::Request(15, Request::Decommission { id: 2 }),
+            Frame::Request(16, Request::AllocateProducerIds { id: 2, count: 7 }),
             Frame::Answer(7, Ok(Reply::Committed { offset: 9 })),
             Frame::Answer(
                 8,

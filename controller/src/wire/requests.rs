@@ -16,6 +16,7 @@ const REQ_ALTER_ISR: u8 = 7;
 const REQ_ELECT_LEADERS: u8 = 8;
 const REQ_REASSIGN: u8 = 9;
 const REQ_DECOMMISSION: u8 = 10;
+const REQ_PRODUCER_IDS: u8 = 11;
 
 pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
     match request {
@@ -105,6 +106,11 @@ pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()
             out.put_u8(REQ_DECOMMISSION);
             out.put_u32(*id);
         }
+        Request::AllocateProducerIds { id, count } => {
+            out.put_u8(REQ_PRODUCER_IDS);
+            out.put_u32(*id);
+            out.put_u32(*count);
+        }
     }
     Ok(())
 }
@@ -173,6 +179,10 @@ pub(super) fn decode_request(r: &mut Reader) -> Result<Request> {
         }
         REQ_DECOMMISSION => Request::Decommission {
             id: r.u32("broker id")?,
+        },
+        REQ_PRODUCER_IDS => Request::AllocateProducerIds {
+            id: r.u32("broker id")?,
+            count: r.u32("producer id count")?,
         },
         REQ_ELECT_LEADERS => {
             let topic = r.string("topic")?;

@@ -156,7 +156,8 @@ pub struct ControllerStatus {
 
 /// What every shard reads: the applied metadata and whether this broker's lease holds.
 pub struct ClusterView {
-    node_id: u32,
+    /// This broker's node id.
+    pub node_id: u32,
     started: Instant,
     image: RwLock<Arc<MetadataImage>>,
     lease_until_ms: AtomicU64,

@@ -144,11 +144,17 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
                 topics: vec![result],
             }))
         }
-        Request::InitProducerId => Some(Outgoing::body(&Response::InitProducerId {
-            error: ErrorCode::None,
-            producer_id: next_producer_id(),
-            producer_epoch: 0,
-        })),
+        Request::InitProducerId => {
+            let (error, producer_id) = match crate::producer_ids::next(shard).await {
+                Ok(id) => (ErrorCode::None, id),
+                Err(error) => (error, -1),
+            };
+            Some(Outgoing::body(&Response::InitProducerId {
+                error,
+                producer_id,
+                producer_epoch: 0,
+            }))
+        }
         group @ (Request::FindCoordinator { .. }
         | Request::JoinGroup(_)
         | Request::SyncGroup { .. }
@@ -261,19 +267,6 @@ fn describe_cluster(shard: &Rc<Shard>) -> Response {
             })
             .collect(),
     }
-}
-
-/// A producer id unique on this broker across restarts: the start time in seconds in the
-/// high bits and a counter in the low 20.
-pub(crate) fn next_producer_id() -> i64 {
-    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicI64> = std::sync::OnceLock::new();
-    let next = NEXT.get_or_init(|| {
-        let seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        std::sync::atomic::AtomicI64::new((seconds & 0x7ff_ffff_ffff) << 20)
-    });
-    next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Every distinct error a response reports, at any level.

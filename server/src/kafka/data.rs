@@ -315,7 +315,11 @@ pub async fn list_offsets(shard: &Rc<Shard>, header: &Header, request: ListOffse
     encode(header, &ListOffsetsResponse::default().with_topics(topics))
 }
 
-pub fn init_producer_id(header: &Header, request: InitProducerId) -> Answer {
+pub async fn init_producer_id(
+    shard: &Rc<Shard>,
+    header: &Header,
+    request: InitProducerId,
+) -> Answer {
     let response = if request
         .transactional_id
         .as_deref()
@@ -326,9 +330,15 @@ pub fn init_producer_id(header: &Header, request: InitProducerId) -> Answer {
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     } else {
-        InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(handlers::next_producer_id()))
-            .with_producer_epoch(0)
+        match crate::producer_ids::next(shard).await {
+            Ok(id) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(0),
+            Err(error) => InitProducerIdResponse::default()
+                .with_error_code(code(error))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        }
     };
     encode(header, &response)
 }

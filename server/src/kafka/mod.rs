@@ -181,7 +181,9 @@ async fn dispatch(
         KafkaRequest::Fetch(request) => fetch::fetch(shard, header, request).await,
         KafkaRequest::ListOffsets(request) => data::list_offsets(shard, header, request).await,
         KafkaRequest::DeleteRecords(request) => admin::delete_records(shard, header, request).await,
-        KafkaRequest::InitProducerId(request) => data::init_producer_id(header, request),
+        KafkaRequest::InitProducerId(request) => {
+            data::init_producer_id(shard, header, request).await
+        }
         KafkaRequest::CreateTopics(request) => admin::create_topics(shard, header, request).await,
         KafkaRequest::DeleteTopics(request) => admin::delete_topics(shard, header, request).await,
         KafkaRequest::CreatePartitions(request) => {

@@ -70,6 +70,8 @@ pub struct Shard {
     pub cluster_node: RefCell<Option<Rc<RefCell<crate::cluster::node::Node>>>>,
     /// Cluster mode: the roles of the replicated partitions this shard owns.
     pub replicas: crate::replication::Replicas,
+    /// The producer ids this shard may still hand out.
+    pub producer_ids: crate::producer_ids::ProducerIds,
 }
 
 pub(crate) fn storage_error(e: &EngineError) -> (ErrorCode, String) {
@@ -118,6 +120,7 @@ impl Shard {
             cluster,
             cluster_node: RefCell::new(None),
             replicas: crate::replication::Replicas::default(),
+            producer_ids: crate::producer_ids::ProducerIds::default(),
         }
     }
 
