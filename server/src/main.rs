@@ -11,6 +11,7 @@ mod handlers;
 mod kafka;
 mod metrics;
 mod peers;
+mod ports;
 mod producer_ids;
 mod producers;
 mod registry;
@@ -211,65 +212,19 @@ fn clean_data_dir(config: &Config, registry: &Registry) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks nobody listens on `addr` yet, and picks the port for port 0. Shards bind with
-/// SO_REUSEPORT, which would let a second broker share a port with the first (clients then
-/// land on either at random), so a socket already listening there (read from
-/// `/proc/net/tcp*`) is refused. Connections of an earlier run still closing do not count.
-fn resolve_listen(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
-    if addr.port() == 0 {
-        let probe = std::net::TcpListener::bind(addr)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for {what}: {e}"))?;
-        return Ok(probe.local_addr()?);
+/// Every address this broker listens on, and what for.
+fn listeners(config: &Config) -> Vec<(SocketAddr, &'static str)> {
+    let mut out = vec![
+        (config.listen, "clients"),
+        (config.metrics_listen, "metrics"),
+    ];
+    if let Some(kafka) = config.kafka_listen {
+        out.push((kafka, "the Kafka protocol"));
     }
-    // A broker killed a moment ago can leave its listener behind for a while: io_uring
-    // tears down the dead process's pending accepts asynchronously. Give it time to go.
-    let deadline = Instant::now() + LISTENER_GONE_WAIT;
-    while listening_on(addr) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    if let Some(cluster) = config.cluster.as_ref().filter(|c| c.is_voter()) {
+        out.push((cluster.controller_listen, "the controller"));
     }
-    if listening_on(addr) {
-        anyhow::bail!(
-            "cannot listen on {addr} for {what}: the address is in use (another keel-server or program listens there)"
-        );
-    }
-    Ok(addr)
-}
-
-/// How long start-up waits for a listener on its port to go away before refusing.
-const LISTENER_GONE_WAIT: Duration = Duration::from_secs(3);
-
-/// Whether a socket in LISTEN state holds `addr`'s port on its address or a wildcard.
-fn listening_on(addr: SocketAddr) -> bool {
-    const LISTEN: &str = "0A";
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            return false;
-        };
-        text.lines().skip(1).any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
-                return false;
-            };
-            let Some((ip_hex, port_hex)) = local.split_once(':') else {
-                return false;
-            };
-            if *state != LISTEN || u16::from_str_radix(port_hex, 16).ok() != Some(addr.port()) {
-                return false;
-            }
-            let ip_wildcard = ip_hex.chars().all(|c| c == '0');
-            let same_ip = match addr.ip() {
-                std::net::IpAddr::V4(v4) => {
-                    u32::from_str_radix(ip_hex, 16).ok() == Some(u32::from_ne_bytes(v4.octets()))
-                        // An IPv4-mapped IPv6 listener: ::ffff:a.b.c.d.
-                        || ip_hex.len() == 32 && ip_hex[16..24] == *"FFFF0000"
-                            && u32::from_str_radix(&ip_hex[24..], 16).ok()
-                                == Some(u32::from_ne_bytes(v4.octets()))
-                }
-                std::net::IpAddr::V6(_) => ip_hex.len() == 32,
-            };
-            ip_wildcard || same_ip || addr.ip().is_unspecified()
-        })
-    })
+    out
 }
 
 fn run(mut config: Config) -> anyhow::Result<()> {
@@ -291,13 +246,14 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         registry.put(handlers::groups::OFFSETS_TOPIC, offsets)?;
     }
     clean_data_dir(&config, &registry)?;
-    config.listen = resolve_listen(config.listen, "clients")?;
-    config.metrics_listen = resolve_listen(config.metrics_listen, "metrics")?;
+    config.listen = ports::resolve_listen(config.listen, "clients")?;
+    config.metrics_listen = ports::resolve_listen(config.metrics_listen, "metrics")?;
     if let Some(kafka) = config.kafka_listen {
-        config.kafka_listen = Some(resolve_listen(kafka, "the Kafka protocol")?);
+        config.kafka_listen = Some(ports::resolve_listen(kafka, "the Kafka protocol")?);
     }
     if let Some(cluster) = config.cluster.as_mut().filter(|c| c.is_voter()) {
-        cluster.controller_listen = resolve_listen(cluster.controller_listen, "the controller")?;
+        cluster.controller_listen =
+            ports::resolve_listen(cluster.controller_listen, "the controller")?;
     }
     let cluster_boot = match &config.cluster {
         Some(cluster) => Some(cluster::boot(&config.data_dir, cluster)?),
@@ -354,6 +310,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
             Err(_) => anyhow::bail!("a shard stopped before it was ready"),
         }
     }
+    ports::check_own(&listeners(&config))?;
     println!(
         "keel-server {} listening on {} (Kafka protocol on {}, metrics on {}, {} shards, {partitions} partitions, data in {}, ready in {} ms)",
         env!("CARGO_PKG_VERSION"),
@@ -481,6 +438,15 @@ async fn run_shard(
     if shard.cluster.is_some() {
         glommio::spawn_local(replication::run(shard.clone())).detach();
     }
+    let kafka_listener = match config.kafka_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("cannot listen on {addr} for the Kafka protocol"))?,
+        ),
+        None => None,
+    };
+    // Every listener is bound: start-up checks they are this process's alone.
     let _ = ready.send(Ok(opened));
     // Fault injection for the test that shows a dead shard ends the process.
     if std::env::var("KEEL_FAULT_PANIC_SHARD").ok() == Some(id.to_string()) {
@@ -491,14 +457,6 @@ async fn run_shard(
         .detach();
     }
 
-    let kafka_listener = match config.kafka_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .map_err(std::io::Error::from)
-                .with_context(|| format!("cannot listen on {addr} for the Kafka protocol"))?,
-        ),
-        None => None,
-    };
     let acceptor = accept::Acceptor {
         shard: shard.clone(),
         stopping: stopping.clone(),

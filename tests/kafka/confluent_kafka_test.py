@@ -2,8 +2,9 @@
 
 Phases: `main` (metadata, topics, keyed idempotent acks=all produce in every codec, consume
 from earliest/latest/timestamp, a group of two, configs), `commit` (a group consumes part of
-a topic and commits) and `resume` (after a broker restart the group resumes there), and
-`leader-move` (keeps producing and consuming while the test moves leaders)."""
+a topic and commits) and `resume` (after a broker restart the group resumes there),
+`leader-move` (keeps producing and consuming while the test moves leaders), and `recipe`
+(README's three-broker cluster: 10,000 keyed records to a replicated topic, read back)."""
 import os
 import sys
 import time
@@ -252,5 +253,32 @@ def leader_move():
     print(f"MOVED sent={i} acked={len(acked)}", flush=True)
 
 
-{"main": main, "commit": commit, "resume": resume, "leader-move": leader_move}[phase]()
+def recipe():
+    """10,000 keyed records to a 6-partition topic with three copies, read back by a group."""
+    topic = f"{prefix}-recipe"
+    for _, future in admin().create_topics([NewTopic(topic, 6, 3)]).items():
+        future.result(30)
+    deadline = time.time() + 20
+    while len(admin().list_topics(timeout=5).topics.get(topic).partitions or {}) != 6:
+        check(time.time() < deadline, f"{topic} has 6 partitions in metadata")
+        time.sleep(0.1)
+    brokers = admin().list_topics(timeout=5).brokers
+    check(len({(b.host, b.port) for b in brokers.values()}) == 3,
+          f"three brokers, each at its own Kafka address ({brokers})")
+    records = [(f"key-{i}".encode(), f"value-{i}".encode()) for i in range(10_000)]
+    delivered = produce(topic, records)
+    check(len(delivered) == len(records), "every record delivered")
+    check(all(delivered[k][0] == partition_for(k, 6) for k, _ in records),
+          "each key on murmur2's partition")
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-recipe",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = consume(c, len(records), timeout=90)
+    c.close()
+    check(len(got) == len(records), f"read back {len(got)} of {len(records)}")
+    check({(m.key(), m.value()) for m in got} == set(records), "every record, none twice")
+
+
+{"main": main, "commit": commit, "resume": resume, "leader-move": leader_move,
+ "recipe": recipe}[phase]()
 print("PASSED", flush=True)

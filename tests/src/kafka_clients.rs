@@ -76,3 +76,59 @@ pub fn run(program: &Path, args: &[&str], env: &[(&str, &str)], timeout: Duratio
     );
     stdout
 }
+
+/// Runs kcat with `args` (and `stdin`), returning its output; panics when it fails.
+pub fn kcat(args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kcat")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat (tests/kafka/install.sh installs it)");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "kcat {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `partition key` lines of a whole topic, read with kcat from `offset`.
+pub fn kcat_read(bootstrap: &str, topic: &str, offset: &str) -> Vec<(u32, String, String)> {
+    let out = kcat(
+        &[
+            "-b",
+            bootstrap,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            offset,
+            "-e",
+            "-q",
+            "-f",
+            "%p %k %s\\n",
+        ],
+        None,
+    );
+    out.lines()
+        .map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let partition = parts.next().unwrap().parse().unwrap();
+            (
+                partition,
+                parts.next().unwrap().to_owned(),
+                parts.next().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}

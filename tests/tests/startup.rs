@@ -353,6 +353,63 @@ fn a_second_broker_on_a_port_in_use_is_refused() {
 }
 
 #[test]
+fn two_brokers_started_in_the_same_instant_never_share_a_port() {
+    // Goal: the check before binding passes for both of two brokers started together (the
+    // README's cluster recipe once started three on the default Kafka port 9092, and all
+    // three listened there through SO_REUSEPORT). Once bound, each checks every listener
+    // is its own: at most one keeps the port, and a refusal names the address.
+    for shared in ["--listen", "--kafka-listen"] {
+        let addr = free_addr();
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let mut children: Vec<std::process::Child> = dirs
+            .iter()
+            .map(|dir| {
+                let mut args = server_args(dir.path(), free_addr(), free_addr());
+                let at = args.iter().position(|a| a == shared).unwrap();
+                args[at + 1] = addr.clone();
+                Command::new(server_binary())
+                    .args(&args)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start keel-server")
+            })
+            .collect();
+        let mut announced = 0;
+        for child in &mut children {
+            let mut line = String::new();
+            use std::io::BufRead;
+            let stdout = child.stdout.take().unwrap();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            if line.contains("listening on") {
+                announced += 1;
+                continue;
+            }
+            let status = child.wait().unwrap();
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!("cannot listen on {addr}"))
+                    && stderr.contains("address is in use"),
+                "{shared}: {stderr}"
+            );
+        }
+        assert!(announced <= 1, "{shared}: both brokers announced {addr}");
+        for mut child in children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
 fn a_shard_that_dies_ends_the_process_with_a_line_naming_it() {
     // Goal: no zombie broker: a panicking shard once left the port open while requests
     // hung forever, and the process later exited 0.
