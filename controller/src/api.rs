@@ -39,6 +39,9 @@ pub struct ControllerConfig {
     pub heartbeat_hold_ms: u64,
     /// Seeds the election timeouts.
     pub seed: u64,
+    /// The cluster id this voter proposes when it leads a quorum whose metadata has none
+    /// yet (a new cluster): unique per quorum, so the I/O layer makes it at random.
+    pub new_cluster_id: String,
     /// Keep every applied entry for [`crate::node::Controller::take_applied`] (simulations check them).
     pub record_applied: bool,
 }
@@ -58,6 +61,7 @@ impl ControllerConfig {
             update_entries_max: 500,
             heartbeat_hold_ms: 500,
             seed: 1,
+            new_cluster_id: format!("keel-{node_id}"),
             record_applied: false,
         }
     }

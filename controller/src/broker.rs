@@ -48,6 +48,7 @@ pub struct BrokerAgent {
     fenced: bool,
     fatal: Option<Error>,
     controller_term: u64,
+    caught_up: bool,
 }
 
 impl BrokerAgent {
@@ -63,6 +64,7 @@ impl BrokerAgent {
             fenced: true,
             fatal: None,
             controller_term: 0,
+            caught_up: false,
         }
     }
 
@@ -77,6 +79,12 @@ impl BrokerAgent {
     /// True once the controller accepted the registration of this incarnation.
     pub fn registered(&self) -> bool {
         self.registered
+    }
+    /// True when the last metadata answer brought nothing new: the image holds everything
+    /// the controller had applied then. A partial image (a restart catching up in batches)
+    /// lacks topics created later, so nothing is deleted on its word.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
     }
     /// Why this broker must stop (a second live process has its id), if so.
     pub fn fatal(&self) -> Option<&Error> {
@@ -191,6 +199,7 @@ impl BrokerAgent {
                 match update {
                     Some(update) => {
                         let moved = self.apply(update)?;
+                        self.caught_up = !moved;
                         if moved {
                             // Long polling: more may follow at once; ask again now rather
                             // than a heartbeat interval after the last ask.
@@ -198,7 +207,10 @@ impl BrokerAgent {
                         }
                         Ok(moved)
                     }
-                    None => Ok(false),
+                    None => {
+                        self.caught_up = true;
+                        Ok(false)
+                    }
                 }
             }
             Err(Error::StaleBroker { .. }) => {

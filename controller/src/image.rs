@@ -52,7 +52,12 @@ pub struct MetadataImage {
     next_producer_id: u64,
     /// The latest block of producer ids each broker was given: `(first, count)`.
     producer_blocks: BTreeMap<u32, (u64, u32)>,
+    /// The cluster's id, once its first controller leader set it.
+    cluster_id: Option<String>,
 }
+
+/// Longest cluster id.
+pub const CLUSTER_ID_BYTES_MAX: usize = 64;
 
 /// Most producer ids one block may hold.
 pub const PRODUCER_ID_BLOCK_MAX: u32 = 1_000_000;
@@ -84,6 +89,10 @@ impl MetadataImage {
     /// The latest block of producer ids given to `broker`, as `(first, count)`.
     pub fn producer_block(&self, broker: u32) -> Option<(u64, u32)> {
         self.producer_blocks.get(&broker).copied()
+    }
+    /// The cluster's id, once set.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
     }
     /// Brokers not fenced, by id.
     pub fn live_brokers(&self) -> Vec<u32> {
@@ -262,6 +271,24 @@ impl MetadataImage {
                 self.next_producer_id = next;
                 self.producer_blocks.insert(*broker, (first, *count));
             }
+            Record::SetClusterId { id } => {
+                let printable = id.bytes().all(|b| b.is_ascii_graphic());
+                if id.is_empty() || id.len() > CLUSTER_ID_BYTES_MAX || !printable {
+                    return Err(Error::Invalid {
+                        field: "cluster id",
+                        reason: format!("{id:?} (1 to {CLUSTER_ID_BYTES_MAX} printable bytes)"),
+                    });
+                }
+                match &self.cluster_id {
+                    Some(current) if current != id => {
+                        return Err(Error::Invalid {
+                            field: "cluster id",
+                            reason: format!("the cluster's id is {current} already"),
+                        })
+                    }
+                    _ => self.cluster_id = Some(id.clone()),
+                }
+            }
         }
         Ok(())
     }
@@ -309,7 +336,7 @@ impl MetadataImage {
                 crate::records::encode_reassignment(&mut out, p)?;
             }
         }
-        // Producer ids (absent from older images).
+        // Producer ids and the cluster id (absent from older images; empty: none yet).
         out.put_u64(self.next_producer_id);
         out.put_count("producer blocks", self.producer_blocks.len())?;
         for (broker, (first, count)) in &self.producer_blocks {
@@ -317,6 +344,7 @@ impl MetadataImage {
             out.put_u64(*first);
             out.put_u32(*count);
         }
+        out.put_string("cluster id", self.cluster_id.as_deref().unwrap_or(""))?;
         Ok(out.to_vec())
     }
 
@@ -373,6 +401,7 @@ impl MetadataImage {
         }
         let mut next_producer_id = 0;
         let mut producer_blocks = BTreeMap::new();
+        let mut cluster_id = None;
         if r.remaining() > 0 {
             next_producer_id = r.i64("next producer id")? as u64;
             for _ in 0..r.count("producer blocks", 16)? {
@@ -380,6 +409,7 @@ impl MetadataImage {
                 let first = r.i64("first producer id")? as u64;
                 producer_blocks.insert(broker, (first, r.u32("producer id count")?));
             }
+            cluster_id = Some(r.string("cluster id")?).filter(|id| !id.is_empty());
         }
         r.finish()?;
         Ok(MetadataImage {
@@ -389,6 +419,7 @@ impl MetadataImage {
             topics,
             next_producer_id,
             producer_blocks,
+            cluster_id,
         })
     }
 }
@@ -553,13 +584,16 @@ mod tests {
             let block = Record::AllocateProducerIds { broker, count: 10 };
             image.apply(offset, &[block]).unwrap();
         }
+        let id = Record::SetClusterId { id: "abc".into() };
+        image.apply(5, &[id]).unwrap();
         let data = image.encode().unwrap();
         assert_eq!(MetadataImage::decode(&data).unwrap(), image);
-        // An image from before producer ids ends where they begin (8 + 4 + 16 per block),
-        // one from before reassignments where they begin (two empty lists, 8 bytes, per
-        // partition), one from before partition epochs where they begin (4 bytes each).
+        // An image from before producer ids ends where they begin (8 + 4 + 16 per block,
+        // then the cluster id: 2 + 3), one from before reassignments where they begin (two
+        // empty lists, 8 bytes, per partition), one from before partition epochs where they
+        // begin (4 bytes each).
         let partitions = image.topic("a").unwrap().partitions.len();
-        let without_producer_ids = data.len() - (8 + 4 + 2 * 16);
+        let without_producer_ids = data.len() - (8 + 4 + 2 * 16 + 2 + 3);
         let with_epochs = without_producer_ids - 8 * partitions;
         let legacy = with_epochs - 4 * partitions;
         for len in 0..data.len() {
@@ -591,6 +625,20 @@ mod tests {
             Some((10, 5)),
             "a refused block changes nothing"
         );
+    }
+
+    // Goal: a cluster's id, once set, never changes: a second leader's proposal of another
+    // id (two quorums' ids racing) is refused, the same id again is harmless.
+    #[test]
+    fn the_cluster_id_is_set_once() {
+        let mut image = MetadataImage::default();
+        let set = |id: &str| Record::SetClusterId { id: id.into() };
+        assert!(image.apply(1, &[set("")]).is_err(), "empty");
+        assert!(image.apply(2, &[set("a b")]).is_err(), "not printable");
+        image.apply(3, &[set("first")]).unwrap();
+        image.apply(4, &[set("first")]).unwrap();
+        assert!(image.apply(5, &[set("second")]).is_err());
+        assert_eq!(image.cluster_id(), Some("first"));
     }
 
     // Kafka's topic name rules.

@@ -112,6 +112,12 @@ pub enum Record {
         /// Ids in the block.
         count: u32,
     },
+    /// The cluster's id, made by the first controller leader of a new quorum. Every broker
+    /// keeps it in its data directory and refuses metadata of a quorum with another id.
+    SetClusterId {
+        /// The id (printable, at most [`crate::image::CLUSTER_ID_BYTES_MAX`] bytes).
+        id: String,
+    },
 }
 
 const TAG_REGISTER: u8 = 1;
@@ -122,6 +128,7 @@ const TAG_DELETE_TOPIC: u8 = 5;
 const TAG_SET_CONFIGS: u8 = 6;
 const TAG_PARTITION_CHANGE: u8 = 7;
 const TAG_PRODUCER_IDS: u8 = 8;
+const TAG_CLUSTER_ID: u8 = 9;
 
 /// Encodes the records of one entry.
 ///
@@ -305,6 +312,10 @@ fn encode_record(out: &mut BytesMut, record: &Record) -> Result<()> {
             out.put_u32(*broker);
             out.put_u32(*count);
         }
+        Record::SetClusterId { id } => {
+            out.put_u8(TAG_CLUSTER_ID);
+            out.put_string("cluster id", id)?;
+        }
     }
     Ok(())
 }
@@ -355,6 +366,9 @@ fn decode_record(reader: &mut Reader, version: u8) -> Result<Record> {
         TAG_PRODUCER_IDS => Record::AllocateProducerIds {
             broker: reader.u32("broker id")?,
             count: reader.u32("producer id count")?,
+        },
+        TAG_CLUSTER_ID => Record::SetClusterId {
+            id: reader.string("cluster id")?,
         },
         other => {
             return Err(DecodeError::BadValue {
@@ -421,6 +435,7 @@ mod tests {
                 broker: 2,
                 count: 1_000,
             },
+            Record::SetClusterId { id: "3f2a".into() },
         ];
         let data = encode_entry(&records).unwrap();
         assert_eq!(decode_entry(&data).unwrap(), records);

@@ -187,9 +187,16 @@ fn check_host() -> Result<(), String> {
 }
 
 /// Removes directories of partitions whose topic is not registered (a delete interrupted
-/// after the registry was updated) and a leftover temporary registry.
-fn clean_data_dir(config: &Config, registry: &Registry) -> anyhow::Result<()> {
+/// after the registry was updated) and a leftover temporary registry. Without a registry
+/// file (lost, or never written) nothing says those topics were deleted: every partition
+/// directory is kept, and reported.
+fn clean_data_dir(
+    config: &Config,
+    registry: &Registry,
+    registry_found: bool,
+) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(config.data_dir.join("topics.toml.tmp"));
+    let mut kept = Vec::new();
     for entry in std::fs::read_dir(&config.data_dir)
         .with_context(|| format!("listing {}", config.data_dir.display()))?
     {
@@ -202,12 +209,21 @@ fn clean_data_dir(config: &Config, registry: &Registry) -> anyhow::Result<()> {
             let known = registry
                 .get(topic)
                 .is_some_and(|t| partition < t.partitions);
-            if !known {
+            if !known && !registry_found {
+                kept.push(name);
+            } else if !known {
                 tracing::warn!(dir = %entry.path().display(), "removing partition of a deleted topic");
                 std::fs::remove_dir_all(entry.path())
                     .with_context(|| format!("removing {}", entry.path().display()))?;
             }
         }
+    }
+    if !kept.is_empty() {
+        kept.sort();
+        tracing::warn!(
+            directories = %kept.join(", "),
+            "topics.toml is missing: partition directories of topics it does not list are kept, not served (create each topic again with its partition count to serve them)"
+        );
     }
     Ok(())
 }
@@ -231,6 +247,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
+    let registry_found = config.data_dir.join("topics.toml").exists();
     let mut registry = Registry::load(&config.data_dir)?;
     // Committed offsets of consumer groups live in this internal topic. Its own compaction
     // bounds it; broker-wide retention (by time or size) must never trim it.
@@ -245,7 +262,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     if found.as_ref() != Some(&offsets) {
         registry.put(handlers::groups::OFFSETS_TOPIC, offsets)?;
     }
-    clean_data_dir(&config, &registry)?;
+    clean_data_dir(&config, &registry, registry_found)?;
     config.listen = ports::resolve_listen(config.listen, "clients")?;
     config.metrics_listen = ports::resolve_listen(config.metrics_listen, "metrics")?;
     if let Some(kafka) = config.kafka_listen {

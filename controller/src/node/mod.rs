@@ -57,6 +57,8 @@ pub struct Controller {
     deferred: std::collections::VecDeque<Deferred>,
     /// Heartbeats of brokers that have everything: `(token, offset, since)`.
     parked: Vec<(Token, u32, u64, u64)>,
+    /// The term in which this voter proposed the cluster id.
+    cluster_id_proposed: Option<u64>,
 }
 
 enum Deferred {
@@ -117,6 +119,7 @@ impl Controller {
             applied_log: Vec::new(),
             deferred: std::collections::VecDeque::new(),
             parked: Vec::new(),
+            cluster_id_proposed: None,
         };
         controller.randomize_timeout();
         Ok(controller)
@@ -179,6 +182,26 @@ impl Controller {
         self.release_parked(false);
         if self.is_leader() {
             self.fence_lapsed();
+            self.name_the_cluster();
+        }
+    }
+
+    /// A new cluster gets its id from its first leader, once per term (a proposal lost to a
+    /// leadership change is made again by whoever leads next; two racing ones apply once).
+    fn name_the_cluster(&mut self) {
+        let term = self.raw.raft.term;
+        if self.image.cluster_id().is_some()
+            || self.cluster_id_proposed == Some(term)
+            || !self.leader_caught_up()
+        {
+            return;
+        }
+        let id = self.config.new_cluster_id.clone();
+        if self
+            .propose(vec![Record::SetClusterId { id }], None)
+            .is_ok()
+        {
+            self.cluster_id_proposed = Some(term);
         }
     }
 

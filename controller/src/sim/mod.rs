@@ -185,6 +185,7 @@ fn controller_config(id: u64, voters: u64, seed: u64) -> ControllerConfig {
     c.heartbeat_hold_ms = 100;
     c.seed = seed;
     c.record_applied = true;
+    c.new_cluster_id = format!("sim-{seed}-{id}");
     c
 }
 
@@ -411,10 +412,12 @@ impl Sim {
             .expect("up")
             .image()
             .offset();
+        // Every broker has all of it, knows it has (so it may act on deletions), and the
+        // cluster has named itself.
         self.brokers.values().all(|b| {
-            b.agent
-                .as_ref()
-                .is_some_and(|a| a.image().offset() == offset)
+            b.agent.as_ref().is_some_and(|a| {
+                a.image().offset() == offset && a.caught_up() && a.image().cluster_id().is_some()
+            })
         })
     }
 }

@@ -7,6 +7,7 @@
 //! [`ClusterView`] to refuse partitions this broker does not lead; shard 0 makes the local
 //! registry and partition logs follow the metadata ([`reconcile`]).
 
+pub mod identity;
 pub mod metalog;
 pub mod net;
 pub mod node;
@@ -162,6 +163,7 @@ pub struct ClusterView {
     image: RwLock<Arc<MetadataImage>>,
     lease_until_ms: AtomicU64,
     reconciled_offset: AtomicU64,
+    caught_up: std::sync::atomic::AtomicBool,
     controller: RwLock<ControllerStatus>,
 }
 
@@ -174,6 +176,7 @@ impl ClusterView {
             image: RwLock::new(Arc::new(MetadataImage::default())),
             lease_until_ms: AtomicU64::new(0),
             reconciled_offset: AtomicU64::new(0),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
             controller: RwLock::new(ControllerStatus::default()),
         }
     }
@@ -197,7 +200,16 @@ impl ClusterView {
     pub fn lease_valid(&self) -> bool {
         self.now_ms() < self.lease_until_ms.load(Ordering::SeqCst)
     }
-    /// The metadata offset the local registry and logs have caught up with.
+    /// True when the applied metadata held everything the controller had at its last
+    /// answer, and names this broker's own cluster: only then may it delete local data.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::SeqCst)
+    }
+    /// Set by the agent: see `BrokerAgent::caught_up`.
+    pub fn set_caught_up(&self, caught_up: bool) {
+        self.caught_up.store(caught_up, Ordering::SeqCst);
+    }
+    /// The metadata offset the registry and logs were last brought in line with.
     pub fn reconciled_offset(&self) -> u64 {
         self.reconciled_offset.load(Ordering::SeqCst)
     }
@@ -284,6 +296,7 @@ pub struct Boot {
     config: ClusterConfig,
     log: Option<(std::path::PathBuf, keel_controller::store::LogStore)>,
     incarnation: u64,
+    identity: identity::ClusterIdentity,
 }
 
 /// Start-up checks and recovery before the shards start.
@@ -302,6 +315,7 @@ pub fn boot(data_dir: &Path, config: &ClusterConfig) -> anyhow::Result<Boot> {
         config: config.clone(),
         log,
         incarnation: next_incarnation(data_dir)?,
+        identity: identity::ClusterIdentity::load(data_dir)?,
     })
 }
 
@@ -318,6 +332,7 @@ pub async fn start(shard: std::rc::Rc<crate::shard::Shard>, boot: Boot) -> anyho
         config,
         log,
         incarnation,
+        identity,
     } = boot;
     let (reconcile_tx, reconcile_rx) = glommio::channels::local_channel::new_bounded(1);
     let store = log.as_ref().map(|(_, store)| store.clone());
@@ -325,7 +340,7 @@ pub async fn start(shard: std::rc::Rc<crate::shard::Shard>, boot: Boot) -> anyho
         config.clone(),
         view.clone(),
         store,
-        incarnation,
+        (incarnation, identity),
         reconcile_tx,
         shard.metrics.clone(),
     )?;

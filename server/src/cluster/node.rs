@@ -59,6 +59,8 @@ pub struct Node {
     wake: LocalSender<()>,
     reconcile_wake: LocalSender<()>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// This data directory's cluster: metadata of another is never published.
+    identity: super::identity::ClusterIdentity,
 }
 
 impl Node {
@@ -67,7 +69,7 @@ impl Node {
         config: ClusterConfig,
         view: Arc<ClusterView>,
         store: Option<LogStore>,
-        incarnation: u64,
+        (incarnation, identity): (u64, super::identity::ClusterIdentity),
         reconcile_wake: LocalSender<()>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<(Node, LocalReceiver<()>)> {
@@ -78,6 +80,7 @@ impl Node {
                 let mut c = ControllerConfig::new(u64::from(config.node_id), voter_ids);
                 c.lease_ms = LEASE_MS;
                 c.seed = incarnation;
+                c.new_cluster_id = super::identity::new_cluster_id();
                 c.snapshot_entries = knob("SNAPSHOT_ENTRIES", c.snapshot_entries).max(1);
                 Some(Controller::new(c, store, now).map_err(|e| anyhow::anyhow!("{e}"))?)
             }
@@ -111,6 +114,7 @@ impl Node {
                 wake,
                 reconcile_wake,
                 metrics,
+                identity,
             },
             wake_rx,
         ))
@@ -423,6 +427,18 @@ impl Node {
             .set(status.leader.map_or(-1, |l| l as i64));
         m.cluster_controller_term.set(status.term as i64);
         m.cluster_lease_valid.set(i64::from(lease > 0));
+        if let Some(id) = self.agent.image().cluster_id() {
+            if let Err(e) = self.identity.check(id) {
+                // Nothing of that quorum's metadata was published: no shard acted on it.
+                eprintln!("keel-server: {e:#}");
+                std::process::exit(2);
+            }
+        }
+        let caught_up = self.agent.caught_up() && self.agent.image().cluster_id().is_some();
+        if caught_up != self.view.caught_up() {
+            self.view.set_caught_up(caught_up);
+            let _ = self.reconcile_wake.try_send(());
+        }
         let offset = self.agent.image().offset();
         if offset != self.published_offset {
             self.published_offset = offset;

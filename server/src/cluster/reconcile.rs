@@ -4,7 +4,8 @@
 //! of its partitions, so a partition it comes to lead has a log at once; only the
 //! leader appends client data (followers append what they fetch from it, `replication/`).
 //! A topic gone from the metadata, or recreated
-//! with another id, is removed here with its logs. `__consumer_offsets` stays local.
+//! with another id, is removed here with its logs, once the applied metadata is whole and
+//! this cluster's (`ClusterView::caught_up`). `__consumer_offsets` stays local.
 
 use super::ClusterView;
 use crate::handlers::admin::on_every_partition;
@@ -37,16 +38,23 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
             continue;
         }
         let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
-        for (name, entry) in &local {
-            if name == OFFSETS_TOPIC {
-                continue;
-            }
-            let keep = image
-                .topic(name)
-                .is_some_and(|t| ids.get(name).is_none_or(|id| *id == t.id));
-            if !keep {
+        let gone: Vec<(&String, &TopicEntry)> = local
+            .iter()
+            .filter(|(name, _)| *name != OFFSETS_TOPIC)
+            .filter(|(name, _)| {
+                image
+                    .topic(name)
+                    .is_none_or(|t| ids.get(*name).is_some_and(|id| *id != t.id))
+            })
+            .collect();
+        // Local data is deleted only on the word of metadata that is whole and this
+        // cluster's: a broker catching up in batches after a restart has not yet applied
+        // the topics created later, and would delete their logs.
+        let may_delete = view.caught_up();
+        for (name, entry) in &gone {
+            if may_delete {
                 remove(&shard, name, entry.partitions).await;
-                ids.remove(name);
+                ids.remove(*name);
             }
         }
         let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
@@ -65,9 +73,15 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
                 }
                 Some(_) => {}
             }
-            ids.insert(name.clone(), topic.id);
+            // Made here now, or first seen: it is this id's. A local topic already known by
+            // another id is a recreated one still waiting to be removed.
+            if !local.contains_key(name) || !ids.contains_key(name) {
+                ids.insert(name.clone(), topic.id);
+            }
         }
-        view.set_reconciled_offset(image.offset());
+        if gone.is_empty() || may_delete {
+            view.set_reconciled_offset(image.offset());
+        }
     }
 }
 
