@@ -5,7 +5,11 @@
 //! a kind byte, the body. Records are appended in [`Persist`] order (snapshot, entries, hard
 //! state) and the file is fsynced before anything that depends on them is sent. A crash can
 //! leave a torn last record: [`recover`] stops at the first record that is short or fails
-//! its CRC and reports the length to cut the file to. Compaction rewrites the whole file
+//! its CRC and reports the length to cut the file to. Each append ends with a round-end
+//! record; a bad record with two round ends after it lies in a round whose fsync completed
+//! before the next round was written (only the last round can be torn, and its pages may
+//! reach the disk in any order, its own round end included): that is corruption, reported
+//! with its byte position, never cut. Compaction rewrites the whole file
 //! ([`encode_store`]) to a temporary name, fsyncs it and renames it over the old one.
 
 use bytes::{Buf, BufMut, BytesMut};
@@ -17,6 +21,7 @@ const KIND_ENTRY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
 const KIND_SNAPSHOT_REPLACES_LOG: u8 = 4;
+const KIND_ROUND_END: u8 = 5;
 
 /// Largest record read back (a snapshot of a big cluster fits).
 pub const RECORD_BYTES_MAX: usize = 64 << 20;
@@ -34,6 +39,9 @@ pub struct Recovered {
     pub valid_bytes: usize,
     /// True when bytes after `valid_bytes` were dropped (a torn tail).
     pub torn: bool,
+    /// Where a bad record lies that later complete rounds follow: corruption of data that
+    /// was synced, not a torn tail. Nothing may be cut then.
+    pub corrupt_at: Option<usize>,
 }
 
 impl Recovered {
@@ -96,7 +104,23 @@ pub fn encode_persist(persist: &Persist) -> Vec<u8> {
         body.put_u64(hs.commit);
         put_record(&mut out, KIND_HARD_STATE, &body);
     }
+    if !out.is_empty() {
+        put_record(&mut out, KIND_ROUND_END, &[]);
+    }
     out.to_vec()
+}
+
+/// The bytes of a round-end record.
+fn round_end() -> Vec<u8> {
+    let mut out = BytesMut::new();
+    put_record(&mut out, KIND_ROUND_END, &[]);
+    out.to_vec()
+}
+
+/// Round ends anywhere in `data` (found by their exact bytes, record boundaries unknown).
+fn round_ends_in(data: &[u8]) -> usize {
+    let marker = round_end();
+    data.windows(marker.len()).filter(|w| *w == marker).count()
 }
 
 /// The whole log in its compacted form: snapshot, entries after it, hard state.
@@ -124,16 +148,15 @@ pub fn recover(mut data: &[u8]) -> Recovered {
             return found;
         }
         let record = read_record(data);
-        let Some((kind, body, used)) = record else {
+        let applied = record.is_some_and(|(kind, body, _)| apply_record(&mut found, kind, body));
+        let Some((_, _, used)) = record.filter(|_| applied) else {
             found.valid_bytes = at;
             found.torn = true;
+            if round_ends_in(data.get(1..).unwrap_or_default()) >= 2 {
+                found.corrupt_at = Some(at);
+            }
             return found;
         };
-        if !apply_record(&mut found, kind, body) {
-            found.valid_bytes = at;
-            found.torn = true;
-            return found;
-        }
         data = &data[used..];
     }
 }
@@ -190,6 +213,11 @@ fn apply_record(found: &mut Recovered, kind: u8, mut body: &[u8]) -> bool {
                 commit: body.get_u64(),
                 ..HardState::default()
             };
+        }
+        KIND_ROUND_END => {
+            if !body.is_empty() {
+                return false;
+            }
         }
         KIND_SNAPSHOT | KIND_SNAPSHOT_REPLACES_LOG => {
             if body.len() < 20 {
@@ -281,6 +309,39 @@ mod tests {
         let mut flipped = file.clone();
         flipped[20] ^= 1;
         assert!(recover(&flipped).torn);
+        assert_eq!(
+            recover(&flipped).corrupt_at,
+            None,
+            "the last round may be torn"
+        );
+    }
+
+    // Goal: a bad record in a round that later rounds follow was synced, then damaged:
+    // corruption, refused with its position. Before, it was cut as a torn tail, dropping
+    // fsynced Raft state (votes, entries) after it.
+    #[test]
+    fn a_bad_record_before_later_rounds_is_corruption_not_a_torn_tail() {
+        let rounds: Vec<Vec<u8>> = (1..=3)
+            .map(|i| {
+                encode_persist(&Persist {
+                    snapshot: None,
+                    entries: vec![entry(i, 1, b"data")],
+                    hard_state: Some(hard_state(1, i)),
+                })
+            })
+            .collect();
+        let file = rounds.concat();
+        let starts = [0, rounds[0].len(), rounds[0].len() + rounds[1].len()];
+        for (round, start) in starts.iter().enumerate() {
+            let mut damaged = file.clone();
+            damaged[start + 12] ^= 0x40;
+            let found = recover(&damaged);
+            assert!(found.torn);
+            assert_eq!(found.valid_bytes, *start);
+            let corrupt = found.corrupt_at.is_some();
+            // Round 2's own round end and round 3's follow a bad record in round 2.
+            assert_eq!(corrupt, round < 2, "damage in round {}", round + 1);
+        }
     }
 
     // A compacted file holds the snapshot, later entries and the hard state.

@@ -142,8 +142,33 @@ impl Broker {
         broker
     }
 
-    fn spawn(&mut self) {
-        let mut child = Command::new(&self.binary)
+    /// Starts the same broker again, expecting it to refuse to start (or stop by itself)
+    /// within `timeout`: its exit code and standard error.
+    pub fn run_to_exit(&mut self, timeout: Duration) -> (Option<i32>, String) {
+        assert!(self.child.is_none(), "stop before restarting");
+        let mut child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keel-server");
+        let deadline = Instant::now() + timeout;
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("keel-server did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().expect("output");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
@@ -163,7 +188,13 @@ impl Broker {
             .env(
                 "RUST_LOG",
                 std::env::var("KEEL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            );
+        command
+    }
+
+    fn spawn(&mut self) {
+        let mut child = self
+            .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

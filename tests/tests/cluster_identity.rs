@@ -1,13 +1,13 @@
 //! A broker never deletes its data on the word of metadata that is not its cluster's, nor
 //! because its topic list is missing: a wiped or new quorum with the same voter ids is
 //! refused (its cluster id differs from the one in the broker's data directory), and a
-//! missing `topics.toml` keeps every partition directory.
+//! missing `topics.toml` keeps every partition directory, and a metadata log damaged before
+//! its last round refuses start instead of being cut.
 
 use keel_protocol::api::{ErrorCode, Request, Response};
-use keel_tests::broker::{free_port, server_binary, Broker};
+use keel_tests::broker::{server_binary, Broker};
 use keel_tests::cluster::Cluster;
 use keel_tests::tool::ok;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -57,31 +57,8 @@ fn a_broker_refuses_a_new_quorum_with_the_same_voter_ids_and_keeps_its_data() {
     std::fs::remove_dir_all(cluster.dir.path().join("node1")).unwrap();
     cluster.nodes[0].restart();
 
-    let ports: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let mut child = Command::new(server_binary())
-        .args(["--data-dir", dir.to_str().unwrap(), "--listen", &ports[0]])
-        .args(["--metrics-listen", &ports[1], "--kafka-listen", &ports[2]])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start broker 2 again");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("broker 2 joined another cluster's quorum");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(2), "{stderr}");
+    let (code, stderr) = second.run_to_exit(Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!("belongs to cluster {}", cluster_id.trim())),
         "{stderr}"
@@ -123,4 +100,26 @@ fn a_missing_topic_list_keeps_every_partition_directory() {
     // Created again with its partition count, the topic serves what it held.
     client.create_topic("kept", 2);
     assert_eq!(client.read_partition("kept", 1), before);
+}
+
+#[test]
+fn a_metadata_log_damaged_before_its_last_round_refuses_start_naming_the_byte() {
+    // Goal: before, a bad record in the middle of the metadata log was taken for a torn
+    // tail and cut, with every fsynced vote and entry after it.
+    let mut cluster = Cluster::start(1);
+    for topic in ["a", "b", "c"] {
+        ok(&cluster.keel(0, &["topic", "create", topic]));
+    }
+    cluster.nodes[0].stop();
+    let log = cluster.dir.path().join("node1/controller/metadata.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[12] ^= 0x40;
+    std::fs::write(&log, &bytes).unwrap();
+    let (code, stderr) = cluster.nodes[0].run_to_exit(Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("metadata.log is corrupt at byte 0"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "nothing was cut");
 }

@@ -125,6 +125,12 @@ pub fn recover_log(
         Err(e) => anyhow::bail!("reading {}: {e}", path.display()),
     };
     let found = disklog::recover(&data);
+    if let Some(at) = found.corrupt_at {
+        anyhow::bail!(
+            "{} is corrupt at byte {at}: a record there fails its check and complete rounds follow it (not a torn tail); refusing to start rather than cut synced Raft state (restore the file, or investigate the disk)",
+            path.display()
+        );
+    }
     if found.torn {
         tracing::warn!(
             path = %path.display(),
