@@ -24,6 +24,9 @@ pub async fn housekeeping(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
             // Gauges only: retention runs on its own interval.
             shard.housekeeping_gauges();
         }
+        if shard.cluster.is_some() {
+            crate::replication::checkpoint::maybe_write(&shard);
+        }
         let (fsyncs, fsync_us) = shard.fsync_totals();
         shard
             .metrics

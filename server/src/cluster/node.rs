@@ -75,10 +75,12 @@ impl Node {
     ) -> anyhow::Result<(Node, LocalReceiver<()>)> {
         let voter_ids: Vec<u64> = config.voters.iter().map(|(id, _)| *id).collect();
         let now = view.now_ms();
+        // Every node of a cluster must run with the same lease (a test knob).
+        let lease_ms = knob("LEASE_MS", LEASE_MS).max(HEARTBEAT_MS * 4);
         let controller = match store {
             Some(store) => {
                 let mut c = ControllerConfig::new(u64::from(config.node_id), voter_ids);
-                c.lease_ms = LEASE_MS;
+                c.lease_ms = lease_ms;
                 c.seed = incarnation;
                 c.new_cluster_id = super::identity::new_cluster_id();
                 c.snapshot_entries = knob("SNAPSHOT_ENTRIES", c.snapshot_entries).max(1);
@@ -91,7 +93,7 @@ impl Node {
             address: super::registration_address(config.advertised, config.advertised_kafka),
             incarnation,
             heartbeat_ms: HEARTBEAT_MS,
-            lease_ms: LEASE_MS,
+            lease_ms,
         });
         let (wake, wake_rx) = local_channel::new_bounded(1);
         Ok((

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use keel_controller::replica::diverged_truncation;
+use keel_engine::Log;
 use keel_protocol::api::{
     ApiKey, ErrorCode, ReplicaFetch, ReplicaFetchPartition, ReplicaFetchResult, Request, Response,
     TopicEntries,
@@ -290,6 +291,36 @@ async fn apply(shard: &Shard, topic: &str, following: (u32, u32), result: Replic
             .is_none_or(|hw| agreed > hw)
         {
             log.set_replication_high_watermark(Some(agreed));
+        }
+        if result.log_start_offset > log.log_start_offset() {
+            follow_log_start(topic, partition, &log, result.log_start_offset).await;
+        }
+    }
+}
+
+/// The leader's log start moved (DeleteRecords, retention): the follower deletes its own
+/// segments below it too, as the leader did (whole segments; rolling first when all it
+/// holds goes), so deleted records do not come back when it leads after a failover.
+async fn follow_log_start(topic: &str, partition: u32, log: &Log, leader_start: i64) {
+    let before = log.log_start_offset();
+    let deleted = async {
+        if leader_start >= log.log_end_offset() && log.high_watermark() == log.log_end_offset() {
+            log.roll().await?;
+        }
+        log.delete_before(leader_start).await
+    }
+    .await;
+    match deleted {
+        Ok(segments) if !segments.is_empty() => tracing::info!(
+            topic,
+            partition,
+            from = before,
+            to = log.log_start_offset(),
+            "log start follows the leader's"
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(topic, partition, error = %e, "deleting below the leader's log start failed")
         }
     }
 }

@@ -25,6 +25,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+pub mod checkpoint;
 mod fetcher;
 mod serve;
 mod throttle;
@@ -128,14 +129,24 @@ pub struct Leading {
 }
 
 /// The replicated partitions of one shard.
-#[derive(Default)]
 pub struct Replicas {
     roles: RefCell<HashMap<(String, u32), Role>>,
     /// Leader brokers with a fetcher task running on this shard.
     fetchers: RefCell<BTreeSet<u32>>,
+    /// High-watermark checkpoints.
+    pub checkpoints: RefCell<checkpoint::Checkpoints>,
 }
 
 impl Replicas {
+    /// No roles yet; the high-watermark checkpoints of `data_dir` read.
+    pub fn new(data_dir: &std::path::Path) -> Replicas {
+        Replicas {
+            roles: RefCell::default(),
+            fetchers: RefCell::default(),
+            checkpoints: RefCell::new(checkpoint::Checkpoints::load(data_dir)),
+        }
+    }
+
     /// The role of a partition, if replicated.
     pub fn with_role<T>(
         &self,
@@ -214,11 +225,7 @@ impl Shard {
             }
             return;
         }
-        // What the replicas agreed on so far; a log not capped since it opened knows
-        // nothing agreed beyond its start.
-        let agreed = log
-            .replication_high_watermark()
-            .unwrap_or_else(|| log.log_start_offset());
+        let agreed = checkpoint::agreed(&self.replicas, topic, partition, log);
         let role = role_of(me, state.leader, &state.replicas, &state.isr);
         let leads = role == RoleDecision::Lead;
         match roles.get_mut(&key) {

@@ -99,6 +99,7 @@ impl Shard {
         // Each shard gets its share, but always room for one frame of the largest size.
         let request_budget_bytes = (config.requests_bytes_max / config.shards.max(1))
             .max(config.frame_bytes_max as usize + 16) as u64;
+        let replicas = crate::replication::Replicas::new(&config.data_dir);
         Shard {
             id,
             request_budget: Rc::new(glommio::sync::Semaphore::new(request_budget_bytes)),
@@ -119,7 +120,7 @@ impl Shard {
                 }),
             cluster,
             cluster_node: RefCell::new(None),
-            replicas: crate::replication::Replicas::default(),
+            replicas,
             producer_ids: crate::producer_ids::ProducerIds::default(),
         }
     }
@@ -216,6 +217,12 @@ impl Shard {
             .clone()
     }
 
+    /// Every open log of this shard.
+    pub(crate) fn owned_logs(&self) -> Vec<((String, u32), Log)> {
+        let logs = self.logs.borrow();
+        logs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     /// The log of a partition this shard owns, if open.
     pub(crate) fn log_handle(&self, topic: &str, partition: u32) -> Option<Log> {
         self.log(topic, partition)
@@ -272,13 +279,7 @@ impl Shard {
 
     /// Retention, then the per-partition gauges, for every owned partition.
     pub async fn housekeeping(&self) {
-        let logs: Vec<((String, u32), Log)> = self
-            .logs
-            .borrow()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for ((topic, partition), log) in logs {
+        for ((topic, partition), log) in self.owned_logs() {
             if let Err(e) = log.enforce_retention().await {
                 tracing::warn!(%topic, partition, error = %e, "retention failed");
             }
