@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// When an append completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ack {
+    /// When the fsync policy is satisfied (with `always`: on disk).
+    Durable,
+    /// When its bytes were written to the device (direct I/O, no fsync): a crash of the
+    /// process loses nothing written, nor does a failed write lose an acknowledged batch.
+    Written,
+    /// As soon as offsets are assigned (back-pressure still applies).
+    Accepted,
+}
+
 /// Who decides a batch's base offset and leader epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stamp {
@@ -33,13 +45,13 @@ impl Log {
     }
 
     fn append_buffered(&self, batch: BytesMut) -> Result<(AppendInfo, Option<AckWait>)> {
-        self.append_buffered_with(batch, true, Stamp::Leader)
+        self.append_buffered_with(batch, Ack::Durable, Stamp::Leader)
     }
 
     pub(super) fn append_buffered_with(
         &self,
         mut batch: BytesMut,
-        wait_durable: bool,
+        ack: Ack,
         stamp: Stamp,
     ) -> Result<(AppendInfo, Option<AckWait>)> {
         let view = BatchView::new_verified(&batch)?;
@@ -142,18 +154,13 @@ impl Log {
             // Even an append nobody waits for is synced promptly under `always`.
             state.sync_requested = true;
         }
-        let wait_for = match config.fsync {
-            FsyncPolicy::Always if wait_durable => Some(WaitFor::Durable(state.log_end)),
-            FsyncPolicy::Always if state.unwritten_bytes > config.unwritten_bytes_max => {
-                Some(WaitFor::Space)
-            }
-            FsyncPolicy::Always => None,
-            FsyncPolicy::Interval(_) | FsyncPolicy::Never
-                if state.unwritten_bytes > config.unwritten_bytes_max =>
-            {
-                Some(WaitFor::Space)
-            }
-            FsyncPolicy::Interval(_) | FsyncPolicy::Never => None,
+        let full = state.unwritten_bytes > config.unwritten_bytes_max;
+        let wait_for = match (ack, config.fsync) {
+            (Ack::Durable, FsyncPolicy::Always) => Some(WaitFor::Durable(state.log_end)),
+            // Writes complete in order: waiting for this one covers the space too.
+            (Ack::Written, _) => Some(WaitFor::Written(state.log_end)),
+            _ if full => Some(WaitFor::Space),
+            _ => None,
         };
         let receiver = wait_for.map(|wait_for| {
             let (done, receiver) = oneshot::channel();
@@ -202,12 +209,28 @@ impl Log {
 
     /// Appends like [`Log::append`] but completes as soon as the batch is accepted (offsets
     /// assigned, bytes on their way to disk) without waiting for the fsync policy: what a
-    /// Kafka producer with `acks=1` gets. Back-pressure still applies.
+    /// producer with `acks=0` gets (and the batches of a request before its last, whose
+    /// acknowledgement covers them). Back-pressure still applies.
     ///
     /// # Errors
     /// As [`Log::append`].
     pub async fn append_accepted(&self, batch: BytesMut) -> Result<AppendInfo> {
-        let (info, wait) = self.append_buffered_with(batch, false, Stamp::Leader)?;
+        self.append_acked(batch, Ack::Accepted).await
+    }
+
+    /// Appends like [`Log::append`] but completes once the batch's bytes were written to
+    /// the device (direct I/O; no fsync waited for): what a Kafka producer with `acks=1`
+    /// gets from Keel, so neither a killed process nor a failed write (a full disk) loses
+    /// an acknowledged batch. Writes complete in order, so earlier appends are written too.
+    ///
+    /// # Errors
+    /// As [`Log::append`]; the write's own failure among them.
+    pub async fn append_written(&self, batch: BytesMut) -> Result<AppendInfo> {
+        self.append_acked(batch, Ack::Written).await
+    }
+
+    async fn append_acked(&self, batch: BytesMut, ack: Ack) -> Result<AppendInfo> {
+        let (info, wait) = self.append_buffered_with(batch, ack, Stamp::Leader)?;
         if let Some((done, wait_for_space)) = wait {
             done.await.map_err(|_| Error::Unavailable("closed"))??;
             if wait_for_space {

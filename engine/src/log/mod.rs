@@ -37,6 +37,7 @@ enum Status {
 
 enum WaitFor {
     Durable(i64),
+    Written(i64),
     Space,
     Idle,
 }
@@ -151,9 +152,11 @@ impl State {
 
     fn complete_waiters(&mut self, unwritten_bytes_max: u64) {
         let (durable, unwritten) = (self.durable_end, self.unwritten_bytes);
+        let written = self.written_end;
         self.waiters.retain_mut(|waiter| {
             let ready = match waiter.wait_for {
                 WaitFor::Durable(next) => next <= durable,
+                WaitFor::Written(next) => next <= written,
                 WaitFor::Space => unwritten <= unwritten_bytes_max,
                 WaitFor::Idle => false,
             };

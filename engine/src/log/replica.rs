@@ -2,7 +2,7 @@
 //! the log end for followers, the high watermark the replicas agree on, waiting for the log
 //! end to move, and the leader-epoch lookups of KIP-101/KIP-279.
 
-use super::append::Stamp;
+use super::append::{Ack, Stamp};
 use super::*;
 
 impl Log {
@@ -14,7 +14,7 @@ impl Log {
     /// [`Error::InvalidBatch`] for bad bytes, [`Error::InvalidAppend`] when the batch does
     /// not start at the log end or its epoch goes back; as [`Log::append`] otherwise.
     pub async fn append_replica(&self, batch: BytesMut) -> Result<AppendInfo> {
-        let (info, wait) = self.append_buffered_with(batch, true, Stamp::Verbatim)?;
+        let (info, wait) = self.append_buffered_with(batch, Ack::Durable, Stamp::Verbatim)?;
         if let Some((done, wait_for_space)) = wait {
             done.await.map_err(|_| Error::Unavailable("closed"))??;
             if wait_for_space {
@@ -56,7 +56,11 @@ impl Log {
         let count = batches.len();
         for (index, batch) in batches.into_iter().enumerate() {
             let last = index + 1 == count;
-            let (_, wait) = self.append_buffered_with(batch, last, Stamp::Verbatim)?;
+            let (_, wait) = self.append_buffered_with(
+                batch,
+                if last { Ack::Durable } else { Ack::Accepted },
+                Stamp::Verbatim,
+            )?;
             if let Some((done, wait_for_space)) = wait {
                 done.await.map_err(|_| Error::Unavailable("closed"))??;
                 if wait_for_space {

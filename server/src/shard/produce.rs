@@ -102,11 +102,14 @@ impl Shard {
                 continue;
             }
             // With acks=all the last batch's durability covers the earlier ones: offsets
-            // become durable in order.
+            // become durable in order. With acks=1 its write does (writes complete in
+            // order): an acknowledged batch is on the device, so neither a killed broker
+            // nor a write failing (a full disk) loses it.
             let last_append = index + 1 == count || last_is_duplicate;
             let appended = match self.fault_append(topic) {
                 Some(error) => Err(error),
                 None if acks == -1 && last_append => log.append(batch).await,
+                None if acks == 1 && last_append => log.append_written(batch).await,
                 None => log.append_accepted(batch).await,
             };
             match appended {
@@ -127,8 +130,9 @@ impl Shard {
                 }
             }
         }
-        if acks == -1 && last_is_duplicate {
-            // A retried batch is answered once the original is durable.
+        if acks != 0 && last_is_duplicate {
+            // A retried batch is answered once the original is durable (acks=1: at least
+            // written, which a flush covers).
             if let Err(e) = log.flush().await {
                 return failed(storage_error(&e).0);
             }
