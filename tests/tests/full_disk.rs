@@ -37,7 +37,11 @@ impl SmallDisk {
         };
         let size = format!("{megabytes}M");
         run("truncate", &["-s", &size, image.to_str().unwrap()]);
-        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        // No blocks reserved for root (the broker runs as root here): full is full.
+        run(
+            "mkfs.ext4",
+            &["-q", "-F", "-m", "0", image.to_str().unwrap()],
+        );
         run(
             "mount",
             &[
@@ -130,4 +134,80 @@ fn batch_value(tag: u32) -> Vec<u8> {
     let mut value = format!("{tag}:").into_bytes();
     value.resize(60_000, b'0' + (tag % 10) as u8);
     value
+}
+
+/// Fills what is left of the filesystem at `dir` with one file; returns its path.
+fn fill_up(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("all-the-rest");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for size in [1 << 20, 4096, 512] {
+        let chunk = vec![9u8; size];
+        while file
+            .write_all(&chunk)
+            .and_then(|()| file.sync_all())
+            .is_ok()
+        {}
+    }
+    path
+}
+
+#[test]
+fn a_full_disk_under_the_metadata_log_waits_instead_of_crash_looping() {
+    // Goal: before, a failed metadata-log write ended the broker (exit 70), and at every
+    // restart it failed again while the disk stayed full.
+    let disk = SmallDisk::new(32);
+    let data = disk.mount.join("data");
+    let node = format!("1@127.0.0.1:{}", keel_tests::broker::free_port());
+    let broker = Broker::start(&server_binary(), &data, &["--controller-voters", &node]);
+    let keel = |args: &[&str]| keel_tests::tool::keel(Some(&broker), args, None);
+    // The broker registers with its own controller first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !keel(&["topic", "create", "before", "--partitions", "1"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a topic before the disk fills"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let filler = fill_up(&disk.mount);
+    // The metadata log's last block has room for a few more rounds; then writes fail.
+    let refused = (0..200).find(|n| {
+        let name = format!("during-{n}");
+        !keel(&["topic", "create", &name, "--partitions", "1"])
+            .status
+            .success()
+    });
+    assert!(
+        refused.is_some(),
+        "metadata changes stop while the disk is full"
+    );
+    let mut client = broker.client();
+    assert!(
+        matches!(
+            client.call(keel_protocol::api::Request::Metadata { topics: vec![] }),
+            keel_protocol::api::Response::Metadata { .. }
+        ),
+        "the broker still serves"
+    );
+    std::fs::remove_file(filler).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let again = keel(&["topic", "create", "after", "--partitions", "1"]);
+        let listed = String::from_utf8(keel(&["topic", "list"]).stdout).unwrap();
+        if again.status.success() || listed.contains("after") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metadata changes resume once space is free"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(String::from_utf8(keel(&["topic", "list"]).stdout)
+        .unwrap()
+        .contains("before"));
 }

@@ -21,6 +21,10 @@ use std::time::Duration;
 pub const HEARTBEAT_MS: u64 = 250;
 /// Broker lease (the controller fences after this long without a heartbeat).
 pub const LEASE_MS: u64 = 4_000;
+/// Backoff between retries of a metadata-log write that failed.
+const METALOG_RETRY_MIN: Duration = Duration::from_millis(10);
+/// See [`METALOG_RETRY_MIN`].
+const METALOG_RETRY_MAX: Duration = Duration::from_secs(1);
 /// Longest a topic change waits for the controller's answer.
 pub const ADMIN_TIMEOUT_MS: u64 = 10_000;
 
@@ -502,6 +506,11 @@ pub async fn drive(
     mut log: Option<super::metalog::MetaLog>,
     wake: LocalReceiver<()>,
 ) {
+    // A round the metadata log could not take (a full or failing disk): retried with
+    // backoff, the whole round rewritten each time, while nothing of it is sent and no
+    // later round is made; the broker agent goes on meanwhile.
+    let mut unsaved: Option<keel_controller::node::Ready> = None;
+    let mut backoff = METALOG_RETRY_MIN;
     loop {
         futures_lite::future::or(
             async {
@@ -514,19 +523,26 @@ pub async fn drive(
         .await;
         node.borrow_mut().tick();
         loop {
-            let ready = {
-                let mut n = node.borrow_mut();
-                match n.controller.as_mut() {
-                    Some(c) if c.has_ready() => c.ready(),
-                    _ => break,
+            let ready = match unsaved.take() {
+                Some(ready) => ready,
+                None => {
+                    let mut n = node.borrow_mut();
+                    match n.controller.as_mut() {
+                        Some(c) if c.has_ready() => c.ready(),
+                        _ => break,
+                    }
                 }
             };
             if !ready.persist.is_empty() {
                 let log = log.as_mut().expect("voters have a metadata log");
                 if let Err(e) = log.append(&ready.persist).await {
-                    eprintln!("keel-server: metadata log failed: {e:#}");
-                    std::process::exit(70);
+                    tracing::error!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "metadata log write failed: metadata changes wait");
+                    unsaved = Some(ready);
+                    glommio::timer::sleep(backoff).await;
+                    backoff = (backoff * 2).min(METALOG_RETRY_MAX);
+                    break;
                 }
+                backoff = METALOG_RETRY_MIN;
             }
             node.borrow_mut().persisted(ready.messages);
         }
@@ -542,9 +558,10 @@ pub async fn drive(
                 .then(|| node.borrow().controller.as_ref().map(|c| c.store().clone()))
                 .flatten();
             if let Some(store) = store {
+                // A failed rewrite leaves the old file whole: it is tried again later.
                 if let Err(e) = log.maybe_rewrite(&store).await {
-                    eprintln!("keel-server: metadata log failed: {e:#}");
-                    std::process::exit(70);
+                    tracing::warn!(error = %format!("{e:#}"), "metadata log rewrite failed");
+                    log.rewritten_at_index = snapshot_index;
                 }
             }
         }
