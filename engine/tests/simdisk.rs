@@ -6,7 +6,8 @@
 //! Over many seeds: every append acknowledged under `fsync=always` is in the recovered log
 //! byte for byte at its offset, recovery never serves a torn or corrupt batch (every batch
 //! read back passes its CRC, offsets are dense), and an injected EIO fails the appends it
-//! affects instead of acknowledging them. `KEEL_SIM_SEEDS` sets the number of seeds
+//! affects instead of acknowledging them; the log then resumes (`Log::resume`) and what it
+//! acknowledges after that survives the crash too. `KEEL_SIM_SEEDS` sets the number of seeds
 //! (default 2,000) and `KEEL_SIM_SEED` runs one seed.
 
 mod common;
@@ -49,6 +50,7 @@ fn producer_bytes(stored: &[u8]) -> Vec<u8> {
 struct Outcome {
     acked: Vec<(i64, Vec<u8>)>,
     failed: usize,
+    resumed: usize,
     report: simdisk::SimReport,
 }
 
@@ -72,10 +74,12 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
     let log = Rc::new(Log::open(&live, config.clone()).await.expect("open"));
     let acked = Rc::new(RefCell::new(Vec::new()));
     let failed = Rc::new(RefCell::new(0usize));
+    let resumed = Rc::new(RefCell::new(0usize));
     let appenders = 1 + random(&mut rng) % 6;
     let mut tasks = Vec::new();
     for appender in 0..appenders {
         let (log, acked, failed) = (log.clone(), acked.clone(), failed.clone());
+        let resumed = resumed.clone();
         let mut local = random(&mut rng) | 1;
         tasks.push(glommio::spawn_local(async move {
             for n in 0..200u64 {
@@ -91,6 +95,10 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
                         // The log is offline after an I/O error; later appends fail too.
                         if simdisk::report().crashed {
                             return;
+                        }
+                        // Before the crash the device works again: the log resumes.
+                        if log.is_offline() && log.resume().await.is_ok() && !log.is_offline() {
+                            *resumed.borrow_mut() += 1;
                         }
                     }
                 }
@@ -112,6 +120,7 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
     Outcome {
         acked,
         failed: failed.take(),
+        resumed: resumed.take(),
         report,
     }
 }
@@ -162,20 +171,22 @@ fn acknowledged_appends_survive_simulated_crashes_and_eio() {
     };
     let root = tempfile::tempdir().unwrap();
     let path = root.path().to_owned();
-    let (acked, failed, with_eio, syncs) = run(move || async move {
+    let (acked, failed, with_eio, syncs, resumed) = run(move || async move {
         let (mut acked, mut failed, mut with_eio, mut syncs) = (0usize, 0usize, 0usize, 0u64);
+        let mut resumed = 0;
         for seed in seeds {
             let outcome = one_seed(seed, &path).await;
             acked += outcome.acked.len();
             failed += outcome.failed;
+            resumed += outcome.resumed;
             with_eio += usize::from(outcome.report.failed);
             syncs += outcome.report.syncs;
             assert!(outcome.report.crashed, "seed {seed}: every run crashes");
         }
-        (acked, failed, with_eio, syncs)
+        (acked, failed, with_eio, syncs, resumed)
     });
     eprintln!(
-        "simdisk: {acked} acknowledged appends checked, {failed} failed appends, {with_eio} runs with an injected EIO, {syncs} fdatasyncs"
+        "simdisk: {acked} acknowledged appends checked, {failed} failed appends, {with_eio} runs with an injected EIO, {resumed} resumes, {syncs} fdatasyncs"
     );
-    assert!(acked > 0 && failed > 0 && with_eio > 0 && syncs > 0);
+    assert!(acked > 0 && failed > 0 && with_eio > 0 && syncs > 0 && resumed > 0);
 }

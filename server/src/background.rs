@@ -24,6 +24,7 @@ pub async fn housekeeping(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
             // Gauges only: retention runs on its own interval.
             shard.housekeeping_gauges();
         }
+        shard.resume_offline_logs().await;
         if shard.cluster.is_some() {
             crate::replication::checkpoint::maybe_write(&shard);
         }

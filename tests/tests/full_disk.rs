@@ -1,6 +1,7 @@
 //! A full disk (a real 32 MiB ext4 filesystem on a loop device, mounted by the test as
 //! root): produce with acks=1 (and now and then acks=all) until writes fail, then free
-//! space and restart: every acknowledged record is there, intact. Before, acks=1 was answered before the write, and
+//! space: writes resume without a restart, and after one every acknowledged record is
+//! there, intact. Before, acks=1 was answered before the write, and
 //! 16 records acknowledged that way were never written when the disk filled.
 
 use bytes::Bytes;
@@ -67,15 +68,18 @@ fn batch(tag: u32) -> Bytes {
     Bytes::from(builder.finish().unwrap())
 }
 
-fn fill(dir: &Path, bytes: usize) {
-    std::fs::write(dir.join("filler"), vec![7u8; bytes]).unwrap();
+fn fill(path: &Path, bytes: usize) {
+    std::fs::write(path, vec![7u8; bytes]).unwrap();
 }
 
 #[test]
 fn a_full_disk_loses_no_acknowledged_record_with_acks_1_or_all() {
     let disk = SmallDisk::new(32);
-    // Room the test gives back once the disk is full.
-    fill(&disk.mount, 4 << 20);
+    // Room the test gives back once the disk is full, and again before the restart (the
+    // resumed segment preallocates what was freed).
+    let (filler, spare) = (disk.mount.join("filler"), disk.mount.join("spare"));
+    fill(&filler, 4 << 20);
+    fill(&spare, 4 << 20);
     let data = disk.mount.join("data");
     let mut broker = Broker::start(&server_binary(), &data, &["--shards", "1"]);
     let mut client = broker.client();
@@ -103,9 +107,29 @@ fn a_full_disk_loses_no_acknowledged_record_with_acks_1_or_all() {
         "records were stored before it did: {}",
         acked.len()
     );
+    // Space comes back: writes resume without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let freed = std::time::Instant::now();
+    let mut tag = 10_000u32;
+    while acked.last() != Some(&tag) {
+        tag += 1;
+        assert!(
+            freed.elapsed().as_secs() < 60,
+            "writes resumed after space was freed"
+        );
+        match client.produce("fill", 0, 1, batch(tag)) {
+            ErrorCode::None => acked.push(tag),
+            _ => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
+    eprintln!("writes resumed {:?} after space was freed", freed.elapsed());
+    for tag in tag + 1..tag + 10 {
+        assert_eq!(client.produce("fill", 0, -1, batch(tag)), ErrorCode::None);
+        acked.push(tag);
+    }
     drop(client);
     broker.stop_with(libc::SIGKILL);
-    std::fs::remove_file(disk.mount.join("filler")).unwrap();
+    std::fs::remove_file(&spare).unwrap();
     broker.restart();
     let stored: Vec<(i64, String)> = broker
         .client()

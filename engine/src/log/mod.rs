@@ -471,6 +471,7 @@ mod flush;
 mod read;
 mod reopen;
 mod replica;
+mod resume;
 mod trim;
 mod types;
 

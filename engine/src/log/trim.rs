@@ -192,6 +192,21 @@ impl Log {
                 i64::from_be_bytes(header[..8].try_into().expect("8 bytes")),
             )
         };
+        self.cut_at(offset, segment_base, position, new_end).await
+    }
+
+    /// Drops every segment after `segment_base` and everything of it from `position` (where
+    /// the batch starting at `new_end` lies), reopening its writer there; the log ends at
+    /// `new_end`. The flusher must be idle.
+    pub(super) async fn cut_at(
+        &self,
+        offset: i64,
+        segment_base: i64,
+        position: u64,
+        new_end: i64,
+    ) -> Result<()> {
+        let path = log_path(&self.shared.dir, segment_base);
+        let path = path.as_path();
         let (later, writer) = {
             let mut state = self.shared.state.borrow_mut();
             let later_bases: Vec<i64> = state

@@ -25,6 +25,7 @@ use std::sync::Arc;
 mod delete_records;
 mod job;
 mod leadership;
+mod offline;
 mod produce;
 
 pub use job::{Job, Reply};
@@ -64,6 +65,8 @@ pub struct Shard {
     partition_metrics: RefCell<HashMap<String, HashMap<u32, crate::metrics::PartitionMetrics>>>,
     /// Test-only fault injection: (topic, appends left to fail).
     fault_appends: Option<(String, std::cell::Cell<u32>)>,
+    /// Offline logs' next retries.
+    offline_retries: RefCell<offline::Retries>,
     /// Cluster mode: the applied metadata and this broker's lease.
     pub cluster: Option<Arc<crate::cluster::ClusterView>>,
     /// Cluster mode, shard 0: the controller and broker agent.
@@ -119,6 +122,7 @@ impl Shard {
                     Some((topic.to_owned(), std::cell::Cell::new(count.parse().ok()?)))
                 }),
             cluster,
+            offline_retries: RefCell::default(),
             cluster_node: RefCell::new(None),
             replicas,
             producer_ids: crate::producer_ids::ProducerIds::default(),
