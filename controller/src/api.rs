@@ -153,6 +153,18 @@ pub enum Request {
         /// Node id.
         id: u32,
     },
+    /// Broker `id`'s log of a partition it leads failed (a full or failing disk): another
+    /// live in-sync replica leads it, if any (Kafka's offline log directory).
+    LogOffline {
+        /// Node id.
+        id: u32,
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: u32,
+        /// The epoch it leads at (a stale report changes nothing).
+        leader_epoch: u32,
+    },
     /// A block of `count` producer ids for broker `id` (KRaft's AllocateProducerIds). The
     /// answer is the entry's offset; the block is the image's
     /// [`crate::image::MetadataImage::producer_block`] once that entry is applied.

@@ -66,6 +66,33 @@ fn step_down(
     })
 }
 
+/// The change moving one partition off broker `id`, whose log of it failed (Kafka's
+/// offline log directory): another live in-sync replica leads at a new epoch and `id`
+/// leaves the ISR (it rejoins once its log is back and caught up). `None` when `id` does
+/// not lead it at `leader_epoch`, or no other live in-sync copy exists: then it keeps
+/// leading and its log comes back where it is.
+pub(crate) fn move_off_failed_log(
+    image: &MetadataImage,
+    (name, partition, leader_epoch): (&str, u32, u32),
+    id: u32,
+) -> Option<Record> {
+    let topic = image.topic(name)?;
+    let state = topic.partitions.get(partition as usize)?;
+    if state.leader != id as i32 || state.leader_epoch != leader_epoch {
+        return None;
+    }
+    let live = image.live_brokers();
+    if !state.isr.iter().any(|r| *r != id && live.contains(r)) {
+        return None;
+    }
+    let state = step_down(topic, state, id, &live)?;
+    Some(Record::PartitionChange {
+        topic_id: topic.id,
+        partition,
+        state,
+    })
+}
+
 /// Partition changes when broker `id` is fenced.
 pub(crate) fn move_leadership_from(image: &MetadataImage, id: u32) -> Vec<Record> {
     let live = image.live_brokers();

@@ -10,6 +10,10 @@ use keel_protocol::batch::{BatchBuilder, NewRecord};
 use keel_tests::broker::{server_binary, Broker};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+mod replicated;
+use replicated::{isr, leader};
 
 /// A small ext4 filesystem mounted on a directory; unmounted when dropped.
 struct SmallDisk {
@@ -58,7 +62,11 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mount).status();
+        let unmounted = Command::new("umount").arg(&self.mount).status();
+        if !unmounted.is_ok_and(|s| s.success()) {
+            // Still busy (a process on it is exiting): detach it now, freed when idle.
+            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        }
     }
 }
 
@@ -234,4 +242,80 @@ fn a_full_disk_under_the_metadata_log_waits_instead_of_crash_looping() {
     assert!(String::from_utf8(keel(&["topic", "list"]).stdout)
         .unwrap()
         .contains("before"));
+}
+
+#[test]
+fn a_leader_whose_disk_fills_hands_leadership_to_an_in_sync_replica() {
+    // Goal: before, a broker went on leading a partition whose log was offline (every
+    // produce answered KafkaStorageError) until it restarted. Broker 4 (not a controller
+    // voter, so only its partition logs live on the small disk) leads; its disk fills.
+    use keel_tests::cluster::Cluster;
+    use keel_tests::tool::ok;
+    // Made first, unmounted last (after the processes on it are gone).
+    let disk = SmallDisk::new(48);
+    let cluster = Cluster::start(3);
+    let args = [
+        "--node-id",
+        "4",
+        "--controller-voters",
+        &cluster.voters,
+        "--shards",
+        "1",
+    ];
+    let mut fourth = Broker::start(&server_binary(), &disk.mount.join("data"), &args);
+    cluster.wait_for(Duration::from_secs(30), "four brokers alive", |c| {
+        c.alive_brokers(0).is_some_and(|alive| alive.len() == 4)
+    });
+    ok(&cluster.keel(
+        0,
+        &["topic", "create", "spill", "--replication-factor", "3"],
+    ));
+    ok(&cluster.keel(
+        0,
+        &[
+            "partition",
+            "reassign",
+            "spill",
+            "--partition",
+            "0",
+            "--replicas",
+            "4,1,2",
+        ],
+    ));
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "broker 4 leads with a full ISR",
+        |c| {
+            let _ = c.keel(
+                0,
+                &["partition", "elect-leaders", "spill", "--partition", "0"],
+            );
+            leader(c, 0, "spill", 0) == Some(3)
+                && isr(c, 0, "spill", 0).is_some_and(|i| i.len() == 3)
+        },
+    );
+    let filler = fill_up(&disk.mount);
+    let mut client = fourth.client();
+    let refused = (0..2_000).find_map(|tag| match client.produce("spill", 0, -1, batch(tag)) {
+        ErrorCode::None => None,
+        error => Some((tag, error)),
+    });
+    eprintln!("broker 4 refused: {refused:?}");
+    assert!(refused.is_some(), "the full disk refuses writes");
+    let full = std::time::Instant::now();
+    cluster.wait_for(Duration::from_secs(20), "another replica leads", |c| {
+        leader(c, 0, "spill", 0).is_some_and(|l| l != 3)
+    });
+    eprintln!(
+        "leadership moved {:?} after the disk filled",
+        full.elapsed()
+    );
+    let now = leader(&cluster, 0, "spill", 0).unwrap();
+    let mut client = cluster.nodes[now].client();
+    assert_eq!(
+        client.produce("spill", 0, -1, batch(9_999)),
+        ErrorCode::None
+    );
+    std::fs::remove_file(filler).unwrap();
+    fourth.stop();
 }

@@ -141,6 +141,25 @@ impl Controller {
                 replicas,
             } => self.reassign(token, (topic, partition), replicas),
             Request::Decommission { id } => self.decommission(token, id),
+            Request::LogOffline {
+                id,
+                topic,
+                partition,
+                leader_epoch,
+            } => {
+                let change = crate::leadership::move_off_failed_log(
+                    &self.image,
+                    (&topic, partition, leader_epoch),
+                    id,
+                );
+                let Some(record) = change else {
+                    return Ok(Some(Reply::Committed {
+                        offset: self.image.offset(),
+                    }));
+                };
+                self.propose(vec![record], Some(token))?;
+                Ok(None)
+            }
             Request::AllocateProducerIds { id, count } => {
                 if !self.image.brokers().contains_key(&id) {
                     return Err(Error::StaleBroker { id, incarnation: 0 });

@@ -350,6 +350,15 @@ mod tests {
             ),
             Frame::Request(15, Request::Decommission { id: 2 }),
             Frame::Request(16, Request::AllocateProducerIds { id: 2, count: 7 }),
+            Frame::Request(
+                17,
+                Request::LogOffline {
+                    id: 2,
+                    topic: "t".into(),
+                    partition: 3,
+                    leader_epoch: 4,
+                },
+            ),
             Frame::Answer(7, Ok(Reply::Committed { offset: 9 })),
             Frame::Answer(
                 8,

@@ -17,6 +17,7 @@ const REQ_ELECT_LEADERS: u8 = 8;
 const REQ_REASSIGN: u8 = 9;
 const REQ_DECOMMISSION: u8 = 10;
 const REQ_PRODUCER_IDS: u8 = 11;
+const REQ_LOG_OFFLINE: u8 = 12;
 
 pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
     match request {
@@ -111,6 +112,18 @@ pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()
             out.put_u32(*id);
             out.put_u32(*count);
         }
+        Request::LogOffline {
+            id,
+            topic,
+            partition,
+            leader_epoch,
+        } => {
+            out.put_u8(REQ_LOG_OFFLINE);
+            out.put_u32(*id);
+            out.put_string("topic", topic)?;
+            out.put_u32(*partition);
+            out.put_u32(*leader_epoch);
+        }
     }
     Ok(())
 }
@@ -183,6 +196,12 @@ pub(super) fn decode_request(r: &mut Reader) -> Result<Request> {
         REQ_PRODUCER_IDS => Request::AllocateProducerIds {
             id: r.u32("broker id")?,
             count: r.u32("producer id count")?,
+        },
+        REQ_LOG_OFFLINE => Request::LogOffline {
+            id: r.u32("broker id")?,
+            topic: r.string("topic")?,
+            partition: r.u32("partition")?,
+            leader_epoch: r.u32("leader epoch")?,
         },
         REQ_ELECT_LEADERS => {
             let topic = r.string("topic")?;

@@ -116,7 +116,11 @@ impl Log {
             }
         };
         // Durable before the batch enters the log: a stored batch's epoch is always known.
-        state.epochs.begin(epoch, base_offset)?;
+        // A failure to record it is the log's storage failing, as a failed write is.
+        if let Err(error) = state.epochs.begin(epoch, base_offset) {
+            state.fail(&error);
+            return Err(error);
+        }
         let bytes = batch.freeze();
         let last_offset = base_offset + count - 1;
         let segment = state.active_mut();

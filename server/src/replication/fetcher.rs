@@ -101,6 +101,11 @@ fn build_request(shard: &Shard, following: &[(String, u32, u32)]) -> Option<Requ
         let Some(log) = shard.log_handle(topic, *partition) else {
             continue;
         };
+        // A replica whose log is offline (a full disk) does not fetch: it could not store
+        // the answer, and its fetch offset would make the leader count it in sync.
+        if log.is_offline() {
+            continue;
+        }
         let fetch_offset = log.local_end_offset();
         topics
             .entry(topic.clone())
