@@ -12,7 +12,9 @@
 //! truncations issued since (the last of them possibly torn at a 512-byte sector); a file
 //! created or removed since its directory's last sync may or may not exist. Operations can
 //! also fail with EIO, once (`fail_op`) or from the crash on (every operation after the
-//! crash fails, so nothing done after it can be acknowledged as durable by mistake).
+//! crash fails, so nothing done after it can be acknowledged as durable by mistake), and the
+//! disk can fill (`full_from_op`): from then on creating and writing files fails with
+//! ENOSPC until [`free_space`].
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +32,9 @@ pub struct SimConfig {
     pub crash_after_ops: Option<u64>,
     /// Fail this one operation (counted from 1) with EIO, without crashing.
     pub fail_op: Option<u64>,
+    /// The disk is full from this operation on (creates and writes fail with ENOSPC) until
+    /// [`free_space`].
+    pub full_from_op: Option<u64>,
 }
 
 /// What happened during a run.
@@ -43,6 +48,8 @@ pub struct SimReport {
     pub crashed: bool,
     /// Whether the injected EIO was returned.
     pub failed: bool,
+    /// Operations refused with ENOSPC.
+    pub no_space: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -120,11 +127,22 @@ pub fn write_image(image: &HashMap<PathBuf, Vec<u8>>, dir: &Path) -> std::io::Re
     Ok(())
 }
 
-/// What happened so far.
+/// Space is freed: the full disk takes writes again.
+pub fn free_space() {
+    let _ = with(|disk| {
+        disk.config.full_from_op = None;
+        Ok(())
+    });
+}
+
+/// What happened so far in this thread's simulation (default when none is installed).
 pub fn report() -> SimReport {
     DISK.with(|d| d.borrow().as_ref().map(|disk| disk.report.clone()))
         .unwrap_or_default()
 }
+
+/// ENOSPC, as Linux numbers it.
+const ENOSPC: i32 = 28;
 
 fn eio(what: &str) -> std::io::Error {
     std::io::Error::other(format!("simulated EIO ({what})"))
@@ -162,6 +180,11 @@ impl SimDisk {
         if self.config.fail_op == Some(ops) {
             self.report.failed = true;
             return Err(eio(what));
+        }
+        let needs_space = matches!(what, "create" | "write");
+        if needs_space && self.config.full_from_op.is_some_and(|at| ops >= at) {
+            self.report.no_space += 1;
+            return Err(std::io::Error::from_raw_os_error(ENOSPC));
         }
         Ok(())
     }

@@ -6,8 +6,9 @@
 //! Over many seeds: every append acknowledged under `fsync=always` is in the recovered log
 //! byte for byte at its offset, recovery never serves a torn or corrupt batch (every batch
 //! read back passes its CRC, offsets are dense), and an injected EIO fails the appends it
-//! affects instead of acknowledging them; the log then resumes (`Log::resume`) and what it
-//! acknowledges after that survives the crash too. `KEEL_SIM_SEEDS` sets the number of seeds
+//! affects instead of acknowledging them, as does a full disk (ENOSPC until space is
+//! freed); the log then resumes (`Log::resume`) and what it acknowledges after that
+//! survives the crash too. `KEEL_SIM_SEEDS` sets the number of seeds
 //! (default 2,000) and `KEEL_SIM_SEED` runs one seed.
 
 mod common;
@@ -61,15 +62,20 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
     let live = root.join(format!("live-{seed}"));
     let recovered = root.join(format!("recovered-{seed}"));
     let config = config(&mut rng);
-    // Every run crashes; a third of them also fail one earlier operation with EIO.
+    // Every run crashes; a third of them also fail one earlier operation with EIO, and a
+    // third fill the disk before it (ENOSPC until the appenders free space).
     let crash_after = 20 + random(&mut rng) % 400;
-    let fail_op = random(&mut rng)
-        .is_multiple_of(3)
-        .then(|| 1 + random(&mut rng) % crash_after);
+    let (mut fail_op, mut full_from_op) = (None, None);
+    match random(&mut rng) % 3 {
+        0 => fail_op = Some(1 + random(&mut rng) % crash_after),
+        1 => full_from_op = Some(1 + random(&mut rng) % crash_after),
+        _ => {}
+    }
     simdisk::install(SimConfig {
         seed,
         crash_after_ops: Some(crash_after),
         fail_op,
+        full_from_op,
     });
     let log = Rc::new(Log::open(&live, config.clone()).await.expect("open"));
     let acked = Rc::new(RefCell::new(Vec::new()));
@@ -96,7 +102,9 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
                         if simdisk::report().crashed {
                             return;
                         }
-                        // Before the crash the device works again: the log resumes.
+                        // Before the crash the device works again (space is freed):
+                        // the log resumes.
+                        simdisk::free_space();
                         if log.is_offline() && log.resume().await.is_ok() && !log.is_offline() {
                             *resumed.borrow_mut() += 1;
                         }
@@ -171,22 +179,23 @@ fn acknowledged_appends_survive_simulated_crashes_and_eio() {
     };
     let root = tempfile::tempdir().unwrap();
     let path = root.path().to_owned();
-    let (acked, failed, with_eio, syncs, resumed) = run(move || async move {
+    let (acked, failed, with_eio, syncs, resumed, no_space) = run(move || async move {
         let (mut acked, mut failed, mut with_eio, mut syncs) = (0usize, 0usize, 0usize, 0u64);
-        let mut resumed = 0;
+        let (mut resumed, mut no_space) = (0, 0);
         for seed in seeds {
             let outcome = one_seed(seed, &path).await;
             acked += outcome.acked.len();
             failed += outcome.failed;
             resumed += outcome.resumed;
+            no_space += usize::from(outcome.report.no_space > 0);
             with_eio += usize::from(outcome.report.failed);
             syncs += outcome.report.syncs;
             assert!(outcome.report.crashed, "seed {seed}: every run crashes");
         }
-        (acked, failed, with_eio, syncs, resumed)
+        (acked, failed, with_eio, syncs, resumed, no_space)
     });
     eprintln!(
-        "simdisk: {acked} acknowledged appends checked, {failed} failed appends, {with_eio} runs with an injected EIO, {resumed} resumes, {syncs} fdatasyncs"
+        "simdisk: {acked} acknowledged appends checked, {failed} failed appends, {with_eio} runs with an injected EIO, {no_space} with a full disk, {resumed} resumes, {syncs} fdatasyncs"
     );
-    assert!(acked > 0 && failed > 0 && with_eio > 0 && syncs > 0 && resumed > 0);
+    assert!(acked > 0 && failed > 0 && with_eio > 0 && no_space > 0 && syncs > 0 && resumed > 0);
 }

@@ -132,3 +132,19 @@ pub fn kcat_read(bootstrap: &str, topic: &str, offset: &str) -> Vec<(u32, String
         })
         .collect()
 }
+
+/// Produces `lines` (`key:value` each) to `topic` with kcat: acks=all, idempotent, Kafka's
+/// murmur2 partitioner, and `extra` flags.
+pub fn kcat_produce_keyed(bootstrap: &str, topic: &str, lines: &str, extra: &[&str]) {
+    let mut args = vec!["-b", bootstrap, "-P", "-t", topic, "-K:"];
+    args.extend_from_slice(extra);
+    args.extend([
+        "-X",
+        "partitioner=murmur2_random",
+        "-X",
+        "acks=all",
+        "-X",
+        "enable.idempotence=true",
+    ]);
+    kcat(&args, Some(lines));
+}

@@ -8,7 +8,7 @@
 //! `keel group`.
 
 use keel_tests::broker::{server_binary, Broker};
-use keel_tests::kafka_clients::{clients, kcat, kcat_read, run};
+use keel_tests::kafka_clients::{clients, kcat, kcat_produce_keyed, kcat_read, run};
 use keel_tests::tool::{keel, ok};
 use std::path::Path;
 use std::time::Duration;
@@ -117,25 +117,7 @@ fn kcat_works_unchanged() {
         let lines: String = (0..30)
             .map(|i| format!("{codec}-{i}:value-{codec}-{i}\n"))
             .collect();
-        kcat(
-            &[
-                "-b",
-                &bootstrap,
-                "-P",
-                "-t",
-                "cat",
-                "-K:",
-                "-z",
-                codec,
-                "-X",
-                "partitioner=murmur2_random",
-                "-X",
-                "acks=all",
-                "-X",
-                "enable.idempotence=true",
-            ],
-            Some(&lines),
-        );
+        kcat_produce_keyed(&bootstrap, "cat", &lines, &["-z", codec]);
         sent.extend((0..30).map(|i| format!("{codec}-{i}")));
     }
     let read = kcat_read(&bootstrap, "cat", "beginning");

@@ -6,7 +6,7 @@
 
 use keel_client::partitioner::partition_for_key;
 use keel_tests::broker::{free_port, server_binary};
-use keel_tests::kafka_clients::{clients, kcat, kcat_read, run};
+use keel_tests::kafka_clients::{clients, kcat_produce_keyed, kcat_read, run};
 use keel_tests::tool::{keel, ok};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -147,23 +147,7 @@ fn the_readme_cluster_recipe_works_with_kcat_and_confluent_kafka() {
     let lines: String = (0..10_000)
         .map(|i| format!("key-{i}:value-{i}\n"))
         .collect();
-    kcat(
-        &[
-            "-b",
-            &kafka,
-            "-P",
-            "-t",
-            "kcat-recipe",
-            "-K:",
-            "-X",
-            "partitioner=murmur2_random",
-            "-X",
-            "acks=all",
-            "-X",
-            "enable.idempotence=true",
-        ],
-        Some(&lines),
-    );
+    kcat_produce_keyed(&kafka, "kcat-recipe", &lines, &[]);
     let mut read = kcat_read(&kafka, "kcat-recipe", "beginning");
     assert_eq!(read.len(), 10_000, "every record read back once");
     read.sort_by_key(|(_, key, _)| key[4..].parse::<u32>().unwrap());

@@ -269,15 +269,7 @@ fn run_to_exit(args: &[String], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            return (status.code(), stderr);
+            return (status.code(), stderr_of(&mut child));
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
@@ -285,6 +277,19 @@ fn run_to_exit(args: &[String], env: &[(&str, &str)]) -> (Option<i32>, String) {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// What an exited child wrote to its piped standard error.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr piped")
+        .read_to_string(&mut stderr)
+        .expect("stderr is text");
+    stderr
 }
 
 /// Flags for a broker on `dir` listening on `listen` and `metrics`.
@@ -386,14 +391,7 @@ fn two_brokers_started_in_the_same_instant_never_share_a_port() {
                 continue;
             }
             let status = child.wait().unwrap();
-            let mut stderr = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
+            let stderr = stderr_of(child);
             assert_eq!(status.code(), Some(1), "{stderr}");
             assert!(
                 stderr.contains(&format!("cannot listen on {addr}"))

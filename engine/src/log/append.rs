@@ -118,7 +118,9 @@ impl Log {
         // Durable before the batch enters the log: a stored batch's epoch is always known.
         // A failure to record it is the log's storage failing, as a failed write is.
         if let Err(error) = state.epochs.begin(epoch, base_offset) {
-            state.fail(&error);
+            if matches!(error, Error::Io { .. }) {
+                state.fail(&error);
+            }
             return Err(error);
         }
         let bytes = batch.freeze();

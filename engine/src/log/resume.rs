@@ -61,6 +61,29 @@ impl Log {
         result
     }
 
+    /// A sealed segment whose finishing failed lost its writer with the failure: reopened
+    /// where its written bytes end, so finishing it again syncs them before anything later
+    /// is written (only the last segment may ever be torn).
+    async fn reopen_unfinished(&self, except: i64) -> Result<()> {
+        let lost: Vec<(i64, u64)> = {
+            let state = self.shared.state.borrow();
+            state
+                .segments
+                .values()
+                .filter(|s| !s.finalized && s.writer.is_none() && s.file_exists)
+                .filter(|s| s.base_offset != except)
+                .map(|s| (s.base_offset, s.written_size))
+                .collect()
+        };
+        for (base, written) in lost {
+            let writer = SegmentWriter::open_at(&log_path(&self.shared.dir, base), written).await?;
+            let mut state = self.shared.state.borrow_mut();
+            let segment = state.segments.get_mut(&base).expect("segment exists");
+            segment.writer = Some(writer);
+        }
+        Ok(())
+    }
+
     async fn reopen_at(
         &self,
         segment_base: i64,
@@ -68,6 +91,7 @@ impl Log {
         new_end: i64,
         create: bool,
     ) -> Result<()> {
+        self.reopen_unfinished(segment_base).await?;
         if create {
             let writer = SegmentWriter::create(&log_path(&self.shared.dir, segment_base)).await?;
             io::sync_dir(&self.shared.dir).await?;
