@@ -26,7 +26,7 @@ pub async fn housekeeping(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
         }
         shard.resume_offline_logs().await;
         if shard.cluster.is_some() {
-            crate::replication::checkpoint::maybe_write(&shard);
+            crate::replication::checkpoint::maybe_write(&shard).await;
         }
         let (fsyncs, fsync_us) = shard.fsync_totals();
         shard

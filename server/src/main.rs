@@ -276,6 +276,13 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         Some(cluster) => Some(cluster::boot(&config.data_dir, cluster)?),
         None => None,
     };
+    // Before any shard listens: a client may connect (and a supervisor send SIGTERM) as
+    // soon as the first listener is open, before the ready line.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handlers")?;
     let started = Instant::now();
     let config = Arc::new(config);
     let registry = Arc::new(SharedRegistry::new(registry));
@@ -341,11 +348,6 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .context("installing signal handlers")?;
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");
     }

@@ -95,8 +95,9 @@ fn parse_line(line: &str) -> Option<(String, u32, i64)> {
     fields.next().is_none().then_some((topic, partition, mark))
 }
 
-/// Writes this shard's checkpoint when the interval passed and a mark moved.
-pub fn maybe_write(shard: &Shard) {
+/// Writes this shard's checkpoint when the interval passed and a mark moved, on glommio's
+/// blocking pool (its fsyncs never stall the shard).
+pub async fn maybe_write(shard: &Shard) {
     let due = {
         let checkpoints = shard.replicas.checkpoints.borrow();
         checkpoints
@@ -111,27 +112,35 @@ pub fn maybe_write(shard: &Shard) {
         .into_iter()
         .filter_map(|(key, log)| Some((key, log.replication_high_watermark()?)))
         .collect();
-    let mut checkpoints = shard.replicas.checkpoints.borrow_mut();
-    if checkpoints.last_write.is_none() && shard.id == 0 {
-        // Files of shards this start does not have (a smaller `--shards`) were read when
-        // the shards were made; they would only grow stale.
-        let data_dir = &shard.config.data_dir;
-        for stale in shard.config.shards..shard.config.shards + 256 {
-            let _ = std::fs::remove_file(file(data_dir, stale));
+    let first = {
+        let mut checkpoints = shard.replicas.checkpoints.borrow_mut();
+        let first = checkpoints.last_write.is_none();
+        checkpoints.last_write = Some(Instant::now());
+        if marks == checkpoints.written {
+            return;
         }
-    }
-    checkpoints.last_write = Some(Instant::now());
-    if marks == checkpoints.written {
-        return;
-    }
+        first
+    };
     let mut lines: Vec<String> = marks
         .iter()
         .map(|((topic, partition), mark)| format!("{topic} {partition} {mark}\n"))
         .collect();
     lines.sort();
-    let path = file(&shard.config.data_dir, shard.id);
-    match crate::registry::write_durably(&path, lines.concat().as_bytes()) {
-        Ok(()) => checkpoints.written = marks,
+    let (data_dir, id, shards) = (shard.config.data_dir.clone(), shard.id, shard.config.shards);
+    let written = glommio::executor()
+        .spawn_blocking(move || {
+            if first && id == 0 {
+                // Files of shards this start does not have (a smaller `--shards`) were read
+                // when the shards were made; they would only grow stale.
+                for stale in shards..shards + 256 {
+                    let _ = std::fs::remove_file(file(&data_dir, stale));
+                }
+            }
+            crate::registry::write_durably(&file(&data_dir, id), lines.concat().as_bytes())
+        })
+        .await;
+    match written {
+        Ok(()) => shard.replicas.checkpoints.borrow_mut().written = marks,
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "high-watermark checkpoint not written")
         }
