@@ -31,6 +31,7 @@ pub mod error;
 pub mod index;
 mod io;
 pub mod log;
+pub mod offset_map;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
