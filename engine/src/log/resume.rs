@@ -20,7 +20,7 @@ impl Log {
     /// # Errors
     /// The device still fails: the log stays (or goes again) offline.
     pub async fn resume(&self) -> Result<()> {
-        let (segment_base, position, new_end, create) = {
+        let (segment_base, position, new_end) = {
             let mut state = self.shared.state.borrow_mut();
             if state.offline.is_none() || state.flushing || state.status != Status::Open {
                 return Ok(());
@@ -34,15 +34,9 @@ impl Log {
                     Some(cached) => (cached.segment_base, cached.position),
                     None => (state.active().base_offset, state.active().size),
                 };
-            let segment = state
-                .segments
-                .get(&segment_base)
-                .expect("a cached batch's segment");
-            (segment_base, position, new_end, !segment.file_exists)
+            (segment_base, position, new_end)
         };
-        let result = self
-            .reopen_at(segment_base, position, new_end, create)
-            .await;
+        let result = self.reopen_at(segment_base, position, new_end).await;
         let mut state = self.shared.state.borrow_mut();
         state.status = Status::Open;
         match &result {
@@ -84,25 +78,8 @@ impl Log {
         Ok(())
     }
 
-    async fn reopen_at(
-        &self,
-        segment_base: i64,
-        position: u64,
-        new_end: i64,
-        create: bool,
-    ) -> Result<()> {
+    async fn reopen_at(&self, segment_base: i64, position: u64, new_end: i64) -> Result<()> {
         self.reopen_unfinished(segment_base).await?;
-        if create {
-            let writer = SegmentWriter::create(&log_path(&self.shared.dir, segment_base)).await?;
-            io::sync_dir(&self.shared.dir).await?;
-            let mut state = self.shared.state.borrow_mut();
-            let segment = state
-                .segments
-                .get_mut(&segment_base)
-                .expect("segment exists");
-            segment.writer = Some(writer);
-            segment.file_exists = true;
-        }
         let durable_end = self.shared.state.borrow().durable_end;
         self.cut_at(new_end, segment_base, position, new_end)
             .await?;

@@ -222,7 +222,7 @@ impl Log {
                 .segments
                 .get_mut(&segment_base)
                 .expect("segment exists");
-            (later, segment.writer.take())
+            (later, segment.writer.take().ok_or(segment.file_exists))
         };
         for segment in later {
             let base = segment.base_offset;
@@ -232,11 +232,21 @@ impl Log {
             io::remove_file(&time_index_path(&self.shared.dir, base)).await?;
         }
         let writer = match writer {
-            Some(mut writer) => {
+            Ok(mut writer) => {
                 writer.truncate(position).await?;
                 writer
             }
-            None => SegmentWriter::open_at(path, position).await?,
+            Err(true) => SegmentWriter::open_at(path, position).await?,
+            // Never created (its creation failed: a full disk): made now, empty.
+            Err(false) => {
+                assert_eq!(
+                    position, 0,
+                    "a segment without a file holds nothing written"
+                );
+                let writer = SegmentWriter::create(path).await?;
+                io::sync_dir(&self.shared.dir).await?;
+                writer
+            }
         };
         io::remove_file(&index_path(&self.shared.dir, segment_base)).await?;
         io::remove_file(&time_index_path(&self.shared.dir, segment_base)).await?;
