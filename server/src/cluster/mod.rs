@@ -280,11 +280,7 @@ pub fn next_incarnation(data_dir: &Path) -> anyhow::Result<u64> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let starts = starts.wrapping_add(1);
-    let tmp = data_dir.join("node.incarnation.tmp");
-    std::fs::write(&tmp, format!("{directory_id} {starts}\n"))
-        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .with_context(|| format!("writing {}", path.display()))?;
+    crate::registry::write_durably(&path, format!("{directory_id} {starts}\n").as_bytes())?;
     Ok(keel_controller::node::incarnation(directory_id, starts))
 }
 

@@ -30,11 +30,18 @@ impl Shard {
     /// leads to the controller.
     pub async fn resume_offline_logs(self: &Rc<Self>) {
         let now = Instant::now();
-        for (key, log) in self.owned_logs() {
-            if !log.is_offline() {
-                self.offline_retries.borrow_mut().remove(&key);
-                continue;
-            }
+        // Every second: only the offline logs are copied out (most shards have none).
+        let offline: Vec<((String, u32), keel_engine::Log)> = self
+            .logs
+            .borrow()
+            .iter()
+            .filter(|(_, log)| log.is_offline())
+            .map(|(key, log)| (key.clone(), log.clone()))
+            .collect();
+        self.offline_retries
+            .borrow_mut()
+            .retain(|key, _| offline.iter().any(|(k, _)| k == key));
+        for (key, log) in offline {
             let retry = *self
                 .offline_retries
                 .borrow_mut()
