@@ -312,7 +312,12 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                 let state = &mut *guard;
                 state.durable_end = state.durable_end.max(target);
                 state.last_sync = Instant::now();
-                state.sync_requested = false;
+                // An append during the sync asked for another (under `always`): that request
+                // stands until a sync covers it, or its batch would be written, never synced
+                // and never visible (an acks=1 producer waiting only for the write met it).
+                if state.log_end <= target {
+                    state.sync_requested = false;
+                }
                 state.update_high_watermark(config.fsync);
                 state.evict(config.tail_cache_bytes);
                 state.complete_waiters(config.unwritten_bytes_max);
