@@ -81,6 +81,9 @@ impl Error {
                     | ErrorCode::NotEnoughReplicas
                     | ErrorCode::FencedLeaderEpoch
                     | ErrorCode::UnknownLeaderEpoch
+                    | ErrorCode::NotCoordinator
+                    | ErrorCode::CoordinatorLoadInProgress
+                    | ErrorCode::CoordinatorNotAvailable
             ),
             _ => false,
         }

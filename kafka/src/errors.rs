@@ -91,6 +91,8 @@ pub fn kafka_code(error: ErrorCode) -> i16 {
         ErrorCode::UnknownLeaderEpoch => 75,
         ErrorCode::NotEnoughReplicas => 19,
         ErrorCode::NotEnoughReplicasAfterAppend => 20,
+        ErrorCode::CoordinatorLoadInProgress => 14,
+        ErrorCode::CoordinatorNotAvailable => COORDINATOR_NOT_AVAILABLE,
     }
 }
 
@@ -101,7 +103,7 @@ mod tests {
     #[test]
     fn every_native_error_has_a_kafka_code() {
         // Goal: no native code reaches a Kafka client as "no error" by accident.
-        for code in 1..=40u16 {
+        for code in 1..=42u16 {
             let error = ErrorCode::from_u16(code);
             assert_ne!(kafka_code(error), 0, "{error:?}");
         }

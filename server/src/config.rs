@@ -83,6 +83,7 @@ struct File {
     partitions_max: Option<u32>,
     tail_cache_bytes: Option<u64>,
     offsets_compaction_records: Option<u64>,
+    offsets_topic_replication_factor: Option<u32>,
     batch_decompressed_bytes_max: Option<usize>,
     requests_bytes_max: Option<usize>,
     connection_requests_max: Option<usize>,
@@ -123,6 +124,9 @@ pub struct Config {
     pub partitions_max: u32,
     /// Compact `__consumer_offsets` after this many commits (records).
     pub offsets_compaction_records: u64,
+    /// Cluster mode: copies of each `__consumer_offsets` partition (fewer when fewer
+    /// brokers are live when it is made).
+    pub offsets_replication_factor: u32,
     /// Largest decompressed records section of one produced batch the broker checks.
     pub batch_decompressed_bytes_max: usize,
     /// Bytes of requests read but not yet answered, broker-wide; past it shards stop
@@ -211,6 +215,7 @@ impl Config {
             connections_max: file.connections_max.unwrap_or(10_000),
             partitions_max: file.partitions_max.unwrap_or(100_000),
             offsets_compaction_records: file.offsets_compaction_records.unwrap_or(10_000).max(1),
+            offsets_replication_factor: file.offsets_topic_replication_factor.unwrap_or(3).max(1),
             batch_decompressed_bytes_max: file.batch_decompressed_bytes_max.unwrap_or(32 << 20),
             requests_bytes_max: file.requests_bytes_max.unwrap_or(256 << 20),
             connection_requests_max: file.connection_requests_max.unwrap_or(64),

@@ -10,6 +10,7 @@ mod group;
 mod handlers;
 mod kafka;
 mod metrics;
+mod offsets_migration;
 mod peers;
 mod ports;
 mod producer_ids;
@@ -249,18 +250,23 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config.data_dir)?;
     let registry_found = config.data_dir.join("topics.toml").exists();
     let mut registry = Registry::load(&config.data_dir)?;
-    // Committed offsets of consumer groups live in this internal topic. Its own compaction
-    // bounds it; broker-wide retention (by time or size) must never trim it.
-    let found = registry.get(handlers::groups::OFFSETS_TOPIC).cloned();
-    let mut offsets = found.clone().unwrap_or(registry::TopicEntry {
-        partitions: 1,
-        configs: std::collections::BTreeMap::new(),
-    });
-    for key in ["retention.ms", "retention.bytes"] {
-        offsets.configs.insert(key.to_owned(), "-1".to_owned());
-    }
-    if found.as_ref() != Some(&offsets) {
-        registry.put(handlers::groups::OFFSETS_TOPIC, offsets)?;
+    if config.cluster.is_some() {
+        // The cluster's replicated `__consumer_offsets` comes from the metadata.
+        offsets_migration::set_local_offsets_aside(&config.data_dir, &mut registry)?;
+    } else {
+        // Committed offsets of consumer groups live in this internal topic. Its own
+        // compaction bounds it; broker-wide retention must never trim it.
+        let found = registry.get(handlers::groups::OFFSETS_TOPIC).cloned();
+        let mut offsets = found.clone().unwrap_or(registry::TopicEntry {
+            partitions: 1,
+            configs: std::collections::BTreeMap::new(),
+        });
+        for key in ["retention.ms", "retention.bytes"] {
+            offsets.configs.insert(key.to_owned(), "-1".to_owned());
+        }
+        if found.as_ref() != Some(&offsets) {
+            registry.put(handlers::groups::OFFSETS_TOPIC, offsets)?;
+        }
     }
     clean_data_dir(&config, &registry, registry_found)?;
     config.listen = ports::resolve_listen(config.listen, "clients")?;
@@ -412,9 +418,15 @@ async fn run_shard(
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     if let Some(groups) = shard.groups() {
-        // Committed offsets are replayed once every shard has its partitions open.
-        let loaded = groups.replay(&shard).await?;
-        tracing::info!(offsets = loaded, "committed offsets replayed");
+        if shard.cluster.is_none() {
+            // Committed offsets are replayed once every shard has its partitions open.
+            let loaded = groups.load(&shard, 0).await?;
+            tracing::info!(offsets = loaded, "committed offsets replayed");
+        } else {
+            // Groups are served as their offsets partitions are led and loaded.
+            glommio::spawn_local(handlers::coordination::follow_leadership(shard.clone())).detach();
+            glommio::spawn_local(offsets_migration::import(shard.clone())).detach();
+        }
         // One past the shard count: the groups are ready too.
         shards_open.fetch_add(1, Ordering::SeqCst);
         let ticker = shard.clone();

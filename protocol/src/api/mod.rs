@@ -232,6 +232,8 @@ error_codes! {
     UnknownLeaderEpoch = 38, "the request's leader epoch is newer than this broker knows yet: retry";
     NotEnoughReplicas = 39, "fewer in-sync replicas than min.insync.replicas: nothing was appended";
     NotEnoughReplicasAfterAppend = 40, "appended, but the in-sync replicas fell below min.insync.replicas before it was replicated: retry";
+    CoordinatorLoadInProgress = 41, "the group's coordinator is loading its offsets after a leadership change: retry";
+    CoordinatorNotAvailable = 42, "the group's coordinator cannot store offsets now (too few in-sync replicas): retry";
 }
 
 /// A key-value config entry.

@@ -7,6 +7,7 @@
 //! [`ClusterView`] to refuse partitions this broker does not lead; shard 0 makes the local
 //! registry and partition logs follow the metadata ([`reconcile`]).
 
+pub mod call;
 pub mod identity;
 pub mod metalog;
 pub mod net;
@@ -229,10 +230,6 @@ impl ClusterView {
     /// Whether this broker may serve `partition` of `topic` as its leader now: `Ok` with
     /// the leader epoch, or the error to answer.
     pub fn leads(&self, topic: &str, partition: u32) -> Result<u32, ErrorCode> {
-        if topic == crate::handlers::groups::OFFSETS_TOPIC {
-            // Each broker keeps its own offsets topic for the groups it coordinates.
-            return Ok(0);
-        }
         let image = self.image();
         let Some(state) = image
             .topic(topic)

@@ -5,11 +5,11 @@
 //! leader appends client data (followers append what they fetch from it, `replication/`).
 //! A topic gone from the metadata, or recreated
 //! with another id, is removed here with its logs, once the applied metadata is whole and
-//! this cluster's (`ClusterView::caught_up`). `__consumer_offsets` stays local.
+//! this cluster's (`ClusterView::caught_up`). `__consumer_offsets` is a topic
+//! like the others here.
 
 use super::ClusterView;
 use crate::handlers::admin::on_every_partition;
-use crate::handlers::groups::OFFSETS_TOPIC;
 use crate::registry::TopicEntry;
 use crate::shard::{Job, Shard};
 use glommio::channels::local_channel::LocalReceiver;
@@ -40,7 +40,6 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
         let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
         let gone: Vec<(&String, &TopicEntry)> = local
             .iter()
-            .filter(|(name, _)| *name != OFFSETS_TOPIC)
             .filter(|(name, _)| {
                 image
                     .topic(name)
@@ -59,11 +58,6 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
         }
         let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
         for (name, topic) in image.topics() {
-            if name == OFFSETS_TOPIC {
-                // In the metadata it places group coordinators; the committed offsets of
-                // the groups a broker coordinates stay in its own local log.
-                continue;
-            }
             let configs: BTreeMap<String, String> = topic.configs.clone();
             let partitions = topic.partitions.len() as u32;
             match local.get(name) {

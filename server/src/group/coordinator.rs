@@ -423,6 +423,26 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Forgets every group (members, parked joins, committed offsets; native and classic)
+    /// for which `gone` is true: another broker coordinates it now. Parked joins are
+    /// answered NotCoordinator.
+    pub fn forget(
+        &mut self,
+        gone: &dyn Fn(&str) -> bool,
+    ) -> (JoinAnswers, Vec<super::classic::Answer>) {
+        let mut answers = JoinAnswers::new();
+        self.groups.retain(|name, group| {
+            if !gone(name) {
+                return true;
+            }
+            let parked = group.members.values().filter_map(|m| m.pending);
+            answers.extend(parked.map(|token| (token, Err(ErrorCode::NotCoordinator))));
+            false
+        });
+        self.offsets.retain(|name, _| !gone(name));
+        (answers, self.classic.forget(gone))
+    }
+
     /// Records a committed offset (after it is durable, or while replaying the offsets log).
     pub fn store_offset(&mut self, group: &str, topic: &str, partition: u32, offset: i64) {
         self.offsets

@@ -246,3 +246,24 @@ fn empty_groups_are_forgotten_but_their_offsets_stay() {
     assert_eq!(c.list(), vec![("b".to_string(), GroupState::Empty)]);
     assert_eq!(c.committed("b", "orders", 0), Some(42));
 }
+
+#[test]
+fn forgetting_a_group_answers_its_parked_joins_and_drops_its_offsets() {
+    // Goal: a coordinator that lost the group's partition keeps nothing of it and leaves no
+    // join hanging; other groups are untouched.
+    let mut c = Coordinator::new(Limits::default());
+    let first = join(&mut c, 0, "", 1)[0].1.clone().unwrap();
+    assert!(join(&mut c, 10, "", 2).is_empty(), "the newcomer is parked");
+    c.store_offset("g", "orders", 0, 42);
+    c.store_offset("other", "orders", 0, 7);
+    let (answers, classic) = c.forget(&|group| group == "g");
+    assert_eq!(answers, vec![(2, Err(ErrorCode::NotCoordinator))]);
+    assert!(classic.is_empty());
+    assert_eq!(c.committed("g", "orders", 0), None);
+    assert_eq!(c.committed("other", "orders", 0), Some(7));
+    assert!(!c.has_members("g"));
+    assert_eq!(
+        c.heartbeat(20, "g", first.generation, &first.member_id),
+        Err(ErrorCode::UnknownMemberId)
+    );
+}

@@ -4,3 +4,4 @@ pub mod assignor;
 pub mod classic;
 pub mod coordinator;
 pub mod limits;
+pub mod ownership;

@@ -1,5 +1,6 @@
 //! Topic changes in cluster mode: sent to the controller, answered once applied here.
 
+use crate::group::ownership::{partition_of, OFFSETS_PARTITIONS};
 use crate::shard::Shard;
 use keel_controller::node::Request as ControllerRequest;
 use keel_controller::Error as ControllerError;
@@ -152,18 +153,12 @@ pub async fn alter(
     change(shard, name, request).await
 }
 
-/// Partitions of `__consumer_offsets` in the cluster metadata: a group's coordinator is the
-/// leader of partition `fnv(group) % COORDINATOR_PARTITIONS` (Kafka's model). Each broker
-/// keeps the committed offsets of the groups it coordinates in its own local log.
-pub const COORDINATOR_PARTITIONS: u32 = 8;
-
-fn group_partition(group: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in group.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % COORDINATOR_PARTITIONS
+/// Configs of `__consumer_offsets`: never trimmed by time or size.
+pub fn offsets_topic_configs() -> Vec<(String, String)> {
+    ["retention.ms", "retention.bytes"]
+        .into_iter()
+        .map(|key| (key.to_owned(), "-1".to_owned()))
+        .collect()
 }
 
 /// The group's coordinator: `Ok(node id, address)`, or the error to answer.
@@ -173,12 +168,14 @@ pub async fn coordinator(shard: &Rc<Shard>, group: &str) -> Result<(u32, String)
         return Ok((shard.config.node_id, shard.config.listen.to_string()));
     };
     if view.image().topic(OFFSETS_TOPIC).is_none() {
-        // Made on first use, as Kafka does, once brokers have registered.
+        // Made on first use, as Kafka does, once brokers have registered: replicated on
+        // up to `offsets.topic.replication.factor` brokers, its leaders spread by placement.
+        let live = view.image().live_brokers().len().max(1) as u32;
         let request = ControllerRequest::CreateTopic {
             name: OFFSETS_TOPIC.to_owned(),
-            partitions: COORDINATOR_PARTITIONS,
-            replication_factor: 1,
-            configs: vec![],
+            partitions: OFFSETS_PARTITIONS,
+            replication_factor: shard.config.offsets_replication_factor.min(live),
+            configs: offsets_topic_configs(),
         };
         match crate::cluster::change(shard, request).await {
             Ok(_) | Err(ControllerError::TopicExists(_)) => {}
@@ -189,10 +186,10 @@ pub async fn coordinator(shard: &Rc<Shard>, group: &str) -> Result<(u32, String)
         }
     }
     let image = view.image();
-    let Some(state) = image
-        .topic(OFFSETS_TOPIC)
-        .and_then(|t| t.partitions.get(group_partition(group) as usize))
-    else {
+    let Some(state) = image.topic(OFFSETS_TOPIC).and_then(|t| {
+        let partition = partition_of(group, t.partitions.len() as u32);
+        t.partitions.get(partition as usize)
+    }) else {
         return Err(ErrorCode::NotCoordinator);
     };
     let Ok(leader) = u32::try_from(state.leader) else {

@@ -36,6 +36,8 @@ pub struct GroupService {
     pub(crate) offsets_writer: glommio::sync::Semaphore,
     records_since_compaction: Cell<u64>,
     ticks: Cell<u64>,
+    /// Which groups this broker coordinates now (`coordination.rs`).
+    pub(crate) ownership: RefCell<crate::group::ownership::Ownership>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -45,8 +47,8 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl GroupService {
-    /// An empty service with these limits.
-    pub fn new(limits: Limits) -> GroupService {
+    /// An empty service with these limits, coordinating the groups `ownership` names.
+    pub fn new(limits: Limits, ownership: crate::group::ownership::Ownership) -> GroupService {
         GroupService {
             coordinator: RefCell::new(Coordinator::new(limits)),
             waiting: RefCell::default(),
@@ -55,10 +57,11 @@ impl GroupService {
             offsets_writer: glommio::sync::Semaphore::new(1),
             records_since_compaction: Cell::new(0),
             ticks: Cell::new(0),
+            ownership: RefCell::new(ownership),
         }
     }
 
-    fn answer(&self, answers: JoinAnswers) {
+    pub(crate) fn answer(&self, answers: JoinAnswers) {
         for (token, result) in answers {
             if let Some(sender) = self.waiting.borrow_mut().remove(&token) {
                 let response = match result {
@@ -134,7 +137,11 @@ impl GroupService {
     /// Rewrites `__consumer_offsets` as one snapshot of the latest offset per key once enough
     /// commits have accumulated: the broker's compaction of the topic.
     async fn maybe_compact(&self, shard: &Rc<Shard>) {
-        if self.records_since_compaction.get() < shard.config.offsets_compaction_records {
+        // A replicated offsets partition is not rewritten by one replica: the log cleaner
+        // (cleanup.policy=compact) is what bounds it there.
+        if shard.cluster.is_some()
+            || self.records_since_compaction.get() < shard.config.offsets_compaction_records
+        {
             return;
         }
         let entries = self.coordinator.borrow().all_offsets();
@@ -173,73 +180,22 @@ impl GroupService {
             other => tracing::warn!(?other, "compacting {OFFSETS_TOPIC} failed"),
         }
     }
+}
 
-    /// Rebuilds committed offsets from `__consumer_offsets`.
-    pub async fn replay(&self, shard: &Rc<Shard>) -> anyhow::Result<usize> {
-        let owner = owner(OFFSETS_TOPIC, 0, shard.shards());
-        let mut offset = 0i64;
-        let mut loaded = 0;
-        loop {
-            let reply = shard
-                .call(
-                    owner,
-                    Job::Fetch {
-                        topic: OFFSETS_TOPIC.into(),
-                        partition: 0,
-                        offset,
-                        max_bytes: 1 << 20,
-                    },
-                )
-                .await;
-            let Reply::Fetched(result, data) = reply else {
-                anyhow::bail!("unexpected reply replaying offsets")
-            };
-            if result.error == ErrorCode::OffsetOutOfRange && result.log_start_offset > offset {
-                // Compaction deleted the old segments: the log starts at its snapshot.
-                offset = result.log_start_offset;
-                continue;
-            }
-            if result.error != ErrorCode::None {
-                anyhow::bail!("reading {OFFSETS_TOPIC}: {:?}", result.error);
-            }
-            let bytes = data
-                .to_vec()
-                .map_err(|e| anyhow::anyhow!("reading {OFFSETS_TOPIC}: {e}"))?;
-            if bytes.is_empty() {
-                return Ok(loaded);
-            }
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let view = keel_protocol::batch::BatchView::new_verified(rest)?;
-                for record in view.records()? {
-                    if record.offset < offset {
-                        continue;
-                    }
-                    let Some((group, topic, partition)) =
-                        record.key.as_deref().and_then(parse_offset_key)
-                    else {
-                        continue;
-                    };
-                    let mut coordinator = self.coordinator.borrow_mut();
-                    match record.value.map(|v| <[u8; 8]>::try_from(&v[..])) {
-                        // A tombstone: the group was deleted (DeleteGroups).
-                        None => coordinator.remove_offset(&group, &topic, partition),
-                        Some(Ok(raw)) => {
-                            coordinator.store_offset(
-                                &group,
-                                &topic,
-                                partition,
-                                i64::from_be_bytes(raw),
-                            );
-                            loaded += 1;
-                        }
-                        Some(Err(_)) => {}
-                    }
-                }
-                offset = view.next_offset();
-                rest = &rest[view.len()..];
-            }
+/// The error a commit answers when its append failed: a lost leadership sends the client
+/// to the new coordinator, too few replicas make it retry (Kafka's mapping).
+pub(crate) fn commit_error(append: ErrorCode) -> ErrorCode {
+    match append {
+        ErrorCode::NotLeaderOrFollower
+        | ErrorCode::LeaderNotAvailable
+        | ErrorCode::FencedLeaderEpoch
+        | ErrorCode::UnknownLeaderEpoch
+        | ErrorCode::UnknownTopicOrPartition
+        | ErrorCode::StorageError => ErrorCode::NotCoordinator,
+        ErrorCode::NotEnoughReplicas | ErrorCode::NotEnoughReplicasAfterAppend => {
+            ErrorCode::CoordinatorNotAvailable
         }
+        other => other,
     }
 }
 
@@ -421,13 +377,14 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                                 };
                             }
                         };
-                        let owner = owner(OFFSETS_TOPIC, 0, shard.shards());
+                        let offsets_partition = service.offsets_partition(&group);
+                        let owner = owner(OFFSETS_TOPIC, offsets_partition, shard.shards());
                         match shard
                             .call(
                                 owner,
                                 Job::Produce {
                                     topic: OFFSETS_TOPIC.into(),
-                                    partition: 0,
+                                    partition: offsets_partition,
                                     records,
                                     acks: -1,
                                     timeout_ms: 30_000,
@@ -451,7 +408,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                                 service.maybe_compact(shard).await;
                                 ErrorCode::None
                             }
-                            Reply::Produced(result) => result.error,
+                            Reply::Produced(result) => commit_error(result.error),
                             _ => ErrorCode::Unknown,
                         }
                     }

@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod cluster_admin;
+pub mod coordination;
 pub(crate) mod fetch;
 pub mod groups;
 pub(crate) mod list_offsets;
@@ -172,6 +173,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
             let job = crate::shard::Job::Group(group);
             match shard.call(groups::COORDINATOR_SHARD, job).await {
                 crate::shard::Reply::Group(response) => Some(Outgoing::body(&response)),
+                crate::shard::Reply::Done(Err((error, _))) => Some(Outgoing::error(error)),
                 _ => Some(Outgoing::error(ErrorCode::Unknown)),
             }
         }

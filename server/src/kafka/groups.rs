@@ -43,6 +43,19 @@ pub enum GroupJob {
     Delete(Vec<String>),
 }
 
+impl GroupJob {
+    /// The one group a membership request is about.
+    fn group(&self) -> Option<&str> {
+        match self {
+            GroupJob::Join(join) => Some(&join.group),
+            GroupJob::Sync(sync) => Some(&sync.group),
+            GroupJob::Heartbeat(heartbeat) => Some(&heartbeat.group),
+            GroupJob::Leave(leave) => Some(&leave.group),
+            GroupJob::Describe(_) | GroupJob::List | GroupJob::Delete(_) => None,
+        }
+    }
+}
+
 /// The coordinator shard's answer.
 #[derive(Debug)]
 pub enum GroupReply {
@@ -90,6 +103,9 @@ pub async fn serve_job(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
         return GroupReply::Error(errors::NOT_COORDINATOR);
     };
     let now = now_ms();
+    if let Some(Err(error)) = job.group().map(|group| service.serves(group)) {
+        return GroupReply::Error(code(error));
+    }
     match job {
         GroupJob::Join(join) => {
             let (token, receiver) = service.park();
@@ -214,6 +230,10 @@ async fn delete_groups(
 ) -> Vec<(String, i16)> {
     let mut results = Vec::with_capacity(groups.len());
     for group in groups {
+        if let Err(error) = service.serves(&group) {
+            results.push((group, code(error)));
+            continue;
+        }
         let _turn = service.offsets_writer.acquire_permit(1).await;
         let (members, offsets) = {
             let coordinator = service.coordinator.borrow();
@@ -245,15 +265,16 @@ async fn delete_groups(
             results.push((group, errors::UNKNOWN_SERVER_ERROR));
             continue;
         };
+        let partition = service.offsets_partition(&group);
         let job = Job::Produce {
             topic: OFFSETS_TOPIC.into(),
-            partition: 0,
+            partition,
             records: Bytes::from(records),
             acks: -1,
             timeout_ms: 30_000,
         };
         match shard
-            .call(owner(OFFSETS_TOPIC, 0, shard.shards()), job)
+            .call(owner(OFFSETS_TOPIC, partition, shard.shards()), job)
             .await
         {
             Reply::Produced(result) if result.error == ErrorCode::None => {
@@ -263,7 +284,10 @@ async fn delete_groups(
                 }
                 results.push((group, 0));
             }
-            Reply::Produced(result) => results.push((group, code(result.error))),
+            Reply::Produced(result) => {
+                let error = crate::handlers::groups::commit_error(result.error);
+                results.push((group, code(error)));
+            }
             _ => results.push((group, errors::UNKNOWN_SERVER_ERROR)),
         }
     }
@@ -287,10 +311,13 @@ pub(super) async fn not_here(shard: &Rc<Shard>, group: &str) -> Option<i16> {
     }
 }
 
-pub(super) async fn native(shard: &Rc<Shard>, request: Request) -> Option<Response> {
+/// A group request served by the native coordinator, or the error its shard answered
+/// (NOT_COORDINATOR while the group's partition is led elsewhere or still loading).
+pub(super) async fn native(shard: &Rc<Shard>, request: Request) -> Result<Response, i16> {
     match shard.call(COORDINATOR_SHARD, Job::Group(request)).await {
-        Reply::Group(response) => Some(response),
-        _ => None,
+        Reply::Group(response) => Ok(response),
+        Reply::Done(Err((error, _))) => Err(code(error)),
+        _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
     }
 }
 

@@ -118,14 +118,15 @@ pub async fn offset_commit(
         member_id: commit.member_id,
         topics,
     };
-    let Some(Response::OffsetCommit { topics }) = native(shard, request).await else {
-        return encode(
-            header,
-            &OffsetCommitResponse::default().with_topics(refused_all(
-                errors::COORDINATOR_NOT_AVAILABLE,
-                &commit.topics,
-            )),
-        );
+    let topics = match native(shard, request).await {
+        Ok(Response::OffsetCommit { topics }) => topics,
+        refused => {
+            let error = refused.err().unwrap_or(errors::COORDINATOR_NOT_AVAILABLE);
+            return encode(
+                header,
+                &OffsetCommitResponse::default().with_topics(refused_all(error, &commit.topics)),
+            );
+        }
     };
     let mut response = refused_all(errors::UNKNOWN_TOPIC_OR_PARTITION, &commit.topics);
     for (answer, entry) in response.iter_mut().zip(&topics) {
@@ -176,12 +177,13 @@ pub async fn offset_fetch(
             )
             .await
             {
-                Some(Response::OffsetFetch {
+                Ok(Response::OffsetFetch {
                     error: ErrorCode::None,
                     topics,
                 }) => Ok(topics),
-                Some(Response::OffsetFetch { error, .. }) => Err(code(error)),
-                _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
+                Ok(Response::OffsetFetch { error, .. }) => Err(code(error)),
+                Ok(_) => Err(errors::COORDINATOR_NOT_AVAILABLE),
+                Err(error) => Err(error),
             },
         };
         groups.push((group.group, answer));

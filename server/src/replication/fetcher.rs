@@ -7,16 +7,14 @@
 use super::Role;
 use crate::shard::Shard;
 use bytes::BytesMut;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use keel_controller::replica::diverged_truncation;
 use keel_engine::Log;
 use keel_protocol::api::{
-    ApiKey, ErrorCode, ReplicaFetch, ReplicaFetchPartition, ReplicaFetchResult, Request, Response,
+    ErrorCode, ReplicaFetch, ReplicaFetchPartition, ReplicaFetchResult, Request, Response,
     TopicEntries,
 };
 use keel_protocol::batch::{peek_batch_len, BatchView};
-use keel_protocol::frame;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -45,7 +43,7 @@ pub async fn run(shard: Rc<Shard>, leader: u32) {
             continue;
         };
         if connection.is_none() {
-            connection = connect(&shard, leader).await;
+            connection = crate::cluster::call::connect(&shard, leader).await;
             if connection.is_none() {
                 glommio::timer::sleep(BACKOFF).await;
                 continue;
@@ -53,7 +51,16 @@ pub async fn run(shard: Rc<Shard>, leader: u32) {
         }
         let stream = connection.as_mut().expect("connected above");
         correlation = correlation.wrapping_add(1);
-        let answer = exchange(stream, correlation, &request).await;
+        let answer =
+            crate::cluster::call::exchange(stream, correlation, &request, RESPONSE_FRAME_MAX)
+                .await
+                .and_then(|response| match response {
+                    Response::ReplicaFetch { topics } => Ok(topics),
+                    _ => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "not a replica fetch response",
+                    )),
+                });
         let topics = match answer {
             Ok(topics) => topics,
             Err(e) => {
@@ -130,74 +137,6 @@ fn build_request(shard: &Shard, following: &[(String, u32, u32)]) -> Option<Requ
             .map(|(topic, partitions)| TopicEntries { topic, partitions })
             .collect(),
     }))
-}
-
-async fn connect(shard: &Shard, leader: u32) -> Option<TcpStream> {
-    let view = shard.cluster.as_ref()?;
-    let address =
-        crate::cluster::native_address(&view.image().brokers().get(&leader)?.address).to_owned();
-    let address: std::net::SocketAddr = match address.parse() {
-        Ok(a) => a,
-        Err(_) => {
-            tracing::warn!(leader, %address, "leader address is not HOST:PORT");
-            return None;
-        }
-    };
-    match TcpStream::connect_timeout(address, Duration::from_secs(1)).await {
-        Ok(stream) => {
-            let _ = stream.set_nodelay(true);
-            Some(stream)
-        }
-        Err(e) => {
-            tracing::debug!(leader, %address, error = %e, "cannot reach the leader");
-            None
-        }
-    }
-}
-
-async fn exchange(
-    stream: &mut TcpStream,
-    correlation: u32,
-    request: &Request,
-) -> std::io::Result<Vec<TopicEntries<ReplicaFetchResult>>> {
-    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let mut body = BytesMut::new();
-    request
-        .encode(&mut body)
-        .map_err(|e| invalid(e.to_string()))?;
-    let mut out = BytesMut::with_capacity(body.len() + 16);
-    frame::write_request(&mut out, ApiKey::ReplicaFetch as u16, 0, correlation, &body);
-    stream.write_all(&out).await?;
-    stream.flush().await?;
-    let mut buf = BytesMut::with_capacity(64 << 10);
-    let mut chunk = vec![0u8; 256 << 10];
-    let found = loop {
-        match frame::check_response(&buf, RESPONSE_FRAME_MAX) {
-            Ok(Some(found)) => break found,
-            Ok(None) => {}
-            Err(e) => return Err(invalid(e.to_string())),
-        }
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..read]);
-    };
-    if found.header.correlation_id.get() != correlation {
-        return Err(invalid("response to another request".into()));
-    }
-    if found.header.error_code.get() != 0 {
-        return Err(invalid(format!(
-            "leader answered error {:?}",
-            ErrorCode::from_u16(found.header.error_code.get())
-        )));
-    }
-    let body = buf.split_to(found.frame_len).freeze().slice(found.body());
-    match Response::decode(ApiKey::ReplicaFetch, body) {
-        Ok(Response::ReplicaFetch { topics }) => Ok(topics),
-        Ok(_) => Err(invalid("not a replica fetch response".into())),
-        Err(e) => Err(invalid(e.to_string())),
-    }
 }
 
 /// Still following `leader` at `epoch`? Checked before every change to the log, with no

@@ -98,8 +98,14 @@ impl Shard {
         peers: Rc<crate::peers::Peers>,
         cluster: Option<Arc<crate::cluster::ClusterView>>,
     ) -> Shard {
-        let groups = (id == crate::handlers::groups::COORDINATOR_SHARD)
-            .then(|| crate::handlers::groups::GroupService::new(config.group_limits));
+        let groups = (id == crate::handlers::groups::COORDINATOR_SHARD).then(|| {
+            use crate::group::ownership::{Ownership, OFFSETS_PARTITIONS};
+            let ownership = match cluster {
+                Some(_) => Ownership::cluster(OFFSETS_PARTITIONS),
+                None => Ownership::single(),
+            };
+            crate::handlers::groups::GroupService::new(config.group_limits, ownership)
+        });
         // Each shard gets its share, but always room for one frame of the largest size.
         let request_budget_bytes = (config.requests_bytes_max / config.shards.max(1))
             .max(config.frame_bytes_max as usize + 16) as u64;
@@ -327,9 +333,12 @@ impl Shard {
             Job::KafkaGroup(job) => {
                 Reply::KafkaGroup(Box::pin(crate::kafka::groups::serve_job(self, job)).await)
             }
-            Job::Group(request) => {
-                Reply::Group(Box::pin(crate::handlers::groups::handle(self, request)).await)
-            }
+            Job::Group(request) => match crate::handlers::coordination::refused(self, &request) {
+                Some(error) => Reply::Done(Err((error, String::new()))),
+                None => {
+                    Reply::Group(Box::pin(crate::handlers::groups::handle(self, request)).await)
+                }
+            },
             Job::Open {
                 topic,
                 partition,

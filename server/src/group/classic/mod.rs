@@ -182,6 +182,28 @@ pub struct Classic {
 }
 
 impl Classic {
+    /// Forgets every group for which `gone` is true (another broker coordinates it now);
+    /// their parked joins and syncs are answered NOT_COORDINATOR.
+    pub fn forget(&mut self, gone: &dyn Fn(&str) -> bool) -> Vec<Answer> {
+        let mut answers = Vec::new();
+        self.groups.retain(|name, group| {
+            if !gone(name) {
+                return true;
+            }
+            for (member_id, member) in &group.members {
+                if let Some(token) = member.join {
+                    let refused = Joined::error(errors::NOT_COORDINATOR, member_id.clone());
+                    answers.push(Answer::Join(token, refused));
+                }
+                if let Some(token) = member.sync {
+                    answers.push(Answer::Sync(token, errors::NOT_COORDINATOR, Bytes::new()));
+                }
+            }
+            false
+        });
+        answers
+    }
+
     /// Whether `group` is a classic group with members.
     pub fn has(&self, group: &str) -> bool {
         self.groups.contains_key(group)
