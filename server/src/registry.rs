@@ -98,7 +98,6 @@ impl Registry {
     }
 
     /// Removes a topic and makes the registry durable.
-    #[cfg(test)]
     ///
     /// # Errors
     /// I/O errors writing the file (the in-memory state is left unchanged).
