@@ -66,6 +66,19 @@ impl Error {
         Error::Broker { code, message }
     }
 
+    /// Whether the group moved on (a rebalance): the commit is refused, the consumer rejoins.
+    pub fn is_rebalance(&self) -> bool {
+        matches!(
+            self,
+            Error::Broker {
+                code: ErrorCode::RebalanceInProgress
+                    | ErrorCode::IllegalGeneration
+                    | ErrorCode::UnknownMemberId,
+                ..
+            }
+        )
+    }
+
     /// Whether retrying the same request may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {

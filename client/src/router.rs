@@ -128,6 +128,8 @@ impl Router {
         if !self.state.lock().expect("router lock").cluster {
             return Ok(self.bootstrap());
         }
+        // The bootstrap broker may be the one that went down.
+        let _ = self.reconnect_bootstrap().await;
         let request = Request::FindCoordinator {
             group: group.to_owned(),
         };

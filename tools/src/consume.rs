@@ -167,6 +167,11 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
                 break 'reading;
             }
         }
+        if args.group.is_some() && !records.is_empty() {
+            // Each poll's records are committed once printed, so a failover re-reads at
+            // most the last poll.
+            commit(&mut consumer).await?;
+        }
     }
     if let Err(e) = out.flush() {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -176,11 +181,29 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     drop(out);
     if args.group.is_some() {
-        consumer.commit_sync().await?;
-        consumer.close().await?;
+        commit(&mut consumer).await?;
+        if let Err(e) = consumer.close().await {
+            if !e.is_retriable() {
+                return Err(e.into());
+            }
+            // The coordinator is gone: the group notices the member left by its session.
+        }
     }
     if !closed {
         eprintln!("consumed {printed} message(s)");
     }
     Ok(())
+}
+
+/// Commits what was printed; a coordinator that moved or went down is warned about (the
+/// next consumer of the group may read the last poll's records again), not fatal.
+async fn commit(consumer: &mut keel_client::Consumer) -> anyhow::Result<()> {
+    match consumer.commit_sync().await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_retriable() || e.is_rebalance() => {
+            eprintln!("warning: commit failed ({e}); these records may be read again");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -151,12 +151,25 @@ impl Consumer {
                         rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
                         return;
                     }
+                    Err(e) if connection.is_broken() => {
+                        // The coordinator's broker is gone: find the coordinator again.
+                        tracing::debug!(error = %e, "heartbeat connection lost; rejoining");
+                        rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
                     Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
                 }
             }
         }));
         // Positions start at the committed offsets; the reset policy covers the rest.
-        let committed = self.fetch_committed(&partitions).await?;
+        let committed = match self.fetch_committed(&partitions).await {
+            Ok(committed) => committed,
+            Err(e) => {
+                // Without the committed offsets there are no positions: join again.
+                self.need_rejoin();
+                return Err(e);
+            }
+        };
         self.assign(partitions.clone());
         for (tp, offset) in committed {
             if offset >= 0 {
@@ -251,7 +264,17 @@ impl Consumer {
         let Some(request) = self.commit_request() else {
             return Err(Error::InvalidRecord("commit needs a group".into()));
         };
-        let Response::OffsetCommit { topics } = self.connection.call(&request).await? else {
+        let answer = self.connection.call(&request).await;
+        let answer = match answer {
+            Err(e) if e.is_retriable() => {
+                // The coordinator is gone or moved: find it again on the next poll. (The
+                // positions stay; what this commit covered may be read again.)
+                self.need_rejoin();
+                return Err(e);
+            }
+            answer => answer?,
+        };
+        let Response::OffsetCommit { topics } = answer else {
             return Err(Error::Protocol("offset-commit response expected".into()));
         };
         if let Some(membership) = &mut self.membership {
@@ -265,12 +288,10 @@ impl Consumer {
                         ErrorCode::RebalanceInProgress
                             | ErrorCode::IllegalGeneration
                             | ErrorCode::UnknownMemberId
+                            | ErrorCode::NotCoordinator
+                            | ErrorCode::CoordinatorLoadInProgress
                     ) {
-                        if let Some(membership) = &self.membership {
-                            membership
-                                .rejoin
-                                .store(true, std::sync::atomic::Ordering::SeqCst);
-                        }
+                        self.need_rejoin();
                     }
                     return Err(Error::broker(
                         error,
@@ -280,6 +301,15 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// Makes the next poll rejoin the group (finding its coordinator again).
+    fn need_rejoin(&self) {
+        if let Some(membership) = &self.membership {
+            membership
+                .rejoin
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Commits the current positions without waiting; failures are logged.

@@ -7,6 +7,9 @@
 
 use crate::connection::Connection;
 use crate::connection::REQUEST_TIMEOUT;
+
+/// Pause before looking for a group coordinator again after it could not be reached.
+const COORDINATOR_RETRY: Duration = Duration::from_millis(200);
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use keel_protocol::api::{
@@ -394,7 +397,16 @@ impl Consumer {
     /// Connection and broker errors (an offset that fell out of the log is reset per the
     /// configured [`OffsetReset`] instead).
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        self.ensure_group().await?;
+        if let Err(e) = self.ensure_group().await {
+            if !e.is_retriable() {
+                return Err(e);
+            }
+            // The coordinator moved, is loading, or its broker is down: the next poll
+            // finds it again (as a Kafka consumer keeps polling through a failover).
+            tracing::debug!(error = %e, "group coordinator not available; retrying");
+            tokio::time::sleep(timeout.min(COORDINATOR_RETRY)).await;
+            return Ok(Vec::new());
+        }
         if let (Some(interval), Some(membership)) = (self.config.auto_commit, &self.membership) {
             if membership.last_commit.elapsed() >= interval {
                 self.commit_async();
