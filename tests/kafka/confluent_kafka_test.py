@@ -3,7 +3,8 @@
 Phases: `main` (metadata, topics, keyed idempotent acks=all produce in every codec, consume
 from earliest/latest/timestamp, a group of two, configs), `commit` (a group consumes part of
 a topic and commits) and `resume` (after a broker restart the group resumes there),
-`leader-move` (keeps producing and consuming while the test moves leaders), and `recipe`
+`leader-move` (keeps producing and consuming while the test moves leaders), `group-failover`
+(a group reading with a commit per poll while the test kills brokers), and `recipe`
 (README's three-broker cluster: 10,000 keyed records to a replicated topic, read back)."""
 import os
 import sys
@@ -279,6 +280,43 @@ def recipe():
     check({(m.key(), m.value()) for m in got} == set(records), "every record, none twice")
 
 
+def group_failover():
+    """A group reads the test's topic (named by the prefix) with a commit after every poll
+    while the test kills brokers; writes one line per poll for the test to check:
+    "committed gap_ms partition:offset ..."."""
+    slow_file, seen_file = os.environ["KEEL_SLOW_FILE"], os.environ["KEEL_SEEN_FILE"]
+    count = int(os.environ["KEEL_COUNT"])
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-group",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "session.timeout.ms": 6000})
+    c.subscribe([prefix])
+    read = set()
+    last = time.time()
+    deadline = time.time() + 360
+    with open(seen_file, "w") as out:
+        while len(read) < count and time.time() < deadline:
+            slow = os.path.exists(slow_file)
+            messages = [m for m in c.consume(num_messages=8 if slow else 500, timeout=0.5)
+                        if m.error() is None]
+            if not messages:
+                continue
+            gap_ms = int((time.time() - last) * 1000)
+            last = time.time()
+            try:
+                c.commit(asynchronous=False)
+                committed = 1
+            except KafkaException:
+                committed = 0
+            records = [(m.partition(), m.offset()) for m in messages]
+            read.update(records)
+            out.write(f"{committed} {gap_ms} " + " ".join(f"{p}:{o}" for p, o in records) + "\n")
+            out.flush()
+            if slow:
+                time.sleep(0.1)
+    c.close()
+    check(len(read) == count, f"read {len(read)} of {count} distinct records")
+
+
 {"main": main, "commit": commit, "resume": resume, "leader-move": leader_move,
- "recipe": recipe}[phase]()
+ "recipe": recipe, "group-failover": group_failover}[phase]()
 print("PASSED", flush=True)

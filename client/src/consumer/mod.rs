@@ -395,18 +395,27 @@ impl Consumer {
     ///
     /// # Errors
     /// Connection and broker errors (an offset that fell out of the log is reset per the
-    /// configured [`OffsetReset`] instead).
+    /// configured [`OffsetReset`] instead). In a group, errors that retrying may cure (a
+    /// coordinator or leader moving, a broker down) are retried by the next poll instead.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        if let Err(e) = self.ensure_group().await {
-            if !e.is_retriable() {
-                return Err(e);
-            }
-            // The coordinator moved, is loading, or its broker is down: the next poll
-            // finds it again (as a Kafka consumer keeps polling through a failover).
-            tracing::debug!(error = %e, "group coordinator not available; retrying");
-            tokio::time::sleep(timeout.min(COORDINATOR_RETRY)).await;
-            return Ok(Vec::new());
+        if self.membership.is_none() {
+            return self.poll_once(timeout).await;
         }
+        match self.poll_once(timeout).await {
+            Err(e) if e.is_retriable() => {
+                // In a group, as a Kafka consumer does: a coordinator or leader that moved,
+                // is loading, or whose broker is down is found again by the next poll.
+                tracing::debug!(error = %e, "poll: retrying");
+                self.router.mark_stale();
+                tokio::time::sleep(timeout.min(COORDINATOR_RETRY)).await;
+                Ok(Vec::new())
+            }
+            polled => polled,
+        }
+    }
+
+    async fn poll_once(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        self.ensure_group().await?;
         if let (Some(interval), Some(membership)) = (self.config.auto_commit, &self.membership) {
             if membership.last_commit.elapsed() >= interval {
                 self.commit_async();
