@@ -47,6 +47,8 @@ pub struct BrokerAgent {
     lease_until_ms: u64,
     fenced: bool,
     fatal: Option<Error>,
+    /// When the controller first said another live process holds this id.
+    duplicate_since_ms: Option<u64>,
     controller_term: u64,
     caught_up: bool,
 }
@@ -63,6 +65,7 @@ impl BrokerAgent {
             lease_until_ms: 0,
             fenced: true,
             fatal: None,
+            duplicate_since_ms: None,
             controller_term: 0,
             caught_up: false,
         }
@@ -185,6 +188,7 @@ impl BrokerAgent {
         match answer {
             Ok(Reply::Committed { .. }) if sent.register => {
                 self.registered = true;
+                self.duplicate_since_ms = None;
                 // Heartbeat at once: the lease starts with the first acknowledged heartbeat.
                 self.last_sent_ms = None;
                 Ok(false)
@@ -220,7 +224,13 @@ impl BrokerAgent {
                 Ok(false)
             }
             Err(e @ Error::DuplicateBroker { .. }) => {
-                self.fatal = Some(e);
+                // A broker restarted without its incarnation (a lost disk) is refused until
+                // its dead registration's lease ends: keep registering for two leases. Past
+                // that, another live process really holds the id.
+                let since = *self.duplicate_since_ms.get_or_insert(sent.at_ms);
+                if sent.at_ms.saturating_sub(since) > 2 * self.config.lease_ms {
+                    self.fatal = Some(e);
+                }
                 Ok(false)
             }
             Err(_) => Ok(false),

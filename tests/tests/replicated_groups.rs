@@ -70,7 +70,8 @@ fn all_in_sync(cluster: &Cluster, topic: &str) {
 /// Kills and restarts each broker in turn, `CYCLES` times, then the group's coordinator
 /// once more with its data directory deleted while it is down.
 fn kill_in_turn(cluster: &mut Cluster, topic: &str, group: &str) {
-    for cycle in 0..CYCLES {
+    let cycles = std::env::var("KEEL_TEST_CYCLES").map_or(CYCLES, |c| c.parse().unwrap());
+    for cycle in 0..cycles {
         let victim = cycle % 3;
         cluster.nodes[victim].stop_with(libc::SIGKILL);
         std::thread::sleep(Duration::from_secs(3));
@@ -85,7 +86,7 @@ fn kill_in_turn(cluster: &mut Cluster, topic: &str, group: &str) {
     for entry in std::fs::read_dir(&cluster.nodes[coordinator].data_dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("metadata") {
+        if name == "controller" {
             continue;
         }
         if path.is_dir() {
@@ -97,7 +98,7 @@ fn kill_in_turn(cluster: &mut Cluster, topic: &str, group: &str) {
     assert!(
         std::fs::read_dir(&cluster.nodes[coordinator].data_dir)
             .unwrap()
-            .all(|e| !e.unwrap().path().is_dir()),
+            .all(|e| e.unwrap().file_name() == "controller"),
         "every partition directory gone"
     );
     std::thread::sleep(Duration::from_secs(3));
