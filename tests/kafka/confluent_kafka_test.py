@@ -296,7 +296,7 @@ def group_failover():
     with open(seen_file, "w") as out:
         while len(read) < count and time.time() < deadline:
             slow = os.path.exists(slow_file)
-            messages = [m for m in c.consume(num_messages=8 if slow else 500, timeout=0.5)
+            messages = [m for m in c.consume(num_messages=4 if slow else 500, timeout=0.5)
                         if m.error() is None]
             if not messages:
                 continue

@@ -67,6 +67,16 @@ fn all_in_sync(cluster: &Cluster, topic: &str) {
     });
 }
 
+/// Waits until the others see broker `victim` (an index) down: its lease ended, its
+/// partitions led elsewhere.
+fn down(cluster: &Cluster, victim: usize) {
+    let id = victim as u64 + 1;
+    cluster.wait_for(Duration::from_secs(30), "the killed broker fenced", |c| {
+        c.running()
+            .all(|i| c.alive_brokers(i).is_some_and(|alive| !alive.contains(&id)))
+    });
+}
+
 /// Kills and restarts each broker in turn, `CYCLES` times, then the group's coordinator
 /// once more with its data directory deleted while it is down.
 fn kill_in_turn(cluster: &mut Cluster, topic: &str, group: &str) {
@@ -74,13 +84,14 @@ fn kill_in_turn(cluster: &mut Cluster, topic: &str, group: &str) {
     for cycle in 0..cycles {
         let victim = cycle % 3;
         cluster.nodes[victim].stop_with(libc::SIGKILL);
-        std::thread::sleep(Duration::from_secs(3));
+        down(cluster, victim);
         cluster.nodes[victim].restart();
         all_in_sync(cluster, topic);
     }
     let partition = offsets_partition(group);
     let coordinator = leader(cluster, 0, OFFSETS, partition).expect("the group's coordinator");
     cluster.nodes[coordinator].stop_with(libc::SIGKILL);
+    down(cluster, coordinator);
     // Its log directory is lost; the controller's metadata log (Kafka's
     // `metadata.log.dir`) survives: a voter that loses its Raft log cannot rejoin as itself.
     for entry in std::fs::read_dir(&cluster.nodes[coordinator].data_dir).unwrap() {
@@ -101,7 +112,6 @@ fn kill_in_turn(cluster: &mut Cluster, topic: &str, group: &str) {
             .all(|e| e.unwrap().file_name() == "controller"),
         "every partition directory gone"
     );
-    std::thread::sleep(Duration::from_secs(3));
     cluster.nodes[coordinator].restart();
     all_in_sync(cluster, topic);
 }
@@ -174,10 +184,10 @@ fn a_native_group_reads_everything_while_each_broker_is_killed_in_turn() {
                     Ok(records) => records,
                     Err(e) => panic!("poll failed: {e}"),
                 };
-                if slow.load(Ordering::SeqCst) && records.len() > 8 {
-                    // At most 8 records a poll while brokers are killed, so reading spans
+                if slow.load(Ordering::SeqCst) && records.len() > 4 {
+                    // At most 4 records a poll while brokers are killed, so reading spans
                     // every cycle; the rest is read again from where these end.
-                    let rest = records.split_off(8);
+                    let rest = records.split_off(4);
                     let mut first = BTreeMap::new();
                     for r in &rest {
                         first
