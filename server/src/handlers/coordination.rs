@@ -86,7 +86,9 @@ pub async fn follow_leadership(shard: Rc<Shard>) {
                 }
                 Ok(_) => service.forget_partition(partition),
                 Err(e) => {
-                    tracing::warn!(partition, error = %e, "loading offsets partition failed; will retry");
+                    // Typically a partition just made, not yet led on its shard: tried again
+                    // on the next round.
+                    tracing::debug!(partition, error = %e, "loading offsets partition failed; will retry");
                     service.ownership.borrow_mut().load_failed(partition, epoch);
                     service.forget_partition(partition);
                 }
