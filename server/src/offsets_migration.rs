@@ -24,6 +24,9 @@ const IMPORT_CHUNK: usize = 500;
 /// Largest answer read from a coordinator while importing.
 const ANSWER_FRAME_MAX: u32 = 16 << 20;
 
+/// Each group's committed offsets: (topic, partition, offset).
+pub type GroupOffsets = BTreeMap<String, Vec<(String, u32, i64)>>;
+
 /// Where the local offsets log is set aside.
 pub fn aside_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(format!("{OFFSETS_TOPIC}.local"))
@@ -55,7 +58,7 @@ pub fn set_local_offsets_aside(data_dir: &Path, registry: &mut Registry) -> anyh
 ///
 /// # Errors
 /// A segment could not be read.
-pub fn read_local_offsets(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<(String, u32, i64)>>> {
+pub fn read_local_offsets(dir: &Path) -> anyhow::Result<GroupOffsets> {
     let mut segments: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .filter_map(|entry| {
