@@ -33,6 +33,9 @@ mod sim {
     pub(crate) fn removed(_: &Path) -> std::io::Result<()> {
         Ok(())
     }
+    pub(crate) fn renamed(_: &Path, _: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 pub(crate) use glommio::io::DmaFile as File;
@@ -546,6 +549,14 @@ pub(crate) async fn remove_file(path: &Path) -> Result<()> {
             }
         }
     }
+}
+
+/// Renames `from` over `to` at once (rename(2), atomic; durable once the directory is
+/// synced). Synchronous: the caller changes its bookkeeping in the same instant.
+pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
+    let context = || format!("renaming {} to {}", from.display(), to.display());
+    sim::renamed(from, to).map_err(|e| Error::io(context(), e))?;
+    std::fs::rename(from, to).map_err(|e| Error::io(context(), e))
 }
 
 /// Makes a directory's entries (created, removed, renamed files) durable.

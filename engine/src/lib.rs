@@ -41,6 +41,7 @@ pub mod simdisk;
 pub use config::{FsyncPolicy, LogConfig, OnCorruption, Verify, IO_ALIGN};
 pub use error::{Error, Result};
 pub use log::{
-    AppendInfo, Clock, FileRange, Log, LogStats, ManualClock, ReadData, ReadResult, SystemClock,
+    AppendInfo, CleanConfig, CleanStats, Clock, FileRange, Log, LogStats, ManualClock, ReadData,
+    ReadResult, SystemClock,
 };
 pub use segment::SegmentInfo;

@@ -80,6 +80,9 @@ pub(crate) struct Segment {
     /// The file exists on disk.
     pub(crate) file_exists: bool,
     pub(crate) reader: Option<Rc<File>>,
+    /// Bumped when the cleaner swaps in a rewritten data file: a reader that planned
+    /// against the old one reads again.
+    pub(crate) generation: u64,
 }
 
 impl Segment {
@@ -99,6 +102,7 @@ impl Segment {
             finalized: false,
             file_exists: false,
             reader: None,
+            generation: 0,
         }
     }
 

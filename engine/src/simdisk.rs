@@ -58,7 +58,7 @@ enum Op {
     Truncate(u64),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct SimFile {
     durable: Vec<u8>,
     pending: Vec<Op>,
@@ -68,10 +68,20 @@ struct SimFile {
     removed: bool,
 }
 
+/// A rename not yet made durable by a sync of its directory: a crash may undo it.
+#[derive(Debug)]
+struct Rename {
+    from: PathBuf,
+    to: PathBuf,
+    /// What `to` was before.
+    replaced: Option<SimFile>,
+}
+
 struct SimDisk {
     config: SimConfig,
     rng: u64,
     files: BTreeMap<PathBuf, SimFile>,
+    renames: Vec<Rename>,
     report: SimReport,
     image: Option<HashMap<PathBuf, Vec<u8>>>,
 }
@@ -88,6 +98,7 @@ pub fn install(config: SimConfig) {
             config,
             rng: config.seed ^ 0x9e37_79b9_7f4a_7c15,
             files: BTreeMap::new(),
+            renames: Vec::new(),
             report: SimReport::default(),
             image: None,
         })
@@ -125,6 +136,14 @@ pub fn write_image(image: &HashMap<PathBuf, Vec<u8>>, dir: &Path) -> std::io::Re
         std::fs::write(dir.join(name), bytes)?;
     }
     Ok(())
+}
+
+/// Crashes when `ops` more operations have been issued (the one that reaches it fails).
+pub fn crash_in(ops: u64) {
+    let _ = with(|disk| {
+        disk.config.crash_after_ops = Some(disk.report.ops + ops.max(1));
+        Ok(())
+    });
 }
 
 /// Space is freed: the full disk takes writes again.
@@ -191,11 +210,23 @@ impl SimDisk {
 
     fn crash(&mut self) {
         self.report.crashed = true;
-        let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
+        // Renames not yet synced: a prefix of them survives (the file system keeps their
+        // order); the rest are undone.
+        let mut files = self.files.clone();
+        let survive = self.below(self.renames.len() as u64 + 1) as usize;
+        for rename in self.renames[survive..].iter().rev() {
+            if let Some(moved) = files.remove(&rename.to) {
+                files.insert(rename.from.clone(), moved);
+            }
+            if let Some(replaced) = &rename.replaced {
+                files.insert(rename.to.clone(), replaced.clone());
+            }
+        }
+        let paths: Vec<PathBuf> = files.keys().cloned().collect();
         let mut image = HashMap::new();
         for path in paths {
             let (entry_durable, removed, pending) = {
-                let file = &self.files[&path];
+                let file = &files[&path];
                 (file.entry_durable, file.removed, file.pending.len() as u64)
             };
             let exists = match (entry_durable, removed) {
@@ -209,7 +240,7 @@ impl SimDisk {
             let kept = self.below(pending + 1) as usize;
             let torn = self.below(2) == 0;
             let tear_at = self.next_random() as usize;
-            let file = &self.files[&path];
+            let file = &files[&path];
             let mut bytes = file.durable.clone();
             for (i, op) in file.pending.iter().take(kept).enumerate() {
                 let last = i + 1 == kept;
@@ -318,6 +349,8 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<bool> {
             file.entry_durable = true;
             !file.removed
         });
+        disk.renames
+            .retain(|r| r.to.parent() != Some(dir) && r.from.parent() != Some(dir));
         Ok(true)
     })
     .unwrap_or(Ok(false))
@@ -330,6 +363,24 @@ pub(crate) fn removed(path: &Path) -> std::io::Result<()> {
         if let Some(file) = disk.files.get_mut(path) {
             file.removed = true;
         }
+        Ok(())
+    })
+    .unwrap_or(Ok(()))
+}
+
+/// `from` was renamed over `to`.
+pub(crate) fn renamed(from: &Path, to: &Path) -> std::io::Result<()> {
+    with(|disk| {
+        disk.admit("rename")?;
+        let mut moved = disk.files.remove(from).unwrap_or_default();
+        // The name is in the directory either way; the rename record decides which file.
+        moved.entry_durable = true;
+        let replaced = disk.files.insert(to.to_owned(), moved);
+        disk.renames.push(Rename {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            replaced,
+        });
         Ok(())
     })
     .unwrap_or(Ok(()))

@@ -93,6 +93,7 @@ pub fn kafka_code(error: ErrorCode) -> i16 {
         ErrorCode::NotEnoughReplicasAfterAppend => 20,
         ErrorCode::CoordinatorLoadInProgress => 14,
         ErrorCode::CoordinatorNotAvailable => COORDINATOR_NOT_AVAILABLE,
+        ErrorCode::InvalidRecord => 87,
     }
 }
 
@@ -103,7 +104,7 @@ mod tests {
     #[test]
     fn every_native_error_has_a_kafka_code() {
         // Goal: no native code reaches a Kafka client as "no error" by accident.
-        for code in 1..=42u16 {
+        for code in 1..=43u16 {
             let error = ErrorCode::from_u16(code);
             assert_ne!(kafka_code(error), 0, "{error:?}");
         }

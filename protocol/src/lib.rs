@@ -26,6 +26,7 @@ pub mod compression;
 pub mod error;
 pub mod frame;
 pub mod records;
+pub mod retain;
 pub mod varint;
 pub mod wire;
 

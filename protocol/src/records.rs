@@ -55,7 +55,7 @@ fn get_nullable(input: &mut &[u8], data: &Bytes) -> Result<Option<Bytes>> {
     Ok(Some(data.slice_ref(slice)))
 }
 
-fn decode_record(
+pub(crate) fn decode_record(
     input: &mut &[u8],
     data: &Bytes,
     base_offset: i64,
@@ -161,6 +161,8 @@ pub struct RecordsSummary {
     pub count: i32,
     /// Largest record timestamp.
     pub max_timestamp: i64,
+    /// Records without a key (refused by compacted topics).
+    pub null_keys: i32,
 }
 
 /// Smallest encoding of one record: length, attributes, timestamp delta, offset delta, key
@@ -208,9 +210,11 @@ impl BatchView<'_> {
         }
         let base_timestamp = self.base_timestamp();
         let mut max_timestamp = i64::MIN;
+        let mut null_keys = 0;
         let mut input = data;
         for expected_delta in 0..count {
-            let timestamp_delta = skip_record(&mut input, expected_delta)?;
+            let (timestamp_delta, null_key) = skip_record(&mut input, expected_delta)?;
+            null_keys += i32::from(null_key);
             let timestamp = base_timestamp.checked_add(timestamp_delta).ok_or_else(|| {
                 Error::BadRecord(format!(
                     "record {expected_delta}: timestamp delta {timestamp_delta} overflows"
@@ -235,12 +239,14 @@ impl BatchView<'_> {
         Ok(RecordsSummary {
             count,
             max_timestamp,
+            null_keys,
         })
     }
 }
 
 /// Walks one record, checking its structure and offset delta; returns its timestamp delta.
-fn skip_record(input: &mut &[u8], expected_delta: i32) -> Result<i64> {
+/// Skips one record; returns its timestamp delta and whether its key is null.
+fn skip_record(input: &mut &[u8], expected_delta: i32) -> Result<(i64, bool)> {
     let bad = |what: String| Error::BadRecord(format!("record {expected_delta}: {what}"));
     let length = get_varint(input)?;
     if length < 0 {
@@ -255,7 +261,7 @@ fn skip_record(input: &mut &[u8], expected_delta: i32) -> Result<i64> {
             "offset delta {offset_delta}, expected {expected_delta}"
         )));
     }
-    skip_nullable(&mut body)?;
+    let null_key = skip_nullable(&mut body)?;
     skip_nullable(&mut body)?;
     let headers = get_varint(&mut body)?;
     if headers < 0 {
@@ -273,10 +279,11 @@ fn skip_record(input: &mut &[u8], expected_delta: i32) -> Result<i64> {
     if !body.is_empty() {
         return Err(bad(format!("{} bytes left inside the record", body.len())));
     }
-    Ok(timestamp_delta)
+    Ok((timestamp_delta, null_key))
 }
 
-fn skip_nullable(input: &mut &[u8]) -> Result<()> {
+/// Skips a nullable field; `true` when it is null.
+fn skip_nullable(input: &mut &[u8]) -> Result<bool> {
     let len = get_varint(input)?;
     if len < -1 {
         return Err(Error::BadRecord(format!("negative length {len}")));
@@ -284,7 +291,7 @@ fn skip_nullable(input: &mut &[u8]) -> Result<()> {
     if len >= 0 {
         take(input, len as usize)?;
     }
-    Ok(())
+    Ok(len == -1)
 }
 
 #[cfg(test)]

@@ -84,6 +84,8 @@ struct File {
     tail_cache_bytes: Option<u64>,
     offsets_compaction_records: Option<u64>,
     offsets_topic_replication_factor: Option<u32>,
+    log_cleaner_backoff_ms: Option<u64>,
+    log_cleaner_dedupe_buffer_bytes: Option<usize>,
     batch_decompressed_bytes_max: Option<usize>,
     requests_bytes_max: Option<usize>,
     connection_requests_max: Option<usize>,
@@ -127,6 +129,10 @@ pub struct Config {
     /// Cluster mode: copies of each `__consumer_offsets` partition (fewer when fewer
     /// brokers are live when it is made).
     pub offsets_replication_factor: u32,
+    /// Pause between two rounds of each shard's log cleaner.
+    pub log_cleaner_backoff_ms: u64,
+    /// Memory of the cleaners' offset maps, broker-wide (shared out over the shards).
+    pub log_cleaner_dedupe_buffer_bytes: usize,
     /// Largest decompressed records section of one produced batch the broker checks.
     pub batch_decompressed_bytes_max: usize,
     /// Bytes of requests read but not yet answered, broker-wide; past it shards stop
@@ -216,6 +222,17 @@ impl Config {
             partitions_max: file.partitions_max.unwrap_or(100_000),
             offsets_compaction_records: file.offsets_compaction_records.unwrap_or(10_000).max(1),
             offsets_replication_factor: file.offsets_topic_replication_factor.unwrap_or(3).max(1),
+            // A test knob may shorten the pause (`KEEL_LOG_CLEANER_BACKOFF_MS`).
+            log_cleaner_backoff_ms: std::env::var("KEEL_LOG_CLEANER_BACKOFF_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .or(file.log_cleaner_backoff_ms)
+                .unwrap_or(15_000)
+                .max(10),
+            log_cleaner_dedupe_buffer_bytes: file
+                .log_cleaner_dedupe_buffer_bytes
+                .unwrap_or(32 << 20)
+                .max(1 << 10),
             batch_decompressed_bytes_max: file.batch_decompressed_bytes_max.unwrap_or(32 << 20),
             requests_bytes_max: file.requests_bytes_max.unwrap_or(256 << 20),
             connection_requests_max: file.connection_requests_max.unwrap_or(64),
@@ -310,12 +327,21 @@ impl Config {
                 "segment.bytes" => log.segment_bytes = number()?,
                 "segment.ms" => log.segment_ms = Some(number()?),
                 "fsync" => log.fsync = value.parse().map_err(|e: keel_engine::Error| clip(&e.to_string()))?,
+                // Compaction settings: checked here, used by the cleaner (`compaction.rs`).
+                key if crate::compaction::check_config(key, value).is_some() => {
+                    crate::compaction::check_config(key, value).unwrap_or(Ok(()))?;
+                }
                 // Replication settings: checked here, used by `replication/`.
                 key if crate::replication::check_config(key, value).is_some() => {
                     crate::replication::check_config(key, value).unwrap_or(Ok(()))?;
                 }
-                _ => return Err(format!("unknown topic config {key_shown:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync, min.insync.replicas, replica.lag.time.max.ms, unclean.leader.election.enable, reassignment.throttle.bytes.per.sec")),
+                _ => return Err(format!("unknown topic config {key_shown:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync, cleanup.policy, delete.retention.ms, min.compaction.lag.ms, max.compaction.lag.ms, min.cleanable.dirty.ratio, min.insync.replicas, replica.lag.time.max.ms, unclean.leader.election.enable, reassignment.throttle.bytes.per.sec")),
             }
+        }
+        if !crate::compaction::policy(configs).delete {
+            // compact alone: retention never deletes (the cleaner bounds the log).
+            log.retention_ms = None;
+            log.retention_bytes = None;
         }
         log.validate().map_err(|e| e.to_string())?;
         Ok(log)

@@ -4,6 +4,7 @@
 mod accept;
 mod background;
 mod cluster;
+mod compaction;
 mod config;
 mod conn;
 mod group;
@@ -466,6 +467,7 @@ async fn run_shard(
         .detach();
     }
     glommio::spawn_local(background::housekeeping(shard.clone(), stopping.clone())).detach();
+    glommio::spawn_local(compaction::run(shard.clone(), stopping.clone())).detach();
     if shard.cluster.is_some() {
         glommio::spawn_local(replication::run(shard.clone())).detach();
     }

@@ -125,6 +125,10 @@ pub struct Metrics {
     pub group_lag: Family<GroupPartitionLabel, Gauge>,
     /// fdatasync calls, all partitions.
     pub fsyncs: Counter,
+    /// Bytes the log cleaner read.
+    pub cleaner_bytes_read: Counter,
+    /// Bytes the log cleaner took off the disk (segment bytes before minus after).
+    pub cleaner_bytes_reclaimed: Counter,
     /// Time in fdatasync, all partitions.
     pub fsync_seconds: Counter<f64, AtomicU64>,
     /// Cluster mode: the controller leader this node knows of (-1: none).
@@ -204,6 +208,8 @@ impl Metrics {
             group_committed_offset: Family::default(),
             group_lag: Family::default(),
             fsyncs: Counter::default(),
+            cleaner_bytes_read: Counter::default(),
+            cleaner_bytes_reclaimed: Counter::default(),
             fsync_seconds: Counter::default(),
             cluster_controller_leader: Gauge::default(),
             cluster_controller_term: Gauge::default(),
@@ -365,6 +371,16 @@ impl Metrics {
             m.group_lag.clone(),
         );
         registry.register("fsyncs", "fdatasync calls", m.fsyncs.clone());
+        registry.register(
+            "cleaner_bytes_read",
+            "Bytes the log cleaner read (compacted topics)",
+            m.cleaner_bytes_read.clone(),
+        );
+        registry.register(
+            "cleaner_bytes_reclaimed",
+            "Segment bytes the log cleaner removed",
+            m.cleaner_bytes_reclaimed.clone(),
+        );
         registry.register(
             "fsync_seconds",
             "Time spent in fdatasync",

@@ -1,6 +1,7 @@
 """kafka-python against Keel's Kafka listener, from the client's public API.
 
-Phases as in confluent_kafka_test.py: `main`, `commit`, `resume`."""
+Phases as in confluent_kafka_test.py: `main`, `commit`, `resume`; and `compacted` (a topic
+with cleanup.policy=compact: the latest value of every key read back after cleaning)."""
 import os
 import sys
 import time
@@ -153,5 +154,48 @@ def resume():
     check(len(got) == 12, f"resumed with the remaining 12 records (got {len(got)})")
 
 
-{"main": main, "commit": commit, "resume": resume}[phase]()
+def compacted():
+    topic = f"{prefix}-compacted"
+    ADMIN.create_topics([NewTopic(topic, 1, 1, topic_configs={
+        "cleanup.policy": "compact", "segment.bytes": "16384",
+        "min.cleanable.dirty.ratio": "0.01"})])
+    deadline = time.time() + 10
+    while topic not in ADMIN.list_topics():
+        check(time.time() < deadline, f"{topic} appears in metadata")
+        time.sleep(0.1)
+    keys, rounds = 30, 100
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    for r in range(rounds):
+        for k in range(keys):
+            p.send(topic, key=f"key-{k}".encode(), value=f"value-{r}-{'x' * 50}".encode())
+    p.flush()
+    written = keys * rounds
+    try:
+        p.send(topic, key=None, value=b"no key").get(timeout=10)
+        check(False, "a record without a key is refused by a compacted topic")
+    except Exception as e:  # kafka-python raises InvalidRecordError (87)
+        check("InvalidRecord" in type(e).__name__ or "87" in str(e),
+              f"a record without a key is refused with INVALID_RECORD ({type(e).__name__}: {e})")
+    p.close()
+    latest = {f"key-{k}".encode(): f"value-{rounds - 1}-{'x' * 50}".encode() for k in range(keys)}
+    deadline = time.time() + 60
+    while True:
+        c = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                          enable_auto_commit=False, consumer_timeout_ms=3000)
+        got = list(c)
+        c.close()
+        seen = {}
+        for m in got:
+            seen[m.key] = m.value
+        offsets = [m.offset for m in got]
+        check(offsets == sorted(set(offsets)), "offsets only grow")
+        if len(got) < written // 2:
+            break
+        check(time.time() < deadline, f"the cleaner removed old values ({len(got)} of {written} left)")
+        time.sleep(1)
+    check(seen == latest, "the latest value of every key is read back")
+    print(f"COMPACTED {len(got)} of {written} records left", flush=True)
+
+
+{"main": main, "commit": commit, "resume": resume, "compacted": compacted}[phase]()
 print("PASSED", flush=True)

@@ -62,7 +62,10 @@ impl Log {
             )));
         }
         let count = i64::from(view.last_offset_delta()) + 1;
-        if i64::from(view.records_count()) != count {
+        let records = i64::from(view.records_count());
+        // A leader's cleaned batch keeps its offsets with fewer records in them.
+        let cleaned = matches!(stamp, Stamp::Verbatim) && records > 0 && records < count;
+        if records != count && !cleaned {
             // The offsets a batch takes follow last_offset_delta; a count that disagrees
             // would make readers and the log see different offsets.
             return Err(Error::InvalidAppend(format!(
@@ -95,7 +98,7 @@ impl Log {
                 .insert(base, Segment::new(base, config.index_interval_bytes));
         }
 
-        let base_offset = state.log_end;
+        let mut base_offset = state.log_end;
         let epoch = match stamp {
             Stamp::Leader => {
                 // Never below an epoch already in the log (a log once replicated, now
@@ -106,12 +109,15 @@ impl Log {
                 epoch
             }
             Stamp::Verbatim => {
-                if view.base_offset() != base_offset {
+                // A leader's cleaned log has gaps where whole batches were removed: a batch
+                // may start past the log end, never before it.
+                if view.base_offset() < base_offset {
                     return Err(Error::InvalidAppend(format!(
                         "replicated batch at offset {} but the log ends at {base_offset}",
                         view.base_offset()
                     )));
                 }
+                base_offset = view.base_offset();
                 view.partition_leader_epoch()
             }
         };

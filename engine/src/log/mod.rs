@@ -269,8 +269,14 @@ impl Log {
             .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-            if let Some(base) = entry.file_name().to_str().and_then(parse_log_file_name) {
+            let name = entry.file_name();
+            let name = name.to_str().unwrap_or_default();
+            if let Some(base) = parse_log_file_name(name) {
                 bases.push(base);
+            } else if name.ends_with(".cleaned") {
+                // A cleaned copy a crash left before it was swapped in: the segment it was
+                // made from is still there.
+                io::remove_file(&entry.path()).await?;
             }
         }
         bases.sort_unstable();
@@ -466,6 +472,7 @@ impl Log {
 }
 
 mod append;
+mod clean;
 mod epochs;
 mod flush;
 mod read;
@@ -475,6 +482,7 @@ mod resume;
 mod trim;
 mod types;
 
+pub use clean::{CleanConfig, CleanStats};
 pub use types::{
     AppendInfo, Clock, FileRange, LogStats, ManualClock, ReadData, ReadResult, SystemClock,
 };

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// One try at a read.
+enum Attempt {
+    Read(ReadResult),
+    /// The segment's data file was swapped by the cleaner meanwhile.
+    Swapped,
+    /// Read from this offset (the next segment's first) instead.
+    Next(i64),
+}
+
 impl Log {
     /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (at
     /// least one batch, as Kafka does), never past the high watermark and never across a
@@ -17,10 +26,23 @@ impl Log {
     /// replicating) by the log end.
     pub(super) async fn read_below(
         &self,
-        offset: i64,
+        mut offset: i64,
         max_bytes: u64,
         to_log_end: bool,
     ) -> Result<ReadResult> {
+        loop {
+            match self.read_attempt(offset, max_bytes, to_log_end).await? {
+                Attempt::Read(result) => return Ok(result),
+                // The cleaner swapped the segment in while this read opened it: again.
+                Attempt::Swapped => continue,
+                // Nothing at or after `offset` in its segment (the cleaner removed the
+                // records at its end): the next segment has the next records.
+                Attempt::Next(next) => offset = next,
+            }
+        }
+    }
+
+    async fn read_attempt(&self, offset: i64, max_bytes: u64, to_log_end: bool) -> Result<Attempt> {
         let plan =
             {
                 let mut guard = self.shared.state.borrow_mut();
@@ -44,7 +66,7 @@ impl Log {
                     state.high_watermark
                 };
                 if offset >= bound {
-                    return Ok(result(ReadData::Empty));
+                    return Ok(Attempt::Read(result(ReadData::Empty)));
                 }
                 if state
                     .tail
@@ -69,7 +91,7 @@ impl Log {
                     assert!(!chunks.is_empty(), "offset below the bound is in the cache");
                     let answer = result(ReadData::Memory(chunks));
                     state.stats.reads_memory += 1;
-                    return Ok(answer);
+                    return Ok(Attempt::Read(answer));
                 }
                 let tail_front = state.tail.front().map(|c| (c.segment_base, c.position));
                 let (_, segment) = state.segments.range_mut(..=offset).next_back().ok_or(
@@ -99,10 +121,11 @@ impl Log {
                     .clone()
                     .or_else(|| segment.writer.as_ref().map(|w| w.file()));
                 let header = (state.high_watermark, state.log_start, state.log_end);
+                let generation = segment.generation;
                 state.stats.reads_file += 1;
                 (
                     path,
-                    segment.base_offset,
+                    (segment.base_offset, generation),
                     reader,
                     send_file,
                     scan_from,
@@ -112,7 +135,7 @@ impl Log {
             };
         let (
             path,
-            segment_base,
+            (segment_base, generation),
             reader,
             send_file,
             scan_from,
@@ -135,15 +158,27 @@ impl Log {
                 reader
             }
         };
-        let Some((start, first_len)) =
-            find_batch(&reader, &path, scan_from, cap, |_, last, _| last >= offset).await?
-        else {
-            return Ok(ReadResult {
+        let found = find_batch(&reader, &path, scan_from, cap, |_, last, _| last >= offset).await?;
+        let state = self.shared.state.borrow();
+        if state.segments.get(&segment_base).map(|s| s.generation) != Some(generation) {
+            return Ok(Attempt::Swapped);
+        }
+        let Some((start, first_len)) = found else {
+            let bound = if to_log_end { log_end } else { high_watermark };
+            let next = state
+                .segments
+                .range(segment_base + 1..)
+                .next()
+                .map(|(b, _)| *b);
+            if let Some(next) = next.filter(|next| *next > offset && *next < bound) {
+                return Ok(Attempt::Next(next));
+            }
+            return Ok(Attempt::Read(ReadResult {
                 data: ReadData::Empty,
                 high_watermark,
                 log_start_offset: log_start,
                 log_end_offset: log_end,
-            });
+            }));
         };
         let limit = start.saturating_add(max_bytes);
         let end = if cap <= limit {
@@ -152,7 +187,6 @@ impl Log {
             // Index entries are batch starts, so any entry within the budget ends a run of
             // whole batches; with none (or the segment deleted meanwhile), the first batch
             // alone is returned.
-            let state = self.shared.state.borrow();
             state
                 .segments
                 .get(&segment_base)
@@ -169,12 +203,12 @@ impl Log {
             position: start,
             len: end - start,
         };
-        Ok(ReadResult {
+        Ok(Attempt::Read(ReadResult {
             data: ReadData::File(range),
             high_watermark,
             log_start_offset: log_start,
             log_end_offset: log_end,
-        })
+        }))
     }
 
     /// The largest record timestamp below the high watermark (`None` for an empty log):

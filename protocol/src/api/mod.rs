@@ -234,6 +234,7 @@ error_codes! {
     NotEnoughReplicasAfterAppend = 40, "appended, but the in-sync replicas fell below min.insync.replicas before it was replicated: retry";
     CoordinatorLoadInProgress = 41, "the group's coordinator is loading its offsets after a leadership change: retry";
     CoordinatorNotAvailable = 42, "the group's coordinator cannot store offsets now (too few in-sync replicas): retry";
+    InvalidRecord = 43, "a record the topic does not take (a compacted topic needs a key on every record)";
 }
 
 /// A key-value config entry.

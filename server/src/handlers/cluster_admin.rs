@@ -153,12 +153,18 @@ pub async fn alter(
     change(shard, name, request).await
 }
 
-/// Configs of `__consumer_offsets`: never trimmed by time or size.
+/// Configs of `__consumer_offsets`: compacted (the latest commit per key), never trimmed by
+/// time or size, in segments small enough for the cleaner to reach (Kafka's 100 MiB).
 pub fn offsets_topic_configs() -> Vec<(String, String)> {
-    ["retention.ms", "retention.bytes"]
-        .into_iter()
-        .map(|key| (key.to_owned(), "-1".to_owned()))
-        .collect()
+    [
+        ("cleanup.policy", "compact"),
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("segment.bytes", "16777216"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect()
 }
 
 /// The group's coordinator: `Ok(node id, address)`, or the error to answer.

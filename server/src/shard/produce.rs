@@ -22,6 +22,11 @@ impl Shard {
         };
         // Split the record set into batches and check every one before appending any, so a
         // bad batch never leaves part of a request stored.
+        let needs_keys = self
+            .registry
+            .read()
+            .get(topic)
+            .is_some_and(|t| crate::compaction::needs_keys(&t.configs));
         let mut batches = Vec::new();
         let mut rest = &records[..];
         while !rest.is_empty() {
@@ -34,8 +39,13 @@ impl Shard {
             }
             let valid = BatchView::new_verified(&rest[..total.min(rest.len())])
                 .and_then(|view| view.validate_records(self.config.batch_decompressed_bytes_max));
-            if rest.len() < total || valid.is_err() {
-                return failed(ErrorCode::CorruptMessage);
+            match valid {
+                Ok(summary) if rest.len() >= total => {
+                    if needs_keys && summary.null_keys > 0 {
+                        return failed(ErrorCode::InvalidRecord);
+                    }
+                }
+                _ => return failed(ErrorCode::CorruptMessage),
             }
             batches.push(BytesMut::from(&rest[..total]));
             rest = &rest[total..];
