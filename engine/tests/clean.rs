@@ -26,7 +26,8 @@ fn config() -> LogConfig {
         fsync: FsyncPolicy::Always,
         retention_ms: None,
         segment_ms: None,
-        tail_cache_bytes: 4 * 1024,
+        // Large enough to hold cleaned segments too: their cached copies must go.
+        tail_cache_bytes: 64 * 1024,
         ..LogConfig::default()
     }
 }

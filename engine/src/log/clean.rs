@@ -123,15 +123,14 @@ impl Log {
         Ok(Some(stats))
     }
 
-    /// The cleanable prefix of the log: sealed, finalized segments below the high watermark
-    /// and the tail cache, every record older than the minimum lag.
+    /// The cleanable prefix of the log: sealed, finalized segments below the high watermark,
+    /// every record older than the minimum lag.
     fn cleanable(&self, now: i64, config: &CleanConfig) -> Vec<Cleanable> {
         let state = self.shared.state.borrow();
         if state.offline.is_some() || state.status != Status::Open {
             return Vec::new();
         }
         let bound = state.high_watermark.min(state.durable_end);
-        let tail_segment = state.tail.front().map_or(i64::MAX, |c| c.segment_base);
         let newest = now.saturating_sub(config.min_compaction_lag_ms);
         let count = state.segments.len().saturating_sub(1);
         state
@@ -139,11 +138,7 @@ impl Log {
             .values()
             .take(count)
             .take_while(|s| {
-                s.sealed
-                    && s.finalized
-                    && s.next_offset <= bound
-                    && s.base_offset < tail_segment
-                    && s.max_timestamp <= newest
+                s.sealed && s.finalized && s.next_offset <= bound && s.max_timestamp <= newest
             })
             .map(|s| Cleanable {
                 base: s.base_offset,
@@ -301,6 +296,15 @@ impl Log {
                 // not what the log holds any more.
                 drop(state);
                 return io::remove_file(cleaned).await;
+            }
+            // The tail cache's copies of this segment's batches (and of any before it) go:
+            // their file positions are the old file's.
+            while let Some(front) = state.tail.front() {
+                if front.segment_base > base {
+                    break;
+                }
+                state.tail_bytes -= front.bytes.len() as u64;
+                state.tail.pop_front();
             }
             let current = state.segments.get_mut(&base).expect("checked above");
             io::rename(cleaned, &log_path(&dir, base))?;
