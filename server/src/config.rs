@@ -82,7 +82,7 @@ struct File {
     connections_max: Option<usize>,
     partitions_max: Option<u32>,
     tail_cache_bytes: Option<u64>,
-    offsets_compaction_records: Option<u64>,
+    offsets_segment_bytes: Option<u64>,
     offsets_topic_replication_factor: Option<u32>,
     log_cleaner_backoff_ms: Option<u64>,
     log_cleaner_dedupe_buffer_bytes: Option<usize>,
@@ -124,8 +124,8 @@ pub struct Config {
     pub connections_max: usize,
     /// Partitions per broker.
     pub partitions_max: u32,
-    /// Compact `__consumer_offsets` after this many commits (records).
-    pub offsets_compaction_records: u64,
+    /// Segment size of `__consumer_offsets` (the cleaner compacts sealed segments only).
+    pub offsets_segment_bytes: u64,
     /// Cluster mode: copies of each `__consumer_offsets` partition (fewer when fewer
     /// brokers are live when it is made).
     pub offsets_replication_factor: u32,
@@ -220,7 +220,7 @@ impl Config {
             batch_bytes_max: file.batch_bytes_max.unwrap_or(8 << 20),
             connections_max: file.connections_max.unwrap_or(10_000),
             partitions_max: file.partitions_max.unwrap_or(100_000),
-            offsets_compaction_records: file.offsets_compaction_records.unwrap_or(10_000).max(1),
+            offsets_segment_bytes: file.offsets_segment_bytes.unwrap_or(16 << 20).max(4096),
             offsets_replication_factor: file.offsets_topic_replication_factor.unwrap_or(3).max(1),
             // A test knob may shorten the pause (`KEEL_LOG_CLEANER_BACKOFF_MS`).
             log_cleaner_backoff_ms: std::env::var("KEEL_LOG_CLEANER_BACKOFF_MS")

@@ -255,16 +255,15 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         // The cluster's replicated `__consumer_offsets` comes from the metadata.
         offsets_migration::set_local_offsets_aside(&config.data_dir, &mut registry)?;
     } else {
-        // Committed offsets of consumer groups live in this internal topic. Its own
-        // compaction bounds it; broker-wide retention must never trim it.
+        // Committed offsets of consumer groups live in this internal topic, compacted
+        // by the cleaner; broker-wide retention must never trim it.
         let found = registry.get(handlers::groups::OFFSETS_TOPIC).cloned();
         let mut offsets = found.clone().unwrap_or(registry::TopicEntry {
             partitions: 1,
             configs: std::collections::BTreeMap::new(),
         });
-        for key in ["retention.ms", "retention.bytes"] {
-            offsets.configs.insert(key.to_owned(), "-1".to_owned());
-        }
+        let configs = handlers::cluster_admin::offsets_topic_configs(config.offsets_segment_bytes);
+        offsets.configs.extend(configs);
         if found.as_ref() != Some(&offsets) {
             registry.put(handlers::groups::OFFSETS_TOPIC, offsets)?;
         }

@@ -154,16 +154,16 @@ pub async fn alter(
 }
 
 /// Configs of `__consumer_offsets`: compacted (the latest commit per key), never trimmed by
-/// time or size, in segments small enough for the cleaner to reach (Kafka's 100 MiB).
-pub fn offsets_topic_configs() -> Vec<(String, String)> {
+/// time or size, in segments of `offsets_segment_bytes` (Kafka's default is 100 MiB).
+pub fn offsets_topic_configs(segment_bytes: u64) -> Vec<(String, String)> {
     [
-        ("cleanup.policy", "compact"),
-        ("retention.ms", "-1"),
-        ("retention.bytes", "-1"),
-        ("segment.bytes", "16777216"),
+        ("cleanup.policy", "compact".to_owned()),
+        ("retention.ms", "-1".to_owned()),
+        ("retention.bytes", "-1".to_owned()),
+        ("segment.bytes", segment_bytes.to_string()),
     ]
     .into_iter()
-    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .map(|(key, value)| (key.to_owned(), value))
     .collect()
 }
 
@@ -181,7 +181,7 @@ pub async fn coordinator(shard: &Rc<Shard>, group: &str) -> Result<(u32, String)
             name: OFFSETS_TOPIC.to_owned(),
             partitions: OFFSETS_PARTITIONS,
             replication_factor: shard.config.offsets_replication_factor.min(live),
-            configs: offsets_topic_configs(),
+            configs: offsets_topic_configs(shard.config.offsets_segment_bytes),
         };
         match crate::cluster::change(shard, request).await {
             Ok(_) | Err(ControllerError::TopicExists(_)) => {}

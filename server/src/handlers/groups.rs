@@ -31,10 +31,9 @@ pub struct GroupService {
     pub(crate) classic_waiting:
         RefCell<HashMap<Token, oneshot::Sender<crate::group::classic::Answer>>>,
     pub(crate) next_token: Cell<Token>,
-    /// Commits and compactions of `__consumer_offsets` take turns, so a snapshot never
-    /// lands after a newer commit.
+    /// Commits to `__consumer_offsets` take turns, so a group's commits are stored in the
+    /// order they were checked.
     pub(crate) offsets_writer: glommio::sync::Semaphore,
-    records_since_compaction: Cell<u64>,
     ticks: Cell<u64>,
     /// Which groups this broker coordinates now (`coordination.rs`).
     pub(crate) ownership: RefCell<crate::group::ownership::Ownership>,
@@ -55,7 +54,6 @@ impl GroupService {
             classic_waiting: RefCell::default(),
             next_token: Cell::new(1),
             offsets_writer: glommio::sync::Semaphore::new(1),
-            records_since_compaction: Cell::new(0),
             ticks: Cell::new(0),
             ownership: RefCell::new(ownership),
         }
@@ -131,53 +129,6 @@ impl GroupService {
                 .group_lag
                 .get_or_create(&label)
                 .set(high_watermark.saturating_sub(offset).max(0));
-        }
-    }
-
-    /// Rewrites `__consumer_offsets` as one snapshot of the latest offset per key once enough
-    /// commits have accumulated: the broker's compaction of the topic.
-    async fn maybe_compact(&self, shard: &Rc<Shard>) {
-        // A replicated offsets partition is not rewritten by one replica: the log cleaner
-        // (cleanup.policy=compact) is what bounds it there.
-        if shard.cluster.is_some()
-            || self.records_since_compaction.get() < shard.config.offsets_compaction_records
-        {
-            return;
-        }
-        let entries = self.coordinator.borrow().all_offsets();
-        let mut batches = Vec::new();
-        for chunk in entries.chunks(1000) {
-            let mut builder = BatchBuilder::new();
-            for (group, topic, partition, offset) in chunk {
-                builder.push(NewRecord {
-                    timestamp: now_ms(),
-                    key: Some(Bytes::from(offset_key(group, topic, *partition))),
-                    value: Some(Bytes::copy_from_slice(&offset.to_be_bytes())),
-                    headers: Vec::new(),
-                });
-            }
-            match builder.build() {
-                Ok(batch) => batches.push(Bytes::from(batch)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "not compacting {OFFSETS_TOPIC}");
-                    return;
-                }
-            }
-        }
-        let owner = owner(OFFSETS_TOPIC, 0, shard.shards());
-        match shard
-            .call(
-                owner,
-                Job::Compact {
-                    topic: OFFSETS_TOPIC.into(),
-                    partition: 0,
-                    batches,
-                },
-            )
-            .await
-        {
-            Reply::Done(Ok(())) => self.records_since_compaction.set(0),
-            other => tracing::warn!(?other, "compacting {OFFSETS_TOPIC} failed"),
         }
     }
 }
@@ -403,9 +354,6 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                                         );
                                     }
                                 }
-                                let since = service.records_since_compaction.get() + records_count;
-                                service.records_since_compaction.set(since);
-                                service.maybe_compact(shard).await;
                                 ErrorCode::None
                             }
                             Reply::Produced(result) => commit_error(result.error),

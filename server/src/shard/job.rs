@@ -82,13 +82,6 @@ pub enum Job {
         partition: u32,
         offset: i64,
     },
-    /// Compaction by snapshot: seal the active segment, append `batches` (the latest value
-    /// of every key), then delete every segment entirely before them.
-    Compact {
-        topic: String,
-        partition: u32,
-        batches: Vec<Bytes>,
-    },
 }
 
 /// The owner's answer to a [`Job`].

@@ -302,34 +302,6 @@ impl Shard {
                 partition,
                 offset,
             } => self.delete_records(&topic, partition, offset).await,
-            Job::Compact {
-                topic,
-                partition,
-                batches,
-            } => {
-                let Some(log) = self.log(&topic, partition) else {
-                    return Reply::Done(Err((
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("{topic}-{partition}"),
-                    )));
-                };
-                let compacted = async {
-                    log.roll().await?;
-                    let snapshot_base = log.log_end_offset();
-                    for batch in batches {
-                        log.append(BytesMut::from(&batch[..])).await?;
-                    }
-                    log.delete_before(snapshot_base).await
-                }
-                .await;
-                Reply::Done(match compacted {
-                    Ok(deleted) => {
-                        tracing::info!(%topic, partition, segments = deleted.len(), "compacted");
-                        Ok(())
-                    }
-                    Err(e) => Err(storage_error(&e)),
-                })
-            }
             Job::KafkaGroup(job) => {
                 Reply::KafkaGroup(Box::pin(crate::kafka::groups::serve_job(self, job)).await)
             }
