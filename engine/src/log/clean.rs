@@ -285,18 +285,22 @@ impl Log {
         // to mislead it: recovery rebuilds the index from whichever it finds.
         io::remove_file(&index_path(&dir, base)).await?;
         io::remove_file(&time_index_path(&dir, base)).await?;
+        let unchanged = {
+            let state = self.shared.state.borrow();
+            state.status == Status::Open
+                && state
+                    .segments
+                    .get(&base)
+                    .is_some_and(|s| s.sealed && s.finalized && s.size == segment.size)
+        };
+        if !unchanged {
+            // Retention deleted it, or a truncation cut it, meanwhile: the copy is not what
+            // the log holds any more.
+            return io::remove_file(cleaned).await;
+        }
         {
+            // No await from the check to the swap: the segment is still the one checked.
             let mut state = self.shared.state.borrow_mut();
-            let unchanged = state
-                .segments
-                .get(&base)
-                .is_some_and(|s| s.sealed && s.finalized && s.size == segment.size);
-            if !unchanged || state.status != Status::Open {
-                // Retention deleted it, or a truncation cut it, meanwhile: the copy is
-                // not what the log holds any more.
-                drop(state);
-                return io::remove_file(cleaned).await;
-            }
             // The tail cache's copies of this segment's batches (and of any before it) go:
             // their file positions are the old file's.
             while let Some(front) = state.tail.front() {
