@@ -78,6 +78,9 @@ pub struct LoadArgs {
     /// Consumer group (default: keel-bench-PID).
     #[arg(long)]
     pub(crate) group: Option<String>,
+    /// Key each message with one of this many keys, in turn (a compacted topic needs keys).
+    #[arg(long)]
+    pub(crate) keys: Option<u64>,
 }
 
 /// Latencies overall and per second of the run.
@@ -173,6 +176,7 @@ async fn produce(
             .build()
             .await
             .with_context(|| format!("producer {producer_index}"))?;
+        let keys = args.keys.filter(|k| *k > 0);
         let (topic, size, stop, progress, latency) = (
             args.topic.clone(),
             args.message_size.max(8),
@@ -214,7 +218,11 @@ async fn produce(
                 } else {
                     filler.clone()
                 };
-                let record = ProducerRecord::new(topic.as_str(), value);
+                let mut record = ProducerRecord::new(topic.as_str(), value);
+                if let Some(keys) = keys {
+                    let key = (producer_index as u64 * 1_000_003 + sent) % keys;
+                    record = record.key(format!("key-{key}"));
+                }
                 let (latency, progress) = (latency.clone(), progress.clone());
                 producer
                     .send_with_callback(record, move |result| {

@@ -404,6 +404,7 @@ fn load_args(address: &str, workload: &Workload) -> LoadArgs {
         quiet: true,
         plot: None,
         group: Some(format!("suite-{}", workload.key)),
+        keys: None,
     }
 }
 

@@ -54,6 +54,11 @@ pub(crate) async fn yield_to_reactor() {
     glommio::executor().yield_task_queue_now().await;
 }
 
+/// Lets other task queues run if this one has had its share of the CPU (cheap when not).
+pub(crate) async fn yield_if_needed() {
+    glommio::yield_if_needed().await;
+}
+
 /// Sleeps on the current executor's timer.
 pub(crate) async fn sleep(duration: std::time::Duration) {
     glommio::timer::sleep(duration).await;

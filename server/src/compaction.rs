@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// The cleaner's share of a shard's CPU when other work waits (the default queue has
+/// 1,000).
+pub const CPU_SHARES: usize = 50;
+
 /// Kafka's topic config naming the policy.
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
 const DELETE_RETENTION: &str = "delete.retention.ms";
@@ -94,6 +98,7 @@ pub fn policy(configs: &BTreeMap<String, String>) -> Policy {
                 .get(DIRTY_RATIO)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(defaults.min_cleanable_dirty_ratio),
+            io_bytes_per_second: defaults.io_bytes_per_second,
         },
     }
 }
@@ -107,6 +112,7 @@ pub fn needs_keys(configs: &BTreeMap<String, String>) -> bool {
 pub async fn run(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
     let backoff = Duration::from_millis(shard.config.log_cleaner_backoff_ms);
     let map_bytes = shard.config.log_cleaner_dedupe_buffer_bytes / shard.shards().max(1);
+    let io_rate = shard.config.log_cleaner_io_bytes_per_second / shard.shards().max(1) as u64;
     // Made when the shard first owns a compacted partition.
     let mut map: Option<OffsetMap> = None;
     while !stopping.get() {
@@ -121,7 +127,11 @@ pub async fn run(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
             }
             let map = map.get_or_insert_with(|| OffsetMap::new(map_bytes));
             let started = Instant::now();
-            match log.clean(map, &policy.clean).await {
+            let clean = CleanConfig {
+                io_bytes_per_second: io_rate,
+                ..policy.clean
+            };
+            match log.clean(map, &clean).await {
                 Ok(Some(stats)) => {
                     let took = started.elapsed();
                     shard.metrics.cleaner_bytes_read.inc_by(stats.bytes_read);
@@ -133,6 +143,7 @@ pub async fn run(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
                         %topic,
                         partition,
                         segments = stats.segments_rewritten,
+                        bytes_read = stats.bytes_read,
                         bytes_before = stats.bytes_before,
                         bytes_after = stats.bytes_after,
                         records_dropped = stats.records_dropped,

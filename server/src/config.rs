@@ -86,6 +86,7 @@ struct File {
     offsets_topic_replication_factor: Option<u32>,
     log_cleaner_backoff_ms: Option<u64>,
     log_cleaner_dedupe_buffer_bytes: Option<usize>,
+    log_cleaner_io_bytes_per_second: Option<u64>,
     batch_decompressed_bytes_max: Option<usize>,
     requests_bytes_max: Option<usize>,
     connection_requests_max: Option<usize>,
@@ -133,6 +134,8 @@ pub struct Config {
     pub log_cleaner_backoff_ms: u64,
     /// Memory of the cleaners' offset maps, broker-wide (shared out over the shards).
     pub log_cleaner_dedupe_buffer_bytes: usize,
+    /// Bytes a second the cleaners read, broker-wide (shared out over the shards).
+    pub log_cleaner_io_bytes_per_second: u64,
     /// Largest decompressed records section of one produced batch the broker checks.
     pub batch_decompressed_bytes_max: usize,
     /// Bytes of requests read but not yet answered, broker-wide; past it shards stop
@@ -233,6 +236,10 @@ impl Config {
                 .log_cleaner_dedupe_buffer_bytes
                 .unwrap_or(32 << 20)
                 .max(1 << 10),
+            log_cleaner_io_bytes_per_second: file
+                .log_cleaner_io_bytes_per_second
+                .unwrap_or(64 << 20)
+                .max(1 << 20),
             batch_decompressed_bytes_max: file.batch_decompressed_bytes_max.unwrap_or(32 << 20),
             requests_bytes_max: file.requests_bytes_max.unwrap_or(256 << 20),
             connection_requests_max: file.connection_requests_max.unwrap_or(64),

@@ -466,7 +466,19 @@ async fn run_shard(
         .detach();
     }
     glommio::spawn_local(background::housekeeping(shard.clone(), stopping.clone())).detach();
-    glommio::spawn_local(compaction::run(shard.clone(), stopping.clone())).detach();
+    // The cleaner runs in a task queue of its own with a small share of the shard's CPU:
+    // produce and fetch come first.
+    let cleaner_queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(compaction::CPU_SHARES),
+        glommio::Latency::NotImportant,
+        "log-cleaner",
+    );
+    glommio::spawn_local_into(
+        compaction::run(shard.clone(), stopping.clone()),
+        cleaner_queue,
+    )
+    .map_err(|e| anyhow::anyhow!("starting the log cleaner: {e}"))?
+    .detach();
     if shard.cluster.is_some() {
         glommio::spawn_local(replication::run(shard.clone())).detach();
     }

@@ -31,6 +31,9 @@ pub struct CleanConfig {
     pub max_compaction_lag_ms: i64,
     /// Clean once the dirty part is at least this share of the cleanable bytes.
     pub min_cleanable_dirty_ratio: f64,
+    /// Most bytes a second the cleaner reads (`u64::MAX`: unpaced), so that cleaning
+    /// does not take the device and CPU from produce and fetch.
+    pub io_bytes_per_second: u64,
 }
 
 impl Default for CleanConfig {
@@ -40,6 +43,7 @@ impl Default for CleanConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: 0.5,
+            io_bytes_per_second: u64::MAX,
         }
     }
 }
@@ -59,12 +63,44 @@ pub struct CleanStats {
     pub records_dropped: u64,
     /// Where the next pass's dirty part starts.
     pub checkpoint: i64,
+    pace: Pace,
+}
+
+/// The cleaner's read pacing: at most `rate` bytes a second over the pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pace {
+    rate: u64,
+    started: Instant,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace::new(u64::MAX)
+    }
+}
+
+impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace {
+            rate: rate.max(1),
+            started: Instant::now(),
+        }
+    }
+
+    /// How long to wait, having read `bytes` in this pass, to stay within the rate.
+    fn wait(&self, bytes: u64) -> Option<Duration> {
+        if self.rate == u64::MAX {
+            return None;
+        }
+        let due = Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+        due.checked_sub(self.started.elapsed())
+    }
 }
 
 /// The file holding the offset the dirty part starts at.
 const CHECKPOINT: &str = "cleaner-offset-checkpoint";
-/// Bytes read per step.
-const READ_CHUNK: u64 = 1 << 20;
+/// Bytes read per step (then other work of the shard may run).
+const READ_CHUNK: u64 = 256 << 10;
 /// A write's size bound, as the writer wants it (whole pages; the writes here are never
 /// split: each is one read chunk's kept batches).
 const WRITE_CHUNK_ALIGNED: u64 = 1 << 30;
@@ -112,7 +148,10 @@ impl Log {
         if !due(&segments, &dirty, now, config) {
             return Ok(None);
         }
-        let mut stats = CleanStats::default();
+        let mut stats = CleanStats {
+            pace: Pace::new(config.io_bytes_per_second),
+            ..CleanStats::default()
+        };
         map.clear();
         let map_end = self.build_map(&dirty, checkpoint, map, &mut stats).await?;
         for segment in segments.iter().filter(|s| s.base < map_end) {
@@ -174,6 +213,7 @@ impl Log {
             while let Some(chunk) = batches.next(stats).await? {
                 for batch in chunk {
                     let view = BatchView::new(&batch).map_err(invalid)?;
+                    io::yield_if_needed().await;
                     for record in view.records().map_err(invalid)? {
                         let Some(key) = record.key.filter(|_| record.offset >= from) else {
                             continue;
@@ -214,6 +254,7 @@ impl Log {
         let mut batches = SegmentBatches::open(&self.shared.dir, segment).await?;
         while let Some(chunk) = batches.next(stats).await? {
             for batch in chunk {
+                io::yield_if_needed().await;
                 let view = BatchView::new(&batch).map_err(invalid)?;
                 dropping |= retain_records(&view, keep).map_err(invalid)? != Retained::All;
             }
@@ -233,6 +274,7 @@ impl Log {
         while let Some(chunk) = batches.next(stats).await? {
             let mut kept_batches = Vec::with_capacity(chunk.len());
             for batch in chunk {
+                io::yield_if_needed().await;
                 let view = BatchView::new(&batch).map_err(invalid)?;
                 let before = view.records_count().max(0) as u64;
                 match retain_records(&view, keep).map_err(invalid)? {
@@ -390,6 +432,9 @@ impl SegmentBatches {
         let chunk = io::read_exact(&self.file, &self.path, self.position, len as usize).await?;
         self.position += len;
         stats.bytes_read += len;
+        if let Some(wait) = stats.pace.wait(stats.bytes_read) {
+            io::sleep(wait).await;
+        }
         self.pending.extend_from_slice(&chunk);
         let mut batches = Vec::new();
         let mut at = 0;
