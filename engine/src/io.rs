@@ -18,8 +18,8 @@ mod sim {
     pub(crate) fn created(_: &Path) -> std::io::Result<()> {
         Ok(())
     }
-    pub(crate) fn write(_: &Path, _: u64, _: &[u8]) -> std::io::Result<()> {
-        Ok(())
+    pub(crate) fn write(_: &Path, _: u64, _: &[u8]) -> std::io::Result<Option<usize>> {
+        Ok(None)
     }
     pub(crate) fn truncate(_: &Path, _: u64) -> std::io::Result<()> {
         Ok(())
@@ -398,16 +398,38 @@ impl Submitter {
                 tracing::debug!(path = %self.path.display(), size, error = %e, "fallocate refused");
             }
         }
-        sim::write(&self.path, position, buffer.as_bytes())
+        let short = sim::write(&self.path, position, buffer.as_bytes())
             .map_err(|e| Error::io(format!("writing {} at {position}", self.path.display()), e))?;
-        let written = self
-            .file
-            .write_at(buffer, position)
-            .await
-            .map_err(glommio_io(format!(
-                "writing {} at {position}",
-                self.path.display()
-            )))?;
+        let written = match short {
+            // The simulated device took only whole sectors of the start: so does the file.
+            Some(kept) => {
+                let mut part = self.file.alloc_dma_buffer(kept.max(IO_ALIGN as usize));
+                part.as_bytes_mut()[..kept].copy_from_slice(&buffer.as_bytes()[..kept]);
+                if kept >= IO_ALIGN as usize {
+                    let aligned = kept / IO_ALIGN as usize * IO_ALIGN as usize;
+                    let mut whole = self.file.alloc_dma_buffer(aligned);
+                    whole
+                        .as_bytes_mut()
+                        .copy_from_slice(&part.as_bytes()[..aligned]);
+                    self.file
+                        .write_at(whole, position)
+                        .await
+                        .map_err(glommio_io(format!(
+                            "writing {} at {position}",
+                            self.path.display()
+                        )))?;
+                }
+                kept
+            }
+            None => self
+                .file
+                .write_at(buffer, position)
+                .await
+                .map_err(glommio_io(format!(
+                    "writing {} at {position}",
+                    self.path.display()
+                )))?,
+        };
         if written < total {
             let short = std::io::Error::new(
                 std::io::ErrorKind::WriteZero,
@@ -530,7 +552,15 @@ pub(crate) async fn write_small_file(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut buffer = file.alloc_dma_buffer(align_up(bytes.len() as u64) as usize);
         buffer.as_bytes_mut()[..bytes.len()].copy_from_slice(bytes);
         buffer.as_bytes_mut()[bytes.len()..].fill(0);
-        sim::write(path, 0, buffer.as_bytes()).map_err(|e| Error::io(context.clone(), e))?;
+        let short =
+            sim::write(path, 0, buffer.as_bytes()).map_err(|e| Error::io(context.clone(), e))?;
+        if let Some(kept) = short {
+            let short = std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short write: {kept} of {} bytes", bytes.len()),
+            );
+            return Err(Error::io(context, short));
+        }
         file.write_at(buffer, 0)
             .await
             .map_err(glommio_io(context.clone()))?;

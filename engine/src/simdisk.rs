@@ -14,7 +14,8 @@
 //! also fail with EIO, once (`fail_op`) or from the crash on (every operation after the
 //! crash fails, so nothing done after it can be acknowledged as durable by mistake), and the
 //! disk can fill (`full_from_op`): from then on creating and writing files fails with
-//! ENOSPC until [`free_space`].
+//! ENOSPC until [`free_space`]. One write can be cut short (`short_write_op`): only whole
+//! sectors of its start reach the file, as a device or file system may do.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,9 @@ pub struct SimConfig {
     /// The disk is full from this operation on (creates and writes fail with ENOSPC) until
     /// [`free_space`].
     pub full_from_op: Option<u64>,
+    /// This one operation, if a write, is short: only a part of it (whole sectors) reaches
+    /// the file, and the caller is told how much.
+    pub short_write_op: Option<u64>,
 }
 
 /// What happened during a run.
@@ -50,6 +54,8 @@ pub struct SimReport {
     pub failed: bool,
     /// Operations refused with ENOSPC.
     pub no_space: u64,
+    /// Writes cut short.
+    pub short_writes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -290,21 +296,26 @@ pub(crate) fn created(path: &Path) -> std::io::Result<()> {
     .unwrap_or(Ok(()))
 }
 
-/// A write was issued (before it reaches the real file).
-pub(crate) fn write(path: &Path, position: u64, data: &[u8]) -> std::io::Result<()> {
+/// A write was issued (before it reaches the real file). `Ok(Some(n))`: the write is
+/// short, only its first `n` bytes reach the file (the caller writes those alone).
+pub(crate) fn write(path: &Path, position: u64, data: &[u8]) -> std::io::Result<Option<usize>> {
     with(|disk| {
         disk.admit("write")?;
+        let short = (disk.config.short_write_op == Some(disk.report.ops) && data.len() > SECTOR)
+            .then(|| (disk.next_random() as usize % (data.len() / SECTOR)) * SECTOR);
+        let kept = short.unwrap_or(data.len());
+        disk.report.short_writes += u64::from(short.is_some());
         disk.files
             .entry(path.to_owned())
             .or_default()
             .pending
             .push(Op::Write {
                 position,
-                bytes: data.to_vec(),
+                bytes: data[..kept].to_vec(),
             });
-        Ok(())
+        Ok(short)
     })
-    .unwrap_or(Ok(()))
+    .unwrap_or(Ok(None))
 }
 
 /// A truncation was issued.

@@ -7,7 +7,8 @@
 //! byte for byte at its offset, recovery never serves a torn or corrupt batch (every batch
 //! read back passes its CRC, offsets are dense), and an injected EIO fails the appends it
 //! affects instead of acknowledging them, as does a full disk (ENOSPC until space is
-//! freed); the log then resumes (`Log::resume`) and what it acknowledges after that
+//! freed), or a write cut short (only its first sectors reach the file); the log then
+//! resumes (`Log::resume`) and what it acknowledges after that
 //! survives the crash too. `KEEL_SIM_SEEDS` sets the number of seeds
 //! (default 2,000) and `KEEL_SIM_SEED` runs one seed.
 
@@ -65,10 +66,11 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
     // Every run crashes; a third of them also fail one earlier operation with EIO, and a
     // third fill the disk before it (ENOSPC until the appenders free space).
     let crash_after = 20 + random(&mut rng) % 400;
-    let (mut fail_op, mut full_from_op) = (None, None);
-    match random(&mut rng) % 3 {
+    let (mut fail_op, mut full_from_op, mut short_write_op) = (None, None, None);
+    match random(&mut rng) % 4 {
         0 => fail_op = Some(1 + random(&mut rng) % crash_after),
         1 => full_from_op = Some(1 + random(&mut rng) % crash_after),
+        2 => short_write_op = Some(1 + random(&mut rng) % crash_after),
         _ => {}
     }
     simdisk::install(SimConfig {
@@ -76,6 +78,7 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
         crash_after_ops: Some(crash_after),
         fail_op,
         full_from_op,
+        short_write_op,
     });
     let log = Rc::new(Log::open(&live, config.clone()).await.expect("open"));
     let acked = Rc::new(RefCell::new(Vec::new()));
@@ -179,23 +182,25 @@ fn acknowledged_appends_survive_simulated_crashes_and_eio() {
     };
     let root = tempfile::tempdir().unwrap();
     let path = root.path().to_owned();
-    let (acked, failed, with_eio, syncs, resumed, no_space) = run(move || async move {
+    let (acked, failed, with_eio, syncs, resumed, no_space, short) = run(move || async move {
         let (mut acked, mut failed, mut with_eio, mut syncs) = (0usize, 0usize, 0usize, 0u64);
-        let (mut resumed, mut no_space) = (0, 0);
+        let (mut resumed, mut no_space, mut short) = (0, 0, 0);
         for seed in seeds {
             let outcome = one_seed(seed, &path).await;
             acked += outcome.acked.len();
             failed += outcome.failed;
             resumed += outcome.resumed;
             no_space += usize::from(outcome.report.no_space > 0);
+            short += usize::from(outcome.report.short_writes > 0);
             with_eio += usize::from(outcome.report.failed);
             syncs += outcome.report.syncs;
             assert!(outcome.report.crashed, "seed {seed}: every run crashes");
         }
-        (acked, failed, with_eio, syncs, resumed, no_space)
+        (acked, failed, with_eio, syncs, resumed, no_space, short)
     });
     eprintln!(
-        "simdisk: {acked} acknowledged appends checked, {failed} failed appends, {with_eio} runs with an injected EIO, {no_space} with a full disk, {resumed} resumes, {syncs} fdatasyncs"
+        "simdisk: {acked} acknowledged appends checked, {failed} failed appends, {with_eio} runs with an injected EIO, {no_space} with a full disk, {short} with a short write, {resumed} resumes, {syncs} fdatasyncs"
     );
     assert!(acked > 0 && failed > 0 && with_eio > 0 && no_space > 0 && syncs > 0 && resumed > 0);
+    assert!(short > 0, "some runs cut a write short");
 }

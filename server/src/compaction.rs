@@ -103,6 +103,33 @@ pub fn policy(configs: &BTreeMap<String, String>) -> Policy {
     }
 }
 
+/// The compaction configs of a topic, as set or their defaults (DescribeConfigs).
+pub fn effective(configs: &BTreeMap<String, String>) -> Vec<(&'static str, String)> {
+    let policy = policy(configs);
+    let words = match (policy.compact, policy.delete) {
+        (true, true) => "compact,delete",
+        (true, false) => "compact",
+        _ => "delete",
+    };
+    let millis = |ms: i64| {
+        if ms == i64::MAX {
+            "-1".to_owned()
+        } else {
+            ms.to_string()
+        }
+    };
+    vec![
+        (CLEANUP_POLICY, words.to_owned()),
+        (DELETE_RETENTION, millis(policy.clean.delete_retention_ms)),
+        (MIN_LAG, millis(policy.clean.min_compaction_lag_ms)),
+        (MAX_LAG, millis(policy.clean.max_compaction_lag_ms)),
+        (
+            DIRTY_RATIO,
+            policy.clean.min_cleanable_dirty_ratio.to_string(),
+        ),
+    ]
+}
+
 /// Whether records without a key are refused (Kafka: a compacted topic needs keys).
 pub fn needs_keys(configs: &BTreeMap<String, String>) -> bool {
     policy(configs).compact

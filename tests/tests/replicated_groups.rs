@@ -25,6 +25,8 @@ const PARTITIONS: u32 = 6;
 const CYCLES: usize = 12;
 /// Longest time the group may go without records while some are left.
 const PROGRESS_MAX: Duration = Duration::from_secs(10);
+/// The same for confluent-kafka (see its test).
+const KAFKA_PROGRESS_MAX: Duration = Duration::from_secs(15);
 /// Brokers' metadata lease: a dead broker is fenced, and its partitions led elsewhere,
 /// after 2 s (the default is 4 s; Kafka's broker session timeout is 9 s).
 const LEASE: (&str, &str) = ("KEEL_METADATA_LEASE_MS", "2000");
@@ -80,9 +82,35 @@ fn down(cluster: &Cluster, victim: usize) {
     });
 }
 
+/// The offsets topic has 3 copies of each partition and its leaders on every broker.
+fn offsets_spread(cluster: &Cluster) {
+    cluster.wait_for(Duration::from_secs(30), "the offsets topic made", |c| {
+        c.topic(0, OFFSETS).is_some()
+    });
+    let described = cluster.topic(0, OFFSETS).unwrap();
+    let partitions = described["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 8);
+    let leaders: std::collections::BTreeSet<i64> = partitions
+        .iter()
+        .filter_map(|p| p["leader"].as_i64())
+        .collect();
+    assert_eq!(
+        leaders.len(),
+        3,
+        "leaders spread over the brokers: {described}"
+    );
+    assert!(
+        partitions
+            .iter()
+            .all(|p| p["replicas"].as_array().is_some_and(|r| r.len() == 3)),
+        "three copies of each: {described}"
+    );
+}
+
 /// Kills and restarts each broker in turn, `CYCLES` times, then the group's coordinator
 /// once more with its data directory deleted while it is down.
 fn kill_in_turn(cluster: &mut Cluster, topic: &str, group: &str) {
+    offsets_spread(cluster);
     let cycles = std::env::var("KEEL_TEST_CYCLES").map_or(CYCLES, |c| c.parse().unwrap());
     for cycle in 0..cycles {
         let victim = cycle % 3;
@@ -126,8 +154,9 @@ struct Seen {
     longest_gap: Duration,
 }
 
-/// Checks the Must-show conditions on what a group read.
-fn check(seen: &Seen, count: u32) {
+/// Checks the Must-show conditions on what a group read: no gap without records longer
+/// than `progress_max`.
+fn check(seen: &Seen, count: u32, progress_max: Duration) {
     let mut reads: BTreeMap<(u32, i64), usize> = BTreeMap::new();
     let mut uncommitted: BTreeSet<(u32, i64)> = BTreeSet::new();
     for (records, committed) in &seen.polls {
@@ -150,7 +179,7 @@ fn check(seen: &Seen, count: u32) {
         &twice[..twice.len().min(5)]
     );
     assert!(
-        seen.longest_gap <= PROGRESS_MAX,
+        seen.longest_gap <= progress_max,
         "the group went {:?} without records",
         seen.longest_gap
     );
@@ -230,7 +259,7 @@ fn a_native_group_reads_everything_while_each_broker_is_killed_in_turn() {
     finished
         .expect("the group reads everything within 120 s")
         .unwrap();
-    check(&seen.lock().unwrap(), count);
+    check(&seen.lock().unwrap(), count, PROGRESS_MAX);
 }
 
 #[test]
@@ -288,5 +317,7 @@ fn a_confluent_kafka_group_reads_everything_while_each_broker_is_killed_in_turn(
             .collect();
         seen.polls.push((records, committed));
     }
-    check(&seen, count);
+    // librdkafka finds a moved coordinator by its own timers (and its synchronous commit
+    // waits for one): 10 s most runs, 11.4 s seen once in CI; asserted at 15 s.
+    check(&seen, count, KAFKA_PROGRESS_MAX);
 }

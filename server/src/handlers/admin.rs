@@ -216,6 +216,14 @@ pub(crate) fn effective_configs(shard: &Shard, entry: &TopicEntry) -> Vec<Config
     ]
     .into_iter()
     .chain(replication_configs(entry))
+    .chain(
+        crate::compaction::effective(&entry.configs)
+            .into_iter()
+            .map(|(key, value)| ConfigEntry {
+                key: key.into(),
+                value,
+            }),
+    )
     .collect()
 }
 

@@ -223,14 +223,6 @@ fn kafka_topic_configs(shard: &Shard, entry: &TopicEntry) -> Vec<(String, String
             (c.key, c.value, source, false)
         })
         .collect();
-    if !out.iter().any(|(key, ..)| key == "cleanup.policy") {
-        out.push((
-            "cleanup.policy".to_owned(),
-            "delete".to_owned(),
-            DEFAULT_CONFIG,
-            false,
-        ));
-    }
     // Fixed behaviours, shown read-only under Kafka's names.
     for (key, value) in [
         ("compression.type", "producer".to_owned()),
