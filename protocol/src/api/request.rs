@@ -162,6 +162,20 @@ pub struct JoinGroup {
 }
 
 impl Request {
+    /// The consumer group a group request is about (FindCoordinator's too).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Request::FindCoordinator { group }
+            | Request::SyncGroup { group, .. }
+            | Request::Heartbeat { group, .. }
+            | Request::LeaveGroup { group, .. }
+            | Request::OffsetCommit { group, .. }
+            | Request::OffsetFetch { group, .. } => Some(group),
+            Request::JoinGroup(join) => Some(&join.group),
+            _ => None,
+        }
+    }
+
     /// The request's API key.
     pub fn api_key(&self) -> ApiKey {
         match self {

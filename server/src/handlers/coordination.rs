@@ -23,16 +23,10 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 
 /// The error to answer for a group request this broker does not serve now, if any.
 pub fn refused(shard: &Shard, request: &Request) -> Option<ErrorCode> {
-    let group = match request {
-        Request::SyncGroup { group, .. }
-        | Request::Heartbeat { group, .. }
-        | Request::LeaveGroup { group, .. }
-        | Request::OffsetCommit { group, .. }
-        | Request::OffsetFetch { group, .. } => group,
-        Request::JoinGroup(join) => &join.group,
-        _ => return None,
-    };
-    shard.groups()?.serves(group).err()
+    if let Request::FindCoordinator { .. } = request {
+        return None;
+    }
+    shard.groups()?.serves(request.group()?).err()
 }
 
 /// The offsets partitions this broker leads now, with their leader epochs.

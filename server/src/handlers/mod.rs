@@ -183,16 +183,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
 /// Cluster mode: FindCoordinator names the coordinator; other group requests for groups
 /// another broker coordinates are refused with NotCoordinator. `None`: handle it here.
 async fn cluster_group_check(shard: &Rc<Shard>, request: &Request) -> Option<Outgoing> {
-    let group = match request {
-        Request::FindCoordinator { group }
-        | Request::SyncGroup { group, .. }
-        | Request::Heartbeat { group, .. }
-        | Request::LeaveGroup { group, .. }
-        | Request::OffsetCommit { group, .. }
-        | Request::OffsetFetch { group, .. } => group,
-        Request::JoinGroup(join) => &join.group,
-        _ => return None,
-    };
+    let group = request.group()?;
     let found = cluster_admin::coordinator(shard, group).await;
     if let Request::FindCoordinator { .. } = request {
         let response = match found {
