@@ -232,7 +232,9 @@ impl Classic {
         if generation != group.generation {
             return Some(errors::ILLEGAL_GENERATION);
         }
-        if group.state == State::PreparingRebalance {
+        // As Kafka: a member of the current generation may commit while the group prepares a
+        // rebalance (its commit on revocation); not while the leader's assignment is awaited.
+        if group.state == State::CompletingRebalance {
             return Some(errors::REBALANCE_IN_PROGRESS);
         }
         Some(0)
