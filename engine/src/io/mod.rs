@@ -5,7 +5,7 @@ use crate::config::IO_ALIGN;
 use crate::error::{Error, Result};
 use crate::recovery::{Scanner, Step, Stop};
 use bytes::Bytes;
-use glommio::io::{Directory, DmaFile, OpenOptions};
+use glommio::io::{DmaFile, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -39,6 +39,9 @@ mod sim {
 }
 
 pub(crate) use glommio::io::DmaFile as File;
+
+mod files;
+pub(crate) use files::{read_small_file, remove_file, rename, sync_dir, write_small_file};
 
 /// Runs `future` as a detached task on the current executor.
 pub(crate) fn spawn_detached(future: impl std::future::Future<Output = ()> + 'static) {
@@ -511,100 +514,6 @@ pub(crate) async fn file_size(file: &DmaFile, path: &Path) -> Result<u64> {
     file.file_size()
         .await
         .map_err(glommio_io(format!("stat of {}", path.display())))
-}
-
-/// Reads a small whole file (an index); `None` when it does not exist.
-pub(crate) async fn read_small_file(path: &Path) -> Result<Option<Vec<u8>>> {
-    let file = match DmaFile::open(path).await {
-        Ok(file) => file,
-        Err(e) => {
-            let e = std::io::Error::from(e);
-            if e.kind() == std::io::ErrorKind::NotFound {
-                return Ok(None);
-            }
-            return Err(Error::io(format!("opening {}", path.display()), e));
-        }
-    };
-    let size = file_size(&file, path).await?;
-    let bytes = if size == 0 {
-        Vec::new()
-    } else {
-        read_exact(&file, path, 0, size as usize).await?
-    };
-    file.close()
-        .await
-        .map_err(glommio_io(format!("closing {}", path.display())))?;
-    Ok(Some(bytes))
-}
-
-/// Replaces a small file (an index) with `bytes`, durably.
-pub(crate) async fn write_small_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let context = format!("writing {}", path.display());
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(path)
-        .await
-        .map_err(glommio_io(context.clone()))?;
-    sim::created(path).map_err(|e| Error::io(context.clone(), e))?;
-    if !bytes.is_empty() {
-        let mut buffer = file.alloc_dma_buffer(align_up(bytes.len() as u64) as usize);
-        buffer.as_bytes_mut()[..bytes.len()].copy_from_slice(bytes);
-        buffer.as_bytes_mut()[bytes.len()..].fill(0);
-        let short =
-            sim::write(path, 0, buffer.as_bytes()).map_err(|e| Error::io(context.clone(), e))?;
-        if let Some(kept) = short {
-            let short = std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("short write: {kept} of {} bytes", bytes.len()),
-            );
-            return Err(Error::io(context, short));
-        }
-        file.write_at(buffer, 0)
-            .await
-            .map_err(glommio_io(context.clone()))?;
-        truncate_file(&file, path, bytes.len() as u64, &context).await?;
-    }
-    fdatasync(&file, path, &context).await?;
-    file.close().await.map_err(glommio_io(context))
-}
-
-/// Removes a file; a file already gone is fine.
-pub(crate) async fn remove_file(path: &Path) -> Result<()> {
-    sim::removed(path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-    match glommio::io::remove(path).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let e = std::io::Error::from(e);
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(Error::io(format!("removing {}", path.display()), e))
-            }
-        }
-    }
-}
-
-/// Renames `from` over `to` at once (rename(2), atomic; durable once the directory is
-/// synced). Synchronous: the caller changes its bookkeeping in the same instant.
-pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
-    let context = || format!("renaming {} to {}", from.display(), to.display());
-    sim::renamed(from, to).map_err(|e| Error::io(context(), e))?;
-    std::fs::rename(from, to).map_err(|e| Error::io(context(), e))
-}
-
-/// Makes a directory's entries (created, removed, renamed files) durable.
-pub(crate) async fn sync_dir(path: &Path) -> Result<()> {
-    let context = format!("syncing directory {}", path.display());
-    if sim::sync_dir(path).map_err(|e| Error::io(context.clone(), e))? {
-        return Ok(());
-    }
-    let dir = Directory::open(path)
-        .await
-        .map_err(glommio_io(context.clone()))?;
-    dir.sync().await.map_err(glommio_io(context.clone()))?;
-    dir.close().await.map_err(glommio_io(context))
 }
 
 /// Bytes read per step while scanning a segment.
