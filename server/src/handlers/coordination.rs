@@ -1,5 +1,5 @@
 //! Which groups this broker coordinates, kept true on the coordinator shard. A group's
-//! records live in one partition of `__consumer_offsets` ([`Ownership::partition`]). A
+//! records live in one partition of `__consumer_offsets` (`Ownership::partition`). A
 //! single node loads its one partition at start-up. In a cluster the topic is replicated
 //! like any other; each broker follows the metadata: when it becomes the leader of an
 //! offsets partition it reads the partition from its start up to the log end (once the
