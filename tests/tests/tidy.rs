@@ -33,7 +33,7 @@ fn only_engine_io_and_server_name_the_runtime() {
     }
     let mut offenders = Vec::new();
     for file in &files {
-        if file.ends_with("engine/src/io.rs") {
+        if file.starts_with(root.join("engine/src/io")) {
             continue;
         }
         for (number, line) in code_lines(file) {
