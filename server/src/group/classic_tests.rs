@@ -140,7 +140,7 @@ fn two_members_get_the_leaders_assignment() {
     let view = c.describe("g").unwrap();
     assert_eq!(
         (view.state, view.protocol.as_str()),
-        (State::Stable, "range")
+        (Phase::Stable, "range")
     );
 }
 

@@ -1,6 +1,7 @@
-//! The group coordinator as a synchronous state machine: membership, rebalances, session
-//! timeouts and committed offsets. No clocks, channels or I/O: the caller passes `now_ms`,
-//! hands in a [`Token`] for each JoinGroup, and sends the answers this returns.
+//! The group coordinator as a synchronous state machine: native groups, committed offsets,
+//! and the Kafka (classic) groups beside them. No clocks, channels or I/O: the caller passes
+//! `now_ms`, hands in a [`Token`] for each JoinGroup, and sends the answers this returns.
+//! Membership itself (phases, generations, sessions) is the shared core in `membership.rs`.
 //!
 //! Rebalances are eager and assignment is done here (server-side): a join from a new
 //! member, a subscription change, a leave or an expired session moves the group to
@@ -10,11 +11,10 @@
 
 use super::assignor::{Assignment, Assignor, Subscription};
 pub use super::limits::{check_group_id, Limits};
+use super::membership::{Membership, Refusal, Seat};
+pub use super::membership::{Phase, Token};
 use keel_protocol::api::ErrorCode;
 use std::collections::BTreeMap;
-
-/// The caller's handle for a pending JoinGroup answer.
-pub type Token = u64;
 
 /// A JoinGroup answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,58 +30,72 @@ pub struct Joined {
 /// Answers ready to send: (token, outcome).
 pub type JoinAnswers = Vec<(Token, Result<Joined, ErrorCode>)>;
 
-/// A group's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupState {
-    /// No members.
-    Empty,
-    /// Waiting for members to (re)join.
-    PreparingRebalance,
-    /// Members have their assignments.
-    Stable,
-}
-
-impl GroupState {
-    /// Name as shown to users.
-    pub fn name(self) -> &'static str {
-        match self {
-            GroupState::Empty => "Empty",
-            GroupState::PreparingRebalance => "PreparingRebalance",
-            GroupState::Stable => "Stable",
-        }
+/// The native error for a refusal of the membership core.
+fn native(refusal: Refusal) -> ErrorCode {
+    match refusal {
+        Refusal::UnknownMember => ErrorCode::UnknownMemberId,
+        Refusal::IllegalGeneration => ErrorCode::IllegalGeneration,
+        Refusal::RebalanceInProgress => ErrorCode::RebalanceInProgress,
     }
 }
 
+/// A native group: the shared membership (each member's subscribed topics) and the
+/// assignment the broker made for the generation.
 #[derive(Debug, Clone)]
-struct Member {
-    topics: Vec<String>,
-    session_timeout_ms: i64,
-    rebalance_timeout_ms: i64,
-    last_seen_ms: i64,
-    /// Set while the member waits in the current rebalance.
-    pending: Option<Token>,
-}
-
-#[derive(Debug, Clone)]
-struct Group {
-    state: GroupState,
-    generation: i32,
-    assignor: Assignor,
-    members: BTreeMap<String, Member>,
-    assignment: Assignment,
-    rebalance_started_ms: i64,
+pub(super) struct Group {
+    pub(super) core: Membership<Vec<String>>,
+    pub(super) assignor: Assignor,
+    pub(super) assignment: Assignment,
 }
 
 impl Group {
     fn new(assignor: Assignor) -> Group {
         Group {
-            state: GroupState::Empty,
-            generation: 0,
+            core: Membership::default(),
             assignor,
-            members: BTreeMap::new(),
             assignment: Assignment::new(),
-            rebalance_started_ms: 0,
         }
+    }
+
+    /// Ends the join phase when it can, assigns partitions and answers every parked join.
+    fn try_complete(&mut self, now_ms: i64, partitions_of: &dyn Fn(&str) -> u32) -> JoinAnswers {
+        let Some(joined) = self.core.complete_join(now_ms) else {
+            return Vec::new();
+        };
+        if joined.is_empty() {
+            self.assignment.clear();
+            return Vec::new();
+        }
+        let subscriptions: Vec<Subscription<'_>> = self
+            .core
+            .members
+            .iter()
+            .map(|(id, m)| (id.as_str(), m.extra.as_slice()))
+            .collect();
+        self.assignment = self.assignor.assign(&subscriptions, partitions_of);
+        self.core.phase = Phase::Stable;
+        let members = self.core.ids();
+        let generation = self.core.generation;
+        joined
+            .into_iter()
+            .map(|(member_id, token)| {
+                let answer = Joined {
+                    member_id,
+                    generation,
+                    members: members.clone(),
+                };
+                (token, Ok(answer))
+            })
+            .collect()
+    }
+
+    /// After members left or expired: the others rebalance (an emptied group is Empty).
+    fn after_removal(&mut self, now_ms: i64, partitions_of: &dyn Fn(&str) -> u32) -> JoinAnswers {
+        self.core.after_removal(now_ms);
+        if self.core.members.is_empty() {
+            self.assignment.clear();
+        }
+        self.try_complete(now_ms, partitions_of)
     }
 }
 
@@ -162,110 +176,37 @@ impl Coordinator {
             .entry(request.group.to_owned())
             .or_insert_with(|| Group::new(assignor));
         let member_id = if request.member_id.is_empty() {
-            if group.members.len() >= self.limits.members_max {
+            if group.core.members.len() >= self.limits.members_max {
                 return vec![(token, Err(ErrorCode::GroupMaxSizeReached))];
             }
             self.next_member += 1;
             format!("member-{}-{}", self.next_member, request.group)
-        } else if group.members.contains_key(request.member_id) {
+        } else if group.core.members.contains_key(request.member_id) {
             request.member_id.to_owned()
         } else {
             return vec![(token, Err(ErrorCode::UnknownMemberId))];
         };
         let mut answers = JoinAnswers::new();
         let member = group
+            .core
             .members
-            .entry(member_id.clone())
-            .or_insert_with(|| Member {
-                topics: Vec::new(),
-                session_timeout_ms: 0,
-                rebalance_timeout_ms: 0,
-                last_seen_ms: now_ms,
-                pending: None,
-            });
-        if let Some(previous) = member.pending.replace(token) {
+            .entry(member_id)
+            .or_insert_with(|| Seat::new(now_ms, Vec::new()));
+        let session = i64::from(request.session_timeout_ms);
+        let rebalance = i64::from(request.rebalance_timeout_ms);
+        if let Some(previous) = member.park_join(now_ms, token, session, rebalance) {
             // A member joining twice: the older request is answered as superseded.
             answers.push((previous, Err(ErrorCode::RebalanceInProgress)));
         }
-        member.topics = request.topics.to_vec();
-        member.session_timeout_ms = i64::from(request.session_timeout_ms);
-        member.rebalance_timeout_ms =
-            i64::from(request.rebalance_timeout_ms.max(request.session_timeout_ms));
-        member.last_seen_ms = now_ms;
+        member.extra = request.topics.to_vec();
         group.assignor = assignor;
-        if group.state != GroupState::PreparingRebalance {
-            group.state = GroupState::PreparingRebalance;
-            group.rebalance_started_ms = now_ms;
-        }
-        answers.extend(Self::try_complete(group, now_ms, partitions_of));
+        group.core.prepare(now_ms);
+        answers.extend(group.try_complete(now_ms, partitions_of));
         answers
     }
 
-    /// Completes the rebalance if every member has rejoined, or if its time is up (members
-    /// that did not rejoin are removed).
-    fn try_complete(
-        group: &mut Group,
-        now_ms: i64,
-        partitions_of: &dyn Fn(&str) -> u32,
-    ) -> JoinAnswers {
-        if group.state != GroupState::PreparingRebalance {
-            return Vec::new();
-        }
-        let all_joined = group.members.values().all(|m| m.pending.is_some());
-        let deadline = group.rebalance_started_ms
-            + group
-                .members
-                .values()
-                .map(|m| m.rebalance_timeout_ms)
-                .max()
-                .unwrap_or(0);
-        if !all_joined && now_ms < deadline {
-            return Vec::new();
-        }
-        group.members.retain(|_, m| m.pending.is_some());
-        group.generation += 1;
-        if group.members.is_empty() {
-            group.state = GroupState::Empty;
-            group.assignment.clear();
-            return Vec::new();
-        }
-        let subscriptions: Vec<Subscription<'_>> = group
-            .members
-            .iter()
-            .map(|(id, m)| (id.as_str(), m.topics.as_slice()))
-            .collect();
-        group.assignment = group.assignor.assign(&subscriptions, partitions_of);
-        group.state = GroupState::Stable;
-        let members: Vec<String> = group.members.keys().cloned().collect();
-        let generation = group.generation;
-        group
-            .members
-            .iter_mut()
-            .filter_map(|(id, member)| {
-                member.last_seen_ms = now_ms;
-                let token = member.pending.take()?;
-                Some((
-                    token,
-                    Ok(Joined {
-                        member_id: id.clone(),
-                        generation,
-                        members: members.clone(),
-                    }),
-                ))
-            })
-            .collect()
-    }
-
-    fn member<'a>(
-        groups: &'a mut BTreeMap<String, Group>,
-        group: &str,
-        member_id: &str,
-    ) -> Result<(&'a mut Group, ()), ErrorCode> {
-        let group = groups.get_mut(group).ok_or(ErrorCode::UnknownMemberId)?;
-        if !group.members.contains_key(member_id) {
-            return Err(ErrorCode::UnknownMemberId);
-        }
-        Ok((group, ()))
+    fn group(&mut self, group: &str) -> Result<&mut Group, ErrorCode> {
+        self.groups.get_mut(group).ok_or(ErrorCode::UnknownMemberId)
     }
 
     /// A member's assignment for `generation`: topic → partitions.
@@ -278,11 +219,12 @@ impl Coordinator {
         generation: i32,
         member_id: &str,
     ) -> Result<BTreeMap<String, Vec<u32>>, ErrorCode> {
-        let (group, ()) = Self::member(&mut self.groups, group, member_id)?;
-        if group.state == GroupState::PreparingRebalance {
+        let group = self.group(group)?;
+        group.core.seat(member_id).map_err(native)?;
+        if group.core.phase == Phase::PreparingRebalance {
             return Err(ErrorCode::RebalanceInProgress);
         }
-        if generation != group.generation {
+        if generation != group.core.generation {
             return Err(ErrorCode::IllegalGeneration);
         }
         Ok(group.assignment.get(member_id).cloned().unwrap_or_default())
@@ -299,19 +241,11 @@ impl Coordinator {
         generation: i32,
         member_id: &str,
     ) -> Result<(), ErrorCode> {
-        let (group, ()) = Self::member(&mut self.groups, group, member_id)?;
+        let group = self.group(group)?;
         group
-            .members
-            .get_mut(member_id)
-            .expect("checked")
-            .last_seen_ms = now_ms;
-        if group.state == GroupState::PreparingRebalance {
-            return Err(ErrorCode::RebalanceInProgress);
-        }
-        if generation != group.generation {
-            return Err(ErrorCode::IllegalGeneration);
-        }
-        Ok(())
+            .core
+            .heartbeat(now_ms, member_id, generation)
+            .map_err(native)
     }
 
     /// Removes a member; the others rebalance.
@@ -325,53 +259,30 @@ impl Coordinator {
         member_id: &str,
         partitions_of: &dyn Fn(&str) -> u32,
     ) -> Result<JoinAnswers, ErrorCode> {
-        let (group, ()) = Self::member(&mut self.groups, group_id, member_id)?;
+        let group = self.group(group_id)?;
+        let member = group.core.members.remove(member_id);
+        let member = member.ok_or(ErrorCode::UnknownMemberId)?;
         let mut answers = JoinAnswers::new();
-        if let Some(member) = group.members.remove(member_id) {
-            if let Some(token) = member.pending {
-                answers.push((token, Err(ErrorCode::UnknownMemberId)));
-            }
+        if let Some(token) = member.join {
+            answers.push((token, Err(ErrorCode::UnknownMemberId)));
         }
-        Self::start_rebalance(group, now_ms);
-        answers.extend(Self::try_complete(group, now_ms, partitions_of));
+        answers.extend(group.after_removal(now_ms, partitions_of));
         Ok(answers)
-    }
-
-    fn start_rebalance(group: &mut Group, now_ms: i64) {
-        if group.members.is_empty() {
-            group.state = GroupState::Empty;
-            group.assignment.clear();
-            group.generation += 1;
-        } else if group.state != GroupState::PreparingRebalance {
-            group.state = GroupState::PreparingRebalance;
-            group.rebalance_started_ms = now_ms;
-        }
     }
 
     /// Expires members whose session ran out and finishes rebalances whose time is up.
     pub fn tick(&mut self, now_ms: i64, partitions_of: &dyn Fn(&str) -> u32) -> JoinAnswers {
         let mut answers = JoinAnswers::new();
         for group in self.groups.values_mut() {
-            let expired: Vec<String> = group
-                .members
-                .iter()
-                .filter(|(_, m)| {
-                    m.pending.is_none() && now_ms - m.last_seen_ms > m.session_timeout_ms
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            if !expired.is_empty() {
-                for id in &expired {
-                    group.members.remove(id);
-                }
-                Self::start_rebalance(group, now_ms);
+            if !group.core.expire(now_ms).is_empty() {
+                answers.extend(group.after_removal(now_ms, partitions_of));
             }
-            answers.extend(Self::try_complete(group, now_ms, partitions_of));
+            answers.extend(group.try_complete(now_ms, partitions_of));
         }
         // A group with no members holds nothing but its generation: forget it, so groups
         // made and left by peers do not accumulate (committed offsets are kept apart).
         self.groups
-            .retain(|_, g| !(g.members.is_empty() && g.state == GroupState::Empty));
+            .retain(|_, g| !(g.core.members.is_empty() && g.core.phase == Phase::Empty));
         answers
     }
 
@@ -407,20 +318,10 @@ impl Coordinator {
                 Err(ErrorCode::UnknownMemberId)
             };
         };
-        if member_id.is_empty() && generation < 0 {
-            return if group.members.is_empty() {
-                Ok(())
-            } else {
-                Err(ErrorCode::RebalanceInProgress)
-            };
-        }
-        if !group.members.contains_key(member_id) {
-            return Err(ErrorCode::UnknownMemberId);
-        }
-        if generation != group.generation {
-            return Err(ErrorCode::IllegalGeneration);
-        }
-        Ok(())
+        group
+            .core
+            .check_commit(generation, member_id)
+            .map_err(native)
     }
 
     /// Forgets every group (members, parked joins, committed offsets; native and classic)
@@ -435,7 +336,7 @@ impl Coordinator {
             if !gone(name) {
                 return true;
             }
-            let parked = group.members.values().filter_map(|m| m.pending);
+            let parked = group.core.parked().filter_map(|(_, join, _)| join);
             answers.extend(parked.map(|token| (token, Err(ErrorCode::NotCoordinator))));
             false
         });
@@ -465,7 +366,7 @@ impl Coordinator {
     pub fn has_members(&self, group: &str) -> bool {
         self.groups
             .get(group)
-            .is_some_and(|g| !g.members.is_empty())
+            .is_some_and(|g| !g.core.members.is_empty())
             || self
                 .classic
                 .describe(group)
@@ -501,7 +402,7 @@ impl Coordinator {
     }
 
     /// Every group (with members or committed offsets) and its state.
-    pub fn list(&self) -> Vec<(String, GroupState)> {
+    pub fn list(&self) -> Vec<(String, Phase)> {
         let classic = self.classic.list();
         let mut names: Vec<&String> = self
             .groups
@@ -515,8 +416,8 @@ impl Coordinator {
             .into_iter()
             .map(|name| {
                 let state = match classic.iter().find(|(n, ..)| n == name) {
-                    Some((_, state, _)) => state.native(),
-                    None => self.groups.get(name).map_or(GroupState::Empty, |g| g.state),
+                    Some((_, state, _)) => *state,
+                    None => self.groups.get(name).map_or(Phase::Empty, |g| g.core.phase),
                 };
                 (name.clone(), state)
             })
@@ -530,7 +431,7 @@ impl Coordinator {
         &self,
         group: &str,
     ) -> Option<(
-        GroupState,
+        Phase,
         i32,
         String,
         Vec<(String, Vec<String>, BTreeMap<String, Vec<u32>>)>,
@@ -555,25 +456,24 @@ impl Coordinator {
                     (m.member_id, topics, assignment)
                 })
                 .collect();
-            return Some((view.state.native(), view.generation, view.protocol, members));
+            return Some((view.state, view.generation, view.protocol, members));
         }
         if let Some(g) = self.groups.get(group) {
             let members = g
+                .core
                 .members
                 .iter()
                 .map(|(id, m)| {
-                    (
-                        id.clone(),
-                        m.topics.clone(),
-                        g.assignment.get(id).cloned().unwrap_or_default(),
-                    )
+                    let assignment = g.assignment.get(id).cloned().unwrap_or_default();
+                    (id.clone(), m.extra.clone(), assignment)
                 })
                 .collect();
-            return Some((g.state, g.generation, g.assignor.name().to_owned(), members));
+            let assignor = g.assignor.name().to_owned();
+            return Some((g.core.phase, g.core.generation, assignor, members));
         }
         self.offsets.contains_key(group).then(|| {
             (
-                GroupState::Empty,
+                Phase::Empty,
                 0,
                 Assignor::Range.name().to_owned(),
                 Vec::new(),

@@ -130,7 +130,7 @@ fn leave_rebalances_and_commits_are_checked() {
     );
     c.store_offset("g", "orders", 3, 42);
     assert_eq!(c.committed("g", "orders", 3), Some(42));
-    assert_eq!(c.list(), vec![("g".to_string(), GroupState::Empty)]);
+    assert_eq!(c.list(), vec![("g".to_string(), Phase::Empty)]);
 }
 
 #[test]
@@ -243,7 +243,7 @@ fn empty_groups_are_forgotten_but_their_offsets_stay() {
     c.store_offset("b", "orders", 0, 42);
     c.tick(2, &six);
     assert_eq!(c.groups.len(), 0, "no empty group kept");
-    assert_eq!(c.list(), vec![("b".to_string(), GroupState::Empty)]);
+    assert_eq!(c.list(), vec![("b".to_string(), Phase::Empty)]);
     assert_eq!(c.committed("b", "orders", 0), Some(42));
 }
 

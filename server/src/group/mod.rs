@@ -4,4 +4,5 @@ pub mod assignor;
 pub mod classic;
 pub mod coordinator;
 pub mod limits;
+pub mod membership;
 pub mod ownership;

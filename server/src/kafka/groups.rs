@@ -165,17 +165,7 @@ pub async fn serve_job(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
                             let (state, generation, assignor, members) =
                                 coordinator.describe(&group)?;
                             Some(GroupView {
-                                state: match state {
-                                    crate::group::coordinator::GroupState::Empty => {
-                                        classic::State::Empty
-                                    }
-                                    crate::group::coordinator::GroupState::PreparingRebalance => {
-                                        classic::State::PreparingRebalance
-                                    }
-                                    crate::group::coordinator::GroupState::Stable => {
-                                        classic::State::Stable
-                                    }
-                                },
+                                state,
                                 generation,
                                 protocol_type: "consumer".into(),
                                 protocol: assignor,

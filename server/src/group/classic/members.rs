@@ -15,17 +15,12 @@ impl Classic {
             .groups
             .get_mut(group)
             .ok_or(errors::UNKNOWN_MEMBER_ID)?;
-        match g.members.get(member_id) {
-            None if instance_id.is_some_and(|i| {
-                g.members
-                    .values()
-                    .any(|m| m.instance_id.as_deref() == Some(i))
-            }) =>
-            {
+        match g.core.members.get(member_id) {
+            None if instance_id.is_some_and(|i| g.static_member(i).is_some()) => {
                 Err(errors::FENCED_INSTANCE_ID)
             }
             None => Err(errors::UNKNOWN_MEMBER_ID),
-            Some(m) if instance_id.is_some() && m.instance_id.as_deref() != instance_id => {
+            Some(m) if instance_id.is_some() && m.extra.instance_id.as_deref() != instance_id => {
                 Err(errors::FENCED_INSTANCE_ID)
             }
             Some(_) => Ok(g),
@@ -46,45 +41,27 @@ impl Classic {
             Ok(group) => group,
             Err(error) => return vec![Answer::Sync(token, error, Bytes::new())],
         };
-        if generation != group.generation {
-            return vec![Answer::Sync(
-                token,
-                errors::ILLEGAL_GENERATION,
-                Bytes::new(),
-            )];
+        if generation != group.core.generation {
+            let error = errors::ILLEGAL_GENERATION;
+            return vec![Answer::Sync(token, error, Bytes::new())];
         }
-        let member = group.members.get_mut(member_id).expect("checked");
+        let phase = group.core.phase;
+        let member = group.core.seat(member_id).expect("checked");
         member.last_seen_ms = now_ms;
-        match group.state {
-            State::Empty | State::PreparingRebalance => {
-                vec![Answer::Sync(
-                    token,
-                    errors::REBALANCE_IN_PROGRESS,
-                    Bytes::new(),
-                )]
+        match phase {
+            Phase::Empty | Phase::PreparingRebalance => {
+                let error = errors::REBALANCE_IN_PROGRESS;
+                vec![Answer::Sync(token, error, Bytes::new())]
             }
-            State::Stable => vec![Answer::Sync(token, 0, member.assignment.clone())],
-            State::CompletingRebalance => {
+            Phase::Stable => vec![Answer::Sync(token, 0, member.extra.assignment.clone())],
+            Phase::CompletingRebalance => {
                 let mut answers = Vec::new();
                 if let Some(previous) = member.sync.replace(token) {
-                    answers.push(Answer::Sync(
-                        previous,
-                        errors::REBALANCE_IN_PROGRESS,
-                        Bytes::new(),
-                    ));
+                    let error = errors::REBALANCE_IN_PROGRESS;
+                    answers.push(Answer::Sync(previous, error, Bytes::new()));
                 }
                 if group.leader.as_deref() == Some(member_id) {
-                    for (id, assignment) in assignments {
-                        if let Some(m) = group.members.get_mut(&id) {
-                            m.assignment = assignment;
-                        }
-                    }
-                    group.state = State::Stable;
-                    for m in group.members.values_mut() {
-                        if let Some(t) = m.sync.take() {
-                            answers.push(Answer::Sync(t, 0, m.assignment.clone()));
-                        }
-                    }
+                    group.assign(assignments, &mut answers);
                 }
                 answers
             }
@@ -105,18 +82,10 @@ impl Classic {
             Err(error) => return error,
         };
         group
-            .members
-            .get_mut(member_id)
-            .expect("checked")
-            .last_seen_ms = now_ms;
-        // While the leader's assignment is awaited (CompletingRebalance) members that
-        // joined heartbeat normally, as with Kafka: telling them to rejoin would start
-        // another rebalance before this one finished, again and again.
-        match group.state {
-            State::PreparingRebalance => errors::REBALANCE_IN_PROGRESS,
-            _ if generation != group.generation => errors::ILLEGAL_GENERATION,
-            _ => 0,
-        }
+            .core
+            .heartbeat(now_ms, member_id, generation)
+            .err()
+            .map_or(0, kafka)
     }
 
     /// Members leave (by member id, or by instance id when the member id is empty); the
@@ -133,39 +102,29 @@ impl Classic {
         let mut answers = Vec::new();
         let mut results = Vec::with_capacity(leaving.len());
         for (member_id, instance_id) in leaving {
-            let id = if member_id.is_empty() {
-                instance_id.as_ref().and_then(|instance| {
-                    group
-                        .members
-                        .iter()
-                        .find(|(_, m)| m.instance_id.as_ref() == Some(instance))
-                        .map(|(id, _)| id.clone())
-                })
-            } else {
-                Some(member_id.clone())
+            let id = match member_id.is_empty() {
+                true => instance_id.as_deref().and_then(|i| group.static_member(i)),
+                false => Some(member_id.clone()),
             };
             let removed = id.and_then(|id| {
-                let member = group.members.get(&id)?;
-                if instance_id.is_some() && member.instance_id != *instance_id {
+                let member = group.core.members.get(&id)?;
+                if instance_id.is_some() && member.extra.instance_id != *instance_id {
                     return None;
                 }
-                group.members.remove(&id)
+                group.core.members.remove(&id)
             });
-            match removed {
-                Some(member) => {
-                    if let Some(t) = member.join {
-                        answers.push(Answer::Join(
-                            t,
-                            Joined::error(errors::UNKNOWN_MEMBER_ID, member_id.clone()),
-                        ));
-                    }
-                    if let Some(t) = member.sync {
-                        answers.push(Answer::Sync(t, errors::UNKNOWN_MEMBER_ID, Bytes::new()));
-                    }
-                    results.push(0);
-                }
-                None => results.push(errors::UNKNOWN_MEMBER_ID),
+            let Some(member) = removed else {
+                results.push(errors::UNKNOWN_MEMBER_ID);
+                continue;
+            };
+            if let Some(t) = member.join {
+                let gone = Joined::error(errors::UNKNOWN_MEMBER_ID, member_id.clone());
+                answers.push(Answer::Join(t, gone));
             }
+            if let Some(t) = member.sync {
+                answers.push(Answer::Sync(t, errors::UNKNOWN_MEMBER_ID, Bytes::new()));
+            }
+            results.push(0);
         }
         if results.contains(&0) {
             Self::after_removal(group, now_ms, &mut answers);
@@ -174,13 +133,11 @@ impl Classic {
     }
 
     fn after_removal(group: &mut Group, now_ms: i64, answers: &mut Vec<Answer>) {
-        if group.members.is_empty() {
-            group.state = State::Empty;
-            group.generation += 1;
+        rejoin(group.core.after_removal(now_ms), answers);
+        if group.core.phase == Phase::Empty {
             group.protocol = None;
             group.leader = None;
         } else {
-            Self::prepare(group, now_ms, answers);
             answers.extend(Self::try_complete(group, now_ms));
         }
     }
@@ -190,17 +147,10 @@ impl Classic {
     pub fn tick(&mut self, now_ms: i64) -> Vec<Answer> {
         let mut answers = Vec::new();
         for group in self.groups.values_mut() {
-            let expired: Vec<String> = group
-                .members
-                .iter()
-                .filter(|(_, m)| m.join.is_none() && now_ms - m.last_seen_ms > m.session_timeout_ms)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &expired {
-                if let Some(member) = group.members.remove(id) {
-                    if let Some(t) = member.sync {
-                        answers.push(Answer::Sync(t, errors::UNKNOWN_MEMBER_ID, Bytes::new()));
-                    }
+            let expired = group.core.expire(now_ms);
+            for (_, member) in &expired {
+                if let Some(t) = member.sync {
+                    answers.push(Answer::Sync(t, errors::UNKNOWN_MEMBER_ID, Bytes::new()));
                 }
             }
             if !expired.is_empty() {
@@ -210,7 +160,7 @@ impl Classic {
             group.pending.retain(|_, at| now_ms - *at < 300_000);
         }
         self.groups.retain(|_, g| {
-            !(g.members.is_empty() && g.pending.is_empty() && g.state == State::Empty)
+            !(g.core.members.is_empty() && g.pending.is_empty() && g.core.phase == Phase::Empty)
         });
         answers
     }
@@ -219,32 +169,15 @@ impl Classic {
     /// when the group is not a classic group (the native rules apply).
     pub fn check_commit(&self, group_id: &str, generation: i32, member_id: &str) -> Option<i16> {
         let group = self.groups.get(group_id)?;
-        if member_id.is_empty() && generation < 0 {
-            return Some(if group.members.is_empty() {
-                0
-            } else {
-                errors::REBALANCE_IN_PROGRESS
-            });
-        }
-        if !group.members.contains_key(member_id) {
-            return Some(errors::UNKNOWN_MEMBER_ID);
-        }
-        if generation != group.generation {
-            return Some(errors::ILLEGAL_GENERATION);
-        }
-        // As Kafka: a member of the current generation may commit while the group prepares a
-        // rebalance (its commit on revocation); not while the leader's assignment is awaited.
-        if group.state == State::CompletingRebalance {
-            return Some(errors::REBALANCE_IN_PROGRESS);
-        }
-        Some(0)
+        let checked = group.core.check_commit(generation, member_id);
+        Some(checked.err().map_or(0, kafka))
     }
 
     /// Every classic group and its state.
-    pub fn list(&self) -> Vec<(String, State, String)> {
+    pub fn list(&self) -> Vec<(String, Phase, String)> {
         self.groups
             .iter()
-            .map(|(name, g)| (name.clone(), g.state, g.protocol_type.clone()))
+            .map(|(name, g)| (name.clone(), g.core.phase, g.protocol_type.clone()))
             .collect()
     }
 
@@ -252,29 +185,45 @@ impl Classic {
     pub fn describe(&self, group_id: &str) -> Option<GroupView> {
         let group = self.groups.get(group_id)?;
         let protocol = group.protocol.clone().unwrap_or_default();
+        let members = group.core.members.iter().map(|(id, m)| MemberView {
+            member_id: id.clone(),
+            instance_id: m.extra.instance_id.clone(),
+            client_id: m.extra.client_id.clone(),
+            client_host: m.extra.client_host.clone(),
+            metadata: m
+                .extra
+                .protocols
+                .iter()
+                .find(|(n, _)| *n == protocol)
+                .or(m.extra.protocols.first())
+                .map(|(_, md)| md.clone())
+                .unwrap_or_default(),
+            assignment: m.extra.assignment.clone(),
+        });
         Some(GroupView {
-            state: group.state,
-            generation: group.generation,
+            state: group.core.phase,
+            generation: group.core.generation,
             protocol_type: group.protocol_type.clone(),
             protocol: protocol.clone(),
-            members: group
-                .members
-                .iter()
-                .map(|(id, m)| MemberView {
-                    member_id: id.clone(),
-                    instance_id: m.instance_id.clone(),
-                    client_id: m.client_id.clone(),
-                    client_host: m.client_host.clone(),
-                    metadata: m
-                        .protocols
-                        .iter()
-                        .find(|(n, _)| *n == protocol)
-                        .or(m.protocols.first())
-                        .map(|(_, md)| md.clone())
-                        .unwrap_or_default(),
-                    assignment: m.assignment.clone(),
-                })
-                .collect(),
+            members: members.collect(),
         })
+    }
+}
+
+impl Group {
+    /// The leader's assignment: kept per member, the group is Stable, every parked sync is
+    /// answered with its member's share.
+    fn assign(&mut self, assignments: Vec<(String, Bytes)>, answers: &mut Vec<Answer>) {
+        for (id, assignment) in assignments {
+            if let Ok(m) = self.core.seat(&id) {
+                m.extra.assignment = assignment;
+            }
+        }
+        self.core.phase = Phase::Stable;
+        for m in self.core.members.values_mut() {
+            if let Some(t) = m.sync.take() {
+                answers.push(Answer::Sync(t, 0, m.extra.assignment.clone()));
+            }
+        }
     }
 }

@@ -9,7 +9,9 @@
 
 mod members;
 
-use super::coordinator::{check_group_id, GroupState, Limits, Token};
+use super::coordinator::{check_group_id, Limits};
+use super::membership::{Membership, Refusal, Seat};
+pub use super::membership::{Phase, Token};
 use bytes::Bytes;
 use keel_kafka::errors;
 use std::collections::BTreeMap;
@@ -78,68 +80,45 @@ pub enum Answer {
     Sync(Token, i16, Bytes),
 }
 
-/// Kafka's state names (CompletingRebalance has no native twin).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// No members.
-    Empty,
-    /// Waiting for members to join.
-    PreparingRebalance,
-    /// Waiting for the leader's assignment.
-    CompletingRebalance,
-    /// Members have their assignments.
-    Stable,
-}
-
-impl State {
-    /// Name as Kafka's tools print it.
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Empty => "Empty",
-            State::PreparingRebalance => "PreparingRebalance",
-            State::CompletingRebalance => "CompletingRebalance",
-            State::Stable => "Stable",
-        }
-    }
-
-    /// The nearest native state.
-    pub fn native(self) -> GroupState {
-        match self {
-            State::Empty => GroupState::Empty,
-            State::PreparingRebalance | State::CompletingRebalance => {
-                GroupState::PreparingRebalance
-            }
-            State::Stable => GroupState::Stable,
-        }
-    }
-}
-
+/// What a Kafka member brings to the membership core.
 #[derive(Debug, Clone)]
-struct Member {
-    instance_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    session_timeout_ms: i64,
-    rebalance_timeout_ms: i64,
-    protocols: Vec<(String, Bytes)>,
-    last_seen_ms: i64,
-    join: Option<Token>,
-    sync: Option<Token>,
-    assignment: Bytes,
+pub(crate) struct Member {
+    pub(crate) instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
+    /// Assignors in preference order, each with the member's metadata.
+    pub(crate) protocols: Vec<(String, Bytes)>,
+    /// This generation's assignment, from the leader's SyncGroup.
+    pub(crate) assignment: Bytes,
 }
 
 /// One group's state.
 #[derive(Debug, Clone)]
 pub struct Group {
-    state: State,
-    generation: i32,
-    protocol_type: String,
-    protocol: Option<String>,
-    leader: Option<String>,
-    members: BTreeMap<String, Member>,
+    pub(crate) core: Membership<Member>,
+    pub(crate) protocol_type: String,
+    pub(crate) protocol: Option<String>,
+    pub(crate) leader: Option<String>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, and when.
     pending: BTreeMap<String, i64>,
-    rebalance_started_ms: i64,
+}
+
+/// Kafka's error for a refusal of the membership core.
+fn kafka(refusal: Refusal) -> i16 {
+    match refusal {
+        Refusal::UnknownMember => errors::UNKNOWN_MEMBER_ID,
+        Refusal::IllegalGeneration => errors::ILLEGAL_GENERATION,
+        Refusal::RebalanceInProgress => errors::REBALANCE_IN_PROGRESS,
+    }
+}
+
+/// Answers the parked syncs of a group whose rebalance starts again: their members rejoin.
+fn rejoin(syncs: Vec<Token>, answers: &mut Vec<Answer>) {
+    let refused = syncs.into_iter().map(|t| {
+        let error = errors::REBALANCE_IN_PROGRESS;
+        Answer::Sync(t, error, Bytes::new())
+    });
+    answers.extend(refused);
 }
 
 /// What DescribeGroups shows of a member.
@@ -163,7 +142,7 @@ pub struct MemberView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupView {
     /// State.
-    pub state: State,
+    pub state: Phase,
     /// Generation.
     pub generation: i32,
     /// Protocol type (`consumer`).
@@ -190,12 +169,12 @@ impl Classic {
             if !gone(name) {
                 return true;
             }
-            for (member_id, member) in &group.members {
-                if let Some(token) = member.join {
-                    let refused = Joined::error(errors::NOT_COORDINATOR, member_id.clone());
+            for (member_id, join, sync) in group.core.parked() {
+                if let Some(token) = join {
+                    let refused = Joined::error(errors::NOT_COORDINATOR, member_id.to_owned());
                     answers.push(Answer::Join(token, refused));
                 }
-                if let Some(token) = member.sync {
+                if let Some(token) = sync {
                     answers.push(Answer::Sync(token, errors::NOT_COORDINATOR, Bytes::new()));
                 }
             }
@@ -238,19 +217,18 @@ impl Classic {
             .groups
             .entry(join.group.clone())
             .or_insert_with(|| Group {
-                state: State::Empty,
-                generation: 0,
+                core: Membership::default(),
                 protocol_type: join.protocol_type.clone(),
                 protocol: None,
                 leader: None,
-                members: BTreeMap::new(),
                 pending: BTreeMap::new(),
-                rebalance_started_ms: now_ms,
             });
-        if !group.members.is_empty()
+        let members = &group.core.members;
+        if !members.is_empty()
             && (group.protocol_type != join.protocol_type
-                || !group.members.values().all(|m| {
-                    m.protocols
+                || !members.values().all(|m| {
+                    let theirs = &m.extra.protocols;
+                    theirs
                         .iter()
                         .any(|(name, _)| join.protocols.iter().any(|(n, _)| n == name))
                 }))
@@ -259,39 +237,17 @@ impl Classic {
         }
         group.protocol_type = join.protocol_type.clone();
         let mut answers = Vec::new();
-        let static_id = join.instance_id.as_ref().and_then(|instance| {
-            group
-                .members
-                .iter()
-                .find(|(_, m)| m.instance_id.as_ref() == Some(instance))
-                .map(|(id, _)| id.clone())
-        });
+        let static_id = join
+            .instance_id
+            .as_ref()
+            .and_then(|instance| group.static_member(instance));
         let member_id = if let (Some(old), true) = (&static_id, join.member_id.is_empty()) {
-            // A static member back (after a restart): it takes a new id and its old place;
-            // whoever still used the old id is fenced.
             self.next_member += 1;
-            let new_id = format!(
-                "{}-{}",
-                join.instance_id.as_deref().unwrap_or("static"),
-                self.next_member
-            );
-            let mut member = group.members.remove(old).expect("found above");
-            if let Some(t) = member.join.take() {
-                answers.push(Answer::Join(
-                    t,
-                    Joined::error(errors::FENCED_INSTANCE_ID, old.clone()),
-                ));
-            }
-            if let Some(t) = member.sync.take() {
-                answers.push(Answer::Sync(t, errors::FENCED_INSTANCE_ID, Bytes::new()));
-            }
-            if group.leader.as_ref() == Some(old) {
-                group.leader = Some(new_id.clone());
-            }
-            member.protocols = join.protocols.clone();
-            member.last_seen_ms = now_ms;
-            group.members.insert(new_id.clone(), member);
-            if group.state == State::Stable {
+            let instance = join.instance_id.as_deref().unwrap_or("static");
+            let new_id = format!("{instance}-{}", self.next_member);
+            let protocols = join.protocols.clone();
+            group.replace_static(now_ms, old, &new_id, protocols, &mut answers);
+            if group.core.phase == Phase::Stable {
                 // Nothing changed for the others: answer at once, no rebalance (KIP-345).
                 let joined = Self::joined(group, &new_id);
                 answers.push(Answer::Join(token, joined));
@@ -299,42 +255,37 @@ impl Classic {
             }
             new_id
         } else if join.member_id.is_empty() {
-            if group.members.len() + group.pending.len() >= limits.members_max {
+            if group.core.members.len() + group.pending.len() >= limits.members_max {
                 return refuse(81, "");
             }
             self.next_member += 1;
-            let id = format!(
-                "{}-{}",
-                if join.client_id.is_empty() {
-                    "member"
-                } else {
-                    &join.client_id
-                },
-                self.next_member
-            );
+            let client = match join.client_id.is_empty() {
+                true => "member",
+                false => &join.client_id,
+            };
+            let id = format!("{client}-{}", self.next_member);
             if join.require_known_member_id && join.instance_id.is_none() {
                 group.pending.insert(id.clone(), now_ms);
                 return refuse(errors::MEMBER_ID_REQUIRED, &id);
             }
             id
-        } else if group.members.contains_key(&join.member_id) {
-            let member = &group.members[&join.member_id];
+        } else if let Some(member) = group.core.members.get(&join.member_id) {
             if let Some(instance) = &join.instance_id {
-                if member.instance_id.as_ref() != Some(instance) {
+                if member.extra.instance_id.as_ref() != Some(instance) {
                     return refuse(errors::FENCED_INSTANCE_ID, &join.member_id);
                 }
             }
             // A member joining again with what it had: while the assignment is awaited, or
             // (a follower) once it is given, it gets the current generation back and
             // nothing rebalances (as Kafka's coordinator does).
-            let unchanged = member.protocols == join.protocols && member.join.is_none();
+            let unchanged = member.extra.protocols == join.protocols && member.join.is_none();
             let leader = group.leader.as_deref() == Some(join.member_id.as_str());
+            let phase = group.core.phase;
             if unchanged
-                && (group.state == State::CompletingRebalance
-                    || (group.state == State::Stable && !leader))
+                && (phase == Phase::CompletingRebalance || (phase == Phase::Stable && !leader))
             {
                 let joined = Self::joined(group, &join.member_id);
-                if let Some(m) = group.members.get_mut(&join.member_id) {
+                if let Ok(m) = group.core.seat(&join.member_id) {
                     m.last_seen_ms = now_ms;
                 }
                 return vec![Answer::Join(token, joined)];
@@ -343,174 +294,169 @@ impl Classic {
         } else if group.pending.remove(&join.member_id).is_some() {
             join.member_id.clone()
         } else {
-            return refuse(
-                if static_id.is_some() {
-                    errors::FENCED_INSTANCE_ID
-                } else {
-                    errors::UNKNOWN_MEMBER_ID
-                },
-                &join.member_id,
-            );
+            let error = match static_id {
+                Some(_) => errors::FENCED_INSTANCE_ID,
+                None => errors::UNKNOWN_MEMBER_ID,
+            };
+            return refuse(error, &join.member_id);
         };
         let member = group
+            .core
             .members
             .entry(member_id.clone())
-            .or_insert_with(|| Member {
-                instance_id: join.instance_id.clone(),
-                client_id: join.client_id.clone(),
-                client_host: join.client_host.clone(),
-                session_timeout_ms: 0,
-                rebalance_timeout_ms: 0,
-                protocols: Vec::new(),
-                last_seen_ms: now_ms,
-                join: None,
-                sync: None,
-                assignment: Bytes::new(),
+            .or_insert_with(|| {
+                let extra = Member {
+                    instance_id: join.instance_id.clone(),
+                    client_id: join.client_id.clone(),
+                    client_host: join.client_host.clone(),
+                    protocols: Vec::new(),
+                    assignment: Bytes::new(),
+                };
+                Seat::new(now_ms, extra)
             });
-        if let Some(previous) = member.join.replace(token) {
-            answers.push(Answer::Join(
-                previous,
-                Joined::error(errors::REBALANCE_IN_PROGRESS, member_id.clone()),
-            ));
+        let session = i64::from(join.session_timeout_ms);
+        let rebalance = i64::from(join.rebalance_timeout_ms);
+        if let Some(previous) = member.park_join(now_ms, token, session, rebalance) {
+            let superseded = Joined::error(errors::REBALANCE_IN_PROGRESS, member_id.clone());
+            answers.push(Answer::Join(previous, superseded));
         }
-        member.protocols = join.protocols;
-        member.session_timeout_ms = i64::from(join.session_timeout_ms);
-        member.rebalance_timeout_ms =
-            i64::from(join.rebalance_timeout_ms.max(join.session_timeout_ms));
-        member.last_seen_ms = now_ms;
-        Self::prepare(group, now_ms, &mut answers);
+        member.extra.protocols = join.protocols;
+        rejoin(group.core.prepare(now_ms), &mut answers);
         answers.extend(Self::try_complete(group, now_ms));
         answers
-    }
-
-    /// Moves the group to PreparingRebalance; syncs waiting for an assignment that will
-    /// not come are told to rejoin.
-    fn prepare(group: &mut Group, now_ms: i64, answers: &mut Vec<Answer>) {
-        if group.state == State::PreparingRebalance {
-            return;
-        }
-        for member in group.members.values_mut() {
-            if let Some(t) = member.sync.take() {
-                answers.push(Answer::Sync(t, errors::REBALANCE_IN_PROGRESS, Bytes::new()));
-            }
-        }
-        group.state = State::PreparingRebalance;
-        group.rebalance_started_ms = now_ms;
     }
 
     fn joined(group: &Group, member_id: &str) -> Joined {
         let protocol = group.protocol.clone();
         let is_leader = group.leader.as_deref() == Some(member_id);
+        let members = match is_leader {
+            true => group
+                .core
+                .members
+                .iter()
+                .map(|(id, m)| {
+                    let metadata = m.extra.metadata(protocol.as_deref());
+                    (id.clone(), m.extra.instance_id.clone(), metadata)
+                })
+                .collect(),
+            false => Vec::new(),
+        };
         Joined {
             error: 0,
-            generation: group.generation,
-            protocol: protocol.clone(),
+            generation: group.core.generation,
+            protocol,
             leader: group.leader.clone().unwrap_or_default(),
             member_id: member_id.to_owned(),
-            members: if is_leader {
-                group
-                    .members
-                    .iter()
-                    .map(|(id, m)| {
-                        let metadata = m
-                            .protocols
-                            .iter()
-                            .find(|(name, _)| Some(name) == protocol.as_ref())
-                            .map(|(_, md)| md.clone())
-                            .unwrap_or_default();
-                        (id.clone(), m.instance_id.clone(), metadata)
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            members,
         }
     }
 
     /// Completes the join phase once every member rejoined or the time is up: the
     /// generation advances, a protocol and leader are chosen, every join is answered.
     fn try_complete(group: &mut Group, now_ms: i64) -> Vec<Answer> {
-        if group.state != State::PreparingRebalance {
+        let Some(joined) = group.core.complete_join(now_ms) else {
             return Vec::new();
-        }
-        let all_joined = group.members.values().all(|m| m.join.is_some());
-        let deadline = group.rebalance_started_ms
-            + group
-                .members
-                .values()
-                .map(|m| m.rebalance_timeout_ms)
-                .max()
-                .unwrap_or(0);
-        if !all_joined && now_ms < deadline {
-            return Vec::new();
-        }
-        group.members.retain(|_, m| m.join.is_some());
-        group.generation += 1;
-        if group.members.is_empty() {
-            group.state = State::Empty;
+        };
+        if joined.is_empty() {
             group.protocol = None;
             group.leader = None;
             return Vec::new();
         }
-        // Each member votes for its most preferred protocol that every member supports.
-        let candidates: Vec<String> = group
-            .members
-            .values()
-            .next()
-            .map(|m| {
-                m.protocols
-                    .iter()
-                    .map(|(n, _)| n.clone())
-                    .collect::<Vec<String>>()
-            })
-            .unwrap_or_default()
+        group.protocol = group.vote();
+        let leader_stays = group
+            .leader
+            .as_ref()
+            .is_some_and(|l| group.core.members.contains_key(l));
+        if !leader_stays {
+            group.leader = group.core.members.keys().next().cloned();
+        }
+        for member in group.core.members.values_mut() {
+            member.extra.assignment = Bytes::new();
+        }
+        joined
             .into_iter()
-            .filter(|name: &String| {
-                group
-                    .members
-                    .values()
-                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            .map(|(id, token)| Answer::Join(token, Self::joined(group, &id)))
+            .collect()
+    }
+}
+
+impl Member {
+    /// The member's metadata for `protocol` (empty when it named no such protocol).
+    fn metadata(&self, protocol: Option<&str>) -> Bytes {
+        let found = self
+            .protocols
+            .iter()
+            .find(|(n, _)| Some(n.as_str()) == protocol);
+        found.map(|(_, md)| md.clone()).unwrap_or_default()
+    }
+}
+
+impl Group {
+    /// The member id of the static member `instance`, if it is one.
+    fn static_member(&self, instance: &str) -> Option<String> {
+        let members = self.core.members.iter();
+        let mut found = members.filter(|(_, m)| m.extra.instance_id.as_deref() == Some(instance));
+        found.next().map(|(id, _)| id.clone())
+    }
+
+    /// A static member back (after a restart) takes a new id and its old place; whoever
+    /// still used the old id is fenced.
+    fn replace_static(
+        &mut self,
+        now_ms: i64,
+        old: &str,
+        new_id: &str,
+        protocols: Vec<(String, Bytes)>,
+        answers: &mut Vec<Answer>,
+    ) {
+        let mut member = self.core.members.remove(old).expect("found by the caller");
+        if let Some(t) = member.join.take() {
+            let fenced = Joined::error(errors::FENCED_INSTANCE_ID, old.to_owned());
+            answers.push(Answer::Join(t, fenced));
+        }
+        if let Some(t) = member.sync.take() {
+            answers.push(Answer::Sync(t, errors::FENCED_INSTANCE_ID, Bytes::new()));
+        }
+        if self.leader.as_deref() == Some(old) {
+            self.leader = Some(new_id.to_owned());
+        }
+        member.extra.protocols = protocols;
+        member.last_seen_ms = now_ms;
+        self.core.members.insert(new_id.to_owned(), member);
+    }
+
+    /// The protocol every member supports that most members prefer (ties: the first
+    /// member's order).
+    fn vote(&self) -> Option<String> {
+        let members = &self.core.members;
+        let first = members.values().next()?;
+        let candidates: Vec<&String> = first
+            .extra
+            .protocols
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|name| {
+                let supports = |m: &Seat<Member>| m.extra.protocols.iter().any(|(n, _)| n == *name);
+                members.values().all(supports)
             })
             .collect();
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
-        for member in group.members.values() {
-            if let Some((name, _)) = member
+        for member in members.values() {
+            let preferred = member
+                .extra
                 .protocols
                 .iter()
-                .find(|(n, _)| candidates.contains(n))
-            {
+                .find(|(n, _)| candidates.contains(&n));
+            if let Some((name, _)) = preferred {
                 *votes.entry(name.as_str()).or_default() += 1;
             }
         }
-        group.protocol = candidates
-            .iter()
-            .max_by_key(|name| {
-                (
-                    votes.get(name.as_str()).copied().unwrap_or(0),
-                    std::cmp::Reverse(candidates.iter().position(|c| c == *name)),
-                )
-            })
-            .cloned();
-        if !group
-            .leader
-            .as_ref()
-            .is_some_and(|l| group.members.contains_key(l))
-        {
-            group.leader = group.members.keys().next().cloned();
-        }
-        group.state = State::CompletingRebalance;
-        let ids: Vec<String> = group.members.keys().cloned().collect();
-        let mut answers = Vec::with_capacity(ids.len());
-        for id in ids {
-            let joined = Self::joined(group, &id);
-            let member = group.members.get_mut(&id).expect("listed");
-            member.last_seen_ms = now_ms;
-            member.assignment = Bytes::new();
-            if let Some(token) = member.join.take() {
-                answers.push(Answer::Join(token, joined));
-            }
-        }
-        answers
+        let score = |(index, name): &(usize, &&String)| {
+            let count = votes.get(name.as_str()).copied().unwrap_or(0);
+            (count, std::cmp::Reverse(*index))
+        };
+        let best = candidates.iter().enumerate().max_by_key(score);
+        best.map(|(_, name)| (*name).clone())
     }
 }
 
