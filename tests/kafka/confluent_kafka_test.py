@@ -4,7 +4,8 @@ Phases: `main` (metadata, topics, keyed idempotent acks=all produce in every cod
 from earliest/latest/timestamp, a group of two, configs), `commit` (a group consumes part of
 a topic and commits) and `resume` (after a broker restart the group resumes there),
 `leader-move` (keeps producing and consuming while the test moves leaders), `group-failover`
-(a group reading with a commit per poll while the test kills brokers), and `recipe`
+(a group reading with a commit per poll while the test kills brokers), `group-stays` (two
+members polling while the test kills their coordinator), and `recipe`
 (README's three-broker cluster: 10,000 keyed records to a replicated topic, read back)."""
 import os
 import sys
@@ -317,6 +318,26 @@ def group_failover():
     check(len(read) == count, f"read {len(read)} of {count} distinct records")
 
 
+def group_stays():
+    """Two members of one group poll the test's topic (named by the prefix) until the test
+    removes its stop file; meanwhile the test kills the group's coordinator and checks the
+    group keeps its generation and members."""
+    stop_file = os.environ["KEEL_STOP_FILE"]
+    consumers = [Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-group",
+                           "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                           "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+                 for _ in range(2)]
+    for c in consumers:
+        c.subscribe([prefix])
+    deadline = time.time() + 150
+    while os.path.exists(stop_file):
+        check(time.time() < deadline, "the test ends the phase within 150 s")
+        for c in consumers:
+            c.poll(0.1)
+    for c in consumers:
+        c.close()
+
+
 {"main": main, "commit": commit, "resume": resume, "leader-move": leader_move,
- "recipe": recipe, "group-failover": group_failover}[phase]()
+ "recipe": recipe, "group-failover": group_failover, "group-stays": group_stays}[phase]()
 print("PASSED", flush=True)

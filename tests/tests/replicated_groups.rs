@@ -13,7 +13,7 @@ mod replicated;
 use keel_client::{Consumer, OffsetReset, Producer, ProducerRecord};
 use keel_tests::cluster::{runtime, Cluster};
 use keel_tests::kafka_clients::{clients, run};
-use replicated::{create_replicated, isr, leader};
+use replicated::{create_replicated, down, isr, leader, offsets_partition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,16 +30,6 @@ const KAFKA_PROGRESS_MAX: Duration = Duration::from_secs(15);
 /// Brokers' metadata lease: a dead broker is fenced, and its partitions led elsewhere,
 /// after 2 s (the default is 4 s; Kafka's broker session timeout is 9 s).
 const LEASE: (&str, &str) = ("KEEL_METADATA_LEASE_MS", "2000");
-
-/// The broker's hash of a group id onto the 8 offsets partitions (FNV-1a).
-fn offsets_partition(group: &str) -> usize {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in group.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    (hash % 8) as usize
-}
 
 fn produce(cluster: &Cluster, topic: &str, count: u32) {
     let bootstrap = cluster.bootstrap();
@@ -69,16 +59,6 @@ fn all_in_sync(cluster: &Cluster, topic: &str) {
             (0..partitions).all(|p| isr(c, i, t, p).is_some_and(|isr| isr.len() == 3))
         };
         full(topic, PARTITIONS as usize) && full(OFFSETS, 8)
-    });
-}
-
-/// Waits until the others see broker `victim` (an index) down: its lease ended, its
-/// partitions led elsewhere.
-fn down(cluster: &Cluster, victim: usize) {
-    let id = victim as u64 + 1;
-    cluster.wait_for(Duration::from_secs(30), "the killed broker fenced", |c| {
-        c.running()
-            .all(|i| c.alive_brokers(i).is_some_and(|alive| !alive.contains(&id)))
     });
 }
 

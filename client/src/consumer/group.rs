@@ -2,6 +2,10 @@
 //! offsets (fetch, commit sync and async) and leaving on close.
 
 use super::*;
+use std::sync::atomic::Ordering::SeqCst;
+
+/// How often a consumer whose coordinator moved asks where it is now.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 impl Consumer {
     pub(super) async fn ensure_group(&mut self) -> Result<()> {
@@ -9,7 +13,8 @@ impl Consumer {
             return Ok(());
         };
         *membership.last_poll.lock().expect("last poll lock") = std::time::Instant::now();
-        if membership.joined && !membership.rejoin.load(std::sync::atomic::Ordering::SeqCst) {
+        let member = membership.joined && !membership.rejoin.load(SeqCst);
+        if member && (!membership.moved.load(SeqCst) || self.follow_coordinator().await) {
             return Ok(());
         }
         // Revoke what we had: commit first when committing automatically.
@@ -29,9 +34,8 @@ impl Consumer {
         if let Some(heartbeat) = membership.heartbeat.take() {
             heartbeat.abort();
         }
-        membership
-            .rejoin
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        membership.rejoin.store(false, SeqCst);
+        membership.moved.store(false, SeqCst);
         // Not joined until this completes: an error below leaves the next poll to try again
         // (finding the coordinator afresh: in a cluster it may have moved).
         membership.joined = false;
@@ -106,61 +110,7 @@ impl Consumer {
             .iter()
             .flat_map(|entry| entry.partitions.iter().map(|p| (entry.topic.clone(), *p)))
             .collect();
-        // Heartbeats in the background; a rebalance or a stalled poll loop sets `rejoin`.
-        let (connection, rejoin, last_poll) = (
-            self.connection.clone(),
-            membership.rejoin.clone(),
-            membership.last_poll.clone(),
-        );
-        let (group, member_id, generation) = (
-            membership.group.clone(),
-            membership.member_id.clone(),
-            membership.generation,
-        );
-        let every = self.config.session_timeout / 3;
-        let max_poll_interval = self.config.max_poll_interval;
-        membership.heartbeat = Some(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let stalled =
-                    last_poll.lock().expect("last poll lock").elapsed() > max_poll_interval;
-                if stalled {
-                    tracing::warn!(%group, %member_id, "poll not called within max_poll_interval: leaving the group");
-                    let _ = connection
-                        .call(&Request::LeaveGroup {
-                            group: group.clone(),
-                            member_id: member_id.clone(),
-                        })
-                        .await;
-                    rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
-                    return;
-                }
-                let beat = Request::Heartbeat {
-                    group: group.clone(),
-                    generation,
-                    member_id: member_id.clone(),
-                };
-                match connection
-                    .call_timeout(&beat, every.max(Duration::from_millis(100)))
-                    .await
-                {
-                    Ok(Response::Heartbeat {
-                        error: ErrorCode::None,
-                    }) => {}
-                    Ok(_) => {
-                        rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
-                        return;
-                    }
-                    Err(e) if connection.is_broken() => {
-                        // The coordinator's broker is gone: find the coordinator again.
-                        tracing::debug!(error = %e, "heartbeat connection lost; rejoining");
-                        rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
-                        return;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
-                }
-            }
-        }));
+        self.start_heartbeat();
         // Positions start at the committed offsets; the reset policy covers the rest.
         let committed = match self.fetch_committed(&partitions).await {
             Ok(committed) => committed,
@@ -180,6 +130,111 @@ impl Consumer {
             listener.on_assigned(&partitions);
         }
         Ok(())
+    }
+
+    /// Heartbeats in the background: a rebalance or a stalled poll loop sets `rejoin`, a
+    /// coordinator gone or moved sets `moved`.
+    fn start_heartbeat(&mut self) {
+        let Some(membership) = self.membership.as_mut() else {
+            return;
+        };
+        if let Some(heartbeat) = membership.heartbeat.take() {
+            heartbeat.abort();
+        }
+        let (connection, rejoin, moved, last_poll) = (
+            self.connection.clone(),
+            membership.rejoin.clone(),
+            membership.moved.clone(),
+            membership.last_poll.clone(),
+        );
+        let (group, member_id, generation) = (
+            membership.group.clone(),
+            membership.member_id.clone(),
+            membership.generation,
+        );
+        let every = self.config.session_timeout / 3;
+        let max_poll_interval = self.config.max_poll_interval;
+        membership.heartbeat = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let stalled =
+                    last_poll.lock().expect("last poll lock").elapsed() > max_poll_interval;
+                if stalled {
+                    tracing::warn!(%group, %member_id, "poll not called within max_poll_interval: leaving the group");
+                    let leave = Request::LeaveGroup {
+                        group: group.clone(),
+                        member_id: member_id.clone(),
+                    };
+                    let _ = connection.call(&leave).await;
+                    rejoin.store(true, SeqCst);
+                    return;
+                }
+                let beat = Request::Heartbeat {
+                    group: group.clone(),
+                    generation,
+                    member_id: member_id.clone(),
+                };
+                let timeout = every.max(Duration::from_millis(100));
+                match connection.call_timeout(&beat, timeout).await {
+                    Ok(Response::Heartbeat {
+                        error: ErrorCode::None,
+                    }) => {}
+                    Ok(Response::Heartbeat { error }) if coordinator_moved(error) => {
+                        moved.store(true, SeqCst);
+                        return;
+                    }
+                    Ok(_) => {
+                        rejoin.store(true, SeqCst);
+                        return;
+                    }
+                    Err(e) if connection.is_broken() => {
+                        tracing::debug!(error = %e, "heartbeat connection lost; finding the coordinator");
+                        moved.store(true, SeqCst);
+                        return;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                }
+            }
+        }));
+    }
+
+    /// The coordinator moved: finds the new one and heartbeats there in the current
+    /// generation. Returns whether the consumer carries on with its assignment (the new
+    /// coordinator knows it, or cannot answer yet: asked again on a later poll); `false`
+    /// when the member must rejoin.
+    async fn follow_coordinator(&mut self) -> bool {
+        let Some(membership) = self.membership.as_mut() else {
+            return true;
+        };
+        if membership
+            .last_follow
+            .is_some_and(|at| at.elapsed() < FOLLOW_EVERY)
+        {
+            return true;
+        }
+        membership.last_follow = Some(std::time::Instant::now());
+        let beat = Request::Heartbeat {
+            group: membership.group.clone(),
+            generation: membership.generation,
+            member_id: membership.member_id.clone(),
+        };
+        let Ok(connection) = self.router.coordinator(&membership.group).await else {
+            return true;
+        };
+        match connection.call_timeout(&beat, REQUEST_TIMEOUT).await {
+            Ok(Response::Heartbeat {
+                error: ErrorCode::None,
+            }) => {
+                tracing::debug!(group = %membership.group, "carrying on at the new coordinator");
+                membership.moved.store(false, SeqCst);
+                self.connection = connection;
+                self.start_heartbeat();
+                true
+            }
+            Ok(Response::Heartbeat { error }) => coordinator_moved(error),
+            Ok(_) => false,
+            Err(_) => true,
+        }
     }
 
     async fn fetch_committed(
@@ -269,7 +324,7 @@ impl Consumer {
             Err(e) if e.is_retriable() => {
                 // The coordinator is gone or moved: find it again on the next poll. (The
                 // positions stay; what this commit covered may be read again.)
-                self.need_rejoin();
+                self.coordinator_gone();
                 return Err(e);
             }
             answer => answer?,
@@ -283,13 +338,13 @@ impl Consumer {
         for topic in topics {
             for (partition, error) in topic.partitions {
                 if error != ErrorCode::None {
-                    if matches!(
+                    if coordinator_moved(error) {
+                        self.coordinator_gone();
+                    } else if matches!(
                         error,
                         ErrorCode::RebalanceInProgress
                             | ErrorCode::IllegalGeneration
                             | ErrorCode::UnknownMemberId
-                            | ErrorCode::NotCoordinator
-                            | ErrorCode::CoordinatorLoadInProgress
                     ) {
                         self.need_rejoin();
                     }
@@ -306,9 +361,14 @@ impl Consumer {
     /// Makes the next poll rejoin the group (finding its coordinator again).
     fn need_rejoin(&self) {
         if let Some(membership) = &self.membership {
-            membership
-                .rejoin
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            membership.rejoin.store(true, SeqCst);
+        }
+    }
+
+    /// Makes the next poll find the coordinator again and carry on there.
+    fn coordinator_gone(&self) {
+        if let Some(membership) = &self.membership {
+            membership.moved.store(true, SeqCst);
         }
     }
 
@@ -359,4 +419,15 @@ impl Consumer {
         }
         Ok(())
     }
+}
+
+/// Whether a group error means the coordinator is elsewhere or not ready yet (not that the
+/// member must rejoin).
+fn coordinator_moved(error: ErrorCode) -> bool {
+    matches!(
+        error,
+        ErrorCode::NotCoordinator
+            | ErrorCode::CoordinatorLoadInProgress
+            | ErrorCode::CoordinatorNotAvailable
+    )
 }

@@ -90,6 +90,10 @@ struct Membership {
     generation: i32,
     joined: bool,
     rejoin: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The coordinator went away or moved: find it and carry on in the same generation
+    /// (the new coordinator restored the group), or rejoin if it did not.
+    moved: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    last_follow: Option<std::time::Instant>,
     last_poll: std::sync::Arc<std::sync::Mutex<std::time::Instant>>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
     last_commit: std::time::Instant,
@@ -144,6 +148,8 @@ impl Consumer {
             generation: -1,
             joined: false,
             rejoin: std::sync::Arc::default(),
+            moved: std::sync::Arc::default(),
+            last_follow: None,
             last_poll: std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
             heartbeat: None,
             last_commit: std::time::Instant::now(),

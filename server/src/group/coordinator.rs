@@ -11,10 +11,10 @@
 
 use super::assignor::{Assignment, Assignor, Subscription};
 pub use super::limits::{check_group_id, Limits};
-use super::membership::{Membership, Refusal, Seat};
+use super::membership::{MemberIds, Membership, Refusal, Seat};
 pub use super::membership::{Phase, Token};
 use keel_protocol::api::ErrorCode;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A JoinGroup answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,13 +102,15 @@ impl Group {
 /// Every group of the broker, and their committed offsets.
 #[derive(Debug, Default)]
 pub struct Coordinator {
-    groups: BTreeMap<String, Group>,
+    pub(super) groups: BTreeMap<String, Group>,
     /// Groups of Kafka clients (classic protocol, client-side assignment); they share the
     /// committed offsets below.
     pub classic: super::classic::Classic,
     offsets: BTreeMap<String, BTreeMap<(String, u32), i64>>,
-    next_member: u64,
+    pub(super) member_ids: MemberIds,
     limits: Limits,
+    /// Groups whose record is due (`save.rs`).
+    pub(super) noted: BTreeSet<String>,
 }
 
 /// What a JoinGroup asks.
@@ -135,6 +137,13 @@ impl Coordinator {
             limits,
             ..Coordinator::default()
         }
+    }
+
+    /// Member ids carry `incarnation` (which broker, since when), so that ids made here
+    /// never repeat those of members restored from another coordinator.
+    pub fn set_incarnation(&mut self, incarnation: &str) {
+        self.member_ids = MemberIds::new(incarnation);
+        self.classic.member_ids = MemberIds::new(incarnation);
     }
 
     /// The limits.
@@ -179,8 +188,7 @@ impl Coordinator {
             if group.core.members.len() >= self.limits.members_max {
                 return vec![(token, Err(ErrorCode::GroupMaxSizeReached))];
             }
-            self.next_member += 1;
-            format!("member-{}-{}", self.next_member, request.group)
+            self.member_ids.next("member")
         } else if group.core.members.contains_key(request.member_id) {
             request.member_id.to_owned()
         } else {
@@ -279,6 +287,7 @@ impl Coordinator {
             }
             answers.extend(group.try_complete(now_ms, partitions_of));
         }
+        self.note_changed();
         // A group with no members holds nothing but its generation: forget it, so groups
         // made and left by peers do not accumulate (committed offsets are kept apart).
         self.groups
@@ -341,6 +350,7 @@ impl Coordinator {
             false
         });
         self.offsets.retain(|name, _| !gone(name));
+        self.noted.retain(|name| !gone(name));
         (answers, self.classic.forget(gone))
     }
 

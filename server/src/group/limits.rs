@@ -35,12 +35,14 @@ impl Default for Limits {
     }
 }
 
-/// Checks a group id where it enters: not empty, at most `limit` bytes.
+/// Checks a group id where it enters: not empty, at most `limit` bytes, no NUL (the
+/// separator of the keys in `__consumer_offsets`: a group named `g\0t\01` could otherwise
+/// write group `g`'s offset for `t`-1).
 ///
 /// # Errors
 /// `InvalidGroupId`.
 pub fn check_group_id(group: &str, limit: usize) -> Result<(), ErrorCode> {
-    if group.is_empty() || group.len() > limit {
+    if group.is_empty() || group.len() > limit || group.contains('\u{0}') {
         return Err(ErrorCode::InvalidGroupId);
     }
     Ok(())

@@ -92,6 +92,34 @@ impl<P> Seat<P> {
     }
 }
 
+/// Makes member ids unique across coordinators: the incarnation (which broker, since when)
+/// and a counter, so that a broker taking a group over never hands out an id a restored
+/// member holds.
+#[derive(Debug, Default)]
+pub struct MemberIds {
+    incarnation: String,
+    next: u64,
+}
+
+impl MemberIds {
+    /// Ids from this coordinator's incarnation.
+    pub fn new(incarnation: &str) -> MemberIds {
+        MemberIds {
+            incarnation: incarnation.to_owned(),
+            next: 0,
+        }
+    }
+
+    /// A new id starting with `name`.
+    pub fn next(&mut self, name: &str) -> String {
+        self.next += 1;
+        match self.incarnation.is_empty() {
+            true => format!("{name}-{}", self.next),
+            false => format!("{name}-{}-{}", self.incarnation, self.next),
+        }
+    }
+}
+
 /// A group's members and the state of its rebalance.
 #[derive(Debug, Clone)]
 pub struct Membership<P> {
@@ -102,6 +130,8 @@ pub struct Membership<P> {
     /// Members by id.
     pub members: BTreeMap<String, Seat<P>>,
     rebalance_started_ms: i64,
+    /// Set when the group reached a new generation or emptied: its record is due.
+    pub changed: bool,
 }
 
 impl<P> Default for Membership<P> {
@@ -111,11 +141,24 @@ impl<P> Default for Membership<P> {
             generation: 0,
             members: BTreeMap::new(),
             rebalance_started_ms: 0,
+            changed: false,
         }
     }
 }
 
 impl<P> Membership<P> {
+    /// A group restored in `phase` at `generation` (from the offsets log), every member
+    /// seen at `now_ms` so that sessions start again from the restore.
+    pub fn restored(phase: Phase, generation: i32, members: BTreeMap<String, Seat<P>>) -> Self {
+        Membership {
+            phase,
+            generation,
+            members,
+            rebalance_started_ms: 0,
+            changed: false,
+        }
+    }
+
     /// The member `id`, if it is one.
     ///
     /// # Errors
@@ -154,6 +197,7 @@ impl<P> Membership<P> {
         }
         self.members.retain(|_, m| m.join.is_some());
         self.generation += 1;
+        self.changed = true;
         if self.members.is_empty() {
             self.phase = Phase::Empty;
             return Some(Vec::new());
@@ -172,6 +216,7 @@ impl<P> Membership<P> {
         if self.members.is_empty() {
             self.phase = Phase::Empty;
             self.generation += 1;
+            self.changed = true;
             Vec::new()
         } else {
             self.prepare(now_ms)

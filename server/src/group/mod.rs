@@ -6,3 +6,5 @@ pub mod coordinator;
 pub mod limits;
 pub mod membership;
 pub mod ownership;
+pub mod record;
+mod save;

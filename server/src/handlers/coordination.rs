@@ -7,10 +7,13 @@
 //! on; when it stops leading it forgets them, and their requests are answered
 //! NotCoordinator so that clients find the new coordinator.
 
-use super::groups::{parse_offset_key, GroupService, OFFSETS_TOPIC};
+use super::groups::{append, now_ms, parse_offset_key, GroupService, OFFSETS_TOPIC};
 use crate::group::ownership::Epoch;
+use crate::group::record::{group_key, parse_group_key, SavedGroup};
 use crate::shard::{owner, Job, Reply, Shard};
+use bytes::Bytes;
 use keel_protocol::api::{ErrorCode, Request};
+use keel_protocol::batch::{BatchBuilder, NewRecord};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -102,6 +105,56 @@ impl GroupService {
         self.ownership.borrow().partition(group)
     }
 
+    /// Writes the membership records due (after a request of `group`, or the tick's
+    /// expiries) to the groups' offsets partitions, in the order they became due. The
+    /// answers do not wait: a record lost with its coordinator only makes the members
+    /// rejoin at the next one.
+    pub fn save(&self, shard: &Rc<Shard>, group: Option<&str>) {
+        let due = {
+            let mut coordinator = self.coordinator.borrow_mut();
+            if let Some(group) = group {
+                coordinator.note(group);
+            }
+            coordinator.take_saved()
+        };
+        for (group, saved) in due {
+            let value = match saved.map(|s| s.encode()).transpose() {
+                Ok(value) => value,
+                Err(e) => {
+                    tracing::warn!(group, error = %e, "group record not written");
+                    continue;
+                }
+            };
+            let partition = self.offsets_partition(&group);
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                let Some(service) = shard.groups() else {
+                    return;
+                };
+                let _turn = service.offsets_writer.acquire_permit(1).await;
+                let mut builder = BatchBuilder::new();
+                builder.push(NewRecord {
+                    timestamp: now_ms(),
+                    key: Some(Bytes::from(group_key(&group))),
+                    value,
+                    headers: Vec::new(),
+                });
+                let error = match builder.build() {
+                    Ok(records) => append(&shard, partition, Bytes::from(records)).await,
+                    Err(_) => ErrorCode::MessageTooLarge,
+                };
+                if error != ErrorCode::None {
+                    tracing::info!(
+                        group,
+                        ?error,
+                        "group record not written; members rejoin after a coordinator move"
+                    );
+                }
+            })
+            .detach();
+        }
+    }
+
     /// Forgets the groups of an offsets partition; their parked joins are answered.
     pub fn forget_partition(&self, partition: u32) {
         let (answers, classic) = {
@@ -174,9 +227,12 @@ impl GroupService {
                 if record.offset < from {
                     continue;
                 }
-                let Some((group, topic, partition)) =
-                    record.key.as_deref().and_then(parse_offset_key)
-                else {
+                let key = record.key.as_deref().unwrap_or_default();
+                if let Some(group) = parse_group_key(key) {
+                    restore(&mut coordinator, group, record.value);
+                    continue;
+                }
+                let Some((group, topic, partition)) = parse_offset_key(key) else {
                     continue;
                 };
                 match record.value.map(|v| <[u8; 8]>::try_from(&v[..])) {
@@ -198,6 +254,24 @@ impl GroupService {
             rest = &rest[view.len()..];
         }
         Ok((next, stored))
+    }
+}
+
+/// Applies a membership record read from the offsets log (a tombstone forgets the group).
+fn restore(
+    coordinator: &mut crate::group::coordinator::Coordinator,
+    group: &str,
+    value: Option<Bytes>,
+) {
+    let Some(value) = value else {
+        coordinator.unsave(group);
+        return;
+    };
+    let restored =
+        SavedGroup::decode(value).and_then(|saved| coordinator.restore(group, saved, now_ms()));
+    if let Err(e) = restored {
+        tracing::warn!(group, error = %e, "unreadable group record skipped; its members rejoin");
+        coordinator.unsave(group);
     }
 }
 

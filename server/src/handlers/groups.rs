@@ -47,9 +47,16 @@ pub(crate) fn now_ms() -> i64 {
 
 impl GroupService {
     /// An empty service with these limits, coordinating the groups `ownership` names.
-    pub fn new(limits: Limits, ownership: crate::group::ownership::Ownership) -> GroupService {
+    /// Member ids made here carry `incarnation`.
+    pub fn new(
+        limits: Limits,
+        ownership: crate::group::ownership::Ownership,
+        incarnation: &str,
+    ) -> GroupService {
+        let mut coordinator = Coordinator::new(limits);
+        coordinator.set_incarnation(incarnation);
         GroupService {
-            coordinator: RefCell::new(Coordinator::new(limits)),
+            coordinator: RefCell::new(coordinator),
             waiting: RefCell::default(),
             classic_waiting: RefCell::default(),
             next_token: Cell::new(1),
@@ -82,12 +89,13 @@ impl GroupService {
     }
 
     /// Session expiry and rebalance deadlines; called periodically on shard 0.
-    pub fn tick(&self, shard: &Shard) {
+    pub fn tick(&self, shard: &Rc<Shard>) {
         let partitions_of = partitions_of(shard);
         let answers = self.coordinator.borrow_mut().tick(now_ms(), &partitions_of);
         self.answer(answers);
         let classic = self.coordinator.borrow_mut().classic.tick(now_ms());
         self.answer_classic(classic);
+        self.save(shard, None);
         let ticks = self.ticks.get() + 1;
         self.ticks.set(ticks);
         if ticks.is_multiple_of(10) {
@@ -150,6 +158,23 @@ pub(crate) fn commit_error(append: ErrorCode) -> ErrorCode {
     }
 }
 
+/// Appends a batch to a partition of `__consumer_offsets`, acknowledged by the ISR; the
+/// append's error.
+pub(crate) async fn append(shard: &Rc<Shard>, partition: u32, records: Bytes) -> ErrorCode {
+    let owner = owner(OFFSETS_TOPIC, partition, shard.shards());
+    let job = Job::Produce {
+        topic: OFFSETS_TOPIC.into(),
+        partition,
+        records,
+        acks: -1,
+        timeout_ms: 30_000,
+    };
+    match shard.call(owner, job).await {
+        Reply::Produced(result) => result.error,
+        _ => ErrorCode::Unknown,
+    }
+}
+
 fn partitions_of(shard: &Shard) -> impl Fn(&str) -> u32 + '_ {
     move |topic| shard.registry.read().get(topic).map_or(0, |t| t.partitions)
 }
@@ -195,6 +220,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                     .join(now_ms(), request, token, &partitions_of)
             };
             service.answer(answers);
+            service.save(shard, Some(&join.group));
             receiver.await.unwrap_or(Response::JoinGroup {
                 error: ErrorCode::ShuttingDown,
                 generation: -1,
@@ -241,6 +267,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                     .borrow_mut()
                     .leave(now_ms(), &group, &member_id, &partitions_of)
             };
+            service.save(shard, Some(&group));
             match left {
                 Ok(answers) => {
                     service.answer(answers);
@@ -329,21 +356,8 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                             }
                         };
                         let offsets_partition = service.offsets_partition(&group);
-                        let owner = owner(OFFSETS_TOPIC, offsets_partition, shard.shards());
-                        match shard
-                            .call(
-                                owner,
-                                Job::Produce {
-                                    topic: OFFSETS_TOPIC.into(),
-                                    partition: offsets_partition,
-                                    records,
-                                    acks: -1,
-                                    timeout_ms: 30_000,
-                                },
-                            )
-                            .await
-                        {
-                            Reply::Produced(result) if result.error == ErrorCode::None => {
+                        match append(shard, offsets_partition, records).await {
+                            ErrorCode::None => {
                                 for entry in &topics {
                                     for (partition, offset) in &entry.partitions {
                                         service.coordinator.borrow_mut().store_offset(
@@ -356,8 +370,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
                                 }
                                 ErrorCode::None
                             }
-                            Reply::Produced(result) => commit_error(result.error),
-                            _ => ErrorCode::Unknown,
+                            error => commit_error(error),
                         }
                     }
                 }

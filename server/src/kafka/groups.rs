@@ -112,9 +112,12 @@ pub async fn serve_job(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
             let answers = {
                 let mut coordinator = service.coordinator.borrow_mut();
                 let limits = *coordinator.limits();
-                coordinator.classic.join(now, &limits, join, token)
+                let group = join.group.clone();
+                (coordinator.classic.join(now, &limits, join, token), group)
             };
+            let (answers, group) = answers;
             service.answer_classic(answers);
+            service.save(shard, Some(&group));
             match receiver.await {
                 Ok(classic::Answer::Join(_, joined)) => GroupReply::Joined(joined),
                 _ => GroupReply::Error(errors::COORDINATOR_NOT_AVAILABLE),
@@ -122,12 +125,14 @@ pub async fn serve_job(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
         }
         GroupJob::Sync(sync) => {
             let (token, receiver) = service.park();
+            let group = sync.group.clone();
             let answers = service
                 .coordinator
                 .borrow_mut()
                 .classic
                 .sync(now, sync, token);
             service.answer_classic(answers);
+            service.save(shard, Some(&group));
             match receiver.await {
                 Ok(classic::Answer::Sync(_, error, assignment)) => {
                     GroupReply::Synced(error, assignment)
@@ -152,6 +157,7 @@ pub async fn serve_job(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
                     .classic
                     .leave(now, &leave.group, &leave.members);
             service.answer_classic(answers);
+            service.save(shard, Some(&leave.group));
             GroupReply::Left(results)
         }
         GroupJob::Describe(groups) => {

@@ -104,7 +104,9 @@ impl Shard {
                 Some(_) => Ownership::cluster(OFFSETS_PARTITIONS),
                 None => Ownership::single(),
             };
-            crate::handlers::groups::GroupService::new(config.group_limits, ownership)
+            let started = crate::handlers::groups::now_ms();
+            let incarnation = format!("{}.{started:x}", config.node_id);
+            crate::handlers::groups::GroupService::new(config.group_limits, ownership, &incarnation)
         });
         // Each shard gets its share, but always room for one frame of the largest size.
         let request_budget_bytes = (config.requests_bytes_max / config.shards.max(1))

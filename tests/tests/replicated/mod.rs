@@ -175,3 +175,23 @@ pub fn check_read_back(bootstrap: String, topic: &str, acked: &BTreeSet<u64>) {
         .collect();
     check_history(&read, acked);
 }
+
+/// The broker's hash of a group id onto the 8 offsets partitions (FNV-1a).
+pub fn offsets_partition(group: &str) -> usize {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in group.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash % 8) as usize
+}
+
+/// Waits until the others see broker `victim` (an index) down: its lease ended, its
+/// partitions led elsewhere.
+pub fn down(cluster: &Cluster, victim: usize) {
+    let id = victim as u64 + 1;
+    cluster.wait_for(Duration::from_secs(30), "the killed broker fenced", |c| {
+        c.running()
+            .all(|i| c.alive_brokers(i).is_some_and(|alive| !alive.contains(&id)))
+    });
+}

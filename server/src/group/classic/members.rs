@@ -159,6 +159,7 @@ impl Classic {
             answers.extend(Self::try_complete(group, now_ms));
             group.pending.retain(|_, at| now_ms - *at < 300_000);
         }
+        self.note_changed();
         self.groups.retain(|_, g| {
             !(g.core.members.is_empty() && g.pending.is_empty() && g.core.phase == Phase::Empty)
         });
@@ -220,6 +221,7 @@ impl Group {
             }
         }
         self.core.phase = Phase::Stable;
+        self.core.changed = true;
         for m in self.core.members.values_mut() {
             if let Some(t) = m.sync.take() {
                 answers.push(Answer::Sync(t, 0, m.extra.assignment.clone()));

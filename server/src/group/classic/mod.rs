@@ -10,11 +10,11 @@
 mod members;
 
 use super::coordinator::{check_group_id, Limits};
-use super::membership::{Membership, Refusal, Seat};
+use super::membership::{MemberIds, Membership, Refusal, Seat};
 pub use super::membership::{Phase, Token};
 use bytes::Bytes;
 use keel_kafka::errors;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A JoinGroup as the state machine needs it.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ pub struct Group {
     pub(crate) protocol: Option<String>,
     pub(crate) leader: Option<String>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, and when.
-    pending: BTreeMap<String, i64>,
+    pub(crate) pending: BTreeMap<String, i64>,
 }
 
 /// Kafka's error for a refusal of the membership core.
@@ -156,14 +156,17 @@ pub struct GroupView {
 /// Every classic group.
 #[derive(Debug, Default)]
 pub struct Classic {
-    groups: BTreeMap<String, Group>,
-    next_member: u64,
+    pub(crate) groups: BTreeMap<String, Group>,
+    pub(crate) member_ids: MemberIds,
+    /// Groups whose record is due (`save.rs`).
+    pub(crate) noted: BTreeSet<String>,
 }
 
 impl Classic {
     /// Forgets every group for which `gone` is true (another broker coordinates it now);
     /// their parked joins and syncs are answered NOT_COORDINATOR.
     pub fn forget(&mut self, gone: &dyn Fn(&str) -> bool) -> Vec<Answer> {
+        self.noted.retain(|name| !gone(name));
         let mut answers = Vec::new();
         self.groups.retain(|name, group| {
             if !gone(name) {
@@ -242,9 +245,8 @@ impl Classic {
             .as_ref()
             .and_then(|instance| group.static_member(instance));
         let member_id = if let (Some(old), true) = (&static_id, join.member_id.is_empty()) {
-            self.next_member += 1;
             let instance = join.instance_id.as_deref().unwrap_or("static");
-            let new_id = format!("{instance}-{}", self.next_member);
+            let new_id = self.member_ids.next(instance);
             let protocols = join.protocols.clone();
             group.replace_static(now_ms, old, &new_id, protocols, &mut answers);
             if group.core.phase == Phase::Stable {
@@ -258,12 +260,11 @@ impl Classic {
             if group.core.members.len() + group.pending.len() >= limits.members_max {
                 return refuse(81, "");
             }
-            self.next_member += 1;
             let client = match join.client_id.is_empty() {
                 true => "member",
                 false => &join.client_id,
             };
-            let id = format!("{client}-{}", self.next_member);
+            let id = self.member_ids.next(client);
             if join.require_known_member_id && join.instance_id.is_none() {
                 group.pending.insert(id.clone(), now_ms);
                 return refuse(errors::MEMBER_ID_REQUIRED, &id);
@@ -423,6 +424,7 @@ impl Group {
         member.extra.protocols = protocols;
         member.last_seen_ms = now_ms;
         self.core.members.insert(new_id.to_owned(), member);
+        self.core.changed = true;
     }
 
     /// The protocol every member supports that most members prefer (ties: the first
