@@ -56,6 +56,10 @@ pub struct Seat<P> {
     pub rebalance_timeout_ms: i64,
     /// Last request from the member.
     pub last_seen_ms: i64,
+    /// Restored from the offsets log and not heard from since: a rebalance does not wait
+    /// for it (it may be long gone: a member whose session ran out while the coordinator
+    /// moved took a new id), and it expires with its session as any member.
+    pub unconfirmed: bool,
     /// A parked JoinGroup.
     pub join: Option<Token>,
     /// A parked SyncGroup.
@@ -71,10 +75,17 @@ impl<P> Seat<P> {
             session_timeout_ms: 0,
             rebalance_timeout_ms: 0,
             last_seen_ms: now_ms,
+            unconfirmed: false,
             join: None,
             sync: None,
             extra,
         }
+    }
+
+    /// The member was heard from.
+    pub fn seen(&mut self, now_ms: i64) {
+        self.last_seen_ms = now_ms;
+        self.unconfirmed = false;
     }
 
     /// Parks a join with its timeouts; returns the join it replaces (answered as superseded).
@@ -87,7 +98,7 @@ impl<P> Seat<P> {
     ) -> Option<Token> {
         self.session_timeout_ms = session_timeout_ms;
         self.rebalance_timeout_ms = rebalance_timeout_ms.max(session_timeout_ms);
-        self.last_seen_ms = now_ms;
+        self.seen(now_ms);
         self.join.replace(token)
     }
 }
@@ -189,7 +200,10 @@ impl<P> Membership<P> {
         if self.phase != Phase::PreparingRebalance {
             return None;
         }
-        let all_joined = self.members.values().all(|m| m.join.is_some());
+        let all_joined = self
+            .members
+            .values()
+            .all(|m| m.join.is_some() || m.unconfirmed);
         let longest = self.members.values().map(|m| m.rebalance_timeout_ms).max();
         let deadline = self.rebalance_started_ms + longest.unwrap_or(0);
         if !all_joined && now_ms < deadline {
@@ -243,7 +257,7 @@ impl<P> Membership<P> {
     /// # Errors
     /// `UnknownMember`; `RebalanceInProgress` while members rejoin; `IllegalGeneration`.
     pub fn heartbeat(&mut self, now_ms: i64, id: &str, generation: i32) -> Result<(), Refusal> {
-        self.seat(id)?.last_seen_ms = now_ms;
+        self.seat(id)?.seen(now_ms);
         // While an assignment is awaited (CompletingRebalance) members heartbeat normally:
         // telling them to rejoin would start another rebalance before this one finished.
         if self.phase == Phase::PreparingRebalance {

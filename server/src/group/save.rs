@@ -42,6 +42,7 @@ fn due(
 
 fn seat<P>(member: &SavedMember, now_ms: i64, extra: P) -> Seat<P> {
     let mut seat = Seat::new(now_ms, extra);
+    seat.unconfirmed = true;
     seat.session_timeout_ms = member.session_timeout_ms;
     seat.rebalance_timeout_ms = member.rebalance_timeout_ms;
     seat
@@ -353,6 +354,32 @@ mod tests {
             new.check_commit("k", 1, id),
             Err(ErrorCode::UnknownMemberId)
         );
+    }
+
+    #[test]
+    fn a_rebalance_after_a_move_does_not_wait_for_members_not_heard_from_since() {
+        // Goal: a member whose session ran out while the coordinator moved comes back with a
+        // new id; the restored old id must not hold the rebalance for its whole session.
+        let mut old = Coordinator::new(Limits::default());
+        let topics = vec!["orders".to_owned()];
+        let request = JoinRequest {
+            group: "g",
+            member_id: "",
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 60_000,
+            assignor: "range",
+            topics: &topics,
+        };
+        let ghost = old.join(0, request.clone(), 1, &six)[0].1.clone().unwrap();
+        old.note("g");
+        let mut new = move_to_new_coordinator(&mut old, 1_000);
+        let answers = new.join(1_500, request, 2, &six);
+        assert_eq!(answers.len(), 1, "answered at once: {answers:?}");
+        let joined = answers[0].1.clone().unwrap();
+        assert_eq!((joined.generation, joined.members.len()), (2, 1));
+        assert_ne!(joined.member_id, ghost.member_id);
+        let gone = new.heartbeat(1_600, "g", 1, &ghost.member_id);
+        assert_eq!(gone, Err(ErrorCode::UnknownMemberId));
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl Classic {
         }
         let phase = group.core.phase;
         let member = group.core.seat(member_id).expect("checked");
-        member.last_seen_ms = now_ms;
+        member.seen(now_ms);
         match phase {
             Phase::Empty | Phase::PreparingRebalance => {
                 let error = errors::REBALANCE_IN_PROGRESS;

@@ -287,7 +287,7 @@ impl Classic {
             {
                 let joined = Self::joined(group, &join.member_id);
                 if let Ok(m) = group.core.seat(&join.member_id) {
-                    m.last_seen_ms = now_ms;
+                    m.seen(now_ms);
                 }
                 return vec![Answer::Join(token, joined)];
             }
@@ -422,7 +422,7 @@ impl Group {
             self.leader = Some(new_id.to_owned());
         }
         member.extra.protocols = protocols;
-        member.last_seen_ms = now_ms;
+        member.seen(now_ms);
         self.core.members.insert(new_id.to_owned(), member);
         self.core.changed = true;
     }
