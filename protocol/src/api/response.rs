@@ -20,7 +20,8 @@ pub struct GroupDescription {
     pub group: String,
     /// Outcome.
     pub error: ErrorCode,
-    /// `Empty`, `PreparingRebalance` or `Stable`.
+    /// `Empty`, `PreparingRebalance`, `CompletingRebalance` (a Kafka client's group
+    /// awaiting its leader's assignment) or `Stable`.
     pub state: String,
     /// Generation.
     pub generation: i32,
