@@ -35,14 +35,25 @@ fn config() -> LogConfig {
 /// What was appended: offset → (key, value; `None` a tombstone).
 type Written = BTreeMap<i64, (String, Option<String>)>;
 
-/// Appends `batches` batches of 5 keyed records (every 7th a tombstone).
+/// Appends `batches` batches of 5 keyed records over `KEYS` keys (every 7th a tombstone).
 async fn fill(log: &Log, batches: u64, written: &mut Written, now: i64) {
+    fill_keys(log, batches, written, now, |n| format!("key-{}", n % KEYS)).await;
+}
+
+/// As [`fill`], record `n` with the key `key(n)`.
+async fn fill_keys(
+    log: &Log,
+    batches: u64,
+    written: &mut Written,
+    now: i64,
+    key: impl Fn(u64) -> String,
+) {
     for b in 0..batches {
         let mut builder = BatchBuilder::new();
         let mut records = Vec::new();
         for r in 0..5 {
             let n = b * 5 + r;
-            let key = format!("key-{}", n % KEYS);
+            let key = key(n);
             let value = (n % 7 != 3).then(|| format!("value-{n}-{}", "x".repeat(40)));
             builder.push(NewRecord {
                 timestamp: now,
@@ -232,6 +243,47 @@ fn cleaning_keeps_the_latest_record_of_every_key_at_its_offset() {
 }
 
 #[test]
+fn batches_before_the_first_that_loses_a_record_are_copied_whole() {
+    // Goal: a segment whose first batches keep every record (keys written once) and later
+    // ones lose some: the copy starts with those first batches, byte for byte.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let clock = ManualClock::new(START_MS);
+        let log = Log::open_with_clock(&path, config(), Rc::new(clock))
+            .await
+            .unwrap();
+        let mut written = Written::new();
+        fill_keys(&log, 10, &mut written, START_MS, |n| format!("once-{n}")).await;
+        fill(&log, 120, &mut written, START_MS).await;
+        sealed_and_synced(&log).await;
+        let mut map = OffsetMap::new(1 << 20);
+        let clean = CleanConfig {
+            min_cleanable_dirty_ratio: 0.0,
+            ..CleanConfig::default()
+        };
+        let stats = log.clean(&mut map, &clean).await.unwrap().expect("due");
+        assert!(stats.segments_rewritten > 0, "{stats:?}");
+        let read = read_all(&log).await;
+        check(&read, &written, false);
+        let once = written.values().filter(|(k, _)| k.starts_with("once-"));
+        let kept = read.values().filter(|(k, _)| k.starts_with("once-"));
+        assert_eq!(
+            kept.count(),
+            once.count(),
+            "every record written once is kept"
+        );
+        let cleaned: Written = written
+            .range(..stats.checkpoint)
+            .map(|(o, r)| (*o, r.clone()))
+            .collect();
+        let superseded = cleaned.len() - latest(&cleaned).len();
+        assert_eq!(written.len() - read.len(), superseded);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
 fn young_records_and_the_active_segment_are_not_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
@@ -314,8 +366,14 @@ async fn crash_during_cleaning(ops: u64, root: &Path) -> bool {
         seed: ops,
         ..SimConfig::default()
     });
-    let log = Log::open(&live, config()).await.unwrap();
+    // The records' time: their tombstones are not yet past delete.retention.ms.
+    let clock = || Rc::new(ManualClock::new(START_MS));
+    let log = Log::open_with_clock(&live, config(), clock())
+        .await
+        .unwrap();
     let mut written = Written::new();
+    // Batches that keep every record first: the copy of the first segment begins with them.
+    fill_keys(&log, 4, &mut written, START_MS, |n| format!("once-{n}")).await;
     fill(&log, 60, &mut written, START_MS).await;
     sealed_and_synced(&log).await;
     let mut map = OffsetMap::new(1 << 20);
@@ -329,7 +387,7 @@ async fn crash_during_cleaning(ops: u64, root: &Path) -> bool {
     let _ = log.close().await;
     simdisk::uninstall();
     simdisk::write_image(&image, &recovered).unwrap();
-    let log = Log::open(&recovered, config())
+    let log = Log::open_with_clock(&recovered, config(), clock())
         .await
         .expect("the crash image opens");
     check(&read_all(&log).await, &written, false);

@@ -171,6 +171,7 @@ pub async fn run(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
                         partition,
                         segments = stats.segments_rewritten,
                         bytes_read = stats.bytes_read,
+                        bytes_written = stats.bytes_written,
                         bytes_before = stats.bytes_before,
                         bytes_after = stats.bytes_after,
                         records_dropped = stats.records_dropped,

@@ -7,7 +7,10 @@
 //! full; (2) every cleanable segment up to where the map ended is rewritten with the
 //! records whose key has no later offset in the map, a tombstone kept only while its
 //! segment is younger than `delete_retention_ms`; records without a key are kept (written
-//! before the topic was compacted). (3) Each rewritten segment is swapped in: the cleaned
+//! before the topic was compacted). Each segment is read once: nothing is written until the
+//! first batch that loses a record; from there the copy starts with the bytes before it,
+//! as they were. Reads and writes together are paced (`io_bytes_per_second`).
+//! (3) Each rewritten segment is swapped in: the cleaned
 //! copy is written with direct I/O to `<base>.cleaned` and synced, the old indexes are
 //! removed, and one rename replaces the data file; the in-memory segment changes at the
 //! same instant, so a reader sees the old file or the new one, each with its own index. A
@@ -31,8 +34,9 @@ pub struct CleanConfig {
     pub max_compaction_lag_ms: i64,
     /// Clean once the dirty part is at least this share of the cleanable bytes.
     pub min_cleanable_dirty_ratio: f64,
-    /// Most bytes a second the cleaner reads (`u64::MAX`: unpaced), so that cleaning
-    /// does not take the device and CPU from produce and fetch.
+    /// Most bytes a second the cleaner reads and writes together (`u64::MAX`: unpaced),
+    /// so that cleaning does not take the device and CPU from produce and fetch (Kafka's
+    /// `log.cleaner.io.max.bytes.per.second`).
     pub io_bytes_per_second: u64,
 }
 
@@ -55,6 +59,8 @@ pub struct CleanStats {
     pub segments_rewritten: usize,
     /// Bytes read (map building and rewriting).
     pub bytes_read: u64,
+    /// Bytes written (cleaned copies).
+    pub bytes_written: u64,
     /// Bytes of the segments rewritten, before and after.
     pub bytes_before: u64,
     /// See `bytes_before`.
@@ -66,7 +72,16 @@ pub struct CleanStats {
     pace: Pace,
 }
 
-/// The cleaner's read pacing: at most `rate` bytes a second over the pass.
+impl CleanStats {
+    /// Waits as long as the pace asks, after the pass's reads and writes so far.
+    async fn paced(&self) {
+        if let Some(wait) = self.pace.wait(self.bytes_read + self.bytes_written) {
+            io::sleep(wait).await;
+        }
+    }
+}
+
+/// The cleaner's I/O pacing: at most `rate` bytes read and written a second over the pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pace {
     rate: u64,
@@ -87,7 +102,7 @@ impl Pace {
         }
     }
 
-    /// How long to wait, having read `bytes` in this pass, to stay within the rate.
+    /// How long to wait, having moved `bytes` in this pass, to stay within the rate.
     fn wait(&self, bytes: u64) -> Option<Duration> {
         if self.rate == u64::MAX {
             return None;
@@ -231,7 +246,8 @@ impl Log {
     }
 
     /// Rewrites one segment without the records the map and the tombstone rule drop, and
-    /// swaps it in (nothing is written when nothing would be dropped).
+    /// swaps it in. One pass: nothing is written until the first batch that loses a record;
+    /// then the bytes before it are copied as they are and the rest follows as read.
     async fn rewrite(
         &self,
         segment: Cleanable,
@@ -249,52 +265,43 @@ impl Log {
                 latest && (record.value.is_some() || !tombstones_expired)
             }
         };
-        // A first pass decides whether anything goes, without writing.
-        let mut dropping = false;
+        let mut copy: Option<CleanedCopy> = None;
+        let mut position = 0u64;
         let mut batches = SegmentBatches::open(&self.shared.dir, segment).await?;
         while let Some(chunk) = batches.next(stats).await? {
+            let mut kept = Vec::with_capacity(chunk.len());
             for batch in chunk {
                 io::yield_if_needed().await;
                 let view = BatchView::new(&batch).map_err(invalid)?;
-                dropping |= retain_records(&view, keep).map_err(invalid)? != Retained::All;
-            }
-            if dropping {
-                break;
-            }
-        }
-        batches.close().await?;
-        if !dropping {
-            return Ok(());
-        }
-        let cleaned = cleaned_path(&self.shared.dir, segment.base);
-        let mut writer = io::SegmentWriter::create(&cleaned).await?;
-        let submitter = writer.submitter();
-        let mut dropped = 0u64;
-        let mut batches = SegmentBatches::open(&self.shared.dir, segment).await?;
-        while let Some(chunk) = batches.next(stats).await? {
-            let mut kept_batches = Vec::with_capacity(chunk.len());
-            for batch in chunk {
-                io::yield_if_needed().await;
-                let view = BatchView::new(&batch).map_err(invalid)?;
+                let retained = retain_records(&view, keep).map_err(invalid)?;
+                if copy.is_none() && retained != Retained::All {
+                    copy =
+                        Some(CleanedCopy::start(&self.shared.dir, segment, position, stats).await?);
+                }
+                position += batch.len() as u64;
+                let Some(copy) = copy.as_mut() else {
+                    continue;
+                };
                 let before = view.records_count().max(0) as u64;
-                match retain_records(&view, keep).map_err(invalid)? {
-                    Retained::All => kept_batches.push(batch.clone()),
-                    Retained::Nothing => dropped += before,
+                match retained {
+                    Retained::All => kept.push(batch.clone()),
+                    Retained::Nothing => copy.dropped += before,
                     Retained::Some(bytes) => {
                         let after = BatchView::new(&bytes).map_err(invalid)?.records_count();
-                        dropped += before - after.max(0) as u64;
-                        kept_batches.push(Bytes::from(bytes));
+                        copy.dropped += before - after.max(0) as u64;
+                        kept.push(Bytes::from(bytes));
                     }
                 }
             }
-            if !kept_batches.is_empty() {
-                let write = writer.prepare(&kept_batches, false, WRITE_CHUNK_ALIGNED, 0);
-                submitter.clone().submit(write).await?;
+            if let Some(copy) = copy.as_mut() {
+                copy.write(&kept, stats).await?;
             }
         }
         batches.close().await?;
-        let cleaned_len = writer.len();
-        writer.finish().await?;
+        let Some(copy) = copy else {
+            return Ok(());
+        };
+        let (cleaned, cleaned_len, dropped) = copy.finish().await?;
         self.swap_in(segment, &cleaned, cleaned_len).await?;
         stats.segments_rewritten += 1;
         stats.bytes_before += segment.size;
@@ -432,9 +439,7 @@ impl SegmentBatches {
         let chunk = io::read_exact(&self.file, &self.path, self.position, len as usize).await?;
         self.position += len;
         stats.bytes_read += len;
-        if let Some(wait) = stats.pace.wait(stats.bytes_read) {
-            io::sleep(wait).await;
-        }
+        stats.paced().await;
         self.pending.extend_from_slice(&chunk);
         let mut batches = Vec::new();
         let mut at = 0;
@@ -455,6 +460,64 @@ impl SegmentBatches {
             .close()
             .await
             .map_err(io::error(format!("closing {}", self.path.display())))
+    }
+}
+
+/// A segment's cleaned copy while it is written.
+struct CleanedCopy {
+    path: PathBuf,
+    writer: io::SegmentWriter,
+    dropped: u64,
+}
+
+impl CleanedCopy {
+    /// Creates the copy and writes the source's first `prefix` bytes (whole batches that
+    /// keep every record) into it, as they are.
+    async fn start(
+        dir: &Path,
+        segment: Cleanable,
+        prefix: u64,
+        stats: &mut CleanStats,
+    ) -> Result<CleanedCopy> {
+        let path = cleaned_path(dir, segment.base);
+        let mut copy = CleanedCopy {
+            writer: io::SegmentWriter::create(&path).await?,
+            path,
+            dropped: 0,
+        };
+        let source = log_path(dir, segment.base);
+        let file = io::open_read(&source).await?;
+        let mut at = 0;
+        while at < prefix {
+            let len = READ_CHUNK.min(prefix - at);
+            let bytes = io::read_exact(&file, &source, at, len as usize).await?;
+            at += len;
+            stats.bytes_read += len;
+            copy.write(&[Bytes::from(bytes)], stats).await?;
+        }
+        file.close()
+            .await
+            .map_err(io::error(format!("closing {}", source.display())))?;
+        Ok(copy)
+    }
+
+    /// Appends kept batches.
+    async fn write(&mut self, batches: &[Bytes], stats: &mut CleanStats) -> Result<()> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let write = self.writer.prepare(batches, false, WRITE_CHUNK_ALIGNED, 0);
+        self.writer.submitter().submit(write).await?;
+        stats.bytes_written += batches.iter().map(|b| b.len() as u64).sum::<u64>();
+        stats.paced().await;
+        Ok(())
+    }
+
+    /// Syncs and closes the copy: its path, length and the records it left out.
+    async fn finish(self) -> Result<(PathBuf, u64, u64)> {
+        let len = self.writer.len();
+        self.writer.finish().await?;
+        Ok((self.path, len, self.dropped))
     }
 }
 
