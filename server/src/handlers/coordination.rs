@@ -105,10 +105,10 @@ impl GroupService {
         self.ownership.borrow().partition(group)
     }
 
-    /// Writes the membership records due (after a request of `group`, or the tick's
-    /// expiries) to the groups' offsets partitions, in the order they became due. The
-    /// answers do not wait: a record lost with its coordinator only makes the members
-    /// rejoin at the next one.
+    /// Queues the membership records due (after a request of `group`, or the tick's
+    /// expiries) for the writer task. The answers do not wait: a record lost with its
+    /// coordinator only makes the members rejoin at the next one. At most one record per
+    /// group waits (a newer one replaces it), so the queue is bounded by the groups.
     pub fn save(&self, shard: &Rc<Shard>, group: Option<&str>) {
         let due = {
             let mut coordinator = self.coordinator.borrow_mut();
@@ -118,40 +118,15 @@ impl GroupService {
             coordinator.take_saved()
         };
         for (group, saved) in due {
-            let value = match saved.map(|s| s.encode()).transpose() {
-                Ok(value) => value,
-                Err(e) => {
-                    tracing::warn!(group, error = %e, "group record not written");
-                    continue;
+            match saved.map(|s| s.encode()).transpose() {
+                Ok(value) => {
+                    self.outbox.borrow_mut().insert(group, value);
                 }
-            };
-            let partition = self.offsets_partition(&group);
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                let Some(service) = shard.groups() else {
-                    return;
-                };
-                let _turn = service.offsets_writer.acquire_permit(1).await;
-                let mut builder = BatchBuilder::new();
-                builder.push(NewRecord {
-                    timestamp: now_ms(),
-                    key: Some(Bytes::from(group_key(&group))),
-                    value,
-                    headers: Vec::new(),
-                });
-                let error = match builder.build() {
-                    Ok(records) => append(&shard, partition, Bytes::from(records)).await,
-                    Err(_) => ErrorCode::MessageTooLarge,
-                };
-                if error != ErrorCode::None {
-                    tracing::info!(
-                        group,
-                        ?error,
-                        "group record not written; members rejoin after a coordinator move"
-                    );
-                }
-            })
-            .detach();
+                Err(e) => tracing::warn!(group, error = %e, "group record not written"),
+            }
+        }
+        if !self.outbox.borrow().is_empty() && !self.writing.replace(true) {
+            glommio::spawn_local(write_records(shard.clone())).detach();
         }
     }
 
@@ -160,6 +135,7 @@ impl GroupService {
         let (answers, classic) = {
             let ownership = self.ownership.borrow();
             let gone = |group: &str| ownership.partition(group) == partition;
+            self.outbox.borrow_mut().retain(|group, _| !gone(group));
             self.coordinator.borrow_mut().forget(&gone)
         };
         self.answer(answers);
@@ -254,6 +230,40 @@ impl GroupService {
             rest = &rest[view.len()..];
         }
         Ok((next, stored))
+    }
+}
+
+/// Writes queued membership records to the groups' offsets partitions until none waits.
+async fn write_records(shard: Rc<Shard>) {
+    let Some(service) = shard.groups() else {
+        return;
+    };
+    loop {
+        let next = service.outbox.borrow_mut().pop_first();
+        let Some((group, value)) = next else {
+            service.writing.set(false);
+            return;
+        };
+        let _turn = service.offsets_writer.acquire_permit(1).await;
+        let mut builder = BatchBuilder::new();
+        builder.push(NewRecord {
+            timestamp: now_ms(),
+            key: Some(Bytes::from(group_key(&group))),
+            value,
+            headers: Vec::new(),
+        });
+        let partition = service.offsets_partition(&group);
+        let error = match builder.build() {
+            Ok(records) => append(&shard, partition, Bytes::from(records)).await,
+            Err(_) => ErrorCode::MessageTooLarge,
+        };
+        if error != ErrorCode::None {
+            tracing::info!(
+                group,
+                ?error,
+                "group record not written; members rejoin after a coordinator move"
+            );
+        }
     }
 }
 

@@ -37,6 +37,10 @@ pub struct GroupService {
     ticks: Cell<u64>,
     /// Which groups this broker coordinates now (`coordination.rs`).
     pub(crate) ownership: RefCell<crate::group::ownership::Ownership>,
+    /// Membership records waiting to be written, the latest per group (a tombstone:
+    /// `None`), and whether the writer task runs (`coordination.rs`).
+    pub(crate) outbox: RefCell<BTreeMap<String, Option<Bytes>>>,
+    pub(crate) writing: Cell<bool>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -63,6 +67,8 @@ impl GroupService {
             offsets_writer: glommio::sync::Semaphore::new(1),
             ticks: Cell::new(0),
             ownership: RefCell::new(ownership),
+            outbox: RefCell::default(),
+            writing: Cell::new(false),
         }
     }
 
