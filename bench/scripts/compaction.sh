@@ -5,12 +5,14 @@
 # us) and the broker's peak RSS; for compacted runs the cleaner's read rate (bytes it read /
 # time it spent cleaning, from its log lines) and what it reclaimed.
 # Usage: bash bench/scripts/compaction.sh [BIN_DIR] [ROUNDS] [SECONDS] [RATE] [KEYS]
+# CLEANER_IO=BYTES sets log_cleaner_io_bytes_per_second (default: the broker's, 64 MiB/s).
 set -u
 BIN=${1:-target/release}; ROUNDS=${2:-2}; T=${3:-15}; RATE=${4:-40000}; KEYS=${5:-10000}
 D=/tmp/keel-compaction
 run() { # policy
-  rm -rf $D; mkdir -p $D
-  KEEL_LOG_CLEANER_BACKOFF_MS=1000 setsid nohup "$BIN/keel-server" --data-dir $D/data \
+  rm -rf $D; sync; sleep 2; mkdir -p $D # the last run's files freed before this one starts
+  echo "${CLEANER_IO:+log_cleaner_io_bytes_per_second = $CLEANER_IO}" > $D/keel.toml
+  KEEL_LOG_CLEANER_BACKOFF_MS=1000 setsid nohup "$BIN/keel-server" --config $D/keel.toml --data-dir $D/data \
     --listen 127.0.0.1:17570 --metrics-listen 127.0.0.1:17571 --kafka-listen off --shards 2 \
     > $D/log 2>&1 &
   local pid=$!
@@ -32,11 +34,13 @@ import json, re, sys
 policy, d, peak = sys.argv[1], sys.argv[2], int(sys.argv[3] or 0)
 r = json.load(open(f"{d}/report.json")); l = r["latency_us"]
 line = f"{policy:8} {r['mb_per_sec']:.0f} MB/s p50 {l['p50']} p99 {l['p99']} p999 {l['p999']} us, peak RSS {peak // 1024} MiB"
-read = took = before = after = 0
-for m in re.finditer(r"bytes_read=(\d+) bytes_before=(\d+) bytes_after=(\d+) .*took_ms=(\d+)", open(f"{d}/log").read()):
-    read += int(m[1]); before += int(m[2]); after += int(m[3]); took += int(m[4])
+read = written = took = before = after = 0
+pattern = r"bytes_read=(\d+) (?:bytes_written=(\d+) )?bytes_before=(\d+) bytes_after=(\d+) .*took_ms=(\d+)"
+for m in re.finditer(pattern, open(f"{d}/log").read()):
+    read += int(m[1]); written += int(m[2] or 0); before += int(m[3]); after += int(m[4]); took += int(m[5])
 if read:
-    line += f"; cleaner read {read / 2**20:.0f} MiB at {read / 2**20 / max(took, 1) * 1000:.0f} MiB/s, reclaimed {(before - after) / 2**20:.0f} MiB"
+    line += (f"; cleaner read {read / 2**20:.0f} MiB, wrote {written / 2**20:.0f} MiB, "
+             f"{(read + written) / 2**20 / max(took, 1) * 1000:.0f} MiB/s, reclaimed {(before - after) / 2**20:.0f} MiB")
 print(line)
 PY
   kill $pid; wait $pid 2>/dev/null; kill $sampler 2>/dev/null
