@@ -167,9 +167,15 @@ impl Reader {
     }
 
     /// The count of a nullable ARRAY (or COMPACT_ARRAY); at most the bytes left, since
-    /// every element takes at least one.
+    /// every element takes at least one, and at most [`ARRAY_ELEMENTS_MAX`] (as Kafka).
     pub fn nullable_count(&mut self, field: &'static str) -> Result<Option<usize>> {
-        self.len(field, false)
+        match self.len(field, false)? {
+            Some(count) if count > ARRAY_ELEMENTS_MAX => Err(DecodeError::BadLength {
+                field,
+                len: count as i64,
+            }),
+            count => Ok(count),
+        }
     }
 
     /// The count of an ARRAY; a null array counts as empty.
@@ -184,7 +190,7 @@ impl Reader {
         mut read: impl FnMut(&mut Reader) -> Result<T>,
     ) -> Result<Vec<T>> {
         let count = self.count(field)?;
-        let mut out = Vec::with_capacity(count);
+        let mut out = Vec::with_capacity(count.min(PREALLOCATE_MAX));
         for _ in 0..count {
             out.push(read(self)?);
         }
@@ -200,7 +206,7 @@ impl Reader {
         let Some(count) = self.nullable_count(field)? else {
             return Ok(None);
         };
-        let mut out = Vec::with_capacity(count);
+        let mut out = Vec::with_capacity(count.min(PREALLOCATE_MAX));
         for _ in 0..count {
             out.push(read(self)?);
         }
@@ -214,6 +220,13 @@ impl Reader {
             return Ok(());
         }
         let count = self.uvarint("tagged fields")?;
+        if count > TAGGED_FIELDS_MAX {
+            let len = i64::from(count);
+            return Err(DecodeError::BadLength {
+                field: "tagged fields",
+                len,
+            });
+        }
         for _ in 0..count {
             self.uvarint("tag")?;
             let size = self.uvarint("tagged field size")? as usize;
@@ -224,9 +237,43 @@ impl Reader {
     }
 }
 
+/// Most elements of one array (Kafka refuses more, before allocating).
+pub const ARRAY_ELEMENTS_MAX: usize = 1_000_000;
+/// Most tagged fields in one section (as Kafka).
+pub const TAGGED_FIELDS_MAX: u32 = 10_000;
+/// Most elements reserved before any is read: memory then grows with the elements actually
+/// decoded (each takes bytes of the request), never with a count the peer wrote.
+const PREALLOCATE_MAX: usize = 1_024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_over_kafkas_limits_are_refused() {
+        // Goal: an array of 1,000,001 elements (bytes present for each) and 10,001 tagged
+        // fields are errors before anything is read, as with Kafka.
+        let mut body = vec![0u8; 4 + ARRAY_ELEMENTS_MAX + 1];
+        body[..4].copy_from_slice(&(ARRAY_ELEMENTS_MAX as i32 + 1).to_be_bytes());
+        let mut r = Reader::new(Bytes::from(body.clone()), false);
+        assert!(matches!(
+            r.array("topics", |r| r.i8("x")),
+            Err(DecodeError::BadLength { .. })
+        ));
+        body[..4].copy_from_slice(&(ARRAY_ELEMENTS_MAX as i32).to_be_bytes());
+        let mut r = Reader::new(Bytes::from(body), false);
+        assert_eq!(
+            r.array("topics", |r| r.i8("x")).unwrap().len(),
+            ARRAY_ELEMENTS_MAX
+        );
+        let mut tagged = vec![0x91, 0x4e]; // uvarint 10,001
+        tagged.extend(std::iter::repeat_n(0u8, 3 * 10_001));
+        let mut r = Reader::new(Bytes::from(tagged), true);
+        assert!(matches!(
+            r.tagged_fields(),
+            Err(DecodeError::BadLength { .. })
+        ));
+    }
 
     #[test]
     fn lengths_past_the_end_are_refused_before_allocating() {
