@@ -28,14 +28,27 @@ fn three_voters_hold_every_invariant() {
     );
 }
 
-// Five voters, fewer seeds.
+// Five voters, a fifth of the seeds (at least 20): faults injected and changes acknowledged.
 #[test]
 fn five_voters_hold_every_invariant() {
     let config = SimConfig {
         voters: 5,
         ..SimConfig::default()
     };
-    run_seeds(10_000, seeds() / 5, &config).unwrap_or_else(|f| panic!("{f}"));
+    let seeds = (seeds() / 5).max(20);
+    let report = run_seeds(10_000, seeds, &config).unwrap_or_else(|f| panic!("{f}"));
+    assert!(
+        report.crashes > 0 && report.splits > 0,
+        "faults were injected: {report:?}"
+    );
+    assert!(
+        report.acknowledged > 0,
+        "changes were acknowledged: {report:?}"
+    );
+    assert!(
+        report.terms_with_leader > seeds,
+        "leaders changed: {report:?}"
+    );
 }
 
 // One seed replays exactly: the same report twice.

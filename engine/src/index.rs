@@ -346,16 +346,26 @@ mod tests {
         // index based at i64::MIN subtracted with overflow.
         let entries = [0u8, 0, 0, 1, 0, 0, 0, 16];
         for base in [i64::MIN, -1, 0, i64::MAX - 1, i64::MAX] {
-            if let Ok(index) = OffsetIndex::from_bytes(base, &entries, 1 << 20) {
-                for probe in [i64::MIN, -1, 0, 5, i64::MAX] {
-                    let _ = index.lookup(probe);
-                }
-                let _ = index.last();
+            let index = OffsetIndex::from_bytes(base, &entries, 1 << 20).expect("valid entry");
+            let entry = OffsetEntry {
+                last_offset: base.saturating_add(1),
+                position: 16,
+            };
+            assert_eq!(index.last(), Some(entry));
+            for probe in [i64::MIN, -1, 0, 5, i64::MAX] {
+                // Found once the probe is at or past the entry's offset, base + 1.
+                let past = probe.checked_sub(base).is_some_and(|r| r >= 1);
+                assert_eq!(index.lookup(probe), past.then_some(entry), "{base} {probe}");
             }
             let time = [0u8, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1];
-            if let Ok(index) = TimeIndex::from_bytes(base, &time, i64::MAX) {
-                let _ = index.lookup_before(i64::MIN);
-                let _ = index.last();
+            let index = TimeIndex::from_bytes(base, &time, i64::MAX);
+            // The entry's offset, base + 1, must lie below the segment's end (i64::MAX).
+            let fits = base.saturating_add(1) < i64::MAX;
+            assert_eq!(index.is_ok(), fits, "{base}");
+            if let Ok(index) = index {
+                assert_eq!(index.lookup_before(i64::MIN), None);
+                let last = index.last().expect("one entry");
+                assert_eq!((last.timestamp, last.last_offset), (9, base + 1));
             }
         }
     }
