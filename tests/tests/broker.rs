@@ -181,12 +181,14 @@ fn produce_and_fetch_across_partitions_and_shards() {
             "partition {partition}"
         );
     }
+    // A topic named 1,000 times is answered once (each name served once).
     let Response::Metadata { topics, brokers } = client.call(Request::Metadata {
-        topics: vec!["orders".into()],
+        topics: vec!["orders".into(); 1_000],
     }) else {
         panic!()
     };
     assert_eq!(brokers[0].port, broker.addr.port());
+    assert_eq!(topics.len(), 1);
     assert_eq!(topics[0].partitions.len(), 8);
     assert!(topics[0]
         .partitions

@@ -4,7 +4,16 @@ use crate::shard::{owner, Job, Reply, Shard};
 use keel_protocol::api::{BrokerInfo, ErrorCode, PartitionMetadata, Response, TopicMetadata};
 use std::rc::Rc;
 
+/// Each topic named once, in the order first named: a request naming one topic many times
+/// costs what naming it once does (as Kafka, which answers a set of topics).
+fn once(mut names: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    names.retain(|name| seen.insert(name.clone()));
+    names
+}
+
 pub async fn handle(shard: &Rc<Shard>, requested: Vec<String>) -> Response {
+    let requested = once(requested);
     if let Some(view) = shard.cluster.clone() {
         return cluster(shard, &view, requested).await;
     }
