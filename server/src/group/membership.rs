@@ -158,8 +158,8 @@ impl<P> Default for Membership<P> {
 }
 
 impl<P> Membership<P> {
-    /// A group restored in `phase` at `generation` (from the offsets log), every member
-    /// seen at `now_ms` so that sessions start again from the restore.
+    /// A group restored in `phase` at `generation` (from the offsets log); the caller
+    /// makes each seat as seen at the restore, so that sessions start again from it.
     pub fn restored(phase: Phase, generation: i32, members: BTreeMap<String, Seat<P>>) -> Self {
         Membership {
             phase,
