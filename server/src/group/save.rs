@@ -245,6 +245,18 @@ mod tests {
         6
     }
 
+    /// A native join of group `g` to the `orders` topic.
+    fn request<'a>(member_id: &'a str, topics: &'a [String]) -> JoinRequest<'a> {
+        JoinRequest {
+            group: "g",
+            member_id,
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            assignor: "range",
+            topics,
+        }
+    }
+
     /// Saves what is due on `old` and restores it on a new coordinator, as a broker taking
     /// the offsets partition over does.
     fn move_to_new_coordinator(old: &mut Coordinator, now: i64) -> Coordinator {
@@ -270,14 +282,7 @@ mod tests {
         let mut old = Coordinator::new(Limits::default());
         old.set_incarnation("1.0");
         let topics = vec!["orders".to_owned()];
-        let request = |member_id| JoinRequest {
-            group: "g",
-            member_id,
-            session_timeout_ms: 10_000,
-            rebalance_timeout_ms: 10_000,
-            assignor: "range",
-            topics: &topics,
-        };
+        let request = |member_id| request(member_id, &topics);
         let answers = old.join(0, request(""), 1, &six);
         let joined = answers[0].1.clone().unwrap();
         old.note("g");
@@ -363,12 +368,8 @@ mod tests {
         let mut old = Coordinator::new(Limits::default());
         let topics = vec!["orders".to_owned()];
         let request = JoinRequest {
-            group: "g",
-            member_id: "",
-            session_timeout_ms: 10_000,
             rebalance_timeout_ms: 60_000,
-            assignor: "range",
-            topics: &topics,
+            ..request("", &topics)
         };
         let ghost = old.join(0, request.clone(), 1, &six)[0].1.clone().unwrap();
         old.note("g");
@@ -387,15 +388,10 @@ mod tests {
         // Goal: a group whose last member left is not restored with members that are gone.
         let mut c = Coordinator::new(Limits::default());
         let topics = vec!["orders".to_owned()];
-        let request = JoinRequest {
-            group: "g",
-            member_id: "",
-            session_timeout_ms: 10_000,
-            rebalance_timeout_ms: 10_000,
-            assignor: "range",
-            topics: &topics,
-        };
-        let joined = c.join(0, request, 1, &six)[0].1.clone().unwrap();
+        let joined = c.join(0, request("", &topics), 1, &six)[0]
+            .1
+            .clone()
+            .unwrap();
         c.note("g");
         assert!(c.take_saved()[0].1.is_some());
         c.leave(1, "g", &joined.member_id, &six).unwrap();
