@@ -57,6 +57,13 @@ pub struct PathLabel {
     pub path: String,
 }
 
+/// Label of shard-job counters: the job's kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabel {
+    /// `fetch`, `replica_fetch`, `poll`, `produce`, …
+    pub job: &'static str,
+}
+
 /// Label of the build info metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
@@ -90,6 +97,10 @@ pub struct Metrics {
     /// Per-API handles, by name (`invalid` for undecodable requests).
     pub apis: std::collections::HashMap<&'static str, ApiMetrics>,
     request_errors: Family<ErrorLabel, Counter>,
+    /// Mesh messages sent to another shard, by job kind.
+    shard_calls: Family<JobLabel, Counter>,
+    /// Partition reads run on owning shards, by kind (`fetch`, `replica_fetch`).
+    partition_reads: Family<JobLabel, Counter>,
     /// Reads served from the tail cache.
     pub reads_memory: Counter,
     /// Reads served from segment files.
@@ -190,6 +201,8 @@ impl Metrics {
         let metrics = Metrics {
             apis: Default::default(),
             request_errors: request_errors.clone(),
+            shard_calls: Family::default(),
+            partition_reads: Family::default(),
             reads_memory: Counter::default(),
             reads_file: Counter::default(),
             registry: Registry::default(),
@@ -295,6 +308,16 @@ impl Metrics {
             "replication_bytes_out",
             "Record bytes sent to followers",
             m.replication_bytes_out.clone(),
+        );
+        registry.register(
+            "shard_calls",
+            "Messages sent to another shard over the mesh, by job kind",
+            m.shard_calls.clone(),
+        );
+        registry.register(
+            "partition_reads",
+            "Partition reads run on their owning shards, by kind",
+            m.partition_reads.clone(),
         );
         registry.register("requests", "Requests handled", requests.clone());
         registry.register(
@@ -425,6 +448,16 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts a message sent to another shard.
+    pub fn shard_call(&self, job: &'static str) {
+        self.shard_calls.get_or_create(&JobLabel { job }).inc();
+    }
+
+    /// Counts a partition read run on its owning shard.
+    pub fn partition_read(&self, job: &'static str) {
+        self.partition_reads.get_or_create(&JobLabel { job }).inc();
     }
 
     /// The handles of API `name`.

@@ -153,12 +153,12 @@ impl GroupService {
         let started = Instant::now();
         let (mut offset, mut loaded) = (0i64, 0usize);
         loop {
-            let job = Job::Fetch {
+            let job = Job::Read(crate::shard::Read::Fetch {
                 topic: OFFSETS_TOPIC.into(),
                 partition,
                 offset,
                 max_bytes: 1 << 20,
-            };
+            });
             let Reply::Fetched(result, data) = shard.call(owner, job).await else {
                 anyhow::bail!("unexpected reply reading {OFFSETS_TOPIC}-{partition}")
             };

@@ -1,46 +1,56 @@
-//! ListOffsets: earliest, latest or the first offset at or after a timestamp.
+//! ListOffsets: earliest, latest or the first offset at or after a timestamp, every
+//! partition on its owning shard at once.
 
-use crate::shard::{owner, Job, Reply, Shard};
+use crate::shard::{fan_out, owner, Job, Reply, Shard};
 use keel_protocol::api::{
     ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResult, Response, TopicEntries,
 };
 use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Longest a ListOffsets request may take (a by-time lookup reads index files).
+const LIST_OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn handle(
     shard: &Rc<Shard>,
     topics: Vec<TopicEntries<ListOffsetsPartition>>,
 ) -> Response {
-    let mut results = Vec::with_capacity(topics.len());
-    for entry in topics {
-        let mut tasks = Vec::with_capacity(entry.partitions.len());
-        for request in entry.partitions {
-            let (shard, topic) = (shard.clone(), entry.topic.clone());
-            tasks.push(glommio::spawn_local(async move {
-                let owner = owner(&topic, request.partition, shard.shards());
+    let jobs = topics
+        .iter()
+        .flat_map(|entry| {
+            entry.partitions.iter().map(|request| {
                 let job = Job::ListOffsets {
-                    topic,
+                    topic: entry.topic.clone(),
                     partition: request.partition,
                     timestamp: request.timestamp,
                 };
-                match shard.call(owner, job).await {
-                    Reply::Offsets(result) => result,
-                    _ => ListOffsetsPartitionResult {
+                (owner(&entry.topic, request.partition, shard.shards()), job)
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + LIST_OFFSETS_TIMEOUT;
+    let mut replies = fan_out(shard, jobs, deadline).await.into_iter();
+    let topics = topics
+        .into_iter()
+        .map(|entry| {
+            let partitions = entry
+                .partitions
+                .iter()
+                .map(|request| match replies.next() {
+                    Some(Reply::Offsets(result)) => result,
+                    other => ListOffsetsPartitionResult {
                         partition: request.partition,
-                        error: ErrorCode::Unknown,
+                        error: other.map_or(ErrorCode::Unknown, |r| r.error()),
                         offset: -1,
                         timestamp: -1,
                     },
-                }
-            }));
-        }
-        let mut partitions = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            partitions.push(task.await);
-        }
-        results.push(TopicEntries {
-            topic: entry.topic,
-            partitions,
-        });
-    }
-    Response::ListOffsets { topics: results }
+                })
+                .collect();
+            TopicEntries {
+                topic: entry.topic,
+                partitions,
+            }
+        })
+        .collect();
+    Response::ListOffsets { topics }
 }

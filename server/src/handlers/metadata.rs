@@ -1,8 +1,20 @@
-//! Metadata: brokers, topics, partitions with leader and offsets.
+//! Metadata: brokers, topics, partitions with leader and (native protocol) offsets.
 
-use crate::shard::{owner, Job, Reply, Shard};
+use crate::shard::{fan_out, owner, Job, Reply, Shard};
 use keel_protocol::api::{BrokerInfo, ErrorCode, PartitionMetadata, Response, TopicMetadata};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Longest the offsets of a Metadata request's partitions may take to gather.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether a Metadata answer carries each partition's offsets and size (the native
+/// protocol's does; Kafka's has no place for them, so nothing is asked of the shards).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Offsets {
+    Included,
+    Left,
+}
 
 /// Each topic named once, in the order first named: a request naming one topic many times
 /// costs what naming it once does (as Kafka, which answers a set of topics).
@@ -12,86 +24,77 @@ fn once(mut names: Vec<String>) -> Vec<String> {
     names
 }
 
-pub async fn handle(shard: &Rc<Shard>, requested: Vec<String>) -> Response {
+/// A partition as the metadata knows it, before any offsets.
+fn partition(partition: u32, error: ErrorCode, leader: u32) -> PartitionMetadata {
+    PartitionMetadata {
+        partition,
+        error,
+        leader,
+        log_start_offset: -1,
+        high_watermark: -1,
+        log_end_offset: -1,
+        size_bytes: 0,
+        leader_epoch: 0,
+        replicas: Vec::new(),
+        isr: Vec::new(),
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, requested: Vec<String>, offsets: Offsets) -> Response {
     let requested = once(requested);
-    if let Some(view) = shard.cluster.clone() {
-        return cluster(shard, &view, requested).await;
-    }
-    let wanted: Vec<(String, Option<u32>)> = {
-        let registry = shard.registry.read();
-        if requested.is_empty() {
-            registry
-                .topics()
-                .iter()
-                .map(|(name, entry)| (name.clone(), Some(entry.partitions)))
-                .collect()
-        } else {
-            requested
-                .into_iter()
-                .map(|name| {
-                    let partitions = registry.get(&name).map(|e| e.partitions);
-                    (name, partitions)
-                })
-                .collect()
-        }
+    let (brokers, mut topics) = match shard.cluster.clone() {
+        Some(view) => cluster(&view, requested),
+        None => single(shard, requested),
     };
-    let mut topics = Vec::with_capacity(wanted.len());
-    for (topic, partitions) in wanted {
-        let Some(partitions) = partitions else {
-            topics.push(TopicMetadata {
-                topic,
-                error: ErrorCode::UnknownTopicOrPartition,
-                partitions: Vec::new(),
-            });
-            continue;
-        };
-        let mut tasks = Vec::with_capacity(partitions as usize);
-        for partition in 0..partitions {
-            let (shard, topic) = (shard.clone(), topic.clone());
-            tasks.push(glommio::spawn_local(async move {
-                let owner = owner(&topic, partition, shard.shards());
-                shard.call(owner, Job::Describe { topic, partition }).await
-            }));
-        }
-        let mut described = Vec::with_capacity(tasks.len());
-        for (partition, task) in tasks.into_iter().enumerate() {
-            described.push(match task.await {
-                Reply::Described(meta) => meta,
-                _ => PartitionMetadata {
-                    partition: partition as u32,
-                    error: ErrorCode::Unknown,
-                    leader: shard.config.node_id,
-                    log_start_offset: -1,
-                    high_watermark: -1,
-                    log_end_offset: -1,
-                    size_bytes: 0,
-                    leader_epoch: 0,
-                    replicas: Vec::new(),
-                    isr: Vec::new(),
-                },
-            });
-        }
-        topics.push(TopicMetadata {
-            topic,
-            error: ErrorCode::None,
-            partitions: described,
-        });
+    if offsets == Offsets::Included {
+        describe(shard, &mut topics).await;
     }
-    let brokers = vec![BrokerInfo {
-        node_id: shard.config.node_id,
-        host: shard.config.listen.ip().to_string(),
-        port: shard.config.listen.port(),
-    }];
     Response::Metadata { brokers, topics }
 }
 
-/// Cluster mode: brokers, topics and leaders from the applied metadata; offsets of the
-/// partitions this broker leads from their logs.
-async fn cluster(
-    shard: &Rc<Shard>,
+/// Single node: every registered partition led here.
+fn single(shard: &Shard, requested: Vec<String>) -> (Vec<BrokerInfo>, Vec<TopicMetadata>) {
+    let node = shard.config.node_id;
+    let registry = shard.registry.read();
+    let names = if requested.is_empty() {
+        registry.topics().keys().cloned().collect()
+    } else {
+        requested
+    };
+    let topics = names
+        .into_iter()
+        .map(|topic| match registry.get(&topic) {
+            None => TopicMetadata {
+                topic,
+                error: ErrorCode::UnknownTopicOrPartition,
+                partitions: Vec::new(),
+            },
+            Some(entry) => TopicMetadata {
+                topic,
+                error: ErrorCode::None,
+                partitions: (0..entry.partitions)
+                    .map(|p| PartitionMetadata {
+                        replicas: vec![node],
+                        isr: vec![node],
+                        ..partition(p, ErrorCode::None, node)
+                    })
+                    .collect(),
+            },
+        })
+        .collect();
+    let brokers = vec![BrokerInfo {
+        node_id: node,
+        host: shard.config.listen.ip().to_string(),
+        port: shard.config.listen.port(),
+    }];
+    (brokers, topics)
+}
+
+/// Cluster mode: brokers, topics, leaders, replicas and ISR from the applied metadata.
+fn cluster(
     view: &crate::cluster::ClusterView,
     requested: Vec<String>,
-) -> Response {
+) -> (Vec<BrokerInfo>, Vec<TopicMetadata>) {
     let image = view.image();
     let brokers = image
         .brokers()
@@ -112,78 +115,88 @@ async fn cluster(
     } else {
         requested
     };
-    let mut topics = Vec::with_capacity(names.len());
-    for topic in names {
-        let Some(info) = image.topic(&topic) else {
-            topics.push(TopicMetadata {
-                topic,
-                error: ErrorCode::UnknownTopicOrPartition,
-                partitions: Vec::new(),
-            });
-            continue;
-        };
-        let mut tasks = Vec::with_capacity(info.partitions.len());
-        for (partition, state) in info.partitions.iter().enumerate() {
-            let partition = partition as u32;
-            let leader = state.leader;
-            let (leader_epoch, replicas, isr) = (
-                state.leader_epoch,
-                state.replicas.clone(),
-                state.isr.clone(),
-            );
-            let local = view.leads(&topic, partition).is_ok();
-            let (shard, name) = (shard.clone(), topic.clone());
-            tasks.push(glommio::spawn_local(async move {
-                let unknown = PartitionMetadata {
-                    partition,
-                    error: if leader < 0 {
+    let topics = names
+        .into_iter()
+        .map(|topic| {
+            let Some(info) = image.topic(&topic) else {
+                return TopicMetadata {
+                    topic,
+                    error: ErrorCode::UnknownTopicOrPartition,
+                    partitions: Vec::new(),
+                };
+            };
+            let partitions = info
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(index, state)| {
+                    let error = if state.leader < 0 {
                         ErrorCode::LeaderNotAvailable
                     } else {
                         ErrorCode::None
-                    },
-                    leader: u32::try_from(leader).unwrap_or(u32::MAX),
-                    log_start_offset: -1,
-                    high_watermark: -1,
-                    log_end_offset: -1,
-                    size_bytes: 0,
-                    leader_epoch,
-                    replicas,
-                    isr,
+                    };
+                    PartitionMetadata {
+                        leader_epoch: state.leader_epoch,
+                        replicas: state.replicas.clone(),
+                        isr: state.isr.clone(),
+                        ..partition(
+                            index as u32,
+                            error,
+                            u32::try_from(state.leader).unwrap_or(u32::MAX),
+                        )
+                    }
+                })
+                .collect();
+            TopicMetadata {
+                topic,
+                error: ErrorCode::None,
+                partitions,
+            }
+        })
+        .collect();
+    (brokers, topics)
+}
+
+/// Offsets and sizes of the partitions this broker leads, from their logs, every
+/// partition of every topic at once. Single node: a partition whose log is not open is
+/// answered UnknownTopicOrPartition.
+async fn describe(shard: &Rc<Shard>, topics: &mut [TopicMetadata]) {
+    let node = shard.config.node_id;
+    let local = |topic: &str, partition: u32| match &shard.cluster {
+        Some(view) => view.leads(topic, partition).is_ok(),
+        None => true,
+    };
+    let mut described = Vec::new();
+    let mut jobs = Vec::new();
+    for (t, entry) in topics.iter().enumerate() {
+        for (p, meta) in entry.partitions.iter().enumerate() {
+            if meta.leader == node && local(&entry.topic, meta.partition) {
+                let job = Job::Describe {
+                    topic: entry.topic.clone(),
+                    partition: meta.partition,
                 };
-                if !local {
-                    return unknown;
-                }
-                let owner = owner(&name, partition, shard.shards());
-                match shard
-                    .call(
-                        owner,
-                        Job::Describe {
-                            topic: name,
-                            partition,
-                        },
-                    )
-                    .await
-                {
-                    // Offsets from the log; replicas, ISR and epoch from the metadata.
-                    Reply::Described(meta) => PartitionMetadata {
-                        leader_epoch: unknown.leader_epoch,
-                        replicas: unknown.replicas,
-                        isr: unknown.isr,
-                        ..meta
-                    },
-                    _ => unknown,
-                }
-            }));
+                jobs.push((owner(&entry.topic, meta.partition, shard.shards()), job));
+                described.push((t, p));
+            }
         }
-        let mut partitions = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            partitions.push(task.await);
-        }
-        topics.push(TopicMetadata {
-            topic,
-            error: ErrorCode::None,
-            partitions,
-        });
     }
-    Response::Metadata { brokers, topics }
+    let replies = fan_out(shard, jobs, Instant::now() + DESCRIBE_TIMEOUT).await;
+    let single = shard.cluster.is_none();
+    for ((t, p), reply) in described.into_iter().zip(replies) {
+        let meta = &mut topics[t].partitions[p];
+        match (reply, single) {
+            (Reply::Described(found), true) => *meta = found,
+            // Offsets from the log; replicas, ISR and epoch from the metadata.
+            (Reply::Described(found), false) => {
+                *meta = PartitionMetadata {
+                    leader_epoch: meta.leader_epoch,
+                    replicas: std::mem::take(&mut meta.replicas),
+                    isr: std::mem::take(&mut meta.isr),
+                    ..found
+                }
+            }
+            (_, true) => meta.error = ErrorCode::Unknown,
+            (_, false) => {}
+        }
+    }
 }

@@ -14,7 +14,7 @@ mod replica_fetch;
 
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
-use keel_engine::FileRange;
+use keel_engine::{FileRange, ReadData};
 use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
 use std::rc::Rc;
 
@@ -33,6 +33,47 @@ impl Part {
             Part::Bytes(bytes) => bytes.len(),
             Part::File(range) => range.len() as usize,
         }
+    }
+}
+
+impl Part {
+    /// Appends a partition's records after the headers written so far (`head`, emptied):
+    /// the bytes in memory, or the file range sent with zero copy.
+    pub fn push_records(data: ReadData, head: &mut BytesMut, parts: &mut Vec<Part>) {
+        parts.push(Part::Bytes(head.split().freeze()));
+        match data {
+            ReadData::Memory(chunks) => parts.extend(chunks.into_iter().map(Part::Bytes)),
+            ReadData::File(range) => parts.push(Part::File(range)),
+            ReadData::Empty => {}
+        }
+    }
+}
+
+/// A fetch response's byte budget (`max_bytes`, the same for consumers, Kafka clients and
+/// followers): a partition's records go in while they fit, and the first non-empty
+/// partition always goes in whole, so a batch larger than the budget still gets through.
+pub struct Budget {
+    left: u64,
+    first: bool,
+}
+
+impl Budget {
+    /// A budget of `max_bytes`.
+    pub fn new(max_bytes: u32) -> Budget {
+        Budget {
+            left: u64::from(max_bytes),
+            first: true,
+        }
+    }
+
+    /// Whether records of `len` bytes go into the response (then counted against it).
+    pub fn take(&mut self, len: u64) -> bool {
+        let keep = len > 0 && (self.first || len <= self.left);
+        if keep {
+            self.first = false;
+            self.left = self.left.saturating_sub(len);
+        }
+        keep
     }
 }
 
@@ -89,9 +130,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
                 .map(|(key, min, max)| (*key as u16, *min, *max))
                 .collect(),
         })),
-        Request::Metadata { topics } => {
-            Some(Outgoing::body(&metadata::handle(shard, topics).await))
-        }
+        Request::Metadata { topics } => Some(Outgoing::body(
+            &metadata::handle(shard, topics, metadata::Offsets::Included).await,
+        )),
         Request::CreateTopics { topics } => {
             Some(Outgoing::body(&admin::create(shard, topics).await))
         }

@@ -1,12 +1,13 @@
-//! Produce: appends each partition's batches on its owning shard, all partitions at once.
+//! Produce: appends each partition's batches on its owning shard, every topic and
+//! partition at once, answered within one timeout for the whole request.
 
 use crate::handlers::groups::OFFSETS_TOPIC;
-use crate::shard::{owner, Job, Reply, Shard};
+use crate::shard::{fan_out, owner, Job, Reply, Shard};
 use keel_protocol::api::{
     ErrorCode, ProducePartition, ProducePartitionResult, Response, TopicEntries,
 };
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest a produce waits for its acknowledgement condition (a longer `timeout_ms` is cut
 /// to this; the answer is then RequestTimedOut).
@@ -19,73 +20,56 @@ pub async fn handle(
     topics: Vec<TopicEntries<ProducePartition>>,
 ) -> Response {
     let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, PRODUCE_TIMEOUT_MS_MAX)));
-    let mut results = Vec::with_capacity(topics.len());
-    for entry in topics {
-        if entry.topic == OFFSETS_TOPIC {
-            // Only the group coordinator writes committed offsets (as in Kafka).
+    let deadline = Instant::now() + timeout;
+    // Only the group coordinator writes committed offsets (as in Kafka).
+    let writable = |topic: &str| topic != OFFSETS_TOPIC;
+    let jobs = topics
+        .iter()
+        .filter(|entry| writable(&entry.topic))
+        .flat_map(|entry| {
+            entry.partitions.iter().map(|request| {
+                let job = Job::Produce {
+                    topic: entry.topic.clone(),
+                    partition: request.partition,
+                    records: request.records.clone(),
+                    acks,
+                    timeout_ms,
+                };
+                (owner(&entry.topic, request.partition, shard.shards()), job)
+            })
+        })
+        .collect();
+    // On timeout an append may still complete later, as with Kafka.
+    let mut replies = fan_out(shard, jobs, deadline).await.into_iter();
+    let topics = topics
+        .into_iter()
+        .map(|entry| {
+            let refused = !writable(&entry.topic);
             let partitions = entry
                 .partitions
                 .iter()
-                .map(|request| ProducePartitionResult {
-                    partition: request.partition,
-                    error: ErrorCode::InvalidTopic,
-                    base_offset: -1,
-                    log_start_offset: -1,
+                .map(|request| {
+                    let error = if refused {
+                        ErrorCode::InvalidTopic
+                    } else {
+                        match replies.next() {
+                            Some(Reply::Produced(result)) => return result,
+                            other => other.map_or(ErrorCode::Unknown, |r| r.error()),
+                        }
+                    };
+                    ProducePartitionResult {
+                        partition: request.partition,
+                        error,
+                        base_offset: -1,
+                        log_start_offset: -1,
+                    }
                 })
                 .collect();
-            results.push(TopicEntries {
+            TopicEntries {
                 topic: entry.topic,
                 partitions,
-            });
-            continue;
-        }
-        let mut tasks = Vec::with_capacity(entry.partitions.len());
-        for request in entry.partitions {
-            let (shard, topic) = (shard.clone(), entry.topic.clone());
-            let partition = request.partition;
-            tasks.push((
-                partition,
-                glommio::spawn_local(async move {
-                    let owner = owner(&topic, partition, shard.shards());
-                    let job = Job::Produce {
-                        topic,
-                        partition,
-                        records: request.records,
-                        acks,
-                        timeout_ms,
-                    };
-                    match shard.call(owner, job).await {
-                        Reply::Produced(result) => result,
-                        _ => ProducePartitionResult {
-                            partition,
-                            error: ErrorCode::Unknown,
-                            base_offset: -1,
-                            log_start_offset: -1,
-                        },
-                    }
-                }),
-            ));
-        }
-        let mut partitions = Vec::with_capacity(tasks.len());
-        for (partition, task) in tasks {
-            let timed_out = ProducePartitionResult {
-                partition,
-                error: ErrorCode::RequestTimedOut,
-                base_offset: -1,
-                log_start_offset: -1,
-            };
-            // On timeout the append may still complete later, as with Kafka.
-            let result = futures_lite::future::or(task, async {
-                glommio::timer::sleep(timeout).await;
-                timed_out
-            })
-            .await;
-            partitions.push(result);
-        }
-        results.push(TopicEntries {
-            topic: entry.topic,
-            partitions,
-        });
-    }
-    Response::Produce { topics: results }
+            }
+        })
+        .collect();
+    Response::Produce { topics }
 }

@@ -2,7 +2,7 @@
 //! handlers.
 
 use super::{code, encode, text, Answer};
-use crate::handlers::{self, groups::OFFSETS_TOPIC};
+use crate::handlers::{self, groups::OFFSETS_TOPIC, metadata::Offsets};
 use crate::shard::Shard;
 use keel_kafka::errors;
 use keel_kafka::fetch::topic_id;
@@ -65,11 +65,11 @@ pub async fn metadata(shard: &Rc<Shard>, header: &Header, request: Metadata) -> 
     let topics = match names {
         // Asked for none: brokers only.
         Some(names) if names.is_empty() => Vec::new(),
-        Some(names) => match handlers::metadata::handle(shard, names).await {
+        Some(names) => match handlers::metadata::handle(shard, names, Offsets::Left).await {
             Response::Metadata { topics, .. } => topics,
             _ => Vec::new(),
         },
-        None => match handlers::metadata::handle(shard, Vec::new()).await {
+        None => match handlers::metadata::handle(shard, Vec::new(), Offsets::Left).await {
             Response::Metadata { topics, .. } => topics,
             _ => Vec::new(),
         },

@@ -2,7 +2,7 @@
 //! hand so cold data goes from the segment file to the socket with zero copy.
 
 use super::{code, data::topic_by_id, Answer};
-use crate::handlers::{fetch, Part};
+use crate::handlers::{fetch, Budget, Part};
 use crate::shard::Shard;
 use bytes::BytesMut;
 use keel_kafka::errors;
@@ -59,8 +59,7 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, request: Fetch) -> Answer
     let mut head = BytesMut::new();
     header.response_header(&mut head);
     write_start(&mut head, version, 0, 0, round.len());
-    let mut budget = u64::from(request.max_bytes.max(0) as u32);
-    let mut first = true;
+    let mut budget = Budget::new(request.max_bytes.max(0) as u32);
     for (index, (topic, partitions)) in round.into_iter().enumerate() {
         let refused: Vec<&(usize, i32, i16)> =
             unknown.iter().filter(|(i, ..)| *i == index).collect();
@@ -78,9 +77,7 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, request: Fetch) -> Answer
         );
         for (result, data) in partitions {
             let len = data.len();
-            let keep = len > 0
-                && result.error == keel_protocol::api::ErrorCode::None
-                && (first || len <= budget);
+            let keep = result.error == keel_protocol::api::ErrorCode::None && budget.take(len);
             let send_len = if keep { len as usize } else { 0 };
             let partition_head = PartitionHead {
                 partition: result.partition as i32,
@@ -91,8 +88,6 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, request: Fetch) -> Answer
             };
             write_partition(&mut head, version, &partition_head, send_len);
             if keep {
-                first = false;
-                budget = budget.saturating_sub(len);
                 fetch::push_records(shard, &topic, result.partition, data, &mut head, &mut parts);
             }
             write_partition_end(&mut head, version);

@@ -591,4 +591,4 @@ pub async fn run(shard: Rc<Shard>) {
     }
 }
 
-pub use serve::replica_read;
+pub use serve::{replica_read, throttle_wait};

@@ -126,3 +126,21 @@ pub async fn replica_read(
         }
     }
 }
+
+/// How long `replica` must wait before the leader may send it more of this partition (the
+/// reassignment throttle); `None` when it is not throttled now.
+pub fn throttle_wait(
+    shard: &Shard,
+    topic: &str,
+    partition: u32,
+    replica: u32,
+) -> Option<std::time::Duration> {
+    let now = shard.cluster.as_ref().map_or(0, |v| v.now_ms());
+    let wait = shard
+        .replicas
+        .with_role(topic, partition, |role| match role {
+            Role::Leader(leading) => leading.throttle.wait_ms(replica, now),
+            _ => None,
+        })??;
+    Some(std::time::Duration::from_millis(wait))
+}

@@ -6,7 +6,46 @@ use keel_protocol::api::{
     ErrorCode, FetchPartitionResult, ListOffsetsPartitionResult, PartitionMetadata,
     ProducePartitionResult,
 };
-use std::time::Duration;
+use std::time::Instant;
+
+/// A read of one partition: what a consumer fetches (up to the high watermark) or what a
+/// follower fetches from its leader (up to the log end).
+#[derive(Debug, Clone)]
+pub enum Read {
+    /// A consumer's read from `offset`.
+    Fetch {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        max_bytes: u32,
+    },
+    /// A follower's fetch of one partition this broker leads.
+    Replica {
+        topic: String,
+        replica: u32,
+        request: keel_protocol::api::ReplicaFetchPartition,
+    },
+}
+
+impl Read {
+    /// The partition read.
+    pub fn partition(&self) -> (&str, u32) {
+        match self {
+            Read::Fetch {
+                topic, partition, ..
+            } => (topic, *partition),
+            Read::Replica { topic, request, .. } => (topic, request.partition),
+        }
+    }
+
+    /// The offset read from.
+    pub fn offset(&self) -> i64 {
+        match self {
+            Read::Fetch { offset, .. } => *offset,
+            Read::Replica { request, .. } => request.fetch_offset,
+        }
+    }
+}
 
 /// Work for the shard that owns a partition.
 #[derive(Debug)]
@@ -34,19 +73,19 @@ pub enum Job {
         /// How long an acks=all append may wait for the ISR.
         timeout_ms: u32,
     },
-    /// Read from an offset.
-    Fetch {
-        topic: String,
-        partition: u32,
-        offset: i64,
-        max_bytes: u32,
-    },
-    /// Complete when the partition has data at `offset` or after `wait`.
-    WaitForData {
-        topic: String,
-        partition: u32,
-        offset: i64,
-        wait: Duration,
+    /// A consumer's or a follower's read of one partition.
+    Read(Read),
+    /// Several jobs for partitions this shard owns, run at once; each not answered by
+    /// `deadline` is answered RequestTimedOut (and runs on to its end).
+    Many { jobs: Vec<Job>, deadline: Instant },
+    /// Reads that wait on this shard until one of them has something to send (data, an
+    /// error, a divergence) or `deadline` passes, then answer all of them: a long poll's
+    /// wait and read in one round trip. `after[i]`: the offset read `i` waits to see passed
+    /// (the high watermark for a consumer, the log end for a follower).
+    Poll {
+        reads: Vec<Read>,
+        after: Vec<i64>,
+        deadline: Instant,
     },
     /// Earliest, latest or by-time offset.
     ListOffsets {
@@ -56,19 +95,6 @@ pub enum Job {
     },
     /// Offsets and size.
     Describe { topic: String, partition: u32 },
-    /// A follower's fetch of one partition this broker leads.
-    ReplicaFetch {
-        topic: String,
-        replica: u32,
-        request: keel_protocol::api::ReplicaFetchPartition,
-    },
-    /// Complete when the partition's log end passes `offset` or after `wait`.
-    WaitForEnd {
-        topic: String,
-        partition: u32,
-        offset: i64,
-        wait: Duration,
-    },
     /// A consumer-group request, for the coordinator shard.
     Group(keel_protocol::api::Request),
     /// A Kafka client's group request (classic protocol), for the coordinator shard.
@@ -87,7 +113,8 @@ pub enum Job {
 /// The owner's answer to a [`Job`].
 #[derive(Debug)]
 pub enum Reply {
-    /// Open/Remove/Reconfigure/WaitForData outcome.
+    /// Open/Remove/Reconfigure outcome, or a job's failure (RequestTimedOut: not answered
+    /// in time).
     Done(Result<(), (ErrorCode, String)>),
     /// Produce outcome.
     Produced(ProducePartitionResult),
@@ -99,10 +126,48 @@ pub enum Reply {
     Described(PartitionMetadata),
     /// Replica fetch outcome: the entry (records empty) and the bytes to send.
     ReplicaFetched(keel_protocol::api::ReplicaFetchResult, ReadData),
+    /// The replies to [`Job::Many`] and [`Job::Poll`], in job order.
+    Many(Vec<Reply>),
     /// Group request outcome.
     Group(keel_protocol::api::Response),
     /// Kafka group request outcome.
     KafkaGroup(crate::kafka::groups::GroupReply),
     /// The controller's answer to a topic change.
     Cluster(Result<keel_controller::node::Reply, keel_controller::Error>),
+}
+
+impl Reply {
+    /// A job not answered in time.
+    pub fn timed_out() -> Reply {
+        Reply::Done(Err((ErrorCode::RequestTimedOut, String::new())))
+    }
+
+    /// The error of a reply that is not the answer its job expects.
+    pub fn error(&self) -> ErrorCode {
+        match self {
+            Reply::Done(Err((error, _))) => *error,
+            _ => ErrorCode::Unknown,
+        }
+    }
+}
+
+impl Job {
+    /// The job's kind, for the mesh-call counter.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Open { .. } => "open",
+            Job::Remove { .. } => "remove",
+            Job::Reconfigure { .. } => "reconfigure",
+            Job::Produce { .. } => "produce",
+            Job::Read(Read::Fetch { .. }) => "fetch",
+            Job::Read(Read::Replica { .. }) => "replica_fetch",
+            Job::Many { jobs, .. } => jobs.first().map_or("many", Job::kind),
+            Job::Poll { .. } => "poll",
+            Job::ListOffsets { .. } => "list_offsets",
+            Job::Describe { .. } => "describe",
+            Job::Group(_) | Job::KafkaGroup(_) => "group",
+            Job::Cluster(_) => "cluster",
+            Job::DeleteRecords { .. } => "delete_records",
+        }
+    }
 }

@@ -14,12 +14,9 @@ impl Shard {
             Job::Produce {
                 topic, partition, ..
             }
-            | Job::Fetch {
+            | Job::Read(super::Read::Fetch {
                 topic, partition, ..
-            }
-            | Job::WaitForData {
-                topic, partition, ..
-            }
+            })
             | Job::ListOffsets {
                 topic, partition, ..
             }
@@ -51,7 +48,7 @@ impl Shard {
                 base_offset: -1,
                 log_start_offset: -1,
             }),
-            Job::Fetch { .. } => Reply::Fetched(fetch_error(partition, error), ReadData::Empty),
+            Job::Read(_) => Reply::Fetched(fetch_error(partition, error), ReadData::Empty),
             Job::ListOffsets { .. } | Job::DeleteRecords { .. } => {
                 Reply::Offsets(ListOffsetsPartitionResult {
                     partition,

@@ -11,7 +11,7 @@ use crate::producers::{ProducerStates, SequenceCheck};
 use crate::registry::{partition_dir, SharedRegistry};
 use bytes::{Bytes, BytesMut};
 use glommio::channels::channel_mesh::Receivers;
-use keel_engine::{Error as EngineError, Log, LogConfig, ReadData};
+use keel_engine::{Error as EngineError, Log, LogConfig};
 use keel_protocol::api::{
     ErrorCode, FetchPartitionResult, ListOffsetsPartitionResult, PartitionMetadata,
     ProducePartitionResult, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
@@ -23,13 +23,17 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 mod delete_records;
+mod fan_out;
 mod housekeeping;
 mod job;
 mod leadership;
 mod offline;
+mod poll;
 mod produce;
 
-pub use job::{Job, Reply};
+pub use fan_out::fan_out;
+pub use job::{Job, Read, Reply};
+pub use poll::{long_poll, worth_sending};
 
 /// The shard owning `partition` of `topic`.
 pub fn owner(topic: &str, partition: u32, shards: usize) -> usize {
@@ -66,6 +70,9 @@ pub struct Shard {
     partition_metrics: RefCell<HashMap<String, HashMap<u32, crate::metrics::PartitionMetrics>>>,
     /// Test-only fault injection: (topic, appends left to fail).
     fault_appends: Option<(String, std::cell::Cell<u32>)>,
+    /// Test-only fault injection: appends to topics with this prefix wait this long first,
+    /// as on a stalled disk (`KEEL_FAULT_STALL_APPENDS=PREFIX:MS`).
+    fault_stall: Option<(String, std::time::Duration)>,
     /// Offline logs' next retries.
     offline_retries: RefCell<offline::Retries>,
     /// Cluster mode: the applied metadata and this broker's lease.
@@ -130,6 +137,13 @@ impl Shard {
                     let (topic, count) = spec.rsplit_once(':')?;
                     Some((topic.to_owned(), std::cell::Cell::new(count.parse().ok()?)))
                 }),
+            fault_stall: std::env::var("KEEL_FAULT_STALL_APPENDS")
+                .ok()
+                .and_then(|spec| {
+                    let (prefix, ms) = spec.rsplit_once(':')?;
+                    let stall = std::time::Duration::from_millis(ms.parse().ok()?);
+                    Some((prefix.to_owned(), stall))
+                }),
             cluster,
             offline_retries: RefCell::default(),
             cluster_node: RefCell::new(None),
@@ -153,6 +167,7 @@ impl Shard {
         if owner == self.id {
             return self.execute(job).await;
         }
+        self.metrics.shard_call(job.kind());
         self.peers.call(owner, job).await.unwrap_or_else(|| {
             Reply::Done(Err((
                 ErrorCode::ShuttingDown,
@@ -365,73 +380,13 @@ impl Shard {
                 self.produce(&topic, partition, records, (acks, timeout_ms))
                     .await,
             ),
-            Job::ReplicaFetch {
-                topic,
-                replica,
-                request,
-            } => {
-                let (result, data) =
-                    crate::replication::replica_read(self, &topic, replica, request).await;
-                Reply::ReplicaFetched(result, data)
-            }
-            Job::WaitForEnd {
-                topic,
-                partition,
-                offset,
-                wait,
-            } => {
-                if let Some(log) = self.log(&topic, partition) {
-                    within(wait, log.wait_for_end(offset)).await;
-                }
-                Reply::Done(Ok(()))
-            }
-            Job::Fetch {
-                topic,
-                partition,
-                offset,
-                max_bytes,
-            } => {
-                let Some(log) = self.log(&topic, partition) else {
-                    return Reply::Fetched(
-                        fetch_error(partition, ErrorCode::UnknownTopicOrPartition),
-                        ReadData::Empty,
-                    );
-                };
-                match log.read(offset, u64::from(max_bytes)).await {
-                    Ok(read) => {
-                        match &read.data {
-                            ReadData::Memory(_) => self.metrics.reads_memory.inc(),
-                            ReadData::File(_) => self.metrics.reads_file.inc(),
-                            ReadData::Empty => 0,
-                        };
-                        let entry = FetchPartitionResult {
-                            partition,
-                            error: ErrorCode::None,
-                            high_watermark: read.high_watermark,
-                            log_start_offset: read.log_start_offset,
-                            records: Bytes::new(),
-                        };
-                        Reply::Fetched(entry, read.data)
-                    }
-                    Err(e) => {
-                        let mut entry = fetch_error(partition, storage_error(&e).0);
-                        entry.high_watermark = log.high_watermark();
-                        entry.log_start_offset = log.log_start_offset();
-                        Reply::Fetched(entry, ReadData::Empty)
-                    }
-                }
-            }
-            Job::WaitForData {
-                topic,
-                partition,
-                offset,
-                wait,
-            } => {
-                if let Some(log) = self.log(&topic, partition) {
-                    within(wait, log.wait_for_data(offset)).await;
-                }
-                Reply::Done(Ok(()))
-            }
+            Job::Read(read) => self.read(read).await,
+            Job::Many { jobs, deadline } => Reply::Many(self.run_many(jobs, deadline).await),
+            Job::Poll {
+                reads,
+                after,
+                deadline,
+            } => Reply::Many(self.poll(reads, after, deadline).await),
             Job::ListOffsets {
                 topic,
                 partition,
@@ -506,11 +461,6 @@ impl Shard {
             }
         }
     }
-}
-
-/// Runs `wait_for` until it completes or `wait` passes (long-poll waiters).
-async fn within(wait: std::time::Duration, wait_for: impl std::future::Future<Output = ()>) {
-    futures_lite::future::or(wait_for, glommio::timer::sleep(wait)).await;
 }
 
 fn fetch_error(partition: u32, error: ErrorCode) -> FetchPartitionResult {

@@ -98,6 +98,9 @@ impl Shard {
                 }
             }
         }
+        if let Some(stall) = self.fault_stall(topic) {
+            glommio::timer::sleep(stall).await;
+        }
         let mut base_offset = -1;
         let count = plan.len();
         let last_is_duplicate = plan
@@ -200,6 +203,13 @@ impl Shard {
         for (id, epoch, sequence, _) in reserved {
             states.abort(id, epoch, sequence);
         }
+    }
+
+    /// Fault injection for tests: how long appends to `topic` stall first
+    /// (`KEEL_FAULT_STALL_APPENDS=PREFIX:MS`).
+    fn fault_stall(&self, topic: &str) -> Option<std::time::Duration> {
+        let (prefix, stall) = self.fault_stall.as_ref()?;
+        topic.starts_with(prefix.as_str()).then_some(*stall)
     }
 
     /// Fault injection for tests: `KEEL_FAULT_FAIL_APPENDS=TOPIC:N` fails the first N

@@ -1,0 +1,96 @@
+//! A request's partition jobs sent to their owning shards: one mesh message per owner
+//! carrying all of its jobs, every owner (and every topic) at once, one deadline for the
+//! whole request.
+
+use super::{Job, Reply, Shard};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long past the request's deadline the caller waits for an owner's answer: the
+/// owner answers every job by the deadline, and this covers the trip back.
+const ANSWER_GRACE: Duration = Duration::from_millis(100);
+
+/// Runs each job on its shard (`(owner, job)`) and returns the replies in job order. A job
+/// not answered by `deadline` is answered [`Reply::timed_out`] and runs on to its end on its
+/// shard (as a produce whose answer timed out does in Kafka); an owner that is gone answers
+/// its jobs ShuttingDown.
+pub async fn fan_out(shard: &Rc<Shard>, jobs: Vec<(usize, Job)>, deadline: Instant) -> Vec<Reply> {
+    let count = jobs.len();
+    let mut by_owner: Vec<(Vec<usize>, Vec<Job>)> =
+        (0..shard.shards()).map(|_| Default::default()).collect();
+    for (index, (owner, job)) in jobs.into_iter().enumerate() {
+        assert!(owner < by_owner.len(), "job for shard {owner} of {count}");
+        by_owner[owner].0.push(index);
+        by_owner[owner].1.push(job);
+    }
+    let calls: Vec<_> = by_owner
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (_, jobs))| !jobs.is_empty())
+        .map(|(owner, (indices, jobs))| {
+            let shard = shard.clone();
+            let call = glommio::spawn_local(async move {
+                shard.call(owner, Job::Many { jobs, deadline }).await
+            });
+            (indices, call.detach())
+        })
+        .collect();
+    let mut replies: Vec<Option<Reply>> = (0..count).map(|_| None).collect();
+    for (indices, call) in calls {
+        let left = (deadline + ANSWER_GRACE).saturating_duration_since(Instant::now());
+        let answered = futures_lite::future::or(call, async {
+            glommio::timer::sleep(left).await;
+            None
+        })
+        .await;
+        match answered {
+            Some(Reply::Many(answers)) if answers.len() == indices.len() => {
+                for (index, answer) in indices.into_iter().zip(answers) {
+                    replies[index] = Some(answer);
+                }
+            }
+            Some(Reply::Done(Err(failed))) => {
+                for index in indices {
+                    replies[index] = Some(Reply::Done(Err(failed.clone())));
+                }
+            }
+            _ => {}
+        }
+    }
+    replies
+        .into_iter()
+        .map(|reply| reply.unwrap_or_else(Reply::timed_out))
+        .collect()
+}
+
+impl Shard {
+    /// Runs jobs for partitions this shard owns, all at once; each not done by `deadline`
+    /// is answered [`Reply::timed_out`] and left running.
+    pub(super) async fn run_many(self: &Rc<Self>, jobs: Vec<Job>, deadline: Instant) -> Vec<Reply> {
+        let tasks: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let shard = self.clone();
+                glommio::spawn_local(async move { shard.execute(job).await }).detach()
+            })
+            .collect();
+        let mut replies = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            replies.push(answer_by(deadline, task).await);
+        }
+        replies
+    }
+}
+
+/// The task's answer, or [`Reply::timed_out`] once `deadline` passed (the task runs on).
+async fn answer_by(deadline: Instant, task: glommio::task::JoinHandle<Reply>) -> Reply {
+    let left = deadline.saturating_duration_since(Instant::now());
+    futures_lite::future::or(
+        async { task.await.unwrap_or_else(Reply::timed_out) },
+        async {
+            glommio::timer::sleep(left).await;
+            Reply::timed_out()
+        },
+    )
+    .await
+}
