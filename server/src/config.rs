@@ -96,6 +96,8 @@ struct File {
     groups_max: Option<usize>,
     group_members_max: Option<usize>,
     fetch_wait_ms_max: Option<u32>,
+    request_partitions_max: Option<usize>,
+    partition_jobs_max: Option<usize>,
 }
 
 /// Validated broker configuration.
@@ -147,6 +149,11 @@ pub struct Config {
     pub group_limits: crate::group::coordinator::Limits,
     /// Longest a fetch may wait for data (a longer `max_wait_ms` is cut to this).
     pub fetch_wait_ms_max: u32,
+    /// Partition entries (topic and partition pairs) one request may name.
+    pub request_partitions_max: usize,
+    /// Partition jobs in flight for requests, broker-wide (split over the shards, each at
+    /// least `request_partitions_max`); past it requests wait for room (backpressure).
+    pub partition_jobs_max: usize,
     /// Cluster mode (`--controller-voters` given), or `None` for the single-node broker.
     pub cluster: Option<crate::cluster::ClusterConfig>,
 }
@@ -244,6 +251,8 @@ impl Config {
             requests_bytes_max: file.requests_bytes_max.unwrap_or(256 << 20),
             connection_requests_max: file.connection_requests_max.unwrap_or(64),
             fetch_wait_ms_max: file.fetch_wait_ms_max.unwrap_or(30_000),
+            request_partitions_max: file.request_partitions_max.unwrap_or(10_000),
+            partition_jobs_max: file.partition_jobs_max.unwrap_or(100_000),
             cluster: None,
             group_limits: {
                 let default = crate::group::coordinator::Limits::default();
@@ -293,6 +302,12 @@ impl Config {
         }
         if config.connection_requests_max == 0 {
             bail!("connection_requests_max must be at least 1");
+        }
+        if config.request_partitions_max == 0 || config.request_partitions_max > 1_000_000 {
+            bail!(
+                "request_partitions_max must be between 1 and 1,000,000, got {}",
+                config.request_partitions_max
+            );
         }
         if config.requests_bytes_max < config.frame_bytes_max as usize {
             bail!(

@@ -325,6 +325,11 @@ impl Client {
     }
 
     /// Closes the sending half (the broker sees end of input).
+    /// The broker address this client is connected to.
+    pub fn addr(&self) -> SocketAddr {
+        self.stream.peer_addr().expect("connected")
+    }
+
     pub fn shutdown_write(&mut self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }

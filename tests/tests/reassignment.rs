@@ -5,6 +5,7 @@
 mod replicated;
 
 use keel_client::{Acks, Producer, ProducerRecord};
+use keel_tests::broker::metric;
 use keel_tests::cluster::{segment_data, Cluster};
 use keel_tests::tool::ok;
 use replicated::*;
@@ -314,6 +315,18 @@ fn reassignment_throttle_paces_catching_up() {
     assert!(
         took >= Duration::from_millis(1_500),
         "{bytes} bytes at 400 KB/s took only {took:?}"
+    );
+    // While throttled, the leader waits out the follower's allowance instead of reading
+    // the partition over and over until the fetch's deadline: about two reads (one held
+    // back, one sent) per replica fetch, where the spinning leader read dozens.
+    let page = cluster.nodes[lead as usize - 1].metrics();
+    let reads = metric(&page, "keel_partition_reads_total", "job=\"replica_fetch\"");
+    let fetches = metric(&page, "keel_requests_total", "api=\"replica_fetch\"");
+    eprintln!("leader: {reads} partition reads for {fetches} replica fetches");
+    assert!(fetches >= 3.0, "{fetches} replica fetches");
+    assert!(
+        reads <= 3.0 * fetches,
+        "{reads} reads for {fetches} fetches"
     );
     let described = cluster.topic(0, "slow").unwrap();
     assert_eq!(

@@ -180,7 +180,18 @@ async fn describe(shard: &Rc<Shard>, topics: &mut [TopicMetadata]) {
             }
         }
     }
-    let replies = fan_out(shard, jobs, Instant::now() + DESCRIBE_TIMEOUT).await;
+    // The partitions are the broker's, not the request's: asked in chunks that each fit
+    // one request's limit, under one deadline.
+    let deadline = Instant::now() + DESCRIBE_TIMEOUT;
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let chunk = jobs
+            .by_ref()
+            .take(shard.config.request_partitions_max)
+            .collect();
+        replies.extend(fan_out(shard, chunk, deadline).await);
+    }
     let single = shard.cluster.is_none();
     for ((t, p), reply) in described.into_iter().zip(replies) {
         let meta = &mut topics[t].partitions[p];

@@ -3,6 +3,7 @@
 //! whole request.
 
 use super::{Job, Reply, Shard};
+use keel_protocol::api::ErrorCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,10 @@ const ANSWER_GRACE: Duration = Duration::from_millis(100);
 /// its jobs ShuttingDown.
 pub async fn fan_out(shard: &Rc<Shard>, jobs: Vec<(usize, Job)>, deadline: Instant) -> Vec<Reply> {
     let count = jobs.len();
+    let _room = match admit(shard, count).await {
+        Ok(room) => room,
+        Err(refused) => return refused,
+    };
     let mut by_owner: Vec<(Vec<usize>, Vec<Job>)> =
         (0..shard.shards()).map(|_| Default::default()).collect();
     for (index, (owner, job)) in jobs.into_iter().enumerate() {
@@ -61,6 +66,25 @@ pub async fn fan_out(shard: &Rc<Shard>, jobs: Vec<(usize, Job)>, deadline: Insta
         .into_iter()
         .map(|reply| reply.unwrap_or_else(Reply::timed_out))
         .collect()
+}
+
+/// Room for a request's `count` partition jobs among those this shard's requests have in
+/// flight, waited for (backpressure); or, for more than `request_partitions_max`, a reply
+/// per job refusing the request (InvalidRequest) before anything is sent.
+pub(super) async fn admit(
+    shard: &Shard,
+    count: usize,
+) -> Result<Option<glommio::sync::Permit<'_>>, Vec<Reply>> {
+    let max = shard.config.request_partitions_max;
+    if count > max {
+        let message = format!(
+            "{count} partition entries in one request; at most {max} (request_partitions_max)"
+        );
+        let refused = || Reply::Done(Err((ErrorCode::InvalidRequest, message.clone())));
+        return Err((0..count).map(|_| refused()).collect());
+    }
+    // A closed semaphore (shutting down): go on without room, as every job fails anyway.
+    Ok(shard.partition_jobs.acquire_permit(count as u64).await.ok())
 }
 
 impl Shard {

@@ -78,10 +78,11 @@ pub enum Job {
     /// Several jobs for partitions this shard owns, run at once; each not answered by
     /// `deadline` is answered RequestTimedOut (and runs on to its end).
     Many { jobs: Vec<Job>, deadline: Instant },
-    /// Reads that wait on this shard until one of them has something to send (data, an
-    /// error, a divergence) or `deadline` passes, then answer all of them: a long poll's
-    /// wait and read in one round trip. `after[i]`: the offset read `i` waits to see passed
-    /// (the high watermark for a consumer, the log end for a follower).
+    /// Reads that answer as soon as one of them has something new to send (data past
+    /// `after`, an error, a divergence), waiting on this shard until then or until
+    /// `deadline`: a long poll's read, wait and read in one round trip. `after[i]`: the
+    /// offset read `i` must see passed (the high watermark for a consumer, the log end for
+    /// a follower); answered [`Reply::Polled`].
     Poll {
         reads: Vec<Read>,
         after: Vec<i64>,
@@ -126,8 +127,10 @@ pub enum Reply {
     Described(PartitionMetadata),
     /// Replica fetch outcome: the entry (records empty) and the bytes to send.
     ReplicaFetched(keel_protocol::api::ReplicaFetchResult, ReadData),
-    /// The replies to [`Job::Many`] and [`Job::Poll`], in job order.
+    /// The replies to [`Job::Many`], in job order.
     Many(Vec<Reply>),
+    /// The replies to [`Job::Poll`], in job order, and how long it waited for them.
+    Polled(Vec<Reply>, std::time::Duration),
     /// Group request outcome.
     Group(keel_protocol::api::Response),
     /// Kafka group request outcome.

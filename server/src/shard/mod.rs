@@ -66,6 +66,9 @@ pub struct Shard {
     pub request_budget: Rc<glommio::sync::Semaphore>,
     /// Size of `request_budget`.
     pub request_budget_bytes: u64,
+    /// Partition jobs this shard's requests may have in flight (its share of
+    /// `partition_jobs_max`): `fan_out` and `long_poll` wait for room.
+    partition_jobs: Rc<glommio::sync::Semaphore>,
     /// Per-partition counter handles used on this shard (any partition, owned or not).
     partition_metrics: RefCell<HashMap<String, HashMap<u32, crate::metrics::PartitionMetrics>>>,
     /// Test-only fault injection: (topic, appends left to fail).
@@ -118,11 +121,14 @@ impl Shard {
         // Each shard gets its share, but always room for one frame of the largest size.
         let request_budget_bytes = (config.requests_bytes_max / config.shards.max(1))
             .max(config.frame_bytes_max as usize + 16) as u64;
+        let partition_jobs = (config.partition_jobs_max / config.shards.max(1))
+            .max(config.request_partitions_max) as u64;
         let replicas = crate::replication::Replicas::new(&config.data_dir);
         Shard {
             id,
             request_budget: Rc::new(glommio::sync::Semaphore::new(request_budget_bytes)),
             request_budget_bytes,
+            partition_jobs: Rc::new(glommio::sync::Semaphore::new(partition_jobs)),
             config,
             registry,
             metrics,
@@ -386,7 +392,10 @@ impl Shard {
                 reads,
                 after,
                 deadline,
-            } => Reply::Many(self.poll(reads, after, deadline).await),
+            } => {
+                let (replies, waited) = self.poll(reads, after, deadline).await;
+                Reply::Polled(replies, waited)
+            }
             Job::ListOffsets {
                 topic,
                 partition,

@@ -1,9 +1,9 @@
-//! Reads of partitions and the long poll: a request's reads go to their owning shards at
-//! once; when what came back is not enough, each owner shard gets one job that waits on
-//! its partitions and then reads them (one round trip), the same for consumers' fetches
-//! (Kafka's and native) and followers' replica fetches.
+//! Reads of partitions and the long poll: each owner shard of a request's partitions gets
+//! one job that reads them, waits on them when there is nothing to send, and reads again
+//! (one mesh round trip per owner), the same for consumers' fetches (Kafka's and native)
+//! and followers' replica fetches.
 
-use super::{fan_out, fetch_error, owner, storage_error, Job, Read, Reply, Shard};
+use super::{fetch_error, owner, storage_error, Job, Read, Reply, Shard};
 use bytes::Bytes;
 use keel_engine::ReadData;
 use keel_protocol::api::{ErrorCode, FetchPartitionResult};
@@ -13,56 +13,63 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-/// Longest a read of one partition (before any long-poll wait) may take before it is
+/// Longest a read of one partition (after any long-poll wait) may take before it is
 /// answered RequestTimedOut.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long past a long poll's deadline the caller waits for an owner's answer.
+/// How long past an owner's last possible answer the caller waits for it.
 const ANSWER_GRACE: Duration = Duration::from_millis(100);
 
-/// Reads each partition on its owning shard; then, until `enough` holds for the replies or
-/// `deadline` passes, waits for more: every owner shard gets one wait-then-read job for
-/// its partitions, sent again only after it answered with something new. Returns a reply
-/// per read, in order, and the time spent parked.
+/// Reads each partition on its owning shard; when the replies are not `enough`, each
+/// owner waits (until `deadline`) for a partition with something new and reads again,
+/// and is asked again while they are still not enough. A request whose partitions one
+/// shard owns costs one round trip; one spread over several owners, two (a read, then a
+/// wait-and-read) per owner. Returns a reply per read, in order,
+/// and the longest time an owner spent parked.
 pub async fn long_poll(
     shard: &Rc<Shard>,
     reads: Vec<Read>,
     deadline: Instant,
     enough: impl Fn(&[Reply]) -> bool,
 ) -> (Vec<Reply>, Duration) {
-    let owners: Vec<usize> = reads
-        .iter()
-        .map(|read| {
-            let (topic, partition) = read.partition();
-            owner(topic, partition, shard.shards())
-        })
-        .collect();
-    let jobs = owners
-        .iter()
-        .zip(&reads)
-        .map(|(owner, read)| (*owner, Job::Read(read.clone())))
-        .collect();
-    let mut replies = fan_out(shard, jobs, Instant::now() + READ_TIMEOUT).await;
-    if enough(&replies) || Instant::now() >= deadline {
-        return (replies, Duration::ZERO);
-    }
-    let parked = Instant::now();
+    let _room = match super::fan_out::admit(shard, reads.len()).await {
+        Ok(room) => room,
+        Err(refused) => return (refused, Duration::ZERO),
+    };
     let mut by_owner: Vec<Vec<usize>> = vec![Vec::new(); shard.shards()];
-    for (index, owner) in owners.iter().enumerate() {
-        by_owner[*owner].push(index);
+    for (index, read) in reads.iter().enumerate() {
+        let (topic, partition) = read.partition();
+        by_owner[owner(topic, partition, shard.shards())].push(index);
     }
+    let mut replies: Vec<Reply> = reads.iter().map(|_| Reply::timed_out()).collect();
+    let mut waited = vec![Duration::ZERO; by_owner.len()];
+    // One owner: its job waits there from the start (one round trip). Several: each first
+    // reads and answers at once, so that an answer has every partition's state.
+    let mut unanswered = by_owner
+        .iter()
+        .filter(|indices| !indices.is_empty())
+        .count();
+    let first_deadline = if unanswered == 1 {
+        deadline
+    } else {
+        Instant::now()
+    };
+    let mut answered_once = vec![false; by_owner.len()];
     // At most one poll per owner is in flight, so the channel holds at most that many.
     let (answered, mut answers) = futures_channel::mpsc::unbounded();
     let mut outstanding = 0;
     for (owner, indices) in by_owner.iter().enumerate() {
         if !indices.is_empty() {
-            let job = poll_job(&reads, &replies, indices, deadline);
+            let after = indices.iter().map(|&i| reads[i].offset()).collect();
+            let job = poll_job(&reads, indices, after, first_deadline);
             send_poll(shard, owner, job, answered.clone());
             outstanding += 1;
         }
     }
+    // Every owner answers by then: it reads (within READ_TIMEOUT) once `deadline` passed.
+    let give_up = deadline.max(Instant::now()) + READ_TIMEOUT + ANSWER_GRACE;
     while outstanding > 0 {
         use futures_lite::StreamExt;
-        let left = (deadline + ANSWER_GRACE).saturating_duration_since(Instant::now());
+        let left = give_up.saturating_duration_since(Instant::now());
         let next = futures_lite::future::or(answers.next(), async {
             glommio::timer::sleep(left).await;
             None
@@ -72,44 +79,59 @@ pub async fn long_poll(
         };
         outstanding -= 1;
         let indices = &by_owner[owner];
-        if let Reply::Many(fresh) = reply {
-            if fresh.len() == indices.len() {
-                for (index, fresh) in indices.iter().zip(fresh) {
-                    replies[*index] = fresh;
-                }
-            }
+        take_answer(&mut replies, indices, reply, &mut waited[owner]);
+        if !answered_once[owner] {
+            answered_once[owner] = true;
+            unanswered -= 1;
         }
-        if enough(&replies) {
+        if unanswered == 0 && enough(&replies) {
             break;
         }
         if Instant::now() < deadline {
-            let job = poll_job(&reads, &replies, indices, deadline);
+            let after = waiting_after(&reads, &replies, indices);
+            let job = poll_job(&reads, indices, after, deadline);
             send_poll(shard, owner, job, answered.clone());
             outstanding += 1;
         }
     }
-    (replies, parked.elapsed())
+    (replies, waited.into_iter().max().unwrap_or_default())
 }
 
-/// The wait-then-read job for one owner's reads: each waits to see passed what its last
-/// reply showed (a consumer's high watermark, so partial data waits for more) or its own
-/// offset.
-fn poll_job(reads: &[Read], replies: &[Reply], indices: &[usize], deadline: Instant) -> Job {
-    let after = indices
-        .iter()
-        .map(|&index| {
-            let read = &reads[index];
-            match (read, &replies[index]) {
-                (Read::Fetch { offset, .. }, Reply::Fetched(result, _)) => {
-                    (*offset).max(result.high_watermark)
-                }
-                _ => read.offset(),
+/// Puts an owner's answer for its reads (`indices`) into `replies`.
+fn take_answer(replies: &mut [Reply], indices: &[usize], reply: Reply, waited: &mut Duration) {
+    match reply {
+        Reply::Polled(fresh, parked) if fresh.len() == indices.len() => {
+            *waited += parked;
+            for (index, fresh) in indices.iter().zip(fresh) {
+                replies[*index] = fresh;
             }
+        }
+        Reply::Done(Err(failed)) => {
+            for index in indices {
+                replies[*index] = Reply::Done(Err(failed.clone()));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What each of an owner's reads waits to see passed next: what its last reply showed (a
+/// consumer's high watermark, so partial data waits for more) or its own offset.
+fn waiting_after(reads: &[Read], replies: &[Reply], indices: &[usize]) -> Vec<i64> {
+    indices
+        .iter()
+        .map(|&index| match (&reads[index], &replies[index]) {
+            (Read::Fetch { offset, .. }, Reply::Fetched(result, _)) => {
+                (*offset).max(result.high_watermark)
+            }
+            (read, _) => read.offset(),
         })
-        .collect();
-    let reads = indices.iter().map(|&index| reads[index].clone()).collect();
+        .collect()
+}
+
+fn poll_job(reads: &[Read], indices: &[usize], after: Vec<i64>, deadline: Instant) -> Job {
     Job::Poll {
-        reads,
+        reads: indices.iter().map(|&index| reads[index].clone()).collect(),
         after,
         deadline,
     }
@@ -136,6 +158,22 @@ pub fn worth_sending(reply: &Reply) -> bool {
         Reply::Fetched(result, data) => !data.is_empty() || result.error != ErrorCode::None,
         Reply::ReplicaFetched(result, data) => {
             !data.is_empty() || result.error != ErrorCode::None || result.diverging_end_offset >= 0
+        }
+        _ => true,
+    }
+}
+
+/// Whether a poll's reply is worth answering now: an error or a divergence, or data up
+/// to a point past `after` (data the caller saw already, a partial fetch waiting for
+/// `min_bytes`, is not).
+fn news((reply, after): (&Reply, &i64)) -> bool {
+    match reply {
+        Reply::Fetched(result, data) => {
+            result.error != ErrorCode::None || (!data.is_empty() && result.high_watermark > *after)
+        }
+        Reply::ReplicaFetched(result, _) if result.diverging_end_offset >= 0 => true,
+        Reply::ReplicaFetched(result, data) => {
+            result.error != ErrorCode::None || (!data.is_empty() && result.log_end_offset > *after)
         }
         _ => true,
     }
@@ -207,23 +245,24 @@ impl Shard {
         }
     }
 
-    /// [`Job::Poll`]: waits until one of `reads` has something past its `after` (or a
-    /// throttled follower's allowance is back), reads them all, and answers when one has
-    /// something to send or `deadline` passed. What passed `after` yet cannot be sent (a
-    /// throttled follower) makes the read wait for the throttle, never spin.
+    /// [`Job::Poll`]: reads `reads`; answers when one has something new to send (past its
+    /// `after`: see [`news`]) or `deadline` passed, and otherwise waits until one of them
+    /// passes its `after` (or a throttled follower's allowance is back) and reads again.
+    /// What passed `after` yet cannot be sent (a throttled follower) makes the read wait
+    /// for the throttle, never spin. Returns the replies and the time spent waiting.
     pub(super) async fn poll(
         self: &Rc<Self>,
         reads: Vec<Read>,
         mut after: Vec<i64>,
         deadline: Instant,
-    ) -> Vec<Reply> {
+    ) -> (Vec<Reply>, Duration) {
         let mut resume: Vec<Option<Instant>> = vec![None; reads.len()];
+        let mut waited = Duration::ZERO;
         loop {
-            self.wait_any(&reads, &after, &resume, deadline).await;
             let jobs = reads.iter().cloned().map(Job::Read).collect();
             let replies = self.run_many(jobs, Instant::now() + READ_TIMEOUT).await;
-            if Instant::now() >= deadline || replies.iter().any(worth_sending) {
-                return replies;
+            if Instant::now() >= deadline || replies.iter().zip(&after).any(news) {
+                return (replies, waited);
             }
             for (index, (read, reply)) in reads.iter().zip(&replies).enumerate() {
                 resume[index] = None;
@@ -246,6 +285,9 @@ impl Shard {
                 }
                 after[index] = seen;
             }
+            let parked = Instant::now();
+            self.wait_any(&reads, &after, &resume, deadline).await;
+            waited += parked.elapsed();
         }
     }
 
