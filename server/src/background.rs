@@ -41,39 +41,59 @@ pub async fn housekeeping(shard: Rc<Shard>, stopping: Rc<Cell<bool>>) {
     }
 }
 
+/// Metrics connections served at once; more are closed at once.
+const METRICS_CONNECTIONS_MAX: usize = 64;
+/// Longest one metrics exchange (request read, page written) may take; a slower peer is
+/// closed.
+const METRICS_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, stopping: Rc<Cell<bool>>) {
+    let open = Rc::new(Cell::new(0usize));
     while !stopping.get() {
-        let Ok(mut stream) = listener.accept().await else {
+        let Ok(stream) = listener.accept().await else {
             continue;
         };
-        let metrics = metrics.clone();
+        if open.get() >= METRICS_CONNECTIONS_MAX {
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (metrics, open) = (metrics.clone(), open.clone());
         glommio::spawn_local(async move {
-            let mut request = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(read) => request.extend_from_slice(&chunk[..read]),
-                }
-                // Not HTTP (a Keel client pointed at the metrics port): close at once, so it
-                // fails fast instead of waiting for an answer that never comes.
-                if !request[0].is_ascii_uppercase() {
-                    return;
-                }
-            }
-            let (status, body) = if request.starts_with(b"GET /metrics ") {
-                ("200 OK", metrics.render())
-            } else {
-                ("404 Not Found", "try GET /metrics\n".to_owned())
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.flush().await;
+            futures_lite::future::or(metrics_exchange(stream, metrics), async {
+                glommio::timer::sleep(METRICS_EXCHANGE_TIMEOUT).await;
+            })
+            .await;
+            open.set(open.get() - 1);
         })
         .detach();
     }
+}
+
+/// Reads one HTTP request and answers it.
+async fn metrics_exchange(mut stream: glommio::net::TcpStream, metrics: Arc<Metrics>) {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => request.extend_from_slice(&chunk[..read]),
+        }
+        // Not HTTP (a Keel client pointed at the metrics port): close at once, so it
+        // fails fast instead of waiting for an answer that never comes.
+        if !request[0].is_ascii_uppercase() {
+            return;
+        }
+    }
+    let (status, body) = if request.starts_with(b"GET /metrics ") {
+        ("200 OK", metrics.render())
+    } else {
+        ("404 Not Found", "try GET /metrics\n".to_owned())
+    };
+    let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.flush().await;
 }

@@ -80,6 +80,7 @@ struct File {
     frame_bytes_max: Option<u32>,
     batch_bytes_max: Option<u32>,
     connections_max: Option<usize>,
+    connections_max_idle_ms: Option<u64>,
     partitions_max: Option<u32>,
     tail_cache_bytes: Option<u64>,
     offsets_segment_bytes: Option<u64>,
@@ -125,6 +126,9 @@ pub struct Config {
     pub batch_bytes_max: u32,
     /// Connections per broker.
     pub connections_max: usize,
+    /// A client connection that sends nothing for this long is closed (Kafka's
+    /// `connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
     /// Partitions per broker.
     pub partitions_max: u32,
     /// Segment size of `__consumer_offsets` (the cleaner compacts sealed segments only).
@@ -229,6 +233,7 @@ impl Config {
             frame_bytes_max: file.frame_bytes_max.unwrap_or(64 << 20),
             batch_bytes_max: file.batch_bytes_max.unwrap_or(8 << 20),
             connections_max: file.connections_max.unwrap_or(10_000),
+            connections_max_idle_ms: file.connections_max_idle_ms.unwrap_or(600_000).max(1),
             partitions_max: file.partitions_max.unwrap_or(100_000),
             offsets_segment_bytes: file.offsets_segment_bytes.unwrap_or(16 << 20).max(4096),
             offsets_replication_factor: file.offsets_topic_replication_factor.unwrap_or(3).max(1),

@@ -220,9 +220,20 @@ pub async fn serve_wire<W: Wire>(
                 buffer.reserve(len.saturating_sub(buffer.len()));
             }
         }
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+        // A connection that sends nothing for `connections_max_idle_ms` is closed (what
+        // it asked is still answered first).
+        let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
+        let read = futures_lite::future::or(async { Some(reader.read(&mut chunk).await) }, async {
+            glommio::timer::sleep(idle).await;
+            None
+        });
+        match read.await {
+            None => {
+                tracing::debug!(%peer, "idle, closing");
+                break;
+            }
+            Some(Ok(0) | Err(_)) => break,
+            Some(Ok(read)) => buffer.extend_from_slice(&chunk[..read]),
         }
     }
     drop(queue);

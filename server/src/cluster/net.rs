@@ -64,8 +64,15 @@ fn spawn_writer<W: futures_lite::AsyncWrite + Unpin + 'static>(mut writer: W) ->
     tx
 }
 
+/// Controller connections served at once (voters and brokers, each holding one); more
+/// are closed at once.
+const INBOUND_MAX: usize = 1_024;
+/// Longest a new controller connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Accepts controller connections until the process ends.
 pub async fn serve(listener: TcpListener, node: Rc<RefCell<Node>>) {
+    let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -75,8 +82,20 @@ pub async fn serve(listener: TcpListener, node: Rc<RefCell<Node>>) {
                 continue;
             }
         };
-        let node = node.clone();
-        glommio::spawn_local(async move { inbound(stream, node).await }).detach();
+        if open.get() >= INBOUND_MAX {
+            tracing::warn!(
+                max = INBOUND_MAX,
+                "controller connection refused: too many open"
+            );
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (node, open) = (node.clone(), open.clone());
+        glommio::spawn_local(async move {
+            inbound(stream, node).await;
+            open.set(open.get() - 1);
+        })
+        .detach();
     }
 }
 
@@ -87,7 +106,7 @@ async fn inbound(stream: TcpStream, node: Rc<RefCell<Node>>) {
     let hello = futures_lite::future::or(
         async { read_frame(&mut reader, &mut buf).await.ok().flatten() },
         async {
-            glommio::timer::sleep(Duration::from_secs(5)).await;
+            glommio::timer::sleep(HELLO_TIMEOUT).await;
             None
         },
     )
