@@ -168,12 +168,16 @@ impl Router {
         state.leaders.get(&(topic.to_owned(), partition)).copied()
     }
 
-    /// A connection to `broker` (opened when needed; the bootstrap one for `None`).
+    /// A connection to `broker` (opened when needed; the bootstrap one for `None`, opened
+    /// again when it broke).
     ///
     /// # Errors
-    /// [`Error::Connect`]; the metadata is then marked stale.
+    /// [`Error::Connect`]; the metadata is then marked stale (for a broker's connection).
     pub async fn connection(&self, broker: BrokerId) -> Result<Connection> {
         let Some(id) = broker else {
+            // A bootstrap connection the broker closed (restarted, or idle past
+            // `connections_max_idle_ms`) is replaced before use.
+            self.reconnect_bootstrap().await?;
             return Ok(self.bootstrap());
         };
         let address = {

@@ -100,3 +100,50 @@ fn the_controller_port_bounds_its_connections_and_waits_5_s_for_a_hello() {
     };
     assert_eq!(brokers.len(), 1);
 }
+
+#[test]
+fn clients_carry_on_after_the_broker_closed_their_idle_connections() {
+    // Kafka's clients reconnect after `connections.max.idle.ms`; so do Keel's.
+    use keel_client::{Admin, Consumer, OffsetReset, Producer, ProducerRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    std::fs::write(&config, "connections_max_idle_ms = 300\n").unwrap();
+    let broker = Broker::start(
+        &server_binary(),
+        &dir.path().join("data"),
+        &["--shards", "2", "--config", config.to_str().unwrap()],
+    );
+    let addr = broker.addr.to_string();
+    keel_tests::cluster::runtime().block_on(async move {
+        let idle = || tokio::time::sleep(Duration::from_millis(800));
+        let admin = Admin::connect(&addr).await.unwrap();
+        admin.create_topic("idle", 1, &[]).await.unwrap();
+        let producer = Producer::builder(addr.clone()).build().await.unwrap();
+        let mut consumer = Consumer::builder(addr.clone())
+            .offset_reset(OffsetReset::Earliest)
+            .max_wait(Duration::from_millis(100))
+            .build()
+            .await
+            .unwrap();
+        consumer.assign([("idle".to_string(), 0)]);
+        let mut seen = Vec::new();
+        for round in 0..2 {
+            idle().await;
+            assert!(admin.list_topics().await.unwrap().contains(&"idle".into()));
+            producer
+                .send(ProducerRecord::new("idle", format!("r{round}")))
+                .await
+                .unwrap();
+            idle().await;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while seen.len() <= round {
+                assert!(Instant::now() < deadline, "round {round}: read {seen:?}");
+                for record in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+                    seen.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+                }
+            }
+        }
+        assert_eq!(seen, ["r0", "r1"]);
+        producer.close().await;
+    });
+}

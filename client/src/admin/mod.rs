@@ -55,7 +55,6 @@ pub enum ResetTo {
 /// describes consumer groups and resets their offsets.
 #[derive(Clone)]
 pub struct Admin {
-    connection: Connection,
     router: std::sync::Arc<crate::router::Router>,
     timeout: Duration,
 }
@@ -95,14 +94,19 @@ impl Admin {
     pub async fn connect(bootstrap: &str) -> Result<Admin> {
         let router = crate::router::Router::connect(bootstrap, Duration::from_secs(30)).await?;
         Ok(Admin {
-            connection: router.bootstrap(),
             router: std::sync::Arc::new(router),
             timeout: Duration::from_secs(30),
         })
     }
 
+    /// A request to the bootstrap broker, over a fresh connection when the last one broke
+    /// (a broker restarted, or closed it as idle: `connections_max_idle_ms`).
     async fn call(&self, request: Request) -> Result<Response> {
-        self.connection.call_timeout(&request, self.timeout).await
+        self.router.reconnect_bootstrap().await?;
+        self.router
+            .bootstrap()
+            .call_timeout(&request, self.timeout)
+            .await
     }
 
     /// A group request, sent to the group's coordinator (in a cluster: the broker
@@ -382,7 +386,7 @@ impl Admin {
         let cluster = self.describe_cluster().await?;
         if cluster.brokers.len() > 1 {
             for broker in cluster.brokers.iter().filter(|b| !b.fenced) {
-                if broker.address == self.connection.addr() {
+                if broker.address == self.router.bootstrap().addr() {
                     continue;
                 }
                 let connection = Connection::connect(&broker.address).await?;

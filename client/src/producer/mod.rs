@@ -11,7 +11,6 @@
 //! Order within a partition is kept: a partition has at most one batch in flight, and a
 //! failed batch is retried before anything after it is sent.
 
-use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::partitioner::{partition_for_key, Partitioner, Sticky};
 use bytes::Bytes;
@@ -275,10 +274,6 @@ impl Producer {
         }
     }
 
-    fn connection(&self) -> Connection {
-        self.inner.router.bootstrap()
-    }
-
     /// Sends and waits for the delivery: the synchronous style.
     ///
     /// # Errors
@@ -331,7 +326,10 @@ impl Producer {
             return Ok(known.clone());
         }
         let response = self
-            .connection()
+            .inner
+            .router
+            .connection(None)
+            .await?
             .call_timeout(
                 &Request::Metadata {
                     topics: vec![topic.to_owned()],
