@@ -42,6 +42,6 @@ pub use config::{FsyncPolicy, LogConfig, OnCorruption, Verify, IO_ALIGN};
 pub use error::{Error, Result};
 pub use log::{
     AppendInfo, CleanConfig, CleanStats, Clock, FileRange, Log, LogStats, ManualClock, ReadData,
-    ReadResult, SystemClock,
+    ReadResult, SystemClock, TailShare,
 };
 pub use segment::SegmentInfo;

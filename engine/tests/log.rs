@@ -610,3 +610,51 @@ fn roll_and_delete_before_drop_whole_old_segments() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_shared_tail_cache_budget_bounds_every_log_that_shares_it() {
+    // Goal: each log's tail cache was bounded only by its own `tail_cache_bytes`, so many
+    // partitions on one shard could hold their sum. Logs given a share of a budget keep
+    // at most that share of durable batches, from their next write on, and down to a
+    // smaller share as soon as they are trimmed.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let config = LogConfig {
+            tail_cache_bytes: 256 * 1024,
+            ..small_config(FsyncPolicy::Always)
+        };
+        let share: keel_engine::TailShare = Rc::new(std::cell::Cell::new(32 * 1024));
+        let mut logs = Vec::new();
+        for i in 0..4 {
+            let log = Log::open(path.join(format!("p-{i}")), config.clone())
+                .await
+                .unwrap();
+            log.share_tail_cache(share.clone());
+            for tag in 0..40u64 {
+                log.append(batch(tag, 1, 4_000, tag as i64)).await.unwrap();
+            }
+            logs.push(log);
+        }
+        for log in &logs {
+            let cached = log.trim_tail_cache();
+            assert!(cached <= 32 * 1024, "{cached} bytes cached past the share");
+            assert!(cached >= 16 * 1024, "the share is used: {cached}");
+        }
+        share.set(8 * 1024);
+        for log in &logs {
+            assert!(log.trim_tail_cache() <= 8 * 1024);
+            // Reads past the cache come from the files, whole.
+            assert_eq!(read_all(log, 0, 1 << 20).await.len(), 40);
+        }
+        // Without a share, only the log's own limit applies.
+        let alone = Log::open(path.join("alone"), config.clone()).await.unwrap();
+        for tag in 0..40u64 {
+            alone
+                .append(batch(tag, 1, 4_000, tag as i64))
+                .await
+                .unwrap();
+        }
+        assert!(alone.trim_tail_cache() > 100 * 1024);
+    });
+}

@@ -83,6 +83,7 @@ struct File {
     connections_max_idle_ms: Option<u64>,
     partitions_max: Option<u32>,
     tail_cache_bytes: Option<u64>,
+    tail_cache_budget_bytes: Option<u64>,
     offsets_segment_bytes: Option<u64>,
     offsets_topic_replication_factor: Option<u32>,
     log_cleaner_backoff_ms: Option<u64>,
@@ -153,6 +154,9 @@ pub struct Config {
     pub group_limits: crate::group::coordinator::Limits,
     /// Longest a fetch may wait for data (a longer `max_wait_ms` is cut to this).
     pub fetch_wait_ms_max: u32,
+    /// Bytes all partitions' tail caches may hold together, broker-wide (split over the
+    /// shards, and over each shard's partitions).
+    pub tail_cache_budget_bytes: u64,
     /// Partition entries (topic and partition pairs) one request may name.
     pub request_partitions_max: usize,
     /// Partition jobs in flight for requests, broker-wide (split over the shards, each at
@@ -256,6 +260,7 @@ impl Config {
             requests_bytes_max: file.requests_bytes_max.unwrap_or(256 << 20),
             connection_requests_max: file.connection_requests_max.unwrap_or(64),
             fetch_wait_ms_max: file.fetch_wait_ms_max.unwrap_or(30_000),
+            tail_cache_budget_bytes: file.tail_cache_budget_bytes.unwrap_or(1 << 30),
             request_partitions_max: file.request_partitions_max.unwrap_or(10_000),
             partition_jobs_max: file.partition_jobs_max.unwrap_or(100_000),
             cluster: None,

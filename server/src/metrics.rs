@@ -64,6 +64,13 @@ pub struct JobLabel {
     pub job: &'static str,
 }
 
+/// Label of per-shard gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    /// The shard's index.
+    pub shard: u32,
+}
+
 /// Label of the build info metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
@@ -130,6 +137,8 @@ pub struct Metrics {
     pub high_watermark: Family<PartitionLabel, Gauge>,
     /// Bytes on disk per partition.
     pub partition_size_bytes: Family<PartitionLabel, Gauge>,
+    /// Bytes in the shard's tail caches (refreshed every second).
+    pub tail_cache_bytes: Family<ShardLabel, Gauge>,
     /// Committed offset per group and partition.
     pub group_committed_offset: Family<GroupPartitionLabel, Gauge>,
     /// High watermark minus committed offset, per group and partition.
@@ -218,6 +227,7 @@ impl Metrics {
             log_end_offset: Family::default(),
             high_watermark: Family::default(),
             partition_size_bytes: Family::default(),
+            tail_cache_bytes: Family::default(),
             group_committed_offset: Family::default(),
             group_lag: Family::default(),
             fsyncs: Counter::default(),
@@ -382,6 +392,11 @@ impl Metrics {
             "partition_size_bytes",
             "Partition size on disk",
             m.partition_size_bytes.clone(),
+        );
+        registry.register(
+            "tail_cache_bytes",
+            "Bytes of recent batches the shard's logs keep in memory",
+            m.tail_cache_bytes.clone(),
         );
         registry.register(
             "group_committed_offset",

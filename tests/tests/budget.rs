@@ -102,3 +102,55 @@ fn many_pipelined_large_requests_are_read_as_the_budget_allows() {
     assert!(waits > 0.0, "the budget held connections back");
     assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
 }
+
+#[test]
+fn the_tail_caches_of_a_shard_stay_within_its_budget() {
+    // Goal: each partition kept up to `tail_cache_bytes` (256 KiB) of recent batches in
+    // memory with no cap over all of them (100,000 partitions could hold 25 GB). Now a
+    // shard's logs share `tail_cache_budget_bytes`: two partitions holding 256 KiB each
+    // are trimmed to their share (16 KiB) within a second of 62 more being created, and
+    // what left the cache is read back from the files.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    std::fs::write(&config, "tail_cache_budget_bytes = 1048576\n").unwrap();
+    let broker = Broker::start(
+        &server_binary(),
+        &dir.path().join("data"),
+        &["--shards", "1", "--config", config.to_str().unwrap()],
+    );
+    let mut client = broker.client();
+    client.create_topic("hot", 2);
+    for partition in 0..2 {
+        for n in 0..40 {
+            let mut builder = BatchBuilder::new();
+            builder.push(NewRecord::value(n, vec![b'h'; 10_000]));
+            let records = builder.build().unwrap().into();
+            assert_eq!(
+                client.produce("hot", partition, -1, records),
+                ErrorCode::None
+            );
+        }
+    }
+    let cached =
+        |broker: &Broker| metric(&broker.metrics(), "keel_tail_cache_bytes", "shard=\"0\"");
+    let wait_for = |what: &str, ok: &dyn Fn(f64) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let bytes = cached(&broker);
+            if ok(bytes) {
+                return bytes;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {bytes}");
+            // Poll interval: the gauge is refreshed each second.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let before = wait_for("both caches full", &|b| b > 400_000.0);
+    assert!(before <= 2.0 * 262_144.0, "{before}");
+    client.create_topic("cold", 62);
+    let after = wait_for("trimmed to 16 KiB a partition", &|b| b <= 2.0 * 16_384.0);
+    eprintln!("tail caches: {before} bytes, then {after} with 64 partitions");
+    for partition in 0..2 {
+        assert_eq!(client.read_partition("hot", partition).len(), 40);
+    }
+}

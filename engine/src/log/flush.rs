@@ -301,7 +301,7 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                 segment.finalized = true;
                 state.durable_end = state.durable_end.max(next_offset);
                 state.update_high_watermark(config.fsync);
-                state.evict(config.tail_cache_bytes);
+                state.evict(shared.tail_cap());
                 state.complete_waiters(config.unwritten_bytes_max);
             }
             Work::Sync { submitter, target } => {
@@ -319,7 +319,7 @@ async fn flush_loop(shared: &Rc<Shared>) -> Result<()> {
                     state.sync_requested = false;
                 }
                 state.update_high_watermark(config.fsync);
-                state.evict(config.tail_cache_bytes);
+                state.evict(shared.tail_cap());
                 state.complete_waiters(config.unwritten_bytes_max);
             }
         }
@@ -356,7 +356,7 @@ fn complete_write(shared: &Shared, base: i64, end_len: u64, started: Instant) {
         state.written_end = cached.next_offset;
     }
     if config.fsync != FsyncPolicy::Always {
-        state.evict(config.tail_cache_bytes);
+        state.evict(shared.tail_cap());
     }
     state.complete_waiters(config.unwritten_bytes_max);
 }

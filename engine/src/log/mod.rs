@@ -109,6 +109,21 @@ struct Shared {
     config: LogConfig,
     clock: Rc<dyn Clock>,
     state: RefCell<State>,
+    /// This log's share of a tail-cache budget it shares with other logs (bytes, changing
+    /// as logs come and go), when it was given one: [`Log::share_tail_cache`].
+    tail_share: std::cell::OnceCell<TailShare>,
+}
+
+/// A log's share of a tail-cache budget several logs of one executor share: the most its
+/// tail cache may hold of durable batches, set by whoever owns the budget.
+pub type TailShare = Rc<std::cell::Cell<u64>>;
+
+impl Shared {
+    /// What the tail cache may hold of durable batches now.
+    fn tail_cap(&self) -> u64 {
+        let share = self.tail_share.get().map_or(u64::MAX, |share| share.get());
+        self.config.tail_cache_bytes.min(share)
+    }
 }
 
 /// One partition's log in one directory. Cheap to clone (a handle); must stay on the
@@ -317,6 +332,7 @@ impl Log {
             config,
             clock,
             state: RefCell::new(state),
+            tail_share: std::cell::OnceCell::new(),
         });
         if let FsyncPolicy::Interval(every) = shared.config.fsync {
             io::spawn_detached(interval_syncer(Rc::downgrade(&shared), every));
@@ -356,6 +372,22 @@ impl Log {
             ..state.stats
         }
     }
+    /// Bounds this log's tail cache by `share` too (a budget shared with other logs: the
+    /// owner of the budget sets each log's share), from its next eviction on. Set once;
+    /// a second share is ignored.
+    pub fn share_tail_cache(&self, share: TailShare) {
+        let _ = self.shared.tail_share.set(share);
+    }
+
+    /// Evicts durable batches from the tail cache down to its current cap (after a
+    /// shared budget's share shrank); returns the bytes the cache holds then.
+    pub fn trim_tail_cache(&self) -> u64 {
+        let cap = self.shared.tail_cap();
+        let mut state = self.shared.state.borrow_mut();
+        state.evict(cap);
+        state.tail_bytes
+    }
+
     /// Sets the leader epoch stamped on appended batches.
     pub fn set_leader_epoch(&self, epoch: i32) {
         self.shared.state.borrow_mut().leader_epoch = epoch;

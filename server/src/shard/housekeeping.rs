@@ -17,7 +17,9 @@ impl Shard {
 
     /// Updates the per-partition gauges.
     pub fn housekeeping_gauges(&self) {
+        let mut cached = 0;
         for ((topic, partition), log) in self.logs.borrow().iter() {
+            cached += log.trim_tail_cache();
             let label = PartitionLabel {
                 topic: topic.clone(),
                 partition: *partition,
@@ -39,6 +41,13 @@ impl Shard {
                 .get_or_create(&label)
                 .set(log.size_bytes() as i64);
         }
+        let shard = crate::metrics::ShardLabel {
+            shard: self.id as u32,
+        };
+        self.metrics
+            .tail_cache_bytes
+            .get_or_create(&shard)
+            .set(cached as i64);
     }
 
     /// fsync totals of this shard's partitions: (count, microseconds).

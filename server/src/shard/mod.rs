@@ -69,6 +69,8 @@ pub struct Shard {
     /// Partition jobs this shard's requests may have in flight (its share of
     /// `partition_jobs_max`): `fan_out` and `long_poll` wait for room.
     partition_jobs: Rc<glommio::sync::Semaphore>,
+    /// Each open log's share of this shard's tail-cache budget.
+    tail_share: keel_engine::TailShare,
     /// Per-partition counter handles used on this shard (any partition, owned or not).
     partition_metrics: RefCell<HashMap<String, HashMap<u32, crate::metrics::PartitionMetrics>>>,
     /// Test-only fault injection: (topic, appends left to fail).
@@ -129,6 +131,7 @@ impl Shard {
             request_budget: Rc::new(glommio::sync::Semaphore::new(request_budget_bytes)),
             request_budget_bytes,
             partition_jobs: Rc::new(glommio::sync::Semaphore::new(partition_jobs)),
+            tail_share: Rc::default(),
             config,
             registry,
             metrics,
@@ -219,8 +222,24 @@ impl Shard {
         // Borrow only after the await: other tasks on this shard use `logs` meanwhile.
         // A reopened log starts uncapped: its role is made again from the metadata.
         self.replicas.forget(&topic, partition);
-        self.logs.borrow_mut().insert((topic, partition), opened);
+        self.add_log(topic, partition, opened);
         Ok(())
+    }
+
+    /// Starts serving `log` from this shard, its tail cache within the shard's budget.
+    fn add_log(&self, topic: String, partition: u32, log: Log) {
+        log.share_tail_cache(self.tail_share.clone());
+        self.logs.borrow_mut().insert((topic, partition), log);
+        self.reshare_tail_cache();
+    }
+
+    /// Splits the shard's tail-cache budget evenly over its open logs. A shrinking share
+    /// applies at each log's next write, and to every log at the next housekeeping round
+    /// (each second).
+    fn reshare_tail_cache(&self) {
+        let budget = self.config.tail_cache_budget_bytes / self.shards() as u64;
+        let logs = self.logs.borrow().len().max(1) as u64;
+        self.tail_share.set(budget / logs);
     }
 
     /// The counters of a partition, looked up once per shard.
@@ -296,7 +315,7 @@ impl Shard {
             let opened = Log::open(&dir, log)
                 .await
                 .map_err(|e| anyhow::anyhow!("opening partition {topic}-{partition}: {e}"))?;
-            self.logs.borrow_mut().insert((topic, partition), opened);
+            self.add_log(topic, partition, opened);
         }
         Ok(count)
     }
@@ -342,6 +361,7 @@ impl Shard {
             Job::Remove { topic, partition } => {
                 self.replicas.forget(&topic, partition);
                 let removed = self.logs.borrow_mut().remove(&(topic.clone(), partition));
+                self.reshare_tail_cache();
                 self.producers
                     .borrow_mut()
                     .remove(&(topic.clone(), partition));
@@ -369,6 +389,7 @@ impl Shard {
                 log,
             } => {
                 let removed = self.logs.borrow_mut().remove(&(topic.clone(), partition));
+                self.reshare_tail_cache();
                 if let Some(old) = removed {
                     if let Err(e) = old.close().await {
                         return Reply::Done(Err(storage_error(&e)));
