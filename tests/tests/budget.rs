@@ -154,3 +154,90 @@ fn the_tail_caches_of_a_shard_stay_within_its_budget() {
         assert_eq!(client.read_partition("hot", partition).len(), 40);
     }
 }
+
+/// Sends `connections` × 4 pipelined fetches, each naming 10,000 partition entries of an
+/// empty partition and waiting 300 ms, to a broker with `partition_jobs_max`; returns its
+/// peak RSS growth and how long the burst took.
+fn wide_fetches(partition_jobs_max: usize, connections: usize) -> (u64, std::time::Duration) {
+    use keel_protocol::api::FetchPartition;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    std::fs::write(
+        &config,
+        format!("partition_jobs_max = {partition_jobs_max}\n"),
+    )
+    .unwrap();
+    let broker = Broker::start(
+        &server_binary(),
+        &dir.path().join("data"),
+        &["--shards", "2", "--config", config.to_str().unwrap()],
+    );
+    let mut admin = broker.client();
+    admin.create_topic("wide", 2);
+    let idle = peak_rss_bytes(broker.pid());
+    let request = Request::Fetch {
+        max_wait_ms: 300,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![TopicEntries {
+            topic: "wide".into(),
+            partitions: (0..10_000u32)
+                .map(|i| FetchPartition {
+                    partition: i % 2,
+                    fetch_offset: 0,
+                    partition_max_bytes: 1 << 10,
+                })
+                .collect(),
+        }],
+    };
+    let mut body = BytesMut::new();
+    request.encode(&mut body).unwrap();
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let (mut client, body) = (broker.client(), body.clone());
+            std::thread::spawn(move || {
+                for correlation in 0..4u32 {
+                    let mut frame = BytesMut::new();
+                    write_request(&mut frame, 11, 0, correlation + 1, &body);
+                    client.send_raw(&frame).unwrap();
+                }
+                for _ in 0..4 {
+                    let Response::Fetch { topics, .. } =
+                        client.receive(keel_protocol::api::ApiKey::Fetch).1
+                    else {
+                        panic!("fetch response expected")
+                    };
+                    let entries = &topics[0].partitions;
+                    assert_eq!(entries.len(), 10_000);
+                    assert!(entries.iter().all(|p| p.error == ErrorCode::None));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let took = started.elapsed();
+    (peak_rss_bytes(broker.pid()) - idle, took)
+}
+
+#[test]
+fn partition_jobs_in_flight_bound_the_memory_of_wide_requests() {
+    // Goal: each partition entry of a request is a job, a task and (while it long-polls)
+    // a waiter on its owner shard, so many wide requests at once grew memory without
+    // bound. `partition_jobs_max` makes requests wait for room instead: 1.2 million
+    // entries in flight at once cost a fraction of what they cost unbounded.
+    let (bounded, took) = wide_fetches(100_000, 30);
+    let (unbounded, _) = wide_fetches(100_000_000, 30);
+    eprintln!(
+        "1.2 M long-polled entries: peak RSS +{} MiB with 100,000 jobs in flight at most ({took:?}), +{} MiB unbounded",
+        bounded >> 20,
+        unbounded >> 20
+    );
+    assert!(bounded < 512 << 20, "peak RSS grew {} MiB", bounded >> 20);
+    assert!(
+        bounded * 2 < unbounded,
+        "the bound is what holds memory down"
+    );
+}
