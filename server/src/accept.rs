@@ -52,7 +52,9 @@ impl Acceptor {
             let mut stream = match accepted {
                 Ok(stream) => stream,
                 Err(e) => {
+                    // Out of descriptors, say: pause rather than spin on the error.
                     tracing::warn!(error = %e, "accept failed");
+                    glommio::timer::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 /// Bytes read from a socket at once: each connection's read buffer, outside the request
 /// budget (bounded by the connection limit).
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A connection's first read, before its read buffers are made.
+const FIRST_READ_BYTES: usize = 64;
 
 /// A request's bytes, counted against the shard's request budget until its response is sent.
 type Permit = glommio::sync::StaticPermit;
@@ -126,12 +128,44 @@ impl Wire for Native {
 }
 
 /// Serves a connection speaking `W` until the peer closes it, sends an unframeable
-/// request, or the broker shuts down. Requests are handled concurrently as they arrive
-/// (pipelining), and a writer task sends the responses strictly in request order.
+/// request, stays idle for `connections_max_idle_ms`, or the broker shuts down. Until its
+/// first bytes arrive a connection holds its socket and a small task only; then its read
+/// buffers and writer are made ([`serve_active`]).
 pub async fn serve_wire<W: Wire>(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    stopping: Rc<std::cell::Cell<bool>>,
+) {
+    let mut first = [0u8; FIRST_READ_BYTES];
+    let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
+    let read = match read_within(&mut stream, &mut first, idle).await {
+        Some(Ok(read)) if read > 0 => read,
+        _ => return,
+    };
+    Box::pin(serve_active::<W>(shard, stream, stopping, &first[..read])).await
+}
+
+/// Reads into `into`, or `None` when nothing came for `idle`.
+async fn read_within(
+    stream: &mut TcpStream,
+    into: &mut [u8],
+    idle: Duration,
+) -> Option<std::io::Result<usize>> {
+    futures_lite::future::or(async { Some(stream.read(into).await) }, async {
+        glommio::timer::sleep(idle).await;
+        None
+    })
+    .await
+}
+
+/// Serves a connection whose first bytes were `first`. Requests are handled concurrently
+/// as they arrive (pipelining), and a writer task sends the responses strictly in request
+/// order.
+async fn serve_active<W: Wire>(
     shard: Rc<Shard>,
     stream: TcpStream,
     stopping: Rc<std::cell::Cell<bool>>,
+    first: &[u8],
 ) {
     let peer: Rc<str> = stream
         .peer_addr()
@@ -164,7 +198,9 @@ pub async fn serve_wire<W: Wire>(
         std::io::Result::Ok(())
     });
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    buffer.extend_from_slice(first);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
     // Permits already taken for the large frame being read.
     let mut reserved: Option<Permit> = None;
     'connection: loop {
@@ -222,12 +258,7 @@ pub async fn serve_wire<W: Wire>(
         }
         // A connection that sends nothing for `connections_max_idle_ms` is closed (what
         // it asked is still answered first).
-        let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
-        let read = futures_lite::future::or(async { Some(reader.read(&mut chunk).await) }, async {
-            glommio::timer::sleep(idle).await;
-            None
-        });
-        match read.await {
+        match read_within(&mut reader, &mut chunk, idle).await {
             None => {
                 tracing::debug!(%peer, "idle, closing");
                 break;

@@ -49,17 +49,27 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     exit_on_any_panic();
-    let config = match Config::load(&args) {
+    let mut config = match Config::load(&args) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("keel-server: invalid configuration: {e:#}");
             std::process::exit(2);
         }
     };
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
     if let Err(message) = check_host() {
         eprintln!("keel-server: {message}");
         std::process::exit(1);
+    }
+    let fit = connections_that_fit(open_files);
+    if config.connections_max > fit {
+        tracing::info!(
+            connections_max = config.connections_max,
+            open_files,
+            fit,
+            "connections_max lowered to what the open-files limit holds: two descriptors a connection, a quarter of the limit kept for partition files"
+        );
+        config.connections_max = fit;
     }
     if let Err(e) = run(config) {
         eprintln!("keel-server: {e:#}");
@@ -134,9 +144,17 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Raises the soft limit of open files to the hard limit: every partition keeps its active
-/// segment open.
-fn raise_open_files_limit() {
+/// The client connections `open_files` descriptors hold: two each (reader and writer), a
+/// quarter of the limit kept for partition files, listeners and the rest.
+fn connections_that_fit(open_files: u64) -> usize {
+    usize::try_from(open_files / 4 * 3 / 2)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// Raises the soft limit of open files to the hard limit (every partition keeps its active
+/// segment open); returns the limit then.
+fn raise_open_files_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -148,7 +166,9 @@ fn raise_open_files_limit() {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
     }
+    limit.rlim_cur
 }
 
 /// Checks what glommio needs, so a refusal is one clear line with the fix, not a panic.

@@ -23,5 +23,6 @@ pub fn crash_batch_records(tag: u64) -> i64 {
 pub mod broker;
 pub mod cluster;
 pub mod kafka_clients;
+pub mod kafka_wire;
 pub mod netns;
 pub mod tool;

@@ -5,22 +5,10 @@
 
 use bytes::{BufMut, BytesMut};
 use keel_tests::broker::{server_binary, Broker};
+use keel_tests::kafka_wire;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
-
-/// A request frame: size, header v1 (key, version, correlation id 7, client id "t"), body.
-fn frame(api_key: i16, version: i16, body: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    out.put_i32(2 + 2 + 4 + 2 + 1 + body.len() as i32);
-    out.put_i16(api_key);
-    out.put_i16(version);
-    out.put_i32(7);
-    out.put_i16(1);
-    out.put_u8(b't');
-    out.put_slice(body);
-    out.to_vec()
-}
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap();
@@ -50,15 +38,11 @@ fn answer(addr: SocketAddr, bytes: &[u8]) -> Option<(i32, Vec<u8>)> {
 /// ApiVersions v0 on new connections, several so every shard's listener is asked.
 fn healthy(addr: SocketAddr) {
     for _ in 0..4 {
-        let (correlation, body) = answer(addr, &frame(18, 0, b"")).expect("ApiVersions answered");
+        let (correlation, body) =
+            answer(addr, &kafka_wire::frame(18, 0, b"")).expect("ApiVersions answered");
         assert_eq!(correlation, 7);
         assert_eq!(&body[..2], &[0, 0], "ApiVersions without error");
     }
-}
-
-fn kafka_string(out: &mut BytesMut, s: &str) {
-    out.put_i16(s.len() as i16);
-    out.put_slice(s.as_bytes());
 }
 
 /// A Produce v3 body for one partition with `records`.
@@ -68,7 +52,7 @@ fn produce_body(topic: &str, records: &[u8]) -> Vec<u8> {
     body.put_i16(-1); // acks=all
     body.put_i32(5_000);
     body.put_i32(1);
-    kafka_string(&mut body, topic);
+    kafka_wire::string(&mut body, topic);
     body.put_i32(1);
     body.put_i32(0);
     body.put_i32(records.len() as i32);
@@ -107,24 +91,24 @@ fn bad_input_on_the_kafka_port_gets_errors_and_the_broker_keeps_serving() {
 
     // Unknown API keys and versions: answered (UNSUPPORTED_VERSION, 35), connection kept.
     let mut stream = connect(addr);
-    stream.write_all(&frame(999, 0, b"")).unwrap();
+    stream.write_all(&kafka_wire::frame(999, 0, b"")).unwrap();
     let (_, body) = receive(&mut stream).expect("unknown API answered");
     assert_eq!(&body[..2], &35i16.to_be_bytes());
-    stream.write_all(&frame(3, 99, b"")).unwrap();
+    stream.write_all(&kafka_wire::frame(3, 99, b"")).unwrap();
     let (_, body) = receive(&mut stream).expect("unknown version answered");
     assert_eq!(&body[..2], &35i16.to_be_bytes());
     // Transactions are not served: answered the same way.
-    stream.write_all(&frame(26, 0, b"")).unwrap();
+    stream.write_all(&kafka_wire::frame(26, 0, b"")).unwrap();
     let (_, body) = receive(&mut stream).expect("EndTxn answered");
     assert_eq!(&body[..2], &35i16.to_be_bytes());
     // ApiVersions at a version not known: the version-0 answer with the error and the list,
     // so the client can pick a version.
-    stream.write_all(&frame(18, 77, b"")).unwrap();
+    stream.write_all(&kafka_wire::frame(18, 77, b"")).unwrap();
     let (_, body) = receive(&mut stream).expect("ApiVersions v77 answered");
     assert_eq!(&body[..2], &35i16.to_be_bytes());
     let count = i32::from_be_bytes(body[2..6].try_into().unwrap());
     assert!(count >= 20, "{count} APIs listed");
-    stream.write_all(&frame(18, 0, b"")).unwrap();
+    stream.write_all(&kafka_wire::frame(18, 0, b"")).unwrap();
     assert!(
         receive(&mut stream).is_some(),
         "the connection still serves"
@@ -132,10 +116,13 @@ fn bad_input_on_the_kafka_port_gets_errors_and_the_broker_keeps_serving() {
 
     // A lying count: Metadata v1 announcing 2^31 topics in a 4-byte body. Refused without
     // allocating for them: closed.
-    assert_eq!(answer(addr, &frame(3, 1, &i32::MAX.to_be_bytes())), None);
+    assert_eq!(
+        answer(addr, &kafka_wire::frame(3, 1, &i32::MAX.to_be_bytes())),
+        None
+    );
     // Truncated bodies: a Produce cut in the middle of its topic.
     let produce = produce_body("bad", b"");
-    assert_eq!(answer(addr, &frame(0, 3, &produce[..9])), None);
+    assert_eq!(answer(addr, &kafka_wire::frame(0, 3, &produce[..9])), None);
     healthy(addr);
 
     // A record batch with a wrong CRC: CORRUPT_MESSAGE (2) for the partition, nothing stored.
@@ -145,7 +132,8 @@ fn bad_input_on_the_kafka_port_gets_errors_and_the_broker_keeps_serving() {
     batch[8..12].copy_from_slice(&batch_len.to_be_bytes());
     batch[16] = 2; // magic
     batch[17..21].copy_from_slice(&0xdead_beefu32.to_be_bytes());
-    let (_, body) = answer(addr, &frame(0, 3, &produce_body("bad", &batch))).expect("answered");
+    let (_, body) =
+        answer(addr, &kafka_wire::frame(0, 3, &produce_body("bad", &batch))).expect("answered");
     assert_eq!(
         produce_error(&body, "bad"),
         2,
@@ -156,14 +144,18 @@ fn bad_input_on_the_kafka_port_gets_errors_and_the_broker_keeps_serving() {
         "nothing stored"
     );
     // Garbage where the records go: refused the same way.
-    let (_, body) = answer(addr, &frame(0, 3, &produce_body("bad", b"not a batch"))).unwrap();
+    let (_, body) = answer(
+        addr,
+        &kafka_wire::frame(0, 3, &produce_body("bad", b"not a batch")),
+    )
+    .unwrap();
     assert_ne!(produce_error(&body, "bad"), 0);
 
     // Every served API (every version) with an empty body: an answer or a close, never a
     // dead broker.
     for (api, min, max, _) in keel_kafka::versions::SUPPORTED {
         for version in min..=max {
-            let _ = answer(addr, &frame(api as i16, version, b""));
+            let _ = answer(addr, &kafka_wire::frame(api as i16, version, b""));
         }
     }
     // And with random bytes, from many connections at once.
@@ -180,7 +172,7 @@ fn bad_input_on_the_kafka_port_gets_errors_and_the_broker_keeps_serving() {
             })
             .collect();
         let mut stream = connect(addr);
-        let _ = stream.write_all(&frame(
+        let _ = stream.write_all(&kafka_wire::frame(
             api as i16,
             min + (i as i16 % (max - min + 1)),
             &body,

@@ -3,12 +3,12 @@
 //! partition costs one mesh round trip (`long_poll`), and Kafka's Metadata sends no
 //! per-partition jobs at all. Mesh messages are counted by `keel_shard_calls_total`.
 
-use bytes::{BufMut, BytesMut};
 use keel_protocol::api::{
     ErrorCode, FetchPartition, ProducePartition, Request, Response, TopicEntries,
 };
 use keel_protocol::batch::{BatchBuilder, NewRecord};
 use keel_tests::broker::{metric, server_binary, Broker, Client};
+use keel_tests::kafka_wire;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -159,19 +159,6 @@ fn a_long_polled_partition_costs_one_mesh_round_trip() {
     assert_eq!(reads(&broker), 3.0);
 }
 
-/// A Kafka request frame: size, header v1 (key, version, correlation id 7, client id "t").
-fn kafka_frame(api_key: i16, version: i16, body: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    out.put_i32(2 + 2 + 4 + 2 + 1 + body.len() as i32);
-    out.put_i16(api_key);
-    out.put_i16(version);
-    out.put_i32(7);
-    out.put_i16(1);
-    out.put_u8(b't');
-    out.put_slice(body);
-    out.to_vec()
-}
-
 #[test]
 fn metadata_describes_partitions_once_per_shard_and_not_at_all_for_kafka() {
     // Goal: every Kafka Metadata request sent one mesh job per partition for offsets it
@@ -185,7 +172,7 @@ fn metadata_describes_partitions_once_per_shard_and_not_at_all_for_kafka() {
     let mut stream = TcpStream::connect(broker.kafka_addr).unwrap();
     for _ in 0..10 {
         stream
-            .write_all(&kafka_frame(3, 1, &(-1i32).to_be_bytes()))
+            .write_all(&kafka_wire::frame(3, 1, &(-1i32).to_be_bytes()))
             .unwrap();
         let mut len = [0u8; 4];
         stream.read_exact(&mut len).unwrap();

@@ -67,6 +67,30 @@ pub enum KafkaRequest {
     DescribeCluster,
 }
 
+impl KafkaRequest {
+    /// How many topic–partition entries the request names (0 for requests that name
+    /// none): what a broker's limit on partition entries per request counts.
+    pub fn partition_entries(&self) -> usize {
+        fn sum<T>(topics: &[(String, Vec<T>)]) -> usize {
+            topics.iter().map(|(_, partitions)| partitions.len()).sum()
+        }
+        match self {
+            KafkaRequest::Produce(r) => sum(&r.topics),
+            KafkaRequest::Fetch(r) => r.topics.iter().map(|t| t.partitions.len()).sum(),
+            KafkaRequest::ListOffsets(r) => sum(&r.topics),
+            KafkaRequest::DeleteRecords(r) => sum(&r.topics),
+            KafkaRequest::OffsetCommit(r) => sum(&r.topics),
+            KafkaRequest::OffsetFetch(r) => r
+                .groups
+                .iter()
+                .filter_map(|g| g.topics.as_deref())
+                .map(sum)
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
 /// Decodes the body of `api` at `version` (a served pair: [`crate::versions::served`]).
 ///
 /// # Errors

@@ -61,8 +61,10 @@ pub async fn gather(
 ) -> (Round, Duration) {
     let max_wait_ms = max_wait_ms.min(shard.config.fetch_wait_ms_max);
     let deadline = Instant::now() + Duration::from_millis(u64::from(max_wait_ms));
+    let refused = super::entries_refused(shard, topics);
     let reads = topics
         .iter()
+        .filter(|_| refused.is_none())
         .flat_map(|entry| {
             entry.partitions.iter().map(|request| Read::Fetch {
                 topic: entry.topic.clone(),
@@ -97,7 +99,7 @@ pub async fn gather(
                     other => (
                         failed(
                             request.partition,
-                            other.map_or(ErrorCode::Unknown, |r| r.error()),
+                            other.map_or(refused.unwrap_or(ErrorCode::Unknown), |r| r.error()),
                         ),
                         ReadData::Empty,
                     ),

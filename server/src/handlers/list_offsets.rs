@@ -15,8 +15,10 @@ pub async fn handle(
     shard: &Rc<Shard>,
     topics: Vec<TopicEntries<ListOffsetsPartition>>,
 ) -> Response {
+    let refused = super::entries_refused(shard, &topics);
     let jobs = topics
         .iter()
+        .filter(|_| refused.is_none())
         .flat_map(|entry| {
             entry.partitions.iter().map(|request| {
                 let job = Job::ListOffsets {
@@ -40,7 +42,7 @@ pub async fn handle(
                     Some(Reply::Offsets(result)) => result,
                     other => ListOffsetsPartitionResult {
                         partition: request.partition,
-                        error: other.map_or(ErrorCode::Unknown, |r| r.error()),
+                        error: other.map_or(refused.unwrap_or(ErrorCode::Unknown), |r| r.error()),
                         offset: -1,
                         timestamp: -1,
                     },

@@ -52,6 +52,17 @@ impl Part {
 /// A fetch response's byte budget (`max_bytes`, the same for consumers, Kafka clients and
 /// followers): a partition's records go in while they fit, and the first non-empty
 /// partition always goes in whole, so a batch larger than the budget still gets through.
+/// The error every entry of a request gets when it names more partitions than
+/// `request_partitions_max` (then no shard is asked anything), or `None` when it may be
+/// served.
+pub fn entries_refused<T>(
+    shard: &Shard,
+    topics: &[keel_protocol::api::TopicEntries<T>],
+) -> Option<ErrorCode> {
+    let count: usize = topics.iter().map(|entry| entry.partitions.len()).sum();
+    (count > shard.config.request_partitions_max).then_some(ErrorCode::InvalidRequest)
+}
+
 pub struct Budget {
     left: u64,
     first: bool,

@@ -22,7 +22,8 @@ pub async fn handle(
     let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, PRODUCE_TIMEOUT_MS_MAX)));
     let deadline = Instant::now() + timeout;
     // Only the group coordinator writes committed offsets (as in Kafka).
-    let writable = |topic: &str| topic != OFFSETS_TOPIC;
+    let refused = super::entries_refused(shard, &topics);
+    let writable = |topic: &str| refused.is_none() && topic != OFFSETS_TOPIC;
     let jobs = topics
         .iter()
         .filter(|entry| writable(&entry.topic))
@@ -44,12 +45,14 @@ pub async fn handle(
     let topics = topics
         .into_iter()
         .map(|entry| {
-            let refused = !writable(&entry.topic);
+            let writable = writable(&entry.topic);
             let partitions = entry
                 .partitions
                 .iter()
                 .map(|request| {
-                    let error = if refused {
+                    let error = if let Some(error) = refused {
+                        error
+                    } else if !writable {
                         ErrorCode::InvalidTopic
                     } else {
                         match replies.next() {

@@ -23,9 +23,11 @@ pub async fn handle(shard: &Rc<Shard>, fetch: ReplicaFetch) -> Outgoing {
     }
     let wait = fetch.max_wait_ms.min(shard.config.fetch_wait_ms_max);
     let deadline = Instant::now() + Duration::from_millis(u64::from(wait));
+    let refused = super::entries_refused(shard, &fetch.topics);
     let reads = fetch
         .topics
         .iter()
+        .filter(|_| refused.is_none())
         .flat_map(|entry| {
             entry.partitions.iter().map(|request| Read::Replica {
                 topic: entry.topic.clone(),
@@ -51,7 +53,7 @@ pub async fn handle(shard: &Rc<Shard>, fetch: ReplicaFetch) -> Outgoing {
                     other => (
                         failed(
                             request.partition,
-                            other.map_or(ErrorCode::Unknown, |r| r.error()),
+                            other.map_or(refused.unwrap_or(ErrorCode::Unknown), |r| r.error()),
                         ),
                         ReadData::Empty,
                     ),

@@ -159,6 +159,18 @@ async fn handle(shard: &Rc<Shard>, peer: &str, body: Bytes) -> Option<Answer> {
             return Some(Answer::Close);
         }
     };
+    // Past the limit on partition entries the connection is closed, before anything is
+    // asked of a shard or an answer per entry is built (Kafka's answer types cost over
+    // 100 bytes an entry).
+    let entries = request.partition_entries();
+    if entries > shard.config.request_partitions_max {
+        tracing::debug!(%peer, ?api, entries, "too many partition entries, closing");
+        shard.metrics.api("kafka_invalid").requests.inc();
+        shard
+            .metrics
+            .request_error("kafka_invalid", ErrorCode::InvalidRequest);
+        return Some(Answer::Close);
+    }
     tracing::trace!(%peer, ?api, version = header.api_version, correlation = header.correlation_id, "Kafka request");
     let name = versions::metric_name(api);
     let answer = dispatch(shard, &header, peer, request).await;
