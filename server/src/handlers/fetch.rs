@@ -87,27 +87,14 @@ pub async fn gather(
         bytes >= min_bytes
     })
     .await;
-    let mut replies = replies.into_iter();
-    let round = topics
-        .iter()
-        .map(|entry| {
-            let partitions = entry
-                .partitions
-                .iter()
-                .map(|request| match replies.next() {
-                    Some(Reply::Fetched(result, data)) => (result, data),
-                    other => (
-                        failed(
-                            request.partition,
-                            other.map_or(refused.unwrap_or(ErrorCode::Unknown), |r| r.error()),
-                        ),
-                        ReadData::Empty,
-                    ),
-                })
-                .collect();
-            (entry.topic.clone(), partitions)
-        })
-        .collect();
+    let missing = refused.unwrap_or(ErrorCode::Unknown);
+    let round = super::regroup(topics, replies, missing, |request, reply| match reply {
+        Ok(Reply::Fetched(result, data)) => (result, data),
+        other => (
+            failed(request.partition, super::reply_error(other)),
+            ReadData::Empty,
+        ),
+    });
     (round, waited)
 }
 

@@ -31,28 +31,19 @@ pub async fn handle(
         })
         .collect();
     let deadline = Instant::now() + LIST_OFFSETS_TIMEOUT;
-    let mut replies = fan_out(shard, jobs, deadline).await.into_iter();
-    let topics = topics
-        .into_iter()
-        .map(|entry| {
-            let partitions = entry
-                .partitions
-                .iter()
-                .map(|request| match replies.next() {
-                    Some(Reply::Offsets(result)) => result,
-                    other => ListOffsetsPartitionResult {
-                        partition: request.partition,
-                        error: other.map_or(refused.unwrap_or(ErrorCode::Unknown), |r| r.error()),
-                        offset: -1,
-                        timestamp: -1,
-                    },
-                })
-                .collect();
-            TopicEntries {
-                topic: entry.topic,
-                partitions,
-            }
-        })
-        .collect();
+    let replies = fan_out(shard, jobs, deadline).await;
+    let missing = refused.unwrap_or(ErrorCode::Unknown);
+    let topics = super::regroup(&topics, replies, missing, |request, reply| match reply {
+        Ok(Reply::Offsets(result)) => result,
+        other => ListOffsetsPartitionResult {
+            partition: request.partition,
+            error: super::reply_error(other),
+            offset: -1,
+            timestamp: -1,
+        },
+    })
+    .into_iter()
+    .map(|(topic, partitions)| TopicEntries { topic, partitions })
+    .collect();
     Response::ListOffsets { topics }
 }

@@ -63,6 +63,34 @@ pub fn entries_refused<T>(
     (count > shard.config.request_partitions_max).then_some(ErrorCode::InvalidRequest)
 }
 
+/// The replies to a request's entries (one per entry, in request order) grouped by topic
+/// again, each made into its answer by `answer`; entries past the last reply (none was
+/// asked: a refused request) get `missing`.
+pub fn regroup<P, R>(
+    topics: &[keel_protocol::api::TopicEntries<P>],
+    replies: Vec<crate::shard::Reply>,
+    missing: ErrorCode,
+    mut answer: impl FnMut(&P, Result<crate::shard::Reply, ErrorCode>) -> R,
+) -> Vec<(String, Vec<R>)> {
+    let mut replies = replies.into_iter();
+    topics
+        .iter()
+        .map(|entry| {
+            let partitions = entry
+                .partitions
+                .iter()
+                .map(|request| answer(request, replies.next().ok_or(missing)))
+                .collect();
+            (entry.topic.clone(), partitions)
+        })
+        .collect()
+}
+
+/// The error of a reply that is not the answer expected (or of a missing one).
+pub fn reply_error(reply: Result<crate::shard::Reply, ErrorCode>) -> ErrorCode {
+    reply.map_or_else(|missing| missing, |reply| reply.error())
+}
+
 pub struct Budget {
     left: u64,
     first: bool,

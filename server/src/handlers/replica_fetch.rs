@@ -40,28 +40,19 @@ pub async fn handle(shard: &Rc<Shard>, fetch: ReplicaFetch) -> Outgoing {
         replies.iter().any(worth_sending)
     })
     .await;
-    let mut replies = replies.into_iter();
-    let answer: Round = fetch
-        .topics
-        .iter()
-        .map(|entry| {
-            let partitions = entry
-                .partitions
-                .iter()
-                .map(|request| match replies.next() {
-                    Some(Reply::ReplicaFetched(result, data)) => (result, data),
-                    other => (
-                        failed(
-                            request.partition,
-                            other.map_or(refused.unwrap_or(ErrorCode::Unknown), |r| r.error()),
-                        ),
-                        ReadData::Empty,
-                    ),
-                })
-                .collect();
-            (entry.topic.clone(), partitions)
-        })
-        .collect();
+    let missing = refused.unwrap_or(ErrorCode::Unknown);
+    let answer: Round = super::regroup(
+        &fetch.topics,
+        replies,
+        missing,
+        |request, reply| match reply {
+            Ok(Reply::ReplicaFetched(result, data)) => (result, data),
+            other => (
+                failed(request.partition, super::reply_error(other)),
+                ReadData::Empty,
+            ),
+        },
+    );
     let mut errors: Vec<ErrorCode> = answer
         .iter()
         .flat_map(|(_, p)| p.iter().map(|(r, _)| r.error))
