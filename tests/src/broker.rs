@@ -118,6 +118,17 @@ impl Broker {
         Broker::start_with_env(binary, data_dir, extra, &[])
     }
 
+    /// Starts the workspace's `keel-server` with `settings` as its `keel.toml` (written in
+    /// `dir`, data in `dir/data`) and `extra` flags.
+    pub fn with_config(dir: &Path, settings: &str, extra: &[&str]) -> Broker {
+        let config = dir.join("keel.toml");
+        std::fs::write(&config, settings).expect("write keel.toml");
+        let mut args = extra.to_vec();
+        let config = config.to_str().expect("UTF-8 path");
+        args.extend(["--config", config]);
+        Broker::start(&server_binary(), &dir.join("data"), &args)
+    }
+
     /// As [`Broker::start`], with extra environment variables (fault injection).
     pub fn start_with_env(
         binary: &Path,

@@ -111,12 +111,10 @@ fn the_tail_caches_of_a_shard_stay_within_its_budget() {
     // are trimmed to their share (16 KiB) within a second of 62 more being created, and
     // what left the cache is read back from the files.
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keel.toml");
-    std::fs::write(&config, "tail_cache_budget_bytes = 1048576\n").unwrap();
-    let broker = Broker::start(
-        &server_binary(),
-        &dir.path().join("data"),
-        &["--shards", "1", "--config", config.to_str().unwrap()],
+    let broker = Broker::with_config(
+        dir.path(),
+        "tail_cache_budget_bytes = 1048576\n",
+        &["--shards", "1"],
     );
     let mut client = broker.client();
     client.create_topic("hot", 2);
@@ -161,17 +159,8 @@ fn the_tail_caches_of_a_shard_stay_within_its_budget() {
 fn wide_fetches(partition_jobs_max: usize, connections: usize) -> (u64, std::time::Duration) {
     use keel_protocol::api::FetchPartition;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keel.toml");
-    std::fs::write(
-        &config,
-        format!("partition_jobs_max = {partition_jobs_max}\n"),
-    )
-    .unwrap();
-    let broker = Broker::start(
-        &server_binary(),
-        &dir.path().join("data"),
-        &["--shards", "2", "--config", config.to_str().unwrap()],
-    );
+    let settings = format!("partition_jobs_max = {partition_jobs_max}\n");
+    let broker = Broker::with_config(dir.path(), &settings, &["--shards", "2"]);
     let mut admin = broker.client();
     admin.create_topic("wide", 2);
     let idle = peak_rss_bytes(broker.pid());

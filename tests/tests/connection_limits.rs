@@ -26,12 +26,10 @@ fn silent(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
 #[test]
 fn idle_client_connections_are_closed_and_busy_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keel.toml");
-    std::fs::write(&config, "connections_max_idle_ms = 600\n").unwrap();
-    let broker = Broker::start(
-        &server_binary(),
-        &dir.path().join("data"),
-        &["--shards", "2", "--config", config.to_str().unwrap()],
+    let broker = Broker::with_config(
+        dir.path(),
+        "connections_max_idle_ms = 600\n",
+        &["--shards", "2"],
     );
     let mut native = TcpStream::connect(broker.addr).unwrap();
     let mut kafka = TcpStream::connect(broker.kafka_addr).unwrap();
@@ -106,12 +104,10 @@ fn clients_carry_on_after_the_broker_closed_their_idle_connections() {
     // Kafka's clients reconnect after `connections.max.idle.ms`; so do Keel's.
     use keel_client::{Admin, Consumer, OffsetReset, Producer, ProducerRecord};
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keel.toml");
-    std::fs::write(&config, "connections_max_idle_ms = 300\n").unwrap();
-    let broker = Broker::start(
-        &server_binary(),
-        &dir.path().join("data"),
-        &["--shards", "2", "--config", config.to_str().unwrap()],
+    let broker = Broker::with_config(
+        dir.path(),
+        "connections_max_idle_ms = 300\n",
+        &["--shards", "2"],
     );
     let addr = broker.addr.to_string();
     keel_tests::cluster::runtime().block_on(async move {

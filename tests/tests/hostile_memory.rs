@@ -6,7 +6,7 @@ use bytes::{BufMut, BytesMut};
 use keel_protocol::api::{ErrorCode, ProducePartition, Request, Response, TopicEntries};
 use keel_protocol::batch::{BatchBuilder, NewRecord};
 use keel_protocol::frame::write_request;
-use keel_tests::broker::{server_binary, Broker};
+use keel_tests::broker::Broker;
 use keel_tests::kafka_wire;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,13 +23,7 @@ fn peak_rss(pid: u32) -> u64 {
 
 /// A broker with topic `alive` (4 partitions, over both shards) and `wide` (1,000).
 fn start(dir: &std::path::Path) -> Broker {
-    let config = dir.join("keel.toml");
-    std::fs::write(&config, "connections_max = 12000\n").unwrap();
-    let broker = Broker::start(
-        &server_binary(),
-        &dir.join("data"),
-        &["--shards", "2", "--config", config.to_str().unwrap()],
-    );
+    let broker = Broker::with_config(dir, "connections_max = 12000\n", &["--shards", "2"]);
     let mut client = broker.client();
     client.create_topic("alive", 4);
     client.create_topic("wide", 1_000);

@@ -204,12 +204,10 @@ fn a_request_naming_more_partitions_than_the_limit_is_refused_before_any_job() {
     // job. Past `request_partitions_max` every entry is answered InvalidRequest and no
     // shard is asked anything; at the limit the request is served.
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keel.toml");
-    std::fs::write(&config, "request_partitions_max = 100\n").unwrap();
-    let broker = Broker::start(
-        &server_binary(),
-        &dir.path().join("data"),
-        &["--shards", "2", "--config", config.to_str().unwrap()],
+    let broker = Broker::with_config(
+        dir.path(),
+        "request_partitions_max = 100\n",
+        &["--shards", "2"],
     );
     let mut client = broker.client();
     client.create_topic("wide", 4);
