@@ -43,7 +43,7 @@ pub(crate) async fn on_every_partition(
     first_error.map_or(Ok(()), Err)
 }
 
-pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Response {
+pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Vec<TopicResult> {
     let mut results = Vec::with_capacity(topics.len());
     for topic in topics {
         let name = topic.name.clone();
@@ -134,10 +134,10 @@ pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Response {
             Err(message) => result(name, ErrorCode::StorageError, message),
         });
     }
-    Response::CreateTopics { topics: results }
+    results
 }
 
-pub async fn delete(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
+pub async fn delete(shard: &Rc<Shard>, topics: Vec<String>) -> Vec<TopicResult> {
     let mut results = Vec::with_capacity(topics.len());
     for name in topics {
         if name == OFFSETS_TOPIC {
@@ -178,7 +178,7 @@ pub async fn delete(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
             Err(message) => result(name, ErrorCode::StorageError, message),
         });
     }
-    Response::DeleteTopics { topics: results }
+    results
 }
 
 /// Every effective config of a topic: broker defaults, then the topic's overrides.
@@ -262,7 +262,10 @@ pub fn describe_configs(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
     Response::DescribeConfigs { topics }
 }
 
-pub async fn alter_configs(shard: &Rc<Shard>, topics: Vec<(String, Vec<ConfigEntry>)>) -> Response {
+pub async fn alter_configs(
+    shard: &Rc<Shard>,
+    topics: Vec<(String, Vec<ConfigEntry>)>,
+) -> Vec<TopicResult> {
     let mut results = Vec::with_capacity(topics.len());
     for (name, changes) in topics {
         if shard.cluster.is_some() && name != OFFSETS_TOPIC {
@@ -322,7 +325,7 @@ pub async fn alter_configs(shard: &Rc<Shard>, topics: Vec<(String, Vec<ConfigEnt
             Err(message) => result(name, ErrorCode::StorageError, message),
         });
     }
-    Response::AlterConfigs { topics: results }
+    results
 }
 
 async fn alter_in_cluster(

@@ -3,7 +3,7 @@
 
 use crate::shard::{fan_out, owner, Job, Reply, Shard};
 use keel_protocol::api::{
-    ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResult, Response, TopicEntries,
+    ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResult, TopicEntries,
 };
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ const LIST_OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn handle(
     shard: &Rc<Shard>,
     topics: Vec<TopicEntries<ListOffsetsPartition>>,
-) -> Response {
+) -> Vec<TopicEntries<ListOffsetsPartitionResult>> {
     let refused = super::entries_refused(shard, &topics);
     let jobs = topics
         .iter()
@@ -33,7 +33,7 @@ pub async fn handle(
     let deadline = Instant::now() + LIST_OFFSETS_TIMEOUT;
     let replies = fan_out(shard, jobs, deadline).await;
     let missing = refused.unwrap_or(ErrorCode::Unknown);
-    let topics = super::regroup(&topics, replies, missing, |request, reply| match reply {
+    super::regroup(&topics, replies, missing, |request, reply| match reply {
         Ok(Reply::Offsets(result)) => result,
         other => ListOffsetsPartitionResult {
             partition: request.partition,
@@ -44,6 +44,5 @@ pub async fn handle(
     })
     .into_iter()
     .map(|(topic, partitions)| TopicEntries { topic, partitions })
-    .collect();
-    Response::ListOffsets { topics }
+    .collect()
 }

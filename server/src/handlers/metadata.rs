@@ -1,7 +1,7 @@
 //! Metadata: brokers, topics, partitions with leader and (native protocol) offsets.
 
 use crate::shard::{fan_out, owner, Job, Reply, Shard};
-use keel_protocol::api::{BrokerInfo, ErrorCode, PartitionMetadata, Response, TopicMetadata};
+use keel_protocol::api::{BrokerInfo, ErrorCode, PartitionMetadata, TopicMetadata};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,12 @@ fn partition(partition: u32, error: ErrorCode, leader: u32) -> PartitionMetadata
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, requested: Vec<String>, offsets: Offsets) -> Response {
+/// The brokers and the topics asked for (every topic for none), each once.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    requested: Vec<String>,
+    offsets: Offsets,
+) -> (Vec<BrokerInfo>, Vec<TopicMetadata>) {
     let requested = once(requested);
     let (brokers, mut topics) = match shard.cluster.clone() {
         Some(view) => cluster(&view, requested),
@@ -49,7 +54,7 @@ pub async fn handle(shard: &Rc<Shard>, requested: Vec<String>, offsets: Offsets)
     if offsets == Offsets::Included {
         describe(shard, &mut topics).await;
     }
-    Response::Metadata { brokers, topics }
+    (brokers, topics)
 }
 
 /// Single node: every registered partition led here.

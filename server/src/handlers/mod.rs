@@ -169,28 +169,33 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
                 .map(|(key, min, max)| (*key as u16, *min, *max))
                 .collect(),
         })),
-        Request::Metadata { topics } => Some(Outgoing::body(
-            &metadata::handle(shard, topics, metadata::Offsets::Included).await,
-        )),
+        Request::Metadata { topics } => {
+            let (brokers, topics) =
+                metadata::handle(shard, topics, metadata::Offsets::Included).await;
+            Some(Outgoing::body(&Response::Metadata { brokers, topics }))
+        }
         Request::CreateTopics { topics } => {
-            Some(Outgoing::body(&admin::create(shard, topics).await))
+            let topics = admin::create(shard, topics).await;
+            Some(Outgoing::body(&Response::CreateTopics { topics }))
         }
         Request::DeleteTopics { topics } => {
-            Some(Outgoing::body(&admin::delete(shard, topics).await))
+            let topics = admin::delete(shard, topics).await;
+            Some(Outgoing::body(&Response::DeleteTopics { topics }))
         }
         Request::DescribeConfigs { topics } => {
             Some(Outgoing::body(&admin::describe_configs(shard, topics)))
         }
         Request::AlterConfigs { topics } => {
-            Some(Outgoing::body(&admin::alter_configs(shard, topics).await))
+            let topics = admin::alter_configs(shard, topics).await;
+            Some(Outgoing::body(&Response::AlterConfigs { topics }))
         }
         Request::Produce {
             acks,
             timeout_ms,
             topics,
         } => {
-            let response = produce::handle(shard, acks, timeout_ms, topics).await;
-            (acks != 0).then(|| Outgoing::body(&response))
+            let topics = produce::handle(shard, acks, timeout_ms, topics).await;
+            (acks != 0).then(|| Outgoing::body(&Response::Produce { topics }))
         }
         Request::Fetch {
             max_wait_ms,
@@ -199,7 +204,8 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
             topics,
         } => Some(fetch::handle(shard, max_wait_ms, min_bytes, max_bytes, topics).await),
         Request::ListOffsets { topics } => {
-            Some(Outgoing::body(&list_offsets::handle(shard, topics).await))
+            let topics = list_offsets::handle(shard, topics).await;
+            Some(Outgoing::body(&Response::ListOffsets { topics }))
         }
         Request::DescribeCluster => Some(Outgoing::body(&describe_cluster(shard))),
         Request::ReplicaFetch(fetch) => Some(replica_fetch::handle(shard, fetch).await),

@@ -3,9 +3,7 @@
 
 use crate::handlers::groups::OFFSETS_TOPIC;
 use crate::shard::{fan_out, owner, Job, Reply, Shard};
-use keel_protocol::api::{
-    ErrorCode, ProducePartition, ProducePartitionResult, Response, TopicEntries,
-};
+use keel_protocol::api::{ErrorCode, ProducePartition, ProducePartitionResult, TopicEntries};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +16,7 @@ pub async fn handle(
     acks: i8,
     timeout_ms: u32,
     topics: Vec<TopicEntries<ProducePartition>>,
-) -> Response {
+) -> Vec<TopicEntries<ProducePartitionResult>> {
     let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, PRODUCE_TIMEOUT_MS_MAX)));
     let deadline = Instant::now() + timeout;
     // Only the group coordinator writes committed offsets (as in Kafka).
@@ -42,7 +40,7 @@ pub async fn handle(
         .collect();
     // On timeout an append may still complete later, as with Kafka.
     let mut replies = fan_out(shard, jobs, deadline).await.into_iter();
-    let topics = topics
+    topics
         .into_iter()
         .map(|entry| {
             let writable = writable(&entry.topic);
@@ -73,6 +71,5 @@ pub async fn handle(
                 partitions,
             }
         })
-        .collect();
-    Response::Produce { topics }
+        .collect()
 }

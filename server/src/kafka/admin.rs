@@ -19,7 +19,7 @@ use keel_kafka::kafka_protocol::messages::{
 use keel_kafka::requests::{
     AlterConfigs, ConfigResource, CreatePartitions, CreateTopics, DeleteRecords, DeleteTopics,
 };
-use keel_protocol::api::{ConfigEntry, ErrorCode, NewTopic, Response, TopicResult};
+use keel_protocol::api::{ConfigEntry, ErrorCode, NewTopic, TopicResult};
 use std::rc::Rc;
 
 /// Kafka's resource type for a topic.
@@ -103,10 +103,7 @@ pub async fn create_topics(shard: &Rc<Shard>, header: &Header, request: CreateTo
             })
             .collect()
     } else {
-        match handlers::admin::create(shard, creatable).await {
-            Response::CreateTopics { topics } => topics,
-            _ => Vec::new(),
-        }
+        handlers::admin::create(shard, creatable).await
     };
     for t in created {
         let entry = shard.registry.read().get(&t.topic).cloned();
@@ -151,9 +148,7 @@ pub async fn delete_topics(shard: &Rc<Shard>, header: &Header, request: DeleteTo
             None => unknown_ids.push(id),
         }
     }
-    let Response::DeleteTopics { topics } = handlers::admin::delete(shard, names).await else {
-        return Answer::Close;
-    };
+    let topics = handlers::admin::delete(shard, names).await;
     let mut results: Vec<DeletableTopicResult> = topics
         .into_iter()
         .map(|t| {
@@ -468,11 +463,7 @@ async fn alter_one(
             .map(|_| ())
             .map_err(|message| (errors::INVALID_CONFIG, message));
     }
-    let Response::AlterConfigs { topics } =
-        handlers::admin::alter_configs(shard, vec![(name.to_owned(), set)]).await
-    else {
-        return Err((errors::UNKNOWN_SERVER_ERROR, "no answer".into()));
-    };
+    let topics = handlers::admin::alter_configs(shard, vec![(name.to_owned(), set)]).await;
     match topics.into_iter().next() {
         Some(t) if t.error == ErrorCode::None => Ok(()),
         Some(t) => Err((code(t.error), t.message)),

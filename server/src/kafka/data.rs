@@ -15,9 +15,7 @@ use keel_kafka::kafka_protocol::messages::{
     ProducerId, TopicName,
 };
 use keel_kafka::requests::{InitProducerId, ListOffsets, Metadata, Produce};
-use keel_protocol::api::{
-    ErrorCode, ListOffsetsPartition, ProducePartition, Response, TopicEntries,
-};
+use keel_protocol::api::{ErrorCode, ListOffsetsPartition, ProducePartition, TopicEntries};
 use std::rc::Rc;
 
 /// The name of a topic known by its id, if any topic has that id.
@@ -65,14 +63,16 @@ pub async fn metadata(shard: &Rc<Shard>, header: &Header, request: Metadata) -> 
     let topics = match names {
         // Asked for none: brokers only.
         Some(names) if names.is_empty() => Vec::new(),
-        Some(names) => match handlers::metadata::handle(shard, names, Offsets::Left).await {
-            Response::Metadata { topics, .. } => topics,
-            _ => Vec::new(),
-        },
-        None => match handlers::metadata::handle(shard, Vec::new(), Offsets::Left).await {
-            Response::Metadata { topics, .. } => topics,
-            _ => Vec::new(),
-        },
+        Some(names) => {
+            handlers::metadata::handle(shard, names, Offsets::Left)
+                .await
+                .1
+        }
+        None => {
+            handlers::metadata::handle(shard, Vec::new(), Offsets::Left)
+                .await
+                .1
+        }
     };
     let (brokers, controller) = brokers(shard);
     let response = MetadataResponse::default()
@@ -214,13 +214,10 @@ pub async fn produce(shard: &Rc<Shard>, header: &Header, request: Produce) -> Op
         });
     }
     let timeout_ms = request.timeout_ms.max(0) as u32;
-    let response = handlers::produce::handle(shard, acks, timeout_ms, topics).await;
+    let topics = handlers::produce::handle(shard, acks, timeout_ms, topics).await;
     if acks == 0 {
         return None;
     }
-    let Response::Produce { topics } = response else {
-        return Some(Answer::Close);
-    };
     let mut responses: Vec<TopicProduceResponse> = topics
         .into_iter()
         .map(|entry| {
@@ -278,10 +275,7 @@ pub async fn list_offsets(shard: &Rc<Shard>, header: &Header, request: ListOffse
             TopicEntries { topic, partitions }
         })
         .collect();
-    let Response::ListOffsets { topics } = handlers::list_offsets::handle(shard, topics).await
-    else {
-        return Answer::Close;
-    };
+    let topics = handlers::list_offsets::handle(shard, topics).await;
     let topics =
         topics
             .into_iter()
