@@ -431,13 +431,14 @@ async fn run_shard(
         Rc::new(peers),
         cluster,
     ));
+    handlers::groups::start_service(&shard);
     shard.serve_peers(jobs, replies);
     let opened = shard.open_owned_partitions().await?;
     shards_open.fetch_add(1, Ordering::SeqCst);
     while shards_open.load(Ordering::SeqCst) < config.shards {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    if let Some(groups) = shard.groups() {
+    if let Some(groups) = handlers::groups::service(&shard) {
         if shard.cluster.is_none() {
             // Committed offsets are replayed once every shard has its partitions open.
             let loaded = groups.load(&shard, 0).await?;
@@ -453,7 +454,7 @@ async fn run_shard(
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(Duration::from_millis(100)).await;
-                if let Some(groups) = ticker.groups() {
+                if let Some(groups) = handlers::groups::service(&ticker) {
                     groups.tick(&ticker);
                 }
             }

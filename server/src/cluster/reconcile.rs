@@ -9,8 +9,8 @@
 //! like the others here.
 
 use super::ClusterView;
-use crate::handlers::admin::on_every_partition;
 use crate::registry::TopicEntry;
+use crate::shard::on_every_partition;
 use crate::shard::{Job, Shard};
 use glommio::channels::local_channel::LocalReceiver;
 use std::collections::{BTreeMap, HashMap};

@@ -5,6 +5,7 @@ pub mod classic;
 pub mod coordinator;
 pub mod limits;
 pub mod membership;
+pub mod offsets;
 pub mod ownership;
 pub mod record;
 mod save;

@@ -297,10 +297,10 @@ mod tests {
     fn membership_keys_never_look_like_offset_keys() {
         // Goal: compaction keeps a group's membership and its offsets under different keys.
         assert_eq!(parse_group_key(group_key("g").as_bytes()), Some("g"));
-        let offset = crate::handlers::groups::offset_key("g", "t", 0);
+        let offset = crate::group::offsets::offset_key("g", "t", 0);
         assert_eq!(parse_group_key(offset.as_bytes()), None);
         assert_eq!(
-            crate::handlers::groups::parse_offset_key(group_key("g").as_bytes()),
+            crate::group::offsets::parse_offset_key(group_key("g").as_bytes()),
             None
         );
     }

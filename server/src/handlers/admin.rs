@@ -5,7 +5,7 @@
 
 use crate::handlers::groups::OFFSETS_TOPIC;
 use crate::registry::{Refusal, TopicEntry};
-use crate::shard::{owner, Job, Reply, Shard};
+use crate::shard::{on_every_partition, owner, Job, Reply, Shard};
 use keel_protocol::api::{
     validate_topic_name, ConfigEntry, ErrorCode, NewTopic, Response, TopicResult,
 };
@@ -18,29 +18,6 @@ fn result(topic: String, error: ErrorCode, message: impl Into<String>) -> TopicR
         error,
         message: message.into(),
     }
-}
-
-pub(crate) async fn on_every_partition(
-    shard: &Rc<Shard>,
-    topic: &str,
-    partitions: u32,
-    job: impl Fn(u32) -> Job,
-) -> Result<(), String> {
-    let mut tasks = Vec::with_capacity(partitions as usize);
-    for partition in 0..partitions {
-        let (shard, job) = (shard.clone(), job(partition));
-        let owner = owner(topic, partition, shard.shards());
-        tasks.push(glommio::spawn_local(
-            async move { shard.call(owner, job).await },
-        ));
-    }
-    let mut first_error = None;
-    for task in tasks {
-        if let Reply::Done(Err((_, message))) = task.await {
-            first_error.get_or_insert(message);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Vec<TopicResult> {

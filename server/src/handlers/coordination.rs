@@ -29,7 +29,9 @@ pub fn refused(shard: &Shard, request: &Request) -> Option<ErrorCode> {
     if let Request::FindCoordinator { .. } = request {
         return None;
     }
-    shard.groups()?.serves(request.group()?).err()
+    super::groups::service(shard)?
+        .serves(request.group()?)
+        .err()
 }
 
 /// The offsets partitions this broker leads now, with their leader epochs.
@@ -58,7 +60,7 @@ fn led(shard: &Shard) -> BTreeMap<u32, Epoch> {
 pub async fn follow_leadership(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(FOLLOW_EVERY).await;
-        let Some(service) = shard.groups() else {
+        let Some(service) = super::groups::service(&shard) else {
             return;
         };
         let plan = service.ownership.borrow_mut().plan(&led(&shard));
@@ -235,7 +237,7 @@ impl GroupService {
 
 /// Writes queued membership records to the groups' offsets partitions until none waits.
 async fn write_records(shard: Rc<Shard>) {
-    let Some(service) = shard.groups() else {
+    let Some(service) = super::groups::service(&shard) else {
         return;
     };
     loop {

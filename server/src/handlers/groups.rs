@@ -3,10 +3,10 @@
 //! appended (acks=all) to the internal topic `__consumer_offsets` before they are
 //! acknowledged, and replayed from it at start-up.
 
-pub(crate) use super::offsets::offset_key;
-pub use super::offsets::parse_offset_key;
-use super::offsets::{commit_answer, commit_bytes, known_partitions};
 use crate::group::coordinator::{Coordinator, JoinAnswers, JoinRequest, Limits, Token};
+pub(crate) use crate::group::offsets::offset_key;
+pub use crate::group::offsets::parse_offset_key;
+use crate::group::offsets::{commit_answer, commit_bytes, known_partitions};
 use crate::shard::{owner, Job, Reply, Shard};
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -191,11 +191,44 @@ fn to_entries(map: BTreeMap<String, Vec<u32>>) -> Vec<TopicEntries<u32>> {
         .collect()
 }
 
+/// Makes the group service on the coordinator shard (at start-up, before requests).
+pub fn start_service(shard: &Shard) {
+    if shard.id != COORDINATOR_SHARD {
+        return;
+    }
+    use crate::group::ownership::{Ownership, OFFSETS_PARTITIONS};
+    let ownership = match shard.cluster {
+        Some(_) => Ownership::cluster(OFFSETS_PARTITIONS),
+        None => Ownership::single(),
+    };
+    let incarnation = format!("{}.{:x}", shard.config.node_id, now_ms());
+    let limits = shard.config.group_limits;
+    shard.add_service(Rc::new(GroupService::new(limits, ownership, &incarnation)));
+}
+
+/// The group service, on the coordinator shard only.
+pub fn service(shard: &Shard) -> Option<Rc<GroupService>> {
+    shard.service::<GroupService>()
+}
+
+/// Serves a group request on the coordinator shard (where the groups live), or the error
+/// it was refused with there (NotCoordinator while its offsets partition is led elsewhere
+/// or loading; ShuttingDown when the shard is gone).
+pub async fn on_coordinator(shard: &Rc<Shard>, request: Request) -> Result<Response, ErrorCode> {
+    let answer = shard
+        .run_on(COORDINATOR_SHARD, "group", move |shard| async move {
+            match super::coordination::refused(&shard, &request) {
+                Some(error) => Err(error),
+                None => Ok(Box::pin(handle(&shard, request)).await),
+            }
+        })
+        .await;
+    answer.map_err(|(error, _)| error).and_then(|answer| answer)
+}
+
 /// Handles a group request; called on [`COORDINATOR_SHARD`].
 pub async fn handle(shard: &Rc<Shard>, request: Request) -> Response {
-    let service = shard
-        .groups()
-        .expect("groups live on the coordinator shard");
+    let service = service(shard).expect("groups live on the coordinator shard");
     match request {
         Request::FindCoordinator { .. } => Response::FindCoordinator {
             error: ErrorCode::None,

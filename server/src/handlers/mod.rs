@@ -8,7 +8,6 @@ pub(crate) mod fetch;
 pub mod groups;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
-mod offsets;
 pub(crate) mod produce;
 mod replica_fetch;
 
@@ -256,11 +255,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
                     return Some(refused);
                 }
             }
-            let job = crate::shard::Job::Group(group);
-            match shard.call(groups::COORDINATOR_SHARD, job).await {
-                crate::shard::Reply::Group(response) => Some(Outgoing::body(&response)),
-                crate::shard::Reply::Done(Err((error, _))) => Some(Outgoing::error(error)),
-                _ => Some(Outgoing::error(ErrorCode::Unknown)),
+            match groups::on_coordinator(shard, group).await {
+                Ok(response) => Some(Outgoing::body(&response)),
+                Err(error) => Some(Outgoing::error(error)),
             }
         }
     }

@@ -99,7 +99,7 @@ impl GroupService {
 
 /// Runs a [`GroupJob`] on the coordinator shard.
 pub async fn serve_job(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
-    let Some(service) = shard.groups() else {
+    let Some(service) = crate::handlers::groups::service(shard) else {
         return GroupReply::Error(errors::NOT_COORDINATOR);
     };
     let now = now_ms();
@@ -212,7 +212,7 @@ pub async fn serve_job(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
             )
         }
         GroupJob::Delete(groups) => {
-            GroupReply::Deleted(delete_groups(shard, service, groups).await)
+            GroupReply::Deleted(delete_groups(shard, &service, groups).await)
         }
     }
 }
@@ -291,10 +291,12 @@ async fn delete_groups(
 }
 
 async fn call(shard: &Rc<Shard>, job: GroupJob) -> GroupReply {
-    match shard.call(COORDINATOR_SHARD, Job::KafkaGroup(job)).await {
-        Reply::KafkaGroup(reply) => reply,
-        _ => GroupReply::Error(errors::COORDINATOR_NOT_AVAILABLE),
-    }
+    shard
+        .run_on(COORDINATOR_SHARD, "group", move |shard| async move {
+            Box::pin(serve_job(&shard, job)).await
+        })
+        .await
+        .unwrap_or(GroupReply::Error(errors::COORDINATOR_NOT_AVAILABLE))
 }
 
 /// Cluster mode: the error for a group another broker coordinates (or none is known for).
@@ -310,11 +312,9 @@ pub(super) async fn not_here(shard: &Rc<Shard>, group: &str) -> Option<i16> {
 /// A group request served by the native coordinator, or the error its shard answered
 /// (NOT_COORDINATOR while the group's partition is led elsewhere or still loading).
 pub(super) async fn native(shard: &Rc<Shard>, request: Request) -> Result<Response, i16> {
-    match shard.call(COORDINATOR_SHARD, Job::Group(request)).await {
-        Reply::Group(response) => Ok(response),
-        Reply::Done(Err((error, _))) => Err(code(error)),
-        _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
-    }
+    crate::handlers::groups::on_coordinator(shard, request)
+        .await
+        .map_err(code)
 }
 
 pub async fn handle(

@@ -68,6 +68,45 @@ pub async fn fan_out(shard: &Rc<Shard>, jobs: Vec<(usize, Job)>, deadline: Insta
         .collect()
 }
 
+/// How long admin work on every partition of a topic may take (opening a partition
+/// recovers its log): in effect, no deadline.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Runs `job(p)` for every partition `p` of `topic` on its owning shard (in chunks of
+/// `request_partitions_max`, each all at once) and returns the first error any answered:
+/// opening, removing or reconfiguring a topic's logs.
+///
+/// # Errors
+/// The message of the first partition whose job failed.
+pub async fn on_every_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partitions: u32,
+    job: impl Fn(u32) -> Job,
+) -> Result<(), String> {
+    let chunk = u32::try_from(shard.config.request_partitions_max).unwrap_or(u32::MAX);
+    let mut first_error = None;
+    let mut start = 0;
+    while start < partitions {
+        let end = start.saturating_add(chunk).min(partitions);
+        let jobs = (start..end)
+            .map(|partition| {
+                (
+                    super::owner(topic, partition, shard.shards()),
+                    job(partition),
+                )
+            })
+            .collect();
+        for reply in fan_out(shard, jobs, Instant::now() + ADMIN_TIMEOUT).await {
+            if let Reply::Done(Err((_, message))) = reply {
+                first_error.get_or_insert(message);
+            }
+        }
+        start = end;
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 /// Room for a request's `count` partition jobs among those this shard's requests have in
 /// flight, waited for (backpressure); or, for more than `request_partitions_max`, a reply
 /// per job refusing the request (InvalidRequest) before anything is sent.

@@ -1,11 +1,16 @@
 //! The work shards send each other for the partitions they own, and the answers.
 
+use super::Shard;
 use bytes::Bytes;
 use keel_engine::{LogConfig, ReadData};
 use keel_protocol::api::{
     ErrorCode, FetchPartitionResult, ListOffsetsPartitionResult, PartitionMetadata,
     ProducePartitionResult,
 };
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// A read of one partition: what a consumer fetches (up to the high watermark) or what a
@@ -44,6 +49,24 @@ impl Read {
             Read::Fetch { offset, .. } => *offset,
             Read::Replica { request, .. } => request.fetch_offset,
         }
+    }
+}
+
+/// A service's work to run on another shard: made there into a future on that shard.
+pub struct Remote {
+    /// What it is, for the mesh-call counter.
+    pub kind: &'static str,
+    /// Called on the owner shard.
+    pub work: Box<dyn FnOnce(Rc<Shard>) -> LocalAnswer + Send>,
+}
+
+/// A [`Remote`]'s future on its shard, answering any `Send` value (the caller knows the
+/// type it asked for).
+pub type LocalAnswer = Pin<Box<dyn Future<Output = Box<dyn Any + Send>>>>;
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Remote({})", self.kind)
     }
 }
 
@@ -96,10 +119,9 @@ pub enum Job {
     },
     /// Offsets and size.
     Describe { topic: String, partition: u32 },
-    /// A consumer-group request, for the coordinator shard.
-    Group(keel_protocol::api::Request),
-    /// A Kafka client's group request (classic protocol), for the coordinator shard.
-    KafkaGroup(crate::kafka::groups::GroupJob),
+    /// A service's own work on this shard (the group coordinator's, say): answered
+    /// [`Reply::Ran`].
+    Run(Remote),
     /// A topic change for the controller (cluster mode), run on shard 0.
     Cluster(keel_controller::node::Request),
     /// Kafka's DeleteRecords: make records below `offset` (-1: the high watermark) go away,
@@ -131,10 +153,8 @@ pub enum Reply {
     Many(Vec<Reply>),
     /// The replies to [`Job::Poll`], in job order, and how long it waited for them.
     Polled(Vec<Reply>, std::time::Duration),
-    /// Group request outcome.
-    Group(keel_protocol::api::Response),
-    /// Kafka group request outcome.
-    KafkaGroup(crate::kafka::groups::GroupReply),
+    /// What a [`Job::Run`] answered.
+    Ran(Box<dyn Any + Send>),
     /// The controller's answer to a topic change.
     Cluster(Result<keel_controller::node::Reply, keel_controller::Error>),
 }
@@ -168,7 +188,7 @@ impl Job {
             Job::Poll { .. } => "poll",
             Job::ListOffsets { .. } => "list_offsets",
             Job::Describe { .. } => "describe",
-            Job::Group(_) | Job::KafkaGroup(_) => "group",
+            Job::Run(remote) => remote.kind,
             Job::Cluster(_) => "cluster",
             Job::DeleteRecords { .. } => "delete_records",
         }

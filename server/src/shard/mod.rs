@@ -31,7 +31,7 @@ mod offline;
 mod poll;
 mod produce;
 
-pub use fan_out::fan_out;
+pub use fan_out::{fan_out, on_every_partition};
 pub use job::{Job, Read, Reply};
 pub use poll::{long_poll, worth_sending};
 
@@ -59,7 +59,9 @@ pub struct Shard {
     pub metrics: Arc<Metrics>,
     logs: RefCell<HashMap<(String, u32), Log>>,
     peers: Rc<crate::peers::Peers>,
-    groups: Option<crate::handlers::groups::GroupService>,
+    /// State services keep on this shard (the group coordinator's on its shard), set at
+    /// start-up by `main`, found by type: the shard layer does not know the services.
+    services: RefCell<Vec<Rc<dyn std::any::Any>>>,
     producers: RefCell<HashMap<(String, u32), ProducerStates>>,
     /// Bytes of requests this shard has read and not yet answered (its share of the
     /// broker's `requests_bytes_max`): connections wait for it before reading more.
@@ -110,16 +112,6 @@ impl Shard {
         peers: Rc<crate::peers::Peers>,
         cluster: Option<Arc<crate::cluster::ClusterView>>,
     ) -> Shard {
-        let groups = (id == crate::handlers::groups::COORDINATOR_SHARD).then(|| {
-            use crate::group::ownership::{Ownership, OFFSETS_PARTITIONS};
-            let ownership = match cluster {
-                Some(_) => Ownership::cluster(OFFSETS_PARTITIONS),
-                None => Ownership::single(),
-            };
-            let started = crate::handlers::groups::now_ms();
-            let incarnation = format!("{}.{started:x}", config.node_id);
-            crate::handlers::groups::GroupService::new(config.group_limits, ownership, &incarnation)
-        });
         // Each shard gets its share, but always room for one frame of the largest size.
         let request_budget_bytes = (config.requests_bytes_max / config.shards.max(1))
             .max(config.frame_bytes_max as usize + 16) as u64;
@@ -137,7 +129,7 @@ impl Shard {
             metrics,
             logs: RefCell::new(HashMap::new()),
             peers,
-            groups,
+            services: RefCell::default(),
             producers: RefCell::new(HashMap::new()),
             partition_metrics: RefCell::new(HashMap::new()),
             fault_appends: std::env::var("KEEL_FAULT_FAIL_APPENDS")
@@ -161,9 +153,17 @@ impl Shard {
         }
     }
 
-    /// The group service (on the coordinator shard only).
-    pub fn groups(&self) -> Option<&crate::handlers::groups::GroupService> {
-        self.groups.as_ref()
+    /// Keeps a service's state on this shard, for [`Shard::service`].
+    pub fn add_service<T: 'static>(&self, service: Rc<T>) {
+        self.services.borrow_mut().push(service);
+    }
+
+    /// The state of type `T` a service keeps on this shard, if it keeps one here.
+    pub fn service<T: 'static>(&self) -> Option<Rc<T>> {
+        self.services
+            .borrow()
+            .iter()
+            .find_map(|service| service.clone().downcast::<T>().ok())
     }
 
     /// Number of shards.
@@ -183,6 +183,36 @@ impl Shard {
                 format!("shard {owner} is gone or dropped the request"),
             )))
         })
+    }
+
+    /// Runs `work` on shard `owner` (made there into a future on that shard) and returns
+    /// its answer: how a service runs its own code where its state lives, without the
+    /// shard layer knowing the service.
+    ///
+    /// # Errors
+    /// The shard's error when it is gone (ShuttingDown).
+    pub async fn run_on<T, F, Fut>(
+        self: &Rc<Self>,
+        owner: usize,
+        kind: &'static str,
+        work: F,
+    ) -> Result<T, (ErrorCode, String)>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        let work: Box<dyn FnOnce(Rc<Shard>) -> job::LocalAnswer + Send> = Box::new(move |shard| {
+            Box::pin(async move { Box::new(work(shard).await) as Box<dyn std::any::Any + Send> })
+        });
+        match self.call(owner, Job::Run(job::Remote { kind, work })).await {
+            Reply::Ran(answer) => match answer.downcast::<T>() {
+                Ok(answer) => Ok(*answer),
+                Err(_) => unreachable!("a Run job answers the type its work returns"),
+            },
+            Reply::Done(Err(error)) => Err(error),
+            _ => unreachable!("a Run job is answered Ran or, when its shard is gone, Done"),
+        }
     }
 
     /// Serves jobs sent by other shards until they hang up.
@@ -344,15 +374,7 @@ impl Shard {
                 partition,
                 offset,
             } => self.delete_records(&topic, partition, offset).await,
-            Job::KafkaGroup(job) => {
-                Reply::KafkaGroup(Box::pin(crate::kafka::groups::serve_job(self, job)).await)
-            }
-            Job::Group(request) => match crate::handlers::coordination::refused(self, &request) {
-                Some(error) => Reply::Done(Err((error, String::new()))),
-                None => {
-                    Reply::Group(Box::pin(crate::handlers::groups::handle(self, request)).await)
-                }
-            },
+            Job::Run(remote) => Reply::Ran((remote.work)(self.clone()).await),
             Job::Open {
                 topic,
                 partition,

@@ -10,7 +10,7 @@ pub fn offset_key(group: &str, topic: &str, partition: u32) -> String {
 
 /// An upper bound on the bytes of the batch a commit writes: the batch header, then per
 /// record its key, value and varint framing.
-pub(super) fn commit_bytes(group: &str, topics: &[TopicEntries<(u32, i64)>]) -> usize {
+pub(crate) fn commit_bytes(group: &str, topics: &[TopicEntries<(u32, i64)>]) -> usize {
     const RECORD_OVERHEAD: usize = 32;
     topics
         .iter()
@@ -23,7 +23,7 @@ pub(super) fn commit_bytes(group: &str, topics: &[TopicEntries<(u32, i64)>]) -> 
 
 /// The entries of a commit whose topic and partition exist (`counts`: partitions of each
 /// entry's topic, 0 for a topic that does not exist).
-pub(super) fn known_partitions(
+pub(crate) fn known_partitions(
     asked: &[TopicEntries<(u32, i64)>],
     counts: &[u32],
 ) -> Vec<TopicEntries<(u32, i64)>> {
@@ -48,7 +48,7 @@ pub(super) fn known_partitions(
 
 /// The answer to a commit, in the order asked: `error` for the partitions that exist,
 /// UnknownTopicOrPartition for the rest.
-pub(super) fn commit_answer(
+pub(crate) fn commit_answer(
     asked: Vec<TopicEntries<(u32, i64)>>,
     counts: &[u32],
     error: ErrorCode,
