@@ -147,3 +147,63 @@ fn every_file_architecture_md_names_exists() {
         "ARCHITECTURE.md names files that do not exist: {missing:?}"
     );
 }
+
+#[test]
+fn the_server_imports_only_from_layers_below() {
+    // Goal: the server's modules imported each other in one circle (shards calling into
+    // services and the Kafka listener). Layers: listeners → services → shards (and the
+    // engine crates below); a module may name its own layer or lower ones. `config` is
+    // read by all and names four lower modules' types (ARCHITECTURE.md says so).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("server/src");
+    let layer = |module: &str| -> usize {
+        match module {
+            "main" | "accept" | "conn" | "kafka" | "background" | "ports" => 3,
+            "handlers" | "group" | "offsets_migration" => 2,
+            "shard" | "peers" | "replication" | "cluster" | "compaction" | "producers"
+            | "producer_ids" | "registry" | "metrics" => 1,
+            "config" => 0,
+            other => {
+                panic!("server/src/{other}: which layer? (add it here and to ARCHITECTURE.md)")
+            }
+        }
+    };
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut upward = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap();
+        let module = relative
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_owned();
+        if module == "config" {
+            continue;
+        }
+        for (number, line) in code_lines(file) {
+            for named in line.split("crate::").skip(1) {
+                let target: String = named
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if target != module && layer(&target) > layer(&module) {
+                    upward.push(format!(
+                        "{}:{number}: {module} names {target}",
+                        relative.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "imports from a layer above:\n{}",
+        upward.join("\n")
+    );
+}
