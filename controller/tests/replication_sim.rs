@@ -11,7 +11,12 @@ fn seeds() -> u64 {
     std::env::var("KEEL_SIM_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
+        // The slow tier (`KEEL_SLOW=1`, run by `.ci/run`) takes 200.
+        .unwrap_or(if std::env::var_os("KEEL_SLOW").is_some() {
+            200
+        } else {
+            60
+        })
 }
 
 #[test]

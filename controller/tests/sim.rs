@@ -7,7 +7,12 @@ fn seeds() -> u64 {
     std::env::var("KEEL_SIM_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300)
+        // The slow tier (`KEEL_SLOW=1`, run by `.ci/run`) takes 300.
+        .unwrap_or(if std::env::var_os("KEEL_SLOW").is_some() {
+            300
+        } else {
+            100
+        })
 }
 
 /// Runs `count` seeds from `first` and checks the run tested something: faults were
