@@ -23,31 +23,12 @@ pub async fn handle(
     topics: Vec<TopicEntries<FetchPartition>>,
 ) -> Outgoing {
     let (round, waited) = gather(shard, max_wait_ms, min_bytes, &topics).await;
-    let mut errors: Vec<ErrorCode> = round
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|(result, _)| result.error))
-        .filter(|e| *e != ErrorCode::None)
-        .collect();
-    errors.sort_by_key(|e| *e as u16);
-    errors.dedup();
-    // Headers in memory, records from memory or as file ranges. Topic names were checked
-    // where they entered (at most 249 bytes) and counts are bounded by the request's, so
-    // this encoding cannot fail; if it did, the answer is an error frame, never a panic.
-    let mut parts = Vec::new();
-    let mut head = BytesMut::new();
-    if let Err(e) = encode_round(shard, round, max_bytes, &mut parts, &mut head) {
-        tracing::warn!(error = %e, "fetch response cannot be encoded");
-        return Outgoing::error(ErrorCode::InvalidRequest);
-    }
-    if !head.is_empty() {
-        parts.push(Part::Bytes(head.freeze()));
-    }
-    Outgoing {
-        error_code: ErrorCode::None,
-        parts,
-        errors,
+    super::records_answer(
+        round,
+        |result| result.error,
+        |round, parts, head| encode_round(shard, round, max_bytes, parts, head),
         waited,
-    }
+    )
 }
 
 /// Reads every partition, long-polling until `min_bytes` are there, an error is, or

@@ -90,6 +90,44 @@ pub fn reply_error(reply: Result<crate::shard::Reply, ErrorCode>) -> ErrorCode {
     reply.map_or_else(|missing| missing, |reply| reply.error())
 }
 
+/// A fetch answer (a consumer's or a follower's) for `round`: the distinct errors of its
+/// entries (for the error counters), then the parts `encode` writes (headers in memory,
+/// records from memory or as file ranges). An encoding error is answered with an error
+/// frame, never a panic (names and counts were bounded where they entered).
+pub fn records_answer<R>(
+    round: Vec<(String, Vec<(R, ReadData)>)>,
+    error: impl Fn(&R) -> ErrorCode,
+    encode: impl FnOnce(
+        Vec<(String, Vec<(R, ReadData)>)>,
+        &mut Vec<Part>,
+        &mut BytesMut,
+    ) -> Result<(), keel_protocol::wire::EncodeError>,
+    waited: std::time::Duration,
+) -> Outgoing {
+    let mut errors: Vec<ErrorCode> = round
+        .iter()
+        .flat_map(|(_, entries)| entries.iter().map(|(result, _)| error(result)))
+        .filter(|e| *e != ErrorCode::None)
+        .collect();
+    errors.sort_by_key(|e| *e as u16);
+    errors.dedup();
+    let mut parts = Vec::new();
+    let mut head = BytesMut::new();
+    if let Err(e) = encode(round, &mut parts, &mut head) {
+        tracing::warn!(error = %e, "fetch response cannot be encoded");
+        return Outgoing::error(ErrorCode::InvalidRequest);
+    }
+    if !head.is_empty() {
+        parts.push(Part::Bytes(head.freeze()));
+    }
+    Outgoing {
+        error_code: ErrorCode::None,
+        parts,
+        errors,
+        waited,
+    }
+}
+
 pub struct Budget {
     left: u64,
     first: bool,

@@ -53,28 +53,12 @@ pub async fn handle(shard: &Rc<Shard>, fetch: ReplicaFetch) -> Outgoing {
             ),
         },
     );
-    let mut errors: Vec<ErrorCode> = answer
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|(r, _)| r.error))
-        .filter(|e| *e != ErrorCode::None)
-        .collect();
-    errors.sort_by_key(|e| *e as u16);
-    errors.dedup();
-    let mut parts = Vec::new();
-    let mut head = BytesMut::new();
-    if let Err(e) = encode(answer, fetch.max_bytes, &mut parts, &mut head) {
-        tracing::warn!(error = %e, "replica fetch response cannot be encoded");
-        return Outgoing::error(ErrorCode::InvalidRequest);
-    }
-    if !head.is_empty() {
-        parts.push(Part::Bytes(head.freeze()));
-    }
-    Outgoing {
-        error_code: ErrorCode::None,
-        parts,
-        errors,
+    super::records_answer(
+        answer,
+        |result| result.error,
+        |round, parts, head| encode(round, fetch.max_bytes, parts, head),
         waited,
-    }
+    )
 }
 
 fn failed(partition: u32, error: ErrorCode) -> ReplicaFetchResult {
