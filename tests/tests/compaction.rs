@@ -4,7 +4,7 @@
 //! compacted topic replicated on three brokers, where every replica cleans its own copy and
 //! all of them hold the same latest value for every key.
 
-mod replicated;
+use crate::replicated;
 
 use keel_client::{Producer, ProducerRecord};
 use keel_protocol::batch::BatchView;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-mod replicated;
+use crate::replicated;
 use replicated::{isr, leader};
 
 /// A small ext4 filesystem mounted on a directory; unmounted when dropped.

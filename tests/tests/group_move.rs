@@ -5,7 +5,7 @@
 //! members poll; afterwards, past the members' session timeout, the group has the same
 //! generation and the same member ids. Once with keel-client, once with confluent-kafka.
 
-mod replicated;
+use crate::replicated;
 
 use keel_client::{Admin, Consumer, OffsetReset};
 use keel_tests::cluster::{runtime, Cluster};

@@ -4,7 +4,7 @@
 //! consumed. Metadata lists every broker's Kafka address; NOT_LEADER_OR_FOLLOWER makes the
 //! client move, as with Kafka.
 
-mod replicated;
+use crate::replicated;
 
 use keel_tests::cluster::Cluster;
 use keel_tests::kafka_clients::{clients, run};

@@ -2,7 +2,7 @@
 //! reassign` and `keel broker decommission` under acks=all load, a broker joining and taking
 //! a partition, the reassignment throttle, `keel partition elect-leaders`.
 
-mod replicated;
+use crate::replicated;
 
 use keel_client::{Acks, Producer, ProducerRecord};
 use keel_tests::broker::metric;

@@ -8,7 +8,7 @@
 //! read twice was in a poll whose commit failed (the last uncommitted poll); the group is
 //! never more than 10 s without records. Once with keel-client, once with confluent-kafka.
 
-mod replicated;
+use crate::replicated;
 
 use keel_client::{Consumer, OffsetReset, Producer, ProducerRecord};
 use keel_tests::cluster::{runtime, Cluster};

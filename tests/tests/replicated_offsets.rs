@@ -3,7 +3,7 @@
 //! replica checkpoints its high watermark (a restarted replica starts from what the
 //! replicas had agreed on, not from its log start until it fetches again).
 
-mod replicated;
+use crate::replicated;
 
 use keel_protocol::api::ErrorCode;
 use keel_tests::cluster::Cluster;

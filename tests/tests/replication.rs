@@ -5,7 +5,7 @@
 //!
 //! `KEEL_REPLICATION_ROUNDS=N` runs N leader kills in the first test (CI: 2).
 
-mod replicated;
+use crate::replicated;
 
 use keel_client::{Acks, Producer, ProducerRecord};
 use keel_tests::cluster::Cluster;
