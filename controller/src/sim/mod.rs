@@ -422,24 +422,59 @@ impl Sim {
     }
 }
 
-/// Runs seeds `first..first + count`, stopping at the first failure.
+/// Runs seeds `first..first + count` over one thread per core (each thread takes every
+/// n-th seed; a seed's run depends only on the seed), each thread stopping at its first
+/// failure.
 ///
 /// # Errors
-/// The first failing seed's report.
+/// A failing seed's report (the first thread's, in thread order, that failed).
 pub fn run_seeds(first: u64, count: u64, config: &SimConfig) -> Result<SimReport, String> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, usize::try_from(count.max(1)).unwrap_or(1));
+    let results: Vec<Result<SimReport, String>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..workers)
+            .map(|worker| {
+                let seeds = (first + worker as u64..first + count).step_by(workers);
+                scope.spawn(move || run_in_turn(seeds, config))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
     let mut total = SimReport::default();
-    for seed in first..first + count {
-        let report = Sim::new(seed, config.clone()).run()?;
-        total.entries_compared += report.entries_compared;
-        total.images_compared += report.images_compared;
-        total.acknowledged += report.acknowledged;
-        total.terms_with_leader += report.terms_with_leader;
-        total.crashes += report.crashes;
-        total.splits += report.splits;
-        total.pauses += report.pauses;
-        total.replicated_acknowledged += report.replicated_acknowledged;
-        total.replicated_reads += report.replicated_reads;
-        total.truncations += report.truncations;
+    for result in results {
+        total.add(&result?);
     }
     Ok(total)
+}
+
+/// Runs `seeds` one after another, stopping at the first failure.
+fn run_in_turn(seeds: impl Iterator<Item = u64>, config: &SimConfig) -> Result<SimReport, String> {
+    let mut total = SimReport::default();
+    for seed in seeds {
+        total.add(&Sim::new(seed, config.clone()).run()?);
+    }
+    Ok(total)
+}
+
+impl SimReport {
+    fn add(&mut self, report: &SimReport) {
+        self.entries_compared += report.entries_compared;
+        self.images_compared += report.images_compared;
+        self.acknowledged += report.acknowledged;
+        self.terms_with_leader += report.terms_with_leader;
+        self.crashes += report.crashes;
+        self.splits += report.splits;
+        self.pauses += report.pauses;
+        self.replicated_acknowledged += report.replicated_acknowledged;
+        self.replicated_reads += report.replicated_reads;
+        self.truncations += report.truncations;
+    }
 }
