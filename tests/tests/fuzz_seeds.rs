@@ -3,7 +3,7 @@
 //! codec, consumers, a group with commits), then the recorded streams are cut into frames,
 //! request and response bodies and record batches, and the broker's segment and index
 //! files are copied. Run by `fuzz/run` (docs/fuzzing.md):
-//! `KEEL_FUZZ_SEEDS_DIR=fuzz/corpus cargo test -p keel-tests --test fuzz_seeds`; without
+//! `KEEL_FUZZ_SEEDS_DIR=fuzz/corpus cargo test -p keel-tests --test e2e fuzz_seeds::`; without
 //! the variable it runs as a plain test into a temporary directory.
 
 use keel_client::{Admin, Compression, Consumer, OffsetReset, Producer, ProducerRecord};
