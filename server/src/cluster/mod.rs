@@ -23,20 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-/// Cluster settings from the flags.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// This node's id.
-    pub node_id: u32,
-    /// The quorum: `(id, controller address)`, sorted by id.
-    pub voters: Vec<(u64, SocketAddr)>,
-    /// Where this node's controller listens (when it is a voter).
-    pub controller_listen: SocketAddr,
-    /// The native address other nodes and clients are told.
-    pub advertised: SocketAddr,
-    /// The Kafka address told to clients, if the Kafka listener is on.
-    pub advertised_kafka: Option<SocketAddr>,
-}
+pub use crate::config::cluster::ClusterConfig;
 
 /// A broker registration's address: the native endpoint, then tagged endpoints
 /// (`kafka=HOST:PORT`), space-separated. The controller keeps it as an opaque string.
@@ -59,92 +46,6 @@ pub fn kafka_address(address: &str) -> Option<SocketAddr> {
         .find_map(|part| part.strip_prefix("kafka="))?
         .parse()
         .ok()
-}
-
-impl ClusterConfig {
-    /// Parses `--controller-voters` (`ID@HOST:PORT,...`) and checks it against this node.
-    ///
-    /// # Errors
-    /// Bad syntax, id 0, duplicate ids or addresses, or this voter's entry disagreeing with
-    /// `--controller-listen`; each named in one line.
-    pub fn new(
-        node_id: u32,
-        voters_text: &str,
-        controller_listen: SocketAddr,
-        advertised: SocketAddr,
-    ) -> anyhow::Result<ClusterConfig> {
-        if node_id == 0 {
-            bail!("--node-id must not be 0 in cluster mode");
-        }
-        let mut voters: Vec<(u64, SocketAddr)> = Vec::new();
-        for item in voters_text
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            let (id, address) = item
-                .split_once('@')
-                .with_context(|| format!("--controller-voters: {item:?} is not ID@HOST:PORT"))?;
-            let id: u64 = id
-                .parse()
-                .ok()
-                .filter(|id| *id > 0 && *id <= u64::from(u32::MAX))
-                .with_context(|| format!("--controller-voters: {id:?} is not a node id"))?;
-            let address: SocketAddr = address.parse().with_context(|| {
-                format!("--controller-voters: {address:?} is not HOST:PORT (an IP address)")
-            })?;
-            if voters.iter().any(|(other, _)| *other == id) {
-                bail!("--controller-voters: duplicate node id {id}");
-            }
-            if voters.iter().any(|(_, other)| *other == address) {
-                bail!("--controller-voters: duplicate address {address}");
-            }
-            voters.push((id, address));
-        }
-        if voters.is_empty() {
-            bail!("--controller-voters is empty");
-        }
-        voters.sort();
-        let mut controller_listen = controller_listen;
-        if let Some((_, address)) = voters.iter().find(|(id, _)| *id == u64::from(node_id)) {
-            let default: SocketAddr = "127.0.0.1:7072".parse().expect("valid address");
-            if controller_listen == default {
-                controller_listen = *address;
-            } else if controller_listen != *address {
-                bail!(
-                    "node {node_id} is {address} in --controller-voters but --controller-listen is {controller_listen}"
-                );
-            }
-        }
-        Ok(ClusterConfig {
-            node_id,
-            voters,
-            controller_listen,
-            advertised,
-            advertised_kafka: None,
-        })
-    }
-
-    /// True when this node is one of the voters.
-    pub fn is_voter(&self) -> bool {
-        self.voters
-            .iter()
-            .any(|(id, _)| *id == u64::from(self.node_id))
-    }
-
-    /// The voter list as printed in refusals: `1@127.0.0.1:7072,2@...`.
-    pub fn voters_text(&self) -> String {
-        voters_text(&self.voters)
-    }
-}
-
-/// A voter list as `ID@ADDR,...`.
-pub fn voters_text(voters: &[(u64, SocketAddr)]) -> String {
-    voters
-        .iter()
-        .map(|(id, a)| format!("{id}@{a}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// The controller as this node last knew it.

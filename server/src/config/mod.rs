@@ -1,6 +1,10 @@
 //! Broker configuration: defaults, then the TOML file, then command-line flags; validated
 //! once at start-up and passed down as `&Config`.
 
+pub mod cluster;
+pub mod group;
+pub mod topic;
+
 use anyhow::{bail, Context};
 use keel_engine::{FsyncPolicy, LogConfig};
 use serde::Deserialize;
@@ -151,7 +155,7 @@ pub struct Config {
     /// Requests of one connection handled at once.
     pub connection_requests_max: usize,
     /// Group limits.
-    pub group_limits: crate::group::coordinator::Limits,
+    pub group_limits: group::Limits,
     /// Longest a fetch may wait for data (a longer `max_wait_ms` is cut to this).
     pub fetch_wait_ms_max: u32,
     /// Bytes all partitions' tail caches may hold together, broker-wide (split over the
@@ -163,7 +167,7 @@ pub struct Config {
     /// least `request_partitions_max`); past it requests wait for room (backpressure).
     pub partition_jobs_max: usize,
     /// Cluster mode (`--controller-voters` given), or `None` for the single-node broker.
-    pub cluster: Option<crate::cluster::ClusterConfig>,
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 impl Config {
@@ -265,8 +269,8 @@ impl Config {
             partition_jobs_max: file.partition_jobs_max.unwrap_or(100_000),
             cluster: None,
             group_limits: {
-                let default = crate::group::coordinator::Limits::default();
-                crate::group::coordinator::Limits {
+                let default = group::Limits::default();
+                group::Limits {
                     session_timeout_ms_min: file
                         .group_session_timeout_ms_min
                         .unwrap_or(default.session_timeout_ms_min),
@@ -293,7 +297,7 @@ impl Config {
                 .advertised_listen
                 .or(file.advertised_listen)
                 .unwrap_or(config.listen);
-            config.cluster = Some(crate::cluster::ClusterConfig::new(
+            config.cluster = Some(cluster::ClusterConfig::new(
                 config.node_id,
                 &voters,
                 controller_listen,
@@ -360,17 +364,17 @@ impl Config {
                 "segment.ms" => log.segment_ms = Some(number()?),
                 "fsync" => log.fsync = value.parse().map_err(|e: keel_engine::Error| clip(&e.to_string()))?,
                 // Compaction settings: checked here, used by the cleaner (`compaction.rs`).
-                key if crate::compaction::check_config(key, value).is_some() => {
-                    crate::compaction::check_config(key, value).unwrap_or(Ok(()))?;
+                key if topic::check_compaction(key, value).is_some() => {
+                    topic::check_compaction(key, value).unwrap_or(Ok(()))?;
                 }
                 // Replication settings: checked here, used by `replication/`.
-                key if crate::replication::check_config(key, value).is_some() => {
-                    crate::replication::check_config(key, value).unwrap_or(Ok(()))?;
+                key if topic::check_replication(key, value).is_some() => {
+                    topic::check_replication(key, value).unwrap_or(Ok(()))?;
                 }
                 _ => return Err(format!("unknown topic config {key_shown:?}; known: retention.ms, retention.bytes, segment.bytes, segment.ms, fsync, cleanup.policy, delete.retention.ms, min.compaction.lag.ms, max.compaction.lag.ms, min.cleanable.dirty.ratio, min.insync.replicas, replica.lag.time.max.ms, unclean.leader.election.enable, reassignment.throttle.bytes.per.sec")),
             }
         }
-        if !crate::compaction::policy(configs).delete {
+        if !topic::policy(configs).delete {
             // compact alone: retention never deletes (the cleaner bounds the log).
             log.retention_ms = None;
             log.retention_bytes = None;

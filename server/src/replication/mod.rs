@@ -32,15 +32,9 @@ mod throttle;
 
 pub use throttle::Throttle;
 
-/// `min.insync.replicas` topic config.
-pub const MIN_INSYNC: &str = "min.insync.replicas";
-/// `replica.lag.time.max.ms` topic config.
-pub const LAG_TIME_MAX: &str = "replica.lag.time.max.ms";
-/// `reassignment.throttle.bytes.per.sec`: what a leader sends per second to each replica a
-/// reassignment is adding (0 or absent: unthrottled).
-pub const REASSIGNMENT_THROTTLE: &str = "reassignment.throttle.bytes.per.sec";
-/// Default `replica.lag.time.max.ms` (Kafka's).
-pub const LAG_TIME_MAX_DEFAULT_MS: u64 = 30_000;
+pub use crate::config::topic::{
+    LAG_TIME_MAX, LAG_TIME_MAX_DEFAULT_MS, MIN_INSYNC, REASSIGNMENT_THROTTLE,
+};
 /// How often roles, ISR changes and gauges are looked at.
 const TICK: Duration = Duration::from_millis(20);
 /// An ISR change asked for and not yet seen in the metadata is asked again after this.
@@ -67,34 +61,6 @@ fn throttle_rate(topic: &TopicInfo) -> u64 {
         .get(REASSIGNMENT_THROTTLE)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// Checks the replication configs of a topic (`Err`: a sentence).
-pub fn check_config(key: &str, value: &str) -> Option<Result<(), String>> {
-    let shown = crate::config::clip(value);
-    match key {
-        MIN_INSYNC => Some(match value.parse::<u64>() {
-            Ok(n) if n >= 1 => Ok(()),
-            _ => Err(format!("{MIN_INSYNC} must be at least 1, got {shown:?}")),
-        }),
-        REASSIGNMENT_THROTTLE => Some(value.parse::<u64>().map(|_| ()).map_err(|_| {
-            format!("{REASSIGNMENT_THROTTLE} must be bytes per second, got {shown:?}")
-        })),
-        LAG_TIME_MAX => Some(
-            value
-                .parse::<u64>()
-                .map(|_| ())
-                .map_err(|_| format!("{LAG_TIME_MAX} must be milliseconds, got {shown:?}")),
-        ),
-        keel_controller::leadership::UNCLEAN_ELECTION => Some(match value {
-            "true" | "false" => Ok(()),
-            _ => Err(format!(
-                "{} must be true or false, got {shown:?}",
-                keel_controller::leadership::UNCLEAN_ELECTION
-            )),
-        }),
-        _ => None,
-    }
 }
 
 /// What this broker is for one replicated partition.
