@@ -42,16 +42,31 @@ pub struct Broker {
     env: Vec<(String, String)>,
 }
 
-/// Builds a workspace binary once per test process with the cargo running the tests and
-/// returns its path (next to the test executable's profile directory).
-fn built(package: &str, binary: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", package, "--bin", binary])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
-    assert!(status.success(), "building {package} failed");
+/// Builds the workspace's binaries and examples once per test process, with the cargo
+/// running the tests: `cargo test --workspace --no-run` builds them as the README's command
+/// did just before (each binary's package has a test naming it), so under that command
+/// this finds them built (0.3 s); `cargo build` would build them again as other units, and
+/// `-p` with other features.
+pub fn build_workspace() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = Command::new(cargo)
+            .args(["test", "--workspace", "--no-run", "--quiet"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap_or_else(|e| panic!("run cargo test --workspace --no-run: {e}"));
+        assert!(
+            output.status.success(),
+            "building the workspace failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+/// A workspace binary, built (next to the test executable's profile directory).
+fn built(binary: &str) -> PathBuf {
+    build_workspace();
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<binary>
     let path = exe
@@ -66,23 +81,19 @@ fn built(package: &str, binary: &str) -> PathBuf {
 /// The `keel-server` binary of this workspace.
 pub fn server_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| built("keel-server", "keel-server"))
-        .clone()
+    BUILT.get_or_init(|| built("keel-server")).clone()
 }
 
 /// The `keel-bench` binary of this workspace.
 pub fn bench_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| built("keel-bench", "keel-bench"))
-        .clone()
+    BUILT.get_or_init(|| built("keel-bench")).clone()
 }
 
 /// The `keel` tool binary of this workspace.
 pub fn tool_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| built("keel", "keel")).clone()
+    BUILT.get_or_init(|| built("keel")).clone()
 }
 
 /// A port free on 127.0.0.1 now, never handed out before by this process, and below the

@@ -499,13 +499,7 @@ fn a_lost_produce_response_is_retried_without_a_duplicate() {
 #[test]
 fn the_readme_examples_run_against_a_broker() {
     // Goal: client/examples (what README shows) work as written.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "keel-client", "--examples"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    keel_tests::broker::build_workspace();
     let examples = server_binary().parent().unwrap().join("examples");
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path());
