@@ -104,4 +104,3 @@ pub fn voters_text(voters: &[(u64, SocketAddr)]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
-

@@ -184,7 +184,9 @@ mod tests {
         assert!(check_compaction(CLEANUP_POLICY, "compact, delete")
             .unwrap()
             .is_ok());
-        assert!(check_compaction(CLEANUP_POLICY, "compacted").unwrap().is_err());
+        assert!(check_compaction(CLEANUP_POLICY, "compacted")
+            .unwrap()
+            .is_err());
         assert!(check_compaction(DIRTY_RATIO, "1.5").unwrap().is_err());
         assert!(check_compaction(MIN_LAG, "-1").unwrap().is_err());
         assert!(check_compaction("retention.ms", "1").is_none());
