@@ -1,19 +1,15 @@
 //! Fetch: reads every requested partition on its owning shard; long-polls until
 //! `min_bytes` are available or `max_wait_ms` passes; file data is sent with zero copy.
 
-use super::{Budget, Outgoing, Part};
+use super::Outgoing;
 use crate::shard::{long_poll, Read, Reply, Shard};
-use bytes::BytesMut;
 use keel_engine::ReadData;
-use keel_protocol::api::{
-    write_fetch_partition_header, ErrorCode, FetchPartition, FetchPartitionResult, TopicEntries,
-};
-use keel_protocol::wire::{EncodeError, WriteExt};
+use keel_protocol::api::{ErrorCode, FetchPartition, FetchPartitionResult, TopicEntries};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Per topic, each partition's result and data, in request order.
-pub type Round = Vec<(String, Vec<(FetchPartitionResult, ReadData)>)>;
+pub type Round = super::records::Round<FetchPartitionResult>;
 
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -25,8 +21,8 @@ pub async fn handle(
     let (round, waited) = gather(shard, max_wait_ms, min_bytes, &topics).await;
     super::records_answer(
         round,
-        |result| result.error,
-        |round, parts, head| encode_round(shard, round, max_bytes, parts, head),
+        max_bytes,
+        |topic, partition, bytes| count_out(shard, topic, partition, bytes),
         waited,
     )
 }
@@ -89,45 +85,11 @@ fn failed(partition: u32, error: ErrorCode) -> FetchPartitionResult {
     }
 }
 
-/// Counts a partition's records out and appends them to `parts` after the headers written
-/// so far (`head`, emptied).
-pub fn push_records(
-    shard: &Shard,
-    topic: &str,
-    partition: u32,
-    data: ReadData,
-    head: &mut BytesMut,
-    parts: &mut Vec<Part>,
-) {
-    let len = data.len();
-    shard.metrics.bytes_out.inc_by(len);
+/// Counts `bytes` of a partition's records out (broker-wide and per partition).
+pub fn count_out(shard: &Shard, topic: &str, partition: u32, bytes: u64) {
+    shard.metrics.bytes_out.inc_by(bytes);
     shard
         .partition_metrics(topic, partition)
         .bytes_out
-        .inc_by(len);
-    Part::push_records(data, head, parts);
-}
-
-fn encode_round(
-    shard: &Shard,
-    round: Round,
-    max_bytes: u32,
-    parts: &mut Vec<Part>,
-    head: &mut BytesMut,
-) -> Result<(), EncodeError> {
-    let mut budget = Budget::new(max_bytes);
-    head.put_count("topics", round.len())?;
-    for (topic, partitions) in round {
-        head.put_string("topic", &topic)?;
-        head.put_count("partitions", partitions.len())?;
-        for (result, data) in partitions {
-            let keep = budget.take(data.len());
-            let send_len = if keep { data.len() as usize } else { 0 };
-            write_fetch_partition_header(head, &result, send_len)?;
-            if keep {
-                push_records(shard, &topic, result.partition, data, head, parts);
-            }
-        }
-    }
-    Ok(())
+        .inc_by(bytes);
 }

@@ -9,7 +9,10 @@ pub mod groups;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod produce;
+mod records;
 mod replica_fetch;
+
+pub use records::{records_answer, Budget};
 
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
@@ -88,69 +91,6 @@ pub fn regroup<P, R>(
 /// The error of a reply that is not the answer expected (or of a missing one).
 pub fn reply_error(reply: Result<crate::shard::Reply, ErrorCode>) -> ErrorCode {
     reply.map_or_else(|missing| missing, |reply| reply.error())
-}
-
-/// A fetch answer (a consumer's or a follower's) for `round`: the distinct errors of its
-/// entries (for the error counters), then the parts `encode` writes (headers in memory,
-/// records from memory or as file ranges). An encoding error is answered with an error
-/// frame, never a panic (names and counts were bounded where they entered).
-pub fn records_answer<R>(
-    round: Vec<(String, Vec<(R, ReadData)>)>,
-    error: impl Fn(&R) -> ErrorCode,
-    encode: impl FnOnce(
-        Vec<(String, Vec<(R, ReadData)>)>,
-        &mut Vec<Part>,
-        &mut BytesMut,
-    ) -> Result<(), keel_protocol::wire::EncodeError>,
-    waited: std::time::Duration,
-) -> Outgoing {
-    let mut errors: Vec<ErrorCode> = round
-        .iter()
-        .flat_map(|(_, entries)| entries.iter().map(|(result, _)| error(result)))
-        .filter(|e| *e != ErrorCode::None)
-        .collect();
-    errors.sort_by_key(|e| *e as u16);
-    errors.dedup();
-    let mut parts = Vec::new();
-    let mut head = BytesMut::new();
-    if let Err(e) = encode(round, &mut parts, &mut head) {
-        tracing::warn!(error = %e, "fetch response cannot be encoded");
-        return Outgoing::error(ErrorCode::InvalidRequest);
-    }
-    if !head.is_empty() {
-        parts.push(Part::Bytes(head.freeze()));
-    }
-    Outgoing {
-        error_code: ErrorCode::None,
-        parts,
-        errors,
-        waited,
-    }
-}
-
-pub struct Budget {
-    left: u64,
-    first: bool,
-}
-
-impl Budget {
-    /// A budget of `max_bytes`.
-    pub fn new(max_bytes: u32) -> Budget {
-        Budget {
-            left: u64::from(max_bytes),
-            first: true,
-        }
-    }
-
-    /// Whether records of `len` bytes go into the response (then counted against it).
-    pub fn take(&mut self, len: u64) -> bool {
-        let keep = len > 0 && (self.first || len <= self.left);
-        if keep {
-            self.first = false;
-            self.left = self.left.saturating_sub(len);
-        }
-        keep
-    }
 }
 
 /// A response ready to send.

@@ -4,18 +4,14 @@
 //! waits, up to its `max_wait_ms`, for any of their logs to grow. File data goes out with
 //! zero copy.
 
-use super::{Budget, Outgoing, Part};
+use super::Outgoing;
 use crate::shard::{long_poll, worth_sending, Read, Reply, Shard};
-use bytes::BytesMut;
 use keel_engine::ReadData;
-use keel_protocol::api::{
-    write_replica_fetch_result_header, ErrorCode, ReplicaFetch, ReplicaFetchResult,
-};
-use keel_protocol::wire::{EncodeError, WriteExt};
+use keel_protocol::api::{ErrorCode, ReplicaFetch, ReplicaFetchResult};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-type Round = Vec<(String, Vec<(ReplicaFetchResult, ReadData)>)>;
+type Round = super::records::Round<ReplicaFetchResult>;
 
 pub async fn handle(shard: &Rc<Shard>, fetch: ReplicaFetch) -> Outgoing {
     if shard.cluster.is_none() {
@@ -53,12 +49,7 @@ pub async fn handle(shard: &Rc<Shard>, fetch: ReplicaFetch) -> Outgoing {
             ),
         },
     );
-    super::records_answer(
-        answer,
-        |result| result.error,
-        |round, parts, head| encode(round, fetch.max_bytes, parts, head),
-        waited,
-    )
+    super::records_answer(answer, fetch.max_bytes, |_, _, _| {}, waited)
 }
 
 fn failed(partition: u32, error: ErrorCode) -> ReplicaFetchResult {
@@ -72,30 +63,4 @@ fn failed(partition: u32, error: ErrorCode) -> ReplicaFetchResult {
         diverging_end_offset: -1,
         records: Default::default(),
     }
-}
-
-fn encode(
-    round: Round,
-    max_bytes: u32,
-    parts: &mut Vec<Part>,
-    head: &mut BytesMut,
-) -> Result<(), EncodeError> {
-    let mut budget = Budget::new(max_bytes);
-    head.put_count("topics", round.len())?;
-    for (topic, partitions) in round {
-        head.put_string("topic", &topic)?;
-        head.put_count("partitions", partitions.len())?;
-        for (result, data) in partitions {
-            let keep = budget.take(data.len());
-            write_replica_fetch_result_header(
-                head,
-                &result,
-                if keep { data.len() as usize } else { 0 },
-            )?;
-            if keep {
-                Part::push_records(data, head, parts);
-            }
-        }
-    }
-    Ok(())
 }

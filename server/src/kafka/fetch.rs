@@ -88,7 +88,8 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, request: Fetch) -> Answer
             };
             write_partition(&mut head, version, &partition_head, send_len);
             if keep {
-                fetch::push_records(shard, &topic, result.partition, data, &mut head, &mut parts);
+                fetch::count_out(shard, &topic, result.partition, len);
+                Part::push_records(data, &mut head, &mut parts);
             }
             write_partition_end(&mut head, version);
         }
