@@ -107,11 +107,21 @@ fn controller_failover_after_kill_9() {
     assert!(took < Duration::from_secs(6), "took {took:?}");
     let new_leader = cluster.controller_leader(survivor).unwrap();
     assert_ne!(new_leader as usize, leader, "another voter leads");
+    // Each survivor applies the new controller's records on its own time.
+    cluster.wait_for(
+        Duration::from_secs(10),
+        "both topics listed by every survivor",
+        |c| {
+            (0..3).filter(|i| *i != victim).all(|i| {
+                let topics = c.topics(i);
+                topics.contains(&"before".to_owned()) && topics.contains(&"after".to_owned())
+            })
+        },
+    );
     for i in (0..3).filter(|i| *i != victim) {
         let topics = cluster.topics(i);
         let unique: BTreeSet<&String> = topics.iter().collect();
         assert_eq!(unique.len(), topics.len(), "no duplicates: {topics:?}");
-        assert!(topics.contains(&"before".to_owned()) && topics.contains(&"after".to_owned()));
     }
     // The killed node comes back (a new incarnation), is alive again everywhere, and leads
     // its partitions with a new epoch.
