@@ -9,7 +9,8 @@
 //! affects instead of acknowledging them, as does a full disk (ENOSPC until space is
 //! freed), or a write cut short (only its first sectors reach the file); the log then
 //! resumes (`Log::resume`) and what it acknowledges after that
-//! survives the crash too. `KEEL_SIM_SEEDS` sets the number of seeds
+//! survives the crash too. The leader epoch changes during a run: every recovered batch's
+//! epoch is the one the recovered leader-epoch checkpoint names for its offset. `KEEL_SIM_SEEDS` sets the number of seeds
 //! (default 2,000) and `KEEL_SIM_SEED` runs one seed.
 
 mod common;
@@ -84,14 +85,21 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
     let acked = Rc::new(RefCell::new(Vec::new()));
     let failed = Rc::new(RefCell::new(0usize));
     let resumed = Rc::new(RefCell::new(0usize));
+    // Leadership changes now and then: each new epoch is written to the leader-epoch
+    // checkpoint (through the simulated disk) before its first batch.
+    let epoch = Rc::new(std::cell::Cell::new(0));
     let appenders = 1 + random(&mut rng) % 6;
     let mut tasks = Vec::new();
     for appender in 0..appenders {
         let (log, acked, failed) = (log.clone(), acked.clone(), failed.clone());
-        let resumed = resumed.clone();
+        let (resumed, epoch) = (resumed.clone(), epoch.clone());
         let mut local = random(&mut rng) | 1;
         tasks.push(glommio::spawn_local(async move {
             for n in 0..200u64 {
+                if random(&mut local) % 16 == 0 {
+                    epoch.set(epoch.get() + 1);
+                    log.set_leader_epoch(epoch.get());
+                }
                 let tag = appender * 1_000 + n;
                 let count = 1 + (random(&mut local) % 8) as usize;
                 let value_len = (random(&mut local) % 900) as usize;
@@ -149,6 +157,12 @@ async fn check_recovered(seed: u64, dir: &Path, config: &LogConfig, acked: &[(i6
         assert!(!got.is_empty(), "seed {seed}: empty read at {next}");
         for (base, last, bytes) in got {
             assert_eq!(base, next, "seed {seed}: offsets are dense");
+            let epoch = i32::from_be_bytes(bytes[12..16].try_into().expect("4 bytes"));
+            assert_eq!(
+                log.epoch_before(base + 1),
+                Some(epoch),
+                "seed {seed}: the leader-epoch checkpoint names the epoch of the batch at {base}"
+            );
             next = last + 1;
             stored.insert(base, bytes);
         }

@@ -63,6 +63,45 @@ pub(crate) async fn write_small_file(path: &Path, bytes: &[u8]) -> Result<()> {
     file.close().await.map_err(glommio_io(context))
 }
 
+/// Replaces a small file with `bytes` durably before returning, blocking the thread: for
+/// the rare write the caller must see durable in the same instant (a leader-epoch entry
+/// before the first batch of its epoch). Written to `<path>.tmp`, synced, renamed over
+/// `path`, the directory synced; each step passes its simulated-disk hook.
+pub(crate) fn replace_file_blocking(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let temp = path.with_extension("tmp");
+    let failed = |e: std::io::Error| Error::io(format!("writing {}", path.display()), e);
+    sim::created(&temp).map_err(failed)?;
+    let mut file = std::fs::File::create(&temp).map_err(failed)?;
+    if let Some(kept) = sim::write(&temp, 0, bytes).map_err(failed)? {
+        let _ = file.write_all(&bytes[..kept]);
+        let short = std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("short write: {kept} of {} bytes", bytes.len()),
+        );
+        return Err(failed(short));
+    }
+    file.write_all(bytes).map_err(failed)?;
+    if !sim::sync(&temp).map_err(failed)? {
+        file.sync_data().map_err(failed)?;
+    }
+    drop(file);
+    rename(&temp, path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !sim::sync_dir(dir).map_err(failed)? {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Opens a segment for a zero-copy send (sendfile reads it through the page cache); a read
+/// only, so the simulated disk has nothing to record.
+pub(crate) fn open_send_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
 /// Removes a file; a file already gone is fine.
 pub(crate) async fn remove_file(path: &Path) -> Result<()> {
     sim::removed(path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;

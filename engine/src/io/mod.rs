@@ -41,7 +41,10 @@ mod sim {
 pub(crate) use glommio::io::DmaFile as File;
 
 mod files;
-pub(crate) use files::{read_small_file, remove_file, rename, sync_dir, write_small_file};
+pub(crate) use files::{
+    open_send_file, read_small_file, remove_file, rename, replace_file_blocking, sync_dir,
+    write_small_file,
+};
 
 /// Runs `future` as a detached task on the current executor.
 pub(crate) fn spawn_detached(future: impl std::future::Future<Output = ()> + 'static) {

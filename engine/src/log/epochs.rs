@@ -114,20 +114,7 @@ impl Epochs {
         }
         // Blocking, on purpose: an epoch starts once per leader change, and the entry must
         // be durable before the batch it describes is appended.
-        let context = || format!("writing {}", self.path.display());
-        let temp = self.path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_data()?;
-            std::fs::rename(&temp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| Error::io(context(), e))
+        io::replace_file_blocking(&self.path, text.as_bytes())
     }
 }
 

@@ -108,10 +108,7 @@ impl Log {
                 let path = log_path(&self.shared.dir, segment.base_offset);
                 // Opened per read and closed when the range is dropped: caching it would
                 // cost a descriptor per partition on top of the writer's.
-                let send_file = Arc::new(
-                    std::fs::File::open(&path)
-                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?,
-                );
+                let send_file = Arc::new(io::open_send_file(&path)?);
                 let scan_from = segment
                     .offset_index
                     .lookup(offset)
