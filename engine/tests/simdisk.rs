@@ -96,7 +96,7 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
         let mut local = random(&mut rng) | 1;
         tasks.push(glommio::spawn_local(async move {
             for n in 0..200u64 {
-                if random(&mut local) % 16 == 0 {
+                if random(&mut local).is_multiple_of(16) {
                     epoch.set(epoch.get() + 1);
                     log.set_leader_epoch(epoch.get());
                 }

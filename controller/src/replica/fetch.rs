@@ -10,6 +10,8 @@ pub enum FetchRefusal {
     UnknownLeaderEpoch,
     /// The offset is past this leader's log end (and no divergence explains it).
     OffsetOutOfRange,
+    /// The fetching replica is not one of the partition's followers.
+    NotAFollower,
 }
 
 /// What a leader does with a follower's fetch.

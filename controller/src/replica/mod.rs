@@ -8,15 +8,20 @@
 //! [`check_fetch`] and [`diverged_truncation`] decide, from each log's leader epochs (the
 //! engine's `leader-epoch-checkpoint`), where a returning follower's log diverged from its
 //! leader's (Kafka KIP-101/KIP-279/KIP-320); [`role_of`] reads a broker's role from the
-//! metadata.
+//! metadata. [`Role`] puts them together as one broker's replica of one partition, the state
+//! machine both the server and the simulator drive.
 
 use std::collections::BTreeMap;
 
 mod fetch;
+mod machine;
+mod throttle;
 
 pub use fetch::{
     check_fetch, diverged_truncation, role_of, FetchDecision, FetchRefusal, RoleDecision,
 };
+pub use machine::{Applied, FollowerFetch, LeaderLog, Leading, Role, Served, Settings};
+pub use throttle::Throttle;
 
 /// Why an `acks=all` append is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -177,8 +177,8 @@ impl Sim {
             .iter()
             .map(|(id, r)| {
                 let role = match &r.role {
-                    Role::Lead { epoch, isr, .. } => format!("leads at {epoch} isr {isr:?}"),
-                    Role::Follow { leader, epoch, .. } => format!("follows {leader} at {epoch}"),
+                    Role::Leader(l) => format!("leads at {} isr {:?}", l.epoch, l.isr),
+                    Role::Follower { leader, epoch } => format!("follows {leader} at {epoch}"),
                     Role::Idle => "idle".into(),
                 };
                 format!(

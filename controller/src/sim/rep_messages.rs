@@ -7,7 +7,7 @@ use super::replication::{
     TOPIC,
 };
 use super::{Payload, Sim, WORKLOAD};
-use crate::replica::{check_fetch, diverged_truncation, FetchDecision};
+use crate::replica::{diverged_truncation, FollowerFetch, LeaderLog, Served};
 
 impl Sim {
     /// A replication message arrives at `to` from `from`.
@@ -28,7 +28,7 @@ impl Sim {
             .as_ref()
             .and_then(|a| a.leads(TOPIC, 0, now));
         let replica = self.rep.replicas.entry(id).or_insert_with(Replica::new);
-        let lease = matches!(&replica.role, Role::Lead { epoch, .. } if leads_at == Some(*epoch));
+        let lease = leads_at.is_some_and(|epoch| replica.role.leads_at(epoch));
         let reply = match message {
             RepMessage::Fetch {
                 seq,
@@ -36,41 +36,39 @@ impl Sim {
                 fetch_offset,
                 last_fetched_epoch,
             } => {
-                let Role::Lead {
-                    epoch, progress, ..
-                } = &mut replica.role
-                else {
+                let Role::Leader(leading) = &mut replica.role else {
                     return;
                 };
-                let epoch = *epoch;
-                let log_end = replica.log.len() as i64;
-                let decided = if lease {
+                let epoch = leading.epoch;
+                let answer = if lease {
+                    let fetch = FollowerFetch {
+                        replica: from as u32,
+                        leader_epoch: asked,
+                        last_fetched_epoch,
+                        fetch_offset,
+                    };
+                    let log = LeaderLog {
+                        start: 0,
+                        end: replica.log.len() as i64,
+                        local_end: replica.durable as i64,
+                    };
                     let end_for = |e: i32| replica_end_for(&replica.log, e);
-                    check_fetch(
-                        epoch,
-                        (asked, last_fetched_epoch, fetch_offset),
-                        end_for,
-                        (0, log_end),
-                    )
-                    .map_err(|r| format!("{r:?}"))
+                    leading
+                        .serve_fetch(fetch, end_for, log, now)
+                        .map_err(|r| format!("{r:?}"))
                 } else {
                     Err("lease lapsed".to_owned())
                 };
-                let answer = decided.map(|decision| match decision {
-                    FetchDecision::Diverging { epoch, end_offset } => {
+                let answer = answer.map(|served| match served {
+                    Served::Diverging { epoch, end_offset } => {
                         FetchReply::Diverging { epoch, end_offset }
                     }
-                    FetchDecision::Serve => {
-                        let local_end = replica.durable as i64;
-                        if local_end > progress.log_end_offset() {
-                            progress.appended(local_end);
-                        }
-                        progress.fetched(from as u32, fetch_offset, now);
-                        replica.cap = Some(progress.high_watermark());
+                    Served::Records { high_watermark, .. } => {
+                        replica.cap = Some(high_watermark);
                         let start = fetch_offset as usize;
                         let end = replica.log.len().min(start + ENTRIES_PER_FETCH);
                         FetchReply::Records {
-                            high_watermark: progress.high_watermark(),
+                            high_watermark,
                             entries: replica.log[start..end].to_vec(),
                         }
                     }
@@ -88,23 +86,22 @@ impl Sim {
                 fetch_offset,
                 answer,
             } => {
-                let Role::Follow {
+                let Role::Follower {
                     leader,
                     epoch: following,
-                    fetch_sent,
-                    seq: latest,
-                } = &mut replica.role
+                } = replica.role
                 else {
                     return;
                 };
-                if u64::from(*leader) != from
-                    || *following != epoch
-                    || fetch_sent.is_none()
-                    || *latest != seq
+                let fetching = &mut replica.fetching;
+                if u64::from(leader) != from
+                    || following != epoch
+                    || fetching.sent.is_none()
+                    || fetching.seq != seq
                 {
                     return;
                 }
-                *fetch_sent = None;
+                fetching.sent = None;
                 match answer {
                     Ok(FetchReply::Diverging { epoch, end_offset }) => {
                         let own = (epoch >= 0)
@@ -150,12 +147,11 @@ impl Sim {
             }
             RepMessage::Produce { token, value } => {
                 let result = match &replica.role {
-                    Role::Lead {
-                        epoch, progress, ..
-                    } if lease => match progress.check_acks_all() {
+                    Role::Leader(leading) if lease => match leading.progress.check_acks_all() {
                         Ok(()) => {
                             let event = format!(
-                                "{id} leads at {epoch}: appends {value} at {}, lease until {:?}",
+                                "{id} leads at {}: appends {value} at {}, lease until {:?}",
+                                leading.epoch,
                                 replica.log.len(),
                                 self.brokers[&id].agent.as_ref().map(|a| a.lease_until_ms())
                             );
@@ -163,11 +159,11 @@ impl Sim {
                             if self.rep.events.len() > 80 {
                                 self.rep.events.pop_front();
                             }
-                            replica.log.push((*epoch as i32, value));
+                            replica.log.push((leading.epoch as i32, value));
                             let end = replica.log.len() as i64;
                             replica
                                 .pending
-                                .push((token, end, *epoch, now + ACK_TIMEOUT_MS));
+                                .push((token, end, leading.epoch, now + ACK_TIMEOUT_MS));
                             None
                         }
                         Err(e) => Some(Err(e.to_string())),

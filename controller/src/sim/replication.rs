@@ -1,8 +1,9 @@
 //! Replication in the simulator: one partition with three replicas, its brokers following
 //! the metadata their agents apply, and a workload of acks=all appends and a consumer.
 //!
-//! Each broker's replica decides with the same sans-IO pieces the server uses
-//! ([`role_of`], [`LeaderProgress`], [`check_fetch`], [`diverged_truncation`]); its log is
+//! Each broker's replica is the state machine the server drives ([`Role`]: its role from
+//! the metadata, the leader's progress, ISR asks and fetch checks), with the follower's
+//! truncation of the server ([`crate::replica::diverged_truncation`]); its log is
 //! a list of `(epoch, value)` entries of which a prefix is durable (a crash keeps the
 //! durable prefix and any prefix of the rest). Followers fetch from the leader's log end
 //! (unsynced entries included, as the server reads to the log end) and report their own
@@ -13,7 +14,8 @@ use std::collections::BTreeMap;
 
 use super::{Payload, Sim, WORKLOAD};
 use crate::node::Request;
-use crate::replica::{role_of, IsrChange, LeaderProgress, ReplicaConfig, RoleDecision};
+pub(super) use crate::replica::Role;
+use crate::replica::{Applied, ReplicaConfig, Settings};
 
 /// Name of the replicated topic.
 pub(super) const TOPIC: &str = "replicated";
@@ -23,6 +25,8 @@ pub(super) const REP_TOKEN: u64 = 1 << 62;
 const FETCH_RETRY_MS: u64 = 60;
 pub(super) const ACK_TIMEOUT_MS: u64 = 1_500;
 const LAG_TIME_MAX_MS: u64 = 300;
+/// An ISR ask not yet in the metadata is asked again after this.
+const ISR_ASK_RETRY_MS: u64 = 500;
 pub(super) const ENTRIES_PER_FETCH: usize = 8;
 
 /// A replica's messages (between brokers, and with the workload).
@@ -74,25 +78,14 @@ enum Out {
     Controller(Request),
 }
 
-pub(super) enum Role {
-    Lead {
-        epoch: u32,
-        isr: Vec<u32>,
-        progress: LeaderProgress,
-        /// The partition epoch of the metadata it last applied.
-        partition_epoch: u32,
-        /// When it last asked for an ISR, and at which partition epoch.
-        asked: Option<(u64, u32)>,
-    },
-    Follow {
-        leader: u32,
-        epoch: u32,
-        /// When the fetch outstanding was sent, and its number: only the answer to the
-        /// latest counts (the server has one fetch at a time on a connection).
-        fetch_sent: Option<u64>,
-        seq: u64,
-    },
-    Idle,
+/// A follower's outstanding fetch.
+#[derive(Default)]
+pub(super) struct Fetching {
+    /// When it was sent: only the answer to the latest counts (the server has one fetch
+    /// at a time on a connection).
+    pub(super) sent: Option<u64>,
+    /// Its number.
+    pub(super) seq: u64,
 }
 
 /// One broker's copy of the partition.
@@ -102,6 +95,7 @@ pub(super) struct Replica {
     pub(super) syncing: Option<(usize, u64)>,
     pub(super) cap: Option<i64>,
     pub(super) role: Role,
+    pub(super) fetching: Fetching,
     pub(super) pending: Vec<(u64, i64, u32, u64)>,
 }
 
@@ -113,6 +107,7 @@ impl Replica {
             syncing: None,
             cap: None,
             role: Role::Idle,
+            fetching: Fetching::default(),
             pending: Vec::new(),
         }
     }
@@ -138,7 +133,7 @@ impl Replica {
     }
 
     pub(super) fn leads(&self) -> bool {
-        matches!(self.role, Role::Lead { .. })
+        matches!(self.role, Role::Leader(_))
     }
 }
 
@@ -203,6 +198,7 @@ impl Sim {
         replica.syncing = None;
         replica.cap = None;
         replica.role = Role::Idle;
+        replica.fetching = Fetching::default();
         replica.pending.clear();
         self.rep.paused_until.remove(&id);
         self.rep.note(self.now_ms, event);
@@ -331,97 +327,40 @@ impl Sim {
         let agreed = replica.cap.unwrap_or(0);
         let local_end = replica.durable as i64;
         let mut events = Vec::new();
-        match (
-            role_of(id, state.leader, &state.replicas, &state.isr),
-            &mut replica.role,
-        ) {
-            (
-                RoleDecision::Lead,
-                Role::Lead {
-                    epoch,
-                    isr,
-                    progress,
-                    partition_epoch,
-                    asked,
-                },
-            ) if *epoch == state.leader_epoch => {
-                if *isr != state.isr {
-                    progress.set_isr(&state.isr, now);
-                    *isr = state.isr.clone();
-                }
-                *partition_epoch = state.partition_epoch;
-                if asked.is_some_and(|(_, base)| state.partition_epoch > base) {
-                    *asked = None;
-                    progress.asks_resolved();
-                }
-            }
-            (RoleDecision::Lead, _) => {
+        let settings = || Settings {
+            config: ReplicaConfig {
+                min_insync: 2,
+                lag_time_max_ms: LAG_TIME_MAX_MS,
+            },
+            throttle_rate: 0,
+        };
+        match replica
+            .role
+            .apply((id, &state), settings, (agreed, local_end), now)
+        {
+            Applied::Kept(_) => {}
+            Applied::Leads { epoch, .. } => events.push(format!(
+                "{id} leads at {epoch} isr {:?}: log {} durable {local_end} agreed {agreed}",
+                state.isr,
+                replica.log.len()
+            )),
+            Applied::Follows { leader, epoch } => {
                 events.push(format!(
-                    "{id} leads at {} isr {:?}: log {} durable {local_end} agreed {agreed}",
-                    state.leader_epoch,
-                    state.isr,
+                    "{id} follows {leader} at {epoch}: log {} durable {local_end} agreed {agreed}",
                     replica.log.len()
                 ));
-                let mut progress = LeaderProgress::new(
-                    id,
-                    (&state.replicas, &state.isr),
-                    (agreed.min(local_end), local_end),
-                    ReplicaConfig {
-                        min_insync: 2,
-                        lag_time_max_ms: LAG_TIME_MAX_MS,
-                    },
-                    now,
-                );
-                progress.appended(local_end);
-                replica.role = Role::Lead {
-                    epoch: state.leader_epoch,
-                    isr: state.isr.clone(),
-                    progress,
-                    partition_epoch: state.partition_epoch,
-                    asked: None,
-                };
-            }
-            (
-                RoleDecision::Follow(leader),
-                Role::Follow {
-                    leader: l, epoch, ..
-                },
-            ) if *l == leader && *epoch == state.leader_epoch => {}
-            (RoleDecision::Follow(leader), _) => {
-                events.push(format!(
-                    "{id} follows {leader} at {}: log {} durable {local_end} agreed {agreed}",
-                    state.leader_epoch,
-                    replica.log.len()
-                ));
-                replica.role = Role::Follow {
-                    leader,
-                    epoch: state.leader_epoch,
-                    fetch_sent: None,
-                    seq: 0,
-                };
+                replica.fetching = Fetching::default();
                 replica.cap = Some(agreed);
             }
-            (RoleDecision::Idle, _) => {
-                replica.role = Role::Idle;
-                replica.cap = Some(agreed);
-            }
+            Applied::Idle => replica.cap = Some(agreed),
         }
         let mut sends: Vec<Out> = Vec::new();
         let mut answers = Vec::new();
         match &mut replica.role {
-            Role::Lead {
-                epoch,
-                isr,
-                progress,
-                partition_epoch,
-                asked,
-            } => {
-                if local_end > progress.log_end_offset() {
-                    progress.appended(local_end);
-                }
-                replica.cap = Some(progress.high_watermark());
-                let epoch = *epoch;
-                let shared = &*progress;
+            Role::Leader(leading) => {
+                leading.appended(local_end);
+                replica.cap = Some(leading.progress.high_watermark());
+                let (epoch, shared) = (leading.epoch, &leading.progress);
                 replica.pending.retain(|(token, end, at_epoch, deadline)| {
                     let answer = if *at_epoch != epoch || !lease {
                         Some(Err("not leader".to_owned()))
@@ -441,48 +380,23 @@ impl Sim {
                     }
                     keep
                 });
-                // Asked again after a while (the request or its entry may be lost); the
-                // high watermark waits for every member asked until the metadata moves on.
-                if asked.is_none_or(|(at, _)| now - at > 500) {
-                    let wanted = match progress.isr_change(now) {
-                        Some(IsrChange::Shrink(out)) => {
-                            Some(isr.iter().copied().filter(|r| !out.contains(r)).collect())
-                        }
-                        Some(IsrChange::Expand(r)) => {
-                            let mut next = isr.clone();
-                            next.push(r);
-                            next.sort_unstable();
-                            Some(next)
-                        }
-                        None => None,
-                    };
-                    if let Some(wanted) = wanted {
+                // The high watermark waits for every member asked until the metadata
+                // moves on.
+                if let Some(ask) = leading.isr_ask((TOPIC, 0, id), now, ISR_ASK_RETRY_MS) {
+                    if let Request::AlterIsr { isr, .. } = &ask {
                         events.push(format!(
-                            "{id} asks isr {wanted:?} at {epoch}, hw {}",
-                            progress.high_watermark()
+                            "{id} asks isr {isr:?} at {epoch}, hw {}",
+                            leading.progress.high_watermark()
                         ));
-                        *asked = Some((now, *partition_epoch));
-                        progress.asked(&wanted);
-                        sends.push(Out::Controller(Request::AlterIsr {
-                            topic: TOPIC.into(),
-                            partition: 0,
-                            leader: id,
-                            leader_epoch: epoch,
-                            partition_epoch: *partition_epoch,
-                            isr: wanted,
-                        }));
                     }
+                    sends.push(Out::Controller(ask));
                 }
             }
-            Role::Follow {
-                leader,
-                epoch,
-                fetch_sent,
-                seq,
-            } => {
-                if fetch_sent.is_none_or(|at| now - at > FETCH_RETRY_MS) {
-                    *seq += 1;
-                    *fetch_sent = Some(now);
+            Role::Follower { leader, epoch } => {
+                let fetching = &mut replica.fetching;
+                if fetching.sent.is_none_or(|at| now - at > FETCH_RETRY_MS) {
+                    fetching.seq += 1;
+                    fetching.sent = Some(now);
                     let fetch_offset = replica.durable as i64;
                     let last_fetched_epoch = replica.log[..replica.durable]
                         .last()
@@ -490,7 +404,7 @@ impl Sim {
                     sends.push(Out::Broker(
                         *leader,
                         RepMessage::Fetch {
-                            seq: *seq,
+                            seq: fetching.seq,
                             epoch: *epoch as i32,
                             fetch_offset,
                             last_fetched_epoch,

@@ -102,6 +102,11 @@ impl ClusterView {
     pub fn lease_valid(&self) -> bool {
         self.now_ms() < self.lease_until_ms.load(Ordering::SeqCst)
     }
+    /// How long the lease still holds (zero once lapsed).
+    pub fn lease_left(&self) -> std::time::Duration {
+        let until = self.lease_until_ms.load(Ordering::SeqCst);
+        std::time::Duration::from_millis(until.saturating_sub(self.now_ms()))
+    }
     /// True when the applied metadata held everything the controller had at its last
     /// answer, and names this broker's own cluster: only then may it delete local data.
     pub fn caught_up(&self) -> bool {

@@ -14,10 +14,12 @@
 //! for ISR changes.
 
 use crate::shard::{owner, Job, Reply, Shard};
+use futures_channel::oneshot;
 use keel_controller::image::TopicInfo;
 use keel_controller::node::Request as ControllerRequest;
 use keel_controller::records::PartitionState;
-use keel_controller::replica::{role_of, IsrChange, LeaderProgress, ReplicaConfig, RoleDecision};
+pub use keel_controller::replica::Role;
+use keel_controller::replica::{Applied, ReplicaConfig, Settings};
 use keel_engine::Log;
 use keel_protocol::api::ErrorCode;
 use std::cell::RefCell;
@@ -28,9 +30,6 @@ use std::time::{Duration, Instant};
 pub mod checkpoint;
 mod fetcher;
 mod serve;
-mod throttle;
-
-pub use throttle::Throttle;
 
 pub use crate::config::topic::{
     LAG_TIME_MAX, LAG_TIME_MAX_DEFAULT_MS, MIN_INSYNC, REASSIGNMENT_THROTTLE,
@@ -55,48 +54,27 @@ pub fn replica_config(topic: &TopicInfo) -> ReplicaConfig {
     }
 }
 
-fn throttle_rate(topic: &TopicInfo) -> u64 {
-    topic
-        .configs
-        .get(REASSIGNMENT_THROTTLE)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// The settings a leader of the topic's partitions needs.
+fn settings(topic: &TopicInfo) -> Settings {
+    Settings {
+        config: replica_config(topic),
+        throttle_rate: topic
+            .configs
+            .get(REASSIGNMENT_THROTTLE)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    }
 }
 
-/// What this broker is for one replicated partition.
-pub enum Role {
-    /// It leads at `epoch`.
-    Leader(Box<Leading>),
-    /// It follows `leader`, which leads at `epoch`.
-    Follower {
-        /// The leader's node id.
-        leader: u32,
-        /// The leader epoch the metadata names.
-        epoch: u32,
-    },
-}
-
-/// A leader's state.
-pub struct Leading {
-    /// The epoch it leads at.
-    pub epoch: u32,
-    /// The ISR the metadata holds.
-    pub isr: Vec<u32>,
-    /// The replicas the metadata holds (they change during a reassignment).
-    replicas: Vec<u32>,
-    /// Followers' progress and the high watermark.
-    pub progress: LeaderProgress,
-    /// The partition epoch of the metadata it last applied.
-    partition_epoch: u32,
-    /// When it last asked for an ISR change (ms), and at which partition epoch.
-    asked: Option<(u64, u32)>,
-    /// Replicas a reassignment is adding, and the throttle on what they are sent.
-    pub(crate) throttle: Throttle,
-}
+/// Appends waiting on a leader, woken when their senders are dropped.
+type Waiters = Vec<oneshot::Sender<()>>;
 
 /// The replicated partitions of one shard.
 pub struct Replicas {
     roles: RefCell<HashMap<(String, u32), Role>>,
+    /// Per partition, the acks=all appends waiting on its leader: woken (their senders
+    /// dropped) when its role changes.
+    deposed: RefCell<HashMap<(String, u32), Waiters>>,
     /// Leader brokers with a fetcher task running on this shard.
     fetchers: RefCell<BTreeSet<u32>>,
     /// High-watermark checkpoints.
@@ -108,6 +86,7 @@ impl Replicas {
     pub fn new(data_dir: &std::path::Path) -> Replicas {
         Replicas {
             roles: RefCell::default(),
+            deposed: RefCell::default(),
             fetchers: RefCell::default(),
             checkpoints: RefCell::new(checkpoint::Checkpoints::load(data_dir)),
         }
@@ -142,9 +121,23 @@ impl Replicas {
 
     /// Forgets a partition (its log closed or reopened); the next refresh starts it again.
     pub fn forget(&self, topic: &str, partition: u32) {
-        self.roles
-            .borrow_mut()
-            .remove(&(topic.to_owned(), partition));
+        let key = (topic.to_owned(), partition);
+        self.roles.borrow_mut().remove(&key);
+        self.deposed.borrow_mut().remove(&key);
+    }
+
+    /// Resolves when the partition's role next changes (or the partition is forgotten).
+    fn on_deposed(&self, topic: &str, partition: u32) -> oneshot::Receiver<()> {
+        let (sender, receiver) = oneshot::channel();
+        let mut deposed = self.deposed.borrow_mut();
+        let waiters = deposed.entry((topic.to_owned(), partition)).or_default();
+        // Appends that completed leave their senders behind: pruned whenever the list has
+        // doubled, so a long-lived leader keeps a list as long as its waiting appends.
+        if waiters.len() >= 64 && waiters.len().is_power_of_two() {
+            waiters.retain(|w| !w.is_canceled());
+        }
+        waiters.push(sender);
+        receiver
     }
 }
 
@@ -188,100 +181,43 @@ impl Shard {
         if state.replicas.len() <= 1 {
             if roles.remove(&key).is_some() {
                 log.set_replication_high_watermark(None);
+                self.replicas.deposed.borrow_mut().remove(&key);
             }
             return;
         }
         let agreed = checkpoint::agreed(&self.replicas, topic, partition, log);
-        let role = role_of(me, state.leader, &state.replicas, &state.isr);
-        let leads = role == RoleDecision::Lead;
-        match roles.get_mut(&key) {
-            Some(Role::Leader(leading)) if leads && leading.epoch == state.leader_epoch => {
-                // Every change of the partition bumps its partition epoch (a config change
-                // reopens the log, which makes the role again): the common case, a produce
-                // or fetch job on an unchanged partition, stops here.
-                if leading.partition_epoch == state.partition_epoch {
-                    return;
-                }
-                // The ISR first: it stays within the replicas the metadata holds.
-                if leading.isr != state.isr {
-                    leading.progress.set_isr(&state.isr, self.now_ms());
-                    leading.isr = state.isr.clone();
-                }
-                if leading.replicas != state.replicas {
-                    leading
-                        .progress
-                        .set_replicas(&state.replicas, self.now_ms());
-                    leading.replicas = state.replicas.clone();
-                }
-                leading.partition_epoch = state.partition_epoch;
-                leading.throttle.set(throttle_rate(info), &state.adding);
-                // Each ask was applied or can no longer be once the partition moved on;
-                // until then the high watermark waits for the members asked for too.
-                if leading
-                    .asked
-                    .is_some_and(|(_, base)| state.partition_epoch > base)
-                {
-                    leading.asked = None;
-                    leading.progress.asks_resolved();
-                }
-                log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
-                return;
+        let role = roles.entry(key.clone()).or_default();
+        let applied = role.apply(
+            (me, state),
+            || settings(info),
+            (agreed, log.local_end_offset()),
+            self.now_ms(),
+        );
+        match applied {
+            Applied::Kept(None) => return,
+            Applied::Kept(Some(high_watermark)) => {
+                log.set_replication_high_watermark(Some(high_watermark));
             }
-            Some(Role::Follower { leader, epoch })
-                if role == RoleDecision::Follow(*leader) && state.leader_epoch == *epoch =>
-            {
-                return;
+            Applied::Leads {
+                epoch,
+                high_watermark,
+            } => {
+                log.set_leader_epoch(epoch as i32);
+                log.set_replication_high_watermark(Some(high_watermark));
+                tracing::info!(topic, partition, epoch, isr = ?state.isr, high_watermark, "leading replicated partition");
             }
-            _ => {}
+            Applied::Follows { leader, epoch } => {
+                log.set_replication_high_watermark(Some(agreed));
+                tracing::info!(topic, partition, leader, epoch, "following");
+            }
+            Applied::Idle => {
+                log.set_replication_high_watermark(Some(agreed));
+                roles.remove(&key);
+            }
         }
-        if leads {
-            log.set_leader_epoch(state.leader_epoch as i32);
-            let local_end = log.local_end_offset();
-            let mut progress = LeaderProgress::new(
-                me,
-                (&state.replicas, &state.isr),
-                (agreed.min(local_end), local_end),
-                replica_config(info),
-                self.now_ms(),
-            );
-            progress.appended(local_end);
-            log.set_replication_high_watermark(Some(progress.high_watermark()));
-            tracing::info!(topic, partition, epoch = state.leader_epoch, isr = ?state.isr, high_watermark = progress.high_watermark(), "leading replicated partition");
-            roles.insert(
-                key,
-                Role::Leader(Box::new(Leading {
-                    epoch: state.leader_epoch,
-                    isr: state.isr.clone(),
-                    replicas: state.replicas.clone(),
-                    progress,
-                    partition_epoch: state.partition_epoch,
-                    asked: None,
-                    throttle: {
-                        let mut throttle = Throttle::default();
-                        throttle.set(throttle_rate(info), &state.adding);
-                        throttle
-                    },
-                })),
-            );
-        } else if let RoleDecision::Follow(leader) = role {
-            log.set_replication_high_watermark(Some(agreed));
-            tracing::info!(
-                topic,
-                partition,
-                leader = state.leader,
-                epoch = state.leader_epoch,
-                "following"
-            );
-            roles.insert(
-                key,
-                Role::Follower {
-                    leader,
-                    epoch: state.leader_epoch,
-                },
-            );
-        } else {
-            log.set_replication_high_watermark(Some(agreed));
-            roles.remove(&key);
+        if applied.changed() {
+            // Dropping the senders wakes the appends waiting on the old role.
+            self.replicas.deposed.borrow_mut().remove(&key);
         }
     }
 
@@ -306,7 +242,7 @@ impl Shard {
                     }
                     Ok(Some(leading.epoch))
                 }
-                Role::Follower { .. } => Err(ErrorCode::NotLeaderOrFollower),
+                Role::Follower { .. } | Role::Idle => Err(ErrorCode::NotLeaderOrFollower),
             });
         gate.unwrap_or(Ok(None))
     }
@@ -314,18 +250,18 @@ impl Shard {
     /// The leader appended: its own log end counts towards the high watermark.
     pub(crate) fn replication_appended(&self, topic: &str, partition: u32, log: &Log) {
         self.replicas.with_role(topic, partition, |role| {
-            if let Role::Leader(leading) = role {
-                let local_end = log.local_end_offset();
-                if local_end > leading.progress.log_end_offset() {
-                    leading.progress.appended(local_end);
-                    log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
-                }
+            let moved = role
+                .leading()
+                .and_then(|leading| leading.appended(log.local_end_offset()));
+            if let Some(high_watermark) = moved {
+                log.set_replication_high_watermark(Some(high_watermark));
             }
         });
     }
 
     /// Waits until every ISR member has everything before `end` (acks=all), while this
-    /// broker still leads at `epoch`.
+    /// broker still leads at `epoch`: woken by the high watermark moving, by the role
+    /// changing and by the lease running out, never by polling.
     ///
     /// # Errors
     /// `NotLeaderOrFollower` when leadership moved meanwhile, `RequestTimedOut` after
@@ -339,18 +275,18 @@ impl Shard {
         timeout: Duration,
     ) -> Result<(), ErrorCode> {
         let deadline = Instant::now() + timeout;
+        let mut deposed = self.replicas.on_deposed(topic, partition);
         loop {
             self.replication_appended(topic, partition, log);
             let still = self
                 .replicas
-                .with_role(
-                    topic,
-                    partition,
-                    |role| matches!(role, Role::Leader(l) if l.epoch == epoch),
-                )
+                .with_role(topic, partition, |role| role.leads_at(epoch))
                 .unwrap_or(false);
-            let lease = self.cluster.as_ref().is_some_and(|v| v.lease_valid());
-            if !still || !lease {
+            let lease_left = self
+                .cluster
+                .as_ref()
+                .map_or(Duration::ZERO, |v| v.lease_left());
+            if !still || lease_left.is_zero() {
                 return Err(ErrorCode::NotLeaderOrFollower);
             }
             if log.high_watermark() >= end {
@@ -361,10 +297,15 @@ impl Shard {
                 return Err(ErrorCode::RequestTimedOut);
             }
             futures_lite::future::or(
-                async {
-                    log.wait_for_data(end - 1).await;
-                },
-                glommio::timer::sleep(left.min(Duration::from_millis(50))),
+                futures_lite::future::or(
+                    async {
+                        log.wait_for_data(end - 1).await;
+                    },
+                    async {
+                        let _ = (&mut deposed).await;
+                    },
+                ),
+                glommio::timer::sleep(left.min(lease_left)),
             )
             .await;
         }
@@ -379,44 +320,15 @@ impl Shard {
                 continue;
             };
             if let Some(log) = self.log_handle(topic, *partition) {
-                let local_end = log.local_end_offset();
-                if local_end > leading.progress.log_end_offset() {
-                    leading.progress.appended(local_end);
-                    log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
+                if let Some(high_watermark) = leading.appended(log.local_end_offset()) {
+                    log.set_replication_high_watermark(Some(high_watermark));
                 }
             }
-            // Asked again after a while (the request or its entry may be lost).
-            if leading
-                .asked
-                .is_some_and(|(at, _)| now.saturating_sub(at) < ISR_ASK_TIMEOUT_MS)
+            if let Some(ask) =
+                leading.isr_ask((topic, *partition, self.node_id()), now, ISR_ASK_TIMEOUT_MS)
             {
-                continue;
+                asks.push(ask);
             }
-            let isr = match leading.progress.isr_change(now) {
-                None => continue,
-                Some(IsrChange::Shrink(out)) => leading
-                    .isr
-                    .iter()
-                    .copied()
-                    .filter(|r| !out.contains(r))
-                    .collect::<Vec<u32>>(),
-                Some(IsrChange::Expand(id)) => {
-                    let mut isr = leading.isr.clone();
-                    isr.push(id);
-                    isr.sort_unstable();
-                    isr
-                }
-            };
-            leading.asked = Some((now, leading.partition_epoch));
-            leading.progress.asked(&isr);
-            asks.push(ControllerRequest::AlterIsr {
-                topic: topic.clone(),
-                partition: *partition,
-                leader: self.node_id(),
-                leader_epoch: leading.epoch,
-                partition_epoch: leading.partition_epoch,
-                isr,
-            });
         }
         for ask in asks {
             let shard = self.clone();
@@ -450,20 +362,9 @@ impl Shard {
                 if !refused {
                     return;
                 }
-                let resolved = shard
-                    .replicas
-                    .with_role(&topic, partition, |role| match role {
-                        Role::Leader(leading)
-                            if leading
-                                .asked
-                                .is_some_and(|(_, base)| base == partition_epoch) =>
-                        {
-                            leading.asked = None;
-                            leading.progress.asks_resolved();
-                            Some(leading.progress.high_watermark())
-                        }
-                        _ => None,
-                    });
+                let resolved = shard.replicas.with_role(&topic, partition, |role| {
+                    role.leading()?.ask_refused(partition_epoch)
+                });
                 if let (Some(Some(hw)), Some(log)) = (resolved, shard.log_handle(&topic, partition))
                 {
                     log.set_replication_high_watermark(Some(hw));
@@ -536,6 +437,11 @@ pub async fn run(shard: Rc<Shard>) {
                 .roles
                 .borrow_mut()
                 .retain(|(topic, _), _| image.topic(topic).is_some());
+            shard
+                .replicas
+                .deposed
+                .borrow_mut()
+                .retain(|(topic, _), _| image.topic(topic).is_some());
         }
         let leaders: BTreeSet<u32> = shard
             .replicas
@@ -544,7 +450,7 @@ pub async fn run(shard: Rc<Shard>) {
             .values()
             .filter_map(|role| match role {
                 Role::Follower { leader, .. } => Some(*leader),
-                Role::Leader(_) => None,
+                Role::Leader(_) | Role::Idle => None,
             })
             .collect();
         for leader in leaders {

@@ -2,9 +2,8 @@
 //! the follower's epoch and divergence, counts its progress, and reads from its offset up
 //! to the log end (memory or a zero-copy file range, as for consumers).
 
-use super::Role;
 use crate::shard::Shard;
-use keel_controller::replica::{check_fetch, FetchDecision, FetchRefusal};
+use keel_controller::replica::{FetchRefusal, FollowerFetch, LeaderLog, Served};
 use keel_engine::{Log, ReadData};
 use keel_protocol::api::{ErrorCode, ReplicaFetchPartition, ReplicaFetchResult};
 
@@ -19,13 +18,6 @@ fn answer(partition: u32, error: ErrorCode, log: Option<&Log>) -> ReplicaFetchRe
         diverging_end_offset: -1,
         records: Default::default(),
     }
-}
-
-/// What the checks decided: send (with a throttle's allowance in bytes, `None` for no
-/// throttle), or tell the follower where its log diverged.
-enum Checked {
-    Serve(Option<u64>),
-    Diverging(i32, i64),
 }
 
 /// Serves one partition of a replica fetch from `replica`.
@@ -44,50 +36,46 @@ pub async fn replica_read(
     };
     shard.refresh_role(topic, partition, &log);
     let lease = shard.cluster.as_ref().is_some_and(|v| v.lease_valid());
+    let fetch = FollowerFetch {
+        replica,
+        leader_epoch: request.leader_epoch,
+        last_fetched_epoch: request.last_fetched_epoch,
+        fetch_offset: request.fetch_offset,
+    };
+    let leader_log = LeaderLog {
+        start: log.log_start_offset(),
+        end: log.log_end_offset(),
+        local_end: log.local_end_offset(),
+    };
+    let now = shard.cluster.as_ref().map_or(0, |v| v.now_ms());
     let checked = shard
         .replicas
         .with_role(topic, partition, |role| {
-            let Role::Leader(leading) = role else {
-                return Err(ErrorCode::NotLeaderOrFollower);
-            };
-            if !lease {
-                return Err(ErrorCode::NotLeaderOrFollower);
+            let leading = role
+                .leading()
+                .filter(|_| lease)
+                .ok_or(ErrorCode::NotLeaderOrFollower)?;
+            let served = leading
+                .serve_fetch(fetch, |epoch| log.epoch_end_offset(epoch), leader_log, now)
+                .map_err(|refusal| match refusal {
+                    FetchRefusal::FencedLeaderEpoch => ErrorCode::FencedLeaderEpoch,
+                    FetchRefusal::UnknownLeaderEpoch => ErrorCode::UnknownLeaderEpoch,
+                    FetchRefusal::OffsetOutOfRange => ErrorCode::OffsetOutOfRange,
+                    // Only the partition's followers read past the high watermark.
+                    FetchRefusal::NotAFollower => ErrorCode::InvalidRequest,
+                })?;
+            if let Served::Records { high_watermark, .. } = served {
+                log.set_replication_high_watermark(Some(high_watermark));
             }
-            // Only the partition's followers read past the high watermark.
-            if !leading.progress.is_follower(replica) {
-                return Err(ErrorCode::InvalidRequest);
-            }
-            let decision = check_fetch(
-                leading.epoch,
-                (
-                    request.leader_epoch,
-                    request.last_fetched_epoch,
-                    request.fetch_offset,
-                ),
-                |epoch| log.epoch_end_offset(epoch),
-                (log.log_start_offset(), log.log_end_offset()),
-            )
-            .map_err(|refusal| match refusal {
-                FetchRefusal::FencedLeaderEpoch => ErrorCode::FencedLeaderEpoch,
-                FetchRefusal::UnknownLeaderEpoch => ErrorCode::UnknownLeaderEpoch,
-                FetchRefusal::OffsetOutOfRange => ErrorCode::OffsetOutOfRange,
-            })?;
-            if let FetchDecision::Diverging { epoch, end_offset } = decision {
-                return Ok(Checked::Diverging(epoch, end_offset));
-            }
-            let now = shard.cluster.as_ref().map_or(0, |v| v.now_ms());
-            let local_end = log.local_end_offset();
-            if local_end > leading.progress.log_end_offset() {
-                leading.progress.appended(local_end);
-            }
-            leading.progress.fetched(replica, request.fetch_offset, now);
-            log.set_replication_high_watermark(Some(leading.progress.high_watermark()));
-            Ok(Checked::Serve(leading.throttle.allowance(replica, now)))
+            Ok(served)
         })
         .unwrap_or(Err(ErrorCode::NotLeaderOrFollower));
     match checked {
         Err(error) => (answer(partition, error, Some(&log)), ReadData::Empty),
-        Ok(Checked::Diverging(epoch, end)) => {
+        Ok(Served::Diverging {
+            epoch,
+            end_offset: end,
+        }) => {
             let mut result = answer(partition, ErrorCode::None, Some(&log));
             result.diverging_epoch = epoch;
             result.diverging_end_offset = end;
@@ -95,11 +83,15 @@ pub async fn replica_read(
         }
         // A replica a reassignment adds, throttled, with nothing allowed yet: nothing now;
         // the fetch waits and asks again.
-        Ok(Checked::Serve(Some(0))) => (
+        Ok(Served::Records {
+            allowance: Some(0), ..
+        }) => (
             answer(partition, ErrorCode::None, Some(&log)),
             ReadData::Empty,
         ),
-        Ok(Checked::Serve(allowed)) => {
+        Ok(Served::Records {
+            allowance: allowed, ..
+        }) => {
             let max_bytes = allowed.map_or(u64::from(request.partition_max_bytes), |a| {
                 a.min(u64::from(request.partition_max_bytes))
             });
@@ -111,7 +103,7 @@ pub async fn replica_read(
                     shard.metrics.replication_bytes_out.inc_by(len);
                     if allowed.is_some() {
                         shard.replicas.with_role(topic, partition, |role| {
-                            if let Role::Leader(leading) = role {
+                            if let Some(leading) = role.leading() {
                                 leading.throttle.spent(replica, len);
                             }
                         });
@@ -136,11 +128,8 @@ pub fn throttle_wait(
     replica: u32,
 ) -> Option<std::time::Duration> {
     let now = shard.cluster.as_ref().map_or(0, |v| v.now_ms());
-    let wait = shard
-        .replicas
-        .with_role(topic, partition, |role| match role {
-            Role::Leader(leading) => leading.throttle.wait_ms(replica, now),
-            _ => None,
-        })??;
+    let wait = shard.replicas.with_role(topic, partition, |role| {
+        role.leading()?.throttle.wait_ms(replica, now)
+    })??;
     Some(std::time::Duration::from_millis(wait))
 }

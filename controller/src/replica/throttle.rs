@@ -15,14 +15,15 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    pub(super) fn set(&mut self, rate: u64, adding: &[u32]) {
+    /// The topic's throttle `rate` (bytes per second, 0: none) on the replicas `adding`.
+    pub fn set(&mut self, rate: u64, adding: &[u32]) {
         self.rate = rate;
         self.adding = adding.to_vec();
         self.tokens.retain(|id, _| adding.contains(id));
     }
 
     /// How much `replica` may be sent now: `None` unthrottled, `Some(0)` nothing yet.
-    pub(crate) fn allowance(&mut self, replica: u32, now_ms: u64) -> Option<u64> {
+    pub fn allowance(&mut self, replica: u32, now_ms: u64) -> Option<u64> {
         if self.rate == 0 || !self.adding.contains(&replica) {
             return None;
         }
@@ -39,7 +40,7 @@ impl Throttle {
 
     /// How long until `replica` may be sent something again (ms): `None` when it is not
     /// throttled or may be sent something now.
-    pub(crate) fn wait_ms(&self, replica: u32, now_ms: u64) -> Option<u64> {
+    pub fn wait_ms(&self, replica: u32, now_ms: u64) -> Option<u64> {
         if self.rate == 0 || !self.adding.contains(&replica) {
             return None;
         }
@@ -55,7 +56,7 @@ impl Throttle {
     }
 
     /// `bytes` were sent to `replica` (at least one batch goes even past the allowance).
-    pub(crate) fn spent(&mut self, replica: u32, bytes: u64) {
+    pub fn spent(&mut self, replica: u32, bytes: u64) {
         if let Some((tokens, _)) = self.tokens.get_mut(&replica) {
             *tokens = tokens.saturating_sub(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
