@@ -84,3 +84,38 @@ pub fn parse_offset_key(key: &[u8]) -> Option<(String, String, u32)> {
     let (group, topic, partition) = (parts.next()?, parts.next()?, parts.next()?);
     Some((group.to_owned(), topic.to_owned(), partition.parse().ok()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use keel_protocol::batch::{BatchBuilder, NewRecord};
+
+    #[test]
+    fn commit_bytes_bounds_the_batch_a_commit_builds() {
+        // Goal: the size check before building never lets through a batch larger than it said.
+        for (group_len, topic_len, partitions) in [(1, 1, 1), (30_000, 249, 50), (7, 20, 5_000)] {
+            let group = "g".repeat(group_len);
+            let topics = vec![TopicEntries {
+                topic: "t".repeat(topic_len),
+                partitions: (0..partitions).map(|p| (u32::MAX - p, i64::MAX)).collect(),
+            }];
+            let mut builder = BatchBuilder::new();
+            for (partition, offset) in &topics[0].partitions {
+                builder.push(NewRecord {
+                    timestamp: i64::MAX,
+                    key: Some(Bytes::from(offset_key(
+                        &group,
+                        &topics[0].topic,
+                        *partition,
+                    ))),
+                    value: Some(Bytes::copy_from_slice(&offset.to_be_bytes())),
+                    headers: Vec::new(),
+                });
+            }
+            let built = builder.build().unwrap().len();
+            let bound = commit_bytes(&group, &topics);
+            assert!(built <= bound, "{built} > {bound}");
+        }
+    }
+}

@@ -12,7 +12,7 @@ use crate::group::ownership::Epoch;
 use crate::group::record::{group_key, parse_group_key, SavedGroup};
 use crate::shard::{owner, Job, Reply, Shard};
 use bytes::Bytes;
-use keel_protocol::api::{ErrorCode, Request};
+use keel_protocol::api::ErrorCode;
 use keel_protocol::batch::{BatchBuilder, NewRecord};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -23,16 +23,6 @@ use std::time::{Duration, Instant};
 const LOAD_WAIT: Duration = Duration::from_secs(30);
 /// How often the coordinator shard compares the metadata with what it has loaded.
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
-
-/// The error to answer for a group request this broker does not serve now, if any.
-pub fn refused(shard: &Shard, request: &Request) -> Option<ErrorCode> {
-    if let Request::FindCoordinator { .. } = request {
-        return None;
-    }
-    super::groups::service(shard)?
-        .serves(request.group()?)
-        .err()
-}
 
 /// The offsets partitions this broker leads now, with their leader epochs.
 fn led(shard: &Shard) -> BTreeMap<u32, Epoch> {

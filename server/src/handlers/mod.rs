@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub(crate) mod cluster_admin;
 pub mod coordination;
 pub(crate) mod fetch;
+pub mod group_ops;
 pub mod groups;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
@@ -219,62 +220,146 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
                 producer_epoch: 0,
             }))
         }
-        group @ (Request::FindCoordinator { .. }
-        | Request::JoinGroup(_)
-        | Request::SyncGroup { .. }
-        | Request::Heartbeat { .. }
-        | Request::LeaveGroup { .. }
-        | Request::OffsetCommit { .. }
-        | Request::OffsetFetch { .. }
-        | Request::ListGroups
-        | Request::DescribeGroups { .. }) => {
-            if shard.cluster.is_some() {
-                if let Some(refused) = cluster_group_check(shard, &group).await {
-                    return Some(refused);
-                }
-            }
-            match groups::on_coordinator(shard, group).await {
-                Ok(response) => Some(Outgoing::body(&response)),
-                Err(error) => Some(Outgoing::error(error)),
-            }
+        Request::FindCoordinator { group } => Some(find_coordinator(shard, &group).await),
+        Request::JoinGroup(join) => {
+            let group = join.group.clone();
+            let joined = group_ops::join(shard, join);
+            group_answer(shard, &group, joined, |joined| Response::JoinGroup {
+                error: joined.error,
+                generation: joined.generation,
+                member_id: joined.member_id,
+                members: joined.members,
+            })
+            .await
         }
+        Request::SyncGroup {
+            group,
+            generation,
+            member_id,
+        } => {
+            let synced = group_ops::sync(shard, (group.clone(), generation, member_id));
+            group_answer(shard, &group, synced, |synced| match synced {
+                Ok(assignment) => Response::SyncGroup {
+                    error: ErrorCode::None,
+                    assignment,
+                },
+                Err(error) => Response::SyncGroup {
+                    error,
+                    assignment: Vec::new(),
+                },
+            })
+            .await
+        }
+        Request::Heartbeat {
+            group,
+            generation,
+            member_id,
+        } => {
+            let beat = group_ops::heartbeat(shard, (group.clone(), generation, member_id));
+            group_answer(shard, &group, beat, |error| Response::Heartbeat { error }).await
+        }
+        Request::LeaveGroup { group, member_id } => {
+            let left = group_ops::leave(shard, (group.clone(), member_id));
+            group_answer(shard, &group, left, |error| Response::LeaveGroup { error }).await
+        }
+        Request::OffsetCommit {
+            group,
+            generation,
+            member_id,
+            topics,
+        } => {
+            let commit = group_ops::Commit {
+                group: group.clone(),
+                generation,
+                member_id,
+                topics,
+            };
+            let committed = group_ops::commit(shard, commit);
+            group_answer(shard, &group, committed, |topics| Response::OffsetCommit {
+                topics,
+            })
+            .await
+        }
+        Request::OffsetFetch { group, topics } => {
+            let fetched = group_ops::fetch_offsets(shard, (group.clone(), topics));
+            group_answer(shard, &group, fetched, |topics| Response::OffsetFetch {
+                error: ErrorCode::None,
+                topics,
+            })
+            .await
+        }
+        Request::ListGroups => Some(answer_or_error(group_ops::list(shard).await, |groups| {
+            Response::ListGroups { groups }
+        })),
+        Request::DescribeGroups { groups } => Some(answer_or_error(
+            group_ops::describe(shard, groups).await,
+            |groups| Response::DescribeGroups { groups },
+        )),
     }
 }
 
-/// Cluster mode: FindCoordinator names the coordinator; other group requests for groups
-/// another broker coordinates are refused with NotCoordinator. `None`: handle it here.
-async fn cluster_group_check(shard: &Rc<Shard>, request: &Request) -> Option<Outgoing> {
-    let group = request.group()?;
-    let found = cluster_admin::coordinator(shard, group).await;
-    if let Request::FindCoordinator { .. } = request {
-        let response = match found {
-            Ok((node_id, address)) => {
-                let address: std::net::SocketAddr = address.parse().ok()?;
-                Response::FindCoordinator {
-                    error: ErrorCode::None,
-                    broker: keel_protocol::api::BrokerInfo {
-                        node_id,
-                        host: address.ip().to_string(),
-                        port: address.port(),
-                    },
-                }
-            }
-            Err(error) => Response::FindCoordinator {
-                error,
-                broker: keel_protocol::api::BrokerInfo {
-                    node_id: 0,
-                    host: String::new(),
-                    port: 0,
-                },
+/// The response a typed service's answer makes, or its error as a frame-level error.
+fn answer_or_error<T>(
+    answer: Result<T, ErrorCode>,
+    respond: impl FnOnce(T) -> Response,
+) -> Outgoing {
+    match answer {
+        Ok(answer) => Outgoing::body(&respond(answer)),
+        Err(error) => Outgoing::error(error),
+    }
+}
+
+/// A request about one group: in a cluster refused with NotCoordinator when another broker
+/// coordinates it, else served by `call` and answered with `respond`.
+async fn group_answer<T>(
+    shard: &Rc<Shard>,
+    group: &str,
+    call: impl std::future::Future<Output = Result<T, ErrorCode>>,
+    respond: impl FnOnce(T) -> Response,
+) -> Option<Outgoing> {
+    if shard.cluster.is_some() {
+        match cluster_admin::coordinator(shard, group).await {
+            Ok((node_id, _)) if node_id == shard.config.node_id => {}
+            Ok(_) => return Some(Outgoing::error(ErrorCode::NotCoordinator)),
+            Err(error) => return Some(Outgoing::error(error)),
+        }
+    }
+    Some(answer_or_error(call.await, respond))
+}
+
+/// FindCoordinator: in a cluster the broker leading the group's offsets partition, on a
+/// single node this broker.
+async fn find_coordinator(shard: &Rc<Shard>, group: &str) -> Outgoing {
+    let found = match &shard.cluster {
+        None => Ok((shard.config.node_id, shard.config.listen)),
+        Some(_) => cluster_admin::coordinator(shard, group)
+            .await
+            .and_then(|(node_id, address)| {
+                let address = address
+                    .parse()
+                    .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+                Ok((node_id, address))
+            }),
+    };
+    let (error, broker) = match found {
+        Ok((node_id, address)) => (
+            ErrorCode::None,
+            keel_protocol::api::BrokerInfo {
+                node_id,
+                host: address.ip().to_string(),
+                port: address.port(),
             },
-        };
-        return Some(Outgoing::body(&response));
-    }
-    match found {
-        Ok((node_id, _)) if node_id == shard.config.node_id => None,
-        Ok(_) => Some(Outgoing::error(ErrorCode::NotCoordinator)),
-        Err(error) => Some(Outgoing::error(error)),
-    }
+        ),
+        Err(error) => (
+            error,
+            keel_protocol::api::BrokerInfo {
+                node_id: 0,
+                host: String::new(),
+                port: 0,
+            },
+        ),
+    };
+    Outgoing::body(&Response::FindCoordinator { error, broker })
 }
 
 /// The cluster as this broker knows it; a single-node broker is its own quorum of one.

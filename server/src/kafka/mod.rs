@@ -5,9 +5,10 @@
 //! which is written by hand around zero-copy file ranges.
 
 mod admin;
+mod classic_groups;
 mod data;
 mod fetch;
-pub(crate) mod groups;
+mod groups;
 mod offsets;
 
 use crate::conn::Wire;
@@ -209,7 +210,16 @@ async fn dispatch(
             admin::alter_configs(shard, header, request, true).await
         }
         KafkaRequest::DescribeCluster => admin::describe_cluster(shard, header),
-        group => groups::handle(shard, header, peer, group).await,
+        KafkaRequest::FindCoordinator(find) => offsets::find_coordinator(shard, header, find).await,
+        KafkaRequest::JoinGroup(join) => groups::join_group(shard, header, peer, join).await,
+        KafkaRequest::SyncGroup(sync) => groups::sync_group(shard, header, sync).await,
+        KafkaRequest::Heartbeat(beat) => groups::heartbeat(shard, header, beat).await,
+        KafkaRequest::LeaveGroup(leave) => groups::leave_group(shard, header, leave).await,
+        KafkaRequest::OffsetCommit(commit) => offsets::offset_commit(shard, header, commit).await,
+        KafkaRequest::OffsetFetch(fetch) => offsets::offset_fetch(shard, header, fetch).await,
+        KafkaRequest::DescribeGroups(names) => groups::describe_groups(shard, header, names).await,
+        KafkaRequest::ListGroups(states) => groups::list_groups(shard, header, states).await,
+        KafkaRequest::DeleteGroups(names) => groups::delete_groups(shard, header, names).await,
     };
     Some(answer)
 }

@@ -2,8 +2,9 @@
 //! reads go through the native group handler, so both protocols share
 //! `__consumer_offsets`.
 
-use super::groups::{native, not_here};
+use super::groups::not_here;
 use super::{code, encode, text, Answer};
+use crate::handlers::group_ops::{self, Commit};
 use crate::shard::Shard;
 use keel_kafka::errors;
 use keel_kafka::frame::Header;
@@ -18,7 +19,7 @@ use keel_kafka::kafka_protocol::messages::{
     TopicName,
 };
 use keel_kafka::requests;
-use keel_protocol::api::{ErrorCode, Request, Response, TopicEntries};
+use keel_protocol::api::TopicEntries;
 use std::rc::Rc;
 
 pub async fn find_coordinator(
@@ -112,19 +113,19 @@ pub async fn offset_commit(
                 .collect(),
         })
         .collect();
-    let request = Request::OffsetCommit {
+    let request = Commit {
         group: commit.group,
         generation: commit.generation,
         member_id: commit.member_id,
         topics,
     };
-    let topics = match native(shard, request).await {
-        Ok(Response::OffsetCommit { topics }) => topics,
-        refused => {
-            let error = refused.err().unwrap_or(errors::COORDINATOR_NOT_AVAILABLE);
+    let topics = match group_ops::commit(shard, request).await {
+        Ok(topics) => topics,
+        Err(error) => {
             return encode(
                 header,
-                &OffsetCommitResponse::default().with_topics(refused_all(error, &commit.topics)),
+                &OffsetCommitResponse::default()
+                    .with_topics(refused_all(code(error), &commit.topics)),
             );
         }
     };
@@ -168,23 +169,9 @@ pub async fn offset_fetch(
             .collect();
         let answer = match not_here(shard, &group.group).await {
             Some(error) => Err(error),
-            None => match native(
-                shard,
-                Request::OffsetFetch {
-                    group: group.group.clone(),
-                    topics: asked,
-                },
-            )
-            .await
-            {
-                Ok(Response::OffsetFetch {
-                    error: ErrorCode::None,
-                    topics,
-                }) => Ok(topics),
-                Ok(Response::OffsetFetch { error, .. }) => Err(code(error)),
-                Ok(_) => Err(errors::COORDINATOR_NOT_AVAILABLE),
-                Err(error) => Err(error),
-            },
+            None => group_ops::fetch_offsets(shard, (group.group.clone(), asked))
+                .await
+                .map_err(code),
         };
         groups.push((group.group, answer));
     }
