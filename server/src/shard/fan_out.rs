@@ -146,7 +146,7 @@ impl Shard {
 }
 
 /// The task's answer, or [`Reply::timed_out`] once `deadline` passed (the task runs on).
-async fn answer_by(deadline: Instant, task: glommio::task::JoinHandle<Reply>) -> Reply {
+pub(super) async fn answer_by(deadline: Instant, task: glommio::task::JoinHandle<Reply>) -> Reply {
     let left = deadline.saturating_duration_since(Instant::now());
     futures_lite::future::or(
         async { task.await.unwrap_or_else(Reply::timed_out) },

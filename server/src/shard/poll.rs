@@ -259,8 +259,7 @@ impl Shard {
         let mut resume: Vec<Option<Instant>> = vec![None; reads.len()];
         let mut waited = Duration::ZERO;
         loop {
-            let jobs = reads.iter().cloned().map(Job::Read).collect();
-            let replies = self.run_many(jobs, Instant::now() + READ_TIMEOUT).await;
+            let replies = self.read_all(&reads, Instant::now() + READ_TIMEOUT).await;
             if Instant::now() >= deadline || replies.iter().zip(&after).any(news) {
                 return (replies, waited);
             }
@@ -289,6 +288,36 @@ impl Shard {
             self.wait_any(&reads, &after, &resume, deadline).await;
             waited += parked.elapsed();
         }
+    }
+
+    /// Reads every partition at once: each read is polled once here (a read from the tail
+    /// cache, the common case, is done then, at the cost of a function call); one that has
+    /// to wait for the device runs on as a task of its own, answered
+    /// [`Reply::timed_out`] if not done by `deadline`.
+    async fn read_all(self: &Rc<Self>, reads: &[Read], deadline: Instant) -> Vec<Reply> {
+        let mut replies: Vec<Option<Reply>> = Vec::with_capacity(reads.len());
+        let mut waiting = Vec::new();
+        for (index, read) in reads.iter().enumerate() {
+            let shard = self.clone();
+            let read = read.clone();
+            // As every partition job: refused unless this broker leads it (cluster mode).
+            let mut reading: Pin<Box<dyn Future<Output = Reply>>> =
+                Box::pin(async move { shard.execute(Job::Read(read)).await });
+            match futures_lite::future::poll_once(&mut reading).await {
+                Some(reply) => replies.push(Some(reply)),
+                None => {
+                    replies.push(None);
+                    waiting.push((index, glommio::spawn_local(reading).detach()));
+                }
+            }
+        }
+        for (index, task) in waiting {
+            replies[index] = Some(super::fan_out::answer_by(deadline, task).await);
+        }
+        replies
+            .into_iter()
+            .map(|reply| reply.unwrap_or_else(Reply::timed_out))
+            .collect()
     }
 
     /// Until one read's partition passes its `after`, a resume time comes, or `deadline`.
