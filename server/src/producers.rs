@@ -9,10 +9,44 @@
 //! retry finds it committed (answered with its offset) or aborted (appended then).
 
 use keel_protocol::api::ErrorCode;
+use keel_protocol::batch::BatchView;
 use std::collections::{HashMap, VecDeque};
 
 /// Batches remembered per producer to recognise retries, as Kafka does.
 pub const RECENT_BATCHES: usize = 5;
+
+/// Bytes at the end of a partition's log read when it is opened, to rebuild its producers'
+/// recent batches: a retry of a batch stored before a restart (or a crash) that lost its
+/// acknowledgement is recognised when the batch is among them.
+pub const RESTORE_SCAN_BYTES: u64 = 1 << 20;
+
+/// A stored batch of an idempotent producer: (producer id, epoch, base sequence, record
+/// count, base offset).
+pub type StoredBatch = (i64, i16, i32, i32, i64);
+
+/// The producer fields of a stored batch, if it has a producer.
+pub fn stored_batch(view: &BatchView<'_>) -> Option<StoredBatch> {
+    (view.producer_id() >= 0).then(|| {
+        (
+            view.producer_id(),
+            view.producer_epoch(),
+            view.base_sequence(),
+            view.records_count(),
+            view.base_offset(),
+        )
+    })
+}
+
+/// The producers' batches among whole batches back to back (a batch that does not parse
+/// ends the walk).
+pub fn stored_batches(mut records: &[u8]) -> Vec<StoredBatch> {
+    let mut stored = Vec::new();
+    while let Ok(view) = BatchView::new(records) {
+        stored.extend(stored_batch(&view));
+        records = &records[view.len()..];
+    }
+    stored
+}
 
 /// The outcome of checking an idempotent batch's sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +76,8 @@ struct ProducerState {
     last_used: u64,
 }
 
-/// Idempotent-producer state of one partition (in memory; a retry across a broker restart
-/// is not recognised), holding at most `producers_max` producers: the least recently used
+/// Idempotent-producer state of one partition (in memory, rebuilt from the last
+/// [`RESTORE_SCAN_BYTES`] of the log when it is opened), holding at most `producers_max` producers: the least recently used
 /// is forgotten first (its next batch then starts it afresh, as after Kafka's
 /// `producer.id.expiration.ms`).
 #[derive(Debug)]

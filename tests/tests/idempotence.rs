@@ -176,3 +176,87 @@ fn failures_among_batches_in_flight_keep_every_record_once_and_in_order() {
     let expected: Vec<String> = (0..RECORDS).map(|n| format!("{n:06}")).collect();
     assert_eq!(values, expected);
 }
+
+/// An idempotent batch of one record: producer 4242, epoch 0, `sequence`.
+fn idempotent_batch(sequence: i32, value: &str) -> bytes::Bytes {
+    use keel_protocol::batch::{BatchBuilder, NewRecord, ProducerFields};
+    let mut builder = BatchBuilder::new();
+    builder.producer(ProducerFields {
+        producer_id: 4242,
+        producer_epoch: 0,
+        base_sequence: sequence,
+    });
+    builder.push(NewRecord::value(1_700_000_000_000, value.to_owned()));
+    bytes::Bytes::from(builder.build().unwrap())
+}
+
+/// Produces one batch with acks=all; (error, base offset).
+fn produce_once(
+    client: &mut keel_tests::broker::Client,
+    records: bytes::Bytes,
+) -> (keel_protocol::api::ErrorCode, i64) {
+    use keel_protocol::api::{ProducePartition, Request, Response, TopicEntries};
+    let Response::Produce { topics } = client.call(Request::Produce {
+        acks: -1,
+        timeout_ms: 10_000,
+        topics: vec![TopicEntries {
+            topic: "once".into(),
+            partitions: vec![ProducePartition {
+                partition: 0,
+                records,
+            }],
+        }],
+    }) else {
+        panic!("Produce answered with another response")
+    };
+    let result = &topics[0].partitions[0];
+    (result.error, result.base_offset)
+}
+
+#[test]
+fn a_retry_after_a_crash_is_recognised_from_the_log() {
+    // Goal: producer state lived in memory only, so a batch stored just before a SIGKILL
+    // whose acknowledgement was lost, retried after the restart, was stored twice (seen
+    // as a duplicate record in `cluster_clients`). Opening a partition now rebuilds its
+    // producers from the end of its log.
+    use keel_protocol::api::ErrorCode;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(&server_binary(), dir.path(), &["--shards", "1"]);
+    let mut client = broker.client();
+    client.create_topic("once", 1);
+    assert_eq!(
+        produce_once(&mut client, idempotent_batch(0, "a")),
+        (ErrorCode::None, 0)
+    );
+    assert_eq!(
+        produce_once(&mut client, idempotent_batch(1, "b")),
+        (ErrorCode::None, 1)
+    );
+    broker.stop_with(libc::SIGKILL);
+    broker.restart();
+    let mut client = broker.client();
+    assert_eq!(
+        produce_once(&mut client, idempotent_batch(1, "b")),
+        (ErrorCode::None, 1),
+        "the retry is answered where the batch was stored"
+    );
+    assert_eq!(
+        produce_once(&mut client, idempotent_batch(0, "a")),
+        (ErrorCode::None, 0)
+    );
+    assert_eq!(
+        produce_once(&mut client, idempotent_batch(3, "d")).0,
+        ErrorCode::OutOfOrderSequence,
+        "the sequence goes on from the log: 2 is next"
+    );
+    assert_eq!(
+        produce_once(&mut client, idempotent_batch(2, "c")),
+        (ErrorCode::None, 2)
+    );
+    let values: Vec<String> = client
+        .read_partition("once", 0)
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(values, vec!["a", "b", "c"], "each record stored once");
+}

@@ -511,6 +511,7 @@ mod read;
 mod reopen;
 mod replica;
 mod resume;
+mod tail;
 mod trim;
 mod types;
 

@@ -204,15 +204,7 @@ async fn apply(shard: &Shard, topic: &str, following: (u32, u32), result: Replic
             );
             break;
         };
-        if view.producer_id() >= 0 {
-            producers.push((
-                view.producer_id(),
-                view.producer_epoch(),
-                view.base_sequence(),
-                view.records_count(),
-                view.base_offset(),
-            ));
-        }
+        producers.extend(crate::producers::stored_batch(&view));
         batches.push(BytesMut::from(&rest[..total]));
         rest = &rest[total..];
     }

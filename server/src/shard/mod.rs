@@ -249,7 +249,8 @@ impl Shard {
         let opened = Log::open(&dir, config)
             .await
             .map_err(|e| storage_error(&e))?;
-        // Borrow only after the await: other tasks on this shard use `logs` meanwhile.
+        self.restore_producers(&topic, partition, &opened).await;
+        // Borrow only after the awaits: other tasks on this shard use `logs` meanwhile.
         // A reopened log starts uncapped: its role is made again from the metadata.
         self.replicas.forget(&topic, partition);
         self.add_log(topic, partition, opened);
@@ -345,6 +346,7 @@ impl Shard {
             let opened = Log::open(&dir, log)
                 .await
                 .map_err(|e| anyhow::anyhow!("opening partition {topic}-{partition}: {e}"))?;
+            self.restore_producers(&topic, partition, &opened).await;
             self.add_log(topic, partition, opened);
         }
         Ok(count)

@@ -179,13 +179,28 @@ impl Shard {
         &self,
         topic: &str,
         partition: u32,
-        stored: &[(i64, i16, i32, i32, i64)],
+        stored: &[crate::producers::StoredBatch],
     ) {
         let mut producers = self.producers.borrow_mut();
         let states = producers.entry((topic.to_owned(), partition)).or_default();
         for &(id, epoch, sequence, count, base_offset) in stored {
             if let Ok(SequenceCheck::Append) = states.check(id, epoch, sequence, count) {
                 states.commit(id, epoch, sequence, base_offset);
+            }
+        }
+    }
+
+    /// Rebuilds the idempotent producers of a partition just opened from the end of its
+    /// log, before it serves anything: a producer's retry of a batch stored before the
+    /// broker stopped is then answered as a duplicate instead of stored twice.
+    pub(super) async fn restore_producers(&self, topic: &str, partition: u32, log: &Log) {
+        match log.read_tail(crate::producers::RESTORE_SCAN_BYTES).await {
+            Ok(tail) => {
+                let stored = crate::producers::stored_batches(&tail);
+                self.learn_producers(topic, partition, &stored);
+            }
+            Err(e) => {
+                tracing::warn!(topic, partition, error = %e, "reading the log's end to restore producers failed");
             }
         }
     }
