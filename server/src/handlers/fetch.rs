@@ -49,10 +49,10 @@ pub async fn gather(
                 offset: request.fetch_offset,
                 max_bytes: request.partition_max_bytes,
             })
-        })
-        .collect();
+        });
+    let count = super::entries_to_run(refused, topics);
     let min_bytes = u64::from(min_bytes.max(1));
-    let (replies, waited) = long_poll(shard, reads, deadline, |replies| {
+    let (replies, waited) = long_poll(shard, count, reads, deadline, |replies| {
         let mut bytes = 0;
         for reply in replies {
             match reply {

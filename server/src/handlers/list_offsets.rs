@@ -28,10 +28,10 @@ pub async fn handle(
                 };
                 (owner(&entry.topic, request.partition, shard.shards()), job)
             })
-        })
-        .collect();
+        });
+    let count = super::entries_to_run(refused, &topics);
     let deadline = Instant::now() + LIST_OFFSETS_TIMEOUT;
-    let replies = fan_out(shard, jobs, deadline).await;
+    let replies = fan_out(shard, count, jobs, deadline).await;
     let missing = refused.unwrap_or(ErrorCode::Unknown);
     super::regroup(&topics, replies, missing, |request, reply| match reply {
         Ok(Reply::Offsets(result)) => result,

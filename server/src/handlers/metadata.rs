@@ -191,11 +191,11 @@ async fn describe(shard: &Rc<Shard>, topics: &mut [TopicMetadata]) {
     let mut replies = Vec::with_capacity(jobs.len());
     let mut jobs = jobs.into_iter().peekable();
     while jobs.peek().is_some() {
-        let chunk = jobs
+        let chunk: Vec<_> = jobs
             .by_ref()
             .take(shard.config.request_partitions_max)
             .collect();
-        replies.extend(fan_out(shard, chunk, deadline).await);
+        replies.extend(fan_out(shard, chunk.len(), chunk, deadline).await);
     }
     let single = shard.cluster.is_none();
     for ((t, p), reply) in described.into_iter().zip(replies) {

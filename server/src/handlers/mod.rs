@@ -62,8 +62,24 @@ pub fn entries_refused<T>(
     shard: &Shard,
     topics: &[keel_protocol::api::TopicEntries<T>],
 ) -> Option<ErrorCode> {
-    let count: usize = topics.iter().map(|entry| entry.partitions.len()).sum();
-    (count > shard.config.request_partitions_max).then_some(ErrorCode::InvalidRequest)
+    (entry_count(topics) > shard.config.request_partitions_max).then_some(ErrorCode::InvalidRequest)
+}
+
+/// The number of partition entries of a request.
+fn entry_count<T>(topics: &[keel_protocol::api::TopicEntries<T>]) -> usize {
+    topics.iter().map(|entry| entry.partitions.len()).sum()
+}
+
+/// The number of a request's entries that become jobs: none when it was refused.
+pub fn entries_to_run<T>(
+    refused: Option<ErrorCode>,
+    topics: &[keel_protocol::api::TopicEntries<T>],
+) -> usize {
+    if refused.is_some() {
+        0
+    } else {
+        entry_count(topics)
+    }
 }
 
 /// The replies to a request's entries (one per entry, in request order) grouped by topic

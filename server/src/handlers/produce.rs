@@ -22,6 +22,11 @@ pub async fn handle(
     // Only the group coordinator writes committed offsets (as in Kafka).
     let refused = super::entries_refused(shard, &topics);
     let writable = |topic: &str| refused.is_none() && topic != OFFSETS_TOPIC;
+    let count = topics
+        .iter()
+        .filter(|entry| writable(&entry.topic))
+        .map(|entry| entry.partitions.len())
+        .sum();
     let jobs = topics
         .iter()
         .filter(|entry| writable(&entry.topic))
@@ -36,10 +41,9 @@ pub async fn handle(
                 };
                 (owner(&entry.topic, request.partition, shard.shards()), job)
             })
-        })
-        .collect();
+        });
     // On timeout an append may still complete later, as with Kafka.
-    let mut replies = fan_out(shard, jobs, deadline).await.into_iter();
+    let mut replies = fan_out(shard, count, jobs, deadline).await.into_iter();
     topics
         .into_iter()
         .map(|entry| {

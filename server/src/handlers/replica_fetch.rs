@@ -30,9 +30,9 @@ pub async fn handle(shard: &Rc<Shard>, fetch: ReplicaFetch) -> Outgoing {
                 replica: fetch.replica_id,
                 request: *request,
             })
-        })
-        .collect();
-    let (replies, waited) = long_poll(shard, reads, deadline, |replies| {
+        });
+    let count = super::entries_to_run(refused, &fetch.topics);
+    let (replies, waited) = long_poll(shard, count, reads, deadline, |replies| {
         replies.iter().any(worth_sending)
     })
     .await;

@@ -11,12 +11,17 @@ use std::time::{Duration, Instant};
 /// owner answers every job by the deadline, and this covers the trip back.
 const ANSWER_GRACE: Duration = Duration::from_millis(100);
 
-/// Runs each job on its shard (`(owner, job)`) and returns the replies in job order. A job
-/// not answered by `deadline` is answered [`Reply::timed_out`] and runs on to its end on its
-/// shard (as a produce whose answer timed out does in Kafka); an owner that is gone answers
-/// its jobs ShuttingDown.
-pub async fn fan_out(shard: &Rc<Shard>, jobs: Vec<(usize, Job)>, deadline: Instant) -> Vec<Reply> {
-    let count = jobs.len();
+/// Runs each of the `count` jobs on its shard (`(owner, job)`) and returns the replies in
+/// job order. The jobs are made only once there is room for them (see [`admit`]): a request
+/// waiting holds its decoded entries, nothing more. A job not answered by `deadline` is
+/// answered [`Reply::timed_out`] and runs on to its end on its shard (as a produce whose
+/// answer timed out does in Kafka); an owner that is gone answers its jobs ShuttingDown.
+pub async fn fan_out(
+    shard: &Rc<Shard>,
+    count: usize,
+    jobs: impl IntoIterator<Item = (usize, Job)>,
+    deadline: Instant,
+) -> Vec<Reply> {
     let _room = match admit(shard, count).await {
         Ok(room) => room,
         Err(refused) => return refused,
@@ -28,6 +33,8 @@ pub async fn fan_out(shard: &Rc<Shard>, jobs: Vec<(usize, Job)>, deadline: Insta
         by_owner[owner].0.push(index);
         by_owner[owner].1.push(job);
     }
+    let made: usize = by_owner.iter().map(|(indices, _)| indices.len()).sum();
+    assert_eq!(made, count, "fan_out was told the count of its jobs");
     let calls: Vec<_> = by_owner
         .into_iter()
         .enumerate()
@@ -89,15 +96,14 @@ pub async fn on_every_partition(
     let mut start = 0;
     while start < partitions {
         let end = start.saturating_add(chunk).min(partitions);
-        let jobs = (start..end)
-            .map(|partition| {
-                (
-                    super::owner(topic, partition, shard.shards()),
-                    job(partition),
-                )
-            })
-            .collect();
-        for reply in fan_out(shard, jobs, Instant::now() + ADMIN_TIMEOUT).await {
+        let jobs = (start..end).map(|partition| {
+            (
+                super::owner(topic, partition, shard.shards()),
+                job(partition),
+            )
+        });
+        let count = (end - start) as usize;
+        for reply in fan_out(shard, count, jobs, Instant::now() + ADMIN_TIMEOUT).await {
             if let Reply::Done(Err((_, message))) = reply {
                 first_error.get_or_insert(message);
             }

@@ -23,18 +23,26 @@ const ANSWER_GRACE: Duration = Duration::from_millis(100);
 /// owner waits (until `deadline`) for a partition with something new and reads again,
 /// and is asked again while they are still not enough. A request whose partitions one
 /// shard owns costs one round trip; one spread over several owners, two (a read, then a
-/// wait-and-read) per owner. Returns a reply per read, in order,
+/// wait-and-read) per owner. `count` is the number of `reads`. Returns a reply per read, in order,
 /// and the longest time an owner spent parked.
 pub async fn long_poll(
     shard: &Rc<Shard>,
-    reads: Vec<Read>,
+    count: usize,
+    reads: impl IntoIterator<Item = Read>,
     deadline: Instant,
     enough: impl Fn(&[Reply]) -> bool,
 ) -> (Vec<Reply>, Duration) {
-    let _room = match super::fan_out::admit(shard, reads.len()).await {
+    // Room first: reads waiting for it are not made yet (as in `fan_out`).
+    let _room = match super::fan_out::admit(shard, count).await {
         Ok(room) => room,
         Err(refused) => return (refused, Duration::ZERO),
     };
+    let reads: Vec<Read> = reads.into_iter().collect();
+    assert_eq!(
+        reads.len(),
+        count,
+        "long_poll was told the count of its reads"
+    );
     let mut by_owner: Vec<Vec<usize>> = vec![Vec::new(); shard.shards()];
     for (index, read) in reads.iter().enumerate() {
         let (topic, partition) = read.partition();
