@@ -267,3 +267,49 @@ fn a_request_naming_more_partitions_than_the_limit_is_refused_before_any_job() {
         .iter()
         .all(|e| *e == ErrorCode::None));
 }
+
+#[test]
+fn a_fetch_of_data_already_there_on_both_shards_is_answered_at_once() {
+    // Goal: a long poll over partitions of two owners first reads each at once; when
+    // every partition has data the answer goes then, not at the fetch's deadline.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::with_config(dir.path(), "fsync = \"never\"\n", &["--shards", "2"]);
+    let mut client = broker.client();
+    client.create_topic("ready", 64);
+    for _ in 0..3 {
+        for partition in 0..64 {
+            assert_eq!(
+                client.produce("ready", partition, 1, batch("x")),
+                ErrorCode::None
+            );
+        }
+    }
+    for round in 0..20 {
+        let started = Instant::now();
+        let Response::Fetch { topics, .. } = client.call(Request::Fetch {
+            max_wait_ms: 2_000,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![TopicEntries {
+                topic: "ready".into(),
+                partitions: (0..64)
+                    .map(|partition| FetchPartition {
+                        partition,
+                        fetch_offset: 2,
+                        partition_max_bytes: 256,
+                    })
+                    .collect(),
+            }],
+        }) else {
+            panic!("fetch response expected")
+        };
+        let took = started.elapsed();
+        let with_data = topics[0]
+            .partitions
+            .iter()
+            .filter(|p| !p.records.is_empty())
+            .count();
+        assert_eq!(with_data, 64, "round {round}");
+        assert!(took < Duration::from_millis(500), "round {round}: {took:?}");
+    }
+}
