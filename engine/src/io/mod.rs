@@ -302,6 +302,12 @@ impl SegmentWriter {
         }
     }
 
+    /// fdatasync of the file now (its length and every byte written).
+    pub(crate) async fn sync_file(&self) -> Result<()> {
+        let context = format!("syncing {}", self.path.display());
+        fdatasync(&self.file, &self.path, &context).await
+    }
+
     /// Truncates the file to `len` bytes (which must not exceed the logical length).
     pub(crate) async fn truncate(&mut self, len: u64) -> Result<()> {
         assert!(len <= self.len, "truncate may only shrink");

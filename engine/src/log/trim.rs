@@ -207,36 +207,45 @@ impl Log {
     ) -> Result<()> {
         let path = log_path(&self.shared.dir, segment_base);
         let path = path.as_path();
-        let (later, writer) = {
-            let mut state = self.shared.state.borrow_mut();
-            let later_bases: Vec<i64> = state
+        let later: Vec<i64> = {
+            let state = self.shared.state.borrow();
+            state
                 .segments
                 .range(segment_base + 1..)
                 .map(|(b, _)| *b)
-                .collect();
-            let later: Vec<Segment> = later_bases
-                .iter()
-                .filter_map(|b| state.segments.remove(b))
-                .collect();
+                .collect()
+        };
+        for base in later {
+            // Out of the bookkeeping only once its files are gone: after a failure a
+            // second try (the next resume) removes them again. Forgotten first, a segment
+            // whose removal failed stayed on disk after the log ended before it, and
+            // recovery took it back (a log end past offsets it no longer had).
+            io::remove_file(&log_path(&self.shared.dir, base)).await?;
+            io::remove_file(&index_path(&self.shared.dir, base)).await?;
+            io::remove_file(&time_index_path(&self.shared.dir, base)).await?;
+            drop(self.shared.state.borrow_mut().segments.remove(&base));
+        }
+        let writer = {
+            let mut state = self.shared.state.borrow_mut();
             let segment = state
                 .segments
                 .get_mut(&segment_base)
                 .expect("segment exists");
-            (later, segment.writer.take().ok_or(segment.file_exists))
+            segment.writer.take().ok_or(segment.file_exists)
         };
-        for segment in later {
-            let base = segment.base_offset;
-            drop(segment);
-            io::remove_file(&log_path(&self.shared.dir, base)).await?;
-            io::remove_file(&index_path(&self.shared.dir, base)).await?;
-            io::remove_file(&time_index_path(&self.shared.dir, base)).await?;
-        }
         let writer = match writer {
             Ok(mut writer) => {
                 writer.truncate(position).await?;
                 writer
             }
-            Err(true) => SegmentWriter::open_at(path, position).await?,
+            // A writer lost to an earlier failure (a truncation whose sync failed, say):
+            // the file may have its length already while the device has not, so it is
+            // synced whatever `open_at` finds.
+            Err(true) => {
+                let writer = SegmentWriter::open_at(path, position).await?;
+                writer.sync_file().await?;
+                writer
+            }
             // Never created (its creation failed: a full disk): made now, empty.
             Err(false) => {
                 assert_eq!(
