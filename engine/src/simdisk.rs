@@ -152,6 +152,14 @@ pub fn crash_in(ops: u64) {
     });
 }
 
+/// Fails (EIO) the operation issued `ops` operations from now (the next one for 1).
+pub fn fail_in(ops: u64) {
+    let _ = with(|disk| {
+        disk.config.fail_op = Some(disk.report.ops + ops.max(1));
+        Ok(())
+    });
+}
+
 /// Space is freed: the full disk takes writes again.
 pub fn free_space() {
     let _ = with(|disk| {

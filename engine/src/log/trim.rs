@@ -160,9 +160,11 @@ impl Log {
             .truncate_locked(offset, segment_base, scan_from, cap, &reader_path)
             .await;
         let mut state = self.shared.state.borrow_mut();
-        match &result {
-            Ok(()) => state.status = Status::Open,
-            Err(error) => state.fail(error),
+        // Open again either way: a failed cut leaves the log offline, and `resume` (which
+        // does nothing to a log still truncating) brings it back.
+        state.status = Status::Open;
+        if let Err(error) = &result {
+            state.fail(error);
         }
         result
     }
