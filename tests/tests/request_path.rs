@@ -313,3 +313,41 @@ fn a_fetch_of_data_already_there_on_both_shards_is_answered_at_once() {
         assert!(took < Duration::from_millis(500), "round {round}: {took:?}");
     }
 }
+
+#[test]
+fn a_fetch_whose_partitions_all_answer_errors_on_both_shards_is_answered_at_once() {
+    // Goal: errors are answers; a long poll over two owners whose every partition answers
+    // one (an offset out of range) goes back at once, not at the fetch's deadline.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::with_config(dir.path(), "fsync = \"never\"\n", &["--shards", "2"]);
+    let mut client = broker.client();
+    client.create_topic("errors", 64);
+    for round in 0..5 {
+        let started = Instant::now();
+        let Response::Fetch { topics, .. } = client.call(Request::Fetch {
+            max_wait_ms: 2_000,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![TopicEntries {
+                topic: "errors".into(),
+                partitions: (0..8)
+                    .map(|partition| FetchPartition {
+                        partition,
+                        fetch_offset: -1,
+                        partition_max_bytes: 256,
+                    })
+                    .collect(),
+            }],
+        }) else {
+            panic!("fetch response expected")
+        };
+        let took = started.elapsed();
+        let errors: Vec<ErrorCode> = topics[0].partitions.iter().map(|p| p.error).collect();
+        assert_eq!(
+            errors,
+            vec![ErrorCode::OffsetOutOfRange; 8],
+            "round {round}"
+        );
+        assert!(took < Duration::from_millis(500), "round {round}: {took:?}");
+    }
+}

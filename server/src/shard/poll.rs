@@ -62,20 +62,20 @@ pub async fn long_poll(
         Instant::now()
     };
     let mut answered_once = vec![false; by_owner.len()];
+    let mut polling = vec![false; by_owner.len()];
     // At most one poll per owner is in flight, so the channel holds at most that many.
     let (answered, mut answers) = futures_channel::mpsc::unbounded();
-    let mut outstanding = 0;
     for (owner, indices) in by_owner.iter().enumerate() {
         if !indices.is_empty() {
             let after = indices.iter().map(|&i| reads[i].offset()).collect();
             let job = poll_job(&reads, indices, after, first_deadline);
             send_poll(shard, owner, job, answered.clone());
-            outstanding += 1;
+            polling[owner] = true;
         }
     }
     // Every owner answers by then: it reads (within READ_TIMEOUT) once `deadline` passed.
     let give_up = deadline.max(Instant::now()) + READ_TIMEOUT + ANSWER_GRACE;
-    while outstanding > 0 {
+    while polling.contains(&true) {
         use futures_lite::StreamExt;
         let left = give_up.saturating_duration_since(Instant::now());
         let next = futures_lite::future::or(answers.next(), async {
@@ -85,21 +85,30 @@ pub async fn long_poll(
         let Some((owner, reply)) = next.await else {
             break;
         };
-        outstanding -= 1;
-        let indices = &by_owner[owner];
-        take_answer(&mut replies, indices, reply, &mut waited[owner]);
+        polling[owner] = false;
+        take_answer(&mut replies, &by_owner[owner], reply, &mut waited[owner]);
         if !answered_once[owner] {
             answered_once[owner] = true;
             unanswered -= 1;
         }
-        if unanswered == 0 && enough(&replies) {
+        // Until every owner answered once, one that did waits for the others: asked
+        // again now, an owner with only errors to tell would answer at once, round after
+        // round (it spun until the deadline).
+        if unanswered > 0 {
+            continue;
+        }
+        if enough(&replies) {
             break;
         }
         if Instant::now() < deadline {
-            let after = waiting_after(&reads, &replies, indices);
-            let job = poll_job(&reads, indices, after, deadline);
-            send_poll(shard, owner, job, answered.clone());
-            outstanding += 1;
+            for (owner, indices) in by_owner.iter().enumerate() {
+                if !indices.is_empty() && !polling[owner] {
+                    let after = waiting_after(&reads, &replies, indices);
+                    let job = poll_job(&reads, indices, after, deadline);
+                    send_poll(shard, owner, job, answered.clone());
+                    polling[owner] = true;
+                }
+            }
         }
     }
     (replies, waited.into_iter().max().unwrap_or_default())
