@@ -205,6 +205,29 @@ impl ProducerStates {
         }
     }
 
+    /// The log was cut at `offset` (a follower's truncation on divergence): batches stored
+    /// there or later are forgotten, so that a retry of one is stored again instead of
+    /// answered as a duplicate of an offset that no longer holds it. A producer whose
+    /// oldest remembered batch was cut is forgotten whole (what came before it is not
+    /// known); its next batch starts it afresh, as after eviction.
+    pub fn truncate(&mut self, offset: i64) {
+        self.producers.retain(|_, state| {
+            let cut = state
+                .recent
+                .iter()
+                .position(|(_, _, stored)| matches!(stored, Stored::At(at) if *at >= offset));
+            match cut {
+                None => true,
+                Some(0) => false,
+                Some(at) => {
+                    state.next_sequence = state.recent[at].0;
+                    state.recent.truncate(at);
+                    true
+                }
+            }
+        });
+    }
+
     fn pending(
         &mut self,
         producer_id: i64,
@@ -278,6 +301,39 @@ mod tests {
             "the old epoch is fenced"
         );
         append(&mut states, 8, 0, 1, 106);
+    }
+
+    #[test]
+    fn a_truncation_forgets_the_batches_it_cut() {
+        // Goal: after a follower's log is cut, a retry of a batch that was cut is stored
+        // again, not answered as a duplicate of an offset that no longer holds it.
+        let mut states = ProducerStates::default();
+        append(&mut states, 7, 0, 3, 100);
+        append(&mut states, 7, 3, 2, 103);
+        append(&mut states, 8, 0, 1, 105);
+        append(&mut states, 9, 0, 1, 99);
+        states.truncate(103);
+        assert_eq!(
+            states.check(7, 0, 3, 2),
+            Ok(SequenceCheck::Append),
+            "the cut batch is next again"
+        );
+        states.commit(7, 0, 3, 103);
+        assert_eq!(
+            states.check(7, 0, 0, 3),
+            Ok(SequenceCheck::Duplicate(100)),
+            "a batch below the cut is still recognised"
+        );
+        assert_eq!(
+            states.check(8, 0, 4, 1),
+            Ok(SequenceCheck::Append),
+            "a producer whose oldest known batch was cut starts afresh"
+        );
+        assert_eq!(
+            states.check(9, 0, 0, 1),
+            Ok(SequenceCheck::Duplicate(99)),
+            "a producer with nothing cut is untouched"
+        );
     }
 
     #[test]

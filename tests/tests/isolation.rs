@@ -1,12 +1,12 @@
 //! A leader cut off from the other brokers (its own network namespace, link down) while it
 //! keeps running: it acknowledges nothing with acks=all, the others elect a new leader and
 //! go on, and when it returns what it wrote alone is truncated, so every replica ends with
-//! the same bytes. Needs root and iproute2 (the test says so otherwise).
+//! the same bytes, and its producers forget the sequences it cut. Needs root and iproute2 (the test says so otherwise).
 
 use bytes::Bytes;
 use keel_client::{Acks, Consumer, OffsetReset, Producer, ProducerRecord};
-use keel_protocol::api::ErrorCode;
-use keel_protocol::batch::{BatchBuilder, NewRecord};
+use keel_protocol::api::{ErrorCode, ProducePartition, Request, Response, TopicEntries};
+use keel_protocol::batch::{BatchBuilder, NewRecord, ProducerFields};
 use keel_tests::broker::Client;
 use keel_tests::cluster::{runtime, segment_data};
 use keel_tests::netns::{Net, NsBroker};
@@ -118,11 +118,8 @@ fn an_isolated_leader_acknowledges_nothing_and_its_lone_writes_are_truncated() {
     // Cut the leader off. From inside its namespace, an acks=all write reaches it: it is
     // appended there alone and never acknowledged.
     net.isolate(leader);
-    let lone = {
-        let mut builder = BatchBuilder::new();
-        builder.push(NewRecord::value(1_700_000_000_000, "written-alone"));
-        Bytes::from(builder.build().unwrap())
-    };
+    // An idempotent producer's batch: the leader remembers its sequence as stored.
+    let lone = idempotent_batch("written-alone");
     let answer = net.inside(leader, move || {
         let mut client = Client::connect(leader_addr);
         client.produce("cut", 0, -1, lone)
@@ -163,6 +160,38 @@ fn an_isolated_leader_acknowledges_nothing_and_its_lone_writes_are_truncated() {
             })
         },
     );
+    // Leading again, it has forgotten the sequence it cut: the producer's retry is
+    // stored, not answered as a duplicate of offset 50 (which holds "during-0" now).
+    let replicas = describe(&bootstrap).unwrap()["partitions"][0]["replicas"].clone();
+    assert_eq!(
+        replicas[0].as_u64(),
+        Some(leader as u64),
+        "preferred leader"
+    );
+    ok(&tool(&bootstrap, &["partition", "elect-leaders", "cut"]));
+    wait_for(
+        Duration::from_secs(30),
+        "the old leader leading again",
+        || {
+            describe(&bootstrap)
+                .is_some_and(|d| d["partitions"][0]["leader"].as_u64() == Some(leader as u64))
+        },
+    );
+    let mut client = Client::connect(leader_addr);
+    // The broker may learn that it leads a moment after the controller says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let retried = loop {
+        let answer = produce_at(&mut client, idempotent_batch("retried-alone"));
+        if answer.0 != ErrorCode::NotLeaderOrFollower || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        retried,
+        (ErrorCode::None, 100),
+        "the retry of a batch cut by the truncation"
+    );
     send_all(
         bootstrap.clone(),
         (0..10).map(|i| format!("after-{i}")).collect(),
@@ -178,7 +207,7 @@ fn an_isolated_leader_acknowledges_nothing_and_its_lone_writes_are_truncated() {
             consumer.assign([("cut".to_owned(), 0)]);
             let mut seen = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(30);
-            while seen.len() < 110 && Instant::now() < deadline {
+            while seen.len() < 111 && Instant::now() < deadline {
                 if let Ok(records) = consumer.poll(Duration::from_millis(300)).await {
                     for r in records {
                         seen.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
@@ -191,6 +220,7 @@ fn an_isolated_leader_acknowledges_nothing_and_its_lone_writes_are_truncated() {
     let expected: Vec<String> = (0..50)
         .map(|i| format!("before-{i}"))
         .chain((0..50).map(|i| format!("during-{i}")))
+        .chain(["retried-alone".to_owned()])
         .chain((0..10).map(|i| format!("after-{i}")))
         .collect();
     assert_eq!(
@@ -222,4 +252,35 @@ fn an_isolated_leader_acknowledges_nothing_and_its_lone_writes_are_truncated() {
             "node {i}: the isolated leader's lone write survived"
         );
     }
+}
+
+/// A batch of one record from idempotent producer 4242, epoch 0, sequence 0.
+fn idempotent_batch(value: &str) -> Bytes {
+    let mut builder = BatchBuilder::new();
+    builder.producer(ProducerFields {
+        producer_id: 4242,
+        producer_epoch: 0,
+        base_sequence: 0,
+    });
+    builder.push(NewRecord::value(1_700_000_000_000, value.to_owned()));
+    Bytes::from(builder.build().unwrap())
+}
+
+/// Produces `records` to partition 0 of "cut" with acks=all: (error, base offset).
+fn produce_at(client: &mut Client, records: Bytes) -> (ErrorCode, i64) {
+    let Response::Produce { topics } = client.call(Request::Produce {
+        acks: -1,
+        timeout_ms: 10_000,
+        topics: vec![TopicEntries {
+            topic: "cut".into(),
+            partitions: vec![ProducePartition {
+                partition: 0,
+                records,
+            }],
+        }],
+    }) else {
+        panic!("Produce answered with another response")
+    };
+    let answer = &topics[0].partitions[0];
+    (answer.error, answer.base_offset)
 }

@@ -182,8 +182,9 @@ async fn apply(shard: &Shard, topic: &str, following: (u32, u32), result: Replic
             log_end = log.log_end_offset(),
             "truncating a suffix the leader does not have"
         );
-        if let Err(e) = log.truncate_to(to).await {
-            tracing::error!(topic, partition, error = %e, "truncation failed");
+        match log.truncate_to(to).await {
+            Ok(()) => shard.truncate_producers(topic, partition, to),
+            Err(e) => tracing::error!(topic, partition, error = %e, "truncation failed"),
         }
         return;
     }

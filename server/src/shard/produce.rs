@@ -190,6 +190,17 @@ impl Shard {
         }
     }
 
+    /// A follower cut its log at `offset`: its producers forget the batches cut.
+    pub(crate) fn truncate_producers(&self, topic: &str, partition: u32, offset: i64) {
+        if let Some(states) = self
+            .producers
+            .borrow_mut()
+            .get_mut(&(topic.to_owned(), partition))
+        {
+            states.truncate(offset);
+        }
+    }
+
     /// Rebuilds the idempotent producers of a partition just opened from the end of its
     /// log, before it serves anything: a producer's retry of a batch stored before the
     /// broker stopped is then answered as a duplicate instead of stored twice.
