@@ -291,12 +291,14 @@ pub async fn change(
     let answer = if shard.id == 0 {
         submit_here(shard, request).await
     } else {
-        match shard.call(0, crate::shard::Job::Cluster(request)).await {
-            crate::shard::Reply::Cluster(answer) => answer,
-            _ => Err(keel_controller::Error::Remote(
-                "shard 0 did not answer".into(),
-            )),
-        }
+        shard
+            .ask::<crate::shard::ClusterAnswer>(0, crate::shard::Job::Cluster(request))
+            .await
+            .unwrap_or_else(|_| {
+                Err(keel_controller::Error::Remote(
+                    "shard 0 did not answer".into(),
+                ))
+            })
     };
     let offset = match answer? {
         Reply::Committed { offset } => offset,

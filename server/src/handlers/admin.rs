@@ -5,7 +5,7 @@
 
 use crate::handlers::groups::OFFSETS_TOPIC;
 use crate::registry::{Refusal, TopicEntry};
-use crate::shard::{on_every_partition, owner, Job, Reply, Shard};
+use crate::shard::{on_every_partition, owner, Job, Shard};
 use keel_protocol::api::{
     validate_topic_name, ConfigEntry, ErrorCode, NewTopic, Response, TopicResult,
 };
@@ -443,9 +443,9 @@ pub async fn delete_records(
         partition,
         offset,
     };
-    match shard.call(owner, job).await {
-        Reply::Offsets(result) if result.error == ErrorCode::None => Ok(result.offset),
-        Reply::Offsets(result) => Err(result.error),
-        _ => Err(ErrorCode::Unknown),
+    let result: keel_protocol::api::ListOffsetsPartitionResult = shard.ask(owner, job).await?;
+    match result.error {
+        ErrorCode::None => Ok(result.offset),
+        error => Err(error),
     }
 }

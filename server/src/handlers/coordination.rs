@@ -10,7 +10,7 @@
 use super::groups::{append, now_ms, parse_offset_key, GroupService, OFFSETS_TOPIC};
 use crate::group::ownership::Epoch;
 use crate::group::record::{group_key, parse_group_key, SavedGroup};
-use crate::shard::{owner, Job, Reply, Shard};
+use crate::shard::{owner, Fetched, Job, Shard};
 use bytes::Bytes;
 use keel_protocol::api::ErrorCode;
 use keel_protocol::batch::{BatchBuilder, NewRecord};
@@ -151,8 +151,9 @@ impl GroupService {
                 offset,
                 max_bytes: 1 << 20,
             });
-            let Reply::Fetched(result, data) = shard.call(owner, job).await else {
-                anyhow::bail!("unexpected reply reading {OFFSETS_TOPIC}-{partition}")
+            let (result, data) = match shard.ask::<Fetched>(owner, job).await {
+                Ok(read) => read,
+                Err(error) => anyhow::bail!("reading {OFFSETS_TOPIC}-{partition}: {error:?}"),
             };
             if result.error == ErrorCode::OffsetOutOfRange && result.log_start_offset > offset {
                 // Compaction or retention removed the oldest records.
@@ -282,10 +283,15 @@ async fn log_end(shard: &Rc<Shard>, owner: usize, partition: u32) -> anyhow::Res
         topic: OFFSETS_TOPIC.into(),
         partition,
     };
-    match shard.call(owner, job).await {
-        Reply::Described(described) if described.error == ErrorCode::None => {
-            Ok(described.log_end_offset)
-        }
-        other => anyhow::bail!("describing {OFFSETS_TOPIC}-{partition}: {other:?}"),
+    match shard
+        .ask::<keel_protocol::api::PartitionMetadata>(owner, job)
+        .await
+    {
+        Ok(described) if described.error == ErrorCode::None => Ok(described.log_end_offset),
+        Ok(described) => anyhow::bail!(
+            "describing {OFFSETS_TOPIC}-{partition}: {:?}",
+            described.error
+        ),
+        Err(error) => anyhow::bail!("describing {OFFSETS_TOPIC}-{partition}: {error:?}"),
     }
 }

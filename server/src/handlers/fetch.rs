@@ -2,7 +2,7 @@
 //! `min_bytes` are available or `max_wait_ms` passes; file data is sent with zero copy.
 
 use super::Outgoing;
-use crate::shard::{long_poll, Read, Reply, Shard};
+use crate::shard::{long_poll, Enough, Fetched, Read, Shard};
 use keel_engine::ReadData;
 use keel_protocol::api::{ErrorCode, FetchPartition, FetchPartitionResult, TopicEntries};
 use std::rc::Rc;
@@ -51,26 +51,11 @@ pub async fn gather(
             })
         });
     let count = super::entries_to_run(refused, topics);
-    let min_bytes = u64::from(min_bytes.max(1));
-    let (replies, waited) = long_poll(shard, count, reads, deadline, |replies| {
-        let mut bytes = 0;
-        for reply in replies {
-            match reply {
-                Reply::Fetched(result, _) if result.error != ErrorCode::None => return true,
-                Reply::Fetched(_, data) => bytes += data.len(),
-                _ => return true,
-            }
-        }
-        bytes >= min_bytes
-    })
-    .await;
+    let enough = Enough::Bytes(u64::from(min_bytes.max(1)));
+    let (replies, waited) = long_poll::<Fetched>(shard, count, reads, deadline, enough).await;
     let missing = refused.unwrap_or(ErrorCode::Unknown);
-    let round = super::regroup(topics, replies, missing, |request, reply| match reply {
-        Ok(Reply::Fetched(result, data)) => (result, data),
-        other => (
-            failed(request.partition, super::reply_error(other)),
-            ReadData::Empty,
-        ),
+    let round = super::regroup(topics, replies, missing, |request, reply| {
+        reply.unwrap_or_else(|error| (failed(request.partition, error), ReadData::Empty))
     });
     (round, waited)
 }

@@ -7,7 +7,7 @@ use super::group_ops::Joined;
 use crate::group::coordinator::{Coordinator, JoinAnswers, Limits, Token};
 pub(crate) use crate::group::offsets::offset_key;
 pub use crate::group::offsets::parse_offset_key;
-use crate::shard::{owner, Job, Reply, Shard};
+use crate::shard::{owner, Job, Shard};
 use bytes::Bytes;
 use futures_channel::oneshot;
 use keel_protocol::api::{ErrorCode, TopicEntries};
@@ -167,10 +167,10 @@ pub(crate) async fn append(shard: &Rc<Shard>, partition: u32, records: Bytes) ->
         acks: -1,
         timeout_ms: 30_000,
     };
-    match shard.call(owner, job).await {
-        Reply::Produced(result) => result.error,
-        _ => ErrorCode::Unknown,
-    }
+    shard
+        .ask::<keel_protocol::api::ProducePartitionResult>(owner, job)
+        .await
+        .map_or_else(|error| error, |result| result.error)
 }
 
 pub(crate) fn partitions_of(shard: &Shard) -> impl Fn(&str) -> u32 + '_ {

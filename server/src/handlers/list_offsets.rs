@@ -1,7 +1,7 @@
 //! ListOffsets: earliest, latest or the first offset at or after a timestamp, every
 //! partition on its owning shard at once.
 
-use crate::shard::{fan_out, owner, Job, Reply, Shard};
+use crate::shard::{fan_out, owner, Job, Shard};
 use keel_protocol::api::{
     ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResult, TopicEntries,
 };
@@ -31,16 +31,15 @@ pub async fn handle(
         });
     let count = super::entries_to_run(refused, &topics);
     let deadline = Instant::now() + LIST_OFFSETS_TIMEOUT;
-    let replies = fan_out(shard, count, jobs, deadline).await;
+    let replies = fan_out::<ListOffsetsPartitionResult>(shard, count, jobs, deadline).await;
     let missing = refused.unwrap_or(ErrorCode::Unknown);
-    super::regroup(&topics, replies, missing, |request, reply| match reply {
-        Ok(Reply::Offsets(result)) => result,
-        other => ListOffsetsPartitionResult {
+    super::regroup(&topics, replies, missing, |request, reply| {
+        reply.unwrap_or_else(|error| ListOffsetsPartitionResult {
             partition: request.partition,
-            error: super::reply_error(other),
+            error,
             offset: -1,
             timestamp: -1,
-        },
+        })
     })
     .into_iter()
     .map(|(topic, partitions)| TopicEntries { topic, partitions })

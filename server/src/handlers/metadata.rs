@@ -1,6 +1,6 @@
 //! Metadata: brokers, topics, partitions with leader and (native protocol) offsets.
 
-use crate::shard::{fan_out, owner, Job, Reply, Shard};
+use crate::shard::{fan_out, owner, Job, Shard};
 use keel_protocol::api::{BrokerInfo, ErrorCode, PartitionMetadata, TopicMetadata};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -195,15 +195,15 @@ async fn describe(shard: &Rc<Shard>, topics: &mut [TopicMetadata]) {
             .by_ref()
             .take(shard.config.request_partitions_max)
             .collect();
-        replies.extend(fan_out(shard, chunk.len(), chunk, deadline).await);
+        replies.extend(fan_out::<PartitionMetadata>(shard, chunk.len(), chunk, deadline).await);
     }
     let single = shard.cluster.is_none();
     for ((t, p), reply) in described.into_iter().zip(replies) {
         let meta = &mut topics[t].partitions[p];
         match (reply, single) {
-            (Reply::Described(found), true) => *meta = found,
+            (Ok(found), true) => *meta = found,
             // Offsets from the log; replicas, ISR and epoch from the metadata.
-            (Reply::Described(found), false) => {
+            (Ok(found), false) => {
                 *meta = PartitionMetadata {
                     leader_epoch: meta.leader_epoch,
                     replicas: std::mem::take(&mut meta.replicas),

@@ -85,11 +85,11 @@ pub fn entries_to_run<T>(
 /// The replies to a request's entries (one per entry, in request order) grouped by topic
 /// again, each made into its answer by `answer`; entries past the last reply (none was
 /// asked: a refused request) get `missing`.
-pub fn regroup<P, R>(
+pub fn regroup<P, T, R>(
     topics: &[keel_protocol::api::TopicEntries<P>],
-    replies: Vec<crate::shard::Reply>,
+    replies: Vec<Result<T, ErrorCode>>,
     missing: ErrorCode,
-    mut answer: impl FnMut(&P, Result<crate::shard::Reply, ErrorCode>) -> R,
+    mut answer: impl FnMut(&P, Result<T, ErrorCode>) -> R,
 ) -> Vec<(String, Vec<R>)> {
     let mut replies = replies.into_iter();
     topics
@@ -98,16 +98,11 @@ pub fn regroup<P, R>(
             let partitions = entry
                 .partitions
                 .iter()
-                .map(|request| answer(request, replies.next().ok_or(missing)))
+                .map(|request| answer(request, replies.next().unwrap_or(Err(missing))))
                 .collect();
             (entry.topic.clone(), partitions)
         })
         .collect()
-}
-
-/// The error of a reply that is not the answer expected (or of a missing one).
-pub fn reply_error(reply: Result<crate::shard::Reply, ErrorCode>) -> ErrorCode {
-    reply.map_or_else(|missing| missing, |reply| reply.error())
 }
 
 /// A response ready to send.

@@ -2,7 +2,7 @@
 //! partition at once, answered within one timeout for the whole request.
 
 use crate::handlers::groups::OFFSETS_TOPIC;
-use crate::shard::{fan_out, owner, Job, Reply, Shard};
+use crate::shard::{fan_out, owner, Job, Shard};
 use keel_protocol::api::{ErrorCode, ProducePartition, ProducePartitionResult, TopicEntries};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -43,7 +43,9 @@ pub async fn handle(
             })
         });
     // On timeout an append may still complete later, as with Kafka.
-    let mut replies = fan_out(shard, count, jobs, deadline).await.into_iter();
+    let mut replies = fan_out::<ProducePartitionResult>(shard, count, jobs, deadline)
+        .await
+        .into_iter();
     topics
         .into_iter()
         .map(|entry| {
@@ -58,8 +60,9 @@ pub async fn handle(
                         ErrorCode::InvalidTopic
                     } else {
                         match replies.next() {
-                            Some(Reply::Produced(result)) => return result,
-                            other => other.map_or(ErrorCode::Unknown, |r| r.error()),
+                            Some(Ok(result)) => return result,
+                            Some(Err(error)) => error,
+                            None => ErrorCode::Unknown,
                         }
                     };
                     ProducePartitionResult {

@@ -5,7 +5,7 @@
 //! zero copy.
 
 use super::Outgoing;
-use crate::shard::{long_poll, worth_sending, Read, Reply, Shard};
+use crate::shard::{long_poll, Enough, Read, ReplicaFetched, Shard};
 use keel_engine::ReadData;
 use keel_protocol::api::{ErrorCode, ReplicaFetch, ReplicaFetchResult};
 use std::rc::Rc;
@@ -32,23 +32,12 @@ pub async fn handle(shard: &Rc<Shard>, fetch: ReplicaFetch) -> Outgoing {
             })
         });
     let count = super::entries_to_run(refused, &fetch.topics);
-    let (replies, waited) = long_poll(shard, count, reads, deadline, |replies| {
-        replies.iter().any(worth_sending)
-    })
-    .await;
+    let (replies, waited) =
+        long_poll::<ReplicaFetched>(shard, count, reads, deadline, Enough::Anything).await;
     let missing = refused.unwrap_or(ErrorCode::Unknown);
-    let answer: Round = super::regroup(
-        &fetch.topics,
-        replies,
-        missing,
-        |request, reply| match reply {
-            Ok(Reply::ReplicaFetched(result, data)) => (result, data),
-            other => (
-                failed(request.partition, super::reply_error(other)),
-                ReadData::Empty,
-            ),
-        },
-    );
+    let answer: Round = super::regroup(&fetch.topics, replies, missing, |request, reply| {
+        reply.unwrap_or_else(|error| (failed(request.partition, error), ReadData::Empty))
+    });
     super::records_answer(answer, fetch.max_bytes, |_, _, _| {}, waited)
 }
 

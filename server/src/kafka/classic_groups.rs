@@ -8,7 +8,7 @@ use super::code;
 use crate::group::classic::{self, GroupView, Joined};
 use crate::handlers::group_ops::on_coordinator;
 use crate::handlers::groups::{now_ms, GroupService, OFFSETS_TOPIC};
-use crate::shard::{owner, Job, Reply, Shard};
+use crate::shard::{owner, Job, Shard};
 use bytes::Bytes;
 use futures_channel::oneshot;
 use keel_kafka::errors;
@@ -267,22 +267,23 @@ async fn delete_groups(
             acks: -1,
             timeout_ms: 30_000,
         };
+        let owner = owner(OFFSETS_TOPIC, partition, shard.shards());
         match shard
-            .call(owner(OFFSETS_TOPIC, partition, shard.shards()), job)
+            .ask::<keel_protocol::api::ProducePartitionResult>(owner, job)
             .await
         {
-            Reply::Produced(result) if result.error == ErrorCode::None => {
+            Ok(result) if result.error == ErrorCode::None => {
                 let mut coordinator = service.coordinator.borrow_mut();
                 for ((topic, partition), _) in &offsets {
                     coordinator.remove_offset(&group, topic, *partition);
                 }
                 results.push((group, 0));
             }
-            Reply::Produced(result) => {
+            Ok(result) => {
                 let error = crate::handlers::groups::commit_error(result.error);
                 results.push((group, code(error)));
             }
-            _ => results.push((group, errors::UNKNOWN_SERVER_ERROR)),
+            Err(_) => results.push((group, errors::UNKNOWN_SERVER_ERROR)),
         }
     }
     results

@@ -13,7 +13,7 @@
 //! them as metadata arrives, starts one fetcher per leader broker, and asks the controller
 //! for ISR changes.
 
-use crate::shard::{owner, Job, Reply, Shard};
+use crate::shard::{owner, ClusterAnswer, Job, Shard};
 use futures_channel::oneshot;
 use keel_controller::image::TopicInfo;
 use keel_controller::node::Request as ControllerRequest;
@@ -344,8 +344,8 @@ impl Shard {
                     return;
                 };
                 tracing::info!(%topic, partition, ?isr, "asking the controller for a new ISR");
-                let refused = match shard.call(0, Job::Cluster(ask)).await {
-                    Reply::Cluster(Err(e)) => {
+                let refused = match shard.ask::<ClusterAnswer>(0, Job::Cluster(ask)).await {
+                    Ok(Err(e)) => {
                         tracing::info!(error = %e, "ISR change refused");
                         // Refused outright, it was never proposed: it cannot apply later.
                         // Lost or unanswered, it might: keep waiting for the metadata.

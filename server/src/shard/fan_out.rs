@@ -11,12 +11,27 @@ use std::time::{Duration, Instant};
 /// owner answers every job by the deadline, and this covers the trip back.
 const ANSWER_GRACE: Duration = Duration::from_millis(100);
 
+/// Runs each of the `count` jobs on its shard (`(owner, job)`) and returns their outcomes in
+/// job order (see [`replies`]).
+pub async fn fan_out<T: super::Outcome>(
+    shard: &Rc<Shard>,
+    count: usize,
+    jobs: impl IntoIterator<Item = (usize, Job)>,
+    deadline: Instant,
+) -> Vec<Result<T, ErrorCode>> {
+    replies(shard, count, jobs, deadline)
+        .await
+        .into_iter()
+        .map(T::from_reply)
+        .collect()
+}
+
 /// Runs each of the `count` jobs on its shard (`(owner, job)`) and returns the replies in
 /// job order. The jobs are made only once there is room for them (see [`admit`]): a request
 /// waiting holds its decoded entries, nothing more. A job not answered by `deadline` is
 /// answered [`Reply::timed_out`] and runs on to its end on its shard (as a produce whose
 /// answer timed out does in Kafka); an owner that is gone answers its jobs ShuttingDown.
-pub async fn fan_out(
+async fn replies(
     shard: &Rc<Shard>,
     count: usize,
     jobs: impl IntoIterator<Item = (usize, Job)>,
@@ -103,7 +118,7 @@ pub async fn on_every_partition(
             )
         });
         let count = (end - start) as usize;
-        for reply in fan_out(shard, count, jobs, Instant::now() + ADMIN_TIMEOUT).await {
+        for reply in replies(shard, count, jobs, Instant::now() + ADMIN_TIMEOUT).await {
             if let Reply::Done(Err((_, message))) = reply {
                 first_error.get_or_insert(message);
             }

@@ -28,12 +28,14 @@ mod housekeeping;
 mod job;
 mod leadership;
 mod offline;
+mod outcome;
 mod poll;
 mod produce;
 
 pub use fan_out::{fan_out, on_every_partition};
 pub use job::{Job, Read, Reply};
-pub use poll::{long_poll, worth_sending};
+pub use outcome::{ClusterAnswer, Fetched, Outcome, ReplicaFetched};
+pub use poll::{long_poll, Enough};
 
 /// The shard owning `partition` of `topic`.
 pub fn owner(topic: &str, partition: u32, shards: usize) -> usize {

@@ -23,14 +23,54 @@ const ANSWER_GRACE: Duration = Duration::from_millis(100);
 /// owner waits (until `deadline`) for a partition with something new and reads again,
 /// and is asked again while they are still not enough. A request whose partitions one
 /// shard owns costs one round trip; one spread over several owners, two (a read, then a
-/// wait-and-read) per owner. `count` is the number of `reads`. Returns a reply per read, in order,
-/// and the longest time an owner spent parked.
-pub async fn long_poll(
+/// wait-and-read) per owner. `count` is the number of `reads`. Returns each read's outcome,
+/// in order, and the longest time an owner spent parked.
+pub async fn long_poll<T: super::Outcome>(
     shard: &Rc<Shard>,
     count: usize,
     reads: impl IntoIterator<Item = Read>,
     deadline: Instant,
-    enough: impl Fn(&[Reply]) -> bool,
+    enough: Enough,
+) -> (Vec<Result<T, ErrorCode>>, Duration) {
+    let (replies, waited) = poll_replies(shard, count, reads, deadline, enough).await;
+    (replies.into_iter().map(T::from_reply).collect(), waited)
+}
+
+/// When a long poll's replies are enough to answer.
+#[derive(Debug, Clone, Copy)]
+pub enum Enough {
+    /// A consumer's fetch: this many bytes of records, or an error.
+    Bytes(u64),
+    /// A follower's fetch: anything to send (see [`worth_sending`]).
+    Anything,
+}
+
+impl Enough {
+    fn met(self, replies: &[Reply]) -> bool {
+        match self {
+            Enough::Bytes(min_bytes) => {
+                let mut bytes = 0;
+                for reply in replies {
+                    match reply {
+                        Reply::Fetched(result, data) if result.error == ErrorCode::None => {
+                            bytes += data.len();
+                        }
+                        _ => return true,
+                    }
+                }
+                bytes >= min_bytes
+            }
+            Enough::Anything => replies.iter().any(worth_sending),
+        }
+    }
+}
+
+async fn poll_replies(
+    shard: &Rc<Shard>,
+    count: usize,
+    reads: impl IntoIterator<Item = Read>,
+    deadline: Instant,
+    enough: Enough,
 ) -> (Vec<Reply>, Duration) {
     // Room first: reads waiting for it are not made yet (as in `fan_out`).
     let _room = match super::fan_out::admit(shard, count).await {
@@ -97,7 +137,7 @@ pub async fn long_poll(
         if unanswered > 0 {
             continue;
         }
-        if enough(&replies) {
+        if enough.met(&replies) {
             break;
         }
         if Instant::now() < deadline {
@@ -170,7 +210,7 @@ fn send_poll(
 }
 
 /// Something a fetch answers at once: data, an error or a divergence.
-pub fn worth_sending(reply: &Reply) -> bool {
+fn worth_sending(reply: &Reply) -> bool {
     match reply {
         Reply::Fetched(result, data) => !data.is_empty() || result.error != ErrorCode::None,
         Reply::ReplicaFetched(result, data) => {
