@@ -283,14 +283,19 @@ impl Broker {
 
     /// The metrics page.
     pub fn metrics(&self) -> String {
-        let mut stream = TcpStream::connect(self.metrics_addr).expect("metrics connect");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text
+        metrics_page(self.metrics_addr)
     }
+}
+
+/// The metrics page served at `addr`.
+pub fn metrics_page(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).expect("metrics connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
 }
 
 impl Drop for Broker {

@@ -22,6 +22,7 @@ pub fn crash_batch_records(tag: u64) -> i64 {
 
 pub mod broker;
 pub mod cluster;
+pub mod in_process;
 pub mod kafka_clients;
 pub mod kafka_wire;
 pub mod netns;

@@ -1,13 +1,16 @@
 //! The request path's two primitives on a real two-shard broker: a request's partitions go
 //! to their owning shards all at once under one deadline (`fan_out`), a long-polled
 //! partition costs one mesh round trip (`long_poll`), and Kafka's Metadata sends no
-//! per-partition jobs at all. Mesh messages are counted by `keel_shard_calls_total`.
+//! per-partition jobs at all. Mesh messages are counted by `keel_shard_calls_total`. The
+//! brokers run in the test process (`keel_tests::in_process`), but for the stalled-disk
+//! test, whose fault is set through the broker's environment.
 
 use keel_protocol::api::{
     ErrorCode, FetchPartition, ProducePartition, Request, Response, TopicEntries,
 };
 use keel_protocol::batch::{BatchBuilder, NewRecord};
 use keel_tests::broker::{metric, server_binary, Broker, Client};
+use keel_tests::in_process::InProcess;
 use keel_tests::kafka_wire;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,7 +32,7 @@ fn produce_entry(topic: &str, partition: u32) -> TopicEntries<ProducePartition> 
     }
 }
 
-fn shard_calls(broker: &Broker, job: &str) -> f64 {
+fn shard_calls(broker: &InProcess, job: &str) -> f64 {
     metric(
         &broker.metrics(),
         "keel_shard_calls_total",
@@ -141,10 +144,10 @@ fn a_long_polled_partition_costs_one_mesh_round_trip() {
     // in one. Partitions 0 and 1 of `p` have different owners, so exactly one of them is
     // remote to the shard serving the connection, whichever that is.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
     let mut client = broker.client();
     client.create_topic("p", 2);
-    let reads = |broker: &Broker| shard_calls(broker, "fetch") + shard_calls(broker, "poll");
+    let reads = |broker: &InProcess| shard_calls(broker, "fetch") + shard_calls(broker, "poll");
     for partition in 0..2 {
         assert_eq!(long_poll_during_produce(&mut client, &[partition], 0), 1);
     }
@@ -164,7 +167,7 @@ fn metadata_describes_partitions_once_per_shard_and_not_at_all_for_kafka() {
     // Goal: every Kafka Metadata request sent one mesh job per partition for offsets it
     // then threw away, and native Metadata one per partition, topic after topic.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
     let mut client = broker.client();
     client.create_topic("a", 8);
     client.create_topic("b", 8);
@@ -204,7 +207,7 @@ fn a_request_naming_more_partitions_than_the_limit_is_refused_before_any_job() {
     // job. Past `request_partitions_max` every entry is answered InvalidRequest and no
     // shard is asked anything; at the limit the request is served.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::with_config(
+    let broker = InProcess::with_config(
         dir.path(),
         "request_partitions_max = 100\n",
         &["--shards", "2"],
@@ -273,7 +276,7 @@ fn a_fetch_of_data_already_there_on_both_shards_is_answered_at_once() {
     // Goal: a long poll over partitions of two owners first reads each at once; when
     // every partition has data the answer goes then, not at the fetch's deadline.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::with_config(dir.path(), "fsync = \"never\"\n", &["--shards", "2"]);
+    let broker = InProcess::with_config(dir.path(), "fsync = \"never\"\n", &["--shards", "2"]);
     let mut client = broker.client();
     client.create_topic("ready", 64);
     for _ in 0..3 {
@@ -319,7 +322,7 @@ fn a_fetch_whose_partitions_all_answer_errors_on_both_shards_is_answered_at_once
     // Goal: errors are answers; a long poll over two owners whose every partition answers
     // one (an offset out of range) goes back at once, not at the fetch's deadline.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::with_config(dir.path(), "fsync = \"never\"\n", &["--shards", "2"]);
+    let broker = InProcess::with_config(dir.path(), "fsync = \"never\"\n", &["--shards", "2"]);
     let mut client = broker.client();
     client.create_topic("errors", 64);
     for round in 0..5 {

@@ -1,0 +1,24 @@
+//! The Keel broker as a library: [`start`] runs one in this process, as the `keel-server`
+//! binary does and as the tests' in-process harness does (several in one process).
+
+mod accept;
+mod background;
+mod broker;
+mod cluster;
+mod compaction;
+pub mod config;
+mod conn;
+mod group;
+mod handlers;
+mod kafka;
+mod metrics;
+mod offsets_migration;
+mod peers;
+mod ports;
+mod producer_ids;
+mod producers;
+mod registry;
+mod replication;
+mod shard;
+
+pub use broker::{start, Broker};
