@@ -4,7 +4,8 @@
 
 use keel_client::{Producer, ProducerRecord};
 use keel_protocol::batch::BatchView;
-use keel_tests::broker::{server_binary, Broker, Client};
+use keel_tests::broker::Client;
+use keel_tests::in_process::InProcess;
 use std::time::Duration;
 
 const BATCH: usize = 16 * 1024;
@@ -59,7 +60,7 @@ fn assert_in_order(batches: &[(i64, usize, Vec<String>)], count: usize) {
 #[test]
 fn batches_grow_while_the_in_flight_slots_are_taken() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
     let mut client = broker.client();
     client.create_topic("busy", 1);
     let addr = broker.addr.to_string();
@@ -100,11 +101,7 @@ fn light_load_keeps_batches_at_batch_bytes() {
     let dir = tempfile::tempdir().unwrap();
     // No fsync: answers come back at once even on a loaded machine, so the in-flight slots
     // are not all taken (with fsync a slow disk made batches grow here, as they should).
-    let broker = Broker::start(
-        &server_binary(),
-        dir.path(),
-        &["--shards", "2", "--fsync", "never"],
-    );
+    let broker = InProcess::start(dir.path(), &["--shards", "2", "--fsync", "never"]);
     let mut client = broker.client();
     client.create_topic("light", 1);
     let addr = broker.addr.to_string();

@@ -1,13 +1,14 @@
 //! keel-bench smoke test: every load mode runs against a real broker and writes a JSON
 //! report with the fields the brief promises.
 
-use keel_tests::broker::{bench_binary, server_binary, Broker};
+use keel_tests::broker::bench_binary;
+use keel_tests::in_process::InProcess;
 use std::process::Command;
 
 #[test]
 fn produce_consume_and_e2e_reports_parse_and_have_every_field() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
     for (mode, extra) in [
         ("produce", vec!["--acks", "all"]),
         ("consume", vec![]),

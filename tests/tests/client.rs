@@ -5,7 +5,8 @@ use keel_client::{
     partition_for_key, Acks, Compression, Error, Producer, ProducerRecord, WhenFull,
 };
 use keel_protocol::api::{Request, Response};
-use keel_tests::broker::{server_binary, Broker};
+use keel_tests::broker::server_binary;
+use keel_tests::in_process::InProcess;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -253,8 +254,8 @@ fn unknown_topics_and_unreachable_brokers_are_clear_errors() {
     });
 }
 
-fn start(dir: &std::path::Path) -> Broker {
-    Broker::start(&server_binary(), dir, &["--shards", "2"])
+fn start(dir: &std::path::Path) -> InProcess {
+    InProcess::start(dir, &["--shards", "2"])
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use keel_client::connection::Connection;
 use keel_client::Error;
 use keel_protocol::api::{FetchPartition, Request, Response, TopicEntries};
-use keel_tests::broker::{server_binary, Broker};
+use keel_tests::in_process::InProcess;
 use std::time::Duration;
 
 #[test]
@@ -11,7 +11,7 @@ fn timed_out_requests_are_forgotten_and_the_connection_goes_on() {
     // Goal: each timed-out request once stayed in the pending map until an answer came,
     // which for a long poll on an idle partition could be never.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &[]);
+    let broker = InProcess::start(dir.path(), &[]);
     broker.client().create_topic("idle", 1);
     let addr = broker.addr.to_string();
     tokio::runtime::Builder::new_current_thread()

@@ -10,7 +10,7 @@ use keel_client::{Admin, Compression, Consumer, OffsetReset, Producer, ProducerR
 use keel_protocol::api::ApiKey;
 use keel_protocol::batch::BatchView;
 use keel_protocol::frame::{check_request, check_response};
-use keel_tests::broker::{server_binary, Broker};
+use keel_tests::in_process::InProcess;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -143,7 +143,7 @@ fn record_seed_corpora_from_real_traffic() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| scratch.path().to_owned());
     let data = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), data.path(), &["--shards", "2"]);
+    let broker = InProcess::start(data.path(), &["--shards", "2"]);
     let (proxy, streams) = recording_proxy(broker.addr);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

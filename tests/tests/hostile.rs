@@ -9,7 +9,8 @@ use keel_protocol::api::{
 };
 use keel_protocol::batch::{BatchBuilder, NewRecord};
 use keel_protocol::Compression;
-use keel_tests::broker::{metric, server_binary, Broker, Client};
+use keel_tests::broker::{metric, Client};
+use keel_tests::in_process::InProcess;
 use std::time::{Duration, Instant};
 
 const MAX: usize = 65_535;
@@ -66,7 +67,7 @@ fn join(
 
 /// Every partition of `t` (spread over both shards) takes a produce and serves it back,
 /// and a group can still be joined (shard 0 coordinates groups).
-fn every_shard_serves(broker: &Broker, round: u64) {
+fn every_shard_serves(broker: &InProcess, round: u64) {
     let mut client = broker.client();
     for partition in 0..8 {
         let mut builder = BatchBuilder::new();
@@ -101,8 +102,7 @@ fn hostile_requests_to_every_api_get_errors_and_every_shard_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("keel.toml");
     std::fs::write(&config, "fetch_wait_ms_max = 300\n").unwrap();
-    let broker = Broker::start(
-        &server_binary(),
+    let broker = InProcess::start(
         &dir.path().join("data"),
         &["--shards", "2", "--config", config.to_str().unwrap()],
     );

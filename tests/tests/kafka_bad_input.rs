@@ -4,7 +4,7 @@
 //! closed connection, and the broker keeps serving everyone else, on every shard.
 
 use bytes::{BufMut, BytesMut};
-use keel_tests::broker::{server_binary, Broker};
+use keel_tests::in_process::InProcess;
 use keel_tests::kafka_wire;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -70,7 +70,7 @@ fn produce_error(body: &[u8], topic: &str) -> i16 {
 #[test]
 fn bad_input_on_the_kafka_port_gets_errors_and_the_broker_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
     let addr = broker.kafka_addr;
     broker.client().create_topic("bad", 1);
     healthy(addr);

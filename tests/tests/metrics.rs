@@ -5,13 +5,14 @@ use keel_protocol::api::{
     ErrorCode, FetchPartition, ProducePartition, Request, Response, TopicEntries,
 };
 use keel_protocol::batch::{BatchBuilder, NewRecord};
-use keel_tests::broker::{metric, server_binary, Broker};
+use keel_tests::broker::metric;
+use keel_tests::in_process::InProcess;
 use std::time::{Duration, Instant};
 
 #[test]
 fn counters_gauges_and_durations_match_what_the_test_did() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
     let mut client = broker.client();
     client.create_topic("m", 2);
     let mut produced = 0u64;
