@@ -1,15 +1,20 @@
 //! A broker in this process: one pinned glommio executor per shard, every shard accepting
 //! connections on the same port (SO_REUSEPORT) and owning a share of the partitions.
 
+use crate::accept;
+use crate::background;
+use crate::cluster;
+use crate::compaction;
 use crate::config::Config;
+use crate::handlers;
 use crate::metrics::Metrics;
+use crate::offsets_migration;
 use crate::peers::{Meshes, Peers};
+use crate::ports;
+use crate::registry;
 use crate::registry::{parse_partition_dir, Registry, SharedRegistry};
+use crate::replication;
 use crate::shard::Shard;
-use crate::{
-    accept, background, cluster, compaction, handlers, offsets_migration, ports, registry,
-    replication,
-};
 use anyhow::Context;
 use glommio::net::TcpListener;
 use std::cell::Cell;
