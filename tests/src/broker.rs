@@ -287,6 +287,18 @@ impl Broker {
     }
 }
 
+/// A broker a test talks to, in a process of its own or in the test process.
+pub trait Serving {
+    /// Its native protocol address.
+    fn native_addr(&self) -> SocketAddr;
+}
+
+impl Serving for Broker {
+    fn native_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 /// The metrics page served at `addr`.
 pub fn metrics_page(addr: SocketAddr) -> String {
     let mut stream = TcpStream::connect(addr).expect("metrics connect");

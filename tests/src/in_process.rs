@@ -4,7 +4,7 @@
 //! resource limit of a process): no binary to build or start, no output to wait for, and a
 //! stop that returns once every log is closed.
 
-use crate::broker::{free_port, metrics_page, Client};
+use crate::broker::{free_port, metrics_page, Client, Serving};
 use clap::Parser;
 use keel_server::config::{Args, Config};
 use std::net::SocketAddr;
@@ -82,6 +82,12 @@ impl InProcess {
         if let Some(broker) = self.broker.take() {
             broker.stop().expect("the broker stops cleanly");
         }
+    }
+}
+
+impl Serving for InProcess {
+    fn native_addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 

@@ -1,14 +1,16 @@
 //! Running the `keel` tool in tests.
 
-use crate::broker::{tool_binary, Broker};
+use crate::broker::{tool_binary, Serving};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 /// Runs `keel` (against `broker` when given) with `stdin`, waiting for it to exit.
-pub fn keel(broker: Option<&Broker>, args: &[&str], stdin: Option<&str>) -> Output {
+pub fn keel(broker: Option<&dyn Serving>, args: &[&str], stdin: Option<&str>) -> Output {
     let mut command = Command::new(tool_binary());
     if let Some(broker) = broker {
-        command.arg("--bootstrap").arg(broker.addr.to_string());
+        command
+            .arg("--bootstrap")
+            .arg(broker.native_addr().to_string());
     }
     command
         .args(args)

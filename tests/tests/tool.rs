@@ -1,12 +1,13 @@
 //! The `keel` tool end to end against a real broker, and offline on its data directory.
 
 use keel_tests::broker::{server_binary, Broker};
+use keel_tests::in_process::InProcess;
 use keel_tests::tool::{keel, ok};
 
 #[test]
 fn ten_thousand_lines_through_produce_and_consume() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
     ok(&keel(
         Some(&broker),
         &[
@@ -109,7 +110,7 @@ fn ten_thousand_lines_through_produce_and_consume() {
 #[test]
 fn groups_show_lag_and_reset() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &[]);
+    let broker = InProcess::start(dir.path(), &[]);
     ok(&keel(
         Some(&broker),
         &["topic", "create", "jobs", "--partitions", "2"],
@@ -246,7 +247,7 @@ fn errors_say_what_to_do_with_the_right_exit_code() {
     let completions = ok(&keel(None, &["completions", "bash"], None));
     assert!(completions.contains("keel"));
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &[]);
+    let broker = InProcess::start(dir.path(), &[]);
     let missing = keel(
         Some(&broker),
         &["consume", "nothing-here", "--timeout-ms", "100"],

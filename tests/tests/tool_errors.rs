@@ -1,7 +1,8 @@
 //! The `keel` tool never hangs or panics on bad input: usage errors exit 2 with a message,
 //! failures exit 1 saying what was and was not done, and a closed pipe ends quietly.
 
-use keel_tests::broker::{server_binary, tool_binary, Broker};
+use keel_tests::broker::tool_binary;
+use keel_tests::in_process::InProcess;
 use keel_tests::tool::{keel, ok};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ fn stderr(output: &std::process::Output) -> String {
 fn a_tool_pointed_at_the_metrics_port_fails_fast() {
     // Goal: `keel --bootstrap <metrics port> topic list` once waited forever.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &[]);
+    let broker = InProcess::start(dir.path(), &[]);
     let started = Instant::now();
     let output = Command::new(tool_binary())
         .args([
@@ -42,7 +43,7 @@ fn a_tool_pointed_at_the_metrics_port_fails_fast() {
 #[test]
 fn usage_errors_exit_2_with_a_message_and_no_backtrace() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &[]);
+    let broker = InProcess::start(dir.path(), &[]);
     ok(&keel(Some(&broker), &["topic", "create", "t"], None));
     ok(&keel(Some(&broker), &["produce", "t"], Some("a\nb\n")));
     let huge_key = format!("{}=1", "k".repeat(70_000));
@@ -109,7 +110,7 @@ fn a_line_over_the_limit_stops_produce_saying_which_and_what_was_stored() {
     // Goal: the tool names the line, its size and the limit; nothing after it is stored
     // and everything before it is.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &[]);
+    let broker = InProcess::start(dir.path(), &[]);
     ok(&keel(Some(&broker), &["topic", "create", "big"], None));
     let input = format!("first\nsecond\n{}\nafter\n", "x".repeat(9 << 20));
     let output = keel(Some(&broker), &["produce", "big"], Some(&input));
@@ -137,7 +138,7 @@ fn a_line_over_the_limit_stops_produce_saying_which_and_what_was_stored() {
 fn a_closed_pipe_ends_the_tool_quietly_with_status_0() {
     // Goal: `keel consume ... | head` and `keel topic list | head` end without an error.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &[]);
+    let broker = InProcess::start(dir.path(), &[]);
     ok(&keel(Some(&broker), &["topic", "create", "many"], None));
     let input: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
     ok(&keel(Some(&broker), &["produce", "many"], Some(&input)));
