@@ -49,8 +49,17 @@ const METRICS_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, stopping: Rc<Cell<bool>>) {
     let open = Rc::new(Cell::new(0usize));
-    while !stopping.get() {
-        let Ok(stream) = listener.accept().await else {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            while !stopping.get() {
+                glommio::timer::sleep(Duration::from_millis(25)).await;
+            }
+            None
+        })
+        .await;
+        // Stopping: the listener closes here, before the broker's stop returns.
+        let Some(accepted) = accepted else { break };
+        let Ok(stream) = accepted else {
             continue;
         };
         if open.get() >= METRICS_CONNECTIONS_MAX {

@@ -362,6 +362,7 @@ async fn run_shard(
         .map_err(std::io::Error::from)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let stopping = Rc::new(Cell::new(false));
+    let mut metrics_server = None;
     if id == 0 {
         let boot = cluster_boot.lock().expect("boot lock").take();
         if let Some(boot) = boot {
@@ -370,12 +371,11 @@ async fn run_shard(
         let metrics_listener = TcpListener::bind(config.metrics_listen)
             .map_err(std::io::Error::from)
             .with_context(|| format!("cannot listen on {} for metrics", config.metrics_listen))?;
-        glommio::spawn_local(background::serve_metrics(
+        metrics_server = Some(glommio::spawn_local(background::serve_metrics(
             metrics_listener,
             metrics.clone(),
             stopping.clone(),
-        ))
-        .detach();
+        )));
     }
     glommio::spawn_local(background::housekeeping(shard.clone(), stopping.clone())).detach();
     // The cleaner runs in a task queue of its own with a small share of the shard's CPU:
@@ -446,6 +446,9 @@ async fn run_shard(
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     shard.close_all().await;
+    if let Some(server) = metrics_server {
+        server.await;
+    }
     tracing::info!(shard = id, "shard stopped");
     Ok(())
 }

@@ -173,9 +173,11 @@ async fn serve_active<W: Wire>(
         .unwrap_or_default()
         .into();
     // A second descriptor of the same socket for the writer task, so reading and writing
-    // proceed independently without a lock between them.
-    // SAFETY: dup(2) of a descriptor we own.
-    let write_fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    // proceed independently without a lock between them. Close-on-exec as every other
+    // descriptor: a process started from this one (a broker embedded in a program, the
+    // tests' in-process brokers) must not hold the connection open.
+    // SAFETY: fcntl(2) F_DUPFD_CLOEXEC of a descriptor we own.
+    let write_fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
     if write_fd < 0 {
         tracing::warn!(%peer, error = %std::io::Error::last_os_error(), "cannot duplicate the socket");
         return;

@@ -13,6 +13,7 @@ use std::path::Path;
 /// A broker running in this process; stopped (cleanly) when dropped.
 pub struct InProcess {
     broker: Option<keel_server::Broker>,
+    args: Vec<String>,
     /// Native protocol address.
     pub addr: SocketAddr,
     /// Kafka protocol address.
@@ -46,14 +47,23 @@ impl InProcess {
             &metrics_flag,
         ];
         args.extend_from_slice(extra);
-        let config = Config::load(&Args::parse_from(args)).expect("a valid configuration");
-        let broker = keel_server::start(config).expect("the broker starts");
-        InProcess {
-            broker: Some(broker),
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        let mut broker = InProcess {
+            broker: None,
+            args,
             addr,
             kafka_addr,
             metrics_addr,
-        }
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts it again (after [`InProcess::stop`]) with the same flags and addresses.
+    pub fn restart(&mut self) {
+        assert!(self.broker.is_none(), "stop before restarting");
+        let config = Config::load(&Args::parse_from(&self.args)).expect("a valid configuration");
+        self.broker = Some(keel_server::start(config).expect("the broker starts"));
     }
 
     /// Starts a broker with `settings` as its `keel.toml` (written in `dir`, data in

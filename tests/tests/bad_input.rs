@@ -4,10 +4,11 @@
 use bytes::{BufMut, BytesMut};
 use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
 use keel_protocol::frame::write_request;
-use keel_tests::broker::{metric, server_binary, Broker, Client};
+use keel_tests::broker::{metric, server_binary, Broker, Client, Serving};
+use keel_tests::in_process::InProcess;
 
-fn healthy(broker: &Broker) {
-    let mut client = broker.client();
+fn healthy(broker: &dyn Serving) {
+    let mut client = Client::connect(broker.native_addr());
     let Response::ApiVersions { apis } = client.call(Request::ApiVersions) else {
         panic!("api versions")
     };
@@ -22,8 +23,8 @@ fn frame(api_key: u16, version: u16, body: &[u8]) -> BytesMut {
 
 /// Sends `bytes` on a fresh connection and returns the frame-level error of the answer, or
 /// `None` when the broker closed the connection without one.
-fn answer(broker: &Broker, bytes: &[u8]) -> Option<ErrorCode> {
-    let mut client = broker.client();
+fn answer(broker: &dyn Serving, bytes: &[u8]) -> Option<ErrorCode> {
+    let mut client = Client::connect(broker.native_addr());
     client.send_raw(bytes).expect("send");
     client.receive_raw().map(|r| r.error_code)
 }
@@ -31,7 +32,7 @@ fn answer(broker: &Broker, bytes: &[u8]) -> Option<ErrorCode> {
 #[test]
 fn malformed_requests_get_errors_and_the_broker_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
 
     // A 4 GiB length prefix: refused before any allocation, then closed.
     assert_eq!(
@@ -157,11 +158,7 @@ fn malformed_requests_get_errors_and_the_broker_keeps_serving() {
 fn cold_fetches_are_served_from_files_and_tail_fetches_from_memory() {
     // Goal: old data goes out with sendfile, recent data from the tail cache; both correct.
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(
-        &server_binary(),
-        dir.path(),
-        &["--shards", "2", "--segment-bytes", "65536"],
-    );
+    let broker = InProcess::start(dir.path(), &["--shards", "2", "--segment-bytes", "65536"]);
     let mut client: Client = broker.client();
     let topic = keel_protocol::api::NewTopic {
         name: "cold".into(),
@@ -301,8 +298,7 @@ fn offset_commits_too_large_or_for_missing_partitions_are_refused_not_fatal() {
     let config = dir.path().join("keel.toml");
     std::fs::write(&config, "batch_bytes_max = 262144\n").unwrap();
     let data = dir.path().join("data");
-    let broker = Broker::start(
-        &server_binary(),
+    let broker = InProcess::start(
         &data,
         &["--shards", "2", "--config", config.to_str().unwrap()],
     );

@@ -4,7 +4,8 @@
 use keel_protocol::api::{ApiKey, TopicEntries};
 use keel_protocol::api::{ErrorCode, FetchPartition, Request, Response};
 use keel_protocol::batch::{BatchBuilder, NewRecord};
-use keel_tests::broker::{server_binary, Broker, Client};
+use keel_tests::broker::Client;
+use keel_tests::in_process::InProcess;
 use std::time::{Duration, Instant};
 
 fn fill(client: &mut Client, topic: &str, partition: u32, mib: usize) {
@@ -40,7 +41,7 @@ fn fetch(topic: &str, partition: u32, bytes: u32) -> Request {
 #[test]
 fn a_consumer_that_stops_reading_does_not_hold_up_cold_reads_of_others() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let mut broker = InProcess::start(dir.path(), &["--shards", "2"]);
     let topic = "cold";
     broker.client().create_topic(topic, 4);
     // Partitions 0 and 2 live on the same shard (owner = (hash + partition) % 2).

@@ -19,6 +19,7 @@ mod cold_reads;
 mod compaction;
 mod connection_limits;
 mod crash;
+mod embedded;
 mod full_disk;
 mod fuzz_seeds;
 mod group_move;

@@ -3,6 +3,7 @@
 
 use keel_client::{Admin, Consumer, OffsetReset, Producer, ProducerRecord};
 use keel_tests::broker::{server_binary, Broker};
+use keel_tests::in_process::InProcess;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,7 +78,7 @@ async fn settle(
 #[test]
 fn members_share_partitions_fail_over_and_wait_idle() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
     let addr = broker.addr.to_string();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -249,7 +250,7 @@ fn commits_survive_a_broker_crash_and_consumers_resume_there() {
 #[test]
 fn admin_lists_describes_and_resets_groups() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&server_binary(), dir.path(), &["--shards", "2"]);
+    let broker = InProcess::start(dir.path(), &["--shards", "2"]);
     let addr = broker.addr.to_string();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
