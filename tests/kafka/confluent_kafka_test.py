@@ -7,6 +7,7 @@ a topic and commits) and `resume` (after a broker restart the group resumes ther
 (a group reading with a commit per poll while the test kills brokers), `group-stays` (two
 members polling while the test kills their coordinator), and `recipe`
 (README's three-broker cluster: 10,000 keyed records to a replicated topic, read back)."""
+import faulthandler
 import os
 import sys
 import time
@@ -287,6 +288,10 @@ def group_failover():
     "committed gap_ms partition:offset ..."."""
     slow_file, seen_file = os.environ["KEEL_SLOW_FILE"], os.environ["KEEL_SEEN_FILE"]
     count = int(os.environ["KEEL_COUNT"])
+    # The test gives this phase 400 s and the loop below stops at 360: a call that blocks
+    # past 380 s (librdkafka's synchronous commit waits for a coordinator without limit)
+    # prints where, for the test's failure message, and ends the process.
+    faulthandler.dump_traceback_later(380, exit=True, file=sys.stdout)
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-group",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
                   "session.timeout.ms": 6000})
@@ -311,10 +316,15 @@ def group_failover():
             records = [(m.partition(), m.offset()) for m in messages]
             read.update(records)
             out.write(f"{committed} {gap_ms} " + " ".join(f"{p}:{o}" for p, o in records) + "\n")
+            if not committed:
+                print(f"{time.strftime('%H:%M:%S')} commit failed after {len(read)} records",
+                      flush=True)
             out.flush()
             if slow:
                 time.sleep(0.1)
+    print(f"{time.strftime('%H:%M:%S')} read {len(read)} of {count}; closing", flush=True)
     c.close()
+    faulthandler.cancel_dump_traceback_later()
     check(len(read) == count, f"read {len(read)} of {count} distinct records")
 
 
