@@ -103,6 +103,19 @@ impl ScramServer {
         }
     }
 
+    /// The user the first message named, once it was accepted.
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            ServerState::Final(pending) => Some(&pending.user),
+            _ => None,
+        }
+    }
+
+    /// The exchange's hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
     /// Takes the client's first message and answers with the server's first: the combined
     /// nonce (the client's then `server_nonce`, printable, no comma), the user's salt and
     /// iteration count. `lookup` finds the user's credential for this hash.
@@ -162,7 +175,10 @@ impl ScramServer {
                 "channel binding differs from the first message",
             ));
         }
-        if nonce != pending.nonce {
+        // Kafka's rule: the nonce must end with the one the server sent (librdkafka 2.0
+        // sends the client's nonce twice; the proof covers what it sent, and the server's
+        // fresh part still has to be there).
+        if !nonce.ends_with(&pending.nonce) {
             return Err(AuthError::Refused("nonce differs from the server's"));
         }
         let proof = B64

@@ -5,6 +5,14 @@ use keel_protocol::api::ErrorCode;
 
 /// Kafka's UNKNOWN_SERVER_ERROR.
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+/// No error.
+pub const NONE: i16 = 0;
+/// Kafka's UNSUPPORTED_SASL_MECHANISM.
+pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+/// Kafka's ILLEGAL_SASL_STATE.
+pub const ILLEGAL_SASL_STATE: i16 = 34;
+/// Kafka's SASL_AUTHENTICATION_FAILED.
+pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
 /// Kafka's UNSUPPORTED_VERSION.
 pub const UNSUPPORTED_VERSION: i16 = 35;
 /// Kafka's INVALID_REQUEST.

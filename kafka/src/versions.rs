@@ -7,7 +7,7 @@ pub const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
 
 /// Every API served with its version range (docs/kafka-compatibility.md), and the first
 /// flexible version of each.
-pub const SUPPORTED: [(ApiKey, i16, i16, i16); 24] = [
+pub const SUPPORTED: [(ApiKey, i16, i16, i16); 26] = [
     (ApiKey::Produce, 3, 10, 9),
     (ApiKey::Fetch, 4, 16, 12),
     (ApiKey::ListOffsets, 1, 8, 6),
@@ -32,6 +32,12 @@ pub const SUPPORTED: [(ApiKey, i16, i16, i16); 24] = [
     (ApiKey::DeleteGroups, 0, 2, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1, 1),
     (ApiKey::DescribeCluster, 0, 1, 0),
+    // After version 0 of SaslHandshake a client sends raw tokens outside Kafka framing
+    // (before KIP-152), which the listener does not read (the connection closes); every
+    // client since Kafka 1.0 uses version 1 and SaslAuthenticate. Version 0 is advertised
+    // because librdkafka's feature table asks for it before it uses SASL at all.
+    (ApiKey::SaslHandshake, 0, 1, i16::MAX),
+    (ApiKey::SaslAuthenticate, 0, 2, 2),
 ];
 
 /// The name of a served API in metrics (`kafka_` and Kafka's name in snake case).
@@ -61,6 +67,8 @@ pub fn metric_name(api: ApiKey) -> &'static str {
         ApiKey::DeleteGroups => "kafka_delete_groups",
         ApiKey::IncrementalAlterConfigs => "kafka_incremental_alter_configs",
         ApiKey::DescribeCluster => "kafka_describe_cluster",
+        ApiKey::SaslHandshake => "kafka_sasl_handshake",
+        ApiKey::SaslAuthenticate => "kafka_sasl_authenticate",
         _ => "kafka_invalid",
     }
 }

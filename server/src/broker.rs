@@ -132,6 +132,7 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
     let started = Instant::now();
     let config = Arc::new(config);
     let registry = Arc::new(SharedRegistry::new(registry));
+    let users = Arc::new(users(&config)?);
     let metrics = Arc::new(Metrics::new());
     let connections = Arc::new(AtomicUsize::new(0));
     let shards_open = Arc::new(AtomicUsize::new(0));
@@ -146,6 +147,7 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
         let shared = Shared {
             config: config.clone(),
             registry: registry.clone(),
+            users: users.clone(),
             metrics: metrics.clone(),
             connections: connections.clone(),
             stop: stop.clone(),
@@ -284,11 +286,23 @@ fn listeners(config: &Config) -> Vec<(SocketAddr, &'static str)> {
     out
 }
 
+/// The users in the data directory, with those `--add-scram` names made if absent.
+fn users(config: &Config) -> anyhow::Result<crate::security::users::Users> {
+    let users = crate::security::users::Users::load(&config.data_dir)?;
+    for (mechanism, name, password) in &config.security.add_scram {
+        if users.create_if_absent(name, *mechanism, password)? {
+            tracing::info!(user = %name, %mechanism, "user made (--add-scram)");
+        }
+    }
+    Ok(users)
+}
+
 /// What every shard shares.
 #[derive(Clone)]
 struct Shared {
     config: Arc<Config>,
     registry: Arc<SharedRegistry>,
+    users: Arc<crate::security::users::Users>,
     metrics: Arc<Metrics>,
     connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -305,6 +319,7 @@ async fn run_shard(
     let Shared {
         config,
         registry,
+        users,
         metrics,
         connections,
         stop,
@@ -318,6 +333,7 @@ async fn run_shard(
         id,
         config.clone(),
         registry,
+        users,
         metrics.clone(),
         Rc::new(peers),
         cluster,

@@ -2,6 +2,7 @@
 //! may be in flight (pipelining); responses follow request order.
 
 use crate::handlers::{self, Outgoing, Part};
+use crate::security::{SecurityProtocol, Session};
 use crate::shard::Shard;
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -63,11 +64,13 @@ pub trait Wire: 'static {
     fn check(buf: &[u8], max: u32) -> Result<Option<usize>, (ErrorCode, Option<Self::Answer>)>;
     /// The announced size of the frame starting `buf`, once its size prefix is in.
     fn announced_len(buf: &[u8]) -> Option<usize>;
-    /// Handles one frame; `None` when no response is due.
+    /// The listener's security protocol.
+    fn security(config: &crate::config::Config) -> SecurityProtocol;
+    /// Handles one frame of the connection `session`; `None` when no response is due.
     fn handle(
         shard: Rc<Shard>,
         stopping: Rc<std::cell::Cell<bool>>,
-        peer: Rc<str>,
+        session: Rc<Session>,
         frame: bytes::Bytes,
     ) -> impl std::future::Future<Output = Option<Self::Answer>> + 'static;
     /// Writes an answer.
@@ -103,17 +106,22 @@ impl Wire for Native {
         announced_len(buf)
     }
 
+    fn security(_: &crate::config::Config) -> SecurityProtocol {
+        SecurityProtocol::Plaintext
+    }
+
     async fn handle(
         shard: Rc<Shard>,
         stopping: Rc<std::cell::Cell<bool>>,
-        peer: Rc<str>,
+        session: Rc<Session>,
         bytes: bytes::Bytes,
     ) -> Option<Self::Answer> {
+        let peer = &session.peer;
         let frame = check_request(&bytes, u32::MAX).ok()??;
         let body = bytes.slice(frame.body());
         let correlation_id = frame.header.correlation_id.get();
         let (api_key, api_version) = (frame.header.api_key.get(), frame.header.api_version.get());
-        handle_one(&shard, &stopping, &peer, api_key, api_version, body)
+        handle_one(&shard, &stopping, peer, api_key, api_version, body)
             .await
             .map(|outgoing| (correlation_id, outgoing))
     }
@@ -172,6 +180,11 @@ async fn serve_active<W: Wire>(
         .map(|a| a.to_string())
         .unwrap_or_default()
         .into();
+    let session = Rc::new(Session::new(
+        peer.clone(),
+        W::security(&shard.config),
+        &shard.config.security.sasl_mechanisms,
+    ));
     // A second descriptor of the same socket for the writer task, so reading and writing
     // proceed independently without a lock between them. Close-on-exec as every other
     // descriptor: a process started from this one (a broker embedded in a program, the
@@ -220,7 +233,7 @@ async fn serve_active<W: Wire>(
                     let task = glommio::spawn_local(W::handle(
                         shard.clone(),
                         stopping.clone(),
-                        peer.clone(),
+                        session.clone(),
                         bytes,
                     ));
                     if queue.send((task, permit)).await.is_err() {

@@ -19,6 +19,7 @@ mod producer_ids;
 mod producers;
 mod registry;
 mod replication;
+pub mod security;
 mod shard;
 
 pub use broker::{start, Broker};

@@ -64,6 +64,15 @@ pub struct JobLabel {
     pub job: &'static str,
 }
 
+/// Label of authentication counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabel {
+    /// The SASL mechanism.
+    pub mechanism: &'static str,
+    /// `succeeded` or `failed`.
+    pub outcome: &'static str,
+}
+
 /// Label of per-shard gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShardLabel {
@@ -104,6 +113,8 @@ pub struct Metrics {
     /// Per-API handles, by name (`invalid` for undecodable requests).
     pub apis: std::collections::HashMap<&'static str, ApiMetrics>,
     request_errors: Family<ErrorLabel, Counter>,
+    /// SASL authentications, by mechanism and outcome.
+    authentications: Family<AuthLabel, Counter>,
     /// Mesh messages sent to another shard, by job kind.
     shard_calls: Family<JobLabel, Counter>,
     /// Partition reads run on owning shards, by kind (`fetch`, `replica_fetch`).
@@ -210,6 +221,7 @@ impl Metrics {
         let metrics = Metrics {
             apis: Default::default(),
             request_errors: request_errors.clone(),
+            authentications: Family::default(),
             shard_calls: Family::default(),
             partition_reads: Family::default(),
             reads_memory: Counter::default(),
@@ -330,6 +342,11 @@ impl Metrics {
             m.partition_reads.clone(),
         );
         registry.register("requests", "Requests handled", requests.clone());
+        registry.register(
+            "authentications",
+            "SASL authentications, by mechanism and outcome (succeeded, failed)",
+            m.authentications.clone(),
+        );
         registry.register(
             "request_errors",
             "Requests answered with an error, by API and error (once per distinct error)",
@@ -490,6 +507,17 @@ impl Metrics {
                 api: api.into(),
                 error: format!("{error:?}"),
                 code: error as u16,
+            })
+            .inc();
+    }
+
+    /// Counts one SASL authentication with `mechanism` that `succeeded` or not.
+    pub fn authentication(&self, mechanism: keel_auth::Mechanism, succeeded: bool) {
+        let outcome = if succeeded { "succeeded" } else { "failed" };
+        self.authentications
+            .get_or_create(&AuthLabel {
+                mechanism: mechanism.name(),
+                outcome,
             })
             .inc();
     }

@@ -39,6 +39,7 @@ mod replicated_groups;
 mod replicated_offsets;
 mod replication;
 mod request_path;
+mod sasl;
 mod scale;
 mod startup;
 mod tidy;

@@ -28,7 +28,7 @@ fn only_engine_io_and_server_name_the_runtime() {
     // Goal: glommio stays behind `engine::io` so a runtime change is a local edit.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    for krate in ["protocol", "kafka", "engine", "client", "tools"] {
+    for krate in ["protocol", "auth", "kafka", "engine", "client", "tools"] {
         rust_files(&root.join(krate).join("src"), &mut files);
     }
     let mut offenders = Vec::new();
@@ -54,6 +54,12 @@ fn only_engine_io_and_server_name_the_runtime() {
 fn protocol_does_no_io() {
     // Goal: the formats crate stays pure.
     assert_crate_does_no_io("protocol");
+}
+
+#[test]
+fn auth_does_no_io() {
+    // Goal: the authentication mechanisms stay state machines (randomness is an input).
+    assert_crate_does_no_io("auth");
 }
 
 #[test]
@@ -104,6 +110,7 @@ fn every_file_architecture_md_names_exists() {
     let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
     let mut files = Vec::new();
     for krate in [
+        "auth",
         "bench",
         "client",
         "controller",
@@ -163,7 +170,7 @@ fn the_server_imports_only_from_layers_below() {
             "main" | "lib" | "broker" | "accept" | "conn" | "kafka" | "background" | "ports" => 3,
             "handlers" | "group" | "offsets_migration" => 2,
             "shard" | "peers" | "replication" | "cluster" | "compaction" | "producers"
-            | "producer_ids" | "registry" | "metrics" => 1,
+            | "producer_ids" | "registry" | "metrics" | "security" => 1,
             "config" => 0,
             other => {
                 panic!("server/src/{other}: which layer? (add it here and to ARCHITECTURE.md)")

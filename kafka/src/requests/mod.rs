@@ -65,6 +65,10 @@ pub enum KafkaRequest {
     IncrementalAlterConfigs(AlterConfigs),
     /// DescribeCluster.
     DescribeCluster,
+    /// SaslHandshake: the mechanism the client asks for.
+    SaslHandshake(String),
+    /// SaslAuthenticate: the mechanism's next message.
+    SaslAuthenticate(bytes::Bytes),
 }
 
 impl KafkaRequest {
@@ -155,6 +159,8 @@ pub fn decode(api: ApiKey, version: i16, r: &mut Reader) -> Result<KafkaRequest>
             }
             KafkaRequest::DescribeCluster
         }
+        ApiKey::SaslHandshake => KafkaRequest::SaslHandshake(r.string("mechanism")?),
+        ApiKey::SaslAuthenticate => KafkaRequest::SaslAuthenticate(r.bytes("auth bytes")?),
         _ => return Err(crate::read::DecodeError::Null("api")),
     };
     r.tagged_fields()?;

@@ -436,3 +436,23 @@ fn admin_requests_every_version() {
         );
     }
 }
+
+#[test]
+fn sasl_handshake_and_authenticate_every_version() {
+    use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    for v in versions(ApiKey::SaslHandshake) {
+        let request = SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-512"));
+        assert_eq!(
+            round_trip(ApiKey::SaslHandshake, v, &request),
+            KafkaRequest::SaslHandshake("SCRAM-SHA-512".into())
+        );
+    }
+    for v in versions(ApiKey::SaslAuthenticate) {
+        let request =
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"n,,n=u,r=x"));
+        assert_eq!(
+            round_trip(ApiKey::SaslAuthenticate, v, &request),
+            KafkaRequest::SaslAuthenticate(Bytes::from_static(b"n,,n=u,r=x"))
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod group;
+pub mod security;
 pub mod topic;
 
 use anyhow::{bail, Context};
@@ -61,6 +62,9 @@ pub struct Args {
     /// The Kafka address clients are told in metadata (default: --kafka-listen).
     #[arg(long)]
     pub advertised_kafka_listen: Option<SocketAddr>,
+    /// Security: listener protocols, SASL mechanisms, users made at start-up.
+    #[command(flatten)]
+    pub security: security::SecurityArgs,
 }
 
 /// The TOML file: every key optional.
@@ -104,6 +108,10 @@ struct File {
     fetch_wait_ms_max: Option<u32>,
     request_partitions_max: Option<usize>,
     partition_jobs_max: Option<usize>,
+    kafka_security: Option<String>,
+    sasl_mechanisms: Option<String>,
+    add_scram: Option<Vec<String>>,
+    connection_failed_authentication_delay_ms: Option<u64>,
 }
 
 /// Validated broker configuration.
@@ -168,6 +176,8 @@ pub struct Config {
     pub partition_jobs_max: usize,
     /// Cluster mode (`--controller-voters` given), or `None` for the single-node broker.
     pub cluster: Option<cluster::ClusterConfig>,
+    /// Listener protocols, SASL mechanisms, users made at start-up.
+    pub security: security::SecurityConfig,
 }
 
 impl Config {
@@ -268,6 +278,15 @@ impl Config {
             request_partitions_max: file.request_partitions_max.unwrap_or(10_000),
             partition_jobs_max: file.partition_jobs_max.unwrap_or(100_000),
             cluster: None,
+            security: security::SecurityConfig::load(
+                &args.security,
+                security::SecurityFile {
+                    kafka_security: file.kafka_security,
+                    sasl_mechanisms: file.sasl_mechanisms,
+                    add_scram: file.add_scram,
+                    failed_authentication_delay_ms: file.connection_failed_authentication_delay_ms,
+                },
+            )?,
             group_limits: {
                 let default = group::Limits::default();
                 group::Limits {

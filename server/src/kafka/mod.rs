@@ -10,9 +10,11 @@ mod data;
 mod fetch;
 mod groups;
 mod offsets;
+mod sasl;
 
 use crate::conn::Wire;
 use crate::handlers::Part;
+use crate::security::{SecurityProtocol, Session};
 use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
 use glommio::net::TcpStream;
@@ -34,6 +36,10 @@ pub enum Answer {
     Parts(Vec<Part>),
     /// Nothing can be answered (a malformed request): the connection closes, as Kafka's.
     Close,
+    /// The response, then the connection closes after the pause (a failed
+    /// authentication, as Kafka's `connection.failed.authentication.delay.ms`: clients
+    /// read the answer before the close, and guessing passwords is slowed down).
+    Last(Vec<Part>, std::time::Duration),
 }
 
 /// Serves a Kafka-protocol connection.
@@ -61,24 +67,39 @@ impl Wire for Kafka {
         frame::announced_len(buf)
     }
 
+    fn security(config: &crate::config::Config) -> SecurityProtocol {
+        config.security.kafka
+    }
+
     async fn handle(
         shard: Rc<Shard>,
         _stopping: Rc<Cell<bool>>,
-        peer: Rc<str>,
+        session: Rc<Session>,
         frame: Bytes,
     ) -> Option<Answer> {
-        handle(&shard, &peer, frame.slice(4..)).await
+        handle(&shard, &session, frame.slice(4..)).await
     }
 
     async fn send(stream: &mut TcpStream, socket: RawFd, answer: Answer) -> std::io::Result<()> {
-        let Answer::Parts(parts) = answer else {
+        let (parts, last) = match answer {
+            Answer::Parts(parts) => (parts, None),
+            Answer::Last(parts, pause) => (parts, Some(pause)),
+            Answer::Close => (Vec::new(), Some(std::time::Duration::ZERO)),
+        };
+        if !parts.is_empty() {
+            let len: usize = parts.iter().map(Part::len).sum();
+            crate::conn::write_parts(stream, socket, &(len as i32).to_be_bytes(), parts).await?;
+        }
+        if let Some(pause) = last {
+            glommio::timer::sleep(pause).await;
             // Wakes the reader too, so the whole connection ends here.
             // SAFETY: shutdown(2) of the connection's own socket, open while it is served.
             unsafe { libc::shutdown(socket, libc::SHUT_RDWR) };
-            return Err(std::io::Error::other("malformed Kafka request: closing"));
-        };
-        let len: usize = parts.iter().map(Part::len).sum();
-        crate::conn::write_parts(stream, socket, &(len as i32).to_be_bytes(), parts).await
+            return Err(std::io::Error::other(
+                "Kafka connection closed by the broker",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -128,7 +149,8 @@ fn api_versions() -> ApiVersionsResponse {
     )
 }
 
-async fn handle(shard: &Rc<Shard>, peer: &str, body: Bytes) -> Option<Answer> {
+async fn handle(shard: &Rc<Shard>, session: &Rc<Session>, body: Bytes) -> Option<Answer> {
+    let peer: &str = &session.peer;
     let started = Instant::now();
     let (header, mut reader) = match frame::parse_header(body) {
         Ok(parsed) => parsed,
@@ -160,6 +182,17 @@ async fn handle(shard: &Rc<Shard>, peer: &str, body: Bytes) -> Option<Answer> {
             return Some(Answer::Close);
         }
     };
+    // On a SASL listener nothing but the exchange is served before it succeeds; anything
+    // else closes the connection, as Kafka's (a client that skips authentication is not
+    // answered).
+    if session.principal().is_none() && !sasl::before_authentication(&request) {
+        tracing::debug!(%peer, ?api, "request before SASL authentication, closing");
+        shard.metrics.api("kafka_invalid").requests.inc();
+        shard
+            .metrics
+            .request_error("kafka_invalid", ErrorCode::InvalidRequest);
+        return Some(Answer::Close);
+    }
     // Past the limit on partition entries the connection is closed, before anything is
     // asked of a shard or an answer per entry is built (Kafka's answer types cost over
     // 100 bytes an entry).
@@ -174,7 +207,7 @@ async fn handle(shard: &Rc<Shard>, peer: &str, body: Bytes) -> Option<Answer> {
     }
     tracing::trace!(%peer, ?api, version = header.api_version, correlation = header.correlation_id, "Kafka request");
     let name = versions::metric_name(api);
-    let answer = dispatch(shard, &header, peer, request).await;
+    let answer = dispatch(shard, &header, session, request).await;
     let metrics = shard.metrics.api(name);
     metrics.requests.inc();
     metrics.seconds.observe(started.elapsed().as_secs_f64());
@@ -184,9 +217,10 @@ async fn handle(shard: &Rc<Shard>, peer: &str, body: Bytes) -> Option<Answer> {
 async fn dispatch(
     shard: &Rc<Shard>,
     header: &Header,
-    peer: &str,
+    session: &Rc<Session>,
     request: KafkaRequest,
 ) -> Option<Answer> {
+    let peer: &str = &session.peer;
     let answer = match request {
         KafkaRequest::ApiVersions => encode(header, &api_versions()),
         KafkaRequest::Metadata(request) => data::metadata(shard, header, request).await,
@@ -220,6 +254,8 @@ async fn dispatch(
         KafkaRequest::DescribeGroups(names) => groups::describe_groups(shard, header, names).await,
         KafkaRequest::ListGroups(states) => groups::list_groups(shard, header, states).await,
         KafkaRequest::DeleteGroups(names) => groups::delete_groups(shard, header, names).await,
+        KafkaRequest::SaslHandshake(mechanism) => sasl::handshake(header, session, &mechanism),
+        KafkaRequest::SaslAuthenticate(bytes) => sasl::authenticate(shard, header, session, &bytes),
     };
     Some(answer)
 }

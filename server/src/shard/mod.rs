@@ -57,6 +57,8 @@ pub struct Shard {
     /// The topic registry, shared by all shards (read on every request, written by admin
     /// requests only).
     pub registry: Arc<SharedRegistry>,
+    /// The users SASL authenticates, shared by all shards.
+    pub users: Arc<crate::security::users::Users>,
     /// Metrics, shared by all shards.
     pub metrics: Arc<Metrics>,
     logs: RefCell<HashMap<(String, u32), Log>>,
@@ -110,6 +112,7 @@ impl Shard {
         id: usize,
         config: Arc<Config>,
         registry: Arc<SharedRegistry>,
+        users: Arc<crate::security::users::Users>,
         metrics: Arc<Metrics>,
         peers: Rc<crate::peers::Peers>,
         cluster: Option<Arc<crate::cluster::ClusterView>>,
@@ -128,6 +131,7 @@ impl Shard {
             tail_share: Rc::default(),
             config,
             registry,
+            users,
             metrics,
             logs: RefCell::new(HashMap::new()),
             peers,

@@ -1,0 +1,79 @@
+//! Who is on the other end of a connection: the listener's security protocol, SASL
+//! exchanges ([`sasl`]) against the users' stored credentials ([`users`]), and the
+//! principal a connection is fixed to once authenticated.
+
+pub mod sasl;
+pub mod users;
+
+pub use crate::config::security::SecurityProtocol;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Who a connection acts as: `User:NAME` (Kafka's principal), `User:ANONYMOUS` on a
+/// listener without authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal(pub String);
+
+impl Principal {
+    /// The principal of unauthenticated connections.
+    pub fn anonymous() -> Principal {
+        Principal::user("ANONYMOUS")
+    }
+
+    /// `User:name`.
+    pub fn user(name: &str) -> Principal {
+        Principal(format!("User:{name}"))
+    }
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One connection's identity: where it comes from and, once fixed, who it is. Requests of
+/// one connection share it (they are served concurrently, on one thread).
+#[derive(Debug)]
+pub struct Session {
+    /// The peer's address, for logs.
+    pub peer: Rc<str>,
+    /// The SASL exchange, on SASL listeners.
+    pub sasl: Option<RefCell<sasl::Sasl>>,
+}
+
+impl Session {
+    /// A session on a listener with `protocol`, offering `mechanisms` when it is SASL.
+    pub fn new(
+        peer: Rc<str>,
+        protocol: SecurityProtocol,
+        mechanisms: &[keel_auth::Mechanism],
+    ) -> Session {
+        Session {
+            peer,
+            sasl: protocol
+                .sasl()
+                .then(|| RefCell::new(sasl::Sasl::new(mechanisms.to_vec()))),
+        }
+    }
+
+    /// Who the connection acts as: anonymous without SASL, the authenticated user after
+    /// it, `None` while a SASL exchange has not succeeded.
+    pub fn principal(&self) -> Option<Principal> {
+        match &self.sasl {
+            None => Some(Principal::anonymous()),
+            Some(sasl) => sasl.borrow().principal().cloned(),
+        }
+    }
+}
+
+/// Random bytes from the operating system (nonces, salts).
+///
+/// # Panics
+/// When the kernel has no randomness to give (getrandom(2) failing is not recoverable for
+/// authentication).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    getrandom::getrandom(&mut out).expect("the kernel's random source");
+    out
+}

@@ -1,0 +1,233 @@
+//! The users a broker authenticates: their SCRAM credentials (salt, iterations, stored and
+//! server keys; never a password), in `users.toml` in the data directory, replaced
+//! durably on every change.
+
+use anyhow::Context;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use keel_auth::{Mechanism, ScramCredential};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+/// Iterations of a credential made by this broker (Kafka's default for SCRAM credentials).
+pub const ITERATIONS: u32 = 4096;
+
+/// One credential as written in `users.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    salt: String,
+    iterations: u32,
+    stored_key: String,
+    server_key: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    /// User → mechanism name → credential.
+    #[serde(default)]
+    users: BTreeMap<String, BTreeMap<String, Stored>>,
+}
+
+type Credentials = BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>;
+
+/// The users, shared by every shard (read at each authentication).
+#[derive(Debug)]
+pub struct Users {
+    path: PathBuf,
+    current: RwLock<Credentials>,
+}
+
+impl Users {
+    /// Loads `users.toml` from `data_dir` (no users when absent).
+    ///
+    /// # Errors
+    /// An unreadable or malformed file, named.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Users> {
+        let path = data_dir.join("users.toml");
+        let credentials = match std::fs::read_to_string(&path) {
+            Ok(text) => decode(&text).with_context(|| format!("reading {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Credentials::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(Users {
+            path,
+            current: RwLock::new(credentials),
+        })
+    }
+
+    /// `user`'s credential for `mechanism` (a SCRAM one).
+    pub fn lookup(&self, user: &str, mechanism: Mechanism) -> Option<ScramCredential> {
+        self.read().get(user)?.get(&mechanism).cloned()
+    }
+
+    /// Every user with the mechanisms and iteration counts of their credentials.
+    pub fn list(&self) -> Vec<(String, Vec<(Mechanism, u32)>)> {
+        self.read()
+            .iter()
+            .map(|(user, by)| {
+                let mechanisms = by.iter().map(|(m, c)| (*m, c.iterations)).collect();
+                (user.clone(), mechanisms)
+            })
+            .collect()
+    }
+
+    /// Makes `user` a credential for `mechanism` from `password` unless they have one
+    /// already; whether it was made. Written durably before it is used.
+    ///
+    /// # Errors
+    /// A mechanism that is not SCRAM, an empty user name, or the file cannot be written.
+    pub fn create_if_absent(
+        &self,
+        user: &str,
+        mechanism: Mechanism,
+        password: &str,
+    ) -> anyhow::Result<bool> {
+        let hash = mechanism
+            .scram()
+            .with_context(|| format!("{mechanism} credentials are not stored (SCRAM only)"))?;
+        anyhow::ensure!(!user.is_empty(), "a user name is needed");
+        if self.lookup(user, mechanism).is_some() {
+            return Ok(false);
+        }
+        let salt = super::random_bytes::<32>();
+        let credential = ScramCredential::new(hash, password, &salt, ITERATIONS)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut next = self.read().clone();
+        next.entry(user.to_owned())
+            .or_default()
+            .insert(mechanism, credential);
+        crate::registry::write_durably(&self.path, encode(&next)?.as_bytes())?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(true)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Credentials> {
+        self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn decode(text: &str) -> anyhow::Result<Credentials> {
+    let file: UsersFile = toml::from_str(text)?;
+    let mut out = Credentials::new();
+    for (user, by) in file.users {
+        for (name, stored) in by {
+            let mechanism = Mechanism::parse(&name)
+                .filter(|m| m.scram().is_some())
+                .with_context(|| format!("user {user}: unknown mechanism {name:?}"))?;
+            let bytes = |field: &str, value: &str| {
+                B64.decode(value)
+                    .with_context(|| format!("user {user}: {name} {field} is not base64"))
+            };
+            let credential = ScramCredential {
+                hash: mechanism.scram().expect("filtered above"),
+                salt: bytes("salt", &stored.salt)?,
+                iterations: stored.iterations,
+                stored_key: bytes("stored_key", &stored.stored_key)?,
+                server_key: bytes("server_key", &stored.server_key)?,
+            };
+            out.entry(user.clone())
+                .or_default()
+                .insert(mechanism, credential);
+        }
+    }
+    Ok(out)
+}
+
+fn encode(credentials: &Credentials) -> anyhow::Result<String> {
+    let users = credentials
+        .iter()
+        .map(|(user, by)| {
+            let by = by
+                .iter()
+                .map(|(mechanism, c)| {
+                    let stored = Stored {
+                        salt: B64.encode(&c.salt),
+                        iterations: c.iterations,
+                        stored_key: B64.encode(&c.stored_key),
+                        server_key: B64.encode(&c.server_key),
+                    };
+                    (mechanism.name().to_owned(), stored)
+                })
+                .collect();
+            (user.clone(), by)
+        })
+        .collect();
+    toml::to_string(&UsersFile { users }).context("encoding users")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_survive_a_reload_and_no_password_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = Users::load(dir.path()).unwrap();
+        assert!(users
+            .create_if_absent("alice", Mechanism::ScramSha512, "hunter2")
+            .unwrap());
+        assert!(!users
+            .create_if_absent("alice", Mechanism::ScramSha512, "other")
+            .unwrap());
+        assert!(users
+            .create_if_absent("alice", Mechanism::ScramSha256, "hunter2")
+            .unwrap());
+        assert!(users
+            .create_if_absent("PLAIN", Mechanism::Plain, "x")
+            .is_err());
+        let text = std::fs::read_to_string(dir.path().join("users.toml")).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        let again = Users::load(dir.path()).unwrap();
+        let credential = again.lookup("alice", Mechanism::ScramSha512).unwrap();
+        assert!(credential.matches_password("hunter2"));
+        assert!(!credential.matches_password("other"));
+        assert_eq!(
+            again.list(),
+            [(
+                "alice".to_owned(),
+                vec![
+                    (Mechanism::ScramSha256, 4096),
+                    (Mechanism::ScramSha512, 4096)
+                ]
+            )]
+        );
+        assert!(again.lookup("bob", Mechanism::ScramSha512).is_none());
+    }
+
+    #[test]
+    fn a_malformed_users_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("users.toml"),
+            "[users.a.MD5]\nsalt='x'\niterations=1\nstored_key=''\nserver_key=''\n",
+        )
+        .unwrap();
+        let error = format!("{:#}", Users::load(dir.path()).unwrap_err());
+        assert!(
+            error.contains("users.toml") && error.contains("MD5"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn add_scram_values() {
+        use crate::config::security::parse_add_scram;
+        assert_eq!(
+            parse_add_scram("SCRAM-SHA-512:alice:pa:ss").unwrap(),
+            (Mechanism::ScramSha512, "alice".into(), "pa:ss".into())
+        );
+        for bad in [
+            "SCRAM-SHA-512:alice",
+            "PLAIN:a:b",
+            "SCRAM-SHA-1:a:b",
+            "SCRAM-SHA-256::p",
+            "SCRAM-SHA-256:a:",
+        ] {
+            assert!(parse_add_scram(bad).is_err(), "{bad}");
+        }
+    }
+}
