@@ -18,7 +18,6 @@ use crate::shard::Shard;
 use anyhow::Context;
 use glommio::net::TcpListener;
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -182,7 +181,12 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
             Err(_) => anyhow::bail!("a shard stopped before it was ready"),
         }
     }
-    ports::check_own(&listeners(&config))?;
+    let listeners: Vec<_> = config
+        .listeners()
+        .iter()
+        .map(|(a, what, _)| (*a, *what))
+        .collect();
+    ports::check_own(&listeners)?;
     Ok(Broker {
         config,
         partitions,
@@ -269,21 +273,6 @@ fn clean_data_dir(
         );
     }
     Ok(())
-}
-
-/// Every address this broker listens on, and what for.
-fn listeners(config: &Config) -> Vec<(SocketAddr, &'static str)> {
-    let mut out = vec![
-        (config.listen, "clients"),
-        (config.metrics_listen, "metrics"),
-    ];
-    if let Some(kafka) = config.kafka_listen {
-        out.push((kafka, "the Kafka protocol"));
-    }
-    if let Some(cluster) = config.cluster.as_ref().filter(|c| c.is_voter()) {
-        out.push((cluster.controller_listen, "the controller"));
-    }
-    out
 }
 
 /// The users in the data directory, with those `--add-scram` names made if absent.

@@ -156,6 +156,8 @@ impl NsBroker {
             data_dir.display().to_string(),
             "--shards".to_owned(),
             "2".to_owned(),
+            // The namespaces' addresses are not loopback ones.
+            "--allow-plaintext".to_owned(),
         ];
         let mut broker = NsBroker {
             child: None,

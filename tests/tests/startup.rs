@@ -516,3 +516,43 @@ fn every_partition_answers_from_the_first_accepted_connection() {
         "partitions refused at start-up: {refused:?}"
     );
 }
+
+#[test]
+fn a_listener_beyond_loopback_without_authentication_needs_allow_plaintext() {
+    // Goal: a broker moved onto a real network must not serve everyone by accident.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_addr().rsplit_once(':').unwrap().1.to_owned();
+    let args = server_args(dir.path(), format!("0.0.0.0:{port}"), free_addr());
+    let (code, stderr) = run_to_exit(&args, &[]);
+    assert_eq!(code, Some(2), "a configuration refused: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains(&format!("0.0.0.0:{port}")) && lines[0].contains("--allow-plaintext"),
+        "{stderr}"
+    );
+    // The same on a trusted network, said so: it starts, and serves on loopback too.
+    let mut args = args;
+    args.push("--allow-plaintext".into());
+    let mut child = Command::new(server_binary())
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start keel-server");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert!(
+        ready.contains(&format!("listening on 0.0.0.0:{port}")),
+        "{ready}"
+    );
+    let served = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert!(served);
+}

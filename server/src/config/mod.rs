@@ -112,6 +112,7 @@ struct File {
     sasl_mechanisms: Option<String>,
     add_scram: Option<Vec<String>>,
     connection_failed_authentication_delay_ms: Option<u64>,
+    allow_plaintext: Option<bool>,
 }
 
 /// Validated broker configuration.
@@ -285,6 +286,7 @@ impl Config {
                     sasl_mechanisms: file.sasl_mechanisms,
                     add_scram: file.add_scram,
                     failed_authentication_delay_ms: file.connection_failed_authentication_delay_ms,
+                    allow_plaintext: file.allow_plaintext,
                 },
             )?,
             group_limits: {
@@ -349,6 +351,7 @@ impl Config {
                 config.frame_bytes_max
             );
         }
+        security::check_exposure(&config.listeners(), config.security.allow_plaintext)?;
         if config.batch_bytes_max > config.frame_bytes_max {
             bail!(
                 "batch_bytes_max ({}) must not exceed frame_bytes_max ({})",
@@ -357,6 +360,22 @@ impl Config {
             );
         }
         Ok(config)
+    }
+
+    /// Every address the broker listens on: what it serves and whether it authenticates
+    /// who connects.
+    pub fn listeners(&self) -> Vec<(SocketAddr, &'static str, bool)> {
+        let mut out = vec![
+            (self.listen, "clients", false),
+            (self.metrics_listen, "metrics", false),
+        ];
+        if let Some(kafka) = self.kafka_listen {
+            out.push((kafka, "the Kafka protocol", self.security.kafka.sasl()));
+        }
+        if let Some(cluster) = self.cluster.as_ref().filter(|c| c.is_voter()) {
+            out.push((cluster.controller_listen, "the controller", false));
+        }
+        out
     }
 
     /// The log configuration of a topic: broker defaults overridden by its configs.

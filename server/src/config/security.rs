@@ -80,6 +80,10 @@ pub struct SecurityArgs {
     /// MECHANISM:NAME:PASSWORD: makes the user at start-up unless they exist (repeatable).
     #[arg(long)]
     pub add_scram: Vec<String>,
+    /// Accept listening on a non-loopback address without authentication (a trusted
+    /// network).
+    #[arg(long)]
+    pub allow_plaintext: bool,
 }
 
 /// The same keys in the TOML file.
@@ -93,6 +97,8 @@ pub struct SecurityFile {
     pub add_scram: Option<Vec<String>>,
     /// `connection_failed_authentication_delay_ms`.
     pub failed_authentication_delay_ms: Option<u64>,
+    /// `allow_plaintext`.
+    pub allow_plaintext: Option<bool>,
 }
 
 /// Validated security settings.
@@ -104,6 +110,8 @@ pub struct SecurityConfig {
     pub sasl_mechanisms: Vec<Mechanism>,
     /// Users made at start-up unless they exist: mechanism, name, password.
     pub add_scram: Vec<(Mechanism, String, String)>,
+    /// Listening on a non-loopback address without authentication is accepted.
+    pub allow_plaintext: bool,
     /// How long a connection whose authentication failed stays open after the answer
     /// (Kafka's `connection.failed.authentication.delay.ms`, default 100).
     pub failed_authentication_delay_ms: u64,
@@ -150,6 +158,7 @@ impl SecurityConfig {
             "connection_failed_authentication_delay_ms must be at most 10000"
         );
         Ok(SecurityConfig {
+            allow_plaintext: args.allow_plaintext || file.allow_plaintext.unwrap_or(false),
             failed_authentication_delay_ms,
             kafka,
             sasl_mechanisms,
@@ -158,5 +167,52 @@ impl SecurityConfig {
                 .map(|v| parse_add_scram(v))
                 .collect::<anyhow::Result<_>>()?,
         })
+    }
+}
+
+/// Refuses a listener on a non-loopback address that authenticates no one, unless
+/// plaintext is allowed: `listeners` are (address, what it serves, whether it
+/// authenticates).
+///
+/// # Errors
+/// The first such listener, in one line saying what to do.
+pub fn check_exposure(
+    listeners: &[(std::net::SocketAddr, &str, bool)],
+    allow_plaintext: bool,
+) -> anyhow::Result<()> {
+    if allow_plaintext {
+        return Ok(());
+    }
+    match listeners
+        .iter()
+        .find(|(addr, _, authenticates)| !authenticates && !addr.ip().is_loopback())
+    {
+        Some((addr, what, _)) => anyhow::bail!(
+            "refusing to serve {what} on {addr} without authentication: listen on a loopback address, or give --allow-plaintext on a trusted network (docs/security.md)"
+        ),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_listeners_go_without_authentication_unless_allowed() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let local = (at("127.0.0.1:7070"), "clients", false);
+        let v6 = (at("[::1]:7070"), "clients", false);
+        let open = (at("0.0.0.0:9092"), "the Kafka protocol", false);
+        let sasl = (at("10.0.0.1:9092"), "the Kafka protocol", true);
+        assert!(check_exposure(&[local, v6, sasl], false).is_ok());
+        let error = check_exposure(&[local, open], false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("0.0.0.0:9092") && error.contains("--allow-plaintext"),
+            "{error}"
+        );
+        assert!(check_exposure(&[local, open], true).is_ok());
     }
 }
