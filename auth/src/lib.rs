@@ -9,6 +9,7 @@
 //! - [`ScramCredential`]: what a broker stores for a user: salt, iteration count, and the
 //!   stored and server keys derived from the password.
 
+pub mod acl;
 pub mod plain;
 pub mod scram;
 
