@@ -11,6 +11,14 @@ pub const NONE: i16 = 0;
 pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 /// Kafka's ILLEGAL_SASL_STATE.
 pub const ILLEGAL_SASL_STATE: i16 = 34;
+/// Kafka's TOPIC_AUTHORIZATION_FAILED.
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+/// Kafka's GROUP_AUTHORIZATION_FAILED.
+pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+/// Kafka's CLUSTER_AUTHORIZATION_FAILED.
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+/// Kafka's SECURITY_DISABLED (ACL requests while no authorizer is configured).
+pub const SECURITY_DISABLED: i16 = 54;
 /// Kafka's SASL_AUTHENTICATION_FAILED.
 pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
 /// Kafka's UNSUPPORTED_VERSION.
@@ -62,6 +70,9 @@ pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
 pub fn kafka_code(error: ErrorCode) -> i16 {
     match error {
         ErrorCode::None => 0,
+        ErrorCode::TopicAuthorizationFailed => TOPIC_AUTHORIZATION_FAILED,
+        ErrorCode::GroupAuthorizationFailed => GROUP_AUTHORIZATION_FAILED,
+        ErrorCode::ClusterAuthorizationFailed => CLUSTER_AUTHORIZATION_FAILED,
         ErrorCode::Unknown | ErrorCode::TooManyConnections => UNKNOWN_SERVER_ERROR,
         ErrorCode::CorruptMessage => CORRUPT_MESSAGE,
         ErrorCode::UnknownTopicOrPartition => UNKNOWN_TOPIC_OR_PARTITION,

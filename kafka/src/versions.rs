@@ -7,7 +7,7 @@ pub const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
 
 /// Every API served with its version range (docs/kafka-compatibility.md), and the first
 /// flexible version of each.
-pub const SUPPORTED: [(ApiKey, i16, i16, i16); 26] = [
+pub const SUPPORTED: [(ApiKey, i16, i16, i16); 29] = [
     (ApiKey::Produce, 3, 10, 9),
     (ApiKey::Fetch, 4, 16, 12),
     (ApiKey::ListOffsets, 1, 8, 6),
@@ -38,6 +38,10 @@ pub const SUPPORTED: [(ApiKey, i16, i16, i16); 26] = [
     // because librdkafka's feature table asks for it before it uses SASL at all.
     (ApiKey::SaslHandshake, 0, 1, i16::MAX),
     (ApiKey::SaslAuthenticate, 0, 2, 2),
+    // Version 0 (no pattern types) left Kafka in 4.0.
+    (ApiKey::DescribeAcls, 1, 3, 2),
+    (ApiKey::CreateAcls, 1, 3, 2),
+    (ApiKey::DeleteAcls, 1, 3, 2),
 ];
 
 /// The name of a served API in metrics (`kafka_` and Kafka's name in snake case).
@@ -69,6 +73,9 @@ pub fn metric_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeCluster => "kafka_describe_cluster",
         ApiKey::SaslHandshake => "kafka_sasl_handshake",
         ApiKey::SaslAuthenticate => "kafka_sasl_authenticate",
+        ApiKey::DescribeAcls => "kafka_describe_acls",
+        ApiKey::CreateAcls => "kafka_create_acls",
+        ApiKey::DeleteAcls => "kafka_delete_acls",
         _ => "kafka_invalid",
     }
 }

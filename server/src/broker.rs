@@ -131,7 +131,7 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
     let started = Instant::now();
     let config = Arc::new(config);
     let registry = Arc::new(SharedRegistry::new(registry));
-    let users = Arc::new(users(&config)?);
+    let security = Arc::new(security(&config)?);
     let metrics = Arc::new(Metrics::new());
     let connections = Arc::new(AtomicUsize::new(0));
     let shards_open = Arc::new(AtomicUsize::new(0));
@@ -146,7 +146,7 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
         let shared = Shared {
             config: config.clone(),
             registry: registry.clone(),
-            users: users.clone(),
+            security: security.clone(),
             metrics: metrics.clone(),
             connections: connections.clone(),
             stop: stop.clone(),
@@ -275,15 +275,21 @@ fn clean_data_dir(
     Ok(())
 }
 
-/// The users in the data directory, with those `--add-scram` names made if absent.
-fn users(config: &Config) -> anyhow::Result<crate::security::users::Users> {
+/// The users and ACLs in the data directory, with the users `--add-scram` names made if
+/// absent.
+fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
     let users = crate::security::users::Users::load(&config.data_dir)?;
     for (mechanism, name, password) in &config.security.add_scram {
         if users.create_if_absent(name, *mechanism, password)? {
             tracing::info!(user = %name, %mechanism, "user made (--add-scram)");
         }
     }
-    Ok(users)
+    let acls = crate::security::acls::Acls::load(
+        &config.data_dir,
+        config.security.authorizer,
+        config.security.super_users.clone(),
+    )?;
+    Ok(crate::security::Stores { users, acls })
 }
 
 /// What every shard shares.
@@ -291,7 +297,7 @@ fn users(config: &Config) -> anyhow::Result<crate::security::users::Users> {
 struct Shared {
     config: Arc<Config>,
     registry: Arc<SharedRegistry>,
-    users: Arc<crate::security::users::Users>,
+    security: Arc<crate::security::Stores>,
     metrics: Arc<Metrics>,
     connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -308,7 +314,7 @@ async fn run_shard(
     let Shared {
         config,
         registry,
-        users,
+        security,
         metrics,
         connections,
         stop,
@@ -322,7 +328,7 @@ async fn run_shard(
         id,
         config.clone(),
         registry,
-        users,
+        security,
         metrics.clone(),
         Rc::new(peers),
         cluster,

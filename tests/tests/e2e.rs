@@ -5,6 +5,7 @@
 
 mod replicated;
 
+mod acls;
 mod bad_input;
 mod batching;
 mod bench;

@@ -3,10 +3,12 @@
 //! follow Kafka's message schemas; the tests check each version against kafka-protocol's
 //! own encoders.
 
+mod acls;
 mod admin;
 mod data;
 mod groups;
 
+pub use acls::{AclCreation, AclFilterCodes};
 pub use admin::*;
 pub use data::*;
 pub use groups::*;
@@ -69,6 +71,12 @@ pub enum KafkaRequest {
     SaslHandshake(String),
     /// SaslAuthenticate: the mechanism's next message.
     SaslAuthenticate(bytes::Bytes),
+    /// CreateAcls.
+    CreateAcls(Vec<AclCreation>),
+    /// DescribeAcls.
+    DescribeAcls(AclFilterCodes),
+    /// DeleteAcls.
+    DeleteAcls(Vec<AclFilterCodes>),
 }
 
 impl KafkaRequest {
@@ -161,6 +169,9 @@ pub fn decode(api: ApiKey, version: i16, r: &mut Reader) -> Result<KafkaRequest>
         }
         ApiKey::SaslHandshake => KafkaRequest::SaslHandshake(r.string("mechanism")?),
         ApiKey::SaslAuthenticate => KafkaRequest::SaslAuthenticate(r.bytes("auth bytes")?),
+        ApiKey::CreateAcls => KafkaRequest::CreateAcls(acls::create_acls(r)?),
+        ApiKey::DescribeAcls => KafkaRequest::DescribeAcls(acls::acl_filter(r)?),
+        ApiKey::DeleteAcls => KafkaRequest::DeleteAcls(acls::delete_acls(r)?),
         _ => return Err(crate::read::DecodeError::Null("api")),
     };
     r.tagged_fields()?;

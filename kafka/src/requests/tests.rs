@@ -456,3 +456,74 @@ fn sasl_handshake_and_authenticate_every_version() {
         );
     }
 }
+
+#[test]
+fn acl_requests_every_version() {
+    use crate::requests::{AclCreation, AclFilterCodes};
+    use kafka_protocol::messages::create_acls_request::AclCreation as Creation;
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    use kafka_protocol::messages::{CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest};
+    let filter = AclFilterCodes {
+        resource_type: 2,
+        name: Some("orders.".into()),
+        pattern: 4,
+        principal: Some("User:alice".into()),
+        host: None,
+        operation: 3,
+        permission: 3,
+    };
+    for v in versions(ApiKey::CreateAcls) {
+        let request = CreateAclsRequest::default().with_creations(vec![Creation::default()
+            .with_resource_type(2)
+            .with_resource_name(s("orders."))
+            .with_resource_pattern_type(4)
+            .with_principal(s("User:alice"))
+            .with_host(s("*"))
+            .with_operation(3)
+            .with_permission_type(3)]);
+        let KafkaRequest::CreateAcls(creations) = round_trip(ApiKey::CreateAcls, v, &request)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            creations,
+            [AclCreation {
+                resource_type: 2,
+                name: "orders.".into(),
+                pattern: 4,
+                principal: "User:alice".into(),
+                host: "*".into(),
+                operation: 3,
+                permission: 3,
+            }]
+        );
+    }
+    for v in versions(ApiKey::DescribeAcls) {
+        let request = DescribeAclsRequest::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(Some(s("orders.")))
+            .with_pattern_type_filter(4)
+            .with_principal_filter(Some(s("User:alice")))
+            .with_host_filter(None)
+            .with_operation(3)
+            .with_permission_type(3);
+        assert_eq!(
+            round_trip(ApiKey::DescribeAcls, v, &request),
+            KafkaRequest::DescribeAcls(filter.clone())
+        );
+    }
+    for v in versions(ApiKey::DeleteAcls) {
+        let request = DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(Some(s("orders.")))
+            .with_pattern_type_filter(4)
+            .with_principal_filter(Some(s("User:alice")))
+            .with_host_filter(None)
+            .with_operation(3)
+            .with_permission_type(3)]);
+        assert_eq!(
+            round_trip(ApiKey::DeleteAcls, v, &request),
+            KafkaRequest::DeleteAcls(vec![filter.clone()])
+        );
+    }
+}

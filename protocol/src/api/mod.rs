@@ -235,6 +235,9 @@ error_codes! {
     CoordinatorLoadInProgress = 41, "the group's coordinator is loading its offsets after a leadership change: retry";
     CoordinatorNotAvailable = 42, "the group's coordinator cannot store offsets now (too few in-sync replicas): retry";
     InvalidRecord = 43, "a record the topic does not take (a compacted topic needs a key on every record)";
+    TopicAuthorizationFailed = 44, "not authorized to access this topic";
+    GroupAuthorizationFailed = 45, "not authorized to access this group";
+    ClusterAuthorizationFailed = 46, "not authorized to act on the cluster";
 }
 
 /// A key-value config entry.

@@ -113,6 +113,8 @@ struct File {
     add_scram: Option<Vec<String>>,
     connection_failed_authentication_delay_ms: Option<u64>,
     allow_plaintext: Option<bool>,
+    authorizer: Option<String>,
+    super_users: Option<String>,
 }
 
 /// Validated broker configuration.
@@ -287,6 +289,8 @@ impl Config {
                     add_scram: file.add_scram,
                     failed_authentication_delay_ms: file.connection_failed_authentication_delay_ms,
                     allow_plaintext: file.allow_plaintext,
+                    authorizer: file.authorizer,
+                    super_users: file.super_users,
                 },
             )?,
             group_limits: {

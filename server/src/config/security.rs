@@ -84,6 +84,12 @@ pub struct SecurityArgs {
     /// network).
     #[arg(long)]
     pub allow_plaintext: bool,
+    /// ACLs decide what each Kafka client may do: on or off (default off).
+    #[arg(long)]
+    pub authorizer: Option<String>,
+    /// Principals allowed everything, comma-separated (`User:admin,User:ops`).
+    #[arg(long)]
+    pub super_users: Option<String>,
 }
 
 /// The same keys in the TOML file.
@@ -99,6 +105,10 @@ pub struct SecurityFile {
     pub failed_authentication_delay_ms: Option<u64>,
     /// `allow_plaintext`.
     pub allow_plaintext: Option<bool>,
+    /// `authorizer`.
+    pub authorizer: Option<String>,
+    /// `super_users`.
+    pub super_users: Option<String>,
 }
 
 /// Validated security settings.
@@ -112,6 +122,10 @@ pub struct SecurityConfig {
     pub add_scram: Vec<(Mechanism, String, String)>,
     /// Listening on a non-loopback address without authentication is accepted.
     pub allow_plaintext: bool,
+    /// ACLs decide what Kafka clients may do.
+    pub authorizer: bool,
+    /// Principals allowed everything.
+    pub super_users: Vec<String>,
     /// How long a connection whose authentication failed stays open after the answer
     /// (Kafka's `connection.failed.authentication.delay.ms`, default 100).
     pub failed_authentication_delay_ms: u64,
@@ -157,7 +171,30 @@ impl SecurityConfig {
             failed_authentication_delay_ms <= 10_000,
             "connection_failed_authentication_delay_ms must be at most 10000"
         );
+        let authorizer = match args.authorizer.clone().or(file.authorizer).as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => anyhow::bail!("--authorizer takes on or off, got {other:?}"),
+        };
+        let super_users: Vec<String> = args
+            .super_users
+            .clone()
+            .or(file.super_users)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = super_users
+            .iter()
+            .find(|p| !p.starts_with("User:") || p.len() == 5)
+        {
+            anyhow::bail!("--super-users: {bad:?} is not User:NAME");
+        }
         Ok(SecurityConfig {
+            authorizer,
+            super_users,
             allow_plaintext: args.allow_plaintext || file.allow_plaintext.unwrap_or(false),
             failed_authentication_delay_ms,
             kafka,

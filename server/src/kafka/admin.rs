@@ -1,9 +1,11 @@
 //! Topics, partitions, configs and the cluster, as Kafka's admin clients ask for them.
 
+use super::authorize::Gate;
 use super::{code, encode, text, Answer};
 use crate::handlers::{self, groups::OFFSETS_TOPIC};
 use crate::registry::TopicEntry;
 use crate::shard::Shard;
+use keel_auth::acl::Operation;
 use keel_kafka::errors;
 use keel_kafka::frame::Header;
 use keel_kafka::kafka_protocol::messages::{
@@ -30,7 +32,13 @@ const BROKER: i8 = 4;
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const DEFAULT_CONFIG: i8 = 5;
 
-pub async fn create_topics(shard: &Rc<Shard>, header: &Header, request: CreateTopics) -> Answer {
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    request: CreateTopics,
+) -> Answer {
+    let on_cluster = gate.cluster(Operation::Create);
     let mut results = Vec::with_capacity(request.topics.len());
     let mut creatable = Vec::new();
     for topic in request.topics {
@@ -40,6 +48,13 @@ pub async fn create_topics(shard: &Rc<Shard>, header: &Header, request: CreateTo
                 .with_error_code(error)
                 .with_error_message(Some(text(message)))
         };
+        if !on_cluster && !gate.topic(Operation::Create, &topic.name) {
+            results.push(refuse(
+                errors::TOPIC_AUTHORIZATION_FAILED,
+                "not authorized to create this topic",
+            ));
+            continue;
+        }
         if topic.manual_assignment {
             results.push(refuse(
                 errors::INVALID_REQUEST,
@@ -139,7 +154,12 @@ fn replication_factor(shard: &Shard, topic: &str) -> i16 {
         .unwrap_or(1)
 }
 
-pub async fn delete_topics(shard: &Rc<Shard>, header: &Header, request: DeleteTopics) -> Answer {
+pub async fn delete_topics(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    request: DeleteTopics,
+) -> Answer {
     let mut names = request.names;
     let mut unknown_ids = Vec::new();
     for id in request.ids {
@@ -148,6 +168,11 @@ pub async fn delete_topics(shard: &Rc<Shard>, header: &Header, request: DeleteTo
             None => unknown_ids.push(id),
         }
     }
+    // Kafka's rule: a topic this connection may not describe looks unknown; one it may
+    // describe but not delete answers TOPIC_AUTHORIZATION_FAILED.
+    let (names, denied): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|t| gate.topic(Operation::Delete, t));
     let topics = handlers::admin::delete(shard, names).await;
     let mut results: Vec<DeletableTopicResult> = topics
         .into_iter()
@@ -164,6 +189,17 @@ pub async fn delete_topics(shard: &Rc<Shard>, header: &Header, request: DeleteTo
             .with_topic_id(super::data::uuid(id))
             .with_error_code(errors::UNKNOWN_TOPIC_ID)
     }));
+    results.extend(denied.into_iter().map(|topic| {
+        let error = if gate.topic(Operation::Describe, &topic) {
+            errors::TOPIC_AUTHORIZATION_FAILED
+        } else {
+            errors::UNKNOWN_TOPIC_OR_PARTITION
+        };
+        DeletableTopicResult::default()
+            .with_topic_id(super::data::uuid(&keel_kafka::fetch::topic_id(&topic)))
+            .with_name(Some(TopicName(text(topic))))
+            .with_error_code(error)
+    }));
     encode(
         header,
         &DeleteTopicsResponse::default().with_responses(results),
@@ -173,11 +209,17 @@ pub async fn delete_topics(shard: &Rc<Shard>, header: &Header, request: DeleteTo
 pub async fn create_partitions(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     request: CreatePartitions,
 ) -> Answer {
     let mut results = Vec::with_capacity(request.topics.len());
     for (topic, count, manual) in request.topics {
-        let outcome = if manual {
+        let outcome = if !gate.topic(Operation::Alter, &topic) {
+            Err((
+                errors::TOPIC_AUTHORIZATION_FAILED,
+                "not authorized to alter this topic".to_owned(),
+            ))
+        } else if manual {
             Err((
                 errors::INVALID_REQUEST,
                 "replica assignments are chosen by the broker".to_owned(),
@@ -256,12 +298,21 @@ fn broker_configs(shard: &Shard) -> Vec<(String, String, i8, bool)> {
 pub fn describe_configs(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     resources: Vec<ConfigResource>,
 ) -> Answer {
     let results = resources
         .into_iter()
         .map(|resource| {
             let found = match resource.resource_type {
+                TOPIC if !gate.topic(Operation::DescribeConfigs, &resource.name) => Err((
+                    errors::TOPIC_AUTHORIZATION_FAILED,
+                    "not authorized to describe this topic's configs",
+                )),
+                BROKER if !gate.cluster(Operation::DescribeConfigs) => Err((
+                    errors::CLUSTER_AUTHORIZATION_FAILED,
+                    "not authorized to describe the broker's configs",
+                )),
                 TOPIC => match shard.registry.read().get(&resource.name) {
                     Some(entry) => Ok(kafka_topic_configs(shard, entry)),
                     None => Err((errors::UNKNOWN_TOPIC_OR_PARTITION, "topic does not exist")),
@@ -319,20 +370,34 @@ pub fn describe_configs(
 pub async fn alter_configs(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     request: AlterConfigs,
     incremental: bool,
 ) -> Answer {
     let mut results = Vec::with_capacity(request.resources.len());
     for (resource_type, name, changes) in request.resources {
-        let outcome = alter_one(
-            shard,
-            resource_type,
-            &name,
-            changes,
-            incremental,
-            request.validate_only,
-        )
-        .await;
+        let outcome = match resource_type {
+            TOPIC if !gate.topic(Operation::AlterConfigs, &name) => Err((
+                errors::TOPIC_AUTHORIZATION_FAILED,
+                "not authorized to alter this topic's configs".to_owned(),
+            )),
+            BROKER if !gate.cluster(Operation::AlterConfigs) => Err((
+                errors::CLUSTER_AUTHORIZATION_FAILED,
+                "not authorized to alter the broker's configs".to_owned(),
+            )),
+            _ => {
+                let validate_only = request.validate_only;
+                alter_one(
+                    shard,
+                    resource_type,
+                    &name,
+                    changes,
+                    incremental,
+                    validate_only,
+                )
+                .await
+            }
+        };
         let (error, message) = match outcome {
             Ok(()) => (0, None),
             Err((error, message)) => (error, Some(text(message))),
@@ -471,7 +536,13 @@ async fn alter_one(
     }
 }
 
-pub fn describe_cluster(shard: &Rc<Shard>, header: &Header) -> Answer {
+pub fn describe_cluster(shard: &Rc<Shard>, header: &Header, gate: &Gate<'_>) -> Answer {
+    if !gate.cluster(Operation::Describe) {
+        let response = DescribeClusterResponse::default()
+            .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED)
+            .with_controller_id(BrokerId(-1));
+        return encode(header, &response);
+    }
     let (brokers, controller) = super::data::brokers(shard);
     let response = DescribeClusterResponse::default()
         .with_cluster_id(text(super::data::cluster_id(shard)))
@@ -490,12 +561,19 @@ pub fn describe_cluster(shard: &Rc<Shard>, header: &Header) -> Answer {
     encode(header, &response)
 }
 
-pub async fn delete_records(shard: &Rc<Shard>, header: &Header, request: DeleteRecords) -> Answer {
+pub async fn delete_records(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    request: DeleteRecords,
+) -> Answer {
     let mut topics = Vec::with_capacity(request.topics.len());
     for (topic, partitions) in request.topics {
         let mut results = Vec::with_capacity(partitions.len());
+        let deletable = gate.topic(Operation::Delete, &topic);
         for (partition, offset) in partitions {
             let outcome = match u32::try_from(partition) {
+                _ if !deletable => Err(ErrorCode::TopicAuthorizationFailed),
                 Ok(p) if topic != OFFSETS_TOPIC => {
                     crate::handlers::admin::delete_records(shard, &topic, p, offset).await
                 }

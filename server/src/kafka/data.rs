@@ -1,9 +1,11 @@
 //! Metadata, Produce, ListOffsets, DeleteRecords and InitProducerId over the native
 //! handlers.
 
+use super::authorize::Gate;
 use super::{code, encode, text, Answer};
 use crate::handlers::{self, groups::OFFSETS_TOPIC, metadata::Offsets};
 use crate::shard::Shard;
+use keel_auth::acl::Operation;
 use keel_kafka::errors;
 use keel_kafka::fetch::topic_id;
 use keel_kafka::frame::Header;
@@ -47,7 +49,12 @@ pub fn brokers(shard: &Shard) -> (Vec<(u32, String, u16)>, u32) {
     (brokers, controller)
 }
 
-pub async fn metadata(shard: &Rc<Shard>, header: &Header, request: Metadata) -> Answer {
+pub async fn metadata(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    request: Metadata,
+) -> Answer {
     let mut names = request.topics;
     // Topics asked for by an id no topic has are answered UNKNOWN_TOPIC_ID.
     let mut unknown_ids = Vec::new();
@@ -60,18 +67,31 @@ pub async fn metadata(shard: &Rc<Shard>, header: &Header, request: Metadata) -> 
             }
         }
     }
+    // Named topics this connection may not describe answer TOPIC_AUTHORIZATION_FAILED;
+    // when every topic is asked for they are left out (as Kafka).
+    let describable = |topic: &str| gate.topic(Operation::Describe, topic);
+    let mut denied = Vec::new();
     let topics = match names {
         // Asked for none: brokers only.
         Some(names) if names.is_empty() => Vec::new(),
         Some(names) => {
-            handlers::metadata::handle(shard, names, Offsets::Left)
-                .await
-                .1
+            let (names, refused): (Vec<String>, Vec<String>) =
+                names.into_iter().partition(|t| describable(t));
+            denied = refused;
+            if names.is_empty() {
+                Vec::new()
+            } else {
+                handlers::metadata::handle(shard, names, Offsets::Left)
+                    .await
+                    .1
+            }
         }
         None => {
-            handlers::metadata::handle(shard, Vec::new(), Offsets::Left)
+            let mut topics = handlers::metadata::handle(shard, Vec::new(), Offsets::Left)
                 .await
-                .1
+                .1;
+            topics.retain(|t| describable(&t.topic));
+            topics
         }
     };
     let (brokers, controller) = brokers(shard);
@@ -125,6 +145,11 @@ pub async fn metadata(shard: &Rc<Shard>, header: &Header, request: Metadata) -> 
                         )
                         .with_name(Some(TopicName(text(topic.topic))))
                 })
+                .chain(denied.into_iter().map(|name| {
+                    MetadataResponseTopic::default()
+                        .with_error_code(errors::TOPIC_AUTHORIZATION_FAILED)
+                        .with_name(Some(TopicName(text(name))))
+                }))
                 .chain(unknown_ids.iter().map(|id| {
                     MetadataResponseTopic::default()
                         .with_error_code(errors::UNKNOWN_TOPIC_ID)
@@ -156,7 +181,12 @@ pub fn uuid(id: &[u8; 16]) -> keel_kafka::uuid::Uuid {
     keel_kafka::uuid::Uuid::from_bytes(*id)
 }
 
-pub async fn produce(shard: &Rc<Shard>, header: &Header, request: Produce) -> Option<Answer> {
+pub async fn produce(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    request: Produce,
+) -> Option<Answer> {
     let refuse_all = |error: i16| {
         request
             .topics
@@ -197,6 +227,19 @@ pub async fn produce(shard: &Rc<Shard>, header: &Header, request: Produce) -> Op
     let mut topics = Vec::with_capacity(request.topics.len());
     for (topic, partitions) in request.topics {
         let mut entries = Vec::with_capacity(partitions.len());
+        if !gate.topic(Operation::Write, &topic) {
+            let denied = errors::TOPIC_AUTHORIZATION_FAILED;
+            refused.extend(
+                partitions
+                    .iter()
+                    .map(|(index, _)| (topic.clone(), *index, denied)),
+            );
+            topics.push(TopicEntries {
+                topic,
+                partitions: entries,
+            });
+            continue;
+        }
         for (index, records) in partitions {
             match (u32::try_from(index), records) {
                 (Ok(partition), Some(records)) => {
@@ -253,21 +296,33 @@ pub async fn produce(shard: &Rc<Shard>, header: &Header, request: Produce) -> Op
     ))
 }
 
-pub async fn list_offsets(shard: &Rc<Shard>, header: &Header, request: ListOffsets) -> Answer {
-    let mut refused: Vec<(String, i32)> = Vec::new();
+pub async fn list_offsets(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    request: ListOffsets,
+) -> Answer {
+    let mut refused: Vec<(String, i32, i16)> = Vec::new();
     let topics = request
         .topics
         .into_iter()
         .map(|(topic, partitions)| {
+            let allowed = gate.topic(Operation::Describe, &topic);
             let partitions = partitions
                 .into_iter()
                 .filter_map(|(partition, timestamp)| match u32::try_from(partition) {
-                    Ok(partition) => Some(ListOffsetsPartition {
+                    Ok(partition) if allowed => Some(ListOffsetsPartition {
                         partition,
                         timestamp,
                     }),
+                    Ok(_) => {
+                        let denied = errors::TOPIC_AUTHORIZATION_FAILED;
+                        refused.push((topic.clone(), partition, denied));
+                        None
+                    }
                     Err(_) => {
-                        refused.push((topic.clone(), partition));
+                        let unknown = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                        refused.push((topic.clone(), partition, unknown));
                         None
                     }
                 })
@@ -276,45 +331,52 @@ pub async fn list_offsets(shard: &Rc<Shard>, header: &Header, request: ListOffse
         })
         .collect();
     let topics = handlers::list_offsets::handle(shard, topics).await;
-    let topics =
-        topics
-            .into_iter()
-            .map(|entry| {
-                let mut partitions: Vec<ListOffsetsPartitionResponse> = entry
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        ListOffsetsPartitionResponse::default()
-                            .with_partition_index(p.partition as i32)
-                            .with_error_code(code(p.error))
-                            .with_offset(p.offset)
-                            .with_timestamp(p.timestamp)
-                            .with_leader_epoch(-1)
-                    })
-                    .collect();
-                partitions.extend(refused.iter().filter(|(t, _)| *t == entry.topic).map(
-                    |(_, p)| {
-                        ListOffsetsPartitionResponse::default()
-                            .with_partition_index(*p)
-                            .with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION)
-                            .with_offset(-1)
-                            .with_timestamp(-1)
-                    },
-                ));
-                ListOffsetsTopicResponse::default()
-                    .with_name(TopicName(text(entry.topic)))
-                    .with_partitions(partitions)
-            })
-            .collect();
+    let topics = topics
+        .into_iter()
+        .map(|entry| {
+            let mut partitions: Vec<ListOffsetsPartitionResponse> = entry
+                .partitions
+                .iter()
+                .map(|p| {
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition as i32)
+                        .with_error_code(code(p.error))
+                        .with_offset(p.offset)
+                        .with_timestamp(p.timestamp)
+                        .with_leader_epoch(-1)
+                })
+                .collect();
+            partitions.extend(refused.iter().filter(|(t, ..)| *t == entry.topic).map(
+                |(_, p, error)| {
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(*p)
+                        .with_error_code(*error)
+                        .with_offset(-1)
+                        .with_timestamp(-1)
+                },
+            ));
+            ListOffsetsTopicResponse::default()
+                .with_name(TopicName(text(entry.topic)))
+                .with_partitions(partitions)
+        })
+        .collect();
     encode(header, &ListOffsetsResponse::default().with_topics(topics))
 }
 
 pub async fn init_producer_id(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     request: InitProducerId,
 ) -> Answer {
-    let response = if request
+    // Kafka's rule: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+    let may = gate.cluster(Operation::IdempotentWrite) || gate.any_topic(Operation::Write);
+    let response = if !may {
+        InitProducerIdResponse::default()
+            .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    } else if request
         .transactional_id
         .as_deref()
         .is_some_and(|t| !t.is_empty())

@@ -1,10 +1,12 @@
 //! Fetch over the native read path: the same long poll and reads, the response written by
 //! hand so cold data goes from the segment file to the socket with zero copy.
 
+use super::authorize::Gate;
 use super::{code, data::topic_by_id, Answer};
 use crate::handlers::{fetch, Budget, Part};
 use crate::shard::Shard;
 use bytes::BytesMut;
+use keel_auth::acl::Operation;
 use keel_kafka::errors;
 use keel_kafka::fetch::{
     topic_id, write_end, write_partition, write_partition_end, write_start, write_topic,
@@ -15,7 +17,7 @@ use keel_kafka::requests::Fetch;
 use keel_protocol::api::{FetchPartition, TopicEntries};
 use std::rc::Rc;
 
-pub async fn fetch(shard: &Rc<Shard>, header: &Header, request: Fetch) -> Answer {
+pub async fn fetch(shard: &Rc<Shard>, header: &Header, gate: &Gate<'_>, request: Fetch) -> Answer {
     let version = header.api_version;
     // Topics named by an id no topic has are answered UNKNOWN_TOPIC_ID; partitions with a
     // negative index UNKNOWN_TOPIC_OR_PARTITION.
@@ -29,9 +31,15 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, request: Fetch) -> Answer
             Some(topic.name.clone())
         };
         ids.push(topic.id);
+        let readable = name
+            .as_deref()
+            .is_some_and(|n| gate.topic(Operation::Read, n));
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             match (&name, u32::try_from(p.partition)) {
+                (Some(_), _) if !readable => {
+                    unknown.push((index, p.partition, errors::TOPIC_AUTHORIZATION_FAILED))
+                }
                 (Some(_), Ok(partition)) => partitions.push(FetchPartition {
                     partition,
                     fetch_offset: p.fetch_offset,

@@ -4,11 +4,13 @@
 //! (`handlers/group_ops.rs`, in `offsets.rs`), so both protocols share
 //! `__consumer_offsets`.
 
+use super::authorize::Gate;
 use super::classic_groups;
 use super::{code, encode, text, Answer};
 use crate::group::classic::{self, Joined};
 use crate::shard::Shard;
 use bytes::Bytes;
+use keel_auth::acl::Operation;
 use keel_kafka::errors;
 use keel_kafka::frame::Header;
 use keel_kafka::kafka_protocol::messages::{
@@ -23,8 +25,18 @@ use keel_kafka::kafka_protocol::messages::{
 use keel_kafka::requests;
 use std::rc::Rc;
 
-/// Cluster mode: the error for a group another broker coordinates (or none is known for).
-pub(super) async fn not_here(shard: &Rc<Shard>, group: &str) -> Option<i16> {
+/// The error for a group request this connection may not make (`operation` on the
+/// group), or, in cluster mode, for a group another broker coordinates (or none is known
+/// for).
+pub(super) async fn not_here(
+    shard: &Rc<Shard>,
+    gate: &Gate<'_>,
+    operation: Operation,
+    group: &str,
+) -> Option<i16> {
+    if !gate.group(operation, group) {
+        return Some(errors::GROUP_AUTHORIZATION_FAILED);
+    }
     shard.cluster.as_ref()?;
     match crate::handlers::cluster_admin::coordinator(shard, group).await {
         Ok((node, _)) if node == shard.config.node_id => None,
@@ -37,10 +49,11 @@ pub(super) async fn not_here(shard: &Rc<Shard>, group: &str) -> Option<i16> {
 pub async fn join_group(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     peer: &str,
     join: requests::JoinGroup,
 ) -> Answer {
-    if let Some(error) = not_here(shard, &join.group).await {
+    if let Some(error) = not_here(shard, gate, Operation::Read, &join.group).await {
         return encode(
             header,
             &JoinGroupResponse::default()
@@ -93,8 +106,13 @@ pub async fn join_group(
 }
 
 /// SyncGroup.
-pub async fn sync_group(shard: &Rc<Shard>, header: &Header, sync: requests::SyncGroup) -> Answer {
-    if let Some(error) = not_here(shard, &sync.group).await {
+pub async fn sync_group(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    sync: requests::SyncGroup,
+) -> Answer {
+    if let Some(error) = not_here(shard, gate, Operation::Read, &sync.group).await {
         return encode(header, &SyncGroupResponse::default().with_error_code(error));
     }
     let (error, assignment) = classic_groups::sync(shard, sync)
@@ -111,9 +129,10 @@ pub async fn sync_group(shard: &Rc<Shard>, header: &Header, sync: requests::Sync
 pub async fn heartbeat(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     heartbeat: requests::Heartbeat,
 ) -> Answer {
-    let error = match not_here(shard, &heartbeat.group).await {
+    let error = match not_here(shard, gate, Operation::Read, &heartbeat.group).await {
         Some(error) => error,
         None => classic_groups::heartbeat(shard, heartbeat)
             .await
@@ -126,10 +145,11 @@ pub async fn heartbeat(
 pub async fn leave_group(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     leave: requests::LeaveGroup,
 ) -> Answer {
     let members = leave.members.clone();
-    let results = match not_here(shard, &leave.group).await {
+    let results = match not_here(shard, gate, Operation::Read, &leave.group).await {
         Some(error) => vec![error; members.len()],
         None => classic_groups::leave(shard, leave)
             .await
@@ -159,7 +179,20 @@ pub async fn leave_group(
 }
 
 /// DescribeGroups.
-pub async fn describe_groups(shard: &Rc<Shard>, header: &Header, groups: Vec<String>) -> Answer {
+pub async fn describe_groups(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    groups: Vec<String>,
+) -> Answer {
+    let (groups, denied): (Vec<String>, Vec<String>) = groups
+        .into_iter()
+        .partition(|g| gate.group(Operation::Describe, g));
+    let denied = denied.into_iter().map(|group| {
+        DescribedGroup::default()
+            .with_group_id(GroupId(text(group)))
+            .with_error_code(errors::GROUP_AUTHORIZATION_FAILED)
+    });
     let described = match classic_groups::describe(shard, groups.clone()).await {
         Ok(described) => described,
         // Every group answers the coordinator's error.
@@ -171,6 +204,7 @@ pub async fn describe_groups(shard: &Rc<Shard>, header: &Header, groups: Vec<Str
                         .with_group_id(GroupId(text(group)))
                         .with_error_code(code(error))
                 })
+                .chain(denied)
                 .collect();
             return encode(
                 header,
@@ -204,6 +238,7 @@ pub async fn describe_groups(shard: &Rc<Shard>, header: &Header, groups: Vec<Str
                     ),
             }
         })
+        .chain(denied)
         .collect();
     encode(
         header,
@@ -212,7 +247,15 @@ pub async fn describe_groups(shard: &Rc<Shard>, header: &Header, groups: Vec<Str
 }
 
 /// ListGroups, filtered by state when the request names states.
-pub async fn list_groups(shard: &Rc<Shard>, header: &Header, states: Vec<String>) -> Answer {
+/// Groups this connection may not describe are left out (all are listed with DESCRIBE on
+/// the cluster), as Kafka.
+pub async fn list_groups(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    states: Vec<String>,
+) -> Answer {
+    let every_group = gate.cluster(Operation::Describe);
     let listed = match classic_groups::list(shard).await {
         Ok(listed) => listed,
         Err(error) => {
@@ -227,6 +270,7 @@ pub async fn list_groups(shard: &Rc<Shard>, header: &Header, states: Vec<String>
         .filter(|(_, state, _)| {
             states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state))
         })
+        .filter(|(group, ..)| every_group || gate.group(Operation::Describe, group))
         .map(|(group, state, protocol_type)| {
             ListedGroup::default()
                 .with_group_id(GroupId(text(group)))
@@ -238,14 +282,27 @@ pub async fn list_groups(shard: &Rc<Shard>, header: &Header, states: Vec<String>
 }
 
 /// DeleteGroups.
-pub async fn delete_groups(shard: &Rc<Shard>, header: &Header, groups: Vec<String>) -> Answer {
-    let deleted = match classic_groups::delete(shard, groups.clone()).await {
+pub async fn delete_groups(
+    shard: &Rc<Shard>,
+    header: &Header,
+    gate: &Gate<'_>,
+    groups: Vec<String>,
+) -> Answer {
+    let (groups, denied): (Vec<String>, Vec<String>) = groups
+        .into_iter()
+        .partition(|g| gate.group(Operation::Delete, g));
+    let mut deleted = match classic_groups::delete(shard, groups.clone()).await {
         Ok(deleted) => deleted,
         Err(error) => groups
             .into_iter()
             .map(|group| (group, code(error)))
             .collect(),
     };
+    deleted.extend(
+        denied
+            .into_iter()
+            .map(|g| (g, errors::GROUP_AUTHORIZATION_FAILED)),
+    );
     let results = deleted
         .into_iter()
         .map(|(group, error)| {

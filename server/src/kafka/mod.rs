@@ -4,7 +4,9 @@
 //! groups and `__consumer_offsets`. Responses are kafka-protocol's types, except Fetch,
 //! which is written by hand around zero-copy file ranges.
 
+mod acls;
 mod admin;
+mod authorize;
 mod classic_groups;
 mod data;
 mod fetch;
@@ -221,41 +223,63 @@ async fn dispatch(
     request: KafkaRequest,
 ) -> Option<Answer> {
     let peer: &str = &session.peer;
+    let gate = &authorize::Gate::new(shard, session);
     let answer = match request {
         KafkaRequest::ApiVersions => encode(header, &api_versions()),
-        KafkaRequest::Metadata(request) => data::metadata(shard, header, request).await,
-        KafkaRequest::Produce(request) => return data::produce(shard, header, request).await,
-        KafkaRequest::Fetch(request) => fetch::fetch(shard, header, request).await,
-        KafkaRequest::ListOffsets(request) => data::list_offsets(shard, header, request).await,
-        KafkaRequest::DeleteRecords(request) => admin::delete_records(shard, header, request).await,
+        KafkaRequest::Metadata(request) => data::metadata(shard, header, gate, request).await,
+        KafkaRequest::Produce(request) => return data::produce(shard, header, gate, request).await,
+        KafkaRequest::Fetch(request) => fetch::fetch(shard, header, gate, request).await,
+        KafkaRequest::ListOffsets(request) => {
+            data::list_offsets(shard, header, gate, request).await
+        }
+        KafkaRequest::DeleteRecords(request) => {
+            admin::delete_records(shard, header, gate, request).await
+        }
         KafkaRequest::InitProducerId(request) => {
-            data::init_producer_id(shard, header, request).await
+            data::init_producer_id(shard, header, gate, request).await
         }
-        KafkaRequest::CreateTopics(request) => admin::create_topics(shard, header, request).await,
-        KafkaRequest::DeleteTopics(request) => admin::delete_topics(shard, header, request).await,
+        KafkaRequest::CreateTopics(request) => {
+            admin::create_topics(shard, header, gate, request).await
+        }
+        KafkaRequest::DeleteTopics(request) => {
+            admin::delete_topics(shard, header, gate, request).await
+        }
         KafkaRequest::CreatePartitions(request) => {
-            admin::create_partitions(shard, header, request).await
+            admin::create_partitions(shard, header, gate, request).await
         }
-        KafkaRequest::DescribeConfigs(request) => admin::describe_configs(shard, header, request),
+        KafkaRequest::DescribeConfigs(request) => {
+            admin::describe_configs(shard, header, gate, request)
+        }
         KafkaRequest::AlterConfigs(request) => {
-            admin::alter_configs(shard, header, request, false).await
+            admin::alter_configs(shard, header, gate, request, false).await
         }
         KafkaRequest::IncrementalAlterConfigs(request) => {
-            admin::alter_configs(shard, header, request, true).await
+            admin::alter_configs(shard, header, gate, request, true).await
         }
-        KafkaRequest::DescribeCluster => admin::describe_cluster(shard, header),
-        KafkaRequest::FindCoordinator(find) => offsets::find_coordinator(shard, header, find).await,
-        KafkaRequest::JoinGroup(join) => groups::join_group(shard, header, peer, join).await,
-        KafkaRequest::SyncGroup(sync) => groups::sync_group(shard, header, sync).await,
-        KafkaRequest::Heartbeat(beat) => groups::heartbeat(shard, header, beat).await,
-        KafkaRequest::LeaveGroup(leave) => groups::leave_group(shard, header, leave).await,
-        KafkaRequest::OffsetCommit(commit) => offsets::offset_commit(shard, header, commit).await,
-        KafkaRequest::OffsetFetch(fetch) => offsets::offset_fetch(shard, header, fetch).await,
-        KafkaRequest::DescribeGroups(names) => groups::describe_groups(shard, header, names).await,
-        KafkaRequest::ListGroups(states) => groups::list_groups(shard, header, states).await,
-        KafkaRequest::DeleteGroups(names) => groups::delete_groups(shard, header, names).await,
+        KafkaRequest::DescribeCluster => admin::describe_cluster(shard, header, gate),
+        KafkaRequest::FindCoordinator(find) => {
+            offsets::find_coordinator(shard, header, gate, find).await
+        }
+        KafkaRequest::JoinGroup(join) => groups::join_group(shard, header, gate, peer, join).await,
+        KafkaRequest::SyncGroup(sync) => groups::sync_group(shard, header, gate, sync).await,
+        KafkaRequest::Heartbeat(beat) => groups::heartbeat(shard, header, gate, beat).await,
+        KafkaRequest::LeaveGroup(leave) => groups::leave_group(shard, header, gate, leave).await,
+        KafkaRequest::OffsetCommit(commit) => {
+            offsets::offset_commit(shard, header, gate, commit).await
+        }
+        KafkaRequest::OffsetFetch(fetch) => offsets::offset_fetch(shard, header, gate, fetch).await,
+        KafkaRequest::DescribeGroups(names) => {
+            groups::describe_groups(shard, header, gate, names).await
+        }
+        KafkaRequest::ListGroups(states) => groups::list_groups(shard, header, gate, states).await,
+        KafkaRequest::DeleteGroups(names) => {
+            groups::delete_groups(shard, header, gate, names).await
+        }
         KafkaRequest::SaslHandshake(mechanism) => sasl::handshake(header, session, &mechanism),
         KafkaRequest::SaslAuthenticate(bytes) => sasl::authenticate(shard, header, session, &bytes),
+        KafkaRequest::CreateAcls(creations) => acls::create_acls(shard, header, session, creations),
+        KafkaRequest::DescribeAcls(filter) => acls::describe_acls(shard, header, session, filter),
+        KafkaRequest::DeleteAcls(filters) => acls::delete_acls(shard, header, session, filters),
     };
     Some(answer)
 }

@@ -2,10 +2,12 @@
 //! reads go through the native group handler, so both protocols share
 //! `__consumer_offsets`.
 
+use super::authorize::Gate;
 use super::groups::not_here;
 use super::{code, encode, text, Answer};
 use crate::handlers::group_ops::{self, Commit};
 use crate::shard::Shard;
+use keel_auth::acl::Operation;
 use keel_kafka::errors;
 use keel_kafka::frame::Header;
 use keel_kafka::kafka_protocol::messages::{
@@ -25,6 +27,7 @@ use std::rc::Rc;
 pub async fn find_coordinator(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     find: requests::FindCoordinator,
 ) -> Answer {
     let (brokers, _) = super::data::brokers(shard);
@@ -32,6 +35,8 @@ pub async fn find_coordinator(
     for key in find.keys {
         let found: Result<(u32, String, u16), i16> = if find.key_type != 0 {
             Err(errors::TRANSACTIONS_UNSUPPORTED)
+        } else if !gate.group(Operation::Describe, &key) {
+            Err(errors::GROUP_AUTHORIZATION_FAILED)
         } else if shard.cluster.is_some() {
             match crate::handlers::cluster_admin::coordinator(shard, &key).await {
                 Ok((node, _)) => brokers
@@ -75,6 +80,7 @@ pub async fn find_coordinator(
 pub async fn offset_commit(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     commit: requests::OffsetCommit,
 ) -> Answer {
     let refused_all = |error: i16, topics: &[(String, Vec<(i32, i64)>)]| {
@@ -96,15 +102,19 @@ pub async fn offset_commit(
             })
             .collect::<Vec<_>>()
     };
-    if let Some(error) = not_here(shard, &commit.group).await {
+    if let Some(error) = not_here(shard, gate, Operation::Read, &commit.group).await {
         return encode(
             header,
             &OffsetCommitResponse::default().with_topics(refused_all(error, &commit.topics)),
         );
     }
+    // Offsets of topics this connection may not read are not committed (their entries
+    // answer TOPIC_AUTHORIZATION_FAILED below).
+    let readable = |topic: &str| gate.topic(Operation::Read, topic);
     let topics = commit
         .topics
         .iter()
+        .filter(|(topic, _)| readable(topic))
         .map(|(topic, partitions)| TopicEntries {
             topic: topic.clone(),
             partitions: partitions
@@ -129,7 +139,11 @@ pub async fn offset_commit(
             );
         }
     };
-    let mut response = refused_all(errors::UNKNOWN_TOPIC_OR_PARTITION, &commit.topics);
+    let (allowed, denied): (Vec<_>, Vec<_>) = commit
+        .topics
+        .into_iter()
+        .partition(|(topic, _)| readable(topic));
+    let mut response = refused_all(errors::UNKNOWN_TOPIC_OR_PARTITION, &allowed);
     for (answer, entry) in response.iter_mut().zip(&topics) {
         for partition in answer.partitions.iter_mut() {
             if let Some((_, error)) = entry
@@ -141,6 +155,7 @@ pub async fn offset_commit(
             }
         }
     }
+    response.extend(refused_all(errors::TOPIC_AUTHORIZATION_FAILED, &denied));
     encode(
         header,
         &OffsetCommitResponse::default().with_topics(response),
@@ -150,6 +165,7 @@ pub async fn offset_commit(
 pub async fn offset_fetch(
     shard: &Rc<Shard>,
     header: &Header,
+    gate: &Gate<'_>,
     fetch: requests::OffsetFetch,
 ) -> Answer {
     let mut groups = Vec::with_capacity(fetch.groups.len());
@@ -167,10 +183,16 @@ pub async fn offset_fetch(
                     .collect(),
             })
             .collect();
-        let answer = match not_here(shard, &group.group).await {
+        // Topics this connection may not describe are left out, as Kafka does for a
+        // fetch of every topic.
+        let answer = match not_here(shard, gate, Operation::Describe, &group.group).await {
             Some(error) => Err(error),
             None => group_ops::fetch_offsets(shard, (group.group.clone(), asked))
                 .await
+                .map(|mut topics| {
+                    topics.retain(|t| gate.topic(Operation::Describe, &t.topic));
+                    topics
+                })
                 .map_err(code),
         };
         groups.push((group.group, answer));

@@ -69,7 +69,7 @@ pub fn authenticate(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let users = &shard.users;
+    let users = &shard.security.users;
     let step = sasl
         .borrow_mut()
         .authenticate(message, |user, m| users.lookup(user, m), &nonce);

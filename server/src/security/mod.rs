@@ -2,6 +2,7 @@
 //! exchanges ([`sasl`]) against the users' stored credentials ([`users`]), and the
 //! principal a connection is fixed to once authenticated.
 
+pub mod acls;
 pub mod sasl;
 pub mod users;
 
@@ -32,12 +33,23 @@ impl std::fmt::Display for Principal {
     }
 }
 
+/// What every shard reads to know who is who and who may do what.
+#[derive(Debug)]
+pub struct Stores {
+    /// The users SASL authenticates.
+    pub users: users::Users,
+    /// The ACLs.
+    pub acls: acls::Acls,
+}
+
 /// One connection's identity: where it comes from and, once fixed, who it is. Requests of
 /// one connection share it (they are served concurrently, on one thread).
 #[derive(Debug)]
 pub struct Session {
     /// The peer's address, for logs.
     pub peer: Rc<str>,
+    /// The peer's IP address (what ACL hosts name).
+    pub host: Rc<str>,
     /// The SASL exchange, on SASL listeners.
     pub sasl: Option<RefCell<sasl::Sasl>>,
 }
@@ -49,7 +61,14 @@ impl Session {
         protocol: SecurityProtocol,
         mechanisms: &[keel_auth::Mechanism],
     ) -> Session {
+        let host = peer
+            .rsplit_once(':')
+            .map_or(&*peer, |(ip, _)| ip)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .into();
         Session {
+            host,
             peer,
             sasl: protocol
                 .sasl()
@@ -64,6 +83,32 @@ impl Session {
             None => Some(Principal::anonymous()),
             Some(sasl) => sasl.borrow().principal().cloned(),
         }
+    }
+}
+
+impl Session {
+    /// Whether this connection may do `operation` on `name` of `resource_type`: never
+    /// before it authenticated, always when the authorizer is off.
+    pub fn may(
+        &self,
+        acls: &acls::Acls,
+        operation: keel_auth::acl::Operation,
+        resource_type: keel_auth::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        self.principal()
+            .is_some_and(|p| acls.allows(&p.0, &self.host, operation, resource_type, name))
+    }
+
+    /// Whether this connection may do `operation` on some resource of `resource_type`.
+    pub fn may_any(
+        &self,
+        acls: &acls::Acls,
+        operation: keel_auth::acl::Operation,
+        resource_type: keel_auth::acl::ResourceType,
+    ) -> bool {
+        self.principal()
+            .is_some_and(|p| acls.allows_any(&p.0, &self.host, operation, resource_type))
     }
 }
 

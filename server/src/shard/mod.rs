@@ -57,8 +57,8 @@ pub struct Shard {
     /// The topic registry, shared by all shards (read on every request, written by admin
     /// requests only).
     pub registry: Arc<SharedRegistry>,
-    /// The users SASL authenticates, shared by all shards.
-    pub users: Arc<crate::security::users::Users>,
+    /// The users SASL authenticates and the ACLs, shared by all shards.
+    pub security: Arc<crate::security::Stores>,
     /// Metrics, shared by all shards.
     pub metrics: Arc<Metrics>,
     logs: RefCell<HashMap<(String, u32), Log>>,
@@ -112,7 +112,7 @@ impl Shard {
         id: usize,
         config: Arc<Config>,
         registry: Arc<SharedRegistry>,
-        users: Arc<crate::security::users::Users>,
+        security: Arc<crate::security::Stores>,
         metrics: Arc<Metrics>,
         peers: Rc<crate::peers::Peers>,
         cluster: Option<Arc<crate::cluster::ClusterView>>,
@@ -131,7 +131,7 @@ impl Shard {
             tail_share: Rc::default(),
             config,
             registry,
-            users,
+            security,
             metrics,
             logs: RefCell::new(HashMap::new()),
             peers,

@@ -1,0 +1,51 @@
+//! What a Kafka connection may do, asked by each API's adapter before it serves a
+//! resource: ACLs (`security::acls`) for the connection's principal and host, with
+//! Kafka's error codes for a refusal.
+
+use crate::security::Session;
+use crate::shard::Shard;
+use keel_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
+
+/// A connection's view of the ACLs.
+pub struct Gate<'a> {
+    shard: &'a Shard,
+    session: &'a Session,
+}
+
+impl<'a> Gate<'a> {
+    /// The gate of `session` on `shard`.
+    pub fn new(shard: &'a Shard, session: &'a Session) -> Gate<'a> {
+        Gate { shard, session }
+    }
+
+    /// Whether `operation` on topic `name` is allowed.
+    pub fn topic(&self, operation: Operation, name: &str) -> bool {
+        self.may(operation, ResourceType::Topic, name)
+    }
+
+    /// Whether `operation` on group `name` is allowed.
+    pub fn group(&self, operation: Operation, name: &str) -> bool {
+        self.may(operation, ResourceType::Group, name)
+    }
+
+    /// Whether `operation` on the cluster is allowed.
+    pub fn cluster(&self, operation: Operation) -> bool {
+        self.may(operation, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// Whether `operation` on some topic is allowed.
+    pub fn any_topic(&self, operation: Operation) -> bool {
+        self.session
+            .may_any(&self.shard.security.acls, operation, ResourceType::Topic)
+    }
+
+    fn may(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {
+        let allowed = self
+            .session
+            .may(&self.shard.security.acls, operation, resource_type, name);
+        if !allowed {
+            tracing::debug!(peer = %self.session.peer, principal = ?self.session.principal(), operation = operation.name(), resource = resource_type.name(), name, "denied");
+        }
+        allowed
+    }
+}

@@ -1,0 +1,240 @@
+//! The ACLs a broker enforces when its authorizer is on: keel-auth's [`Authorizer`] over
+//! the bindings in `acls.toml` in the data directory (replaced durably at each change).
+
+use anyhow::Context;
+use keel_auth::acl::{
+    AclBinding, AclFilter, Authorizer, Operation, PatternType, Permission, ResourceType,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+/// One binding as written in `acls.toml` (Kafka's names).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    resource_type: String,
+    name: String,
+    pattern: String,
+    principal: String,
+    host: String,
+    operation: String,
+    permission: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AclsFile {
+    #[serde(default)]
+    acl: Vec<Stored>,
+}
+
+/// The broker's ACLs, shared by every shard.
+#[derive(Debug)]
+pub struct Acls {
+    path: PathBuf,
+    enabled: bool,
+    current: RwLock<Authorizer>,
+}
+
+impl Acls {
+    /// Loads `acls.toml` from `data_dir`; `enabled` is `--authorizer on`.
+    ///
+    /// # Errors
+    /// An unreadable or malformed file, named.
+    pub fn load(data_dir: &Path, enabled: bool, super_users: Vec<String>) -> anyhow::Result<Acls> {
+        let path = data_dir.join("acls.toml");
+        let bindings = match std::fs::read_to_string(&path) {
+            Ok(text) => decode(&text).with_context(|| format!("reading {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(Acls {
+            path,
+            enabled,
+            current: RwLock::new(Authorizer::new(bindings, super_users)),
+        })
+    }
+
+    /// Whether the authorizer is on.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether `principal` from `host` may do `operation` on `name` (always, when the
+    /// authorizer is off).
+    pub fn allows(
+        &self,
+        principal: &str,
+        host: &str,
+        operation: Operation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        !self.enabled
+            || self
+                .read()
+                .allows(principal, host, operation, resource_type, name)
+    }
+
+    /// Whether `principal` may do `operation` on some resource of `resource_type`.
+    pub fn allows_any(
+        &self,
+        principal: &str,
+        host: &str,
+        operation: Operation,
+        resource_type: ResourceType,
+    ) -> bool {
+        !self.enabled
+            || self
+                .read()
+                .allows_any(principal, host, operation, resource_type)
+    }
+
+    /// The bindings `filter` matches.
+    pub fn describe(&self, filter: &AclFilter) -> Vec<AclBinding> {
+        self.read()
+            .bindings()
+            .filter(|b| filter.matches(b))
+            .cloned()
+            .collect()
+    }
+
+    /// Adds `bindings` (already checked), written durably before they apply.
+    ///
+    /// # Errors
+    /// The file cannot be written (nothing changes then).
+    pub fn create(&self, bindings: Vec<AclBinding>) -> anyhow::Result<()> {
+        self.change(|acls| {
+            for binding in bindings {
+                acls.add(binding);
+            }
+        })
+    }
+
+    /// Removes what each filter matches, written durably; the bindings removed per filter.
+    ///
+    /// # Errors
+    /// The file cannot be written (nothing changes then).
+    pub fn delete(&self, filters: &[AclFilter]) -> anyhow::Result<Vec<Vec<AclBinding>>> {
+        self.change(|acls| filters.iter().map(|f| acls.remove(f)).collect())
+    }
+
+    fn change<T>(&self, change: impl FnOnce(&mut Authorizer) -> T) -> anyhow::Result<T> {
+        let mut next = self.read().clone();
+        let answer = change(&mut next);
+        crate::registry::write_durably(&self.path, encode(&next)?.as_bytes())?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(answer)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Authorizer> {
+        self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn decode(text: &str) -> anyhow::Result<Vec<AclBinding>> {
+    let file: AclsFile = toml::from_str(text)?;
+    file.acl
+        .into_iter()
+        .map(|s| {
+            let binding = AclBinding {
+                resource_type: ResourceType::parse(&s.resource_type)
+                    .context("an ACL with an unknown resource type")?,
+                name: s.name,
+                pattern: PatternType::parse(&s.pattern)
+                    .context("an ACL with an unknown pattern")?,
+                principal: s.principal,
+                host: s.host,
+                operation: Operation::parse(&s.operation)
+                    .context("an ACL with an unknown operation")?,
+                permission: Permission::parse(&s.permission)
+                    .context("an ACL with an unknown permission")?,
+            };
+            match binding.invalid() {
+                Some(why) => anyhow::bail!("an invalid ACL ({why}): {binding:?}"),
+                None => Ok(binding),
+            }
+        })
+        .collect()
+}
+
+fn encode(acls: &Authorizer) -> anyhow::Result<String> {
+    let acl = acls
+        .bindings()
+        .map(|b| Stored {
+            resource_type: b.resource_type.name().into(),
+            name: b.name.clone(),
+            pattern: b.pattern.name().into(),
+            principal: b.principal.clone(),
+            host: b.host.clone(),
+            operation: b.operation.name().into(),
+            permission: b.permission.name().into(),
+        })
+        .collect();
+    toml::to_string(&AclsFile { acl }).context("encoding ACLs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_orders(permission: Permission) -> AclBinding {
+        AclBinding {
+            resource_type: ResourceType::Topic,
+            name: "orders.".into(),
+            pattern: PatternType::Prefixed,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission,
+        }
+    }
+
+    #[test]
+    fn acls_survive_a_reload_and_decide_only_when_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let acls = Acls::load(dir.path(), true, vec![]).unwrap();
+        acls.create(vec![read_orders(Permission::Allow)]).unwrap();
+        let again = Acls::load(dir.path(), true, vec![]).unwrap();
+        let may = |acls: &Acls, topic| {
+            acls.allows(
+                "User:alice",
+                "h",
+                Operation::Read,
+                ResourceType::Topic,
+                topic,
+            )
+        };
+        assert!(may(&again, "orders.eu"));
+        assert!(!may(&again, "payments"));
+        let off = Acls::load(dir.path(), false, vec![]).unwrap();
+        assert!(may(&off, "payments"));
+        let removed = again
+            .delete(&[AclFilter {
+                principal: Some("User:alice".into()),
+                ..Default::default()
+            }])
+            .unwrap();
+        assert_eq!(removed, [vec![read_orders(Permission::Allow)]]);
+        assert!(Acls::load(dir.path(), true, vec![])
+            .unwrap()
+            .describe(&AclFilter::default())
+            .is_empty());
+    }
+
+    #[test]
+    fn a_malformed_acls_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("acls.toml"),
+            "[[acl]]\nresource_type='TOPIC'\nname='t'\npattern='MATCH'\nprincipal='User:a'\nhost='*'\noperation='READ'\npermission='ALLOW'\n",
+        )
+        .unwrap();
+        let error = format!("{:#}", Acls::load(dir.path(), true, vec![]).unwrap_err());
+        assert!(
+            error.contains("acls.toml") && error.contains("invalid"),
+            "{error}"
+        );
+    }
+}
