@@ -129,14 +129,21 @@ pub fn crash_image() -> HashMap<PathBuf, Vec<u8>> {
     })
 }
 
-/// Writes a crash image into `dir`, keeping each file's name.
+/// Writes the files of directory `from` in a crash image into `dir`, keeping each file's
+/// name. Only `from`'s: the image may also hold writes to other directories (an earlier
+/// run's writes still in flight when this simulation was installed), and copying those by
+/// name would mix two logs' segments in one directory.
 ///
 /// # Errors
 /// Creating the directory or writing a file failed.
-pub fn write_image(image: &HashMap<PathBuf, Vec<u8>>, dir: &Path) -> std::io::Result<()> {
+pub fn write_image(
+    image: &HashMap<PathBuf, Vec<u8>>,
+    from: &Path,
+    dir: &Path,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (path, bytes) in image {
-        let Some(name) = path.file_name() else {
+        let Some(name) = path.file_name().filter(|_| path.parent() == Some(from)) else {
             continue;
         };
         std::fs::write(dir.join(name), bytes)?;

@@ -386,7 +386,7 @@ async fn crash_during_cleaning(ops: u64, root: &Path) -> bool {
     let image = simdisk::crash_image();
     let _ = log.close().await;
     simdisk::uninstall();
-    simdisk::write_image(&image, &recovered).unwrap();
+    simdisk::write_image(&image, &live, &recovered).unwrap();
     let log = Log::open_with_clock(&recovered, config(), clock())
         .await
         .expect("the crash image opens");

@@ -131,7 +131,9 @@ async fn one_seed(seed: u64, root: &Path) -> Outcome {
     let report = simdisk::uninstall().expect("installed");
     let _ = log.close().await;
     drop(log);
-    simdisk::write_image(&image, &recovered).expect("write image");
+    // Only this run's directory: a write of an earlier seed's log still in flight when
+    // this simulation was installed lands in the image too (under that seed's path).
+    simdisk::write_image(&image, &live, &recovered).expect("write image");
     let acked = acked.take();
     check_recovered(seed, &recovered, &config, &acked).await;
     let _ = std::fs::remove_dir_all(&live);
