@@ -57,6 +57,29 @@ impl ScramCredential {
         Ok(Self::from_salted(hash, salt, iterations, &salted))
     }
 
+    /// The credential a client made: it salted the password itself (Kafka's
+    /// AlterUserScramCredentials carries the salt, iterations and salted password).
+    ///
+    /// # Errors
+    /// [`AuthError::Refused`] when `iterations` is out of range, the salt is empty, or the
+    /// salted password is not one digest long.
+    pub fn from_salted_password(
+        hash: Hash,
+        salt: &[u8],
+        iterations: u32,
+        salted: &[u8],
+    ) -> Result<ScramCredential, AuthError> {
+        if !(ITERATIONS_MIN..=ITERATIONS_MAX).contains(&iterations) {
+            return Err(AuthError::Refused("iteration count out of range"));
+        }
+        if salt.is_empty() || salted.len() != hash.len() {
+            return Err(AuthError::Refused(
+                "a salt and a salted password of the hash's length",
+            ));
+        }
+        Ok(Self::from_salted(hash, salt, iterations, salted))
+    }
+
     pub(crate) fn from_salted(
         hash: Hash,
         salt: &[u8],

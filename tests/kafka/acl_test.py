@@ -9,6 +9,9 @@ orders.secret (DENY beats ALLOW).
 Kafka's authorization error: produce, orders.secret, another group, payments (unknown to
 her), create and delete topics, configs, ACLs.
 `lift` (admin): the DENY removed; alice reads orders.secret.
+`users` (admin): carol is made with AlterUserScramCredentials (the client salts her
+password), described, authenticates, and once deleted is refused; alice may not change
+users.
 `kept` (admin, after a restart): the two ALLOW bindings are still there."""
 import os
 import sys
@@ -158,6 +161,42 @@ def lift():
     check(len(records) == 10 and error is None, f"alice reads orders.secret now ({error})")
 
 
+def authenticates(user, password):
+    errors = []
+    admin = AdminClient({**config(user), "sasl.password": password,
+                         "error_cb": errors.append})
+    try:
+        admin.list_topics(timeout=5)
+        return True
+    except KafkaException:
+        return False
+
+
+def users():
+    from confluent_kafka.admin import (ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialDeletion,
+                                       UserScramCredentialUpsertion)
+    admin = AdminClient(config("admin"))
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    made = admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion("carol", info, b"carol-pass")])
+    made["carol"].result(15)
+    described = admin.describe_user_scram_credentials(["carol"])["carol"].result(15)
+    infos = [(i.mechanism, i.iterations) for i in described.scram_credential_infos]
+    check(infos == [(ScramMechanism.SCRAM_SHA_512, 8192)], f"carol is described ({infos})")
+    check(authenticates("carol", "carol-pass"), "carol authenticates")
+    check(not authenticates("carol", "wrong"), "carol with a wrong password does not")
+    alice = AdminClient(config("alice"))
+    futures = alice.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion("alice", info, b"new")])
+    code = code_of(futures["alice"])
+    check(code == KafkaError.CLUSTER_AUTHORIZATION_FAILED, f"alice may not change users ({code})")
+    gone = admin.alter_user_scram_credentials(
+        [UserScramCredentialDeletion("carol", ScramMechanism.SCRAM_SHA_512)])
+    gone["carol"].result(15)
+    check(not authenticates("carol", "carol-pass"), "a deleted user is refused")
+
+
 def kept():
     admin = AdminClient(config("admin"))
     described = admin.describe_acls(EVERY_ACL).result(15)
@@ -165,5 +204,5 @@ def kept():
           f"the ACLs survived the restart ({described})")
 
 
-{"setup": setup, "alice": alice, "lift": lift, "kept": kept}[phase]()
+{"setup": setup, "alice": alice, "lift": lift, "users": users, "kept": kept}[phase]()
 print("PASSED")

@@ -1,7 +1,8 @@
 //! ACLs on the Kafka listener (`--authorizer on`), driven by confluent-kafka
 //! (`tests/kafka/acl_test.py`): a super user sets ACLs; a user allowed to read topics by
 //! prefix and one group reads them and gets Kafka's authorization errors for everything
-//! else; DENY beats ALLOW until it is removed; the ACLs survive a restart.
+//! else; DENY beats ALLOW until it is removed; users are made and deleted with Kafka's
+//! AlterUserScramCredentials; the ACLs survive a restart.
 
 use keel_tests::in_process::InProcess;
 use keel_tests::kafka_clients::{clients, run};
@@ -39,6 +40,7 @@ fn a_user_reads_what_acls_allow_and_gets_kafkas_errors_for_the_rest() {
     phase(&broker, "setup");
     phase(&broker, "alice");
     phase(&broker, "lift");
+    phase(&broker, "users");
     broker.stop();
     broker.restart();
     phase(&broker, "kept");

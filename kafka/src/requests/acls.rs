@@ -77,3 +77,58 @@ pub(super) fn delete_acls(r: &mut Reader) -> Result<Vec<AclFilterCodes>> {
         Ok(filter)
     })
 }
+
+/// A SCRAM credential to set (AlterUserScramCredentials): the client salts the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramUpsertion {
+    /// User.
+    pub name: String,
+    /// Mechanism code (1: SCRAM-SHA-256, 2: SCRAM-SHA-512).
+    pub mechanism: i8,
+    /// PBKDF2 iterations.
+    pub iterations: i32,
+    /// Salt.
+    pub salt: bytes::Bytes,
+    /// The salted password (Hi(password, salt, iterations)).
+    pub salted_password: bytes::Bytes,
+}
+
+/// AlterUserScramCredentials: deletions (user, mechanism code) and upsertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlterScram {
+    /// Credentials to delete.
+    pub deletions: Vec<(String, i8)>,
+    /// Credentials to set.
+    pub upsertions: Vec<ScramUpsertion>,
+}
+
+pub(super) fn describe_scram(r: &mut Reader) -> Result<Option<Vec<String>>> {
+    r.nullable_array("users", |r| {
+        let name = r.string("user")?;
+        r.tagged_fields()?;
+        Ok(name)
+    })
+}
+
+pub(super) fn alter_scram(r: &mut Reader) -> Result<AlterScram> {
+    let deletions = r.array("deletions", |r| {
+        let deletion = (r.string("user")?, r.i8("mechanism")?);
+        r.tagged_fields()?;
+        Ok(deletion)
+    })?;
+    let upsertions = r.array("upsertions", |r| {
+        let upsertion = ScramUpsertion {
+            name: r.string("user")?,
+            mechanism: r.i8("mechanism")?,
+            iterations: r.i32("iterations")?,
+            salt: r.bytes("salt")?,
+            salted_password: r.bytes("salted password")?,
+        };
+        r.tagged_fields()?;
+        Ok(upsertion)
+    })?;
+    Ok(AlterScram {
+        deletions,
+        upsertions,
+    })
+}

@@ -8,7 +8,7 @@ mod admin;
 mod data;
 mod groups;
 
-pub use acls::{AclCreation, AclFilterCodes};
+pub use acls::{AclCreation, AclFilterCodes, AlterScram, ScramUpsertion};
 pub use admin::*;
 pub use data::*;
 pub use groups::*;
@@ -77,6 +77,10 @@ pub enum KafkaRequest {
     DescribeAcls(AclFilterCodes),
     /// DeleteAcls.
     DeleteAcls(Vec<AclFilterCodes>),
+    /// DescribeUserScramCredentials: `None` for every user.
+    DescribeUserScramCredentials(Option<Vec<String>>),
+    /// AlterUserScramCredentials.
+    AlterUserScramCredentials(AlterScram),
 }
 
 impl KafkaRequest {
@@ -172,6 +176,12 @@ pub fn decode(api: ApiKey, version: i16, r: &mut Reader) -> Result<KafkaRequest>
         ApiKey::CreateAcls => KafkaRequest::CreateAcls(acls::create_acls(r)?),
         ApiKey::DescribeAcls => KafkaRequest::DescribeAcls(acls::acl_filter(r)?),
         ApiKey::DeleteAcls => KafkaRequest::DeleteAcls(acls::delete_acls(r)?),
+        ApiKey::DescribeUserScramCredentials => {
+            KafkaRequest::DescribeUserScramCredentials(acls::describe_scram(r)?)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            KafkaRequest::AlterUserScramCredentials(acls::alter_scram(r)?)
+        }
         _ => return Err(crate::read::DecodeError::Null("api")),
     };
     r.tagged_fields()?;

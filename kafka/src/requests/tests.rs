@@ -527,3 +527,49 @@ fn acl_requests_every_version() {
         );
     }
 }
+
+#[test]
+fn scram_credential_requests() {
+    use crate::requests::{AlterScram, ScramUpsertion};
+    use kafka_protocol::messages::alter_user_scram_credentials_request::{
+        ScramCredentialDeletion, ScramCredentialUpsertion,
+    };
+    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+    use kafka_protocol::messages::{
+        AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest,
+    };
+    let described = DescribeUserScramCredentialsRequest::default()
+        .with_users(Some(vec![UserName::default().with_name(s("alice"))]));
+    assert_eq!(
+        round_trip(ApiKey::DescribeUserScramCredentials, 0, &described),
+        KafkaRequest::DescribeUserScramCredentials(Some(vec!["alice".into()]))
+    );
+    let every = DescribeUserScramCredentialsRequest::default().with_users(None);
+    assert_eq!(
+        round_trip(ApiKey::DescribeUserScramCredentials, 0, &every),
+        KafkaRequest::DescribeUserScramCredentials(None)
+    );
+    let alter = AlterUserScramCredentialsRequest::default()
+        .with_deletions(vec![ScramCredentialDeletion::default()
+            .with_name(s("bob"))
+            .with_mechanism(1)])
+        .with_upsertions(vec![ScramCredentialUpsertion::default()
+            .with_name(s("alice"))
+            .with_mechanism(2)
+            .with_iterations(4096)
+            .with_salt(Bytes::from_static(b"salt"))
+            .with_salted_password(Bytes::from_static(b"salted"))]);
+    assert_eq!(
+        round_trip(ApiKey::AlterUserScramCredentials, 0, &alter),
+        KafkaRequest::AlterUserScramCredentials(AlterScram {
+            deletions: vec![("bob".into(), 1)],
+            upsertions: vec![ScramUpsertion {
+                name: "alice".into(),
+                mechanism: 2,
+                iterations: 4096,
+                salt: Bytes::from_static(b"salt"),
+                salted_password: Bytes::from_static(b"salted"),
+            }],
+        })
+    );
+}

@@ -13,6 +13,7 @@ mod fetch;
 mod groups;
 mod offsets;
 mod sasl;
+mod users;
 
 use crate::conn::Wire;
 use crate::handlers::Part;
@@ -280,6 +281,12 @@ async fn dispatch(
         KafkaRequest::CreateAcls(creations) => acls::create_acls(shard, header, session, creations),
         KafkaRequest::DescribeAcls(filter) => acls::describe_acls(shard, header, session, filter),
         KafkaRequest::DeleteAcls(filters) => acls::delete_acls(shard, header, session, filters),
+        KafkaRequest::DescribeUserScramCredentials(names) => {
+            users::describe(shard, header, gate, names)
+        }
+        KafkaRequest::AlterUserScramCredentials(changes) => {
+            users::alter(shard, header, gate, session, changes)
+        }
     };
     Some(answer)
 }

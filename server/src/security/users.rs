@@ -96,13 +96,53 @@ impl Users {
         let salt = super::random_bytes::<32>();
         let credential = ScramCredential::new(hash, password, &salt, ITERATIONS)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.set(user, mechanism, credential)?;
+        Ok(true)
+    }
+
+    /// Sets `user`'s credential for `mechanism`, written durably before it is used.
+    ///
+    /// # Errors
+    /// The file cannot be written (nothing changes then).
+    pub fn set(
+        &self,
+        user: &str,
+        mechanism: Mechanism,
+        credential: ScramCredential,
+    ) -> anyhow::Result<()> {
+        self.change(|users| {
+            users
+                .entry(user.to_owned())
+                .or_default()
+                .insert(mechanism, credential);
+        })
+    }
+
+    /// Removes `user`'s credential for `mechanism`; whether there was one.
+    ///
+    /// # Errors
+    /// The file cannot be written (nothing changes then).
+    pub fn delete(&self, user: &str, mechanism: Mechanism) -> anyhow::Result<bool> {
+        if self.lookup(user, mechanism).is_none() {
+            return Ok(false);
+        }
+        self.change(|users| {
+            if let Some(by) = users.get_mut(user) {
+                by.remove(&mechanism);
+                if by.is_empty() {
+                    users.remove(user);
+                }
+            }
+        })?;
+        Ok(true)
+    }
+
+    fn change(&self, change: impl FnOnce(&mut Credentials)) -> anyhow::Result<()> {
         let mut next = self.read().clone();
-        next.entry(user.to_owned())
-            .or_default()
-            .insert(mechanism, credential);
+        change(&mut next);
         crate::registry::write_durably(&self.path, encode(&next)?.as_bytes())?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
-        Ok(true)
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Credentials> {
