@@ -105,7 +105,10 @@ pub fn alter(
     for (user, code) in &request.deletions {
         let outcome = check(allowed, twice(user), *code).and_then(|mechanism| {
             match users.delete(user, mechanism) {
-                Ok(true) => Ok(audit(session, "delete", user, mechanism)),
+                Ok(true) => {
+                    audit(session, "delete", user, mechanism);
+                    Ok(())
+                }
                 Ok(false) => Err((errors::RESOURCE_NOT_FOUND, "no such credential".into())),
                 Err(e) => Err((errors::UNKNOWN_SERVER_ERROR, format!("{e:#}"))),
             }
