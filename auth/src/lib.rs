@@ -11,6 +11,7 @@
 
 pub mod acl;
 pub mod plain;
+pub mod quota;
 pub mod scram;
 
 mod credential;

@@ -42,8 +42,15 @@ pub fn put_uvarint(out: &mut BytesMut, mut value: u64) {
 
 /// The response's start (after the response header): throttle time, error and session
 /// id (v7+), and the topic count.
-pub fn write_start(out: &mut BytesMut, version: i16, error: i16, session_id: i32, topics: usize) {
-    out.put_i32(0);
+pub fn write_start(
+    out: &mut BytesMut,
+    version: i16,
+    throttle_ms: i32,
+    error: i16,
+    session_id: i32,
+    topics: usize,
+) {
+    out.put_i32(throttle_ms);
     if version >= 7 {
         out.put_i16(error);
         out.put_i32(session_id);
@@ -132,7 +139,7 @@ mod tests {
         let records = Bytes::from_static(b"0123456789");
         for version in 4..=16i16 {
             let mut out = BytesMut::new();
-            write_start(&mut out, version, 0, 0, 1);
+            write_start(&mut out, version, 0, 0, 0, 1);
             write_topic(&mut out, version, "orders", &topic_id("orders"), 2);
             for partition in 0..2 {
                 let head = PartitionHead {

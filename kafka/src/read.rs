@@ -96,6 +96,12 @@ impl Reader {
         Ok(self.buf.get_i64())
     }
 
+    /// A FLOAT64.
+    pub fn f64(&mut self, field: &'static str) -> Result<f64> {
+        self.need(8, field)?;
+        Ok(self.buf.get_f64())
+    }
+
     /// A UUID.
     pub fn uuid(&mut self, field: &'static str) -> Result<[u8; 16]> {
         self.need(16, field)?;

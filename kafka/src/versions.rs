@@ -7,7 +7,7 @@ pub const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
 
 /// Every API served with its version range (docs/kafka-compatibility.md), and the first
 /// flexible version of each.
-pub const SUPPORTED: [(ApiKey, i16, i16, i16); 31] = [
+pub const SUPPORTED: [(ApiKey, i16, i16, i16); 33] = [
     (ApiKey::Produce, 3, 10, 9),
     (ApiKey::Fetch, 4, 16, 12),
     (ApiKey::ListOffsets, 1, 8, 6),
@@ -44,6 +44,8 @@ pub const SUPPORTED: [(ApiKey, i16, i16, i16); 31] = [
     (ApiKey::DeleteAcls, 1, 3, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1, 1),
+    (ApiKey::AlterClientQuotas, 0, 1, 1),
 ];
 
 /// The name of a served API in metrics (`kafka_` and Kafka's name in snake case).
@@ -80,6 +82,8 @@ pub fn metric_name(api: ApiKey) -> &'static str {
         ApiKey::DeleteAcls => "kafka_delete_acls",
         ApiKey::DescribeUserScramCredentials => "kafka_describe_user_scram_credentials",
         ApiKey::AlterUserScramCredentials => "kafka_alter_user_scram_credentials",
+        ApiKey::DescribeClientQuotas => "kafka_describe_client_quotas",
+        ApiKey::AlterClientQuotas => "kafka_alter_client_quotas",
         _ => "kafka_invalid",
     }
 }

@@ -289,7 +289,12 @@ fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
         config.security.authorizer,
         config.security.super_users.clone(),
     )?;
-    Ok(crate::security::Stores { users, acls })
+    let quotas = crate::security::quotas::Quotas::load(&config.data_dir)?;
+    Ok(crate::security::Stores {
+        users,
+        acls,
+        quotas,
+    })
 }
 
 /// What every shard shares.

@@ -271,6 +271,11 @@ async fn serve_active<W: Wire>(
                 buffer.reserve(len.saturating_sub(buffer.len()));
             }
         }
+        // A client over its quota: its next request is not read until its throttle time
+        // has passed (Kafka mutes the channel the same way).
+        if let Some(pause) = session.throttled_for() {
+            glommio::timer::sleep(pause).await;
+        }
         // A connection that sends nothing for `connections_max_idle_ms` is closed (what
         // it asked is still answered first).
         match read_within(&mut reader, &mut chunk, idle).await {

@@ -34,6 +34,7 @@ mod kafka_clients;
 mod kafka_cluster;
 mod metrics;
 mod producer_ids;
+mod quotas;
 mod readme_cluster;
 mod reassignment;
 mod replicated_groups;

@@ -132,3 +132,80 @@ pub(super) fn alter_scram(r: &mut Reader) -> Result<AlterScram> {
         upsertions,
     })
 }
+
+/// One component of a DescribeClientQuotas filter: an entity type (`user`, `client-id`)
+/// and a match: 0 this name, 1 the default, 2 any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaMatch {
+    /// `user` or `client-id`.
+    pub entity_type: String,
+    /// 0 exact, 1 default, 2 any.
+    pub match_type: i8,
+    /// The name for an exact match.
+    pub name: Option<String>,
+}
+
+/// DescribeClientQuotas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeQuotas {
+    /// The components.
+    pub components: Vec<QuotaMatch>,
+    /// Only entities with exactly these components.
+    pub strict: bool,
+}
+
+/// One entity's changes in AlterClientQuotas: (type, name or default) pairs and
+/// (key, value, remove) operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaAlteration {
+    /// The entity.
+    pub entity: Vec<(String, Option<String>)>,
+    /// The operations.
+    pub ops: Vec<(String, f64, bool)>,
+}
+
+/// AlterClientQuotas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterQuotas {
+    /// The entities changed.
+    pub entries: Vec<QuotaAlteration>,
+    /// Check only.
+    pub validate_only: bool,
+}
+
+pub(super) fn describe_quotas(r: &mut Reader) -> Result<DescribeQuotas> {
+    let components = r.array("components", |r| {
+        let component = QuotaMatch {
+            entity_type: r.string("entity type")?,
+            match_type: r.i8("match type")?,
+            name: r.nullable_string("match")?,
+        };
+        r.tagged_fields()?;
+        Ok(component)
+    })?;
+    Ok(DescribeQuotas {
+        components,
+        strict: r.bool("strict")?,
+    })
+}
+
+pub(super) fn alter_quotas(r: &mut Reader) -> Result<AlterQuotas> {
+    let entries = r.array("entries", |r| {
+        let entity = r.array("entity", |r| {
+            let part = (r.string("entity type")?, r.nullable_string("entity name")?);
+            r.tagged_fields()?;
+            Ok(part)
+        })?;
+        let ops = r.array("ops", |r| {
+            let op = (r.string("key")?, r.f64("value")?, r.bool("remove")?);
+            r.tagged_fields()?;
+            Ok(op)
+        })?;
+        r.tagged_fields()?;
+        Ok(QuotaAlteration { entity, ops })
+    })?;
+    Ok(AlterQuotas {
+        entries,
+        validate_only: r.bool("validate only")?,
+    })
+}

@@ -8,7 +8,10 @@ mod admin;
 mod data;
 mod groups;
 
-pub use acls::{AclCreation, AclFilterCodes, AlterScram, ScramUpsertion};
+pub use acls::{
+    AclCreation, AclFilterCodes, AlterQuotas, AlterScram, DescribeQuotas, QuotaAlteration,
+    QuotaMatch, ScramUpsertion,
+};
 pub use admin::*;
 pub use data::*;
 pub use groups::*;
@@ -81,6 +84,10 @@ pub enum KafkaRequest {
     DescribeUserScramCredentials(Option<Vec<String>>),
     /// AlterUserScramCredentials.
     AlterUserScramCredentials(AlterScram),
+    /// DescribeClientQuotas.
+    DescribeClientQuotas(DescribeQuotas),
+    /// AlterClientQuotas.
+    AlterClientQuotas(AlterQuotas),
 }
 
 impl KafkaRequest {
@@ -182,6 +189,10 @@ pub fn decode(api: ApiKey, version: i16, r: &mut Reader) -> Result<KafkaRequest>
         ApiKey::AlterUserScramCredentials => {
             KafkaRequest::AlterUserScramCredentials(acls::alter_scram(r)?)
         }
+        ApiKey::DescribeClientQuotas => {
+            KafkaRequest::DescribeClientQuotas(acls::describe_quotas(r)?)
+        }
+        ApiKey::AlterClientQuotas => KafkaRequest::AlterClientQuotas(acls::alter_quotas(r)?),
         _ => return Err(crate::read::DecodeError::Null("api")),
     };
     r.tagged_fields()?;

@@ -573,3 +573,58 @@ fn scram_credential_requests() {
         })
     );
 }
+
+#[test]
+fn client_quota_requests_every_version() {
+    use crate::requests::{AlterQuotas, DescribeQuotas, QuotaAlteration, QuotaMatch};
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+    use kafka_protocol::messages::{AlterClientQuotasRequest, DescribeClientQuotasRequest};
+    for v in versions(ApiKey::DescribeClientQuotas) {
+        let request = DescribeClientQuotasRequest::default()
+            .with_components(vec![ComponentData::default()
+                .with_entity_type(s("user"))
+                .with_match_type(0)
+                .with_match(Some(s("alice")))])
+            .with_strict(true);
+        assert_eq!(
+            round_trip(ApiKey::DescribeClientQuotas, v, &request),
+            KafkaRequest::DescribeClientQuotas(DescribeQuotas {
+                components: vec![QuotaMatch {
+                    entity_type: "user".into(),
+                    match_type: 0,
+                    name: Some("alice".into()),
+                }],
+                strict: true,
+            })
+        );
+    }
+    for v in versions(ApiKey::AlterClientQuotas) {
+        let request = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+            .with_entity(vec![
+                EntityData::default()
+                    .with_entity_type(s("user"))
+                    .with_entity_name(Some(s("alice"))),
+                EntityData::default()
+                    .with_entity_type(s("client-id"))
+                    .with_entity_name(None),
+            ])
+            .with_ops(vec![OpData::default()
+                .with_key(s("producer_byte_rate"))
+                .with_value(1024.0)
+                .with_remove(false)])]);
+        assert_eq!(
+            round_trip(ApiKey::AlterClientQuotas, v, &request),
+            KafkaRequest::AlterClientQuotas(AlterQuotas {
+                entries: vec![QuotaAlteration {
+                    entity: vec![
+                        ("user".into(), Some("alice".into())),
+                        ("client-id".into(), None)
+                    ],
+                    ops: vec![("producer_byte_rate".into(), 1024.0, false)],
+                }],
+                validate_only: false,
+            })
+        );
+    }
+}

@@ -18,6 +18,11 @@ impl<'a> Gate<'a> {
         Gate { shard, session }
     }
 
+    /// The connection.
+    pub fn session(&self) -> &'a Session {
+        self.session
+    }
+
     /// Whether `operation` on topic `name` is allowed.
     pub fn topic(&self, operation: Operation, name: &str) -> bool {
         self.may(operation, ResourceType::Topic, name)

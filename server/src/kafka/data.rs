@@ -6,6 +6,7 @@ use super::{code, encode, text, Answer};
 use crate::handlers::{self, groups::OFFSETS_TOPIC, metadata::Offsets};
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
+use keel_auth::quota::QuotaKind;
 use keel_kafka::errors;
 use keel_kafka::fetch::topic_id;
 use keel_kafka::frame::Header;
@@ -257,6 +258,14 @@ pub async fn produce(
         });
     }
     let timeout_ms = request.timeout_ms.max(0) as u32;
+    let bytes: u64 = topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records.len() as u64)
+        .sum();
+    let client_id = header.client_id.as_deref().unwrap_or_default();
+    let throttle =
+        super::quotas::charge(shard, gate.session(), client_id, QuotaKind::Produce, bytes);
     let topics = handlers::produce::handle(shard, acks, timeout_ms, topics).await;
     if acks == 0 {
         return None;
@@ -292,7 +301,9 @@ pub async fn produce(
     responses.retain(|t| !t.partition_responses.is_empty());
     Some(encode(
         header,
-        &ProduceResponse::default().with_responses(responses),
+        &ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle),
     ))
 }
 

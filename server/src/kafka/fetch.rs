@@ -7,6 +7,7 @@ use crate::handlers::{fetch, Budget, Part};
 use crate::shard::Shard;
 use bytes::BytesMut;
 use keel_auth::acl::Operation;
+use keel_auth::quota::QuotaKind;
 use keel_kafka::errors;
 use keel_kafka::fetch::{
     topic_id, write_end, write_partition, write_partition_end, write_start, write_topic,
@@ -63,10 +64,23 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, gate: &Gate<'_>, request:
         &topics,
     )
     .await;
+    // The bytes this answer sends count against the client's fetch quota first: the
+    // answer carries the throttle time (KIP-219).
+    let mut probe = Budget::new(request.max_bytes.max(0) as u32);
+    let sent: u64 = round
+        .iter()
+        .flat_map(|(_, partitions)| partitions)
+        .filter(|(result, data)| {
+            result.error == keel_protocol::api::ErrorCode::None && probe.take(data.len())
+        })
+        .map(|(_, data)| data.len())
+        .sum();
+    let client_id = header.client_id.as_deref().unwrap_or_default();
+    let throttle = super::quotas::charge(shard, gate.session(), client_id, QuotaKind::Fetch, sent);
     let mut parts = Vec::new();
     let mut head = BytesMut::new();
     header.response_header(&mut head);
-    write_start(&mut head, version, 0, 0, round.len());
+    write_start(&mut head, version, throttle, 0, 0, round.len());
     let mut budget = Budget::new(request.max_bytes.max(0) as u32);
     for (index, (topic, partitions)) in round.into_iter().enumerate() {
         let refused: Vec<&(usize, i32, i16)> =

@@ -12,6 +12,7 @@ mod data;
 mod fetch;
 mod groups;
 mod offsets;
+mod quotas;
 mod sasl;
 mod users;
 
@@ -286,6 +287,10 @@ async fn dispatch(
         }
         KafkaRequest::AlterUserScramCredentials(changes) => {
             users::alter(shard, header, gate, session, changes)
+        }
+        KafkaRequest::DescribeClientQuotas(filter) => quotas::describe(shard, header, gate, filter),
+        KafkaRequest::AlterClientQuotas(changes) => {
+            quotas::alter(shard, header, gate, session, changes)
         }
     };
     Some(answer)

@@ -3,6 +3,7 @@
 //! principal a connection is fixed to once authenticated.
 
 pub mod acls;
+pub mod quotas;
 pub mod sasl;
 pub mod users;
 
@@ -40,6 +41,8 @@ pub struct Stores {
     pub users: users::Users,
     /// The ACLs.
     pub acls: acls::Acls,
+    /// The client quotas.
+    pub quotas: quotas::Quotas,
 }
 
 /// One connection's identity: where it comes from and, once fixed, who it is. Requests of
@@ -52,6 +55,8 @@ pub struct Session {
     pub host: Rc<str>,
     /// The SASL exchange, on SASL listeners.
     pub sasl: Option<RefCell<sasl::Sasl>>,
+    /// Until when the connection's next request is not read (a quota's throttle).
+    throttled_until: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl Session {
@@ -68,6 +73,7 @@ impl Session {
             .trim_end_matches(']')
             .into();
         Session {
+            throttled_until: std::cell::Cell::new(None),
             host,
             peer,
             sasl: protocol
@@ -87,6 +93,21 @@ impl Session {
 }
 
 impl Session {
+    /// Holds the connection's next read for `pause` from now (or longer, if it is held
+    /// longer already).
+    pub fn throttle(&self, pause: std::time::Duration) {
+        let until = std::time::Instant::now() + pause;
+        if self.throttled_until.get().is_none_or(|t| t < until) {
+            self.throttled_until.set(Some(until));
+        }
+    }
+
+    /// How long the connection's next read waits, if it is throttled.
+    pub fn throttled_for(&self) -> Option<std::time::Duration> {
+        let until = self.throttled_until.take()?;
+        until.checked_duration_since(std::time::Instant::now())
+    }
+
     /// Whether this connection may do `operation` on `name` of `resource_type`: never
     /// before it authenticated, always when the authorizer is off.
     pub fn may(

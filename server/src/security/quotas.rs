@@ -1,0 +1,179 @@
+//! Client quotas a broker enforces: keel-auth's [`Quotas`] over the entries in
+//! `quotas.toml` (replaced durably at each change), shared by every shard.
+
+use anyhow::Context;
+use keel_auth::quota::{QuotaEntity, QuotaKind, Quotas as Rules};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// One quota change: the entity, what it limits, and the new value (`None`: removed).
+pub type QuotaChange = (QuotaEntity, QuotaKind, Option<f64>);
+
+/// How the default entity is written (Kafka's `<default>`).
+const DEFAULT: &str = "<default>";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    producer_byte_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    consumer_byte_rate: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotasFile {
+    #[serde(default)]
+    quota: Vec<Stored>,
+}
+
+/// The broker's quotas.
+#[derive(Debug)]
+pub struct Quotas {
+    path: PathBuf,
+    rules: Mutex<Rules>,
+    /// Whether any entry exists: without one, requests skip the lock.
+    any: AtomicBool,
+}
+
+fn name(part: &Option<Option<String>>) -> Option<String> {
+    part.as_ref()
+        .map(|n| n.clone().unwrap_or_else(|| DEFAULT.into()))
+}
+
+fn part(text: Option<String>) -> Option<Option<String>> {
+    text.map(|n| (n != DEFAULT).then_some(n))
+}
+
+impl Quotas {
+    /// Loads `quotas.toml` from `data_dir` (none when absent).
+    ///
+    /// # Errors
+    /// An unreadable or malformed file, named.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Quotas> {
+        let path = data_dir.join("quotas.toml");
+        let file: QuotasFile = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => QuotasFile::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut rules = Rules::default();
+        for q in file.quota {
+            let entity = QuotaEntity {
+                user: part(q.user),
+                client_id: part(q.client_id),
+            };
+            anyhow::ensure!(
+                entity.user.is_some() || entity.client_id.is_some(),
+                "reading {}: a quota names a user or a client id",
+                path.display()
+            );
+            rules.set(entity.clone(), QuotaKind::Produce, q.producer_byte_rate);
+            rules.set(entity, QuotaKind::Fetch, q.consumer_byte_rate);
+        }
+        let any = AtomicBool::new(!rules.entries().is_empty());
+        Ok(Quotas {
+            path,
+            rules: Mutex::new(rules),
+            any,
+        })
+    }
+
+    /// Counts `bytes` of `kind` for `user` and `client_id` now: how long (ms) the client
+    /// must wait to be back within its quota.
+    pub fn record(&self, user: &str, client_id: &str, kind: QuotaKind, bytes: u64) -> u64 {
+        if !self.any.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.lock().record(user, client_id, kind, bytes, now_ms)
+    }
+
+    /// Every entry and its values.
+    pub fn entries(&self) -> Vec<(QuotaEntity, BTreeMap<QuotaKind, f64>)> {
+        self.lock()
+            .entries()
+            .iter()
+            .map(|(e, v)| (e.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Applies `changes` ((entity, kind, value or removal)), written durably first.
+    ///
+    /// # Errors
+    /// The file cannot be written (nothing changes then).
+    pub fn alter(&self, changes: &[QuotaChange]) -> anyhow::Result<()> {
+        let mut rules = self.lock();
+        let mut next = Rules::new(rules.entries().clone());
+        for (entity, kind, value) in changes {
+            next.set(entity.clone(), *kind, *value);
+        }
+        let quota = next
+            .entries()
+            .iter()
+            .map(|(entity, values)| Stored {
+                user: name(&entity.user),
+                client_id: name(&entity.client_id),
+                producer_byte_rate: values.get(&QuotaKind::Produce).copied(),
+                consumer_byte_rate: values.get(&QuotaKind::Fetch).copied(),
+            })
+            .collect();
+        let text = toml::to_string(&QuotasFile { quota }).context("encoding quotas")?;
+        crate::registry::write_durably(&self.path, text.as_bytes())?;
+        for (entity, kind, value) in changes {
+            rules.set(entity.clone(), *kind, *value);
+        }
+        self.any
+            .store(!rules.entries().is_empty(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rules> {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_survive_a_reload_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let quotas = Quotas::load(dir.path()).unwrap();
+        assert_eq!(quotas.record("alice", "c", QuotaKind::Produce, 1 << 30), 0);
+        let alice = QuotaEntity {
+            user: Some(Some("alice".into())),
+            client_id: None,
+        };
+        let default_client = QuotaEntity {
+            user: None,
+            client_id: Some(None),
+        };
+        quotas
+            .alter(&[
+                (alice.clone(), QuotaKind::Produce, Some(1000.0)),
+                (default_client.clone(), QuotaKind::Fetch, Some(5000.0)),
+            ])
+            .unwrap();
+        let again = Quotas::load(dir.path()).unwrap();
+        let entries: BTreeMap<_, _> = again.entries().into_iter().collect();
+        assert_eq!(entries[&alice][&QuotaKind::Produce], 1000.0);
+        assert_eq!(entries[&default_client][&QuotaKind::Fetch], 5000.0);
+        assert!(again.record("alice", "c", QuotaKind::Produce, 100_000) > 0);
+        again.alter(&[(alice, QuotaKind::Produce, None)]).unwrap();
+        assert_eq!(Quotas::load(dir.path()).unwrap().entries().len(), 1);
+    }
+}
