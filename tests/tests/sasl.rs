@@ -1,5 +1,5 @@
 //! SASL on the Kafka listener (`--kafka-security SASL_PLAINTEXT`): confluent-kafka,
-//! kafka-python, aiokafka and kcat authenticate with SCRAM-SHA-512, SCRAM-SHA-256 and
+//! kafka-python, aiokafka, kafkajs and kcat authenticate with SCRAM-SHA-512, SCRAM-SHA-256 and
 //! PLAIN and then work (admin, acks=all produce, a group with commits); a wrong password
 //! and an unknown user get each client's usual authentication error; nothing but the
 //! exchange is served before it succeeds; users made with `--add-scram` survive a restart
@@ -53,8 +53,25 @@ fn python(broker: &InProcess, client: &str, phase: &str, login: (&str, &str, &st
     );
 }
 
+fn kafkajs(broker: &InProcess, phase: &str, login: (&str, &str, &str)) {
+    let clients = clients();
+    let script = clients.scripts.join("kafkajs_sasl_test.js");
+    let bootstrap = broker.kafka_addr.to_string();
+    run(
+        Path::new("node"),
+        &[script.to_str().unwrap(), &bootstrap, phase, "sasl-kafkajs"],
+        &[
+            ("KEEL_NODE_MODULES", clients.node_modules.to_str().unwrap()),
+            ("KEEL_SASL_MECHANISM", login.0),
+            ("KEEL_SASL_USER", login.1),
+            ("KEEL_SASL_PASSWORD", login.2),
+        ],
+        Duration::from_secs(180),
+    );
+}
+
 #[test]
-fn python_clients_authenticate_with_scram_and_plain_and_are_refused_otherwise() {
+fn kafka_clients_authenticate_with_scram_and_plain_and_are_refused_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let broker = sasl_broker(dir.path(), &USERS);
     let alice = ("SCRAM-SHA-512", "alice", "alice-secret");
@@ -86,15 +103,17 @@ fn python_clients_authenticate_with_scram_and_plain_and_are_refused_otherwise() 
         "refused",
         ("SCRAM-SHA-512", "bob", "bob:secret"),
     );
+    kafkajs(&broker, "work", ("scram-sha-512", "alice", "alice-secret"));
+    kafkajs(&broker, "refused", ("scram-sha-512", "alice", "wrong"));
     let page = broker.metrics();
     let count = |mechanism: &str, outcome: &str| {
         let labels = format!("mechanism=\"{mechanism}\",outcome=\"{outcome}\"");
         metric(&page, "keel_authentications_total", &labels)
     };
-    assert!(count("SCRAM-SHA-512", "succeeded") >= 3.0, "{page}");
+    assert!(count("SCRAM-SHA-512", "succeeded") >= 6.0, "{page}");
     assert!(count("SCRAM-SHA-256", "succeeded") >= 3.0);
     assert!(count("PLAIN", "succeeded") >= 3.0);
-    assert!(count("SCRAM-SHA-512", "failed") >= 3.0);
+    assert!(count("SCRAM-SHA-512", "failed") >= 4.0);
 }
 
 fn kcat_login(bootstrap: &str, user: &str, password: &str) -> Vec<String> {

@@ -90,9 +90,7 @@ impl Session {
             Some(sasl) => sasl.borrow().principal().cloned(),
         }
     }
-}
 
-impl Session {
     /// Holds the connection's next read for `pause` from now (or longer, if it is held
     /// longer already).
     pub fn throttle(&self, pause: std::time::Duration) {
