@@ -272,9 +272,13 @@ async fn serve_active<W: Wire>(
             }
         }
         // A client over its quota: its next request is not read until its throttle time
-        // has passed (Kafka mutes the channel the same way).
+        // has passed (Kafka mutes the channel the same way), or the broker stops.
         if let Some(pause) = session.throttled_for() {
-            glommio::timer::sleep(pause).await;
+            let until = Instant::now() + pause;
+            while !stopping.get() && Instant::now() < until {
+                let left = until.saturating_duration_since(Instant::now());
+                glommio::timer::sleep(left.min(Duration::from_millis(100))).await;
+            }
         }
         // A connection that sends nothing for `connections_max_idle_ms` is closed (what
         // it asked is still answered first).
