@@ -1,13 +1,13 @@
 //! The ACLs a broker enforces when its authorizer is on: keel-auth's [`Authorizer`] over
 //! the bindings in `acls.toml` in the data directory (replaced durably at each change).
 
+use super::durable::Durable;
 use anyhow::Context;
 use keel_auth::acl::{
     AclBinding, AclFilter, Authorizer, Operation, PatternType, Permission, ResourceType,
 };
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
 
 /// One binding as written in `acls.toml` (Kafka's names).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,9 +32,8 @@ struct AclsFile {
 /// The broker's ACLs, shared by every shard.
 #[derive(Debug)]
 pub struct Acls {
-    path: PathBuf,
     enabled: bool,
-    current: RwLock<Authorizer>,
+    current: Durable<Authorizer>,
 }
 
 impl Acls {
@@ -43,16 +42,13 @@ impl Acls {
     /// # Errors
     /// An unreadable or malformed file, named.
     pub fn load(data_dir: &Path, enabled: bool, super_users: Vec<String>) -> anyhow::Result<Acls> {
-        let path = data_dir.join("acls.toml");
-        let bindings = match std::fs::read_to_string(&path) {
-            Ok(text) => decode(&text).with_context(|| format!("reading {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        let decode = |text: Option<&str>| {
+            let bindings = text.map_or_else(|| Ok(Vec::new()), decode)?;
+            Ok(Authorizer::new(bindings, super_users))
         };
         Ok(Acls {
-            path,
             enabled,
-            current: RwLock::new(Authorizer::new(bindings, super_users)),
+            current: Durable::load(data_dir.join("acls.toml"), decode, encode)?,
         })
     }
 
@@ -121,15 +117,11 @@ impl Acls {
     }
 
     fn change<T>(&self, change: impl FnOnce(&mut Authorizer) -> T) -> anyhow::Result<T> {
-        let mut next = self.read().clone();
-        let answer = change(&mut next);
-        crate::registry::write_durably(&self.path, encode(&next)?.as_bytes())?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
-        Ok(answer)
+        self.current.change(change)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Authorizer> {
-        self.current.read().unwrap_or_else(|e| e.into_inner())
+        self.current.read()
     }
 }
 

@@ -3,6 +3,7 @@
 //! principal a connection is fixed to once authenticated.
 
 pub mod acls;
+pub mod durable;
 pub mod quotas;
 pub mod sasl;
 pub mod users;

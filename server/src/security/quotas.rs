@@ -60,12 +60,11 @@ impl Quotas {
     /// An unreadable or malformed file, named.
     pub fn load(data_dir: &Path) -> anyhow::Result<Quotas> {
         let path = data_dir.join("quotas.toml");
-        let file: QuotasFile = match std::fs::read_to_string(&path) {
-            Ok(text) => {
+        let file: QuotasFile = match super::durable::read_optional(&path)? {
+            Some(text) => {
                 toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => QuotasFile::default(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            None => QuotasFile::default(),
         };
         let mut rules = Rules::default();
         for q in file.quota {

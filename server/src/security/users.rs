@@ -2,14 +2,14 @@
 //! server keys; never a password), in `users.toml` in the data directory, replaced
 //! durably on every change.
 
+use super::durable::Durable;
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use keel_auth::{Mechanism, ScramCredential};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
 
 /// Iterations of a credential made by this broker (Kafka's default for SCRAM credentials).
 pub const ITERATIONS: u32 = 4096;
@@ -36,10 +36,7 @@ type Credentials = BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>;
 
 /// The users, shared by every shard (read at each authentication).
 #[derive(Debug)]
-pub struct Users {
-    path: PathBuf,
-    current: RwLock<Credentials>,
-}
+pub struct Users(Durable<Credentials>);
 
 impl Users {
     /// Loads `users.toml` from `data_dir` (no users when absent).
@@ -47,16 +44,8 @@ impl Users {
     /// # Errors
     /// An unreadable or malformed file, named.
     pub fn load(data_dir: &Path) -> anyhow::Result<Users> {
-        let path = data_dir.join("users.toml");
-        let credentials = match std::fs::read_to_string(&path) {
-            Ok(text) => decode(&text).with_context(|| format!("reading {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Credentials::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        Ok(Users {
-            path,
-            current: RwLock::new(credentials),
-        })
+        let decode = |text: Option<&str>| text.map_or_else(|| Ok(Credentials::new()), decode);
+        Durable::load(data_dir.join("users.toml"), decode, encode).map(Users)
     }
 
     /// `user`'s credential for `mechanism` (a SCRAM one).
@@ -138,15 +127,11 @@ impl Users {
     }
 
     fn change(&self, change: impl FnOnce(&mut Credentials)) -> anyhow::Result<()> {
-        let mut next = self.read().clone();
-        change(&mut next);
-        crate::registry::write_durably(&self.path, encode(&next)?.as_bytes())?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
-        Ok(())
+        self.0.change(change)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Credentials> {
-        self.current.read().unwrap_or_else(|e| e.into_inner())
+        self.0.read()
     }
 }
 
