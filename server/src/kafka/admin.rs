@@ -2,7 +2,7 @@
 
 use super::authorize::Gate;
 use super::{code, encode, text, Answer};
-use crate::handlers::{self, groups::OFFSETS_TOPIC};
+use crate::handlers;
 use crate::registry::TopicEntry;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
@@ -11,15 +11,14 @@ use keel_kafka::frame::Header;
 use keel_kafka::kafka_protocol::messages::{
     create_partitions_response::CreatePartitionsTopicResult,
     create_topics_response::CreatableTopicResult,
-    delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult},
     delete_topics_response::DeletableTopicResult,
     describe_cluster_response::DescribeClusterBroker,
     describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult},
-    BrokerId, CreatePartitionsResponse, CreateTopicsResponse, DeleteRecordsResponse,
-    DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse, TopicName,
+    BrokerId, CreatePartitionsResponse, CreateTopicsResponse, DeleteTopicsResponse,
+    DescribeClusterResponse, DescribeConfigsResponse, TopicName,
 };
 use keel_kafka::requests::{
-    AlterConfigs, ConfigResource, CreatePartitions, CreateTopics, DeleteRecords, DeleteTopics,
+    AlterConfigs, ConfigResource, CreatePartitions, CreateTopics, DeleteTopics,
 };
 use keel_protocol::api::{ConfigEntry, ErrorCode, NewTopic, TopicResult};
 use std::rc::Rc;
@@ -559,46 +558,4 @@ pub fn describe_cluster(shard: &Rc<Shard>, header: &Header, gate: &Gate<'_>) -> 
                 .collect(),
         );
     encode(header, &response)
-}
-
-pub async fn delete_records(
-    shard: &Rc<Shard>,
-    header: &Header,
-    gate: &Gate<'_>,
-    request: DeleteRecords,
-) -> Answer {
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for (topic, partitions) in request.topics {
-        let mut results = Vec::with_capacity(partitions.len());
-        let deletable = gate.topic(Operation::Delete, &topic);
-        for (partition, offset) in partitions {
-            let outcome = match u32::try_from(partition) {
-                _ if !deletable => Err(ErrorCode::TopicAuthorizationFailed),
-                Ok(p) if topic != OFFSETS_TOPIC => {
-                    crate::handlers::admin::delete_records(shard, &topic, p, offset).await
-                }
-                Ok(_) => Err(ErrorCode::InvalidTopic),
-                Err(_) => Err(ErrorCode::UnknownTopicOrPartition),
-            };
-            let (low_watermark, error) = match outcome {
-                Ok(low) => (low, 0),
-                Err(error) => (-1, code(error)),
-            };
-            results.push(
-                DeleteRecordsPartitionResult::default()
-                    .with_partition_index(partition)
-                    .with_low_watermark(low_watermark)
-                    .with_error_code(error),
-            );
-        }
-        topics.push(
-            DeleteRecordsTopicResult::default()
-                .with_name(TopicName(text(topic)))
-                .with_partitions(results),
-        );
-    }
-    encode(
-        header,
-        &DeleteRecordsResponse::default().with_topics(topics),
-    )
 }

@@ -9,6 +9,7 @@ mod admin;
 mod authorize;
 mod classic_groups;
 mod data;
+mod delete_records;
 mod fetch;
 mod groups;
 mod offsets;
@@ -235,7 +236,7 @@ async fn dispatch(
             data::list_offsets(shard, header, gate, request).await
         }
         KafkaRequest::DeleteRecords(request) => {
-            admin::delete_records(shard, header, gate, request).await
+            delete_records::delete_records(shard, header, gate, request).await
         }
         KafkaRequest::InitProducerId(request) => {
             data::init_producer_id(shard, header, gate, request).await
