@@ -190,7 +190,7 @@ async fn handle(shard: &Rc<Shard>, session: &Rc<Session>, body: Bytes) -> Option
     // On a SASL listener nothing but the exchange is served before it succeeds; anything
     // else closes the connection, as Kafka's (a client that skips authentication is not
     // answered).
-    if session.principal().is_none() && !sasl::before_authentication(&request) {
+    if !session.authenticated() && !sasl::before_authentication(&request) {
         tracing::debug!(%peer, ?api, "request before SASL authentication, closing");
         shard.metrics.api("kafka_invalid").requests.inc();
         shard

@@ -92,6 +92,14 @@ impl Session {
         }
     }
 
+    /// Whether the connection may be served: on a SASL listener, once its exchange
+    /// succeeded (no allocation: asked on every request).
+    pub fn authenticated(&self) -> bool {
+        self.sasl
+            .as_ref()
+            .is_none_or(|sasl| sasl.borrow().principal().is_some())
+    }
+
     /// Holds the connection's next read for `pause` from now (or longer, if it is held
     /// longer already).
     pub fn throttle(&self, pause: std::time::Duration) {
@@ -116,6 +124,11 @@ impl Session {
         resource_type: keel_auth::acl::ResourceType,
         name: &str,
     ) -> bool {
+        // Without an authorizer every request passes: no principal is looked up (this is on
+        // every request's path).
+        if !acls.enabled() {
+            return self.authenticated();
+        }
         self.principal()
             .is_some_and(|p| acls.allows(&p.0, &self.host, operation, resource_type, name))
     }
@@ -127,6 +140,9 @@ impl Session {
         operation: keel_auth::acl::Operation,
         resource_type: keel_auth::acl::ResourceType,
     ) -> bool {
+        if !acls.enabled() {
+            return self.authenticated();
+        }
         self.principal()
             .is_some_and(|p| acls.allows_any(&p.0, &self.host, operation, resource_type))
     }

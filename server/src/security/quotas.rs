@@ -88,6 +88,11 @@ impl Quotas {
         })
     }
 
+    /// Whether any quota is set (without one, nothing is measured).
+    pub fn any(&self) -> bool {
+        self.any.load(Ordering::Relaxed)
+    }
+
     /// Counts `bytes` of `kind` for `user` and `client_id` now: how long (ms) the client
     /// must wait to be back within its quota.
     pub fn record(&self, user: &str, client_id: &str, kind: QuotaKind, bytes: u64) -> u64 {
