@@ -6,10 +6,12 @@
 //!   without channel binding (as Kafka).
 //! - [`plain`]: PLAIN (RFC 4616), checked against the same stored SCRAM credentials, so a
 //!   broker never keeps a password.
+//! - [`PrincipalRules`]: Kafka's rules naming a principal after a TLS certificate's subject.
 //! - [`ScramCredential`]: what a broker stores for a user: salt, iteration count, and the
 //!   stored and server keys derived from the password.
 
 pub mod acl;
+mod mapping;
 pub mod plain;
 pub mod quota;
 pub mod scram;
@@ -17,6 +19,7 @@ pub mod scram;
 mod credential;
 
 pub use credential::{ScramCredential, ITERATIONS_MAX, ITERATIONS_MIN};
+pub use mapping::PrincipalRules;
 
 /// A SASL mechanism, by its IANA name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -37,6 +37,7 @@ pub struct Broker {
     started: Instant,
     stop: Arc<AtomicBool>,
     handles: Vec<glommio::ExecutorJoinHandle<anyhow::Result<()>>>,
+    security: Arc<crate::security::Stores>,
     _lock: std::fs::File,
 }
 
@@ -60,6 +61,18 @@ impl Broker {
             config.data_dir.display(),
             self.started.elapsed().as_millis()
         )
+    }
+
+    /// Reads the TLS certificate, key and CA files again (SIGHUP): new connections use
+    /// them, open ones keep theirs. Nothing to do without TLS.
+    ///
+    /// # Errors
+    /// A file that cannot be read or used; the settings in use stay.
+    pub fn reload_tls(&self) -> anyhow::Result<()> {
+        match &self.security.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// Stops it: no new connections, pending requests answered, every log flushed and
@@ -193,6 +206,7 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
         started,
         stop,
         handles,
+        security,
         _lock: lock,
     })
 }
@@ -290,10 +304,15 @@ fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
         config.security.super_users.clone(),
     )?;
     let quotas = crate::security::quotas::Quotas::load(&config.data_dir)?;
+    let tls = match &config.security.tls {
+        Some(settings) => Some(crate::security::tls::Tls::load(settings)?),
+        None => None,
+    };
     Ok(crate::security::Stores {
         users,
         acls,
         quotas,
+        tls,
     })
 }
 

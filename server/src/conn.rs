@@ -11,7 +11,9 @@ use keel_engine::FileRange;
 use keel_protocol::api::{ErrorCode, Request};
 use keel_protocol::frame::{announced_len, check_request, response_prefix, FrameError};
 use keel_protocol::wire::DecodeError;
-use std::os::fd::{AsRawFd, RawFd};
+pub use crate::stream::Writer;
+use crate::stream::Reader;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -75,8 +77,7 @@ pub trait Wire: 'static {
     ) -> impl std::future::Future<Output = Option<Self::Answer>> + 'static;
     /// Writes an answer.
     fn send(
-        stream: &mut TcpStream,
-        socket: RawFd,
+        stream: &mut Writer,
         answer: Self::Answer,
     ) -> impl std::future::Future<Output = std::io::Result<()>>;
 }
@@ -106,8 +107,8 @@ impl Wire for Native {
         announced_len(buf)
     }
 
-    fn security(_: &crate::config::Config) -> SecurityProtocol {
-        SecurityProtocol::Plaintext
+    fn security(config: &crate::config::Config) -> SecurityProtocol {
+        config.security.native
     }
 
     async fn handle(
@@ -126,36 +127,64 @@ impl Wire for Native {
             .map(|outgoing| (correlation_id, outgoing))
     }
 
-    async fn send(
-        stream: &mut TcpStream,
-        socket: RawFd,
-        answer: Self::Answer,
-    ) -> std::io::Result<()> {
-        send(stream, socket, answer.0, answer.1).await
+    async fn send(stream: &mut Writer, answer: Self::Answer) -> std::io::Result<()> {
+        send(stream, answer.0, answer.1).await
     }
 }
 
 /// Serves a connection speaking `W` until the peer closes it, sends an unframeable
 /// request, stays idle for `connections_max_idle_ms`, or the broker shuts down. Until its
-/// first bytes arrive a connection holds its socket and a small task only; then its read
-/// buffers and writer are made ([`serve_active`]).
+/// first bytes arrive a plain connection holds its socket and a small task only; then its
+/// read buffers and writer are made ([`serve_active`]). A TLS connection first completes
+/// its handshake (within the same idle time).
 pub async fn serve_wire<W: Wire>(
     shard: Rc<Shard>,
     mut stream: TcpStream,
     stopping: Rc<std::cell::Cell<bool>>,
 ) {
-    let mut first = [0u8; FIRST_READ_BYTES];
+    let peer: Rc<str> = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+        .into();
     let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
-    let read = match read_within(&mut stream, &mut first, idle).await {
-        Some(Ok(read)) if read > 0 => read,
-        _ => return,
+    let protocol = W::security(&shard.config);
+    let mut first = [0u8; FIRST_READ_BYTES];
+    let (reader, writer, certificate, read) = if protocol.tls() {
+        // The configuration makes TLS settings for every TLS listener.
+        let Some(tls) = shard.security.tls.as_ref() else {
+            return;
+        };
+        match crate::stream::tls(stream, tls, idle, &peer).await {
+            Some((reader, writer, certificate)) => (reader, writer, certificate, 0),
+            None => return,
+        }
+    } else {
+        let read = match read_within(&mut stream, &mut first, idle).await {
+            Some(Ok(read)) if read > 0 => read,
+            _ => return,
+        };
+        match crate::stream::plain(stream) {
+            Ok((reader, writer)) => (reader, writer, None, read),
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot duplicate the socket");
+                return;
+            }
+        }
     };
-    Box::pin(serve_active::<W>(shard, stream, stopping, &first[..read])).await
+    let session = Rc::new(Session::new(
+        peer,
+        protocol,
+        &shard.config.security.sasl_mechanisms,
+        certificate,
+    ));
+    let connection = serve_active::<W>(shard, reader, writer, session, stopping, &first[..read]);
+    Box::pin(connection).await
 }
 
 /// Reads into `into`, or `None` when nothing came for `idle`.
 async fn read_within(
-    stream: &mut TcpStream,
+    stream: &mut (impl futures_lite::AsyncRead + Unpin),
     into: &mut [u8],
     idle: Duration,
 ) -> Option<std::io::Result<usize>> {
@@ -171,41 +200,20 @@ async fn read_within(
 /// order.
 async fn serve_active<W: Wire>(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    mut reader: Reader,
+    mut writer: Writer,
+    session: Rc<Session>,
     stopping: Rc<std::cell::Cell<bool>>,
     first: &[u8],
 ) {
-    let peer: Rc<str> = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default()
-        .into();
-    let session = Rc::new(Session::new(
-        peer.clone(),
-        W::security(&shard.config),
-        &shard.config.security.sasl_mechanisms,
-    ));
-    // A second descriptor of the same socket for the writer task, so reading and writing
-    // proceed independently without a lock between them. Close-on-exec as every other
-    // descriptor: a process started from this one (a broker embedded in a program, the
-    // tests' in-process brokers) must not hold the connection open.
-    // SAFETY: fcntl(2) F_DUPFD_CLOEXEC of a descriptor we own.
-    let write_fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if write_fd < 0 {
-        tracing::warn!(%peer, error = %std::io::Error::last_os_error(), "cannot duplicate the socket");
-        return;
-    }
-    // SAFETY: `write_fd` is a fresh descriptor of a connected TCP socket, owned from here on.
-    let mut writer = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(write_fd) };
-    let socket = writer.as_raw_fd();
-    let mut reader = stream;
+    let peer = session.peer.clone();
     let (queue, pending) = glommio::channels::local_channel::new_bounded::<Pending<W::Answer>>(
         shard.config.connection_requests_max,
     );
     let writer_task = glommio::spawn_local(async move {
         while let Some((task, permit)) = pending.recv().await {
             if let Some(answer) = task.await {
-                W::send(&mut writer, socket, answer).await?;
+                W::send(&mut writer, answer).await?;
             }
             // The request's bytes stop counting once its answer is out.
             drop(permit);
@@ -345,24 +353,15 @@ async fn handle_one(
     }
 }
 
-async fn send(
-    stream: &mut (impl futures_lite::AsyncWrite + Unpin),
-    socket: RawFd,
-    correlation_id: u32,
-    outgoing: Outgoing,
-) -> std::io::Result<()> {
+async fn send(stream: &mut Writer, correlation_id: u32, outgoing: Outgoing) -> std::io::Result<()> {
     let body_len: usize = outgoing.parts.iter().map(Part::len).sum();
     let prefix = response_prefix(correlation_id, outgoing.error_code as u16, body_len);
-    write_parts(stream, socket, &prefix, outgoing.parts).await
+    write_parts(stream, &prefix, outgoing.parts).await
 }
 
-/// Writes `prefix` then `parts` (file ranges with sendfile) and flushes.
-pub async fn write_parts(
-    stream: &mut (impl futures_lite::AsyncWrite + Unpin),
-    socket: RawFd,
-    prefix: &[u8],
-    parts: Vec<Part>,
-) -> std::io::Result<()> {
+/// Writes `prefix` then `parts` (file ranges with sendfile on plain connections, copied
+/// through the session on TLS ones) and flushes.
+pub async fn write_parts(stream: &mut Writer, prefix: &[u8], parts: Vec<Part>) -> std::io::Result<()> {
     let mut first = BytesMut::with_capacity(prefix.len() + 64);
     first.extend_from_slice(prefix);
     // Coalesce the prefix with a leading in-memory part to save a write.
@@ -375,13 +374,52 @@ pub async fn write_parts(
     for part in parts {
         match part {
             Part::Bytes(bytes) => stream.write_all(&bytes).await?,
-            Part::File(range) => {
-                stream.flush().await?;
-                send_file(socket, range).await?;
-            }
+            Part::File(range) => match stream.sendfile_socket() {
+                Some(socket) => {
+                    stream.flush().await?;
+                    send_file(socket, range).await?;
+                }
+                None => copy_file(stream, range).await?,
+            },
         }
     }
     stream.flush().await
+}
+
+/// Bytes of a file range read at once to be encrypted (a TLS connection's writer holds one
+/// such buffer while it sends a file range).
+const COPY_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Writes a file range through `stream` (a TLS session), reading it a chunk at a time with
+/// pread(2) on glommio's blocking thread pool.
+async fn copy_file(stream: &mut Writer, range: FileRange) -> std::io::Result<()> {
+    let file = range.file().clone();
+    let mut buffer = vec![0u8; COPY_CHUNK_BYTES.min(range.len() as usize)];
+    let (mut position, end) = (range.position(), range.position() + range.len());
+    while position < end {
+        let want = ((end - position) as usize).min(COPY_CHUNK_BYTES);
+        let (chunk, read) = glommio::executor()
+            .spawn_blocking({
+                let file = file.clone();
+                let mut chunk = std::mem::take(&mut buffer);
+                move || {
+                    let read = std::os::unix::fs::FileExt::read_at(&*file, &mut chunk[..want], position);
+                    (chunk, read)
+                }
+            })
+            .await;
+        buffer = chunk;
+        let read = read?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment file shorter than its range",
+            ));
+        }
+        stream.write_all(&buffer[..read]).await?;
+        position += read as u64;
+    }
+    Ok(())
 }
 
 /// Sends a file range to the socket with sendfile(2) on glommio's blocking thread pool, so

@@ -21,5 +21,6 @@ mod registry;
 mod replication;
 pub mod security;
 mod shard;
+mod stream;
 
 pub use broker::{start, Broker};

@@ -142,14 +142,23 @@ fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
     let broker = keel_server::start(config)?;
     println!("{}", broker.ready_line());
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == signal_hook::consts::SIGHUP {
+            match broker.reload_tls() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificates read again"),
+                Err(e) => tracing::warn!("SIGHUP: TLS certificates not reloaded, the ones in use stay: {e:#}"),
+            }
+            continue;
+        }
         tracing::info!(signal, "shutting down");
+        break;
     }
     broker.stop()
 }

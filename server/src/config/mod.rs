@@ -109,6 +109,12 @@ struct File {
     request_partitions_max: Option<usize>,
     partition_jobs_max: Option<usize>,
     kafka_security: Option<String>,
+    native_security: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_ca: Option<String>,
+    tls_client_auth: Option<String>,
+    ssl_principal_mapping_rules: Option<String>,
     sasl_mechanisms: Option<String>,
     add_scram: Option<Vec<String>>,
     connection_failed_authentication_delay_ms: Option<u64>,
@@ -285,6 +291,14 @@ impl Config {
                 &args.security,
                 security::SecurityFile {
                     kafka_security: file.kafka_security,
+                    native_security: file.native_security,
+                    tls: [
+                        file.tls_cert,
+                        file.tls_key,
+                        file.tls_ca,
+                        file.tls_client_auth,
+                        file.ssl_principal_mapping_rules,
+                    ],
                     sasl_mechanisms: file.sasl_mechanisms,
                     add_scram: file.add_scram,
                     failed_authentication_delay_ms: file.connection_failed_authentication_delay_ms,
@@ -370,11 +384,15 @@ impl Config {
     /// who connects.
     pub fn listeners(&self) -> Vec<(SocketAddr, &'static str, bool)> {
         let mut out = vec![
-            (self.listen, "clients", false),
+            (self.listen, "clients", self.security.authenticates(self.security.native)),
             (self.metrics_listen, "metrics", false),
         ];
         if let Some(kafka) = self.kafka_listen {
-            out.push((kafka, "the Kafka protocol", self.security.kafka.sasl()));
+            out.push((
+                kafka,
+                "the Kafka protocol",
+                self.security.authenticates(self.security.kafka),
+            ));
         }
         if let Some(cluster) = self.cluster.as_ref().filter(|c| c.is_voter()) {
             out.push((cluster.controller_listen, "the controller", false));

@@ -10,24 +10,27 @@ pub enum SecurityProtocol {
     /// No authentication, no encryption.
     #[default]
     Plaintext,
+    /// TLS; the client's certificate, when it gives one, names it.
+    Ssl,
     /// SASL authentication without encryption.
     SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
 }
 
 impl SecurityProtocol {
     /// The protocol named `name` (Kafka's `security.protocol` values).
     ///
     /// # Errors
-    /// An unknown name, or SSL and SASL_SSL, which need TLS (not built yet).
+    /// An unknown name.
     pub fn parse(name: &str) -> Result<SecurityProtocol, String> {
         match name {
             "PLAINTEXT" => Ok(SecurityProtocol::Plaintext),
+            "SSL" => Ok(SecurityProtocol::Ssl),
             "SASL_PLAINTEXT" => Ok(SecurityProtocol::SaslPlaintext),
-            "SSL" | "SASL_SSL" => Err(format!(
-                "{name} needs TLS, which this broker does not have yet (docs/security.md)"
-            )),
+            "SASL_SSL" => Ok(SecurityProtocol::SaslSsl),
             other => Err(format!(
-                "unknown security protocol {other:?} (PLAINTEXT or SASL_PLAINTEXT)"
+                "unknown security protocol {other:?} (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)"
             )),
         }
     }
@@ -36,14 +39,52 @@ impl SecurityProtocol {
     pub fn name(self) -> &'static str {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
             SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
         }
     }
 
     /// Whether a connection must authenticate with SASL before anything else.
     pub fn sasl(self) -> bool {
-        matches!(self, SecurityProtocol::SaslPlaintext)
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
+
+    /// Whether the connection is TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// Whether a TLS listener asks for the client's certificate (Kafka's `ssl.client.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    #[default]
+    None,
+    /// Asked for; a client without one is anonymous, one with an untrusted one refused.
+    Requested,
+    /// A certificate the CA signed is needed to connect.
+    Required,
+}
+
+/// TLS settings: the broker's certificate chain and key, and the CA client certificates
+/// must chain to (PEM files, read again on SIGHUP).
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// The broker's certificate chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// The broker's private key (PEM).
+    pub key: std::path::PathBuf,
+    /// The CA certificates client certificates are checked against (PEM).
+    pub ca: Option<std::path::PathBuf>,
+    /// Whether client certificates are asked for.
+    pub client_auth: ClientAuth,
+    /// Kafka's `ssl.principal.mapping.rules` (default `DEFAULT`: the subject's DN).
+    pub principal_mapping_rules: String,
 }
 
 /// A `--add-scram MECHANISM:NAME:PASSWORD` value (the password may contain colons).
@@ -71,9 +112,27 @@ pub fn parse_add_scram(value: &str) -> anyhow::Result<(Mechanism, String, String
 /// Security flags of `keel-server`.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct SecurityArgs {
-    /// The Kafka listener's security protocol: PLAINTEXT or SASL_PLAINTEXT.
+    /// The Kafka listener's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     #[arg(long)]
     pub kafka_security: Option<String>,
+    /// The native listener's security protocol: PLAINTEXT or SSL.
+    #[arg(long)]
+    pub native_security: Option<String>,
+    /// The broker's certificate chain, PEM (for SSL and SASL_SSL listeners).
+    #[arg(long)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The broker's private key, PEM.
+    #[arg(long)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Whether clients must show a certificate: none, requested or required.
+    #[arg(long)]
+    pub tls_client_auth: Option<String>,
+    /// Kafka's ssl.principal.mapping.rules: how a certificate's subject names a principal.
+    #[arg(long)]
+    pub ssl_principal_mapping_rules: Option<String>,
     /// SASL mechanisms offered, comma-separated (default SCRAM-SHA-512,SCRAM-SHA-256).
     #[arg(long)]
     pub sasl_mechanisms: Option<String>,
@@ -97,6 +156,10 @@ pub struct SecurityArgs {
 pub struct SecurityFile {
     /// `kafka_security`.
     pub kafka_security: Option<String>,
+    /// `native_security`.
+    pub native_security: Option<String>,
+    /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_auth`, `ssl_principal_mapping_rules`.
+    pub tls: [Option<String>; 5],
     /// `sasl_mechanisms`.
     pub sasl_mechanisms: Option<String>,
     /// `add_scram`.
@@ -116,6 +179,10 @@ pub struct SecurityFile {
 pub struct SecurityConfig {
     /// The Kafka listener's protocol.
     pub kafka: SecurityProtocol,
+    /// The native listener's protocol.
+    pub native: SecurityProtocol,
+    /// TLS settings, when a listener is SSL or SASL_SSL.
+    pub tls: Option<TlsConfig>,
     /// Mechanisms SASL listeners offer.
     pub sasl_mechanisms: Vec<Mechanism>,
     /// Users made at start-up unless they exist: mechanism, name, password.
@@ -132,16 +199,37 @@ pub struct SecurityConfig {
 }
 
 impl SecurityConfig {
+    /// Whether a listener with `protocol` authenticates every connection: SASL, or TLS
+    /// that requires a client certificate.
+    pub fn authenticates(&self, protocol: SecurityProtocol) -> bool {
+        protocol.sasl()
+            || (protocol.tls()
+                && self
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| t.client_auth == ClientAuth::Required))
+    }
+
     /// Flags over the file's keys, validated.
     ///
     /// # Errors
     /// An unknown protocol or mechanism, or a malformed `--add-scram`, named.
     pub fn load(args: &SecurityArgs, file: SecurityFile) -> anyhow::Result<SecurityConfig> {
-        let kafka = match args.kafka_security.clone().or(file.kafka_security) {
+        let kafka = match args.kafka_security.clone().or(file.kafka_security.clone()) {
             Some(name) => SecurityProtocol::parse(&name)
                 .map_err(|e| anyhow::anyhow!("--kafka-security: {e}"))?,
             None => SecurityProtocol::Plaintext,
         };
+        let native = match args.native_security.clone().or(file.native_security.clone()) {
+            Some(name) => SecurityProtocol::parse(&name)
+                .map_err(|e| anyhow::anyhow!("--native-security: {e}"))?,
+            None => SecurityProtocol::Plaintext,
+        };
+        anyhow::ensure!(
+            !native.sasl(),
+            "--native-security: SASL on the native protocol is not built yet: use PLAINTEXT or SSL (with --tls-client-auth required for identities)"
+        );
+        let tls = tls_config(args, &file, kafka.tls() || native.tls())?;
         let mechanisms = args
             .sasl_mechanisms
             .clone()
@@ -198,6 +286,8 @@ impl SecurityConfig {
             allow_plaintext: args.allow_plaintext || file.allow_plaintext.unwrap_or(false),
             failed_authentication_delay_ms,
             kafka,
+            native,
+            tls,
             sasl_mechanisms,
             add_scram: add_scram
                 .iter()
@@ -205,6 +295,55 @@ impl SecurityConfig {
                 .collect::<anyhow::Result<_>>()?,
         })
     }
+}
+
+/// The TLS settings of the flags over the file's keys: `None` when no listener needs TLS.
+///
+/// # Errors
+/// A TLS listener without a certificate and key, `required` or `requested` client
+/// authentication without a CA, an unknown `--tls-client-auth` or malformed mapping rules.
+fn tls_config(
+    args: &SecurityArgs,
+    file: &SecurityFile,
+    needed: bool,
+) -> anyhow::Result<Option<TlsConfig>> {
+    let [cert, key, ca, client_auth, rules] = file.tls.clone();
+    let cert = args.tls_cert.clone().or(cert.map(Into::into));
+    let key = args.tls_key.clone().or(key.map(Into::into));
+    let ca = args.tls_ca.clone().or(ca.map(Into::into));
+    let client_auth = match args.tls_client_auth.clone().or(client_auth).as_deref() {
+        None | Some("none") => ClientAuth::None,
+        Some("requested") => ClientAuth::Requested,
+        Some("required") => ClientAuth::Required,
+        Some(other) => {
+            anyhow::bail!("--tls-client-auth takes none, requested or required, got {other:?}")
+        }
+    };
+    let principal_mapping_rules = args
+        .ssl_principal_mapping_rules
+        .clone()
+        .or(rules)
+        .unwrap_or_else(|| "DEFAULT".into());
+    keel_auth::PrincipalRules::parse(&principal_mapping_rules)
+        .map_err(|e| anyhow::anyhow!("--ssl-principal-mapping-rules: {e}"))?;
+    if !needed {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (cert, key) else {
+        anyhow::bail!("an SSL or SASL_SSL listener needs --tls-cert and --tls-key (PEM files)");
+    };
+    anyhow::ensure!(
+        client_auth == ClientAuth::None || ca.is_some(),
+        "--tls-client-auth {} needs --tls-ca, the CA client certificates are checked against",
+        if client_auth == ClientAuth::Required { "required" } else { "requested" }
+    );
+    Ok(Some(TlsConfig {
+        cert,
+        key,
+        ca,
+        client_auth,
+        principal_mapping_rules,
+    }))
 }
 
 /// Refuses a listener on a non-loopback address that authenticates no one, unless

@@ -31,7 +31,6 @@ use keel_kafka::requests::{self, KafkaRequest};
 use keel_kafka::versions;
 use keel_protocol::api::ErrorCode;
 use std::cell::Cell;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -85,7 +84,7 @@ impl Wire for Kafka {
         handle(&shard, &session, frame.slice(4..)).await
     }
 
-    async fn send(stream: &mut TcpStream, socket: RawFd, answer: Answer) -> std::io::Result<()> {
+    async fn send(stream: &mut crate::conn::Writer, answer: Answer) -> std::io::Result<()> {
         let (parts, last) = match answer {
             Answer::Parts(parts) => (parts, None),
             Answer::Last(parts, pause) => (parts, Some(pause)),
@@ -93,13 +92,13 @@ impl Wire for Kafka {
         };
         if !parts.is_empty() {
             let len: usize = parts.iter().map(Part::len).sum();
-            crate::conn::write_parts(stream, socket, &(len as i32).to_be_bytes(), parts).await?;
+            crate::conn::write_parts(stream, &(len as i32).to_be_bytes(), parts).await?;
         }
         if let Some(pause) = last {
             glommio::timer::sleep(pause).await;
             // Wakes the reader too, so the whole connection ends here.
             // SAFETY: shutdown(2) of the connection's own socket, open while it is served.
-            unsafe { libc::shutdown(socket, libc::SHUT_RDWR) };
+            unsafe { libc::shutdown(stream.socket(), libc::SHUT_RDWR) };
             return Err(std::io::Error::other(
                 "Kafka connection closed by the broker",
             ));

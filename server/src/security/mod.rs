@@ -6,6 +6,7 @@ pub mod acls;
 pub mod durable;
 pub mod quotas;
 pub mod sasl;
+pub mod tls;
 pub mod users;
 
 pub use crate::config::security::SecurityProtocol;
@@ -44,6 +45,8 @@ pub struct Stores {
     pub acls: acls::Acls,
     /// The client quotas.
     pub quotas: quotas::Quotas,
+    /// TLS settings, when a listener is SSL or SASL_SSL.
+    pub tls: Option<tls::Tls>,
 }
 
 /// One connection's identity: where it comes from and, once fixed, who it is. Requests of
@@ -56,16 +59,20 @@ pub struct Session {
     pub host: Rc<str>,
     /// The SASL exchange, on SASL listeners.
     pub sasl: Option<RefCell<sasl::Sasl>>,
+    /// Who the client's TLS certificate names, when it showed one.
+    pub certificate: Option<Principal>,
     /// Until when the connection's next request is not read (a quota's throttle).
     throttled_until: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl Session {
-    /// A session on a listener with `protocol`, offering `mechanisms` when it is SASL.
+    /// A session on a listener with `protocol`, offering `mechanisms` when it is SASL;
+    /// `certificate` is who the client's TLS certificate names.
     pub fn new(
         peer: Rc<str>,
         protocol: SecurityProtocol,
         mechanisms: &[keel_auth::Mechanism],
+        certificate: Option<Principal>,
     ) -> Session {
         let host = peer
             .rsplit_once(':')
@@ -77,17 +84,22 @@ impl Session {
             throttled_until: std::cell::Cell::new(None),
             host,
             peer,
+            certificate,
             sasl: protocol
                 .sasl()
                 .then(|| RefCell::new(sasl::Sasl::new(mechanisms.to_vec()))),
         }
     }
 
-    /// Who the connection acts as: anonymous without SASL, the authenticated user after
-    /// it, `None` while a SASL exchange has not succeeded.
+    /// Who the connection acts as: on a SASL listener the authenticated user (`None`
+    /// until its exchange succeeded); otherwise who its certificate names, or anonymous.
     pub fn principal(&self) -> Option<Principal> {
         match &self.sasl {
-            None => Some(Principal::anonymous()),
+            None => Some(
+                self.certificate
+                    .clone()
+                    .unwrap_or_else(Principal::anonymous),
+            ),
             Some(sasl) => sasl.borrow().principal().cloned(),
         }
     }
