@@ -47,7 +47,9 @@ impl PrincipalRules {
                     case,
                 });
             } else {
-                return Err(format!("{rest:?}: expected DEFAULT or RULE:pattern/replacement/[LU]"));
+                return Err(format!(
+                    "{rest:?}: expected DEFAULT or RULE:pattern/replacement/[LU]"
+                ));
             }
             rest = rest.trim_start();
             match rest.strip_prefix(',') {

@@ -4,6 +4,8 @@
 use crate::handlers::{self, Outgoing, Part};
 use crate::security::{SecurityProtocol, Session};
 use crate::shard::Shard;
+use crate::stream::Reader;
+pub use crate::stream::Writer;
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -11,8 +13,6 @@ use keel_engine::FileRange;
 use keel_protocol::api::{ErrorCode, Request};
 use keel_protocol::frame::{announced_len, check_request, response_prefix, FrameError};
 use keel_protocol::wire::DecodeError;
-pub use crate::stream::Writer;
-use crate::stream::Reader;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -361,7 +361,11 @@ async fn send(stream: &mut Writer, correlation_id: u32, outgoing: Outgoing) -> s
 
 /// Writes `prefix` then `parts` (file ranges with sendfile on plain connections, copied
 /// through the session on TLS ones) and flushes.
-pub async fn write_parts(stream: &mut Writer, prefix: &[u8], parts: Vec<Part>) -> std::io::Result<()> {
+pub async fn write_parts(
+    stream: &mut Writer,
+    prefix: &[u8],
+    parts: Vec<Part>,
+) -> std::io::Result<()> {
     let mut first = BytesMut::with_capacity(prefix.len() + 64);
     first.extend_from_slice(prefix);
     // Coalesce the prefix with a leading in-memory part to save a write.
@@ -403,7 +407,8 @@ async fn copy_file(stream: &mut Writer, range: FileRange) -> std::io::Result<()>
                 let file = file.clone();
                 let mut chunk = std::mem::take(&mut buffer);
                 move || {
-                    let read = std::os::unix::fs::FileExt::read_at(&*file, &mut chunk[..want], position);
+                    let read =
+                        std::os::unix::fs::FileExt::read_at(&*file, &mut chunk[..want], position);
                     (chunk, read)
                 }
             })

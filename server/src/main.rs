@@ -153,7 +153,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         if signal == signal_hook::consts::SIGHUP {
             match broker.reload_tls() {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificates read again"),
-                Err(e) => tracing::warn!("SIGHUP: TLS certificates not reloaded, the ones in use stay: {e:#}"),
+                Err(e) => tracing::warn!(
+                    "SIGHUP: TLS certificates not reloaded, the ones in use stay: {e:#}"
+                ),
             }
             continue;
         }

@@ -1,4 +1,6 @@
-// kafkajs against a SASL_PLAINTEXT Kafka listener (tests/tests/sasl.rs), from its public API.
+// kafkajs against a SASL_PLAINTEXT or SASL_SSL Kafka listener (tests/tests/sasl.rs, tls.rs),
+// from its public API; over TLS when KEEL_SSL_CA names the CA the broker's certificate is
+// checked against.
 // Usage: node kafkajs_sasl_test.js BOOTSTRAP PHASE PREFIX, the mechanism, user and password
 // in KEEL_SASL_MECHANISM (scram-sha-512, scram-sha-256, plain), KEEL_SASL_USER,
 // KEEL_SASL_PASSWORD. Phases: `work` (create a topic, produce 100 keyed records acks=all,
@@ -14,8 +16,10 @@ const sasl = {
   username: process.env.KEEL_SASL_USER,
   password: process.env.KEEL_SASL_PASSWORD,
 };
+const ca = process.env.KEEL_SSL_CA;
+const ssl = ca ? { ca: [require('fs').readFileSync(ca)] } : false;
 const kafka = new Kafka({
-  clientId: 'keel-kafkajs-sasl', brokers: [bootstrap], ssl: false, sasl,
+  clientId: 'keel-kafkajs-sasl', brokers: [bootstrap], ssl, sasl,
   logLevel: logLevel.NOTHING, retry: { retries: 2 },
 });
 const topic = `${prefix}-topic`;

@@ -1,13 +1,21 @@
-"""Kafka clients against a SASL_PLAINTEXT listener (tests/tests/sasl.rs), each through its
-own public API and its own SASL settings: `sasl_test.py CLIENT BOOTSTRAP PHASE PREFIX` with
-CLIENT confluent-kafka, kafka-python or aiokafka, and the mechanism, user and password in
-KEEL_SASL_MECHANISM, KEEL_SASL_USER, KEEL_SASL_PASSWORD. Phases:
+"""Kafka clients against a SASL_PLAINTEXT, SASL_SSL or SSL listener (tests/tests/sasl.rs,
+tls.rs), each through its own public API and its own security settings: `sasl_test.py CLIENT
+BOOTSTRAP PHASE PREFIX` with CLIENT confluent-kafka, kafka-python or aiokafka, the mechanism,
+user and password in KEEL_SASL_MECHANISM, KEEL_SASL_USER, KEEL_SASL_PASSWORD, the protocol
+in KEEL_SECURITY_PROTOCOL (default SASL_PLAINTEXT), the CA the broker's certificate is
+checked against in KEEL_SSL_CA and the client's certificate and key (mTLS) in KEEL_SSL_CERT
+and KEEL_SSL_KEY. Phases:
 
 `work`: create a topic, produce 100 keyed records (acks=all, idempotent where the client
 has it), read them in a group with commits, check the committed offsets, delete the topic.
 `refused`: the credentials are wrong (the test passes a wrong password or an unknown user):
-the client's usual authentication error, and nothing served."""
+the client's usual authentication error, and nothing served.
+`unauthorized` (confluent-kafka): connected as a principal allowed nothing, creating a topic
+gets TOPIC_AUTHORIZATION_FAILED.
+`refused-tls` (confluent-kafka): the client's certificate is expired, untrusted or missing:
+librdkafka's SSL error, and nothing served."""
 import asyncio
+import faulthandler
 import os
 import sys
 import time
@@ -16,9 +24,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import check  # noqa: E402
 
 client, bootstrap, phase, prefix = sys.argv[1:5]
-MECHANISM = os.environ["KEEL_SASL_MECHANISM"]
-USER = os.environ["KEEL_SASL_USER"]
-PASSWORD = os.environ["KEEL_SASL_PASSWORD"]
+# Where a phase blocks, should it (the test kills the script at 180 s).
+faulthandler.dump_traceback_later(150, exit=True)
+MECHANISM = os.environ.get("KEEL_SASL_MECHANISM", "")
+USER = os.environ.get("KEEL_SASL_USER", "")
+PASSWORD = os.environ.get("KEEL_SASL_PASSWORD", "")
+PROTOCOL = os.environ.get("KEEL_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+SASL = PROTOCOL.startswith("SASL_")
+CA, CERT, KEY = (os.environ.get(f"KEEL_SSL_{name}") for name in ("CA", "CERT", "KEY"))
 COUNT = 100
 TOPIC = f"{prefix}-topic"
 GROUP = f"{prefix}-group"
@@ -31,9 +44,15 @@ def records():
 # confluent-kafka (librdkafka) ------------------------------------------------------------
 
 def ck_config(**extra):
-    return {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanism": MECHANISM, "sasl.username": USER, "sasl.password": PASSWORD,
-            **extra}
+    config = {"bootstrap.servers": bootstrap, "security.protocol": PROTOCOL, **extra}
+    if SASL:
+        config.update({"sasl.mechanism": MECHANISM, "sasl.username": USER,
+                       "sasl.password": PASSWORD})
+    if CA:
+        config["ssl.ca.location"] = CA
+    if CERT:
+        config.update({"ssl.certificate.location": CERT, "ssl.key.location": KEY})
+    return config
 
 
 def ck_work():
@@ -85,12 +104,48 @@ def ck_refused():
     check(KafkaError._AUTHENTICATION in codes, f"librdkafka reports an authentication error ({errors[:2]})")
 
 
+def ck_unauthorized():
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient(ck_config())
+    try:
+        for future in admin.create_topics([NewTopic(TOPIC, 1, 1)]).values():
+            future.result(15)
+        code = None
+    except KafkaException as e:
+        code = e.args[0].code()
+    check(code == KafkaError.TOPIC_AUTHORIZATION_FAILED,
+          f"creating a topic is refused with TOPIC_AUTHORIZATION_FAILED ({code})")
+
+
+def ck_refused_tls():
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+    errors = []
+    admin = AdminClient(ck_config(error_cb=errors.append))
+    try:
+        admin.list_topics(timeout=10)
+        listed = True
+    except KafkaException:
+        listed = False
+    check(not listed, "metadata is refused")
+    deadline = time.time() + 10
+    while not errors and time.time() < deadline:
+        admin.poll(0.5)  # serves error_cb
+    said = [e for e in errors if e.code() in (KafkaError._SSL, KafkaError._TRANSPORT)
+            and "SSL" in e.str()]
+    check(said, f"librdkafka reports an SSL error ({errors[:2]})")
+
+
 # kafka-python -------------------------------------------------------------------------
 
 def kp_config():
-    return {"bootstrap_servers": bootstrap, "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": MECHANISM, "sasl_plain_username": USER,
-            "sasl_plain_password": PASSWORD}
+    config = {"bootstrap_servers": bootstrap, "security_protocol": PROTOCOL,
+              "sasl_mechanism": MECHANISM, "sasl_plain_username": USER,
+              "sasl_plain_password": PASSWORD}
+    if CA:
+        config["ssl_cafile"] = CA
+    return config
 
 
 def kp_work():
@@ -157,9 +212,13 @@ def kp_refused():
 # aiokafka -----------------------------------------------------------------------------
 
 def ak_config():
-    return {"bootstrap_servers": bootstrap, "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": MECHANISM, "sasl_plain_username": USER,
-            "sasl_plain_password": PASSWORD}
+    config = {"bootstrap_servers": bootstrap, "security_protocol": PROTOCOL,
+              "sasl_mechanism": MECHANISM, "sasl_plain_username": USER,
+              "sasl_plain_password": PASSWORD}
+    if CA:
+        from aiokafka.helpers import create_ssl_context
+        config["ssl_context"] = create_ssl_context(cafile=CA)
+    return config
 
 
 async def ak_work():
@@ -210,6 +269,8 @@ async def ak_refused():
 PHASES = {
     ("confluent-kafka", "work"): ck_work,
     ("confluent-kafka", "refused"): ck_refused,
+    ("confluent-kafka", "refused-tls"): ck_refused_tls,
+    ("confluent-kafka", "unauthorized"): ck_unauthorized,
     ("kafka-python", "work"): kp_work,
     ("kafka-python", "refused"): kp_refused,
     ("aiokafka", "work"): lambda: asyncio.run(ak_work()),

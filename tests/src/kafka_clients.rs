@@ -57,6 +57,20 @@ pub fn run(program: &Path, args: &[&str], env: &[(&str, &str)], timeout: Duratio
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+    // Both pipes are drained while the child runs: a client logging more than a pipe holds
+    // (librdkafka retrying a refused connection every 50 ms) would otherwise block on its
+    // next write and never finish.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + timeout;
     while child.try_wait().expect("wait").is_none() {
         if Instant::now() > deadline {
@@ -65,16 +79,48 @@ pub fn run(program: &Path, args: &[&str], env: &[(&str, &str)], timeout: Duratio
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let output = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let status = child.wait().expect("wait");
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
     assert!(
-        output.status.success() && stdout.contains("PASSED"),
-        "{} {args:?} failed ({:?}):\n{stdout}\n{stderr}",
+        status.success() && stdout.contains("PASSED"),
+        "{} {args:?} failed ({status:?}):\n{stdout}\n{stderr}",
         program.display(),
-        output.status
     );
     stdout
+}
+
+/// Runs `tests/kafka/sasl_test.py CLIENT BOOTSTRAP PHASE PREFIX` with the security settings
+/// in `env` (KEEL_SECURITY_PROTOCOL, KEEL_SASL_*, KEEL_SSL_*: see the script).
+pub fn security_python(
+    bootstrap: &str,
+    client: &str,
+    phase: &str,
+    prefix: &str,
+    env: &[(&str, &str)],
+) {
+    let clients = clients();
+    let script = clients.scripts.join("sasl_test.py");
+    run(
+        &clients.python,
+        &[script.to_str().unwrap(), client, bootstrap, phase, prefix],
+        env,
+        Duration::from_secs(180),
+    );
+}
+
+/// Runs `tests/kafka/kafkajs_sasl_test.js BOOTSTRAP PHASE PREFIX` with the security
+/// settings in `env`.
+pub fn security_kafkajs(bootstrap: &str, phase: &str, prefix: &str, env: &[(&str, &str)]) {
+    let clients = clients();
+    let script = clients.scripts.join("kafkajs_sasl_test.js");
+    let mut env = env.to_vec();
+    env.push(("KEEL_NODE_MODULES", clients.node_modules.to_str().unwrap()));
+    run(
+        Path::new("node"),
+        &[script.to_str().unwrap(), bootstrap, phase, prefix],
+        &env,
+        Duration::from_secs(180),
+    );
 }
 
 /// Runs kcat with `args` (and `stdin`), returning its output; panics when it fails.

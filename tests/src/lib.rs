@@ -21,6 +21,7 @@ pub fn crash_batch_records(tag: u64) -> i64 {
 }
 
 pub mod broker;
+pub mod certs;
 pub mod cluster;
 pub mod in_process;
 pub mod kafka_clients;

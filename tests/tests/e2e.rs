@@ -45,5 +45,6 @@ mod sasl;
 mod scale;
 mod startup;
 mod tidy;
+mod tls;
 mod tool;
 mod tool_errors;

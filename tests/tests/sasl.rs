@@ -8,7 +8,7 @@
 use bytes::{BufMut, BytesMut};
 use keel_tests::broker::metric;
 use keel_tests::in_process::InProcess;
-use keel_tests::kafka_clients::{clients, kcat, run};
+use keel_tests::kafka_clients::{clients, kcat, security_kafkajs, security_python};
 use keel_tests::kafka_wire::{frame, string};
 use keel_tests::tool::{keel, ok};
 use std::io::{Read, Write};
@@ -36,38 +36,25 @@ fn sasl_broker(dir: &Path, users: &[&str]) -> InProcess {
     InProcess::start(dir, &args)
 }
 
+fn login_env(login: (&str, &str, &str)) -> [(&'static str, String); 3] {
+    [
+        ("KEEL_SASL_MECHANISM", login.0.to_owned()),
+        ("KEEL_SASL_USER", login.1.to_owned()),
+        ("KEEL_SASL_PASSWORD", login.2.to_owned()),
+    ]
+}
+
 fn python(broker: &InProcess, client: &str, phase: &str, login: (&str, &str, &str)) {
-    let clients = clients();
-    let script = clients.scripts.join("sasl_test.py");
+    let env = login_env(login);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let bootstrap = broker.kafka_addr.to_string();
-    let prefix = format!("sasl-{client}");
-    run(
-        &clients.python,
-        &[script.to_str().unwrap(), client, &bootstrap, phase, &prefix],
-        &[
-            ("KEEL_SASL_MECHANISM", login.0),
-            ("KEEL_SASL_USER", login.1),
-            ("KEEL_SASL_PASSWORD", login.2),
-        ],
-        Duration::from_secs(180),
-    );
+    security_python(&bootstrap, client, phase, &format!("sasl-{client}"), &env);
 }
 
 fn kafkajs(broker: &InProcess, phase: &str, login: (&str, &str, &str)) {
-    let clients = clients();
-    let script = clients.scripts.join("kafkajs_sasl_test.js");
-    let bootstrap = broker.kafka_addr.to_string();
-    run(
-        Path::new("node"),
-        &[script.to_str().unwrap(), &bootstrap, phase, "sasl-kafkajs"],
-        &[
-            ("KEEL_NODE_MODULES", clients.node_modules.to_str().unwrap()),
-            ("KEEL_SASL_MECHANISM", login.0),
-            ("KEEL_SASL_USER", login.1),
-            ("KEEL_SASL_PASSWORD", login.2),
-        ],
-        Duration::from_secs(180),
-    );
+    let env = login_env(login);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    security_kafkajs(&broker.kafka_addr.to_string(), phase, "sasl-kafkajs", &env);
 }
 
 #[test]
@@ -274,7 +261,28 @@ fn security_flags_that_cannot_work_are_refused_at_start() {
     };
     assert!(load(&["--kafka-security", "SASL_PLAINTEXT"]).is_ok());
     let refused = [
-        (&["--kafka-security", "SASL_SSL"][..], "needs TLS"),
+        (
+            &["--kafka-security", "SASL_SSL"][..],
+            "needs --tls-cert and --tls-key",
+        ),
+        (
+            &[
+                "--kafka-security",
+                "SSL",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+                "--tls-client-auth",
+                "required",
+            ],
+            "needs --tls-ca",
+        ),
+        (&["--native-security", "SASL_SSL"], "not built yet"),
+        (
+            &["--ssl-principal-mapping-rules", "RULE:x"],
+            "RULE:pattern/replacement",
+        ),
         (
             &["--kafka-security", "KERBEROS"],
             "unknown security protocol",

@@ -384,7 +384,11 @@ impl Config {
     /// who connects.
     pub fn listeners(&self) -> Vec<(SocketAddr, &'static str, bool)> {
         let mut out = vec![
-            (self.listen, "clients", self.security.authenticates(self.security.native)),
+            (
+                self.listen,
+                "clients",
+                self.security.authenticates(self.security.native),
+            ),
             (self.metrics_listen, "metrics", false),
         ];
         if let Some(kafka) = self.kafka_listen {

@@ -220,7 +220,11 @@ impl SecurityConfig {
                 .map_err(|e| anyhow::anyhow!("--kafka-security: {e}"))?,
             None => SecurityProtocol::Plaintext,
         };
-        let native = match args.native_security.clone().or(file.native_security.clone()) {
+        let native = match args
+            .native_security
+            .clone()
+            .or(file.native_security.clone())
+        {
             Some(name) => SecurityProtocol::parse(&name)
                 .map_err(|e| anyhow::anyhow!("--native-security: {e}"))?,
             None => SecurityProtocol::Plaintext,
@@ -335,7 +339,11 @@ fn tls_config(
     anyhow::ensure!(
         client_auth == ClientAuth::None || ca.is_some(),
         "--tls-client-auth {} needs --tls-ca, the CA client certificates are checked against",
-        if client_auth == ClientAuth::Required { "required" } else { "requested" }
+        if client_auth == ClientAuth::Required {
+            "required"
+        } else {
+            "requested"
+        }
     );
     Ok(Some(TlsConfig {
         cert,

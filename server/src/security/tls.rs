@@ -4,9 +4,9 @@
 //! certificate names (Kafka's `ssl.principal.mapping.rules`).
 
 use super::Principal;
-use keel_auth::PrincipalRules;
 use crate::config::security::{ClientAuth, TlsConfig};
 use anyhow::Context;
+use keel_auth::PrincipalRules;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::{Arc, RwLock};
@@ -20,7 +20,9 @@ pub struct Tls {
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls").field("settings", &self.settings).finish()
+        f.debug_struct("Tls")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
