@@ -2,6 +2,7 @@
 //! back by correlation id, so many requests can be in flight (pipelining).
 
 use crate::error::{Error, Result};
+use crate::security::ClientSecurity;
 use bytes::{Bytes, BytesMut};
 use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
 use keel_protocol::frame::{check_response, write_request_prefix};
@@ -47,9 +48,17 @@ impl Connection {
     /// # Errors
     /// [`Error::Connect`] naming the address (the last one tried).
     pub async fn connect(addr: &str) -> Result<Connection> {
+        Connection::connect_with(addr, &ClientSecurity::default()).await
+    }
+
+    /// As [`Connection::connect`], with `security`'s settings (TLS).
+    ///
+    /// # Errors
+    /// [`Error::Connect`] naming the address (the last one tried), or why TLS failed.
+    pub async fn connect_with(addr: &str, security: &ClientSecurity) -> Result<Connection> {
         let mut last = None;
         for one in addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            match Connection::connect_one(one).await {
+            match Connection::connect_one(one, security).await {
                 Ok(connection) => return Ok(connection),
                 Err(e) => last = Some(e),
             }
@@ -60,16 +69,31 @@ impl Connection {
         }))
     }
 
-    async fn connect_one(addr: &str) -> Result<Connection> {
+    async fn connect_one(addr: &str, security: &ClientSecurity) -> Result<Connection> {
         let failed = |message: String| Error::Connect {
             addr: addr.to_owned(),
             message,
         };
+        let tls = security.tls_for(addr).map_err(failed)?;
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| failed(format!("no connection within {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| failed(e.to_string()))?;
-        let connection = Connection::start(addr, stream);
+        let _ = stream.set_nodelay(true);
+        let connection = match tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                Connection::start(addr, reader, writer)
+            }
+            Some((connector, name)) => {
+                let session = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| failed(format!("no TLS handshake within {CONNECT_TIMEOUT:?}")))?
+                    .map_err(|e| failed(format!("TLS handshake failed: {e}")))?;
+                let (reader, writer) = tokio::io::split(session);
+                Connection::start(addr, reader, writer)
+            }
+        };
         // Something listens there; make sure it is a Keel broker (a metrics or HTTP port
         // would otherwise leave every request waiting).
         match connection
@@ -85,9 +109,11 @@ impl Connection {
         }
     }
 
-    fn start(addr: &str, stream: TcpStream) -> Connection {
-        let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+    fn start(
+        addr: &str,
+        mut reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        mut writer: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    ) -> Connection {
         let (outbox, mut inbox) = mpsc::channel::<Vec<Bytes>>(1024);
         let pending: Pending = Arc::default();
         let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));

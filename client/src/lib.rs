@@ -29,6 +29,7 @@ pub mod error;
 pub mod partitioner;
 pub mod producer;
 mod router;
+pub mod security;
 
 pub use admin::{Admin, ClusterDescription, GroupPartitionOffset, ResetTo, TopicDescription};
 pub use consumer::{
@@ -36,6 +37,7 @@ pub use consumer::{
     TopicPartition,
 };
 pub use error::{Error, Result};
+pub use security::ClientSecurity;
 pub use keel_protocol::api::{GroupDescription, MemberDescription};
 pub use keel_protocol::batch::{BatchBuilder, BatchView, NewRecord};
 pub use keel_protocol::Compression;

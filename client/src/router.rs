@@ -28,6 +28,8 @@ struct State {
 /// Connections to a cluster, routed by partition leader.
 pub struct Router {
     bootstrap_list: String,
+    /// How every connection is made.
+    security: crate::ClientSecurity,
     bootstrap: Mutex<Connection>,
     state: Mutex<State>,
     stale: AtomicBool,
@@ -39,15 +41,28 @@ impl Router {
     ///
     /// # Errors
     /// [`Error::Connect`].
-    pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Router> {
-        let connection = Connection::connect(bootstrap).await?;
+    pub async fn connect(
+        bootstrap: &str,
+        timeout: Duration,
+        security: crate::ClientSecurity,
+    ) -> Result<Router> {
+        let connection = Connection::connect_with(bootstrap, &security).await?;
         Ok(Router {
+            security,
             bootstrap_list: bootstrap.to_owned(),
             bootstrap: Mutex::new(connection),
             state: Mutex::new(State::default()),
             stale: AtomicBool::new(true),
             timeout,
         })
+    }
+
+    /// A connection to `address` made as every connection of this client.
+    ///
+    /// # Errors
+    /// [`crate::Error::Connect`].
+    pub async fn connect_to(&self, address: &str) -> Result<Connection> {
+        Connection::connect_with(address, &self.security).await
     }
 
     /// The bootstrap connection (groups, admin, metadata).
@@ -65,7 +80,7 @@ impl Router {
         if !self.bootstrap().is_broken() {
             return Ok(());
         }
-        let fresh = Connection::connect(&self.bootstrap_list).await?;
+        let fresh = Connection::connect_with(&self.bootstrap_list, &self.security).await?;
         *self.bootstrap.lock().expect("router lock") = fresh;
         Ok(())
     }
@@ -191,7 +206,7 @@ impl Router {
             self.mark_stale();
             return Ok(self.bootstrap());
         };
-        match Connection::connect(&address).await {
+        match Connection::connect_with(&address, &self.security).await {
             Ok(connection) => {
                 let mut state = self.state.lock().expect("router lock");
                 state.connections.insert(id, connection.clone());

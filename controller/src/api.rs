@@ -184,6 +184,22 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The broker a request speaks for, when only that broker may make it (its
+    /// registration, heartbeat, ISR changes, offline logs and producer ids): the controller
+    /// refuses it from a connection of another node.
+    pub fn claimed_broker(&self) -> Option<u32> {
+        match self {
+            Request::Register { id, .. }
+            | Request::Heartbeat { id, .. }
+            | Request::LogOffline { id, .. }
+            | Request::AllocateProducerIds { id, .. } => Some(*id),
+            Request::AlterIsr { leader, .. } => Some(*leader),
+            _ => None,
+        }
+    }
+}
+
 /// Metadata a broker does not have yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {

@@ -117,12 +117,11 @@ impl Wire for Native {
         session: Rc<Session>,
         bytes: bytes::Bytes,
     ) -> Option<Self::Answer> {
-        let peer = &session.peer;
         let frame = check_request(&bytes, u32::MAX).ok()??;
         let body = bytes.slice(frame.body());
         let correlation_id = frame.header.correlation_id.get();
         let (api_key, api_version) = (frame.header.api_key.get(), frame.header.api_version.get());
-        handle_one(&shard, &stopping, peer, api_key, api_version, body)
+        handle_one(&shard, &stopping, &session, api_key, api_version, body)
             .await
             .map(|outgoing| (correlation_id, outgoing))
     }
@@ -305,19 +304,43 @@ async fn serve_active<W: Wire>(
     }
 }
 
+/// Whether a request that speaks for a broker comes from that broker: with
+/// `--inter-broker-security SSL` a replica fetch must come from a connection whose
+/// certificate proves the follower it names (otherwise anyone could move a leader's high
+/// watermark by fetching as a follower). Refusals are logged.
+fn speaks_for_itself(shard: &Shard, session: &Session, request: &Request) -> bool {
+    let Request::ReplicaFetch(fetch) = request else {
+        return true;
+    };
+    if !shard.config.security.inter_broker_tls {
+        return true;
+    }
+    let proven = session.certificate.as_ref().and_then(|c| c.broker);
+    if proven == Some(fetch.replica_id) {
+        return true;
+    }
+    tracing::warn!(target: "keel::audit", peer = %session.peer, follower = fetch.replica_id, ?proven, "replica fetch refused: the connection is not that follower's");
+    false
+}
+
 async fn handle_one(
     shard: &Rc<Shard>,
     stopping: &std::cell::Cell<bool>,
-    peer: &str,
+    session: &Session,
     api_key: u16,
     api_version: u16,
     body: bytes::Bytes,
 ) -> Option<Outgoing> {
+    let peer = &*session.peer;
     if stopping.get() {
         return Some(Outgoing::error(ErrorCode::ShuttingDown));
     }
     let started = Instant::now();
     match Request::decode(api_key, api_version, body) {
+        Ok(request) if !speaks_for_itself(shard, session, &request) => {
+            shard.metrics.peer_claims_refused.inc();
+            Some(Outgoing::error(ErrorCode::ClusterAuthorizationFailed))
+        }
         Ok(request) => {
             let api = request.api_key().name();
             let outgoing = handlers::handle(shard, request).await;

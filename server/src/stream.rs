@@ -1,7 +1,7 @@
 //! A client connection's bytes: plain TCP, or TLS over it, as a read half and a write half
 //! that proceed independently (the reader reads requests while the writer sends answers).
 
-use crate::security::{tls::Tls, Principal};
+use crate::security::{tls::Tls, Certificate};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
@@ -71,7 +71,7 @@ pub fn plain(stream: TcpStream) -> std::io::Result<(Reader, Writer)> {
 }
 
 /// Runs the TLS handshake of `stream` (within `within`) and splits the session; with the
-/// principal the client's certificate names, if it showed one. `None` when the handshake
+/// what the client's certificate says, if it showed one. `None` when the handshake
 /// failed or timed out (logged: an untrusted or expired certificate, a client that does not
 /// speak TLS).
 pub async fn tls(
@@ -79,7 +79,7 @@ pub async fn tls(
     tls: &Tls,
     within: Duration,
     peer: &str,
-) -> Option<(Reader, Writer, Option<Principal>)> {
+) -> Option<(Reader, Writer, Option<Certificate>)> {
     let socket = stream.as_raw_fd();
     let handshake = tls.acceptor().accept(stream);
     let session = futures_lite::future::or(async { Some(handshake.await) }, async {
@@ -98,7 +98,7 @@ pub async fn tls(
             return None;
         }
     };
-    let principal = tls.principal(session.get_ref().1.peer_certificates());
+    let certificate = tls.certificate(session.get_ref().1.peer_certificates());
     let (read, write) = futures_lite::io::split(session);
     Some((
         Reader::Tls(read),
@@ -106,7 +106,7 @@ pub async fn tls(
             inner: WriterInner::Tls(write),
             socket,
         },
-        principal,
+        certificate,
     ))
 }
 

@@ -44,6 +44,18 @@ impl Ca {
         self.sign(dir, name, params)
     }
 
+    /// Node `id`'s certificate: for 127.0.0.1 and localhost, common name `keel-broker-ID`
+    /// (what proves a broker to its peers), as `dir/keel-broker-ID.pem` and its key.
+    pub fn node(&self, dir: &Path, id: u32) -> Issued {
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("keel-broker-{id}"));
+        self.sign(dir, &format!("keel-broker-{id}"), params)
+    }
+
     /// A client certificate whose subject is `CN=cn,O=Keel tests`; `expired` makes it valid
     /// in 2020 only.
     pub fn client(&self, dir: &Path, cn: &str, expired: bool) -> Issued {

@@ -13,6 +13,8 @@ pub struct Cluster {
     pub voters: String,
     /// Where each node's data directory lives.
     pub dir: tempfile::TempDir,
+    /// The `keel` tool's `--command-config` (TLS settings), when the nodes need one.
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 impl Cluster {
@@ -24,6 +26,18 @@ impl Cluster {
     /// As [`Cluster::start`], with environment variables for every node (test knobs).
     pub fn start_with_env(count: usize, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
+        Cluster::start_in(dir, count, env, |_| Vec::new(), None)
+    }
+
+    /// As [`Cluster::start`] in `dir`, node `i` (0-based) given the flags `extra(i)`, the
+    /// `keel` tool given `command_config`.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        count: usize,
+        env: &[(&str, &str)],
+        extra: impl Fn(usize) -> Vec<String>,
+        command_config: Option<std::path::PathBuf>,
+    ) -> Cluster {
         let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
         let voters = ports
             .iter()
@@ -34,22 +48,30 @@ impl Cluster {
         let nodes = (0..count)
             .map(|i| {
                 let id = (i + 1).to_string();
+                let mut args = vec![
+                    "--node-id".to_owned(),
+                    id.clone(),
+                    "--controller-voters".to_owned(),
+                    voters.clone(),
+                    "--shards".to_owned(),
+                    "2".to_owned(),
+                ];
+                args.extend(extra(i));
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 Broker::start_with_env(
                     &server_binary(),
                     &dir.path().join(format!("node{id}")),
-                    &[
-                        "--node-id",
-                        &id,
-                        "--controller-voters",
-                        &voters,
-                        "--shards",
-                        "2",
-                    ],
+                    &args,
                     env,
                 )
             })
             .collect();
-        let cluster = Cluster { nodes, voters, dir };
+        let cluster = Cluster {
+            nodes,
+            voters,
+            dir,
+            command_config,
+        };
         cluster.wait_for(
             Duration::from_secs(30),
             "every broker alive on every node",
@@ -68,7 +90,12 @@ impl Cluster {
 
     /// `keel --bootstrap <node i> args...`, its output whatever the status.
     pub fn keel(&self, i: usize, args: &[&str]) -> std::process::Output {
-        keel(Some(&self.nodes[i]), args, None)
+        let mut all = Vec::new();
+        if let Some(config) = &self.command_config {
+            all.extend(["--command-config", config.to_str().expect("UTF-8 path")]);
+        }
+        all.extend_from_slice(args);
+        keel(Some(&self.nodes[i]), &all, None)
     }
 
     /// `keel cluster describe --format json` on node `i`, if it answers.

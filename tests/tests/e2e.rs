@@ -10,6 +10,7 @@ mod bad_input;
 mod batching;
 mod bench;
 mod broker;
+mod broker_identity;
 mod budget;
 mod client;
 mod client_timeouts;

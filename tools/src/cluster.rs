@@ -116,8 +116,8 @@ fn under(path: &str, prefix: &Option<String>) -> bool {
     }
 }
 
-pub async fn run(bootstrap: &str, command: ClusterCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(bootstrap).await?;
+pub async fn run(target: &crate::Target, command: ClusterCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect_with(&target.bootstrap, target.security.clone()).await?;
     match command {
         ClusterCommand::Describe { format } => {
             let cluster = admin.describe_cluster().await?;

@@ -75,11 +75,11 @@ fn unconsume(consumer: &mut Consumer, unprinted: &[ConsumerRecord]) {
     }
 }
 
-pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
+pub async fn run(target: &crate::Target, args: ConsumeArgs) -> anyhow::Result<()> {
     if !matches!(args.format.as_str(), "text" | "json") {
         usage!("--format must be text or json, got {:?}", args.format);
     }
-    let admin = keel_client::Admin::connect(bootstrap).await?;
+    let admin = keel_client::Admin::connect_with(&target.bootstrap, target.security.clone()).await?;
     let description = admin
         .describe_topic(&args.topic)
         .await
@@ -94,7 +94,8 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     } else {
         OffsetReset::Latest
     };
-    let mut builder = Consumer::builder(bootstrap)
+    let mut builder = Consumer::builder(&target.bootstrap)
+        .security(target.security.clone())
         .offset_reset(reset)
         .max_wait(Duration::from_millis(200));
     if let Some(group) = &args.group {

@@ -30,8 +30,8 @@ pub enum GroupCommand {
     },
 }
 
-pub async fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(bootstrap).await?;
+pub async fn run(target: &crate::Target, command: GroupCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect_with(&target.bootstrap, target.security.clone()).await?;
     match command {
         GroupCommand::List => {
             for (group, state) in admin.list_groups().await? {

@@ -59,12 +59,24 @@ pub fn exit_on_write_error(e: &std::io::Error) -> ! {
     std::process::exit(1);
 }
 
+/// Where the tool connects and how.
+pub struct Target {
+    /// The bootstrap list.
+    pub bootstrap: String,
+    /// TLS settings, from `--command-config`.
+    pub security: keel_client::ClientSecurity,
+}
+
 #[derive(Parser)]
 #[command(name = "keel", version, about = "Keel command-line tool")]
 struct Cli {
     /// Broker address, or a comma-separated list (the first that answers is used).
     #[arg(long, global = true, default_value = "127.0.0.1:7070")]
     bootstrap: String,
+    /// Client security settings, a Kafka properties file: security.protocol (PLAINTEXT or
+    /// SSL), ssl.ca.location, ssl.certificate.location, ssl.key.location.
+    #[arg(long, global = true)]
+    command_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -138,17 +150,32 @@ fn main() {
                     std::process::exit(1);
                 }
             };
+            let security = match &cli.command_config {
+                Some(path) => match keel_client::ClientSecurity::from_properties_file(path) {
+                    Ok(security) => security,
+                    Err(e) => {
+                        eprintln!("keel: --command-config: {e}");
+                        std::process::exit(2);
+                    }
+                },
+                None => keel_client::ClientSecurity::default(),
+            };
+            let target = Target {
+                bootstrap: cli.bootstrap.clone(),
+                security,
+            };
+            let target = &target;
             runtime.block_on(async move {
                 match command {
-                    Command::Topic { command } => topic::run(&cli.bootstrap, command).await,
-                    Command::Cluster { command } => cluster::run(&cli.bootstrap, command).await,
-                    Command::Partition { command } => partition::run(&cli.bootstrap, command).await,
+                    Command::Topic { command } => topic::run(target, command).await,
+                    Command::Cluster { command } => cluster::run(target, command).await,
+                    Command::Partition { command } => partition::run(target, command).await,
                     Command::Broker { command } => {
-                        partition::run_broker(&cli.bootstrap, command).await
+                        partition::run_broker(target, command).await
                     }
-                    Command::Produce(args) => produce::run(&cli.bootstrap, args).await,
-                    Command::Consume(args) => consume::run(&cli.bootstrap, args).await,
-                    Command::Group { command } => group::run(&cli.bootstrap, command).await,
+                    Command::Produce(args) => produce::run(target, args).await,
+                    Command::Consume(args) => consume::run(target, args).await,
+                    Command::Group { command } => group::run(target, command).await,
                     Command::Log { .. } | Command::Completions { .. } => {
                         unreachable!("handled above")
                     }

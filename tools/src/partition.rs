@@ -32,8 +32,8 @@ pub enum PartitionCommand {
     },
 }
 
-pub async fn run(bootstrap: &str, command: PartitionCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(bootstrap).await?;
+pub async fn run(target: &crate::Target, command: PartitionCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect_with(&target.bootstrap, target.security.clone()).await?;
     match command {
         PartitionCommand::Reassign {
             topic,
@@ -75,8 +75,8 @@ pub enum BrokerCommand {
     },
 }
 
-pub async fn run_broker(bootstrap: &str, command: BrokerCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(bootstrap).await?;
+pub async fn run_broker(target: &crate::Target, command: BrokerCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect_with(&target.bootstrap, target.security.clone()).await?;
     match command {
         BrokerCommand::Decommission { id } => {
             admin.decommission_broker(id).await?;

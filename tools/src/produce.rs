@@ -20,14 +20,18 @@ pub struct ProduceArgs {
     partition: Option<u32>,
 }
 
-pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
+pub async fn run(target: &crate::Target, args: ProduceArgs) -> anyhow::Result<()> {
     let acks = match args.acks.as_str() {
         "0" => Acks::None,
         "1" => Acks::Leader,
         "all" | "-1" => Acks::All,
         other => usage!("--acks must be 0, 1 or all, got {other:?}"),
     };
-    let producer = Producer::builder(bootstrap).acks(acks).build().await?;
+    let producer = Producer::builder(&target.bootstrap)
+        .security(target.security.clone())
+        .acks(acks)
+        .build()
+        .await?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut deliveries = Vec::new();
     let mut outcome = Outcome::default();

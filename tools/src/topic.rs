@@ -35,8 +35,8 @@ pub enum TopicCommand {
     },
 }
 
-pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(bootstrap).await?;
+pub async fn run(target: &crate::Target, command: TopicCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect_with(&target.bootstrap, target.security.clone()).await?;
     match command {
         TopicCommand::Create {
             name,

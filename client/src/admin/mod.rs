@@ -1,6 +1,5 @@
 //! Administration: topics and their configs, consumer groups and their offsets.
 
-use crate::connection::Connection;
 use crate::error::{Error, Result};
 use keel_protocol::api::{
     ConfigEntry, ErrorCode, GroupDescription, ListOffsetsPartition, NewTopic, PartitionMetadata,
@@ -92,7 +91,16 @@ impl Admin {
     /// # Errors
     /// [`Error::Connect`].
     pub async fn connect(bootstrap: &str) -> Result<Admin> {
-        let router = crate::router::Router::connect(bootstrap, Duration::from_secs(30)).await?;
+        Admin::connect_with(bootstrap, crate::ClientSecurity::default()).await
+    }
+
+    /// As [`Admin::connect`], with `security`'s settings (TLS).
+    ///
+    /// # Errors
+    /// [`Error::Connect`].
+    pub async fn connect_with(bootstrap: &str, security: crate::ClientSecurity) -> Result<Admin> {
+        let router =
+            crate::router::Router::connect(bootstrap, Duration::from_secs(30), security).await?;
         Ok(Admin {
             router: std::sync::Arc::new(router),
             timeout: Duration::from_secs(30),
@@ -253,7 +261,7 @@ impl Admin {
             let Some(broker) = cluster.brokers.iter().find(|b| b.node_id == leader) else {
                 continue;
             };
-            let Ok(connection) = Connection::connect(&broker.address).await else {
+            let Ok(connection) = self.router.connect_to(&broker.address).await else {
                 continue;
             };
             let request = Request::Metadata {
@@ -389,7 +397,7 @@ impl Admin {
                 if broker.address == self.router.bootstrap().addr() {
                     continue;
                 }
-                let connection = Connection::connect(&broker.address).await?;
+                let connection = self.router.connect_to(&broker.address).await?;
                 match connection
                     .call_timeout(&Request::ListGroups, self.timeout)
                     .await?

@@ -9,6 +9,7 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct ConsumerBuilder {
     pub(super) bootstrap: String,
+    pub(super) security: crate::ClientSecurity,
     pub(super) max_wait: Duration,
     pub(super) partition_max_bytes: u32,
     pub(super) max_bytes: u32,
@@ -40,6 +41,11 @@ impl ConsumerBuilder {
     /// Most bytes per partition per fetch (default 1 MiB).
     pub fn partition_max_bytes(mut self, bytes: u32) -> Self {
         self.partition_max_bytes = bytes;
+        self
+    }
+    /// How connections are made (default plain TCP; TLS: [`crate::ClientSecurity::tls`]).
+    pub fn security(mut self, security: crate::ClientSecurity) -> Self {
+        self.security = security;
         self
     }
     /// Where to start without a position (default latest).
@@ -88,7 +94,7 @@ impl ConsumerBuilder {
     /// [`crate::Error::Connect`].
     pub async fn build(self) -> Result<Consumer> {
         let router =
-            crate::router::Router::connect(&self.bootstrap, crate::connection::REQUEST_TIMEOUT)
+            crate::router::Router::connect(&self.bootstrap, crate::connection::REQUEST_TIMEOUT, self.security.clone())
                 .await?;
         let connection = router.bootstrap();
         Ok(Consumer {

@@ -118,6 +118,7 @@ impl Consumer {
     pub fn builder(bootstrap: impl Into<String>) -> ConsumerBuilder {
         ConsumerBuilder {
             bootstrap: bootstrap.into(),
+            security: crate::ClientSecurity::default(),
             max_wait: Duration::from_millis(500),
             partition_max_bytes: 1 << 20,
             max_bytes: 50 << 20,

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, Semaphore};
 #[derive(Debug, Clone)]
 pub struct ProducerBuilder {
     pub(super) bootstrap: String,
+    pub(super) security: crate::ClientSecurity,
     pub(super) acks: Acks,
     pub(super) batch_bytes: usize,
     pub(super) batch_grow_bytes: usize,
@@ -42,6 +43,11 @@ impl ProducerBuilder {
     /// size and the limit, before anything is sent.
     pub fn record_bytes_max(mut self, bytes: usize) -> Self {
         self.record_bytes_max = bytes.max(1);
+        self
+    }
+    /// How connections are made (default plain TCP; TLS: [`crate::ClientSecurity::tls`]).
+    pub fn security(mut self, security: crate::ClientSecurity) -> Self {
+        self.security = security;
         self
     }
     /// Idempotent produce (default on, with `acks=all`): the broker recognises a retried
@@ -111,7 +117,12 @@ impl ProducerBuilder {
     /// # Errors
     /// [`Error::Connect`] when the broker is not reachable.
     pub async fn build(self) -> Result<Producer> {
-        let router = crate::router::Router::connect(&self.bootstrap, self.request_timeout).await?;
+        let router = crate::router::Router::connect(
+            &self.bootstrap,
+            self.request_timeout,
+            self.security.clone(),
+        )
+        .await?;
         let connection = router.bootstrap();
         let producer = if self.idempotence && self.acks == Acks::All {
             match connection

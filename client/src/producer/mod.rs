@@ -258,6 +258,7 @@ impl Producer {
     pub fn builder(bootstrap: impl Into<String>) -> ProducerBuilder {
         ProducerBuilder {
             bootstrap: bootstrap.into(),
+            security: crate::ClientSecurity::default(),
             acks: Acks::All,
             batch_bytes: 16 * 1024,
             batch_grow_bytes: 1 << 20,

@@ -2,16 +2,17 @@
 //! named in the metadata, and one request answered on it (the follower's fetch, the
 //! migration of committed offsets).
 
+use crate::security::peer::{PeerSecurity, PeerStream};
 use crate::shard::Shard;
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use keel_protocol::api::{ErrorCode, Request, Response};
 use keel_protocol::frame;
 use std::time::Duration;
 
-/// A connection to `broker`'s native listener, as the metadata names it.
-pub async fn connect(shard: &Shard, leader: u32) -> Option<TcpStream> {
+/// A connection to `broker`'s native listener, as the metadata names it (mutual TLS with
+/// `--inter-broker-security SSL`: our certificate proves our node id).
+pub async fn connect(shard: &Shard, leader: u32) -> Option<PeerStream> {
     let view = shard.cluster.as_ref()?;
     let address =
         crate::cluster::native_address(&view.image().brokers().get(&leader)?.address).to_owned();
@@ -22,11 +23,9 @@ pub async fn connect(shard: &Shard, leader: u32) -> Option<TcpStream> {
             return None;
         }
     };
-    match TcpStream::connect_timeout(address, Duration::from_secs(1)).await {
-        Ok(stream) => {
-            let _ = stream.set_nodelay(true);
-            Some(stream)
-        }
+    let peers = PeerSecurity::new(&shard.security, shard.config.security.inter_broker_tls);
+    match peers.connect(address, Duration::from_secs(1)).await {
+        Ok(stream) => Some(stream),
         Err(e) => {
             tracing::debug!(leader, %address, error = %e, "cannot reach the leader");
             None
@@ -39,7 +38,7 @@ pub async fn connect(shard: &Shard, leader: u32) -> Option<TcpStream> {
 /// # Errors
 /// I/O errors; the peer's error code or an undecodable answer as `InvalidData`.
 pub async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut PeerStream,
     correlation: u32,
     request: &Request,
     frame_max: u32,

@@ -249,6 +249,10 @@ pub async fn start(shard: std::rc::Rc<crate::shard::Shard>, boot: Boot) -> anyho
         Some((path, _)) => Some(metalog::MetaLog::open(path).await?),
         None => None,
     };
+    let peers = crate::security::peer::PeerSecurity::new(
+        &shard.security,
+        shard.config.security.inter_broker_tls,
+    );
     if config.is_voter() {
         let listener = glommio::net::TcpListener::bind(config.controller_listen)
             .map_err(std::io::Error::from)
@@ -258,11 +262,12 @@ pub async fn start(shard: std::rc::Rc<crate::shard::Shard>, boot: Boot) -> anyho
                     config.controller_listen
                 )
             })?;
-        glommio::spawn_local(net::serve(listener, node.clone())).detach();
+        glommio::spawn_local(net::serve(listener, node.clone(), peers.clone())).detach();
     }
     for (id, address) in &config.voters {
         if *id != u64::from(config.node_id) {
-            glommio::spawn_local(net::connect_loop(*id, *address, node.clone())).detach();
+            let connect = net::connect_loop(*id, *address, node.clone(), peers.clone());
+            glommio::spawn_local(connect).detach();
         }
     }
     glommio::spawn_local(node::drive(node, metalog, wake)).detach();

@@ -1,13 +1,16 @@
 //! Controller connections on shard 0: the listener (other voters, brokers) and one
 //! outgoing connection per voter, each a reader task and a writer task fed by a bounded
 //! local channel. Framing is `keel_controller::wire`; a connection opens with a hello that
-//! must carry the same voter list as ours.
+//! must carry the same voter list as ours. With `--inter-broker-security SSL` both ends
+//! show certificates first, and the hello's node id must be the one the caller's
+//! certificate proves.
 
 use super::node::Node;
+use crate::security::peer::{PeerSecurity, PeerStream};
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalSender};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use keel_controller::wire::{decode_frame, encode_frame, Frame};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -71,7 +74,7 @@ const INBOUND_MAX: usize = 1_024;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts controller connections until the process ends.
-pub async fn serve(listener: TcpListener, node: Rc<RefCell<Node>>) {
+pub async fn serve(listener: TcpListener, node: Rc<RefCell<Node>>, peers: PeerSecurity) {
     let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
         let stream = match listener.accept().await {
@@ -90,17 +93,23 @@ pub async fn serve(listener: TcpListener, node: Rc<RefCell<Node>>) {
             continue;
         }
         open.set(open.get() + 1);
-        let (node, open) = (node.clone(), open.clone());
+        let (node, open, peers) = (node.clone(), open.clone(), peers.clone());
         glommio::spawn_local(async move {
-            inbound(stream, node).await;
+            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            match peers.accept(stream, HELLO_TIMEOUT).await {
+                Ok((stream, proven)) => inbound(stream, proven, node).await,
+                Err(e) => {
+                    tracing::warn!(target: "keel::audit", %peer, error = %e, "controller connection refused: TLS")
+                }
+            }
             open.set(open.get() - 1);
         })
         .detach();
     }
 }
 
-async fn inbound(stream: TcpStream, node: Rc<RefCell<Node>>) {
-    let _ = stream.set_nodelay(true);
+/// Serves an accepted connection whose certificate proved node `proven` (with TLS).
+async fn inbound(stream: PeerStream, proven: Option<u32>, node: Rc<RefCell<Node>>) {
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let mut buf = BytesMut::new();
     let hello = futures_lite::future::or(
@@ -114,7 +123,12 @@ async fn inbound(stream: TcpStream, node: Rc<RefCell<Node>>) {
     let Some(Frame::Hello { node_id, voters }) = hello else {
         return;
     };
-    let verdict = node.borrow().check_hello(node_id, &voters);
+    let verdict = match proven {
+        Some(id) if u64::from(id) != node_id => Err(format!(
+            "the hello says node {node_id} but the certificate is broker {id}'s"
+        )),
+        _ => node.borrow().check_hello(node_id, &voters),
+    };
     if let Err(reason) = verdict {
         tracing::warn!(peer = node_id, %reason, "controller connection refused");
         let _ = write_frame(&mut writer, &Frame::Refused(reason)).await;
@@ -124,7 +138,7 @@ async fn inbound(stream: TcpStream, node: Rc<RefCell<Node>>) {
         return;
     }
     let outbox = spawn_writer(writer);
-    let conn = node.borrow_mut().add_inbound(outbox);
+    let conn = node.borrow_mut().add_inbound(outbox, node_id);
     while let Ok(Some(frame)) = read_frame(&mut reader, &mut buf).await {
         node.borrow_mut().on_inbound(conn, frame);
     }
@@ -132,9 +146,14 @@ async fn inbound(stream: TcpStream, node: Rc<RefCell<Node>>) {
 }
 
 /// Keeps a connection to the voter `peer` at `address` open, reconnecting after failures.
-pub async fn connect_loop(peer: u64, address: SocketAddr, node: Rc<RefCell<Node>>) {
+pub async fn connect_loop(
+    peer: u64,
+    address: SocketAddr,
+    node: Rc<RefCell<Node>>,
+    peers: PeerSecurity,
+) {
     loop {
-        if let Err(e) = outbound(peer, address, &node).await {
+        if let Err(e) = outbound(peer, address, &node, &peers).await {
             tracing::debug!(peer, %address, error = %e, "controller connection ended");
         }
         node.borrow_mut().remove_peer(peer);
@@ -142,11 +161,13 @@ pub async fn connect_loop(peer: u64, address: SocketAddr, node: Rc<RefCell<Node>
     }
 }
 
-async fn outbound(peer: u64, address: SocketAddr, node: &Rc<RefCell<Node>>) -> std::io::Result<()> {
-    let stream = TcpStream::connect_timeout(address, Duration::from_secs(1))
-        .await
-        .map_err(std::io::Error::from)?;
-    let _ = stream.set_nodelay(true);
+async fn outbound(
+    peer: u64,
+    address: SocketAddr,
+    node: &Rc<RefCell<Node>>,
+    peers: &PeerSecurity,
+) -> std::io::Result<()> {
+    let stream = peers.connect(address, Duration::from_secs(1)).await?;
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let hello = node.borrow().hello();
     write_frame(&mut writer, &hello).await?;

@@ -49,7 +49,9 @@ pub struct Node {
     controller: Option<Controller>,
     agent: BrokerAgent,
     peers: HashMap<u64, Outbox>,
-    inbound: HashMap<u64, Outbox>,
+    /// Accepted connections: their queue and the node id they said hello as (proven by
+    /// its certificate with `--inter-broker-security SSL`).
+    inbound: HashMap<u64, (Outbox, u64)>,
     next_conn: u64,
     remote: HashMap<Token, (u64, u64)>,
     waiting: HashMap<Token, (u64, Waiter)>,
@@ -213,10 +215,10 @@ impl Node {
         }
     }
     /// An accepted connection is up; returns its id.
-    pub fn add_inbound(&mut self, outbox: Outbox) -> u64 {
+    pub fn add_inbound(&mut self, outbox: Outbox, node_id: u64) -> u64 {
         let conn = self.next_conn;
         self.next_conn += 1;
-        self.inbound.insert(conn, outbox);
+        self.inbound.insert(conn, (outbox, node_id));
         conn
     }
     /// It went down.
@@ -231,14 +233,24 @@ impl Node {
         token
     }
 
-    /// A frame on an accepted connection: Raft from a voter, or a request.
+    /// A frame on an accepted connection: Raft from a voter, or a request. What the frame
+    /// claims must be the connection's node: a Raft message from another node, or a
+    /// request a broker makes for itself (registration, heartbeat, ISR change, ...) naming
+    /// another broker is refused and logged.
     pub fn on_inbound(&mut self, conn: u64, frame: Frame) {
+        let Some(peer) = self.inbound.get(&conn).map(|(_, id)| *id) else {
+            return;
+        };
         match frame {
             Frame::Raft(data) => {
                 let Some(c) = self.controller.as_mut() else {
                     return;
                 };
                 match raft::eraftpb::Message::parse_from_bytes(&data) {
+                    Ok(message) if message.from != peer => {
+                        tracing::warn!(target: "keel::audit", peer, from = message.from, "raft message refused: its sender is not the connection's node");
+                        self.metrics.peer_claims_refused.inc();
+                    }
                     Ok(message) => {
                         if let Err(e) = c.step(message) {
                             tracing::debug!(error = %e, "raft message refused");
@@ -248,7 +260,19 @@ impl Node {
                 }
             }
             Frame::Request(theirs, request) => {
+                let claimed = request.claimed_broker();
                 let answer = match self.controller.as_mut() {
+                    _ if claimed.is_some_and(|id| u64::from(id) != peer) => {
+                        tracing::warn!(target: "keel::audit", peer, claimed, "controller request refused: it speaks for another broker");
+                        self.metrics.peer_claims_refused.inc();
+                        Some(Err(Error::Invalid {
+                            field: "broker id",
+                            reason: format!(
+                                "node {peer} may not speak for broker {}",
+                                claimed.unwrap_or_default()
+                            ),
+                        }))
+                    }
                     None => Some(Err(Error::NotController { leader: None })),
                     Some(_) => {
                         let token = self.token();
@@ -278,7 +302,7 @@ impl Node {
     }
 
     fn send_inbound(&self, conn: u64, frame: Frame) {
-        if let Some(outbox) = self.inbound.get(&conn) {
+        if let Some((outbox, _)) = self.inbound.get(&conn) {
             let _ = outbox.try_send(frame);
         }
     }

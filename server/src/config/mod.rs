@@ -110,6 +110,7 @@ struct File {
     partition_jobs_max: Option<usize>,
     kafka_security: Option<String>,
     native_security: Option<String>,
+    inter_broker_security: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     tls_ca: Option<String>,
@@ -292,6 +293,7 @@ impl Config {
                 security::SecurityFile {
                     kafka_security: file.kafka_security,
                     native_security: file.native_security,
+                    inter_broker_security: file.inter_broker_security,
                     tls: [
                         file.tls_cert,
                         file.tls_key,
@@ -399,7 +401,11 @@ impl Config {
             ));
         }
         if let Some(cluster) = self.cluster.as_ref().filter(|c| c.is_voter()) {
-            out.push((cluster.controller_listen, "the controller", false));
+            out.push((
+                cluster.controller_listen,
+                "the controller",
+                self.security.inter_broker_tls,
+            ));
         }
         out
     }

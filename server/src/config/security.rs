@@ -118,6 +118,10 @@ pub struct SecurityArgs {
     /// The native listener's security protocol: PLAINTEXT or SSL.
     #[arg(long)]
     pub native_security: Option<String>,
+    /// How brokers and controllers reach each other: PLAINTEXT, or SSL (mTLS: each proves
+    /// its node id with a certificate whose CN is keel-broker-ID).
+    #[arg(long)]
+    pub inter_broker_security: Option<String>,
     /// The broker's certificate chain, PEM (for SSL and SASL_SSL listeners).
     #[arg(long)]
     pub tls_cert: Option<std::path::PathBuf>,
@@ -158,6 +162,8 @@ pub struct SecurityFile {
     pub kafka_security: Option<String>,
     /// `native_security`.
     pub native_security: Option<String>,
+    /// `inter_broker_security`.
+    pub inter_broker_security: Option<String>,
     /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_auth`, `ssl_principal_mapping_rules`.
     pub tls: [Option<String>; 5],
     /// `sasl_mechanisms`.
@@ -181,6 +187,8 @@ pub struct SecurityConfig {
     pub kafka: SecurityProtocol,
     /// The native listener's protocol.
     pub native: SecurityProtocol,
+    /// Brokers and controllers authenticate each other with certificates (mTLS).
+    pub inter_broker_tls: bool,
     /// TLS settings, when a listener is SSL or SASL_SSL.
     pub tls: Option<TlsConfig>,
     /// Mechanisms SASL listeners offer.
@@ -233,7 +241,27 @@ impl SecurityConfig {
             !native.sasl(),
             "--native-security: SASL on the native protocol is not built yet: use PLAINTEXT or SSL (with --tls-client-auth required for identities)"
         );
-        let tls = tls_config(args, &file, kafka.tls() || native.tls())?;
+        let inter_broker_tls = match args
+            .inter_broker_security
+            .clone()
+            .or(file.inter_broker_security.clone())
+            .as_deref()
+        {
+            None | Some("PLAINTEXT") => false,
+            Some("SSL") => true,
+            Some(other) => {
+                anyhow::bail!("--inter-broker-security takes PLAINTEXT or SSL, got {other:?}")
+            }
+        };
+        let tls = tls_config(args, &file, kafka.tls() || native.tls() || inter_broker_tls)?;
+        if inter_broker_tls {
+            // Followers fetch from the native listener: it must ask for their certificates.
+            anyhow::ensure!(
+                native.tls()
+                    && tls.as_ref().is_some_and(|t| t.client_auth != ClientAuth::None && t.ca.is_some()),
+                "--inter-broker-security SSL needs --native-security SSL, --tls-ca and --tls-client-auth requested or required (followers prove who they are with their certificates)"
+            );
+        }
         let mechanisms = args
             .sasl_mechanisms
             .clone()
@@ -291,6 +319,7 @@ impl SecurityConfig {
             failed_authentication_delay_ms,
             kafka,
             native,
+            inter_broker_tls,
             tls,
             sasl_mechanisms,
             add_scram: add_scram

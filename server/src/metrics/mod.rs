@@ -44,6 +44,9 @@ pub struct Metrics {
     request_errors: Family<ErrorLabel, Counter>,
     /// SASL authentications, by mechanism and outcome.
     authentications: Family<AuthLabel, Counter>,
+    /// Messages and requests of peers refused because they spoke for another node (a Raft
+    /// message's sender, a broker id, a follower id).
+    pub peer_claims_refused: Counter,
     /// Mesh messages sent to another shard, by job kind.
     shard_calls: Family<JobLabel, Counter>,
     /// Partition reads run on owning shards, by kind (`fetch`, `replica_fetch`).
@@ -151,6 +154,7 @@ impl Metrics {
             apis: Default::default(),
             request_errors: request_errors.clone(),
             authentications: Family::default(),
+            peer_claims_refused: Counter::default(),
             shard_calls: Family::default(),
             partition_reads: Family::default(),
             reads_memory: Counter::default(),
@@ -275,6 +279,11 @@ impl Metrics {
             "authentications",
             "SASL authentications, by mechanism and outcome (succeeded, failed)",
             m.authentications.clone(),
+        );
+        registry.register(
+            "peer_claims_refused",
+            "Peer messages refused for speaking for another node (Raft sender, broker id, follower id)",
+            m.peer_claims_refused.clone(),
         );
         registry.register(
             "request_errors",

@@ -7,7 +7,6 @@
 use super::Role;
 use crate::shard::Shard;
 use bytes::BytesMut;
-use glommio::net::TcpStream;
 use keel_controller::replica::diverged_truncation;
 use keel_engine::Log;
 use keel_protocol::api::{
@@ -31,7 +30,7 @@ const BACKOFF: Duration = Duration::from_millis(100);
 
 /// Runs until this shard follows nothing from `leader`.
 pub async fn run(shard: Rc<Shard>, leader: u32) {
-    let mut connection: Option<TcpStream> = None;
+    let mut connection: Option<crate::security::peer::PeerStream> = None;
     let mut correlation = 0u32;
     loop {
         let following = shard.replicas.following(leader);

@@ -4,6 +4,7 @@
 
 pub mod acls;
 pub mod durable;
+pub mod peer;
 pub mod quotas;
 pub mod sasl;
 pub mod tls;
@@ -36,6 +37,15 @@ impl std::fmt::Display for Principal {
     }
 }
 
+/// What a client's verified TLS certificate says.
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    /// The principal its subject maps to.
+    pub principal: Principal,
+    /// The broker it proves, when its common name is `keel-broker-ID`.
+    pub broker: Option<u32>,
+}
+
 /// What every shard reads to know who is who and who may do what.
 #[derive(Debug)]
 pub struct Stores {
@@ -59,20 +69,20 @@ pub struct Session {
     pub host: Rc<str>,
     /// The SASL exchange, on SASL listeners.
     pub sasl: Option<RefCell<sasl::Sasl>>,
-    /// Who the client's TLS certificate names, when it showed one.
-    pub certificate: Option<Principal>,
+    /// What the client's TLS certificate says, when it showed one.
+    pub certificate: Option<Certificate>,
     /// Until when the connection's next request is not read (a quota's throttle).
     throttled_until: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl Session {
     /// A session on a listener with `protocol`, offering `mechanisms` when it is SASL;
-    /// `certificate` is who the client's TLS certificate names.
+    /// `certificate` is what the client's TLS certificate says.
     pub fn new(
         peer: Rc<str>,
         protocol: SecurityProtocol,
         mechanisms: &[keel_auth::Mechanism],
-        certificate: Option<Principal>,
+        certificate: Option<Certificate>,
     ) -> Session {
         let host = peer
             .rsplit_once(':')
@@ -97,8 +107,8 @@ impl Session {
         match &self.sasl {
             None => Some(
                 self.certificate
-                    .clone()
-                    .unwrap_or_else(Principal::anonymous),
+                    .as_ref()
+                    .map_or_else(Principal::anonymous, |c| c.principal.clone()),
             ),
             Some(sasl) => sasl.borrow().principal().cloned(),
         }

@@ -3,7 +3,7 @@
 //! already open keep the settings they started with), and the principal a client
 //! certificate names (Kafka's `ssl.principal.mapping.rules`).
 
-use super::Principal;
+use super::{Certificate, Principal};
 use crate::config::security::{ClientAuth, TlsConfig};
 use anyhow::Context;
 use keel_auth::PrincipalRules;
@@ -15,8 +15,19 @@ use std::sync::{Arc, RwLock};
 pub struct Tls {
     settings: TlsConfig,
     rules: PrincipalRules,
-    current: RwLock<Arc<rustls::ServerConfig>>,
+    current: RwLock<Configs>,
 }
+
+/// What the files make: the server side, and the client side brokers connect to each
+/// other with (when there is a CA to check peers against).
+#[derive(Clone)]
+struct Configs {
+    server: Arc<rustls::ServerConfig>,
+    client: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The common name a broker's certificate has: this prefix and its node id.
+pub const BROKER_CN_PREFIX: &str = "keel-broker-";
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,7 +47,7 @@ impl Tls {
         let rules = PrincipalRules::parse(&settings.principal_mapping_rules)
             .map_err(|e| anyhow::anyhow!("ssl principal mapping rules: {e}"))?;
         Ok(Tls {
-            current: RwLock::new(server_config(settings)?),
+            current: RwLock::new(configs(settings)?),
             settings: settings.clone(),
             rules,
         })
@@ -48,32 +59,54 @@ impl Tls {
     /// # Errors
     /// As [`Tls::load`].
     pub fn reload(&self) -> anyhow::Result<()> {
-        let fresh = server_config(&self.settings)?;
+        let fresh = configs(&self.settings)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }
 
     /// What accepts a TLS connection with the current settings.
     pub fn acceptor(&self) -> futures_rustls::TlsAcceptor {
-        let config = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        futures_rustls::TlsAcceptor::from(config)
+        futures_rustls::TlsAcceptor::from(self.configs().server)
     }
 
-    /// The principal a verified client certificate chain names (its first certificate's
-    /// subject through the mapping rules); `None` without one.
-    pub fn principal(&self, chain: Option<&[CertificateDer<'_>]>) -> Option<Principal> {
-        let leaf = chain?.first()?;
-        let dn = subject_dn(leaf)?;
-        Some(Principal::user(&self.rules.apply(&dn)))
+    /// What connects to another broker: its certificate checked against the CA, ours
+    /// shown as our identity. `None` without a CA.
+    pub fn connector(&self) -> Option<futures_rustls::TlsConnector> {
+        self.configs()
+            .client
+            .map(futures_rustls::TlsConnector::from)
+    }
+
+    fn configs(&self) -> Configs {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The node id a verified certificate chain proves: its leaf's common name is
+    /// `keel-broker-ID`.
+    pub fn broker_id(chain: Option<&[CertificateDer<'_>]>) -> Option<u32> {
+        let (_, cert) = x509_parser::parse_x509_certificate(chain?.first()?.as_ref()).ok()?;
+        let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+        let id = cn.strip_prefix(BROKER_CN_PREFIX)?;
+        // One spelling per id: no sign, no leading zeros.
+        id.parse::<u32>().ok().filter(|n| n.to_string() == id)
+    }
+
+    /// What a verified client certificate chain says: the principal its first
+    /// certificate's subject maps to, and the broker it proves; `None` without one.
+    pub fn certificate(&self, chain: Option<&[CertificateDer<'_>]>) -> Option<Certificate> {
+        let dn = subject_dn(chain?.first()?)?;
+        Some(Certificate {
+            principal: Principal::user(&self.rules.apply(&dn)),
+            broker: Tls::broker_id(chain),
+        })
     }
 }
 
-/// The rustls server settings of `settings`' files.
-fn server_config(settings: &TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// The rustls settings of `settings`' files.
+fn configs(settings: &TlsConfig) -> anyhow::Result<Configs> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&settings.cert)
         .and_then(|certs| certs.collect())
         .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", settings.cert.display()))?;
@@ -88,20 +121,29 @@ fn server_config(settings: &TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfi
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
-    let builder = match (&settings.ca, settings.client_auth) {
+    let roots = match &settings.ca {
+        Some(ca) => Some(Arc::new(read_roots(ca)?)),
+        None => None,
+    };
+    let client = match &roots {
+        Some(roots) => Some(Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .context("TLS protocol versions")?
+                .with_root_certificates(roots.clone())
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .context("--tls-cert and --tls-key do not make a usable pair")?,
+        )),
+        None => None,
+    };
+    let builder = match (&roots, settings.client_auth) {
         (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
-        (Some(ca), auth) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| anyhow::anyhow!("--tls-ca {}: {e}", ca.display()))?
-            {
-                let cert = cert.map_err(|e| anyhow::anyhow!("--tls-ca {}: {e}", ca.display()))?;
-                roots
-                    .add(cert)
-                    .with_context(|| format!("--tls-ca {}", ca.display()))?;
-            }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
+        (Some(roots), auth) => {
+            let ca = settings.ca.as_deref().unwrap_or(std::path::Path::new(""));
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.clone(),
+                provider,
+            );
             let verifier = if auth == ClientAuth::Requested {
                 verifier.allow_unauthenticated()
             } else {
@@ -114,10 +156,32 @@ fn server_config(settings: &TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfi
             )
         }
     };
-    let config = builder
+    let server = builder
         .with_single_cert(chain, key)
         .context("--tls-cert and --tls-key do not make a usable pair")?;
-    Ok(Arc::new(config))
+    Ok(Configs {
+        server: Arc::new(server),
+        client,
+    })
+}
+
+/// The CA certificates in `ca`.
+fn read_roots(ca: &std::path::Path) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)
+        .map_err(|e| anyhow::anyhow!("--tls-ca {}: {e}", ca.display()))?
+    {
+        let cert = cert.map_err(|e| anyhow::anyhow!("--tls-ca {}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("--tls-ca {}", ca.display()))?;
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "--tls-ca {}: no certificate in the file",
+        ca.display()
+    );
+    Ok(roots)
 }
 
 /// A certificate's subject as an RFC 2253 string, the form Kafka's rules match
