@@ -86,10 +86,13 @@ impl Connection {
                 Connection::start(addr, reader, writer)
             }
             Some((connector, name)) => {
-                let session = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
-                    .await
-                    .map_err(|_| failed(format!("no TLS handshake within {CONNECT_TIMEOUT:?}")))?
-                    .map_err(|e| failed(format!("TLS handshake failed: {e}")))?;
+                let session =
+                    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
+                        .await
+                        .map_err(|_| {
+                            failed(format!("no TLS handshake within {CONNECT_TIMEOUT:?}"))
+                        })?
+                        .map_err(|e| failed(format!("TLS handshake failed: {e}")))?;
                 let (reader, writer) = tokio::io::split(session);
                 Connection::start(addr, reader, writer)
             }

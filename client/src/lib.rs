@@ -37,7 +37,6 @@ pub use consumer::{
     TopicPartition,
 };
 pub use error::{Error, Result};
-pub use security::ClientSecurity;
 pub use keel_protocol::api::{GroupDescription, MemberDescription};
 pub use keel_protocol::batch::{BatchBuilder, BatchView, NewRecord};
 pub use keel_protocol::Compression;
@@ -45,3 +44,4 @@ pub use partitioner::{murmur2, partition_for_key, Partitioner};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerBuilder, ProducerRecord, RecordMetadata, WhenFull,
 };
+pub use security::ClientSecurity;

@@ -17,7 +17,11 @@ pub struct ClientSecurity {
 
 impl std::fmt::Debug for ClientSecurity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.tls.is_some() { "SSL" } else { "PLAINTEXT" })
+        f.write_str(if self.tls.is_some() {
+            "SSL"
+        } else {
+            "PLAINTEXT"
+        })
     }
 }
 
@@ -32,14 +36,21 @@ impl ClientSecurity {
     ///
     /// # Errors
     /// A file that cannot be read or holds nothing usable.
-    pub fn tls(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientSecurity, SecurityError> {
+    pub fn tls(
+        ca: &Path,
+        identity: Option<(&Path, &Path)>,
+    ) -> Result<ClientSecurity, SecurityError> {
         let fail = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
             SecurityError(format!("{what} {}: {e}", path.display()))
         };
         let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| fail("ssl.ca.location", ca, &e))? {
+        for cert in
+            CertificateDer::pem_file_iter(ca).map_err(|e| fail("ssl.ca.location", ca, &e))?
+        {
             let cert = cert.map_err(|e| fail("ssl.ca.location", ca, &e))?;
-            roots.add(cert).map_err(|e| fail("ssl.ca.location", ca, &e))?;
+            roots
+                .add(cert)
+                .map_err(|e| fail("ssl.ca.location", ca, &e))?;
         }
         if roots.is_empty() {
             return Err(fail("ssl.ca.location", ca, &"no certificate in the file"));

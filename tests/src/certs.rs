@@ -47,8 +47,9 @@ impl Ca {
     /// Node `id`'s certificate: for 127.0.0.1 and localhost, common name `keel-broker-ID`
     /// (what proves a broker to its peers), as `dir/keel-broker-ID.pem` and its key.
     pub fn node(&self, dir: &Path, id: u32) -> Issued {
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("params");
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("params");
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name

@@ -79,7 +79,8 @@ pub async fn run(target: &crate::Target, args: ConsumeArgs) -> anyhow::Result<()
     if !matches!(args.format.as_str(), "text" | "json") {
         usage!("--format must be text or json, got {:?}", args.format);
     }
-    let admin = keel_client::Admin::connect_with(&target.bootstrap, target.security.clone()).await?;
+    let admin =
+        keel_client::Admin::connect_with(&target.bootstrap, target.security.clone()).await?;
     let description = admin
         .describe_topic(&args.topic)
         .await

@@ -170,9 +170,7 @@ fn main() {
                     Command::Topic { command } => topic::run(target, command).await,
                     Command::Cluster { command } => cluster::run(target, command).await,
                     Command::Partition { command } => partition::run(target, command).await,
-                    Command::Broker { command } => {
-                        partition::run_broker(target, command).await
-                    }
+                    Command::Broker { command } => partition::run_broker(target, command).await,
                     Command::Produce(args) => produce::run(target, args).await,
                     Command::Consume(args) => consume::run(target, args).await,
                     Command::Group { command } => group::run(target, command).await,

@@ -93,9 +93,12 @@ impl ConsumerBuilder {
     /// # Errors
     /// [`crate::Error::Connect`].
     pub async fn build(self) -> Result<Consumer> {
-        let router =
-            crate::router::Router::connect(&self.bootstrap, crate::connection::REQUEST_TIMEOUT, self.security.clone())
-                .await?;
+        let router = crate::router::Router::connect(
+            &self.bootstrap,
+            crate::connection::REQUEST_TIMEOUT,
+            self.security.clone(),
+        )
+        .await?;
         let connection = router.bootstrap();
         Ok(Consumer {
             config: self,
