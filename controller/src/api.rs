@@ -174,6 +174,11 @@ pub enum Request {
         /// Ids wanted (1 to [`crate::image::PRODUCER_ID_BLOCK_MAX`]).
         count: u32,
     },
+    /// Set or remove security metadata entries (users, ACLs, quotas), all or none.
+    SetSecurity {
+        /// The entries.
+        entries: Vec<crate::records::SecurityEntry>,
+    },
     /// Move leadership back to each partition's preferred replica (the first of its
     /// replicas) where that replica is alive and in sync; `partition` `None`: all of them.
     ElectLeaders {

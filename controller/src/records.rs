@@ -118,6 +118,24 @@ pub enum Record {
         /// The id (printable, at most [`crate::image::CLUSTER_ID_BYTES_MAX`] bytes).
         id: String,
     },
+    /// Security metadata set or removed, all at once: users' SCRAM credentials, ACL
+    /// bindings, client quotas. The controller keeps them as text it does not interpret;
+    /// the brokers do (server/src/security/entries.rs).
+    SetSecurity {
+        /// The entries changed.
+        entries: Vec<SecurityEntry>,
+    },
+}
+
+/// One security metadata entry: its kind, its key, and its value (`None`: removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityEntry {
+    /// What it is (1 to [`crate::image::SECURITY_KIND_MAX`]; the brokers name them).
+    pub kind: u8,
+    /// Which one (at most [`crate::image::SECURITY_TEXT_BYTES_MAX`] bytes).
+    pub key: String,
+    /// Its value (as long at most), or `None` to remove it.
+    pub value: Option<String>,
 }
 
 const TAG_REGISTER: u8 = 1;
@@ -129,6 +147,7 @@ const TAG_SET_CONFIGS: u8 = 6;
 const TAG_PARTITION_CHANGE: u8 = 7;
 const TAG_PRODUCER_IDS: u8 = 8;
 const TAG_CLUSTER_ID: u8 = 9;
+const TAG_SECURITY: u8 = 10;
 
 /// Encodes the records of one entry.
 ///
@@ -316,8 +335,45 @@ fn encode_record(out: &mut BytesMut, record: &Record) -> Result<()> {
             out.put_u8(TAG_CLUSTER_ID);
             out.put_string("cluster id", id)?;
         }
+        Record::SetSecurity { entries } => {
+            out.put_u8(TAG_SECURITY);
+            encode_security(out, entries)?;
+        }
     }
     Ok(())
+}
+
+/// Writes security entries (records, requests and the image's section share it).
+pub(crate) fn encode_security(out: &mut BytesMut, entries: &[SecurityEntry]) -> Result<()> {
+    out.put_count("security entries", entries.len())?;
+    for entry in entries {
+        out.put_u8(entry.kind);
+        out.put_string("security key", &entry.key)?;
+        match &entry.value {
+            Some(value) => {
+                out.put_u8(1);
+                out.put_string("security value", value)?;
+            }
+            None => out.put_u8(0),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what [`encode_security`] wrote.
+pub(crate) fn decode_security(reader: &mut Reader) -> Result<Vec<SecurityEntry>> {
+    let count = reader.count("security entries", 4)?;
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let kind = reader.i8("security kind")? as u8;
+        let key = reader.string("security key")?;
+        let value = match reader.i8("security value present")? {
+            0 => None,
+            _ => Some(reader.string("security value")?),
+        };
+        entries.push(SecurityEntry { kind, key, value });
+    }
+    Ok(entries)
 }
 
 fn decode_record(reader: &mut Reader, version: u8) -> Result<Record> {
@@ -369,6 +425,9 @@ fn decode_record(reader: &mut Reader, version: u8) -> Result<Record> {
         },
         TAG_CLUSTER_ID => Record::SetClusterId {
             id: reader.string("cluster id")?,
+        },
+        TAG_SECURITY => Record::SetSecurity {
+            entries: decode_security(reader)?,
         },
         other => {
             return Err(DecodeError::BadValue {
@@ -436,6 +495,20 @@ mod tests {
                 count: 1_000,
             },
             Record::SetClusterId { id: "3f2a".into() },
+            Record::SetSecurity {
+                entries: vec![
+                    SecurityEntry {
+                        kind: 1,
+                        key: "alice".into(),
+                        value: Some("credential".into()),
+                    },
+                    SecurityEntry {
+                        kind: 2,
+                        key: "binding".into(),
+                        value: None,
+                    },
+                ],
+            },
         ];
         let data = encode_entry(&records).unwrap();
         assert_eq!(decode_entry(&data).unwrap(), records);

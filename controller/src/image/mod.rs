@@ -51,7 +51,18 @@ pub struct MetadataImage {
     producer_blocks: BTreeMap<u32, (u64, u32)>,
     /// The cluster's id, once its first controller leader set it.
     cluster_id: Option<String>,
+    /// Security metadata by kind and key (users, ACLs, quotas: the brokers read them).
+    security: BTreeMap<(u8, String), String>,
 }
+
+/// Security metadata kinds are 1 to this.
+pub const SECURITY_KIND_MAX: u8 = 3;
+/// Longest security key or value.
+pub const SECURITY_TEXT_BYTES_MAX: usize = 1_024;
+/// Most security entries in the metadata (users, ACL bindings and quotas together).
+pub const SECURITY_ENTRIES_MAX: usize = 100_000;
+/// Most security entries one change may hold.
+pub const SECURITY_CHANGE_ENTRIES_MAX: usize = 1_000;
 
 /// Longest cluster id.
 pub const CLUSTER_ID_BYTES_MAX: usize = 64;
@@ -64,6 +75,55 @@ impl MetadataImage {
     pub fn offset(&self) -> u64 {
         self.offset
     }
+    /// Security metadata entries by kind and key.
+    pub fn security(&self) -> &BTreeMap<(u8, String), String> {
+        &self.security
+    }
+
+    /// Whether `entries` may be applied: known kinds, keys and values within their
+    /// bounds, and the total within [`SECURITY_ENTRIES_MAX`] after the change.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming what is wrong.
+    pub fn check_security(&self, entries: &[crate::records::SecurityEntry]) -> Result<()> {
+        let invalid = |reason: String| Error::Invalid {
+            field: "security entry",
+            reason,
+        };
+        if entries.is_empty() || entries.len() > SECURITY_CHANGE_ENTRIES_MAX {
+            return Err(invalid(format!(
+                "{} entries in one change (1 to {SECURITY_CHANGE_ENTRIES_MAX})",
+                entries.len()
+            )));
+        }
+        let mut added = 0usize;
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in entries {
+            if entry.kind == 0 || entry.kind > SECURITY_KIND_MAX {
+                return Err(invalid(format!("unknown kind {}", entry.kind)));
+            }
+            let value_len = entry.value.as_ref().map_or(0, String::len);
+            if entry.key.is_empty()
+                || entry.key.len() > SECURITY_TEXT_BYTES_MAX
+                || value_len > SECURITY_TEXT_BYTES_MAX
+            {
+                return Err(invalid(format!(
+                    "keys are 1 to {SECURITY_TEXT_BYTES_MAX} bytes, values at most as many"
+                )));
+            }
+            let present = self.security.contains_key(&(entry.kind, entry.key.clone()));
+            if seen.insert((entry.kind, entry.key.as_str())) && !present && entry.value.is_some() {
+                added += 1;
+            }
+        }
+        if self.security.len() + added > SECURITY_ENTRIES_MAX {
+            return Err(invalid(format!(
+                "more than {SECURITY_ENTRIES_MAX} security entries in the metadata"
+            )));
+        }
+        Ok(())
+    }
+
     /// Registered brokers by id.
     pub fn brokers(&self) -> &BTreeMap<u32, BrokerInfo> {
         &self.brokers
@@ -286,6 +346,16 @@ impl MetadataImage {
                     _ => self.cluster_id = Some(id.clone()),
                 }
             }
+            Record::SetSecurity { entries } => {
+                self.check_security(entries)?;
+                for entry in entries {
+                    let key = (entry.kind, entry.key.clone());
+                    match &entry.value {
+                        Some(value) => self.security.insert(key, value.clone()),
+                        None => self.security.remove(&key),
+                    };
+                }
+            }
         }
         Ok(())
     }
@@ -460,12 +530,15 @@ mod tests {
         // empty lists, 8 bytes, per partition), one from before partition epochs where they
         // begin (4 bytes each).
         let partitions = image.topic("a").unwrap().partitions.len();
-        let without_producer_ids = data.len() - (8 + 4 + 2 * 16 + 2 + 3);
+        // An image from before security metadata ends before its count (4 bytes).
+        let without_security = data.len() - 4;
+        let without_producer_ids = without_security - (8 + 4 + 2 * 16 + 2 + 3);
         let with_epochs = without_producer_ids - 8 * partitions;
         let legacy = with_epochs - 4 * partitions;
         for len in 0..data.len() {
             let ok = MetadataImage::decode(&data[..len]).is_ok();
-            let older = [legacy, with_epochs, without_producer_ids].contains(&len);
+            let older =
+                [legacy, with_epochs, without_producer_ids, without_security].contains(&len);
             assert_eq!(ok, older, "{len}");
         }
     }
@@ -506,6 +579,43 @@ mod tests {
         image.apply(4, &[set("first")]).unwrap();
         assert!(image.apply(5, &[set("second")]).is_err());
         assert_eq!(image.cluster_id(), Some("first"));
+    }
+
+    // Goal: users, ACLs and quotas live in the metadata: entries set and removed apply in
+    // order, survive a snapshot, and stay within their bounds (a refused change changes
+    // nothing).
+    #[test]
+    fn security_entries_apply_and_survive_a_snapshot() {
+        use crate::records::SecurityEntry;
+        let entry = |kind, key: &str, value: Option<&str>| SecurityEntry {
+            kind,
+            key: key.into(),
+            value: value.map(Into::into),
+        };
+        let mut image = MetadataImage::default();
+        let set = |entries| Record::SetSecurity { entries };
+        image
+            .apply(1, &[set(vec![entry(1, "alice", Some("c1")), entry(2, "acl", Some(""))])])
+            .unwrap();
+        image
+            .apply(2, &[set(vec![entry(1, "alice", None), entry(1, "bob", Some("c2"))])])
+            .unwrap();
+        let keys: Vec<_> = image.security().keys().cloned().collect();
+        assert_eq!(keys, vec![(1, "bob".to_owned()), (2, "acl".to_owned())]);
+        let data = image.encode().unwrap();
+        assert_eq!(MetadataImage::decode(&data).unwrap(), image);
+        let long = "x".repeat(SECURITY_TEXT_BYTES_MAX + 1);
+        for (offset, bad) in (3..).zip([
+            vec![],
+            vec![entry(0, "k", Some("v"))],
+            vec![entry(SECURITY_KIND_MAX + 1, "k", Some("v"))],
+            vec![entry(1, "", Some("v"))],
+            vec![entry(1, &long, Some("v"))],
+            vec![entry(1, "k", Some(&long))],
+        ]) {
+            assert!(image.apply(offset, &[set(bad.clone())]).is_err(), "{bad:?}");
+        }
+        assert_eq!(image.security().len(), 2, "refused changes change nothing");
     }
 
     // Kafka's topic name rules.

@@ -63,6 +63,17 @@ impl MetadataImage {
             out.put_u32(*count);
         }
         out.put_string("cluster id", self.cluster_id.as_deref().unwrap_or(""))?;
+        // Security metadata (absent from older images).
+        let entries: Vec<crate::records::SecurityEntry> = self
+            .security
+            .iter()
+            .map(|((kind, key), value)| crate::records::SecurityEntry {
+                kind: *kind,
+                key: key.clone(),
+                value: Some(value.clone()),
+            })
+            .collect();
+        crate::records::encode_security(&mut out, &entries)?;
         Ok(out.to_vec())
     }
 
@@ -129,6 +140,12 @@ impl MetadataImage {
             }
             cluster_id = Some(r.string("cluster id")?).filter(|id| !id.is_empty());
         }
+        let mut security = BTreeMap::new();
+        if r.remaining() > 0 {
+            for entry in crate::records::decode_security(&mut r)? {
+                security.insert((entry.kind, entry.key), entry.value.unwrap_or_default());
+            }
+        }
         r.finish()?;
         Ok(MetadataImage {
             offset,
@@ -138,6 +155,7 @@ impl MetadataImage {
             next_producer_id,
             producer_blocks,
             cluster_id,
+            security,
         })
     }
 }

@@ -108,6 +108,11 @@ impl Controller {
                 self.propose(vec![Record::DeleteTopic { name, topic_id }], Some(token))?;
                 Ok(None)
             }
+            Request::SetSecurity { entries } => {
+                self.image.check_security(&entries)?;
+                self.propose(vec![Record::SetSecurity { entries }], Some(token))?;
+                Ok(None)
+            }
             Request::SetConfigs { name, configs } => {
                 if self.image.topic(&name).is_none() {
                     return Err(Error::UnknownTopic(name));

@@ -18,6 +18,7 @@ const REQ_REASSIGN: u8 = 9;
 const REQ_DECOMMISSION: u8 = 10;
 const REQ_PRODUCER_IDS: u8 = 11;
 const REQ_LOG_OFFLINE: u8 = 12;
+const REQ_SECURITY: u8 = 13;
 
 pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
     match request {
@@ -84,6 +85,10 @@ pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()
             for id in isr {
                 out.put_u32(*id);
             }
+        }
+        Request::SetSecurity { entries } => {
+            out.put_u8(REQ_SECURITY);
+            crate::records::encode_security(out, entries)?;
         }
         Request::ElectLeaders { topic, partition } => {
             out.put_u8(REQ_ELECT_LEADERS);
@@ -202,6 +207,9 @@ pub(super) fn decode_request(r: &mut Reader) -> Result<Request> {
             topic: r.string("topic")?,
             partition: r.u32("partition")?,
             leader_epoch: r.u32("leader epoch")?,
+        },
+        REQ_SECURITY => Request::SetSecurity {
+            entries: crate::records::decode_security(r)?,
         },
         REQ_ELECT_LEADERS => {
             let topic = r.string("topic")?;
