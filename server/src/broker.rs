@@ -292,6 +292,21 @@ fn clean_data_dir(
 /// The users and ACLs in the data directory, with the users `--add-scram` names made if
 /// absent.
 fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
+    use crate::security::{acls::Acls, quotas::Quotas, users::Users};
+    let tls = match &config.security.tls {
+        Some(settings) => Some(crate::security::tls::Tls::load(settings)?),
+        None => None,
+    };
+    if config.cluster.is_some() {
+        // The metadata log keeps them; `--add-scram` users are made through the controller
+        // once the cluster runs (cluster::add_scram_users).
+        return Ok(crate::security::Stores {
+            users: Users::in_metadata(),
+            acls: Acls::in_metadata(config.security.authorizer, config.security.super_users.clone()),
+            quotas: Quotas::in_metadata(),
+            tls,
+        });
+    }
     let users = crate::security::users::Users::load(&config.data_dir)?;
     for (mechanism, name, password) in &config.security.add_scram {
         if users.create_if_absent(name, *mechanism, password)? {
@@ -304,10 +319,6 @@ fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
         config.security.super_users.clone(),
     )?;
     let quotas = crate::security::quotas::Quotas::load(&config.data_dir)?;
-    let tls = match &config.security.tls {
-        Some(settings) => Some(crate::security::tls::Tls::load(settings)?),
-        None => None,
-    };
     Ok(crate::security::Stores {
         users,
         acls,

@@ -23,6 +23,8 @@ use std::time::Duration;
 pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<()>) {
     // The topic id each local topic was made for, so a recreated topic is recreated here.
     let mut ids: HashMap<String, u64> = HashMap::new();
+    // The security metadata applied last.
+    let mut security = BTreeMap::new();
     loop {
         futures_lite::future::or(
             async {
@@ -36,6 +38,10 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
         let image = view.image();
         if image.offset() == 0 || image.offset() == view.reconciled_offset() {
             continue;
+        }
+        if image.security() != &security {
+            security = image.security().clone();
+            shard.security.replace_from_metadata(&security);
         }
         let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
         let gone: Vec<(&String, &TopicEntry)> = local

@@ -36,7 +36,7 @@ fn refused(shard: &Shard, session: &Session, operation: Operation) -> Option<i16
     (!allowed).then_some(errors::CLUSTER_AUTHORIZATION_FAILED)
 }
 
-pub fn create_acls(
+pub async fn create_acls(
     shard: &Rc<Shard>,
     header: &Header,
     session: &Session,
@@ -51,7 +51,7 @@ pub fn create_acls(
     }
     let checked: Vec<Result<AclBinding, String>> = creations.into_iter().map(binding).collect();
     let valid: Vec<AclBinding> = checked.iter().filter_map(|c| c.clone().ok()).collect();
-    let stored = shard.security.acls.create(valid.clone());
+    let stored = crate::security::changes::create_acls(shard, valid.clone()).await;
     audit(session, "create", &valid, stored.as_ref().err());
     let results = checked
         .into_iter()
@@ -118,7 +118,7 @@ pub fn describe_acls(
     )
 }
 
-pub fn delete_acls(
+pub async fn delete_acls(
     shard: &Rc<Shard>,
     header: &Header,
     session: &Session,
@@ -136,7 +136,7 @@ pub fn delete_acls(
     }
     let checked: Vec<Result<AclFilter, String>> = filters.into_iter().map(acl_filter).collect();
     let valid: Vec<AclFilter> = checked.iter().filter_map(|c| c.clone().ok()).collect();
-    let removed = match shard.security.acls.delete(&valid) {
+    let removed = match crate::security::changes::delete_acls(shard, &valid).await {
         Ok(removed) => removed,
         Err(e) => {
             let result = DeleteAclsFilterResult::default()

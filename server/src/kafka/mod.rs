@@ -279,18 +279,22 @@ async fn dispatch(
         }
         KafkaRequest::SaslHandshake(mechanism) => sasl::handshake(header, session, &mechanism),
         KafkaRequest::SaslAuthenticate(bytes) => sasl::authenticate(shard, header, session, &bytes),
-        KafkaRequest::CreateAcls(creations) => acls::create_acls(shard, header, session, creations),
+        KafkaRequest::CreateAcls(creations) => {
+            acls::create_acls(shard, header, session, creations).await
+        }
         KafkaRequest::DescribeAcls(filter) => acls::describe_acls(shard, header, session, filter),
-        KafkaRequest::DeleteAcls(filters) => acls::delete_acls(shard, header, session, filters),
+        KafkaRequest::DeleteAcls(filters) => {
+            acls::delete_acls(shard, header, session, filters).await
+        }
         KafkaRequest::DescribeUserScramCredentials(names) => {
             users::describe(shard, header, gate, names)
         }
         KafkaRequest::AlterUserScramCredentials(changes) => {
-            users::alter(shard, header, gate, session, changes)
+            users::alter(shard, header, gate, session, changes).await
         }
         KafkaRequest::DescribeClientQuotas(filter) => quotas::describe(shard, header, gate, filter),
         KafkaRequest::AlterClientQuotas(changes) => {
-            quotas::alter(shard, header, gate, session, changes)
+            quotas::alter(shard, header, gate, session, changes).await
         }
     };
     Some(answer)

@@ -128,7 +128,7 @@ pub fn describe(
     )
 }
 
-pub fn alter(
+pub async fn alter(
     shard: &Rc<Shard>,
     header: &Header,
     gate: &Gate<'_>,
@@ -158,15 +158,17 @@ pub fn alter(
                 "not authorized".to_owned(),
             ))
         };
-        let outcome = outcome.and_then(|changes| {
-            if request.validate_only {
-                return Ok(());
-            }
-            shard.security.quotas.alter(&changes).map_err(|e| (errors::UNKNOWN_SERVER_ERROR, format!("{e:#}")))?;
-            let by = session.principal().map(|p| p.0).unwrap_or_default();
-            tracing::info!(target: "keel::audit", peer = %session.peer, principal = %by, entity = ?entry.entity, ops = ?entry.ops, "quota change");
-            Ok(())
-        });
+        let outcome = match outcome {
+            Ok(_) if request.validate_only => Ok(()),
+            Ok(changes) => crate::security::changes::alter_quotas(shard, &changes)
+                .await
+                .map(|()| {
+                    let by = session.principal().map(|p| p.0).unwrap_or_default();
+                    tracing::info!(target: "keel::audit", peer = %session.peer, principal = %by, entity = ?entry.entity, ops = ?entry.ops, "quota change");
+                })
+                .map_err(|e| (errors::UNKNOWN_SERVER_ERROR, format!("{e:#}"))),
+            Err(e) => Err(e),
+        };
         results.push(match outcome {
             Ok(()) => answer,
             Err((code, message)) => answer

@@ -80,7 +80,7 @@ pub fn describe(
     )
 }
 
-pub fn alter(
+pub async fn alter(
     shard: &Rc<Shard>,
     header: &Header,
     gate: &Gate<'_>,
@@ -101,36 +101,36 @@ pub fn alter(
                 .with_error_message(Some(text(message))),
         });
     };
-    let users = &shard.security.users;
+    let set = crate::security::changes::set_user;
     for (user, code) in &request.deletions {
-        let outcome = check(allowed, twice(user), *code).and_then(|mechanism| {
-            match users.delete(user, mechanism) {
+        let outcome = match check(allowed, twice(user), *code) {
+            Err(e) => Err(e),
+            Ok(mechanism) => match set(shard, user, mechanism, None).await {
                 Ok(true) => {
                     audit(session, "delete", user, mechanism);
                     Ok(())
                 }
                 Ok(false) => Err((errors::RESOURCE_NOT_FOUND, "no such credential".into())),
                 Err(e) => Err((errors::UNKNOWN_SERVER_ERROR, format!("{e:#}"))),
-            }
-        });
+            },
+        };
         answer(user, outcome);
     }
     for u in &request.upsertions {
-        let outcome = check(allowed, twice(&u.name), u.mechanism).and_then(|mechanism| {
+        let credential = check(allowed, twice(&u.name), u.mechanism).and_then(|mechanism| {
             let hash = mechanism.scram().expect("SCRAM mechanisms only");
             let iterations = u32::try_from(u.iterations).unwrap_or(0);
-            let credential = ScramCredential::from_salted_password(
-                hash,
-                &u.salt,
-                iterations,
-                &u.salted_password,
-            )
-            .map_err(|e| (errors::UNACCEPTABLE_CREDENTIAL, e.to_string()))?;
-            users
-                .set(&u.name, mechanism, credential)
-                .map(|()| audit(session, "set", &u.name, mechanism))
-                .map_err(|e| (errors::UNKNOWN_SERVER_ERROR, format!("{e:#}")))
+            ScramCredential::from_salted_password(hash, &u.salt, iterations, &u.salted_password)
+                .map(|credential| (mechanism, credential))
+                .map_err(|e| (errors::UNACCEPTABLE_CREDENTIAL, e.to_string()))
         });
+        let outcome = match credential {
+            Err(e) => Err(e),
+            Ok((mechanism, credential)) => set(shard, &u.name, mechanism, Some(credential))
+                .await
+                .map(|_| audit(session, "set", &u.name, mechanism))
+                .map_err(|e| (errors::UNKNOWN_SERVER_ERROR, format!("{e:#}"))),
+        };
         answer(&u.name, outcome);
     }
     encode(

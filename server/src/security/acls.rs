@@ -33,6 +33,7 @@ struct AclsFile {
 #[derive(Debug)]
 pub struct Acls {
     enabled: bool,
+    super_users: Vec<String>,
     current: Durable<Authorizer>,
 }
 
@@ -42,14 +43,61 @@ impl Acls {
     /// # Errors
     /// An unreadable or malformed file, named.
     pub fn load(data_dir: &Path, enabled: bool, super_users: Vec<String>) -> anyhow::Result<Acls> {
+        let supers = super_users.clone();
         let decode = |text: Option<&str>| {
             let bindings = text.map_or_else(|| Ok(Vec::new()), decode)?;
-            Ok(Authorizer::new(bindings, super_users))
+            Ok(Authorizer::new(bindings, supers))
         };
         Ok(Acls {
             enabled,
+            super_users,
             current: Durable::load(data_dir.join("acls.toml"), decode, encode)?,
         })
+    }
+
+    /// No bindings yet: a cluster's come from its metadata log ([`Acls::replace_from`]).
+    pub fn in_metadata(enabled: bool, super_users: Vec<String>) -> Acls {
+        Acls {
+            enabled,
+            current: Durable::in_metadata(Authorizer::new(Vec::new(), super_users.clone()), encode),
+            super_users,
+        }
+    }
+
+    /// Whether bindings are kept in `acls.toml` (a single node) rather than the metadata log.
+    pub fn in_file(&self) -> bool {
+        self.current.in_file()
+    }
+
+    /// The metadata entry of `binding` (present or removed): keyed by `acls.toml`'s text
+    /// for that one binding.
+    ///
+    /// # Errors
+    /// The binding cannot be encoded.
+    pub fn entry(
+        binding: &AclBinding,
+        present: bool,
+    ) -> anyhow::Result<keel_controller::records::SecurityEntry> {
+        let one = Authorizer::new(vec![binding.clone()], Vec::new());
+        Ok(keel_controller::records::SecurityEntry {
+            kind: super::KIND_ACL,
+            key: encode(&one)?,
+            value: present.then(String::new),
+        })
+    }
+
+    /// Makes the bindings those of the metadata entries' `keys`.
+    ///
+    /// # Errors
+    /// A key that is not a binding (nothing changes then).
+    pub fn replace_from<'a>(&self, keys: impl Iterator<Item = &'a str>) -> anyhow::Result<()> {
+        let mut bindings = Vec::new();
+        for key in keys {
+            bindings.extend(decode(key)?);
+        }
+        self.current
+            .replace(Authorizer::new(bindings, self.super_users.clone()));
+        Ok(())
     }
 
     /// Whether the authorizer is on.

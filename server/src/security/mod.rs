@@ -3,6 +3,7 @@
 //! principal a connection is fixed to once authenticated.
 
 pub mod acls;
+pub mod changes;
 pub mod durable;
 pub mod peer;
 pub mod quotas;
@@ -46,6 +47,13 @@ pub struct Certificate {
     pub broker: Option<u32>,
 }
 
+/// Kinds of security metadata entries (keel-controller keeps them as text).
+pub const KIND_USER: u8 = 1;
+/// An ACL binding.
+pub const KIND_ACL: u8 = 2;
+/// A client quota.
+pub const KIND_QUOTA: u8 = 3;
+
 /// What every shard reads to know who is who and who may do what.
 #[derive(Debug)]
 pub struct Stores {
@@ -57,6 +65,28 @@ pub struct Stores {
     pub quotas: quotas::Quotas,
     /// TLS settings, when a listener is SSL or SASL_SSL.
     pub tls: Option<tls::Tls>,
+}
+
+impl Stores {
+    /// Makes the users, ACLs and quotas those of a cluster's metadata `entries` (by kind and
+    /// key). An entry a broker cannot read leaves that store as it was (logged).
+    pub fn replace_from_metadata(&self, entries: &std::collections::BTreeMap<(u8, String), String>) {
+        let of = |kind: u8| {
+            entries
+                .range((kind, String::new())..(kind + 1, String::new()))
+                .map(|((_, key), value)| (key.as_str(), value.as_str()))
+        };
+        let results = [
+            ("users", self.users.replace_from(of(KIND_USER).map(|(_, v)| v))),
+            ("ACLs", self.acls.replace_from(of(KIND_ACL).map(|(k, _)| k))),
+            ("quotas", self.quotas.replace_from(of(KIND_QUOTA))),
+        ];
+        for (what, result) in results {
+            if let Err(e) = result {
+                tracing::error!(what, error = %format!("{e:#}"), "security metadata not applied");
+            }
+        }
+    }
 }
 
 /// One connection's identity: where it comes from and, once fixed, who it is. Requests of

@@ -38,7 +38,8 @@ struct QuotasFile {
 /// The broker's quotas.
 #[derive(Debug)]
 pub struct Quotas {
-    path: PathBuf,
+    /// `None` in a cluster (the metadata log keeps the quotas).
+    path: Option<PathBuf>,
     rules: Mutex<Rules>,
     /// Whether any entry exists: without one, requests skip the lock.
     any: AtomicBool,
@@ -82,10 +83,82 @@ impl Quotas {
         }
         let any = AtomicBool::new(!rules.entries().is_empty());
         Ok(Quotas {
-            path,
+            path: Some(path),
             rules: Mutex::new(rules),
             any,
         })
+    }
+
+    /// No quotas yet: a cluster's come from its metadata log ([`Quotas::replace_from`]).
+    pub fn in_metadata() -> Quotas {
+        Quotas {
+            path: None,
+            rules: Mutex::new(Rules::default()),
+            any: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether quotas are kept in `quotas.toml` (a single node) rather than the metadata log.
+    pub fn in_file(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// The metadata entry of one quota (`None`: removed): keyed by what it limits and
+    /// `quotas.toml`'s text for its entity, the value the rate.
+    ///
+    /// # Errors
+    /// The entity cannot be encoded.
+    pub fn entry(
+        entity: &QuotaEntity,
+        kind: QuotaKind,
+        value: Option<f64>,
+    ) -> anyhow::Result<keel_controller::records::SecurityEntry> {
+        let stored = Stored {
+            user: name(&entity.user),
+            client_id: name(&entity.client_id),
+            producer_byte_rate: None,
+            consumer_byte_rate: None,
+        };
+        let kind_name = match kind {
+            QuotaKind::Produce => "producer_byte_rate",
+            QuotaKind::Fetch => "consumer_byte_rate",
+        };
+        Ok(keel_controller::records::SecurityEntry {
+            kind: super::KIND_QUOTA,
+            key: format!("{kind_name}\n{}", toml::to_string(&stored)?),
+            value: value.map(|v| v.to_string()),
+        })
+    }
+
+    /// Makes the quotas those of the metadata `entries` (key and value).
+    ///
+    /// # Errors
+    /// An entry that is not a quota (nothing changes then).
+    pub fn replace_from<'a>(
+        &self,
+        entries: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> anyhow::Result<()> {
+        let mut next = BTreeMap::<QuotaEntity, BTreeMap<QuotaKind, f64>>::new();
+        for (key, value) in entries {
+            let (kind, entity) = key.split_once('\n').context("a quota entry without its kind")?;
+            let kind = match kind {
+                "producer_byte_rate" => QuotaKind::Produce,
+                "consumer_byte_rate" => QuotaKind::Fetch,
+                other => anyhow::bail!("a quota entry of unknown kind {other:?}"),
+            };
+            let stored: Stored = toml::from_str(entity).context("a quota entry's entity")?;
+            let entity = QuotaEntity {
+                user: part(stored.user),
+                client_id: part(stored.client_id),
+            };
+            let rate: f64 = value.parse().context("a quota entry's rate")?;
+            next.entry(entity).or_default().insert(kind, rate);
+        }
+        // Rates measure afresh from here (quotas change rarely).
+        let any = !next.is_empty();
+        *self.lock() = Rules::new(next);
+        self.any.store(any, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Whether any quota is set (without one, nothing is measured).
@@ -135,7 +208,11 @@ impl Quotas {
             })
             .collect();
         let text = toml::to_string(&QuotasFile { quota }).context("encoding quotas")?;
-        crate::registry::write_durably(&self.path, text.as_bytes())?;
+        let path = self
+            .path
+            .as_ref()
+            .context("kept in the cluster's metadata log: changed through the controller")?;
+        crate::registry::write_durably(path, text.as_bytes())?;
         for (entity, kind, value) in changes {
             rules.set(entity.clone(), *kind, *value);
         }

@@ -48,6 +48,58 @@ impl Users {
         Durable::load(data_dir.join("users.toml"), decode, encode).map(Users)
     }
 
+    /// No users yet: a cluster's come from its metadata log ([`Users::replace_from`]).
+    pub fn in_metadata() -> Users {
+        Users(Durable::in_metadata(Credentials::new(), encode))
+    }
+
+    /// Whether users are kept in `users.toml` (a single node) rather than the metadata log.
+    pub fn in_file(&self) -> bool {
+        self.0.in_file()
+    }
+
+    /// The metadata entry of `user`'s credential for `mechanism` (`None`: removed): keyed
+    /// `MECHANISM USER`, the value `users.toml`'s text for that one credential.
+    ///
+    /// # Errors
+    /// The credential cannot be encoded.
+    pub fn entry(
+        user: &str,
+        mechanism: Mechanism,
+        credential: Option<&ScramCredential>,
+    ) -> anyhow::Result<keel_controller::records::SecurityEntry> {
+        let value = match credential {
+            Some(c) => {
+                let mut one = Credentials::new();
+                one.entry(user.to_owned())
+                    .or_default()
+                    .insert(mechanism, c.clone());
+                Some(encode(&one)?)
+            }
+            None => None,
+        };
+        Ok(keel_controller::records::SecurityEntry {
+            kind: super::KIND_USER,
+            key: format!("{mechanism} {user}"),
+            value,
+        })
+    }
+
+    /// Makes the users those of the metadata entries' `values`.
+    ///
+    /// # Errors
+    /// A value that is not a credential (nothing changes then).
+    pub fn replace_from<'a>(&self, values: impl Iterator<Item = &'a str>) -> anyhow::Result<()> {
+        let mut all = Credentials::new();
+        for value in values {
+            for (user, by) in decode(value)? {
+                all.entry(user).or_default().extend(by);
+            }
+        }
+        self.0.replace(all);
+        Ok(())
+    }
+
     /// `user`'s credential for `mechanism` (a SCRAM one).
     pub fn lookup(&self, user: &str, mechanism: Mechanism) -> Option<ScramCredential> {
         self.read().get(user)?.get(&mechanism).cloned()
@@ -75,16 +127,11 @@ impl Users {
         mechanism: Mechanism,
         password: &str,
     ) -> anyhow::Result<bool> {
-        let hash = mechanism
-            .scram()
-            .with_context(|| format!("{mechanism} credentials are not stored (SCRAM only)"))?;
         anyhow::ensure!(!user.is_empty(), "a user name is needed");
+        let credential = new_credential(mechanism, password)?;
         if self.lookup(user, mechanism).is_some() {
             return Ok(false);
         }
-        let salt = super::random_bytes::<32>();
-        let credential = ScramCredential::new(hash, password, &salt, ITERATIONS)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.set(user, mechanism, credential)?;
         Ok(true)
     }
@@ -133,6 +180,18 @@ impl Users {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Credentials> {
         self.0.read()
     }
+}
+
+/// A fresh credential for `password`: a random 32-byte salt, [`ITERATIONS`] iterations.
+///
+/// # Errors
+/// A mechanism that is not SCRAM.
+pub fn new_credential(mechanism: Mechanism, password: &str) -> anyhow::Result<ScramCredential> {
+    let hash = mechanism
+        .scram()
+        .with_context(|| format!("{mechanism} credentials are not stored (SCRAM only)"))?;
+    let salt = super::random_bytes::<32>();
+    ScramCredential::new(hash, password, &salt, ITERATIONS).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn decode(text: &str) -> anyhow::Result<Credentials> {
