@@ -12,7 +12,11 @@ her), create and delete topics, configs, ACLs.
 `users` (admin): carol is made with AlterUserScramCredentials (the client salts her
 password), described, authenticates, and once deleted is refused; alice may not change
 users.
-`kept` (admin, after a restart): the two ALLOW bindings are still there."""
+`kept` (admin, after a restart): the two ALLOW bindings are still there.
+On a cluster (tests/tests/cluster_security.rs), each phase through one broker:
+`make-carol` (admin): carol is made with AlterUserScramCredentials.
+`survived`: carol authenticates (and not with a wrong password), the three ACLs are
+described, alice still may not read orders.secret."""
 import os
 import sys
 import time
@@ -204,5 +208,27 @@ def kept():
           f"the ACLs survived the restart ({described})")
 
 
-{"setup": setup, "alice": alice, "lift": lift, "users": users, "kept": kept}[phase]()
+def make_carol():
+    from confluent_kafka.admin import (ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+    admin = AdminClient(config("admin"))
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
+    made = admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion("carol", info, b"carol-pass")])
+    made["carol"].result(15)
+
+
+def survived():
+    check(authenticates("carol", "carol-pass"), "carol authenticates")
+    check(not authenticates("carol", "wrong"), "carol with a wrong password does not")
+    admin = AdminClient(config("admin"))
+    described = admin.describe_acls(EVERY_ACL).result(15)
+    check(sorted(map(str, described)) == sorted(map(str, [ALLOW_ORDERS, ALLOW_GROUP, DENY_SECRET])),
+          f"the three ACLs are described ({described})")
+    _, error = read("alice", "orders.secret", "alice-group", timeout=15)
+    check(error == KafkaError.TOPIC_AUTHORIZATION_FAILED, f"DENY still beats ALLOW ({error})")
+
+
+{"setup": setup, "alice": alice, "lift": lift, "users": users, "kept": kept,
+ "make-carol": make_carol, "survived": survived}[phase]()
 print("PASSED")

@@ -17,6 +17,7 @@ mod client_timeouts;
 mod cluster;
 mod cluster_clients;
 mod cluster_identity;
+mod cluster_security;
 mod cold_reads;
 mod compaction;
 mod connection_limits;
