@@ -81,6 +81,21 @@ pub struct LoadArgs {
     /// Key each message with one of this many keys, in turn (a compacted topic needs keys).
     #[arg(long)]
     pub(crate) keys: Option<u64>,
+    /// Client security settings, a Kafka properties file (`security.protocol=SSL`,
+    /// `ssl.ca.location`, ...), as the `keel` tool's.
+    #[arg(long)]
+    pub(crate) command_config: Option<std::path::PathBuf>,
+}
+
+impl LoadArgs {
+    /// How the clients connect.
+    fn security(&self) -> anyhow::Result<keel_client::ClientSecurity> {
+        match &self.command_config {
+            Some(path) => keel_client::ClientSecurity::from_properties_file(path)
+                .map_err(|e| anyhow::anyhow!("--command-config: {e}")),
+            None => Ok(keel_client::ClientSecurity::default()),
+        }
+    }
 }
 
 /// Latencies overall and per second of the run.
@@ -169,6 +184,7 @@ async fn produce(
     let per_producer_limit = args.messages.map(|m| m.div_ceil(args.producers as u64));
     for producer_index in 0..args.producers {
         let producer = Producer::builder(args.bootstrap.as_str())
+            .security(args.security()?)
             .acks(acks(&args.acks)?)
             .batch_bytes(args.batch_bytes)
             .batch_grow_bytes(args.batch_grow_bytes)
@@ -265,6 +281,7 @@ async fn consume(
     let mut tasks = Vec::new();
     for _ in 0..args.consumers {
         let mut consumer = Consumer::builder(args.bootstrap.as_str())
+            .security(args.security()?)
             .group(group.clone())
             .offset_reset(if e2e {
                 OffsetReset::Latest
@@ -326,7 +343,7 @@ async fn consume(
 }
 
 pub(crate) async fn run_async(mode: Mode, args: &LoadArgs) -> anyhow::Result<Report> {
-    let admin = Admin::connect(&args.bootstrap)
+    let admin = Admin::connect_with(&args.bootstrap, args.security()?)
         .await
         .with_context(|| format!("broker not reachable at {}", args.bootstrap))?;
     if !admin.list_topics().await?.contains(&args.topic) {

@@ -11,6 +11,7 @@ mod limits;
 mod load;
 mod metadata;
 mod report;
+mod scram;
 mod suite;
 mod svg;
 

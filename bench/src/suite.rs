@@ -50,6 +50,8 @@ struct Workload {
     producers: usize,
     consumers: usize,
     mode: Kind,
+    /// The native listener under TLS (`--native-security SSL`).
+    tls: bool,
 }
 
 enum Kind {
@@ -65,12 +67,31 @@ enum Kind {
 
 const WORKLOADS: &[Workload] = &[
     Workload {
+        key: "produce_1p_1prod_nofsync_tls",
+        fsync: "never",
+        partitions: 1,
+        producers: 1,
+        consumers: 1,
+        mode: Kind::Produce,
+        tls: true,
+    },
+    Workload {
+        key: "catchup_1p_1cons_tls",
+        fsync: "always",
+        partitions: 1,
+        producers: 1,
+        consumers: 1,
+        mode: Kind::CatchUp,
+        tls: true,
+    },
+    Workload {
         key: "produce_8p_2prod",
         fsync: "always",
         partitions: 8,
         producers: 2,
         consumers: 1,
         mode: Kind::Produce,
+        tls: false,
     },
     Workload {
         key: "produce_1p_1prod",
@@ -79,6 +100,7 @@ const WORKLOADS: &[Workload] = &[
         producers: 1,
         consumers: 1,
         mode: Kind::Produce,
+        tls: false,
     },
     Workload {
         key: "produce_2p_2prod",
@@ -87,6 +109,7 @@ const WORKLOADS: &[Workload] = &[
         producers: 2,
         consumers: 1,
         mode: Kind::Produce,
+        tls: false,
     },
     Workload {
         key: "produce_1p_1prod_nofsync",
@@ -95,6 +118,7 @@ const WORKLOADS: &[Workload] = &[
         producers: 1,
         consumers: 1,
         mode: Kind::Produce,
+        tls: false,
     },
     Workload {
         key: "produce_2p_2prod_nofsync",
@@ -103,6 +127,7 @@ const WORKLOADS: &[Workload] = &[
         producers: 2,
         consumers: 1,
         mode: Kind::Produce,
+        tls: false,
     },
     Workload {
         key: "catchup_2p_2cons",
@@ -111,6 +136,7 @@ const WORKLOADS: &[Workload] = &[
         producers: 2,
         consumers: 2,
         mode: Kind::CatchUp,
+        tls: false,
     },
     Workload {
         key: "catchup_1p_1cons",
@@ -119,6 +145,7 @@ const WORKLOADS: &[Workload] = &[
         producers: 1,
         consumers: 1,
         mode: Kind::CatchUp,
+        tls: false,
     },
     Workload {
         key: "e2e_half_rate_1p",
@@ -127,6 +154,7 @@ const WORKLOADS: &[Workload] = &[
         producers: 1,
         consumers: 1,
         mode: Kind::HalfRateEndToEnd,
+        tls: false,
     },
 ];
 
@@ -170,6 +198,21 @@ const LIMIT_ROWS: &[Row] = &[
         keel: "e2e_half_rate_1p.p999_ms",
         reference: "",
         target: 5.0,
+    },
+];
+
+const TLS_ROWS: &[Row] = &[
+    Row {
+        label: "TLS produce, 1 producer, no fsync (vs the same in plaintext)",
+        keel: "produce_1p_1prod_nofsync_tls",
+        reference: "produce_1p_1prod_nofsync",
+        target: 0.7,
+    },
+    Row {
+        label: "TLS consume catch-up, 1 consumer (vs the same in plaintext)",
+        keel: "catchup_1p_1cons_tls",
+        reference: "catchup_1p_1cons",
+        target: 0.7,
     },
 ];
 
@@ -251,6 +294,9 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
             keel_workload(&runtime, &args, &server, &mut port, workload, &mut figures)
                 .with_context(|| format!("keel workload {}", workload.key))?;
         }
+        eprintln!("round {}/{}: SCRAM handshakes", round + 1, args.repeat);
+        let handshakes = scram_handshakes(&args, &server, &mut port)?;
+        figures.insert("scram_handshakes_per_sec".to_owned(), handshakes);
         if let Some(iggy_dir) = &args.iggy {
             eprintln!("round {}/{}: iggy", round + 1, args.repeat);
             iggy_workloads(&args, iggy_dir, &mut port, &mut figures)?;
@@ -273,6 +319,12 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
         figure(&medians, "e2e_half_rate_1p.mb_per_sec"),
     );
     text += &table(LIMIT_ROWS, &medians, "limit");
+    text += "\n";
+    text += &table(TLS_ROWS, &medians, "plaintext");
+    text += &format!(
+        "\nSCRAM-SHA-512 authentications on new connections (2 clients): {:.0} per second\n",
+        figure(&medians, "scram_handshakes_per_sec")
+    );
     if args.iggy.is_some() {
         text += "\n";
         text += &table(IGGY_ROWS, &medians, "Iggy");
@@ -284,6 +336,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
             "medians": medians,
             "rows": rows_json(LIMIT_ROWS, &medians)
                 .into_iter()
+                .chain(rows_json(TLS_ROWS, &medians))
                 .chain(if args.iggy.is_some() { rows_json(IGGY_ROWS, &medians) } else { Vec::new() })
                 .collect::<Vec<_>>(),
         });
@@ -303,8 +356,15 @@ fn keel_workload(
 ) -> anyhow::Result<()> {
     let data = args.dir.join(format!("keel-{}", workload.key));
     std::fs::remove_dir_all(&data).ok();
-    let mut broker = KeelServer::start(server, &data, next_port(port), workload.fsync)?;
+    let (flags, command_config) = if workload.tls {
+        tls_files(&args.dir)?
+    } else {
+        (Vec::new(), None)
+    };
+    let start = |port: u16| KeelServer::start(server, &data, port, workload.fsync, &flags);
+    let mut broker = start(next_port(port))?;
     let mut load = load_args(&broker.address, workload);
+    load.command_config = command_config;
     match workload.mode {
         Kind::Produce => {
             load.duration = Some(args.duration);
@@ -317,7 +377,7 @@ fn keel_workload(
             load.acks = "1".into();
             runtime.block_on(run_async(Mode::Produce, &load))?;
             broker.stop()?;
-            broker = KeelServer::start(server, &data, next_port(port), workload.fsync)?;
+            broker = start(next_port(port))?;
             load.bootstrap = broker.address.clone();
             let report = runtime.block_on(run_async(Mode::Consume, &load))?;
             if report.messages < messages {
@@ -405,7 +465,74 @@ fn load_args(address: &str, workload: &Workload) -> LoadArgs {
         plot: None,
         group: Some(format!("suite-{}", workload.key)),
         keys: None,
+        command_config: None,
     }
+}
+
+/// A CA and a certificate for 127.0.0.1 in `dir/tls` (made once per run): the broker's
+/// TLS flags and the clients' properties file.
+fn tls_files(dir: &Path) -> anyhow::Result<(Vec<String>, Option<PathBuf>)> {
+    let tls = dir.join("tls");
+    let (cert, key, config) = (
+        tls.join("broker.pem"),
+        tls.join("broker-key.pem"),
+        tls.join("client.properties"),
+    );
+    if !config.exists() {
+        std::fs::create_dir_all(&tls)?;
+        let ca_key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key)?;
+        let broker_key = rcgen::KeyPair::generate()?;
+        let broker = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(
+            &broker_key,
+            &ca,
+            &ca_key,
+        )?;
+        std::fs::write(tls.join("ca.pem"), ca.pem())?;
+        std::fs::write(&cert, broker.pem())?;
+        std::fs::write(&key, broker_key.serialize_pem())?;
+        let ca_path = tls.join("ca.pem").canonicalize()?;
+        std::fs::write(
+            &config,
+            format!(
+                "security.protocol=SSL\nssl.ca.location={}\n",
+                ca_path.display()
+            ),
+        )?;
+    }
+    let flags = ["--native-security", "SSL", "--tls-cert"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            cert.canonicalize()?.display().to_string(),
+            "--tls-key".into(),
+        ])
+        .chain([key.canonicalize()?.display().to_string()])
+        .collect();
+    Ok((flags, Some(config)))
+}
+
+/// SCRAM-SHA-512 authentications per second against a broker's SASL Kafka listener.
+fn scram_handshakes(args: &SuiteArgs, server: &Path, port: &mut u16) -> anyhow::Result<f64> {
+    let data = args.dir.join("keel-scram");
+    std::fs::remove_dir_all(&data).ok();
+    let flags: Vec<String> = [
+        "--kafka-security",
+        "SASL_PLAINTEXT",
+        "--add-scram",
+        "SCRAM-SHA-512:bench:bench-secret",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let base = next_port(port);
+    let broker = KeelServer::start(server, &data, base, "always", &flags)?;
+    let kafka = format!("127.0.0.1:{}", base + 2);
+    let rate = crate::scram::handshakes_per_second(&kafka, "bench", "bench-secret", 2, 3.0)?;
+    broker.stop()?;
+    std::fs::remove_dir_all(&data).ok();
+    Ok(rate)
 }
 
 fn mb_per_sec(report: &Report) -> f64 {
@@ -493,7 +620,13 @@ struct KeelServer {
 }
 
 impl KeelServer {
-    fn start(server: &Path, data: &Path, port: u16, fsync: &str) -> anyhow::Result<KeelServer> {
+    fn start(
+        server: &Path,
+        data: &Path,
+        port: u16,
+        fsync: &str,
+        extra: &[String],
+    ) -> anyhow::Result<KeelServer> {
         std::fs::create_dir_all(data)?;
         let address = format!("127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new()
@@ -507,6 +640,7 @@ impl KeelServer {
             .args(["--metrics-listen", &format!("127.0.0.1:{}", port + 1)])
             .args(["--kafka-listen", &format!("127.0.0.1:{}", port + 2)])
             .args(["--fsync", fsync])
+            .args(extra)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

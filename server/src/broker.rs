@@ -302,7 +302,10 @@ fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
         // once the cluster runs (cluster::add_scram_users).
         return Ok(crate::security::Stores {
             users: Users::in_metadata(),
-            acls: Acls::in_metadata(config.security.authorizer, config.security.super_users.clone()),
+            acls: Acls::in_metadata(
+                config.security.authorizer,
+                config.security.super_users.clone(),
+            ),
             quotas: Quotas::in_metadata(),
             tls,
         });

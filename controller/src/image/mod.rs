@@ -595,10 +595,22 @@ mod tests {
         let mut image = MetadataImage::default();
         let set = |entries| Record::SetSecurity { entries };
         image
-            .apply(1, &[set(vec![entry(1, "alice", Some("c1")), entry(2, "acl", Some(""))])])
+            .apply(
+                1,
+                &[set(vec![
+                    entry(1, "alice", Some("c1")),
+                    entry(2, "acl", Some("")),
+                ])],
+            )
             .unwrap();
         image
-            .apply(2, &[set(vec![entry(1, "alice", None), entry(1, "bob", Some("c2"))])])
+            .apply(
+                2,
+                &[set(vec![
+                    entry(1, "alice", None),
+                    entry(1, "bob", Some("c2")),
+                ])],
+            )
             .unwrap();
         let keys: Vec<_> = image.security().keys().cloned().collect();
         assert_eq!(keys, vec![(1, "bob".to_owned()), (2, "acl".to_owned())]);

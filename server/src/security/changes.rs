@@ -151,7 +151,9 @@ pub async fn add_scram_users(shard: Rc<Shard>) {
                     tracing::info!(user = %name, %mechanism, "user made (--add-scram)");
                     break;
                 }
-                Err(e) => tracing::debug!(user = %name, error = %format!("{e:#}"), "--add-scram: retrying"),
+                Err(e) => {
+                    tracing::debug!(user = %name, error = %format!("{e:#}"), "--add-scram: retrying")
+                }
             }
         }
     }

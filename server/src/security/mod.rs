@@ -70,14 +70,20 @@ pub struct Stores {
 impl Stores {
     /// Makes the users, ACLs and quotas those of a cluster's metadata `entries` (by kind and
     /// key). An entry a broker cannot read leaves that store as it was (logged).
-    pub fn replace_from_metadata(&self, entries: &std::collections::BTreeMap<(u8, String), String>) {
+    pub fn replace_from_metadata(
+        &self,
+        entries: &std::collections::BTreeMap<(u8, String), String>,
+    ) {
         let of = |kind: u8| {
             entries
                 .range((kind, String::new())..(kind + 1, String::new()))
                 .map(|((_, key), value)| (key.as_str(), value.as_str()))
         };
         let results = [
-            ("users", self.users.replace_from(of(KIND_USER).map(|(_, v)| v))),
+            (
+                "users",
+                self.users.replace_from(of(KIND_USER).map(|(_, v)| v)),
+            ),
             ("ACLs", self.acls.replace_from(of(KIND_ACL).map(|(k, _)| k))),
             ("quotas", self.quotas.replace_from(of(KIND_QUOTA))),
         ];

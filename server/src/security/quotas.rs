@@ -140,7 +140,9 @@ impl Quotas {
     ) -> anyhow::Result<()> {
         let mut next = BTreeMap::<QuotaEntity, BTreeMap<QuotaKind, f64>>::new();
         for (key, value) in entries {
-            let (kind, entity) = key.split_once('\n').context("a quota entry without its kind")?;
+            let (kind, entity) = key
+                .split_once('\n')
+                .context("a quota entry without its kind")?;
             let kind = match kind {
                 "producer_byte_rate" => QuotaKind::Produce,
                 "consumer_byte_rate" => QuotaKind::Fetch,
