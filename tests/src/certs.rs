@@ -88,3 +88,33 @@ impl Ca {
         issued
     }
 }
+
+/// A rustls client configuration trusting `ca`, showing `identity` when given (the tests'
+/// own TLS clients).
+pub fn client_config(ca: &Path, identity: Option<&Issued>) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("the CA file") {
+        roots
+            .add(cert.expect("a CA certificate"))
+            .expect("a usable CA");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots);
+    match identity {
+        Some(issued) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(&issued.cert)
+                    .expect("the certificate file")
+                    .map(|c| c.expect("a certificate"))
+                    .collect(),
+                PrivateKeyDer::from_pem_file(&issued.key).expect("the key file"),
+            )
+            .expect("a usable certificate and key"),
+        None => builder.with_no_client_auth(),
+    }
+}

@@ -12,8 +12,7 @@ use keel_tests::broker::metric;
 use keel_tests::certs::{Ca, Issued};
 use keel_tests::cluster::{runtime, Cluster};
 use keel_tests::tool::ok;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -24,23 +23,7 @@ type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// A TLS connection to `addr` trusting `ca`, showing `cert`.
 fn connect(addr: SocketAddr, ca: &Path, cert: &Issued) -> TlsStream {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            CertificateDer::pem_file_iter(&cert.cert)
-                .unwrap()
-                .map(Result::unwrap)
-                .collect(),
-            PrivateKeyDer::from_pem_file(&cert.key).unwrap(),
-        )
-        .unwrap();
+    let config = keel_tests::certs::client_config(ca, Some(cert));
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let socket = TcpStream::connect(addr).unwrap();

@@ -45,6 +45,7 @@ mod replication;
 mod request_path;
 mod sasl;
 mod scale;
+mod security_walkthrough;
 mod startup;
 mod tidy;
 mod tls;

@@ -10,8 +10,7 @@ use keel_tests::in_process::InProcess;
 use keel_tests::kafka_clients::{clients, kcat, security_kafkajs, security_python};
 use keel_tests::kafka_wire::frame;
 use keel_tests::tool::{keel, ok};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -182,27 +181,7 @@ fn mtls_names_the_principal_and_refuses_expired_untrusted_and_missing_certificat
 
 /// A TLS client trusting `ca`, optionally showing `cert`.
 fn tls_client(addr: SocketAddr, ca: &Path, cert: Option<&Issued>) -> std::io::Result<TlsClient> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match cert {
-        Some(cert) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(&cert.cert)
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_file(&cert.key).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
+    let config = keel_tests::certs::client_config(ca, cert);
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let socket = TcpStream::connect(addr)?;
