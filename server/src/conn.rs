@@ -304,6 +304,15 @@ async fn serve_active<W: Wire>(
     }
 }
 
+/// The authorization error `request` gets from the ACLs, if any (nothing is asked when the
+/// authorizer is off).
+fn refused(shard: &Shard, session: &Session, request: &Request) -> Option<ErrorCode> {
+    if !shard.security.acls.enabled() {
+        return None;
+    }
+    crate::native_acls::refusal(&crate::security::gate::Gate::new(shard, session), request)
+}
+
 /// Whether a request that speaks for a broker comes from that broker: with
 /// `--inter-broker-security SSL` a replica fetch must come from a connection whose
 /// certificate proves the follower it names (otherwise anyone could move a leader's high
@@ -342,6 +351,12 @@ async fn handle_one(
             Some(Outgoing::error(ErrorCode::ClusterAuthorizationFailed))
         }
         Ok(request) => {
+            if let Some(code) = refused(shard, session, &request) {
+                let api = request.api_key().name();
+                shard.metrics.api(api).requests.inc();
+                shard.metrics.request_error(api, code);
+                return Some(Outgoing::error(code));
+            }
             let api = request.api_key().name();
             let outgoing = handlers::handle(shard, request).await;
             let metrics = shard.metrics.api(api);

@@ -12,6 +12,7 @@ mod group;
 mod handlers;
 mod kafka;
 mod metrics;
+mod native_acls;
 mod offsets_migration;
 mod peers;
 mod ports;

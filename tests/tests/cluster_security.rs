@@ -17,8 +17,10 @@ fn users_and_acls_are_the_clusters_and_survive_failover_and_restart() {
             "SASL_PLAINTEXT",
             "--authorizer",
             "on",
+            // Brokers reach each other in plaintext here: as Kafka's, their principal
+            // (User:ANONYMOUS) must be a super user for replication to pass the ACLs.
             "--super-users",
-            "User:admin",
+            "User:admin,User:ANONYMOUS",
             "--add-scram",
             "SCRAM-SHA-512:admin:admin-secret",
             "--add-scram",

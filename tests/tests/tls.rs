@@ -293,3 +293,69 @@ fn native_create_and_list(mut stream: TlsClient) {
         "the topic is listed: {listed:?}"
     );
 }
+
+#[test]
+fn native_requests_are_authorized_as_the_certificates_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "keel");
+    let issued = ca.broker(dir.path(), "broker");
+    let mut args = vec!["--native-security", "SSL"];
+    args.extend(tls_flags(&issued));
+    args.extend([
+        "--tls-ca",
+        path(&ca.pem),
+        "--tls-client-auth",
+        "required",
+        "--ssl-principal-mapping-rules",
+        "RULE:^CN=([^,]+),O=Keel tests$/$1/,DEFAULT",
+        "--authorizer",
+        "on",
+        "--super-users",
+        "User:admin",
+    ]);
+    let broker = InProcess::start(&dir.path().join("data"), &args);
+    let properties = |name: &str| {
+        let cert = ca.client(dir.path(), name, false);
+        let file = dir.path().join(format!("{name}.properties"));
+        let text = format!(
+            "security.protocol=SSL\nssl.ca.location={}\nssl.certificate.location={}\nssl.key.location={}\n",
+            path(&ca.pem),
+            path(&cert.cert),
+            path(&cert.key)
+        );
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    let (admin, bob) = (properties("admin"), properties("bob"));
+    let as_user = |config: &Path, args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["--command-config", path(config)];
+        all.extend_from_slice(args);
+        keel(Some(&broker), &all, stdin)
+    };
+    // The admin's certificate maps to User:admin, a super user.
+    ok(&as_user(
+        &admin,
+        &["topic", "create", "guarded", "--partitions", "1"],
+        None,
+    ));
+    ok(&as_user(&admin, &["produce", "guarded"], Some("one\n")));
+    // Bob is allowed nothing: each request is refused with Kafka's authorization error.
+    for (args, stdin) in [
+        (&["topic", "create", "bobs", "--partitions", "1"][..], None),
+        (&["produce", "guarded"], Some("two\n")),
+        (&["topic", "delete", "guarded"], None),
+    ] {
+        let output = as_user(&bob, args, stdin);
+        let said = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!output.status.success(), "{args:?} as bob: {said}");
+        assert!(
+            said.contains("AuthorizationFailed"),
+            "{args:?} as bob: {said}"
+        );
+    }
+    let listed = ok(&as_user(&admin, &["topic", "list"], None));
+    assert!(
+        listed.lines().any(|t| t == "guarded") && !listed.contains("bobs"),
+        "{listed}"
+    );
+}

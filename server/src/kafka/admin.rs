@@ -1,9 +1,9 @@
 //! Topics, partitions, configs and the cluster, as Kafka's admin clients ask for them.
 
-use super::authorize::Gate;
 use super::{code, encode, text, Answer};
 use crate::handlers;
 use crate::registry::TopicEntry;
+use crate::security::gate::Gate;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
 use keel_kafka::errors;

@@ -1,9 +1,9 @@
 //! Metadata, Produce, ListOffsets, DeleteRecords and InitProducerId over the native
 //! handlers.
 
-use super::authorize::Gate;
 use super::{code, encode, text, Answer};
 use crate::handlers::{self, groups::OFFSETS_TOPIC, metadata::Offsets};
+use crate::security::gate::Gate;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
 use keel_auth::quota::QuotaKind;

@@ -1,9 +1,9 @@
 //! DeleteRecords: the log start of each partition moved up (segment granularity); the
 //! offsets topic is refused; DELETE on the topic with the authorizer on.
 
-use super::authorize::Gate;
 use super::{code, encode, text, Answer};
 use crate::handlers::groups::OFFSETS_TOPIC;
+use crate::security::gate::Gate;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
 use keel_kafka::frame::Header;

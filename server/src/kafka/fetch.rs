@@ -1,9 +1,9 @@
 //! Fetch over the native read path: the same long poll and reads, the response written by
 //! hand so cold data goes from the segment file to the socket with zero copy.
 
-use super::authorize::Gate;
 use super::{code, data::topic_by_id, Answer};
 use crate::handlers::{fetch, Budget, Part};
+use crate::security::gate::Gate;
 use crate::shard::Shard;
 use bytes::BytesMut;
 use keel_auth::acl::Operation;

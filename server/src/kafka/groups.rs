@@ -4,10 +4,10 @@
 //! (`handlers/group_ops.rs`, in `offsets.rs`), so both protocols share
 //! `__consumer_offsets`.
 
-use super::authorize::Gate;
 use super::classic_groups;
 use super::{code, encode, text, Answer};
 use crate::group::classic::{self, Joined};
+use crate::security::gate::Gate;
 use crate::shard::Shard;
 use bytes::Bytes;
 use keel_auth::acl::Operation;

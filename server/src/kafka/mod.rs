@@ -6,7 +6,6 @@
 
 mod acls;
 mod admin;
-mod authorize;
 mod classic_groups;
 mod data;
 mod delete_records;
@@ -225,7 +224,7 @@ async fn dispatch(
     request: KafkaRequest,
 ) -> Option<Answer> {
     let peer: &str = &session.peer;
-    let gate = &authorize::Gate::new(shard, session);
+    let gate = &crate::security::gate::Gate::new(shard, session);
     let answer = match request {
         KafkaRequest::ApiVersions => encode(header, &api_versions()),
         KafkaRequest::Metadata(request) => data::metadata(shard, header, gate, request).await,

@@ -2,10 +2,10 @@
 //! reads go through the native group handler, so both protocols share
 //! `__consumer_offsets`.
 
-use super::authorize::Gate;
 use super::groups::not_here;
 use super::{code, encode, text, Answer};
 use crate::handlers::group_ops::{self, Commit};
+use crate::security::gate::Gate;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
 use keel_kafka::errors;

@@ -2,8 +2,8 @@
 //! costs against its client's quota: the throttle time a response carries, during which
 //! the connection's next request is not read (as Kafka mutes a throttled channel).
 
-use super::authorize::Gate;
 use super::{encode, text, Answer};
+use crate::security::gate::Gate;
 use crate::security::quotas::QuotaChange;
 use crate::security::Session;
 use crate::shard::Shard;

@@ -3,8 +3,8 @@
 //! password; the broker keeps the stored and server keys made from it. Describing needs
 //! DESCRIBE on the cluster, changing ALTER.
 
-use super::authorize::Gate;
 use super::{encode, text, Answer};
+use crate::security::gate::Gate;
 use crate::security::Session;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;

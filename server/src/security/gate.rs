@@ -1,8 +1,8 @@
-//! What a Kafka connection may do, asked by each API's adapter before it serves a
-//! resource: ACLs (`security::acls`) for the connection's principal and host, with
-//! Kafka's error codes for a refusal.
+//! What a connection may do, asked before a resource is served (by each Kafka API's
+//! adapter, and for each native request in `native_acls.rs`): ACLs (`security::acls`) for
+//! the connection's principal and host.
 
-use crate::security::Session;
+use super::Session;
 use crate::shard::Shard;
 use keel_auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 
@@ -42,6 +42,12 @@ impl<'a> Gate<'a> {
     pub fn any_topic(&self, operation: Operation) -> bool {
         self.session
             .may_any(&self.shard.security.acls, operation, ResourceType::Topic)
+    }
+
+    /// Whether `operation` on some group is allowed.
+    pub fn any_group(&self, operation: Operation) -> bool {
+        self.session
+            .may_any(&self.shard.security.acls, operation, ResourceType::Group)
     }
 
     fn may(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {

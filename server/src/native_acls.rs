@@ -1,0 +1,77 @@
+//! What each native request needs from the ACLs when the authorizer is on: Kafka's
+//! operations on the topics, groups or cluster it names (the Kafka listener asks the same
+//! [`Gate`] per resource). A native request is served whole or refused whole, with the
+//! authorization error of the first resource refused.
+
+use crate::security::gate::Gate;
+use keel_auth::acl::Operation;
+use keel_protocol::api::{ErrorCode, Request};
+
+/// `None` when `request` may be served; otherwise the error to answer.
+pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
+    let topics = |operation: Operation, names: &mut dyn Iterator<Item = &String>| {
+        for name in names {
+            if !gate.topic(operation, name) {
+                return Some(ErrorCode::TopicAuthorizationFailed);
+            }
+        }
+        None
+    };
+    let group = |operation: Operation, name: &str| {
+        (!gate.group(operation, name)).then_some(ErrorCode::GroupAuthorizationFailed)
+    };
+    let cluster = |operation: Operation| {
+        (!gate.cluster(operation)).then_some(ErrorCode::ClusterAuthorizationFailed)
+    };
+    use Operation::*;
+    match request {
+        Request::ApiVersions => None,
+        // Listing every topic shows only names; named topics need DESCRIBE.
+        Request::Metadata { topics: names } => topics(Describe, &mut names.iter()),
+        Request::CreateTopics { topics: new } => new
+            .iter()
+            .any(|t| !gate.cluster(Create) && !gate.topic(Create, &t.name))
+            .then_some(ErrorCode::TopicAuthorizationFailed),
+        Request::DeleteTopics { topics: names } => topics(Delete, &mut names.iter()),
+        Request::DescribeConfigs { topics: names } => topics(DescribeConfigs, &mut names.iter()),
+        Request::AlterConfigs { topics: changes } => {
+            topics(AlterConfigs, &mut changes.iter().map(|(name, _)| name))
+        }
+        Request::Produce {
+            topics: entries, ..
+        } => topics(Write, &mut entries.iter().map(|e| &e.topic)),
+        Request::Fetch {
+            topics: entries, ..
+        } => topics(Read, &mut entries.iter().map(|e| &e.topic)),
+        Request::ListOffsets { topics: entries } => {
+            topics(Describe, &mut entries.iter().map(|e| &e.topic))
+        }
+        Request::FindCoordinator { group: name } => group(Describe, name),
+        Request::JoinGroup(join) => group(Read, &join.group),
+        Request::SyncGroup { group: name, .. }
+        | Request::Heartbeat { group: name, .. }
+        | Request::LeaveGroup { group: name, .. } => group(Read, name),
+        Request::OffsetCommit {
+            group: name,
+            topics: entries,
+            ..
+        } => group(Read, name).or_else(|| topics(Read, &mut entries.iter().map(|e| &e.topic))),
+        Request::OffsetFetch {
+            group: name,
+            topics: entries,
+        } => group(Describe, name)
+            .or_else(|| topics(Describe, &mut entries.iter().map(|e| &e.topic))),
+        Request::ListGroups => (!gate.cluster(Describe) && !gate.any_group(Describe))
+            .then_some(ErrorCode::ClusterAuthorizationFailed),
+        Request::DescribeGroups { groups } => groups.iter().find_map(|name| group(Describe, name)),
+        Request::InitProducerId => (!gate.cluster(IdempotentWrite) && !gate.any_topic(Write))
+            .then_some(ErrorCode::ClusterAuthorizationFailed),
+        Request::DescribeCluster => cluster(Describe),
+        // A follower's fetch: a broker's (its certificate proves it when brokers
+        // authenticate each other; conn.rs checks the follower named is that broker).
+        Request::ReplicaFetch(_) => cluster(ClusterAction),
+        Request::ElectLeaders { .. }
+        | Request::ReassignPartition { .. }
+        | Request::DecommissionBroker { .. } => cluster(Alter),
+    }
+}
