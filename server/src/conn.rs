@@ -428,37 +428,30 @@ pub async fn write_parts(
     stream.flush().await
 }
 
-/// Bytes of a file range read at once to be encrypted. A TLS connection's writer holds two
-/// such buffers while it sends a file range: one being written, the next being read.
-const COPY_CHUNK_BYTES: usize = 512 * 1024;
+/// Bytes of a file range read at once to be encrypted (a TLS connection's writer holds one
+/// such buffer while it sends a file range).
+const COPY_CHUNK_BYTES: usize = 256 * 1024;
 
-/// Reads `want` bytes at `position` of `file` into `buffer` with pread(2) on glommio's
-/// blocking thread pool (started at once; awaited later).
-fn read_chunk(
-    file: &std::sync::Arc<std::fs::File>,
-    mut buffer: Vec<u8>,
-    position: u64,
-    want: usize,
-) -> impl std::future::Future<Output = (Vec<u8>, std::io::Result<usize>)> {
-    let file = file.clone();
-    glommio::executor().spawn_blocking(move || {
-        buffer.resize(want, 0);
-        let read = std::os::unix::fs::FileExt::read_at(&*file, &mut buffer, position);
-        (buffer, read)
-    })
-}
-
-/// Writes a file range through `stream` (a TLS session) a chunk at a time, reading the
-/// next chunk from the file while the current one is encrypted and sent.
+/// Writes a file range through `stream` (a TLS session), reading it a chunk at a time with
+/// pread(2) on glommio's blocking thread pool.
 async fn copy_file(stream: &mut Writer, range: FileRange) -> std::io::Result<()> {
     let file = range.file().clone();
-    let end = range.position() + range.len();
-    let want = |at: u64| ((end - at) as usize).min(COPY_CHUNK_BYTES);
-    let mut position = range.position();
-    let mut spare = Vec::new();
-    let mut next = (position < end).then(|| read_chunk(&file, Vec::new(), position, want(position)));
-    while let Some(reading) = next.take() {
-        let (chunk, read) = reading.await;
+    let mut buffer = vec![0u8; COPY_CHUNK_BYTES.min(range.len() as usize)];
+    let (mut position, end) = (range.position(), range.position() + range.len());
+    while position < end {
+        let want = ((end - position) as usize).min(COPY_CHUNK_BYTES);
+        let (chunk, read) = glommio::executor()
+            .spawn_blocking({
+                let file = file.clone();
+                let mut chunk = std::mem::take(&mut buffer);
+                move || {
+                    let read =
+                        std::os::unix::fs::FileExt::read_at(&*file, &mut chunk[..want], position);
+                    (chunk, read)
+                }
+            })
+            .await;
+        buffer = chunk;
         let read = read?;
         if read == 0 {
             return Err(std::io::Error::new(
@@ -466,12 +459,8 @@ async fn copy_file(stream: &mut Writer, range: FileRange) -> std::io::Result<()>
                 "segment file shorter than its range",
             ));
         }
+        stream.write_all(&buffer[..read]).await?;
         position += read as u64;
-        if position < end {
-            next = Some(read_chunk(&file, std::mem::take(&mut spare), position, want(position)));
-        }
-        stream.write_all(&chunk[..read]).await?;
-        spare = chunk;
     }
     Ok(())
 }
