@@ -141,44 +141,66 @@ pub async fn serve_wire<W: Wire>(
     mut stream: TcpStream,
     stopping: Rc<std::cell::Cell<bool>>,
 ) {
-    let peer: Rc<str> = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default()
-        .into();
     let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
     let protocol = W::security(&shard.config);
+    if protocol.tls() {
+        // Boxed: an idle plain connection's task must not be as large as a handshake.
+        return Box::pin(serve_tls::<W>(shard, stream, stopping, idle)).await;
+    }
     let mut first = [0u8; FIRST_READ_BYTES];
-    let (reader, writer, certificate, read) = if protocol.tls() {
-        // The configuration makes TLS settings for every TLS listener.
-        let Some(tls) = shard.security.tls.as_ref() else {
+    let read = match read_within(&mut stream, &mut first, idle).await {
+        Some(Ok(read)) if read > 0 => read,
+        _ => return,
+    };
+    let peer = peer_of(&stream);
+    let (reader, writer) = match crate::stream::plain(stream) {
+        Ok(halves) => halves,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot duplicate the socket");
             return;
-        };
-        match crate::stream::tls(stream, tls, idle, &peer).await {
-            Some((reader, writer, certificate)) => (reader, writer, certificate, 0),
-            None => return,
-        }
-    } else {
-        let read = match read_within(&mut stream, &mut first, idle).await {
-            Some(Ok(read)) if read > 0 => read,
-            _ => return,
-        };
-        match crate::stream::plain(stream) {
-            Ok((reader, writer)) => (reader, writer, None, read),
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "cannot duplicate the socket");
-                return;
-            }
         }
     };
     let session = Rc::new(Session::new(
         peer,
         protocol,
         &shard.config.security.sasl_mechanisms,
-        certificate,
+        None,
     ));
     let connection = serve_active::<W>(shard, reader, writer, session, stopping, &first[..read]);
     Box::pin(connection).await
+}
+
+/// Serves a TLS connection once its handshake completed within `idle`.
+async fn serve_tls<W: Wire>(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    stopping: Rc<std::cell::Cell<bool>>,
+    idle: Duration,
+) {
+    // The configuration makes TLS settings for every TLS listener.
+    let Some(tls) = shard.security.tls.as_ref() else {
+        return;
+    };
+    let peer = peer_of(&stream);
+    let Some((reader, writer, certificate)) = crate::stream::tls(stream, tls, idle, &peer).await
+    else {
+        return;
+    };
+    let session = Rc::new(Session::new(
+        peer,
+        W::security(&shard.config),
+        &shard.config.security.sasl_mechanisms,
+        certificate,
+    ));
+    serve_active::<W>(shard, reader, writer, session, stopping, &[]).await
+}
+
+fn peer_of(stream: &TcpStream) -> Rc<str> {
+    stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+        .into()
 }
 
 /// Reads into `into`, or `None` when nothing came for `idle`.

@@ -40,8 +40,10 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
             continue;
         }
         if image.security() != &security {
+            shard
+                .security
+                .replace_from_metadata(&security, image.security());
             security = image.security().clone();
-            shard.security.replace_from_metadata(&security);
         }
         let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
         let gone: Vec<(&String, &TopicEntry)> = local

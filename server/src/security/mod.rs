@@ -69,25 +69,40 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Makes the users, ACLs and quotas those of a cluster's metadata `entries` (by kind and
-    /// key). An entry a broker cannot read leaves that store as it was (logged).
+    /// Makes the users, ACLs and quotas those of a cluster's metadata `now` (by kind and
+    /// key), replacing only the stores whose entries differ from `before` (so a new user
+    /// does not restart the quotas' windows). An entry a broker cannot read leaves that
+    /// store as it was (logged).
     pub fn replace_from_metadata(
         &self,
-        entries: &std::collections::BTreeMap<(u8, String), String>,
+        before: &std::collections::BTreeMap<(u8, String), String>,
+        now: &std::collections::BTreeMap<(u8, String), String>,
     ) {
-        let of = |kind: u8| {
+        fn of(
+            entries: &std::collections::BTreeMap<(u8, String), String>,
+            kind: u8,
+        ) -> impl Iterator<Item = (&str, &str)> {
             entries
                 .range((kind, String::new())..(kind + 1, String::new()))
                 .map(|((_, key), value)| (key.as_str(), value.as_str()))
-        };
-        let results = [
-            (
+        }
+        let changed = |kind| of(before, kind).ne(of(now, kind));
+        let mut results = Vec::new();
+        if changed(KIND_USER) {
+            results.push((
                 "users",
-                self.users.replace_from(of(KIND_USER).map(|(_, v)| v)),
-            ),
-            ("ACLs", self.acls.replace_from(of(KIND_ACL).map(|(k, _)| k))),
-            ("quotas", self.quotas.replace_from(of(KIND_QUOTA))),
-        ];
+                self.users.replace_from(of(now, KIND_USER).map(|(_, v)| v)),
+            ));
+        }
+        if changed(KIND_ACL) {
+            results.push((
+                "ACLs",
+                self.acls.replace_from(of(now, KIND_ACL).map(|(k, _)| k)),
+            ));
+        }
+        if changed(KIND_QUOTA) {
+            results.push(("quotas", self.quotas.replace_from(of(now, KIND_QUOTA))));
+        }
         for (what, result) in results {
             if let Err(e) = result {
                 tracing::error!(what, error = %format!("{e:#}"), "security metadata not applied");
