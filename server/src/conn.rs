@@ -163,7 +163,7 @@ pub async fn serve_wire<W: Wire>(
     let session = Rc::new(Session::new(
         peer,
         protocol,
-        &shard.config.security.sasl_mechanisms,
+        shard.config.security.sasl_offer(),
         None,
     ));
     let connection = serve_active::<W>(shard, reader, writer, session, stopping, &first[..read]);
@@ -189,7 +189,7 @@ async fn serve_tls<W: Wire>(
     let session = Rc::new(Session::new(
         peer,
         W::security(&shard.config),
-        &shard.config.security.sasl_mechanisms,
+        shard.config.security.sasl_offer(),
         certificate,
     ));
     serve_active::<W>(shard, reader, writer, session, stopping, &[]).await

@@ -10,6 +10,8 @@ and KEEL_SSL_KEY. Phases:
 has it), read them in a group with commits, check the committed offsets, delete the topic.
 `refused`: the credentials are wrong (the test passes a wrong password or an unknown user):
 the client's usual authentication error, and nothing served.
+`reauth` (confluent-kafka): a producer sends a record every 100 ms for 6 s on a broker whose
+sessions last 2 s: librdkafka authenticates again (KIP-368) and every record is delivered.
 `unauthorized` (confluent-kafka): connected as a principal allowed nothing, creating a topic
 gets TOPIC_AUTHORIZATION_FAILED.
 `refused-tls` (confluent-kafka): the client's certificate is expired, untrusted or missing:
@@ -109,6 +111,22 @@ def ck_refused():
     errors = ck_errors_when_refused()
     codes = {e.code() for e in errors}
     check(KafkaError._AUTHENTICATION in codes, f"librdkafka reports an authentication error ({errors[:2]})")
+
+
+def ck_reauth():
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient(ck_config())
+    for future in admin.create_topics([NewTopic(TOPIC, 1, 1)]).values():
+        future.result(15)
+    producer = Producer(ck_config(**{"acks": "all", "linger.ms": 0}))
+    errors, sent, deadline = [], 0, time.time() + 6
+    while time.time() < deadline:
+        producer.produce(TOPIC, value=f"r{sent}".encode(),
+                         on_delivery=lambda e, m: e and errors.append(e))
+        sent += 1
+        producer.poll(0.1)
+    check(producer.flush(30) == 0 and not errors, f"{sent} records delivered across re-authentications ({errors[:2]})")
 
 
 def ck_unauthorized():
@@ -267,6 +285,7 @@ PHASES = {
     ("confluent-kafka", "refused"): ck_refused,
     ("confluent-kafka", "refused-tls"): ck_refused_tls,
     ("confluent-kafka", "unauthorized"): ck_unauthorized,
+    ("confluent-kafka", "reauth"): ck_reauth,
     ("kafka-python", "work"): kp_work,
     ("kafka-python", "refused"): kp_refused,
     ("aiokafka", "work"): lambda: asyncio.run(ak_work()),

@@ -299,3 +299,66 @@ fn security_flags_that_cannot_work_are_refused_at_start() {
         assert!(error.contains(says), "{flags:?}: {error}");
     }
 }
+
+/// SaslAuthenticate v1 with `token`: the error code, the server's token and the session
+/// lifetime, or `None` when the connection closed.
+fn authenticate(stream: &mut TcpStream, token: &[u8]) -> Option<(i16, Vec<u8>, i64)> {
+    let mut body = BytesMut::new();
+    body.put_i32(token.len() as i32);
+    body.put_slice(token);
+    let answer = exchange(stream, &frame(36, 1, &body))?;
+    let mut at = &answer[..];
+    let code = i16::from_be_bytes([at[0], at[1]]);
+    let message_len = i16::from_be_bytes([at[2], at[3]]).max(0) as usize;
+    at = &at[4 + message_len..];
+    let len = i32::from_be_bytes(at[..4].try_into().unwrap()).max(0) as usize;
+    let token = at[4..4 + len].to_vec();
+    let lifetime = i64::from_be_bytes(at[4 + len..12 + len].try_into().unwrap());
+    Some((code, token, lifetime))
+}
+
+#[test]
+fn sessions_end_unless_the_client_authenticates_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut users = USERS.to_vec();
+    users.extend(["--connections-max-reauth-ms", "2000"]);
+    let broker = sasl_broker(dir.path(), &users);
+    // A raw client: told the session's lifetime, served within it, closed after it.
+    let mut stream = TcpStream::connect(broker.kafka_addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let answer = exchange(&mut stream, &handshake("SCRAM-SHA-512")).unwrap();
+    assert_eq!(&answer[..2], &0i16.to_be_bytes());
+    let mut client = keel_auth::scram::ScramClient::new(
+        keel_auth::scram::Hash::Sha512,
+        "alice",
+        "alice-secret",
+        "clientnonce",
+    );
+    let (code, first, _) = authenticate(&mut stream, &client.first()).unwrap();
+    assert_eq!(code, 0);
+    let reply = client.reply(&first).unwrap();
+    let (code, last, lifetime) = authenticate(&mut stream, &reply).unwrap();
+    assert_eq!((code, lifetime), (0, 2000));
+    client.verify(&last).unwrap();
+    assert!(exchange(&mut stream, &metadata_all()).is_some(), "served within its lifetime");
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(exchange(&mut stream, &metadata_all()), None, "closed after it");
+    // librdkafka authenticates again in time (KIP-368): six seconds of records, all
+    // delivered, and more authentications than connections.
+    let count = || {
+        let page = broker.metrics();
+        let labels = "mechanism=\"SCRAM-SHA-512\",outcome=\"succeeded\"";
+        metric(&page, "keel_authentications_total", labels)
+    };
+    let before = count();
+    python(
+        &broker,
+        "confluent-kafka",
+        "reauth",
+        ("SCRAM-SHA-512", "alice", "alice-secret"),
+    );
+    let made = count() - before;
+    assert!(made >= 6.0, "re-authentications happened ({made} authentications)");
+}

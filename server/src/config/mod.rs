@@ -122,6 +122,7 @@ struct File {
     allow_plaintext: Option<bool>,
     authorizer: Option<String>,
     super_users: Option<String>,
+    connections_max_reauth_ms: Option<u64>,
 }
 
 /// Validated broker configuration.
@@ -307,6 +308,7 @@ impl Config {
                     allow_plaintext: file.allow_plaintext,
                     authorizer: file.authorizer,
                     super_users: file.super_users,
+                    connections_max_reauth_ms: file.connections_max_reauth_ms,
                 },
             )?,
             group_limits: {

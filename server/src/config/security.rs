@@ -153,6 +153,10 @@ pub struct SecurityArgs {
     /// Principals allowed everything, comma-separated (`User:admin,User:ops`).
     #[arg(long)]
     pub super_users: Option<String>,
+    /// A SASL session's lifetime: clients authenticate again within it or are
+    /// disconnected (Kafka's connections.max.reauth.ms; 0, the default: no limit).
+    #[arg(long)]
+    pub connections_max_reauth_ms: Option<u64>,
 }
 
 /// The same keys in the TOML file.
@@ -178,6 +182,8 @@ pub struct SecurityFile {
     pub authorizer: Option<String>,
     /// `super_users`.
     pub super_users: Option<String>,
+    /// `connections_max_reauth_ms`.
+    pub connections_max_reauth_ms: Option<u64>,
 }
 
 /// Validated security settings.
@@ -201,12 +207,20 @@ pub struct SecurityConfig {
     pub authorizer: bool,
     /// Principals allowed everything.
     pub super_users: Vec<String>,
+    /// A SASL session's lifetime in ms (KIP-368); 0: sessions do not end.
+    pub connections_max_reauth_ms: u64,
     /// How long a connection whose authentication failed stays open after the answer
     /// (Kafka's `connection.failed.authentication.delay.ms`, default 100).
     pub failed_authentication_delay_ms: u64,
 }
 
 impl SecurityConfig {
+    /// What a SASL listener offers: its mechanisms, and whether clients may authenticate
+    /// again (sessions have a lifetime).
+    pub fn sasl_offer(&self) -> (&[Mechanism], bool) {
+        (&self.sasl_mechanisms, self.connections_max_reauth_ms > 0)
+    }
+
     /// Whether a listener with `protocol` authenticates every connection: SASL, or TLS
     /// that requires a client certificate.
     pub fn authenticates(&self, protocol: SecurityProtocol) -> bool {
@@ -312,7 +326,16 @@ impl SecurityConfig {
         {
             anyhow::bail!("--super-users: {bad:?} is not User:NAME");
         }
+        let connections_max_reauth_ms = args
+            .connections_max_reauth_ms
+            .or(file.connections_max_reauth_ms)
+            .unwrap_or(0);
+        anyhow::ensure!(
+            connections_max_reauth_ms == 0 || connections_max_reauth_ms >= 1_000,
+            "--connections-max-reauth-ms is 0 (no limit) or at least 1000"
+        );
         Ok(SecurityConfig {
+            connections_max_reauth_ms,
             authorizer,
             super_users,
             allow_plaintext: args.allow_plaintext || file.allow_plaintext.unwrap_or(false),

@@ -188,6 +188,12 @@ async fn handle(shard: &Rc<Shard>, session: &Rc<Session>, body: Bytes) -> Option
     // On a SASL listener nothing but the exchange is served before it succeeds; anything
     // else closes the connection, as Kafka's (a client that skips authentication is not
     // answered).
+    // KIP-368: a session past its lifetime is closed at its next request unless that
+    // request authenticates it again.
+    if session.expired() && !sasl::before_authentication(&request) {
+        tracing::info!(target: "keel::audit", %peer, "SASL session expired without re-authentication, closing");
+        return Some(Answer::Close);
+    }
     if !session.authenticated() && !sasl::before_authentication(&request) {
         tracing::debug!(%peer, ?api, "request before SASL authentication, closing");
         shard.metrics.api("kafka_invalid").requests.inc();

@@ -82,7 +82,19 @@ pub fn authenticate(
         }) => {
             shard.metrics.authentication(mechanism, true);
             tracing::info!(target: "keel::audit", peer = %session.peer, user = %user, %mechanism, "authenticated");
-            encode(header, &response(errors::NONE, None, last_message))
+            // KIP-368: the session's lifetime; the client authenticates again within it.
+            let lifetime = shard.config.security.connections_max_reauth_ms;
+            if lifetime > 0 {
+                session.expire_in(std::time::Duration::from_millis(lifetime));
+            }
+            let answer = response(errors::NONE, None, last_message)
+                .with_session_lifetime_ms(i64::try_from(lifetime).unwrap_or(i64::MAX));
+            encode(header, &answer)
+        }
+        Err(Failure::PrincipalChanged { was, now }) => {
+            tracing::warn!(target: "keel::audit", peer = %session.peer, %was, %now, "re-authentication refused: another principal");
+            let message = format!("Cannot change principals during re-authentication from {was} to {now}");
+            last(shard, header, errors::SASL_AUTHENTICATION_FAILED, &message)
         }
         Err(Failure::IllegalState) => last(
             shard,

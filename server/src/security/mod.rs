@@ -125,15 +125,18 @@ pub struct Session {
     pub certificate: Option<Certificate>,
     /// Until when the connection's next request is not read (a quota's throttle).
     throttled_until: std::cell::Cell<Option<std::time::Instant>>,
+    /// When its SASL session ends unless it authenticates again (KIP-368).
+    expires: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl Session {
-    /// A session on a listener with `protocol`, offering `mechanisms` when it is SASL;
-    /// `certificate` is what the client's TLS certificate says.
+    /// A session on a listener with `protocol`, offering `mechanisms` when it is SASL
+    /// (and re-authentication when `reauthentication`); `certificate` is what the client's
+    /// TLS certificate says.
     pub fn new(
         peer: Rc<str>,
         protocol: SecurityProtocol,
-        mechanisms: &[keel_auth::Mechanism],
+        (mechanisms, reauthentication): (&[keel_auth::Mechanism], bool),
         certificate: Option<Certificate>,
     ) -> Session {
         let host = peer
@@ -147,9 +150,10 @@ impl Session {
             host,
             peer,
             certificate,
+            expires: std::cell::Cell::new(None),
             sasl: protocol
                 .sasl()
-                .then(|| RefCell::new(sasl::Sasl::new(mechanisms.to_vec()))),
+                .then(|| RefCell::new(sasl::Sasl::new(mechanisms.to_vec(), reauthentication))),
         }
     }
 
@@ -172,6 +176,19 @@ impl Session {
         self.sasl
             .as_ref()
             .is_none_or(|sasl| sasl.borrow().principal().is_some())
+    }
+
+    /// The SASL session ends `lifetime` from now unless the client authenticates again.
+    pub fn expire_in(&self, lifetime: std::time::Duration) {
+        self.expires.set(Some(std::time::Instant::now() + lifetime));
+    }
+
+    /// Whether the SASL session has ended (it must authenticate again before anything
+    /// else is served).
+    pub fn expired(&self) -> bool {
+        self.expires
+            .get()
+            .is_some_and(|at| std::time::Instant::now() >= at)
     }
 
     /// Whether the connection's certificate proves a broker of the cluster (common name

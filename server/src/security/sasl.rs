@@ -1,6 +1,8 @@
 //! One connection's SASL exchange, as Kafka runs it: SaslHandshake picks a mechanism, then
-//! SaslAuthenticate carries its messages until the user is authenticated or refused. A
-//! plain state machine: the listener feeds it requests and sends what it returns.
+//! SaslAuthenticate carries its messages until the user is authenticated or refused. With
+//! re-authentication on (KIP-368) an authenticated connection may run the exchange again,
+//! as the same principal, keeping its principal meanwhile. A plain state machine: the
+//! listener feeds it requests and sends what it returns.
 
 use super::Principal;
 use keel_auth::scram::ScramServer;
@@ -26,6 +28,10 @@ enum State {
 pub struct Sasl {
     enabled: Vec<Mechanism>,
     state: State,
+    /// Whether an authenticated connection may authenticate again (KIP-368).
+    reauthentication: bool,
+    /// During a re-authentication, who the connection was and still is until it succeeds.
+    previous: Option<Principal>,
 }
 
 /// Why a SaslHandshake is refused.
@@ -58,6 +64,14 @@ pub enum Step {
 pub enum Failure {
     /// No handshake first, or the exchange is over (Kafka's ILLEGAL_SASL_STATE).
     IllegalState,
+    /// A re-authentication named another principal than the connection's (Kafka refuses
+    /// it: a connection's identity is fixed).
+    PrincipalChanged {
+        /// The connection's principal.
+        was: Principal,
+        /// The one the exchange authenticated.
+        now: Principal,
+    },
     /// The credentials were refused (Kafka's SASL_AUTHENTICATION_FAILED); the reason is
     /// for the log only.
     Refused {
@@ -71,11 +85,14 @@ pub enum Failure {
 }
 
 impl Sasl {
-    /// An exchange offering `enabled`.
-    pub fn new(enabled: Vec<Mechanism>) -> Sasl {
+    /// An exchange offering `enabled`; `reauthentication`: an authenticated connection
+    /// may authenticate again (KIP-368).
+    pub fn new(enabled: Vec<Mechanism>, reauthentication: bool) -> Sasl {
         Sasl {
             enabled,
             state: State::Start,
+            reauthentication,
+            previous: None,
         }
     }
 
@@ -84,11 +101,12 @@ impl Sasl {
         self.enabled.iter().map(|m| m.name())
     }
 
-    /// The authenticated principal, once there is one.
+    /// The authenticated principal, once there is one (during a re-authentication, the
+    /// one the connection had).
     pub fn principal(&self) -> Option<&Principal> {
         match &self.state {
             State::Authenticated(principal) => Some(principal),
-            _ => None,
+            _ => self.previous.as_ref(),
         }
     }
 
@@ -102,6 +120,12 @@ impl Sasl {
     /// # Errors
     /// A mechanism not enabled, or a second handshake.
     pub fn handshake(&mut self, mechanism: &str) -> Result<Mechanism, HandshakeError> {
+        if self.reauthentication {
+            if let State::Authenticated(principal) = &self.state {
+                self.previous = Some(principal.clone());
+                self.state = State::Start;
+            }
+        }
         if !matches!(self.state, State::Start) {
             self.state = State::Failed;
             return Err(HandshakeError::IllegalState);
@@ -178,7 +202,11 @@ impl Sasl {
                 user,
                 response,
             }) => {
-                self.state = State::Authenticated(Principal::user(&user));
+                let now = Principal::user(&user);
+                if let Some(was) = self.previous.take().filter(|was| *was != now) {
+                    return Err(Failure::PrincipalChanged { was, now });
+                }
+                self.state = State::Authenticated(now);
                 Ok(Step::Done {
                     mechanism,
                     user,
@@ -217,7 +245,7 @@ mod tests {
     }
 
     fn scram(mechanism: Mechanism, password: &str) -> (Sasl, Result<Step, Failure>) {
-        let mut sasl = Sasl::new(vec![Mechanism::ScramSha512, Mechanism::Plain]);
+        let mut sasl = Sasl::new(vec![Mechanism::ScramSha512, Mechanism::Plain], false);
         let hash = mechanism.scram().unwrap();
         sasl.handshake(mechanism.name()).unwrap();
         let mut client = ScramClient::new(hash, "alice", password, "cnonce");
@@ -261,7 +289,7 @@ mod tests {
 
     #[test]
     fn only_enabled_mechanisms_and_one_handshake() {
-        let mut sasl = Sasl::new(vec![Mechanism::ScramSha512]);
+        let mut sasl = Sasl::new(vec![Mechanism::ScramSha512], false);
         assert_eq!(
             sasl.handshake("SCRAM-SHA-256"),
             Err(HandshakeError::Unsupported)
@@ -272,7 +300,7 @@ mod tests {
             sasl.authenticate(b"x", lookup, "n"),
             Err(Failure::IllegalState)
         );
-        let mut sasl = Sasl::new(vec![Mechanism::ScramSha512]);
+        let mut sasl = Sasl::new(vec![Mechanism::ScramSha512], false);
         assert_eq!(sasl.handshake("SCRAM-SHA-512"), Ok(Mechanism::ScramSha512));
         assert_eq!(
             sasl.handshake("SCRAM-SHA-512"),
@@ -282,7 +310,7 @@ mod tests {
 
     #[test]
     fn plain_checks_the_scram_credential_and_names_the_user_refused() {
-        let mut sasl = Sasl::new(vec![Mechanism::Plain]);
+        let mut sasl = Sasl::new(vec![Mechanism::Plain], false);
         sasl.handshake("PLAIN").unwrap();
         let done = sasl.authenticate(b"\0alice\0secret", lookup, "n").unwrap();
         assert_eq!(
@@ -293,7 +321,7 @@ mod tests {
                 response: Vec::new()
             }
         );
-        let mut sasl = Sasl::new(vec![Mechanism::Plain]);
+        let mut sasl = Sasl::new(vec![Mechanism::Plain], false);
         sasl.handshake("PLAIN").unwrap();
         let Err(Failure::Refused { user, reason, .. }) =
             sasl.authenticate(b"\0mallory\0secret", lookup, "n")
@@ -304,5 +332,36 @@ mod tests {
             (user.as_deref(), reason),
             (Some("mallory"), AuthError::UnknownUser)
         );
+    }
+
+    // KIP-368: an authenticated connection authenticates again as the same principal,
+    // keeping its principal meanwhile; another principal is refused; without
+    // re-authentication a second handshake is illegal.
+    #[test]
+    fn reauthentication_keeps_the_principal() {
+        let both = |user: &str, m: Mechanism| {
+            let hash = m.scram()?;
+            matches!(user, "alice" | "bob")
+                .then(|| ScramCredential::new(hash, "secret", b"salt", 4096).unwrap())
+        };
+        let mut sasl = Sasl::new(vec![Mechanism::Plain], true);
+        sasl.handshake("PLAIN").unwrap();
+        sasl.authenticate(b"\0alice\0secret", both, "n").unwrap();
+        sasl.handshake("PLAIN").unwrap();
+        assert_eq!(sasl.principal(), Some(&Principal::user("alice")), "kept meanwhile");
+        sasl.authenticate(b"\0alice\0secret", both, "n").unwrap();
+        assert_eq!(sasl.principal(), Some(&Principal::user("alice")));
+        sasl.handshake("PLAIN").unwrap();
+        assert_eq!(
+            sasl.authenticate(b"\0bob\0secret", both, "n"),
+            Err(Failure::PrincipalChanged {
+                was: Principal::user("alice"),
+                now: Principal::user("bob")
+            })
+        );
+        let mut once = Sasl::new(vec![Mechanism::Plain], false);
+        once.handshake("PLAIN").unwrap();
+        once.authenticate(b"\0alice\0secret", both, "n").unwrap();
+        assert_eq!(once.handshake("PLAIN"), Err(HandshakeError::IllegalState));
     }
 }
