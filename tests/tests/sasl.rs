@@ -321,30 +321,62 @@ fn authenticate(stream: &mut TcpStream, token: &[u8]) -> Option<(i16, Vec<u8>, i
 fn sessions_end_unless_the_client_authenticates_again() {
     let dir = tempfile::tempdir().unwrap();
     let mut users = USERS.to_vec();
-    users.extend(["--connections-max-reauth-ms", "2000"]);
+    users.extend([
+        "--connections-max-reauth-ms",
+        "2000",
+        "--add-scram",
+        "SCRAM-SHA-512:carol:carol-secret",
+    ]);
     let broker = sasl_broker(dir.path(), &users);
     // A raw client: told the session's lifetime, served within it, closed after it.
     let mut stream = TcpStream::connect(broker.kafka_addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let answer = exchange(&mut stream, &handshake("SCRAM-SHA-512")).unwrap();
-    assert_eq!(&answer[..2], &0i16.to_be_bytes());
-    let mut client = keel_auth::scram::ScramClient::new(
-        keel_auth::scram::Hash::Sha512,
-        "alice",
-        "alice-secret",
-        "clientnonce",
+    let login = |stream: &mut TcpStream, user: &str, password: &str| {
+        let answer = exchange(stream, &handshake("SCRAM-SHA-512")).unwrap();
+        assert_eq!(&answer[..2], &0i16.to_be_bytes());
+        let mut client = keel_auth::scram::ScramClient::new(
+            keel_auth::scram::Hash::Sha512,
+            user,
+            password,
+            "clientnonce",
+        );
+        let (code, first, _) = authenticate(stream, &client.first()).unwrap();
+        assert_eq!(code, 0);
+        let reply = client.reply(&first).unwrap();
+        let answer = authenticate(stream, &reply);
+        if let Some((0, last, _)) = &answer {
+            client.verify(last).unwrap();
+        }
+        answer.map(|(code, _, lifetime)| (code, lifetime))
+    };
+    assert_eq!(login(&mut stream, "alice", "alice-secret"), Some((0, 2000)));
+    assert!(
+        exchange(&mut stream, &metadata_all()).is_some(),
+        "served within its lifetime"
     );
-    let (code, first, _) = authenticate(&mut stream, &client.first()).unwrap();
-    assert_eq!(code, 0);
-    let reply = client.reply(&first).unwrap();
-    let (code, last, lifetime) = authenticate(&mut stream, &reply).unwrap();
-    assert_eq!((code, lifetime), (0, 2000));
-    client.verify(&last).unwrap();
-    assert!(exchange(&mut stream, &metadata_all()).is_some(), "served within its lifetime");
-    std::thread::sleep(Duration::from_millis(2200));
-    assert_eq!(exchange(&mut stream, &metadata_all()), None, "closed after it");
+    // Authenticating again on the same connection renews the session.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(login(&mut stream, "alice", "alice-secret"), Some((0, 2000)));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(exchange(&mut stream, &metadata_all()).is_some(), "renewed");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        exchange(&mut stream, &metadata_all()),
+        None,
+        "closed after its lifetime"
+    );
+    // Authenticating again as someone else is refused (SASL_AUTHENTICATION_FAILED, 58).
+    let mut other = TcpStream::connect(broker.kafka_addr).unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(login(&mut other, "alice", "alice-secret"), Some((0, 2000)));
+    assert_eq!(
+        login(&mut other, "carol", "carol-secret").map(|(c, _)| c),
+        Some(58)
+    );
     // librdkafka authenticates again in time (KIP-368): six seconds of records, all
     // delivered, and more authentications than connections.
     let count = || {
@@ -360,5 +392,8 @@ fn sessions_end_unless_the_client_authenticates_again() {
         ("SCRAM-SHA-512", "alice", "alice-secret"),
     );
     let made = count() - before;
-    assert!(made >= 6.0, "re-authentications happened ({made} authentications)");
+    assert!(
+        made >= 6.0,
+        "re-authentications happened ({made} authentications)"
+    );
 }

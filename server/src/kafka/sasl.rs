@@ -93,7 +93,8 @@ pub fn authenticate(
         }
         Err(Failure::PrincipalChanged { was, now }) => {
             tracing::warn!(target: "keel::audit", peer = %session.peer, %was, %now, "re-authentication refused: another principal");
-            let message = format!("Cannot change principals during re-authentication from {was} to {now}");
+            let message =
+                format!("Cannot change principals during re-authentication from {was} to {now}");
             last(shard, header, errors::SASL_AUTHENTICATION_FAILED, &message)
         }
         Err(Failure::IllegalState) => last(

@@ -348,7 +348,11 @@ mod tests {
         sasl.handshake("PLAIN").unwrap();
         sasl.authenticate(b"\0alice\0secret", both, "n").unwrap();
         sasl.handshake("PLAIN").unwrap();
-        assert_eq!(sasl.principal(), Some(&Principal::user("alice")), "kept meanwhile");
+        assert_eq!(
+            sasl.principal(),
+            Some(&Principal::user("alice")),
+            "kept meanwhile"
+        );
         sasl.authenticate(b"\0alice\0secret", both, "n").unwrap();
         assert_eq!(sasl.principal(), Some(&Principal::user("alice")));
         sasl.handshake("PLAIN").unwrap();
