@@ -13,6 +13,8 @@ mod metadata;
 mod report;
 mod scram;
 mod suite;
+mod suite_security;
+mod suite_table;
 mod svg;
 
 use clap::{Parser, Subcommand};

@@ -5,6 +5,7 @@
 //! round `--repeat` times and reports medians, as a table and as JSON.
 
 use crate::load::{run_async, LoadArgs, Mode, Report};
+use crate::suite_table::{figure, medians, rows_json, table, IGGY_ROWS, LIMIT_ROWS, TLS_ROWS};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ pub struct SuiteArgs {
     server: Option<PathBuf>,
     /// Scratch directory on the disk under test (limits, broker and Iggy data; emptied after).
     #[arg(long, default_value = "./keel-suite")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// First loopback port; each broker started takes the next two.
     #[arg(long, default_value_t = 17300)]
     port: u16,
@@ -170,97 +171,6 @@ const WORKLOADS: &[Workload] = &[
     },
 ];
 
-/// One row of a table: Keel's figure against a reference of the same run.
-struct Row {
-    label: &'static str,
-    keel: &'static str,
-    reference: &'static str,
-    /// Keel must reach at least this fraction of the reference (or, for latencies, stay
-    /// under this many milliseconds: `reference` is then empty).
-    target: f64,
-}
-
-const LIMIT_ROWS: &[Row] = &[
-    Row {
-        label: "produce, 8 partitions, 2 producers, acks=all (vs raw O_DIRECT + fdatasync/MiB)",
-        keel: "produce_8p_2prod",
-        reference: "disk_fdatasync",
-        target: 0.45,
-    },
-    Row {
-        label: "produce, 1 partition, 1 producer, acks=all (vs raw O_DIRECT + fdatasync/MiB)",
-        keel: "produce_1p_1prod",
-        reference: "disk_fdatasync",
-        target: 0.25,
-    },
-    Row {
-        label: "consume catch-up (cold), 2 partitions, 2 consumers (vs loopback TCP)",
-        keel: "catchup_2p_2cons",
-        reference: "loopback",
-        target: 0.30,
-    },
-    Row {
-        label: "end-to-end p99 at half the maximum rate, ms",
-        keel: "e2e_half_rate_1p.p99_ms",
-        reference: "",
-        target: 2.0,
-    },
-    Row {
-        label: "end-to-end p99.9 at half the maximum rate, ms",
-        keel: "e2e_half_rate_1p.p999_ms",
-        reference: "",
-        target: 5.0,
-    },
-];
-
-const TLS_ROWS: &[Row] = &[
-    Row {
-        label: "TLS produce, 1 producer, no fsync (vs the same in plaintext)",
-        keel: "produce_1p_1prod_nofsync_tls",
-        reference: "produce_1p_1prod_nofsync",
-        target: 0.7,
-    },
-    Row {
-        label: "TLS consume catch-up, 1 consumer (vs the same in plaintext)",
-        keel: "catchup_1p_1cons_tls",
-        reference: "catchup_1p_1cons",
-        target: 0.7,
-    },
-];
-
-const IGGY_ROWS: &[Row] = &[
-    Row {
-        label: "1 producer, 1 partition, fsync",
-        keel: "produce_1p_1prod",
-        reference: "iggy_1prod_fsync",
-        target: 1.0,
-    },
-    Row {
-        label: "2 producers, 2 partitions, fsync",
-        keel: "produce_2p_2prod",
-        reference: "iggy_2prod_fsync",
-        target: 1.0,
-    },
-    Row {
-        label: "1 producer, no fsync",
-        keel: "produce_1p_1prod_nofsync",
-        reference: "iggy_1prod",
-        target: 1.0,
-    },
-    Row {
-        label: "2 producers, no fsync",
-        keel: "produce_2p_2prod_nofsync",
-        reference: "iggy_2prod",
-        target: 1.0,
-    },
-    Row {
-        label: "1 consumer catch-up",
-        keel: "catchup_1p_1cons",
-        reference: "iggy_1cons",
-        target: 1.0,
-    },
-];
-
 /// Runs the suite and prints the tables.
 pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
     let server = match &args.server {
@@ -308,7 +218,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
         }
         if args.runs("scram") {
             eprintln!("round {}/{}: SCRAM handshakes", round + 1, args.repeat);
-            let handshakes = scram_handshakes(&args, &server, &mut port)?;
+            let handshakes = crate::suite_security::scram_handshakes(&args, &server, &mut port)?;
             figures.insert("scram_handshakes_per_sec".to_owned(), handshakes);
         }
         if let Some(iggy_dir) = &args.iggy {
@@ -371,7 +281,7 @@ fn keel_workload(
     let data = args.dir.join(format!("keel-{}", workload.key));
     std::fs::remove_dir_all(&data).ok();
     let (flags, command_config) = if workload.tls {
-        tls_files(&args.dir)?
+        crate::suite_security::tls_files(&args.dir)?
     } else {
         (Vec::new(), None)
     };
@@ -483,158 +393,24 @@ fn load_args(address: &str, workload: &Workload) -> LoadArgs {
     }
 }
 
-/// A CA and a certificate for 127.0.0.1 in `dir/tls` (made once per run): the broker's
-/// TLS flags and the clients' properties file.
-fn tls_files(dir: &Path) -> anyhow::Result<(Vec<String>, Option<PathBuf>)> {
-    let tls = dir.join("tls");
-    let (cert, key, config) = (
-        tls.join("broker.pem"),
-        tls.join("broker-key.pem"),
-        tls.join("client.properties"),
-    );
-    if !config.exists() {
-        std::fs::create_dir_all(&tls)?;
-        let ca_key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&ca_key)?;
-        let broker_key = rcgen::KeyPair::generate()?;
-        let broker = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(
-            &broker_key,
-            &ca,
-            &ca_key,
-        )?;
-        std::fs::write(tls.join("ca.pem"), ca.pem())?;
-        std::fs::write(&cert, broker.pem())?;
-        std::fs::write(&key, broker_key.serialize_pem())?;
-        let ca_path = tls.join("ca.pem").canonicalize()?;
-        std::fs::write(
-            &config,
-            format!(
-                "security.protocol=SSL\nssl.ca.location={}\n",
-                ca_path.display()
-            ),
-        )?;
-    }
-    let flags = ["--native-security", "SSL", "--tls-cert"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            cert.canonicalize()?.display().to_string(),
-            "--tls-key".into(),
-        ])
-        .chain([key.canonicalize()?.display().to_string()])
-        .collect();
-    Ok((flags, Some(config)))
-}
-
-/// SCRAM-SHA-512 authentications per second against a broker's SASL Kafka listener.
-fn scram_handshakes(args: &SuiteArgs, server: &Path, port: &mut u16) -> anyhow::Result<f64> {
-    let data = args.dir.join("keel-scram");
-    std::fs::remove_dir_all(&data).ok();
-    let flags: Vec<String> = [
-        "--kafka-security",
-        "SASL_PLAINTEXT",
-        "--add-scram",
-        "SCRAM-SHA-512:bench:bench-secret",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let base = next_port(port);
-    let broker = KeelServer::start(server, &data, base, "always", &flags)?;
-    let kafka = format!("127.0.0.1:{}", base + 2);
-    let rate = crate::scram::handshakes_per_second(&kafka, "bench", "bench-secret", 2, 3.0)?;
-    broker.stop()?;
-    std::fs::remove_dir_all(&data).ok();
-    Ok(rate)
-}
-
 fn mb_per_sec(report: &Report) -> f64 {
     report.bytes as f64 / 1e6 / report.seconds
 }
 
-fn next_port(port: &mut u16) -> u16 {
+pub(crate) fn next_port(port: &mut u16) -> u16 {
     let this = *port;
     *port = port.wrapping_add(2);
     this
 }
 
-fn medians(rounds: &[BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
-    let mut all: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for round in rounds {
-        for (key, value) in round {
-            all.entry(key.clone()).or_default().push(*value);
-        }
-    }
-    all.into_iter()
-        .map(|(key, mut values)| {
-            values.sort_by(f64::total_cmp);
-            (key, values[values.len() / 2])
-        })
-        .collect()
-}
-
-fn figure(medians: &BTreeMap<String, f64>, key: &str) -> f64 {
-    medians.get(key).copied().unwrap_or(f64::NAN)
-}
-
-fn table(rows: &[Row], medians: &BTreeMap<String, f64>, reference_name: &str) -> String {
-    let mut text = format!(
-        "| workload | Keel | {reference_name} | ratio | must reach | met |\n|---|---|---|---|---|---|\n"
-    );
-    for row in rows {
-        let keel = figure(medians, row.keel);
-        if row.reference.is_empty() {
-            text += &format!(
-                "| {} | {keel:.2} ms | — | — | < {} ms | {} |\n",
-                row.label,
-                row.target,
-                if keel < row.target { "yes" } else { "no" }
-            );
-        } else {
-            let reference = figure(medians, row.reference);
-            let ratio = keel / reference;
-            text += &format!(
-                "| {} | {keel:.0} MB/s | {reference:.0} MB/s | {ratio:.2} | ≥ {:.2} | {} |\n",
-                row.label,
-                row.target,
-                if ratio >= row.target { "yes" } else { "no" }
-            );
-        }
-    }
-    text
-}
-
-fn rows_json(rows: &[Row], medians: &BTreeMap<String, f64>) -> Vec<serde_json::Value> {
-    rows.iter()
-        .map(|row| {
-            let keel = figure(medians, row.keel);
-            let reference = (!row.reference.is_empty()).then(|| figure(medians, row.reference));
-            let ratio = reference.map(|r| keel / r);
-            let met = match ratio {
-                Some(ratio) => ratio >= row.target,
-                None => keel < row.target,
-            };
-            serde_json::json!({
-                "workload": row.label,
-                "keel": keel,
-                "reference": reference,
-                "ratio": ratio,
-                "target": row.target,
-                "met": met,
-            })
-        })
-        .collect()
-}
-
 /// A running keel-server, stopped (SIGTERM, then SIGKILL) when dropped.
-struct KeelServer {
+pub(crate) struct KeelServer {
     child: Child,
     address: String,
 }
 
 impl KeelServer {
-    fn start(
+    pub(crate) fn start(
         server: &Path,
         data: &Path,
         port: u16,
@@ -663,7 +439,7 @@ impl KeelServer {
         Ok(KeelServer { child, address })
     }
 
-    fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         terminate(&mut self.child, Duration::from_secs(20))
     }
 }

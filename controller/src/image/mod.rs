@@ -9,7 +9,12 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::records::{PartitionState, Record};
 
+mod security;
 mod snapshot;
+
+pub use security::{
+    SECURITY_CHANGE_ENTRIES_MAX, SECURITY_ENTRIES_MAX, SECURITY_KIND_MAX, SECURITY_TEXT_BYTES_MAX,
+};
 
 /// Longest topic name (as Kafka).
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -55,15 +60,6 @@ pub struct MetadataImage {
     security: BTreeMap<(u8, String), String>,
 }
 
-/// Security metadata kinds are 1 to this.
-pub const SECURITY_KIND_MAX: u8 = 3;
-/// Longest security key or value.
-pub const SECURITY_TEXT_BYTES_MAX: usize = 1_024;
-/// Most security entries in the metadata (users, ACL bindings and quotas together).
-pub const SECURITY_ENTRIES_MAX: usize = 100_000;
-/// Most security entries one change may hold.
-pub const SECURITY_CHANGE_ENTRIES_MAX: usize = 1_000;
-
 /// Longest cluster id.
 pub const CLUSTER_ID_BYTES_MAX: usize = 64;
 
@@ -75,55 +71,6 @@ impl MetadataImage {
     pub fn offset(&self) -> u64 {
         self.offset
     }
-    /// Security metadata entries by kind and key.
-    pub fn security(&self) -> &BTreeMap<(u8, String), String> {
-        &self.security
-    }
-
-    /// Whether `entries` may be applied: known kinds, keys and values within their
-    /// bounds, and the total within [`SECURITY_ENTRIES_MAX`] after the change.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] naming what is wrong.
-    pub fn check_security(&self, entries: &[crate::records::SecurityEntry]) -> Result<()> {
-        let invalid = |reason: String| Error::Invalid {
-            field: "security entry",
-            reason,
-        };
-        if entries.is_empty() || entries.len() > SECURITY_CHANGE_ENTRIES_MAX {
-            return Err(invalid(format!(
-                "{} entries in one change (1 to {SECURITY_CHANGE_ENTRIES_MAX})",
-                entries.len()
-            )));
-        }
-        let mut added = 0usize;
-        let mut seen = std::collections::BTreeSet::new();
-        for entry in entries {
-            if entry.kind == 0 || entry.kind > SECURITY_KIND_MAX {
-                return Err(invalid(format!("unknown kind {}", entry.kind)));
-            }
-            let value_len = entry.value.as_ref().map_or(0, String::len);
-            if entry.key.is_empty()
-                || entry.key.len() > SECURITY_TEXT_BYTES_MAX
-                || value_len > SECURITY_TEXT_BYTES_MAX
-            {
-                return Err(invalid(format!(
-                    "keys are 1 to {SECURITY_TEXT_BYTES_MAX} bytes, values at most as many"
-                )));
-            }
-            let present = self.security.contains_key(&(entry.kind, entry.key.clone()));
-            if seen.insert((entry.kind, entry.key.as_str())) && !present && entry.value.is_some() {
-                added += 1;
-            }
-        }
-        if self.security.len() + added > SECURITY_ENTRIES_MAX {
-            return Err(invalid(format!(
-                "more than {SECURITY_ENTRIES_MAX} security entries in the metadata"
-            )));
-        }
-        Ok(())
-    }
-
     /// Registered brokers by id.
     pub fn brokers(&self) -> &BTreeMap<u32, BrokerInfo> {
         &self.brokers

@@ -153,31 +153,7 @@ impl Node {
 
     /// Accepts a peer's hello when its voter list is ours.
     pub fn check_hello(&self, node_id: u64, voters: &[(u64, String)]) -> Result<(), String> {
-        let ours: Vec<(u64, String)> = self
-            .config
-            .voters
-            .iter()
-            .map(|(id, a)| (*id, a.to_string()))
-            .collect();
-        if voters != ours.as_slice() {
-            let theirs = voters
-                .iter()
-                .map(|(id, a)| format!("{id}@{a}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            return Err(format!(
-                "voter list disagrees: node {node_id} has --controller-voters {theirs}, node {} has {}",
-                self.config.node_id,
-                self.config.voters_text()
-            ));
-        }
-        if node_id == u64::from(self.config.node_id) {
-            return Err(format!(
-                "node id {node_id} is already taken by the node at {}",
-                self.config.controller_listen
-            ));
-        }
-        Ok(())
+        self.config.check_hello(node_id, voters)
     }
 
     /// A voter refused our hello: before any voter accepted us, the fault is ours, so the

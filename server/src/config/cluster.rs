@@ -83,6 +83,37 @@ impl ClusterConfig {
         })
     }
 
+    /// Accepts a peer's hello when its voter list is ours and its node id is not ours.
+    ///
+    /// # Errors
+    /// Why not, in one line.
+    pub fn check_hello(&self, node_id: u64, voters: &[(u64, String)]) -> Result<(), String> {
+        let ours: Vec<(u64, String)> = self
+            .voters
+            .iter()
+            .map(|(id, a)| (*id, a.to_string()))
+            .collect();
+        if voters != ours.as_slice() {
+            let theirs = voters
+                .iter()
+                .map(|(id, a)| format!("{id}@{a}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            return Err(format!(
+                "voter list disagrees: node {node_id} has --controller-voters {theirs}, node {} has {}",
+                self.node_id,
+                self.voters_text()
+            ));
+        }
+        if node_id == u64::from(self.node_id) {
+            return Err(format!(
+                "node id {node_id} is already taken by the node at {}",
+                self.controller_listen
+            ));
+        }
+        Ok(())
+    }
+
     /// True when this node is one of the voters.
     pub fn is_voter(&self) -> bool {
         self.voters
