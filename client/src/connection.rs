@@ -39,6 +39,9 @@ pub struct Connection {
     next_correlation: Arc<AtomicU32>,
     /// Set when the connection failed: later requests fail at once.
     broken: Arc<std::sync::atomic::AtomicBool>,
+    /// With a SASL session that ends (KIP-368): when to stop using this connection (most
+    /// of the way through the session), so callers connect and authenticate again.
+    renew_at: Option<std::time::Instant>,
 }
 
 impl Connection {
@@ -103,7 +106,18 @@ impl Connection {
             .call_timeout(&Request::ApiVersions, CONNECT_TIMEOUT)
             .await
         {
-            Ok(Response::ApiVersions { .. }) => Ok(connection),
+            Ok(Response::ApiVersions { .. }) => match security.sasl_credentials() {
+                None => Ok(connection),
+                Some(credentials) => {
+                    let mut connection = connection;
+                    // Refused credentials are the broker's answer, not a connection
+                    // failure: callers do not retry them.
+                    let lifetime = crate::sasl::authenticate(&connection, credentials).await?;
+                    connection.renew_at =
+                        lifetime.map(|l| std::time::Instant::now() + l.mul_f64(0.8));
+                    Ok(connection)
+                }
+            },
             Ok(_) => Err(failed("unexpected answer to ApiVersions".into())),
             Err(Error::Timeout(_)) => Err(failed(format!(
                 "no Keel broker answered within {CONNECT_TIMEOUT:?} (is this the metrics port?)"
@@ -197,12 +211,17 @@ impl Connection {
             pending,
             next_correlation: Arc::new(AtomicU32::new(1)),
             broken,
+            renew_at: None,
         }
     }
 
-    /// Whether the connection has failed (a new one is needed).
+    /// Whether the connection has failed, or its SASL session is near its end (a new one
+    /// is needed).
     pub fn is_broken(&self) -> bool {
         self.broken.load(Ordering::SeqCst)
+            || self
+                .renew_at
+                .is_some_and(|at| std::time::Instant::now() >= at)
     }
 
     /// The broker's address.

@@ -29,6 +29,7 @@ pub mod error;
 pub mod partitioner;
 pub mod producer;
 mod router;
+mod sasl;
 pub mod security;
 
 pub use admin::{Admin, ClusterDescription, GroupPartitionOffset, ResetTo, TopicDescription};
@@ -37,11 +38,15 @@ pub use consumer::{
     TopicPartition,
 };
 pub use error::{Error, Result};
-pub use keel_protocol::api::{GroupDescription, MemberDescription};
+pub use keel_auth::Mechanism;
+pub use keel_protocol::api::{
+    Acl, AclFilter, GroupDescription, MemberDescription, QuotaEntry, QuotaName, UserDescription,
+};
 pub use keel_protocol::batch::{BatchBuilder, BatchView, NewRecord};
 pub use keel_protocol::Compression;
 pub use partitioner::{murmur2, partition_for_key, Partitioner};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerBuilder, ProducerRecord, RecordMetadata, WhenFull,
 };
+pub use sasl::SaslCredentials;
 pub use security::ClientSecurity;

@@ -1,9 +1,12 @@
 //! How the client reaches brokers: plain TCP, or TLS (a broker's `--native-security SSL`)
 //! with the CA its certificate is checked against and, for mTLS, the client's own
-//! certificate. Read from a Kafka-style client properties file (`security.protocol`,
-//! `ssl.ca.location`, `ssl.certificate.location`, `ssl.key.location`), the `keel` tool's
-//! `--command-config`.
+//! certificate; and SASL credentials (`SASL_PLAINTEXT`, `SASL_SSL`). Read from a
+//! Kafka-style client properties file (`security.protocol`, `ssl.ca.location`,
+//! `ssl.certificate.location`, `ssl.key.location`, `sasl.mechanism`, `sasl.username`,
+//! `sasl.password`), the `keel` tool's `--command-config`.
 
+use crate::sasl::SaslCredentials;
+use keel_auth::Mechanism;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::Path;
@@ -13,15 +16,22 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub struct ClientSecurity {
     tls: Option<Arc<rustls::ClientConfig>>,
+    sasl: Option<Arc<SaslCredentials>>,
 }
 
 impl std::fmt::Debug for ClientSecurity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.tls.is_some() {
-            "SSL"
-        } else {
-            "PLAINTEXT"
-        })
+        let protocol = match (self.tls.is_some(), self.sasl.is_some()) {
+            (false, false) => "PLAINTEXT",
+            (true, false) => "SSL",
+            (false, true) => "SASL_PLAINTEXT",
+            (true, true) => "SASL_SSL",
+        };
+        f.write_str(protocol)?;
+        match &self.sasl {
+            Some(sasl) => write!(f, " ({sasl:?})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -75,14 +85,16 @@ impl ClientSecurity {
         };
         Ok(ClientSecurity {
             tls: Some(Arc::new(config)),
+            sasl: None,
         })
     }
 
     /// The settings in a Kafka client properties file (`key=value` lines, `#` comments).
     ///
     /// # Errors
-    /// An unreadable file, an unknown protocol, SSL without `ssl.ca.location`, a SASL
-    /// protocol (not served on the native protocol yet), or bad certificate files.
+    /// An unreadable file, an unknown protocol or mechanism, SSL without
+    /// `ssl.ca.location`, SASL without its mechanism, user and password, or bad
+    /// certificate files.
     pub fn from_properties_file(path: &Path) -> Result<ClientSecurity, SecurityError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| SecurityError(format!("{}: {e}", path.display())))?;
@@ -97,30 +109,78 @@ impl ClientSecurity {
             properties.insert(key.trim().to_owned(), value.trim().to_owned());
         }
         let get = |key: &str| properties.get(key).map(String::as_str);
-        match get("security.protocol").unwrap_or("PLAINTEXT") {
-            "PLAINTEXT" => Ok(ClientSecurity::default()),
-            "SSL" => {
-                let ca = get("ssl.ca.location").ok_or_else(|| {
-                    SecurityError("security.protocol=SSL needs ssl.ca.location".into())
-                })?;
-                let identity = match (get("ssl.certificate.location"), get("ssl.key.location")) {
-                    (Some(cert), Some(key)) => Some((Path::new(cert), Path::new(key))),
-                    (None, None) => None,
-                    _ => {
-                        return Err(SecurityError(
-                            "ssl.certificate.location and ssl.key.location go together".into(),
-                        ))
-                    }
-                };
-                ClientSecurity::tls(Path::new(ca), identity)
+        let protocol = get("security.protocol").unwrap_or("PLAINTEXT");
+        let (tls, sasl) = match protocol {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
+            other => {
+                return Err(SecurityError(format!(
+                "unknown security.protocol {other:?} (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)"
+            )))
             }
-            "SASL_PLAINTEXT" | "SASL_SSL" => Err(SecurityError(
-                "SASL on the native protocol is not built yet: use PLAINTEXT or SSL".into(),
-            )),
-            other => Err(SecurityError(format!(
-                "unknown security.protocol {other:?} (PLAINTEXT or SSL)"
-            ))),
+        };
+        let mut security = ClientSecurity::default();
+        if tls {
+            let ca = get("ssl.ca.location").ok_or_else(|| {
+                SecurityError(format!(
+                    "security.protocol={protocol} needs ssl.ca.location"
+                ))
+            })?;
+            let identity = match (get("ssl.certificate.location"), get("ssl.key.location")) {
+                (Some(cert), Some(key)) => Some((Path::new(cert), Path::new(key))),
+                (None, None) => None,
+                _ => {
+                    return Err(SecurityError(
+                        "ssl.certificate.location and ssl.key.location go together".into(),
+                    ))
+                }
+            };
+            security = ClientSecurity::tls(Path::new(ca), identity)?;
         }
+        if sasl {
+            let need = |key: &str| {
+                get(key).ok_or_else(|| {
+                    SecurityError(format!("security.protocol={protocol} needs {key}"))
+                })
+            };
+            security = security.sasl(
+                need("sasl.mechanism")?,
+                need("sasl.username")?,
+                need("sasl.password")?,
+            )?;
+        }
+        Ok(security)
+    }
+
+    /// These settings, authenticating every connection with SASL `mechanism`
+    /// (`SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`) as `user`.
+    ///
+    /// # Errors
+    /// An unknown mechanism.
+    pub fn sasl(
+        mut self,
+        mechanism: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<ClientSecurity, SecurityError> {
+        let mechanism = Mechanism::parse(mechanism).ok_or_else(|| {
+            SecurityError(format!(
+                "unknown sasl.mechanism {mechanism:?} (SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN)"
+            ))
+        })?;
+        self.sasl = Some(Arc::new(SaslCredentials {
+            mechanism,
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }));
+        Ok(self)
+    }
+
+    /// The SASL credentials connections authenticate with, if any.
+    pub fn sasl_credentials(&self) -> Option<&SaslCredentials> {
+        self.sasl.as_deref()
     }
 
     /// With TLS, what connects to the broker at `addr` (`host:port`) and the name its

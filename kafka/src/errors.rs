@@ -119,6 +119,14 @@ pub fn kafka_code(error: ErrorCode) -> i16 {
         ErrorCode::CoordinatorLoadInProgress => 14,
         ErrorCode::CoordinatorNotAvailable => COORDINATOR_NOT_AVAILABLE,
         ErrorCode::InvalidRecord => 87,
+        ErrorCode::SaslAuthenticationFailed => SASL_AUTHENTICATION_FAILED,
+        ErrorCode::UnsupportedSaslMechanism => UNSUPPORTED_SASL_MECHANISM,
+        ErrorCode::IllegalSaslState => ILLEGAL_SASL_STATE,
+        ErrorCode::SecurityDisabled => SECURITY_DISABLED,
+        ErrorCode::ResourceNotFound => RESOURCE_NOT_FOUND,
+        ErrorCode::UnacceptableCredential => UNACCEPTABLE_CREDENTIAL,
+        ErrorCode::DuplicateResource => DUPLICATE_RESOURCE,
+        ErrorCode::InvalidQuota => INVALID_REQUEST,
     }
 }
 

@@ -373,14 +373,21 @@ async fn handle_one(
             Some(Outgoing::error(ErrorCode::ClusterAuthorizationFailed))
         }
         Ok(request) => {
-            if let Some(code) = refused(shard, session, &request) {
+            let refusal = crate::native_security::unauthenticated(session, &request)
+                .or_else(|| refused(shard, session, &request));
+            if let Some(code) = refusal {
                 let api = request.api_key().name();
                 shard.metrics.api(api).requests.inc();
                 shard.metrics.request_error(api, code);
                 return Some(Outgoing::error(code));
             }
             let api = request.api_key().name();
-            let outgoing = handlers::handle(shard, request).await;
+            let outgoing = match request {
+                Request::Security(request) => {
+                    Some(crate::native_security::handle(shard, session, request).await)
+                }
+                request => handlers::handle(shard, request).await,
+            };
             let metrics = shard.metrics.api(api);
             metrics.requests.inc();
             let waited = outgoing.as_ref().map_or(Duration::ZERO, |o| o.waited);

@@ -13,6 +13,7 @@ mod handlers;
 mod kafka;
 mod metrics;
 mod native_acls;
+mod native_security;
 mod offsets_migration;
 mod peers;
 mod ports;

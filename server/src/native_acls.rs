@@ -5,7 +5,7 @@
 
 use crate::security::gate::Gate;
 use keel_auth::acl::Operation;
-use keel_protocol::api::{ErrorCode, Request};
+use keel_protocol::api::{ErrorCode, Request, SecurityRequest};
 
 /// `None` when `request` may be served; otherwise the error to answer.
 pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
@@ -73,5 +73,20 @@ pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
         Request::ElectLeaders { .. }
         | Request::ReassignPartition { .. }
         | Request::DecommissionBroker { .. } => cluster(Alter),
+        Request::Security(request) => match request {
+            // The exchange itself is served before anything is known of the client.
+            SecurityRequest::SaslHandshake { .. } | SecurityRequest::SaslAuthenticate { .. } => {
+                None
+            }
+            // As Kafka's admin APIs for users, ACLs and client quotas.
+            SecurityRequest::DescribeUsers { .. } | SecurityRequest::DescribeAcls { .. } => {
+                cluster(Describe)
+            }
+            SecurityRequest::AlterUsers { .. }
+            | SecurityRequest::CreateAcls { .. }
+            | SecurityRequest::DeleteAcls { .. } => cluster(Alter),
+            SecurityRequest::DescribeQuotas => cluster(DescribeConfigs),
+            SecurityRequest::AlterQuotas { .. } => cluster(AlterConfigs),
+        },
     }
 }

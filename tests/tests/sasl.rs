@@ -278,7 +278,17 @@ fn security_flags_that_cannot_work_are_refused_at_start() {
             ],
             "needs --tls-ca",
         ),
-        (&["--native-security", "SASL_SSL"], "not built yet"),
+        (
+            &[
+                "--native-security",
+                "SASL_PLAINTEXT",
+                "--node-id",
+                "1",
+                "--controller-voters",
+                "1@127.0.0.1:19093",
+            ],
+            "needs --inter-broker-security SSL",
+        ),
         (
             &["--ssl-principal-mapping-rules", "RULE:x"],
             "RULE:pattern/replacement",

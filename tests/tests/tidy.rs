@@ -167,8 +167,8 @@ fn the_server_imports_only_from_layers_below() {
         .join("server/src");
     let layer = |module: &str| -> usize {
         match module {
-            "main" | "lib" | "broker" | "accept" | "conn" | "stream" | "native_acls" | "kafka"
-            | "background" | "ports" => 3,
+            "main" | "lib" | "broker" | "accept" | "conn" | "stream" | "native_acls"
+            | "native_security" | "kafka" | "background" | "ports" => 3,
             "handlers" | "group" | "offsets_migration" => 2,
             "shard" | "peers" | "replication" | "cluster" | "compaction" | "producers"
             | "producer_ids" | "registry" | "metrics" | "security" => 1,

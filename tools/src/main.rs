@@ -22,6 +22,7 @@ mod group;
 mod log;
 mod partition;
 mod produce;
+mod security;
 mod topic;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -73,8 +74,9 @@ struct Cli {
     /// Broker address, or a comma-separated list (the first that answers is used).
     #[arg(long, global = true, default_value = "127.0.0.1:7070")]
     bootstrap: String,
-    /// Client security settings, a Kafka properties file: security.protocol (PLAINTEXT or
-    /// SSL), ssl.ca.location, ssl.certificate.location, ssl.key.location.
+    /// Client security settings, a Kafka properties file: security.protocol (PLAINTEXT,
+    /// SSL, SASL_PLAINTEXT or SASL_SSL), ssl.ca.location, ssl.certificate.location,
+    /// ssl.key.location, sasl.mechanism, sasl.username, sasl.password.
     #[arg(long, global = true)]
     command_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
@@ -111,6 +113,21 @@ enum Command {
     Group {
         #[command(subcommand)]
         command: group::GroupCommand,
+    },
+    /// SCRAM users (SASL).
+    User {
+        #[command(subcommand)]
+        command: security::UserCommand,
+    },
+    /// ACL bindings (with the broker's --authorizer on).
+    Acl {
+        #[command(subcommand)]
+        command: security::AclCommand,
+    },
+    /// Client quotas: produce and fetch byte rates per user and client id.
+    Quota {
+        #[command(subcommand)]
+        command: security::QuotaCommand,
     },
     /// Inspect segment files offline.
     Log {
@@ -174,6 +191,9 @@ fn main() {
                     Command::Produce(args) => produce::run(target, args).await,
                     Command::Consume(args) => consume::run(target, args).await,
                     Command::Group { command } => group::run(target, command).await,
+                    Command::User { command } => security::run_user(target, command).await,
+                    Command::Acl { command } => security::run_acl(target, command).await,
+                    Command::Quota { command } => security::run_quota(target, command).await,
                     Command::Log { .. } | Command::Completions { .. } => {
                         unreachable!("handled above")
                     }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod replicas;
+mod security;
 
 /// A topic as the broker describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,19 +219,26 @@ impl Admin {
             .next()
             .filter(|t| t.error == ErrorCode::None)
             .ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
-        let Response::DescribeConfigs { topics } = self
+        let described = self
             .call(Request::DescribeConfigs {
                 topics: vec![name.to_owned()],
             })
-            .await?
-        else {
-            return Err(Error::Protocol("describe-configs response expected".into()));
+            .await;
+        let configs = match described {
+            Ok(Response::DescribeConfigs { topics }) => topics
+                .into_iter()
+                .next()
+                .map(|(_, _, entries)| entries.into_iter().map(|e| (e.key, e.value)).collect())
+                .unwrap_or_default(),
+            // Configs need DESCRIBE_CONFIGS, which a reader may not have: the partitions
+            // are still described.
+            Err(Error::Broker {
+                code: ErrorCode::TopicAuthorizationFailed,
+                ..
+            }) => Default::default(),
+            Ok(_) => return Err(Error::Protocol("describe-configs response expected".into())),
+            Err(e) => return Err(e),
         };
-        let configs = topics
-            .into_iter()
-            .next()
-            .map(|(_, _, entries)| entries.into_iter().map(|e| (e.key, e.value)).collect())
-            .unwrap_or_default();
         let mut partitions = topic.partitions;
         if let Ok(cluster) = self.describe_cluster().await {
             self.fill_from_leaders(name, &cluster, &mut partitions)

@@ -3,43 +3,7 @@
 
 use crate::read::{Reader, Result};
 
-/// An ACL binding to create, with Kafka's codes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AclCreation {
-    /// Resource type code.
-    pub resource_type: i8,
-    /// Resource name.
-    pub name: String,
-    /// Pattern type code.
-    pub pattern: i8,
-    /// Principal (`User:NAME`).
-    pub principal: String,
-    /// Host.
-    pub host: String,
-    /// Operation code.
-    pub operation: i8,
-    /// Permission code.
-    pub permission: i8,
-}
-
-/// A filter over ACL bindings, with Kafka's codes; `None` strings match anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AclFilterCodes {
-    /// Resource type code (1: any).
-    pub resource_type: i8,
-    /// Resource name.
-    pub name: Option<String>,
-    /// Pattern type code (1: any, 2: match).
-    pub pattern: i8,
-    /// Principal.
-    pub principal: Option<String>,
-    /// Host.
-    pub host: Option<String>,
-    /// Operation code (1: any).
-    pub operation: i8,
-    /// Permission code (1: any).
-    pub permission: i8,
-}
+pub use keel_protocol::api::{Acl as AclCreation, AclFilter as AclFilterCodes};
 
 pub(super) fn acl_filter(r: &mut Reader) -> Result<AclFilterCodes> {
     let filter = AclFilterCodes {

@@ -8,6 +8,10 @@ mod replica;
 mod request;
 mod response;
 mod response_codec;
+mod security;
+mod security_codec;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +26,11 @@ pub use response::{
     TopicResult, FETCH_PARTITION_HEADER_LEN,
 };
 pub use response_codec::write_fetch_partition_header;
+use response_codec::{read_topic_results, write_topic_results};
+pub use security::{
+    Acl, AclFilter, DeleteAclsResult, QuotaEntry, QuotaName, ScramUpsertion, SecurityRequest,
+    SecurityResponse, UserDescription,
+};
 
 /// API keys. Numbers 20–39 are reserved for consumer groups, 40–59 for replication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,11 +84,29 @@ pub enum ApiKey {
     ReassignPartition = 42,
     /// Move every replica off a broker.
     DecommissionBroker = 43,
+    /// Choose a SASL mechanism (before any other request on a SASL listener).
+    SaslHandshake = 50,
+    /// One message of a SASL exchange.
+    SaslAuthenticate = 51,
+    /// SCRAM users and their mechanisms.
+    DescribeUsers = 52,
+    /// Set or remove SCRAM credentials.
+    AlterUsers = 53,
+    /// ACL bindings matching a filter.
+    DescribeAcls = 54,
+    /// Add ACL bindings.
+    CreateAcls = 55,
+    /// Remove ACL bindings.
+    DeleteAcls = 56,
+    /// Client quota entries.
+    DescribeQuotas = 57,
+    /// Set or remove client quotas.
+    AlterQuotas = 58,
 }
 
 impl ApiKey {
     /// Every API with its supported version range.
-    pub const ALL: [(ApiKey, u16, u16); 24] = [
+    pub const ALL: [(ApiKey, u16, u16); 33] = [
         (ApiKey::ApiVersions, 0, 0),
         (ApiKey::Metadata, 0, 0),
         (ApiKey::CreateTopics, 0, 0),
@@ -104,6 +131,15 @@ impl ApiKey {
         (ApiKey::ElectLeaders, 0, 0),
         (ApiKey::ReassignPartition, 0, 0),
         (ApiKey::DecommissionBroker, 0, 0),
+        (ApiKey::SaslHandshake, 0, 0),
+        (ApiKey::SaslAuthenticate, 0, 0),
+        (ApiKey::DescribeUsers, 0, 0),
+        (ApiKey::AlterUsers, 0, 0),
+        (ApiKey::DescribeAcls, 0, 0),
+        (ApiKey::CreateAcls, 0, 0),
+        (ApiKey::DeleteAcls, 0, 0),
+        (ApiKey::DescribeQuotas, 0, 0),
+        (ApiKey::AlterQuotas, 0, 0),
     ];
 
     /// The API named by `key`, if known.
@@ -141,6 +177,15 @@ impl ApiKey {
             ApiKey::ElectLeaders => "elect_leaders",
             ApiKey::ReassignPartition => "reassign_partition",
             ApiKey::DecommissionBroker => "decommission_broker",
+            ApiKey::SaslHandshake => "sasl_handshake",
+            ApiKey::SaslAuthenticate => "sasl_authenticate",
+            ApiKey::DescribeUsers => "describe_users",
+            ApiKey::AlterUsers => "alter_users",
+            ApiKey::DescribeAcls => "describe_acls",
+            ApiKey::CreateAcls => "create_acls",
+            ApiKey::DeleteAcls => "delete_acls",
+            ApiKey::DescribeQuotas => "describe_quotas",
+            ApiKey::AlterQuotas => "alter_quotas",
         }
     }
 
@@ -238,6 +283,14 @@ error_codes! {
     TopicAuthorizationFailed = 44, "not authorized to access this topic";
     GroupAuthorizationFailed = 45, "not authorized to access this group";
     ClusterAuthorizationFailed = 46, "not authorized to act on the cluster";
+    SaslAuthenticationFailed = 47, "authentication failed (or not authenticated yet on a SASL listener)";
+    UnsupportedSaslMechanism = 48, "the listener does not offer this SASL mechanism";
+    IllegalSaslState = 49, "no SASL exchange expected now (a second handshake, or a listener without SASL)";
+    SecurityDisabled = 50, "the broker runs without an authorizer (--authorizer on)";
+    ResourceNotFound = 51, "no such user or credential";
+    UnacceptableCredential = 52, "the credential is refused (iterations out of range, or an empty salt)";
+    DuplicateResource = 53, "a user appears more than once in one request";
+    InvalidQuota = 54, "invalid quota entity, key or value";
 }
 
 /// A key-value config entry.

@@ -3,7 +3,7 @@
 use super::*;
 
 /// A decoded request body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     /// Ask which APIs are supported.
     ApiVersions,
@@ -142,6 +142,8 @@ pub enum Request {
         /// Node id.
         broker: u32,
     },
+    /// SASL and the admin APIs for users, ACLs and quotas.
+    Security(SecurityRequest),
 }
 
 /// A JoinGroup request.
@@ -203,6 +205,7 @@ impl Request {
             Request::ElectLeaders { .. } => ApiKey::ElectLeaders,
             Request::ReassignPartition { .. } => ApiKey::ReassignPartition,
             Request::DecommissionBroker { .. } => ApiKey::DecommissionBroker,
+            Request::Security(request) => request.api_key(),
         }
     }
 
@@ -349,6 +352,15 @@ impl Request {
             ApiKey::DecommissionBroker => Request::DecommissionBroker {
                 broker: r.u32("broker")?,
             },
+            ApiKey::SaslHandshake
+            | ApiKey::SaslAuthenticate
+            | ApiKey::DescribeUsers
+            | ApiKey::AlterUsers
+            | ApiKey::DescribeAcls
+            | ApiKey::CreateAcls
+            | ApiKey::DeleteAcls
+            | ApiKey::DescribeQuotas
+            | ApiKey::AlterQuotas => Request::Security(SecurityRequest::decode(api, &mut r)?),
             ApiKey::ListOffsets => {
                 let topics = read_topic_entries(&mut r, 12, |r| {
                     Ok(ListOffsetsPartition {
@@ -517,6 +529,7 @@ impl Request {
                 }
             }
             Request::DecommissionBroker { broker } => out.put_u32(*broker),
+            Request::Security(request) => request.encode(out)?,
         }
         Ok(())
     }

@@ -135,7 +135,7 @@ pub struct ListOffsetsPartitionResult {
 }
 
 /// A decoded response body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Response {
     /// Supported APIs: (key, min version, max version).
     ApiVersions {
@@ -285,6 +285,8 @@ pub enum Response {
         /// Per partition.
         topics: Vec<TopicEntries<ReplicaFetchResult>>,
     },
+    /// SASL and the admin APIs for users, ACLs and quotas.
+    Security(SecurityResponse),
 }
 
 /// A broker as the cluster metadata holds it.

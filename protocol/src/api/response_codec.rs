@@ -5,7 +5,7 @@ fn read_error(r: &mut Reader) -> Result<ErrorCode, DecodeError> {
     Ok(ErrorCode::from_u16(r.u16("error")?))
 }
 
-fn read_topic_results(r: &mut Reader) -> Result<Vec<TopicResult>, DecodeError> {
+pub(super) fn read_topic_results(r: &mut Reader) -> Result<Vec<TopicResult>, DecodeError> {
     let count = r.count("topics", 6)?;
     (0..count)
         .map(|_| {
@@ -18,7 +18,10 @@ fn read_topic_results(r: &mut Reader) -> Result<Vec<TopicResult>, DecodeError> {
         .collect()
 }
 
-fn write_topic_results(out: &mut BytesMut, topics: &[TopicResult]) -> Result<(), EncodeError> {
+pub(super) fn write_topic_results(
+    out: &mut BytesMut,
+    topics: &[TopicResult],
+) -> Result<(), EncodeError> {
     out.put_count("topics", topics.len())?;
     for topic in topics {
         out.put_string("topic", &topic.topic)?;
@@ -254,6 +257,15 @@ impl Response {
                 producer_id: r.i64("producer_id")?,
                 producer_epoch: r.i32("producer_epoch")? as i16,
             },
+            ApiKey::SaslHandshake
+            | ApiKey::SaslAuthenticate
+            | ApiKey::DescribeUsers
+            | ApiKey::AlterUsers
+            | ApiKey::DescribeAcls
+            | ApiKey::CreateAcls
+            | ApiKey::DeleteAcls
+            | ApiKey::DescribeQuotas
+            | ApiKey::AlterQuotas => Response::Security(SecurityResponse::decode(api_key, &mut r)?),
             ApiKey::ListOffsets => Response::ListOffsets {
                 topics: read_topic_entries(&mut r, 22, |r| {
                     Ok(ListOffsetsPartitionResult {
@@ -354,6 +366,7 @@ impl Response {
                 out.put_i32(i32::from(*producer_epoch));
             }
             Response::ReplicaFetch { topics } => super::replica::encode_results(out, topics)?,
+            Response::Security(response) => response.encode(out)?,
             Response::ElectLeaders { topics }
             | Response::ReassignPartition { topics }
             | Response::DecommissionBroker { topics } => write_topic_results(out, topics)?,

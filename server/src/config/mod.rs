@@ -349,6 +349,11 @@ impl Config {
             if let Some(cluster) = config.cluster.as_mut() {
                 cluster.advertised_kafka = config.advertised_kafka_listen.or(config.kafka_listen);
             }
+            // Followers fetch from the native listener; they prove themselves there by
+            // certificate, not by SASL.
+            if config.security.native.sasl() && !config.security.inter_broker_tls {
+                bail!("--native-security {} in a cluster needs --inter-broker-security SSL (followers fetch from the native listener and prove who they are with their certificates)", config.security.native.name());
+            }
         } else if args.controller_listen.is_some() || args.advertised_listen.is_some() {
             bail!("--controller-listen and --advertised-listen need --controller-voters (cluster mode)");
         }

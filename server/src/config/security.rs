@@ -251,10 +251,6 @@ impl SecurityConfig {
                 .map_err(|e| anyhow::anyhow!("--native-security: {e}"))?,
             None => SecurityProtocol::Plaintext,
         };
-        anyhow::ensure!(
-            !native.sasl(),
-            "--native-security: SASL on the native protocol is not built yet: use PLAINTEXT or SSL (with --tls-client-auth required for identities)"
-        );
         let inter_broker_tls = match args
             .inter_broker_security
             .clone()

@@ -122,7 +122,7 @@ impl Outgoing {
     /// The encoded response; a response that cannot be encoded (a value longer than the
     /// wire allows, which entry checks should have refused) becomes an error frame naming
     /// nothing secret, and is logged with the field and limit.
-    fn body(response: &Response) -> Outgoing {
+    pub(crate) fn body(response: &Response) -> Outgoing {
         let mut body = BytesMut::new();
         match response.encode(&mut body) {
             Ok(()) => Outgoing {
@@ -198,6 +198,8 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
         }
         Request::DescribeCluster => Some(Outgoing::body(&describe_cluster(shard))),
         Request::ReplicaFetch(fetch) => Some(replica_fetch::handle(shard, fetch).await),
+        // Served by the connection (they need its session): native_security.rs.
+        Request::Security(_) => Some(Outgoing::error(ErrorCode::InvalidRequest)),
         Request::ElectLeaders { topic, partition } => {
             let result = cluster_admin::elect_leaders(shard, topic, partition).await;
             Some(Outgoing::body(&Response::ElectLeaders {
@@ -465,6 +467,7 @@ fn response_errors(response: &Response) -> Vec<ErrorCode> {
         | Response::OffsetFetch { error, .. }
         | Response::InitProducerId { error, .. }
         | Response::DescribeCluster { error, .. } => note(*error),
+        Response::Security(response) => response.errors().into_iter().for_each(note),
     }
     errors
 }

@@ -3,11 +3,9 @@
 //! an authorizer every one answers SECURITY_DISABLED, as Kafka.
 
 use super::{encode, text, Answer};
-use crate::security::Session;
+use crate::security::{acls, changes, Session};
 use crate::shard::Shard;
-use keel_auth::acl::{
-    AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType, CLUSTER_NAME,
-};
+use keel_auth::acl::{AclBinding, AclFilter, Operation, ResourceType, CLUSTER_NAME};
 use keel_kafka::errors;
 use keel_kafka::frame::Header;
 use keel_kafka::kafka_protocol::messages::create_acls_response::AclCreationResult;
@@ -49,10 +47,11 @@ pub async fn create_acls(
         let result = AclCreationResult::default().with_error_code(code);
         return answer(vec![result; creations.len()]);
     }
-    let checked: Vec<Result<AclBinding, String>> = creations.into_iter().map(binding).collect();
+    let checked: Vec<Result<AclBinding, String>> =
+        creations.into_iter().map(acls::binding).collect();
     let valid: Vec<AclBinding> = checked.iter().filter_map(|c| c.clone().ok()).collect();
     let stored = crate::security::changes::create_acls(shard, valid.clone()).await;
-    audit(session, "create", &valid, stored.as_ref().err());
+    changes::audit_acls(session, "create", &valid, stored.as_ref().err());
     let results = checked
         .into_iter()
         .map(|c| match (c, &stored) {
@@ -80,7 +79,7 @@ pub fn describe_acls(
             &DescribeAclsResponse::default().with_error_code(code),
         );
     }
-    let filter = match acl_filter(filter) {
+    let filter = match acls::filter(filter) {
         Ok(filter) => filter,
         Err(why) => {
             let response = DescribeAclsResponse::default()
@@ -134,7 +133,7 @@ pub async fn delete_acls(
         let result = DeleteAclsFilterResult::default().with_error_code(code);
         return answer(vec![result; filters.len()]);
     }
-    let checked: Vec<Result<AclFilter, String>> = filters.into_iter().map(acl_filter).collect();
+    let checked: Vec<Result<AclFilter, String>> = filters.into_iter().map(acls::filter).collect();
     let valid: Vec<AclFilter> = checked.iter().filter_map(|c| c.clone().ok()).collect();
     let removed = match crate::security::changes::delete_acls(shard, &valid).await {
         Ok(removed) => removed,
@@ -145,7 +144,7 @@ pub async fn delete_acls(
             return answer(vec![result; checked.len()]);
         }
     };
-    audit(session, "delete", &removed.concat(), None);
+    changes::audit_acls(session, "delete", &removed.concat(), None);
     let mut removed = removed.into_iter();
     let results = checked
         .into_iter()
@@ -175,44 +174,4 @@ fn matching(b: AclBinding) -> DeleteAclsMatchingAcl {
         .with_host(text(b.host))
         .with_operation(b.operation as i8)
         .with_permission_type(b.permission as i8)
-}
-
-/// The audit line of an ACL change.
-fn audit(session: &Session, what: &str, bindings: &[AclBinding], error: Option<&anyhow::Error>) {
-    let by = session.principal().map(|p| p.0).unwrap_or_default();
-    for b in bindings {
-        tracing::info!(target: "keel::audit", peer = %session.peer, principal = %by, change = what,
-            acl = %format!("{} {} {}:{} {} {} from {}", b.permission.name(), b.principal, b.resource_type.name(), b.name, b.pattern.name(), b.operation.name(), b.host),
-            failed = error.map(|e| format!("{e:#}")).unwrap_or_default(), "ACL change");
-    }
-}
-
-fn binding(c: AclCreation) -> Result<AclBinding, String> {
-    let binding = AclBinding {
-        resource_type: ResourceType::from_code(c.resource_type).ok_or("unknown resource type")?,
-        name: c.name,
-        pattern: PatternType::from_code(c.pattern).ok_or("unknown pattern type")?,
-        principal: c.principal,
-        host: c.host,
-        operation: Operation::from_code(c.operation).ok_or("unknown operation")?,
-        permission: Permission::from_code(c.permission).ok_or("unknown permission")?,
-    };
-    match binding.invalid() {
-        Some(why) => Err(why.to_owned()),
-        None => Ok(binding),
-    }
-}
-
-fn acl_filter(f: AclFilterCodes) -> Result<AclFilter, String> {
-    Ok(AclFilter {
-        resource_type: Some(
-            ResourceType::from_code(f.resource_type).ok_or("unknown resource type")?,
-        ),
-        name: f.name,
-        pattern: Some(PatternType::from_code(f.pattern).ok_or("unknown pattern type")?),
-        principal: f.principal,
-        host: f.host,
-        operation: Some(Operation::from_code(f.operation).ok_or("unknown operation")?),
-        permission: Some(Permission::from_code(f.permission).ok_or("unknown permission")?),
-    })
 }

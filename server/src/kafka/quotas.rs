@@ -4,7 +4,7 @@
 
 use super::{encode, text, Answer};
 use crate::security::gate::Gate;
-use crate::security::quotas::QuotaChange;
+use crate::security::quotas::{self, QuotaChange};
 use crate::security::Session;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
@@ -162,10 +162,7 @@ pub async fn alter(
             Ok(_) if request.validate_only => Ok(()),
             Ok(changes) => crate::security::changes::alter_quotas(shard, &changes)
                 .await
-                .map(|()| {
-                    let by = session.principal().map(|p| p.0).unwrap_or_default();
-                    tracing::info!(target: "keel::audit", peer = %session.peer, principal = %by, entity = ?entry.entity, ops = ?entry.ops, "quota change");
-                })
+                .map(|()| crate::security::changes::audit_quotas(session, &changes))
                 .map_err(|e| (errors::UNKNOWN_SERVER_ERROR, format!("{e:#}"))),
             Err(e) => Err(e),
         };
@@ -204,14 +201,7 @@ fn changes(
     }
     ops.iter()
         .map(|(key, value, remove)| {
-            let kind = QuotaKind::parse(key).ok_or_else(|| {
-                invalid("quotas here are producer_byte_rate and consumer_byte_rate")
-            })?;
-            let valid = value.is_finite() && *value > 0.0;
-            if !(*remove || valid) {
-                return Err(invalid("a quota is a positive number of bytes a second"));
-            }
-            Ok((target.clone(), kind, (!remove).then_some(*value)))
+            quotas::change(&target, key, (!remove).then_some(*value)).map_err(invalid)
         })
         .collect()
 }

@@ -3,8 +3,9 @@
 //! codes, and the audit line of every authentication.
 
 use super::{encode, text, Answer};
-use crate::security::sasl::{Failure, HandshakeError, Step};
-use crate::security::{random_bytes, Session};
+use crate::security::authenticate::{self, Outcome};
+use crate::security::sasl::HandshakeError;
+use crate::security::Session;
 use crate::shard::Shard;
 use keel_kafka::errors;
 use keel_kafka::frame::Header;
@@ -26,95 +27,43 @@ pub fn before_authentication(request: &KafkaRequest) -> bool {
 /// SaslHandshake: the mechanisms offered, and UNSUPPORTED_SASL_MECHANISM for another;
 /// ILLEGAL_SASL_STATE on a listener without SASL or after a handshake.
 pub fn handshake(header: &Header, session: &Session, mechanism: &str) -> Answer {
-    let Some(sasl) = &session.sasl else {
+    let Some((chosen, offered)) = authenticate::handshake(session, mechanism) else {
         return encode(
             header,
             &SaslHandshakeResponse::default().with_error_code(errors::ILLEGAL_SASL_STATE),
         );
     };
-    let mut sasl = sasl.borrow_mut();
-    let code = match sasl.handshake(mechanism) {
-        Ok(_) => errors::NONE,
-        Err(HandshakeError::Unsupported) => {
-            tracing::info!(target: "keel::audit", peer = %session.peer, mechanism = %crate::config::clip(mechanism), "authentication refused: mechanism not enabled");
-            errors::UNSUPPORTED_SASL_MECHANISM
-        }
+    let code = match chosen {
+        Ok(()) => errors::NONE,
+        Err(HandshakeError::Unsupported) => errors::UNSUPPORTED_SASL_MECHANISM,
         Err(HandshakeError::IllegalState) => errors::ILLEGAL_SASL_STATE,
     };
     let response = SaslHandshakeResponse::default()
         .with_error_code(code)
-        .with_mechanisms(sasl.enabled().map(text).collect());
+        .with_mechanisms(offered.into_iter().map(text).collect());
     encode(header, &response)
 }
 
 /// SaslAuthenticate: the next message of the exchange. A failure is answered with
-/// SASL_AUTHENTICATION_FAILED (the same message whatever the reason, so a client cannot
-/// tell an unknown user from a wrong password) and the connection closes.
+/// SASL_AUTHENTICATION_FAILED and the connection closes.
 pub fn authenticate(
     shard: &Rc<Shard>,
     header: &Header,
     session: &Session,
     message: &[u8],
 ) -> Answer {
-    let Some(sasl) = &session.sasl else {
-        return last(
-            shard,
-            header,
-            errors::ILLEGAL_SASL_STATE,
-            "SASL is not enabled on this listener",
-        );
-    };
-    // Letters and digits only, as Kafka's own nonces (clients parse them by hand).
-    let nonce: String = random_bytes::<24>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let users = &shard.security.users;
-    let step = sasl
-        .borrow_mut()
-        .authenticate(message, |user, m| users.lookup(user, m), &nonce);
-    match step {
-        Ok(Step::Challenge(challenge)) => encode(header, &response(errors::NONE, None, challenge)),
-        Ok(Step::Done {
-            mechanism,
-            user,
+    match authenticate::authenticate(shard, session, message) {
+        Outcome::Challenge(challenge) => encode(header, &response(errors::NONE, None, challenge)),
+        Outcome::Done {
             response: last_message,
-        }) => {
-            shard.metrics.authentication(mechanism, true);
-            tracing::info!(target: "keel::audit", peer = %session.peer, user = %user, %mechanism, "authenticated");
-            // KIP-368: the session's lifetime; the client authenticates again within it.
-            let lifetime = shard.config.security.connections_max_reauth_ms;
-            if lifetime > 0 {
-                session.expire_in(std::time::Duration::from_millis(lifetime));
-            }
+            lifetime_ms,
+        } => {
             let answer = response(errors::NONE, None, last_message)
-                .with_session_lifetime_ms(i64::try_from(lifetime).unwrap_or(i64::MAX));
+                .with_session_lifetime_ms(i64::try_from(lifetime_ms).unwrap_or(i64::MAX));
             encode(header, &answer)
         }
-        Err(Failure::PrincipalChanged { was, now }) => {
-            tracing::warn!(target: "keel::audit", peer = %session.peer, %was, %now, "re-authentication refused: another principal");
-            let message =
-                format!("Cannot change principals during re-authentication from {was} to {now}");
-            last(shard, header, errors::SASL_AUTHENTICATION_FAILED, &message)
-        }
-        Err(Failure::IllegalState) => last(
-            shard,
-            header,
-            errors::ILLEGAL_SASL_STATE,
-            "no SASL exchange in progress",
-        ),
-        Err(Failure::Refused {
-            mechanism,
-            user,
-            reason,
-        }) => {
-            shard.metrics.authentication(mechanism, false);
-            tracing::warn!(target: "keel::audit", peer = %session.peer, user = user.as_deref().unwrap_or("-"), %mechanism, %reason, "authentication failed");
-            let message = format!(
-                "Authentication failed during authentication due to invalid credentials with SASL mechanism {mechanism}"
-            );
-            last(shard, header, errors::SASL_AUTHENTICATION_FAILED, &message)
-        }
+        Outcome::IllegalState(why) => last(shard, header, errors::ILLEGAL_SASL_STATE, why),
+        Outcome::Refused(why) => last(shard, header, errors::SASL_AUTHENTICATION_FAILED, &why),
     }
 }
 
@@ -127,8 +76,7 @@ fn response(code: i16, message: Option<&str>, auth_bytes: Vec<u8>) -> SaslAuthen
 
 /// An error answer after which the connection closes (after Kafka's pause).
 fn last(shard: &Shard, header: &Header, code: i16, message: &str) -> Answer {
-    let pause =
-        std::time::Duration::from_millis(shard.config.security.failed_authentication_delay_ms);
+    let pause = authenticate::failure_pause(shard);
     match encode(header, &response(code, Some(message), Vec::new())) {
         Answer::Parts(parts) => Answer::Last(parts, pause),
         other => other,

@@ -107,7 +107,7 @@ pub async fn alter(
             Err(e) => Err(e),
             Ok(mechanism) => match set(shard, user, mechanism, None).await {
                 Ok(true) => {
-                    audit(session, "delete", user, mechanism);
+                    crate::security::changes::audit_user(session, "delete", user, mechanism);
                     Ok(())
                 }
                 Ok(false) => Err((errors::RESOURCE_NOT_FOUND, "no such credential".into())),
@@ -128,7 +128,7 @@ pub async fn alter(
             Err(e) => Err(e),
             Ok((mechanism, credential)) => set(shard, &u.name, mechanism, Some(credential))
                 .await
-                .map(|_| audit(session, "set", &u.name, mechanism))
+                .map(|_| crate::security::changes::audit_user(session, "set", &u.name, mechanism))
                 .map_err(|e| (errors::UNKNOWN_SERVER_ERROR, format!("{e:#}"))),
         };
         answer(&u.name, outcome);
@@ -155,9 +155,4 @@ fn check(allowed: bool, twice: bool, code: i8) -> Result<Mechanism, (i16, String
         errors::UNSUPPORTED_SASL_MECHANISM,
         "SCRAM-SHA-256 (1) or SCRAM-SHA-512 (2)".into(),
     ))
-}
-
-fn audit(session: &Session, change: &str, user: &str, mechanism: Mechanism) {
-    let by = session.principal().map(|p| p.0).unwrap_or_default();
-    tracing::info!(target: "keel::audit", peer = %session.peer, principal = %by, change, user, %mechanism, "SCRAM credential change");
 }

@@ -215,6 +215,57 @@ fn encode(acls: &Authorizer) -> anyhow::Result<String> {
     toml::to_string(&AclsFile { acl }).context("encoding ACLs")
 }
 
+/// The binding `acl`'s codes give, or why it cannot be stored.
+///
+/// # Errors
+/// An unknown code, or a binding [`AclBinding::invalid`] refuses.
+pub fn binding(acl: keel_protocol::api::Acl) -> Result<AclBinding, String> {
+    let binding = AclBinding {
+        resource_type: ResourceType::from_code(acl.resource_type).ok_or("unknown resource type")?,
+        name: acl.name,
+        pattern: PatternType::from_code(acl.pattern).ok_or("unknown pattern type")?,
+        principal: acl.principal,
+        host: acl.host,
+        operation: Operation::from_code(acl.operation).ok_or("unknown operation")?,
+        permission: Permission::from_code(acl.permission).ok_or("unknown permission")?,
+    };
+    match binding.invalid() {
+        Some(why) => Err(why.to_owned()),
+        None => Ok(binding),
+    }
+}
+
+/// The filter `codes` give.
+///
+/// # Errors
+/// An unknown code.
+pub fn filter(codes: keel_protocol::api::AclFilter) -> Result<AclFilter, String> {
+    Ok(AclFilter {
+        resource_type: Some(
+            ResourceType::from_code(codes.resource_type).ok_or("unknown resource type")?,
+        ),
+        name: codes.name,
+        pattern: Some(PatternType::from_code(codes.pattern).ok_or("unknown pattern type")?),
+        principal: codes.principal,
+        host: codes.host,
+        operation: Some(Operation::from_code(codes.operation).ok_or("unknown operation")?),
+        permission: Some(Permission::from_code(codes.permission).ok_or("unknown permission")?),
+    })
+}
+
+/// `binding` with its codes, as the native protocol carries it.
+pub fn codes(binding: AclBinding) -> keel_protocol::api::Acl {
+    keel_protocol::api::Acl {
+        resource_type: binding.resource_type as i8,
+        name: binding.name,
+        pattern: binding.pattern as i8,
+        principal: binding.principal,
+        host: binding.host,
+        operation: binding.operation as i8,
+        permission: binding.permission as i8,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

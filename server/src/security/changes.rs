@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use super::quotas::{QuotaChange, Quotas};
 use super::users::Users;
+use super::Session;
 
 /// Commits `entries` through the controller, in changes of at most
 /// [`keel_controller::image::SECURITY_CHANGE_ENTRIES_MAX`], and waits until this broker
@@ -156,5 +157,34 @@ pub async fn add_scram_users(shard: Rc<Shard>) {
                 }
             }
         }
+    }
+}
+
+/// The audit lines of an ACL change (one per binding).
+pub fn audit_acls(
+    session: &Session,
+    what: &str,
+    bindings: &[AclBinding],
+    error: Option<&anyhow::Error>,
+) {
+    let by = session.principal().map(|p| p.0).unwrap_or_default();
+    for b in bindings {
+        tracing::info!(target: "keel::audit", peer = %session.peer, principal = %by, change = what,
+            acl = %format!("{} {} {}:{} {} {} from {}", b.permission.name(), b.principal, b.resource_type.name(), b.name, b.pattern.name(), b.operation.name(), b.host),
+            failed = error.map(|e| format!("{e:#}")).unwrap_or_default(), "ACL change");
+    }
+}
+
+/// The audit line of a SCRAM credential change.
+pub fn audit_user(session: &Session, change: &str, user: &str, mechanism: Mechanism) {
+    let by = session.principal().map(|p| p.0).unwrap_or_default();
+    tracing::info!(target: "keel::audit", peer = %session.peer, principal = %by, change, user, %mechanism, "SCRAM credential change");
+}
+
+/// The audit line of a quota change.
+pub fn audit_quotas(session: &Session, changes: &[QuotaChange]) {
+    let by = session.principal().map(|p| p.0).unwrap_or_default();
+    for (entity, kind, value) in changes {
+        tracing::info!(target: "keel::audit", peer = %session.peer, principal = %by, ?entity, quota = kind.key(), ?value, "quota change");
     }
 }

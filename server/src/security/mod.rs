@@ -3,6 +3,7 @@
 //! principal a connection is fixed to once authenticated.
 
 pub mod acls;
+pub mod authenticate;
 pub mod changes;
 pub mod durable;
 pub mod gate;
@@ -171,11 +172,13 @@ impl Session {
     }
 
     /// Whether the connection may be served: on a SASL listener, once its exchange
-    /// succeeded (no allocation: asked on every request).
+    /// succeeded, or when its certificate proves a broker (followers fetch from the
+    /// native listener without SASL). No allocation: asked on every request.
     pub fn authenticated(&self) -> bool {
         self.sasl
             .as_ref()
             .is_none_or(|sasl| sasl.borrow().principal().is_some())
+            || self.is_broker()
     }
 
     /// The SASL session ends `lifetime` from now unless the client authenticates again.

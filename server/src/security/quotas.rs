@@ -228,6 +228,27 @@ impl Quotas {
     }
 }
 
+/// One value of a quota change for `entity`: `key` set to `value`, or removed (`None`).
+///
+/// # Errors
+/// An entity naming neither a user nor a client id, an unknown key, or a value that is not
+/// a positive number.
+pub fn change(
+    entity: &QuotaEntity,
+    key: &str,
+    value: Option<f64>,
+) -> Result<QuotaChange, &'static str> {
+    if entity.user.is_none() && entity.client_id.is_none() {
+        return Err("an entity names a user or a client id");
+    }
+    let kind =
+        QuotaKind::parse(key).ok_or("quotas here are producer_byte_rate and consumer_byte_rate")?;
+    if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+        return Err("a quota is a positive number of bytes a second");
+    }
+    Ok((entity.clone(), kind, value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
