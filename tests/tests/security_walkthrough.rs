@@ -83,4 +83,16 @@ fn the_security_walkthrough_works_as_written() {
         out.contains("Topic authorization failed"),
         "alice may not write:\n{out}"
     );
+    assert!(
+        out.contains("bob\tSCRAM-SHA-512\titerations=4096"),
+        "keel user create and list:\n{out}"
+    );
+    assert!(
+        out.contains("ALLOW User:bob WRITE TOPIC:orders. PREFIXED from *"),
+        "keel acl add and list:\n{out}"
+    );
+    assert!(
+        out.contains("k1=v1\nk2=v2\nk3=from-bob\n"),
+        "bob writes once his ACL is applied:\n{out}"
+    );
 }

@@ -32,7 +32,8 @@ pub use security::{
     SecurityResponse, UserDescription,
 };
 
-/// API keys. Numbers 20–39 are reserved for consumer groups, 40–59 for replication.
+/// API keys. Numbers 20–39 are reserved for consumer groups, 40–59 for replication, 60–79
+/// for security.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u16)]
 pub enum ApiKey {
@@ -85,23 +86,23 @@ pub enum ApiKey {
     /// Move every replica off a broker.
     DecommissionBroker = 43,
     /// Choose a SASL mechanism (before any other request on a SASL listener).
-    SaslHandshake = 50,
+    SaslHandshake = 60,
     /// One message of a SASL exchange.
-    SaslAuthenticate = 51,
+    SaslAuthenticate = 61,
     /// SCRAM users and their mechanisms.
-    DescribeUsers = 52,
+    DescribeUsers = 62,
     /// Set or remove SCRAM credentials.
-    AlterUsers = 53,
+    AlterUsers = 63,
     /// ACL bindings matching a filter.
-    DescribeAcls = 54,
+    DescribeAcls = 64,
     /// Add ACL bindings.
-    CreateAcls = 55,
+    CreateAcls = 65,
     /// Remove ACL bindings.
-    DeleteAcls = 56,
+    DeleteAcls = 66,
     /// Client quota entries.
-    DescribeQuotas = 57,
+    DescribeQuotas = 67,
     /// Set or remove client quotas.
-    AlterQuotas = 58,
+    AlterQuotas = 68,
 }
 
 impl ApiKey {
