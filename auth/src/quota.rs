@@ -22,6 +22,9 @@ pub enum QuotaKind {
     Produce,
     /// Fetched bytes a second (`consumer_byte_rate`).
     Fetch,
+    /// Time handling requests, in percent of one request-handling thread
+    /// (`request_percentage`; 200: two threads' worth). Recorded in microseconds.
+    Request,
 }
 
 impl QuotaKind {
@@ -30,14 +33,25 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => "producer_byte_rate",
             QuotaKind::Fetch => "consumer_byte_rate",
+            QuotaKind::Request => "request_percentage",
         }
     }
 
+    /// Every kind.
+    pub const ALL: [QuotaKind; 3] = [QuotaKind::Produce, QuotaKind::Fetch, QuotaKind::Request];
+
     /// The kind Kafka's `key` names.
     pub fn parse(key: &str) -> Option<QuotaKind> {
-        [QuotaKind::Produce, QuotaKind::Fetch]
-            .into_iter()
-            .find(|k| k.key() == key)
+        QuotaKind::ALL.into_iter().find(|k| k.key() == key)
+    }
+
+    /// A quota's value in the units recorded a second: bytes for byte rates, microseconds
+    /// of handling for a request percentage (1 % of a thread: 10,000 µs a second).
+    fn per_second(self, value: f64) -> f64 {
+        match self {
+            QuotaKind::Produce | QuotaKind::Fetch => value,
+            QuotaKind::Request => value * 10_000.0,
+        }
     }
 }
 
@@ -108,8 +122,9 @@ impl Quotas {
         })
     }
 
-    /// Counts `bytes` for `user` and `client_id` at `now_ms`; the time (ms) the client
-    /// must wait to be back at its quota, 0 when it is within it or has none.
+    /// Counts `bytes` (microseconds for [`QuotaKind::Request`]) for `user` and `client_id`
+    /// at `now_ms`; the time (ms) the client must wait to be back at its quota, 0 when it
+    /// is within it or has none.
     pub fn record(
         &mut self,
         user: &str,
@@ -121,6 +136,7 @@ impl Quotas {
         let Some(quota) = self.quota(user, client_id, kind).filter(|q| *q > 0.0) else {
             return 0;
         };
+        let quota = kind.per_second(quota);
         if self.rates.len() >= TRACKED_MAX {
             self.forget_idle(now_ms);
         }
@@ -240,5 +256,25 @@ mod tests {
             quotas.record("u", &i.to_string(), QuotaKind::Fetch, 1, 0);
         }
         assert!(quotas.rates.len() <= TRACKED_MAX);
+    }
+
+    #[test]
+    fn a_request_percentage_is_handling_time_against_a_share_of_one_thread() {
+        let mut quotas = Quotas::default();
+        let kind = QuotaKind::Request;
+        quotas.set(entity(Some(Some("a")), None), kind, Some(10.0));
+        // 10 % of a thread is 100 ms of handling a second: 45 ms a second is within.
+        for s in 0..5u64 {
+            assert_eq!(quotas.record("a", "c", kind, 45_000, s * 1000), 0);
+        }
+        // 1.2 s of handling at once: 1.425 s over 6 s, 2.4 times the share.
+        let throttle = quotas.record("a", "c", kind, 1_200_000, 5_999);
+        assert!((7_500..=9_000).contains(&throttle), "{throttle}");
+        assert_eq!(QuotaKind::parse("request_percentage"), Some(kind));
+        // Byte rates of the same entity are not touched.
+        assert_eq!(
+            quotas.record("a", "c", QuotaKind::Produce, 1 << 30, 6_000),
+            0
+        );
     }
 }

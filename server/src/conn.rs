@@ -9,6 +9,7 @@ pub use crate::stream::Writer;
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use keel_auth::quota::QuotaKind;
 use keel_engine::FileRange;
 use keel_protocol::api::{ErrorCode, Request};
 use keel_protocol::frame::{announced_len, check_request, response_prefix, FrameError};
@@ -354,6 +355,45 @@ fn speaks_for_itself(shard: &Shard, session: &Session, request: &Request) -> boo
     false
 }
 
+/// The record bytes a produce request carries (what its byte-rate quota counts).
+fn produced_bytes(request: &Request) -> Option<u64> {
+    let Request::Produce { topics, .. } = request else {
+        return None;
+    };
+    let bytes = topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records.len() as u64)
+        .sum();
+    Some(bytes)
+}
+
+/// Charges a native request to its user's quotas (the native protocol names no client
+/// id: the user's and the default client's entries apply): the record bytes of a
+/// produce, the bytes of a fetch's answer (`fetched`), and the handling time of every
+/// request.
+fn charge_quotas(
+    shard: &Shard,
+    session: &Session,
+    produced: Option<u64>,
+    fetched: Option<&Outgoing>,
+    busy: Duration,
+) {
+    use crate::security::quotas::charge;
+    if !shard.security.quotas.any() {
+        return;
+    }
+    if let Some(bytes) = produced {
+        charge(shard, session, "", QuotaKind::Produce, bytes);
+    }
+    if let Some(fetched) = fetched {
+        let bytes: usize = fetched.parts.iter().map(Part::len).sum();
+        charge(shard, session, "", QuotaKind::Fetch, bytes as u64);
+    }
+    let micros = u64::try_from(busy.as_micros()).unwrap_or(u64::MAX);
+    charge(shard, session, "", QuotaKind::Request, micros);
+}
+
 async fn handle_one(
     shard: &Rc<Shard>,
     stopping: &std::cell::Cell<bool>,
@@ -382,12 +422,20 @@ async fn handle_one(
                 return Some(Outgoing::error(code));
             }
             let api = request.api_key().name();
-            let outgoing = match request {
-                Request::Security(request) => {
-                    Some(crate::native_security::handle(shard, session, request).await)
+            let produced = produced_bytes(&request);
+            let fetch = matches!(request, Request::Fetch { .. });
+            let serve = async {
+                match request {
+                    Request::Security(request) => {
+                        Some(crate::native_security::handle(shard, session, request).await)
+                    }
+                    request => handlers::handle(shard, request).await,
                 }
-                request => handlers::handle(shard, request).await,
             };
+            let (outgoing, busy) =
+                crate::security::quotas::Timed::new(serve, &shard.security.quotas).await;
+            let fetched = outgoing.as_ref().filter(|_| fetch);
+            charge_quotas(shard, session, produced, fetched, busy);
             let metrics = shard.metrics.api(api);
             metrics.requests.inc();
             let waited = outgoing.as_ref().map_or(Duration::ZERO, |o| o.waited);

@@ -1,7 +1,9 @@
-//! Client quotas on the Kafka listener: set and described with Kafka's AlterClientQuotas and
-//! DescribeClientQuotas (written by hand: the Python clients have no API for them), kept
-//! across a restart, and enforced: a confluent-kafka producer over its byte rate is held to
-//! within 10% of it over 30 s while one without a quota on the same broker is not.
+//! Client quotas on both listeners. On the Kafka listener: set and described with Kafka's
+//! AlterClientQuotas and DescribeClientQuotas (written by hand: the Python clients have no
+//! API for them), kept across a restart, and enforced: a confluent-kafka producer over its
+//! byte rate is held to within 10% of it over 30 s while one without a quota on the same
+//! broker is not. On the native listener: set with `keel quota`, a keel-client producer
+//! held to its byte rate and a client over its request percentage slowed to a trickle.
 
 use bytes::{Buf, BufMut, BytesMut};
 use keel_tests::in_process::InProcess;
@@ -111,4 +113,79 @@ fn a_producer_over_its_quota_is_held_to_it_and_others_are_not() {
         Duration::from_secs(120),
     );
     eprintln!("{said}");
+}
+
+/// How many ListGroups a native connection gets answered in `for`.
+async fn requests_answered(addr: &str, within: Duration) -> u32 {
+    let connection = keel_client::connection::Connection::connect(addr)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < within {
+        let request = keel_protocol::api::Request::ListGroups;
+        let left = within.saturating_sub(started.elapsed());
+        if connection.call_timeout(&request, left).await.is_err() {
+            break;
+        }
+        answered += 1;
+    }
+    answered
+}
+
+// Goal: the native listener enforces the same quotas (`keel quota set`): a producer over
+// its user's byte rate is held to it, and a client over its request percentage (time the
+// broker spends on its requests) is slowed to a trickle; the default user's entries apply
+// to a plaintext connection (User:ANONYMOUS).
+#[test]
+fn native_clients_are_held_to_byte_rates_and_request_percentages() {
+    use keel_tests::tool::{keel, ok};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = InProcess::start(dir.path(), &["--shards", "1"]);
+    let addr = broker.addr.to_string();
+    let quota = |args: &[&str]| {
+        let mut all = vec![
+            "--bootstrap",
+            addr.as_str(),
+            "quota",
+            "set",
+            "--user",
+            "default",
+        ];
+        all.extend_from_slice(args);
+        ok(&keel(None, &all, None));
+    };
+    keel_tests::cluster::runtime().block_on(async {
+        let admin = keel_client::Admin::connect(&addr).await.unwrap();
+        admin.create_topic("held", 1, &[]).await.unwrap();
+        let unlimited = requests_answered(&addr, Duration::from_secs(1)).await;
+
+        // 3 MiB sent one request after another at 512 KiB/s: about 5 s (the throttle holds
+        // the connection's next read, as Kafka mutes its channel).
+        quota(&["--producer-byte-rate", "524288"]);
+        let producer = keel_client::Producer::builder(addr.clone())
+            .build()
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let value = vec![7u8; 64 * 1024];
+        for _ in 0..48 {
+            let record = keel_client::ProducerRecord::new("held", value.clone());
+            producer.send(record).await.unwrap();
+        }
+        let took = started.elapsed();
+        producer.close().await;
+        assert!(took >= Duration::from_millis(3500), "3 MiB took {took:?}");
+
+        // 0.1 % of a thread: a millisecond of handling a second.
+        quota(&["--request-percentage", "0.1"]);
+        let listed = ok(&keel(None, &["--bootstrap", &addr, "quota", "list"], None));
+        let both = "user=<default>\tproducer_byte_rate=524288\trequest_percentage=0.1";
+        assert!(listed.contains(both), "{listed}");
+        let limited = requests_answered(&addr, Duration::from_secs(3)).await;
+        assert!(
+            limited * 10 < unlimited,
+            "{limited} answered in 3 s over quota, {unlimited} in 1 s without"
+        );
+    });
 }

@@ -80,8 +80,8 @@ pub enum AclCommand {
 
 #[derive(clap::Subcommand)]
 pub enum QuotaCommand {
-    /// Set byte rates for a user (and client id); `--user default` / `--client-id default`
-    /// set the defaults. A rate of 0 removes it.
+    /// Set byte rates and a request percentage for a user (and client id); `--user
+    /// default` / `--client-id default` set the defaults. A value of 0 removes it.
     Set {
         /// User name, or `default`.
         #[arg(long, required_unless_present = "client_id")]
@@ -95,6 +95,10 @@ pub enum QuotaCommand {
         /// Fetched bytes a second.
         #[arg(long)]
         consumer_byte_rate: Option<u64>,
+        /// Time handling the client's requests, in percent of one request-handling
+        /// thread (Kafka's request_percentage).
+        #[arg(long)]
+        request_percentage: Option<f64>,
     },
     /// Every quota entry.
     List,
@@ -303,12 +307,15 @@ pub async fn run_quota(target: &crate::Target, command: QuotaCommand) -> anyhow:
             client_id,
             producer_byte_rate,
             consumer_byte_rate,
+            request_percentage,
         } => {
             let rate = |value: Option<u64>| value.map(|v| (v > 0).then_some(v as f64));
+            let percentage = request_percentage.map(|v| (v > 0.0).then_some(v));
             let mut values = Vec::new();
             for (key, value) in [
                 ("producer_byte_rate", rate(producer_byte_rate)),
                 ("consumer_byte_rate", rate(consumer_byte_rate)),
+                ("request_percentage", percentage),
             ] {
                 if let Some(value) = value {
                     values.push((key.to_owned(), value));

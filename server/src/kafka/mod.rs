@@ -22,6 +22,7 @@ use crate::security::{SecurityProtocol, Session};
 use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
 use glommio::net::TcpStream;
+use keel_auth::quota::QuotaKind;
 use keel_kafka::errors;
 use keel_kafka::frame::{self, Header};
 use keel_kafka::kafka_protocol::messages::ApiVersionsResponse;
@@ -216,7 +217,14 @@ async fn handle(shard: &Rc<Shard>, session: &Rc<Session>, body: Bytes) -> Option
     }
     tracing::trace!(%peer, ?api, version = header.api_version, correlation = header.correlation_id, "Kafka request");
     let name = versions::metric_name(api);
-    let answer = dispatch(shard, &header, session, request).await;
+    let (answer, busy) = crate::security::quotas::Timed::new(
+        dispatch(shard, &header, session, request),
+        &shard.security.quotas,
+    )
+    .await;
+    let client_id = header.client_id.as_deref().unwrap_or_default();
+    let micros = u64::try_from(busy.as_micros()).unwrap_or(u64::MAX);
+    crate::security::quotas::charge(shard, session, client_id, QuotaKind::Request, micros);
     let metrics = shard.metrics.api(name);
     metrics.requests.inc();
     metrics.seconds.observe(started.elapsed().as_secs_f64());

@@ -8,7 +8,7 @@ use crate::security::quotas::{self, QuotaChange};
 use crate::security::Session;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
-use keel_auth::quota::{QuotaEntity, QuotaKind};
+use keel_auth::quota::QuotaEntity;
 use keel_kafka::errors;
 use keel_kafka::frame::Header;
 use keel_kafka::kafka_protocol::messages::{
@@ -21,27 +21,7 @@ use std::rc::Rc;
 const USER: &str = "user";
 const CLIENT_ID: &str = "client-id";
 
-/// Counts `bytes` of `kind` for this connection's user and `client_id`: the throttle
-/// time (ms) to answer with; the connection reads nothing more until it has passed.
-pub fn charge(
-    shard: &Shard,
-    session: &Session,
-    client_id: &str,
-    kind: QuotaKind,
-    bytes: u64,
-) -> i32 {
-    if !shard.security.quotas.any() {
-        return 0;
-    }
-    let user = session.principal().map_or_else(String::new, |p| {
-        p.0.strip_prefix("User:").unwrap_or(&p.0).to_owned()
-    });
-    let throttle = shard.security.quotas.record(&user, client_id, kind, bytes);
-    if throttle > 0 {
-        session.throttle(std::time::Duration::from_millis(throttle));
-    }
-    throttle as i32
-}
+pub use crate::security::quotas::charge;
 
 fn entity_parts(entity: &QuotaEntity) -> Vec<(&'static str, Option<String>)> {
     let mut parts = Vec::new();

@@ -26,6 +26,8 @@ struct Stored {
     producer_byte_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     consumer_byte_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_percentage: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -79,7 +81,8 @@ impl Quotas {
                 path.display()
             );
             rules.set(entity.clone(), QuotaKind::Produce, q.producer_byte_rate);
-            rules.set(entity, QuotaKind::Fetch, q.consumer_byte_rate);
+            rules.set(entity.clone(), QuotaKind::Fetch, q.consumer_byte_rate);
+            rules.set(entity, QuotaKind::Request, q.request_percentage);
         }
         let any = AtomicBool::new(!rules.entries().is_empty());
         Ok(Quotas {
@@ -118,11 +121,9 @@ impl Quotas {
             client_id: name(&entity.client_id),
             producer_byte_rate: None,
             consumer_byte_rate: None,
+            request_percentage: None,
         };
-        let kind_name = match kind {
-            QuotaKind::Produce => "producer_byte_rate",
-            QuotaKind::Fetch => "consumer_byte_rate",
-        };
+        let kind_name = kind.key();
         Ok(keel_controller::records::SecurityEntry {
             kind: super::KIND_QUOTA,
             key: format!("{kind_name}\n{}", toml::to_string(&stored)?),
@@ -143,11 +144,8 @@ impl Quotas {
             let (kind, entity) = key
                 .split_once('\n')
                 .context("a quota entry without its kind")?;
-            let kind = match kind {
-                "producer_byte_rate" => QuotaKind::Produce,
-                "consumer_byte_rate" => QuotaKind::Fetch,
-                other => anyhow::bail!("a quota entry of unknown kind {other:?}"),
-            };
+            let kind = QuotaKind::parse(kind)
+                .with_context(|| format!("a quota entry of unknown kind {kind:?}"))?;
             let stored: Stored = toml::from_str(entity).context("a quota entry's entity")?;
             let entity = QuotaEntity {
                 user: part(stored.user),
@@ -207,6 +205,7 @@ impl Quotas {
                 client_id: name(&entity.client_id),
                 producer_byte_rate: values.get(&QuotaKind::Produce).copied(),
                 consumer_byte_rate: values.get(&QuotaKind::Fetch).copied(),
+                request_percentage: values.get(&QuotaKind::Request).copied(),
             })
             .collect();
         let text = toml::to_string(&QuotasFile { quota }).context("encoding quotas")?;
@@ -241,12 +240,77 @@ pub fn change(
     if entity.user.is_none() && entity.client_id.is_none() {
         return Err("an entity names a user or a client id");
     }
-    let kind =
-        QuotaKind::parse(key).ok_or("quotas here are producer_byte_rate and consumer_byte_rate")?;
+    let kind = QuotaKind::parse(key)
+        .ok_or("quotas here are producer_byte_rate, consumer_byte_rate and request_percentage")?;
     if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-        return Err("a quota is a positive number of bytes a second");
+        return Err("a quota is a positive number (bytes a second, or percent of a thread)");
     }
     Ok((entity.clone(), kind, value))
+}
+
+/// Counts `amount` of `kind` (bytes, or microseconds of handling) for this connection's
+/// user and `client_id`: the throttle time (ms) to answer with; the connection reads
+/// nothing more until it has passed (both listeners).
+pub fn charge(
+    shard: &crate::shard::Shard,
+    session: &super::Session,
+    client_id: &str,
+    kind: QuotaKind,
+    amount: u64,
+) -> i32 {
+    if !shard.security.quotas.any() {
+        return 0;
+    }
+    let user = session.principal().map_or_else(String::new, |p| {
+        p.0.strip_prefix("User:").unwrap_or(&p.0).to_owned()
+    });
+    let throttle = shard.security.quotas.record(&user, client_id, kind, amount);
+    if throttle > 0 {
+        session.throttle(std::time::Duration::from_millis(throttle));
+    }
+    throttle as i32
+}
+
+pin_project_lite::pin_project! {
+    /// A request's handling, timed as Kafka's request quotas count it: the time its future
+    /// spends being polled on this thread (not the time it waits for data, a long poll, or
+    /// another shard).
+    pub struct Timed<F> {
+        #[pin]
+        inner: F,
+        busy: std::time::Duration,
+        enabled: bool,
+    }
+}
+
+impl<F: std::future::Future> Timed<F> {
+    /// Times `inner` when any quota is set on this broker (no clock is read otherwise:
+    /// every request passes here).
+    pub fn new(inner: F, quotas: &Quotas) -> Timed<F> {
+        Timed {
+            inner,
+            busy: std::time::Duration::ZERO,
+            enabled: quotas.any(),
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Timed<F> {
+    type Output = (F::Output, std::time::Duration);
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        if !*this.enabled {
+            return this.inner.poll(cx).map(|output| (output, *this.busy));
+        }
+        let started = std::time::Instant::now();
+        let polled = this.inner.poll(cx);
+        *this.busy += started.elapsed();
+        polled.map(|output| (output, *this.busy))
+    }
 }
 
 #[cfg(test)]
@@ -279,5 +343,73 @@ mod tests {
         assert!(again.record("alice", "c", QuotaKind::Produce, 100_000) > 0);
         again.alter(&[(alice, QuotaKind::Produce, None)]).unwrap();
         assert_eq!(Quotas::load(dir.path()).unwrap().entries().len(), 1);
+    }
+
+    // Goal: a request's handling time is the time spent in its polls, not the time it
+    // waits between them (a long poll, another shard's answer).
+    #[test]
+    fn timed_counts_polling_not_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let quotas = Quotas::load(dir.path()).unwrap();
+        quotas
+            .alter(&[(
+                QuotaEntity {
+                    user: Some(None),
+                    client_id: None,
+                },
+                QuotaKind::Request,
+                Some(50.0),
+            )])
+            .unwrap();
+        let busy = |d: std::time::Duration| {
+            let until = std::time::Instant::now() + d;
+            while std::time::Instant::now() < until {}
+        };
+        let work = async {
+            busy(std::time::Duration::from_millis(20));
+            Sleep(None).await;
+            busy(std::time::Duration::from_millis(20));
+            7
+        };
+        let started = std::time::Instant::now();
+        let (out, busy_time) = futures_lite::future::block_on(Timed::new(work, &quotas));
+        assert_eq!(out, 7);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(140));
+        let counted = std::time::Duration::from_millis(40)..std::time::Duration::from_millis(90);
+        assert!(counted.contains(&busy_time), "{busy_time:?}");
+        let quiet = Quotas::load(tempfile::tempdir().unwrap().path()).unwrap();
+        let (_, untimed) = futures_lite::future::block_on(Timed::new(async { 1 }, &quiet));
+        assert_eq!(
+            untimed,
+            std::time::Duration::ZERO,
+            "no clock without quotas"
+        );
+    }
+
+    /// Pending for 100 ms, woken from another thread: no poll runs meanwhile.
+    struct Sleep(Option<std::sync::Arc<AtomicBool>>);
+
+    impl std::future::Future for Sleep {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if let Some(done) = &self.0 {
+                return match done.load(Ordering::SeqCst) {
+                    true => std::task::Poll::Ready(()),
+                    false => std::task::Poll::Pending,
+                };
+            }
+            let done = std::sync::Arc::new(AtomicBool::new(false));
+            let (flag, waker) = (done.clone(), cx.waker().clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                flag.store(true, Ordering::SeqCst);
+                waker.wake();
+            });
+            self.0 = Some(done);
+            std::task::Poll::Pending
+        }
     }
 }
