@@ -423,6 +423,7 @@ async fn run_shard(
         metrics_server = Some(glommio::spawn_local(background::serve_metrics(
             metrics_listener,
             metrics.clone(),
+            shard.clone(),
             stopping.clone(),
         )));
     }

@@ -359,3 +359,61 @@ fn native_requests_are_authorized_as_the_certificates_principal() {
         "{listed}"
     );
 }
+
+/// `GET /metrics` over `stream`: the answer's text.
+fn get_metrics(mut stream: TlsClient) -> std::io::Result<String> {
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: keel\r\n\r\n")?;
+    let mut page = String::new();
+    match stream.read_to_string(&mut page) {
+        Ok(_) => Ok(page),
+        // The broker closes after the page without a TLS close_notify on some paths.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !page.is_empty() => Ok(page),
+        Err(e) => Err(e),
+    }
+}
+
+// Goal: `--metrics-security SSL` serves the metrics page over HTTPS with the broker's
+// certificate; with `--tls-client-auth required` a scraper without a certificate the CA
+// signed gets nothing, and plain HTTP gets nothing either.
+#[test]
+fn the_metrics_port_serves_https_to_scrapers_with_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "keel");
+    let other = Ca::new(dir.path(), "other");
+    let issued = ca.broker(dir.path(), "broker");
+    let mut args = vec!["--metrics-security", "SSL"];
+    args.extend(tls_flags(&issued));
+    args.extend(["--tls-ca", path(&ca.pem), "--tls-client-auth", "required"]);
+    let broker = InProcess::start(&dir.path().join("data"), &args);
+    let scraper = ca.client(dir.path(), "prometheus", false);
+    let stream = tls_client(broker.metrics_addr, &ca.pem, Some(&scraper)).unwrap();
+    let page = get_metrics(stream).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("keel_requests_total"), "{page}");
+    let refused = |cert: Option<&Issued>| {
+        tls_client(broker.metrics_addr, &ca.pem, cert)
+            .and_then(get_metrics)
+            .map_or(true, |page| page.is_empty())
+    };
+    assert!(refused(None), "no certificate");
+    assert!(refused(Some(&other.client(
+        dir.path(),
+        "prometheus",
+        false
+    ))));
+    assert!(
+        refused(Some(&ca.client(dir.path(), "prometheus", true))),
+        "expired"
+    );
+    let mut plain = TcpStream::connect(broker.metrics_addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "plain HTTP is not served"
+    );
+}

@@ -111,6 +111,7 @@ struct File {
     kafka_security: Option<String>,
     native_security: Option<String>,
     inter_broker_security: Option<String>,
+    metrics_security: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     tls_ca: Option<String>,
@@ -295,6 +296,7 @@ impl Config {
                     kafka_security: file.kafka_security,
                     native_security: file.native_security,
                     inter_broker_security: file.inter_broker_security,
+                    metrics_security: file.metrics_security,
                     tls: [
                         file.tls_cert,
                         file.tls_key,
@@ -398,7 +400,12 @@ impl Config {
                 "clients",
                 self.security.authenticates(self.security.native),
             ),
-            (self.metrics_listen, "metrics", false),
+            (
+                self.metrics_listen,
+                "metrics",
+                self.security.metrics_tls
+                    && self.security.authenticates(security::SecurityProtocol::Ssl),
+            ),
         ];
         if let Some(kafka) = self.kafka_listen {
             out.push((

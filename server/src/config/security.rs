@@ -115,9 +115,13 @@ pub struct SecurityArgs {
     /// The Kafka listener's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     #[arg(long)]
     pub kafka_security: Option<String>,
-    /// The native listener's security protocol: PLAINTEXT or SSL.
+    /// The native listener's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     #[arg(long)]
     pub native_security: Option<String>,
+    /// The metrics port: PLAINTEXT, or SSL (HTTPS with the broker's certificate; with
+    /// --tls-client-auth required, scrapers show a certificate).
+    #[arg(long)]
+    pub metrics_security: Option<String>,
     /// How brokers and controllers reach each other: PLAINTEXT, or SSL (mTLS: each proves
     /// its node id with a certificate whose CN is keel-broker-ID).
     #[arg(long)]
@@ -168,6 +172,8 @@ pub struct SecurityFile {
     pub native_security: Option<String>,
     /// `inter_broker_security`.
     pub inter_broker_security: Option<String>,
+    /// `metrics_security`.
+    pub metrics_security: Option<String>,
     /// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_auth`, `ssl_principal_mapping_rules`.
     pub tls: [Option<String>; 5],
     /// `sasl_mechanisms`.
@@ -195,6 +201,8 @@ pub struct SecurityConfig {
     pub native: SecurityProtocol,
     /// Brokers and controllers authenticate each other with certificates (mTLS).
     pub inter_broker_tls: bool,
+    /// The metrics port serves HTTPS.
+    pub metrics_tls: bool,
     /// TLS settings, when a listener is SSL or SASL_SSL.
     pub tls: Option<TlsConfig>,
     /// Mechanisms SASL listeners offer.
@@ -263,7 +271,23 @@ impl SecurityConfig {
                 anyhow::bail!("--inter-broker-security takes PLAINTEXT or SSL, got {other:?}")
             }
         };
-        let tls = tls_config(args, &file, kafka.tls() || native.tls() || inter_broker_tls)?;
+        let metrics_tls = match args
+            .metrics_security
+            .clone()
+            .or(file.metrics_security.clone())
+            .as_deref()
+        {
+            None | Some("PLAINTEXT") => false,
+            Some("SSL") => true,
+            Some(other) => {
+                anyhow::bail!("--metrics-security takes PLAINTEXT or SSL, got {other:?}")
+            }
+        };
+        let tls = tls_config(
+            args,
+            &file,
+            kafka.tls() || native.tls() || inter_broker_tls || metrics_tls,
+        )?;
         if inter_broker_tls {
             // Followers fetch from the native listener: it must ask for their certificates.
             anyhow::ensure!(
@@ -339,6 +363,7 @@ impl SecurityConfig {
             kafka,
             native,
             inter_broker_tls,
+            metrics_tls,
             tls,
             sasl_mechanisms,
             add_scram: add_scram
