@@ -17,8 +17,9 @@ use std::time::Duration;
 pub enum Protocol {
     /// Keel's own protocol (docs/protocol.md).
     Native,
-    /// Kafka's wire protocol (docs/kafka-compatibility.md).
-    Kafka,
+    /// Kafka's wire protocol (docs/kafka-compatibility.md), on the listener of this
+    /// number (`--kafka-listeners` order).
+    Kafka(usize),
 }
 
 /// What the accept loops of a shard share.
@@ -82,8 +83,9 @@ impl Acceptor {
                     Protocol::Native => {
                         crate::conn::serve(this.shard.clone(), stream, this.stopping.clone()).await
                     }
-                    Protocol::Kafka => {
-                        crate::kafka::serve(this.shard.clone(), stream, this.stopping.clone()).await
+                    Protocol::Kafka(listener) => {
+                        let (shard, stopping) = (this.shard.clone(), this.stopping.clone());
+                        crate::kafka::serve(shard, stream, stopping, listener).await
                     }
                 }
                 this.sockets.borrow_mut().remove(&socket);

@@ -54,7 +54,15 @@ impl Broker {
             "keel-server {} listening on {} (Kafka protocol on {}, metrics on {}, {} shards, {} partitions, data in {}, ready in {} ms)",
             env!("CARGO_PKG_VERSION"),
             config.listen,
-            config.kafka_listen.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            match config.kafka_listeners.as_slice() {
+                [] => "off".to_owned(),
+                [one] => one.listen.to_string(),
+                many => many
+                    .iter()
+                    .map(|l| format!("{}://{}", l.name, l.listen))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
             config.metrics_listen,
             config.shards,
             self.partitions,
@@ -130,8 +138,23 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
     clean_data_dir(&config, &registry, registry_found)?;
     config.listen = ports::resolve_listen(config.listen, "clients")?;
     config.metrics_listen = ports::resolve_listen(config.metrics_listen, "metrics")?;
-    if let Some(kafka) = config.kafka_listen {
-        config.kafka_listen = Some(ports::resolve_listen(kafka, "the Kafka protocol")?);
+    for listener in &mut config.kafka_listeners {
+        let listen = ports::resolve_listen(listener.listen, "the Kafka protocol")?;
+        if listener.advertised == listener.listen {
+            listener.advertised = listen;
+        }
+        listener.listen = listen;
+    }
+    if let Some(first) = config.kafka_listeners.first() {
+        config.kafka_listen = Some(first.listen);
+        config.advertised_kafka_listen = Some(first.advertised);
+    }
+    if let Some(cluster) = config.cluster.as_mut() {
+        cluster.advertised_kafka = config
+            .kafka_listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.advertised))
+            .collect();
     }
     if let Some(cluster) = config.cluster.as_mut().filter(|c| c.is_voter()) {
         cluster.controller_listen =
@@ -444,14 +467,16 @@ async fn run_shard(
     if shard.cluster.is_some() {
         glommio::spawn_local(replication::run(shard.clone())).detach();
     }
-    let kafka_listener = match config.kafka_listen {
-        Some(addr) => Some(
+    let kafka_listeners = config
+        .kafka_listeners
+        .iter()
+        .map(|listener| {
+            let addr = listener.listen;
             TcpListener::bind(addr)
                 .map_err(std::io::Error::from)
-                .with_context(|| format!("cannot listen on {addr} for the Kafka protocol"))?,
-        ),
-        None => None,
-    };
+                .with_context(|| format!("cannot listen on {addr} for the Kafka protocol"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // Every listener is bound: start-up checks they are this process's alone.
     let _ = ready.send(Ok(opened));
     // Fault injection for the test that shows a dead shard ends the process.
@@ -472,14 +497,19 @@ async fn run_shard(
         local: Rc::new(Cell::new(0usize)),
         sockets: Rc::default(),
     };
-    let kafka = kafka_listener.map(|listener| {
-        glommio::spawn_local(acceptor.clone().run(listener, accept::Protocol::Kafka))
-    });
+    let kafka: Vec<_> = kafka_listeners
+        .into_iter()
+        .enumerate()
+        .map(|(number, listener)| {
+            let protocol = accept::Protocol::Kafka(number);
+            glommio::spawn_local(acceptor.clone().run(listener, protocol))
+        })
+        .collect();
     acceptor
         .clone()
         .run(listener, accept::Protocol::Native)
         .await;
-    if let Some(kafka) = kafka {
+    for kafka in kafka {
         kafka.await;
     }
     let (local_connections, open_sockets) = (acceptor.local, acceptor.sockets);

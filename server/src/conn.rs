@@ -53,7 +53,7 @@ pub async fn reserve(shard: &Shard, len: usize) -> Option<Permit> {
 /// broker shuts down. Requests are handled concurrently as they arrive (pipelining), and a
 /// writer task sends the responses strictly in request order.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<std::cell::Cell<bool>>) {
-    serve_wire::<Native>(shard, stream, stopping).await
+    serve_wire::<Native>(shard, stream, stopping, 0).await
 }
 
 /// A wire protocol a connection speaks: how frames are cut from the stream, handled, and
@@ -67,8 +67,8 @@ pub trait Wire: 'static {
     fn check(buf: &[u8], max: u32) -> Result<Option<usize>, (ErrorCode, Option<Self::Answer>)>;
     /// The announced size of the frame starting `buf`, once its size prefix is in.
     fn announced_len(buf: &[u8]) -> Option<usize>;
-    /// The listener's security protocol.
-    fn security(config: &crate::config::Config) -> SecurityProtocol;
+    /// The security protocol of the protocol's listener number `listener`.
+    fn security(config: &crate::config::Config, listener: usize) -> SecurityProtocol;
     /// Handles one frame of the connection `session`; `None` when no response is due.
     fn handle(
         shard: Rc<Shard>,
@@ -108,7 +108,7 @@ impl Wire for Native {
         announced_len(buf)
     }
 
-    fn security(config: &crate::config::Config) -> SecurityProtocol {
+    fn security(config: &crate::config::Config, _listener: usize) -> SecurityProtocol {
         config.security.native
     }
 
@@ -141,12 +141,13 @@ pub async fn serve_wire<W: Wire>(
     shard: Rc<Shard>,
     mut stream: TcpStream,
     stopping: Rc<std::cell::Cell<bool>>,
+    listener: usize,
 ) {
     let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
-    let protocol = W::security(&shard.config);
+    let protocol = W::security(&shard.config, listener);
     if protocol.tls() {
         // Boxed: an idle plain connection's task must not be as large as a handshake.
-        return Box::pin(serve_tls::<W>(shard, stream, stopping, idle)).await;
+        return Box::pin(serve_tls::<W>(shard, stream, stopping, idle, listener)).await;
     }
     let mut first = [0u8; FIRST_READ_BYTES];
     let read = match read_within(&mut stream, &mut first, idle).await {
@@ -163,7 +164,7 @@ pub async fn serve_wire<W: Wire>(
     };
     let session = Rc::new(Session::new(
         peer,
-        protocol,
+        (protocol, listener),
         shard.config.security.sasl_offer(),
         None,
     ));
@@ -177,6 +178,7 @@ async fn serve_tls<W: Wire>(
     stream: TcpStream,
     stopping: Rc<std::cell::Cell<bool>>,
     idle: Duration,
+    listener: usize,
 ) {
     // The configuration makes TLS settings for every TLS listener.
     let Some(tls) = shard.security.tls.as_ref() else {
@@ -189,7 +191,7 @@ async fn serve_tls<W: Wire>(
     };
     let session = Rc::new(Session::new(
         peer,
-        W::security(&shard.config),
+        (W::security(&shard.config, listener), listener),
         shard.config.security.sasl_offer(),
         certificate,
     ));

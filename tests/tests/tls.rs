@@ -417,3 +417,90 @@ fn the_metrics_port_serves_https_to_scrapers_with_certificates() {
         "plain HTTP is not served"
     );
 }
+
+// Goal: a broker with several Kafka listeners (Kafka's `listeners` with names and protocols)
+// serves each with its own protocol, and tells a client the address of the listener it came
+// through: a plaintext client is told the plaintext port, a SASL_SSL client the advertised
+// SASL_SSL address; both read the same records.
+#[test]
+fn several_kafka_listeners_each_tell_clients_their_own_address() {
+    clients();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "keel");
+    let issued = ca.broker(dir.path(), "broker");
+    let external = keel_tests::broker::free_port();
+    let internal = keel_tests::broker::free_port();
+    let listeners = format!("SASL_SSL://127.0.0.1:{external},INTERNAL://127.0.0.1:{internal}");
+    let advertised = format!("SASL_SSL://127.0.0.1:{external}");
+    let mut args = vec![
+        "--kafka-listeners",
+        &listeners,
+        "--advertised-kafka-listeners",
+        &advertised,
+        "--listener-security-protocol-map",
+        "INTERNAL:SSL",
+        "--add-scram",
+        "SCRAM-SHA-512:alice:alice-secret",
+    ];
+    args.extend(tls_flags(&issued));
+    let broker = InProcess::start(&dir.path().join("data"), &args);
+    ok(&keel(Some(&broker), &["topic", "create", "listeners"], None));
+    let plain = broker.kafka_addr.to_string();
+    kcat(
+        &["-b", &plain, "-P", "-t", "listeners", "-K", ":"],
+        Some("k1:v1\n"),
+    );
+    let ca_location = format!("ssl.ca.location={}", path(&ca.pem));
+    let sasl_ssl = [
+        "-X",
+        "security.protocol=SASL_SSL",
+        "-X",
+        &ca_location,
+        "-X",
+        "sasl.mechanism=SCRAM-SHA-512",
+        "-X",
+        "sasl.username=alice",
+        "-X",
+        "sasl.password=alice-secret",
+    ];
+    let ssl = ["-X", "security.protocol=SSL", "-X", &ca_location];
+    for (port, security, told) in [
+        (broker.kafka_addr.port(), &[][..], broker.kafka_addr.port()),
+        (external, &sasl_ssl[..], external),
+        (internal, &ssl[..], internal),
+    ] {
+        let bootstrap = format!("127.0.0.1:{port}");
+        let mut list = vec!["-b", bootstrap.as_str(), "-L", "-t", "listeners"];
+        list.extend_from_slice(security);
+        let metadata = kcat(&list, None);
+        assert!(
+            metadata.contains(&format!("broker 1 at 127.0.0.1:{told}")),
+            "through {port}: {metadata}"
+        );
+        let mut read = vec![
+            "-b",
+            bootstrap.as_str(),
+            "-C",
+            "-t",
+            "listeners",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k=%s\\n",
+        ];
+        read.extend_from_slice(security);
+        assert_eq!(kcat(&read, None), "k1=v1\n", "through {port}");
+    }
+    // Plaintext on the SASL_SSL port is not served.
+    let wrong = format!("127.0.0.1:{external}");
+    let output = std::process::Command::new("kcat")
+        .args(["-b", &wrong, "-L", "-m", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "plaintext on the SASL_SSL listener"
+    );
+}

@@ -25,13 +25,18 @@ use std::time::Instant;
 
 pub use crate::config::cluster::ClusterConfig;
 
-/// A broker registration's address: the native endpoint, then tagged endpoints
-/// (`kafka=HOST:PORT`), space-separated. The controller keeps it as an opaque string.
-pub fn registration_address(native: SocketAddr, kafka: Option<SocketAddr>) -> String {
-    match kafka {
-        Some(kafka) => format!("{native} kafka={kafka}"),
-        None => native.to_string(),
+/// A broker registration's address: the native endpoint, then tagged endpoints,
+/// space-separated: `kafka=HOST:PORT` (its first Kafka listener) and `kafka.NAME=HOST:PORT`
+/// for every Kafka listener by name. The controller keeps it as an opaque string.
+pub fn registration_address(native: SocketAddr, kafka: &[(String, SocketAddr)]) -> String {
+    let mut address = native.to_string();
+    if let Some((_, first)) = kafka.first() {
+        address += &format!(" kafka={first}");
     }
+    for (name, advertised) in kafka {
+        address += &format!(" kafka.{name}={advertised}");
+    }
+    address
 }
 
 /// The native endpoint of a registration's address.
@@ -39,13 +44,25 @@ pub fn native_address(address: &str) -> &str {
     address.split(' ').next().unwrap_or_default()
 }
 
-/// The Kafka endpoint of a registration's address, if the broker has one.
-pub fn kafka_address(address: &str) -> Option<SocketAddr> {
-    address
-        .split(' ')
-        .find_map(|part| part.strip_prefix("kafka="))?
-        .parse()
-        .ok()
+/// The endpoint of a registration's Kafka listener `listener` (Kafka's rule: a client is
+/// told each broker's address on the listener it connected through; a broker without it
+/// is left out). A registration naming no listener (an older broker) has one, for every
+/// name.
+pub fn kafka_address(address: &str, listener: &str) -> Option<SocketAddr> {
+    let named = format!("kafka.{listener}=");
+    let mut parts = address.split(' ');
+    let found = parts
+        .clone()
+        .find_map(|part| part.strip_prefix(named.as_str()));
+    let any_named = parts.any(|part| part.starts_with("kafka."));
+    let endpoint = match found {
+        Some(endpoint) => endpoint,
+        None if any_named => return None,
+        None => address
+            .split(' ')
+            .find_map(|part| part.strip_prefix("kafka="))?,
+    };
+    endpoint.parse().ok()
 }
 
 /// The controller as this node last knew it.

@@ -102,7 +102,7 @@ impl Node {
         };
         let agent = BrokerAgent::new(BrokerConfig {
             id: config.node_id,
-            address: super::registration_address(config.advertised, config.advertised_kafka),
+            address: super::registration_address(config.advertised, &config.advertised_kafka),
             incarnation,
             heartbeat_ms,
             lease_ms,

@@ -15,8 +15,9 @@ pub struct ClusterConfig {
     pub controller_listen: SocketAddr,
     /// The native address other nodes and clients are told.
     pub advertised: SocketAddr,
-    /// The Kafka address told to clients, if the Kafka listener is on.
-    pub advertised_kafka: Option<SocketAddr>,
+    /// The Kafka addresses told to clients, per listener name (empty: the Kafka protocol
+    /// is off).
+    pub advertised_kafka: Vec<(String, SocketAddr)>,
 }
 
 impl ClusterConfig {
@@ -79,7 +80,7 @@ impl ClusterConfig {
             voters,
             controller_listen,
             advertised,
-            advertised_kafka: None,
+            advertised_kafka: Vec::new(),
         })
     }
 

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod group;
+pub mod listeners;
 pub mod security;
 pub mod topic;
 
@@ -62,6 +63,19 @@ pub struct Args {
     /// The Kafka address clients are told in metadata (default: --kafka-listen).
     #[arg(long)]
     pub advertised_kafka_listen: Option<SocketAddr>,
+    /// Several Kafka listeners, NAME://HOST:PORT,… (each name a security protocol, or
+    /// mapped with --listener-security-protocol-map); instead of --kafka-listen and
+    /// --kafka-security.
+    #[arg(long)]
+    pub kafka_listeners: Option<String>,
+    /// The addresses clients are told per listener, NAME://HOST:PORT,… (default: the
+    /// listener's own).
+    #[arg(long)]
+    pub advertised_kafka_listeners: Option<String>,
+    /// Listener names to security protocols, NAME:PROTOCOL,… (Kafka's
+    /// listener.security.protocol.map).
+    #[arg(long)]
+    pub listener_security_protocol_map: Option<String>,
     /// Security: listener protocols, SASL mechanisms, users made at start-up.
     #[command(flatten)]
     pub security: security::SecurityArgs,
@@ -85,6 +99,9 @@ struct File {
     advertised_listen: Option<SocketAddr>,
     kafka_listen: Option<String>,
     advertised_kafka_listen: Option<SocketAddr>,
+    kafka_listeners: Option<String>,
+    advertised_kafka_listeners: Option<String>,
+    listener_security_protocol_map: Option<String>,
     frame_bytes_max: Option<u32>,
     batch_bytes_max: Option<u32>,
     connections_max: Option<usize>,
@@ -139,6 +156,9 @@ pub struct Config {
     pub kafka_listen: Option<SocketAddr>,
     /// The Kafka address told to clients (default: `kafka_listen`).
     pub advertised_kafka_listen: Option<SocketAddr>,
+    /// Every Kafka listener, the first one `kafka_listen` with `security.kafka` (empty:
+    /// the Kafka protocol is off).
+    pub kafka_listeners: Vec<listeners::KafkaListener>,
     /// Number of shards (executors).
     pub shards: usize,
     /// This broker's node id.
@@ -233,6 +253,31 @@ impl Config {
         log_defaults
             .validate()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let named_listeners = [
+            args.kafka_listeners
+                .clone()
+                .or(file.kafka_listeners.clone()),
+            args.advertised_kafka_listeners
+                .clone()
+                .or(file.advertised_kafka_listeners.clone()),
+            args.listener_security_protocol_map
+                .clone()
+                .or(file.listener_security_protocol_map.clone()),
+        ];
+        let named_listeners = match &named_listeners {
+            [Some(listeners), advertised, map] => {
+                listeners::parse(listeners, advertised.as_deref(), map.as_deref())?
+            }
+            [None, None, None] => Vec::new(),
+            _ => bail!("--advertised-kafka-listeners and --listener-security-protocol-map go with --kafka-listeners"),
+        };
+        let more_tls = named_listeners.iter().any(|l| l.protocol.tls());
+        let one_listener_flags = args.kafka_listen.is_some()
+            || file.kafka_listen.is_some()
+            || args.advertised_kafka_listen.is_some()
+            || file.advertised_kafka_listen.is_some()
+            || args.security.kafka_security.is_some()
+            || file.kafka_security.is_some();
         let config = Config {
             data_dir: args
                 .data_dir
@@ -290,6 +335,7 @@ impl Config {
             request_partitions_max: file.request_partitions_max.unwrap_or(10_000),
             partition_jobs_max: file.partition_jobs_max.unwrap_or(100_000),
             cluster: None,
+            kafka_listeners: Vec::new(),
             security: security::SecurityConfig::load(
                 &args.security,
                 security::SecurityFile {
@@ -312,6 +358,7 @@ impl Config {
                     super_users: file.super_users,
                     connections_max_reauth_ms: file.connections_max_reauth_ms,
                 },
+                more_tls,
             )?,
             group_limits: {
                 let default = group::Limits::default();
@@ -333,6 +380,7 @@ impl Config {
         };
         let mut config = config;
         let voters = args.controller_voters.clone().or(file.controller_voters);
+        config.set_kafka_listeners(named_listeners, one_listener_flags)?;
         if let Some(voters) = voters {
             let controller_listen = args
                 .controller_listen
@@ -349,7 +397,11 @@ impl Config {
                 advertised,
             )?);
             if let Some(cluster) = config.cluster.as_mut() {
-                cluster.advertised_kafka = config.advertised_kafka_listen.or(config.kafka_listen);
+                cluster.advertised_kafka = config
+                    .kafka_listeners
+                    .iter()
+                    .map(|l| (l.name.clone(), l.advertised))
+                    .collect();
             }
             // Followers fetch from the native listener; they prove themselves there by
             // certificate, not by SASL.
@@ -391,6 +443,52 @@ impl Config {
         Ok(config)
     }
 
+    /// Fills `kafka_listeners`: the one listener of `--kafka-listen` and `--kafka-security`
+    /// when given (named after its protocol), then those of `--kafka-listeners` (with its
+    /// advertised addresses and protocol map, `named`); the first is also `kafka_listen`.
+    /// `--kafka-listeners` alone names every listener, as Kafka's `listeners`.
+    fn set_kafka_listeners(
+        &mut self,
+        named: Vec<listeners::KafkaListener>,
+        one_listener_flags: bool,
+    ) -> anyhow::Result<()> {
+        let mut all = Vec::new();
+        if let Some(listen) = self
+            .kafka_listen
+            .filter(|_| one_listener_flags || named.is_empty())
+        {
+            all.push(listeners::KafkaListener {
+                name: self.security.kafka.name().to_owned(),
+                listen,
+                advertised: self.advertised_kafka_listen.unwrap_or(listen),
+                protocol: self.security.kafka,
+            });
+        }
+        for listener in named {
+            anyhow::ensure!(
+                all.iter().all(|l: &listeners::KafkaListener| l.name != listener.name),
+                "--kafka-listeners: {} is --kafka-listen's listener already (named after --kafka-security)",
+                listener.name
+            );
+            all.push(listener);
+        }
+        anyhow::ensure!(
+            all.len() <= listeners::KAFKA_LISTENERS_MAX,
+            "at most {} Kafka listeners",
+            listeners::KAFKA_LISTENERS_MAX
+        );
+        if all.iter().any(|l| l.protocol.tls()) && self.security.tls.is_none() {
+            bail!("an SSL or SASL_SSL listener needs --tls-cert and --tls-key (PEM files)");
+        }
+        if let Some(first) = all.first() {
+            self.kafka_listen = Some(first.listen);
+            self.advertised_kafka_listen = Some(first.advertised);
+            self.security.kafka = first.protocol;
+        }
+        self.kafka_listeners = all;
+        Ok(())
+    }
+
     /// Every address the broker listens on: what it serves and whether it authenticates
     /// who connects.
     pub fn listeners(&self) -> Vec<(SocketAddr, &'static str, bool)> {
@@ -407,11 +505,11 @@ impl Config {
                     && self.security.authenticates(security::SecurityProtocol::Ssl),
             ),
         ];
-        if let Some(kafka) = self.kafka_listen {
+        for kafka in &self.kafka_listeners {
             out.push((
-                kafka,
+                kafka.listen,
                 "the Kafka protocol",
-                self.security.authenticates(self.security.kafka),
+                self.security.authenticates(kafka.protocol),
             ));
         }
         if let Some(cluster) = self.cluster.as_ref().filter(|c| c.is_voter()) {

@@ -244,7 +244,12 @@ impl SecurityConfig {
     ///
     /// # Errors
     /// An unknown protocol or mechanism, or a malformed `--add-scram`, named.
-    pub fn load(args: &SecurityArgs, file: SecurityFile) -> anyhow::Result<SecurityConfig> {
+    /// `more_tls`: another listener (one of `--kafka-listeners`) is SSL or SASL_SSL.
+    pub fn load(
+        args: &SecurityArgs,
+        file: SecurityFile,
+        more_tls: bool,
+    ) -> anyhow::Result<SecurityConfig> {
         let kafka = match args.kafka_security.clone().or(file.kafka_security.clone()) {
             Some(name) => SecurityProtocol::parse(&name)
                 .map_err(|e| anyhow::anyhow!("--kafka-security: {e}"))?,
@@ -286,7 +291,7 @@ impl SecurityConfig {
         let tls = tls_config(
             args,
             &file,
-            kafka.tls() || native.tls() || inter_broker_tls || metrics_tls,
+            kafka.tls() || native.tls() || inter_broker_tls || metrics_tls || more_tls,
         )?;
         if inter_broker_tls {
             // Followers fetch from the native listener: it must ask for their certificates.

@@ -542,7 +542,7 @@ pub fn describe_cluster(shard: &Rc<Shard>, header: &Header, gate: &Gate<'_>) -> 
             .with_controller_id(BrokerId(-1));
         return encode(header, &response);
     }
-    let (brokers, controller) = super::data::brokers(shard);
+    let (brokers, controller) = super::data::brokers(shard, gate.session().listener);
     let response = DescribeClusterResponse::default()
         .with_cluster_id(text(super::data::cluster_id(shard)))
         .with_controller_id(BrokerId(controller as i32))

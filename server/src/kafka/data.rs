@@ -26,20 +26,27 @@ pub fn topic_by_id(shard: &Shard, id: &[u8; 16]) -> Option<String> {
     shard.registry.read().by_id(id).map(str::to_owned)
 }
 
-/// Every broker's id and Kafka address (host, port), and the controller's id.
-pub fn brokers(shard: &Shard) -> (Vec<(u32, String, u16)>, u32) {
+/// Every broker's id and address (host, port) on Kafka listener number `listener` (the
+/// one the client came through: each broker's listener of the same name), and the
+/// controller's id.
+pub fn brokers(shard: &Shard, listener: usize) -> (Vec<(u32, String, u16)>, u32) {
     let Some(view) = &shard.cluster else {
-        let address = super::advertised(shard).unwrap_or(shard.config.listen);
+        let address = super::advertised(shard, listener).unwrap_or(shard.config.listen);
         let node = shard.config.node_id;
         return (vec![(node, address.ip().to_string(), address.port())], node);
     };
+    let name = shard
+        .config
+        .kafka_listeners
+        .get(listener)
+        .map_or("", |l| l.name.as_str());
     let image = view.image();
     let brokers = image
         .brokers()
         .iter()
         .filter(|(_, broker)| !broker.fenced)
         .filter_map(|(id, broker)| {
-            let address = crate::cluster::kafka_address(&broker.address)?;
+            let address = crate::cluster::kafka_address(&broker.address, name)?;
             Some((*id, address.ip().to_string(), address.port()))
         })
         .collect();
@@ -95,7 +102,7 @@ pub async fn metadata(
             topics
         }
     };
-    let (brokers, controller) = brokers(shard);
+    let (brokers, controller) = brokers(shard, gate.session().listener);
     let response = MetadataResponse::default()
         .with_brokers(
             brokers

@@ -47,8 +47,9 @@ pub enum Answer {
 }
 
 /// Serves a Kafka-protocol connection.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<Cell<bool>>) {
-    crate::conn::serve_wire::<Kafka>(shard, stream, stopping).await
+/// Serves a connection of Kafka listener number `listener`.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, stopping: Rc<Cell<bool>>, listener: usize) {
+    crate::conn::serve_wire::<Kafka>(shard, stream, stopping, listener).await
 }
 
 struct Kafka;
@@ -71,8 +72,11 @@ impl Wire for Kafka {
         frame::announced_len(buf)
     }
 
-    fn security(config: &crate::config::Config) -> SecurityProtocol {
-        config.security.kafka
+    fn security(config: &crate::config::Config, listener: usize) -> SecurityProtocol {
+        config
+            .kafka_listeners
+            .get(listener)
+            .map_or(config.security.kafka, |l| l.protocol)
     }
 
     async fn handle(
@@ -313,12 +317,13 @@ async fn dispatch(
     Some(answer)
 }
 
-/// The Kafka address this broker tells clients.
-pub fn advertised(shard: &Shard) -> Option<std::net::SocketAddr> {
+/// The address this broker tells clients of its Kafka listener number `listener`.
+pub fn advertised(shard: &Shard, listener: usize) -> Option<std::net::SocketAddr> {
     shard
         .config
-        .advertised_kafka_listen
-        .or(shard.config.kafka_listen)
+        .kafka_listeners
+        .get(listener)
+        .map(|l| l.advertised)
 }
 
 /// A Kafka string from a Rust one.

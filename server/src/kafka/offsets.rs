@@ -30,7 +30,7 @@ pub async fn find_coordinator(
     gate: &Gate<'_>,
     find: requests::FindCoordinator,
 ) -> Answer {
-    let (brokers, _) = super::data::brokers(shard);
+    let (brokers, _) = super::data::brokers(shard, gate.session().listener);
     let mut coordinators = Vec::with_capacity(find.keys.len());
     for key in find.keys {
         let found: Result<(u32, String, u16), i16> = if find.key_type != 0 {

@@ -122,6 +122,9 @@ pub struct Session {
     pub host: Rc<str>,
     /// The SASL exchange, on SASL listeners.
     pub sasl: Option<RefCell<sasl::Sasl>>,
+    /// Which of its protocol's listeners it came through (Kafka's listeners are numbered
+    /// in `--kafka-listeners` order).
+    pub listener: usize,
     /// What the client's TLS certificate says, when it showed one.
     pub certificate: Option<Certificate>,
     /// Until when the connection's next request is not read (a quota's throttle).
@@ -131,12 +134,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session on a listener with `protocol`, offering `mechanisms` when it is SASL
-    /// (and re-authentication when `reauthentication`); `certificate` is what the client's
-    /// TLS certificate says.
+    /// A session on listener number `listener` with `protocol`, offering `mechanisms` when
+    /// it is SASL (and re-authentication when `reauthentication`); `certificate` is what the
+    /// client's TLS certificate says.
     pub fn new(
         peer: Rc<str>,
-        protocol: SecurityProtocol,
+        (protocol, listener): (SecurityProtocol, usize),
         (mechanisms, reauthentication): (&[keel_auth::Mechanism], bool),
         certificate: Option<Certificate>,
     ) -> Session {
@@ -147,6 +150,7 @@ impl Session {
             .trim_end_matches(']')
             .into();
         Session {
+            listener,
             throttled_until: std::cell::Cell::new(None),
             host,
             peer,
