@@ -403,4 +403,29 @@ mod tests {
             .to_string();
         assert!(err.contains("--controller-listen is 127.0.0.1:8"), "{err}");
     }
+
+    // Goal: a client is told each broker's address on the listener it came through; a
+    // broker without that listener is left out; an older registration (one `kafka=`)
+    // serves every name.
+    #[test]
+    fn registrations_carry_every_kafka_listener_by_name() {
+        let native: SocketAddr = "10.0.0.1:7070".parse().unwrap();
+        let listeners = vec![
+            ("PLAINTEXT".to_owned(), "10.0.0.1:9092".parse().unwrap()),
+            ("SASL_SSL".to_owned(), "192.0.2.1:9093".parse().unwrap()),
+        ];
+        let address = registration_address(native, &listeners);
+        assert_eq!(native_address(&address), "10.0.0.1:7070");
+        let told = |name| kafka_address(&address, name).map(|a| a.to_string());
+        assert_eq!(told("PLAINTEXT").as_deref(), Some("10.0.0.1:9092"));
+        assert_eq!(told("SASL_SSL").as_deref(), Some("192.0.2.1:9093"));
+        assert_eq!(told("INTERNAL"), None);
+        let older = "10.0.0.2:7070 kafka=10.0.0.2:9092";
+        assert_eq!(
+            kafka_address(older, "SASL_SSL").map(|a| a.to_string()).as_deref(),
+            Some("10.0.0.2:9092")
+        );
+        assert_eq!(registration_address(native, &[]), "10.0.0.1:7070");
+    }
 }
+
