@@ -149,6 +149,7 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
         config.kafka_listen = Some(first.listen);
         config.advertised_kafka_listen = Some(first.advertised);
     }
+    // The registration tells other brokers these (ports resolved).
     if let Some(cluster) = config.cluster.as_mut() {
         cluster.advertised_kafka = config
             .kafka_listeners

@@ -444,7 +444,11 @@ fn several_kafka_listeners_each_tell_clients_their_own_address() {
     ];
     args.extend(tls_flags(&issued));
     let broker = InProcess::start(&dir.path().join("data"), &args);
-    ok(&keel(Some(&broker), &["topic", "create", "listeners"], None));
+    ok(&keel(
+        Some(&broker),
+        &["topic", "create", "listeners"],
+        None,
+    ));
     let plain = broker.kafka_addr.to_string();
     kcat(
         &["-b", &plain, "-P", "-t", "listeners", "-K", ":"],

@@ -422,10 +422,11 @@ mod tests {
         assert_eq!(told("INTERNAL"), None);
         let older = "10.0.0.2:7070 kafka=10.0.0.2:9092";
         assert_eq!(
-            kafka_address(older, "SASL_SSL").map(|a| a.to_string()).as_deref(),
+            kafka_address(older, "SASL_SSL")
+                .map(|a| a.to_string())
+                .as_deref(),
             Some("10.0.0.2:9092")
         );
         assert_eq!(registration_address(native, &[]), "10.0.0.1:7070");
     }
 }
-

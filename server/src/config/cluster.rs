@@ -16,7 +16,7 @@ pub struct ClusterConfig {
     /// The native address other nodes and clients are told.
     pub advertised: SocketAddr,
     /// The Kafka addresses told to clients, per listener name (empty: the Kafka protocol
-    /// is off).
+    /// is off); filled at start once ports are resolved.
     pub advertised_kafka: Vec<(String, SocketAddr)>,
 }
 

@@ -396,13 +396,6 @@ impl Config {
                 controller_listen,
                 advertised,
             )?);
-            if let Some(cluster) = config.cluster.as_mut() {
-                cluster.advertised_kafka = config
-                    .kafka_listeners
-                    .iter()
-                    .map(|l| (l.name.clone(), l.advertised))
-                    .collect();
-            }
             // Followers fetch from the native listener; they prove themselves there by
             // certificate, not by SASL.
             if config.security.native.sasl() && !config.security.inter_broker_tls {

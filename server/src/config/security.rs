@@ -109,6 +109,15 @@ pub fn parse_add_scram(value: &str) -> anyhow::Result<(Mechanism, String, String
     Ok((mechanism, user.to_owned(), password.to_owned()))
 }
 
+/// Whether `flag`'s value (PLAINTEXT, the default, or SSL) is SSL.
+fn plaintext_or_ssl(flag: &str, value: Option<String>) -> anyhow::Result<bool> {
+    match value.as_deref() {
+        None | Some("PLAINTEXT") => Ok(false),
+        Some("SSL") => Ok(true),
+        Some(other) => anyhow::bail!("{flag} takes PLAINTEXT or SSL, got {other:?}"),
+    }
+}
+
 /// Security flags of `keel-server`.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct SecurityArgs {
@@ -264,30 +273,18 @@ impl SecurityConfig {
                 .map_err(|e| anyhow::anyhow!("--native-security: {e}"))?,
             None => SecurityProtocol::Plaintext,
         };
-        let inter_broker_tls = match args
-            .inter_broker_security
-            .clone()
-            .or(file.inter_broker_security.clone())
-            .as_deref()
-        {
-            None | Some("PLAINTEXT") => false,
-            Some("SSL") => true,
-            Some(other) => {
-                anyhow::bail!("--inter-broker-security takes PLAINTEXT or SSL, got {other:?}")
-            }
-        };
-        let metrics_tls = match args
-            .metrics_security
-            .clone()
-            .or(file.metrics_security.clone())
-            .as_deref()
-        {
-            None | Some("PLAINTEXT") => false,
-            Some("SSL") => true,
-            Some(other) => {
-                anyhow::bail!("--metrics-security takes PLAINTEXT or SSL, got {other:?}")
-            }
-        };
+        let inter_broker_tls = plaintext_or_ssl(
+            "--inter-broker-security",
+            args.inter_broker_security
+                .clone()
+                .or(file.inter_broker_security.clone()),
+        )?;
+        let metrics_tls = plaintext_or_ssl(
+            "--metrics-security",
+            args.metrics_security
+                .clone()
+                .or(file.metrics_security.clone()),
+        )?;
         let tls = tls_config(
             args,
             &file,
