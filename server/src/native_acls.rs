@@ -30,7 +30,7 @@ pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
         Request::Metadata { topics: names } => topics(Describe, &mut names.iter()),
         Request::CreateTopics { topics: new } => new
             .iter()
-            .any(|t| !gate.cluster(Create) && !gate.topic(Create, &t.name))
+            .any(|t| !gate.topic(Create, &t.name) && !gate.cluster(Create))
             .then_some(ErrorCode::TopicAuthorizationFailed),
         Request::DeleteTopics { topics: names } => topics(Delete, &mut names.iter()),
         Request::DescribeConfigs { topics: names } => topics(DescribeConfigs, &mut names.iter()),
@@ -88,5 +88,25 @@ pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
             SecurityRequest::DescribeQuotas => cluster(DescribeConfigs),
             SecurityRequest::AlterQuotas { .. } => cluster(AlterConfigs),
         },
+    }
+}
+
+/// Whether `request` is an admin change (audited whether or not an authorizer is on).
+pub fn is_admin(request: &Request) -> bool {
+    match request {
+        Request::CreateTopics { .. }
+        | Request::DeleteTopics { .. }
+        | Request::AlterConfigs { .. }
+        | Request::ElectLeaders { .. }
+        | Request::ReassignPartition { .. }
+        | Request::DecommissionBroker { .. } => true,
+        Request::Security(request) => matches!(
+            request,
+            SecurityRequest::AlterUsers { .. }
+                | SecurityRequest::CreateAcls { .. }
+                | SecurityRequest::DeleteAcls { .. }
+                | SecurityRequest::AlterQuotas { .. }
+        ),
+        _ => false,
     }
 }

@@ -304,6 +304,20 @@ fn the_tool_authenticates_and_manages_users_acls_and_quotas() {
         count("failed") >= 3.0 && count("succeeded") >= 10.0,
         "{lines:?}"
     );
+    // Every admin change is audited with its decision: the admin's topics, users, ACLs and
+    // quotas allowed, alice's topic deletion denied.
+    let changes = |operation: &str, outcome: &str| {
+        let labels = format!("operation=\"{operation}\",outcome=\"{outcome}\"");
+        keel_tests::broker::metric(&page, "keel_admin_changes_total", &labels)
+    };
+    let lines: Vec<&str> = page
+        .lines()
+        .filter(|l| l.contains("admin_changes"))
+        .collect();
+    assert!(changes("CREATE", "allowed") >= 3.0, "{lines:?}");
+    assert!(changes("ALTER", "allowed") >= 6.0, "{lines:?}");
+    assert!(changes("ALTER_CONFIGS", "allowed") >= 3.0, "{lines:?}");
+    assert!(changes("DELETE", "denied") >= 1.0, "{lines:?}");
 }
 
 #[test]

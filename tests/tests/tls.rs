@@ -125,6 +125,26 @@ fn kcat_over_sasl_ssl(bootstrap: &str, ca: &Path) {
     let mut read: Vec<String> = kcat(&consume, None).lines().map(str::to_owned).collect();
     read.sort();
     assert_eq!(read, ["k1=v1", "k2=v2"]);
+    // In a consumer group: it reads both and commits; run again, it reads nothing more.
+    let group = with(
+        "alice-secret",
+        &[
+            "-G",
+            "kc-tls-group",
+            "-X",
+            "auto.offset.reset=earliest",
+            "-e",
+            "-q",
+            "-f",
+            "%k=%s\n",
+            "kc-tls",
+        ],
+    );
+    let group: Vec<&str> = group.iter().map(String::as_str).collect();
+    let mut read: Vec<String> = kcat(&group, None).lines().map(str::to_owned).collect();
+    read.sort();
+    assert_eq!(read, ["k1=v1", "k2=v2"], "the group reads everything");
+    assert_eq!(kcat(&group, None), "", "the group committed what it read");
     let output = std::process::Command::new("kcat")
         .args(with("wrong", &["-L", "-m", "5"]))
         .output()

@@ -140,7 +140,8 @@ impl SecurityResponse {
                 error: error(r)?,
                 message: r.string("message")?,
                 auth_bytes: r.bytes("auth_bytes")?,
-                session_lifetime_ms: r.i64("session_lifetime_ms")? as u64,
+                // A negative lifetime means none, as 0 does.
+                session_lifetime_ms: r.i64("session_lifetime_ms")?.max(0) as u64,
             },
             ApiKey::DescribeUsers => {
                 let error = error(r)?;
@@ -390,7 +391,7 @@ fn read_quotas(r: &mut Reader) -> Result<Vec<QuotaEntry>, DecodeError> {
                     let key = r.string("key")?;
                     let value = match r.i8("present")? {
                         0 => None,
-                        _ => Some(f64::from_bits(r.i64("value")? as u64)),
+                        _ => Some(read_finite(r)?),
                     };
                     Ok((key, value))
                 })
@@ -402,6 +403,18 @@ fn read_quotas(r: &mut Reader) -> Result<Vec<QuotaEntry>, DecodeError> {
             })
         })
         .collect()
+}
+
+/// A quota value: an f64 as its 8 IEEE bytes, finite (NaN and infinities are refused).
+fn read_finite(r: &mut Reader) -> Result<f64, DecodeError> {
+    let value = f64::from_bits(r.i64("value")? as u64);
+    if !value.is_finite() {
+        return Err(DecodeError::BadValue {
+            field: "value",
+            value: value.to_string(),
+        });
+    }
+    Ok(value)
 }
 
 fn write_quotas(out: &mut BytesMut, quotas: &[QuotaEntry]) -> Result<(), EncodeError> {

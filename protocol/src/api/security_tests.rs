@@ -179,3 +179,38 @@ fn a_scram_upsertion_never_prints_its_keys() {
     let shown = format!("{upsertion:?}");
     assert!(shown.contains("alice") && !shown.contains("secret") && !shown.contains("salt-bytes"));
 }
+
+// Found by the response fuzzer: a negative session lifetime decoded as a huge one and
+// encoded back as another number. Negative means none; NaN and infinite quotas are refused
+// (a NaN never equals itself, and no quota is one).
+#[test]
+fn odd_lifetimes_and_quota_values_decode_to_what_encodes_again() {
+    let body = [0u8, 0, 0, 0, 0, 0, 0, 0, 246, 15, 0, 0, 0, 0, 0, 0];
+    let response =
+        Response::decode(ApiKey::SaslAuthenticate, Bytes::copy_from_slice(&body)).unwrap();
+    let Response::Security(SecurityResponse::SaslAuthenticate {
+        session_lifetime_ms,
+        ..
+    }) = &response
+    else {
+        panic!("{response:?}")
+    };
+    assert_eq!(*session_lifetime_ms, 0);
+    let mut again = BytesMut::new();
+    response.encode(&mut again).unwrap();
+    assert_eq!(
+        Response::decode(ApiKey::SaslAuthenticate, again.freeze()).unwrap(),
+        response
+    );
+    for bad in [f64::NAN, f64::INFINITY] {
+        let mut entry = quota();
+        entry.values = vec![("producer_byte_rate".into(), Some(bad))];
+        let mut body = BytesMut::new();
+        SecurityRequest::AlterQuotas {
+            changes: vec![entry],
+        }
+        .encode(&mut body)
+        .unwrap();
+        assert!(Request::decode(ApiKey::AlterQuotas as u16, 0, body.freeze()).is_err());
+    }
+}

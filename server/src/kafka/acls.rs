@@ -5,7 +5,7 @@
 use super::{encode, text, Answer};
 use crate::security::{acls, changes, Session};
 use crate::shard::Shard;
-use keel_auth::acl::{AclBinding, AclFilter, Operation, ResourceType, CLUSTER_NAME};
+use keel_auth::acl::{AclBinding, AclFilter, Operation};
 use keel_kafka::errors;
 use keel_kafka::frame::Header;
 use keel_kafka::kafka_protocol::messages::create_acls_response::AclCreationResult;
@@ -27,7 +27,7 @@ fn refused(shard: &Shard, session: &Session, operation: Operation) -> Option<i16
     if !acls.enabled() {
         return Some(errors::SECURITY_DISABLED);
     }
-    let allowed = session.may(acls, operation, ResourceType::Cluster, CLUSTER_NAME);
+    let allowed = crate::security::gate::Gate::new(shard, session).cluster(operation);
     if !allowed {
         tracing::info!(target: "keel::audit", peer = %session.peer, principal = ?session.principal(), operation = operation.name(), "ACL request refused");
     }

@@ -37,7 +37,6 @@ pub async fn create_topics(
     gate: &Gate<'_>,
     request: CreateTopics,
 ) -> Answer {
-    let on_cluster = gate.cluster(Operation::Create);
     let mut results = Vec::with_capacity(request.topics.len());
     let mut creatable = Vec::new();
     for topic in request.topics {
@@ -47,7 +46,9 @@ pub async fn create_topics(
                 .with_error_code(error)
                 .with_error_message(Some(text(message)))
         };
-        if !on_cluster && !gate.topic(Operation::Create, &topic.name) {
+        // The topic first: its audit line names it.
+        let allowed = gate.topic(Operation::Create, &topic.name) || gate.cluster(Operation::Create);
+        if !allowed {
             results.push(refuse(
                 errors::TOPIC_AUTHORIZATION_FAILED,
                 "not authorized to create this topic",

@@ -63,6 +63,15 @@ pub struct AuthLabel {
     pub outcome: &'static str,
 }
 
+/// Label of admin change counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdminLabel {
+    /// Kafka's operation name (`CREATE`, `DELETE`, `ALTER`, `ALTER_CONFIGS`).
+    pub operation: &'static str,
+    /// `allowed` or `denied`.
+    pub outcome: &'static str,
+}
+
 /// Label of per-shard gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShardLabel {

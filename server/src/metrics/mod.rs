@@ -44,6 +44,8 @@ pub struct Metrics {
     request_errors: Family<ErrorLabel, Counter>,
     /// SASL authentications, by mechanism and outcome.
     authentications: Family<AuthLabel, Counter>,
+    /// Admin changes asked for, by operation and decision.
+    admin_changes: Family<AdminLabel, Counter>,
     /// Messages and requests of peers refused because they spoke for another node (a Raft
     /// message's sender, a broker id, a follower id).
     pub peer_claims_refused: Counter,
@@ -154,6 +156,7 @@ impl Metrics {
             apis: Default::default(),
             request_errors: request_errors.clone(),
             authentications: Family::default(),
+            admin_changes: Family::default(),
             peer_claims_refused: Counter::default(),
             shard_calls: Family::default(),
             partition_reads: Family::default(),
@@ -279,6 +282,11 @@ impl Metrics {
             "authentications",
             "SASL authentications, by mechanism and outcome (succeeded, failed)",
             m.authentications.clone(),
+        );
+        registry.register(
+            "admin_changes",
+            "Admin changes asked for (topics, partitions, records, configs, groups, users, ACLs, quotas, replicas), by operation and decision (allowed, denied)",
+            m.admin_changes.clone(),
         );
         registry.register(
             "peer_claims_refused",
@@ -457,6 +465,13 @@ impl Metrics {
                 mechanism: mechanism.name(),
                 outcome,
             })
+            .inc();
+    }
+
+    /// Counts an admin change's authorization.
+    pub fn admin_change(&self, operation: &'static str, outcome: &'static str) {
+        self.admin_changes
+            .get_or_create(&AdminLabel { operation, outcome })
             .inc();
     }
 

@@ -1,6 +1,7 @@
 //! What a connection may do, asked before a resource is served (by each Kafka API's
 //! adapter, and for each native request in `native_acls.rs`): ACLs (`security::acls`) for
-//! the connection's principal and host.
+//! the connection's principal and host. Every decision on an admin change (create, delete,
+//! alter, alter configs) is an audit line and a count in `keel_admin_changes_total`.
 
 use super::Session;
 use crate::shard::Shard;
@@ -54,9 +55,25 @@ impl<'a> Gate<'a> {
         let allowed = self
             .session
             .may(&self.shard.security.acls, operation, resource_type, name);
-        if !allowed {
+        if changes(operation) {
+            // The audit trail of admin changes: who, from where, what, and the decision
+            // (allowed also when no authorizer is on).
+            let outcome = if allowed { "allowed" } else { "denied" };
+            let principal = self.session.principal().map(|p| p.0).unwrap_or_default();
+            tracing::info!(target: "keel::audit", peer = %self.session.peer, %principal, operation = operation.name(), resource = resource_type.name(), name = %crate::config::clip(name), outcome, "admin change");
+            self.shard.metrics.admin_change(operation.name(), outcome);
+        } else if !allowed {
             tracing::debug!(peer = %self.session.peer, principal = ?self.session.principal(), operation = operation.name(), resource = resource_type.name(), name, "denied");
         }
         allowed
     }
+}
+
+/// Whether `operation` changes what the cluster holds or how (topics, partitions, records,
+/// configs, groups, users, ACLs, quotas, replicas): each decision on one is audited.
+pub fn changes(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::Create | Operation::Delete | Operation::Alter | Operation::AlterConfigs
+    )
 }
