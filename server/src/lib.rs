@@ -12,6 +12,7 @@ mod group;
 mod handlers;
 mod kafka;
 mod metrics;
+pub mod mirror;
 mod native_acls;
 mod native_security;
 mod offsets_migration;

@@ -171,7 +171,7 @@ fn the_server_imports_only_from_layers_below() {
             | "native_security" | "kafka" | "background" | "ports" => 3,
             "handlers" | "group" | "offsets_migration" => 2,
             "shard" | "peers" | "replication" | "cluster" | "compaction" | "producers"
-            | "producer_ids" | "registry" | "metrics" | "security" => 1,
+            | "mirror" | "producer_ids" | "registry" | "metrics" | "security" => 1,
             "config" => 0,
             other => {
                 panic!("server/src/{other}: which layer? (add it here and to ARCHITECTURE.md)")
