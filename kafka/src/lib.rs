@@ -1,7 +1,8 @@
 //! Keel's Kafka wire protocol pieces, without I/O: framing and request headers
 //! ([`frame`]), request bodies decoded over the raw bytes ([`requests`]), the APIs and
 //! versions served ([`versions`]), error codes ([`errors`]), the hand-encoded Fetch
-//! response ([`fetch`]) and the consumer protocol's embedded formats ([`consumer`]).
+//! response ([`fetch`]) and the consumer protocol's embedded formats ([`consumer`]); and
+//! the other side, for reading another cluster as a mirror does ([`source`]).
 //! Responses other than Fetch are kafka-protocol's types, re-exported as
 //! [`kafka_protocol`].
 
@@ -11,6 +12,7 @@ pub mod fetch;
 pub mod frame;
 pub mod read;
 pub mod requests;
+pub mod source;
 pub mod versions;
 
 pub use kafka_protocol;
