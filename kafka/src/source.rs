@@ -203,6 +203,123 @@ pub fn whole_batches(records: &Bytes) -> std::result::Result<Vec<BatchSpan>, Str
     Ok(spans)
 }
 
+/// Kafka's Metadata API key.
+pub const METADATA: i16 = 3;
+
+/// A Metadata request (v12) for `topics` (`None`: every topic): its frame.
+pub fn metadata_request(
+    correlation_id: i32,
+    client_id: &str,
+    topics: Option<&[String]>,
+) -> BytesMut {
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    out.put_i16(METADATA);
+    out.put_i16(12);
+    out.put_i32(correlation_id);
+    let client = &client_id.as_bytes()[..client_id.len().min(i16::MAX as usize)];
+    out.put_i16(client.len() as i16);
+    out.put_slice(client);
+    out.put_u8(0);
+    match topics {
+        None => out.put_u8(0), // null: every topic
+        Some(topics) => {
+            crate::fetch::put_uvarint(&mut out, topics.len() as u64 + 1);
+            for name in topics {
+                out.put_slice(&[0; 16]);
+                crate::fetch::put_uvarint(&mut out, name.len() as u64 + 1);
+                out.put_slice(name.as_bytes());
+                out.put_u8(0);
+            }
+        }
+    }
+    out.put_u8(0); // allow auto topic creation: no
+    out.put_u8(0); // include topic authorized operations: no
+    out.put_u8(0);
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    out
+}
+
+/// A broker of the source cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceBroker {
+    /// Node id.
+    pub node_id: i32,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: i32,
+}
+
+/// A topic of the source cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTopicMetadata {
+    /// Kafka error code (UNKNOWN_TOPIC_OR_PARTITION, TOPIC_AUTHORIZATION_FAILED, …).
+    pub error: i16,
+    /// Name.
+    pub name: String,
+    /// Id (what tells a re-created topic from the one mirrored).
+    pub id: [u8; 16],
+    /// Internal (`__consumer_offsets`).
+    pub internal: bool,
+    /// (partition, leader node id, leader epoch, error) per partition.
+    pub partitions: Vec<(i32, i32, i32, i16)>,
+}
+
+/// A Metadata v12 response frame's body: the correlation id, the brokers and the topics.
+///
+/// # Errors
+/// A malformed or truncated body, or counts the bytes cannot hold.
+pub fn metadata_response(
+    body: Bytes,
+) -> Result<(i32, Vec<SourceBroker>, Vec<SourceTopicMetadata>)> {
+    let mut r = Reader::new(body, true);
+    let correlation_id = r.i32("correlation id")?;
+    r.tagged_fields()?;
+    let _throttle_ms = r.i32("throttle time")?;
+    let brokers = r.array("brokers", |r| {
+        let broker = SourceBroker {
+            node_id: r.i32("node id")?,
+            host: r.string("host")?,
+            port: r.i32("port")?,
+        };
+        let _rack = r.nullable_string("rack")?;
+        r.tagged_fields()?;
+        Ok(broker)
+    })?;
+    let _cluster_id = r.nullable_string("cluster id")?;
+    let _controller = r.i32("controller id")?;
+    let topics = r.array("topics", |r| {
+        let error = r.i16("error code")?;
+        let name = r.nullable_string("name")?.unwrap_or_default();
+        let id = r.uuid("topic id")?;
+        let internal = r.bool("is internal")?;
+        let partitions = r.array("partitions", |r| {
+            let error = r.i16("error code")?;
+            let partition = r.i32("partition")?;
+            let leader = r.i32("leader")?;
+            let epoch = r.i32("leader epoch")?;
+            for field in ["replicas", "isr", "offline replicas"] {
+                r.array(field, |r| r.i32(field))?;
+            }
+            r.tagged_fields()?;
+            Ok((partition, leader, epoch, error))
+        })?;
+        let _operations = r.i32("topic authorized operations")?;
+        r.tagged_fields()?;
+        Ok(SourceTopicMetadata {
+            error,
+            name,
+            id,
+            internal,
+            partitions,
+        })
+    })?;
+    r.tagged_fields()?;
+    Ok((correlation_id, brokers, topics))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +468,52 @@ mod tests {
                 (1, 42)
             );
             assert_eq!(read.partitions[0].partition_max_bytes, 1 << 20);
+        }
+    }
+
+    #[test]
+    fn a_metadata_answer_decodes_and_every_cut_of_it_is_an_error() {
+        use kafka_protocol::messages::metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        };
+        use kafka_protocol::messages::{BrokerId, MetadataResponse, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let topic = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("orders"))))
+            .with_topic_id(crate::uuid::Uuid::from_bytes([5; 16]))
+            .with_partitions(vec![MetadataResponsePartition::default()
+                .with_partition_index(2)
+                .with_leader_id(BrokerId(7))
+                .with_leader_epoch(4)
+                .with_replica_nodes(vec![BrokerId(7)])]);
+        let response = MetadataResponse::default()
+            .with_brokers(vec![MetadataResponseBroker::default()
+                .with_node_id(BrokerId(7))
+                .with_host(StrBytes::from_static_str("10.0.0.7"))
+                .with_port(9092)])
+            .with_topics(vec![topic]);
+        let mut body = BytesMut::new();
+        body.put_i32(31);
+        body.put_u8(0);
+        response.encode(&mut body, 12).unwrap();
+        let body = body.freeze();
+        let (correlation, brokers, topics) = metadata_response(body.clone()).unwrap();
+        assert_eq!(correlation, 31);
+        assert_eq!(
+            (
+                brokers[0].node_id,
+                brokers[0].host.as_str(),
+                brokers[0].port
+            ),
+            (7, "10.0.0.7", 9092)
+        );
+        assert_eq!((topics[0].name.as_str(), topics[0].id), ("orders", [5; 16]));
+        assert_eq!(topics[0].partitions, [(2, 7, 4, 0)]);
+        for cut in 0..body.len() {
+            assert!(
+                metadata_response(body.slice(..cut)).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 }

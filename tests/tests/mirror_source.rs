@@ -5,7 +5,10 @@
 
 use bytes::Bytes;
 use keel_client::{Producer, ProducerRecord};
-use keel_kafka::source::{fetch_request, fetch_response, whole_batches, TopicRef, Wanted};
+use keel_kafka::source::{
+    fetch_request, fetch_response, metadata_request, metadata_response, whole_batches, TopicRef,
+    Wanted,
+};
 use keel_protocol::api::{FetchPartition, Request, Response, TopicEntries};
 use keel_tests::in_process::InProcess;
 use std::io::{Read, Write};
@@ -106,4 +109,32 @@ fn a_source_fetch_returns_the_brokers_batches_byte_for_byte() {
         let tail = whole_batches(&topics[0].partitions[0].records).unwrap();
         assert_eq!(tail[0].base, resume);
     }
+    // Metadata: the brokers, the topic's id (the one the v13 fetch used) and its leaders;
+    // every topic, or one by name.
+    let (correlation, brokers, topics) = metadata_response(exchange(
+        broker.kafka_addr,
+        &metadata_request(11, "keel-mirror", None),
+    ))
+    .unwrap();
+    assert_eq!(correlation, 11);
+    assert_eq!(brokers[0].port, i32::from(broker.kafka_addr.port()));
+    let mirrored = topics.iter().find(|t| t.name == "mirrored").unwrap();
+    assert_eq!(
+        (mirrored.error, mirrored.id, mirrored.internal),
+        (0, id, false)
+    );
+    assert_eq!(
+        mirrored.partitions,
+        [(0, brokers[0].node_id, mirrored.partitions[0].2, 0)]
+    );
+    assert!(topics
+        .iter()
+        .any(|t| t.name == "__consumer_offsets" && t.internal));
+    let one = metadata_request(12, "keel-mirror", Some(&["absent".to_owned()]));
+    let (_, _, topics) = metadata_response(exchange(broker.kafka_addr, &one)).unwrap();
+    assert_eq!(
+        (topics.len(), topics[0].error),
+        (1, 3),
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
 }
