@@ -20,3 +20,19 @@ pub fn string(out: &mut BytesMut, s: &str) {
     out.put_i16(s.len() as i16);
     out.put_slice(s.as_bytes());
 }
+
+/// Sends one Kafka request frame on a new connection and reads the answer's frame: its
+/// body after the size prefix (the correlation id first).
+pub fn exchange(addr: std::net::SocketAddr, frame: &[u8]) -> bytes::Bytes {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(frame).unwrap();
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).unwrap();
+    bytes::Bytes::from(body)
+}

@@ -3,7 +3,6 @@
 //! topic name (v12) and by topic id (v13). The batches a mirror would append are the
 //! broker's own bytes: the same, byte for byte, as a native Fetch returns.
 
-use bytes::Bytes;
 use keel_client::{Producer, ProducerRecord};
 use keel_kafka::source::{
     fetch_request, fetch_response, metadata_request, metadata_response, whole_batches, TopicRef,
@@ -11,23 +10,7 @@ use keel_kafka::source::{
 };
 use keel_protocol::api::{FetchPartition, Request, Response, TopicEntries};
 use keel_tests::in_process::InProcess;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-/// Sends a Kafka frame and reads the answer's body (after its size).
-fn exchange(addr: std::net::SocketAddr, frame: &[u8]) -> Bytes {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(frame).unwrap();
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut body).unwrap();
-    Bytes::from(body)
-}
+use keel_tests::kafka_wire::exchange;
 
 #[test]
 fn a_source_fetch_returns_the_brokers_batches_byte_for_byte() {

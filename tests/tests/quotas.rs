@@ -9,23 +9,13 @@ use bytes::{Buf, BufMut, BytesMut};
 use keel_tests::in_process::InProcess;
 use keel_tests::kafka_clients::{clients, run};
 use keel_tests::kafka_wire::{frame, string};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 const RATE: f64 = 1_048_576.0;
 
+/// The answer's body after its correlation id.
 fn exchange(addr: std::net::SocketAddr, frame: &[u8]) -> bytes::Bytes {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(frame).unwrap();
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut body).unwrap();
-    bytes::Bytes::from(body).slice(4..)
+    keel_tests::kafka_wire::exchange(addr, frame).slice(4..)
 }
 
 fn get_string(b: &mut bytes::Bytes) -> Option<String> {
