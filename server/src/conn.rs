@@ -426,6 +426,9 @@ async fn handle_one(
             let api = request.api_key().name();
             let produced = produced_bytes(&request);
             let fetch = matches!(request, Request::Fetch { .. });
+            // Replication is never throttled (Kafka exempts inter-broker requests): a
+            // follower's fetch, or anything a broker's certificate sends.
+            let exempt = session.is_broker() || matches!(request, Request::ReplicaFetch(_));
             let serve = async {
                 match request {
                     Request::Security(request) => {
@@ -437,7 +440,9 @@ async fn handle_one(
             let (outgoing, busy) =
                 crate::security::quotas::Timed::new(serve, &shard.security.quotas).await;
             let fetched = outgoing.as_ref().filter(|_| fetch);
-            charge_quotas(shard, session, produced, fetched, busy);
+            if !exempt {
+                charge_quotas(shard, session, produced, fetched, busy);
+            }
             let metrics = shard.metrics.api(api);
             metrics.requests.inc();
             let waited = outgoing.as_ref().map_or(Duration::ZERO, |o| o.waited);
