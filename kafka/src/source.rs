@@ -6,7 +6,7 @@
 //! complete batches a mirror appends (a fetch may end inside a batch).
 
 use crate::read::{Reader, Result};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use keel_protocol::batch::BatchView;
 
 /// Kafka's Fetch API key.
@@ -182,7 +182,7 @@ pub fn whole_batches(records: &Bytes) -> std::result::Result<Vec<BatchSpan>, Str
     let mut at = 0;
     // base offset (8) + batch length (4): the length counts the bytes after these 12.
     while records.len() - at >= 12 {
-        let declared = i32::from_be_bytes(records[at + 8..at + 12].try_into().expect("4 bytes"));
+        let declared = (&records[at + 8..at + 12]).get_i32();
         let Ok(len) = usize::try_from(declared) else {
             return Err(format!("a batch at byte {at} declares length {declared}"));
         };

@@ -147,10 +147,10 @@ fn describe_users(shard: &Shard, names: Vec<String>) -> SecurityResponse {
     }
 }
 
-/// The SCRAM mechanism `name` names.
-fn scram(name: &str) -> Result<Mechanism, (ErrorCode, String)> {
+/// The SCRAM mechanism `name` names, with its hash.
+fn scram(name: &str) -> Result<(Mechanism, keel_auth::scram::Hash), (ErrorCode, String)> {
     Mechanism::parse(name)
-        .filter(|m| m.scram().is_some())
+        .and_then(|m| Some((m, m.scram()?)))
         .ok_or_else(|| {
             let why = "SCRAM-SHA-256 or SCRAM-SHA-512".to_owned();
             (ErrorCode::UnsupportedSaslMechanism, why)
@@ -178,7 +178,7 @@ async fn alter_users(
     for (user, mechanism) in &deletions {
         let outcome = match once(user).and_then(|()| scram(mechanism)) {
             Err(e) => Err(e),
-            Ok(mechanism) => match changes::set_user(shard, user, mechanism, None).await {
+            Ok((mechanism, _)) => match changes::set_user(shard, user, mechanism, None).await {
                 Ok(true) => {
                     changes::audit_user(session, "delete", user, mechanism);
                     Ok(())
@@ -190,19 +190,19 @@ async fn alter_users(
         results.push(result(user.clone(), outcome));
     }
     for u in &upsertions {
-        let credential = once(&u.user)
-            .and_then(|()| scram(&u.mechanism))
-            .and_then(|mechanism| {
-                let hash = mechanism.scram().expect("scram() keeps SCRAM mechanisms");
-                ScramCredential::from_salted_password(
-                    hash,
-                    &u.salt,
-                    u.iterations,
-                    &u.salted_password,
-                )
-                .map(|credential| (mechanism, credential))
-                .map_err(|e| (ErrorCode::UnacceptableCredential, e.to_string()))
-            });
+        let credential =
+            once(&u.user)
+                .and_then(|()| scram(&u.mechanism))
+                .and_then(|(mechanism, hash)| {
+                    ScramCredential::from_salted_password(
+                        hash,
+                        &u.salt,
+                        u.iterations,
+                        &u.salted_password,
+                    )
+                    .map(|credential| (mechanism, credential))
+                    .map_err(|e| (ErrorCode::UnacceptableCredential, e.to_string()))
+                });
         let outcome = match credential {
             _ if u.user.is_empty() => {
                 Err((ErrorCode::InvalidRequest, "a user name is needed".into()))

@@ -331,15 +331,25 @@ fn keel_client_renews_sessions_with_a_lifetime_and_ended_ones_are_refused() {
     keel_tests::cluster::runtime().block_on(async move {
         // A raw connection: served within its session, refused once it has ended.
         let connection = Connection::connect_with(&addr, &admin).await.unwrap();
-        connection.call(&Request::ListGroups).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1600)).await;
-        assert!(connection.is_broken(), "the client knows its session ended");
-        match connection.call(&Request::ListGroups).await {
-            Err(keel_client::Error::Broker { code, .. }) => {
-                assert_eq!(code, ErrorCode::SaslAuthenticationFailed)
+        let started = std::time::Instant::now();
+        // Served until the 1.5 s session ends, then refused (asked every 50 ms, for at most
+        // 10 s).
+        let refused_after = loop {
+            match connection.call(&Request::ListGroups).await {
+                Ok(_) => assert!(started.elapsed() < Duration::from_secs(10), "never refused"),
+                Err(keel_client::Error::Broker { code, .. }) => {
+                    assert_eq!(code, ErrorCode::SaslAuthenticationFailed);
+                    break started.elapsed();
+                }
+                Err(other) => panic!("an ended session is refused, got {other}"),
             }
-            other => panic!("an ended session is refused, got {other:?}"),
-        }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            refused_after >= Duration::from_millis(1300),
+            "{refused_after:?}"
+        );
+        assert!(connection.is_broken(), "the client knows its session ended");
         // Producers and consumers connect again as sessions near their end.
         let admin_client = keel_client::Admin::connect_with(&addr, admin.clone())
             .await
