@@ -217,7 +217,7 @@ fn peers_cannot_speak_for_another_node_and_acks_all_waits_for_real_copies() {
         Some(Frame::Refused(reason)) => assert!(reason.contains("broker 3"), "{reason}"),
         other => panic!("a hello as node 2 with node 3's certificate: {other:?}"),
     }
-    let leader_before = cluster.controller_leader(0).expect("a controller leader");
+    cluster.controller_leader(0).expect("a controller leader");
     let refused = || {
         let page = keel_tests::broker::metrics_page(cluster.nodes[0].metrics_addr);
         metric(&page, "keel_peer_claims_refused_total", "")
@@ -250,12 +250,14 @@ fn peers_cannot_speak_for_another_node_and_acks_all_waits_for_real_copies() {
     }
     let refused = refused() - refused_before;
     assert_eq!(refused, 2.0, "the vote and the registration are refused");
+    // Stepped, the forged vote would move the quorum to its term (a million); refused, the
+    // term stays where elections have taken it (one the load of a busy CI machine brings
+    // may happen meanwhile, and is not the attack's doing). A non-event: watched for 1 s.
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        cluster.controller_leader(0),
-        Some(leader_before),
-        "no election"
-    );
+    let term = cluster.describe(0).unwrap()["controller"]["term"]
+        .as_u64()
+        .expect("the controller's term");
+    assert!(term < 1_000_000, "the forged vote's term was taken: {term}");
     let describe = cluster.describe(0).unwrap();
     let one = describe["brokers"]
         .as_array()
