@@ -62,8 +62,23 @@ impl InProcess {
     /// Starts it again (after [`InProcess::stop`]) with the same flags and addresses.
     pub fn restart(&mut self) {
         assert!(self.broker.is_none(), "stop before restarting");
-        let config = Config::load(&Args::parse_from(&self.args)).expect("a valid configuration");
-        self.broker = Some(keel_server::start(config).expect("the broker starts"));
+        // The data directory's lock can outlive `stop` for a moment: a child process another
+        // test forks in that window inherits the descriptor until its exec closes it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let config =
+                Config::load(&Args::parse_from(&self.args)).expect("a valid configuration");
+            match keel_server::start(config) {
+                Ok(broker) => break self.broker = Some(broker),
+                Err(e)
+                    if format!("{e:#}").contains("in use by another keel-server")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("the broker starts: {e:#}"),
+            }
+        }
     }
 
     /// Starts a broker with `settings` as its `keel.toml` (written in `dir`, data in
