@@ -13,7 +13,8 @@ mod security;
 mod snapshot;
 
 pub use security::{
-    SECURITY_CHANGE_ENTRIES_MAX, SECURITY_ENTRIES_MAX, SECURITY_KIND_MAX, SECURITY_TEXT_BYTES_MAX,
+    LINK_KIND, LINK_TEXT_BYTES_MAX, SECURITY_CHANGE_ENTRIES_MAX, SECURITY_ENTRIES_MAX,
+    SECURITY_KIND_MAX, SECURITY_TEXT_BYTES_MAX,
 };
 
 /// Longest topic name (as Kafka).
@@ -571,10 +572,15 @@ mod tests {
             vec![entry(1, "", Some("v"))],
             vec![entry(1, &long, Some("v"))],
             vec![entry(1, "k", Some(&long))],
+            vec![entry(LINK_KIND, "k", Some(&"x".repeat(LINK_TEXT_BYTES_MAX + 1)))],
         ]) {
             assert!(image.apply(offset, &[set(bad.clone())]).is_err(), "{bad:?}");
         }
         assert_eq!(image.security().len(), 2, "refused changes change nothing");
+        // A link's definition may be longer than a user's entry.
+        image
+            .apply(20, &[set(vec![entry(LINK_KIND, "east", Some(&long))])])
+            .unwrap();
     }
 
     // Kafka's topic name rules.

@@ -1,14 +1,19 @@
-//! The image's security metadata (users, ACLs, quotas as kind/key/value text the brokers
-//! interpret): its bounds and the check a change must pass before it is proposed or applied.
+//! The image's security metadata (users, ACLs, quotas, and cluster links, as kind/key/value
+//! text the brokers interpret): its bounds and the check a change must pass before it is
+//! proposed or applied.
 
 use super::MetadataImage;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 
 /// Security metadata kinds are 1 to this.
-pub const SECURITY_KIND_MAX: u8 = 3;
-/// Longest security key or value.
+pub const SECURITY_KIND_MAX: u8 = 4;
+/// The kind of a cluster link's definition (issue 23): its values may be longer.
+pub const LINK_KIND: u8 = 4;
+/// Longest security key or value (but a link's).
 pub const SECURITY_TEXT_BYTES_MAX: usize = 1_024;
+/// Longest link definition (its patterns and the source's security settings).
+pub const LINK_TEXT_BYTES_MAX: usize = 16 * 1_024;
 /// Most security entries in the metadata (users, ACL bindings and quotas together).
 pub const SECURITY_ENTRIES_MAX: usize = 100_000;
 /// Most security entries one change may hold.
@@ -43,12 +48,17 @@ impl MetadataImage {
                 return Err(invalid(format!("unknown kind {}", entry.kind)));
             }
             let value_len = entry.value.as_ref().map_or(0, String::len);
+            let value_max = if entry.kind == LINK_KIND {
+                LINK_TEXT_BYTES_MAX
+            } else {
+                SECURITY_TEXT_BYTES_MAX
+            };
             if entry.key.is_empty()
                 || entry.key.len() > SECURITY_TEXT_BYTES_MAX
-                || value_len > SECURITY_TEXT_BYTES_MAX
+                || value_len > value_max
             {
                 return Err(invalid(format!(
-                    "keys are 1 to {SECURITY_TEXT_BYTES_MAX} bytes, values at most as many"
+                    "keys are 1 to {SECURITY_TEXT_BYTES_MAX} bytes, values at most {value_max}"
                 )));
             }
             let present = self.security.contains_key(&(entry.kind, entry.key.clone()));
