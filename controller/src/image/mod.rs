@@ -572,7 +572,11 @@ mod tests {
             vec![entry(1, "", Some("v"))],
             vec![entry(1, &long, Some("v"))],
             vec![entry(1, "k", Some(&long))],
-            vec![entry(LINK_KIND, "k", Some(&"x".repeat(LINK_TEXT_BYTES_MAX + 1)))],
+            vec![entry(
+                LINK_KIND,
+                "k",
+                Some(&"x".repeat(LINK_TEXT_BYTES_MAX + 1)),
+            )],
         ]) {
             assert!(image.apply(offset, &[set(bad.clone())]).is_err(), "{bad:?}");
         }

@@ -69,6 +69,22 @@ impl Pattern {
         Ok(patterns)
     }
 
+    /// The pattern as [`Pattern::parse`] reads it.
+    pub fn text(&self) -> String {
+        match self {
+            Pattern::Literal(literal) => literal.clone(),
+            Pattern::Prefix(prefix) => format!("{prefix}*"),
+            Pattern::Regex(expression) => {
+                let whole = expression.as_str();
+                let inner = whole
+                    .strip_prefix("^(?:")
+                    .and_then(|rest| rest.strip_suffix(")$"))
+                    .unwrap_or(whole);
+                format!("re:{inner}")
+            }
+        }
+    }
+
     /// Whether the pattern selects `name`.
     pub fn matches(&self, name: &str) -> bool {
         match self {

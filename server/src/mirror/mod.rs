@@ -5,5 +5,6 @@
 //! partition stands (`partition.rs`). Nothing serves links yet: no command or flag reaches
 //! this code.
 
+pub mod definition;
 pub mod link;
 pub mod partition;
