@@ -127,6 +127,12 @@ pub fn kafka_code(error: ErrorCode) -> i16 {
         ErrorCode::UnacceptableCredential => UNACCEPTABLE_CREDENTIAL,
         ErrorCode::DuplicateResource => DUPLICATE_RESOURCE,
         ErrorCode::InvalidQuota => INVALID_REQUEST,
+        // Kafka has no read-only-topic code yet (KIP-1279 proposes one): a non-retriable
+        // refusal, with the native message beside it where the version carries one.
+        ErrorCode::ReadOnlyTopic => INVALID_REQUEST,
+        ErrorCode::LinkNotFound => RESOURCE_NOT_FOUND,
+        ErrorCode::LinkExists => DUPLICATE_RESOURCE,
+        ErrorCode::InvalidLink => INVALID_REQUEST,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::security::gate::Gate;
 use keel_auth::acl::Operation;
-use keel_protocol::api::{ErrorCode, Request, SecurityRequest};
+use keel_protocol::api::{ErrorCode, LinkAction, Request, SecurityRequest};
 
 /// `None` when `request` may be served; otherwise the error to answer.
 pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
@@ -73,6 +73,9 @@ pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
         Request::ElectLeaders { .. }
         | Request::ReassignPartition { .. }
         | Request::DecommissionBroker { .. } => cluster(Alter),
+        // Links, as Kafka's admin of the cluster: describing needs DESCRIBE, changing ALTER.
+        Request::Link(link) if link.action == LinkAction::Describe => cluster(Describe),
+        Request::Link(_) => cluster(Alter),
         Request::Security(request) => match request {
             // The exchange itself is served before anything is known of the client.
             SecurityRequest::SaslHandshake { .. } | SecurityRequest::SaslAuthenticate { .. } => {
@@ -100,6 +103,7 @@ pub fn is_admin(request: &Request) -> bool {
         | Request::ElectLeaders { .. }
         | Request::ReassignPartition { .. }
         | Request::DecommissionBroker { .. } => true,
+        Request::Link(link) => link.action != LinkAction::Describe,
         Request::Security(request) => matches!(
             request,
             SecurityRequest::AlterUsers { .. }

@@ -4,6 +4,7 @@
 use crate::wire::{len_u32, DecodeError, EncodeError, Reader, WriteExt};
 use bytes::{BufMut, Bytes, BytesMut};
 
+mod link;
 mod replica;
 mod request;
 mod response;
@@ -15,6 +16,7 @@ mod security_tests;
 #[cfg(test)]
 mod tests;
 
+pub use link::{LinkAction, LinkRequest, LinkResponse, LinkStatus, MirrorPartitionStatus};
 pub use replica::{
     write_replica_fetch_result_header, ReplicaFetch, ReplicaFetchPartition, ReplicaFetchResult,
     REPLICA_FETCH_RESULT_HEADER_LEN,
@@ -33,7 +35,7 @@ pub use security::{
 };
 
 /// API keys. Numbers 20–39 are reserved for consumer groups, 40–59 for replication, 60–79
-/// for security.
+/// for security, 80–89 for cluster links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u16)]
 pub enum ApiKey {
@@ -103,11 +105,13 @@ pub enum ApiKey {
     DescribeQuotas = 67,
     /// Set or remove client quotas.
     AlterQuotas = 68,
+    /// Create, delete, describe, pause, resume or promote a cluster link.
+    Link = 80,
 }
 
 impl ApiKey {
     /// Every API with its supported version range.
-    pub const ALL: [(ApiKey, u16, u16); 33] = [
+    pub const ALL: [(ApiKey, u16, u16); 34] = [
         (ApiKey::ApiVersions, 0, 0),
         (ApiKey::Metadata, 0, 0),
         (ApiKey::CreateTopics, 0, 0),
@@ -141,6 +145,7 @@ impl ApiKey {
         (ApiKey::DeleteAcls, 0, 0),
         (ApiKey::DescribeQuotas, 0, 0),
         (ApiKey::AlterQuotas, 0, 0),
+        (ApiKey::Link, 0, 0),
     ];
 
     /// The API named by `key`, if known.
@@ -187,6 +192,7 @@ impl ApiKey {
             ApiKey::DeleteAcls => "delete_acls",
             ApiKey::DescribeQuotas => "describe_quotas",
             ApiKey::AlterQuotas => "alter_quotas",
+            ApiKey::Link => "link",
         }
     }
 
@@ -292,6 +298,10 @@ error_codes! {
     UnacceptableCredential = 52, "the credential is refused (iterations out of range, or an empty salt)";
     DuplicateResource = 53, "a user appears more than once in one request";
     InvalidQuota = 54, "invalid quota entity, key or value";
+    ReadOnlyTopic = 55, "the topic is a mirror of another cluster's: read-only until promoted (keel link promote)";
+    LinkNotFound = 56, "no cluster link of that name";
+    LinkExists = 57, "a cluster link of that name exists";
+    InvalidLink = 58, "invalid cluster link definition";
 }
 
 /// A key-value config entry.

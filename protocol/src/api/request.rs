@@ -144,6 +144,8 @@ pub enum Request {
     },
     /// SASL and the admin APIs for users, ACLs and quotas.
     Security(SecurityRequest),
+    /// Cluster links.
+    Link(LinkRequest),
 }
 
 /// A JoinGroup request.
@@ -206,6 +208,7 @@ impl Request {
             Request::ReassignPartition { .. } => ApiKey::ReassignPartition,
             Request::DecommissionBroker { .. } => ApiKey::DecommissionBroker,
             Request::Security(request) => request.api_key(),
+            Request::Link(_) => ApiKey::Link,
         }
     }
 
@@ -361,6 +364,7 @@ impl Request {
             | ApiKey::DeleteAcls
             | ApiKey::DescribeQuotas
             | ApiKey::AlterQuotas => Request::Security(SecurityRequest::decode(api, &mut r)?),
+            ApiKey::Link => Request::Link(LinkRequest::decode(&mut r)?),
             ApiKey::ListOffsets => {
                 let topics = read_topic_entries(&mut r, 12, |r| {
                     Ok(ListOffsetsPartition {
@@ -530,6 +534,7 @@ impl Request {
             }
             Request::DecommissionBroker { broker } => out.put_u32(*broker),
             Request::Security(request) => request.encode(out)?,
+            Request::Link(request) => request.encode(out)?,
         }
         Ok(())
     }

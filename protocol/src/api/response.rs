@@ -287,6 +287,8 @@ pub enum Response {
     },
     /// SASL and the admin APIs for users, ACLs and quotas.
     Security(SecurityResponse),
+    /// Cluster links.
+    Link(LinkResponse),
 }
 
 /// A broker as the cluster metadata holds it.

@@ -266,6 +266,7 @@ impl Response {
             | ApiKey::DeleteAcls
             | ApiKey::DescribeQuotas
             | ApiKey::AlterQuotas => Response::Security(SecurityResponse::decode(api_key, &mut r)?),
+            ApiKey::Link => Response::Link(LinkResponse::decode(&mut r)?),
             ApiKey::ListOffsets => Response::ListOffsets {
                 topics: read_topic_entries(&mut r, 22, |r| {
                     Ok(ListOffsetsPartitionResult {
@@ -367,6 +368,7 @@ impl Response {
             }
             Response::ReplicaFetch { topics } => super::replica::encode_results(out, topics)?,
             Response::Security(response) => response.encode(out)?,
+            Response::Link(response) => response.encode(out)?,
             Response::ElectLeaders { topics }
             | Response::ReassignPartition { topics }
             | Response::DecommissionBroker { topics } => write_topic_results(out, topics)?,

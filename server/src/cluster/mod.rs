@@ -84,6 +84,27 @@ pub struct ClusterView {
     reconciled_offset: AtomicU64,
     caught_up: std::sync::atomic::AtomicBool,
     controller: RwLock<ControllerStatus>,
+    /// Where this broker's mirror partitions stand (`mirror/`), for `keel link describe`.
+    pub mirrors: std::sync::Mutex<MirrorStatus>,
+}
+
+/// Where the mirror partitions this broker leads stand, and why a link cannot reach its
+/// source (by link name), as the mirror tasks last saw them.
+#[derive(Debug, Default)]
+pub struct MirrorStatus {
+    /// Per (destination topic, partition): its link and where it stands.
+    pub partitions: std::collections::BTreeMap<(String, u32), MirrorEntry>,
+    /// Per link: why its source cannot be read now.
+    pub link_failures: std::collections::BTreeMap<String, String>,
+}
+
+/// One mirror partition's link and state.
+#[derive(Debug, Clone)]
+pub struct MirrorEntry {
+    /// The link.
+    pub link: String,
+    /// Where it stands.
+    pub status: keel_protocol::api::MirrorPartitionStatus,
 }
 
 impl ClusterView {
@@ -97,6 +118,7 @@ impl ClusterView {
             reconciled_offset: AtomicU64::new(0),
             caught_up: std::sync::atomic::AtomicBool::new(false),
             controller: RwLock::new(ControllerStatus::default()),
+            mirrors: std::sync::Mutex::default(),
         }
     }
     /// Milliseconds since start (the clock leases are counted in).

@@ -542,6 +542,10 @@ impl Config {
                 key if topic::check_compaction(key, value).is_some() => {
                     topic::check_compaction(key, value).unwrap_or(Ok(()))?;
                 }
+                // A mirror's settings: checked here, used by `mirror/`.
+                key if topic::check_mirror(key, value).is_some() => {
+                    topic::check_mirror(key, value).unwrap_or(Ok(()))?;
+                }
                 // Replication settings: checked here, used by `replication/`.
                 key if topic::check_replication(key, value).is_some() => {
                     topic::check_replication(key, value).unwrap_or(Ok(()))?;

@@ -119,6 +119,49 @@ pub fn effective(configs: &BTreeMap<String, String>) -> Vec<(&'static str, Strin
     ]
 }
 
+/// `mirror.link`: the cluster link whose mirror this topic is (set by the link only).
+pub const MIRROR_LINK: &str = "mirror.link";
+/// `mirror.source.topic`: the source topic it mirrors.
+pub const MIRROR_SOURCE_TOPIC: &str = "mirror.source.topic";
+/// `mirror.source.topic.id`: the source topic's id (hex) when the mirror was made: another
+/// id at the source means the topic was deleted and created again.
+pub const MIRROR_SOURCE_TOPIC_ID: &str = "mirror.source.topic.id";
+/// `mirror.state`: `mirroring` (read-only) or `promoted` (an ordinary topic now).
+pub const MIRROR_STATE: &str = "mirror.state";
+/// The `mirror.state` of a promoted topic.
+pub const MIRROR_PROMOTED: &str = "promoted";
+
+/// Whether a topic with `configs` is a mirror clients may not write to.
+pub fn read_only_mirror(configs: &BTreeMap<String, String>) -> bool {
+    configs.contains_key(MIRROR_LINK)
+        && configs.get(MIRROR_STATE).map(String::as_str) != Some(MIRROR_PROMOTED)
+}
+
+/// Checks the mirror configs of a topic (`Err`: a sentence); `None` for other keys.
+pub fn check_mirror(key: &str, value: &str) -> Option<Result<(), String>> {
+    let shown = super::clip(value);
+    match key {
+        MIRROR_LINK | MIRROR_SOURCE_TOPIC => Some(if value.is_empty() || value.len() > 249 {
+            Err(format!("{key} must name a link or topic, got {shown:?}"))
+        } else {
+            Ok(())
+        }),
+        MIRROR_SOURCE_TOPIC_ID => Some(
+            match value.len() == 32 && value.chars().all(|c| c.is_ascii_hexdigit()) {
+                true => Ok(()),
+                false => Err(format!("{key} must be 32 hex digits, got {shown:?}")),
+            },
+        ),
+        MIRROR_STATE => Some(match value {
+            "mirroring" | MIRROR_PROMOTED => Ok(()),
+            _ => Err(format!(
+                "{key} must be mirroring or promoted, got {shown:?}"
+            )),
+        }),
+        _ => None,
+    }
+}
+
 /// `min.insync.replicas` topic config.
 pub const MIN_INSYNC: &str = "min.insync.replicas";
 /// `replica.lag.time.max.ms` topic config.

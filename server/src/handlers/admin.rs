@@ -44,6 +44,10 @@ pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Vec<TopicResult
             results.push(result(name, ErrorCode::InvalidReplicationFactor, message));
             continue;
         }
+        if let Some(message) = link_owned(topic.configs.iter().map(|c| c.key.as_str())) {
+            results.push(result(name, ErrorCode::InvalidConfig, message));
+            continue;
+        }
         let configs: BTreeMap<String, String> = topic
             .configs
             .into_iter()
@@ -239,12 +243,23 @@ pub fn describe_configs(shard: &Rc<Shard>, topics: Vec<String>) -> Response {
     Response::DescribeConfigs { topics }
 }
 
+/// Refuses `mirror.*` configs from clients: cluster links set them (a mirror made
+/// writable by a config change would skip `keel link promote`).
+fn link_owned<'a>(mut keys: impl Iterator<Item = &'a str>) -> Option<String> {
+    keys.find(|key| key.starts_with("mirror."))
+        .map(|key| format!("{key} is set by cluster links only (keel link create|promote)"))
+}
+
 pub async fn alter_configs(
     shard: &Rc<Shard>,
     topics: Vec<(String, Vec<ConfigEntry>)>,
 ) -> Vec<TopicResult> {
     let mut results = Vec::with_capacity(topics.len());
     for (name, changes) in topics {
+        if let Some(message) = link_owned(changes.iter().map(|c| c.key.as_str())) {
+            results.push(result(name, ErrorCode::InvalidConfig, message));
+            continue;
+        }
         if shard.cluster.is_some() && name != OFFSETS_TOPIC {
             results.push(alter_in_cluster(shard, name, changes).await);
             continue;

@@ -200,6 +200,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
         Request::ReplicaFetch(fetch) => Some(replica_fetch::handle(shard, fetch).await),
         // Served by the connection (they need its session): native_security.rs.
         Request::Security(_) => Some(Outgoing::error(ErrorCode::InvalidRequest)),
+        Request::Link(request) => Some(Outgoing::body(&Response::Link(
+            crate::mirror::admin::handle(shard, request).await,
+        ))),
         Request::ElectLeaders { topic, partition } => {
             let result = cluster_admin::elect_leaders(shard, topic, partition).await;
             Some(Outgoing::body(&Response::ElectLeaders {
@@ -468,6 +471,7 @@ fn response_errors(response: &Response) -> Vec<ErrorCode> {
         | Response::InitProducerId { error, .. }
         | Response::DescribeCluster { error, .. } => note(*error),
         Response::Security(response) => response.errors().into_iter().for_each(note),
+        Response::Link(response) => note(response.error),
     }
     errors
 }

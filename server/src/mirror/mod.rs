@@ -5,6 +5,7 @@
 //! partition stands (`partition.rs`). Nothing serves links yet: no command or flag reaches
 //! this code.
 
+pub mod admin;
 pub mod definition;
 pub mod link;
 pub mod partition;

@@ -22,11 +22,15 @@ impl Shard {
         };
         // Split the record set into batches and check every one before appending any, so a
         // bad batch never leaves part of a request stored.
-        let needs_keys = self
-            .registry
-            .read()
-            .get(topic)
-            .is_some_and(|t| crate::compaction::needs_keys(&t.configs));
+        let (needs_keys, read_only) = self.registry.read().get(topic).map_or((false, false), |t| {
+            (
+                crate::compaction::needs_keys(&t.configs),
+                crate::config::topic::read_only_mirror(&t.configs),
+            )
+        });
+        if read_only {
+            return failed(ErrorCode::ReadOnlyTopic);
+        }
         let mut batches = Vec::new();
         let mut rest = &records[..];
         while !rest.is_empty() {
