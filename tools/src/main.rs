@@ -19,6 +19,7 @@ macro_rules! usage {
 mod cluster;
 mod consume;
 mod group;
+mod link;
 mod log;
 mod partition;
 mod produce;
@@ -129,6 +130,11 @@ enum Command {
         #[command(subcommand)]
         command: security::QuotaCommand,
     },
+    /// Cluster links: mirror another cluster's topics byte for byte (on the destination).
+    Link {
+        #[command(subcommand)]
+        command: link::LinkCommand,
+    },
     /// Inspect segment files offline.
     Log {
         #[command(subcommand)]
@@ -194,6 +200,7 @@ fn main() {
                     Command::User { command } => security::run_user(target, command).await,
                     Command::Acl { command } => security::run_acl(target, command).await,
                     Command::Quota { command } => security::run_quota(target, command).await,
+                    Command::Link { command } => link::run(target, command).await,
                     Command::Log { .. } | Command::Completions { .. } => {
                         unreachable!("handled above")
                     }

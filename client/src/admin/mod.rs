@@ -8,6 +8,7 @@ use keel_protocol::api::{
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod link;
 mod replicas;
 mod security;
 
