@@ -467,6 +467,7 @@ async fn run_shard(
     .detach();
     if shard.cluster.is_some() {
         glommio::spawn_local(replication::run(shard.clone())).detach();
+        glommio::spawn_local(crate::mirror::task::run(shard.clone())).detach();
     }
     let kafka_listeners = config
         .kafka_listeners

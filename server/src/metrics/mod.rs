@@ -122,6 +122,12 @@ pub struct Metrics {
     pub replication_bytes_in: Counter,
     /// Record bytes sent to followers.
     pub replication_bytes_out: Counter,
+    /// Record bytes appended from source clusters (cluster links).
+    pub mirror_bytes_in: Counter,
+    /// On mirror partition leaders: offsets not mirrored yet.
+    pub mirror_lag_records: Family<PartitionLabel, Gauge>,
+    /// On mirror partition leaders: milliseconds since the mirror last had everything.
+    pub mirror_lag_ms: Family<PartitionLabel, Gauge>,
 }
 
 /// Label of per-follower metrics on a partition's leader.
@@ -195,6 +201,9 @@ impl Metrics {
             follower_lag_ms: Family::default(),
             replication_bytes_in: Counter::default(),
             replication_bytes_out: Counter::default(),
+            mirror_bytes_in: Counter::default(),
+            mirror_lag_records: Family::default(),
+            mirror_lag_ms: Family::default(),
         };
         let m = &metrics;
         registry.register("build_info", "Keel version (value 1)", build_info);
@@ -256,6 +265,21 @@ impl Metrics {
             "follower_lag_ms",
             "Milliseconds since each follower last had everything its leader had (on the leader)",
             m.follower_lag_ms.clone(),
+        );
+        registry.register(
+            "mirror_bytes_in",
+            "Record bytes appended from source clusters (cluster links)",
+            m.mirror_bytes_in.clone(),
+        );
+        registry.register(
+            "mirror_lag_records",
+            "Offsets each mirror partition is behind its source (on its leader)",
+            m.mirror_lag_records.clone(),
+        );
+        registry.register(
+            "mirror_lag_ms",
+            "Milliseconds since each mirror partition last had everything its source had",
+            m.mirror_lag_ms.clone(),
         );
         registry.register(
             "replication_bytes_in",

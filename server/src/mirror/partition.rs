@@ -216,7 +216,18 @@ impl MirrorPartition {
         self.fail("the source's log ends before the mirror's (records the mirror holds were lost on the source)")
     }
 
-    fn fail(&mut self, why: &str) -> Step {
+    /// Its log end: everything before it is mirrored.
+    pub fn end(&self) -> i64 {
+        self.end
+    }
+
+    /// The source's high watermark as last fetched.
+    pub fn source_high_watermark(&self) -> i64 {
+        self.source_high_watermark
+    }
+
+    /// Stops it for good, with why.
+    pub fn fail(&mut self, why: &str) -> Step {
         self.state = State::Failed(why.to_owned());
         Step::Fail(why.to_owned())
     }

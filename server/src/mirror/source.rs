@@ -1,0 +1,229 @@
+//! A connection to a source cluster's broker over the Kafka protocol (glommio): framed
+//! request/response with a deadline and a bounded answer, and SASL (PLAIN, SCRAM-SHA-256/512)
+//! with Kafka's SaslHandshake v1 and SaslAuthenticate v1 when the link's source settings ask
+//! for it. What the frames hold is `keel_kafka::source`'s.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use keel_auth::scram::ScramClient;
+use keel_auth::Mechanism;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Largest answer frame accepted from a source broker.
+pub const FRAME_MAX: usize = 64 << 20;
+/// How long connecting, authenticating and each exchange may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The client id the link shows the source.
+pub const CLIENT_ID: &str = "keel-link";
+
+/// One source broker connection.
+pub struct SourceConnection {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+async fn within<T>(
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    futures_lite::future::or(work, async {
+        glommio::timer::sleep(CALL_TIMEOUT).await;
+        Err(format!(
+            "{what}: no answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))
+    })
+    .await
+}
+
+impl SourceConnection {
+    /// Connects to `address` and authenticates as the link's `config` says.
+    ///
+    /// # Errors
+    /// Unreachable, refused credentials, or a security protocol not offered here, in words.
+    pub async fn connect(
+        address: &str,
+        config: &BTreeMap<String, String>,
+    ) -> Result<SourceConnection, String> {
+        let protocol = config
+            .get("security.protocol")
+            .map_or("PLAINTEXT", String::as_str);
+        let sasl = match protocol {
+            "PLAINTEXT" => false,
+            "SASL_PLAINTEXT" => true,
+            other => {
+                return Err(format!(
+                    "source security.protocol {other}: links reach sources over PLAINTEXT or SASL_PLAINTEXT"
+                ))
+            }
+        };
+        let stream = within(&format!("connecting to {address}"), async {
+            TcpStream::connect(address)
+                .await
+                .map_err(|e| format!("connecting to {address}: {e}"))
+        })
+        .await?;
+        let _ = stream.set_nodelay(true);
+        let mut connection = SourceConnection {
+            stream,
+            correlation: 0,
+        };
+        if sasl {
+            within("SASL", connection.authenticate(config)).await?;
+        }
+        Ok(connection)
+    }
+
+    /// The next correlation id (a request is built with it, then [`Self::call`]ed).
+    pub fn next_correlation(&mut self) -> i32 {
+        self.correlation = self.correlation.wrapping_add(1);
+        self.correlation
+    }
+
+    /// Sends a whole frame (size prefix included) and returns the answer's body (after the
+    /// size), checked to carry `correlation`.
+    ///
+    /// # Errors
+    /// I/O, a deadline, an over-long or mismatched answer.
+    pub async fn call(&mut self, frame: &[u8], correlation: i32) -> Result<Bytes, String> {
+        within("the source", async {
+            self.stream
+                .write_all(frame)
+                .await
+                .map_err(|e| format!("sending: {e}"))?;
+            let mut size = [0u8; 4];
+            self.stream
+                .read_exact(&mut size)
+                .await
+                .map_err(|e| format!("reading: {e}"))?;
+            let size = i32::from_be_bytes(size);
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|s| (4..=FRAME_MAX).contains(s))
+                .ok_or_else(|| format!("an answer of {size} bytes: not a Kafka broker?"))?;
+            let mut body = vec![0u8; size];
+            self.stream
+                .read_exact(&mut body)
+                .await
+                .map_err(|e| format!("reading: {e}"))?;
+            let answered = (&body[..4]).get_i32();
+            if answered != correlation {
+                return Err(format!(
+                    "answer {answered} to request {correlation}: not a Kafka broker?"
+                ));
+            }
+            Ok(Bytes::from(body))
+        })
+        .await
+    }
+
+    async fn authenticate(&mut self, config: &BTreeMap<String, String>) -> Result<(), String> {
+        let name = config.get("sasl.mechanism").map_or("PLAIN", String::as_str);
+        let mechanism = Mechanism::parse(name).ok_or_else(|| {
+            format!("sasl.mechanism {name}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        })?;
+        let user = config.get("sasl.username").cloned().unwrap_or_default();
+        let password = config.get("sasl.password").cloned().unwrap_or_default();
+        self.handshake(name).await?;
+        match mechanism.scram() {
+            None => {
+                self.step(&keel_auth::plain::message(&user, &password))
+                    .await?;
+            }
+            Some(hash) => {
+                let mut nonce = [0u8; 24];
+                getrandom::getrandom(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
+                let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+                let mut client = ScramClient::new(hash, &user, &password, &nonce);
+                let server_first = self.step(&client.first()).await?;
+                let reply = client
+                    .reply(&server_first)
+                    .map_err(|e| format!("SASL: {e}"))?;
+                let server_final = self.step(&reply).await?;
+                client
+                    .verify(&server_final)
+                    .map_err(|e| format!("SASL: the source's signature: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A request frame with header v1 (the SASL APIs' versions here are not flexible).
+    fn frame(&mut self, api_key: i16, version: i16, body: &[u8]) -> (BytesMut, i32) {
+        let correlation = self.next_correlation();
+        let mut out = BytesMut::new();
+        out.put_i32(0);
+        out.put_i16(api_key);
+        out.put_i16(version);
+        out.put_i32(correlation);
+        out.put_i16(CLIENT_ID.len() as i16);
+        out.put_slice(CLIENT_ID.as_bytes());
+        out.put_slice(body);
+        let size = (out.len() - 4) as i32;
+        out[..4].copy_from_slice(&size.to_be_bytes());
+        (out, correlation)
+    }
+
+    async fn handshake(&mut self, mechanism: &str) -> Result<(), String> {
+        let mut body = BytesMut::new();
+        body.put_i16(mechanism.len() as i16);
+        body.put_slice(mechanism.as_bytes());
+        let (frame, correlation) = self.frame(17, 1, &body);
+        let mut answer = self.call(&frame, correlation).await?;
+        answer.advance(4);
+        match short(&mut answer)? {
+            0 => Ok(()),
+            code => Err(format!(
+                "SASL: the source refused mechanism {mechanism} (Kafka error {code})"
+            )),
+        }
+    }
+
+    /// One SaslAuthenticate v1: the source's message.
+    async fn step(&mut self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let mut body = BytesMut::new();
+        body.put_i32(message.len() as i32);
+        body.put_slice(message);
+        let (frame, correlation) = self.frame(36, 1, &body);
+        let mut answer = self.call(&frame, correlation).await?;
+        answer.advance(4);
+        let code = short(&mut answer)?;
+        let text = nullable_string(&mut answer)?;
+        if code != 0 {
+            return Err(format!(
+                "SASL: the source refused the credentials (Kafka error {code}: {})",
+                text.unwrap_or_default()
+            ));
+        }
+        if answer.remaining() < 4 {
+            return Err("SASL: a truncated answer".into());
+        }
+        let len = usize::try_from(answer.get_i32()).unwrap_or(0);
+        if answer.remaining() < len {
+            return Err("SASL: a truncated answer".into());
+        }
+        Ok(answer.split_to(len).to_vec())
+    }
+}
+
+fn short(answer: &mut Bytes) -> Result<i16, String> {
+    if answer.remaining() < 2 {
+        return Err("a truncated answer: not a Kafka broker?".into());
+    }
+    Ok(answer.get_i16())
+}
+
+fn nullable_string(answer: &mut Bytes) -> Result<Option<String>, String> {
+    let len = short(answer)?;
+    let Ok(len) = usize::try_from(len) else {
+        return Ok(None);
+    };
+    if answer.remaining() < len {
+        return Err("a truncated answer".into());
+    }
+    Ok(Some(
+        String::from_utf8_lossy(&answer.split_to(len)).into_owned(),
+    ))
+}

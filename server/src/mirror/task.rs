@@ -1,0 +1,640 @@
+//! The mirror tasks (glommio): on every shard, one worker per cluster link fetches the
+//! source partitions whose mirror partitions this shard owns and this broker leads, and
+//! appends the source's batches verbatim at their own offsets (as a follower appends its
+//! leader's), following [`MirrorPartition`]'s answers. The controller leader's shard 0 also
+//! makes the mirror topics the link selects. A restart resumes each partition from its
+//! own log end: nothing else is checkpointed.
+
+use super::definition::Definition;
+use super::partition::{Fetched, MirrorPartition, Span, State, Step};
+use super::source::{SourceConnection, CLIENT_ID, FRAME_MAX};
+use crate::cluster::{ClusterView, MirrorEntry};
+use crate::config::topic::{
+    read_only_mirror, MIRROR_LINK, MIRROR_SOURCE_TOPIC, MIRROR_SOURCE_TOPIC_ID, MIRROR_STATE,
+};
+use crate::shard::{owner, Shard};
+use bytes::{Bytes, BytesMut};
+use keel_controller::image::LINK_KIND;
+use keel_kafka::source::{self as wire, TopicRef, Wanted};
+use keel_protocol::api::MirrorPartitionStatus;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often links and owned partitions are looked at while idle.
+const IDLE: Duration = Duration::from_millis(500);
+/// Pause after a source failure.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// How long source metadata is trusted before it is asked again.
+const METADATA_TTL: Duration = Duration::from_secs(10);
+/// How often the link's topic selection is looked at (new topics).
+const DISCOVER_EVERY: Duration = Duration::from_secs(5);
+/// Fetch sizes: per partition, per request, and the source's long-poll wait.
+const PARTITION_MAX_BYTES: i32 = 1 << 20;
+const REQUEST_MAX_BYTES: i32 = 16 << 20;
+const MAX_WAIT_MS: i32 = 200;
+
+/// Runs on every shard of a cluster broker until the process ends: starts a worker for
+/// each link in the metadata.
+pub async fn run(shard: Rc<Shard>) {
+    let Some(view) = shard.cluster.clone() else {
+        return;
+    };
+    let running: Rc<RefCell<BTreeSet<String>>> = Rc::default();
+    loop {
+        glommio::timer::sleep(IDLE).await;
+        let image = view.image();
+        let links = image
+            .security()
+            .range((LINK_KIND, String::new())..(LINK_KIND + 1, String::new()));
+        for ((_, name), _) in links {
+            if running.borrow_mut().insert(name.clone()) {
+                let (shard, view, running, name) =
+                    (shard.clone(), view.clone(), running.clone(), name.clone());
+                glommio::spawn_local(async move {
+                    Worker::new(shard, view, name.clone()).run().await;
+                    running.borrow_mut().remove(&name);
+                })
+                .detach();
+            }
+        }
+    }
+}
+
+/// What the source's metadata says about the topics a link reads.
+#[derive(Default)]
+struct SourceMetadata {
+    brokers: HashMap<i32, String>,
+    /// Per source topic: its id and each partition's leader.
+    topics: HashMap<String, ([u8; 16], HashMap<i32, i32>)>,
+    partitions: HashMap<String, u32>,
+    at: Option<Instant>,
+}
+
+/// One destination partition this worker mirrors.
+struct Owned {
+    source_topic: String,
+    expected_id: [u8; 16],
+    mirror: MirrorPartition,
+}
+
+struct Worker {
+    shard: Rc<Shard>,
+    view: Arc<ClusterView>,
+    name: String,
+    owned: BTreeMap<(String, u32), Owned>,
+    connections: HashMap<String, SourceConnection>,
+    metadata: SourceMetadata,
+    discovered: Option<Instant>,
+    started: Instant,
+}
+
+impl Worker {
+    fn new(shard: Rc<Shard>, view: Arc<ClusterView>, name: String) -> Worker {
+        Worker {
+            shard,
+            view,
+            name,
+            owned: BTreeMap::new(),
+            connections: HashMap::new(),
+            metadata: SourceMetadata::default(),
+            discovered: None,
+            started: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn definition(&self) -> Option<Definition> {
+        let image = self.view.image();
+        let text = image.security().get(&(LINK_KIND, self.name.clone()))?;
+        Definition::parse(text).ok()
+    }
+
+    async fn run(mut self) {
+        while let Some(definition) = self.definition() {
+            let fetched = self.round(&definition).await;
+            self.publish(&definition);
+            if !fetched {
+                glommio::timer::sleep(IDLE).await;
+            }
+        }
+        let mut status = self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+        for key in self.owned.keys() {
+            status.partitions.remove(key);
+        }
+        if self.shard.id == 0 {
+            status.link_failures.remove(&self.name);
+        }
+        tracing::info!(link = %self.name, "cluster link gone: its worker stops");
+    }
+
+    /// One round: discover, follow ownership, fetch and append. Whether anything was
+    /// fetched (else the caller waits before the next round).
+    async fn round(&mut self, definition: &Definition) -> bool {
+        if self.shard.id == 0 && self.leads_controller() {
+            let due = self
+                .discovered
+                .is_none_or(|at| at.elapsed() >= DISCOVER_EVERY);
+            if due && !definition.paused {
+                self.discovered = Some(Instant::now());
+                if let Err(reason) = self.discover(definition).await {
+                    self.fail_link(&reason);
+                }
+            }
+        }
+        self.follow_ownership();
+        if definition.paused {
+            self.owned.values_mut().for_each(|o| o.mirror.pause());
+            return false;
+        }
+        self.owned.values_mut().for_each(|o| o.mirror.resume());
+        if !self.owned.values().any(|o| o.mirror.next_fetch().is_some()) {
+            return false;
+        }
+        let stale = self
+            .metadata
+            .at
+            .is_none_or(|at| at.elapsed() >= METADATA_TTL);
+        if stale {
+            if let Err(reason) = self.refresh_metadata(definition).await {
+                self.fail_link(&reason);
+                glommio::timer::sleep(BACKOFF).await;
+                return false;
+            }
+        }
+        self.clear_link_failure();
+        let bytes = self.fetch_all(definition).await;
+        if definition.throttle_bytes_per_second > 0 && bytes > 0 {
+            let seconds = bytes as f64 / definition.throttle_bytes_per_second as f64;
+            glommio::timer::sleep(Duration::from_secs_f64(seconds.min(10.0))).await;
+        }
+        true
+    }
+
+    fn leads_controller(&self) -> bool {
+        self.view.controller().leader == Some(u64::from(self.view.node_id))
+    }
+
+    fn fail_link(&self, reason: &str) {
+        let mut status = self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+        if status.link_failures.get(&self.name).map(String::as_str) != Some(reason) {
+            tracing::warn!(link = %self.name, reason, "cluster link cannot read its source");
+        }
+        status
+            .link_failures
+            .insert(self.name.clone(), reason.to_owned());
+    }
+
+    fn clear_link_failure(&self) {
+        let mut status = self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+        if status.link_failures.remove(&self.name).is_some() {
+            tracing::info!(link = %self.name, "cluster link reads its source again");
+        }
+    }
+
+    /// The mirror partitions of this link this shard owns and this broker leads now.
+    fn follow_ownership(&mut self) {
+        let shards = self.shard.config.shards;
+        let registry = self.shard.registry.read();
+        let mut now = BTreeMap::new();
+        for (topic, entry) in registry.topics() {
+            let configs = &entry.configs;
+            if configs.get(MIRROR_LINK) != Some(&self.name) {
+                continue;
+            }
+            let promoted = !read_only_mirror(configs);
+            let (Some(source), Some(id)) = (
+                configs.get(MIRROR_SOURCE_TOPIC),
+                configs
+                    .get(MIRROR_SOURCE_TOPIC_ID)
+                    .and_then(|h| parse_id(h)),
+            ) else {
+                continue;
+            };
+            for partition in 0..entry.partitions {
+                let mine = owner(topic, partition, shards) == self.shard.id
+                    && self.view.leads(topic, partition).is_ok();
+                if mine {
+                    now.insert((topic.clone(), partition), (source.clone(), id, promoted));
+                }
+            }
+        }
+        drop(registry);
+        let gone: Vec<(String, u32)> = self
+            .owned
+            .keys()
+            .filter(|k| !now.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut status = self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+        for key in gone {
+            self.owned.remove(&key);
+            status.partitions.remove(&key);
+        }
+        drop(status);
+        let now_ms = self.now_ms();
+        for ((topic, partition), (source_topic, expected_id, promoted)) in now {
+            if let Some(owned) = self.owned.get_mut(&(topic.clone(), partition)) {
+                if promoted {
+                    if let Some(at) = owned.mirror.promote() {
+                        tracing::info!(link = %self.name, topic, partition, at, "mirror partition promoted: mirroring ended at this offset");
+                    }
+                }
+                continue;
+            }
+            let Some(log) = self.shard.log_handle(&topic, partition) else {
+                continue;
+            };
+            let mut mirror = MirrorPartition::new(expected_id, log.log_end_offset(), now_ms);
+            if promoted {
+                let _ = mirror.promote();
+            }
+            tracing::info!(link = %self.name, topic, partition, from = log.log_end_offset(), "mirroring a partition from its log end");
+            self.owned.insert(
+                (topic, partition),
+                Owned {
+                    source_topic,
+                    expected_id,
+                    mirror,
+                },
+            );
+        }
+    }
+
+    async fn connection(
+        &mut self,
+        address: &str,
+        definition: &Definition,
+    ) -> Result<&mut SourceConnection, String> {
+        if !self.connections.contains_key(address) {
+            let connection = SourceConnection::connect(address, &definition.source_config).await?;
+            self.connections.insert(address.to_owned(), connection);
+        }
+        Ok(self.connections.get_mut(address).expect("inserted above"))
+    }
+
+    /// Source metadata for every topic (`None`) or the named ones, from the first
+    /// bootstrap address that answers.
+    async fn source_metadata(
+        &mut self,
+        definition: &Definition,
+        topics: Option<&[String]>,
+    ) -> Result<(Vec<wire::SourceBroker>, Vec<wire::SourceTopicMetadata>), String> {
+        let mut last = String::from("no source address");
+        for address in &definition.sources {
+            let answer = async {
+                let connection = self.connection(address, definition).await?;
+                let correlation = connection.next_correlation();
+                let frame = wire::metadata_request(correlation, CLIENT_ID, topics);
+                let body = connection.call(&frame, correlation).await?;
+                let (_, brokers, topics) = wire::metadata_response(body)
+                    .map_err(|e| format!("its metadata answer: {e}: not a Kafka broker?"))?;
+                Ok::<_, String>((brokers, topics))
+            }
+            .await;
+            match answer {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    self.connections.remove(address);
+                    last = format!("source {address}: {e}");
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn refresh_metadata(&mut self, definition: &Definition) -> Result<(), String> {
+        let mut wanted: Vec<String> = self
+            .owned
+            .values()
+            .map(|o| o.source_topic.clone())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let (brokers, topics) = self.source_metadata(definition, Some(&wanted)).await?;
+        let mut metadata = SourceMetadata {
+            brokers: brokers
+                .into_iter()
+                .map(|b| (b.node_id, format!("{}:{}", b.host, b.port)))
+                .collect(),
+            at: Some(Instant::now()),
+            ..SourceMetadata::default()
+        };
+        for topic in topics {
+            if topic.error != 0 {
+                continue;
+            }
+            let leaders = topic.partitions.iter().map(|p| (p.0, p.1)).collect();
+            metadata
+                .partitions
+                .insert(topic.name.clone(), topic.partitions.len() as u32);
+            metadata.topics.insert(topic.name, (topic.id, leaders));
+        }
+        // A topic gone from the source: its partitions fail as a changed id would.
+        let now_ms = self.now_ms();
+        for owned in self.owned.values_mut() {
+            if !metadata.topics.contains_key(&owned.source_topic) {
+                let gone = Fetched {
+                    topic_id: [0; 16],
+                    high_watermark: 0,
+                    log_start: 0,
+                    out_of_range: false,
+                    batches: Vec::new(),
+                };
+                if owned.mirror.next_fetch().is_some() {
+                    let _ = owned.mirror.fetched(&gone, now_ms);
+                    tracing::warn!(link = %self.name, source_topic = %owned.source_topic, "the source topic is gone: its mirror stops");
+                }
+            }
+        }
+        self.metadata = metadata;
+        Ok(())
+    }
+
+    /// Fetches every mirroring partition from its source leader, one request per leader;
+    /// the bytes appended.
+    async fn fetch_all(&mut self, definition: &Definition) -> u64 {
+        let mut by_leader: BTreeMap<String, BTreeMap<String, Vec<Wanted>>> = BTreeMap::new();
+        for ((_, partition), owned) in &self.owned {
+            let Some(offset) = owned.mirror.next_fetch() else {
+                continue;
+            };
+            let leader = self
+                .metadata
+                .topics
+                .get(&owned.source_topic)
+                .and_then(|(_, leaders)| leaders.get(&(*partition as i32)))
+                .and_then(|leader| self.metadata.brokers.get(leader));
+            let Some(address) = leader else {
+                self.metadata.at = None;
+                continue;
+            };
+            by_leader
+                .entry(address.clone())
+                .or_default()
+                .entry(owned.source_topic.clone())
+                .or_default()
+                .push(Wanted {
+                    partition: *partition as i32,
+                    offset,
+                    max_bytes: PARTITION_MAX_BYTES,
+                });
+        }
+        let mut appended = 0;
+        for (address, topics) in by_leader {
+            let topics: Vec<(TopicRef, Vec<Wanted>)> = topics
+                .into_iter()
+                .map(|(topic, wanted)| (TopicRef::Name(topic), wanted))
+                .collect();
+            match self.fetch_from(&address, definition, &topics).await {
+                Ok(answer) => appended += self.apply_all(answer).await,
+                Err(reason) => {
+                    tracing::debug!(link = %self.name, address, reason, "source fetch failed");
+                    self.connections.remove(&address);
+                    self.metadata.at = None;
+                    self.fail_link(&format!("source {address}: {reason}"));
+                    glommio::timer::sleep(BACKOFF).await;
+                }
+            }
+        }
+        appended
+    }
+
+    async fn fetch_from(
+        &mut self,
+        address: &str,
+        definition: &Definition,
+        topics: &[(TopicRef, Vec<Wanted>)],
+    ) -> Result<Vec<wire::SourceTopic>, String> {
+        let connection = self.connection(address, definition).await?;
+        let correlation = connection.next_correlation();
+        let limits = (MAX_WAIT_MS, 1, REQUEST_MAX_BYTES.min(FRAME_MAX as i32));
+        let frame = wire::fetch_request(correlation, CLIENT_ID, limits, topics);
+        let body = connection.call(&frame, correlation).await?;
+        let (_, error, topics) =
+            wire::fetch_response(12, body).map_err(|e| format!("its fetch answer: {e}"))?;
+        if error != 0 {
+            return Err(format!("the fetch was refused (Kafka error {error})"));
+        }
+        Ok(topics)
+    }
+
+    /// Applies a source's fetch answer to each partition; the bytes appended.
+    async fn apply_all(&mut self, topics: Vec<wire::SourceTopic>) -> u64 {
+        let mut appended = 0;
+        for topic in topics {
+            let TopicRef::Name(source_topic) = topic.topic else {
+                continue;
+            };
+            for answer in topic.partitions {
+                let key = self.owned.iter().find_map(|((t, p), o)| {
+                    (o.source_topic == source_topic && *p as i32 == answer.partition)
+                        .then(|| (t.clone(), *p))
+                });
+                if let Some(key) = key {
+                    appended += self.apply(&key, answer).await;
+                }
+            }
+        }
+        appended
+    }
+
+    async fn apply(&mut self, key: &(String, u32), answer: wire::SourcePartition) -> u64 {
+        const OFFSET_OUT_OF_RANGE: i16 = 1;
+        if answer.error != 0 && answer.error != OFFSET_OUT_OF_RANGE {
+            // Leadership moved, the topic is being made: ask the metadata again.
+            self.metadata.at = None;
+            return 0;
+        }
+        let spans = match wire::whole_batches(&answer.records) {
+            Ok(spans) => spans,
+            Err(e) => {
+                tracing::warn!(link = %self.name, topic = %key.0, partition = key.1, error = %e, "the source sent a corrupt batch; fetching again");
+                return 0;
+            }
+        };
+        let now_ms = self.now_ms();
+        let owned = self.owned.get_mut(key).expect("asked for owned partitions");
+        let topic_id = self
+            .metadata
+            .topics
+            .get(&owned.source_topic)
+            .map_or(owned.expected_id, |(id, _)| *id);
+        let fetched = Fetched {
+            topic_id,
+            high_watermark: answer.high_watermark,
+            log_start: answer.log_start,
+            out_of_range: answer.error == OFFSET_OUT_OF_RANGE,
+            batches: spans
+                .iter()
+                .map(|s| Span {
+                    base: s.base,
+                    last: s.last,
+                })
+                .collect(),
+        };
+        match owned.mirror.fetched(&fetched, now_ms) {
+            Step::Wait => 0,
+            Step::Append(range) => {
+                let batches: Vec<Bytes> = spans[range]
+                    .iter()
+                    .map(|s| answer.records.slice(s.at..s.at + s.len))
+                    .collect();
+                self.append(key, batches).await
+            }
+            Step::Restart(at) => {
+                let reason = format!("the source's retention passed the mirror's end (the source starts at {at}); re-create the mirror topic to mirror from there");
+                let _ = owned.mirror.fail(&reason);
+                tracing::warn!(link = %self.name, topic = %key.0, partition = key.1, reason, "mirror partition failed");
+                0
+            }
+            Step::Fail(reason) => {
+                tracing::warn!(link = %self.name, topic = %key.0, partition = key.1, reason, "mirror partition failed");
+                0
+            }
+        }
+    }
+
+    /// Appends source batches verbatim, if this broker still leads the partition and it
+    /// is still a mirror (checked with no await before the append is queued).
+    async fn append(&mut self, (topic, partition): &(String, u32), batches: Vec<Bytes>) -> u64 {
+        let Some(log) = self.shard.log_handle(topic, *partition) else {
+            return 0;
+        };
+        let still_mirror = self
+            .shard
+            .registry
+            .read()
+            .get(topic)
+            .is_some_and(|t| read_only_mirror(&t.configs));
+        if !still_mirror || self.view.leads(topic, *partition).is_err() {
+            self.owned.remove(&(topic.clone(), *partition));
+            return 0;
+        }
+        let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        let mut producers = Vec::new();
+        for batch in &batches {
+            if let Ok(view) = keel_protocol::batch::BatchView::new(batch) {
+                producers.extend(crate::producers::stored_batch(&view));
+            }
+        }
+        let batches = batches.iter().map(|b| BytesMut::from(&b[..])).collect();
+        if let Err(e) = log.append_replica_batches(batches).await {
+            tracing::warn!(link = %self.name, topic, partition, error = %e, "mirror append failed; fetching again from the log end");
+            self.owned.remove(&(topic.clone(), *partition));
+            return 0;
+        }
+        self.shard.learn_producers(topic, *partition, &producers);
+        self.shard.metrics.mirror_bytes_in.inc_by(bytes);
+        let now_ms = self.now_ms();
+        if let Some(owned) = self.owned.get_mut(&(topic.clone(), *partition)) {
+            owned.mirror.appended(log.log_end_offset(), now_ms);
+        }
+        bytes
+    }
+
+    /// Makes the mirror topics the link selects that the destination lacks (shard 0 of
+    /// the controller leader's broker).
+    async fn discover(&mut self, definition: &Definition) -> Result<(), String> {
+        let (_, topics) = self.source_metadata(definition, None).await?;
+        let image = self.view.image();
+        let live = image.live_brokers().len().max(1) as u32;
+        for topic in topics.into_iter().filter(|t| t.error == 0 && !t.internal) {
+            let Some(name) = definition.selection.mirror_name(&topic.name) else {
+                continue;
+            };
+            if let Some(existing) = image.topic(&name) {
+                let ours = existing.configs.get(MIRROR_LINK) == Some(&self.name);
+                if ours && (existing.partitions.len() as usize) < topic.partitions.len() {
+                    tracing::warn!(link = %self.name, topic = name, "the source topic has more partitions than its mirror: adding partitions in cluster mode is not supported yet");
+                }
+                continue;
+            }
+            let configs = BTreeMap::from([
+                (MIRROR_LINK.to_owned(), self.name.clone()),
+                (MIRROR_SOURCE_TOPIC.to_owned(), topic.name.clone()),
+                (MIRROR_SOURCE_TOPIC_ID.to_owned(), hex(&topic.id)),
+                (MIRROR_STATE.to_owned(), "mirroring".to_owned()),
+            ]);
+            let partitions = topic.partitions.len() as u32;
+            let result = crate::handlers::cluster_admin::create(
+                &self.shard,
+                name.clone(),
+                partitions,
+                live.min(3),
+                configs,
+            )
+            .await;
+            match result.error {
+                keel_protocol::api::ErrorCode::None => {
+                    tracing::info!(link = %self.name, topic = name, source_topic = topic.name, partitions, "mirror topic created")
+                }
+                error => {
+                    tracing::warn!(link = %self.name, topic = name, ?error, message = result.message, "creating a mirror topic failed")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes where each owned partition stands, for `keel link describe`.
+    fn publish(&self, definition: &Definition) {
+        let now_ms = self.now_ms();
+        let mut status = self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+        for ((topic, partition), owned) in &self.owned {
+            let lag = owned.mirror.lag(now_ms);
+            let state = match owned.mirror.state() {
+                State::Mirroring if definition.paused => "paused".to_owned(),
+                State::Mirroring => "mirroring".to_owned(),
+                State::Paused => "paused".to_owned(),
+                State::Failed(reason) => format!("failed: {reason}"),
+                State::Promoted { .. } => "promoted".to_owned(),
+            };
+            let label = crate::metrics::PartitionLabel {
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            let metrics = &self.shard.metrics;
+            metrics
+                .mirror_lag_records
+                .get_or_create(&label)
+                .set(lag.records);
+            metrics
+                .mirror_lag_ms
+                .get_or_create(&label)
+                .set((lag.seconds * 1000.0) as i64);
+            status.partitions.insert(
+                (topic.clone(), *partition),
+                MirrorEntry {
+                    link: self.name.clone(),
+                    status: MirrorPartitionStatus {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        state,
+                        source_high_watermark: owned.mirror.source_high_watermark(),
+                        mirrored_offset: owned.mirror.end(),
+                        lag_records: lag.records,
+                        lag_ms: (lag.seconds * 1000.0) as u64,
+                    },
+                },
+            );
+        }
+    }
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_id(text: &str) -> Option<[u8; 16]> {
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
