@@ -174,6 +174,16 @@ pub enum Request {
         /// Ids wanted (1 to [`crate::image::PRODUCER_ID_BLOCK_MAX`]).
         count: u32,
     },
+    /// Moves the next producer id past `below`, so no broker hands out an id a mirror
+    /// topic's batches carry (issue 23): the ids before it go to
+    /// [`crate::image::RESERVED_PRODUCER_IDS`], at most `u32::MAX` per request (the caller
+    /// asks again).
+    ReserveProducerIds {
+        /// The asking broker.
+        id: u32,
+        /// The first id that may be handed out after it.
+        below: u64,
+    },
     /// Set or remove security metadata entries (users, ACLs, quotas), all or none.
     SetSecurity {
         /// The entries.
@@ -198,7 +208,8 @@ impl Request {
             Request::Register { id, .. }
             | Request::Heartbeat { id, .. }
             | Request::LogOffline { id, .. }
-            | Request::AllocateProducerIds { id, .. } => Some(*id),
+            | Request::AllocateProducerIds { id, .. }
+            | Request::ReserveProducerIds { id, .. } => Some(*id),
             Request::AlterIsr { leader, .. } => Some(*leader),
             _ => None,
         }

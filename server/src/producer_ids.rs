@@ -43,6 +43,20 @@ impl ProducerIds {
 /// `NotController` when the controller could not be reached (retriable), `StorageError`
 /// when a single node cannot write its counter.
 pub async fn next(shard: &Rc<Shard>) -> Result<i64, ErrorCode> {
+    // Ids below a reservation (mirrored producers' ids, issue 23) are never handed out:
+    // a block from before it is dropped.
+    if let Some(view) = &shard.cluster {
+        let reserved = view
+            .image()
+            .producer_block(keel_controller::image::RESERVED_PRODUCER_IDS);
+        if let Some((first, count)) = reserved {
+            let floor = first + u64::from(count);
+            let mut block = shard.producer_ids.block.borrow_mut();
+            if block.start < floor {
+                *block = 0..0;
+            }
+        }
+    }
     if let Some(id) = shard.producer_ids.take() {
         return Ok(id);
     }
@@ -77,6 +91,26 @@ async fn cluster_block(shard: &Rc<Shard>) -> Result<Range<u64>, ErrorCode> {
     }
     let (first, count) = image.producer_block(id).ok_or(ErrorCode::NotController)?;
     Ok(first..first + u64::from(count))
+}
+
+/// Makes sure no broker of the cluster hands out producer ids up to `highest` (the largest
+/// a mirror partition appended): the controller's next id moves past it.
+///
+/// # Errors
+/// The controller could not be reached; the caller asks again after its next append.
+pub async fn reserve_through(shard: &Rc<Shard>, highest: u64) -> Result<(), ErrorCode> {
+    let view = shard.cluster.as_ref().ok_or(ErrorCode::NotController)?;
+    while view.image().next_producer_id() <= highest {
+        let request = keel_controller::node::Request::ReserveProducerIds {
+            id: view.node_id,
+            below: highest + 1,
+        };
+        crate::cluster::change(shard, request).await.map_err(|e| {
+            tracing::warn!("producer ids not reserved past mirrored ones: {e}");
+            ErrorCode::NotController
+        })?;
+    }
+    Ok(())
 }
 
 /// A single node's next block: the counter file moves past it (fsynced) first.

@@ -35,6 +35,7 @@ mod kafka_bad_input;
 mod kafka_clients;
 mod kafka_cluster;
 mod metrics;
+mod mirror;
 mod mirror_source;
 mod native_sasl;
 mod producer_ids;

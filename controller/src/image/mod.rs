@@ -66,6 +66,9 @@ pub const CLUSTER_ID_BYTES_MAX: usize = 64;
 
 /// Most producer ids one block may hold.
 pub const PRODUCER_ID_BLOCK_MAX: u32 = 1_000_000;
+/// Who the producer ids reserved for mirrored data are "given" to (no broker has this id):
+/// a broker's block starting below the end of the latest reservation is not used.
+pub const RESERVED_PRODUCER_IDS: u32 = u32::MAX;
 
 impl MetadataImage {
     /// The offset (Raft index) of the last entry applied.
@@ -90,6 +93,10 @@ impl MetadataImage {
             .iter()
             .find(|(_, t)| t.id == topic_id)
             .map(|(n, _)| n.as_str())
+    }
+    /// The next producer id a block would start at.
+    pub fn next_producer_id(&self) -> u64 {
+        self.next_producer_id
     }
     /// The latest block of producer ids given to `broker`, as `(first, count)`.
     pub fn producer_block(&self, broker: u32) -> Option<(u64, u32)> {
@@ -258,7 +265,13 @@ impl MetadataImage {
                 *current = state.clone();
             }
             Record::AllocateProducerIds { broker, count } => {
-                if *count == 0 || *count > PRODUCER_ID_BLOCK_MAX {
+                // A reservation past mirrored ids may skip more than a block.
+                let most = if *broker == RESERVED_PRODUCER_IDS {
+                    u32::MAX
+                } else {
+                    PRODUCER_ID_BLOCK_MAX
+                };
+                if *count == 0 || *count > most {
                     return Err(Error::Invalid {
                         field: "producer id count",
                         reason: format!("{count} (1 to {PRODUCER_ID_BLOCK_MAX})"),

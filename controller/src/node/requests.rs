@@ -165,6 +165,24 @@ impl Controller {
                 self.propose(vec![record], Some(token))?;
                 Ok(None)
             }
+            Request::ReserveProducerIds { id, below } => {
+                if !self.image.brokers().contains_key(&id) {
+                    return Err(Error::StaleBroker { id, incarnation: 0 });
+                }
+                let next = self.image.next_producer_id();
+                if below <= next {
+                    return Ok(Some(Reply::Committed {
+                        offset: self.image.offset(),
+                    }));
+                }
+                let count = (below - next).min(u64::from(u32::MAX));
+                let record = Record::AllocateProducerIds {
+                    broker: crate::image::RESERVED_PRODUCER_IDS,
+                    count: count as u32,
+                };
+                self.propose(vec![record], Some(token))?;
+                Ok(None)
+            }
             Request::AllocateProducerIds { id, count } => {
                 if !self.image.brokers().contains_key(&id) {
                     return Err(Error::StaleBroker { id, incarnation: 0 });

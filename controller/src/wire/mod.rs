@@ -351,6 +351,13 @@ mod tests {
             Frame::Request(15, Request::Decommission { id: 2 }),
             Frame::Request(16, Request::AllocateProducerIds { id: 2, count: 7 }),
             Frame::Request(
+                18,
+                Request::ReserveProducerIds {
+                    id: 2,
+                    below: 5_000,
+                },
+            ),
+            Frame::Request(
                 17,
                 Request::LogOffline {
                     id: 2,

@@ -19,6 +19,7 @@ const REQ_DECOMMISSION: u8 = 10;
 const REQ_PRODUCER_IDS: u8 = 11;
 const REQ_LOG_OFFLINE: u8 = 12;
 const REQ_SECURITY: u8 = 13;
+const REQ_RESERVE_PRODUCER_IDS: u8 = 14;
 
 pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
     match request {
@@ -117,6 +118,11 @@ pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()
             out.put_u32(*id);
             out.put_u32(*count);
         }
+        Request::ReserveProducerIds { id, below } => {
+            out.put_u8(REQ_RESERVE_PRODUCER_IDS);
+            out.put_u32(*id);
+            out.put_u64(*below);
+        }
         Request::LogOffline {
             id,
             topic,
@@ -201,6 +207,10 @@ pub(super) fn decode_request(r: &mut Reader) -> Result<Request> {
         REQ_PRODUCER_IDS => Request::AllocateProducerIds {
             id: r.u32("broker id")?,
             count: r.u32("producer id count")?,
+        },
+        REQ_RESERVE_PRODUCER_IDS => Request::ReserveProducerIds {
+            id: r.u32("broker id")?,
+            below: r.i64("producer id")? as u64,
         },
         REQ_LOG_OFFLINE => Request::LogOffline {
             id: r.u32("broker id")?,

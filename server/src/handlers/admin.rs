@@ -205,6 +205,17 @@ pub(crate) fn effective_configs(shard: &Shard, entry: &TopicEntry) -> Vec<Config
                 value,
             }),
     )
+    // A mirror's: which link, which source topic, its state (only on mirror topics).
+    .chain(
+        entry
+            .configs
+            .iter()
+            .filter(|(key, _)| key.starts_with("mirror."))
+            .map(|(key, value)| ConfigEntry {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+    )
     .collect()
 }
 

@@ -530,6 +530,12 @@ impl Worker {
             return 0;
         }
         self.shard.learn_producers(topic, *partition, &producers);
+        // The source's producer ids are in this cluster's log now: its own producers must
+        // never be given one of them (their sequences would collide after a promotion).
+        let highest = producers.iter().map(|p| p.0).max().unwrap_or(-1);
+        if highest >= 0 && self.view.image().next_producer_id() <= highest as u64 {
+            let _ = crate::producer_ids::reserve_through(&self.shard, highest as u64).await;
+        }
         self.shard.metrics.mirror_bytes_in.inc_by(bytes);
         let now_ms = self.now_ms();
         if let Some(owned) = self.owned.get_mut(&(topic.clone(), *partition)) {

@@ -1,0 +1,162 @@
+//! Cluster links (issue 23) between real clusters on one machine: a single-broker source
+//! and a three-broker destination. The destination's mirror topics hold the source's
+//! batches at the same offsets, byte for byte (compared through a Kafka Fetch on each
+//! side); they refuse writes until promoted; a promoted topic continues from the last
+//! mirrored offset.
+
+use keel_kafka::source::{fetch_request, fetch_response, whole_batches, TopicRef, Wanted};
+use keel_tests::broker::{server_binary, Broker};
+use keel_tests::cluster::Cluster;
+use keel_tests::kafka_clients::kcat_produce_keyed;
+use keel_tests::kafka_wire::exchange;
+use keel_tests::tool::{keel, ok};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole batches of `topic`'s `partition` a broker's Kafka listener serves, from
+/// offset 0 (`None`: it does not lead the partition).
+fn fetch_all(kafka: SocketAddr, topic: &str, partition: i32) -> Option<(i64, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    let mut offset = 0;
+    let mut high_watermark;
+    loop {
+        let wanted = Wanted {
+            partition,
+            offset,
+            max_bytes: 1 << 20,
+        };
+        let topics = [(TopicRef::Name(topic.to_owned()), vec![wanted])];
+        let frame = fetch_request(1, "mirror-test", (0, 0, 1 << 20), &topics);
+        let (_, error, answer) = fetch_response(12, exchange(kafka, &frame)).ok()?;
+        let answer = answer.into_iter().next()?.partitions.into_iter().next()?;
+        if error != 0 || answer.error != 0 {
+            return None;
+        }
+        high_watermark = answer.high_watermark;
+        let spans = whole_batches(&answer.records).expect("whole batches");
+        let Some(last) = spans.last() else { break };
+        bytes.extend_from_slice(&answer.records[..last.at + last.len]);
+        offset = last.last + 1;
+        if offset >= high_watermark {
+            break;
+        }
+    }
+    Some((high_watermark, bytes))
+}
+
+/// The batches of `topic`'s `partition` from whichever destination broker leads it.
+fn fetch_from_leader(cluster: &Cluster, topic: &str, partition: i32) -> Option<(i64, Vec<u8>)> {
+    cluster
+        .running()
+        .find_map(|i| fetch_all(cluster.nodes[i].kafka_addr, topic, partition))
+}
+
+fn describe(cluster: &Cluster, link: &str) -> serde_json::Value {
+    let output = cluster.keel(0, &["link", "describe", link, "--format", "json"]);
+    serde_json::from_str(&ok(&output)).expect("describe json")
+}
+
+/// Offsets mirrored per partition of `topic`, from `keel link describe`.
+fn mirrored(cluster: &Cluster, link: &str, topic: &str) -> Vec<(u64, i64, String)> {
+    let describe = describe(cluster, link);
+    let Some(topics) = describe["topics"].as_array() else {
+        return Vec::new();
+    };
+    topics
+        .iter()
+        .filter(|t| t["topic"] == topic)
+        .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
+        .map(|p| {
+            (
+                p["partition"].as_u64().unwrap(),
+                p["mirrored_offset"].as_i64().unwrap(),
+                p["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn lines(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("key-{}:value-{i}\n", i % 17))
+        .collect()
+}
+
+#[test]
+fn a_link_mirrors_byte_for_byte_refuses_writes_and_promotes() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Broker::start(&server_binary(), &dir.path().join("source"), &[]);
+    ok(&keel(
+        Some(&source),
+        &["topic", "create", "orders", "--partitions", "2"],
+        None,
+    ));
+    ok(&keel(Some(&source), &["topic", "create", "skipped"], None));
+    let bootstrap = source.kafka_addr.to_string();
+    kcat_produce_keyed(&bootstrap, "orders", &lines(0, 500), &["-z", "snappy"]);
+    let destination = Cluster::start(3);
+    ok(&destination.keel(
+        0,
+        &[
+            "link", "create", "east", "--source", &bootstrap, "--topics", "ord*",
+        ],
+    ));
+    // Records produced while the link runs are mirrored too.
+    kcat_produce_keyed(&bootstrap, "orders", &lines(500, 500), &["-z", "gzip"]);
+    let source_end = |partition| fetch_all(source.kafka_addr, "orders", partition).unwrap().0;
+    let ends = [source_end(0), source_end(1)];
+    assert_eq!(ends[0] + ends[1], 1000);
+    destination.wait_for(Duration::from_secs(60), "orders mirrored", |c| {
+        let now = mirrored(c, "east", "orders");
+        now.len() == 2 && now.iter().all(|(p, end, _)| *end == ends[*p as usize])
+    });
+    for partition in 0..2 {
+        let theirs = fetch_all(source.kafka_addr, "orders", partition).unwrap();
+        let ours = fetch_from_leader(&destination, "orders", partition).unwrap();
+        assert_eq!(ours.0, theirs.0, "high watermark of partition {partition}");
+        assert!(
+            ours.1 == theirs.1,
+            "partition {partition}: the same batches, byte for byte"
+        );
+    }
+    assert!(
+        !destination.topics(0).contains(&"skipped".to_owned()),
+        "a topic the link does not select is not mirrored"
+    );
+    let topic = destination.topic(0, "orders").unwrap();
+    assert_eq!(topic["configs"]["mirror.link"], "east");
+    // Read-only: a client's write and a client's mirror.* config change are refused.
+    let refused = keel(
+        Some(&destination.nodes[0]),
+        &["produce", "orders"],
+        Some("x\n"),
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("read-only"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // Promote: writable, continuing at the mirrored end.
+    ok(&destination.keel(0, &["link", "promote", "east"]));
+    destination.wait_for(Duration::from_secs(30), "promoted", |c| {
+        mirrored(c, "east", "orders")
+            .iter()
+            .all(|(_, _, state)| state == "promoted")
+    });
+    kcat_produce_keyed(&bootstrap, "orders", &lines(1000, 100), &[]);
+    ok(&keel(
+        Some(&destination.nodes[0]),
+        &["produce", "orders", "--partition", "0"],
+        Some("after\n"),
+    ));
+    let after = fetch_from_leader(&destination, "orders", 0).unwrap();
+    assert_eq!(
+        after.0,
+        ends[0] + 1,
+        "the first write after promotion follows the mirror"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let after = fetch_from_leader(&destination, "orders", 1).unwrap();
+    assert_eq!(after.0, ends[1], "nothing mirrored after promotion");
+}
