@@ -160,3 +160,119 @@ fn a_link_mirrors_byte_for_byte_refuses_writes_and_promotes() {
     let after = fetch_from_leader(&destination, "orders", 1).unwrap();
     assert_eq!(after.0, ends[1], "nothing mirrored after promotion");
 }
+
+fn mirror_script(args: &[&str]) -> String {
+    let clients = keel_tests::kafka_clients::clients();
+    let script = clients.scripts.join("mirror_test.py");
+    let mut all = vec![script.to_str().unwrap()];
+    all.extend_from_slice(args);
+    keel_tests::kafka_clients::run(&clients.python, &all, &[], Duration::from_secs(180))
+}
+
+/// (partition, next offset) the group committed on `bootstrap` for `topic`.
+fn group_offsets(bootstrap: &str, group: &str, topic: &str) -> Vec<(u32, i64)> {
+    keel_tests::cluster::runtime().block_on(async {
+        let Ok(admin) = keel_client::Admin::connect(bootstrap).await else {
+            return Vec::new();
+        };
+        let Ok(offsets) = admin.group_offsets(group, topic).await else {
+            return Vec::new();
+        };
+        offsets
+            .iter()
+            .filter(|p| p.committed >= 0)
+            .map(|p| (p.partition, p.committed))
+            .collect()
+    })
+}
+
+#[test]
+fn a_synced_group_reads_on_after_promotion_from_exactly_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Broker::start(&server_binary(), &dir.path().join("source"), &[]);
+    ok(&keel(
+        Some(&source),
+        &["topic", "create", "orders", "--partitions", "3"],
+        None,
+    ));
+    let bootstrap = source.kafka_addr.to_string();
+    mirror_script(&["produce", &bootstrap, "orders", "3000", "0"]);
+    let printed = mirror_script(&["consume", &bootstrap, "orders", "billing", "1000"]);
+    let mut committed: Vec<(u32, i64)> = printed
+        .lines()
+        .filter_map(|l| l.strip_prefix("committed "))
+        .map(|l| {
+            let (p, o) = l.split_once(' ').unwrap();
+            (p.parse().unwrap(), o.parse().unwrap())
+        })
+        .filter(|(_, o): &(u32, i64)| *o >= 0)
+        .collect();
+    committed.sort();
+    assert_eq!(
+        committed.iter().map(|(_, o)| o).sum::<i64>(),
+        1000,
+        "{printed}"
+    );
+    assert!(
+        committed.len() >= 2,
+        "offsets in several partitions: {printed}"
+    );
+    let destination = Cluster::start(3);
+    ok(&destination.keel(
+        1,
+        &[
+            "link",
+            "create",
+            "east",
+            "--source",
+            &bootstrap,
+            "--topics",
+            "orders",
+            "--groups",
+            "bill*",
+            "--group-sync-interval-ms",
+            "500",
+        ],
+    ));
+    // Three codecs, keys, headers and timestamps, produced while the link runs.
+    mirror_script(&["produce", &bootstrap, "orders", "3000", "3000"]);
+    let ends: Vec<i64> = (0..3)
+        .map(|p| fetch_all(source.kafka_addr, "orders", p).unwrap().0)
+        .collect();
+    assert_eq!(ends.iter().sum::<i64>(), 6000);
+    destination.wait_for(Duration::from_secs(60), "orders mirrored", |c| {
+        let now = mirrored(c, "east", "orders");
+        now.len() == 3 && now.iter().all(|(p, end, _)| *end == ends[*p as usize])
+    });
+    for partition in 0..3 {
+        let theirs = fetch_all(source.kafka_addr, "orders", partition).unwrap();
+        let ours = fetch_from_leader(&destination, "orders", partition).unwrap();
+        assert!(ours.1 == theirs.1, "partition {partition}: byte for byte");
+    }
+    let dest_bootstrap = destination.nodes[0].addr.to_string();
+    destination.wait_for(Duration::from_secs(30), "billing's offsets synced", |_| {
+        group_offsets(&dest_bootstrap, "billing", "orders") == committed
+    });
+    ok(&destination.keel(1, &["link", "promote", "east"]));
+    let kafka = destination.nodes[0].kafka_addr.to_string();
+    let printed = mirror_script(&["resume", &kafka, "orders", "billing", "5000"]);
+    let mut seen = std::collections::BTreeSet::new();
+    for line in printed.lines().filter_map(|l| l.strip_prefix("record ")) {
+        let mut parts = line.split(' ');
+        let partition: u32 = parts.next().unwrap().parse().unwrap();
+        let offset: i64 = parts.next().unwrap().parse().unwrap();
+        let from = committed
+            .iter()
+            .find(|(p, _)| *p == partition)
+            .map_or(0, |(_, o)| *o);
+        assert!(
+            offset >= from,
+            "partition {partition}: offset {offset} was read before"
+        );
+        assert!(
+            seen.insert((partition, offset)),
+            "read twice: {partition}/{offset}"
+        );
+    }
+    assert_eq!(seen.len(), 5000, "nothing missed");
+}

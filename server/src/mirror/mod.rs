@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod definition;
+pub mod groups;
 pub mod link;
 pub mod partition;
 pub mod source;

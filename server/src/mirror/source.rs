@@ -208,6 +208,36 @@ impl SourceConnection {
     }
 }
 
+/// The connection to `address` in `connections`, made (and authenticated) if absent.
+///
+/// # Errors
+/// As [`SourceConnection::connect`].
+pub async fn cached<'a>(
+    connections: &'a mut std::collections::HashMap<String, SourceConnection>,
+    address: &str,
+    config: &BTreeMap<String, String>,
+) -> Result<&'a mut SourceConnection, String> {
+    if !connections.contains_key(address) {
+        let connection = SourceConnection::connect(address, config).await?;
+        connections.insert(address.to_owned(), connection);
+    }
+    Ok(connections.get_mut(address).expect("inserted above"))
+}
+
+/// One request and its answer's body on `connection`: `request` builds the frame for a
+/// correlation id.
+///
+/// # Errors
+/// As [`SourceConnection::call`].
+pub async fn ask(
+    connection: &mut SourceConnection,
+    request: impl FnOnce(i32) -> bytes::BytesMut,
+) -> Result<Bytes, String> {
+    let correlation = connection.next_correlation();
+    let frame = request(correlation);
+    connection.call(&frame, correlation).await
+}
+
 fn short(answer: &mut Bytes) -> Result<i16, String> {
     if answer.remaining() < 2 {
         return Err("a truncated answer: not a Kafka broker?".into());

@@ -88,6 +88,7 @@ struct Worker {
     connections: HashMap<String, SourceConnection>,
     metadata: SourceMetadata,
     discovered: Option<Instant>,
+    groups_synced: Option<Instant>,
     started: Instant,
 }
 
@@ -101,6 +102,7 @@ impl Worker {
             connections: HashMap::new(),
             metadata: SourceMetadata::default(),
             discovered: None,
+            groups_synced: None,
             started: Instant::now(),
         }
     }
@@ -148,6 +150,9 @@ impl Worker {
             }
         }
         self.follow_ownership();
+        if self.shard.id == 0 && !definition.paused {
+            self.sync_groups(definition).await;
+        }
         if definition.paused {
             self.owned.values_mut().for_each(|o| o.mirror.pause());
             return false;
@@ -174,6 +179,26 @@ impl Worker {
             glommio::timer::sleep(Duration::from_secs_f64(seconds.min(10.0))).await;
         }
         true
+    }
+
+    /// Syncs the link's groups' offsets when its interval has passed (shard 0).
+    async fn sync_groups(&mut self, definition: &Definition) {
+        let interval = Duration::from_millis(definition.group_sync_interval_ms);
+        if self.groups_synced.is_some_and(|at| at.elapsed() < interval) {
+            return;
+        }
+        self.groups_synced = Some(Instant::now());
+        let link = (self.name.as_str(), definition);
+        match super::groups::sync(&self.shard, &self.view, link, &mut self.connections).await {
+            Ok(0) => {}
+            Ok(committed) => {
+                tracing::debug!(link = %self.name, committed, "group offsets synced")
+            }
+            Err(reason) => {
+                tracing::debug!(link = %self.name, reason, "group offsets not synced this round");
+                self.connections.clear();
+            }
+        }
     }
 
     fn leads_controller(&self) -> bool {
@@ -271,11 +296,7 @@ impl Worker {
         address: &str,
         definition: &Definition,
     ) -> Result<&mut SourceConnection, String> {
-        if !self.connections.contains_key(address) {
-            let connection = SourceConnection::connect(address, &definition.source_config).await?;
-            self.connections.insert(address.to_owned(), connection);
-        }
-        Ok(self.connections.get_mut(address).expect("inserted above"))
+        super::source::cached(&mut self.connections, address, &definition.source_config).await
     }
 
     /// Source metadata for every topic (`None`) or the named ones, from the first
