@@ -197,6 +197,19 @@ pub enum Request {
         /// One partition, or every partition of the topic.
         partition: Option<u32>,
     },
+    /// A leader whose log holds batches of a later epoch than its own (a promoted mirror
+    /// partition holds the source's epochs) asks for a leader epoch above `above`, so that
+    /// what it writes next is told apart from every earlier batch (KIP-101).
+    RaiseLeaderEpoch {
+        /// The leading broker.
+        id: u32,
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// The latest epoch in its log.
+        above: u32,
+    },
 }
 
 impl Request {
@@ -209,7 +222,8 @@ impl Request {
             | Request::Heartbeat { id, .. }
             | Request::LogOffline { id, .. }
             | Request::AllocateProducerIds { id, .. }
-            | Request::ReserveProducerIds { id, .. } => Some(*id),
+            | Request::ReserveProducerIds { id, .. }
+            | Request::RaiseLeaderEpoch { id, .. } => Some(*id),
             Request::AlterIsr { leader, .. } => Some(*leader),
             _ => None,
         }

@@ -140,6 +140,12 @@ impl Controller {
             Request::ElectLeaders { topic, partition } => {
                 self.elect_leaders(token, topic, partition)
             }
+            Request::RaiseLeaderEpoch {
+                id,
+                topic,
+                partition,
+                above,
+            } => self.raise_leader_epoch(token, (id, topic, partition), above),
             Request::Reassign {
                 topic,
                 partition,
@@ -194,6 +200,42 @@ impl Controller {
                 Ok(None)
             }
         }
+    }
+
+    /// A new leader epoch above `above` for a partition `id` leads (nothing when its epoch
+    /// is above already); the leader and ISR stay.
+    fn raise_leader_epoch(
+        &mut self,
+        token: Token,
+        (id, topic, partition): (u32, String, u32),
+        above: u32,
+    ) -> Result<Option<Reply>> {
+        let info = self
+            .image
+            .topic(&topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.clone()))?;
+        let state = info
+            .partitions
+            .get(partition as usize)
+            .ok_or(Error::UnknownPartition {
+                topic: topic.clone(),
+                partition,
+            })?;
+        if state.leader != id as i32 || state.leader_epoch > above || above == u32::MAX {
+            return Ok(Some(Reply::Committed {
+                offset: self.image.offset(),
+            }));
+        }
+        let record = Record::PartitionChange {
+            topic_id: info.id,
+            partition,
+            state: PartitionState {
+                leader_epoch: above + 1,
+                ..state.next()
+            },
+        };
+        self.propose(vec![record], Some(token))?;
+        Ok(None)
     }
 
     /// Leadership back to the preferred replica (the first replica) of the partitions

@@ -20,6 +20,7 @@ const REQ_PRODUCER_IDS: u8 = 11;
 const REQ_LOG_OFFLINE: u8 = 12;
 const REQ_SECURITY: u8 = 13;
 const REQ_RESERVE_PRODUCER_IDS: u8 = 14;
+const REQ_RAISE_LEADER_EPOCH: u8 = 15;
 
 pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
     match request {
@@ -90,6 +91,18 @@ pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()
         Request::SetSecurity { entries } => {
             out.put_u8(REQ_SECURITY);
             crate::records::encode_security(out, entries)?;
+        }
+        Request::RaiseLeaderEpoch {
+            id,
+            topic,
+            partition,
+            above,
+        } => {
+            out.put_u8(REQ_RAISE_LEADER_EPOCH);
+            out.put_u32(*id);
+            out.put_string("topic", topic)?;
+            out.put_u32(*partition);
+            out.put_u32(*above);
         }
         Request::ElectLeaders { topic, partition } => {
             out.put_u8(REQ_ELECT_LEADERS);
@@ -220,6 +233,12 @@ pub(super) fn decode_request(r: &mut Reader) -> Result<Request> {
         },
         REQ_SECURITY => Request::SetSecurity {
             entries: crate::records::decode_security(r)?,
+        },
+        REQ_RAISE_LEADER_EPOCH => Request::RaiseLeaderEpoch {
+            id: r.u32("broker id")?,
+            topic: r.string("topic")?,
+            partition: r.u32("partition")?,
+            above: r.u32("leader epoch")?,
         },
         REQ_ELECT_LEADERS => {
             let topic = r.string("topic")?;

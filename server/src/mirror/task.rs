@@ -150,6 +150,7 @@ impl Worker {
             }
         }
         self.follow_ownership();
+        self.raise_promoted_epochs().await;
         if self.shard.id == 0 && !definition.paused {
             self.sync_groups(definition).await;
         }
@@ -197,6 +198,49 @@ impl Worker {
             Err(reason) => {
                 tracing::debug!(link = %self.name, reason, "group offsets not synced this round");
                 self.connections.clear();
+            }
+        }
+    }
+
+    /// Asks the controller for a leader epoch above the source's for each promoted
+    /// partition this broker leads whose log holds a later epoch than its own (until then
+    /// it refuses writes, retriably).
+    async fn raise_promoted_epochs(&mut self) {
+        let mut asks = Vec::new();
+        for ((topic, partition), owned) in &self.owned {
+            if !matches!(owned.mirror.state(), State::Promoted { .. }) {
+                continue;
+            }
+            let (Ok(epoch), Some(log)) = (
+                self.view.leads(topic, *partition),
+                self.shard.log_handle(topic, *partition),
+            ) else {
+                continue;
+            };
+            match log.latest_epoch() {
+                Some(latest) if latest > epoch as i32 => {
+                    asks.push((topic.clone(), *partition, latest as u32));
+                }
+                _ => {}
+            }
+        }
+        for (topic, partition, above) in asks {
+            let request = keel_controller::node::Request::RaiseLeaderEpoch {
+                id: self.view.node_id,
+                topic: topic.clone(),
+                partition,
+                above,
+            };
+            match crate::cluster::change(&self.shard, request).await {
+                Ok(_) => tracing::info!(
+                    topic,
+                    partition,
+                    above,
+                    "leader epoch raised past the mirrored epochs"
+                ),
+                Err(e) => {
+                    tracing::warn!(topic, partition, error = %e, "leader epoch not raised yet")
+                }
             }
         }
     }
@@ -551,6 +595,7 @@ impl Worker {
             return 0;
         }
         self.shard.learn_producers(topic, *partition, &producers);
+        self.shard.replication_appended(topic, *partition, &log);
         // The source's producer ids are in this cluster's log now: its own producers must
         // never be given one of them (their sequences would collide after a promotion).
         let highest = producers.iter().map(|p| p.0).max().unwrap_or(-1);

@@ -63,6 +63,17 @@ impl Shard {
             Ok(replicated) => replicated,
             Err(error) => return failed(error),
         };
+        // A leader whose log holds a later epoch than its own (a promoted mirror holds the
+        // source's) writes nothing until its epoch is raised past it (`mirror/task.rs`
+        // asks): batches of one epoch always come from one leader (KIP-101).
+        if let Some(epoch) = replicated {
+            if log
+                .latest_epoch()
+                .is_some_and(|latest| latest > epoch as i32)
+            {
+                return failed(ErrorCode::NotLeaderOrFollower);
+            }
+        }
         self.metrics.bytes_in.inc_by(records.len() as u64);
         self.partition_metrics(topic, partition)
             .bytes_in
