@@ -26,5 +26,6 @@ pub mod cluster;
 pub mod in_process;
 pub mod kafka_clients;
 pub mod kafka_wire;
+pub mod mirror;
 pub mod netns;
 pub mod tool;

@@ -36,6 +36,7 @@ mod kafka_clients;
 mod kafka_cluster;
 mod metrics;
 mod mirror;
+mod mirror_faults;
 mod mirror_source;
 mod native_sasl;
 mod producer_ids;

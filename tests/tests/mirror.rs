@@ -4,81 +4,14 @@
 //! side); they refuse writes until promoted; a promoted topic continues from the last
 //! mirrored offset.
 
-use keel_kafka::source::{fetch_request, fetch_response, whole_batches, TopicRef, Wanted};
 use keel_tests::broker::{server_binary, Broker};
 use keel_tests::cluster::Cluster;
 use keel_tests::kafka_clients::kcat_produce_keyed;
-use keel_tests::kafka_wire::exchange;
+use keel_tests::mirror::{
+    fetch_all, fetch_from_leader, group_offsets, leader, mirror_script, mirrored, total_mirrored,
+};
 use keel_tests::tool::{keel, ok};
-use std::net::SocketAddr;
 use std::time::Duration;
-
-/// The whole batches of `topic`'s `partition` a broker's Kafka listener serves, from
-/// offset 0 (`None`: it does not lead the partition).
-fn fetch_all(kafka: SocketAddr, topic: &str, partition: i32) -> Option<(i64, Vec<u8>)> {
-    let mut bytes = Vec::new();
-    let mut offset = 0;
-    let mut high_watermark;
-    loop {
-        let wanted = Wanted {
-            partition,
-            offset,
-            max_bytes: 1 << 20,
-        };
-        let topics = [(TopicRef::Name(topic.to_owned()), vec![wanted])];
-        let frame = fetch_request(1, "mirror-test", (0, 0, 1 << 20), &topics);
-        let (_, error, answer) = fetch_response(12, exchange(kafka, &frame)).ok()?;
-        let answer = answer.into_iter().next()?.partitions.into_iter().next()?;
-        if error != 0 || answer.error != 0 {
-            return None;
-        }
-        high_watermark = answer.high_watermark;
-        let spans = whole_batches(&answer.records).expect("whole batches");
-        let Some(last) = spans.last() else { break };
-        bytes.extend_from_slice(&answer.records[..last.at + last.len]);
-        offset = last.last + 1;
-        if offset >= high_watermark {
-            break;
-        }
-    }
-    Some((high_watermark, bytes))
-}
-
-/// The batches of `topic`'s `partition` from whichever destination broker leads it.
-fn fetch_from_leader(cluster: &Cluster, topic: &str, partition: i32) -> Option<(i64, Vec<u8>)> {
-    cluster
-        .running()
-        .find_map(|i| fetch_all(cluster.nodes[i].kafka_addr, topic, partition))
-}
-
-fn describe(cluster: &Cluster, link: &str) -> serde_json::Value {
-    let node = cluster.running().next().expect("a running node");
-    let output = cluster.keel(node, &["link", "describe", link, "--format", "json"]);
-    if !output.status.success() {
-        return serde_json::Value::Null;
-    }
-    serde_json::from_str(&ok(&output)).expect("describe json")
-}
-
-/// Offsets mirrored per partition of `topic`, from `keel link describe`.
-fn mirrored(cluster: &Cluster, link: &str, topic: &str) -> Vec<(u64, i64, String)> {
-    let describe = describe(cluster, link);
-    let Some(topics) = describe["topics"].as_array() else {
-        return Vec::new();
-    };
-    topics
-        .iter()
-        .filter(|t| t["topic"] == topic)
-        .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
-        .map(|p| {
-            (
-                p["partition"].as_u64().unwrap(),
-                p["mirrored_offset"].as_i64().unwrap(),
-                p["state"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 fn lines(from: usize, count: usize) -> String {
     (from..from + count)
@@ -163,31 +96,6 @@ fn a_link_mirrors_byte_for_byte_refuses_writes_and_promotes() {
     std::thread::sleep(Duration::from_secs(2));
     let after = fetch_from_leader(&destination, "orders", 1).unwrap();
     assert_eq!(after.0, ends[1], "nothing mirrored after promotion");
-}
-
-fn mirror_script(args: &[&str]) -> String {
-    let clients = keel_tests::kafka_clients::clients();
-    let script = clients.scripts.join("mirror_test.py");
-    let mut all = vec![script.to_str().unwrap()];
-    all.extend_from_slice(args);
-    keel_tests::kafka_clients::run(&clients.python, &all, &[], Duration::from_secs(180))
-}
-
-/// (partition, next offset) the group committed on `bootstrap` for `topic`.
-fn group_offsets(bootstrap: &str, group: &str, topic: &str) -> Vec<(u32, i64)> {
-    keel_tests::cluster::runtime().block_on(async {
-        let Ok(admin) = keel_client::Admin::connect(bootstrap).await else {
-            return Vec::new();
-        };
-        let Ok(offsets) = admin.group_offsets(group, topic).await else {
-            return Vec::new();
-        };
-        offsets
-            .iter()
-            .filter(|p| p.committed >= 0)
-            .map(|p| (p.partition, p.committed))
-            .collect()
-    })
 }
 
 #[test]
@@ -279,20 +187,6 @@ fn a_synced_group_reads_on_after_promotion_from_exactly_its_offset() {
         );
     }
     assert_eq!(seen.len(), 5000, "nothing missed");
-}
-
-/// The broker (index) leading `topic`'s `partition`, as a running node sees it.
-fn leader(cluster: &Cluster, topic: &str, partition: usize) -> Option<usize> {
-    let node = cluster.running().next()?;
-    let leader = cluster.topic(node, topic)?["partitions"][partition]["leader"].as_i64()?;
-    (leader > 0).then(|| leader as usize - 1)
-}
-
-fn total_mirrored(cluster: &Cluster, link: &str, topic: &str) -> i64 {
-    mirrored(cluster, link, topic)
-        .iter()
-        .map(|(_, end, _)| end)
-        .sum()
 }
 
 #[test]

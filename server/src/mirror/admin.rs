@@ -71,6 +71,9 @@ pub async fn handle(shard: &Rc<Shard>, request: LinkRequest) -> LinkResponse {
     match outcome {
         Ok(()) => {
             tracing::info!(link = %request.name, action = ?request.action, "cluster link changed");
+            if request.action == LinkAction::Delete {
+                return refused(ErrorCode::None, "");
+            }
             describe(&view, &view.image(), &request.name)
         }
         Err(refusal) => refusal,

@@ -94,10 +94,13 @@ impl SourceConnection {
                 .await
                 .map_err(|e| format!("sending: {e}"))?;
             let mut size = [0u8; 4];
-            self.stream
-                .read_exact(&mut size)
-                .await
-                .map_err(|e| format!("reading: {e}"))?;
+            self.stream.read_exact(&mut size).await.map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    "the connection closed without an answer: not a Kafka broker (or a TLS listener)?".to_owned()
+                } else {
+                    format!("reading: {e}")
+                }
+            })?;
             let size = i32::from_be_bytes(size);
             let size = usize::try_from(size)
                 .ok()

@@ -35,6 +35,9 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(5);
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const REQUEST_MAX_BYTES: i32 = 16 << 20;
 const MAX_WAIT_MS: i32 = 200;
+/// How long the source must say a topic does not exist before its mirror stops (a source
+/// broker that just started may not know its topics yet).
+const GONE_GRACE: Duration = Duration::from_secs(15);
 
 /// Runs on every shard of a cluster broker until the process ends: starts a worker for
 /// each link in the metadata.
@@ -77,6 +80,8 @@ struct SourceMetadata {
 struct Owned {
     source_topic: String,
     expected_id: [u8; 16],
+    /// Since when the source has said the topic does not exist.
+    missing_since: Option<Instant>,
     mirror: MirrorPartition,
 }
 
@@ -175,6 +180,11 @@ impl Worker {
         }
         self.clear_link_failure();
         let bytes = self.fetch_all(definition).await;
+        if self.metadata.at.is_none() {
+            // A source answer asked for new metadata: not at once (no spinning on a source
+            // that keeps refusing).
+            glommio::timer::sleep(IDLE).await;
+        }
         if definition.throttle_bytes_per_second > 0 && bytes > 0 {
             let seconds = bytes as f64 / definition.throttle_bytes_per_second as f64;
             glommio::timer::sleep(Duration::from_secs_f64(seconds.min(10.0))).await;
@@ -329,6 +339,7 @@ impl Worker {
                 Owned {
                     source_topic,
                     expected_id,
+                    missing_since: None,
                     mirror,
                 },
             );
@@ -390,8 +401,15 @@ impl Worker {
             at: Some(Instant::now()),
             ..SourceMetadata::default()
         };
+        const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+        let mut gone = BTreeSet::new();
         for topic in topics {
+            if topic.error == UNKNOWN_TOPIC_OR_PARTITION {
+                gone.insert(topic.name);
+                continue;
+            }
             if topic.error != 0 {
+                // Not ready, or not readable: asked again next round.
                 continue;
             }
             let leaders = topic.partitions.iter().map(|p| (p.0, p.1)).collect();
@@ -400,21 +418,16 @@ impl Worker {
                 .insert(topic.name.clone(), topic.partitions.len() as u32);
             metadata.topics.insert(topic.name, (topic.id, leaders));
         }
-        // A topic gone from the source: its partitions fail as a changed id would.
-        let now_ms = self.now_ms();
+        // A topic gone from the source: its mirror stops (what it holds stays, read-only).
         for owned in self.owned.values_mut() {
-            if !metadata.topics.contains_key(&owned.source_topic) {
-                let gone = Fetched {
-                    topic_id: [0; 16],
-                    high_watermark: 0,
-                    log_start: 0,
-                    out_of_range: false,
-                    batches: Vec::new(),
-                };
-                if owned.mirror.next_fetch().is_some() {
-                    let _ = owned.mirror.fetched(&gone, now_ms);
-                    tracing::warn!(link = %self.name, source_topic = %owned.source_topic, "the source topic is gone: its mirror stops");
-                }
+            if !gone.contains(&owned.source_topic) {
+                owned.missing_since = None;
+                continue;
+            }
+            let since = *owned.missing_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= GONE_GRACE && owned.mirror.next_fetch().is_some() {
+                let _ = owned.mirror.fail("the source topic was deleted");
+                tracing::warn!(link = %self.name, source_topic = %owned.source_topic, "the source topic is gone: its mirror stops");
             }
         }
         self.metadata = metadata;
@@ -579,6 +592,10 @@ impl Worker {
             .is_some_and(|t| read_only_mirror(&t.configs));
         if !still_mirror || self.view.leads(topic, *partition).is_err() {
             self.owned.remove(&(topic.clone(), *partition));
+            return 0;
+        }
+        // Paused (or deleted) while the fetch was out: nothing from it is appended.
+        if self.definition().is_none_or(|d| d.paused) {
             return 0;
         }
         let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();

@@ -1,0 +1,148 @@
+//! Cluster links facing bad input (issue 23): a source that is not a Kafka broker, wrong
+//! source credentials, a source topic deleted — each a clear link or topic state in
+//! `keel link describe`; pause, resume and delete do what they say; nothing mirrored is
+//! lost or changed.
+
+use keel_tests::broker::{server_binary, Broker};
+use keel_tests::cluster::Cluster;
+use keel_tests::kafka_clients::kcat_produce_keyed;
+use keel_tests::mirror::{describe, fetch_all, fetch_from_leader, mirrored};
+use keel_tests::tool::{keel, ok};
+use std::time::Duration;
+
+const SASL: [&str; 8] = [
+    "-X",
+    "security.protocol=SASL_PLAINTEXT",
+    "-X",
+    "sasl.mechanisms=SCRAM-SHA-512",
+    "-X",
+    "sasl.username=mirror",
+    "-X",
+    "sasl.password=mirror-secret",
+];
+
+fn lines(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("k{}:v{i}\n", i % 5))
+        .collect()
+}
+
+fn state(cluster: &Cluster, link: &str) -> String {
+    describe(cluster, link)["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn link(cluster: &Cluster, name: &str, source: &str, topics: &str, config: Option<&str>) {
+    let mut args = vec![
+        "link", "create", name, "--source", source, "--topics", topics,
+    ];
+    if let Some(config) = config {
+        args.extend(["--source-config", config]);
+    }
+    ok(&cluster.keel(0, &args));
+}
+
+#[test]
+fn bad_sources_and_deleted_topics_show_as_states_and_pause_resume_delete_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Broker::start(
+        &server_binary(),
+        &dir.path().join("source"),
+        &[
+            "--kafka-security",
+            "SASL_PLAINTEXT",
+            "--add-scram",
+            "SCRAM-SHA-512:mirror:mirror-secret",
+        ],
+    );
+    for topic in ["doomed", "kept"] {
+        ok(&keel(Some(&source), &["topic", "create", topic], None));
+    }
+    let kafka = source.kafka_addr.to_string();
+    kcat_produce_keyed(&kafka, "doomed", &lines(0, 100), &SASL);
+    kcat_produce_keyed(&kafka, "kept", &lines(0, 100), &SASL);
+    let destination = Cluster::start(1);
+    let config = |password: &str| {
+        let path = dir.path().join(format!("source-{password}.properties"));
+        let text = format!(
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.username=mirror\nsasl.password={password}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    // Not a Kafka broker: the source's metrics (HTTP) port.
+    let http = source.metrics_addr.to_string();
+    link(&destination, "http", &http, "*", None);
+    let wrong = config("wrong");
+    link(&destination, "badpass", &kafka, "*", Some(&wrong));
+    let right = config("mirror-secret");
+    link(&destination, "good", &kafka, "doomed,kept", Some(&right));
+    destination.wait_for(Duration::from_secs(30), "failed links", |c| {
+        state(c, "http").contains("not a Kafka broker")
+            && state(c, "badpass").contains("refused the credentials")
+    });
+    let listed = ok(&destination.keel(0, &["link", "list"]));
+    assert!(listed.contains("good\tactive"), "{listed}");
+    assert!(listed.contains("http\tfailed"), "{listed}");
+    let described = ok(&destination.keel(0, &["link", "describe", "badpass"]));
+    assert!(
+        described.contains("source.sasl.password=[hidden]"),
+        "{described}"
+    );
+    assert!(
+        !described.contains("wrong"),
+        "the password is never shown: {described}"
+    );
+    destination.wait_for(Duration::from_secs(30), "both topics mirrored", |c| {
+        ["doomed", "kept"]
+            .iter()
+            .all(|t| mirrored(c, "good", t).iter().any(|(_, end, _)| *end == 100))
+    });
+    // Paused: nothing is fetched; resumed: it catches up.
+    ok(&destination.keel(0, &["link", "pause", "good"]));
+    kcat_produce_keyed(&kafka, "kept", &lines(100, 50), &SASL);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state(&destination, "good"), "paused");
+    assert_eq!(mirrored(&destination, "good", "kept")[0].1, 100);
+    ok(&destination.keel(0, &["link", "resume", "good"]));
+    destination.wait_for(Duration::from_secs(30), "caught up after resume", |c| {
+        mirrored(c, "good", "kept").first().map(|m| m.1) == Some(150)
+    });
+    // The source topic deleted: its mirror stops with a state saying so; what it holds
+    // stays.
+    ok(&keel(Some(&source), &["topic", "delete", "doomed"], None));
+    destination.wait_for(Duration::from_secs(60), "doomed's mirror failed", |c| {
+        mirrored(c, "good", "doomed")
+            .first()
+            .is_some_and(|m| m.2.contains("source topic was deleted"))
+    });
+    let kept = fetch_from_leader(&destination, "doomed", 0).unwrap();
+    assert_eq!(kept.0, 100, "the mirror keeps what it had");
+    let topic = describe(&destination, "good")["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic"] == "doomed")
+        .unwrap()["state"]
+        .clone();
+    assert_eq!(topic, "failed");
+    // Deleted: the link is gone; its mirror topics stay, still read-only.
+    ok(&destination.keel(0, &["link", "delete", "good"]));
+    let gone = destination.keel(0, &["link", "describe", "good"]);
+    assert!(!gone.status.success());
+    let refused = keel(
+        Some(&destination.nodes[0]),
+        &["produce", "kept"],
+        Some("x\n"),
+    );
+    assert!(!refused.status.success(), "still read-only");
+    assert_eq!(
+        fetch_all(destination.nodes[0].kafka_addr, "kept", 0)
+            .unwrap()
+            .0,
+        150
+    );
+}
