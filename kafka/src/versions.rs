@@ -7,7 +7,7 @@ pub const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
 
 /// Every API served with its version range (docs/kafka-compatibility.md), and the first
 /// flexible version of each.
-pub const SUPPORTED: [(ApiKey, i16, i16, i16); 33] = [
+pub const SUPPORTED: [(ApiKey, i16, i16, i16); 34] = [
     (ApiKey::Produce, 3, 10, 9),
     (ApiKey::Fetch, 4, 16, 12),
     (ApiKey::ListOffsets, 1, 8, 6),
@@ -25,6 +25,8 @@ pub const SUPPORTED: [(ApiKey, i16, i16, i16); 33] = [
     (ApiKey::CreateTopics, 2, 7, 5),
     (ApiKey::DeleteTopics, 1, 6, 4),
     (ApiKey::DeleteRecords, 0, 2, 2),
+    // Versions 0 and 1 left Kafka in 4.0 (KIP-896).
+    (ApiKey::OffsetForLeaderEpoch, 2, 4, 4),
     (ApiKey::InitProducerId, 0, 4, 2),
     (ApiKey::DescribeConfigs, 1, 4, 4),
     (ApiKey::AlterConfigs, 0, 2, 2),
@@ -68,6 +70,7 @@ pub fn metric_name(api: ApiKey) -> &'static str {
         ApiKey::CreateTopics => "kafka_create_topics",
         ApiKey::DeleteTopics => "kafka_delete_topics",
         ApiKey::DeleteRecords => "kafka_delete_records",
+        ApiKey::OffsetForLeaderEpoch => "kafka_offset_for_leader_epoch",
         ApiKey::InitProducerId => "kafka_init_producer_id",
         ApiKey::DescribeConfigs => "kafka_describe_configs",
         ApiKey::AlterConfigs => "kafka_alter_configs",

@@ -277,6 +277,36 @@ pub(super) fn delete_records(r: &mut Reader) -> Result<DeleteRecords> {
     Ok(DeleteRecords { topics, timeout_ms })
 }
 
+/// An OffsetForLeaderEpoch request (v2+): per topic, (partition, the current leader
+/// epoch the client knows or -1, the epoch whose end it asks for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetForLeaderEpoch {
+    /// Per topic, (partition, current leader epoch, leader epoch).
+    pub topics: Vec<(String, Vec<(i32, i32, i32)>)>,
+}
+
+pub(super) fn offset_for_leader_epoch(
+    r: &mut Reader,
+    version: i16,
+) -> Result<OffsetForLeaderEpoch> {
+    if version >= 3 {
+        r.i32("replica id")?;
+    }
+    let topics = r.array("topics", |r| {
+        let name = r.string("topic")?;
+        let partitions = r.array("partitions", |r| {
+            let partition = r.i32("partition")?;
+            let current = r.i32("current leader epoch")?;
+            let epoch = r.i32("leader epoch")?;
+            r.tagged_fields()?;
+            Ok((partition, current, epoch))
+        })?;
+        r.tagged_fields()?;
+        Ok((name, partitions))
+    })?;
+    Ok(OffsetForLeaderEpoch { topics })
+}
+
 /// An InitProducerId request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitProducerId {

@@ -34,6 +34,8 @@ pub enum KafkaRequest {
     ListOffsets(ListOffsets),
     /// DeleteRecords.
     DeleteRecords(DeleteRecords),
+    /// OffsetForLeaderEpoch.
+    OffsetForLeaderEpoch(OffsetForLeaderEpoch),
     /// InitProducerId.
     InitProducerId(InitProducerId),
     /// FindCoordinator.
@@ -102,6 +104,7 @@ impl KafkaRequest {
             KafkaRequest::Fetch(r) => r.topics.iter().map(|t| t.partitions.len()).sum(),
             KafkaRequest::ListOffsets(r) => sum(&r.topics),
             KafkaRequest::DeleteRecords(r) => sum(&r.topics),
+            KafkaRequest::OffsetForLeaderEpoch(r) => sum(&r.topics),
             KafkaRequest::OffsetCommit(r) => sum(&r.topics),
             KafkaRequest::OffsetFetch(r) => r
                 .groups
@@ -133,6 +136,9 @@ pub fn decode(api: ApiKey, version: i16, r: &mut Reader) -> Result<KafkaRequest>
         ApiKey::Fetch => KafkaRequest::Fetch(data::fetch(r, version)?),
         ApiKey::ListOffsets => KafkaRequest::ListOffsets(data::list_offsets(r, version)?),
         ApiKey::DeleteRecords => KafkaRequest::DeleteRecords(data::delete_records(r)?),
+        ApiKey::OffsetForLeaderEpoch => {
+            KafkaRequest::OffsetForLeaderEpoch(data::offset_for_leader_epoch(r, version)?)
+        }
         ApiKey::InitProducerId => KafkaRequest::InitProducerId(data::init_producer_id(r, version)?),
         ApiKey::FindCoordinator => {
             KafkaRequest::FindCoordinator(groups::find_coordinator(r, version)?)

@@ -16,13 +16,14 @@ use kafka_protocol::messages::list_offsets_request::*;
 use kafka_protocol::messages::metadata_request::*;
 use kafka_protocol::messages::offset_commit_request::*;
 use kafka_protocol::messages::offset_fetch_request::*;
+use kafka_protocol::messages::offset_for_leader_epoch_request::*;
 use kafka_protocol::messages::produce_request::*;
 use kafka_protocol::messages::sync_group_request::*;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, DeleteGroupsRequest, DescribeClusterRequest,
     DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListGroupsRequest, RequestHeader,
-    TopicName,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListGroupsRequest,
+    OffsetForLeaderEpochRequest, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -169,6 +170,22 @@ fn list_offsets_and_delete_records_every_version() {
             panic!()
         };
         assert_eq!(d.topics, [("t".into(), vec![(0, 10)])]);
+    }
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(s("t")))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(2)
+                    .with_current_leader_epoch(5)
+                    .with_leader_epoch(3)])]);
+        let KafkaRequest::OffsetForLeaderEpoch(e) =
+            round_trip(ApiKey::OffsetForLeaderEpoch, v, &request)
+        else {
+            panic!()
+        };
+        assert_eq!(e.topics, [("t".into(), vec![(2, 5, 3)])]);
     }
     for v in versions(ApiKey::InitProducerId) {
         let request = InitProducerIdRequest::default()

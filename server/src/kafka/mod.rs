@@ -9,6 +9,7 @@ mod admin;
 mod classic_groups;
 mod data;
 mod delete_records;
+mod epochs;
 mod fetch;
 mod groups;
 mod offsets;
@@ -253,6 +254,9 @@ async fn dispatch(
         }
         KafkaRequest::DeleteRecords(request) => {
             delete_records::delete_records(shard, header, gate, request).await
+        }
+        KafkaRequest::OffsetForLeaderEpoch(request) => {
+            epochs::offset_for_leader_epoch(shard, header, gate, request).await
         }
         KafkaRequest::InitProducerId(request) => {
             data::init_producer_id(shard, header, gate, request).await
