@@ -1,7 +1,8 @@
-//! Reading a source cluster's consumer groups over the Kafka protocol, as a cluster link
-//! syncing group offsets does (issue 23): ListGroups v2, FindCoordinator v2 and
-//! OffsetFetch v5 (versions every Kafka 2.x–4.x broker serves, not flexible), their answers
-//! decoded with the bounded [`Reader`] (the source is a peer).
+//! Reading a source cluster's consumer groups and leader epochs over the Kafka protocol, as
+//! a cluster link does (issue 23): ListGroups v2, FindCoordinator v2 and OffsetFetch v5 to
+//! sync group offsets, OffsetForLeaderEpoch v3 to find where a returning cluster's history
+//! parts from the source's (failback) — versions every Kafka 2.x–4.x broker serves, not
+//! flexible — their answers decoded with the bounded [`Reader`] (the source is a peer).
 
 use crate::read::{Reader, Result};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -9,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 const LIST_GROUPS: i16 = 16;
 const FIND_COORDINATOR: i16 = 10;
 const OFFSET_FETCH: i16 = 9;
+const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
 
 /// A request frame with header v1 (size prefix included); `body` writes the body.
 fn frame(
@@ -136,6 +138,67 @@ pub fn offset_fetch_response(body: Bytes) -> Result<(i32, i16, Vec<Committed>)> 
         })
         .collect();
     Ok((correlation_id, error, committed))
+}
+
+/// OffsetForLeaderEpoch v3 (as a consumer, replica id -1): for each (partition, epoch) of
+/// `topic`, where that epoch ends on the source.
+pub fn offset_for_leader_epoch_request(
+    correlation_id: i32,
+    client_id: &str,
+    topic: &str,
+    partitions: &[(i32, i32)],
+) -> BytesMut {
+    frame(
+        (OFFSET_FOR_LEADER_EPOCH, 3),
+        correlation_id,
+        client_id,
+        |out| {
+            out.put_i32(-1); // replica id: a consumer
+            out.put_i32(1);
+            put_string(out, topic);
+            out.put_i32(partitions.len() as i32);
+            for (partition, epoch) in partitions {
+                out.put_i32(*partition);
+                out.put_i32(-1); // current leader epoch: not checked
+                out.put_i32(*epoch);
+            }
+        },
+    )
+}
+
+/// Where an epoch ends on the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEnd {
+    /// Partition.
+    pub partition: i32,
+    /// Kafka error code.
+    pub error: i16,
+    /// The largest epoch at most the one asked (-1: none).
+    pub leader_epoch: i32,
+    /// Where it ends (-1: none).
+    pub end_offset: i64,
+}
+
+/// An OffsetForLeaderEpoch v3 answer: the correlation id and each partition's answer.
+///
+/// # Errors
+/// A malformed or truncated body.
+pub fn offset_for_leader_epoch_response(body: Bytes) -> Result<(i32, Vec<EpochEnd>)> {
+    let mut r = Reader::new(body, false);
+    let correlation_id = r.i32("correlation id")?;
+    let _throttle = r.i32("throttle time")?;
+    let topics = r.array("topics", |r| {
+        let _topic = r.string("topic")?;
+        r.array("partitions", |r| {
+            Ok(EpochEnd {
+                error: r.i16("error code")?,
+                partition: r.i32("partition")?,
+                leader_epoch: r.i32("leader epoch")?,
+                end_offset: r.i64("end offset")?,
+            })
+        })
+    })?;
+    Ok((correlation_id, topics.into_iter().flatten().collect()))
 }
 
 #[cfg(test)]

@@ -39,6 +39,10 @@ pub enum LinkCommand {
         /// How often group offsets are synced, in milliseconds.
         #[arg(long)]
         group_sync_interval_ms: Option<u64>,
+        /// Failback: topics this cluster already has become mirrors of the source's, each
+        /// truncated where its history parts from the source's (after a promotion there).
+        #[arg(long)]
+        failback: bool,
     },
     /// Every link and its state.
     List,
@@ -88,6 +92,7 @@ pub async fn run(target: &crate::Target, command: LinkCommand) -> anyhow::Result
             topic_prefix,
             throttle_bytes_per_second,
             group_sync_interval_ms,
+            failback,
         } => {
             let mut lines = vec![format!("source={source}"), format!("topics={topics}")];
             let optional = [
@@ -107,6 +112,9 @@ pub async fn run(target: &crate::Target, command: LinkCommand) -> anyhow::Result
             lines.push(format!(
                 "throttle.bytes.per.second={throttle_bytes_per_second}"
             ));
+            if failback {
+                lines.push("failback=true".to_owned());
+            }
             if let Some(path) = source_config {
                 lines.extend(source_properties(&path)?);
             }

@@ -38,6 +38,10 @@ pub struct Definition {
     pub throttle_bytes_per_second: u64,
     /// How often group offsets are synced.
     pub group_sync_interval_ms: u64,
+    /// A failback link: topics the destination already has (the promoted cluster's old
+    /// mirrors' sources) become its mirrors, each truncated where its history parts from
+    /// the source's.
+    pub failback: bool,
     /// The definition's text, as [`Definition::parse`] read it.
     text: String,
 }
@@ -55,6 +59,7 @@ impl Definition {
             paused: false,
             throttle_bytes_per_second: 0,
             group_sync_interval_ms: GROUP_SYNC_INTERVAL_MS_DEFAULT,
+            failback: false,
             text: String::new(),
         };
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -96,6 +101,11 @@ impl Definition {
                     .parse()
                     .map_err(|_| format!("paused={value}: true or false"))?;
             }
+            "failback" => {
+                self.failback = value
+                    .parse()
+                    .map_err(|_| format!("failback={value}: true or false"))?;
+            }
             "throttle.bytes.per.second" => self.throttle_bytes_per_second = number(value)?,
             "group.sync.interval.ms" => self.group_sync_interval_ms = number(value)?.max(100),
             _ => match key.strip_prefix("source.") {
@@ -132,6 +142,9 @@ impl Definition {
             lines.push(format!("topic.prefix={prefix}"));
         }
         lines.push(format!("paused={}", self.paused));
+        if self.failback {
+            lines.push("failback=true".to_owned());
+        }
         lines.push(format!(
             "throttle.bytes.per.second={}",
             self.throttle_bytes_per_second

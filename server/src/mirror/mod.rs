@@ -15,3 +15,4 @@ pub mod link;
 pub mod partition;
 pub mod source;
 pub mod task;
+mod upkeep;

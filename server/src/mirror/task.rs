@@ -6,17 +6,17 @@
 //! own log end: nothing else is checkpointed.
 
 use super::definition::Definition;
-use super::partition::{Fetched, MirrorPartition, Span, State, Step};
+use super::partition::{Fetched, MirrorPartition, Span, Step};
 use super::source::{SourceConnection, CLIENT_ID, FRAME_MAX};
-use crate::cluster::{ClusterView, MirrorEntry};
+use super::upkeep::parse_id;
+use crate::cluster::ClusterView;
 use crate::config::topic::{
-    read_only_mirror, MIRROR_LINK, MIRROR_SOURCE_TOPIC, MIRROR_SOURCE_TOPIC_ID, MIRROR_STATE,
+    read_only_mirror, MIRROR_LINK, MIRROR_SOURCE_TOPIC, MIRROR_SOURCE_TOPIC_ID,
 };
 use crate::shard::{owner, Shard};
 use bytes::{Bytes, BytesMut};
 use keel_controller::image::LINK_KIND;
 use keel_kafka::source::{self as wire, TopicRef, Wanted};
-use keel_protocol::api::MirrorPartitionStatus;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
@@ -68,33 +68,36 @@ pub async fn run(shard: Rc<Shard>) {
 
 /// What the source's metadata says about the topics a link reads.
 #[derive(Default)]
-struct SourceMetadata {
-    brokers: HashMap<i32, String>,
+pub(super) struct SourceMetadata {
+    pub(super) brokers: HashMap<i32, String>,
     /// Per source topic: its id and each partition's leader.
-    topics: HashMap<String, ([u8; 16], HashMap<i32, i32>)>,
-    partitions: HashMap<String, u32>,
-    at: Option<Instant>,
+    pub(super) topics: HashMap<String, ([u8; 16], HashMap<i32, i32>)>,
+    pub(super) partitions: HashMap<String, u32>,
+    pub(super) at: Option<Instant>,
 }
 
 /// One destination partition this worker mirrors.
-struct Owned {
-    source_topic: String,
-    expected_id: [u8; 16],
+pub(super) struct Owned {
+    pub(super) source_topic: String,
+    pub(super) expected_id: [u8; 16],
     /// Since when the source has said the topic does not exist.
-    missing_since: Option<Instant>,
-    mirror: MirrorPartition,
+    pub(super) missing_since: Option<Instant>,
+    /// Whether its log was checked against the source's history (a log that held
+    /// records when the partition became this broker's; see `check_histories`).
+    pub(super) checked: bool,
+    pub(super) mirror: MirrorPartition,
 }
 
-struct Worker {
-    shard: Rc<Shard>,
-    view: Arc<ClusterView>,
-    name: String,
-    owned: BTreeMap<(String, u32), Owned>,
-    connections: HashMap<String, SourceConnection>,
-    metadata: SourceMetadata,
-    discovered: Option<Instant>,
-    groups_synced: Option<Instant>,
-    started: Instant,
+pub(super) struct Worker {
+    pub(super) shard: Rc<Shard>,
+    pub(super) view: Arc<ClusterView>,
+    pub(super) name: String,
+    pub(super) owned: BTreeMap<(String, u32), Owned>,
+    pub(super) connections: HashMap<String, SourceConnection>,
+    pub(super) metadata: SourceMetadata,
+    pub(super) discovered: Option<Instant>,
+    pub(super) groups_synced: Option<Instant>,
+    pub(super) started: Instant,
 }
 
 impl Worker {
@@ -112,11 +115,11 @@ impl Worker {
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(super) fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn definition(&self) -> Option<Definition> {
+    pub(super) fn definition(&self) -> Option<Definition> {
         let image = self.view.image();
         let text = image.security().get(&(LINK_KIND, self.name.clone()))?;
         Definition::parse(text).ok()
@@ -179,6 +182,7 @@ impl Worker {
             }
         }
         self.clear_link_failure();
+        self.check_histories(definition).await;
         let bytes = self.fetch_all(definition).await;
         if self.metadata.at.is_none() {
             // A source answer asked for new metadata: not at once (no spinning on a source
@@ -192,74 +196,11 @@ impl Worker {
         true
     }
 
-    /// Syncs the link's groups' offsets when its interval has passed (shard 0).
-    async fn sync_groups(&mut self, definition: &Definition) {
-        let interval = Duration::from_millis(definition.group_sync_interval_ms);
-        if self.groups_synced.is_some_and(|at| at.elapsed() < interval) {
-            return;
-        }
-        self.groups_synced = Some(Instant::now());
-        let link = (self.name.as_str(), definition);
-        match super::groups::sync(&self.shard, &self.view, link, &mut self.connections).await {
-            Ok(0) => {}
-            Ok(committed) => {
-                tracing::debug!(link = %self.name, committed, "group offsets synced")
-            }
-            Err(reason) => {
-                tracing::debug!(link = %self.name, reason, "group offsets not synced this round");
-                self.connections.clear();
-            }
-        }
-    }
-
-    /// Asks the controller for a leader epoch above the source's for each promoted
-    /// partition this broker leads whose log holds a later epoch than its own (until then
-    /// it refuses writes, retriably).
-    async fn raise_promoted_epochs(&mut self) {
-        let mut asks = Vec::new();
-        for ((topic, partition), owned) in &self.owned {
-            if !matches!(owned.mirror.state(), State::Promoted { .. }) {
-                continue;
-            }
-            let (Ok(epoch), Some(log)) = (
-                self.view.leads(topic, *partition),
-                self.shard.log_handle(topic, *partition),
-            ) else {
-                continue;
-            };
-            match log.latest_epoch() {
-                Some(latest) if latest > epoch as i32 => {
-                    asks.push((topic.clone(), *partition, latest as u32));
-                }
-                _ => {}
-            }
-        }
-        for (topic, partition, above) in asks {
-            let request = keel_controller::node::Request::RaiseLeaderEpoch {
-                id: self.view.node_id,
-                topic: topic.clone(),
-                partition,
-                above,
-            };
-            match crate::cluster::change(&self.shard, request).await {
-                Ok(_) => tracing::info!(
-                    topic,
-                    partition,
-                    above,
-                    "leader epoch raised past the mirrored epochs"
-                ),
-                Err(e) => {
-                    tracing::warn!(topic, partition, error = %e, "leader epoch not raised yet")
-                }
-            }
-        }
-    }
-
-    fn leads_controller(&self) -> bool {
+    pub(super) fn leads_controller(&self) -> bool {
         self.view.controller().leader == Some(u64::from(self.view.node_id))
     }
 
-    fn fail_link(&self, reason: &str) {
+    pub(super) fn fail_link(&self, reason: &str) {
         let mut status = self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
         if status.link_failures.get(&self.name).map(String::as_str) != Some(reason) {
             tracing::warn!(link = %self.name, reason, "cluster link cannot read its source");
@@ -269,7 +210,7 @@ impl Worker {
             .insert(self.name.clone(), reason.to_owned());
     }
 
-    fn clear_link_failure(&self) {
+    pub(super) fn clear_link_failure(&self) {
         let mut status = self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
         if status.link_failures.remove(&self.name).is_some() {
             tracing::info!(link = %self.name, "cluster link reads its source again");
@@ -340,13 +281,14 @@ impl Worker {
                     source_topic,
                     expected_id,
                     missing_since: None,
+                    checked: log.latest_epoch().is_none(),
                     mirror,
                 },
             );
         }
     }
 
-    async fn connection(
+    pub(super) async fn connection(
         &mut self,
         address: &str,
         definition: &Definition,
@@ -356,7 +298,7 @@ impl Worker {
 
     /// Source metadata for every topic (`None`) or the named ones, from the first
     /// bootstrap address that answers.
-    async fn source_metadata(
+    pub(super) async fn source_metadata(
         &mut self,
         definition: &Definition,
         topics: Option<&[String]>,
@@ -439,7 +381,7 @@ impl Worker {
     async fn fetch_all(&mut self, definition: &Definition) -> u64 {
         let mut by_leader: BTreeMap<String, BTreeMap<String, Vec<Wanted>>> = BTreeMap::new();
         for ((_, partition), owned) in &self.owned {
-            let Some(offset) = owned.mirror.next_fetch() else {
+            let Some(offset) = owned.mirror.next_fetch().filter(|_| owned.checked) else {
                 continue;
             };
             let leader = self
@@ -626,104 +568,4 @@ impl Worker {
         }
         bytes
     }
-
-    /// Makes the mirror topics the link selects that the destination lacks (shard 0 of
-    /// the controller leader's broker).
-    async fn discover(&mut self, definition: &Definition) -> Result<(), String> {
-        let (_, topics) = self.source_metadata(definition, None).await?;
-        let image = self.view.image();
-        let live = image.live_brokers().len().max(1) as u32;
-        for topic in topics.into_iter().filter(|t| t.error == 0 && !t.internal) {
-            let Some(name) = definition.selection.mirror_name(&topic.name) else {
-                continue;
-            };
-            if let Some(existing) = image.topic(&name) {
-                let ours = existing.configs.get(MIRROR_LINK) == Some(&self.name);
-                if ours && (existing.partitions.len() as usize) < topic.partitions.len() {
-                    tracing::warn!(link = %self.name, topic = name, "the source topic has more partitions than its mirror: adding partitions in cluster mode is not supported yet");
-                }
-                continue;
-            }
-            let configs = BTreeMap::from([
-                (MIRROR_LINK.to_owned(), self.name.clone()),
-                (MIRROR_SOURCE_TOPIC.to_owned(), topic.name.clone()),
-                (MIRROR_SOURCE_TOPIC_ID.to_owned(), hex(&topic.id)),
-                (MIRROR_STATE.to_owned(), "mirroring".to_owned()),
-            ]);
-            let partitions = topic.partitions.len() as u32;
-            let result = crate::handlers::cluster_admin::create(
-                &self.shard,
-                name.clone(),
-                partitions,
-                live.min(3),
-                configs,
-            )
-            .await;
-            match result.error {
-                keel_protocol::api::ErrorCode::None => {
-                    tracing::info!(link = %self.name, topic = name, source_topic = topic.name, partitions, "mirror topic created")
-                }
-                error => {
-                    tracing::warn!(link = %self.name, topic = name, ?error, message = result.message, "creating a mirror topic failed")
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Publishes where each owned partition stands, for `keel link describe`.
-    fn publish(&self, definition: &Definition) {
-        let now_ms = self.now_ms();
-        let mut status = self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
-        for ((topic, partition), owned) in &self.owned {
-            let lag = owned.mirror.lag(now_ms);
-            let state = match owned.mirror.state() {
-                State::Mirroring if definition.paused => "paused".to_owned(),
-                State::Mirroring => "mirroring".to_owned(),
-                State::Paused => "paused".to_owned(),
-                State::Failed(reason) => format!("failed: {reason}"),
-                State::Promoted { .. } => "promoted".to_owned(),
-            };
-            let label = crate::metrics::PartitionLabel {
-                topic: topic.clone(),
-                partition: *partition,
-            };
-            let metrics = &self.shard.metrics;
-            metrics
-                .mirror_lag_records
-                .get_or_create(&label)
-                .set(lag.records);
-            metrics
-                .mirror_lag_ms
-                .get_or_create(&label)
-                .set((lag.seconds * 1000.0) as i64);
-            status.partitions.insert(
-                (topic.clone(), *partition),
-                MirrorEntry {
-                    link: self.name.clone(),
-                    status: MirrorPartitionStatus {
-                        topic: topic.clone(),
-                        partition: *partition,
-                        state,
-                        source_high_watermark: owned.mirror.source_high_watermark(),
-                        mirrored_offset: owned.mirror.end(),
-                        lag_records: lag.records,
-                        lag_ms: (lag.seconds * 1000.0) as u64,
-                    },
-                },
-            );
-        }
-    }
-}
-
-fn hex(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_id(text: &str) -> Option<[u8; 16]> {
-    let mut id = [0u8; 16];
-    for (i, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(id)
 }
