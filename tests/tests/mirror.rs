@@ -280,3 +280,82 @@ fn three_to_three_mirrors_200k_records_through_sigkills_of_both_sides() {
         .sum();
     assert_eq!(after, 200_300);
 }
+
+#[test]
+fn promote_then_failback_through_a_reverse_link_leaves_the_old_source_identical() {
+    let east = Cluster::start(1);
+    ok(&east.keel(0, &["topic", "create", "orders", "--partitions", "2"]));
+    let east_kafka = east.nodes[0].kafka_addr.to_string();
+    kcat_produce_keyed(&east_kafka, "orders", &lines(0, 400), &["-z", "lz4"]);
+    let west = Cluster::start(3);
+    let west_kafka: Vec<String> = west
+        .nodes
+        .iter()
+        .map(|n| n.kafka_addr.to_string())
+        .collect();
+    let west_kafka = west_kafka.join(",");
+    ok(&west.keel(
+        0,
+        &[
+            "link",
+            "create",
+            "ew",
+            "--source",
+            &east_kafka,
+            "--topics",
+            "orders",
+        ],
+    ));
+    let ends: Vec<i64> = (0..2)
+        .map(|p| fetch_all(east.nodes[0].kafka_addr, "orders", p).unwrap().0)
+        .collect();
+    west.wait_for(Duration::from_secs(60), "orders mirrored west", |c| {
+        let now = mirrored(c, "ew", "orders");
+        now.len() == 2 && now.iter().all(|(p, end, _)| *end == ends[*p as usize])
+    });
+    // East goes on alone for a while (records west never gets), then west is promoted
+    // and takes writes of its own.
+    ok(&west.keel(0, &["link", "pause", "ew"]));
+    kcat_produce_keyed(&east_kafka, "orders", &lines(400, 60), &[]);
+    ok(&west.keel(0, &["link", "promote", "ew"]));
+    kcat_produce_keyed(&west_kafka, "orders", &lines(1000, 300), &["-z", "zstd"]);
+    ok(&west.keel(0, &["link", "delete", "ew"]));
+    let west_ends: Vec<i64> = (0..2)
+        .map(|p| fetch_from_leader(&west, "orders", p).unwrap().0)
+        .collect();
+    assert_eq!(west_ends.iter().sum::<i64>(), 700);
+    // Failback: east mirrors west, dropping what it wrote after the promotion point.
+    ok(&east.keel(
+        0,
+        &[
+            "link",
+            "create",
+            "we",
+            "--source",
+            &west_kafka,
+            "--topics",
+            "orders",
+            "--failback",
+        ],
+    ));
+    east.wait_for(Duration::from_secs(60), "east caught up with west", |c| {
+        let now = mirrored(c, "we", "orders");
+        now.len() == 2 && now.iter().all(|(p, end, _)| *end == west_ends[*p as usize])
+    });
+    for partition in 0..2 {
+        let theirs = fetch_from_leader(&west, "orders", partition).unwrap();
+        let ours = fetch_all(east.nodes[0].kafka_addr, "orders", partition).unwrap();
+        assert_eq!(ours.0, theirs.0);
+        assert!(
+            ours.1 == theirs.1,
+            "partition {partition}: east is west, byte for byte"
+        );
+    }
+    // East is promoted back and takes writes again.
+    ok(&east.keel(0, &["link", "promote", "we"]));
+    kcat_produce_keyed(&east_kafka, "orders", &lines(2000, 10), &[]);
+    let total: i64 = (0..2)
+        .map(|p| fetch_all(east.nodes[0].kafka_addr, "orders", p).unwrap().0)
+        .sum();
+    assert_eq!(total, 710);
+}

@@ -96,6 +96,9 @@ pub struct MirrorStatus {
     pub partitions: std::collections::BTreeMap<(String, u32), MirrorEntry>,
     /// Per link: why its source cannot be read now.
     pub link_failures: std::collections::BTreeMap<String, String>,
+    /// Promoted mirror partitions this broker leads whose leader epoch is above every
+    /// mirrored one: only these take writes (`mirror/upkeep.rs`).
+    pub writable: std::collections::BTreeSet<(String, u32)>,
 }
 
 /// One mirror partition's link and state.

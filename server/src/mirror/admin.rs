@@ -125,7 +125,7 @@ async fn promote(shard: &Rc<Shard>, link: &str, topics: &[String]) -> Result<(),
         if result.error != ErrorCode::None {
             return Err(refused(result.error, result.message));
         }
-        tracing::info!(link, topic, "mirror topic promoted: writable now");
+        tracing::info!(link, topic, "mirror topic promoted (writable once each partition's leader epoch is above the mirrored ones)");
     }
     Ok(())
 }

@@ -255,6 +255,7 @@ impl Worker {
         for key in gone {
             self.owned.remove(&key);
             status.partitions.remove(&key);
+            status.writable.remove(&key);
         }
         drop(status);
         let now_ms = self.now_ms();

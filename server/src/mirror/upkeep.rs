@@ -155,13 +155,18 @@ impl Worker {
         }
     }
 
-    /// Asks the controller for a leader epoch above the source's for each promoted
-    /// partition this broker leads whose log holds a later epoch than its own (until then
-    /// it refuses writes, retriably).
+    /// Makes each promoted partition this broker leads writable once its leader epoch is
+    /// above every epoch in its log (the mirrored ones are the source's), asking the
+    /// controller to raise it when it is not: the batches of one epoch always come from one
+    /// leader (KIP-101), so a failback can tell where the histories part.
     pub(super) async fn raise_promoted_epochs(&mut self) {
         let mut asks = Vec::new();
         for ((topic, partition), owned) in &self.owned {
             if !matches!(owned.mirror.state(), State::Promoted { .. }) {
+                continue;
+            }
+            let key = (topic.clone(), *partition);
+            if self.status().writable.contains(&key) {
                 continue;
             }
             let (Ok(epoch), Some(log)) = (
@@ -171,13 +176,19 @@ impl Worker {
                 continue;
             };
             match log.latest_epoch() {
-                Some(latest) if latest > epoch as i32 => {
-                    asks.push((topic.clone(), *partition, latest as u32));
+                Some(latest) if latest >= epoch as i32 => asks.push((key, latest as u32)),
+                _ => {
+                    tracing::info!(
+                        topic,
+                        partition,
+                        epoch,
+                        "promoted mirror partition writable"
+                    );
+                    self.status().writable.insert(key);
                 }
-                _ => {}
             }
         }
-        for (topic, partition, above) in asks {
+        for ((topic, partition), above) in asks {
             let request = keel_controller::node::Request::RaiseLeaderEpoch {
                 id: self.view.node_id,
                 topic: topic.clone(),
@@ -196,6 +207,11 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Where this broker's mirror partitions stand (shared by its shards).
+    pub(super) fn status(&self) -> std::sync::MutexGuard<'_, crate::cluster::MirrorStatus> {
+        self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes the mirror topics the link selects that the destination lacks (shard 0 of

@@ -22,12 +22,19 @@ impl Shard {
         };
         // Split the record set into batches and check every one before appending any, so a
         // bad batch never leaves part of a request stored.
-        let (needs_keys, read_only) = self.registry.read().get(topic).map_or((false, false), |t| {
-            (
-                crate::compaction::needs_keys(&t.configs),
-                crate::config::topic::read_only_mirror(&t.configs),
-            )
-        });
+        let (needs_keys, read_only, promoted_mirror) =
+            self.registry
+                .read()
+                .get(topic)
+                .map_or((false, false, false), |t| {
+                    let mirror = t.configs.contains_key(crate::config::topic::MIRROR_LINK);
+                    let read_only = crate::config::topic::read_only_mirror(&t.configs);
+                    (
+                        crate::compaction::needs_keys(&t.configs),
+                        read_only,
+                        mirror && !read_only,
+                    )
+                });
         if read_only {
             return failed(ErrorCode::ReadOnlyTopic);
         }
@@ -73,6 +80,9 @@ impl Shard {
             {
                 return failed(ErrorCode::NotLeaderOrFollower);
             }
+        }
+        if promoted_mirror && !self.promoted_writable(topic, partition) {
+            return failed(ErrorCode::NotLeaderOrFollower);
         }
         self.metrics.bytes_in.inc_by(records.len() as u64);
         self.partition_metrics(topic, partition)
@@ -190,6 +200,15 @@ impl Shard {
     /// A follower stored batches replicated from the leader: their idempotent producers'
     /// sequences are recorded as the leader's were, so that if this broker comes to lead,
     /// a producer's retry of a batch it already has is answered as a duplicate.
+    /// Whether a promoted mirror partition takes writes here yet: its leader epoch was
+    /// raised above the mirrored ones (single node: always).
+    fn promoted_writable(&self, topic: &str, partition: u32) -> bool {
+        self.cluster.as_ref().is_none_or(|view| {
+            let status = view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+            status.writable.contains(&(topic.to_owned(), partition))
+        })
+    }
+
     pub(crate) fn learn_producers(
         &self,
         topic: &str,
