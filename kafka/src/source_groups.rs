@@ -42,12 +42,15 @@ pub fn list_groups_request(correlation_id: i32, client_id: &str) -> BytesMut {
     frame((LIST_GROUPS, 2), correlation_id, client_id, |_| {})
 }
 
+/// A group as ListGroups names it: (group id, protocol type).
+pub type ListedGroup = (String, String);
+
 /// A ListGroups v2 answer (after the size prefix): the correlation id, the error, and the
-/// (group, protocol type) pairs.
+/// groups.
 ///
 /// # Errors
 /// A malformed or truncated body.
-pub fn list_groups_response(body: Bytes) -> Result<(i32, i16, Vec<(String, String)>)> {
+pub fn list_groups_response(body: Bytes) -> Result<(i32, i16, Vec<ListedGroup>)> {
     let mut r = Reader::new(body, false);
     let correlation_id = r.i32("correlation id")?;
     let _throttle = r.i32("throttle time")?;

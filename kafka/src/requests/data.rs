@@ -277,12 +277,15 @@ pub(super) fn delete_records(r: &mut Reader) -> Result<DeleteRecords> {
     Ok(DeleteRecords { topics, timeout_ms })
 }
 
-/// An OffsetForLeaderEpoch request (v2+): per topic, (partition, the current leader
-/// epoch the client knows or -1, the epoch whose end it asks for).
+/// One partition of an OffsetForLeaderEpoch request: (partition, the current leader epoch
+/// the client knows or -1, the epoch whose end it asks for).
+pub type EpochQuery = (i32, i32, i32);
+
+/// An OffsetForLeaderEpoch request (v2+).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetForLeaderEpoch {
-    /// Per topic, (partition, current leader epoch, leader epoch).
-    pub topics: Vec<(String, Vec<(i32, i32, i32)>)>,
+    /// Per topic, its partitions' queries.
+    pub topics: Vec<(String, Vec<EpochQuery>)>,
 }
 
 pub(super) fn offset_for_leader_epoch(
