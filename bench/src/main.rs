@@ -10,6 +10,7 @@ mod kafka;
 mod limits;
 mod load;
 mod metadata;
+mod mirror;
 mod report;
 mod scram;
 mod suite;
@@ -48,6 +49,9 @@ enum Command {
     E2e(load::LoadArgs),
     /// Topic creation latency and metadata propagation time on a cluster.
     Metadata(metadata::MetadataArgs),
+    /// A cluster link's rate against a plain consume of the same source, and its lag
+    /// under steady load.
+    Mirror(mirror::MirrorArgs),
     /// Limits, then every workload of the speed targets against a broker it starts (and,
     /// with --iggy DIR, against Apache Iggy) in one run: tables of figures and ratios.
     Suite(suite::SuiteArgs),
@@ -76,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Command::E2e(args) => report::run(load::Mode::EndToEnd, args),
         Command::Suite(args) => suite::run(args),
         Command::Metadata(args) => metadata::run(args),
+        Command::Mirror(args) => mirror::run(args),
         #[cfg(feature = "kafka")]
         Command::Kafka(args) => kafka::run(args),
         Command::Sweep { args, percents } => {

@@ -1,0 +1,271 @@
+//! `keel-bench mirror`: how fast a cluster link mirrors, against a plain consume of the same
+//! data from the same source in the same run, and the mirror's lag under steady load.
+//!
+//! A single-broker source and a one-broker destination cluster are started from `--server`.
+//! The source is filled with `--bytes` (1 KiB records, `--partitions` partitions). The plain
+//! consume reads it all through the source's Kafka listener with the same Fetch a link
+//! sends (1 MiB per partition, 16 MiB per request, one connection). The mirror's rate is
+//! what the destination's mirror partitions gained between the first moment they held
+//! anything and the moment they held everything (link creation and topic creation left
+//! out). Then a producer writes `--steady-mb-per-sec` for `--steady-seconds` while the
+//! mirror's lag (`keel link describe`'s seconds behind, the worst partition) is sampled
+//! every 50 ms.
+
+use crate::load::{run_async, LoadArgs, Mode};
+use crate::suite::KeelServer;
+use anyhow::Context;
+use keel_client::Admin;
+use keel_kafka::source::{fetch_request, fetch_response, whole_batches, TopicRef, Wanted};
+use keel_protocol::api::LinkAction;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "mirror-bench";
+const MESSAGE: usize = 1024;
+
+/// Options of `keel-bench mirror`.
+#[derive(clap::Args)]
+pub struct MirrorArgs {
+    /// The keel-server binary.
+    #[arg(long, default_value = "target/release/keel-server")]
+    server: PathBuf,
+    /// Where both clusters keep their data (removed at the end).
+    #[arg(long, default_value = "/tmp/keel-bench-mirror")]
+    dir: PathBuf,
+    /// First of the ports used (about 20 after it).
+    #[arg(long, default_value_t = 17400)]
+    port: u16,
+    /// Bytes to fill the source with.
+    #[arg(long, default_value_t = 1 << 30)]
+    bytes: u64,
+    /// Partitions of the mirrored topic.
+    #[arg(long, default_value_t = 2)]
+    partitions: u32,
+    /// Steady load for the lag figures, MB/s.
+    #[arg(long, default_value_t = 50)]
+    steady_mb_per_sec: u64,
+    /// Seconds of steady load.
+    #[arg(long, default_value_t = 20)]
+    steady_seconds: u64,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Runs the measurement.
+///
+/// # Errors
+/// A server does not start, a request fails, or the mirror never catches up.
+pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(&args.dir);
+    let port = args.port;
+    let source = KeelServer::start(&args.server, &args.dir.join("source"), port, "always", &[])?;
+    let voters = format!("1@127.0.0.1:{}", port + 10);
+    let cluster = ["--node-id", "1", "--controller-voters", &voters].map(str::to_owned);
+    let destination = KeelServer::start(
+        &args.server,
+        &args.dir.join("destination"),
+        port + 4,
+        "always",
+        &cluster,
+    )?;
+    let (source_native, source_kafka) = (
+        format!("127.0.0.1:{port}"),
+        format!("127.0.0.1:{}", port + 2),
+    );
+    let dest_native = format!("127.0.0.1:{}", port + 4);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let figures = runtime.block_on(async {
+        let admin = Admin::connect(&source_native).await?;
+        admin.create_topic(TOPIC, args.partitions, &[]).await?;
+        let fill = load(
+            &source_native,
+            args.partitions,
+            args.bytes / MESSAGE as u64,
+            None,
+        );
+        run_async(Mode::Produce, &fill).await?;
+        let ends = high_watermarks(&source_kafka, args.partitions)?;
+        let (consume, bytes_per_record) = plain_consume(&source_kafka, &ends)?;
+        let dest = Admin::connect(&dest_native).await?;
+        let definition = format!("source={source_kafka}\ntopics={TOPIC}");
+        dest.link(LinkAction::Create, "bench", &definition, Vec::new())
+            .await?;
+        let mirror = mirror_rate(&dest, &ends, bytes_per_record).await?;
+        let lag = steady_lag(&args, &source_native, &dest).await?;
+        anyhow::Ok(serde_json::json!({
+            "bytes": args.bytes,
+            "partitions": args.partitions,
+            "consume_mb_per_sec": consume,
+            "mirror_mb_per_sec": mirror,
+            "mirror_over_consume": mirror / consume,
+            "steady_mb_per_sec": args.steady_mb_per_sec,
+            "lag_seconds_p50": lag.0,
+            "lag_seconds_p99": lag.1,
+            "lag_seconds_max": lag.2,
+        }))
+    });
+    destination.stop()?;
+    source.stop()?;
+    let _ = std::fs::remove_dir_all(&args.dir);
+    let figures = figures?;
+    println!("{}", serde_json::to_string_pretty(&figures)?);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)?;
+    }
+    Ok(())
+}
+
+/// A producer's load: `messages` records, or for `seconds` at `rate` bytes per second.
+fn load(bootstrap: &str, partitions: u32, messages: u64, rate: Option<(f64, u64)>) -> LoadArgs {
+    LoadArgs {
+        bootstrap: bootstrap.to_owned(),
+        topic: TOPIC.into(),
+        partitions,
+        producers: 1,
+        consumers: 0,
+        message_size: MESSAGE,
+        messages: rate.is_none().then_some(messages),
+        duration: rate.map(|(seconds, _)| seconds),
+        acks: "all".into(),
+        rate: rate.map(|(_, bytes)| bytes as f64 / MESSAGE as f64),
+        batch_bytes: 64 * 1024,
+        batch_grow_bytes: 1 << 20,
+        linger_ms: 5,
+        json: None,
+        quiet: true,
+        plot: None,
+        group: None,
+        keys: None,
+        command_config: None,
+    }
+}
+
+/// One Kafka exchange on `stream`: the answer's body.
+fn exchange(stream: &mut std::net::TcpStream, frame: &[u8]) -> anyhow::Result<bytes::Bytes> {
+    stream.write_all(frame)?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size)?;
+    let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+    stream.read_exact(&mut body)?;
+    Ok(body.into())
+}
+
+fn fetch(
+    stream: &mut std::net::TcpStream,
+    positions: &[i64],
+) -> anyhow::Result<Vec<keel_kafka::source::SourcePartition>> {
+    let wanted = positions
+        .iter()
+        .enumerate()
+        .map(|(p, offset)| Wanted {
+            partition: p as i32,
+            offset: *offset,
+            max_bytes: 1 << 20,
+        })
+        .collect();
+    let frame = fetch_request(
+        1,
+        "keel-bench",
+        (0, 1, 16 << 20),
+        &[(TopicRef::Name(TOPIC.into()), wanted)],
+    );
+    let (_, _, topics) = fetch_response(12, exchange(stream, &frame)?)
+        .map_err(|e| anyhow::anyhow!("fetch answer: {e}"))?;
+    Ok(topics.into_iter().flat_map(|t| t.partitions).collect())
+}
+
+fn high_watermarks(kafka: &str, partitions: u32) -> anyhow::Result<Vec<i64>> {
+    let mut stream = std::net::TcpStream::connect(kafka)?;
+    let answer = fetch(&mut stream, &vec![0; partitions as usize])?;
+    Ok(answer.iter().map(|p| p.high_watermark).collect())
+}
+
+/// Reads every partition to `ends` through the Kafka listener: MB/s, and the bytes a
+/// record takes in its batch (what the mirror's record counts are turned into bytes with).
+fn plain_consume(kafka: &str, ends: &[i64]) -> anyhow::Result<(f64, f64)> {
+    let mut stream = std::net::TcpStream::connect(kafka)?;
+    stream.set_nodelay(true)?;
+    let mut positions = vec![0i64; ends.len()];
+    let (started, mut bytes) = (Instant::now(), 0u64);
+    while positions.iter().zip(ends).any(|(at, end)| at < end) {
+        for answer in fetch(&mut stream, &positions)? {
+            let spans = whole_batches(&answer.records).map_err(|e| anyhow::anyhow!(e))?;
+            if let Some(last) = spans.last() {
+                bytes += (last.at + last.len) as u64;
+                positions[answer.partition as usize] = last.last + 1;
+            }
+        }
+    }
+    let records: i64 = ends.iter().sum();
+    let rate = bytes as f64 / 1e6 / started.elapsed().as_secs_f64();
+    Ok((rate, bytes as f64 / records.max(1) as f64))
+}
+
+/// Mirrored offsets per partition and the worst lag in seconds, from `keel link describe`.
+async fn mirrored(dest: &Admin) -> anyhow::Result<(Vec<(u32, i64)>, f64)> {
+    let links = dest.describe_links("bench").await?;
+    let link = links.first().context("the link")?;
+    let ends = link
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.mirrored_offset))
+        .collect();
+    let lag = link.partitions.iter().map(|p| p.lag_ms).max().unwrap_or(0) as f64 / 1e3;
+    Ok((ends, lag))
+}
+
+/// The mirror's MB/s from its first mirrored byte to its last.
+async fn mirror_rate(dest: &Admin, ends: &[i64], bytes_per_record: f64) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first: Option<(Instant, i64)> = None;
+    loop {
+        let (now, _) = mirrored(dest).await?;
+        let total: i64 = now.iter().map(|(_, end)| end).sum();
+        if first.is_none() && total > 0 {
+            first = Some((Instant::now(), total));
+        }
+        if now.len() == ends.len() && now.iter().all(|(p, end)| *end >= ends[*p as usize]) {
+            let (at, from) = first.context("mirrored")?;
+            let bytes = (total - from) as f64 * bytes_per_record;
+            return Ok(bytes / 1e6 / at.elapsed().as_secs_f64());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the mirror did not catch up in 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// (p50, p99, max) of the mirror's lag in seconds while the source takes a steady load.
+async fn steady_lag(
+    args: &MirrorArgs,
+    source: &str,
+    dest: &Admin,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let rate = (
+        args.steady_seconds as f64,
+        args.steady_mb_per_sec * 1_000_000,
+    );
+    let steady = load(source, args.partitions, 0, Some(rate));
+    let sampling = async {
+        let mut samples = Vec::new();
+        let until = Instant::now() + Duration::from_secs(args.steady_seconds);
+        while Instant::now() < until {
+            samples.push(mirrored(dest).await?.1);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::Ok(samples)
+    };
+    let (produced, samples) = tokio::join!(run_async(Mode::Produce, &steady), sampling);
+    produced?;
+    let mut samples = samples?;
+    anyhow::ensure!(!samples.is_empty(), "no lag sample");
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Ok((at(0.5), at(0.99), at(1.0)))
+}
