@@ -95,7 +95,7 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
         dest.link(LinkAction::Create, "bench", &definition, Vec::new())
             .await?;
         let mirror = mirror_rate(&dest, &ends, bytes_per_record).await?;
-        let lag = steady_lag(&args, &source_native, &dest).await?;
+        let lag = steady_lag(&args, (&source_native, &source_kafka), &dest).await?;
         anyhow::Ok(serde_json::json!({
             "bytes": args.bytes,
             "partitions": args.partitions,
@@ -241,10 +241,12 @@ async fn mirror_rate(dest: &Admin, ends: &[i64], bytes_per_record: f64) -> anyho
     }
 }
 
-/// (p50, p99, max) of the mirror's lag in seconds while the source takes a steady load.
+/// (p50, p99, max) of the mirror's lag in seconds while the source takes a steady load:
+/// every 10 ms the source's high watermarks are noted, and each note's lag is the time
+/// until the destination held everything up to it.
 async fn steady_lag(
     args: &MirrorArgs,
-    source: &str,
+    (source, source_kafka): (&str, &str),
     dest: &Admin,
 ) -> anyhow::Result<(f64, f64, f64)> {
     let rate = (
@@ -253,13 +255,31 @@ async fn steady_lag(
     );
     let steady = load(source, args.partitions, 0, Some(rate));
     let sampling = async {
-        let mut samples = Vec::new();
+        let mut pending = std::collections::VecDeque::new();
+        let mut lags = Vec::new();
         let until = Instant::now() + Duration::from_secs(args.steady_seconds);
-        while Instant::now() < until {
-            samples.push(mirrored(dest).await?.1);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        while Instant::now() < until || !pending.is_empty() {
+            let noted = Instant::now();
+            let source_total: i64 = high_watermarks(source_kafka, args.partitions)?.iter().sum();
+            if noted < until {
+                pending.push_back((noted, source_total));
+            }
+            let (mirrored_now, _) = mirrored(dest).await?;
+            let mirrored_total: i64 = mirrored_now.iter().map(|(_, end)| end).sum();
+            while pending
+                .front()
+                .is_some_and(|(_, total)| mirrored_total >= *total)
+            {
+                let (at, _) = pending.pop_front().expect("front");
+                lags.push(at.elapsed().as_secs_f64());
+            }
+            anyhow::ensure!(
+                noted < until + Duration::from_secs(60),
+                "the mirror did not catch up within 60 s of the load's end"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        anyhow::Ok(samples)
+        anyhow::Ok(lags)
     };
     let (produced, samples) = tokio::join!(run_async(Mode::Produce, &steady), sampling);
     produced?;

@@ -73,9 +73,25 @@ pub async fn next(shard: &Rc<Shard>) -> Result<i64, ErrorCode> {
     shard.producer_ids.take().ok_or(ErrorCode::Unknown)
 }
 
-/// A block from the controller, read from the applied metadata once its entry is applied.
+/// A block from the controller, read from the applied metadata once its entry is applied
+/// (as the broker's latest block: one shard of the broker at a time takes one).
 async fn cluster_block(shard: &Rc<Shard>) -> Result<Range<u64>, ErrorCode> {
+    use std::sync::atomic::Ordering;
     let view = shard.cluster.as_ref().ok_or(ErrorCode::NotController)?;
+    let taken = &view.producer_block_taken;
+    while taken
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    struct Release<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+    let _release = Release(taken);
     let id = view.node_id;
     let request = keel_controller::node::Request::AllocateProducerIds {
         id,

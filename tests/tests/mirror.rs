@@ -249,6 +249,9 @@ fn three_to_three_mirrors_200k_records_through_sigkills_of_both_sides() {
     std::thread::sleep(Duration::from_secs(3));
     source.nodes[victim].restart();
     producing.join().expect("the producer delivered everything");
+    source.wait_for(Duration::from_secs(30), "every source partition led", |c| {
+        (0..3).all(|p| fetch_from_leader(c, "events", p).is_some())
+    });
     let ends: Vec<i64> = (0..3)
         .map(|p| fetch_from_leader(&source, "events", p).unwrap().0)
         .collect();

@@ -86,6 +86,9 @@ pub struct ClusterView {
     controller: RwLock<ControllerStatus>,
     /// Where this broker's mirror partitions stand (`mirror/`), for `keel link describe`.
     pub mirrors: std::sync::Mutex<MirrorStatus>,
+    /// Set while one of this broker's shards takes a block of producer ids: a block is read
+    /// back as "the broker's latest", so two taken at once would both read the second.
+    pub producer_block_taken: std::sync::atomic::AtomicBool,
 }
 
 /// Where the mirror partitions this broker leads stand, and why a link cannot reach its
@@ -122,6 +125,7 @@ impl ClusterView {
             caught_up: std::sync::atomic::AtomicBool::new(false),
             controller: RwLock::new(ControllerStatus::default()),
             mirrors: std::sync::Mutex::default(),
+            producer_block_taken: std::sync::atomic::AtomicBool::new(false),
         }
     }
     /// Milliseconds since start (the clock leases are counted in).

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod definition;
+mod fetching;
 pub mod groups;
 pub mod link;
 pub mod partition;

@@ -88,11 +88,31 @@ impl SourceConnection {
     /// # Errors
     /// I/O, a deadline, an over-long or mismatched answer.
     pub async fn call(&mut self, frame: &[u8], correlation: i32) -> Result<Bytes, String> {
+        self.send(frame).await?;
+        self.receive(correlation).await
+    }
+
+    /// Sends a whole frame; its answer is read by [`Self::receive`] (answers come in the
+    /// order the requests were sent, so one may be sent before the last is read).
+    ///
+    /// # Errors
+    /// I/O or a deadline.
+    pub async fn send(&mut self, frame: &[u8]) -> Result<(), String> {
         within("the source", async {
             self.stream
                 .write_all(frame)
                 .await
-                .map_err(|e| format!("sending: {e}"))?;
+                .map_err(|e| format!("sending: {e}"))
+        })
+        .await
+    }
+
+    /// Reads the next answer's body (after the size), checked to carry `correlation`.
+    ///
+    /// # Errors
+    /// I/O, a deadline, an over-long or mismatched answer.
+    pub async fn receive(&mut self, correlation: i32) -> Result<Bytes, String> {
+        within("the source", async {
             let mut size = [0u8; 4];
             self.stream.read_exact(&mut size).await.map_err(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -6,17 +6,16 @@
 //! own log end: nothing else is checkpointed.
 
 use super::definition::Definition;
-use super::partition::{Fetched, MirrorPartition, Span, Step};
-use super::source::{SourceConnection, CLIENT_ID, FRAME_MAX};
+use super::partition::MirrorPartition;
+use super::source::{SourceConnection, CLIENT_ID};
 use super::upkeep::parse_id;
 use crate::cluster::ClusterView;
 use crate::config::topic::{
     read_only_mirror, MIRROR_LINK, MIRROR_SOURCE_TOPIC, MIRROR_SOURCE_TOPIC_ID,
 };
 use crate::shard::{owner, Shard};
-use bytes::{Bytes, BytesMut};
 use keel_controller::image::LINK_KIND;
-use keel_kafka::source::{self as wire, TopicRef, Wanted};
+use keel_kafka::source as wire;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
@@ -26,15 +25,11 @@ use std::time::{Duration, Instant};
 /// How often links and owned partitions are looked at while idle.
 const IDLE: Duration = Duration::from_millis(500);
 /// Pause after a source failure.
-const BACKOFF: Duration = Duration::from_secs(1);
+pub(super) const BACKOFF: Duration = Duration::from_secs(1);
 /// How long source metadata is trusted before it is asked again.
 const METADATA_TTL: Duration = Duration::from_secs(10);
 /// How often the link's topic selection is looked at (new topics).
 const DISCOVER_EVERY: Duration = Duration::from_secs(5);
-/// Fetch sizes: per partition, per request, and the source's long-poll wait.
-const PARTITION_MAX_BYTES: i32 = 1 << 20;
-const REQUEST_MAX_BYTES: i32 = 16 << 20;
-const MAX_WAIT_MS: i32 = 200;
 /// How long the source must say a topic does not exist before its mirror stops (a source
 /// broker that just started may not know its topics yet).
 const GONE_GRACE: Duration = Duration::from_secs(15);
@@ -375,198 +370,5 @@ impl Worker {
         }
         self.metadata = metadata;
         Ok(())
-    }
-
-    /// Fetches every mirroring partition from its source leader, one request per leader;
-    /// the bytes appended.
-    async fn fetch_all(&mut self, definition: &Definition) -> u64 {
-        let mut by_leader: BTreeMap<String, BTreeMap<String, Vec<Wanted>>> = BTreeMap::new();
-        for ((_, partition), owned) in &self.owned {
-            let Some(offset) = owned.mirror.next_fetch().filter(|_| owned.checked) else {
-                continue;
-            };
-            let leader = self
-                .metadata
-                .topics
-                .get(&owned.source_topic)
-                .and_then(|(_, leaders)| leaders.get(&(*partition as i32)))
-                .and_then(|leader| self.metadata.brokers.get(leader));
-            let Some(address) = leader else {
-                self.metadata.at = None;
-                continue;
-            };
-            by_leader
-                .entry(address.clone())
-                .or_default()
-                .entry(owned.source_topic.clone())
-                .or_default()
-                .push(Wanted {
-                    partition: *partition as i32,
-                    offset,
-                    max_bytes: PARTITION_MAX_BYTES,
-                });
-        }
-        let mut appended = 0;
-        for (address, topics) in by_leader {
-            let topics: Vec<(TopicRef, Vec<Wanted>)> = topics
-                .into_iter()
-                .map(|(topic, wanted)| (TopicRef::Name(topic), wanted))
-                .collect();
-            match self.fetch_from(&address, definition, &topics).await {
-                Ok(answer) => appended += self.apply_all(answer).await,
-                Err(reason) => {
-                    tracing::debug!(link = %self.name, address, reason, "source fetch failed");
-                    self.connections.remove(&address);
-                    self.metadata.at = None;
-                    self.fail_link(&format!("source {address}: {reason}"));
-                    glommio::timer::sleep(BACKOFF).await;
-                }
-            }
-        }
-        appended
-    }
-
-    async fn fetch_from(
-        &mut self,
-        address: &str,
-        definition: &Definition,
-        topics: &[(TopicRef, Vec<Wanted>)],
-    ) -> Result<Vec<wire::SourceTopic>, String> {
-        let connection = self.connection(address, definition).await?;
-        let correlation = connection.next_correlation();
-        let limits = (MAX_WAIT_MS, 1, REQUEST_MAX_BYTES.min(FRAME_MAX as i32));
-        let frame = wire::fetch_request(correlation, CLIENT_ID, limits, topics);
-        let body = connection.call(&frame, correlation).await?;
-        let (_, error, topics) =
-            wire::fetch_response(12, body).map_err(|e| format!("its fetch answer: {e}"))?;
-        if error != 0 {
-            return Err(format!("the fetch was refused (Kafka error {error})"));
-        }
-        Ok(topics)
-    }
-
-    /// Applies a source's fetch answer to each partition; the bytes appended.
-    async fn apply_all(&mut self, topics: Vec<wire::SourceTopic>) -> u64 {
-        let mut appended = 0;
-        for topic in topics {
-            let TopicRef::Name(source_topic) = topic.topic else {
-                continue;
-            };
-            for answer in topic.partitions {
-                let key = self.owned.iter().find_map(|((t, p), o)| {
-                    (o.source_topic == source_topic && *p as i32 == answer.partition)
-                        .then(|| (t.clone(), *p))
-                });
-                if let Some(key) = key {
-                    appended += self.apply(&key, answer).await;
-                }
-            }
-        }
-        appended
-    }
-
-    async fn apply(&mut self, key: &(String, u32), answer: wire::SourcePartition) -> u64 {
-        const OFFSET_OUT_OF_RANGE: i16 = 1;
-        if answer.error != 0 && answer.error != OFFSET_OUT_OF_RANGE {
-            // Leadership moved, the topic is being made: ask the metadata again.
-            self.metadata.at = None;
-            return 0;
-        }
-        let spans = match wire::whole_batches(&answer.records) {
-            Ok(spans) => spans,
-            Err(e) => {
-                tracing::warn!(link = %self.name, topic = %key.0, partition = key.1, error = %e, "the source sent a corrupt batch; fetching again");
-                return 0;
-            }
-        };
-        let now_ms = self.now_ms();
-        let owned = self.owned.get_mut(key).expect("asked for owned partitions");
-        let topic_id = self
-            .metadata
-            .topics
-            .get(&owned.source_topic)
-            .map_or(owned.expected_id, |(id, _)| *id);
-        let fetched = Fetched {
-            topic_id,
-            high_watermark: answer.high_watermark,
-            log_start: answer.log_start,
-            out_of_range: answer.error == OFFSET_OUT_OF_RANGE,
-            batches: spans
-                .iter()
-                .map(|s| Span {
-                    base: s.base,
-                    last: s.last,
-                })
-                .collect(),
-        };
-        match owned.mirror.fetched(&fetched, now_ms) {
-            Step::Wait => 0,
-            Step::Append(range) => {
-                let batches: Vec<Bytes> = spans[range]
-                    .iter()
-                    .map(|s| answer.records.slice(s.at..s.at + s.len))
-                    .collect();
-                self.append(key, batches).await
-            }
-            Step::Restart(at) => {
-                let reason = format!("the source's retention passed the mirror's end (the source starts at {at}); re-create the mirror topic to mirror from there");
-                let _ = owned.mirror.fail(&reason);
-                tracing::warn!(link = %self.name, topic = %key.0, partition = key.1, reason, "mirror partition failed");
-                0
-            }
-            Step::Fail(reason) => {
-                tracing::warn!(link = %self.name, topic = %key.0, partition = key.1, reason, "mirror partition failed");
-                0
-            }
-        }
-    }
-
-    /// Appends source batches verbatim, if this broker still leads the partition and it
-    /// is still a mirror (checked with no await before the append is queued).
-    async fn append(&mut self, (topic, partition): &(String, u32), batches: Vec<Bytes>) -> u64 {
-        let Some(log) = self.shard.log_handle(topic, *partition) else {
-            return 0;
-        };
-        let still_mirror = self
-            .shard
-            .registry
-            .read()
-            .get(topic)
-            .is_some_and(|t| read_only_mirror(&t.configs));
-        if !still_mirror || self.view.leads(topic, *partition).is_err() {
-            self.owned.remove(&(topic.clone(), *partition));
-            return 0;
-        }
-        // Paused (or deleted) while the fetch was out: nothing from it is appended.
-        if self.definition().is_none_or(|d| d.paused) {
-            return 0;
-        }
-        let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
-        let mut producers = Vec::new();
-        for batch in &batches {
-            if let Ok(view) = keel_protocol::batch::BatchView::new(batch) {
-                producers.extend(crate::producers::stored_batch(&view));
-            }
-        }
-        let batches = batches.iter().map(|b| BytesMut::from(&b[..])).collect();
-        if let Err(e) = log.append_replica_batches(batches).await {
-            tracing::warn!(link = %self.name, topic, partition, error = %e, "mirror append failed; fetching again from the log end");
-            self.owned.remove(&(topic.clone(), *partition));
-            return 0;
-        }
-        self.shard.learn_producers(topic, *partition, &producers);
-        self.shard.replication_appended(topic, *partition, &log);
-        // The source's producer ids are in this cluster's log now: its own producers must
-        // never be given one of them (their sequences would collide after a promotion).
-        let highest = producers.iter().map(|p| p.0).max().unwrap_or(-1);
-        if highest >= 0 && self.view.image().next_producer_id() <= highest as u64 {
-            let _ = crate::producer_ids::reserve_through(&self.shard, highest as u64).await;
-        }
-        self.shard.metrics.mirror_bytes_in.inc_by(bytes);
-        let now_ms = self.now_ms();
-        if let Some(owned) = self.owned.get_mut(&(topic.clone(), *partition)) {
-            owned.mirror.appended(log.log_end_offset(), now_ms);
-        }
-        bytes
     }
 }
