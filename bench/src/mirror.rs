@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const TOPIC: &str = "mirror-bench";
+const LINK: &str = "bench";
 const MESSAGE: usize = 1024;
 
 /// Options of `keel-bench mirror`.
@@ -36,9 +37,12 @@ pub struct MirrorArgs {
     /// First of the ports used (about 20 after it).
     #[arg(long, default_value_t = 17400)]
     port: u16,
-    /// Bytes to fill the source with.
+    /// Bytes to fill the source with, per round.
     #[arg(long, default_value_t = 1 << 30)]
     bytes: u64,
+    /// Rounds (a topic and a link each): the figures are their medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Partitions of the mirrored topic.
     #[arg(long, default_value_t = 2)]
     partitions: u32,
@@ -80,28 +84,35 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
         .build()?;
     let figures = runtime.block_on(async {
         let admin = Admin::connect(&source_native).await?;
-        admin.create_topic(TOPIC, args.partitions, &[]).await?;
-        let fill = load(
-            &source_native,
-            args.partitions,
-            args.bytes / MESSAGE as u64,
-            None,
-        );
-        run_async(Mode::Produce, &fill).await?;
-        let ends = high_watermarks(&source_kafka, args.partitions)?;
-        let (consume, bytes_per_record) = plain_consume(&source_kafka, &ends)?;
         let dest = Admin::connect(&dest_native).await?;
-        let definition = format!("source={source_kafka}\ntopics={TOPIC}");
-        dest.link(LinkAction::Create, "bench", &definition, Vec::new())
-            .await?;
-        let mirror = mirror_rate(&dest, &ends, bytes_per_record).await?;
-        let lag = steady_lag(&args, (&source_native, &source_kafka), &dest).await?;
+        let (mut consumes, mut mirrors, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..args.rounds {
+            let topic = format!("{TOPIC}-{round}");
+            admin.create_topic(&topic, args.partitions, &[]).await?;
+            let messages = args.bytes / MESSAGE as u64;
+            let fill = load(&source_native, &topic, args.partitions, messages, None);
+            run_async(Mode::Produce, &fill).await?;
+            let ends = high_watermarks(&source_kafka, &topic, args.partitions)?;
+            let (consume, bytes_per_record) = plain_consume(&source_kafka, &topic, &ends)?;
+            let link = format!("{LINK}-{round}");
+            let definition = format!("source={source_kafka}\ntopics={topic}");
+            dest.link(LinkAction::Create, &link, &definition, Vec::new())
+                .await?;
+            let mirror = mirror_rate(&dest, &link, &ends, bytes_per_record).await?;
+            eprintln!("round {round}: consume {consume:.0} MB/s, mirror {mirror:.0} MB/s");
+            consumes.push(consume);
+            mirrors.push(mirror);
+            ratios.push(mirror / consume);
+        }
+        let last = args.rounds.saturating_sub(1);
+        let lag = steady_lag(&args, (&source_native, &source_kafka), (&dest, last)).await?;
         anyhow::Ok(serde_json::json!({
             "bytes": args.bytes,
             "partitions": args.partitions,
-            "consume_mb_per_sec": consume,
-            "mirror_mb_per_sec": mirror,
-            "mirror_over_consume": mirror / consume,
+            "rounds": args.rounds,
+            "consume_mb_per_sec": median(consumes),
+            "mirror_mb_per_sec": median(mirrors),
+            "mirror_over_consume": median(ratios),
             "steady_mb_per_sec": args.steady_mb_per_sec,
             "lag_seconds_p50": lag.0,
             "lag_seconds_p99": lag.1,
@@ -119,11 +130,22 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// A producer's load: `messages` records, or for `seconds` at `rate` bytes per second.
-fn load(bootstrap: &str, partitions: u32, messages: u64, rate: Option<(f64, u64)>) -> LoadArgs {
+fn load(
+    bootstrap: &str,
+    topic: &str,
+    partitions: u32,
+    messages: u64,
+    rate: Option<(f64, u64)>,
+) -> LoadArgs {
     LoadArgs {
         bootstrap: bootstrap.to_owned(),
-        topic: TOPIC.into(),
+        topic: topic.into(),
         partitions,
         producers: 1,
         consumers: 0,
@@ -156,6 +178,7 @@ fn exchange(stream: &mut std::net::TcpStream, frame: &[u8]) -> anyhow::Result<by
 
 fn fetch(
     stream: &mut std::net::TcpStream,
+    topic: &str,
     positions: &[i64],
 ) -> anyhow::Result<Vec<keel_kafka::source::SourcePartition>> {
     let wanted = positions
@@ -171,28 +194,28 @@ fn fetch(
         1,
         "keel-bench",
         (0, 1, 16 << 20),
-        &[(TopicRef::Name(TOPIC.into()), wanted)],
+        &[(TopicRef::Name(topic.into()), wanted)],
     );
     let (_, _, topics) = fetch_response(12, exchange(stream, &frame)?)
         .map_err(|e| anyhow::anyhow!("fetch answer: {e}"))?;
     Ok(topics.into_iter().flat_map(|t| t.partitions).collect())
 }
 
-fn high_watermarks(kafka: &str, partitions: u32) -> anyhow::Result<Vec<i64>> {
+fn high_watermarks(kafka: &str, topic: &str, partitions: u32) -> anyhow::Result<Vec<i64>> {
     let mut stream = std::net::TcpStream::connect(kafka)?;
-    let answer = fetch(&mut stream, &vec![0; partitions as usize])?;
+    let answer = fetch(&mut stream, topic, &vec![0; partitions as usize])?;
     Ok(answer.iter().map(|p| p.high_watermark).collect())
 }
 
 /// Reads every partition to `ends` through the Kafka listener: MB/s, and the bytes a
 /// record takes in its batch (what the mirror's record counts are turned into bytes with).
-fn plain_consume(kafka: &str, ends: &[i64]) -> anyhow::Result<(f64, f64)> {
+fn plain_consume(kafka: &str, topic: &str, ends: &[i64]) -> anyhow::Result<(f64, f64)> {
     let mut stream = std::net::TcpStream::connect(kafka)?;
     stream.set_nodelay(true)?;
     let mut positions = vec![0i64; ends.len()];
     let (started, mut bytes) = (Instant::now(), 0u64);
     while positions.iter().zip(ends).any(|(at, end)| at < end) {
-        for answer in fetch(&mut stream, &positions)? {
+        for answer in fetch(&mut stream, topic, &positions)? {
             let spans = whole_batches(&answer.records).map_err(|e| anyhow::anyhow!(e))?;
             if let Some(last) = spans.last() {
                 bytes += (last.at + last.len) as u64;
@@ -206,8 +229,8 @@ fn plain_consume(kafka: &str, ends: &[i64]) -> anyhow::Result<(f64, f64)> {
 }
 
 /// Mirrored offsets per partition and the worst lag in seconds, from `keel link describe`.
-async fn mirrored(dest: &Admin) -> anyhow::Result<(Vec<(u32, i64)>, f64)> {
-    let links = dest.describe_links("bench").await?;
+async fn mirrored(dest: &Admin, link: &str) -> anyhow::Result<(Vec<(u32, i64)>, f64)> {
+    let links = dest.describe_links(link).await?;
     let link = links.first().context("the link")?;
     let ends = link
         .partitions
@@ -219,11 +242,16 @@ async fn mirrored(dest: &Admin) -> anyhow::Result<(Vec<(u32, i64)>, f64)> {
 }
 
 /// The mirror's MB/s from its first mirrored byte to its last.
-async fn mirror_rate(dest: &Admin, ends: &[i64], bytes_per_record: f64) -> anyhow::Result<f64> {
+async fn mirror_rate(
+    dest: &Admin,
+    link: &str,
+    ends: &[i64],
+    bytes_per_record: f64,
+) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut first: Option<(Instant, i64)> = None;
     loop {
-        let (now, _) = mirrored(dest).await?;
+        let (now, _) = mirrored(dest, link).await?;
         let total: i64 = now.iter().map(|(_, end)| end).sum();
         if first.is_none() && total > 0 {
             first = Some((Instant::now(), total));
@@ -247,24 +275,27 @@ async fn mirror_rate(dest: &Admin, ends: &[i64], bytes_per_record: f64) -> anyho
 async fn steady_lag(
     args: &MirrorArgs,
     (source, source_kafka): (&str, &str),
-    dest: &Admin,
+    (dest, round): (&Admin, u32),
 ) -> anyhow::Result<(f64, f64, f64)> {
+    let (topic, link) = (format!("{TOPIC}-{round}"), format!("{LINK}-{round}"));
     let rate = (
         args.steady_seconds as f64,
         args.steady_mb_per_sec * 1_000_000,
     );
-    let steady = load(source, args.partitions, 0, Some(rate));
+    let steady = load(source, &topic, args.partitions, 0, Some(rate));
     let sampling = async {
         let mut pending = std::collections::VecDeque::new();
         let mut lags = Vec::new();
         let until = Instant::now() + Duration::from_secs(args.steady_seconds);
         while Instant::now() < until || !pending.is_empty() {
             let noted = Instant::now();
-            let source_total: i64 = high_watermarks(source_kafka, args.partitions)?.iter().sum();
+            let source_total: i64 = high_watermarks(source_kafka, &topic, args.partitions)?
+                .iter()
+                .sum();
             if noted < until {
                 pending.push_back((noted, source_total));
             }
-            let (mirrored_now, _) = mirrored(dest).await?;
+            let (mirrored_now, _) = mirrored(dest, &link).await?;
             let mirrored_total: i64 = mirrored_now.iter().map(|(_, end)| end).sum();
             while pending
                 .front()

@@ -16,13 +16,13 @@ use crate::replicated;
 use replicated::{isr, leader};
 
 /// A small ext4 filesystem mounted on a directory; unmounted when dropped.
-struct SmallDisk {
-    mount: PathBuf,
+pub(crate) struct SmallDisk {
+    pub(crate) mount: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
-    fn new(megabytes: u32) -> SmallDisk {
+    pub(crate) fn new(megabytes: u32) -> SmallDisk {
         // SAFETY: geteuid(2) has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         assert!(
@@ -169,7 +169,7 @@ fn batch_value(tag: u32) -> Vec<u8> {
 }
 
 /// Fills what is left of the filesystem at `dir` with one file; returns its path.
-fn fill_up(dir: &Path) -> PathBuf {
+pub(crate) fn fill_up(dir: &Path) -> PathBuf {
     use std::io::Write;
     let path = dir.join("all-the-rest");
     let mut file = std::fs::File::create(&path).unwrap();

@@ -1,7 +1,7 @@
 //! Cluster links facing bad input (issue 23): a source that is not a Kafka broker, wrong
-//! source credentials, a source topic deleted — each a clear link or topic state in
-//! `keel link describe`; pause, resume and delete do what they say; nothing mirrored is
-//! lost or changed.
+//! source credentials, a source topic deleted, the destination's disk full — each a clear
+//! link or topic state in `keel link describe`; pause, resume and delete do what they say;
+//! nothing mirrored is lost or changed.
 
 use keel_tests::broker::{server_binary, Broker};
 use keel_tests::cluster::Cluster;
@@ -145,4 +145,85 @@ fn bad_sources_and_deleted_topics_show_as_states_and_pause_resume_delete_work() 
             .0,
         150
     );
+}
+
+fn records(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("{i:08}{}\n", "m".repeat(992)))
+        .collect()
+}
+
+#[test]
+fn a_full_destination_disk_shows_as_a_state_and_the_mirror_resumes_intact() {
+    use crate::full_disk::{fill_up, SmallDisk};
+    // Made first, unmounted last (after the destination on it is gone).
+    let disk = SmallDisk::new(96);
+    let dir = tempfile::tempdir().unwrap();
+    let source = Broker::start(&server_binary(), &dir.path().join("source"), &[]);
+    ok(&keel(Some(&source), &["topic", "create", "big"], None));
+    ok(&keel(
+        Some(&source),
+        &["produce", "big"],
+        Some(&records(0, 4_000)),
+    ));
+    let voter = format!("1@127.0.0.1:{}", keel_tests::broker::free_port());
+    let destination = Broker::start(
+        &server_binary(),
+        &disk.mount.join("data"),
+        &["--controller-voters", &voter],
+    );
+    let tool = |args: &[&str]| keel(Some(&destination), args, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let kafka = source.kafka_addr.to_string();
+    let create = [
+        "link", "create", "full", "--source", &kafka, "--topics", "big",
+    ];
+    while !tool(&create).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the link is never made"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mirrored_up_to = || {
+        let output = tool(&["link", "describe", "full", "--format", "json"]);
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        let partition = json["topics"][0]["partitions"][0].clone();
+        (
+            partition["mirrored_offset"].as_i64().unwrap_or(-1),
+            partition["state"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let wait = |what: &str, done: &dyn Fn((i64, String)) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = mirrored_up_to();
+            if done(now.clone()) {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {now:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("the first records mirrored", &|(end, _)| end == 4_000);
+    // The destination's disk fills while the source takes 40 MB more.
+    let filler = fill_up(&disk.mount);
+    ok(&keel(
+        Some(&source),
+        &["produce", "big"],
+        Some(&records(4_000, 40_000)),
+    ));
+    let (_, state) = wait("a storage state", &|(_, state)| state.contains("storage"));
+    assert!(
+        state.starts_with("failed: this cluster's storage"),
+        "{state}"
+    );
+    // Room again: the mirror resumes where its log ends and catches up, intact.
+    std::fs::remove_file(filler).unwrap();
+    wait("everything mirrored", &|(end, _)| end == 44_000);
+    let theirs = fetch_all(source.kafka_addr, "big", 0).unwrap();
+    let ours = fetch_all(destination.kafka_addr, "big", 0).unwrap();
+    assert_eq!(ours.0, 44_000);
+    assert!(ours.1 == theirs.1, "byte for byte after the full disk");
+    drop(destination);
 }

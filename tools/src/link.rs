@@ -160,11 +160,38 @@ pub async fn run(target: &crate::Target, command: LinkCommand) -> anyhow::Result
             out!("link {name} deleted");
         }
         LinkCommand::Promote { name, topics } => {
-            admin.link(LinkAction::Promote, &name, "", topics).await?;
-            out!("link {name}: mirror topics promoted");
+            admin
+                .link(LinkAction::Promote, &name, "", topics.clone())
+                .await?;
+            // Each partition takes writes once its leader raised its epoch past the
+            // mirrored ones (a second or so): wait for that, as a user would.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let waiting = promoting(&admin, &name, &topics).await?;
+                if waiting == 0 {
+                    out!("link {name}: mirror topics promoted");
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    out!("link {name}: mirror topics promoted; {waiting} partition(s) not writable yet (see link describe)");
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
         }
     }
     Ok(())
+}
+
+/// Partitions of the promoted topics (`topics`, or all) not writable yet.
+async fn promoting(admin: &Admin, link: &str, topics: &[String]) -> anyhow::Result<usize> {
+    let links = admin.describe_links(link).await?;
+    Ok(links
+        .iter()
+        .flat_map(|l| &l.partitions)
+        .filter(|p| topics.is_empty() || topics.contains(&p.topic))
+        .filter(|p| p.state == "promoting" || p.state == "mirroring" || p.state == "paused")
+        .count())
 }
 
 /// The `source.KEY=VALUE` lines of a Kafka client properties file.
@@ -194,6 +221,8 @@ fn topic_state(partitions: &[&MirrorPartitionStatus]) -> &'static str {
         "failed"
     } else if partitions.iter().all(|p| p.state == "promoted") {
         "promoted"
+    } else if partitions.iter().any(|p| p.state == "promoting") {
+        "promoting"
     } else if partitions.iter().any(|p| p.state == "paused") {
         "paused"
     } else {

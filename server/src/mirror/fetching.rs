@@ -30,7 +30,8 @@ impl Worker {
     pub(super) async fn fetch_all(&mut self, definition: &Definition) -> u64 {
         let mut by_leader: BTreeMap<String, BTreeMap<String, Vec<Wanted>>> = BTreeMap::new();
         for ((_, partition), owned) in &self.owned {
-            let Some(offset) = owned.mirror.next_fetch().filter(|_| owned.checked) else {
+            let ready = owned.checked && !owned.resync;
+            let Some(offset) = owned.mirror.next_fetch().filter(|_| ready) else {
                 continue;
             };
             let leader = self
@@ -103,6 +104,7 @@ impl Worker {
                 None => None,
             };
             appended += self.apply_all(&asked, answer).await;
+            self.publish(definition);
             match sent {
                 Some((c, next)) => (correlation, asked) = (c, next),
                 None => break Ok(appended),
@@ -214,6 +216,16 @@ impl Worker {
         if self.definition().is_none_or(|d| d.paused) {
             return 0;
         }
+        // The batches go where the mirror thinks its log ends, or nowhere (a verbatim
+        // append takes a batch past the log end, as a compacted source's gap).
+        let key = (topic.clone(), *partition);
+        let Some(owned) = self.owned.get_mut(&key) else {
+            return 0;
+        };
+        if owned.resync || owned.mirror.end() != log.log_end_offset() {
+            owned.resync = true;
+            return 0;
+        }
         let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let mut producers = Vec::new();
         for batch in &batches {
@@ -223,9 +235,21 @@ impl Worker {
         }
         let batches = batches.iter().map(|b| BytesMut::from(&b[..])).collect();
         if let Err(e) = log.append_replica_batches(batches).await {
-            tracing::warn!(link = %self.name, topic, partition, error = %e, "mirror append failed; fetching again from the log end");
-            self.owned.remove(&(topic.clone(), *partition));
+            // A full or failing disk: the partition says so and fetches again from its
+            // log's end once the log is back (what was written before the failure stays).
+            if let Some(owned) = self.owned.get_mut(&key) {
+                if owned.storage_error.is_none() {
+                    tracing::warn!(link = %self.name, topic, partition, error = %e, "mirror append failed; retrying from the log end once the log is back");
+                }
+                owned.storage_error = Some(e.to_string());
+                owned.resync = true;
+            }
             return 0;
+        }
+        if let Some(owned) = self.owned.get_mut(&key) {
+            if owned.storage_error.take().is_some() {
+                tracing::info!(link = %self.name, topic, partition, "mirror appends again");
+            }
         }
         self.shard.learn_producers(topic, *partition, &producers);
         self.shard.replication_appended(topic, *partition, &log);

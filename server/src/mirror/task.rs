@@ -77,6 +77,11 @@ pub(super) struct Owned {
     pub(super) expected_id: [u8; 16],
     /// Since when the source has said the topic does not exist.
     pub(super) missing_since: Option<Instant>,
+    /// Why its last append failed (a full disk), until one succeeds.
+    pub(super) storage_error: Option<String>,
+    /// Its log's end is not what the mirror thinks (an append failed): it fetches again
+    /// from the log's end once the log is back online.
+    pub(super) resync: bool,
     /// Whether its log was checked against the source's history (a log that held
     /// records when the partition became this broker's; see `check_histories`).
     pub(super) checked: bool,
@@ -178,6 +183,11 @@ impl Worker {
         }
         self.clear_link_failure();
         self.check_histories(definition).await;
+        if self.owned.values().any(|o| o.resync) {
+            // This cluster's disk refused an append: not a fetch a moment later.
+            glommio::timer::sleep(BACKOFF).await;
+            self.resync();
+        }
         let bytes = self.fetch_all(definition).await;
         if self.metadata.at.is_none() {
             // A source answer asked for new metadata: not at once (no spinning on a source
@@ -209,6 +219,25 @@ impl Worker {
         let mut status = self.view.mirrors.lock().unwrap_or_else(|e| e.into_inner());
         if status.link_failures.remove(&self.name).is_some() {
             tracing::info!(link = %self.name, "cluster link reads its source again");
+        }
+    }
+
+    /// Partitions whose log end is not what their mirror thinks start again from it, once
+    /// the log is online (an offline log's end still counts what was never written).
+    fn resync(&mut self) {
+        let now_ms = self.now_ms();
+        for ((topic, partition), owned) in &mut self.owned {
+            if !owned.resync {
+                continue;
+            }
+            let Some(log) = self.shard.log_handle(topic, *partition) else {
+                continue;
+            };
+            if !log.is_offline() {
+                owned.mirror =
+                    MirrorPartition::new(owned.expected_id, log.log_end_offset(), now_ms);
+                owned.resync = false;
+            }
         }
     }
 
@@ -277,6 +306,8 @@ impl Worker {
                     source_topic,
                     expected_id,
                     missing_since: None,
+                    storage_error: None,
+                    resync: false,
                     checked: log.latest_epoch().is_none(),
                     mirror,
                 },

@@ -275,10 +275,20 @@ impl Worker {
         for ((topic, partition), owned) in &self.owned {
             let lag = owned.mirror.lag(now_ms);
             let state = match owned.mirror.state() {
+                State::Mirroring if owned.storage_error.is_some() => format!(
+                    "failed: this cluster's storage: {} (retrying)",
+                    owned.storage_error.as_deref().unwrap_or_default()
+                ),
                 State::Mirroring if definition.paused => "paused".to_owned(),
                 State::Mirroring => "mirroring".to_owned(),
                 State::Paused => "paused".to_owned(),
                 State::Failed(reason) => format!("failed: {reason}"),
+                // Writable once its leader epoch is above the mirrored ones.
+                State::Promoted { .. }
+                    if !status.writable.contains(&(topic.clone(), *partition)) =>
+                {
+                    "promoting".to_owned()
+                }
                 State::Promoted { .. } => "promoted".to_owned(),
             };
             let label = crate::metrics::PartitionLabel {
