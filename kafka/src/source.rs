@@ -178,6 +178,19 @@ pub struct BatchSpan {
 /// # Errors
 /// A batch that is complete but fails its checks (a corrupt source).
 pub fn whole_batches(records: &Bytes) -> std::result::Result<Vec<BatchSpan>, String> {
+    cut(records, true)
+}
+
+/// As [`whole_batches`] with the structure checked but not the CRC: for a reader that
+/// hands the batches to a log that verifies each before storing it (a mirror).
+///
+/// # Errors
+/// A batch that is complete but malformed.
+pub fn batch_spans(records: &Bytes) -> std::result::Result<Vec<BatchSpan>, String> {
+    cut(records, false)
+}
+
+fn cut(records: &Bytes, crc: bool) -> std::result::Result<Vec<BatchSpan>, String> {
     let mut spans = Vec::new();
     let mut at = 0;
     // base offset (8) + batch length (4): the length counts the bytes after these 12.
@@ -190,8 +203,13 @@ pub fn whole_batches(records: &Bytes) -> std::result::Result<Vec<BatchSpan>, Str
         if records.len() - at < total {
             break;
         }
-        let view = BatchView::new_verified(&records[at..at + total])
-            .map_err(|e| format!("the batch at byte {at}: {e}"))?;
+        let bytes = &records[at..at + total];
+        let view = if crc {
+            BatchView::new_verified(bytes)
+        } else {
+            BatchView::new(bytes)
+        }
+        .map_err(|e| format!("the batch at byte {at}: {e}"))?;
         spans.push(BatchSpan {
             base: view.base_offset(),
             last: view.last_offset(),

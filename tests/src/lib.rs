@@ -28,4 +28,5 @@ pub mod kafka_clients;
 pub mod kafka_wire;
 pub mod mirror;
 pub mod netns;
+pub mod recipe;
 pub mod tool;

@@ -37,6 +37,7 @@ mod kafka_cluster;
 mod metrics;
 mod mirror;
 mod mirror_faults;
+mod mirror_runbook;
 mod mirror_source;
 mod native_sasl;
 mod producer_ids;

@@ -191,7 +191,20 @@ fn a_synced_group_reads_on_after_promotion_from_exactly_its_offset() {
 
 #[test]
 fn three_to_three_mirrors_200k_records_through_sigkills_of_both_sides() {
-    let source = Cluster::start(3);
+    mirror_200k_through_sigkills(3);
+}
+
+#[test]
+fn one_to_three_mirrors_200k_records_through_sigkills_of_both_sides() {
+    mirror_200k_through_sigkills(1);
+}
+
+/// A source of `source_brokers` (the topic with as many copies) and a three-broker
+/// destination: 200,000 records produced while the link runs, the destination's mirror
+/// leader and a source leader killed mid-run.
+fn mirror_200k_through_sigkills(source_brokers: usize) {
+    let source = Cluster::start(source_brokers);
+    let copies = source_brokers.to_string();
     ok(&source.keel(
         0,
         &[
@@ -201,7 +214,7 @@ fn three_to_three_mirrors_200k_records_through_sigkills_of_both_sides() {
             "--partitions",
             "3",
             "--replication-factor",
-            "3",
+            &copies,
         ],
     ));
     let source_kafka: Vec<String> = source
@@ -245,7 +258,8 @@ fn three_to_three_mirrors_200k_records_through_sigkills_of_both_sides() {
     destination.wait_for(Duration::from_secs(60), "mirroring goes on", |c| {
         total_mirrored(c, "west", "events") > before || producing.is_finished()
     });
-    // A source broker (a partition's leader) dies mid-run.
+    // A source broker (a partition's leader; the only one of a one-broker source) dies
+    // mid-run; the producer waits for it.
     let victim = leader(&source, "events", 1).expect("a source leader");
     source.nodes[victim].stop_with(libc::SIGKILL);
     std::thread::sleep(Duration::from_secs(3));

@@ -5,72 +5,17 @@
 //! could not deliver 2,999 of 3,000 records.
 
 use keel_client::partitioner::partition_for_key;
-use keel_tests::broker::{free_port, server_binary};
 use keel_tests::kafka_clients::{clients, kcat_produce_keyed, kcat_read, run};
+use keel_tests::recipe::{lines, mapped, start_server, Processes};
 use keel_tests::tool::{keel, ok};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The recipe's brokers, killed when the test ends however it ends.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// The `keel-server` command lines of README's cluster recipe.
 fn recipe() -> Vec<Vec<String>> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
-    let lines: Vec<Vec<String>> = readme
-        .lines()
-        .filter(|l| l.starts_with("target/release/keel-server "))
-        .map(|l| l.split_whitespace().skip(1).map(str::to_owned).collect())
-        .collect();
+    let lines = lines("README.md", "target/release/keel-server ");
     assert_eq!(lines.len(), 3, "README's recipe starts three brokers");
     lines
-}
-
-/// Each `127.0.0.1:PORT` in `arg` with its port mapped to a free one.
-fn map_ports(arg: &str, ports: &mut HashMap<String, u16>) -> String {
-    arg.split(',')
-        .map(|part| match part.rsplit_once("127.0.0.1:") {
-            Some((head, port)) if port.parse::<u16>().is_ok() => {
-                let free = *ports.entry(port.to_owned()).or_insert_with(free_port);
-                format!("{head}127.0.0.1:{free}")
-            }
-            _ => part.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn start(args: &[String]) -> Child {
-    let mut child = Command::new(server_binary())
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start keel-server");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(
-            stdout.read_line(&mut line).unwrap_or(0) > 0 && Instant::now() < deadline,
-            "{args:?} did not print its ready line"
-        );
-    }
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    child
 }
 
 #[test]
@@ -80,14 +25,9 @@ fn the_readme_cluster_recipe_works_with_kcat_and_confluent_kafka() {
     let mut ports = HashMap::new();
     let mut processes = Processes(Vec::new());
     for line in recipe() {
-        let args: Vec<String> = line
-            .iter()
-            .map(|arg| match arg.strip_prefix("data") {
-                Some(n) if n.parse::<u32>().is_ok() => dir.path().join(arg).display().to_string(),
-                _ => map_ports(arg, &mut ports),
-            })
-            .collect();
-        processes.0.push(start(&args));
+        processes
+            .0
+            .push(start_server(&mapped(&line, dir.path(), &mut ports)));
     }
     let at = |port: u16| format!("127.0.0.1:{}", ports[&port.to_string()]);
     let native = at(7070);

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Fetch sizes: per partition, per request, and the source's long-poll wait.
-const PARTITION_MAX_BYTES: i32 = 4 << 20;
+const PARTITION_MAX_BYTES: i32 = 8 << 20;
 const REQUEST_MAX_BYTES: i32 = 16 << 20;
 const MAX_WAIT_MS: i32 = 200;
 /// How long one leader's pipeline runs before the worker looks at its links, ownership
@@ -147,7 +147,8 @@ impl Worker {
             self.metadata.at = None;
             return 0;
         }
-        let spans = match wire::whole_batches(&answer.records) {
+        // The structure here; the CRC where the log stores each batch (once per byte).
+        let spans = match wire::batch_spans(&answer.records) {
             Ok(spans) => spans,
             Err(e) => {
                 tracing::warn!(link = %self.name, topic = %key.0, partition = key.1, error = %e, "the source sent a corrupt batch; fetching again");
@@ -235,6 +236,15 @@ impl Worker {
         }
         let batches = batches.iter().map(|b| BytesMut::from(&b[..])).collect();
         if let Err(e) = log.append_replica_batches(batches).await {
+            if let keel_engine::Error::InvalidBatch(_) = e {
+                // The source sent a batch failing its CRC: nothing of it is stored; the
+                // mirror fetches again from its log's end.
+                tracing::warn!(link = %self.name, topic, partition, error = %e, "the source sent a corrupt batch; fetching again");
+                if let Some(owned) = self.owned.get_mut(&key) {
+                    owned.resync = true;
+                }
+                return 0;
+            }
             // A full or failing disk: the partition says so and fetches again from its
             // log's end once the log is back (what was written before the failure stays).
             if let Some(owned) = self.owned.get_mut(&key) {
@@ -321,7 +331,7 @@ fn next_asked(asked: &Asked, answer: &[wire::SourceTopic]) -> Option<Asked> {
             else {
                 continue;
             };
-            let Ok(spans) = wire::whole_batches(&partition.records) else {
+            let Ok(spans) = wire::batch_spans(&partition.records) else {
                 return None;
             };
             if let Some(last) = spans
