@@ -1,4 +1,4 @@
-//! The mirror's view of a source cluster (issue 23, being built): keel-kafka's `source`
+//! The mirror's view of a source cluster (issue 23): keel-kafka's `source`
 //! Fetch request and bounded response decoder against a real broker's Kafka listener, by
 //! topic name (v12) and by topic id (v13). The batches a mirror would append are the
 //! broker's own bytes: the same, byte for byte, as a native Fetch returns.
