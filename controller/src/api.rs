@@ -174,10 +174,10 @@ pub enum Request {
         /// Ids wanted (1 to [`crate::image::PRODUCER_ID_BLOCK_MAX`]).
         count: u32,
     },
-    /// Moves the next producer id past `below`, so no broker hands out an id a mirror
-    /// topic's batches carry (issue 23): the ids before it go to
-    /// [`crate::image::RESERVED_PRODUCER_IDS`], at most `u32::MAX` per request (the caller
-    /// asks again).
+    /// Moves the producer-id floor past `below`, so no broker hands out an id a mirror
+    /// topic's batches carry (issue 23): a block from the next id to at least `below` goes
+    /// to [`crate::image::RESERVED_PRODUCER_IDS`], and brokers leave unused every block
+    /// they took before it (at most `u32::MAX` ids per request: the caller asks again).
     ReserveProducerIds {
         /// The asking broker.
         id: u32,

@@ -43,34 +43,36 @@ impl ProducerIds {
 /// `NotController` when the controller could not be reached (retriable), `StorageError`
 /// when a single node cannot write its counter.
 pub async fn next(shard: &Rc<Shard>) -> Result<i64, ErrorCode> {
-    // Ids below a reservation (mirrored producers' ids, issue 23) are never handed out:
-    // a block from before it is dropped.
+    // A reservation may come while a block is taken: at most a few rounds.
+    for _ in 0..4 {
+        drop_below_floor(shard);
+        if let Some(id) = shard.producer_ids.take() {
+            return Ok(id);
+        }
+        let block = match shard.cluster.is_some() {
+            true => cluster_block(shard).await?,
+            false => local_block(&shard.config.data_dir).map_err(|e| {
+                tracing::error!("cannot allocate producer ids: {e:#}");
+                ErrorCode::StorageError
+            })?,
+        };
+        // Another task of this shard may have taken a block meanwhile: the newer one wins
+        // and the rest of the older is never used (ids are plentiful; uniqueness counts).
+        *shard.producer_ids.block.borrow_mut() = block;
+    }
+    Err(ErrorCode::NotController)
+}
+
+/// Ids below a reservation (mirrored producers' ids, issue 23) are never handed out: a
+/// block from before it is dropped.
+fn drop_below_floor(shard: &Shard) {
     if let Some(view) = &shard.cluster {
-        let reserved = view
-            .image()
-            .producer_block(keel_controller::image::RESERVED_PRODUCER_IDS);
-        if let Some((first, count)) = reserved {
-            let floor = first + u64::from(count);
-            let mut block = shard.producer_ids.block.borrow_mut();
-            if block.start < floor {
-                *block = 0..0;
-            }
+        let floor = reserved_floor(&view.image());
+        let mut block = shard.producer_ids.block.borrow_mut();
+        if block.start < floor {
+            *block = 0..0;
         }
     }
-    if let Some(id) = shard.producer_ids.take() {
-        return Ok(id);
-    }
-    let block = match shard.cluster.is_some() {
-        true => cluster_block(shard).await?,
-        false => local_block(&shard.config.data_dir).map_err(|e| {
-            tracing::error!("cannot allocate producer ids: {e:#}");
-            ErrorCode::StorageError
-        })?,
-    };
-    // Another task of this shard may have taken a block meanwhile: the newer one wins and
-    // the rest of the older is never used (ids are plentiful; uniqueness is what counts).
-    *shard.producer_ids.block.borrow_mut() = block;
-    shard.producer_ids.take().ok_or(ErrorCode::Unknown)
 }
 
 /// A block from the controller, read from the applied metadata once its entry is applied
@@ -109,6 +111,14 @@ async fn cluster_block(shard: &Rc<Shard>) -> Result<Range<u64>, ErrorCode> {
     Ok(first..first + u64::from(count))
 }
 
+/// The first producer id a broker may hand out: blocks taken before the latest
+/// reservation (which may hold mirrored producers' ids) are left unused.
+pub fn reserved_floor(image: &keel_controller::image::MetadataImage) -> u64 {
+    image
+        .producer_block(keel_controller::image::RESERVED_PRODUCER_IDS)
+        .map_or(0, |(first, count)| first + u64::from(count))
+}
+
 /// Makes sure no broker of the cluster hands out producer ids up to `highest` (the largest
 /// a mirror partition appended): the controller's next id moves past it.
 ///
@@ -116,7 +126,7 @@ async fn cluster_block(shard: &Rc<Shard>) -> Result<Range<u64>, ErrorCode> {
 /// The controller could not be reached; the caller asks again after its next append.
 pub async fn reserve_through(shard: &Rc<Shard>, highest: u64) -> Result<(), ErrorCode> {
     let view = shard.cluster.as_ref().ok_or(ErrorCode::NotController)?;
-    while view.image().next_producer_id() <= highest {
+    while reserved_floor(&view.image()) <= highest {
         let request = keel_controller::node::Request::ReserveProducerIds {
             id: view.node_id,
             below: highest + 1,

@@ -378,3 +378,41 @@ fn promote_then_failback_through_a_reverse_link_leaves_the_old_source_identical(
         .sum();
     assert_eq!(total, 710);
 }
+
+#[test]
+fn a_throttled_link_mirrors_at_its_byte_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Broker::start(&server_binary(), &dir.path().join("source"), &[]);
+    ok(&keel(Some(&source), &["topic", "create", "slow"], None));
+    let values: String = (0..4_000)
+        .map(|i| format!("{i:08}{}\n", "t".repeat(992)))
+        .collect();
+    ok(&keel(Some(&source), &["produce", "slow"], Some(&values)));
+    let end = fetch_all(source.kafka_addr, "slow", 0).unwrap().0;
+    let destination = Cluster::start(1);
+    let bootstrap = source.kafka_addr.to_string();
+    let started = std::time::Instant::now();
+    ok(&destination.keel(
+        0,
+        &[
+            "link",
+            "create",
+            "slow",
+            "--source",
+            &bootstrap,
+            "--topics",
+            "slow",
+            "--throttle-bytes-per-second",
+            "1000000",
+        ],
+    ));
+    destination.wait_for(Duration::from_secs(60), "slow mirrored", |c| {
+        mirrored(c, "slow", "slow").first().map(|m| m.1) == Some(end)
+    });
+    // About 4 MB at 1 MB/s: the first second's fetch comes at once, the rest as paid for.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2_500),
+        "4 MB mirrored in {took:?} at 1 MB/s"
+    );
+}

@@ -175,13 +175,19 @@ impl Controller {
                 if !self.image.brokers().contains_key(&id) {
                     return Err(Error::StaleBroker { id, incarnation: 0 });
                 }
-                let next = self.image.next_producer_id();
-                if below <= next {
+                // Every block from before a reservation is left unused by the brokers, so
+                // the new one starts at the next id and ends past `below`.
+                let floor = self
+                    .image
+                    .producer_block(crate::image::RESERVED_PRODUCER_IDS)
+                    .map_or(0, |(first, count)| first + u64::from(count));
+                if below <= floor {
                     return Ok(Some(Reply::Committed {
                         offset: self.image.offset(),
                     }));
                 }
-                let count = (below - next).min(u64::from(u32::MAX));
+                let next = self.image.next_producer_id();
+                let count = below.saturating_sub(next).clamp(1, u64::from(u32::MAX));
                 let record = Record::AllocateProducerIds {
                     broker: crate::image::RESERVED_PRODUCER_IDS,
                     count: count as u32,

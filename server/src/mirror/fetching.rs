@@ -52,7 +52,7 @@ impl Worker {
                 .push(Wanted {
                     partition: *partition as i32,
                     offset,
-                    max_bytes: PARTITION_MAX_BYTES,
+                    max_bytes: partition_max_bytes(definition),
                 });
         }
         let mut appended = 0;
@@ -95,7 +95,10 @@ impl Worker {
                 Err(e) => break Err(e),
             };
             let next = next_asked(&asked, &answer);
-            let more = next.is_some() && started.elapsed() < PIPELINE_MAX;
+            // A throttled link fetches once per round (the round then waits what the
+            // bytes cost); an unthrottled one keeps a fetch ahead of its appends.
+            let throttled = definition.throttle_bytes_per_second > 0;
+            let more = next.is_some() && !throttled && started.elapsed() < PIPELINE_MAX;
             let sent = match next.filter(|_| more) {
                 Some(next) => match send_fetch(&mut connection, &next).await {
                     Ok(c) => Some((c, next)),
@@ -266,7 +269,8 @@ impl Worker {
         // The source's producer ids are in this cluster's log now: its own producers must
         // never be given one of them (their sequences would collide after a promotion).
         let highest = producers.iter().map(|p| p.0).max().unwrap_or(-1);
-        if highest >= 0 && self.view.image().next_producer_id() <= highest as u64 {
+        let floor = crate::producer_ids::reserved_floor(&self.view.image());
+        if highest >= 0 && floor <= highest as u64 {
             let _ = crate::producer_ids::reserve_through(&self.shard, highest as u64).await;
         }
         self.shard.metrics.mirror_bytes_in.inc_by(bytes);
@@ -275,6 +279,15 @@ impl Worker {
             owned.mirror.appended(log.log_end_offset(), now_ms);
         }
         bytes
+    }
+}
+
+/// Most bytes fetched per partition: a second's worth on a throttled link (at least 64 KiB,
+/// and a fetch returns at least one whole batch anyway).
+fn partition_max_bytes(definition: &Definition) -> i32 {
+    match definition.throttle_bytes_per_second {
+        0 => PARTITION_MAX_BYTES,
+        rate => rate.clamp(64 << 10, PARTITION_MAX_BYTES as u64) as i32,
     }
 }
 
