@@ -26,8 +26,8 @@ type Asked = Vec<(TopicRef, Vec<Wanted>)>;
 
 impl Worker {
     /// Fetches every mirroring partition from its source leader, a pipeline per leader;
-    /// the bytes appended.
-    pub(super) async fn fetch_all(&mut self, definition: &Definition) -> u64 {
+    /// the bytes appended, `None` when there was nothing to fetch.
+    pub(super) async fn fetch_all(&mut self, definition: &Definition) -> Option<u64> {
         let mut by_leader: BTreeMap<String, BTreeMap<String, Vec<Wanted>>> = BTreeMap::new();
         for ((_, partition), owned) in &self.owned {
             let ready = owned.checked && !owned.resync;
@@ -55,6 +55,9 @@ impl Worker {
                     max_bytes: partition_max_bytes(definition),
                 });
         }
+        if by_leader.is_empty() {
+            return None;
+        }
         let mut appended = 0;
         for (address, topics) in by_leader {
             let asked: Asked = topics
@@ -72,7 +75,7 @@ impl Worker {
                 }
             }
         }
-        appended
+        Some(appended)
     }
 
     /// Fetches from one source leader, sending the next fetch (from where the answer's

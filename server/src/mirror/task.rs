@@ -188,7 +188,11 @@ impl Worker {
             glommio::timer::sleep(BACKOFF).await;
             self.resync();
         }
-        let bytes = self.fetch_all(definition).await;
+        // Nothing to fetch (every partition waiting on a check, a resync or its leader):
+        // the caller waits before the next round rather than spinning on the shard.
+        let Some(bytes) = self.fetch_all(definition).await else {
+            return false;
+        };
         if self.metadata.at.is_none() {
             // A source answer asked for new metadata: not at once (no spinning on a source
             // that keeps refusing).

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Why a history check waits for the next round.
 const NO_LEADER: &str = "no source leader known yet";
+/// Why a history check waits for the next round: the log is being reopened.
+const NO_LOG: &str = "the partition's log is being reopened";
 
 impl Worker {
     /// Checks each newly owned mirror log that holds records against the source's history
@@ -35,7 +37,9 @@ impl Worker {
         for key in pending {
             match self.parting_point(&key, definition).await {
                 Ok(to) => self.follow_history(&key, to, definition.failback).await,
-                Err(reason) if reason.starts_with(NO_LEADER) => {}
+                // Not yet: no source leader known, or the log is being reopened (a config
+                // change); the next round asks again.
+                Err(reason) if reason.starts_with(NO_LEADER) || reason == NO_LOG => {}
                 Err(reason) if definition.failback => {
                     self.fail_link(&format!("failback: {reason}"));
                 }
@@ -56,7 +60,7 @@ impl Worker {
         key: &(String, u32),
         definition: &Definition,
     ) -> Result<Option<i64>, String> {
-        let log = self.shard.log_handle(&key.0, key.1).ok_or("no log")?;
+        let log = self.shard.log_handle(&key.0, key.1).ok_or(NO_LOG)?;
         let epoch = log.latest_epoch().unwrap_or(0);
         let source_topic = self.owned[key].source_topic.clone();
         let address = self
