@@ -42,14 +42,16 @@ pub fn fetch_request(
 ) -> BytesMut {
     let by_id = topics.iter().any(|(t, _)| matches!(t, TopicRef::Id(_)));
     let version: i16 = if by_id { 13 } else { 12 };
-    let mut out = BytesMut::new();
-    out.put_i32(0); // size, filled in below
-    out.put_i16(FETCH);
-    out.put_i16(version);
-    out.put_i32(correlation_id);
-    out.put_i16(client_id.len().min(i16::MAX as usize) as i16);
-    out.put_slice(&client_id.as_bytes()[..client_id.len().min(i16::MAX as usize)]);
-    out.put_u8(0); // header tagged fields
+    request_frame((FETCH, version), correlation_id, client_id, true, |out| {
+        fetch_body(out, (max_wait_ms, min_bytes, max_bytes), topics);
+    })
+}
+
+fn fetch_body(
+    out: &mut BytesMut,
+    (max_wait_ms, min_bytes, max_bytes): (i32, i32, i32),
+    topics: &[(TopicRef, Vec<Wanted>)],
+) {
     out.put_i32(-1); // replica id: a consumer
     out.put_i32(max_wait_ms);
     out.put_i32(min_bytes);
@@ -57,16 +59,16 @@ pub fn fetch_request(
     out.put_i8(0); // isolation: read uncommitted (the high watermark)
     out.put_i32(0); // session id: no fetch session
     out.put_i32(-1); // session epoch
-    crate::fetch::put_uvarint(&mut out, topics.len() as u64 + 1);
+    crate::fetch::put_uvarint(out, topics.len() as u64 + 1);
     for (topic, partitions) in topics {
         match topic {
             TopicRef::Id(id) => out.put_slice(id),
             TopicRef::Name(name) => {
-                crate::fetch::put_uvarint(&mut out, name.len() as u64 + 1);
+                crate::fetch::put_uvarint(out, name.len() as u64 + 1);
                 out.put_slice(name.as_bytes());
             }
         }
-        crate::fetch::put_uvarint(&mut out, partitions.len() as u64 + 1);
+        crate::fetch::put_uvarint(out, partitions.len() as u64 + 1);
         for wanted in partitions {
             out.put_i32(wanted.partition);
             out.put_i32(-1); // current leader epoch: not checked
@@ -81,6 +83,29 @@ pub fn fetch_request(
     out.put_u8(1); // forgotten topics: none
     out.put_u8(1); // rack id: empty
     out.put_u8(0);
+}
+
+/// A request frame, size prefix included: header v1 (api key, version, correlation id,
+/// client id), v2 with its tagged fields when `flexible`, then what `body` writes.
+pub fn request_frame(
+    (api_key, version): (i16, i16),
+    correlation_id: i32,
+    client_id: &str,
+    flexible: bool,
+    body: impl FnOnce(&mut BytesMut),
+) -> BytesMut {
+    let mut out = BytesMut::new();
+    out.put_i32(0); // size, filled in below
+    out.put_i16(api_key);
+    out.put_i16(version);
+    out.put_i32(correlation_id);
+    let client = &client_id.as_bytes()[..client_id.len().min(i16::MAX as usize)];
+    out.put_i16(client.len() as i16);
+    out.put_slice(client);
+    if flexible {
+        out.put_u8(0); // header tagged fields
+    }
+    body(&mut out);
     let size = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&size.to_be_bytes());
     out
@@ -230,33 +255,23 @@ pub fn metadata_request(
     client_id: &str,
     topics: Option<&[String]>,
 ) -> BytesMut {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    out.put_i16(METADATA);
-    out.put_i16(12);
-    out.put_i32(correlation_id);
-    let client = &client_id.as_bytes()[..client_id.len().min(i16::MAX as usize)];
-    out.put_i16(client.len() as i16);
-    out.put_slice(client);
-    out.put_u8(0);
-    match topics {
-        None => out.put_u8(0), // null: every topic
-        Some(topics) => {
-            crate::fetch::put_uvarint(&mut out, topics.len() as u64 + 1);
-            for name in topics {
-                out.put_slice(&[0; 16]);
-                crate::fetch::put_uvarint(&mut out, name.len() as u64 + 1);
-                out.put_slice(name.as_bytes());
-                out.put_u8(0);
+    request_frame((METADATA, 12), correlation_id, client_id, true, |out| {
+        match topics {
+            None => out.put_u8(0), // null: every topic
+            Some(topics) => {
+                crate::fetch::put_uvarint(out, topics.len() as u64 + 1);
+                for name in topics {
+                    out.put_slice(&[0; 16]);
+                    crate::fetch::put_uvarint(out, name.len() as u64 + 1);
+                    out.put_slice(name.as_bytes());
+                    out.put_u8(0);
+                }
             }
         }
-    }
-    out.put_u8(0); // allow auto topic creation: no
-    out.put_u8(0); // include topic authorized operations: no
-    out.put_u8(0);
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    out
+        out.put_u8(0); // allow auto topic creation: no
+        out.put_u8(0); // include topic authorized operations: no
+        out.put_u8(0);
+    })
 }
 
 /// A broker of the source cluster.

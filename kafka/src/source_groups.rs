@@ -12,23 +12,14 @@ const FIND_COORDINATOR: i16 = 10;
 const OFFSET_FETCH: i16 = 9;
 const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
 
-/// A request frame with header v1 (size prefix included); `body` writes the body.
+/// A request frame with header v1 (these versions are not flexible).
 fn frame(
-    (api_key, version): (i16, i16),
+    api: (i16, i16),
     correlation_id: i32,
     client_id: &str,
     body: impl FnOnce(&mut BytesMut),
 ) -> BytesMut {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    out.put_i16(api_key);
-    out.put_i16(version);
-    out.put_i32(correlation_id);
-    put_string(&mut out, client_id);
-    body(&mut out);
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    out
+    crate::source::request_frame(api, correlation_id, client_id, false, body)
 }
 
 fn put_string(out: &mut BytesMut, value: &str) {

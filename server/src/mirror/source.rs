@@ -176,17 +176,14 @@ impl SourceConnection {
     /// A request frame with header v1 (the SASL APIs' versions here are not flexible).
     fn frame(&mut self, api_key: i16, version: i16, body: &[u8]) -> (BytesMut, i32) {
         let correlation = self.next_correlation();
-        let mut out = BytesMut::new();
-        out.put_i32(0);
-        out.put_i16(api_key);
-        out.put_i16(version);
-        out.put_i32(correlation);
-        out.put_i16(CLIENT_ID.len() as i16);
-        out.put_slice(CLIENT_ID.as_bytes());
-        out.put_slice(body);
-        let size = (out.len() - 4) as i32;
-        out[..4].copy_from_slice(&size.to_be_bytes());
-        (out, correlation)
+        let frame = keel_kafka::source::request_frame(
+            (api_key, version),
+            correlation,
+            CLIENT_ID,
+            false,
+            |out| out.put_slice(body),
+        );
+        (frame, correlation)
     }
 
     async fn handshake(&mut self, mechanism: &str) -> Result<(), String> {
