@@ -138,3 +138,89 @@ fn waiters_follow_the_cap_and_the_log_end() {
         log.close().await.unwrap();
     });
 }
+
+// A follower whose next offset the leader's retention deleted starts again, empty, at the
+// leader's log start and goes on from there; reopened, it starts there still.
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let small = LogConfig {
+            segment_bytes: 4 * 1024,
+            ..config()
+        };
+        let leader = Log::open(path.join("leader"), small.clone()).await.unwrap();
+        let follower = Log::open(path.join("follower"), small.clone())
+            .await
+            .unwrap();
+        leader.set_leader_epoch(2);
+        for tag in 0..40 {
+            leader.append(batch(tag, 2, 200, 1_000)).await.unwrap();
+        }
+        let first = batches(&leader.read_replica(0, 1 << 20).await.unwrap().data);
+        follower
+            .append_replica(BytesMut::from(&first[0].2[..]))
+            .await
+            .unwrap();
+        leader.roll().await.unwrap();
+        leader.delete_before(60).await.unwrap();
+        let start = leader.log_start_offset();
+        assert!(
+            start > follower.log_end_offset(),
+            "the leader deleted past it"
+        );
+        assert!(matches!(
+            follower.restart_at(1).await,
+            Err(Error::InvalidAppend(_))
+        ));
+        follower.restart_at(start).await.unwrap();
+        assert_eq!(follower.log_start_offset(), start);
+        assert_eq!(follower.log_end_offset(), start);
+        assert_eq!(follower.high_watermark(), start);
+        assert_eq!(follower.latest_epoch(), None, "no batch, no epoch");
+        let mut rest = Vec::new();
+        while follower.log_end_offset() < leader.log_end_offset() {
+            let read = leader.read_replica(follower.log_end_offset(), 1 << 20);
+            for (base, last, bytes) in batches(&read.await.unwrap().data) {
+                follower
+                    .append_replica(BytesMut::from(&bytes[..]))
+                    .await
+                    .unwrap();
+                rest.push((base, last, bytes));
+            }
+        }
+        let mut stored = Vec::new();
+        while stored.last().map_or(start, |(_, last, _)| last + 1) < follower.log_end_offset() {
+            let from = stored.last().map_or(start, |(_, last, _)| last + 1);
+            stored.extend(batches(&follower.read(from, 1 << 20).await.unwrap().data));
+        }
+        assert_eq!(stored, rest, "the leader's batches from its start");
+        follower.close().await.unwrap();
+        drop(follower);
+        let follower = Log::open(path.join("follower"), small).await.unwrap();
+        assert_eq!(follower.log_start_offset(), start);
+        assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+        assert_eq!(follower.epoch_end_offset(2), Some((2, 80)));
+        // Empty, it restarts again (no segment is left behind).
+        follower.restart_at(200).await.unwrap();
+        follower.close().await.unwrap();
+        drop(follower);
+        let follower = Log::open(path.join("follower"), config()).await.unwrap();
+        assert_eq!(
+            (follower.log_start_offset(), follower.log_end_offset()),
+            (200, 200)
+        );
+        let files = std::fs::read_dir(path.join("follower"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".log")
+            })
+            .count();
+        assert_eq!(files, 1, "one segment file");
+    })
+}

@@ -9,7 +9,7 @@ use keel_protocol::api::ErrorCode;
 use keel_tests::cluster::Cluster;
 use keel_tests::kafka_clients::{clients, run};
 use keel_tests::tool::ok;
-use replicated::{create_replicated, leader};
+use replicated::{create_replicated, isr, leader};
 use std::time::Duration;
 
 /// Partition 0's `field` as node `i` describes it.
@@ -40,6 +40,28 @@ fn produce(cluster: &Cluster, topic: &str, count: u64) {
     }
 }
 
+/// DeleteRecords of partition 0 of `topic` before `offset` (confluent-kafka's admin client,
+/// through `kafka`); the new low watermark.
+fn delete_records(kafka: &str, topic: &str, offset: i64) -> i64 {
+    let code = "import sys\n\
+        from confluent_kafka import TopicPartition\n\
+        from confluent_kafka.admin import AdminClient\n\
+        a = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
+        tp = TopicPartition(sys.argv[2], 0, int(sys.argv[3]))\n\
+        for tp, f in a.delete_records([tp]).items():\n\
+        \x20   print('LOW', f.result(30).low_watermark)\n\
+        print('PASSED')\n";
+    let out = run(
+        &clients().python,
+        &["-c", code, kafka, topic, &offset.to_string()],
+        &[],
+        Duration::from_secs(60),
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("LOW ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no low watermark: {out}"))
+}
+
 #[test]
 fn deleted_records_stay_deleted_on_every_replica_and_after_a_failover() {
     // Goal: before, DeleteRecords trimmed only the leader; after a failover the new leader
@@ -49,21 +71,9 @@ fn deleted_records_stay_deleted_on_every_replica_and_after_a_failover() {
     produce(&cluster, "trimmed", 200);
     let old = leader(&cluster, 0, "trimmed", 0).expect("a leader");
     let kafka = cluster.nodes[old].kafka_addr.to_string();
-    let code = "import sys\n\
-        from confluent_kafka import TopicPartition\n\
-        from confluent_kafka.admin import AdminClient\n\
-        a = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
-        for tp, f in a.delete_records([TopicPartition('trimmed', 0, 150)]).items():\n\
-        \x20   print('LOW', f.result(30).low_watermark)\n\
-        print('PASSED')\n";
-    let out = run(
-        &clients().python,
-        &["-c", code, &kafka],
-        &[],
-        Duration::from_secs(60),
-    );
+    let low = delete_records(&kafka, "trimmed", 150);
     let start = partition_field(&cluster, old, "trimmed", "log_start_offset").unwrap();
-    assert!(out.contains(&format!("LOW {start}")), "{out}");
+    assert_eq!(low, start);
     assert!(
         start > 100 && start <= 150,
         "whole segments below 150 deleted: {start}"
@@ -82,6 +92,51 @@ fn deleted_records_stay_deleted_on_every_replica_and_after_a_failover() {
         partition_field(&cluster, other, "trimmed", "log_start_offset"),
         Some(start)
     );
+}
+
+#[test]
+fn a_follower_back_after_the_leader_deleted_past_its_end_starts_again_at_the_log_start() {
+    // Goal: before, a follower whose next offset the leader had deleted while it was down
+    // asked for that offset for ever and never rejoined the ISR. Like Kafka's, it now
+    // empties its log and starts again at the leader's log start.
+    let mut cluster = Cluster::start(3);
+    create_replicated(&cluster, "passed", 1, &["segment.bytes=1024"]);
+    produce(&cluster, "passed", 20);
+    let lead = leader(&cluster, 0, "passed", 0).expect("a leader");
+    let away = (lead + 1) % 3;
+    cluster.wait_for(Duration::from_secs(20), "all three in sync", |c| {
+        isr(c, lead, "passed", 0).is_some_and(|isr| isr.len() == 3)
+    });
+    cluster.nodes[away].stop_with(libc::SIGKILL);
+    cluster.wait_for(Duration::from_secs(20), "the ISR shrinks to two", |c| {
+        isr(c, lead, "passed", 0).is_some_and(|isr| isr.len() == 2)
+    });
+    produce(&cluster, "passed", 200);
+    let kafka = cluster.nodes[lead].kafka_addr.to_string();
+    let start = delete_records(&kafka, "passed", 180);
+    assert!(start > 20, "deleted past the follower's end: {start}");
+    cluster.nodes[away].restart();
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "the follower starts at the log start and rejoins",
+        |c| {
+            first_segment(c, away, "passed") == Some(start)
+                && isr(c, lead, "passed", 0).is_some_and(|isr| isr.len() == 3)
+        },
+    );
+    // It holds what the leader holds: it can lead.
+    cluster.nodes[lead].stop_with(libc::SIGKILL);
+    cluster.wait_for(Duration::from_secs(30), "a new leader", |c| {
+        leader(c, away, "passed", 0).is_some_and(|l| l != lead)
+    });
+    let expected = usize::try_from(220 - start).unwrap();
+    let read = replicated::read_all(
+        cluster.bootstrap(),
+        "passed",
+        expected,
+        Duration::from_secs(20),
+    );
+    assert_eq!(read.len(), expected, "every record from the log start");
 }
 
 #[test]

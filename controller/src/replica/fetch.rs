@@ -8,7 +8,8 @@ pub enum FetchRefusal {
     FencedLeaderEpoch,
     /// The follower names a newer leader epoch than this leader knows yet.
     UnknownLeaderEpoch,
-    /// The offset is past this leader's log end (and no divergence explains it).
+    /// The offset is past this leader's log end (and no divergence explains it), or before
+    /// its log start (retention deleted it: the follower starts again at the log start).
     OffsetOutOfRange,
     /// The fetching replica is not one of the partition's followers.
     NotAFollower,
@@ -65,7 +66,7 @@ pub fn check_fetch(
             }
         }
     }
-    if fetch_offset > log_end {
+    if fetch_offset > log_end || fetch_offset < log_start {
         return Err(FetchRefusal::OffsetOutOfRange);
     }
     Ok(FetchDecision::Serve)

@@ -462,6 +462,11 @@ mod tests {
             check_fetch(2, (2, -1, 13), leader_end, (0, 12)),
             Err(FetchRefusal::OffsetOutOfRange)
         );
+        // Retention deleted the follower's next offset: it starts again at the log start.
+        assert_eq!(
+            check_fetch(2, (2, -1, 3), leader_end, (4, 12)),
+            Err(FetchRefusal::OffsetOutOfRange)
+        );
         assert_eq!(role_of(1, 1, &[1, 2], &[1, 2]), RoleDecision::Lead);
         assert_eq!(role_of(1, 1, &[1, 2], &[2]), RoleDecision::Idle);
         assert_eq!(role_of(2, 1, &[1, 2], &[1]), RoleDecision::Follow(1));

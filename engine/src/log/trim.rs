@@ -1,5 +1,6 @@
 //! Shrinking the log: retention, deleting before an offset, rolling, truncation.
 
+use super::io::SegmentWriter;
 use super::read::find_batch;
 use super::*;
 
@@ -290,6 +291,84 @@ impl Log {
         state.high_watermark = state.high_watermark.min(new_end);
         state.epochs.truncate(new_end)?;
         tracing::info!(dir = %self.shared.dir.display(), offset, new_end, "log truncated");
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Empties the log and starts it again at `offset`, at or past its end (Kafka's
+    /// truncate-fully-and-start-at): a follower or mirror whose next offset the leader's
+    /// or source's retention deleted goes on from where that log now starts. The new empty
+    /// segment is on disk before this returns, so the log reopens starting at `offset`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAppend`] for an offset before the log end; I/O errors (the log goes
+    /// offline, as after a failed truncation).
+    pub async fn restart_at(&self, offset: i64) -> Result<()> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset < end {
+            return Err(Error::InvalidAppend(format!(
+                "restarting the log at {offset}, before its end {end}"
+            )));
+        }
+        // One empty segment at the log start first, so the log always has an active one.
+        self.truncate_to(start).await?;
+        {
+            let mut state = self.shared.state.borrow_mut();
+            state.check_writable()?;
+            state.status = Status::Truncating;
+        }
+        let result = self.move_empty_segment(offset).await;
+        let mut state = self.shared.state.borrow_mut();
+        state.status = Status::Open;
+        match &result {
+            Ok(()) => {
+                tracing::info!(dir = %self.shared.dir.display(), from = start, offset, "log restarted")
+            }
+            Err(error) => state.fail(error),
+        }
+        result
+    }
+
+    /// The log's only segment, empty, is replaced by an empty one at `offset`: the new
+    /// file is made (and its directory synced) before the old one goes, so a crash between
+    /// leaves an empty segment before it (a gap recovery accepts) and never no segment.
+    async fn move_empty_segment(&self, offset: i64) -> Result<()> {
+        let old = {
+            let state = self.shared.state.borrow();
+            assert_eq!(state.segments.len(), 1, "truncated to its start");
+            assert_eq!(state.log_start, state.log_end, "truncated to its start");
+            state.log_start
+        };
+        if offset != old {
+            let writer = SegmentWriter::create(&log_path(&self.shared.dir, offset)).await?;
+            io::sync_dir(&self.shared.dir).await?;
+            let mut segment = Segment::new(offset, self.shared.config.index_interval_bytes);
+            segment.writer = Some(writer);
+            segment.file_exists = true;
+            self.shared
+                .state
+                .borrow_mut()
+                .segments
+                .insert(offset, segment);
+            io::remove_file(&log_path(&self.shared.dir, old)).await?;
+            io::remove_file(&index_path(&self.shared.dir, old)).await?;
+            io::remove_file(&time_index_path(&self.shared.dir, old)).await?;
+            io::sync_dir(&self.shared.dir).await?;
+            drop(self.shared.state.borrow_mut().segments.remove(&old));
+        }
+        let mut guard = self.shared.state.borrow_mut();
+        let state = &mut *guard;
+        state.log_start = offset;
+        state.log_end = offset;
+        state.written_end = offset;
+        state.durable_end = offset;
+        state.replication_cap = state.replication_cap.map(|cap| cap.max(offset));
+        state.update_high_watermark(self.shared.config.fsync);
+        state.tail.clear();
+        state.tail_bytes = 0;
+        state.unwritten_bytes = 0;
+        state.epochs.truncate(i64::MIN)?;
         Ok(())
     }
 }

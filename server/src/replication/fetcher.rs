@@ -80,6 +80,13 @@ pub async fn run(shard: Rc<Shard>, leader: u32) {
                 let Some(epoch) = epochs.get(&(entry.topic.clone(), result.partition)) else {
                     continue;
                 };
+                if result.error == ErrorCode::OffsetOutOfRange {
+                    let (shard, topic, epoch) = (shard.clone(), entry.topic.clone(), *epoch);
+                    tasks.push(glommio::spawn_local(async move {
+                        restart_behind(&shard, &topic, (leader, epoch), &result).await;
+                    }));
+                    continue;
+                }
                 if result.error != ErrorCode::None {
                     backoff = true;
                     tracing::debug!(topic = %entry.topic, partition = result.partition, error = ?result.error, "leader refused a replica fetch");
@@ -231,6 +238,39 @@ async fn apply(shard: &Shard, topic: &str, following: (u32, u32), result: Replic
         if result.log_start_offset > log.log_start_offset() {
             follow_log_start(topic, partition, &log, result.log_start_offset).await;
         }
+    }
+}
+
+/// The leader answered that this follower's next offset is out of its range: when its log
+/// starts past this one's end (retention deleted what this follower still needs, while it
+/// was away), this log starts again there, empty, as Kafka's followers do.
+async fn restart_behind(
+    shard: &Shard,
+    topic: &str,
+    following: (u32, u32),
+    result: &ReplicaFetchResult,
+) {
+    let partition = result.partition;
+    let Some(log) = shard.log_handle(topic, partition) else {
+        return;
+    };
+    let leader_start = result.log_start_offset;
+    if leader_start <= log.local_end_offset()
+        || !still_following(shard, topic, partition, following)
+    {
+        glommio::timer::sleep(BACKOFF).await;
+        return;
+    }
+    tracing::warn!(
+        topic,
+        partition,
+        log_end = log.log_end_offset(),
+        leader_start,
+        "the leader's log starts past this follower's end: starting again there"
+    );
+    match log.restart_at(leader_start).await {
+        Ok(()) => shard.truncate_producers(topic, partition, i64::MIN),
+        Err(e) => tracing::error!(topic, partition, error = %e, "restarting the log failed"),
     }
 }
 
