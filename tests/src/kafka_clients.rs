@@ -194,3 +194,25 @@ pub fn kcat_produce_keyed(bootstrap: &str, topic: &str, lines: &str, extra: &[&s
     ]);
     kcat(&args, Some(lines));
 }
+
+/// DeleteRecords of partition 0 of `topic` before `offset` (confluent-kafka's admin client,
+/// through `kafka`); the new low watermark.
+pub fn delete_records(kafka: &str, topic: &str, offset: i64) -> i64 {
+    let code = "import sys\n\
+        from confluent_kafka import TopicPartition\n\
+        from confluent_kafka.admin import AdminClient\n\
+        a = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
+        tp = TopicPartition(sys.argv[2], 0, int(sys.argv[3]))\n\
+        for tp, f in a.delete_records([tp]).items():\n\
+        \x20   print('LOW', f.result(30).low_watermark)\n\
+        print('PASSED')\n";
+    let out = run(
+        &clients().python,
+        &["-c", code, kafka, topic, &offset.to_string()],
+        &[],
+        Duration::from_secs(60),
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("LOW ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no low watermark: {out}"))
+}

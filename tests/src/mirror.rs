@@ -8,8 +8,10 @@ use keel_kafka::source::{fetch_request, fetch_response, whole_batches, TopicRef,
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The whole batches of `topic`'s `partition` a broker's Kafka listener serves, from
-/// offset 0 (`None`: it does not lead the partition).
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// The whole batches of `topic`'s `partition` a broker's Kafka listener serves, from its
+/// log start (`None`: it does not lead the partition).
 pub fn fetch_all(kafka: SocketAddr, topic: &str, partition: i32) -> Option<(i64, Vec<u8>)> {
     let mut bytes = Vec::new();
     let mut offset = 0;
@@ -24,6 +26,11 @@ pub fn fetch_all(kafka: SocketAddr, topic: &str, partition: i32) -> Option<(i64,
         let frame = fetch_request(1, "mirror-test", (0, 0, 1 << 20), &topics);
         let (_, error, answer) = fetch_response(12, exchange(kafka, &frame)).ok()?;
         let answer = answer.into_iter().next()?.partitions.into_iter().next()?;
+        // Nothing from 0 (retention, DeleteRecords): from the log start.
+        if answer.error == OFFSET_OUT_OF_RANGE && offset == 0 && answer.log_start > 0 {
+            offset = answer.log_start;
+            continue;
+        }
         if error != 0 || answer.error != 0 {
             return None;
         }

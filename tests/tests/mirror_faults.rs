@@ -227,3 +227,68 @@ fn a_full_destination_disk_shows_as_a_state_and_the_mirror_resumes_intact() {
     assert!(ours.1 == theirs.1, "byte for byte after the full disk");
     drop(destination);
 }
+
+/// The base offset of the first segment file of `topic`'s partition 0 on node `i`.
+fn first_segment(cluster: &Cluster, i: usize, topic: &str) -> Option<i64> {
+    let dir = cluster.nodes[i].data_dir.join(format!("{topic}-0"));
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log")?.parse::<i64>().ok()
+        })
+        .min()
+}
+
+#[test]
+fn a_mirror_whose_next_offset_the_source_deleted_starts_again_at_the_source_log_start() {
+    // Goal: before, a mirror the source's retention (or DeleteRecords) had passed while it
+    // was paused stopped as failed for good. Like a follower behind its leader's log start,
+    // it now starts again, empty, at the source's log start, on every destination replica.
+    let dir = tempfile::tempdir().unwrap();
+    let source = Broker::start(&server_binary(), &dir.path().join("source"), &[]);
+    ok(&keel(
+        Some(&source),
+        &["topic", "create", "aging", "--config", "segment.bytes=1024"],
+        None,
+    ));
+    let kafka = source.kafka_addr.to_string();
+    kcat_produce_keyed(&kafka, "aging", &lines(0, 100), &[]);
+    let destination = Cluster::start(3);
+    link(&destination, "aged", &kafka, "aging", None);
+    destination.wait_for(Duration::from_secs(30), "the first 100 mirrored", |c| {
+        mirrored(c, "aged", "aging").first().map(|m| m.1) == Some(100)
+    });
+    ok(&destination.keel(0, &["link", "pause", "aged"]));
+    // Small batches, so that whole segments lie below 450.
+    let small = ["-X", "batch.num.messages=5"];
+    kcat_produce_keyed(&kafka, "aging", &lines(100, 400), &small);
+    let start = keel_tests::kafka_clients::delete_records(&kafka, "aging", 450);
+    assert!(
+        start > 100,
+        "the source deleted past the mirror's end: {start}"
+    );
+    ok(&destination.keel(0, &["link", "resume", "aged"]));
+    destination.wait_for(
+        Duration::from_secs(60),
+        "mirrored from the source's start",
+        |c| {
+            mirrored(c, "aged", "aging")
+                .first()
+                .is_some_and(|m| m.1 == 500 && m.2 == "mirroring")
+        },
+    );
+    let theirs = fetch_all(source.kafka_addr, "aging", 0).unwrap();
+    let ours = fetch_from_leader(&destination, "aging", 0).unwrap();
+    assert_eq!(ours.0, 500);
+    assert!(
+        ours.1 == theirs.1,
+        "byte for byte from the source's log start"
+    );
+    destination.wait_for(
+        Duration::from_secs(30),
+        "every destination replica starts there",
+        |c| (0..3).all(|i| first_segment(c, i, "aging") == Some(start)),
+    );
+}

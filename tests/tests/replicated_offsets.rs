@@ -7,7 +7,7 @@ use crate::replicated;
 
 use keel_protocol::api::ErrorCode;
 use keel_tests::cluster::Cluster;
-use keel_tests::kafka_clients::{clients, run};
+use keel_tests::kafka_clients::delete_records;
 use keel_tests::tool::ok;
 use replicated::{create_replicated, isr, leader};
 use std::time::Duration;
@@ -38,28 +38,6 @@ fn produce(cluster: &Cluster, topic: &str, count: u64) {
         let batch = keel_tests::crash_batch(tag * 8);
         assert_eq!(client.produce(topic, 0, -1, batch.into()), ErrorCode::None);
     }
-}
-
-/// DeleteRecords of partition 0 of `topic` before `offset` (confluent-kafka's admin client,
-/// through `kafka`); the new low watermark.
-fn delete_records(kafka: &str, topic: &str, offset: i64) -> i64 {
-    let code = "import sys\n\
-        from confluent_kafka import TopicPartition\n\
-        from confluent_kafka.admin import AdminClient\n\
-        a = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
-        tp = TopicPartition(sys.argv[2], 0, int(sys.argv[3]))\n\
-        for tp, f in a.delete_records([tp]).items():\n\
-        \x20   print('LOW', f.result(30).low_watermark)\n\
-        print('PASSED')\n";
-    let out = run(
-        &clients().python,
-        &["-c", code, kafka, topic, &offset.to_string()],
-        &[],
-        Duration::from_secs(60),
-    );
-    out.lines()
-        .find_map(|l| l.strip_prefix("LOW ")?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no low watermark: {out}"))
 }
 
 #[test]

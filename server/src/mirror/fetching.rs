@@ -191,9 +191,7 @@ impl Worker {
                 self.append(key, batches).await
             }
             Step::Restart(at) => {
-                let reason = format!("the source's retention passed the mirror's end (the source starts at {at}); re-create the mirror topic to mirror from there");
-                let _ = owned.mirror.fail(&reason);
-                tracing::warn!(link = %self.name, topic = %key.0, partition = key.1, reason, "mirror partition failed");
+                self.restart(key, at).await;
                 0
             }
             Step::Fail(reason) => {
@@ -203,12 +201,11 @@ impl Worker {
         }
     }
 
-    /// Appends source batches verbatim, if this broker still leads the partition and it
-    /// is still a mirror (checked with no await before the append is queued).
-    async fn append(&mut self, (topic, partition): &(String, u32), batches: Vec<Bytes>) -> u64 {
-        let Some(log) = self.shard.log_handle(topic, *partition) else {
-            return 0;
-        };
+    /// The partition's log, if this broker still leads the partition, it is still a mirror,
+    /// the link is not paused and the mirror's end is the log's (checked with no await
+    /// before a change to the log is queued).
+    fn writable_log(&mut self, (topic, partition): &(String, u32)) -> Option<keel_engine::Log> {
+        let log = self.shard.log_handle(topic, *partition)?;
         let still_mirror = self
             .shard
             .registry
@@ -217,22 +214,54 @@ impl Worker {
             .is_some_and(|t| read_only_mirror(&t.configs));
         if !still_mirror || self.view.leads(topic, *partition).is_err() {
             self.owned.remove(&(topic.clone(), *partition));
-            return 0;
+            return None;
         }
         // Paused (or deleted) while the fetch was out: nothing from it is appended.
         if self.definition().is_none_or(|d| d.paused) {
-            return 0;
+            return None;
         }
         // The batches go where the mirror thinks its log ends, or nowhere (a verbatim
         // append takes a batch past the log end, as a compacted source's gap).
-        let key = (topic.clone(), *partition);
-        let Some(owned) = self.owned.get_mut(&key) else {
-            return 0;
-        };
+        let owned = self.owned.get_mut(&(topic.clone(), *partition))?;
         if owned.resync || owned.mirror.end() != log.log_end_offset() {
             owned.resync = true;
-            return 0;
+            return None;
         }
+        Some(log)
+    }
+
+    /// The source's retention deleted the mirror's next offset: the mirror's log starts
+    /// again, empty, where the source's does now (its followers do the same when they next
+    /// fetch), as a Kafka follower behind its leader's log start.
+    async fn restart(&mut self, key: &(String, u32), at: i64) {
+        let Some(log) = self.writable_log(key) else {
+            return;
+        };
+        let (topic, partition) = (&key.0, key.1);
+        tracing::warn!(link = %self.name, topic, partition, log_end = log.log_end_offset(), source_start = at, "the source's retention passed the mirror's end: the mirror starts again at the source's log start");
+        if let Err(e) = log.restart_at(at).await {
+            tracing::warn!(link = %self.name, topic, partition, error = %e, "restarting the mirror's log failed; retrying once the log is back");
+            if let Some(owned) = self.owned.get_mut(key) {
+                owned.storage_error = Some(e.to_string());
+                owned.resync = true;
+            }
+            return;
+        }
+        self.shard.truncate_producers(topic, partition, i64::MIN);
+        self.shard.replication_appended(topic, partition, &log);
+        let now_ms = self.now_ms();
+        if let Some(owned) = self.owned.get_mut(key) {
+            owned.mirror.restarted(log.log_end_offset(), now_ms);
+        }
+    }
+
+    /// Appends source batches verbatim, if [`Self::writable_log`] allows.
+    async fn append(&mut self, key: &(String, u32), batches: Vec<Bytes>) -> u64 {
+        let Some(log) = self.writable_log(key) else {
+            return 0;
+        };
+        let (topic, partition) = (&key.0, &key.1);
+        let key = key.clone();
         let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let mut producers = Vec::new();
         for batch in &batches {
