@@ -120,3 +120,32 @@ pub fn total_mirrored(cluster: &Cluster, link: &str, topic: &str) -> i64 {
         .map(|(_, end, _)| end)
         .sum()
 }
+
+/// The batches of `topic`'s partition 0 (up to 8 MiB) through a broker's native listener at
+/// `addr`: the broker's own bytes, for sources whose Kafka listener is behind TLS.
+pub fn native_batches(addr: SocketAddr, topic: &str) -> bytes::Bytes {
+    use keel_protocol::api::{FetchPartition, Request, Response, TopicEntries};
+    let addr = addr.to_string();
+    crate::cluster::runtime().block_on(async {
+        let connection = keel_client::connection::Connection::connect(&addr)
+            .await
+            .expect("the native listener");
+        let fetch = Request::Fetch {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 8 << 20,
+            topics: vec![TopicEntries {
+                topic: topic.into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    fetch_offset: 0,
+                    partition_max_bytes: 8 << 20,
+                }],
+            }],
+        };
+        let Response::Fetch { topics } = connection.call(&fetch).await.expect("a fetch") else {
+            panic!("a fetch answer")
+        };
+        topics[0].partitions[0].records.clone()
+    })
+}

@@ -39,6 +39,7 @@ mod mirror;
 mod mirror_faults;
 mod mirror_runbook;
 mod mirror_source;
+mod mirror_tls;
 mod native_sasl;
 mod producer_ids;
 mod quotas;

@@ -1,8 +1,10 @@
 //! A connection to a source cluster's broker over the Kafka protocol (glommio): framed
-//! request/response with a deadline and a bounded answer, and SASL (PLAIN, SCRAM-SHA-256/512)
-//! with Kafka's SaslHandshake v1 and SaslAuthenticate v1 when the link's source settings ask
-//! for it. What the frames hold is `keel_kafka::source`'s.
+//! request/response with a deadline and a bounded answer, TLS (rustls; the source's
+//! certificate checked against the link's CA file and the address's host, and a client
+//! certificate for mTLS) and SASL (PLAIN, SCRAM-SHA-256/512) with Kafka's SaslHandshake v1
+//! and SaslAuthenticate v1, as the link's source settings ask. What the frames hold is `keel_kafka::source`'s.
 
+use crate::security::peer::PeerStream;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -20,7 +22,7 @@ pub const CLIENT_ID: &str = "keel-link";
 
 /// One source broker connection.
 pub struct SourceConnection {
-    stream: TcpStream,
+    stream: PeerStream,
     correlation: i32,
 }
 
@@ -50,15 +52,19 @@ impl SourceConnection {
         let protocol = config
             .get("security.protocol")
             .map_or("PLAINTEXT", String::as_str);
-        let sasl = match protocol {
-            "PLAINTEXT" => false,
-            "SASL_PLAINTEXT" => true,
+        let (tls, sasl) = match protocol {
+            "PLAINTEXT" => (false, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SSL" => (true, false),
+            "SASL_SSL" => (true, true),
             other => {
                 return Err(format!(
-                    "source security.protocol {other}: links reach sources over PLAINTEXT or SASL_PLAINTEXT"
+                    "source security.protocol {other}: PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL"
                 ))
             }
         };
+        // The files first: a bad setting is said as such, not as an unreachable source.
+        let tls = if tls { Some(connector(config)?) } else { None };
         let stream = within(&format!("connecting to {address}"), async {
             TcpStream::connect(address)
                 .await
@@ -66,6 +72,20 @@ impl SourceConnection {
         })
         .await?;
         let _ = stream.set_nodelay(true);
+        let stream = match tls {
+            None => PeerStream::Plain(stream),
+            Some(connector) => {
+                let name = server_name(address)?;
+                let session = within("the TLS handshake", async {
+                    connector
+                        .connect(name, stream)
+                        .await
+                        .map_err(|e| format!("TLS with {address}: {e}"))
+                })
+                .await?;
+                PeerStream::Client(Box::new(session))
+            }
+        };
         let mut connection = SourceConnection {
             stream,
             correlation: 0,
@@ -226,6 +246,35 @@ impl SourceConnection {
         }
         Ok(answer.split_to(len).to_vec())
     }
+}
+
+/// What makes TLS connections to the source, from the link's `ssl.*` settings: the CA
+/// file its certificates chain to, and a certificate and key to show it (mTLS), read from
+/// each destination broker's filesystem.
+fn connector(config: &BTreeMap<String, String>) -> Result<futures_rustls::TlsConnector, String> {
+    let path = |key: &str| config.get(key).map(std::path::Path::new);
+    let ca = path("ssl.ca.location")
+        .ok_or("source security.protocol SSL needs ssl.ca.location (the CA's PEM file)")?;
+    let identity = match (path("ssl.certificate.location"), path("ssl.key.location")) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "source ssl.certificate.location and ssl.key.location go together".to_owned(),
+            )
+        }
+    };
+    let config = crate::security::tls::client_config(ca, identity)
+        .map_err(|e| format!("source TLS settings: {e:#}"))?;
+    Ok(futures_rustls::TlsConnector::from(config))
+}
+
+/// The name the source's certificate must carry: the host of `address` (`HOST:PORT`).
+fn server_name(address: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|_| format!("{address}: not a host name or address TLS can check"))
 }
 
 /// The connection to `address` in `connections`, made (and authenticated) if absent.

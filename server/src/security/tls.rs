@@ -122,7 +122,7 @@ fn configs(settings: &TlsConfig) -> anyhow::Result<Configs> {
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
     let roots = match &settings.ca {
-        Some(ca) => Some(Arc::new(read_roots(ca)?)),
+        Some(ca) => Some(Arc::new(read_roots(ca, "--tls-ca")?)),
         None => None,
     };
     let client = match &roots {
@@ -165,23 +165,62 @@ fn configs(settings: &TlsConfig) -> anyhow::Result<Configs> {
     })
 }
 
-/// The CA certificates in `ca`.
-fn read_roots(ca: &std::path::Path) -> anyhow::Result<rustls::RootCertStore> {
+/// The CA certificates in `ca` (named `what` in errors: the flag or setting it came from).
+fn read_roots(ca: &std::path::Path, what: &str) -> anyhow::Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca)
-        .map_err(|e| anyhow::anyhow!("--tls-ca {}: {e}", ca.display()))?
+        .map_err(|e| anyhow::anyhow!("{what} {}: {e}", ca.display()))?
     {
-        let cert = cert.map_err(|e| anyhow::anyhow!("--tls-ca {}: {e}", ca.display()))?;
+        let cert = cert.map_err(|e| anyhow::anyhow!("{what} {}: {e}", ca.display()))?;
         roots
             .add(cert)
-            .with_context(|| format!("--tls-ca {}", ca.display()))?;
+            .with_context(|| format!("{what} {}", ca.display()))?;
     }
     anyhow::ensure!(
         !roots.is_empty(),
-        "--tls-ca {}: no certificate in the file",
+        "{what} {}: no certificate in the file",
         ca.display()
     );
     Ok(roots)
+}
+
+/// The client side of a connection this broker makes to a server outside its cluster (a
+/// cluster link's source, with Kafka's client setting names): the server's certificate
+/// checked against the CAs in `ca` and its name against the address connected to, and
+/// `identity` (certificate and key files) shown when the server asks for one (mTLS).
+///
+/// # Errors
+/// A file that cannot be read or holds no certificate or key, a key that does not fit its
+/// certificate: each naming the setting and file.
+pub fn client_config(
+    ca: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let roots = read_roots(ca, "ssl.ca.location")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect())
+                .map_err(|e| anyhow::anyhow!("ssl.certificate.location {}: {e}", cert.display()))?;
+            anyhow::ensure!(
+                !chain.is_empty(),
+                "ssl.certificate.location {}: no certificate in the file",
+                cert.display()
+            );
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| anyhow::anyhow!("ssl.key.location {}: {e}", key.display()))?;
+            builder.with_client_auth_cert(chain, key).context(
+                "ssl.certificate.location and ssl.key.location do not make a usable pair",
+            )?
+        }
+    };
+    Ok(Arc::new(config))
 }
 
 /// A certificate's subject as an RFC 2253 string, the form Kafka's rules match
