@@ -13,6 +13,7 @@ pub mod frame;
 pub mod read;
 pub mod requests;
 pub mod source;
+pub mod source_configs;
 pub mod source_groups;
 pub mod versions;
 

@@ -416,3 +416,72 @@ fn a_throttled_link_mirrors_at_its_byte_rate() {
         "4 MB mirrored in {took:?} at 1 MB/s"
     );
 }
+
+#[test]
+fn topic_configs_are_synced_from_the_source_except_the_excluded_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Broker::start(&server_binary(), &dir.path().join("source"), &[]);
+    let create = [
+        "topic",
+        "create",
+        "configured",
+        "--config",
+        "retention.ms=3600000",
+        "--config",
+        "retention.bytes=5000000",
+        "--config",
+        "segment.bytes=1048576",
+    ];
+    ok(&keel(Some(&source), &create, None));
+    let bootstrap = source.kafka_addr.to_string();
+    let destination = Cluster::start(1);
+    ok(&destination.keel(
+        0,
+        &[
+            "link",
+            "create",
+            "configs",
+            "--source",
+            &bootstrap,
+            "--topics",
+            "configured",
+            "--config-sync-exclude",
+            "segment.*",
+        ],
+    ));
+    let config = |c: &Cluster, key: &str| {
+        c.topic(0, "configured")
+            .and_then(|t| t["configs"][key].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    destination.wait_for(Duration::from_secs(30), "the source's configs", |c| {
+        config(c, "retention.ms") == "3600000" && config(c, "retention.bytes") == "5000000"
+    });
+    assert_ne!(
+        config(&destination, "segment.bytes"),
+        "1048576",
+        "excluded: this cluster's own"
+    );
+    // Changed on the source: one set anew, one removed (back to the default).
+    let code = "import sys\n\
+        from confluent_kafka.admin import AdminClient, ConfigResource, ConfigEntry, AlterConfigOpType\n\
+        a = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
+        r = ConfigResource('topic', 'configured', incremental_configs=[\n\
+        \x20   ConfigEntry('retention.ms', '7200000', incremental_operation=AlterConfigOpType.SET),\n\
+        \x20   ConfigEntry('retention.bytes', None, incremental_operation=AlterConfigOpType.DELETE)])\n\
+        for f in a.incremental_alter_configs([r]).values():\n\
+        \x20   f.result(30)\n\
+        print('PASSED')\n";
+    keel_tests::kafka_clients::run(
+        &keel_tests::kafka_clients::clients().python,
+        &["-c", code, &bootstrap],
+        &[],
+        Duration::from_secs(60),
+    );
+    destination.wait_for(Duration::from_secs(30), "the source's changes", |c| {
+        config(c, "retention.ms") == "7200000" && config(c, "retention.bytes") == "-1"
+    });
+    // The exclusions are the link's, shown with it.
+    let described = destination.keel(0, &["link", "describe", "configs"]);
+    assert!(ok(&described).contains("config.sync.exclude=segment.*"));
+}

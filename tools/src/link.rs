@@ -39,6 +39,12 @@ pub enum LinkCommand {
         /// How often group offsets are synced, in milliseconds.
         #[arg(long)]
         group_sync_interval_ms: Option<u64>,
+        /// Source topic configs not synced to the mirror topics, as --topics; an empty list
+        /// syncs every config Keel knows. Default: min.insync.replicas,
+        /// unclean.leader.election.enable, fsync, replica.lag.time.max.ms and the
+        /// replication throttles (this cluster's own durability and replication choices).
+        #[arg(long)]
+        config_sync_exclude: Option<String>,
         /// Failback: topics this cluster already has become mirrors of the source's, each
         /// truncated where its history parts from the source's (after a promotion there).
         #[arg(long)]
@@ -92,6 +98,7 @@ pub async fn run(target: &crate::Target, command: LinkCommand) -> anyhow::Result
             topic_prefix,
             throttle_bytes_per_second,
             group_sync_interval_ms,
+            config_sync_exclude,
             failback,
         } => {
             let mut lines = vec![format!("source={source}"), format!("topics={topics}")];
@@ -103,6 +110,7 @@ pub async fn run(target: &crate::Target, command: LinkCommand) -> anyhow::Result
                     "group.sync.interval.ms",
                     group_sync_interval_ms.map(|ms| ms.to_string()),
                 ),
+                ("config.sync.exclude", config_sync_exclude),
             ];
             for (key, value) in optional {
                 if let Some(value) = value {

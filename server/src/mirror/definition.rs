@@ -22,6 +22,12 @@ pub const SOURCE_PROPERTIES: [&str; 7] = [
 ];
 /// How often group offsets are synced, unless the link says.
 pub const GROUP_SYNC_INTERVAL_MS_DEFAULT: u64 = 5_000;
+/// Source topic configs not synced to mirrors unless the link says otherwise: the
+/// destination's own durability and replication choices (MirrorMaker 2's default list, and
+/// Keel's `fsync`).
+pub const CONFIG_SYNC_EXCLUDE_DEFAULT: &str = "min.insync.replicas,unclean.leader.election.enable,\
+    fsync,replica.lag.time.max.ms,reassignment.throttle.bytes.per.sec,\
+    follower.replication.throttled.replicas,leader.replication.throttled.replicas";
 
 /// A cluster link.
 #[derive(Debug, Clone)]
@@ -38,6 +44,8 @@ pub struct Definition {
     pub throttle_bytes_per_second: u64,
     /// How often group offsets are synced.
     pub group_sync_interval_ms: u64,
+    /// Source topic configs not synced to the mirror topics (`mirror.*` never are).
+    pub config_sync_exclude: Vec<Pattern>,
     /// A failback link: topics the destination already has (the promoted cluster's old
     /// mirrors' sources) become its mirrors, each truncated where its history parts from
     /// the source's.
@@ -59,6 +67,7 @@ impl Definition {
             paused: false,
             throttle_bytes_per_second: 0,
             group_sync_interval_ms: GROUP_SYNC_INTERVAL_MS_DEFAULT,
+            config_sync_exclude: Pattern::parse_list(CONFIG_SYNC_EXCLUDE_DEFAULT)?,
             failback: false,
             text: String::new(),
         };
@@ -108,6 +117,7 @@ impl Definition {
             }
             "throttle.bytes.per.second" => self.throttle_bytes_per_second = number(value)?,
             "group.sync.interval.ms" => self.group_sync_interval_ms = number(value)?.max(100),
+            "config.sync.exclude" => self.config_sync_exclude = Pattern::parse_list(value)?,
             _ => match key.strip_prefix("source.") {
                 Some(property) if SOURCE_PROPERTIES.contains(&property) => {
                     self.source_config
@@ -152,6 +162,10 @@ impl Definition {
         lines.push(format!(
             "group.sync.interval.ms={}",
             self.group_sync_interval_ms
+        ));
+        lines.push(format!(
+            "config.sync.exclude={}",
+            list(&self.config_sync_exclude)
         ));
         for (property, value) in &self.source_config {
             lines.push(format!("source.{property}={value}"));

@@ -9,6 +9,7 @@
 //! API (`admin.rs`).
 
 pub mod admin;
+pub mod configs;
 pub mod definition;
 mod fetching;
 pub mod groups;

@@ -334,16 +334,26 @@ impl Worker {
         definition: &Definition,
         topics: Option<&[String]>,
     ) -> Result<(Vec<wire::SourceBroker>, Vec<wire::SourceTopicMetadata>), String> {
+        let body = self
+            .ask_bootstrap(definition, |c| wire::metadata_request(c, CLIENT_ID, topics))
+            .await?;
+        let (_, brokers, topics) = wire::metadata_response(body)
+            .map_err(|e| format!("its metadata answer: {e}: not a Kafka broker?"))?;
+        Ok((brokers, topics))
+    }
+
+    /// One request's answer from the first bootstrap address that answers (`request`
+    /// builds the frame for a correlation id); any broker can answer it.
+    pub(super) async fn ask_bootstrap(
+        &mut self,
+        definition: &Definition,
+        request: impl Fn(i32) -> bytes::BytesMut,
+    ) -> Result<bytes::Bytes, String> {
         let mut last = String::from("no source address");
         for address in &definition.sources {
             let answer = async {
                 let connection = self.connection(address, definition).await?;
-                let correlation = connection.next_correlation();
-                let frame = wire::metadata_request(correlation, CLIENT_ID, topics);
-                let body = connection.call(&frame, correlation).await?;
-                let (_, brokers, topics) = wire::metadata_response(body)
-                    .map_err(|e| format!("its metadata answer: {e}: not a Kafka broker?"))?;
-                Ok::<_, String>((brokers, topics))
+                super::source::ask(connection, &request).await
             }
             .await;
             match answer {

@@ -1,6 +1,7 @@
 //! A link worker's upkeep besides fetching (`task.rs`): making the mirror topics a link
 //! selects (and, for a failback link, turning the topics this cluster has into mirrors),
-//! checking a mirror log's history against the source's before it is extended, raising a
+//! syncing their topic configs (`configs.rs`), checking a mirror log's history against the
+//! source's before it is extended, raising a
 //! promoted partition's leader epoch past the mirrored ones, syncing group offsets, and
 //! publishing where each partition stands.
 
@@ -224,6 +225,7 @@ impl Worker {
         let (_, topics) = self.source_metadata(definition, None).await?;
         let image = self.view.image();
         let live = image.live_brokers().len().max(1) as u32;
+        let mut mirrors = Vec::new();
         for topic in topics.into_iter().filter(|t| t.error == 0 && !t.internal) {
             let Some(name) = definition.selection.mirror_name(&topic.name) else {
                 continue;
@@ -237,6 +239,9 @@ impl Worker {
             let partitions = topic.partitions.len() as u32;
             if let Some(existing) = image.topic(&name) {
                 let ours = existing.configs.get(MIRROR_LINK) == Some(&self.name);
+                if ours && read_only_mirror(&existing.configs) {
+                    mirrors.push((topic.name.clone(), name.clone()));
+                }
                 let count = existing.partitions.len() as u32;
                 if ours && count < partitions {
                     tracing::warn!(link = %self.name, topic = name, "the source topic has more partitions than its mirror: adding partitions in cluster mode is not supported yet");
@@ -269,6 +274,7 @@ impl Worker {
                 }
             }
         }
+        self.sync_configs(definition, &mirrors).await;
         Ok(())
     }
 
