@@ -292,3 +292,46 @@ fn a_mirror_whose_next_offset_the_source_deleted_starts_again_at_the_source_log_
         |c| (0..3).all(|i| first_segment(c, i, "aging") == Some(start)),
     );
 }
+
+#[test]
+fn active_active_links_never_mirror_a_mirror_back() {
+    // Goal: two clusters linked both ways with a prefix each (MirrorMaker 2's active/active
+    // naming) and patterns selecting everything: each takes the other's own topics once,
+    // and never a mirror topic back (`b.a.orders`, `a.b.a.orders`, … for ever before).
+    let a = Cluster::start(1);
+    let b = Cluster::start(1);
+    ok(&a.keel(0, &["topic", "create", "orders"]));
+    ok(&b.keel(0, &["topic", "create", "local"]));
+    let into = |cluster: &Cluster, name: &str, from: &Cluster, prefix: &str| {
+        let source = from.nodes[0].kafka_addr.to_string();
+        ok(&cluster.keel(
+            0,
+            &[
+                "link",
+                "create",
+                name,
+                "--source",
+                &source,
+                "--topics",
+                "*",
+                "--topic-prefix",
+                prefix,
+            ],
+        ));
+    };
+    into(&b, "from-a", &a, "a.");
+    into(&a, "from-b", &b, "b.");
+    let has = |c: &Cluster, topic: &str| c.topics(0).iter().any(|t| t == topic);
+    b.wait_for(Duration::from_secs(30), "a's topic on b", |c| {
+        has(c, "a.orders")
+    });
+    a.wait_for(Duration::from_secs(30), "b's topic on a", |c| {
+        has(c, "b.local")
+    });
+    // Three discovery rounds (every 5 s) on each side.
+    std::thread::sleep(Duration::from_secs(16));
+    let on_a = a.topics(0);
+    let on_b = b.topics(0);
+    assert!(!on_a.iter().any(|t| t.starts_with("b.a.")), "{on_a:?}");
+    assert!(!on_b.iter().any(|t| t.starts_with("a.b.")), "{on_b:?}");
+}

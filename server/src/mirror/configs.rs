@@ -54,42 +54,60 @@ pub fn changes(
     changes
 }
 
+/// Whether the source's configs say the topic is itself a read-only mirror there (of a
+/// third cluster, or of this one on an active/active pair): such a topic is never mirrored
+/// again, so records go round no loop.
+pub fn mirror_on_source(configs: &[SourceConfig]) -> bool {
+    let set: BTreeMap<String, String> = configs
+        .iter()
+        .filter(|c| c.source == DYNAMIC_TOPIC_CONFIG && c.name.starts_with("mirror."))
+        .filter_map(|c| Some((c.name.clone(), c.value.clone()?)))
+        .collect();
+    read_only_mirror(&set)
+}
+
+/// The source's answer for each topic asked (topics it answered with an error left out).
+pub type SourceTopicConfigs = BTreeMap<String, Vec<SourceConfig>>;
+
 impl Worker {
+    /// The configs the source sets on `topics` (`Err`: no source broker answered).
+    pub(super) async fn source_configs(
+        &mut self,
+        definition: &Definition,
+        topics: &[String],
+    ) -> Result<SourceTopicConfigs, String> {
+        if topics.is_empty() {
+            return Ok(SourceTopicConfigs::new());
+        }
+        let body = self
+            .ask_bootstrap(definition, |c| {
+                wire::describe_configs_request(c, CLIENT_ID, topics)
+            })
+            .await?;
+        let (_, answers) = wire::describe_configs_response(body)
+            .map_err(|e| format!("its configs answer: {e}"))?;
+        Ok(answers
+            .into_iter()
+            .filter(|a| a.error == 0)
+            .map(|a| (a.topic, a.configs))
+            .collect())
+    }
+
     /// Syncs the configs of the link's read-only mirror topics (`mirrors`: source topic,
-    /// mirror topic) from the source. A source that does not answer is retried next round.
+    /// mirror topic) from the source's answer.
     pub(super) async fn sync_configs(
         &mut self,
         definition: &Definition,
         mirrors: &[(String, String)],
+        source: &SourceTopicConfigs,
     ) {
-        if mirrors.is_empty() {
-            return;
-        }
-        let names: Vec<String> = mirrors.iter().map(|(source, _)| source.clone()).collect();
-        let answer = self
-            .ask_bootstrap(definition, |c| {
-                wire::describe_configs_request(c, CLIENT_ID, &names)
-            })
-            .await
-            .and_then(|body| {
-                wire::describe_configs_response(body)
-                    .map_err(|e| format!("its configs answer: {e}"))
-            });
-        let answers = match answer {
-            Ok((_, answers)) => answers,
-            Err(e) => {
-                tracing::debug!(link = %self.name, error = %e, "topic configs not synced this round");
-                return;
-            }
-        };
         let config = self.shard.config.clone();
         let known = |key: &str, value: &str| {
             let one = BTreeMap::from([(key.to_owned(), value.to_owned())]);
             config.topic_log_config(&one).is_ok()
         };
-        for answer in answers.into_iter().filter(|a| a.error == 0) {
-            let Some((_, mirror)) = mirrors.iter().find(|(source, _)| *source == answer.topic)
-            else {
+        for (source_topic, mirror) in mirrors {
+            let Some(configs) = source.get(source_topic) else {
                 continue;
             };
             let Some(current) = self.view.image().topic(mirror).map(|t| t.configs.clone()) else {
@@ -98,7 +116,7 @@ impl Worker {
             if !read_only_mirror(&current) {
                 continue;
             }
-            let wanted = wanted(&answer.configs, &definition.config_sync_exclude, known);
+            let wanted = wanted(configs, &definition.config_sync_exclude, known);
             let changes = changes(&current, &wanted, &definition.config_sync_exclude);
             if changes.is_empty() {
                 continue;
@@ -172,6 +190,19 @@ mod tests {
                 ("retention.bytes".into(), String::new()),
             ]),
             "mirror.* and excluded keys stay"
+        );
+        let mirroring = [
+            config("mirror.link", "west", DYNAMIC_TOPIC_CONFIG),
+            config("mirror.state", "mirroring", DYNAMIC_TOPIC_CONFIG),
+        ];
+        assert!(mirror_on_source(&mirroring), "a read-only mirror there");
+        let promoted = [
+            config("mirror.link", "west", DYNAMIC_TOPIC_CONFIG),
+            config("mirror.state", "promoted", DYNAMIC_TOPIC_CONFIG),
+        ];
+        assert!(
+            !mirror_on_source(&promoted),
+            "an ordinary topic once promoted"
         );
         let mut synced = current.clone();
         synced.extend(wanted.clone());

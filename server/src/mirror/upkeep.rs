@@ -225,11 +225,24 @@ impl Worker {
         let (_, topics) = self.source_metadata(definition, None).await?;
         let image = self.view.image();
         let live = image.live_brokers().len().max(1) as u32;
+        let selected: Vec<_> = topics
+            .into_iter()
+            .filter(|t| t.error == 0 && !t.internal)
+            .filter_map(|t| Some((definition.selection.mirror_name(&t.name)?, t)))
+            .collect();
+        let names: Vec<String> = selected.iter().map(|(_, t)| t.name.clone()).collect();
+        // What the source sets on them: synced to the mirrors, and whether a topic is a
+        // mirror there itself (never mirrored again: no loop between linked clusters).
+        let source_configs = self.source_configs(definition, &names).await?;
         let mut mirrors = Vec::new();
-        for topic in topics.into_iter().filter(|t| t.error == 0 && !t.internal) {
-            let Some(name) = definition.selection.mirror_name(&topic.name) else {
+        for (name, topic) in selected {
+            if source_configs
+                .get(&topic.name)
+                .is_some_and(|c| super::configs::mirror_on_source(c))
+            {
+                tracing::debug!(link = %self.name, topic = topic.name, "a mirror topic on the source: not mirrored again");
                 continue;
-            };
+            }
             let configs = BTreeMap::from([
                 (MIRROR_LINK.to_owned(), self.name.clone()),
                 (MIRROR_SOURCE_TOPIC.to_owned(), topic.name.clone()),
@@ -274,7 +287,8 @@ impl Worker {
                 }
             }
         }
-        self.sync_configs(definition, &mirrors).await;
+        self.sync_configs(definition, &mirrors, &source_configs)
+            .await;
         Ok(())
     }
 
