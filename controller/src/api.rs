@@ -107,6 +107,14 @@ pub enum Request {
         /// Configs.
         configs: Vec<(String, String)>,
     },
+    /// Grow a topic to `count` partitions (Kafka's CreatePartitions): the new ones placed
+    /// over the live brokers as a new topic's, with as many replicas as its first one.
+    AddPartitions {
+        /// Name.
+        name: String,
+        /// The new partition count (above the current one).
+        count: u32,
+    },
     /// Delete a topic.
     DeleteTopic {
         /// Name.

@@ -80,6 +80,15 @@ pub enum Record {
         /// One entry per partition.
         partitions: Vec<PartitionState>,
     },
+    /// Partitions added to a topic (after its last one).
+    AddPartitions {
+        /// Name.
+        name: String,
+        /// The id of the topic they are for (a re-created one of the same name is not).
+        topic_id: u64,
+        /// One entry per new partition.
+        partitions: Vec<PartitionState>,
+    },
     /// A topic removed.
     DeleteTopic {
         /// Name.
@@ -148,6 +157,7 @@ const TAG_PARTITION_CHANGE: u8 = 7;
 const TAG_PRODUCER_IDS: u8 = 8;
 const TAG_CLUSTER_ID: u8 = 9;
 const TAG_SECURITY: u8 = 10;
+const TAG_ADD_PARTITIONS: u8 = 11;
 
 /// Encodes the records of one entry.
 ///
@@ -306,6 +316,19 @@ fn encode_record(out: &mut BytesMut, record: &Record) -> Result<()> {
                 encode_partition_v2(out, partition)?;
             }
         }
+        Record::AddPartitions {
+            name,
+            topic_id,
+            partitions,
+        } => {
+            out.put_u8(TAG_ADD_PARTITIONS);
+            out.put_string("topic", name)?;
+            out.put_u64(*topic_id);
+            out.put_count("partitions", partitions.len())?;
+            for partition in partitions {
+                encode_partition_v2(out, partition)?;
+            }
+        }
         Record::DeleteTopic { name, topic_id } => {
             out.put_u8(TAG_DELETE_TOPIC);
             out.put_string("topic", name)?;
@@ -406,6 +429,20 @@ fn decode_record(reader: &mut Reader, version: u8) -> Result<Record> {
                 partitions,
             }
         }
+        TAG_ADD_PARTITIONS => {
+            let name = reader.string("topic")?;
+            let topic_id = reader.i64("topic id")? as u64;
+            let count = reader.count("partitions", 16)?;
+            let mut partitions = Vec::with_capacity(count);
+            for _ in 0..count {
+                partitions.push(decode_partition(reader, version)?);
+            }
+            Record::AddPartitions {
+                name,
+                topic_id,
+                partitions,
+            }
+        }
         TAG_DELETE_TOPIC => Record::DeleteTopic {
             name: reader.string("topic")?,
             topic_id: reader.i64("topic id")? as u64,
@@ -467,6 +504,11 @@ mod tests {
             Record::FenceBroker {
                 id: 3,
                 incarnation: 9,
+            },
+            Record::AddPartitions {
+                name: "orders".into(),
+                topic_id: 4,
+                partitions: vec![partition(), partition()],
             },
             Record::UnfenceBroker {
                 id: 3,

@@ -320,3 +320,45 @@ fn reassignments_and_decommissioning_move_replicas() {
         "unknown broker"
     );
 }
+
+#[test]
+fn added_partitions_are_placed_with_the_topics_replication_factor() {
+    let mut h = Harness::new();
+    h.register(3);
+    let create = Request::CreateTopic {
+        name: "grown".into(),
+        partitions: 2,
+        replication_factor: 2,
+        configs: vec![],
+    };
+    assert!(h.ask(create).is_ok());
+    let before: Vec<_> = (0..2).map(|p| h.partition("grown", p)).collect();
+    let add = |count| Request::AddPartitions {
+        name: "grown".into(),
+        count,
+    };
+    // Not more than it has, or past the limit: refused.
+    assert!(matches!(h.ask(add(2)), Err(Error::Invalid { .. })));
+    assert!(matches!(h.ask(add(1_000_000)), Err(Error::Invalid { .. })));
+    let unknown = Request::AddPartitions {
+        name: "absent".into(),
+        count: 3,
+    };
+    assert!(matches!(h.ask(unknown), Err(Error::UnknownTopic(_))));
+    assert!(h.ask(add(5)).is_ok());
+    let topic = h.controller.image().topic("grown").unwrap().clone();
+    assert_eq!(topic.partitions.len(), 5);
+    assert_eq!(
+        &topic.partitions[..2],
+        &before[..],
+        "the old ones unchanged"
+    );
+    for p in &topic.partitions[2..] {
+        assert_eq!(p.replicas.len(), 2);
+        assert_eq!(p.isr, p.replicas);
+        assert!(p.replicas.contains(&(p.leader as u32)));
+    }
+    let leaders: std::collections::BTreeSet<i32> =
+        topic.partitions.iter().map(|p| p.leader).collect();
+    assert_eq!(leaders.len(), 3, "leaders spread over the brokers");
+}

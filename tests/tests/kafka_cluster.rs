@@ -101,3 +101,72 @@ fn a_kafka_client_keeps_going_while_leaders_move() {
         .collect();
     assert!(progress.len() >= 5, "the client kept going: {progress:?}");
 }
+
+// Goal: CreatePartitions on a cluster was refused; now the controller places the new
+// partitions (with the topic's replication factor) and every broker opens them.
+#[test]
+fn create_partitions_grows_a_replicated_topic_on_every_broker() {
+    let cluster = Cluster::start(3);
+    replicated::create_replicated(&cluster, "grown", 2, &[]);
+    let bootstrap = cluster
+        .nodes
+        .iter()
+        .map(|n| n.kafka_addr.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let python = |code: &str| {
+        run(
+            &clients().python,
+            &["-c", code, &bootstrap],
+            &[],
+            Duration::from_secs(120),
+        )
+    };
+    python(
+        "import sys\n\
+        from confluent_kafka.admin import AdminClient, NewPartitions\n\
+        a = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
+        try:\n\
+        \x20   a.create_partitions([NewPartitions('grown', 1)])['grown'].result(30)\n\
+        \x20   raise SystemExit('shrinking was accepted')\n\
+        except Exception as e:\n\
+        \x20   assert 'INVALID_PARTITIONS' in str(e), e\n\
+        a.create_partitions([NewPartitions('grown', 5)], validate_only=True)['grown'].result(30)\n\
+        a.create_partitions([NewPartitions('grown', 4)])['grown'].result(30)\n\
+        print('PASSED')\n",
+    );
+    // Every broker has the new partitions' logs, each with three replicas.
+    cluster.wait_for(Duration::from_secs(20), "every broker holds 4", |c| {
+        (0..3).all(|i| {
+            c.topic(i, "grown").is_some_and(|t| {
+                let partitions = t["partitions"].as_array().cloned().unwrap_or_default();
+                partitions.len() == 4
+                    && partitions
+                        .iter()
+                        .all(|p| p["replicas"].as_array().is_some_and(|r| r.len() == 3))
+            }) && c.nodes[i].data_dir.join("grown-3").is_dir()
+        })
+    });
+    python(
+        "import sys, time\n\
+        from confluent_kafka import Producer, Consumer, TopicPartition\n\
+        p = Producer({'bootstrap.servers': sys.argv[1], 'acks': 'all'})\n\
+        errors = []\n\
+        def report(err, m):\n\
+        \x20   if err is not None: errors.append((m.partition(), str(err)))\n\
+        for i in range(4):\n\
+        \x20   p.produce('grown', value=b'v%d' % i, partition=i, on_delivery=report)\n\
+        assert p.flush(30) == 0\n\
+        assert not errors, errors\n\
+        c = Consumer({'bootstrap.servers': sys.argv[1], 'group.id': 'g', 'auto.offset.reset': 'earliest'})\n\
+        c.assign([TopicPartition('grown', i, 0) for i in range(4)])\n\
+        seen = set()\n\
+        deadline = time.time() + 30\n\
+        while len(seen) < 4 and time.time() < deadline:\n\
+        \x20   m = c.poll(1)\n\
+        \x20   if m is not None and not m.error():\n\
+        \x20       seen.add((m.partition(), m.value()))\n\
+        assert seen == {(i, b'v%d' % i) for i in range(4)}, seen\n\
+        print('PASSED')\n",
+    );
+}

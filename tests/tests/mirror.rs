@@ -6,7 +6,7 @@
 
 use keel_tests::broker::{server_binary, Broker};
 use keel_tests::cluster::Cluster;
-use keel_tests::kafka_clients::kcat_produce_keyed;
+use keel_tests::kafka_clients::{kcat, kcat_produce_keyed};
 use keel_tests::mirror::{
     fetch_all, fetch_from_leader, group_offsets, leader, mirror_script, mirrored, total_mirrored,
 };
@@ -418,7 +418,7 @@ fn a_throttled_link_mirrors_at_its_byte_rate() {
 }
 
 #[test]
-fn topic_configs_are_synced_from_the_source_except_the_excluded_ones() {
+fn topic_configs_and_partition_counts_follow_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let source = Broker::start(&server_binary(), &dir.path().join("source"), &[]);
     let create = [
@@ -481,6 +481,30 @@ fn topic_configs_are_synced_from_the_source_except_the_excluded_ones() {
     destination.wait_for(Duration::from_secs(30), "the source's changes", |c| {
         config(c, "retention.ms") == "7200000" && config(c, "retention.bytes") == "-1"
     });
+    // The source topic grows: so does its mirror, and its new partitions are mirrored.
+    let code = "import sys\n\
+        from confluent_kafka.admin import AdminClient, NewPartitions\n\
+        a = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
+        a.create_partitions([NewPartitions('configured', 3)])['configured'].result(30)\n\
+        print('PASSED')\n";
+    keel_tests::kafka_clients::run(
+        &keel_tests::kafka_clients::clients().python,
+        &["-c", code, &bootstrap],
+        &[],
+        Duration::from_secs(60),
+    );
+    kcat(
+        &["-b", &bootstrap, "-P", "-t", "configured", "-p", "2"],
+        Some(&lines(0, 50)),
+    );
+    destination.wait_for(Duration::from_secs(30), "the new partition mirrored", |c| {
+        mirrored(c, "configs", "configured")
+            .iter()
+            .any(|(partition, end, _)| *partition == 2 && *end == 50)
+    });
+    let theirs = fetch_all(source.kafka_addr, "configured", 2).unwrap();
+    let ours = fetch_from_leader(&destination, "configured", 2).unwrap();
+    assert!(ours.1 == theirs.1, "byte for byte on the added partition");
     // The exclusions are the link's, shown with it.
     let described = destination.keel(0, &["link", "describe", "configs"]);
     assert!(ok(&described).contains("config.sync.exclude=segment.*"));

@@ -198,6 +198,24 @@ impl MetadataImage {
                     },
                 );
             }
+            Record::AddPartitions {
+                name,
+                topic_id,
+                partitions,
+            } => {
+                let topic = match self.topics.get_mut(name) {
+                    Some(t) if t.id == *topic_id => t,
+                    _ => return Err(Error::UnknownTopic(name.clone())),
+                };
+                let count = topic.partitions.len() + partitions.len();
+                if partitions.is_empty() || count > PARTITIONS_PER_TOPIC_MAX as usize {
+                    return Err(Error::Invalid {
+                        field: "partitions",
+                        reason: format!("{count} (1 to {PARTITIONS_PER_TOPIC_MAX})"),
+                    });
+                }
+                topic.partitions.extend(partitions.iter().cloned());
+            }
             Record::DeleteTopic { name, topic_id } => match self.topics.get(name) {
                 Some(t) if t.id == *topic_id => {
                     self.topics.remove(name);

@@ -99,6 +99,32 @@ impl Controller {
                 self.propose(vec![record], Some(token))?;
                 Ok(None)
             }
+            Request::AddPartitions { name, count } => {
+                let topic = self
+                    .image
+                    .topic(&name)
+                    .ok_or_else(|| Error::UnknownTopic(name.clone()))?;
+                let before = topic.partitions.len() as u32;
+                let max = crate::image::PARTITIONS_PER_TOPIC_MAX;
+                if count <= before || count > max {
+                    return Err(Error::Invalid {
+                        field: "partitions",
+                        reason: format!(
+                            "{count}: more than the topic's {before} and at most {max}"
+                        ),
+                    });
+                }
+                let replication_factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+                let topic_id = topic.id;
+                let placed = place(&self.image, count - before, replication_factor as u32)?;
+                let record = Record::AddPartitions {
+                    name,
+                    topic_id,
+                    partitions: placed,
+                };
+                self.propose(vec![record], Some(token))?;
+                Ok(None)
+            }
             Request::DeleteTopic { name } => {
                 let topic_id = self
                     .image

@@ -182,6 +182,9 @@ impl Sim {
                     name == n
                 }
                 (Request::DeleteTopic { name }, Record::DeleteTopic { name: n, .. }) => name == n,
+                (Request::AddPartitions { name, .. }, Record::AddPartitions { name: n, .. }) => {
+                    name == n
+                }
                 (Request::SetConfigs { name, .. }, Record::SetTopicConfigs { name: n, .. }) => {
                     name == n
                 }

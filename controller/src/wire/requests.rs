@@ -21,6 +21,7 @@ const REQ_LOG_OFFLINE: u8 = 12;
 const REQ_SECURITY: u8 = 13;
 const REQ_RESERVE_PRODUCER_IDS: u8 = 14;
 const REQ_RAISE_LEADER_EPOCH: u8 = 15;
+const REQ_ADD_PARTITIONS: u8 = 16;
 
 pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()> {
     match request {
@@ -63,6 +64,11 @@ pub(super) fn encode_request(out: &mut BytesMut, request: &Request) -> Result<()
         Request::DeleteTopic { name } => {
             out.put_u8(REQ_DELETE);
             out.put_string("topic", name)?;
+        }
+        Request::AddPartitions { name, count } => {
+            out.put_u8(REQ_ADD_PARTITIONS);
+            out.put_string("topic", name)?;
+            out.put_u32(*count);
         }
         Request::SetConfigs { name, configs } => {
             out.put_u8(REQ_CONFIGS);
@@ -175,6 +181,10 @@ pub(super) fn decode_request(r: &mut Reader) -> Result<Request> {
         },
         REQ_DELETE => Request::DeleteTopic {
             name: r.string("topic")?,
+        },
+        REQ_ADD_PARTITIONS => Request::AddPartitions {
+            name: r.string("topic")?,
+            count: r.u32("partition count")?,
         },
         REQ_CONFIGS => Request::SetConfigs {
             name: r.string("topic")?,

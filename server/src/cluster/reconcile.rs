@@ -10,10 +10,11 @@
 
 use super::ClusterView;
 use crate::registry::TopicEntry;
-use crate::shard::on_every_partition;
+use crate::shard::{on_every_partition, on_partitions};
 use crate::shard::{Job, Shard};
 use glommio::channels::local_channel::LocalReceiver;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,10 +71,14 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
             let partitions = topic.partitions.len() as u32;
             match local.get(name) {
                 None => create(&shard, name, partitions, configs).await,
-                Some(entry) if entry.configs != configs => {
-                    reconfigure(&shard, name, partitions, configs).await;
+                Some(entry) => {
+                    if entry.partitions < partitions {
+                        grow(&shard, name, entry.partitions..partitions, &configs).await;
+                    }
+                    if entry.configs != configs {
+                        reconfigure(&shard, name, partitions, configs).await;
+                    }
                 }
-                Some(_) => {}
             }
             // Made here now, or first seen: it is this id's. A local topic already known by
             // another id is a recreated one still waiting to be removed.
@@ -121,6 +126,46 @@ async fn create(shard: &Rc<Shard>, name: &str, partitions: u32, configs: BTreeMa
         Ok(()) => tracing::info!(topic = name, partitions, "topic created from the metadata"),
         Err(message) => tracing::error!(topic = name, %message, "opening partitions failed"),
     }
+}
+
+/// The topic grew (CreatePartitions): the new partitions' logs open empty, and the
+/// registry counts them once they are there.
+async fn grow(
+    shard: &Rc<Shard>,
+    name: &str,
+    added: Range<u32>,
+    configs: &BTreeMap<String, String>,
+) {
+    let log = shard
+        .config
+        .topic_log_config(configs)
+        .unwrap_or_else(|_| shard.config.log_defaults.clone());
+    let opened = on_partitions(shard, name, added.clone(), |partition| Job::Open {
+        topic: name.to_owned(),
+        partition,
+        log: log.clone(),
+    })
+    .await;
+    if let Err(message) = opened {
+        tracing::error!(topic = name, %message, "opening added partitions failed");
+        return;
+    }
+    let (owned, count) = (name.to_owned(), added.end);
+    let _ = shard
+        .registry
+        .update(move |topics| {
+            if let Some(entry) = topics.get_mut(&owned) {
+                entry.partitions = entry.partitions.max(count);
+            }
+            Ok(())
+        })
+        .await;
+    tracing::info!(
+        topic = name,
+        from = added.start,
+        to = added.end,
+        "partitions added from the metadata"
+    );
 }
 
 async fn remove(shard: &Rc<Shard>, name: &str, partitions: u32) {

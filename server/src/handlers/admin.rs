@@ -363,55 +363,35 @@ async fn alter_in_cluster(
 
 /// Grows a topic to `count` partitions (Kafka's CreatePartitions); nothing is made when
 /// `validate_only`. New partitions open empty; keys hash over the new count from then on.
+/// In cluster mode the controller places them (with the topic's replication factor) and
+/// every broker opens them as it applies the metadata.
 ///
 /// # Errors
-/// The refusal: unknown topic, a count not above the current one, the broker's limit, or
-/// cluster mode (not supported there yet).
+/// The refusal: unknown topic, a count not above the current one, the broker's limit.
 pub async fn add_partitions(
     shard: &Rc<Shard>,
     name: &str,
     count: i32,
     validate_only: bool,
 ) -> Result<(), (ErrorCode, String)> {
-    if shard.cluster.is_some() {
-        return Err((
-            ErrorCode::InvalidRequest,
-            "adding partitions is not supported in cluster mode yet".into(),
-        ));
-    }
     if name == OFFSETS_TOPIC {
         return Err((ErrorCode::InvalidTopic, "internal topic".into()));
     }
-    let partitions_max = u64::from(shard.config.partitions_max);
-    let check = |topics: &BTreeMap<String, TopicEntry>| -> Result<u32, Refusal> {
-        let Some(entry) = topics.get(name) else {
-            return Err(Refusal::new(
-                ErrorCode::UnknownTopicOrPartition,
-                "topic does not exist",
-            ));
+    if shard.cluster.is_some() && !validate_only {
+        {
+            let registry = shard.registry.read();
+            check_growth(registry.topics(), name, count, shard.config.partitions_max)
+                .map_err(|r| (r.code, r.message))?;
+        }
+        let result = super::cluster_admin::add_partitions(shard, name, count as u32).await;
+        return match result.error {
+            ErrorCode::None => Ok(()),
+            error => Err((error, result.message)),
         };
-        let count = u32::try_from(count).unwrap_or(0);
-        if count <= entry.partitions {
-            return Err(Refusal::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "the topic has {} partitions; the new count must be larger",
-                    entry.partitions
-                ),
-            ));
-        }
-        let total = topics
-            .values()
-            .map(|t| u64::from(t.partitions))
-            .sum::<u64>()
-            + u64::from(count - entry.partitions);
-        if total > partitions_max {
-            return Err(Refusal::new(
-                ErrorCode::TooManyPartitions,
-                format!("{total} partitions would exceed the broker's limit of {partitions_max}"),
-            ));
-        }
-        Ok(entry.partitions)
+    }
+    let partitions_max = shard.config.partitions_max;
+    let check = |topics: &BTreeMap<String, TopicEntry>| -> Result<u32, Refusal> {
+        check_growth(topics, name, count, partitions_max)
     };
     if validate_only {
         let registry = shard.registry.read();
@@ -451,6 +431,45 @@ pub async fn add_partitions(
     .await;
     tracing::info!(topic = %name, from = before, to = entry.partitions, "partitions added");
     opened.map_err(|message| (ErrorCode::StorageError, message))
+}
+
+/// Whether `name` may grow to `count` partitions within the broker's `partitions_max`: its
+/// partition count before.
+fn check_growth(
+    topics: &BTreeMap<String, TopicEntry>,
+    name: &str,
+    count: i32,
+    partitions_max: u32,
+) -> Result<u32, Refusal> {
+    let partitions_max = u64::from(partitions_max);
+    let Some(entry) = topics.get(name) else {
+        return Err(Refusal::new(
+            ErrorCode::UnknownTopicOrPartition,
+            "topic does not exist",
+        ));
+    };
+    let count = u32::try_from(count).unwrap_or(0);
+    if count <= entry.partitions {
+        return Err(Refusal::new(
+            ErrorCode::InvalidPartitions,
+            format!(
+                "the topic has {} partitions; the new count must be larger",
+                entry.partitions
+            ),
+        ));
+    }
+    let total = topics
+        .values()
+        .map(|t| u64::from(t.partitions))
+        .sum::<u64>()
+        + u64::from(count - entry.partitions);
+    if total > partitions_max {
+        return Err(Refusal::new(
+            ErrorCode::TooManyPartitions,
+            format!("{total} partitions would exceed the broker's limit of {partitions_max}"),
+        ));
+    }
+    Ok(entry.partitions)
 }
 
 /// Kafka's DeleteRecords on one partition: the new log start.

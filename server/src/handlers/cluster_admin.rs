@@ -153,6 +153,15 @@ pub async fn alter(
     change(shard, name, request).await
 }
 
+/// Grows a topic to `count` partitions through the controller (checked already).
+pub async fn add_partitions(shard: &Rc<Shard>, name: &str, count: u32) -> TopicResult {
+    let request = ControllerRequest::AddPartitions {
+        name: name.to_owned(),
+        count,
+    };
+    change(shard, name.to_owned(), request).await
+}
+
 /// Configs of `__consumer_offsets`: compacted (the latest commit per key), never trimmed by
 /// time or size, in segments of `offsets_segment_bytes` (Kafka's default is 100 MiB).
 pub fn offsets_topic_configs(segment_bytes: u64) -> Vec<(String, String)> {

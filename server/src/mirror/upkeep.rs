@@ -256,8 +256,14 @@ impl Worker {
                     mirrors.push((topic.name.clone(), name.clone()));
                 }
                 let count = existing.partitions.len() as u32;
-                if ours && count < partitions {
-                    tracing::warn!(link = %self.name, topic = name, "the source topic has more partitions than its mirror: adding partitions in cluster mode is not supported yet");
+                if ours && read_only_mirror(&existing.configs) && count < partitions {
+                    let result = crate::handlers::cluster_admin::add_partitions(
+                        &self.shard,
+                        &name,
+                        partitions,
+                    )
+                    .await;
+                    tracing::info!(link = %self.name, topic = name, from = count, to = partitions, error = ?result.error, "the source topic grew: partitions added to its mirror");
                 }
                 let convert = definition.failback && !read_only_mirror(&existing.configs);
                 if convert && count == partitions {

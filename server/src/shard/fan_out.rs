@@ -106,9 +106,22 @@ pub async fn on_every_partition(
     partitions: u32,
     job: impl Fn(u32) -> Job,
 ) -> Result<(), String> {
+    on_partitions(shard, topic, 0..partitions, job).await
+}
+
+/// As [`on_every_partition`], for the partitions in `range` only (the ones a topic grew by).
+///
+/// # Errors
+/// The message of the first partition whose job failed.
+pub async fn on_partitions(
+    shard: &Rc<Shard>,
+    topic: &str,
+    range: std::ops::Range<u32>,
+    job: impl Fn(u32) -> Job,
+) -> Result<(), String> {
     let chunk = u32::try_from(shard.config.request_partitions_max).unwrap_or(u32::MAX);
     let mut first_error = None;
-    let mut start = 0;
+    let (mut start, partitions) = (range.start, range.end);
     while start < partitions {
         let end = start.saturating_add(chunk).min(partitions);
         let jobs = (start..end).map(|partition| {

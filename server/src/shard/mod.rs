@@ -32,7 +32,7 @@ mod outcome;
 mod poll;
 mod produce;
 
-pub use fan_out::{fan_out, on_every_partition};
+pub use fan_out::{fan_out, on_every_partition, on_partitions};
 pub use job::{Job, Read, Reply};
 pub use outcome::{ClusterAnswer, Fetched, Outcome, ReplicaFetched};
 pub use poll::{long_poll, Enough};
