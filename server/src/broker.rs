@@ -127,7 +127,7 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
         let found = registry.get(handlers::groups::OFFSETS_TOPIC).cloned();
         let mut offsets = found.clone().unwrap_or(registry::TopicEntry {
             partitions: 1,
-            configs: std::collections::BTreeMap::new(),
+            ..registry::TopicEntry::default()
         });
         let configs = handlers::cluster_admin::offsets_topic_configs(config.offsets_segment_bytes);
         offsets.configs.extend(configs);

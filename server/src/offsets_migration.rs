@@ -231,6 +231,7 @@ mod tests {
         let entry = crate::registry::TopicEntry {
             partitions: 1,
             configs: BTreeMap::new(),
+            id: None,
         };
         registry.put(OFFSETS_TOPIC, entry).unwrap();
         let local = partition_dir(dir.path(), OFFSETS_TOPIC, 0);
@@ -270,6 +271,7 @@ mod tests {
                 crate::registry::TopicEntry {
                     partitions: 8,
                     configs: BTreeMap::new(),
+                    id: None,
                 },
             )
             .unwrap();

@@ -13,13 +13,57 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One topic's durable description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TopicEntry {
     /// Partition count.
     pub partitions: u32,
     /// Topic configs that override broker defaults.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// Its Kafka topic id (hex), made when the topic was: a topic deleted and created again
+    /// has another. Topics made before ids were kept (and `__consumer_offsets`) have none
+    /// and answer with one derived from the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl TopicEntry {
+    /// The Kafka topic id of topic `name` (this entry's).
+    pub fn kafka_id(&self, name: &str) -> [u8; 16] {
+        self.id
+            .as_deref()
+            .and_then(parse_id)
+            .unwrap_or_else(|| keel_kafka::fetch::topic_id(name))
+    }
+}
+
+/// A new topic's id on a single broker: random.
+pub fn new_topic_id() -> Option<String> {
+    let mut id = [0u8; 16];
+    getrandom::getrandom(&mut id).ok()?;
+    Some(id_hex(&id))
+}
+
+/// A topic's id in a cluster, the same on every broker: from the cluster's id, the topic's
+/// name and the controller's number for this creation of it.
+pub fn cluster_topic_id(cluster_id: &str, name: &str, creation: u64) -> String {
+    id_hex(&keel_kafka::fetch::topic_id(&format!(
+        "{cluster_id}\0{name}\0{creation}"
+    )))
+}
+
+/// A topic id as 32 hex digits.
+pub fn id_hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What [`id_hex`] wrote.
+pub fn parse_id(text: &str) -> Option<[u8; 16]> {
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    (text.len() == 32).then_some(id)
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -40,8 +84,8 @@ pub struct Registry {
 
 fn index(topics: &BTreeMap<String, TopicEntry>) -> std::collections::HashMap<[u8; 16], String> {
     topics
-        .keys()
-        .map(|name| (keel_kafka::fetch::topic_id(name), name.clone()))
+        .iter()
+        .map(|(name, entry)| (entry.kafka_id(name), name.clone()))
         .collect()
 }
 
@@ -63,6 +107,13 @@ impl Registry {
         };
         let ids = index(&topics);
         Ok(Registry { path, topics, ids })
+    }
+
+    /// The Kafka topic id of `name` (derived from the name for a topic not here).
+    pub fn kafka_id(&self, name: &str) -> [u8; 16] {
+        self.topics
+            .get(name)
+            .map_or_else(|| keel_kafka::fetch::topic_id(name), |e| e.kafka_id(name))
     }
 
     /// The topic with this Kafka topic id.
@@ -275,6 +326,7 @@ mod tests {
         let entry = TopicEntry {
             partitions: 3,
             configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            id: None,
         };
         registry.put("orders", entry.clone()).unwrap();
         registry
@@ -283,6 +335,7 @@ mod tests {
                 TopicEntry {
                     partitions: 1,
                     configs: BTreeMap::new(),
+                    id: None,
                 },
             )
             .unwrap();
@@ -305,6 +358,7 @@ mod tests {
                 let entry = TopicEntry {
                     partitions: 2,
                     configs: BTreeMap::new(),
+                    id: None,
                 };
                 shared
                     .update(|topics| {
@@ -342,5 +396,35 @@ mod tests {
             partition_dir(Path::new("/d"), "t", 3),
             PathBuf::from("/d/t-3")
         );
+    }
+
+    #[test]
+    fn topic_ids_are_kept_per_creation_and_old_topics_keep_the_name_one() {
+        let old = TopicEntry {
+            partitions: 1,
+            ..TopicEntry::default()
+        };
+        assert_eq!(
+            old.kafka_id("orders"),
+            keel_kafka::fetch::topic_id("orders")
+        );
+        let text = toml::to_string(&old).unwrap();
+        assert!(!text.contains("id"), "no id written for it: {text}");
+        let made = new_topic_id().unwrap();
+        assert_ne!(Some(made.clone()), new_topic_id(), "random");
+        let new = TopicEntry {
+            id: Some(made.clone()),
+            ..old.clone()
+        };
+        assert_eq!(id_hex(&new.kafka_id("orders")), made);
+        let back: TopicEntry = toml::from_str(&toml::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
+        // In a cluster: the same on every broker, another for another creation.
+        let first = cluster_topic_id("c1", "orders", 4);
+        assert_eq!(first, cluster_topic_id("c1", "orders", 4));
+        assert_ne!(first, cluster_topic_id("c1", "orders", 9));
+        assert_ne!(first, cluster_topic_id("c2", "orders", 4));
+        assert_eq!(parse_id("xyz"), None);
+        assert_eq!(parse_id(&first[..30]), None);
     }
 }

@@ -69,9 +69,16 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
         for (name, topic) in image.topics() {
             let configs: BTreeMap<String, String> = topic.configs.clone();
             let partitions = topic.partitions.len() as u32;
+            let cluster_id = image.cluster_id().unwrap_or_default();
+            let id = crate::registry::cluster_topic_id(cluster_id, name, topic.id);
             match local.get(name) {
-                None => create(&shard, name, partitions, configs).await,
+                None => create(&shard, name, (partitions, id), configs).await,
                 Some(entry) => {
+                    // The same id on every broker (a topic kept from before ids were
+                    // made takes it here).
+                    if entry.id.as_ref() != Some(&id) {
+                        set_id(&shard, name, id).await;
+                    }
                     if entry.partitions < partitions {
                         grow(&shard, name, entry.partitions..partitions, &configs).await;
                     }
@@ -92,7 +99,14 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
     }
 }
 
-async fn create(shard: &Rc<Shard>, name: &str, partitions: u32, configs: BTreeMap<String, String>) {
+/// The topic made here from the metadata: `(partitions, id)`, its partition count and
+/// Kafka topic id.
+async fn create(
+    shard: &Rc<Shard>,
+    name: &str,
+    (partitions, id): (u32, String),
+    configs: BTreeMap<String, String>,
+) {
     let log = match shard.config.topic_log_config(&configs) {
         Ok(log) => log,
         Err(message) => {
@@ -103,6 +117,7 @@ async fn create(shard: &Rc<Shard>, name: &str, partitions: u32, configs: BTreeMa
     let entry = TopicEntry {
         partitions,
         configs,
+        id: Some(id),
     };
     let owned = name.to_owned();
     let put = shard
@@ -126,6 +141,19 @@ async fn create(shard: &Rc<Shard>, name: &str, partitions: u32, configs: BTreeMa
         Ok(()) => tracing::info!(topic = name, partitions, "topic created from the metadata"),
         Err(message) => tracing::error!(topic = name, %message, "opening partitions failed"),
     }
+}
+
+async fn set_id(shard: &Rc<Shard>, name: &str, id: String) {
+    let owned = name.to_owned();
+    let _ = shard
+        .registry
+        .update(move |topics| {
+            if let Some(entry) = topics.get_mut(&owned) {
+                entry.id = Some(id);
+            }
+            Ok(())
+        })
+        .await;
 }
 
 /// The topic grew (CreatePartitions): the new partitions' logs open empty, and the

@@ -94,6 +94,7 @@ pub async fn create(shard: &Rc<Shard>, topics: Vec<NewTopic>) -> Vec<TopicResult
                     TopicEntry {
                         partitions: topic.partitions,
                         configs,
+                        id: crate::registry::new_topic_id(),
                     },
                 );
                 Ok(())

@@ -126,7 +126,7 @@ pub async fn create_topics(
             .with_name(TopicName(text(t.topic.clone())))
             .with_error_code(code(t.error))
             .with_error_message((!t.message.is_empty()).then(|| text(t.message)))
-            .with_topic_id(super::data::uuid(&keel_kafka::fetch::topic_id(&t.topic)));
+            .with_topic_id(super::data::uuid(&shard.registry.read().kafka_id(&t.topic)));
         // Partition count and replication factor are answered from version 5.
         if let Some(entry) = entry.filter(|_| t.error == ErrorCode::None && header.api_version >= 5)
         {
@@ -173,12 +173,18 @@ pub async fn delete_topics(
     let (names, denied): (Vec<String>, Vec<String>) = names
         .into_iter()
         .partition(|t| gate.topic(Operation::Delete, t));
+    // The ids the topics had (gone from the registry once deleted).
+    let deleted_ids: Vec<[u8; 16]> = {
+        let registry = shard.registry.read();
+        names.iter().map(|t| registry.kafka_id(t)).collect()
+    };
     let topics = handlers::admin::delete(shard, names).await;
     let mut results: Vec<DeletableTopicResult> = topics
         .into_iter()
-        .map(|t| {
+        .zip(deleted_ids)
+        .map(|(t, id)| {
             DeletableTopicResult::default()
-                .with_topic_id(super::data::uuid(&keel_kafka::fetch::topic_id(&t.topic)))
+                .with_topic_id(super::data::uuid(&id))
                 .with_name(Some(TopicName(text(t.topic))))
                 .with_error_code(code(t.error))
                 .with_error_message((!t.message.is_empty()).then(|| text(t.message)))
@@ -196,7 +202,7 @@ pub async fn delete_topics(
             errors::UNKNOWN_TOPIC_OR_PARTITION
         };
         DeletableTopicResult::default()
-            .with_topic_id(super::data::uuid(&keel_kafka::fetch::topic_id(&topic)))
+            .with_topic_id(super::data::uuid(&shard.registry.read().kafka_id(&topic)))
             .with_name(Some(TopicName(text(topic))))
             .with_error_code(error)
     }));
@@ -466,7 +472,7 @@ async fn alter_one(
         shard,
         &TopicEntry {
             partitions: entry.partitions,
-            configs: Default::default(),
+            ..TopicEntry::default()
         },
     );
     let default_of = |key: &str| {

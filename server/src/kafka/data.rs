@@ -8,7 +8,6 @@ use crate::shard::Shard;
 use keel_auth::acl::Operation;
 use keel_auth::quota::QuotaKind;
 use keel_kafka::errors;
-use keel_kafka::fetch::topic_id;
 use keel_kafka::frame::Header;
 use keel_kafka::kafka_protocol::messages::{
     list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse},
@@ -124,7 +123,7 @@ pub async fn metadata(
                     let ids = |nodes: &[u32]| nodes.iter().map(|n| BrokerId(*n as i32)).collect();
                     MetadataResponseTopic::default()
                         .with_error_code(code(topic.error))
-                        .with_topic_id(uuid(&topic_id(&topic.topic)))
+                        .with_topic_id(uuid(&shard.registry.read().kafka_id(&topic.topic)))
                         .with_is_internal(topic.topic == OFFSETS_TOPIC)
                         .with_partitions(
                             topic

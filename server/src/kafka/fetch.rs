@@ -10,8 +10,7 @@ use keel_auth::acl::Operation;
 use keel_auth::quota::QuotaKind;
 use keel_kafka::errors;
 use keel_kafka::fetch::{
-    topic_id, write_end, write_partition, write_partition_end, write_start, write_topic,
-    PartitionHead,
+    write_end, write_partition, write_partition_end, write_start, write_topic, PartitionHead,
 };
 use keel_kafka::frame::Header;
 use keel_kafka::requests::Fetch;
@@ -88,7 +87,7 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, gate: &Gate<'_>, request:
         let id = if version >= 13 {
             ids[index]
         } else {
-            topic_id(&topic)
+            shard.registry.read().kafka_id(&topic)
         };
         write_topic(
             &mut head,

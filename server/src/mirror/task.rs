@@ -8,11 +8,11 @@
 use super::definition::Definition;
 use super::partition::MirrorPartition;
 use super::source::{SourceConnection, CLIENT_ID};
-use super::upkeep::parse_id;
 use crate::cluster::ClusterView;
 use crate::config::topic::{
     read_only_mirror, MIRROR_LINK, MIRROR_SOURCE_TOPIC, MIRROR_SOURCE_TOPIC_ID,
 };
+use crate::registry::parse_id;
 use crate::shard::{owner, Shard};
 use keel_controller::image::LINK_KIND;
 use keel_kafka::source as wire;

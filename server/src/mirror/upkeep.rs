@@ -246,7 +246,10 @@ impl Worker {
             let configs = BTreeMap::from([
                 (MIRROR_LINK.to_owned(), self.name.clone()),
                 (MIRROR_SOURCE_TOPIC.to_owned(), topic.name.clone()),
-                (MIRROR_SOURCE_TOPIC_ID.to_owned(), hex(&topic.id)),
+                (
+                    MIRROR_SOURCE_TOPIC_ID.to_owned(),
+                    crate::registry::id_hex(&topic.id),
+                ),
                 (MIRROR_STATE.to_owned(), "mirroring".to_owned()),
             ]);
             let partitions = topic.partitions.len() as u32;
@@ -351,16 +354,4 @@ impl Worker {
             );
         }
     }
-}
-
-pub(super) fn hex(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(super) fn parse_id(text: &str) -> Option<[u8; 16]> {
-    let mut id = [0u8; 16];
-    for (i, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(id)
 }
