@@ -399,6 +399,16 @@ pub(crate) fn decode_security(reader: &mut Reader) -> Result<Vec<SecurityEntry>>
     Ok(entries)
 }
 
+/// A count and that many partition states.
+fn decode_partitions(reader: &mut Reader, version: u8) -> Result<Vec<PartitionState>> {
+    let count = reader.count("partitions", 16)?;
+    let mut partitions = Vec::with_capacity(count);
+    for _ in 0..count {
+        partitions.push(decode_partition(reader, version)?);
+    }
+    Ok(partitions)
+}
+
 fn decode_record(reader: &mut Reader, version: u8) -> Result<Record> {
     let tag = reader.i8("record type")? as u8;
     Ok(match tag {
@@ -418,11 +428,7 @@ fn decode_record(reader: &mut Reader, version: u8) -> Result<Record> {
         TAG_CREATE_TOPIC => {
             let name = reader.string("topic")?;
             let configs = decode_configs(reader)?;
-            let count = reader.count("partitions", 16)?;
-            let mut partitions = Vec::with_capacity(count);
-            for _ in 0..count {
-                partitions.push(decode_partition(reader, version)?);
-            }
+            let partitions = decode_partitions(reader, version)?;
             Record::CreateTopic {
                 name,
                 configs,
@@ -432,11 +438,7 @@ fn decode_record(reader: &mut Reader, version: u8) -> Result<Record> {
         TAG_ADD_PARTITIONS => {
             let name = reader.string("topic")?;
             let topic_id = reader.i64("topic id")? as u64;
-            let count = reader.count("partitions", 16)?;
-            let mut partitions = Vec::with_capacity(count);
-            for _ in 0..count {
-                partitions.push(decode_partition(reader, version)?);
-            }
+            let partitions = decode_partitions(reader, version)?;
             Record::AddPartitions {
                 name,
                 topic_id,

@@ -158,6 +158,16 @@ impl Cluster {
         }
     }
 
+    /// A comma-separated list of every node's Kafka listener (what Kafka clients
+    /// bootstrap from).
+    pub fn kafka_bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.kafka_addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// A comma-separated bootstrap list of the running nodes.
     pub fn bootstrap(&self) -> String {
         self.running()
@@ -203,4 +213,18 @@ pub fn segment_data(path: &std::path::Path) -> Vec<u8> {
         at += 12 + len;
     }
     log[..at].to_vec()
+}
+
+/// The base offset of the first segment file of `topic`'s partition 0 on node `i` (where
+/// its log starts on disk).
+pub fn first_segment(cluster: &Cluster, i: usize, topic: &str) -> Option<i64> {
+    let dir = cluster.nodes[i].data_dir.join(format!("{topic}-0"));
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log")?.parse::<i64>().ok()
+        })
+        .min()
 }

@@ -206,13 +206,16 @@ pub fn delete_records(kafka: &str, topic: &str, offset: i64) -> i64 {
         for tp, f in a.delete_records([tp]).items():\n\
         \x20   print('LOW', f.result(30).low_watermark)\n\
         print('PASSED')\n";
-    let out = run(
-        &clients().python,
-        &["-c", code, kafka, topic, &offset.to_string()],
-        &[],
-        Duration::from_secs(60),
-    );
+    let out = python(code, &[kafka, topic, &offset.to_string()]);
     out.lines()
         .find_map(|l| l.strip_prefix("LOW ")?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no low watermark: {out}"))
+}
+
+/// Runs a Python snippet (`python -c CODE ARGS…`) with the Kafka clients installed; it must
+/// print `PASSED`. Its output.
+pub fn python(code: &str, args: &[&str]) -> String {
+    let mut all = vec!["-c", code];
+    all.extend(args);
+    run(&clients().python, &all, &[], Duration::from_secs(120))
 }

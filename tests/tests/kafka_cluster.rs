@@ -33,12 +33,7 @@ fn grows(cluster: &Cluster, i: usize, from: i64) {
 fn a_kafka_client_keeps_going_while_leaders_move() {
     let clients = clients();
     let mut cluster = Cluster::start(3);
-    let bootstrap = cluster
-        .nodes
-        .iter()
-        .map(|n| n.kafka_addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = cluster.kafka_bootstrap();
     let stop = tempfile::tempdir().unwrap();
     let stop_file = stop.path().join("stop");
     let script = clients.scripts.join("confluent_kafka_test.py");
@@ -108,20 +103,8 @@ fn a_kafka_client_keeps_going_while_leaders_move() {
 fn create_partitions_grows_a_replicated_topic_on_every_broker() {
     let cluster = Cluster::start(3);
     replicated::create_replicated(&cluster, "grown", 2, &[]);
-    let bootstrap = cluster
-        .nodes
-        .iter()
-        .map(|n| n.kafka_addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let python = |code: &str| {
-        run(
-            &clients().python,
-            &["-c", code, &bootstrap],
-            &[],
-            Duration::from_secs(120),
-        )
-    };
+    let bootstrap = cluster.kafka_bootstrap();
+    let python = |code: &str| keel_tests::kafka_clients::python(code, &[&bootstrap]);
     python(
         "import sys\n\
         from confluent_kafka.admin import AdminClient, NewPartitions\n\

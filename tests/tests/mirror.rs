@@ -217,12 +217,7 @@ fn mirror_200k_through_sigkills(source_brokers: usize) {
             &copies,
         ],
     ));
-    let source_kafka: Vec<String> = source
-        .nodes
-        .iter()
-        .map(|n| n.kafka_addr.to_string())
-        .collect();
-    let source_kafka = source_kafka.join(",");
+    let source_kafka = source.kafka_bootstrap();
     let destination = Cluster::start(3);
     ok(&destination.keel(
         0,
@@ -288,12 +283,12 @@ fn mirror_200k_through_sigkills(source_brokers: usize) {
     }
     // Promoted, the mirror takes writes under an epoch above every mirrored one.
     ok(&destination.keel(0, &["link", "promote", "west"]));
-    let kafka: Vec<String> = destination
-        .nodes
-        .iter()
-        .map(|n| n.kafka_addr.to_string())
-        .collect();
-    kcat_produce_keyed(&kafka.join(","), "events", &lines(0, 300), &[]);
+    kcat_produce_keyed(
+        &destination.kafka_bootstrap(),
+        "events",
+        &lines(0, 300),
+        &[],
+    );
     let after: i64 = (0..3)
         .map(|p| fetch_from_leader(&destination, "events", p).unwrap().0)
         .sum();
@@ -307,12 +302,7 @@ fn promote_then_failback_through_a_reverse_link_leaves_the_old_source_identical(
     let east_kafka = east.nodes[0].kafka_addr.to_string();
     kcat_produce_keyed(&east_kafka, "orders", &lines(0, 400), &["-z", "lz4"]);
     let west = Cluster::start(3);
-    let west_kafka: Vec<String> = west
-        .nodes
-        .iter()
-        .map(|n| n.kafka_addr.to_string())
-        .collect();
-    let west_kafka = west_kafka.join(",");
+    let west_kafka = west.kafka_bootstrap();
     ok(&west.keel(
         0,
         &[
@@ -472,12 +462,7 @@ fn topic_configs_and_partition_counts_follow_the_source() {
         for f in a.incremental_alter_configs([r]).values():\n\
         \x20   f.result(30)\n\
         print('PASSED')\n";
-    keel_tests::kafka_clients::run(
-        &keel_tests::kafka_clients::clients().python,
-        &["-c", code, &bootstrap],
-        &[],
-        Duration::from_secs(60),
-    );
+    keel_tests::kafka_clients::python(code, &[&bootstrap]);
     destination.wait_for(Duration::from_secs(30), "the source's changes", |c| {
         config(c, "retention.ms") == "7200000" && config(c, "retention.bytes") == "-1"
     });
@@ -487,12 +472,7 @@ fn topic_configs_and_partition_counts_follow_the_source() {
         a = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
         a.create_partitions([NewPartitions('configured', 3)])['configured'].result(30)\n\
         print('PASSED')\n";
-    keel_tests::kafka_clients::run(
-        &keel_tests::kafka_clients::clients().python,
-        &["-c", code, &bootstrap],
-        &[],
-        Duration::from_secs(60),
-    );
+    keel_tests::kafka_clients::python(code, &[&bootstrap]);
     kcat(
         &["-b", &bootstrap, "-P", "-t", "configured", "-p", "2"],
         Some(&lines(0, 50)),

@@ -228,19 +228,6 @@ fn a_full_destination_disk_shows_as_a_state_and_the_mirror_resumes_intact() {
     drop(destination);
 }
 
-/// The base offset of the first segment file of `topic`'s partition 0 on node `i`.
-fn first_segment(cluster: &Cluster, i: usize, topic: &str) -> Option<i64> {
-    let dir = cluster.nodes[i].data_dir.join(format!("{topic}-0"));
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".log")?.parse::<i64>().ok()
-        })
-        .min()
-}
-
 #[test]
 fn a_mirror_whose_next_offset_the_source_deleted_starts_again_at_the_source_log_start() {
     // Goal: before, a mirror the source's retention (or DeleteRecords) had passed while it
@@ -289,7 +276,7 @@ fn a_mirror_whose_next_offset_the_source_deleted_starts_again_at_the_source_log_
     destination.wait_for(
         Duration::from_secs(30),
         "every destination replica starts there",
-        |c| (0..3).all(|i| first_segment(c, i, "aging") == Some(start)),
+        |c| (0..3).all(|i| keel_tests::cluster::first_segment(c, i, "aging") == Some(start)),
     );
 }
 

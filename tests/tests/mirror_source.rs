@@ -49,7 +49,14 @@ fn a_source_fetch_returns_the_brokers_batches_byte_for_byte() {
         topics[0].partitions[0].records.clone()
     });
     assert!(!native.is_empty());
-    let id = keel_kafka::fetch::topic_id("mirrored");
+    // The id this creation of the topic has (not one derived from its name).
+    let (_, _, listed) = metadata_response(exchange(
+        broker.kafka_addr,
+        &metadata_request(8, "keel-mirror", None),
+    ))
+    .unwrap();
+    let id = listed.iter().find(|t| t.name == "mirrored").unwrap().id;
+    assert_ne!(id, keel_kafka::fetch::topic_id("mirrored"));
     for (version, topic) in [
         (12, TopicRef::Name("mirrored".into())),
         (13, TopicRef::Id(id)),

@@ -254,12 +254,7 @@ fn a_confluent_kafka_group_reads_everything_while_each_broker_is_killed_in_turn(
     let slow_file = dir.path().join("slow");
     let out_file = dir.path().join("seen.txt");
     std::fs::write(&slow_file, b"").unwrap();
-    let bootstrap = cluster
-        .nodes
-        .iter()
-        .map(|n| n.kafka_addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = cluster.kafka_bootstrap();
     let script = clients.scripts.join("confluent_kafka_test.py");
     let (python, script, slow, out) = (
         clients.python.clone(),

@@ -17,19 +17,6 @@ fn partition_field(cluster: &Cluster, i: usize, topic: &str, field: &str) -> Opt
     cluster.topic(i, topic)?["partitions"][0][field].as_i64()
 }
 
-/// The base offset of the first segment file of partition 0 in node `i`'s data directory.
-fn first_segment(cluster: &Cluster, i: usize, topic: &str) -> Option<i64> {
-    let dir = cluster.nodes[i].data_dir.join(format!("{topic}-0"));
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".log")?.parse::<i64>().ok()
-        })
-        .min()
-}
-
 /// Produces `count` one-record batches to partition 0 through its leader (acks=all).
 fn produce(cluster: &Cluster, topic: &str, count: u64) {
     let at = leader(cluster, 0, topic, 0).expect("a leader");
@@ -59,7 +46,7 @@ fn deleted_records_stay_deleted_on_every_replica_and_after_a_failover() {
     cluster.wait_for(
         Duration::from_secs(20),
         "every replica's log starts there",
-        |c| (0..3).all(|i| first_segment(c, i, "trimmed") == Some(start)),
+        |c| (0..3).all(|i| keel_tests::cluster::first_segment(c, i, "trimmed") == Some(start)),
     );
     cluster.nodes[old].stop_with(libc::SIGKILL);
     let other = (old + 1) % 3;
@@ -98,7 +85,7 @@ fn a_follower_back_after_the_leader_deleted_past_its_end_starts_again_at_the_log
         Duration::from_secs(30),
         "the follower starts at the log start and rejoins",
         |c| {
-            first_segment(c, away, "passed") == Some(start)
+            keel_tests::cluster::first_segment(c, away, "passed") == Some(start)
                 && isr(c, lead, "passed", 0).is_some_and(|isr| isr.len() == 3)
         },
     );
