@@ -224,7 +224,9 @@ fn a_request_naming_more_partitions_than_the_limit_is_refused_before_any_job() {
     };
     let produce = |client: &mut Client, count: u32| -> Vec<ErrorCode> {
         let Response::Produce { topics } = client.call(Request::Produce {
-            acks: 1,
+            // Answered once durable: a read right after sees every record (acks=1 was
+            // answered once written, and a loaded run read before the sync made it visible).
+            acks: -1,
             timeout_ms: 5_000,
             topics: vec![TopicEntries {
                 topic: "wide".into(),
