@@ -62,6 +62,14 @@ pub fn describe(cluster: &Cluster, link: &str) -> serde_json::Value {
     serde_json::from_str(&ok(&output)).expect("describe json")
 }
 
+/// A link's state (`active`, `paused`, `failed: …`), from `keel link describe`.
+pub fn link_state(cluster: &Cluster, link: &str) -> String {
+    describe(cluster, link)["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Offsets mirrored per partition of `topic`, from `keel link describe`.
 pub fn mirrored(cluster: &Cluster, link: &str, topic: &str) -> Vec<(u64, i64, String)> {
     let describe = describe(cluster, link);

@@ -6,7 +6,7 @@
 use keel_tests::broker::{server_binary, Broker};
 use keel_tests::cluster::Cluster;
 use keel_tests::kafka_clients::kcat_produce_keyed;
-use keel_tests::mirror::{describe, fetch_all, fetch_from_leader, mirrored};
+use keel_tests::mirror::{describe, fetch_all, fetch_from_leader, link_state as state, mirrored};
 use keel_tests::tool::{keel, ok};
 use std::time::Duration;
 
@@ -25,13 +25,6 @@ fn lines(from: usize, count: usize) -> String {
     (from..from + count)
         .map(|i| format!("k{}:v{i}\n", i % 5))
         .collect()
-}
-
-fn state(cluster: &Cluster, link: &str) -> String {
-    describe(cluster, link)["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn link(cluster: &Cluster, name: &str, source: &str, topics: &str, config: Option<&str>) {
@@ -315,8 +308,21 @@ fn active_active_links_never_mirror_a_mirror_back() {
     a.wait_for(Duration::from_secs(30), "b's topic on a", |c| {
         has(c, "b.local")
     });
-    // Three discovery rounds (every 5 s) on each side.
-    std::thread::sleep(Duration::from_secs(16));
+    // Topics made on each side after the mirrors exist, twice: once the other side has the
+    // second one's mirror, its link has finished a discovery round that saw the mirror
+    // topics too (a round makes every selected topic it lacks).
+    for round in 0..2 {
+        let (on_a, on_b) = (format!("later-a{round}"), format!("later-b{round}"));
+        ok(&a.keel(0, &["topic", "create", &on_a]));
+        ok(&b.keel(0, &["topic", "create", &on_b]));
+        let (mirror_on_b, mirror_on_a) = (format!("a.{on_a}"), format!("b.{on_b}"));
+        b.wait_for(Duration::from_secs(30), "a's later topic on b", |c| {
+            has(c, &mirror_on_b)
+        });
+        a.wait_for(Duration::from_secs(30), "b's later topic on a", |c| {
+            has(c, &mirror_on_a)
+        });
+    }
     let on_a = a.topics(0);
     let on_b = b.topics(0);
     assert!(!on_a.iter().any(|t| t.starts_with("b.a.")), "{on_a:?}");

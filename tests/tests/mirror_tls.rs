@@ -6,7 +6,7 @@
 use keel_tests::broker::{server_binary, Broker};
 use keel_tests::certs::{Ca, Issued};
 use keel_tests::cluster::Cluster;
-use keel_tests::mirror::{describe, fetch_all, mirrored, native_batches};
+use keel_tests::mirror::{fetch_all, link_state as state, mirrored, native_batches};
 use keel_tests::tool::{keel, ok};
 use std::path::Path;
 use std::time::Duration;
@@ -133,12 +133,6 @@ fn links_reach_sources_over_sasl_ssl_and_mtls_and_refuse_untrusted_ones() {
         }
         ok(&destination.keel(0, &args));
     }
-    let state = |c: &Cluster, link: &str| {
-        describe(c, link)["state"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
     destination.wait_for(Duration::from_secs(60), "both mirrored, two failed", |c| {
         mirrored(c, "scram", "secret").first().map(|m| m.1) == Some(500)
             && mirrored(c, "mtls", "certified").first().map(|m| m.1) == Some(500)

@@ -84,11 +84,8 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, gate: &Gate<'_>, request:
     for (index, (topic, partitions)) in round.into_iter().enumerate() {
         let refused: Vec<&(usize, i32, i16)> =
             unknown.iter().filter(|(i, ..)| *i == index).collect();
-        let id = if version >= 13 {
-            ids[index]
-        } else {
-            shard.registry.read().kafka_id(&topic)
-        };
+        // Written from v13 only, where the request named the topic by it.
+        let id = ids[index];
         write_topic(
             &mut head,
             version,
