@@ -42,8 +42,8 @@ pub(crate) use glommio::io::DmaFile as File;
 
 mod files;
 pub(crate) use files::{
-    open_send_file, read_small_file, remove_file, rename, replace_file_blocking, sync_dir,
-    write_small_file,
+    open_read, open_send_file, read_small_file, remove_file, rename, replace_file_blocking,
+    sync_dir, write_small_file,
 };
 
 /// Runs `future` as a detached task on the current executor.
@@ -483,13 +483,6 @@ pub(crate) fn spawn<T: 'static>(
     glommio::spawn_local(future)
 }
 
-/// Opens a segment (or any file) for direct-I/O reads.
-pub(crate) async fn open_read(path: &Path) -> Result<DmaFile> {
-    DmaFile::open(path)
-        .await
-        .map_err(glommio_io(format!("opening {}", path.display())))
-}
-
 /// Reads exactly `len` bytes at `position`.
 pub(crate) async fn read_exact(
     file: &DmaFile,
@@ -518,11 +511,15 @@ pub(crate) async fn read_exact(
     Ok(read.to_vec())
 }
 
-/// Size of a file on disk.
+/// Size of a file on disk, from its descriptor: glommio's own stat looks the path up again,
+/// and a reader's file may have been removed (or opened through its /proc link, see
+/// `open_read`) since it was opened.
 pub(crate) async fn file_size(file: &DmaFile, path: &Path) -> Result<u64> {
-    file.file_size()
-        .await
-        .map_err(glommio_io(format!("stat of {}", path.display())))
+    use std::os::fd::AsRawFd;
+    let link = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd());
+    std::fs::metadata(link)
+        .map(|meta| meta.len())
+        .map_err(|e| Error::io(format!("stat of {}", path.display()), e))
 }
 
 /// Bytes read per step while scanning a segment.
