@@ -295,7 +295,7 @@ fn cold_fetch_run(args: &BrokerArgs) -> anyhow::Result<Run> {
         }
     }
     Ok(Run {
-        name: "fetch from cold segments (sendfile)".into(),
+        name: "fetch from cold segments (direct I/O, read-ahead)".into(),
         bytes,
         elapsed: started.elapsed(),
         latency: None,

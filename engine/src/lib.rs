@@ -5,8 +5,8 @@
 //! A [`Log`] lives on one glommio executor (one shard). Appends are group-committed:
 //! with [`FsyncPolicy::Always`] an append completes only when its bytes are synced, and
 //! every append that arrives while a sync is running shares the next one. Reads return
-//! whole batches, from memory at the tail or as a [`FileRange`] a server can send with
-//! zero copy. See `ARCHITECTURE.md` and `docs/storage-format.md` for the design.
+//! whole batches, from memory at the tail or read from the segment files with direct I/O
+//! and read-ahead. See `ARCHITECTURE.md` and `docs/storage-format.md` for the design.
 //!
 //! ```no_run
 //! use keel_engine::{FsyncPolicy, Log, LogConfig, ReadData};
@@ -41,7 +41,7 @@ pub mod simdisk;
 pub use config::{FsyncPolicy, LogConfig, OnCorruption, Verify, IO_ALIGN};
 pub use error::{Error, Result};
 pub use log::{
-    AppendInfo, CleanConfig, CleanStats, Clock, FileRange, Log, LogStats, ManualClock, ReadData,
-    ReadResult, SystemClock, TailShare,
+    AppendInfo, CleanConfig, CleanStats, Clock, Log, LogStats, ManualClock, ReadData, ReadResult,
+    SystemClock, TailShare,
 };
 pub use segment::SegmentInfo;

@@ -27,9 +27,6 @@ use std::time::{Duration, Instant};
 /// stay within a small memlock limit.
 const IO_MEMORY_BYTES: usize = 1 << 20;
 
-/// Threads per shard that send cold file ranges (sendfile reading from disk).
-const COLD_SEND_THREADS: usize = 4;
-
 /// A broker running in this process.
 pub struct Broker {
     config: Arc<Config>,
@@ -195,10 +192,6 @@ pub fn start(mut config: Config) -> anyhow::Result<Broker> {
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(index % cores))
             .name(&format!("keel-shard-{index}"))
             .io_memory(IO_MEMORY_BYTES)
-            // Cold fetches run sendfile on this pool: with one thread pinned to the shard's
-            // core (glommio's default) every cold send of the shard waited for the one
-            // before it, whatever the disk could do in parallel.
-            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(COLD_SEND_THREADS))
             .spawn(move || async move {
                 let result = run_shard(shared, mesh, &ready_tx).await;
                 if let Err(e) = &result {

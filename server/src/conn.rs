@@ -10,11 +10,9 @@ use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use keel_auth::quota::QuotaKind;
-use keel_engine::FileRange;
 use keel_protocol::api::{ErrorCode, Request};
 use keel_protocol::frame::{announced_len, check_request, response_prefix, FrameError};
 use keel_protocol::wire::DecodeError;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -481,8 +479,7 @@ async fn send(stream: &mut Writer, correlation_id: u32, outgoing: Outgoing) -> s
     write_parts(stream, &prefix, outgoing.parts).await
 }
 
-/// Writes `prefix` then `parts` (file ranges with sendfile on plain connections, copied
-/// through the session on TLS ones) and flushes.
+/// Writes `prefix` then `parts` and flushes.
 pub async fn write_parts(
     stream: &mut Writer,
     prefix: &[u8],
@@ -497,95 +494,8 @@ pub async fn write_parts(
         parts.next();
     }
     stream.write_all(&first).await?;
-    for part in parts {
-        match part {
-            Part::Bytes(bytes) => stream.write_all(&bytes).await?,
-            Part::File(range) => match stream.sendfile_socket() {
-                Some(socket) => {
-                    stream.flush().await?;
-                    send_file(socket, range).await?;
-                }
-                None => copy_file(stream, range).await?,
-            },
-        }
+    for Part::Bytes(bytes) in parts {
+        stream.write_all(&bytes).await?;
     }
     stream.flush().await
-}
-
-/// Bytes of a file range read at once to be encrypted (a TLS connection's writer holds one
-/// such buffer while it sends a file range).
-const COPY_CHUNK_BYTES: usize = 256 * 1024;
-
-/// Writes a file range through `stream` (a TLS session), reading it a chunk at a time with
-/// pread(2) on glommio's blocking thread pool.
-async fn copy_file(stream: &mut Writer, range: FileRange) -> std::io::Result<()> {
-    let file = range.file().clone();
-    let mut buffer = vec![0u8; COPY_CHUNK_BYTES.min(range.len() as usize)];
-    let (mut position, end) = (range.position(), range.position() + range.len());
-    while position < end {
-        let want = ((end - position) as usize).min(COPY_CHUNK_BYTES);
-        let (chunk, read) = glommio::executor()
-            .spawn_blocking({
-                let file = file.clone();
-                let mut chunk = std::mem::take(&mut buffer);
-                move || {
-                    let read =
-                        std::os::unix::fs::FileExt::read_at(&*file, &mut chunk[..want], position);
-                    (chunk, read)
-                }
-            })
-            .await;
-        buffer = chunk;
-        let read = read?;
-        if read == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "segment file shorter than its range",
-            ));
-        }
-        stream.write_all(&buffer[..read]).await?;
-        position += read as u64;
-    }
-    Ok(())
-}
-
-/// Sends a file range to the socket with sendfile(2) on glommio's blocking thread pool, so
-/// a cold read from disk never stalls the shard's event loop.
-pub async fn send_file(socket: RawFd, range: FileRange) -> std::io::Result<()> {
-    glommio::executor()
-        .spawn_blocking(move || {
-            let mut offset = range.position() as libc::off_t;
-            let mut left = range.len() as usize;
-            while left > 0 {
-                // SAFETY: both descriptors are open for the duration (the range holds the
-                // file; the connection awaits this call), and `offset` is a valid pointer.
-                let sent = unsafe { libc::sendfile(socket, range.raw_fd(), &mut offset, left) };
-                if sent < 0 {
-                    let error = std::io::Error::last_os_error();
-                    match error.kind() {
-                        std::io::ErrorKind::Interrupted => continue,
-                        std::io::ErrorKind::WouldBlock => {
-                            let mut poll = libc::pollfd {
-                                fd: socket,
-                                events: libc::POLLOUT,
-                                revents: 0,
-                            };
-                            // SAFETY: one valid pollfd.
-                            unsafe { libc::poll(&mut poll, 1, 1000) };
-                            continue;
-                        }
-                        _ => return Err(error),
-                    }
-                }
-                if sent == 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "segment file shorter than its range",
-                    ));
-                }
-                left -= sent as usize;
-            }
-            Ok(())
-        })
-        .await
 }

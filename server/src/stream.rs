@@ -37,12 +37,6 @@ impl Writer {
     pub fn socket(&self) -> RawFd {
         self.socket
     }
-
-    /// The descriptor file ranges may be sent to with sendfile(2): plain connections only
-    /// (a TLS connection's bytes must be encrypted in user space).
-    pub fn sendfile_socket(&self) -> Option<RawFd> {
-        matches!(self.inner, WriterInner::Plain(_)).then_some(self.socket)
-    }
 }
 
 /// Splits a plain connection: the writer gets its own descriptor of the socket, so neither

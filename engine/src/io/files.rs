@@ -114,12 +114,6 @@ pub(crate) fn replace_file_blocking(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Opens a segment for a zero-copy send (sendfile reads it through the page cache); a read
-/// only, so the simulated disk has nothing to record.
-pub(crate) fn open_send_file(path: &Path) -> Result<std::fs::File> {
-    std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
-}
-
 /// Removes a file; a file already gone is fine.
 pub(crate) async fn remove_file(path: &Path) -> Result<()> {
     sim::removed(path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;

@@ -42,8 +42,8 @@ pub(crate) use glommio::io::DmaFile as File;
 
 mod files;
 pub(crate) use files::{
-    open_read, open_send_file, read_small_file, remove_file, rename, replace_file_blocking,
-    sync_dir, write_small_file,
+    open_read, read_small_file, remove_file, rename, replace_file_blocking, sync_dir,
+    write_small_file,
 };
 
 /// Runs `future` as a detached task on the current executor.

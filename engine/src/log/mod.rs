@@ -22,10 +22,8 @@ use keel_protocol::batch::{
 };
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +97,8 @@ struct State {
     end_waiters: Vec<(i64, oneshot::Sender<()>)>,
     /// Where each leader epoch starts on this log (`leader-epoch-checkpoint`).
     epochs: epochs::Epochs,
+    /// Cold reads' read-ahead and where the last one ended.
+    ahead: cold::ReadAhead,
 }
 
 /// Parked readers kept before cancelled ones are pruned.
@@ -326,6 +326,7 @@ impl Log {
             replication_cap: None,
             end_waiters: Vec::new(),
             epochs,
+            ahead: cold::ReadAhead::default(),
         };
         let shared = Rc::new(Shared {
             dir,
@@ -505,6 +506,7 @@ impl Log {
 
 mod append;
 mod clean;
+mod cold;
 mod epochs;
 mod flush;
 mod read;
@@ -516,9 +518,7 @@ mod trim;
 mod types;
 
 pub use clean::{CleanConfig, CleanStats};
-pub use types::{
-    AppendInfo, Clock, FileRange, LogStats, ManualClock, ReadData, ReadResult, SystemClock,
-};
+pub use types::{AppendInfo, Clock, LogStats, ManualClock, ReadData, ReadResult, SystemClock};
 
 use flush::{claim_flusher, interval_syncer, spawn_flusher};
 use reopen::recover;

@@ -14,7 +14,8 @@ enum Attempt {
 impl Log {
     /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (at
     /// least one batch, as Kafka does), never past the high watermark and never across a
-    /// segment boundary. Recent batches come from memory; older ones as a [`FileRange`].
+    /// segment boundary. Recent batches come from memory; older ones from the
+    /// segment file (`cold.rs`).
     ///
     /// # Errors
     /// [`Error::OffsetOutOfRange`] outside `[log_start, log_end]`; I/O errors.
@@ -106,9 +107,8 @@ impl Log {
                     _ => segment.written_size,
                 };
                 let path = log_path(&self.shared.dir, segment.base_offset);
-                // Opened per read and closed when the range is dropped: caching it would
-                // cost a descriptor per partition on top of the writer's.
-                let send_file = Arc::new(io::open_send_file(&path)?);
+                let key = (segment.base_offset, segment.generation);
+                let resume = state.ahead.resume_at(key, offset);
                 let scan_from = segment
                     .offset_index
                     .lookup(offset)
@@ -124,7 +124,7 @@ impl Log {
                     path,
                     (segment.base_offset, generation),
                     reader,
-                    send_file,
+                    resume,
                     scan_from,
                     cap,
                     header,
@@ -134,7 +134,7 @@ impl Log {
             path,
             (segment_base, generation),
             reader,
-            send_file,
+            resume,
             scan_from,
             cap,
             (high_watermark, log_start, log_end),
@@ -155,7 +155,13 @@ impl Log {
                 reader
             }
         };
-        let found = find_batch(&reader, &path, scan_from, cap, |_, last, _| last >= offset).await?;
+        let found = match resume {
+            // Where the last cold read ended: the batch holding `offset` starts there
+            // (unless the segment's batches end there: its records were cleaned away).
+            Some(start) if start < cap => Some((start, 0)),
+            Some(_) => None,
+            None => find_batch(&reader, &path, scan_from, cap, |_, last, _| last >= offset).await?,
+        };
         let state = self.shared.state.borrow();
         if state.segments.get(&segment_base).map(|s| s.generation) != Some(generation) {
             return Ok(Attempt::Swapped);
@@ -178,30 +184,36 @@ impl Log {
             }));
         };
         let limit = start.saturating_add(max_bytes);
-        let end = if cap <= limit {
-            cap
-        } else {
-            // Index entries are batch starts, so any entry within the budget ends a run of
-            // whole batches; with none (or the segment deleted meanwhile), the first batch
-            // alone is returned.
-            state
-                .segments
-                .get(&segment_base)
-                .and_then(|segment| segment.offset_index.boundary_at_or_before(start, limit))
-                .unwrap_or(start + first_len)
-                .max(start + first_len)
+        // Index entries are batch starts, so any entry within the budget ends a run of
+        // whole batches; with none (or the segment deleted meanwhile), the first batch
+        // alone is returned.
+        let boundary = state
+            .segments
+            .get(&segment_base)
+            .and_then(|segment| segment.offset_index.boundary_at_or_before(start, limit))
+            .filter(|end| *end > start);
+        drop(state);
+        let end = match boundary {
+            _ if cap <= limit => cap,
+            Some(end) => end,
+            None if first_len > 0 => start + first_len,
+            None => start + batch_len(&reader, &path, start).await?,
         };
         assert!(
             end > start && end <= cap,
-            "file range must hold whole written batches"
+            "a cold read must hold whole written batches"
         );
-        let range = FileRange {
-            file: send_file,
-            position: start,
-            len: end - start,
+        let range = cold::ColdRange {
+            key: (segment_base, generation),
+            file: &reader,
+            path: &path,
+            start,
+            end,
+            cap,
         };
+        let chunks = self.read_cold(range).await?;
         Ok(Attempt::Read(ReadResult {
-            data: ReadData::File(range),
+            data: ReadData::Disk(chunks),
             high_watermark,
             log_start_offset: log_start,
             log_end_offset: log_end,
@@ -346,4 +358,18 @@ fn first_at_or_after(
                 view.max_timestamp()
             ))
         })
+}
+
+/// The whole length of the batch at `position`.
+async fn batch_len(file: &File, path: &Path, position: u64) -> Result<u64> {
+    let header = io::read_exact(file, path, position, 12).await?;
+    match peek_batch_len(&header) {
+        Ok(Some(total)) => Ok(total as u64),
+        Ok(None) => unreachable!("header has 12 bytes"),
+        Err(e) => Err(Error::Corrupt {
+            path: path.to_owned(),
+            position,
+            reason: e.to_string(),
+        }),
+    }
 }

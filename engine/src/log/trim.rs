@@ -6,8 +6,8 @@ use super::*;
 
 impl Log {
     /// Deletes whole old segments beyond `retention_ms` / `retention_bytes`, advancing the
-    /// log-start offset. Returns the base offsets of deleted segments. Readers holding a
-    /// [`FileRange`] of a deleted segment can still finish.
+    /// log-start offset. Returns the base offsets of deleted segments. A read in flight
+    /// keeps the deleted segment's file open until it finishes.
     ///
     /// # Errors
     /// I/O errors removing files.
@@ -211,7 +211,8 @@ impl Log {
         let path = log_path(&self.shared.dir, segment_base);
         let path = path.as_path();
         let later: Vec<i64> = {
-            let state = self.shared.state.borrow();
+            let mut state = self.shared.state.borrow_mut();
+            state.ahead.clear();
             state
                 .segments
                 .range(segment_base + 1..)

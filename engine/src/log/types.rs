@@ -52,53 +52,6 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
 }
 
-/// A byte range of a segment file that a server can send with zero copy (sendfile/splice).
-///
-/// Holds the file open, so the range stays readable even if retention deletes the segment
-/// meanwhile.
-#[derive(Debug, Clone)]
-pub struct FileRange {
-    pub(super) file: Arc<std::fs::File>,
-    pub(super) position: u64,
-    pub(super) len: u64,
-}
-
-impl FileRange {
-    /// The open file.
-    pub fn file(&self) -> &Arc<std::fs::File> {
-        &self.file
-    }
-    /// Raw descriptor for sendfile/splice.
-    pub fn raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
-    }
-    /// Byte position of the first batch.
-    pub fn position(&self) -> u64 {
-        self.position
-    }
-    /// Length in bytes (whole batches).
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-    /// Whether the range is empty (never true for a range returned by a read).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    /// Copies the range into memory with a blocking `pread`: for tools and tests, not for
-    /// a shard's event loop.
-    ///
-    /// # Errors
-    /// I/O errors of the read.
-    pub fn read_to_vec(&self) -> Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let mut out = vec![0; self.len as usize];
-        self.file
-            .read_exact_at(&mut out, self.position)
-            .map_err(|e| Error::io("reading a file range", e))?;
-        Ok(out)
-    }
-}
-
 /// The bytes a read returns: whole batches, from memory or from a file.
 #[derive(Debug, Clone)]
 pub enum ReadData {
@@ -106,8 +59,8 @@ pub enum ReadData {
     Empty,
     /// Recent batches served from the tail cache, in order.
     Memory(Vec<Bytes>),
-    /// Older batches, as a range of a segment file.
-    File(FileRange),
+    /// Older batches, read from their segment file (`log/cold.rs`).
+    Disk(Vec<Bytes>),
 }
 
 impl ReadData {
@@ -115,23 +68,23 @@ impl ReadData {
     pub fn len(&self) -> u64 {
         match self {
             ReadData::Empty => 0,
-            ReadData::Memory(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
-            ReadData::File(range) => range.len(),
+            ReadData::Memory(chunks) | ReadData::Disk(chunks) => {
+                chunks.iter().map(|c| c.len() as u64).sum()
+            }
         }
     }
     /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The bytes in one buffer (blocking read for file ranges; tools and tests).
+    /// The bytes in one buffer (tools and tests).
     ///
     /// # Errors
     /// I/O errors reading a file range.
     pub fn to_vec(&self) -> Result<Vec<u8>> {
         match self {
             ReadData::Empty => Ok(Vec::new()),
-            ReadData::Memory(chunks) => Ok(chunks.concat()),
-            ReadData::File(range) => range.read_to_vec(),
+            ReadData::Memory(chunks) | ReadData::Disk(chunks) => Ok(chunks.concat()),
         }
     }
 }
@@ -168,7 +121,7 @@ pub struct LogStats {
     pub fsync_us_max: u64,
     /// Reads served from the tail cache.
     pub reads_memory: u64,
-    /// Reads served as file ranges.
+    /// Reads served from segment files.
     pub reads_file: u64,
     /// Readers parked in [`Log::wait_for_data`] (including abandoned ones not yet pruned:
     /// at most twice the live ones, and at least 64).

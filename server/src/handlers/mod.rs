@@ -17,16 +17,14 @@ pub use records::{records_answer, Budget};
 
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
-use keel_engine::{FileRange, ReadData};
+use keel_engine::ReadData;
 use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
 use std::rc::Rc;
 
-/// A piece of a response body: bytes in memory, or a file range sent with zero copy.
+/// A piece of a response body, written as it is (records are never copied into one).
 pub enum Part {
     /// Bytes to write.
     Bytes(Bytes),
-    /// Bytes to send from a segment file.
-    File(FileRange),
 }
 
 impl Part {
@@ -34,19 +32,18 @@ impl Part {
     pub fn len(&self) -> usize {
         match self {
             Part::Bytes(bytes) => bytes.len(),
-            Part::File(range) => range.len() as usize,
         }
     }
 }
 
 impl Part {
-    /// Appends a partition's records after the headers written so far (`head`, emptied):
-    /// the bytes in memory, or the file range sent with zero copy.
+    /// Appends a partition's records after the headers written so far (`head`, emptied).
     pub fn push_records(data: ReadData, head: &mut BytesMut, parts: &mut Vec<Part>) {
         parts.push(Part::Bytes(head.split().freeze()));
         match data {
-            ReadData::Memory(chunks) => parts.extend(chunks.into_iter().map(Part::Bytes)),
-            ReadData::File(range) => parts.push(Part::File(range)),
+            ReadData::Memory(chunks) | ReadData::Disk(chunks) => {
+                parts.extend(chunks.into_iter().map(Part::Bytes))
+            }
             ReadData::Empty => {}
         }
     }

@@ -281,7 +281,7 @@ impl Shard {
             Ok(read) => {
                 match &read.data {
                     ReadData::Memory(_) => self.metrics.reads_memory.inc(),
-                    ReadData::File(_) => self.metrics.reads_file.inc(),
+                    ReadData::Disk(_) => self.metrics.reads_file.inc(),
                     ReadData::Empty => 0,
                 };
                 let entry = FetchPartitionResult {
