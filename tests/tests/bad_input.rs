@@ -156,7 +156,7 @@ fn malformed_requests_get_errors_and_the_broker_keeps_serving() {
 
 #[test]
 fn cold_fetches_are_served_from_files_and_tail_fetches_from_memory() {
-    // Goal: old data goes out with sendfile, recent data from the tail cache; both correct.
+    // Goal: old data is read from the segment files, recent data from the tail cache; both correct.
     let dir = tempfile::tempdir().unwrap();
     let broker = InProcess::start(dir.path(), &["--shards", "2", "--segment-bytes", "65536"]);
     let mut client: Client = broker.client();
