@@ -8,7 +8,7 @@
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use keel_client::{Acks, Admin, Consumer, OffsetReset, Producer, ProducerRecord};
+use keel_client::{Acks, Admin, Consumer, OffsetReset, Producer, ProducerRecord, RecordSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,6 +81,10 @@ pub struct LoadArgs {
     /// Key each message with one of this many keys, in turn (a compacted topic needs keys).
     #[arg(long)]
     pub(crate) keys: Option<u64>,
+    /// Send prepared record sets of this many messages (keel-client's batch API), each to
+    /// the next partition in turn, instead of message by message (closed loop, no keys).
+    #[arg(long)]
+    pub(crate) record_set: Option<usize>,
     /// Client security settings, a Kafka properties file (`security.protocol=SSL`,
     /// `ssl.ca.location`, ...), as the `keel` tool's.
     #[arg(long)]
@@ -200,6 +204,24 @@ async fn produce(
             progress.clone(),
             latency.clone(),
         );
+        if let Some(records) = args.record_set.filter(|n| *n > 0) {
+            if e2e || keys.is_some() || args.rate.is_some() {
+                bail!("--record-set is for closed-loop produce without keys");
+            }
+            let load = SetLoad {
+                producer,
+                topic,
+                size,
+                records,
+                partitions: args.partitions.max(1),
+                first: producer_index as u32,
+                limit: per_producer_limit,
+            };
+            tasks.push(tokio::spawn(produce_sets(
+                load, epoch, stop, progress, latency,
+            )));
+            continue;
+        }
         tasks.push(tokio::spawn(async move {
             let filler = Bytes::from(vec![b'k'; size]);
             let started = Instant::now();
@@ -267,6 +289,57 @@ async fn produce(
         LatencyLog::new(),
     );
     Ok(log)
+}
+
+/// One producer sending prepared record sets.
+struct SetLoad {
+    producer: Producer,
+    topic: String,
+    size: usize,
+    records: usize,
+    partitions: u32,
+    first: u32,
+    limit: Option<u64>,
+}
+
+/// Closed loop with the batch API: sets of `records` messages, each to the next partition.
+async fn produce_sets(
+    load: SetLoad,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    latency: Arc<Mutex<LatencyLog>>,
+) -> anyhow::Result<u64> {
+    let filler = Bytes::from(vec![b'k'; load.size]);
+    let (mut sent, mut partition) = (0u64, load.first % load.partitions);
+    while !stop.load(Ordering::Relaxed) && load.limit.is_none_or(|limit| sent < limit) {
+        let count = load.limit.map_or(load.records, |limit| {
+            (limit - sent).min(load.records as u64) as usize
+        });
+        let mut set = RecordSet::with_capacity(count * (load.size + 16));
+        for _ in 0..count {
+            set.push(None, filler.clone());
+        }
+        let (latency, progress, size) = (latency.clone(), progress.clone(), load.size);
+        let accepted_us = micros_since(epoch);
+        load.producer
+            .send_records_with_callback(&load.topic, partition, set, move |result| {
+                if result.is_ok() {
+                    let now = micros_since(epoch);
+                    let us = now.saturating_sub(accepted_us).max(1);
+                    latency.lock().expect("latency lock").record(us, now);
+                    progress.done.fetch_add(count as u64, Ordering::Relaxed);
+                    progress
+                        .bytes
+                        .fetch_add((count * size) as u64, Ordering::Relaxed);
+                }
+            })
+            .await?;
+        sent += count as u64;
+        partition = (partition + 1) % load.partitions;
+    }
+    load.producer.close().await;
+    Ok(sent)
 }
 
 async fn consume(

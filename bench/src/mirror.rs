@@ -177,6 +177,7 @@ fn load(
         plot: None,
         group: None,
         keys: None,
+        record_set: None,
         command_config: None,
     }
 }

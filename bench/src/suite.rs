@@ -43,6 +43,10 @@ pub struct SuiteArgs {
     /// rows without their figures show as missing.
     #[arg(long)]
     only: Option<String>,
+    /// Produce rows send prepared record sets of this many messages (keel-client's batch
+    /// API, as iggy-bench sends batches of 1,000) instead of message by message.
+    #[arg(long)]
+    record_set: Option<usize>,
 }
 
 impl SuiteArgs {
@@ -292,6 +296,7 @@ fn keel_workload(
     match workload.mode {
         Kind::Produce => {
             load.duration = Some(args.duration);
+            load.record_set = args.record_set;
             let report = runtime.block_on(run_async(Mode::Produce, &load))?;
             figures.insert(workload.key.to_owned(), mb_per_sec(&report));
         }
@@ -389,6 +394,7 @@ fn load_args(address: &str, workload: &Workload) -> LoadArgs {
         plot: None,
         group: Some(format!("suite-{}", workload.key)),
         keys: None,
+        record_set: None,
         command_config: None,
     }
 }

@@ -46,7 +46,8 @@ pub use keel_protocol::batch::{BatchBuilder, BatchView, NewRecord};
 pub use keel_protocol::Compression;
 pub use partitioner::{murmur2, partition_for_key, Partitioner};
 pub use producer::{
-    Acks, DeliveryFuture, Producer, ProducerBuilder, ProducerRecord, RecordMetadata, WhenFull,
+    Acks, DeliveryFuture, Producer, ProducerBuilder, ProducerRecord, RecordMetadata, RecordSet,
+    WhenFull,
 };
 pub use sasl::SaslCredentials;
 pub use security::ClientSecurity;

@@ -45,6 +45,7 @@ mod producer_ids;
 mod quotas;
 mod readme_cluster;
 mod reassignment;
+mod record_sets;
 mod replicated_groups;
 mod replicated_offsets;
 mod replication;

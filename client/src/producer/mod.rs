@@ -136,9 +136,13 @@ enum Completion {
     Forget,
 }
 
+/// One delivery waiting in a batch: a record, or a whole record set.
 struct Pending {
     timestamp: i64,
     permits: u32,
+    /// Records it covers (its first record's offset is the batch's base plus the records
+    /// of the deliveries before it).
+    records: u32,
     completion: Completion,
 }
 
@@ -360,6 +364,27 @@ impl Producer {
         Ok(known)
     }
 
+    /// Takes `size` bytes of the buffer (waiting or failing as `when_full` says) for one
+    /// more outstanding delivery; the permits to give back when it completes.
+    async fn reserve(&self, size: usize) -> Result<u32> {
+        let inner = &self.inner;
+        let permits = size as u32;
+        let permit = match inner.config.when_full {
+            WhenFull::Wait => inner
+                .buffer
+                .acquire_many(permits)
+                .await
+                .map_err(|_| Error::Closed)?,
+            WhenFull::Error => inner
+                .buffer
+                .try_acquire_many(permits)
+                .map_err(|_| Error::BufferFull(inner.config.buffer_bytes))?,
+        };
+        permit.forget();
+        inner.outstanding.fetch_add(1, Ordering::SeqCst);
+        Ok(permits)
+    }
+
     async fn accept(&self, record: ProducerRecord, completion: Completion) -> Result<()> {
         // Accepting rarely awaits anything; without this a tight send loop would keep its
         // worker thread, starving the sender task woken onto the same worker.
@@ -406,20 +431,7 @@ impl Producer {
                 "record of {size} bytes is larger than the whole buffer"
             )));
         }
-        let permits = size as u32;
-        let permit = match inner.config.when_full {
-            WhenFull::Wait => inner
-                .buffer
-                .acquire_many(permits)
-                .await
-                .map_err(|_| Error::Closed)?,
-            WhenFull::Error => inner
-                .buffer
-                .try_acquire_many(permits)
-                .map_err(|_| Error::BufferFull(inner.config.buffer_bytes))?,
-        };
-        permit.forget();
-        inner.outstanding.fetch_add(1, Ordering::SeqCst);
+        let permits = self.reserve(size).await?;
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let opened;
         let full = {
@@ -462,6 +474,7 @@ impl Producer {
             batch.pending.push(Pending {
                 timestamp,
                 permits,
+                records: 1,
                 completion,
             });
             batch.bytes += size;
@@ -508,6 +521,8 @@ impl Producer {
 }
 
 mod builder;
+mod record_set;
 mod sender;
 pub use builder::{ProducerBuilder, RECORD_BYTES_MAX};
+pub use record_set::RecordSet;
 use sender::sender;

@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// Records the deliveries of a batch cover: the sequence numbers it takes.
+fn records(pending: &[Pending]) -> i32 {
+    pending.iter().map(|p| p.records as i32).sum()
+}
+
 pub(super) fn complete(
     inner: &Inner,
     topic: &Arc<str>,
@@ -12,17 +17,19 @@ pub(super) fn complete(
 ) {
     let mut permits = 0u32;
     let count = pending.len();
-    for (index, record) in pending.into_iter().enumerate() {
+    let mut before = 0i64;
+    for record in pending {
         permits += record.permits;
         let delivered = match &result {
             Ok(base) => Ok(RecordMetadata {
                 topic: topic.clone(),
                 partition,
-                offset: if *base < 0 { -1 } else { base + index as i64 },
+                offset: if *base < 0 { -1 } else { base + before },
                 timestamp: record.timestamp,
             }),
             Err(e) => Err(e.clone()),
         };
+        before += i64::from(record.records);
         match record.completion {
             Completion::Channel(sender) => {
                 let _ = sender.send(delivered);
@@ -99,7 +106,7 @@ fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
                 if *current != epoch {
                     batch.bytes = restamp(&batch.bytes, *current, *next);
                     batch.stamp = Some((*current, *next));
-                    *next = next.wrapping_add(batch.pending.len() as i32);
+                    *next = next.wrapping_add(records(&batch.pending));
                 }
             }
         }
@@ -173,7 +180,7 @@ fn take_ready(inner: &Inner) -> Vec<SealedBatch> {
                 ..fields
             });
             stamp = Some((*epoch, *next));
-            *next = next.wrapping_add(batch.pending.len() as i32);
+            *next = next.wrapping_add(records(&batch.pending));
         }
         let bytes = match batch.builder.finish() {
             Ok(bytes) => Bytes::from(bytes),
