@@ -162,37 +162,40 @@ impl Log {
             Some(_) => None,
             None => find_batch(&reader, &path, scan_from, cap, |_, last, _| last >= offset).await?,
         };
-        let state = self.shared.state.borrow();
-        if state.segments.get(&segment_base).map(|s| s.generation) != Some(generation) {
-            return Ok(Attempt::Swapped);
-        }
-        let Some((start, first_len)) = found else {
-            let bound = if to_log_end { log_end } else { high_watermark };
-            let next = state
-                .segments
-                .range(segment_base + 1..)
-                .next()
-                .map(|(b, _)| *b);
-            if let Some(next) = next.filter(|next| *next > offset && *next < bound) {
-                return Ok(Attempt::Next(next));
+        let (start, first_len, boundary) = {
+            let state = self.shared.state.borrow();
+            if state.segments.get(&segment_base).map(|s| s.generation) != Some(generation) {
+                return Ok(Attempt::Swapped);
             }
-            return Ok(Attempt::Read(ReadResult {
-                data: ReadData::Empty,
-                high_watermark,
-                log_start_offset: log_start,
-                log_end_offset: log_end,
-            }));
+            let Some((start, first_len)) = found else {
+                let bound = if to_log_end { log_end } else { high_watermark };
+                let next = state
+                    .segments
+                    .range(segment_base + 1..)
+                    .next()
+                    .map(|(b, _)| *b);
+                if let Some(next) = next.filter(|next| *next > offset && *next < bound) {
+                    return Ok(Attempt::Next(next));
+                }
+                return Ok(Attempt::Read(ReadResult {
+                    data: ReadData::Empty,
+                    high_watermark,
+                    log_start_offset: log_start,
+                    log_end_offset: log_end,
+                }));
+            };
+            // Index entries are batch starts, so any entry within the budget ends a run of
+            // whole batches; with none (or the segment deleted meanwhile), the first batch
+            // alone is returned.
+            let limit = start.saturating_add(max_bytes);
+            let boundary = state
+                .segments
+                .get(&segment_base)
+                .and_then(|segment| segment.offset_index.boundary_at_or_before(start, limit))
+                .filter(|end| *end > start);
+            (start, first_len, boundary)
         };
         let limit = start.saturating_add(max_bytes);
-        // Index entries are batch starts, so any entry within the budget ends a run of
-        // whole batches; with none (or the segment deleted meanwhile), the first batch
-        // alone is returned.
-        let boundary = state
-            .segments
-            .get(&segment_base)
-            .and_then(|segment| segment.offset_index.boundary_at_or_before(start, limit))
-            .filter(|end| *end > start);
-        drop(state);
         let end = match boundary {
             _ if cap <= limit => cap,
             Some(end) => end,
