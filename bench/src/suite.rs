@@ -337,6 +337,7 @@ fn keel_workload(
             figures.insert(format!("{}.p50_ms", workload.key), q(0.5));
             figures.insert(format!("{}.p99_ms", workload.key), q(0.99));
             figures.insert(format!("{}.p999_ms", workload.key), q(0.999));
+            figures.insert(format!("{}.p9999_ms", workload.key), q(0.9999));
         }
     }
     broker.stop()?;

@@ -18,7 +18,7 @@ pub(crate) const LIMIT_ROWS: &[Row] = &[
         label: "produce, 8 partitions, 2 producers, acks=all (vs raw O_DIRECT + fdatasync/MiB)",
         keel: "produce_8p_2prod",
         reference: "disk_fdatasync",
-        target: 0.45,
+        target: 0.6,
     },
     Row {
         label: "produce, 1 partition, 1 producer, acks=all (vs raw O_DIRECT + fdatasync/MiB)",
@@ -30,7 +30,7 @@ pub(crate) const LIMIT_ROWS: &[Row] = &[
         label: "consume catch-up (cold), 2 partitions, 2 consumers (vs loopback TCP)",
         keel: "catchup_2p_2cons",
         reference: "loopback",
-        target: 0.30,
+        target: 0.4,
     },
     Row {
         label: "end-to-end p99 at half the maximum rate, ms",
@@ -43,6 +43,13 @@ pub(crate) const LIMIT_ROWS: &[Row] = &[
         keel: "e2e_half_rate_1p.p999_ms",
         reference: "",
         target: 5.0,
+    },
+    Row {
+        // No target in the issue: 10 ms, Iggy's published p99.9 at 800 MB/s.
+        label: "end-to-end p99.99 at half the maximum rate, ms",
+        keel: "e2e_half_rate_1p.p9999_ms",
+        reference: "",
+        target: 10.0,
     },
 ];
 
@@ -66,31 +73,31 @@ pub(crate) const IGGY_ROWS: &[Row] = &[
         label: "1 producer, 1 partition, fsync",
         keel: "produce_1p_1prod",
         reference: "iggy_1prod_fsync",
-        target: 1.0,
+        target: 2.0,
     },
     Row {
         label: "2 producers, 2 partitions, fsync",
         keel: "produce_2p_2prod",
         reference: "iggy_2prod_fsync",
-        target: 1.0,
+        target: 2.0,
     },
     Row {
         label: "1 producer, no fsync",
         keel: "produce_1p_1prod_nofsync",
         reference: "iggy_1prod",
-        target: 1.0,
+        target: 2.0,
     },
     Row {
         label: "2 producers, no fsync",
         keel: "produce_2p_2prod_nofsync",
         reference: "iggy_2prod",
-        target: 1.0,
+        target: 2.0,
     },
     Row {
         label: "1 consumer catch-up",
         keel: "catchup_1p_1cons",
         reference: "iggy_1cons",
-        target: 1.0,
+        target: 2.0,
     },
 ];
 
