@@ -103,7 +103,9 @@ fn engine(c: &mut Criterion) {
             executor.run(async {
                 let started = std::time::Instant::now();
                 for _ in 0..iters {
-                    log.append(bytes.as_slice().into()).await.unwrap();
+                    log.append(bytes::BytesMut::from(bytes.as_slice()))
+                        .await
+                        .unwrap();
                 }
                 started.elapsed()
             })

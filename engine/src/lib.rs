@@ -17,7 +17,7 @@
 //!     let log = Log::open("/tmp/keel-example/topic-0", config).await?;
 //!     let mut builder = BatchBuilder::new();
 //!     builder.push(NewRecord::value(1_700_000_000_000, "hello"));
-//!     let info = log.append(builder.build()?.as_slice().into()).await?; // durable now
+//!     let info = log.append(bytes::BytesMut::from(builder.build()?.as_slice())).await?; // durable now
 //!     let read = log.read(info.base_offset, 1 << 20).await?;
 //!     assert!(matches!(read.data, ReadData::Memory(_)));
 //!     log.close().await
@@ -41,7 +41,7 @@ pub mod simdisk;
 pub use config::{FsyncPolicy, LogConfig, OnCorruption, Verify, IO_ALIGN};
 pub use error::{Error, Result};
 pub use log::{
-    AppendInfo, CleanConfig, CleanStats, Clock, Log, LogStats, ManualClock, ReadData, ReadResult,
-    SystemClock, TailShare,
+    AppendInfo, Batch, CleanConfig, CleanStats, Clock, Log, LogStats, ManualClock, ReadData,
+    ReadResult, SystemClock, TailShare,
 };
 pub use segment::SegmentInfo;

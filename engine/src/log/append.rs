@@ -24,6 +24,44 @@ pub(super) enum Stamp {
     Verbatim,
 }
 
+/// A batch to append: bytes as received, or bytes whose CRC the caller already checked
+/// ([`Batch::checked`]), which the log then does not check a second time.
+pub struct Batch {
+    bytes: BytesMut,
+    crc_checked: bool,
+}
+
+impl From<BytesMut> for Batch {
+    fn from(bytes: BytesMut) -> Batch {
+        Batch {
+            bytes,
+            crc_checked: false,
+        }
+    }
+}
+
+impl Batch {
+    /// Checks the batch's framing and CRC once, for whoever appends it next.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBatch`] for bad bytes or CRC.
+    pub fn checked(bytes: BytesMut) -> Result<Batch> {
+        BatchView::new_verified(&bytes)?;
+        Ok(Batch {
+            bytes,
+            crc_checked: true,
+        })
+    }
+
+    /// The batch's header and records, read in place.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBatch`] when the bytes are not a batch.
+    pub fn view(&self) -> Result<BatchView<'_>> {
+        Ok(BatchView::new(&self.bytes)?)
+    }
+}
+
 impl Log {
     /// Appends one RecordBatch v2, assigning its base offset and leader epoch; the bytes are
     /// stored otherwise unchanged. Completes when the fsync policy is satisfied: with
@@ -33,8 +71,8 @@ impl Log {
     /// [`Error::InvalidBatch`] for bad bytes or CRC (nothing is stored),
     /// [`Error::Offline`] after an I/O failure, [`Error::Unavailable`] while closed or
     /// truncating.
-    pub async fn append(&self, batch: BytesMut) -> Result<AppendInfo> {
-        let (info, wait) = self.append_buffered(batch)?;
+    pub async fn append(&self, batch: impl Into<Batch>) -> Result<AppendInfo> {
+        let (info, wait) = self.append_buffered(batch.into())?;
         if let Some((done, wait_for_space)) = wait {
             done.await.map_err(|_| Error::Unavailable("closed"))??;
             if wait_for_space {
@@ -44,17 +82,25 @@ impl Log {
         Ok(info)
     }
 
-    fn append_buffered(&self, batch: BytesMut) -> Result<(AppendInfo, Option<AckWait>)> {
+    fn append_buffered(&self, batch: Batch) -> Result<(AppendInfo, Option<AckWait>)> {
         self.append_buffered_with(batch, Ack::Durable, Stamp::Leader)
     }
 
     pub(super) fn append_buffered_with(
         &self,
-        mut batch: BytesMut,
+        batch: Batch,
         ack: Ack,
         stamp: Stamp,
     ) -> Result<(AppendInfo, Option<AckWait>)> {
-        let view = BatchView::new_verified(&batch)?;
+        let Batch {
+            bytes: mut batch,
+            crc_checked,
+        } = batch;
+        let view = if crc_checked {
+            BatchView::new(&batch)?
+        } else {
+            BatchView::new_verified(&batch)?
+        };
         if view.len() != batch.len() {
             return Err(Error::InvalidAppend(format!(
                 "{} bytes after the batch",
@@ -226,8 +272,8 @@ impl Log {
     ///
     /// # Errors
     /// As [`Log::append`].
-    pub async fn append_accepted(&self, batch: BytesMut) -> Result<AppendInfo> {
-        self.append_acked(batch, Ack::Accepted).await
+    pub async fn append_accepted(&self, batch: impl Into<Batch>) -> Result<AppendInfo> {
+        self.append_acked(batch.into(), Ack::Accepted).await
     }
 
     /// Appends like [`Log::append`] but completes once the batch's bytes were written to
@@ -237,11 +283,11 @@ impl Log {
     ///
     /// # Errors
     /// As [`Log::append`]; the write's own failure among them.
-    pub async fn append_written(&self, batch: BytesMut) -> Result<AppendInfo> {
-        self.append_acked(batch, Ack::Written).await
+    pub async fn append_written(&self, batch: impl Into<Batch>) -> Result<AppendInfo> {
+        self.append_acked(batch.into(), Ack::Written).await
     }
 
-    async fn append_acked(&self, batch: BytesMut, ack: Ack) -> Result<AppendInfo> {
+    async fn append_acked(&self, batch: Batch, ack: Ack) -> Result<AppendInfo> {
         let (info, wait) = self.append_buffered_with(batch, ack, Stamp::Leader)?;
         if let Some((done, wait_for_space)) = wait {
             done.await.map_err(|_| Error::Unavailable("closed"))??;

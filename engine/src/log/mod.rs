@@ -137,7 +137,7 @@ impl Shared {
 ///     let log = Log::open("/tmp/keel-doc/orders-0", LogConfig::default()).await?;
 ///     let mut builder = BatchBuilder::new();
 ///     builder.push(NewRecord::value(1_700_000_000_000, "hello"));
-///     let info = log.append(builder.build()?.as_slice().into()).await?;
+///     let info = log.append(bytes::BytesMut::from(builder.build()?.as_slice())).await?;
 ///     assert_eq!(info.base_offset, 0);
 ///     let read = log.read(0, 1 << 20).await?;
 ///     assert!(!read.data.is_empty());
@@ -517,6 +517,7 @@ mod tail;
 mod trim;
 mod types;
 
+pub use append::Batch;
 pub use clean::{CleanConfig, CleanStats};
 pub use types::{AppendInfo, Clock, LogStats, ManualClock, ReadData, ReadResult, SystemClock};
 

@@ -14,7 +14,8 @@ impl Log {
     /// [`Error::InvalidBatch`] for bad bytes, [`Error::InvalidAppend`] when the batch does
     /// not start at the log end or its epoch goes back; as [`Log::append`] otherwise.
     pub async fn append_replica(&self, batch: BytesMut) -> Result<AppendInfo> {
-        let (info, wait) = self.append_buffered_with(batch, Ack::Durable, Stamp::Verbatim)?;
+        let (info, wait) =
+            self.append_buffered_with(batch.into(), Ack::Durable, Stamp::Verbatim)?;
         if let Some((done, wait_for_space)) = wait {
             done.await.map_err(|_| Error::Unavailable("closed"))??;
             if wait_for_space {
@@ -57,7 +58,7 @@ impl Log {
         for (index, batch) in batches.into_iter().enumerate() {
             let last = index + 1 == count;
             let (_, wait) = self.append_buffered_with(
-                batch,
+                batch.into(),
                 if last { Ack::Durable } else { Ack::Accepted },
                 Stamp::Verbatim,
             )?;

@@ -11,12 +11,12 @@ use crate::producers::{ProducerStates, SequenceCheck};
 use crate::registry::{partition_dir, SharedRegistry};
 use bytes::{Bytes, BytesMut};
 use glommio::channels::channel_mesh::Receivers;
-use keel_engine::{Error as EngineError, Log, LogConfig};
+use keel_engine::{Batch, Error as EngineError, Log, LogConfig};
 use keel_protocol::api::{
     ErrorCode, FetchPartitionResult, ListOffsetsPartitionResult, PartitionMetadata,
     ProducePartitionResult, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
 };
-use keel_protocol::batch::{peek_batch_len, BatchView};
+use keel_protocol::batch::peek_batch_len;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;

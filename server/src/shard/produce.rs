@@ -48,17 +48,24 @@ impl Shard {
             if total > self.config.batch_bytes_max as usize {
                 return failed(ErrorCode::MessageTooLarge);
             }
-            let valid = BatchView::new_verified(&rest[..total.min(rest.len())])
-                .and_then(|view| view.validate_records(self.config.batch_decompressed_bytes_max));
-            match valid {
-                Ok(summary) if rest.len() >= total => {
-                    if needs_keys && summary.null_keys > 0 {
-                        return failed(ErrorCode::InvalidRecord);
-                    }
-                }
-                _ => return failed(ErrorCode::CorruptMessage),
+            if rest.len() < total {
+                return failed(ErrorCode::CorruptMessage);
             }
-            batches.push(BytesMut::from(&rest[..total]));
+            // The CRC is checked here, once: the log takes the batch as checked.
+            let Ok(batch) = Batch::checked(BytesMut::from(&rest[..total])) else {
+                return failed(ErrorCode::CorruptMessage);
+            };
+            let valid = batch.view().and_then(|view| {
+                Ok(view.validate_records(self.config.batch_decompressed_bytes_max)?)
+            });
+            match valid {
+                Ok(summary) if needs_keys && summary.null_keys > 0 => {
+                    return failed(ErrorCode::InvalidRecord)
+                }
+                Ok(_) => {}
+                Err(_) => return failed(ErrorCode::CorruptMessage),
+            }
+            batches.push(batch);
             rest = &rest[total..];
         }
         if batches.is_empty() {
@@ -96,7 +103,7 @@ impl Shard {
         let key = (topic.to_owned(), partition);
         let mut plan = Vec::with_capacity(batches.len());
         for batch in batches {
-            let view = BatchView::new(&batch).expect("verified above");
+            let view = batch.view().expect("checked above");
             let producer = (view.producer_id() >= 0).then(|| {
                 (
                     view.producer_id(),

@@ -37,7 +37,9 @@ fn main() -> anyhow::Result<()> {
             tasks.push(glommio::spawn_local(async move {
                 let mut tag = first_tag + appender;
                 loop {
-                    let info = log.append(crash_batch(tag).as_slice().into()).await?;
+                    let info = log
+                        .append(bytes::BytesMut::from(crash_batch(tag).as_slice()))
+                        .await?;
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ack {tag} {}", info.base_offset)?;
                     out.flush()?;
