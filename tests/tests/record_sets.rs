@@ -13,12 +13,7 @@ fn record_sets_keep_order_offsets_and_sequences_with_single_records_around_them(
     let mut admin = broker.client();
     admin.create_topic("sets", 2);
     let addr = broker.addr.to_string();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
+    keel_tests::cluster::runtime().block_on(async move {
         let producer = Producer::builder(addr)
             .linger(Duration::from_millis(50))
             .build()

@@ -74,15 +74,19 @@ impl ProducerRecord {
         self
     }
     fn size(&self) -> usize {
-        self.key.as_ref().map_or(0, Bytes::len)
-            + self.value.as_ref().map_or(0, Bytes::len)
-            + self
-                .headers
-                .iter()
-                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
-                .sum::<usize>()
-            + 32
+        record_size(self.key.as_ref(), self.value.as_ref(), &self.headers)
     }
+}
+
+/// What a record takes of the producer's buffer: its bytes and a little for its framing.
+fn record_size(key: Option<&Bytes>, value: Option<&Bytes>, headers: &[Header]) -> usize {
+    key.map_or(0, Bytes::len)
+        + value.map_or(0, Bytes::len)
+        + headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+            .sum::<usize>()
+        + 32
 }
 
 /// Where a record was stored.

@@ -45,14 +45,7 @@ impl RecordSet {
 
     /// Adds a record as given (timestamp, key, value, headers).
     pub fn push_record(&mut self, record: NewRecord) -> &mut Self {
-        self.bytes += record.key.as_ref().map_or(0, Bytes::len)
-            + record.value.as_ref().map_or(0, Bytes::len)
-            + record
-                .headers
-                .iter()
-                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
-                .sum::<usize>()
-            + 32;
+        self.bytes += record_size(record.key.as_ref(), record.value.as_ref(), &record.headers);
         self.builder.push(record);
         self
     }
