@@ -665,7 +665,9 @@ fn a_batch_is_crc_checked_once_before_the_log_takes_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     run(move || async move {
-        let log = Log::open(&path, small_config(FsyncPolicy::Never)).await.unwrap();
+        let log = Log::open(&path, small_config(FsyncPolicy::Never))
+            .await
+            .unwrap();
         let good = batch(1, 3, 10, 1_000);
         let mut bad = good.clone();
         let last = bad.len() - 1;
