@@ -111,6 +111,34 @@ fn engine(c: &mut Criterion) {
             })
         })
     });
+    // A produce handler's check and the append: the CRC checked by both (as before issue
+    // 24) or once, into an `engine::Batch` the log takes as checked.
+    group.bench_function("check_then_append_crc_twice", |b| {
+        b.iter_custom(|iters| {
+            executor.run(async {
+                let started = std::time::Instant::now();
+                for _ in 0..iters {
+                    black_box(BatchView::new_verified(&bytes).unwrap());
+                    log.append(bytes::BytesMut::from(bytes.as_slice()))
+                        .await
+                        .unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.bench_function("check_then_append_crc_once", |b| {
+        b.iter_custom(|iters| {
+            executor.run(async {
+                let started = std::time::Instant::now();
+                for _ in 0..iters {
+                    let batch = keel_engine::Batch::checked(bytes.as_slice().into()).unwrap();
+                    log.append(batch).await.unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
     group.bench_function("read_tail", |b| {
         b.iter_custom(|iters| {
             executor.run(async {
@@ -127,5 +155,56 @@ fn engine(c: &mut Criterion) {
     executor.run(async { log.close().await.unwrap() });
 }
 
-criterion_group!(benches, codec, index, partitioner, engine);
+fn cold_reads(c: &mut Criterion) {
+    // Reading 64 MiB from the start of a log whose tail cache holds none of it, 1 MiB per
+    // read as a consumer's fetch does: direct I/O chunks with read-ahead (`log/cold.rs`).
+    let dir = tempfile::tempdir().unwrap();
+    let executor = glommio::LocalExecutorBuilder::default().make().unwrap();
+    let config = keel_engine::LogConfig {
+        fsync: keel_engine::FsyncPolicy::Never,
+        tail_cache_bytes: 64 << 10,
+        ..Default::default()
+    };
+    let log = executor
+        .run(keel_engine::Log::open(dir.path().join("p-0"), config))
+        .unwrap();
+    let bytes = batch(Compression::None);
+    let total = 64u64 << 20;
+    executor.run(async {
+        for _ in 0..total / bytes.len() as u64 {
+            log.append(bytes::BytesMut::from(bytes.as_slice()))
+                .await
+                .unwrap();
+        }
+        log.flush().await.unwrap();
+    });
+    let mut group = c.benchmark_group("cold_read_64MiB");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(total));
+    group.bench_function("sequential_1MiB_reads", |b| {
+        b.iter_custom(|iters| {
+            executor.run(async {
+                let started = std::time::Instant::now();
+                for _ in 0..iters {
+                    let mut next = 0;
+                    while next < log.high_watermark() {
+                        let read = log.read(next, 1 << 20).await.unwrap();
+                        let data = read.data.to_vec().unwrap();
+                        let mut rest = data.as_slice();
+                        while !rest.is_empty() {
+                            let view = BatchView::new(rest).unwrap();
+                            next = view.last_offset() + 1;
+                            rest = &rest[view.len()..];
+                        }
+                    }
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+    executor.run(async { log.close().await.unwrap() });
+}
+
+criterion_group!(benches, codec, index, partitioner, engine, cold_reads);
 criterion_main!(benches);
