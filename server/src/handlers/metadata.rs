@@ -124,9 +124,18 @@ fn cluster(
         .into_iter()
         .map(|topic| {
             let Some(info) = image.topic(&topic) else {
+                // A broker still catching up with the metadata log (just restarted) cannot
+                // say a topic does not exist: a retriable error, so a client keeps what it
+                // knew and asks again (librdkafka took "unknown" for a topic whose
+                // partitions were gone and its group stopped).
+                let error = if view.caught_up() {
+                    ErrorCode::UnknownTopicOrPartition
+                } else {
+                    ErrorCode::LeaderNotAvailable
+                };
                 return TopicMetadata {
                     topic,
-                    error: ErrorCode::UnknownTopicOrPartition,
+                    error,
                     partitions: Vec::new(),
                 };
             };
@@ -214,5 +223,20 @@ async fn describe(shard: &Rc<Shard>, topics: &mut [TopicMetadata]) {
             (_, true) => meta.error = ErrorCode::Unknown,
             (_, false) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_catching_up_never_says_a_topic_does_not_exist() {
+        let view = crate::cluster::ClusterView::new(1);
+        let (_, topics) = cluster(&view, vec!["orders".into()]);
+        assert_eq!(topics[0].error, ErrorCode::LeaderNotAvailable);
+        view.set_caught_up(true);
+        let (_, topics) = cluster(&view, vec!["orders".into()]);
+        assert_eq!(topics[0].error, ErrorCode::UnknownTopicOrPartition);
     }
 }
