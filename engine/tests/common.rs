@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use bytes::BytesMut;
-use keel_engine::ReadData;
+use keel_engine::{FsyncPolicy, Log, LogConfig, ReadData};
 use keel_protocol::batch::{BatchBuilder, BatchView, NewRecord};
 use std::future::Future;
 
@@ -44,6 +44,43 @@ pub fn batches(data: &ReadData) -> Vec<(i64, i64, Vec<u8>)> {
             view.as_bytes().to_vec(),
         ));
         rest = &rest[view.len()..];
+    }
+    out
+}
+
+/// Small segments, index steps and tail cache, so a few hundred batches roll and read
+/// from files.
+pub fn small_config(fsync: FsyncPolicy) -> LogConfig {
+    LogConfig {
+        segment_bytes: 16 * 1024,
+        index_interval_bytes: 1024,
+        tail_cache_bytes: 4 * 1024,
+        fsync,
+        retention_ms: None,
+        ..LogConfig::default()
+    }
+}
+
+/// Reads the whole log from `from` to the high watermark, one read at a time.
+pub async fn read_all(log: &Log, from: i64, max_bytes: u64) -> Vec<(i64, i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while next < log.high_watermark() {
+        let read = log.read(next, max_bytes).await.expect("read");
+        let got = batches(&read.data);
+        assert!(
+            !got.is_empty(),
+            "read at {next} below the high watermark returned nothing"
+        );
+        assert!(
+            got[0].0 <= next && next <= got[0].1,
+            "first batch holds the offset asked for"
+        );
+        for (base, last, _) in &got {
+            assert!(*base <= next.max(*base), "batches in order");
+            next = last + 1;
+        }
+        out.extend(got);
     }
     out
 }
