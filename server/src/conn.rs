@@ -489,12 +489,12 @@ pub async fn write_parts(
     first.extend_from_slice(prefix);
     // Coalesce the prefix with a leading in-memory part to save a write.
     let mut parts = parts.into_iter().peekable();
-    if let Some(Part::Bytes(bytes)) = parts.peek() {
+    if let Some(bytes) = parts.peek() {
         first.extend_from_slice(bytes);
         parts.next();
     }
     stream.write_all(&first).await?;
-    for Part::Bytes(bytes) in parts {
+    for bytes in parts {
         stream.write_all(&bytes).await?;
     }
     stream.flush().await

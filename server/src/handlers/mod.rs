@@ -22,30 +22,14 @@ use keel_protocol::api::{ApiKey, ErrorCode, Request, Response};
 use std::rc::Rc;
 
 /// A piece of a response body, written as it is (records are never copied into one).
-pub enum Part {
-    /// Bytes to write.
-    Bytes(Bytes),
-}
+pub type Part = Bytes;
 
-impl Part {
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        match self {
-            Part::Bytes(bytes) => bytes.len(),
-        }
-    }
-}
-
-impl Part {
-    /// Appends a partition's records after the headers written so far (`head`, emptied).
-    pub fn push_records(data: ReadData, head: &mut BytesMut, parts: &mut Vec<Part>) {
-        parts.push(Part::Bytes(head.split().freeze()));
-        match data {
-            ReadData::Memory(chunks) | ReadData::Disk(chunks) => {
-                parts.extend(chunks.into_iter().map(Part::Bytes))
-            }
-            ReadData::Empty => {}
-        }
+/// Appends a partition's records after the headers written so far (`head`, emptied).
+pub fn push_records(data: ReadData, head: &mut BytesMut, parts: &mut Vec<Part>) {
+    parts.push(head.split().freeze());
+    match data {
+        ReadData::Memory(chunks) | ReadData::Disk(chunks) => parts.extend(chunks),
+        ReadData::Empty => {}
     }
 }
 
@@ -124,7 +108,7 @@ impl Outgoing {
         match response.encode(&mut body) {
             Ok(()) => Outgoing {
                 error_code: ErrorCode::None,
-                parts: vec![Part::Bytes(body.freeze())],
+                parts: vec![body.freeze()],
                 errors: response_errors(response),
                 waited: std::time::Duration::ZERO,
             },

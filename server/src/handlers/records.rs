@@ -74,7 +74,7 @@ pub fn records_answer<R: FetchEntry>(
         return Outgoing::error(ErrorCode::InvalidRequest);
     }
     if !head.is_empty() {
-        parts.push(Part::Bytes(head.freeze()));
+        parts.push(head.freeze());
     }
     Outgoing {
         error_code: ErrorCode::None,
@@ -101,7 +101,7 @@ fn encode<R: FetchEntry>(
             result.write_header(head, if keep { data.len() as usize } else { 0 })?;
             if keep {
                 sent(&topic, result.partition(), data.len());
-                Part::push_records(data, head, parts);
+                super::push_records(data, head, parts);
             }
         }
     }

@@ -2,7 +2,7 @@
 //! hand so cold data goes from the segment file to the socket with zero copy.
 
 use super::{code, data::topic_by_id, Answer};
-use crate::handlers::{fetch, Budget, Part};
+use crate::handlers::{self, fetch, Budget};
 use crate::security::gate::Gate;
 use crate::shard::Shard;
 use bytes::BytesMut;
@@ -107,7 +107,7 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, gate: &Gate<'_>, request:
             write_partition(&mut head, version, &partition_head, send_len);
             if keep {
                 fetch::count_out(shard, &topic, result.partition, len);
-                Part::push_records(data, &mut head, &mut parts);
+                handlers::push_records(data, &mut head, &mut parts);
             }
             write_partition_end(&mut head, version);
         }
@@ -125,6 +125,6 @@ pub async fn fetch(shard: &Rc<Shard>, header: &Header, gate: &Gate<'_>, request:
         write_end(&mut head, version);
     }
     write_end(&mut head, version);
-    parts.push(Part::Bytes(head.freeze()));
+    parts.push(head.freeze());
     Answer::Parts(parts)
 }

@@ -118,7 +118,7 @@ pub fn encode<R: Encodable>(header: &Header, response: &R) -> Answer {
     let mut out = BytesMut::new();
     header.response_header(&mut out);
     match response.encode(&mut out, header.api_version) {
-        Ok(()) => Answer::Parts(vec![Part::Bytes(out.freeze())]),
+        Ok(()) => Answer::Parts(vec![out.freeze()]),
         Err(e) => {
             tracing::warn!(api = header.api_key, version = header.api_version, error = %e, "Kafka response cannot be encoded; closing");
             Answer::Close
@@ -140,7 +140,7 @@ fn unsupported(header: &Header) -> Answer {
     } else {
         out.put_i16(errors::UNSUPPORTED_VERSION);
     }
-    Answer::Parts(vec![Part::Bytes(out.freeze())])
+    Answer::Parts(vec![out.freeze()])
 }
 
 fn api_versions() -> ApiVersionsResponse {
