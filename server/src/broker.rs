@@ -325,6 +325,13 @@ fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
             ),
             quotas: Quotas::in_metadata(),
             tls,
+            // Refusing users and authorizing before the metadata is read would be wrong;
+            // without an authorizer or SASL nothing depends on it.
+            settled: if config.security.authorizer || config.sasl_listener() {
+                crate::security::settle::Settled::later()
+            } else {
+                crate::security::settle::Settled::now()
+            },
         });
     }
     let users = crate::security::users::Users::load(&config.data_dir)?;
@@ -344,6 +351,7 @@ fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
         acls,
         quotas,
         tls,
+        settled: crate::security::settle::Settled::now(),
     })
 }
 

@@ -413,6 +413,13 @@ async fn handle_one(
             Some(Outgoing::error(ErrorCode::ClusterAuthorizationFailed))
         }
         Ok(request) => {
+            // A cluster broker still reading its users and ACLs holds clients' requests
+            // (bounded); another broker's are not decided by them.
+            if !session.is_broker()
+                && !matches!(request, Request::ReplicaFetch(_) | Request::ApiVersions)
+            {
+                crate::security::settle::ready(shard).await;
+            }
             let refusal = crate::native_security::unauthenticated(session, &request)
                 .or_else(|| refused(shard, session, &request));
             if let Some(code) = refusal {

@@ -5,6 +5,7 @@
 
 use keel_tests::cluster::Cluster;
 use keel_tests::kafka_clients::{clients, run};
+use keel_tests::kafka_wire::scram_login;
 use std::time::Duration;
 
 #[test]
@@ -68,6 +69,54 @@ fn users_and_acls_are_the_clusters_and_survive_failover_and_restart() {
         c.alive_brokers(0).is_some_and(|alive| alive.len() == 3)
     });
     phase(&cluster, 2, "survived");
+    for node in &mut cluster.nodes {
+        node.stop();
+    }
+}
+
+/// A broker of a cluster reads its users from the metadata log. Started for the first
+/// time (its `--add-scram` users made through the controller), or restarted after a
+/// SIGKILL, it holds a client's authentication until it has them instead of refusing a
+/// user it does not know yet: each login right after the start succeeds, and a wrong
+/// password is still refused.
+#[test]
+fn a_starting_broker_authenticates_its_users_from_the_first_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = |_| {
+        [
+            "--kafka-security",
+            "SASL_PLAINTEXT",
+            "--add-scram",
+            "SCRAM-SHA-512:alice:alice-secret",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let login = |cluster: &Cluster, node: usize, password: &str| {
+        let mut stream = std::net::TcpStream::connect(cluster.nodes[node].kafka_addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        scram_login(&mut stream, "alice", password).map(|(code, _)| code)
+    };
+    let mut cluster = Cluster::start_in(dir, 3, &[], flags, None);
+    for node in 0..3 {
+        assert_eq!(
+            login(&cluster, node, "alice-secret"),
+            Some(0),
+            "node {node}"
+        );
+    }
+    for node in 0..3 {
+        cluster.nodes[node].stop_with(libc::SIGKILL);
+        cluster.nodes[node].restart();
+        assert_eq!(
+            login(&cluster, node, "alice-secret"),
+            Some(0),
+            "node {node} restarted"
+        );
+        assert_eq!(login(&cluster, node, "wrong"), Some(58), "node {node}");
+    }
     for node in &mut cluster.nodes {
         node.stop();
     }

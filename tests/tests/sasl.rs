@@ -9,9 +9,8 @@ use bytes::{BufMut, BytesMut};
 use keel_tests::broker::metric;
 use keel_tests::in_process::InProcess;
 use keel_tests::kafka_clients::{clients, kcat, security_kafkajs, security_python};
-use keel_tests::kafka_wire::{frame, string};
+use keel_tests::kafka_wire::{frame, request, sasl_handshake, scram_login};
 use keel_tests::tool::{keel, ok};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
@@ -189,23 +188,6 @@ fn kcat_authenticates_and_users_survive_a_restart_without_their_passwords_on_dis
     broker.stop();
 }
 
-/// Sends one request frame; the answer's body after the correlation id, or `None` when
-/// the broker closed the connection instead.
-fn exchange(stream: &mut TcpStream, frame: &[u8]) -> Option<Vec<u8>> {
-    stream.write_all(frame).unwrap();
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).ok()?;
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut body).unwrap();
-    Some(body[4..].to_vec())
-}
-
-fn handshake(mechanism: &str) -> Vec<u8> {
-    let mut body = BytesMut::new();
-    string(&mut body, mechanism);
-    frame(17, 1, &body)
-}
-
 fn metadata_all() -> Vec<u8> {
     let mut body = BytesMut::new();
     body.put_i32(-1);
@@ -224,10 +206,10 @@ fn nothing_but_the_exchange_is_served_before_it_succeeds() {
         stream
     };
     // Metadata first: the connection is closed, nothing answered.
-    assert_eq!(exchange(&mut connect(), &metadata_all()), None);
+    assert_eq!(request(&mut connect(), &metadata_all()), None);
     // A mechanism not offered: UNSUPPORTED_SASL_MECHANISM (33) and the offered ones.
     let mut stream = connect();
-    let answer = exchange(&mut stream, &handshake("GSSAPI")).unwrap();
+    let answer = request(&mut stream, &sasl_handshake("GSSAPI")).unwrap();
     assert_eq!(&answer[..2], &33i16.to_be_bytes());
     let offered = String::from_utf8_lossy(&answer);
     for name in ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] {
@@ -235,17 +217,17 @@ fn nothing_but_the_exchange_is_served_before_it_succeeds() {
     }
     // A handshake, then Metadata before SaslAuthenticate: closed.
     let mut stream = connect();
-    let answer = exchange(&mut stream, &handshake("SCRAM-SHA-512")).unwrap();
+    let answer = request(&mut stream, &sasl_handshake("SCRAM-SHA-512")).unwrap();
     assert_eq!(&answer[..2], &0i16.to_be_bytes());
-    assert_eq!(exchange(&mut stream, &metadata_all()), None);
+    assert_eq!(request(&mut stream, &metadata_all()), None);
     broker.stop();
 
     // On a PLAINTEXT listener: ILLEGAL_SASL_STATE (34), and Metadata is served.
     let plain = InProcess::start(&dir.path().join("plain"), &["--shards", "1"]);
     let mut stream = TcpStream::connect(plain.kafka_addr).unwrap();
-    let answer = exchange(&mut stream, &handshake("PLAIN")).unwrap();
+    let answer = request(&mut stream, &sasl_handshake("PLAIN")).unwrap();
     assert_eq!(&answer[..2], &34i16.to_be_bytes());
-    assert!(exchange(&mut stream, &metadata_all()).is_some());
+    assert!(request(&mut stream, &metadata_all()).is_some());
 }
 
 #[test]
@@ -310,23 +292,6 @@ fn security_flags_that_cannot_work_are_refused_at_start() {
     }
 }
 
-/// SaslAuthenticate v1 with `token`: the error code, the server's token and the session
-/// lifetime, or `None` when the connection closed.
-fn authenticate(stream: &mut TcpStream, token: &[u8]) -> Option<(i16, Vec<u8>, i64)> {
-    let mut body = BytesMut::new();
-    body.put_i32(token.len() as i32);
-    body.put_slice(token);
-    let answer = exchange(stream, &frame(36, 1, &body))?;
-    let mut at = &answer[..];
-    let code = i16::from_be_bytes([at[0], at[1]]);
-    let message_len = i16::from_be_bytes([at[2], at[3]]).max(0) as usize;
-    at = &at[4 + message_len..];
-    let len = i32::from_be_bytes(at[..4].try_into().unwrap()).max(0) as usize;
-    let token = at[4..4 + len].to_vec();
-    let lifetime = i64::from_be_bytes(at[4 + len..12 + len].try_into().unwrap());
-    Some((code, token, lifetime))
-}
-
 #[test]
 fn sessions_end_unless_the_client_authenticates_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -343,37 +308,20 @@ fn sessions_end_unless_the_client_authenticates_again() {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let login = |stream: &mut TcpStream, user: &str, password: &str| {
-        let answer = exchange(stream, &handshake("SCRAM-SHA-512")).unwrap();
-        assert_eq!(&answer[..2], &0i16.to_be_bytes());
-        let mut client = keel_auth::scram::ScramClient::new(
-            keel_auth::scram::Hash::Sha512,
-            user,
-            password,
-            "clientnonce",
-        );
-        let (code, first, _) = authenticate(stream, &client.first()).unwrap();
-        assert_eq!(code, 0);
-        let reply = client.reply(&first).unwrap();
-        let answer = authenticate(stream, &reply);
-        if let Some((0, last, _)) = &answer {
-            client.verify(last).unwrap();
-        }
-        answer.map(|(code, _, lifetime)| (code, lifetime))
-    };
+    let login = scram_login;
     assert_eq!(login(&mut stream, "alice", "alice-secret"), Some((0, 2000)));
     assert!(
-        exchange(&mut stream, &metadata_all()).is_some(),
+        request(&mut stream, &metadata_all()).is_some(),
         "served within its lifetime"
     );
     // Authenticating again on the same connection renews the session.
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(login(&mut stream, "alice", "alice-secret"), Some((0, 2000)));
     std::thread::sleep(Duration::from_millis(1200));
-    assert!(exchange(&mut stream, &metadata_all()).is_some(), "renewed");
+    assert!(request(&mut stream, &metadata_all()).is_some(), "renewed");
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
-        exchange(&mut stream, &metadata_all()),
+        request(&mut stream, &metadata_all()),
         None,
         "closed after its lifetime"
     );

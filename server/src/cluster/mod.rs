@@ -317,7 +317,7 @@ pub async fn start(shard: std::rc::Rc<crate::shard::Shard>, boot: Boot) -> anyho
         }
     }
     glommio::spawn_local(node::drive(node, metalog, wake)).detach();
-    glommio::spawn_local(crate::security::changes::add_scram_users(shard.clone())).detach();
+    glommio::spawn_local(crate::security::settle::settle(shard.clone())).detach();
     glommio::spawn_local(reconcile::run(shard, view, reconcile_rx)).detach();
     tracing::info!(
         node = config.node_id,

@@ -46,6 +46,7 @@ pub async fn run(shard: Rc<Shard>, view: Arc<ClusterView>, wake: LocalReceiver<(
                 .replace_from_metadata(&security, image.security());
             security = image.security().clone();
         }
+        shard.security.settled.applied(image.offset());
         let local: BTreeMap<String, TopicEntry> = shard.registry.read().topics().clone();
         let gone: Vec<(&String, &TopicEntry)> = local
             .iter()

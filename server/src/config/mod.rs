@@ -482,6 +482,11 @@ impl Config {
         Ok(())
     }
 
+    /// Whether a client listener (native or Kafka) runs SASL.
+    pub fn sasl_listener(&self) -> bool {
+        self.security.native.sasl() || self.kafka_listeners.iter().any(|l| l.protocol.sasl())
+    }
+
     /// Every address the broker listens on: what it serves and whether it authenticates
     /// who connects.
     pub fn listeners(&self) -> Vec<(SocketAddr, &'static str, bool)> {

@@ -191,6 +191,14 @@ async fn handle(shard: &Rc<Shard>, session: &Rc<Session>, body: Bytes) -> Option
             return Some(Answer::Close);
         }
     };
+    // A cluster broker still reading its users and ACLs holds requests that depend on
+    // them (bounded; ApiVersions and the mechanism list do not).
+    if !matches!(
+        request,
+        KafkaRequest::ApiVersions | KafkaRequest::SaslHandshake(_)
+    ) {
+        crate::security::settle::ready(shard).await;
+    }
     // On a SASL listener nothing but the exchange is served before it succeeds; anything
     // else closes the connection, as Kafka's (a client that skips authentication is not
     // answered).

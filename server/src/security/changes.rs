@@ -124,27 +124,21 @@ pub async fn alter_quotas(shard: &Rc<Shard>, changes: &[QuotaChange]) -> anyhow:
     submit(shard, entries).await
 }
 
-/// Makes the users `--add-scram` names that the metadata does not have yet, once this
-/// broker has caught up with it (a cluster's users live in its metadata log). Retried for
-/// a minute while no controller answers.
-pub async fn add_scram_users(shard: Rc<Shard>) {
-    let Some(view) = shard.cluster.clone() else {
-        return;
-    };
+/// Makes the users `--add-scram` names that the metadata does not have yet (called by
+/// [`super::settle::settle`] once this broker has caught up: a cluster's users live in its
+/// metadata log). Each is retried for a minute while no controller answers.
+pub async fn add_scram_users(shard: &Rc<Shard>, view: &crate::cluster::ClusterView) {
     for (mechanism, name, password) in shard.config.security.add_scram.clone() {
         let key = (super::KIND_USER, format!("{mechanism} {name}"));
         for attempt in 0..60 {
             if attempt > 0 {
                 glommio::timer::sleep(std::time::Duration::from_secs(1)).await;
             }
-            if !view.caught_up() {
-                continue;
-            }
             if view.image().security().contains_key(&key) {
                 break;
             }
             let made = match super::users::new_credential(mechanism, &password) {
-                Ok(credential) => set_user(&shard, &name, mechanism, Some(credential)).await,
+                Ok(credential) => set_user(shard, &name, mechanism, Some(credential)).await,
                 Err(e) => Err(e),
             };
             match made {

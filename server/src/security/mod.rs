@@ -10,6 +10,7 @@ pub mod gate;
 pub mod peer;
 pub mod quotas;
 pub mod sasl;
+pub mod settle;
 pub mod tls;
 pub mod users;
 
@@ -67,6 +68,8 @@ pub struct Stores {
     pub quotas: quotas::Quotas,
     /// TLS settings, when a listener is SSL or SASL_SSL.
     pub tls: Option<tls::Tls>,
+    /// Whether the users, ACLs and quotas are the cluster's yet.
+    pub settled: settle::Settled,
 }
 
 impl Stores {
