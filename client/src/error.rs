@@ -66,6 +66,17 @@ impl Error {
         Error::Broker { code, message }
     }
 
+    /// Why a topic's Metadata entry (answered `code`) cannot be used: a topic this client
+    /// may not describe is the broker's authorization error; anything else, an unknown
+    /// topic.
+    pub(crate) fn topic_unusable(name: &str, code: ErrorCode) -> Error {
+        if code == ErrorCode::TopicAuthorizationFailed {
+            Error::broker(code, "")
+        } else {
+            Error::UnknownTopic(name.to_owned())
+        }
+    }
+
     /// Whether the group moved on (a rebalance): the commit is refused, the consumer rejoins.
     pub fn is_rebalance(&self) -> bool {
         matches!(

@@ -439,6 +439,10 @@ async fn handle_one(
                     Request::Security(request) => {
                         Some(crate::native_security::handle(shard, session, request).await)
                     }
+                    Request::Metadata { topics } if shard.security.acls.enabled() => {
+                        let gate = crate::security::gate::Gate::new(shard, session);
+                        Some(crate::native_acls::metadata(shard, &gate, topics).await)
+                    }
                     request => handlers::handle(shard, request).await,
                 }
             };

@@ -1,11 +1,17 @@
 //! What each native request needs from the ACLs when the authorizer is on: Kafka's
 //! operations on the topics, groups or cluster it names (the Kafka listener asks the same
 //! [`Gate`] per resource). A native request is served whole or refused whole, with the
-//! authorization error of the first resource refused.
+//! authorization error of the first resource refused — except Metadata, answered per topic
+//! as Kafka's ([`metadata`]).
 
+use crate::handlers::{self, Outgoing};
 use crate::security::gate::Gate;
+use crate::shard::Shard;
 use keel_auth::acl::Operation;
-use keel_protocol::api::{ErrorCode, LinkAction, Request, SecurityRequest};
+use keel_protocol::api::{
+    ErrorCode, LinkAction, Request, Response, SecurityRequest, TopicMetadata,
+};
+use std::rc::Rc;
 
 /// `None` when `request` may be served; otherwise the error to answer.
 pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
@@ -26,8 +32,8 @@ pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
     use Operation::*;
     match request {
         Request::ApiVersions => None,
-        // Listing every topic shows only names; named topics need DESCRIBE.
-        Request::Metadata { topics: names } => topics(Describe, &mut names.iter()),
+        // Per topic, in `metadata`.
+        Request::Metadata { .. } => None,
         Request::CreateTopics { topics: new } => new
             .iter()
             .any(|t| !gate.topic(Create, &t.name) && !gate.cluster(Create))
@@ -92,6 +98,48 @@ pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
             SecurityRequest::AlterQuotas { .. } => cluster(AlterConfigs),
         },
     }
+}
+
+/// Metadata as the connection may see it, Kafka's rule: a named topic it may not describe
+/// is answered TOPIC_AUTHORIZATION_FAILED (nothing of it is looked up); when every topic is
+/// asked for, those are left out.
+pub async fn metadata(shard: &Rc<Shard>, gate: &Gate<'_>, names: Vec<String>) -> Outgoing {
+    use handlers::metadata::Offsets;
+    let describable = |topic: &str| gate.topic(Operation::Describe, topic);
+    let every = names.is_empty();
+    let (names, denied): (Vec<String>, Vec<String>) =
+        names.into_iter().partition(|t| describable(t));
+    // An empty list asks for every topic: the describable ones are found first, so only
+    // theirs are described; with only denied topics named, the brokers alone are wanted.
+    let names = if every {
+        let (brokers, all) = handlers::metadata::handle(shard, Vec::new(), Offsets::Left).await;
+        let names: Vec<String> = all
+            .into_iter()
+            .map(|t| t.topic)
+            .filter(|t| describable(t))
+            .collect();
+        if names.is_empty() {
+            return Outgoing::body(&Response::Metadata {
+                brokers,
+                topics: Vec::new(),
+            });
+        }
+        names
+    } else {
+        names
+    };
+    let (brokers, mut topics) = if names.is_empty() {
+        let (brokers, _) = handlers::metadata::handle(shard, denied.clone(), Offsets::Left).await;
+        (brokers, Vec::new())
+    } else {
+        handlers::metadata::handle(shard, names, Offsets::Included).await
+    };
+    topics.extend(denied.into_iter().map(|topic| TopicMetadata {
+        topic,
+        error: ErrorCode::TopicAuthorizationFailed,
+        partitions: Vec::new(),
+    }));
+    Outgoing::body(&Response::Metadata { brokers, topics })
 }
 
 /// Whether `request` is an admin change (audited whether or not an authorizer is on).

@@ -378,6 +378,16 @@ fn native_requests_are_authorized_as_the_certificates_principal() {
         listed.lines().any(|t| t == "guarded") && !listed.contains("bobs"),
         "{listed}"
     );
+    // Kafka's rule for Metadata: listing every topic leaves out those bob may not
+    // describe; naming one answers TOPIC_AUTHORIZATION_FAILED for it.
+    let listed = ok(&as_user(&bob, &["topic", "list"], None));
+    assert!(!listed.contains("guarded"), "bob lists {listed}");
+    let output = as_user(&bob, &["topic", "describe", "guarded"], None);
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success() && said.contains("AuthorizationFailed"),
+        "describe as bob: {said}"
+    );
 }
 
 /// `GET /metrics` over `stream`: the answer's text.

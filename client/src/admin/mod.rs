@@ -218,8 +218,10 @@ impl Admin {
         let topic = topics
             .into_iter()
             .next()
-            .filter(|t| t.error == ErrorCode::None)
             .ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
+        if topic.error != ErrorCode::None {
+            return Err(Error::topic_unusable(name, topic.error));
+        }
         let described = self
             .call(Request::DescribeConfigs {
                 topics: vec![name.to_owned()],

@@ -354,7 +354,7 @@ impl Producer {
             .find(|t| t.topic == topic)
             .ok_or_else(|| Error::UnknownTopic(topic.to_owned()))?;
         if topic_metadata.error != ErrorCode::None || topic_metadata.partitions.is_empty() {
-            return Err(Error::UnknownTopic(topic.to_owned()));
+            return Err(Error::topic_unusable(topic, topic_metadata.error));
         }
         let known = (
             Arc::<str>::from(topic),
