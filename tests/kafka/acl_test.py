@@ -106,6 +106,14 @@ def alice():
     from confluent_kafka import TopicPartition
     offsets = committed.committed([TopicPartition("orders.eu", p) for p in range(2)], timeout=10)
     check(sum(tp.offset for tp in offsets) == 10, "alice's group committed its offsets")
+    # A named topic she may not describe: TOPIC_AUTHORIZATION_FAILED, not "no offset".
+    try:
+        denied = committed.committed([TopicPartition("payments", 0)], timeout=10)
+        code = denied[0].error.code() if denied[0].error else denied[0].offset
+    except KafkaException as e:
+        code = e.args[0].code()
+    check(code == KafkaError.TOPIC_AUTHORIZATION_FAILED,
+          f"an undescribable topic's committed offset is refused ({code})")
     committed.close()
 
     _, error = read("alice", "orders.secret", "alice-group", timeout=15)

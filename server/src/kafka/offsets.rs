@@ -162,6 +162,10 @@ pub async fn offset_commit(
     )
 }
 
+/// One topic of an OffsetFetch answer: its name, the error of each partition, and each
+/// partition's committed offset.
+type Fetched = (String, i16, Vec<(u32, i64)>);
+
 pub async fn offset_fetch(
     shard: &Rc<Shard>,
     header: &Header,
@@ -170,30 +174,9 @@ pub async fn offset_fetch(
 ) -> Answer {
     let mut groups = Vec::with_capacity(fetch.groups.len());
     for group in fetch.groups {
-        let asked: Vec<TopicEntries<u32>> = group
-            .topics
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(topic, partitions)| TopicEntries {
-                topic,
-                partitions: partitions
-                    .into_iter()
-                    .filter_map(|p| u32::try_from(p).ok())
-                    .collect(),
-            })
-            .collect();
-        // Topics this connection may not describe are left out, as Kafka does for a
-        // fetch of every topic.
         let answer = match not_here(shard, gate, Operation::Describe, &group.group).await {
             Some(error) => Err(error),
-            None => group_ops::fetch_offsets(shard, (group.group.clone(), asked))
-                .await
-                .map(|mut topics| {
-                    topics.retain(|t| gate.topic(Operation::Describe, &t.topic));
-                    topics
-                })
-                .map_err(code),
+            None => fetched(shard, gate, &group.group, group.topics.clone()).await,
         };
         groups.push((group.group, answer));
     }
@@ -209,11 +192,11 @@ pub async fn offset_fetch(
                         Ok(topics) => out.with_topics(
                             topics
                                 .into_iter()
-                                .map(|t| {
+                                .map(|(topic, error, partitions)| {
                                     OffsetFetchResponseTopics::default()
-                                        .with_name(TopicName(text(t.topic)))
+                                        .with_name(TopicName(text(topic)))
                                         .with_partitions(
-                                            t.partitions
+                                            partitions
                                                 .into_iter()
                                                 .map(|(p, offset)| {
                                                     OffsetFetchResponsePartitions::default()
@@ -221,6 +204,7 @@ pub async fn offset_fetch(
                                                         .with_committed_offset(offset)
                                                         .with_committed_leader_epoch(-1)
                                                         .with_metadata(Some(text("")))
+                                                        .with_error_code(error)
                                                 })
                                                 .collect(),
                                         )
@@ -243,11 +227,11 @@ pub async fn offset_fetch(
             Ok(topics) => OffsetFetchResponse::default().with_topics(
                 topics
                     .into_iter()
-                    .map(|t| {
+                    .map(|(topic, error, partitions)| {
                         OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(text(t.topic)))
+                            .with_name(TopicName(text(topic)))
                             .with_partitions(
-                                t.partitions
+                                partitions
                                     .into_iter()
                                     .map(|(p, offset)| {
                                         OffsetFetchResponsePartition::default()
@@ -255,6 +239,7 @@ pub async fn offset_fetch(
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(-1)
                                             .with_metadata(Some(text("")))
+                                            .with_error_code(error)
                                     })
                                     .collect(),
                             )
@@ -264,4 +249,46 @@ pub async fn offset_fetch(
         }
     };
     encode(header, &response)
+}
+
+/// The committed offsets of `group` this connection may see, Kafka's rule: of named topics
+/// (`Some`), those it may not describe answer TOPIC_AUTHORIZATION_FAILED per partition
+/// (nothing of them is looked up); asked for every topic (`None`), they are left out.
+async fn fetched(
+    shard: &Rc<Shard>,
+    gate: &Gate<'_>,
+    group: &str,
+    named: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<Fetched>, i16> {
+    let describable = |topic: &str| gate.topic(Operation::Describe, topic);
+    let asked = named
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .filter_map(|p| u32::try_from(p).ok())
+                .collect();
+            TopicEntries { topic, partitions }
+        });
+    let (asked, denied): (Vec<TopicEntries<u32>>, Vec<TopicEntries<u32>>) =
+        asked.partition(|t| describable(&t.topic));
+    // An empty list asks for every topic: with only denied topics named, nothing is.
+    let mut out: Vec<Fetched> = if named.is_some() && asked.is_empty() {
+        Vec::new()
+    } else {
+        group_ops::fetch_offsets(shard, (group.to_owned(), asked))
+            .await
+            .map_err(code)?
+            .into_iter()
+            .filter(|t| describable(&t.topic))
+            .map(|t| (t.topic, errors::NONE, t.partitions))
+            .collect()
+    };
+    out.extend(denied.into_iter().map(|t| {
+        let partitions = t.partitions.into_iter().map(|p| (p, -1)).collect();
+        (t.topic, errors::TOPIC_AUTHORIZATION_FAILED, partitions)
+    }));
+    Ok(out)
 }
