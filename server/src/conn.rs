@@ -439,9 +439,20 @@ async fn handle_one(
                     Request::Security(request) => {
                         Some(crate::native_security::handle(shard, session, request).await)
                     }
+                    // What is listed is what the connection may describe.
                     Request::Metadata { topics } if shard.security.acls.enabled() => {
                         let gate = crate::security::gate::Gate::new(shard, session);
                         Some(crate::native_acls::metadata(shard, &gate, topics).await)
+                    }
+                    Request::ListGroups if shard.security.acls.enabled() => {
+                        let gate = crate::security::gate::Gate::new(shard, session);
+                        Some(crate::native_acls::list_groups(shard, &gate).await)
+                    }
+                    Request::OffsetFetch { group, topics }
+                        if shard.security.acls.enabled() && topics.is_empty() =>
+                    {
+                        let gate = crate::security::gate::Gate::new(shard, session);
+                        crate::native_acls::offset_fetch_all(shard, &gate, group).await
                     }
                     request => handlers::handle(shard, request).await,
                 }

@@ -142,6 +142,39 @@ pub async fn metadata(shard: &Rc<Shard>, gate: &Gate<'_>, names: Vec<String>) ->
     Outgoing::body(&Response::Metadata { brokers, topics })
 }
 
+/// ListGroups as the connection may see it: every group with DESCRIBE on the cluster,
+/// otherwise only the groups it may describe (Kafka's rule).
+pub async fn list_groups(shard: &Rc<Shard>, gate: &Gate<'_>) -> Outgoing {
+    let every = gate.cluster(Operation::Describe);
+    let listed = handlers::group_ops::list(shard).await.map(|mut groups| {
+        if !every {
+            groups.retain(|(name, _)| gate.group(Operation::Describe, name));
+        }
+        groups
+    });
+    handlers::answer_or_error(listed, |groups| Response::ListGroups { groups })
+}
+
+/// OffsetFetch of every topic of `group` (DESCRIBE on the group was checked): the topics
+/// the connection may not describe are left out, as Kafka's.
+pub async fn offset_fetch_all(
+    shard: &Rc<Shard>,
+    gate: &Gate<'_>,
+    group: String,
+) -> Option<Outgoing> {
+    let fetched = async {
+        let mut topics =
+            handlers::group_ops::fetch_offsets(shard, (group.clone(), Vec::new())).await?;
+        topics.retain(|t| gate.topic(Operation::Describe, &t.topic));
+        Ok(topics)
+    };
+    handlers::group_answer(shard, &group, fetched, |topics| Response::OffsetFetch {
+        error: ErrorCode::None,
+        topics,
+    })
+    .await
+}
+
 /// Whether `request` is an admin change (audited whether or not an authorizer is on).
 pub fn is_admin(request: &Request) -> bool {
     match request {

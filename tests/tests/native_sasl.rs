@@ -386,3 +386,62 @@ fn keel_client_renews_sessions_with_a_lifetime_and_ended_ones_are_refused() {
         assert_eq!(values, wanted);
     });
 }
+
+/// Kafka's rule on the native listener: what a user lists is what they may describe —
+/// topics in Metadata, groups in ListGroups, and a group's committed offsets fetched for
+/// every topic.
+#[test]
+fn a_user_lists_only_the_topics_and_groups_they_may_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(&dir.path().join("data"), "0");
+    let admin = login(dir.path(), "SCRAM-SHA-512", "admin", "admin-secret");
+    let admin = Some(admin.as_path());
+    let run = |args: &[&str], stdin| ok(&tool(&broker, admin, args, stdin));
+    run(
+        &["user", "create", "alice", "--password", "alice-secret"],
+        None,
+    );
+    for (resource, name) in [("--topic", "orders-"), ("--group", "alice-group")] {
+        let mut add = vec!["acl", "add", "--principal", "User:alice"];
+        add.extend(["--operation", "READ", resource, name]);
+        if resource == "--topic" {
+            add.push("--prefixed");
+        }
+        run(&add, None);
+    }
+    // The admin reads both topics in alice's group and in another.
+    for topic in ["orders-eu", "payments"] {
+        run(&["topic", "create", topic], None);
+        run(&["produce", topic], Some("one\n"));
+        for group in ["alice-group", "admin-group"] {
+            let read = ["consume", topic, "--group", group, "--from-beginning"];
+            run(&[&read[..], &["--max-messages", "1"]].concat(), None);
+        }
+    }
+    let alice = login(dir.path(), "SCRAM-SHA-512", "alice", "alice-secret");
+    let as_alice = |args: &[&str]| ok(&tool(&broker, Some(&alice), args, None));
+    let topics = as_alice(&["topic", "list"]);
+    assert_eq!(topics, "orders-eu\n", "alice's topics");
+    let groups = as_alice(&["group", "list"]);
+    assert!(
+        groups.contains("alice-group") && !groups.contains("admin-group"),
+        "alice's groups: {groups}"
+    );
+    let addr = broker.addr.to_string();
+    let security = ClientSecurity::default()
+        .sasl("SCRAM-SHA-512", "alice", "alice-secret")
+        .unwrap();
+    keel_tests::cluster::runtime().block_on(async move {
+        let connection = Connection::connect_with(&addr, &security).await.unwrap();
+        let every = Request::OffsetFetch {
+            group: "alice-group".into(),
+            topics: Vec::new(),
+        };
+        let answer = connection.call(&every).await.unwrap();
+        let keel_protocol::api::Response::OffsetFetch { topics, .. } = answer else {
+            panic!("an offset-fetch answer expected, got {answer:?}");
+        };
+        let names: Vec<&str> = topics.iter().map(|t| t.topic.as_str()).collect();
+        assert_eq!(names, ["orders-eu"], "alice's group's offsets");
+    });
+}

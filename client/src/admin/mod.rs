@@ -401,14 +401,21 @@ impl Admin {
             Response::ListGroups { groups } => groups,
             _ => return Err(Error::Protocol("list-groups response expected".into())),
         };
-        // In a cluster each broker knows the groups it coordinates: ask every alive one.
-        let cluster = self.describe_cluster().await?;
-        if cluster.brokers.len() > 1 {
-            for broker in cluster.brokers.iter().filter(|b| !b.fenced) {
-                if broker.address == self.router.bootstrap().addr() {
+        // In a cluster each broker knows the groups it coordinates: ask every alive one
+        // (Metadata lists them, as Kafka's admin client finds brokers; DescribeCluster
+        // needs DESCRIBE on the cluster, which a user listing their own groups lacks).
+        let Response::Metadata { brokers, .. } =
+            self.call(Request::Metadata { topics: vec![] }).await?
+        else {
+            return Err(Error::Protocol("metadata response expected".into()));
+        };
+        if brokers.len() > 1 {
+            for broker in &brokers {
+                let address = format!("{}:{}", broker.host, broker.port);
+                if address == self.router.bootstrap().addr() {
                     continue;
                 }
-                let connection = self.router.connect_to(&broker.address).await?;
+                let connection = self.router.connect_to(&address).await?;
                 match connection
                     .call_timeout(&Request::ListGroups, self.timeout)
                     .await?

@@ -296,7 +296,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
 }
 
 /// The response a typed service's answer makes, or its error as a frame-level error.
-fn answer_or_error<T>(
+pub(crate) fn answer_or_error<T>(
     answer: Result<T, ErrorCode>,
     respond: impl FnOnce(T) -> Response,
 ) -> Outgoing {
@@ -308,7 +308,7 @@ fn answer_or_error<T>(
 
 /// A request about one group: in a cluster refused with NotCoordinator when another broker
 /// coordinates it, else served by `call` and answered with `respond`.
-async fn group_answer<T>(
+pub(crate) async fn group_answer<T>(
     shard: &Rc<Shard>,
     group: &str,
     call: impl std::future::Future<Output = Result<T, ErrorCode>>,
