@@ -319,10 +319,7 @@ fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
         // once the cluster runs (cluster::add_scram_users).
         return Ok(crate::security::Stores {
             users: Users::in_metadata(),
-            acls: Acls::in_metadata(
-                config.security.authorizer,
-                config.security.super_users.clone(),
-            ),
+            acls: Acls::in_metadata(config.security.authorizer, acl_policy(config)),
             quotas: Quotas::in_metadata(),
             tls,
             // Refusing users and authorizing before the metadata is read would be wrong;
@@ -343,7 +340,7 @@ fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
     let acls = crate::security::acls::Acls::load(
         &config.data_dir,
         config.security.authorizer,
-        config.security.super_users.clone(),
+        acl_policy(config),
     )?;
     let quotas = crate::security::quotas::Quotas::load(&config.data_dir)?;
     Ok(crate::security::Stores {
@@ -353,6 +350,13 @@ fn security(config: &Config) -> anyhow::Result<crate::security::Stores> {
         tls,
         settled: crate::security::settle::Settled::now(),
     })
+}
+
+fn acl_policy(config: &Config) -> crate::security::acls::Policy {
+    crate::security::acls::Policy {
+        super_users: config.security.super_users.clone(),
+        allow_if_no_acl: config.security.allow_everyone_if_no_acl_found,
+    }
 }
 
 /// What every shard shares.

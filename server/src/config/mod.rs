@@ -140,6 +140,7 @@ struct File {
     allow_plaintext: Option<bool>,
     authorizer: Option<String>,
     super_users: Option<String>,
+    allow_everyone_if_no_acl_found: Option<bool>,
     connections_max_reauth_ms: Option<u64>,
 }
 
@@ -356,6 +357,7 @@ impl Config {
                     allow_plaintext: file.allow_plaintext,
                     authorizer: file.authorizer,
                     super_users: file.super_users,
+                    allow_everyone_if_no_acl_found: file.allow_everyone_if_no_acl_found,
                     connections_max_reauth_ms: file.connections_max_reauth_ms,
                 },
                 more_tls,

@@ -166,6 +166,11 @@ pub struct SecurityArgs {
     /// Principals allowed everything, comma-separated (`User:admin,User:ops`).
     #[arg(long)]
     pub super_users: Option<String>,
+    /// With the authorizer on, a resource no ACL binding selects is open to everyone
+    /// (Kafka's allow.everyone.if.no.acl.found; off by default: closed to all but super
+    /// users).
+    #[arg(long)]
+    pub allow_everyone_if_no_acl_found: bool,
     /// A SASL session's lifetime: clients authenticate again within it or are
     /// disconnected (Kafka's connections.max.reauth.ms; 0, the default: no limit).
     #[arg(long)]
@@ -197,6 +202,8 @@ pub struct SecurityFile {
     pub authorizer: Option<String>,
     /// `super_users`.
     pub super_users: Option<String>,
+    /// `allow_everyone_if_no_acl_found`.
+    pub allow_everyone_if_no_acl_found: Option<bool>,
     /// `connections_max_reauth_ms`.
     pub connections_max_reauth_ms: Option<u64>,
 }
@@ -224,6 +231,8 @@ pub struct SecurityConfig {
     pub authorizer: bool,
     /// Principals allowed everything.
     pub super_users: Vec<String>,
+    /// A resource no ACL binding selects is open to everyone.
+    pub allow_everyone_if_no_acl_found: bool,
     /// A SASL session's lifetime in ms (KIP-368); 0: sessions do not end.
     pub connections_max_reauth_ms: u64,
     /// How long a connection whose authentication failed stays open after the answer
@@ -361,6 +370,8 @@ impl SecurityConfig {
             authorizer,
             super_users,
             allow_plaintext: args.allow_plaintext || file.allow_plaintext.unwrap_or(false),
+            allow_everyone_if_no_acl_found: args.allow_everyone_if_no_acl_found
+                || file.allow_everyone_if_no_acl_found.unwrap_or(false),
             failed_authentication_delay_ms,
             kafka,
             native,

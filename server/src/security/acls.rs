@@ -29,11 +29,29 @@ struct AclsFile {
     acl: Vec<Stored>,
 }
 
+/// Who is allowed what beside the bindings: the super users, and whether a resource no
+/// binding selects is open to everyone (Kafka's `allow.everyone.if.no.acl.found`).
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Principals allowed everything.
+    pub super_users: Vec<String>,
+    /// A resource no binding selects is open to everyone.
+    pub allow_if_no_acl: bool,
+}
+
+impl Policy {
+    fn authorizer(&self, bindings: Vec<AclBinding>) -> Authorizer {
+        let mut authorizer = Authorizer::new(bindings, self.super_users.clone());
+        authorizer.allow_if_no_acl = self.allow_if_no_acl;
+        authorizer
+    }
+}
+
 /// The broker's ACLs, shared by every shard.
 #[derive(Debug)]
 pub struct Acls {
     enabled: bool,
-    super_users: Vec<String>,
+    policy: Policy,
     current: Durable<Authorizer>,
 }
 
@@ -42,25 +60,25 @@ impl Acls {
     ///
     /// # Errors
     /// An unreadable or malformed file, named.
-    pub fn load(data_dir: &Path, enabled: bool, super_users: Vec<String>) -> anyhow::Result<Acls> {
-        let supers = super_users.clone();
+    pub fn load(data_dir: &Path, enabled: bool, policy: Policy) -> anyhow::Result<Acls> {
         let decode = |text: Option<&str>| {
             let bindings = text.map_or_else(|| Ok(Vec::new()), decode)?;
-            Ok(Authorizer::new(bindings, supers))
+            Ok(policy.authorizer(bindings))
         };
+        let current = Durable::load(data_dir.join("acls.toml"), decode, encode)?;
         Ok(Acls {
             enabled,
-            super_users,
-            current: Durable::load(data_dir.join("acls.toml"), decode, encode)?,
+            policy,
+            current,
         })
     }
 
     /// No bindings yet: a cluster's come from its metadata log ([`Acls::replace_from`]).
-    pub fn in_metadata(enabled: bool, super_users: Vec<String>) -> Acls {
+    pub fn in_metadata(enabled: bool, policy: Policy) -> Acls {
         Acls {
             enabled,
-            current: Durable::in_metadata(Authorizer::new(Vec::new(), super_users.clone()), encode),
-            super_users,
+            current: Durable::in_metadata(policy.authorizer(Vec::new()), encode),
+            policy,
         }
     }
 
@@ -95,8 +113,7 @@ impl Acls {
         for key in keys {
             bindings.extend(decode(key)?);
         }
-        self.current
-            .replace(Authorizer::new(bindings, self.super_users.clone()));
+        self.current.replace(self.policy.authorizer(bindings));
         Ok(())
     }
 
@@ -283,11 +300,43 @@ mod tests {
     }
 
     #[test]
+    fn with_allow_everyone_a_resource_no_binding_selects_is_open_after_reloads_and_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = Policy {
+            allow_if_no_acl: true,
+            ..Policy::default()
+        };
+        let may = |acls: &Acls, principal, topic| {
+            acls.allows(principal, "h", Operation::Read, ResourceType::Topic, topic)
+        };
+        let acls = Acls::load(dir.path(), true, open.clone()).unwrap();
+        acls.create(vec![read_orders(Permission::Allow)]).unwrap();
+        for acls in [&acls, &Acls::load(dir.path(), true, open.clone()).unwrap()] {
+            assert!(may(acls, "User:bob", "payments"), "no binding: open");
+            assert!(may(acls, "User:alice", "orders.eu"));
+            assert!(
+                !may(acls, "User:bob", "orders.eu"),
+                "bound: the bindings decide"
+            );
+        }
+        let cluster = Acls::in_metadata(true, open);
+        assert!(may(&cluster, "User:bob", "payments"));
+        let key = Acls::entry(&read_orders(Permission::Allow), true)
+            .unwrap()
+            .key;
+        cluster.replace_from(std::iter::once(key.as_str())).unwrap();
+        assert!(may(&cluster, "User:bob", "payments"));
+        assert!(!may(&cluster, "User:bob", "orders.eu"));
+        let closed = Acls::load(dir.path(), true, Policy::default()).unwrap();
+        assert!(!may(&closed, "User:bob", "payments"), "off by default");
+    }
+
+    #[test]
     fn acls_survive_a_reload_and_decide_only_when_enabled() {
         let dir = tempfile::tempdir().unwrap();
-        let acls = Acls::load(dir.path(), true, vec![]).unwrap();
+        let acls = Acls::load(dir.path(), true, Policy::default()).unwrap();
         acls.create(vec![read_orders(Permission::Allow)]).unwrap();
-        let again = Acls::load(dir.path(), true, vec![]).unwrap();
+        let again = Acls::load(dir.path(), true, Policy::default()).unwrap();
         let may = |acls: &Acls, topic| {
             acls.allows(
                 "User:alice",
@@ -299,7 +348,7 @@ mod tests {
         };
         assert!(may(&again, "orders.eu"));
         assert!(!may(&again, "payments"));
-        let off = Acls::load(dir.path(), false, vec![]).unwrap();
+        let off = Acls::load(dir.path(), false, Policy::default()).unwrap();
         assert!(may(&off, "payments"));
         let removed = again
             .delete(&[AclFilter {
@@ -308,7 +357,7 @@ mod tests {
             }])
             .unwrap();
         assert_eq!(removed, [vec![read_orders(Permission::Allow)]]);
-        assert!(Acls::load(dir.path(), true, vec![])
+        assert!(Acls::load(dir.path(), true, Policy::default())
             .unwrap()
             .describe(&AclFilter::default())
             .is_empty());
@@ -322,7 +371,10 @@ mod tests {
             "[[acl]]\nresource_type='TOPIC'\nname='t'\npattern='MATCH'\nprincipal='User:a'\nhost='*'\noperation='READ'\npermission='ALLOW'\n",
         )
         .unwrap();
-        let error = format!("{:#}", Acls::load(dir.path(), true, vec![]).unwrap_err());
+        let error = format!(
+            "{:#}",
+            Acls::load(dir.path(), true, Policy::default()).unwrap_err()
+        );
         assert!(
             error.contains("acls.toml") && error.contains("invalid"),
             "{error}"
