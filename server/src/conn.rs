@@ -439,6 +439,25 @@ async fn handle_one(
                     Request::Security(request) => {
                         Some(crate::native_security::handle(shard, session, request).await)
                     }
+                    // Per topic, as Kafka's: what may be written or read is served.
+                    Request::Produce {
+                        acks,
+                        timeout_ms,
+                        topics,
+                    } if shard.security.acls.enabled() => {
+                        let gate = crate::security::gate::Gate::new(shard, session);
+                        crate::native_acls::produce(shard, &gate, (acks, timeout_ms), topics).await
+                    }
+                    Request::Fetch {
+                        max_wait_ms,
+                        min_bytes,
+                        max_bytes,
+                        topics,
+                    } if shard.security.acls.enabled() => {
+                        let gate = crate::security::gate::Gate::new(shard, session);
+                        let limits = (max_wait_ms, min_bytes, max_bytes);
+                        Some(crate::native_acls::fetch(shard, &gate, limits, topics).await)
+                    }
                     // What is listed is what the connection may describe.
                     Request::Metadata { topics } if shard.security.acls.enabled() => {
                         let gate = crate::security::gate::Gate::new(shard, session);

@@ -1,15 +1,17 @@
 //! What each native request needs from the ACLs when the authorizer is on: Kafka's
 //! operations on the topics, groups or cluster it names (the Kafka listener asks the same
 //! [`Gate`] per resource). A native request is served whole or refused whole, with the
-//! authorization error of the first resource refused — except Metadata, answered per topic
-//! as Kafka's ([`metadata`]).
+//! authorization error of the first resource refused — except Produce, Fetch and what is
+//! listed (Metadata, ListGroups, a group's offsets), answered per topic or filtered as
+//! Kafka's.
 
 use crate::handlers::{self, Outgoing};
 use crate::security::gate::Gate;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
 use keel_protocol::api::{
-    ErrorCode, LinkAction, Request, Response, SecurityRequest, TopicMetadata,
+    ErrorCode, FetchPartition, LinkAction, ProducePartition, ProducePartitionResult, Request,
+    Response, SecurityRequest, TopicEntries, TopicMetadata,
 };
 use std::rc::Rc;
 
@@ -43,12 +45,8 @@ pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
         Request::AlterConfigs { topics: changes } => {
             topics(AlterConfigs, &mut changes.iter().map(|(name, _)| name))
         }
-        Request::Produce {
-            topics: entries, ..
-        } => topics(Write, &mut entries.iter().map(|e| &e.topic)),
-        Request::Fetch {
-            topics: entries, ..
-        } => topics(Read, &mut entries.iter().map(|e| &e.topic)),
+        // Per topic, in `produce` and `fetch`.
+        Request::Produce { .. } | Request::Fetch { .. } => None,
         Request::ListOffsets { topics: entries } => {
             topics(Describe, &mut entries.iter().map(|e| &e.topic))
         }
@@ -140,6 +138,54 @@ pub async fn metadata(shard: &Rc<Shard>, gate: &Gate<'_>, names: Vec<String>) ->
         partitions: Vec::new(),
     }));
     Outgoing::body(&Response::Metadata { brokers, topics })
+}
+
+/// Produce with Kafka's rule: the topics the connection may not write are answered
+/// TOPIC_AUTHORIZATION_FAILED per partition, the others are written.
+pub async fn produce(
+    shard: &Rc<Shard>,
+    gate: &Gate<'_>,
+    (acks, timeout_ms): (i8, u32),
+    topics: Vec<TopicEntries<ProducePartition>>,
+) -> Option<Outgoing> {
+    let (topics, denied): (Vec<_>, Vec<_>) = topics
+        .into_iter()
+        .partition(|t| gate.topic(Operation::Write, &t.topic));
+    let mut results = if topics.is_empty() {
+        Vec::new()
+    } else {
+        handlers::produce::handle(shard, acks, timeout_ms, topics).await
+    };
+    results.extend(denied.into_iter().map(|entry| {
+        TopicEntries {
+            topic: entry.topic,
+            partitions: entry
+                .partitions
+                .iter()
+                .map(|p| ProducePartitionResult {
+                    partition: p.partition,
+                    error: ErrorCode::TopicAuthorizationFailed,
+                    base_offset: -1,
+                    log_start_offset: -1,
+                })
+                .collect(),
+        }
+    }));
+    (acks != 0).then(|| Outgoing::body(&Response::Produce { topics: results }))
+}
+
+/// Fetch with Kafka's rule: the topics the connection may not read are answered
+/// TOPIC_AUTHORIZATION_FAILED per partition, the others are read.
+pub async fn fetch(
+    shard: &Rc<Shard>,
+    gate: &Gate<'_>,
+    limits: (u32, u32, u32),
+    topics: Vec<TopicEntries<FetchPartition>>,
+) -> Outgoing {
+    let (topics, denied): (Vec<_>, Vec<_>) = topics
+        .into_iter()
+        .partition(|t| gate.topic(Operation::Read, &t.topic));
+    handlers::fetch::handle(shard, limits, topics, denied).await
 }
 
 /// ListGroups as the connection may see it: every group with DESCRIBE on the cluster,

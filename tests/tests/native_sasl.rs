@@ -7,7 +7,9 @@
 
 use keel_client::connection::Connection;
 use keel_client::{ClientSecurity, Consumer, OffsetReset, Producer, ProducerRecord};
-use keel_protocol::api::{ErrorCode, Request};
+use keel_protocol::api::{
+    ErrorCode, FetchPartition, ProducePartition, Request, Response, TopicEntries,
+};
 use keel_tests::in_process::InProcess;
 use keel_tests::tool::{keel, ok};
 use std::path::{Path, PathBuf};
@@ -387,11 +389,12 @@ fn keel_client_renews_sessions_with_a_lifetime_and_ended_ones_are_refused() {
     });
 }
 
-/// Kafka's rule on the native listener: what a user lists is what they may describe —
+/// Kafka's rules on the native listener: what a user lists is what they may describe —
 /// topics in Metadata, groups in ListGroups, and a group's committed offsets fetched for
-/// every topic.
+/// every topic; a produce or fetch naming a topic they may use and one they may not is
+/// served for the first and refused for the second.
 #[test]
-fn a_user_lists_only_the_topics_and_groups_they_may_describe() {
+fn a_user_gets_and_lists_only_what_acls_allow() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(&dir.path().join("data"), "0");
     let admin = login(dir.path(), "SCRAM-SHA-512", "admin", "admin-secret");
@@ -401,9 +404,14 @@ fn a_user_lists_only_the_topics_and_groups_they_may_describe() {
         &["user", "create", "alice", "--password", "alice-secret"],
         None,
     );
-    for (resource, name) in [("--topic", "orders-"), ("--group", "alice-group")] {
+    let bindings = [
+        ("READ", "--topic", "orders-"),
+        ("WRITE", "--topic", "orders-"),
+        ("READ", "--group", "alice-group"),
+    ];
+    for (operation, resource, name) in bindings {
         let mut add = vec!["acl", "add", "--principal", "User:alice"];
-        add.extend(["--operation", "READ", resource, name]);
+        add.extend(["--operation", operation, resource, name]);
         if resource == "--topic" {
             add.push("--prefixed");
         }
@@ -438,10 +446,72 @@ fn a_user_lists_only_the_topics_and_groups_they_may_describe() {
             topics: Vec::new(),
         };
         let answer = connection.call(&every).await.unwrap();
-        let keel_protocol::api::Response::OffsetFetch { topics, .. } = answer else {
+        let Response::OffsetFetch { topics, .. } = answer else {
             panic!("an offset-fetch answer expected, got {answer:?}");
         };
         let names: Vec<&str> = topics.iter().map(|t| t.topic.as_str()).collect();
         assert_eq!(names, ["orders-eu"], "alice's group's offsets");
+
+        // One request, two topics: orders-eu served, payments refused.
+        let mut batch = keel_protocol::batch::BatchBuilder::new();
+        batch.push(keel_protocol::batch::NewRecord::value(1, b"two".to_vec()));
+        let records = bytes::Bytes::from(batch.build().unwrap());
+        let produce = Request::Produce {
+            acks: -1,
+            timeout_ms: 10_000,
+            topics: ["orders-eu", "payments"]
+                .map(|topic| TopicEntries {
+                    topic: topic.into(),
+                    partitions: vec![ProducePartition {
+                        partition: 0,
+                        records: records.clone(),
+                    }],
+                })
+                .to_vec(),
+        };
+        let answer = connection.call(&produce).await.unwrap();
+        let Response::Produce { topics } = answer else {
+            panic!("a produce answer expected, got {answer:?}");
+        };
+        let outcome = |topic: &str| {
+            let entry = topics.iter().find(|t| t.topic == topic).unwrap();
+            (entry.partitions[0].error, entry.partitions[0].base_offset)
+        };
+        assert_eq!(
+            outcome("orders-eu"),
+            (ErrorCode::None, 1),
+            "alice writes orders-eu"
+        );
+        assert_eq!(outcome("payments").0, ErrorCode::TopicAuthorizationFailed);
+        let fetch = Request::Fetch {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: ["orders-eu", "payments"]
+                .map(|topic| TopicEntries {
+                    topic: topic.into(),
+                    partitions: vec![FetchPartition {
+                        partition: 0,
+                        fetch_offset: 0,
+                        partition_max_bytes: 1 << 20,
+                    }],
+                })
+                .to_vec(),
+        };
+        let answer = connection.call(&fetch).await.unwrap();
+        let Response::Fetch { topics } = answer else {
+            panic!("a fetch answer expected, got {answer:?}");
+        };
+        let read =
+            |topic: &str| topics.iter().find(|t| t.topic == topic).unwrap().partitions[0].clone();
+        let orders = read("orders-eu");
+        assert_eq!((orders.error, orders.high_watermark), (ErrorCode::None, 2));
+        assert!(
+            orders.records.windows(3).any(|w| w == b"two"),
+            "alice reads orders-eu"
+        );
+        let payments = read("payments");
+        assert_eq!(payments.error, ErrorCode::TopicAuthorizationFailed);
+        assert!(payments.records.is_empty());
     });
 }

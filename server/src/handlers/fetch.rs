@@ -11,14 +11,30 @@ use std::time::{Duration, Instant};
 /// Per topic, each partition's result and data, in request order.
 pub type Round = super::records::Round<FetchPartitionResult>;
 
+/// Answers a fetch of `topics`; the partitions of `refused` topics (the connection may not
+/// read them) are answered `TopicAuthorizationFailed`, nothing read.
 pub async fn handle(
     shard: &Rc<Shard>,
-    max_wait_ms: u32,
-    min_bytes: u32,
-    max_bytes: u32,
+    (max_wait_ms, min_bytes, max_bytes): (u32, u32, u32),
     topics: Vec<TopicEntries<FetchPartition>>,
+    refused: Vec<TopicEntries<FetchPartition>>,
 ) -> Outgoing {
-    let (round, waited) = gather(shard, max_wait_ms, min_bytes, &topics).await;
+    let (mut round, waited) = if topics.is_empty() && !refused.is_empty() {
+        (Vec::new(), Duration::ZERO)
+    } else {
+        gather(shard, max_wait_ms, min_bytes, &topics).await
+    };
+    round.extend(refused.into_iter().map(|entry| {
+        let partitions = entry
+            .partitions
+            .iter()
+            .map(|p| {
+                let error = ErrorCode::TopicAuthorizationFailed;
+                (failed(p.partition, error), ReadData::Empty)
+            })
+            .collect();
+        (entry.topic, partitions)
+    }));
     super::records_answer(
         round,
         max_bytes,

@@ -172,7 +172,10 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<Outgoing> {
             min_bytes,
             max_bytes,
             topics,
-        } => Some(fetch::handle(shard, max_wait_ms, min_bytes, max_bytes, topics).await),
+        } => {
+            let limits = (max_wait_ms, min_bytes, max_bytes);
+            Some(fetch::handle(shard, limits, topics, Vec::new()).await)
+        }
         Request::ListOffsets { topics } => {
             let topics = list_offsets::handle(shard, topics).await;
             Some(Outgoing::body(&Response::ListOffsets { topics }))
