@@ -54,11 +54,15 @@ EVERY_ACL = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, No
 
 
 def code_of(future):
+    """The error a future failed with; for an answer with per-partition errors (offsets
+    altered), the first partition's."""
     try:
-        future.result(15)
-        return None
+        result = future.result(15)
     except KafkaException as e:
         return e.args[0].code()
+    partitions = getattr(result, "topic_partitions", None) or []
+    errors = [p.error.code() for p in partitions if p.error is not None]
+    return errors[0] if errors else None
 
 
 def read(user, topic, group, count=10, timeout=30):
@@ -153,6 +157,7 @@ def alice():
                                      AclOperation.READ, AclPermissionType.ALLOW)])
     code = code_of(next(iter(futures.values())))
     check(code == KafkaError.CLUSTER_AUTHORIZATION_FAILED, f"alice may not grant ({code})")
+    others(admin)
     # librdkafka drops DescribeAcls' response-level error (kafka-python raises
     # ClusterAuthorizationFailedError): nothing is listed either way.
     try:
@@ -161,6 +166,41 @@ def alice():
         listed = e.args[0].code()
     check(listed in ([], KafkaError.CLUSTER_AUTHORIZATION_FAILED),
           f"alice may not list ACLs ({listed})")
+
+
+def others(admin):
+    """Every other API alice's admin client can send, each refused with Kafka's code."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, NewPartitions
+    refusals = {
+        "create partitions": (lambda: admin.create_partitions([NewPartitions("orders.eu", 4)]),
+                              KafkaError.TOPIC_AUTHORIZATION_FAILED),
+        "delete records": (lambda: admin.delete_records([TopicPartition("orders.eu", 0, 1)]),
+                           KafkaError.TOPIC_AUTHORIZATION_FAILED),
+        "alter configs": (lambda: admin.alter_configs([ConfigResource(
+            ConfigResource.Type.TOPIC, "orders.eu", set_config={"retention.ms": "1"})]),
+                          KafkaError.TOPIC_AUTHORIZATION_FAILED),
+        "incremental alter configs": (lambda: admin.incremental_alter_configs([ConfigResource(
+            ConfigResource.Type.TOPIC, "orders.eu", incremental_configs=[ConfigEntry(
+                "retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])]),
+                                      KafkaError.TOPIC_AUTHORIZATION_FAILED),
+        "describe another group": (lambda: admin.describe_consumer_groups(["another-group"]),
+                                   KafkaError.GROUP_AUTHORIZATION_FAILED),
+        "delete her group": (lambda: admin.delete_consumer_groups(["alice-group"]),
+                             KafkaError.GROUP_AUTHORIZATION_FAILED),
+        "commit to payments": (lambda: admin.alter_consumer_group_offsets([
+            ConsumerGroupTopicPartitions("alice-group", [TopicPartition("payments", 0, 1)])]),
+                               KafkaError.TOPIC_AUTHORIZATION_FAILED),
+        "delete ACLs": (lambda: admin.delete_acls([EVERY_ACL]),
+                        KafkaError.CLUSTER_AUTHORIZATION_FAILED),
+    }
+    for what, (send, expected) in refusals.items():
+        futures = send()
+        futures = futures.values() if isinstance(futures, dict) else [futures]
+        codes = {code_of(f) for f in futures}
+        check(codes == {expected}, f"{what} refused with {expected} ({codes})")
+    groups = admin.list_consumer_groups().result(15).valid
+    check([g.group_id for g in groups] == ["alice-group"], f"alice lists her group ({groups})")
 
 
 def lift():
@@ -196,6 +236,8 @@ def users():
     described = admin.describe_user_scram_credentials(["carol"])["carol"].result(15)
     infos = [(i.mechanism, i.iterations) for i in described.scram_credential_infos]
     check(infos == [(ScramMechanism.SCRAM_SHA_512, 8192)], f"carol is described ({infos})")
+    everyone = admin.describe_user_scram_credentials().result(15)
+    check({"admin", "alice", "carol"} <= set(everyone), f"every user is described ({everyone})")
     check(authenticates("carol", "carol-pass"), "carol authenticates")
     check(not authenticates("carol", "wrong"), "carol with a wrong password does not")
     alice = AdminClient(config("alice"))

@@ -45,9 +45,25 @@ pub fn describe(
     gate: &Gate<'_>,
     users: Option<Vec<String>>,
 ) -> Answer {
+    // Null or empty: every user (Kafka's rule).
+    let users = users.filter(|u| !u.is_empty());
     if !gate.cluster(Operation::Describe) {
+        // As Kafka's: the error for the whole request and for each user named (with a
+        // message: librdkafka fails on a refusal without one).
+        let refused = || {
+            DescribeUserScramCredentialsResult::default()
+                .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED)
+                .with_error_message(Some(text("Cluster authorization failed.")))
+        };
+        let results = users
+            .unwrap_or_default()
+            .iter()
+            .map(|user| refused().with_user(text(user)))
+            .collect();
         let response = DescribeUserScramCredentialsResponse::default()
-            .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED);
+            .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED)
+            .with_error_message(Some(text("Cluster authorization failed.")))
+            .with_results(results);
         return encode(header, &response);
     }
     let known: BTreeMap<String, Vec<(Mechanism, u32)>> =
