@@ -60,6 +60,18 @@ fn kafka_clients_work_over_sasl_ssl_and_wrong_credentials_are_refused() {
         python(client, "work", alice);
     }
     python("confluent-kafka", "refused", ("alice", "wrong"));
+    // A client that does not trust the broker's certificate (another CA) refuses it.
+    let other = Ca::new(dir.path(), "other");
+    let mut untrusting = env("alice", "alice-secret");
+    untrusting[1].1 = path(&other.pem).to_owned();
+    let untrusting: Vec<(&str, &str)> = untrusting.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    security_python(
+        &bootstrap,
+        "confluent-kafka",
+        "refused-tls",
+        "tls-untrusted",
+        &untrusting,
+    );
     python("kafka-python", "refused", ("mallory", "x"));
     python("aiokafka", "refused", ("alice", "wrong"));
     let js = |phase: &str, login: (&'static str, &'static str)| {
