@@ -11,8 +11,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The longest a client request waits for a starting broker to settle; past it the request
-/// is served with what the broker has (the controller may be unreachable for long).
+/// How long after its start a broker holds client requests while it settles; past it they
+/// are served with what the broker has (the controller may be unreachable for long).
 pub const READY_WAIT: Duration = Duration::from_secs(10);
 
 /// Whether the security stores are the cluster's yet.
@@ -21,6 +21,10 @@ pub struct Settled {
     ready: AtomicBool,
     /// The metadata offset whose users, ACLs and quotas the stores hold.
     applied: AtomicU64,
+    /// Requests are held until then at the latest.
+    deadline: Instant,
+    /// Whether a request was served before the broker settled (logged once).
+    gave_up: AtomicBool,
 }
 
 impl Settled {
@@ -30,14 +34,18 @@ impl Settled {
         Settled {
             ready: AtomicBool::new(true),
             applied: AtomicU64::new(0),
+            deadline: Instant::now(),
+            gave_up: AtomicBool::new(false),
         }
     }
 
-    /// Not settled until [`settle`] says so.
+    /// Not settled until [`settle`] says so, or [`READY_WAIT`] has passed.
     pub fn later() -> Settled {
         Settled {
             ready: AtomicBool::new(false),
             applied: AtomicU64::new(0),
+            deadline: Instant::now() + READY_WAIT,
+            gave_up: AtomicBool::new(false),
         }
     }
 
@@ -55,26 +63,27 @@ impl Settled {
         self.applied.load(Ordering::Acquire)
     }
 
+    /// Whether a request arriving at `now` waits.
+    fn holds(&self, now: Instant) -> bool {
+        !self.is_ready() && now < self.deadline
+    }
+
     fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }
 }
 
-/// Waits until this broker has settled, at most [`READY_WAIT`] (once settled, at once).
+/// Waits until this broker has settled, or [`READY_WAIT`] after its start has passed (once
+/// either, at once).
 pub async fn ready(shard: &Shard) {
     let settled = &shard.security.settled;
-    if settled.is_ready() {
-        return;
-    }
-    let deadline = Instant::now() + READY_WAIT;
-    while !settled.is_ready() {
-        if Instant::now() >= deadline {
-            tracing::warn!(
-                "serving a client before this broker has caught up with the cluster's users, ACLs and quotas (waited {READY_WAIT:?})"
-            );
-            return;
-        }
+    while settled.holds(Instant::now()) {
         glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    if !settled.is_ready() && !settled.gave_up.swap(true, Ordering::AcqRel) {
+        tracing::warn!(
+            "serving clients before this broker has caught up with the cluster's users, ACLs and quotas ({READY_WAIT:?} after its start)"
+        );
     }
 }
 
@@ -98,4 +107,24 @@ pub async fn settle(shard: Rc<Shard>) {
         offset,
         "users, ACLs and quotas applied from the metadata log"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_wait_until_settled_and_never_past_the_deadline() {
+        let start = Instant::now();
+        assert!(!Settled::now().holds(start), "a single node never holds");
+        let later = Settled::later();
+        assert!(later.holds(start));
+        assert!(later.holds(start + READY_WAIT - Duration::from_millis(1)));
+        assert!(!later.holds(start + READY_WAIT + Duration::from_secs(1)));
+        later.applied(7);
+        later.applied(5);
+        assert_eq!(later.applied_offset(), 7, "the offset only grows");
+        later.set_ready();
+        assert!(!later.holds(start));
+    }
 }
