@@ -439,41 +439,11 @@ async fn handle_one(
                     Request::Security(request) => {
                         Some(crate::native_security::handle(shard, session, request).await)
                     }
-                    // Per topic, as Kafka's: what may be written or read is served.
-                    Request::Produce {
-                        acks,
-                        timeout_ms,
-                        topics,
-                    } if shard.security.acls.enabled() => {
-                        let gate = crate::security::gate::Gate::new(shard, session);
-                        crate::native_acls::produce(shard, &gate, (acks, timeout_ms), topics).await
-                    }
-                    Request::Fetch {
-                        max_wait_ms,
-                        min_bytes,
-                        max_bytes,
-                        topics,
-                    } if shard.security.acls.enabled() => {
-                        let gate = crate::security::gate::Gate::new(shard, session);
-                        let limits = (max_wait_ms, min_bytes, max_bytes);
-                        Some(crate::native_acls::fetch(shard, &gate, limits, topics).await)
-                    }
-                    // What is listed is what the connection may describe.
-                    Request::Metadata { topics } if shard.security.acls.enabled() => {
-                        let gate = crate::security::gate::Gate::new(shard, session);
-                        Some(crate::native_acls::metadata(shard, &gate, topics).await)
-                    }
-                    Request::ListGroups if shard.security.acls.enabled() => {
-                        let gate = crate::security::gate::Gate::new(shard, session);
-                        Some(crate::native_acls::list_groups(shard, &gate).await)
-                    }
-                    Request::OffsetFetch { group, topics }
-                        if shard.security.acls.enabled() && topics.is_empty() =>
-                    {
-                        let gate = crate::security::gate::Gate::new(shard, session);
-                        crate::native_acls::offset_fetch_all(shard, &gate, group).await
-                    }
-                    request => handlers::handle(shard, request).await,
+                    // With the authorizer on, per topic or filtered, as Kafka's.
+                    request => match crate::native_acls::serve(shard, session, request).await {
+                        Ok(answer) => answer,
+                        Err(request) => handlers::handle(shard, request).await,
+                    },
                 }
             };
             let (outgoing, busy) =

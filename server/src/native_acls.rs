@@ -7,11 +7,13 @@
 
 use crate::handlers::{self, Outgoing};
 use crate::security::gate::Gate;
+use crate::security::Session;
 use crate::shard::Shard;
 use keel_auth::acl::Operation;
 use keel_protocol::api::{
-    ErrorCode, FetchPartition, LinkAction, ProducePartition, ProducePartitionResult, Request,
-    Response, SecurityRequest, TopicEntries, TopicMetadata,
+    ErrorCode, FetchPartition, LinkAction, ListOffsetsPartition, ListOffsetsPartitionResult,
+    ProducePartition, ProducePartitionResult, Request, Response, SecurityRequest, TopicEntries,
+    TopicMetadata,
 };
 use std::rc::Rc;
 
@@ -47,19 +49,15 @@ pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
         }
         // Per topic, in `produce` and `fetch`.
         Request::Produce { .. } | Request::Fetch { .. } => None,
-        Request::ListOffsets { topics: entries } => {
-            topics(Describe, &mut entries.iter().map(|e| &e.topic))
-        }
+        // Per topic, in `list_offsets`.
+        Request::ListOffsets { .. } => None,
         Request::FindCoordinator { group: name } => group(Describe, name),
         Request::JoinGroup(join) => group(Read, &join.group),
         Request::SyncGroup { group: name, .. }
         | Request::Heartbeat { group: name, .. }
         | Request::LeaveGroup { group: name, .. } => group(Read, name),
-        Request::OffsetCommit {
-            group: name,
-            topics: entries,
-            ..
-        } => group(Read, name).or_else(|| topics(Read, &mut entries.iter().map(|e| &e.topic))),
+        // The group here; its topics in `offset_commit`.
+        Request::OffsetCommit { group: name, .. } => group(Read, name),
         Request::OffsetFetch {
             group: name,
             topics: entries,
@@ -96,6 +94,56 @@ pub fn refusal(gate: &Gate<'_>, request: &Request) -> Option<ErrorCode> {
             SecurityRequest::AlterQuotas { .. } => cluster(AlterConfigs),
         },
     }
+}
+
+/// Serves, with the authorizer on, the requests whose answer the ACLs shape per resource:
+/// Produce, Fetch, ListOffsets and OffsetCommit per topic, and what is listed (Metadata,
+/// ListGroups, a group's offsets of every topic) filtered; any other request (or with the
+/// authorizer off) comes back to be served whole.
+pub async fn serve(
+    shard: &Rc<Shard>,
+    session: &Session,
+    request: Request,
+) -> Result<Option<Outgoing>, Request> {
+    if !shard.security.acls.enabled() {
+        return Err(request);
+    }
+    let gate = Gate::new(shard, session);
+    let gate = &gate;
+    Ok(match request {
+        Request::Produce {
+            acks,
+            timeout_ms,
+            topics,
+        } => produce(shard, gate, (acks, timeout_ms), topics).await,
+        Request::Fetch {
+            max_wait_ms,
+            min_bytes,
+            max_bytes,
+            topics,
+        } => Some(fetch(shard, gate, (max_wait_ms, min_bytes, max_bytes), topics).await),
+        Request::ListOffsets { topics } => Some(list_offsets(shard, gate, topics).await),
+        Request::OffsetCommit {
+            group,
+            generation,
+            member_id,
+            topics,
+        } => {
+            let commit = handlers::group_ops::Commit {
+                group,
+                generation,
+                member_id,
+                topics,
+            };
+            offset_commit(shard, gate, commit).await
+        }
+        Request::Metadata { topics } => Some(metadata(shard, gate, topics).await),
+        Request::ListGroups => Some(list_groups(shard, gate).await),
+        Request::OffsetFetch { group, topics } if topics.is_empty() => {
+            offset_fetch_all(shard, gate, group).await
+        }
+        other => return Err(other),
+    })
 }
 
 /// Metadata as the connection may see it, Kafka's rule: a named topic it may not describe
@@ -186,6 +234,76 @@ pub async fn fetch(
         .into_iter()
         .partition(|t| gate.topic(Operation::Read, &t.topic));
     handlers::fetch::handle(shard, limits, topics, denied).await
+}
+
+/// ListOffsets with Kafka's rule: the topics the connection may not describe are answered
+/// TOPIC_AUTHORIZATION_FAILED per partition, the others are looked up.
+pub async fn list_offsets(
+    shard: &Rc<Shard>,
+    gate: &Gate<'_>,
+    topics: Vec<TopicEntries<ListOffsetsPartition>>,
+) -> Outgoing {
+    let (topics, denied): (Vec<_>, Vec<_>) = topics
+        .into_iter()
+        .partition(|t| gate.topic(Operation::Describe, &t.topic));
+    let mut results = if topics.is_empty() {
+        Vec::new()
+    } else {
+        handlers::list_offsets::handle(shard, topics).await
+    };
+    results.extend(denied.into_iter().map(|entry| {
+        TopicEntries {
+            topic: entry.topic,
+            partitions: entry
+                .partitions
+                .iter()
+                .map(|p| ListOffsetsPartitionResult {
+                    partition: p.partition,
+                    error: ErrorCode::TopicAuthorizationFailed,
+                    offset: -1,
+                    timestamp: -1,
+                })
+                .collect(),
+        }
+    }));
+    Outgoing::body(&Response::ListOffsets { topics: results })
+}
+
+/// OffsetCommit with Kafka's rule (READ on the group was checked): the offsets of topics
+/// the connection may not read are answered TOPIC_AUTHORIZATION_FAILED, the others are
+/// committed.
+pub async fn offset_commit(
+    shard: &Rc<Shard>,
+    gate: &Gate<'_>,
+    mut commit: handlers::group_ops::Commit,
+) -> Option<Outgoing> {
+    let (topics, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut commit.topics)
+        .into_iter()
+        .partition(|t| gate.topic(Operation::Read, &t.topic));
+    commit.topics = topics;
+    let group = commit.group.clone();
+    let committed = async {
+        let mut results = if commit.topics.is_empty() {
+            Vec::new()
+        } else {
+            handlers::group_ops::commit(shard, commit).await?
+        };
+        results.extend(denied.into_iter().map(|entry| {
+            TopicEntries {
+                topic: entry.topic,
+                partitions: entry
+                    .partitions
+                    .iter()
+                    .map(|(p, _)| (*p, ErrorCode::TopicAuthorizationFailed))
+                    .collect(),
+            }
+        }));
+        Ok(results)
+    };
+    handlers::group_answer(shard, &group, committed, |topics| Response::OffsetCommit {
+        topics,
+    })
+    .await
 }
 
 /// ListGroups as the connection may see it: every group with DESCRIBE on the cluster,

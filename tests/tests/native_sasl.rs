@@ -8,7 +8,8 @@
 use keel_client::connection::Connection;
 use keel_client::{ClientSecurity, Consumer, OffsetReset, Producer, ProducerRecord};
 use keel_protocol::api::{
-    ErrorCode, FetchPartition, ProducePartition, Request, Response, TopicEntries,
+    ErrorCode, FetchPartition, ListOffsetsPartition, ProducePartition, Request, Response,
+    TopicEntries,
 };
 use keel_tests::in_process::InProcess;
 use keel_tests::tool::{keel, ok};
@@ -513,5 +514,51 @@ fn a_user_gets_and_lists_only_what_acls_allow() {
         let payments = read("payments");
         assert_eq!(payments.error, ErrorCode::TopicAuthorizationFailed);
         assert!(payments.records.is_empty());
+
+        let latest = Request::ListOffsets {
+            topics: ["orders-eu", "payments"]
+                .map(|topic| TopicEntries {
+                    topic: topic.into(),
+                    partitions: vec![ListOffsetsPartition {
+                        partition: 0,
+                        timestamp: -1,
+                    }],
+                })
+                .to_vec(),
+        };
+        let answer = connection.call(&latest).await.unwrap();
+        let Response::ListOffsets { topics } = answer else {
+            panic!("a list-offsets answer expected, got {answer:?}");
+        };
+        let found = |topic: &str| {
+            let p = &topics.iter().find(|t| t.topic == topic).unwrap().partitions[0];
+            (p.error, p.offset)
+        };
+        assert_eq!(found("orders-eu"), (ErrorCode::None, 2));
+        assert_eq!(found("payments").0, ErrorCode::TopicAuthorizationFailed);
+
+        let commit = Request::OffsetCommit {
+            group: "alice-group".into(),
+            generation: -1,
+            member_id: String::new(),
+            topics: ["orders-eu", "payments"]
+                .map(|topic| TopicEntries {
+                    topic: topic.into(),
+                    partitions: vec![(0, 1)],
+                })
+                .to_vec(),
+        };
+        let answer = connection.call(&commit).await.unwrap();
+        let Response::OffsetCommit { topics } = answer else {
+            panic!("an offset-commit answer expected, got {answer:?}");
+        };
+        let committed =
+            |topic: &str| topics.iter().find(|t| t.topic == topic).unwrap().partitions[0].1;
+        assert_eq!(
+            committed("orders-eu"),
+            ErrorCode::None,
+            "alice commits orders-eu"
+        );
+        assert_eq!(committed("payments"), ErrorCode::TopicAuthorizationFailed);
     });
 }
