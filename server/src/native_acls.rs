@@ -1,9 +1,9 @@
 //! What each native request needs from the ACLs when the authorizer is on: Kafka's
 //! operations on the topics, groups or cluster it names (the Kafka listener asks the same
 //! [`Gate`] per resource). A native request is served whole or refused whole, with the
-//! authorization error of the first resource refused — except Produce, Fetch and what is
-//! listed (Metadata, ListGroups, a group's offsets), answered per topic or filtered as
-//! Kafka's.
+//! authorization error of the first resource refused — except Produce, Fetch, ListOffsets,
+//! OffsetCommit and what is listed (Metadata, ListGroups, a group's offsets), answered per
+//! topic or filtered as Kafka's ([`serve`]).
 
 use crate::handlers::{self, Outgoing};
 use crate::security::gate::Gate;
@@ -105,7 +105,8 @@ pub async fn serve(
     session: &Session,
     request: Request,
 ) -> Result<Option<Outgoing>, Request> {
-    if !shard.security.acls.enabled() {
+    if !shard.security.acls.enabled() || over_entries(shard, &request) {
+        // Over the entry limit the handler refuses every entry, with no work done.
         return Err(request);
     }
     let gate = Gate::new(shard, session);
@@ -144,6 +145,19 @@ pub async fn serve(
         }
         other => return Err(other),
     })
+}
+
+/// Whether `request` names more partition entries than a request may
+/// (`request_partitions_max`).
+fn over_entries(shard: &Shard, request: &Request) -> bool {
+    let refused = match request {
+        Request::Produce { topics, .. } => handlers::entries_refused(shard, topics),
+        Request::Fetch { topics, .. } => handlers::entries_refused(shard, topics),
+        Request::ListOffsets { topics } => handlers::entries_refused(shard, topics),
+        Request::OffsetCommit { topics, .. } => handlers::entries_refused(shard, topics),
+        _ => None,
+    };
+    refused.is_some()
 }
 
 /// Metadata as the connection may see it, Kafka's rule: a named topic it may not describe

@@ -560,5 +560,35 @@ fn a_user_gets_and_lists_only_what_acls_allow() {
             "alice commits orders-eu"
         );
         assert_eq!(committed("payments"), ErrorCode::TopicAuthorizationFailed);
+
+        // Past request_partitions_max (10,000) entries nothing is looked at, denied or
+        // not: every entry answers INVALID_REQUEST.
+        let entries = (0..10_001)
+            .map(|partition| ProducePartition {
+                partition,
+                records: records.clone(),
+            })
+            .collect();
+        let produce = Request::Produce {
+            acks: 1,
+            timeout_ms: 10_000,
+            topics: vec![TopicEntries {
+                topic: "payments".into(),
+                partitions: entries,
+            }],
+        };
+        let answer = connection.call(&produce).await.unwrap();
+        let Response::Produce { topics } = answer else {
+            panic!("a produce answer expected, got {answer:?}");
+        };
+        let partitions = &topics[0].partitions;
+        assert_eq!(partitions.len(), 10_001);
+        assert!(
+            partitions
+                .iter()
+                .all(|p| p.error == ErrorCode::InvalidRequest),
+            "every entry refused as invalid: {:?}",
+            partitions[0]
+        );
     });
 }
