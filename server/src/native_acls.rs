@@ -210,28 +210,17 @@ pub async fn produce(
     (acks, timeout_ms): (i8, u32),
     topics: Vec<TopicEntries<ProducePartition>>,
 ) -> Option<Outgoing> {
-    let (topics, denied): (Vec<_>, Vec<_>) = topics
-        .into_iter()
-        .partition(|t| gate.topic(Operation::Write, &t.topic));
+    let (topics, denied) = split(gate, Operation::Write, topics);
     let mut results = if topics.is_empty() {
         Vec::new()
     } else {
         handlers::produce::handle(shard, acks, timeout_ms, topics).await
     };
-    results.extend(denied.into_iter().map(|entry| {
-        TopicEntries {
-            topic: entry.topic,
-            partitions: entry
-                .partitions
-                .iter()
-                .map(|p| ProducePartitionResult {
-                    partition: p.partition,
-                    error: ErrorCode::TopicAuthorizationFailed,
-                    base_offset: -1,
-                    log_start_offset: -1,
-                })
-                .collect(),
-        }
+    results.extend(refused(denied, |p| ProducePartitionResult {
+        partition: p.partition,
+        error: ErrorCode::TopicAuthorizationFailed,
+        base_offset: -1,
+        log_start_offset: -1,
     }));
     (acks != 0).then(|| Outgoing::body(&Response::Produce { topics: results }))
 }
@@ -244,9 +233,7 @@ pub async fn fetch(
     limits: (u32, u32, u32),
     topics: Vec<TopicEntries<FetchPartition>>,
 ) -> Outgoing {
-    let (topics, denied): (Vec<_>, Vec<_>) = topics
-        .into_iter()
-        .partition(|t| gate.topic(Operation::Read, &t.topic));
+    let (topics, denied) = split(gate, Operation::Read, topics);
     handlers::fetch::handle(shard, limits, topics, denied).await
 }
 
@@ -257,28 +244,17 @@ pub async fn list_offsets(
     gate: &Gate<'_>,
     topics: Vec<TopicEntries<ListOffsetsPartition>>,
 ) -> Outgoing {
-    let (topics, denied): (Vec<_>, Vec<_>) = topics
-        .into_iter()
-        .partition(|t| gate.topic(Operation::Describe, &t.topic));
+    let (topics, denied) = split(gate, Operation::Describe, topics);
     let mut results = if topics.is_empty() {
         Vec::new()
     } else {
         handlers::list_offsets::handle(shard, topics).await
     };
-    results.extend(denied.into_iter().map(|entry| {
-        TopicEntries {
-            topic: entry.topic,
-            partitions: entry
-                .partitions
-                .iter()
-                .map(|p| ListOffsetsPartitionResult {
-                    partition: p.partition,
-                    error: ErrorCode::TopicAuthorizationFailed,
-                    offset: -1,
-                    timestamp: -1,
-                })
-                .collect(),
-        }
+    results.extend(refused(denied, |p| ListOffsetsPartitionResult {
+        partition: p.partition,
+        error: ErrorCode::TopicAuthorizationFailed,
+        offset: -1,
+        timestamp: -1,
     }));
     Outgoing::body(&Response::ListOffsets { topics: results })
 }
@@ -291,9 +267,7 @@ pub async fn offset_commit(
     gate: &Gate<'_>,
     mut commit: handlers::group_ops::Commit,
 ) -> Option<Outgoing> {
-    let (topics, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut commit.topics)
-        .into_iter()
-        .partition(|t| gate.topic(Operation::Read, &t.topic));
+    let (topics, denied) = split(gate, Operation::Read, std::mem::take(&mut commit.topics));
     commit.topics = topics;
     let group = commit.group.clone();
     let committed = async {
@@ -302,15 +276,8 @@ pub async fn offset_commit(
         } else {
             handlers::group_ops::commit(shard, commit).await?
         };
-        results.extend(denied.into_iter().map(|entry| {
-            TopicEntries {
-                topic: entry.topic,
-                partitions: entry
-                    .partitions
-                    .iter()
-                    .map(|(p, _)| (*p, ErrorCode::TopicAuthorizationFailed))
-                    .collect(),
-            }
+        results.extend(refused(denied, |(p, _)| {
+            (*p, ErrorCode::TopicAuthorizationFailed)
         }));
         Ok(results)
     };
@@ -318,6 +285,25 @@ pub async fn offset_commit(
         topics,
     })
     .await
+}
+
+/// `topics` split by whether the connection may do `operation` on each: (allowed, denied).
+type Split<P> = (Vec<TopicEntries<P>>, Vec<TopicEntries<P>>);
+fn split<P>(gate: &Gate<'_>, operation: Operation, topics: Vec<TopicEntries<P>>) -> Split<P> {
+    topics
+        .into_iter()
+        .partition(|t| gate.topic(operation, &t.topic))
+}
+
+/// The answer of each partition of `denied` topics: `answer(partition)`.
+fn refused<P, R>(
+    denied: Vec<TopicEntries<P>>,
+    answer: impl Fn(&P) -> R,
+) -> impl Iterator<Item = TopicEntries<R>> {
+    denied.into_iter().map(move |entry| TopicEntries {
+        partitions: entry.partitions.iter().map(&answer).collect(),
+        topic: entry.topic,
+    })
 }
 
 /// ListGroups as the connection may see it: every group with DESCRIBE on the cluster,
