@@ -169,31 +169,17 @@ pub async fn metadata(shard: &Rc<Shard>, gate: &Gate<'_>, names: Vec<String>) ->
     let every = names.is_empty();
     let (names, denied): (Vec<String>, Vec<String>) =
         names.into_iter().partition(|t| describable(t));
-    // An empty list asks for every topic: the describable ones are found first, so only
-    // theirs are described; with only denied topics named, the brokers alone are wanted.
-    let names = if every {
-        let (brokers, all) = handlers::metadata::handle(shard, Vec::new(), Offsets::Left).await;
-        let names: Vec<String> = all
-            .into_iter()
-            .map(|t| t.topic)
-            .filter(|t| describable(t))
-            .collect();
-        if names.is_empty() {
-            return Outgoing::body(&Response::Metadata {
-                brokers,
-                topics: Vec::new(),
-            });
-        }
-        names
+    // An empty list asks for every topic; with only denied topics named, those are looked
+    // up (for the brokers) and left out like every undescribable one. Offsets are read only
+    // for what stays.
+    let asked = if !every && names.is_empty() {
+        denied.clone()
     } else {
         names
     };
-    let (brokers, mut topics) = if names.is_empty() {
-        let (brokers, _) = handlers::metadata::handle(shard, denied.clone(), Offsets::Left).await;
-        (brokers, Vec::new())
-    } else {
-        handlers::metadata::handle(shard, names, Offsets::Included).await
-    };
+    let (brokers, mut topics) = handlers::metadata::handle(shard, asked, Offsets::Left).await;
+    topics.retain(|t| describable(&t.topic));
+    handlers::metadata::describe(shard, &mut topics).await;
     topics.extend(denied.into_iter().map(|topic| TopicMetadata {
         topic,
         error: ErrorCode::TopicAuthorizationFailed,

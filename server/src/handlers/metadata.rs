@@ -174,7 +174,7 @@ fn cluster(
 /// Offsets and sizes of the partitions this broker leads, from their logs, every
 /// partition of every topic at once. Single node: a partition whose log is not open is
 /// answered UnknownTopicOrPartition.
-async fn describe(shard: &Rc<Shard>, topics: &mut [TopicMetadata]) {
+pub(crate) async fn describe(shard: &Rc<Shard>, topics: &mut [TopicMetadata]) {
     let node = shard.config.node_id;
     let local = |topic: &str, partition: u32| match &shard.cluster {
         Some(view) => view.leads(topic, partition).is_ok(),
